@@ -1,0 +1,3 @@
+"""Shared fixtures for every test package."""
+
+from __future__ import annotations
