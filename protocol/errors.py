@@ -23,7 +23,8 @@ tree at the boundary where they occur, so that a caller needs one ``except`` cla
     │       └── SealError              a sealed payload that does not open (wrong key, altered)
     ├── LobbyError                     the master server
     │   ├── StorageError               the database failed or refused
-    │   └── ConfigError                a setting or the world file is unusable
+    │   ├── ConfigError                a setting or the world file is unusable
+    │   └── GameRuleError              a game rule refused the request (code says which)
     ├── MeshError                      the peer node and the client facade
     │   ├── HandshakeError             a peer failed authentication
     │   ├── PeerUnreachableError       no direct path and no relay reached the peer
@@ -49,6 +50,7 @@ __all__ = [
     "DecodeError",
     "DiscoveryError",
     "ErrorCode",
+    "GameRuleError",
     "HandshakeError",
     "InvalidMessageError",
     "LobbyError",
@@ -130,6 +132,8 @@ class ErrorCode(StrEnum):
     HANDSHAKE_FAILED = "handshake_failed"
     PEER_UNREACHABLE = "peer_unreachable"
     SPOOFED_SENDER = "spoofed_sender"
+    # combat (added with the lobby game rules)
+    INSUFFICIENT_MANA = "insufficient_mana"
 
 
 class ShardsError(Exception):
@@ -287,3 +291,9 @@ class DiscoveryError(ShardsError):
     """Discovery through the lobby directory or mDNS failed."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class GameRuleError(LobbyError):
+    """A game rule refused the request; ``code`` names the rule (NOT_AT_LOCATION, ...)."""
+
+    code = ErrorCode.BAD_REQUEST
