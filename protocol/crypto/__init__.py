@@ -2,6 +2,7 @@
 
 No I/O and no clock reads: every time-dependent call takes ``now`` (unix seconds).
 
+* ``b64url_encode`` / ``b64url_decode``: the strict unpadded base64url text form of keys.
 * :mod:`.keys`: Ed25519 identity, derived X25519 box key, ``peer_id``, persistence.
 * :mod:`.tickets`: lobby-signed and self-signed peer tickets.
 * :mod:`.challenge`: domain-separated handshake challenges.
@@ -17,6 +18,7 @@ key of the wrong length, a non-finite ``now``) raises ``ValueError``/``TypeError
 
 from __future__ import annotations
 
+from protocol.crypto._b64 import b64url_decode, b64url_encode
 from protocol.crypto.box import BOX_OVERHEAD, MAX_BOX_PLAINTEXT, open_from_peer, seal_to_peer
 from protocol.crypto.challenge import (
     NONCE_SIZE,
@@ -70,6 +72,8 @@ __all__ = [
     "FernetSealer",
     "Identity",
     "PeerTicket",
+    "b64url_decode",
+    "b64url_encode",
     "box_private_key",
     "box_public_raw",
     "derive_fernet_key",

@@ -137,7 +137,7 @@ class Identity:
     :meth:`to_raw` / :meth:`to_pem`.
     """
 
-    signing_key: Ed25519PrivateKey
+    signing_key: Ed25519PrivateKey = field(repr=False)
     box_key: X25519PrivateKey = field(init=False, repr=False)
     public_key: bytes = field(init=False)
     box_public_key: bytes = field(init=False)

@@ -10,10 +10,12 @@ from protocol.crypto import (
     FernetSealer,
     Identity,
     derive_fernet_key,
+    derive_group_key,
     issue_ticket,
     open_from_peer,
     seal_to_peer,
     verify_challenge,
+    verify_group_proof,
     verify_self_ticket,
     verify_ticket,
 )
@@ -129,3 +131,17 @@ def test_open_from_peer_mutated(alice: Identity, bob: Identity, index: int, valu
 def test_verify_challenge_arbitrary(key: bytes, nonce: bytes, sig: bytes, ctx: bytes) -> None:
     with pytest.raises(ChallengeError):
         verify_challenge(key, nonce, sig, context=ctx)
+
+
+@pytest.fixture(scope="module")
+def group_key() -> bytes:
+    return derive_group_key("fuzz group")
+
+
+@SETTINGS
+@given(nonce=st.binary(max_size=80), key=st.binary(max_size=40), proof=st.binary(max_size=40))
+def test_verify_group_proof_arbitrary(
+    group_key: bytes, nonce: bytes, key: bytes, proof: bytes
+) -> None:
+    with pytest.raises(ChallengeError):
+        verify_group_proof(group_key, nonce, key, proof)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from protocol.crypto import (
     Identity,
+    b64url_decode,
+    b64url_encode,
     box_private_key,
     box_public_raw,
     dump_private_key_pem,
@@ -72,3 +78,22 @@ def test_identity_bundle() -> None:
     assert Identity.from_raw(ident.to_raw()).box_public_key == ident.box_public_key
     assert Identity.from_pem(ident.to_pem()).peer_id == ident.peer_id
     assert "box_key" not in repr(ident)
+
+
+def test_b64url_is_strict() -> None:
+    assert b64url_encode(b"\xff\xfe") == "__4"
+    assert b64url_decode("__4") == b"\xff\xfe"
+    for bad in ("__4=", "__5", "a", "a b", "+/8", "é"):
+        with pytest.raises(ValueError):
+            b64url_decode(bad)
+
+
+def test_import_is_pure() -> None:
+    code = (
+        "import sys, protocol.crypto; "
+        "bad = [m for m in ('asyncio', 'aiohttp', 'aioquic', 'zeroconf') if m in sys.modules]; "
+        "print(*bad, file=sys.stderr); sys.exit(1 if bad else 0)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
