@@ -140,6 +140,8 @@ class RulesDef(_Frozen):
     max_level: int = Field(default=50, ge=1, le=1000)
     flee_chance: float = Field(default=0.5, ge=0.0, le=1.0)
     defend_reduction: float = Field(default=0.5, ge=0.0, le=1.0)
+    global_cooldown_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
+    critical_chance: float = Field(default=0.1, ge=0.0, le=1.0)
 
 
 class WorldDefinition(_Frozen):
