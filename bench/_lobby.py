@@ -1,0 +1,151 @@
+"""The product's lobby in a child process, and accounts made over its REST API.
+
+``lobby_child`` starts ``lobby.MasterServer`` on 127.0.0.1 port 0 with a temporary data
+directory and the given settings, announces its port and answers "usage" until "stop".
+Benchmarks raise the per-address limits (all their load comes from 127.0.0.1, where a real
+lobby sees thousands of addresses) and, where hashing is not what they measure, lower the
+argon2 cost the way the lobby's own tests do; each benchmark's notes say which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import tempfile
+from typing import Any
+
+from bench._common import Skip
+from bench._proc import Child
+
+__all__ = [
+    "BENCH_LIMITS",
+    "FAST_HASH",
+    "accounts_child",
+    "lobby_child",
+    "lobby_skip_reason",
+    "make_accounts",
+    "PASSWORD",
+    "start_lobby",
+]
+
+#: Per-address and per-account limits out of the way: every benchmark client is 127.0.0.1.
+BENCH_LIMITS: dict[str, Any] = {
+    "rest_rate_per_address": 1e9,
+    "rest_burst_per_address": 1e9,
+    "rest_rate_per_account": 1e9,
+    "rest_burst_per_account": 1e9,
+    "login_max_failures_per_address": 1_000_000,
+}
+
+#: The argon2 cost the lobby's tests use, for benchmarks that do not measure hashing.
+FAST_HASH: dict[str, Any] = {
+    "argon2_time_cost": 1,
+    "argon2_memory_cost": 1024,
+    "argon2_parallelism": 1,
+}
+
+
+def lobby_skip_reason() -> str | None:
+    """Why the lobby benchmarks cannot measure the product yet (None: they can)."""
+    try:
+        import lobby
+    except ImportError as exc:
+        return f"lobby does not import ({exc})"
+    if not hasattr(lobby, "MasterServer"):
+        return "lobby.MasterServer has not landed yet"
+    return None
+
+
+def _server_port(server: Any) -> int:
+    for attr in ("port", "bound_port"):
+        value = getattr(server, attr, None)
+        if isinstance(value, int) and value:
+            return value
+    url = getattr(server, "url", None)
+    if isinstance(url, str) and url.rsplit(":", 1)[-1].strip("/").isdigit():
+        return int(url.rsplit(":", 1)[-1].strip("/"))
+    raise Skip("cannot tell which port MasterServer bound")
+
+
+async def lobby_child(ctl: Any, settings: dict[str, Any]) -> None:
+    """Child body: a MasterServer with ``settings`` on a temporary data directory."""
+    import logging
+
+    from lobby import MasterServer
+
+    logging.getLogger("lobby").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="shards-bench-") as tmp:
+        kwargs = {"host": "127.0.0.1", "port": 0, "data_dir": tmp, **settings}
+        params = inspect.signature(MasterServer).parameters
+        if "settings" in params and not any(k in params for k in settings):
+            from lobby.config import LobbySettings
+
+            server = MasterServer(settings=LobbySettings(**kwargs))
+        else:
+            server = MasterServer(**kwargs)
+        await server.start()
+        try:
+            ctl.send(("ready", _server_port(server)))
+            await ctl.serve({})
+        finally:
+            await server.stop()
+
+
+def start_lobby(settings: dict[str, Any], kind: str, nofile: int = 0) -> tuple[Child, int]:
+    """A lobby child and its port."""
+    child = Child(lobby_child, settings, kind=kind, nofile=nofile, name="lobby")
+    try:
+        _, port = child.recv(60)
+    except BaseException:
+        child.close()
+        raise
+    return child, int(port)
+
+
+async def accounts_child(ctl: Any, port: int) -> None:
+    """Child body: "make" {prefix, count, password, concurrency} -> list of session tokens."""
+    import aiohttp
+
+    ctl.send(("ready", None))
+    base = f"http://127.0.0.1:{port}"
+
+    async def make(arg: dict[str, Any]) -> list[str]:
+        sem = asyncio.Semaphore(arg.get("concurrency", 8))
+        limit = aiohttp.TCPConnector(limit=arg.get("concurrency", 8))
+        async with aiohttp.ClientSession(connector=limit) as http:
+
+            async def one(i: int) -> str:
+                creds = {"username": f"{arg['prefix']}{i}", "password": arg["password"]}
+                async with sem:
+                    async with http.post(f"{base}/api/auth/register", json=creds) as resp:
+                        if resp.status >= 400 and resp.status != 409:
+                            raise RuntimeError(f"register: {resp.status} {await resp.text()}")
+                    async with http.post(f"{base}/api/auth/login", json=creds) as resp:
+                        body = await resp.json()
+                        if resp.status >= 400:
+                            raise RuntimeError(f"login: {resp.status} {body}")
+                token = body.get("token") or body.get("session_token")
+                if not isinstance(token, str):
+                    raise RuntimeError(f"login answered no token: {body}")
+                return token
+
+            return list(await asyncio.gather(*(one(i) for i in range(arg["count"]))))
+
+    await ctl.serve({"make": make})
+
+
+PASSWORD = "bench-pass-123"
+
+
+def make_accounts(
+    port: int, count: int, *, prefix: str = "bench", password: str = PASSWORD
+) -> list[str]:
+    """Register and log in ``count`` accounts; their session tokens."""
+    with Child(accounts_child, port, kind="asyncio", name="accounts") as child:
+        child.recv(30)
+        tokens: list[str] = child.call(
+            "make",
+            {"prefix": prefix, "count": count, "password": password, "concurrency": 8},
+            timeout=300,
+        )
+    return tokens

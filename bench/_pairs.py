@@ -1,0 +1,400 @@
+"""Two endpoints in two processes exchanging paced position updates: the movement baselines.
+
+An *endpoint* child binds one UDP socket on 127.0.0.1, is told its peer, then both sides send
+``rate`` updates a second to each other for a fixed window whose start time is given in the
+shared monotonic clock (``time.perf_counter_ns`` is CLOCK_MONOTONIC, the same in every process
+on the machine), so one-way latency is ``receive time - send time`` with no clock sync.
+
+Implementations: raw asyncio UDP, and a bare aioquic DATAGRAM pair (one ``QuicConnection`` per
+socket, the minimal driver: receive, drain events, flush, re-arm the timer). ``bench.movement``
+adds the product's ``PeerNode`` behind the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from bench._common import percentiles_ms
+from bench._proc import Child
+
+__all__ = [
+    "Endpoint",
+    "PayloadStamp",
+    "endpoint_child",
+    "run_pair",
+    "self_signed_cert",
+    "QuicEndpoint",
+    "UdpEndpoint",
+]
+
+_STAMP = struct.Struct("!Iq")
+
+
+class PayloadStamp:
+    """Pack/unpack ``(seq, send_ns)`` at the head of a fixed-size payload."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(size, _STAMP.size)
+        self._pad = b"\x00" * (self.size - _STAMP.size)
+
+    def pack(self, seq: int, send_ns: int) -> bytes:
+        return _STAMP.pack(seq & 0xFFFFFFFF, send_ns) + self._pad
+
+    @staticmethod
+    def unpack(data: bytes) -> tuple[int, int]:
+        seq, send_ns = _STAMP.unpack_from(data)
+        return int(seq), int(send_ns)
+
+
+OnUpdate = Callable[[int, int], None]
+"""Called by an endpoint for each update it receives: ``(seq, send_ns)``."""
+
+
+class Endpoint(Protocol):
+    """What the pair driver needs from one side."""
+
+    async def open(self, on_update: OnUpdate) -> tuple[str, int]:
+        """Bind and return the local address."""
+        ...
+
+    async def connect(self, peer: tuple[str, int], dial: bool) -> None:
+        """Get ready to exchange with ``peer``; the side with ``dial`` True opens the path."""
+        ...
+
+    def send_update(self, seq: int, send_ns: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# --- raw UDP -------------------------------------------------------------------------------
+
+
+class _UdpProto(asyncio.DatagramProtocol):
+    def __init__(self, on_data: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.on_data = on_data
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.on_data(data, addr)
+
+
+class UdpEndpoint:
+    """Raw asyncio UDP: one ``sendto`` per update, the floor of any movement path."""
+
+    def __init__(self, payload_size: int) -> None:
+        self.stamp = PayloadStamp(payload_size)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.peer: tuple[str, int] | None = None
+
+    async def open(self, on_update: OnUpdate) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+
+        def on_data(data: bytes, addr: tuple[str, int]) -> None:
+            seq, sent = PayloadStamp.unpack(data)
+            on_update(seq, sent)
+
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProto(on_data), local_addr=("127.0.0.1", 0)
+        )
+        self.transport = transport
+        addr = transport.get_extra_info("sockname")
+        return (str(addr[0]), int(addr[1]))
+
+    async def connect(self, peer: tuple[str, int], dial: bool) -> None:
+        self.peer = peer
+
+    def send_update(self, seq: int, send_ns: int) -> None:
+        assert self.transport is not None
+        self.transport.sendto(self.stamp.pack(seq, send_ns), self.peer)
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+# --- bare aioquic ----------------------------------------------------------------------------
+
+
+def self_signed_cert() -> tuple[bytes, bytes]:
+    """A throwaway P-256 certificate and key (PEM) for the bare QUIC server."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+class QuicEndpoint:
+    """A bare aioquic DATAGRAM pair side: one QuicConnection on its own socket, no extras."""
+
+    def __init__(self, payload_size: int) -> None:
+        self.stamp = PayloadStamp(payload_size)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.conn: Any = None
+        self.peer: tuple[str, int] | None = None
+        self.connected = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._on_update: OnUpdate | None = None
+        self._server_config: Any = None
+
+    async def open(self, on_update: OnUpdate) -> tuple[str, int]:
+        self._on_update = on_update
+        config = _server_configuration()
+        self._server_config = config
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProto(self._datagram_received), local_addr=("127.0.0.1", 0)
+        )
+        self.transport = transport
+        addr = transport.get_extra_info("sockname")
+        return (str(addr[0]), int(addr[1]))
+
+    async def connect(self, peer: tuple[str, int], dial: bool) -> None:
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.connection import QuicConnection
+
+        self.peer = peer
+        if dial:
+            config = QuicConfiguration(
+                is_client=True, alpn_protocols=["bench"], max_datagram_frame_size=65536
+            )
+            config.verify_mode = ssl.CERT_NONE
+            self.conn = QuicConnection(configuration=config)
+            self.conn.connect(peer, now=asyncio.get_running_loop().time())
+            self._transmit()
+        await asyncio.wait_for(self.connected.wait(), 10.0)
+
+    def _datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        if self.conn is None:
+            from aioquic.buffer import Buffer
+            from aioquic.quic.connection import QuicConnection
+            from aioquic.quic.packet import pull_quic_header
+
+            header = pull_quic_header(
+                Buffer(data=data), host_cid_length=self._server_config.connection_id_length
+            )
+            self.conn = QuicConnection(
+                configuration=self._server_config,
+                original_destination_connection_id=header.destination_cid,
+            )
+            self.peer = addr
+        self.conn.receive_datagram(data, addr, now=loop.time())
+        self._drain()
+        self._transmit()
+
+    def _drain(self) -> None:
+        from aioquic.quic import events
+
+        while (event := self.conn.next_event()) is not None:
+            if isinstance(event, events.DatagramFrameReceived):
+                seq, sent = PayloadStamp.unpack(event.data)
+                assert self._on_update is not None
+                self._on_update(seq, sent)
+            elif isinstance(event, events.HandshakeCompleted):
+                self.connected.set()
+
+    def _transmit(self) -> None:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        for data, addr in self.conn.datagrams_to_send(now=loop.time()):
+            self.transport.sendto(data, addr)
+        self._drain()
+        timer_at = self.conn.get_timer()
+        if self._timer is not None and self._timer_at != timer_at:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None and timer_at is not None:
+            self._timer = loop.call_at(timer_at, self._handle_timer)
+        self._timer_at = timer_at
+
+    def _handle_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        timer_at = self._timer_at if self._timer_at is not None else loop.time()
+        self._timer = None
+        self._timer_at = None
+        self.conn.handle_timer(now=max(loop.time(), timer_at))
+        self._drain()
+        self._transmit()
+
+    def send_update(self, seq: int, send_ns: int) -> None:
+        self.conn.send_datagram_frame(self.stamp.pack(seq, send_ns))
+        self._transmit()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self._transmit()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _server_configuration() -> Any:
+    import tempfile
+
+    from aioquic.quic.configuration import QuicConfiguration
+
+    cert, key = self_signed_cert()
+    config = QuicConfiguration(
+        is_client=False, alpn_protocols=["bench"], max_datagram_frame_size=65536
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        with open(cert_path, "wb") as fh:
+            fh.write(cert)
+        with open(key_path, "wb") as fh:
+            fh.write(key)
+        config.load_cert_chain(cert_path, key_path)
+    return config
+
+
+# --- the child and the driver -----------------------------------------------------------------
+
+EndpointFactory = Callable[[dict[str, Any]], Awaitable[Endpoint]]
+
+
+async def endpoint_child(ctl: Any, factory: EndpointFactory, options: dict[str, Any]) -> None:
+    """Child body: open an endpoint, then answer "connect", "exchange" and "stop"."""
+    endpoint = await factory(options)
+    received: list[tuple[int, int, int]] = []
+
+    def on_update(seq: int, send_ns: int) -> None:
+        received.append((seq, send_ns, time.perf_counter_ns()))
+
+    addr = await endpoint.open(on_update)
+    ctl.send(("ready", addr))
+
+    async def connect(arg: Any) -> None:
+        peer, dial = arg
+        await endpoint.connect(tuple(peer), dial)
+
+    async def exchange(arg: dict[str, Any]) -> dict[str, Any]:
+        return await _exchange(endpoint, received, arg)
+
+    try:
+        await ctl.serve({"connect": connect, "exchange": exchange})
+    finally:
+        await endpoint.close()
+
+
+async def _exchange(
+    endpoint: Endpoint, received: list[tuple[int, int, int]], arg: dict[str, Any]
+) -> dict[str, Any]:
+    """Send at ``rate`` from ``t0 - warm`` to ``t0 + duration``; measure over [t0, t0+duration]."""
+    loop = asyncio.get_running_loop()
+    rate, t0_ns, dur, warm = arg["rate"], arg["t0_ns"], arg["duration"], arg["warm"]
+    period_ns = int(1e9 / rate)
+    start_ns = t0_ns - int(warm * 1e9)
+    end_ns = t0_ns + int(dur * 1e9)
+    received.clear()
+    seq = 0
+    cpu0 = cpu1 = 0.0
+    done = loop.create_future()
+
+    def at_ns(ns: int) -> float:
+        return loop.time() + (ns - time.perf_counter_ns()) / 1e9
+
+    def mark_start() -> None:
+        nonlocal cpu0
+        cpu0 = time.process_time()
+
+    def mark_end() -> None:
+        nonlocal cpu1
+        cpu1 = time.process_time()
+        done.set_result(None)
+
+    def tick() -> None:
+        nonlocal seq
+        now = time.perf_counter_ns()
+        if now >= end_ns:
+            return
+        endpoint.send_update(seq, time.perf_counter_ns())
+        seq += 1
+        loop.call_at(at_ns(start_ns + seq * period_ns), tick)
+
+    loop.call_at(at_ns(start_ns), tick)
+    loop.call_at(at_ns(t0_ns), mark_start)
+    loop.call_at(at_ns(end_ns), mark_end)
+    await done
+    sent = seq
+    await asyncio.sleep(0.2)  # let the last updates of the window land for latency figures
+    in_window = [r for r in received if t0_ns <= r[2] < end_ns]
+    lat = [r[2] - r[1] for r in received if t0_ns <= r[1] < end_ns]
+    return {
+        "cpu": cpu1 - cpu0,
+        "delivered": len(in_window),
+        "sent": sent,
+        "sent_in_window": sum(1 for r in received if t0_ns <= r[1] < end_ns),
+        "latency_ns": lat,
+    }
+
+
+def run_pair(
+    factory: EndpointFactory,
+    options: dict[str, Any],
+    *,
+    kind: str,
+    rate: float,
+    duration: float,
+    warm: float = 0.5,
+) -> dict[str, Any]:
+    """Two endpoint children exchanging ``rate`` updates/s each way; CPU per delivered update."""
+    a = Child(endpoint_child, factory, options, kind=kind, name="pair-a")
+    b = Child(endpoint_child, factory, options, kind=kind, name="pair-b")
+    try:
+        _, addr_a = a.recv(30)
+        _, addr_b = b.recv(30)
+        # The listener first, so the dialler's Initial finds it ready.
+        a.send("connect", (addr_b, False))
+        b.call("connect", (addr_a, True), timeout=30)
+        a.reply(30)
+        t0_ns = time.perf_counter_ns() + int((warm + 0.3) * 1e9)
+        arg = {"rate": rate, "t0_ns": t0_ns, "duration": duration, "warm": warm}
+        a.send("exchange", arg)
+        rb = b.call("exchange", arg, timeout=duration + warm + 30)
+        ra = a.reply(duration + warm + 30)
+    finally:
+        a.close()
+        b.close()
+    delivered = ra["delivered"] + rb["delivered"]
+    cpu = ra["cpu"] + rb["cpu"]
+    lat = percentiles_ms(ra["latency_ns"] + rb["latency_ns"])
+    expected = rate * duration * 2
+    return {
+        "cpu_per_update_us": (cpu / delivered * 1e6) if delivered else float("nan"),
+        "cpu_s": cpu,
+        "delivered": delivered,
+        "delivery_ratio": delivered / expected if expected else float("nan"),
+        "cpu_share": cpu / duration,
+        **lat,
+    }

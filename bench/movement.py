@@ -1,0 +1,120 @@
+"""Movement: CPU per delivered position update and one-way latency, PeerNode vs bare transports.
+
+Two endpoints in two processes send each other ``RATE`` updates a second for the window;
+CPU is each process's ``time.process_time`` over the window, divided by the updates delivered
+in it (both directions). Baselines in the same run: raw asyncio UDP and a bare aioquic
+DATAGRAM pair. The product is two ``mesh.PeerNode``s (see ``bench._mesh``). Target: PeerNode CPU
+per update <= 1.2x bare aioquic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench._common import LOOPS, make_result, row
+from bench._pairs import QuicEndpoint, UdpEndpoint, run_pair
+
+__all__ = ["run"]
+
+TITLE = "movement: two PeerNodes, CPU per update and latency"
+RATE = 60.0  # updates a second, each direction: the top of the seed's 20-60 Hz
+PAYLOAD = 48  # bytes, about one binary movement update
+
+
+async def _udp(options: dict[str, Any]) -> UdpEndpoint:
+    return UdpEndpoint(options["size"])
+
+
+async def _quic(options: dict[str, Any]) -> QuicEndpoint:
+    return QuicEndpoint(options["size"])
+
+
+def run(quick: bool) -> dict[str, Any]:
+    duration = 1.5 if quick else 15.0
+    warm = 0.3 if quick else 1.0
+    try:
+        from bench._mesh import peer_endpoint, product_skip_reason
+    except ImportError as exc:  # pragma: no cover - bench._mesh is ours; guards a bad merge
+        skip: str | None = f"bench._mesh: {exc}"
+    else:
+        skip = product_skip_reason()
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    notes = [
+        f"{RATE:g} updates/s each way for {duration:g} s; CPU = both processes' process_time "
+        "over the window / updates delivered in it; latency = receive time - sender's stamp "
+        "(one monotonic clock)."
+    ]
+    for kind in LOOPS:
+        opts = {"size": PAYLOAD}
+        udp = run_pair(_udp, opts, kind=kind, rate=RATE, duration=duration, warm=warm)
+        quic = run_pair(_quic, opts, kind=kind, rate=RATE, duration=duration, warm=warm)
+        figures[kind] = {"udp": udp, "aioquic": quic}
+        rows.append(
+            row(
+                loop=kind,
+                metric="bare aioquic CPU/update",
+                value=quic["cpu_per_update_us"],
+                unit="us",
+                baseline=udp["cpu_per_update_us"],
+                baseline_name="raw UDP",
+            )
+        )
+        if skip is None:
+            node = run_pair(peer_endpoint, opts, kind=kind, rate=RATE, duration=duration, warm=warm)
+            figures[kind]["peernode"] = node
+            rows.append(
+                row(
+                    loop=kind,
+                    metric="PeerNode CPU/update",
+                    value=node["cpu_per_update_us"],
+                    unit="us",
+                    baseline=quic["cpu_per_update_us"],
+                    baseline_name="bare aioquic",
+                    target=("ratio", "<=", 1.2),
+                )
+            )
+            rows.append(
+                row(
+                    loop=kind,
+                    metric="PeerNode CPU/update vs UDP",
+                    value=node["cpu_per_update_us"],
+                    unit="us",
+                    baseline=udp["cpu_per_update_us"],
+                    baseline_name="raw UDP",
+                )
+            )
+            for q in ("p50_ms", "p99_ms"):
+                rows.append(
+                    row(
+                        loop=kind,
+                        metric=f"PeerNode one-way {q[:3]}",
+                        value=node[q],
+                        unit="ms",
+                        baseline=quic[q],
+                        baseline_name="bare aioquic",
+                    )
+                )
+            rows.append(
+                row(
+                    loop=kind,
+                    metric="PeerNode delivered",
+                    value=node["delivery_ratio"],
+                    unit="of sent",
+                )
+            )
+        else:
+            for q in ("p50_ms", "p99_ms"):
+                rows.append(
+                    row(
+                        loop=kind,
+                        metric=f"bare aioquic one-way {q[:3]}",
+                        value=quic[q],
+                        unit="ms",
+                        baseline=udp[q],
+                        baseline_name="raw UDP",
+                    )
+                )
+    result = make_result("movement", TITLE, rows, figures=figures, notes=notes)
+    result["skipped"] = skip
+    return result
