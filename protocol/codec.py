@@ -1,0 +1,294 @@
+"""The JSON codec: :func:`serialize` and :func:`deserialize` for every message.
+
+Contract: :func:`deserialize` of *any* input returns a valid message or raises a
+:class:`~protocol.errors.ProtocolError` subclass, never anything else:
+
+* over ``max_size`` bytes (UTF-8) -> :class:`MessageTooLargeError` (before parsing);
+* not JSON, invalid UTF-8, nesting too deep, not ``str``/``bytes`` -> :class:`DecodeError`;
+* JSON that is not an object, lacks ``type``, or breaks the schema -> :class:`InvalidMessageError`;
+* an unknown ``type`` -> :class:`UnknownMessageTypeError`;
+* another major ``version`` (or an unparsable one) -> :class:`VersionMismatchError`.
+
+Version rule (see :mod:`protocol.version`): a message of our major and a newer
+minor may carry optional top-level fields we do not know; they are dropped before
+validation. For the same or an older minor an unknown field is an error.
+
+Speed: the fast path is one call of pydantic's Rust JSON parser and validator on
+the discriminated union (a ``TypeAdapter`` built once), so the JSON is parsed
+once. Only a message that fails validation is parsed a second time, to tell the
+caller precisely why (and to apply the newer-minor rule). Serialization uses the
+model's Rust serializer directly. orjson, when importable, is used by
+:func:`dumps_json` / :func:`loads_json` (helpers for plain JSON values, e.g. HTTP
+bodies); measured here pydantic's own parser beats ``orjson.loads`` followed by
+Python-mode validation, so messages never go through it. Both helper paths
+(orjson and the standard library) behave the same: compact output, and
+NaN/Infinity, integers outside 64 bits and invalid UTF-8 are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, cast
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+
+from protocol.errors import (
+    DecodeError,
+    ErrorCode,
+    InvalidMessageError,
+    MessageTooLargeError,
+    ProtocolError,
+    ShardsError,
+    UnknownMessageTypeError,
+)
+from protocol.messages import MESSAGE_TYPES, BaseMessage, ErrorMessage, Message, MessageType
+from protocol.messages.base import MAX_MESSAGE_SIZE
+from protocol.version import PROTOCOL_VERSION, check_version, is_newer_minor
+
+try:  # optional speed-up (extra "speed")
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by the fallback tests
+    _orjson = None  # type: ignore[assignment]
+
+__all__ = [
+    "HAVE_ORJSON",
+    "deserialize",
+    "dumps_json",
+    "error_message_from",
+    "json_safe",
+    "loads_json",
+    "message_adapter",
+    "serialize",
+    "serialize_bytes",
+]
+
+HAVE_ORJSON = _orjson is not None
+
+message_adapter: TypeAdapter[Message] = TypeAdapter(Message)
+"""The pydantic adapter of the :data:`~protocol.messages.Message` union (built once)."""
+
+_validate_json = message_adapter.validate_json
+_TYPE_VALUES = frozenset(t.value for t in MessageType)
+_MAX_ERRORS_REPORTED = 5
+
+
+def serialize(msg: BaseMessage) -> str:
+    """The message as compact JSON text."""
+    return msg.__pydantic_serializer__.to_json(msg).decode()
+
+
+def serialize_bytes(msg: BaseMessage) -> bytes:
+    """The message as compact JSON, UTF-8 encoded (what goes on a socket)."""
+    return msg.__pydantic_serializer__.to_json(msg)
+
+
+def deserialize(data: str | bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Message:
+    """Parse and validate one message; raises only :class:`ProtocolError` subclasses."""
+    try:
+        payload = _check_size(data, max_size)
+        try:
+            msg = _validate_json(payload)
+        except ValidationError as exc:
+            return _diagnose(payload, exc)
+        if msg.version != PROTOCOL_VERSION:
+            check_version(msg.version)
+        return msg
+    except ProtocolError:
+        raise
+    except Exception as exc:  # the contract: nothing but ProtocolError escapes
+        raise DecodeError(f"undecodable message: {type(exc).__name__}") from exc
+
+
+def error_message_from(exc: ShardsError, *, ref_id: str | None = None) -> ErrorMessage:
+    """The ERROR message reporting ``exc``: its stable code, text and (sanitised) details.
+
+    Any other exception becomes ``internal_error`` without its text (never leak
+    internals to a remote). An unusable ``ref_id`` is dropped rather than raising.
+    """
+    if isinstance(exc, ShardsError):
+        code = exc.code
+        text = exc.message
+        details = json_safe(exc.details) if exc.details else None
+    else:
+        code = ErrorCode.INTERNAL_ERROR
+        text = "internal error"
+        details = None
+    if len(text) > 1024:
+        text = text[:1021] + "..."
+    if ref_id is not None and not _is_message_id(ref_id):
+        ref_id = None
+    return ErrorMessage(
+        error_code=code,
+        error_message=text,
+        details=cast("dict[str, Any] | None", details),
+        ref_id=ref_id,
+    )
+
+
+def dumps_json(value: Any) -> bytes:
+    """Compact JSON of a plain value (orjson when available); raises ``ValueError``."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError as exc:  # orjson reports unsupported values as TypeError
+            raise ValueError(str(exc)) from exc
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def loads_json(data: str | bytes) -> Any:
+    """Parse JSON (orjson when available); raises :class:`DecodeError` on anything bad."""
+    try:
+        if _orjson is not None:
+            return _orjson.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant, parse_int=_parse_int64)
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, RecursionError, UnicodeError) as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from exc
+
+
+def json_safe(value: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
+    """A JSON-safe, bounded copy of ``value`` (for ERROR ``details``): at most 200
+    values, depth 6, strings of 1024 characters; anything else becomes its ``repr``."""
+    budget = [200] if _budget is None else _budget
+    budget[0] -= 1
+    if budget[0] < 0 or _depth > 6:
+        return None
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)[:64]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value[:1024]
+    if isinstance(value, dict):
+        return {str(k)[:64]: json_safe(v, _depth + 1, budget) for k, v in list(value.items())[:32]}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, _depth + 1, budget) for v in list(value)[:32]]
+    return repr(value)[:256]
+
+
+# Helpers ----------------------------------------------------------------------
+
+
+def _check_size(data: object, max_size: int) -> str | bytes:
+    if isinstance(data, bytes | bytearray | memoryview):
+        size = len(data) if not isinstance(data, memoryview) else data.nbytes
+        if size > max_size:
+            raise MessageTooLargeError(
+                f"message of {size} bytes is over the limit of {max_size}",
+                details={"size": size, "limit": max_size},
+            )
+        return data if isinstance(data, bytes) else bytes(data)
+    if isinstance(data, str):
+        # A character is at most 4 UTF-8 bytes: only long texts need the exact count.
+        if len(data) * 4 > max_size:
+            try:
+                size = len(data.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise DecodeError("message text is not valid Unicode") from exc
+            if size > max_size:
+                raise MessageTooLargeError(
+                    f"message of {size} bytes is over the limit of {max_size}",
+                    details={"size": size, "limit": max_size},
+                )
+        return data
+    raise DecodeError(f"a message is str or bytes, not {type(data).__name__}")
+
+
+def _diagnose(payload: str | bytes, exc: ValidationError) -> Message:
+    """Turn a failed fast-path validation into the precise error (or a message)."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        text = errors[0]["msg"].removeprefix("Invalid JSON: ")
+        raise DecodeError(f"invalid JSON: {_short(text)}") from None
+    try:
+        obj = pydantic_core.from_json(payload)
+    except ValueError as parse_exc:  # pragma: no cover - the fast path parsed it already
+        raise DecodeError(f"invalid JSON: {parse_exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidMessageError(
+            f"a message is a JSON object, not {_json_kind(obj)}",
+            details={"kind": _json_kind(obj)},
+        )
+    if "version" in obj:
+        check_version(obj["version"])
+    msg_type = obj.get("type")
+    if msg_type is None:
+        raise InvalidMessageError("the message has no 'type' field")
+    if not isinstance(msg_type, str) or msg_type not in _TYPE_VALUES:
+        shown = _short(msg_type if isinstance(msg_type, str) else repr(msg_type), 64)
+        raise UnknownMessageTypeError(f"unknown message type {shown!r}", details={"type": shown})
+    model = MESSAGE_TYPES[MessageType(msg_type)]
+    version = obj.get("version", PROTOCOL_VERSION)
+    if is_newer_minor(version):
+        known = model.model_fields
+        unknown = [k for k in obj if k not in known]
+        if unknown:
+            stripped = {k: v for k, v in obj.items() if k in known}
+            try:
+                return cast("Message", model.model_validate(stripped))
+            except ValidationError as exc2:
+                raise _invalid(msg_type, exc2) from None
+    raise _invalid(msg_type, exc) from None
+
+
+def _invalid(msg_type: str, exc: ValidationError) -> InvalidMessageError:
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    reported = []
+    for err in errors[:_MAX_ERRORS_REPORTED]:
+        loc = [str(part) for part in err["loc"]]
+        if loc and loc[0] == msg_type:  # the union's tag, noise for a reader
+            loc = loc[1:]
+        reported.append(
+            {"loc": _short(".".join(loc), 128), "type": err["type"], "msg": _short(err["msg"])}
+        )
+    first = reported[0] if reported else {"loc": "", "msg": "invalid"}
+    where = f"{first['loc']}: " if first["loc"] else ""
+    return InvalidMessageError(
+        f"invalid {msg_type} message: {where}{first['msg']}",
+        details={"type": msg_type, "errors": reported, "error_count": len(errors)},
+    )
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    return type(value).__name__  # pragma: no cover
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_message_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "_-:.") for c in value)
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DecodeError(f"invalid JSON: {name} is not a number")
+
+
+def _parse_int64(text: str) -> int:
+    # orjson refuses integers outside 64 bits; the fallback must behave the same.
+    if len(text) > 21:
+        raise DecodeError("invalid JSON: integer out of range")
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise DecodeError("invalid JSON: integer out of range")
+    return value

@@ -1,0 +1,375 @@
+"""The compact binary form of continuous movement (QUIC DATAGRAM payloads).
+
+Layout (little-endian, ``struct``)::
+
+    header  1 byte   high nibble: format version (1); low nibble: kind
+                     kind 1 = one update, kind 2 = a batch
+    [batch] 1 byte   count, 1..MAX_BATCH
+    record  42 bytes character_id u32 | location_id u32 | seq u16 | sent_at f64 |
+                     position x,y,z f32 | velocity x,y,z f32
+
+One update is 43 bytes; a batch of ``n`` is ``2 + 42 n`` bytes, at most
+``MAX_DATAGRAM_PAYLOAD`` (kept under aioquic's ~1170-byte datagram limit).
+
+Equivalence with the JSON form (``PositionUpdateMessage``): position and velocity
+travel as float32 and ``sent_at`` as float64, so
+``decode_movement(encode_movement(m))`` equals :func:`quantize_movement` ``(m)`` on
+every movement field (``character_id``, ``location_id``, ``position``, ``velocity``,
+``sent_at``, ``seq``; see :data:`MOVEMENT_FIELDS`). The envelope is not carried:
+a decoded update has a fresh ``message_id``, ``timestamp=None`` and our version.
+
+The decoders raise only :class:`~protocol.errors.DecodeError` (code
+``bad_datagram``), whatever the bytes; whatever they return is a valid message
+(finite values within the model's bounds).
+
+Sequence numbers are 16-bit and wrap: :func:`seq_newer` compares them with
+serial-number arithmetic (RFC 1982): newest wins.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from pydantic import BaseModel
+
+from protocol.errors import DecodeError, ErrorCode, InvalidMessageError
+from protocol.messages.base import COORD_LIMIT, new_message_id
+from protocol.messages.location import PositionUpdateMessage, Vec3
+from protocol.version import PROTOCOL_VERSION
+
+__all__ = [
+    "BATCH_HEADER",
+    "FORMAT_VERSION",
+    "MAX_BATCH",
+    "MAX_DATAGRAM_PAYLOAD",
+    "MOVEMENT_FIELDS",
+    "MovementRecord",
+    "RECORD_SIZE",
+    "SINGLE_HEADER",
+    "SINGLE_SIZE",
+    "PositionUpdateMessage",
+    "Vec3",
+    "decode_movement",
+    "decode_movement_any",
+    "decode_movement_batch",
+    "encode_movement",
+    "encode_movement_batch",
+    "encode_movement_batches",
+    "next_seq",
+    "pack_movement",
+    "quantize_movement",
+    "seq_newer",
+    "unpack_movement",
+    "unpack_movement_batch",
+]
+
+FORMAT_VERSION = 1
+KIND_SINGLE = 1
+KIND_BATCH = 2
+SINGLE_HEADER = (FORMAT_VERSION << 4) | KIND_SINGLE
+BATCH_HEADER = (FORMAT_VERSION << 4) | KIND_BATCH
+
+_RECORD = struct.Struct("<IIHd6f")
+_SINGLE = struct.Struct("<BIIHd6f")
+_F32 = struct.Struct("<f")
+RECORD_SIZE = _RECORD.size
+SINGLE_SIZE = _SINGLE.size
+MAX_DATAGRAM_PAYLOAD = 1150
+MAX_BATCH = (MAX_DATAGRAM_PAYLOAD - 2) // RECORD_SIZE
+
+MOVEMENT_FIELDS = ("character_id", "location_id", "position", "velocity", "sent_at", "seq")
+"""The fields the binary form carries."""
+
+_SENT_AT_LIMIT = 1e13
+_POSITION_FIELDS = frozenset(("type", *MOVEMENT_FIELDS, "message_id", "version"))
+_new = object.__new__
+_set = object.__setattr__
+# Slot setters of pydantic's BaseModel: building a model this way skips re-validation
+# of values the decoder has already checked (three model objects per update).
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_POSITION_TYPE = PositionUpdateMessage.model_fields["type"].default
+_unpack_record = _RECORD.unpack_from
+_tuple_new = tuple.__new__
+
+
+class MovementRecord(NamedTuple):
+    """The raw, validated content of one binary update: the allocation-light form for
+    hot paths (interpolation, newest-wins filtering) that need no pydantic model."""
+
+    character_id: int
+    location_id: int
+    seq: int
+    sent_at: float
+    px: float
+    py: float
+    pz: float
+    vx: float
+    vy: float
+    vz: float
+
+    def to_message(self) -> PositionUpdateMessage:
+        """The equivalent :class:`PositionUpdateMessage` (fresh ``message_id``); raises
+        :class:`DecodeError` if a value is out of the model's bounds."""
+        _check(self.sent_at, self.px, self.py, self.pz, self.vx, self.vy, self.vz)
+        return _build(*self)
+
+    @classmethod
+    def from_message(cls, update: PositionUpdateMessage) -> MovementRecord:
+        """The record of ``update`` (values as they are, not yet rounded to float32)."""
+        p = update.position
+        v = update.velocity
+        return cls(
+            update.character_id,
+            update.location_id,
+            update.seq,
+            update.sent_at,
+            p.x,
+            p.y,
+            p.z,
+            v.x,
+            v.y,
+            v.z,
+        )
+
+
+def encode_movement(update: PositionUpdateMessage) -> bytes:
+    """One update as a 43-byte datagram payload."""
+    p = update.position
+    v = update.velocity
+    try:
+        return _SINGLE.pack(
+            SINGLE_HEADER,
+            update.character_id,
+            update.location_id,
+            update.seq,
+            update.sent_at,
+            p.x,
+            p.y,
+            p.z,
+            v.x,
+            v.y,
+            v.z,
+        )
+    except (struct.error, OverflowError, TypeError) as exc:
+        raise InvalidMessageError(f"position update not encodable: {exc}") from exc
+
+
+def decode_movement(data: bytes | bytearray | memoryview) -> PositionUpdateMessage:
+    """Decode a single-update payload; raises :class:`DecodeError` on anything else."""
+    return _build(*unpack_movement(data))
+
+
+def pack_movement(record: MovementRecord) -> bytes:
+    """:func:`encode_movement` of a :class:`MovementRecord` (same bytes)."""
+    try:
+        return _SINGLE.pack(SINGLE_HEADER, *record)
+    except (struct.error, OverflowError, TypeError) as exc:
+        raise InvalidMessageError(f"movement record not encodable: {exc}") from exc
+
+
+def unpack_movement(data: bytes | bytearray | memoryview) -> MovementRecord:
+    """Decode a single-update payload to a checked :class:`MovementRecord`; raises
+    :class:`DecodeError` on anything else."""
+    if len(data) != SINGLE_SIZE:
+        raise _bad(f"a single movement update is {SINGLE_SIZE} bytes, got {len(data)}")
+    try:
+        header = data[0]
+        values = _unpack_record(data, 1)
+    except (struct.error, TypeError, ValueError, IndexError) as exc:  # odd buffer types
+        raise _bad(f"undecodable movement update: {exc}") from exc
+    if header != SINGLE_HEADER:
+        raise _bad(_header_problem(header, SINGLE_HEADER))
+    _, _, _, sent_at, px, py, pz, vx, vy, vz = values
+    lim = COORD_LIMIT
+    # Chained comparisons are False for NaN: this also refuses NaN and infinities.
+    if not (
+        -lim <= px <= lim
+        and -lim <= py <= lim
+        and -lim <= pz <= lim
+        and -lim <= vx <= lim
+        and -lim <= vy <= lim
+        and -lim <= vz <= lim
+        and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
+    ):
+        _check(sent_at, px, py, pz, vx, vy, vz)  # raises with the precise reason
+    return _tuple_new(MovementRecord, values)
+
+
+def encode_movement_batch(updates: Sequence[PositionUpdateMessage]) -> bytes:
+    """Several updates (1..``MAX_BATCH``) in one datagram payload."""
+    count = len(updates)
+    if not 1 <= count <= MAX_BATCH:
+        raise ValueError(f"a movement batch holds 1..{MAX_BATCH} updates, got {count}")
+    pack = _RECORD.pack
+    parts = [bytes((BATCH_HEADER, count))]
+    try:
+        for u in updates:
+            p = u.position
+            v = u.velocity
+            parts.append(
+                pack(u.character_id, u.location_id, u.seq, u.sent_at, p.x, p.y, p.z, v.x, v.y, v.z)
+            )
+    except (struct.error, OverflowError, TypeError) as exc:
+        raise InvalidMessageError(f"position update not encodable: {exc}") from exc
+    return b"".join(parts)
+
+
+def encode_movement_batches(updates: Iterable[PositionUpdateMessage]) -> list[bytes]:
+    """Any number of updates as as few batch payloads as the size limit allows."""
+    pending = list(updates)
+    return [
+        encode_movement_batch(pending[i : i + MAX_BATCH]) for i in range(0, len(pending), MAX_BATCH)
+    ]
+
+
+def decode_movement_batch(data: bytes | bytearray | memoryview) -> list[PositionUpdateMessage]:
+    """Decode a batch payload; raises :class:`DecodeError` on anything else."""
+    return [_build(*record) for record in unpack_movement_batch(data)]
+
+
+def unpack_movement_batch(data: bytes | bytearray | memoryview) -> list[MovementRecord]:
+    """Decode a batch payload to checked records; raises :class:`DecodeError`."""
+    size = len(data)
+    if size < 2:
+        raise _bad("a movement batch needs a header and a count")
+    try:
+        header = data[0]
+        count = data[1]
+    except (TypeError, IndexError) as exc:  # pragma: no cover - exotic buffer types
+        raise _bad("undecodable movement batch") from exc
+    if header != BATCH_HEADER:
+        raise _bad(_header_problem(header, BATCH_HEADER))
+    if not 1 <= count <= MAX_BATCH:
+        raise _bad(f"a movement batch holds 1..{MAX_BATCH} updates, says {count}")
+    if size != 2 + count * RECORD_SIZE:
+        raise _bad(f"a batch of {count} is {2 + count * RECORD_SIZE} bytes, got {size}")
+    try:
+        records = [MovementRecord(*r) for r in _RECORD.iter_unpack(memoryview(data)[2:])]
+    except (struct.error, TypeError, ValueError) as exc:
+        raise _bad(f"undecodable movement batch: {exc}") from exc
+    for r in records:
+        _check(r.sent_at, r.px, r.py, r.pz, r.vx, r.vy, r.vz)
+    return records
+
+
+def decode_movement_any(data: bytes | bytearray | memoryview) -> list[PositionUpdateMessage]:
+    """Decode either form (single or batch) by its header; raises :class:`DecodeError`."""
+    if len(data) == 0:
+        raise _bad("empty movement datagram")
+    header = data[0]
+    if header == SINGLE_HEADER:
+        return [decode_movement(data)]
+    if header == BATCH_HEADER:
+        return decode_movement_batch(data)
+    raise _bad(_header_problem(header, SINGLE_HEADER))
+
+
+def seq_newer(a: int, b: int) -> bool:
+    """True when 16-bit sequence number ``a`` is newer than ``b`` (wrap-around aware).
+
+    ``a`` is newer when it is 1..32767 steps ahead of ``b`` modulo 65536; at
+    exactly 32768 apart neither is newer.
+    """
+    return 0 < ((a - b) & 0xFFFF) < 0x8000
+
+
+def next_seq(seq: int) -> int:
+    """The sequence number after ``seq`` (wraps 65535 -> 0)."""
+    return (seq + 1) & 0xFFFF
+
+
+def quantize_movement(update: PositionUpdateMessage) -> PositionUpdateMessage:
+    """``update`` with position and velocity rounded to float32, as the binary form carries them."""
+    return update.model_copy(
+        update={
+            "position": _quantize_vec(update.position),
+            "velocity": _quantize_vec(update.velocity),
+        }
+    )
+
+
+# Helpers ----------------------------------------------------------------------
+
+
+def _bad(text: str) -> DecodeError:
+    return DecodeError(text, code=ErrorCode.BAD_DATAGRAM)
+
+
+def _header_problem(header: int, expected: int) -> str:
+    if header >> 4 != FORMAT_VERSION:
+        return f"movement format version {header >> 4} is not {FORMAT_VERSION}"
+    return f"movement header 0x{header:02x} where 0x{expected:02x} was expected"
+
+
+def _quantize_vec(vec: Vec3) -> Vec3:
+    f = _F32
+    return Vec3(
+        x=f.unpack(f.pack(vec.x))[0], y=f.unpack(f.pack(vec.y))[0], z=f.unpack(f.pack(vec.z))[0]
+    )
+
+
+def _vec(x: float, y: float, z: float) -> Vec3:
+    vec: Vec3 = _new(Vec3)
+    _set(vec, "__dict__", {"x": x, "y": y, "z": z})
+    _set_fields(vec, {"x", "y", "z"})
+    _set_extra(vec, None)
+    _set_private(vec, None)
+    return vec
+
+
+def _check(
+    sent_at: float, px: float, py: float, pz: float, vx: float, vy: float, vz: float
+) -> None:
+    # Chained comparisons are False for NaN, so these also refuse NaN and infinities.
+    lim = COORD_LIMIT
+    if not (
+        -lim <= px <= lim
+        and -lim <= py <= lim
+        and -lim <= pz <= lim
+        and -lim <= vx <= lim
+        and -lim <= vy <= lim
+        and -lim <= vz <= lim
+    ):
+        raise _bad("movement coordinate not finite or out of range")
+    if not -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT:
+        raise _bad("movement sent_at not finite or out of range")
+
+
+def _build(
+    cid: int,
+    lid: int,
+    seq: int,
+    sent_at: float,
+    px: float,
+    py: float,
+    pz: float,
+    vx: float,
+    vy: float,
+    vz: float,
+) -> PositionUpdateMessage:
+    # Only ever called with values _check() accepted (or a MovementRecord made by it).
+    msg: PositionUpdateMessage = _new(PositionUpdateMessage)
+    _set(
+        msg,
+        "__dict__",
+        {
+            "type": _POSITION_TYPE,
+            "message_id": new_message_id(),
+            "timestamp": None,
+            "version": PROTOCOL_VERSION,
+            "character_id": cid,
+            "location_id": lid,
+            "position": _vec(px, py, pz),
+            "velocity": _vec(vx, vy, vz),
+            "sent_at": sent_at,
+            "seq": seq,
+        },
+    )
+    _set_fields(msg, set(_POSITION_FIELDS))
+    _set_extra(msg, None)
+    _set_private(msg, None)
+    return msg
