@@ -1,0 +1,583 @@
+"""Server-authoritative combat: participants, actions, outcomes fixed by a seed.
+
+A :class:`Combat` is started with :class:`Combatant` values the lobby builds from
+stored characters (:func:`make_combatant`: stats from class and level, current
+health and mana, the consumables it carries). Each :meth:`Combat.act` is checked,
+then resolved with a random stream derived from the combat's seed, its id and the
+action's sequence number, so the same seed and the same actions give the same
+outcome. Nothing changes when an action is refused.
+
+Checks, in order (refusals are :class:`~protocol.errors.GameRuleError`):
+
+* the combat is running and the actor is in it and has not fled (``NOT_IN_COMBAT``);
+  a dead actor cannot act (``FORBIDDEN``);
+* ``action_type`` is one of attack, spell, item, flee, defend (``BAD_REQUEST``);
+* the actor's global cooldown has passed (``ON_COOLDOWN``, ``retry_at`` in details);
+* spell: the ability exists and the actor's class knows it (``BAD_REQUEST``), its
+  own cooldown has passed (``ON_COOLDOWN``), enough mana (``INSUFFICIENT_MANA``);
+* item: the actor carries it (``ITEM_NOT_OWNED``) and it is a usable consumable
+  (``BAD_REQUEST``);
+* target: damage goes to a living opponent still in the fight, healing to a living
+  ally (oneself included, the default); anything else is ``INVALID_TARGET``.
+  Without ``target_id`` a damaging action picks the only opponent left, if exactly one.
+
+Formulas: attack = ``attack`` x U(0.85, 1.15); damage spell = (``power`` +
+``attack``/2) x U(0.85, 1.15); both may be critical (x1.5, ``rules.critical_chance``)
+and are reduced by half the target's defence (at least 1). Damage items deal their
+``damage`` x U(0.85, 1.15) ignoring defence. Heals restore ``power`` (or the item's
+``heal``) x U(0.9, 1.1), capped at full health. Defending scales incoming damage
+by ``1 - rules.defend_reduction`` until the defender acts again. Flight succeeds
+with ``rules.flee_chance``. The combat ends when at most one side has anyone
+alive and present: reason ``flight`` if the last action was a flight or a
+withdrawal, else ``death``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lobby.game._common import derive_rng, refuse
+from lobby.game.world import AbilityDef, ClassDef, WorldDefinition
+from protocol.errors import ErrorCode
+
+__all__ = [
+    "ACTION_TYPES",
+    "ActionResult",
+    "Combat",
+    "CombatEnd",
+    "CombatEvent",
+    "Combatant",
+    "make_combatant",
+    "stats_for",
+]
+
+ActionType = Literal["attack", "spell", "item", "flee", "defend"]
+ACTION_TYPES: frozenset[str] = frozenset({"attack", "spell", "item", "flee", "defend"})
+EventKind = Literal["damage", "heal", "mana", "defend", "flee", "flee_failed", "death"]
+
+
+@dataclass
+class Combatant:
+    """One fighter. ``items`` maps the item ids a client may send to item template ids."""
+
+    character_id: int
+    name: str
+    side: str
+    class_name: str
+    level: int
+    max_health: int
+    health: int
+    max_mana: int
+    mana: int
+    attack: int
+    defense: int
+    abilities: tuple[str, ...] = ()
+    items: dict[int, int] = field(default_factory=dict)
+    fled: bool = False
+    defending: bool = False
+    next_action_at: float = 0.0
+    cooldowns: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.health > 0
+
+    @property
+    def active(self) -> bool:
+        return self.alive and not self.fled
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "character_id": self.character_id,
+            "name": self.name,
+            "side": self.side,
+            "class_name": self.class_name,
+            "level": self.level,
+            "health": self.health,
+            "max_health": self.max_health,
+            "mana": self.mana,
+            "max_mana": self.max_mana,
+            "alive": self.alive,
+            "fled": self.fled,
+            "defending": self.defending,
+            "next_action_at": self.next_action_at,
+            "cooldowns": dict(sorted(self.cooldowns.items())),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CombatEvent:
+    """One thing that happened; ``damage`` / ``heal`` become COMBAT_DAMAGE / COMBAT_HEAL."""
+
+    kind: EventKind
+    actor_id: int
+    target_id: int | None = None
+    amount: int = 0
+    ability_name: str | None = None
+    item_id: int | None = None
+    critical: bool = False
+    target_health: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "actor_id": self.actor_id,
+            "target_id": self.target_id,
+            "amount": self.amount,
+            "ability_name": self.ability_name,
+            "item_id": self.item_id,
+            "critical": self.critical,
+            "target_health": self.target_health,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CombatEnd:
+    """How the combat ended (the COMBAT_END payload)."""
+
+    reason: Literal["death", "flight"]
+    winner_side: str | None
+    survivors: tuple[int, ...]
+    fled: tuple[int, ...]
+    dead: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "winner_side": self.winner_side,
+            "survivors": list(self.survivors),
+            "fled": list(self.fled),
+            "dead": list(self.dead),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The outcome of one accepted action; ``state`` is the COMBAT_STATE payload after it.
+
+    ``consumed_item_id``: the item the storage layer must remove from the actor.
+    """
+
+    action_type: str
+    actor_id: int
+    events: tuple[CombatEvent, ...]
+    consumed_item_id: int | None
+    end: CombatEnd | None
+    state: dict[str, Any]
+
+    @property
+    def ended(self) -> bool:
+        return self.end is not None
+
+
+def stats_for(class_def: ClassDef, level: int) -> tuple[int, int, int, int]:
+    """(max_health, max_mana, attack, defense) of a class at ``level`` (1-based)."""
+    grown = max(level, 1) - 1
+    return (
+        class_def.base_health + class_def.health_per_level * grown,
+        class_def.base_mana + class_def.mana_per_level * grown,
+        class_def.base_attack + class_def.attack_per_level * grown,
+        class_def.base_defense + class_def.defense_per_level * grown,
+    )
+
+
+def make_combatant(
+    world: WorldDefinition,
+    *,
+    character_id: int,
+    name: str,
+    class_name: str,
+    level: int,
+    side: str,
+    health: int | None = None,
+    mana: int | None = None,
+    items: Mapping[int, int] | None = None,
+) -> Combatant:
+    """A combatant from a stored character; ``health``/``mana`` None mean full, else clamped."""
+    class_def = world.class_def(class_name)
+    if class_def is None:
+        refuse(ErrorCode.VALIDATION_ERROR, f"unknown class {class_name!r}", class_name=class_name)
+    if not 1 <= level <= world.rules.max_level:
+        refuse(
+            ErrorCode.VALIDATION_ERROR,
+            f"level {level} outside 1..{world.rules.max_level}",
+            level=level,
+        )
+    max_health, max_mana, attack, defense = stats_for(class_def, level)
+    return Combatant(
+        character_id=character_id,
+        name=name,
+        side=side,
+        class_name=class_name,
+        level=level,
+        max_health=max_health,
+        health=max_health if health is None else max(0, min(health, max_health)),
+        max_mana=max_mana,
+        mana=max_mana if mana is None else max(0, min(mana, max_mana)),
+        attack=attack,
+        defense=defense,
+        abilities=class_def.abilities,
+        items=dict(items or {}),
+    )
+
+
+class Combat:
+    """One fight. Use :meth:`Combat.start`; then :meth:`act` and :meth:`withdraw`."""
+
+    def __init__(
+        self,
+        world: WorldDefinition,
+        *,
+        combat_id: str,
+        seed: int,
+        combatants: list[Combatant],
+        now: float,
+        location_id: int | None,
+    ) -> None:
+        self.world = world
+        self.combat_id = combat_id
+        self.seed = seed
+        self.started_at = now
+        self.location_id = location_id
+        self.seq = 0
+        self.end: CombatEnd | None = None
+        self._fighters: dict[int, Combatant] = {c.character_id: c for c in combatants}
+
+    @classmethod
+    def start(
+        cls,
+        world: WorldDefinition,
+        *,
+        combat_id: str,
+        seed: int,
+        participants: Iterable[Combatant],
+        now: float,
+        location_id: int | None = None,
+    ) -> Combat:
+        """Start a combat between at least two sides of living combatants.
+
+        A ``location_id`` that is a safe location refuses the fight (``FORBIDDEN``).
+        """
+        combatants = list(participants)
+        ids = [c.character_id for c in combatants]
+        if len(set(ids)) != len(ids):
+            refuse(ErrorCode.BAD_REQUEST, "a character appears twice in the combat")
+        if len({c.side for c in combatants}) < 2:
+            refuse(ErrorCode.INVALID_TARGET, "a combat needs at least two sides")
+        dead = [c.character_id for c in combatants if not c.alive]
+        if dead:
+            refuse(ErrorCode.INVALID_TARGET, "dead characters cannot fight", dead=dead)
+        if location_id is not None:
+            location = world.location(location_id)
+            if location is None:
+                refuse(ErrorCode.NOT_FOUND, f"no location with id {location_id}")
+            if location.safe:
+                refuse(ErrorCode.FORBIDDEN, f"{location.name} is a safe place: no fighting")
+        for c in combatants:
+            c.fled = False
+            c.defending = False
+            c.next_action_at = now
+        return cls(
+            world,
+            combat_id=combat_id,
+            seed=seed,
+            combatants=combatants,
+            now=now,
+            location_id=location_id,
+        )
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.end is not None
+
+    def participant(self, character_id: int) -> Combatant | None:
+        return self._fighters.get(character_id)
+
+    def participants(self) -> list[Combatant]:
+        return list(self._fighters.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The COMBAT_STATE payload."""
+        return {
+            "combat_id": self.combat_id,
+            "location_id": self.location_id,
+            "started_at": self.started_at,
+            "turn": self.seq,
+            "ended": self.ended,
+            "end": self.end.to_dict() if self.end else None,
+            "participants": [c.to_dict() for c in self._fighters.values()],
+        }
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def act(
+        self,
+        actor_id: int,
+        action_type: str,
+        *,
+        now: float,
+        target_id: int | None = None,
+        ability_name: str | None = None,
+        item_id: int | None = None,
+    ) -> ActionResult:
+        """Check and resolve one action (see the module docstring for the rules)."""
+        actor = self._require_actor(actor_id)
+        if action_type not in ACTION_TYPES:
+            refuse(
+                ErrorCode.BAD_REQUEST,
+                f"unknown action {action_type!r}; one of {sorted(ACTION_TYPES)}",
+            )
+        if now < actor.next_action_at:
+            refuse(
+                ErrorCode.ON_COOLDOWN,
+                "acting too fast",
+                retry_at=actor.next_action_at,
+            )
+        rules = self.world.rules
+        events: list[CombatEvent] = []
+        consumed: int | None = None
+        rng = derive_rng(self.seed, "combat", self.combat_id, self.seq)
+
+        if action_type == "attack":
+            target = self._enemy_target(actor, target_id)
+            self._begin(actor, now)
+            amount, crit = self._roll_damage(rng, float(actor.attack), target, mitigate=True)
+            events += self._hit(actor, target, amount, crit=crit)
+        elif action_type == "spell":
+            ability = self._require_ability(actor, ability_name, now)
+            if ability.kind == "damage":
+                target = self._enemy_target(actor, target_id)
+            else:
+                target = self._ally_target(actor, target_id)
+            self._begin(actor, now)
+            actor.mana -= ability.mana_cost
+            actor.cooldowns[ability.name] = now + ability.cooldown
+            if ability.kind == "damage":
+                power = ability.power + actor.attack / 2
+                amount, crit = self._roll_damage(rng, power, target, mitigate=True)
+                events += self._hit(actor, target, amount, crit=crit, ability=ability.name)
+            else:
+                amount = round(ability.power * rng.uniform(0.9, 1.1))
+                events.append(self._heal(actor, target, amount, ability=ability.name))
+        elif action_type == "item":
+            used_id, template_id = self._require_item(actor, item_id)
+            item = self.world.item(template_id)
+            if (
+                item is None
+                or item.kind != "consumable"
+                or not (item.heal or item.mana or item.damage)
+            ):
+                refuse(ErrorCode.BAD_REQUEST, "that item cannot be used in combat", item_id=item_id)
+            if item.damage:
+                target = self._enemy_target(actor, target_id)
+            else:
+                target = self._ally_target(actor, target_id)
+            self._begin(actor, now)
+            del actor.items[used_id]
+            consumed = used_id
+            if item.damage:
+                amount, _ = self._roll_damage(rng, float(item.damage), target, mitigate=False)
+                events += self._hit(actor, target, amount, crit=False, item_id=item_id)
+            if item.heal:
+                amount = round(item.heal * rng.uniform(0.9, 1.1))
+                events.append(self._heal(actor, target, amount, item_id=item_id))
+            if item.mana:
+                gained = min(item.mana, target.max_mana - target.mana)
+                target.mana += gained
+                events.append(
+                    CombatEvent(
+                        "mana", actor.character_id, target.character_id, gained, None, item_id
+                    )
+                )
+        elif action_type == "flee":
+            self._begin(actor, now)
+            if rng.random() < rules.flee_chance:
+                actor.fled = True
+                events.append(CombatEvent("flee", actor.character_id))
+            else:
+                events.append(CombatEvent("flee_failed", actor.character_id))
+        else:  # defend
+            self._begin(actor, now)
+            actor.defending = True
+            events.append(CombatEvent("defend", actor.character_id))
+
+        self.seq += 1
+        self._check_end(flight=action_type == "flee")
+        return ActionResult(
+            action_type, actor_id, tuple(events), consumed, self.end, self.snapshot()
+        )
+
+    def withdraw(self, character_id: int, *, now: float) -> ActionResult:
+        """Take a participant out without a roll (disconnect): counts as a flight.
+
+        The dead stay dead and in the record: withdrawing them changes nothing.
+        """
+        if self.end is not None:
+            refuse(ErrorCode.NOT_IN_COMBAT, "this combat has ended", combat_id=self.combat_id)
+        fighter = self._fighters.get(character_id)
+        if fighter is None or fighter.fled:
+            refuse(ErrorCode.NOT_IN_COMBAT, "not in this combat", combat_id=self.combat_id)
+        if not fighter.alive:
+            return ActionResult("flee", character_id, (), None, None, self.snapshot())
+        fighter.fled = True
+        fighter.defending = False
+        self.seq += 1
+        self._check_end(flight=True)
+        events = (CombatEvent("flee", character_id),)
+        return ActionResult("flee", character_id, events, None, self.end, self.snapshot())
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _require_actor(self, actor_id: int) -> Combatant:
+        if self.end is not None:
+            refuse(ErrorCode.NOT_IN_COMBAT, "this combat has ended", combat_id=self.combat_id)
+        actor = self._fighters.get(actor_id)
+        if actor is None or actor.fled:
+            refuse(ErrorCode.NOT_IN_COMBAT, "you are not in this combat", combat_id=self.combat_id)
+        if not actor.alive:
+            refuse(ErrorCode.FORBIDDEN, "the dead cannot act", combat_id=self.combat_id)
+        return actor
+
+    def _require_ability(self, actor: Combatant, name: str | None, now: float) -> AbilityDef:
+        if not name:
+            refuse(ErrorCode.BAD_REQUEST, "a spell needs an ability_name")
+        ability = self.world.ability(name)
+        if ability is None or name not in actor.abilities:
+            refuse(
+                ErrorCode.BAD_REQUEST,
+                f"{actor.class_name} does not know {name!r}",
+                ability_name=name,
+            )
+        ready_at = actor.cooldowns.get(name, 0.0)
+        if now < ready_at:
+            refuse(ErrorCode.ON_COOLDOWN, f"{name} is on cooldown", retry_at=ready_at)
+        if actor.mana < ability.mana_cost:
+            refuse(
+                ErrorCode.INSUFFICIENT_MANA,
+                f"{name} needs {ability.mana_cost} mana, you have {actor.mana}",
+                needed=ability.mana_cost,
+                mana=actor.mana,
+            )
+        return ability
+
+    def _require_item(self, actor: Combatant, item_id: int | None) -> tuple[int, int]:
+        if item_id is None:
+            refuse(ErrorCode.BAD_REQUEST, "an item action needs an item_id")
+        template_id = actor.items.get(item_id)
+        if template_id is None:
+            refuse(ErrorCode.ITEM_NOT_OWNED, "you do not carry that item", item_id=item_id)
+        return item_id, template_id
+
+    def _enemy_target(self, actor: Combatant, target_id: int | None) -> Combatant:
+        enemies = [c for c in self._fighters.values() if c.side != actor.side and c.active]
+        if target_id is None:
+            if len(enemies) == 1:
+                return enemies[0]
+            refuse(ErrorCode.INVALID_TARGET, "choose a target")
+        target = self._fighters.get(target_id)
+        if target is None or target not in enemies:
+            refuse(
+                ErrorCode.INVALID_TARGET,
+                "the target must be a living opponent in this combat",
+                target_id=target_id,
+            )
+        return target
+
+    def _ally_target(self, actor: Combatant, target_id: int | None) -> Combatant:
+        if target_id is None:
+            return actor
+        target = self._fighters.get(target_id)
+        if target is None or target.side != actor.side or not target.active:
+            refuse(
+                ErrorCode.INVALID_TARGET,
+                "healing must target a living ally in this combat",
+                target_id=target_id,
+            )
+        return target
+
+    def _begin(self, actor: Combatant, now: float) -> None:
+        actor.defending = False
+        actor.next_action_at = now + self.world.rules.global_cooldown_seconds
+
+    def _roll_damage(
+        self, rng: random.Random, power: float, target: Combatant, *, mitigate: bool
+    ) -> tuple[int, bool]:
+        raw = power * rng.uniform(0.85, 1.15)
+        crit = mitigate and rng.random() < self.world.rules.critical_chance
+        if crit:
+            raw *= 1.5
+        if mitigate:
+            raw = max(1.0, raw - target.defense / 2)
+        if target.defending:
+            raw *= 1.0 - self.world.rules.defend_reduction
+        return max(0, round(raw)), crit
+
+    def _hit(
+        self,
+        actor: Combatant,
+        target: Combatant,
+        amount: int,
+        *,
+        crit: bool,
+        ability: str | None = None,
+        item_id: int | None = None,
+    ) -> list[CombatEvent]:
+        dealt = min(amount, target.health)
+        target.health -= dealt
+        events = [
+            CombatEvent(
+                "damage",
+                actor.character_id,
+                target.character_id,
+                dealt,
+                ability,
+                item_id,
+                crit,
+                target.health,
+            )
+        ]
+        if not target.alive:
+            target.defending = False
+            events.append(CombatEvent("death", actor.character_id, target.character_id, 0))
+        return events
+
+    def _heal(
+        self,
+        actor: Combatant,
+        target: Combatant,
+        amount: int,
+        *,
+        ability: str | None = None,
+        item_id: int | None = None,
+    ) -> CombatEvent:
+        healed = max(0, min(amount, target.max_health - target.health))
+        target.health += healed
+        return CombatEvent(
+            "heal",
+            actor.character_id,
+            target.character_id,
+            healed,
+            ability,
+            item_id,
+            False,
+            target.health,
+        )
+
+    def _check_end(self, *, flight: bool) -> None:
+        sides_left = {c.side for c in self._fighters.values() if c.active}
+        if len(sides_left) > 1:
+            return
+        winner = next(iter(sides_left)) if sides_left else None
+        fighters = self._fighters.values()
+        self.end = CombatEnd(
+            reason="flight" if flight else "death",
+            winner_side=winner,
+            survivors=tuple(c.character_id for c in fighters if c.active),
+            fled=tuple(c.character_id for c in fighters if c.fled),
+            dead=tuple(c.character_id for c in fighters if not c.alive),
+        )
