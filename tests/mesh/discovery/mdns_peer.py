@@ -1,14 +1,16 @@
-"""A bare mDNS peer for tests: advertise, print READY, run until killed.
+"""A bare mDNS peer for tests: advertise, print events as JSON lines, run until killed.
 
 ``python -m tests.mesh.discovery.mdns_peer --interface 127.0.0.1 --peer-id ID --tag TAG``
+prints ``READY`` once advertised, then one JSON object per discovery event.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
-from mesh.discovery import MdnsDiscovery
+from mesh.discovery import MdnsDiscovery, PeerFound
 
 __all__ = ["main"]
 
@@ -16,7 +18,7 @@ __all__ = ["main"]
 async def _run(args: argparse.Namespace) -> None:
     node = MdnsDiscovery(
         peer_id=args.peer_id,
-        name="victim",
+        name=args.name,
         port=args.port,
         group_tag=args.tag,
         interfaces=[args.interface],
@@ -25,7 +27,13 @@ async def _run(args: argparse.Namespace) -> None:
     )
     async with node:
         print("READY", flush=True)
-        await asyncio.Event().wait()
+        async for event in node.events():
+            if isinstance(event, PeerFound):
+                line = {"event": "found", "peer_id": event.peer_id, "name": event.name,
+                        "endpoints": [list(e) for e in event.endpoints]}  # fmt: skip
+            else:
+                line = {"event": "lost", "peer_id": event.peer_id}
+            print(json.dumps(line), flush=True)
 
 
 def main() -> None:
@@ -33,6 +41,7 @@ def main() -> None:
     parser.add_argument("--interface", required=True)
     parser.add_argument("--peer-id", required=True)
     parser.add_argument("--tag", required=True)
+    parser.add_argument("--name", default="victim")
     parser.add_argument("--port", type=int, default=4242)
     asyncio.run(_run(parser.parse_args()))
 
