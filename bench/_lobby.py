@@ -24,6 +24,7 @@ __all__ = [
     "lobby_child",
     "lobby_skip_reason",
     "make_accounts",
+    "make_character",
     "PASSWORD",
     "start_lobby",
 ]
@@ -131,7 +132,23 @@ async def accounts_child(ctl: Any, port: int) -> None:
 
             return list(await asyncio.gather(*(one(i) for i in range(arg["count"]))))
 
-    await ctl.serve({"make": make})
+    async def character(arg: dict[str, Any]) -> dict[str, Any]:
+        auth = {"Authorization": f"Bearer {arg['token']}"}
+        body = {"name": arg["name"], "faction": arg["faction"], "character_class": arg["cls"]}
+        async with aiohttp.ClientSession(headers=auth) as http:
+            async with http.post(f"{base}/api/characters", json=body) as resp:
+                created = await resp.json()
+                if resp.status >= 400:
+                    raise RuntimeError(f"create character: {resp.status} {created}")
+            char_id = created.get("id") or created.get("character", {}).get("id")
+            select = {"character_id": char_id, **arg.get("select", {})}
+            async with http.post(f"{base}/api/characters/select", json=select) as resp:
+                selected: dict[str, Any] = await resp.json()
+                if resp.status >= 400:
+                    raise RuntimeError(f"select character: {resp.status} {selected}")
+        return selected
+
+    await ctl.serve({"make": make, "character": character})
 
 
 PASSWORD = "bench-pass-123"
@@ -149,3 +166,21 @@ def make_accounts(
             timeout=300,
         )
     return tokens
+
+
+def make_character(
+    port: int,
+    token: str,
+    name: str,
+    *,
+    faction: str = "Crimson Covenant",
+    cls: str = "Warrior",
+    select: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Create a character for the session ``token`` and select it; the select answer."""
+    with Child(accounts_child, port, kind="asyncio", name="accounts") as child:
+        child.recv(30)
+        arg = {"token": token, "name": name, "faction": faction, "cls": cls}
+        arg["select"] = select or {}
+        selected: dict[str, Any] = child.call("character", arg, timeout=60)
+    return selected

@@ -106,9 +106,10 @@ class _Client(asyncio.Protocol):
                 self.stats.texts += 1
                 if not self.first_text.done():
                     self.first_text.set_result(payload)
-                match = _STAMP.search(payload)
-                if match is not None:
-                    self.stats.latencies.append(time.perf_counter_ns() - int(match.group(1)))
+                if b"@T" in payload:
+                    now = time.perf_counter_ns()
+                    for stamp in _STAMP.findall(payload):
+                        self.stats.latencies.append(now - int(stamp))
             elif opcode == 9 and self.transport is not None:
                 self.transport.write(ws_frame(10, payload))
             elif opcode == 8 and self.transport is not None:

@@ -18,7 +18,7 @@ __all__ = ["run"]
 
 TITLE = "movement: two PeerNodes, CPU per update and latency"
 RATE = 60.0  # updates a second, each direction: the top of the seed's 20-60 Hz
-PAYLOAD = 48  # bytes, about one binary movement update
+PAYLOAD = 43  # bytes: one binary movement update (protocol.movement.SINGLE_SIZE)
 
 
 async def _udp(options: dict[str, Any]) -> UdpEndpoint:

@@ -184,7 +184,9 @@ def to_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         for r in res.get("rows", []):
             out.append("| " + " | ".join([res["name"], *_row_cells(r)]) + " |")
         if res.get("skipped"):
-            out.append(f"| {res['name']} | - | product part skipped: {res['skipped']} |" + " |" * 6)
+            out.append(
+                f"| {res['name']} | - | product part skipped: {res['skipped']} |" + "  |" * 5
+            )
         notes += [f"- {res['name']}: {n}" for n in res.get("notes", [])]
     if notes:
         out += ["", *notes]
