@@ -1,0 +1,283 @@
+"""Tests of the trade state machine and the one-trade-per-character book."""
+
+from __future__ import annotations
+
+import pytest
+
+from lobby.game.trade import (
+    MAX_ITEMS_PER_OFFER,
+    Offer,
+    Trade,
+    TradeBook,
+    TradeStatus,
+    Transfer,
+)
+from lobby.game.world import RulesDef
+from protocol.errors import ErrorCode, GameRuleError
+
+A, B, C = 1, 2, 3
+TTL = 30.0
+
+
+@pytest.fixture
+def rules() -> RulesDef:
+    return RulesDef(trade_request_ttl_seconds=TTL)
+
+
+def _open(rules: RulesDef) -> Trade:
+    trade = Trade.request("t1", initiator_id=A, partner_id=B, now=0.0, rules=rules)
+    trade.accept(B, now=1.0)
+    return trade
+
+
+def _status(trade: Trade) -> TradeStatus:
+    return trade.status
+
+
+def _code(exc: pytest.ExceptionInfo[GameRuleError]) -> ErrorCode:
+    return exc.value.code
+
+
+def test_happy_path(rules: RulesDef) -> None:
+    trade = Trade.request("t1", initiator_id=A, partner_id=B, now=0.0, rules=rules)
+    assert trade.snapshot()["status"] == "requested"
+    assert trade.snapshot()["expires_at"] == TTL
+    trade.accept(B, now=TTL - 1)
+    assert _status(trade) is TradeStatus.OPEN
+    assert trade.update_offer(A, items=[10, 11], gold=5)
+    assert trade.update_offer(B, items=[20], gold=0)
+    assert trade.confirm(A) is None
+    exchange = trade.confirm(B, version=trade.version)
+    assert exchange is not None
+    assert _status(trade) is TradeStatus.COMMITTING
+    assert exchange.trade_id == "t1" and exchange.version == 2
+    assert exchange.transfers == (Transfer(A, B, (10, 11), 5), Transfer(B, A, (20,), 0))
+    assert exchange.to_dict()["transfers"][0] == {
+        "from_id": A,
+        "to_id": B,
+        "item_ids": [10, 11],
+        "gold": 5,
+    }
+    trade.committed()
+    assert _status(trade) is TradeStatus.COMPLETED and trade.finished
+    snap = trade.snapshot()
+    assert snap["status"] == "completed" and snap["offers"][str(A)] == {
+        "items": [10, 11],
+        "gold": 5,
+    }
+
+
+def test_any_change_clears_both_confirmations(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[10], gold=0)
+    trade.update_offer(B, items=[], gold=50)
+    trade.confirm(A)
+    assert trade.confirmed == {A}
+    assert trade.update_offer(B, items=[], gold=49)
+    assert trade.confirmed == set()
+    trade.confirm(A)
+    assert trade.update_offer(A, items=[10, 12], gold=0)  # the confirmer's own change too
+    assert trade.confirmed == set()
+    assert _status(trade) is TradeStatus.OPEN
+    assert trade.snapshot()["confirmed"] == []
+
+
+def test_unchanged_offer_keeps_confirmations(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[10, 11], gold=1)
+    trade.confirm(B)
+    version = trade.version
+    assert not trade.update_offer(A, items=[11, 10], gold=1)
+    assert trade.confirmed == {B} and trade.version == version
+
+
+def test_stale_confirmation_refused(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[10], gold=0)
+    seen = trade.version
+    trade.update_offer(B, items=[20], gold=0)
+    with pytest.raises(GameRuleError) as exc:
+        trade.confirm(A, version=seen)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    assert trade.confirmed == set()
+
+
+def test_nothing_offered_cannot_confirm(rules: RulesDef) -> None:
+    trade = _open(rules)
+    with pytest.raises(GameRuleError) as exc:
+        trade.confirm(A)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+
+
+def test_gift_is_allowed(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[], gold=10)
+    trade.confirm(A)
+    exchange = trade.confirm(B)
+    assert exchange is not None
+    assert exchange.transfers[1] == Transfer(B, A, (), 0)
+
+
+def test_request_refusals(rules: RulesDef) -> None:
+    with pytest.raises(GameRuleError) as exc:
+        Trade.request("t", initiator_id=A, partner_id=A, now=0.0, rules=rules)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    trade = Trade.request("t", initiator_id=A, partner_id=B, now=0.0, rules=rules)
+    with pytest.raises(GameRuleError) as exc:
+        trade.accept(A, now=1.0)  # only the partner answers
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    with pytest.raises(GameRuleError) as exc:
+        trade.accept(C, now=1.0)
+    assert _code(exc) == ErrorCode.FORBIDDEN
+    with pytest.raises(GameRuleError) as exc:
+        trade.update_offer(A, items=[1], gold=0)  # not open yet
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+
+
+def test_expired_request(rules: RulesDef) -> None:
+    trade = Trade.request("t", initiator_id=A, partner_id=B, now=0.0, rules=rules)
+    with pytest.raises(GameRuleError, match="expired") as exc:
+        trade.accept(B, now=TTL)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    assert _status(trade) is TradeStatus.CANCELLED and trade.cancel_reason == "expired"
+    other = Trade.request("u", initiator_id=A, partner_id=B, now=0.0, rules=rules)
+    assert not other.expire(TTL - 1)
+    assert other.expire(TTL)
+    assert not _open(rules).expire(1e9)  # an open trade does not expire
+
+
+def test_decline(rules: RulesDef) -> None:
+    trade = Trade.request("t", initiator_id=A, partner_id=B, now=0.0, rules=rules)
+    trade.decline(B, now=1.0)
+    assert _status(trade) is TradeStatus.DECLINED and trade.finished
+    with pytest.raises(GameRuleError) as exc:
+        trade.accept(B, now=1.0)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"items": [1, 1], "gold": 0}, ErrorCode.TRADE_INVALID),
+        ({"items": [], "gold": -1}, ErrorCode.TRADE_INVALID),
+        ({"items": [], "gold": True}, ErrorCode.TRADE_INVALID),
+        ({"items": [], "gold": 1.5}, ErrorCode.TRADE_INVALID),
+        ({"items": list(range(MAX_ITEMS_PER_OFFER + 1)), "gold": 0}, ErrorCode.TRADE_INVALID),
+        ({"items": [20], "gold": 0}, ErrorCode.TRADE_INVALID),  # already in B's offer
+        ({"items": [10, 99], "gold": 0, "owned_items": [10, 11]}, ErrorCode.ITEM_NOT_OWNED),
+        ({"items": [], "gold": 101, "gold_available": 100}, ErrorCode.INSUFFICIENT_GOLD),
+    ],
+)
+def test_offer_refusals(rules: RulesDef, kwargs: dict[str, object], code: ErrorCode) -> None:
+    trade = _open(rules)
+    trade.update_offer(B, items=[20], gold=0)
+    trade.confirm(B)
+    with pytest.raises(GameRuleError) as exc:
+        trade.update_offer(A, **kwargs)  # type: ignore[arg-type]
+    assert _code(exc) == code
+    assert trade.offers[A] == Offer() and trade.confirmed == {B}
+
+
+def test_trading_an_item_one_does_not_own(rules: RulesDef) -> None:
+    trade = _open(rules)
+    with pytest.raises(GameRuleError) as exc:
+        trade.update_offer(A, items=[77], gold=0, owned_items={10}, gold_available=0)
+    assert _code(exc) == ErrorCode.ITEM_NOT_OWNED
+    assert exc.value.details["item_ids"] == [77]
+    assert trade.update_offer(A, items=[10], gold=0, owned_items={10}, gold_available=0)
+
+
+def test_outsider_cannot_touch(rules: RulesDef) -> None:
+    trade = _open(rules)
+    for call in (
+        lambda: trade.update_offer(C, items=[], gold=1),
+        lambda: trade.confirm(C),
+        lambda: trade.cancel(C),
+        lambda: trade.other(C),
+    ):
+        with pytest.raises(GameRuleError) as exc:
+            call()
+        assert _code(exc) == ErrorCode.FORBIDDEN
+
+
+def test_cancel(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[1], gold=0)
+    trade.confirm(A)
+    trade.cancel(B, reason="changed my mind")
+    assert _status(trade) is TradeStatus.CANCELLED and trade.confirmed == set()
+    assert trade.snapshot()["cancel_reason"] == "changed my mind"
+    with pytest.raises(GameRuleError):
+        trade.cancel(A)
+    with pytest.raises(GameRuleError):
+        trade.confirm(A)
+
+
+def test_commit_failure_cancels(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[1], gold=0)
+    trade.confirm(A)
+    trade.confirm(B)
+    with pytest.raises(GameRuleError):
+        trade.cancel(A)  # too late: the storage layer decides
+    with pytest.raises(GameRuleError):
+        trade.update_offer(A, items=[], gold=0)
+    trade.failed("item 1 no longer owned")
+    assert _status(trade) is TradeStatus.CANCELLED
+    assert trade.cancel_reason == "item 1 no longer owned"
+    with pytest.raises(GameRuleError):
+        trade.committed()
+
+
+# -- TradeBook ------------------------------------------------------------------------------
+
+
+def test_book_one_trade_per_character(rules: RulesDef) -> None:
+    book = TradeBook(rules)
+    t1 = book.request(A, B, now=0.0)
+    assert book.active_for(A) is t1 and book.active_for(B) is t1
+    with pytest.raises(GameRuleError) as exc:
+        book.request(C, B, now=0.0)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    with pytest.raises(GameRuleError) as exc:
+        book.request(C, A, now=0.0, trade_id=t1.trade_id)
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    t1.decline(B, now=1.0)
+    t2 = book.request(C, B, now=2.0, trade_id="x")
+    assert t2.trade_id == "x" and book.require("x", C) is t2
+    with pytest.raises(GameRuleError) as exc:
+        book.request(A, C, now=2.0, trade_id="y")
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+    with pytest.raises(GameRuleError) as exc:
+        book.require("x", A)
+    assert _code(exc) == ErrorCode.NOT_FOUND
+    with pytest.raises(GameRuleError) as exc:
+        book.request(A, 9, now=2.0, trade_id="x")
+    assert _code(exc) == ErrorCode.CONFLICT
+
+
+def test_book_disconnect_expire_prune(rules: RulesDef) -> None:
+    book = TradeBook(rules)
+    t1 = book.request(A, B, now=0.0)
+    t1.accept(B, now=0.0)
+    t2 = book.request(C, 4, now=0.0)
+    assert book.cancel_for(B) is t1
+    assert _status(t1) is TradeStatus.CANCELLED and t1.cancel_reason == "disconnected"
+    assert book.cancel_for(B) is None
+    assert book.expire(TTL) == [t2]
+    assert book.get(t1.trade_id) is t1
+    assert {t.trade_id for t in book.prune()} == {t1.trade_id, t2.trade_id}
+    assert book.get(t1.trade_id) is None and book.active_for(A) is None
+
+
+def test_book_leaves_committing_trade_alone(rules: RulesDef) -> None:
+    book = TradeBook(rules)
+    trade = book.request(A, B, now=0.0)
+    trade.accept(B, now=0.0)
+    trade.update_offer(A, items=[5], gold=0)
+    trade.confirm(A)
+    trade.confirm(B)
+    assert book.cancel_for(A) is None
+    assert _status(trade) is TradeStatus.COMMITTING
+    trade.committed()
+    assert book.active_for(A) is None
