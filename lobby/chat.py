@@ -1,0 +1,144 @@
+"""Chat through the lobby: CHAT (global), FACTION_CHAT and WORLD_ANNOUNCEMENT.
+
+The lobby never trusts a client's ``sender_id`` / ``sender_name``: it sets them
+from the session's selected character. A connection without a selected
+character receives chat but may not send it (``ERROR no_character``).
+
+* ``CHAT``: to every presence (the sender included; the copy keeps the client's
+  ``message_id`` so the sender can match it), ``channel`` is always ``global``.
+* ``FACTION_CHAT``: only to presences whose character is of the sender's
+  faction (``faction`` set by the lobby).
+* ``WORLD_ANNOUNCEMENT``: only from an account listed in ``admin_accounts``
+  (``ERROR forbidden`` otherwise), to every presence; the sender name is the
+  admin's character or username. An admin needs no character for it.
+
+Limits: ``chat_max_length`` characters (``announcement_max_length`` for
+announcements), blank text refused (``ERROR validation_error``), and
+``chat_rate`` / ``chat_burst`` messages per account (``ERROR rate_limited`` with
+``details.retry_after``). Messages inside a reconnect grace are queued.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lobby.connection import Connection
+from lobby.context import LobbyContext
+from lobby.hub import CharacterInfo
+from lobby.ratelimit import RateLimiter
+from protocol.errors import ErrorCode, LobbyError
+from protocol.messages import (
+    ChatMessage,
+    FactionChatMessage,
+    MessageType,
+    WorldAnnouncementMessage,
+)
+
+__all__ = ["ChatService"]
+
+log = logging.getLogger("lobby.chat")
+
+
+class ChatService:
+    """Registers the chat handlers on the hub."""
+
+    name = "chat"
+
+    def __init__(self) -> None:
+        self._ctx: LobbyContext | None = None
+        self._limiter: RateLimiter | None = None
+
+    async def setup(self, ctx: LobbyContext) -> None:
+        self._ctx = ctx
+        self._limiter = RateLimiter(ctx.settings.chat_rate, ctx.settings.chat_burst, ctx.clock)
+        ctx.hub.register(MessageType.CHAT, self.on_chat)
+        ctx.hub.register(MessageType.FACTION_CHAT, self.on_faction_chat)
+        ctx.hub.register(MessageType.WORLD_ANNOUNCEMENT, self.on_announcement)
+        ctx.services[self.name] = self
+
+    async def close(self) -> None:
+        self._ctx = None
+
+    async def on_chat(self, conn: Connection, msg: ChatMessage) -> None:
+        ctx = self._context()
+        speaker = _speaker(conn)
+        content = _text(msg.content, ctx.settings.chat_max_length)
+        self._rate(conn)
+        ctx.hub.broadcast(
+            ChatMessage(
+                message_id=msg.message_id,
+                sender_id=speaker.id,
+                sender_name=speaker.name,
+                content=content,
+                channel="global",
+            )
+        )
+
+    async def on_faction_chat(self, conn: Connection, msg: FactionChatMessage) -> None:
+        ctx = self._context()
+        speaker = _speaker(conn)
+        content = _text(msg.content, ctx.settings.chat_max_length)
+        self._rate(conn)
+        faction = speaker.faction
+        ctx.hub.broadcast(
+            FactionChatMessage(
+                message_id=msg.message_id,
+                sender_id=speaker.id,
+                sender_name=speaker.name,
+                content=content,
+                faction=faction,
+            ),
+            where=lambda p: p.character is not None and p.character.faction == faction,
+        )
+
+    async def on_announcement(self, conn: Connection, msg: WorldAnnouncementMessage) -> None:
+        ctx = self._context()
+        if not conn.session.is_admin:
+            raise LobbyError("only an admin account may announce", code=ErrorCode.FORBIDDEN)
+        content = _text(msg.content, ctx.settings.announcement_max_length)
+        self._rate(conn)
+        character = conn.character
+        log.info("%s world announcement (%d chars)", conn.describe(), len(content))
+        ctx.hub.broadcast(
+            WorldAnnouncementMessage(
+                message_id=msg.message_id,
+                sender_id=character.id if character else None,
+                sender_name=character.name if character else conn.session.username,
+                content=content,
+                priority=msg.priority,
+            )
+        )
+
+    def _rate(self, conn: Connection) -> None:
+        assert self._limiter is not None  # noqa: S101
+        wait = self._limiter.hit(conn.account_id)
+        if wait > 0:
+            raise LobbyError(
+                "chatting too fast",
+                code=ErrorCode.RATE_LIMITED,
+                details={"retry_after": round(wait, 3)},
+            )
+
+    def _context(self) -> LobbyContext:
+        if self._ctx is None:
+            raise LobbyError("chat is not running", code=ErrorCode.UNAVAILABLE)
+        return self._ctx
+
+
+def _speaker(conn: Connection) -> CharacterInfo:
+    character = conn.character
+    if character is None:
+        raise LobbyError("select a character before chatting", code=ErrorCode.NO_CHARACTER)
+    return character
+
+
+def _text(content: str, limit: int) -> str:
+    if not content.strip():
+        raise LobbyError("the message is empty", code=ErrorCode.VALIDATION_ERROR)
+    if len(content) > limit:
+        raise LobbyError(
+            f"the message is longer than {limit} characters",
+            code=ErrorCode.VALIDATION_ERROR,
+            details={"limit": limit, "length": len(content)},
+        )
+    return content

@@ -1,0 +1,136 @@
+"""Lobby settings: one pydantic-settings model read from arguments and ``SHARDS_*`` variables.
+
+Every knob of the master server lives in :class:`LobbySettings`. Values come, in
+order of precedence, from keyword arguments, then ``SHARDS_<NAME>`` environment
+variables (``SHARDS_PORT=9000``, ``SHARDS_ADMIN_ACCOUNTS='["alice"]'``), then the
+defaults below. Durations are seconds, sizes bytes, rates events per second.
+
+The password hashing parameters default to argon2-cffi's RFC 9106 "low memory"
+profile (time cost 3, 64 MiB, 4 lanes). Tests may lower them
+(``argon2_time_cost=1, argon2_memory_cost=1024, argon2_parallelism=1``) to stay
+fast; a production lobby must never do so.
+
+``Clock`` is the type of the injectable wall clock: a callable returning seconds
+since the epoch (``time.time`` by default). Sessions, rate limits, lockouts and
+the reconnect grace read time only through it, so a test advances a fake clock
+instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Clock", "LobbySettings"]
+
+Clock = Callable[[], float]
+"""Wall clock in seconds since the epoch (``time.time`` shape)."""
+
+
+class LobbySettings(BaseSettings):
+    """Every setting of the master lobby (environment prefix ``SHARDS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SHARDS_", extra="forbid", validate_default=True)
+
+    # -- where ------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8888, ge=0, le=65535)
+    data_dir: Path = Path("shards-data")
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://user:pw@host/db; default: SQLite in data_dir",
+    )
+    world_file: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="take the client address from X-Forwarded-For (only behind a trusted proxy)",
+    )
+
+    # -- sessions -----------------------------------------------------------------------
+    session_ttl: float = Field(default=3600.0, gt=0)
+    session_touch_interval: float = Field(
+        default=30.0, ge=0, description="a session's sliding expiry is written at most this often"
+    )
+    maintenance_interval: float = Field(
+        default=1.0, gt=0, description="how often expiries (sessions, grace) are checked"
+    )
+    session_cleanup_interval: float = Field(default=60.0, gt=0)
+    reconnect_grace: float = Field(default=30.0, ge=0)
+
+    # -- passwords (argon2id) --------------------------------------------------------------
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost: int = Field(default=65536, ge=8, description="KiB")
+    argon2_parallelism: int = Field(default=4, ge=1)
+    hash_workers: int = Field(default=2, ge=1, le=64, description="threads hashing passwords")
+
+    # -- REST -----------------------------------------------------------------------------
+    max_body_size: int = Field(default=64 * 1024, ge=1024)
+    rest_rate_per_address: float = Field(default=50.0, gt=0)
+    rest_burst_per_address: float = Field(default=200.0, ge=1)
+    rest_rate_per_account: float = Field(default=20.0, gt=0)
+    rest_burst_per_account: float = Field(default=60.0, ge=1)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window: float = Field(default=300.0, gt=0)
+    login_lockout: float = Field(default=300.0, gt=0)
+
+    # -- WebSocket ------------------------------------------------------------------------
+    ws_max_message_size: int = Field(
+        default=64 * 1024, ge=256, description="bigger text frames get ERROR message_too_large"
+    )
+    ws_hard_max_message_size: int = Field(
+        default=1024 * 1024, ge=256, description="bigger frames close the socket with 1009"
+    )
+    ws_send_queue_max: int = Field(
+        default=512, ge=1, description="queued outgoing messages before a slow client is cut off"
+    )
+    ws_batch_max_messages: int = Field(default=64, ge=1)
+    ws_batch_max_bytes: int = Field(default=64 * 1024, ge=256)
+    ws_backlog_max: int = Field(
+        default=256, ge=0, description="messages kept for a client inside the reconnect grace"
+    )
+    ws_compress: bool = Field(default=False, description="offer permessage-deflate")
+    ws_heartbeat: float | None = Field(default=30.0, gt=0, description="ping interval")
+    ws_idle_timeout: float = Field(
+        default=300.0, gt=0, description="close after this long without a client message"
+    )
+    ws_close_timeout: float = Field(default=5.0, gt=0)
+    ws_message_rate: float = Field(default=20.0, gt=0)
+    ws_message_burst: float = Field(default=60.0, ge=1)
+    ws_flood_strikes: int = Field(
+        default=5, ge=1, description="rate-limited messages tolerated before closing with 1008"
+    )
+    ws_connections_per_account: int = Field(default=8, ge=1)
+
+    # -- chat -----------------------------------------------------------------------------
+    chat_max_length: int = Field(default=500, ge=1)
+    announcement_max_length: int = Field(default=2000, ge=1)
+    chat_rate: float = Field(default=1.0, gt=0, description="chat messages per second per account")
+    chat_burst: float = Field(default=5.0, ge=1)
+    admin_accounts: list[str] = Field(
+        default_factory=list, description="usernames allowed to send WORLD_ANNOUNCEMENT"
+    )
+
+    # -- peer tickets ---------------------------------------------------------------------
+    ticket_ttl: float = Field(default=3600.0, gt=0)
+
+    @field_validator("admin_accounts")
+    @classmethod
+    def _fold_admins(cls, value: list[str]) -> list[str]:
+        return [name.strip().casefold() for name in value if name.strip()]
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL to use: the explicit one, or SQLite in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'lobby.sqlite3').resolve()}"
+
+    def is_admin(self, username: str) -> bool:
+        """True if ``username`` is one of the admin accounts (case-insensitive)."""
+        return username.casefold() in self.admin_accounts

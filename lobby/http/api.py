@@ -1,0 +1,222 @@
+"""The REST endpoint registry: validation, authentication, rate limits, OpenAPI.
+
+A service adds an endpoint before the lobby starts serving (in its
+``setup(ctx)``)::
+
+    @ctx.api.route("GET", "/api/world/state", response_model=WorldStateOut,
+                   summary="World state", tags=("world",))
+    async def world_state(req: ApiRequest) -> WorldStateOut:
+        session = req.require_session()      # auth=True is the default
+        ...
+
+What the wrapper does for every endpoint, in order: authenticate
+(``Authorization: Bearer <token>``; the token slides) when ``auth`` is set,
+apply the per-account rate limit, read and validate the JSON body against
+``request_model`` (400 ``invalid_json``, 422 ``validation_error``) and the query
+string against ``query_model``, call the handler, and serialize a returned
+pydantic model with ``status``. The handler may also return an aiohttp
+response. Every endpoint lands in ``GET /api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from lobby.http.errors import client_address
+from lobby.ratelimit import RateLimiter
+from lobby.sessions import Session
+from protocol.errors import ErrorCode, LobbyError
+
+if TYPE_CHECKING:
+    from lobby.context import LobbyContext
+
+__all__ = ["Api", "ApiRequest", "Endpoint", "EndpointHandler", "bearer_token"]
+
+M = TypeVar("M", bound=BaseModel)
+
+EndpointHandler = Callable[["ApiRequest"], Awaitable[BaseModel | web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One REST endpoint and what the OpenAPI document says about it."""
+
+    method: str
+    path: str
+    handler: EndpointHandler
+    summary: str = ""
+    description: str = ""
+    request_model: type[BaseModel] | None = None
+    query_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+    status: int = 200
+    auth: bool = True
+    tags: tuple[str, ...] = ()
+    path_params: dict[str, str] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class ApiRequest:
+    """What a handler receives: the aiohttp request, the context, the validated inputs."""
+
+    request: web.Request
+    ctx: LobbyContext
+    session: Session | None
+    body: BaseModel | None
+    query: BaseModel | None
+    address: str
+
+    def require_session(self) -> Session:
+        if self.session is None:
+            raise LobbyError("a session token is required", code=ErrorCode.UNAUTHORIZED)
+        return self.session
+
+    def body_as(self, model: type[M]) -> M:
+        if not isinstance(self.body, model):
+            raise TypeError(f"endpoint body is not a {model.__name__}")
+        return self.body
+
+    def query_as(self, model: type[M]) -> M:
+        if not isinstance(self.query, model):
+            raise TypeError(f"endpoint query is not a {model.__name__}")
+        return self.query
+
+    def path_int(self, name: str) -> int:
+        """A positive integer path parameter (404 if it is not one: such an id cannot exist)."""
+        raw = self.request.match_info.get(name, "")
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+            raise LobbyError(f"no such {name}", code=ErrorCode.NOT_FOUND, details={name: raw[:32]})
+        return int(raw)
+
+
+def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | None:
+    """The token from ``Authorization: Bearer <token>`` (or ``?token=`` if allowed)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if allow_query:
+        return request.query.get("token") or None
+    return None
+
+
+class Api:
+    """The endpoint list of one lobby, installed on its aiohttp application at start."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+        self._installed = False
+        self._ctx: LobbyContext | None = None
+        self._account_limiter: RateLimiter | None = None
+
+    def add(self, endpoint: Endpoint) -> Endpoint:
+        """Register ``endpoint`` (before the lobby starts serving)."""
+        if self._installed:
+            raise RuntimeError("endpoints must be added before the lobby starts serving")
+        key = (endpoint.method.upper(), endpoint.path)
+        if any((e.method.upper(), e.path) == key for e in self.endpoints):
+            raise ValueError(f"endpoint {key[0]} {key[1]} is already registered")
+        endpoint.method = endpoint.method.upper()
+        self.endpoints.append(endpoint)
+        return endpoint
+
+    def route(
+        self, method: str, path: str, **options: Any
+    ) -> Callable[[EndpointHandler], EndpointHandler]:
+        """Decorator form of :meth:`add` (options are :class:`Endpoint` fields)."""
+
+        def decorate(handler: EndpointHandler) -> EndpointHandler:
+            self.add(Endpoint(method=method, path=path, handler=handler, **options))
+            return handler
+
+        return decorate
+
+    def install(self, app: web.Application, ctx: LobbyContext) -> None:
+        """Add every endpoint's route to ``app``."""
+        self._ctx = ctx
+        self._account_limiter = RateLimiter(
+            ctx.settings.rest_rate_per_account, ctx.settings.rest_burst_per_account, ctx.clock
+        )
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, self._wrap(endpoint))
+        self._installed = True
+
+    def _wrap(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            ctx = self._ctx
+            assert ctx is not None and self._account_limiter is not None  # noqa: S101
+            session: Session | None = None
+            if endpoint.auth:
+                session = await ctx.sessions.authenticate(bearer_token(request))
+                wait = self._account_limiter.hit(("account", session.account_id))
+                if wait > 0:
+                    raise LobbyError(
+                        "too many requests for this account",
+                        code=ErrorCode.RATE_LIMITED,
+                        details={"retry_after": round(wait, 3), "scope": "account"},
+                    )
+            body = await _read_body(request, endpoint.request_model)
+            query = _validate(endpoint.query_model, dict(request.query), "query")
+            api_request = ApiRequest(
+                request=request,
+                ctx=ctx,
+                session=session,
+                body=body,
+                query=query,
+                address=client_address(
+                    request, trust_forwarded_for=ctx.settings.trust_forwarded_for
+                ),
+            )
+            result = await endpoint.handler(api_request)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.Response(
+                text=result.model_dump_json(),
+                status=endpoint.status,
+                content_type="application/json",
+            )
+
+        return handle
+
+
+async def _read_body(request: web.Request, model: type[BaseModel] | None) -> BaseModel | None:
+    if model is None:
+        return None
+    raw = await request.read()
+    if not raw:
+        raise LobbyError("a JSON body is required", code=ErrorCode.INVALID_JSON)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LobbyError(
+            f"the body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
+        ) from None
+    if not isinstance(data, dict):
+        raise LobbyError("the body must be a JSON object", code=ErrorCode.INVALID_JSON)
+    return _validate(model, data, "body")
+
+
+def _validate(model: type[BaseModel] | None, data: dict[str, Any], where: str) -> BaseModel | None:
+    if model is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [where, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        first = errors[0]
+        field_name = ".".join(str(p) for p in first["loc"][1:]) or where
+        raise LobbyError(
+            f"invalid {where}: {field_name}: {first['msg']}",
+            code=ErrorCode.VALIDATION_ERROR,
+            details={"errors": errors[:20]},
+        ) from None

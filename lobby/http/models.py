@@ -1,0 +1,161 @@
+"""Request and response bodies of the core REST API (pydantic v2).
+
+The same models validate requests, serialize responses and generate the
+OpenAPI document (:mod:`lobby.http.openapi`). Requests forbid unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from protocol.errors import ErrorCode
+
+__all__ = [
+    "CharacterCreateRequest",
+    "CharacterDeleteResponse",
+    "CharacterListResponse",
+    "CharacterOut",
+    "CharacterSelectRequest",
+    "CharacterSelectResponse",
+    "ErrorBody",
+    "LoginRequest",
+    "LoginResponse",
+    "LogoutResponse",
+    "RegisterRequest",
+    "RegisterResponse",
+    "RequestModel",
+    "StatusResponse",
+    "USERNAME_PATTERN",
+]
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    code: ErrorCode
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegisterRequest(RequestModel):
+    username: str = Field(
+        min_length=3,
+        max_length=32,
+        pattern=USERNAME_PATTERN,
+        description="3-32 characters: letters, digits, _ . -; unique ignoring case",
+    )
+    password: str = Field(min_length=8, max_length=128)
+
+
+class RegisterResponse(BaseModel):
+    account_id: int
+    username: str
+
+
+class LoginRequest(RequestModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LoginResponse(BaseModel):
+    token: str = Field(description="bearer token: 'Authorization: Bearer <token>'")
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme name, not a secret
+    account_id: int
+    username: str
+    is_admin: bool
+    expires_at: float = Field(description="unix seconds; slides on every call or WS message")
+    session_ttl: float
+    ws_path: str = "/ws"
+
+
+class LogoutResponse(BaseModel):
+    ok: bool = True
+
+
+class CharacterOut(BaseModel):
+    id: int
+    name: str
+    faction: str
+    character_class: str
+    level: int
+    experience: int
+    health: int
+    max_health: int
+    mana: int
+    max_mana: int
+    location_id: int
+    gold: int
+    created_at: float
+
+
+class CharacterListResponse(BaseModel):
+    characters: list[CharacterOut]
+    limit: int = Field(description="most characters an account may hold")
+
+
+class CharacterCreateRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=64, description="3-20: a letter, then [A-Za-z0-9_-]")
+    faction: str = Field(min_length=1, max_length=64)
+    character_class: str = Field(
+        min_length=1,
+        max_length=64,
+        validation_alias=AliasChoices("character_class", "class"),
+    )
+
+
+class CharacterSelectRequest(RequestModel):
+    character_id: int = Field(ge=1, le=2**63 - 1)
+    peer_public_key: str | None = Field(
+        default=None,
+        min_length=43,
+        max_length=43,
+        description="the peer node's Ed25519 public key, unpadded base64url (for a ticket)",
+    )
+    box_key: str | None = Field(
+        default=None,
+        min_length=43,
+        max_length=43,
+        description="the peer node's X25519 box key, unpadded base64url",
+    )
+    endpoints: list[str] = Field(
+        default_factory=list, max_length=8, description="QUIC endpoints host:port"
+    )
+
+
+class CharacterSelectResponse(BaseModel):
+    character: CharacterOut
+    ticket: str | None = Field(
+        default=None, description="lobby-signed peer ticket (when peer keys were sent)"
+    )
+    ticket_expires_at: float | None = None
+    peer_id: str | None = None
+    lobby_public_key: str = Field(description="Ed25519, unpadded base64url")
+
+
+class CharacterDeleteResponse(BaseModel):
+    ok: bool = True
+    character_id: int
+
+
+class StatusResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    name: str
+    protocol_version: str
+    server_version: str
+    time: float
+    uptime: float
+    players_online: int = Field(description="sessions with a selected character online")
+    connections: int
+    database: str
+    lobby_public_key: str = Field(description="Ed25519 ticket key, unpadded base64url")
+    lobby_peer_id: str

@@ -1,0 +1,288 @@
+"""The seed's core REST endpoints: auth, characters, status, and the OpenAPI document.
+
+=========================================  ====  =====================================
+``POST /api/auth/register``                201   ``RegisterRequest`` -> ``RegisterResponse``
+``POST /api/auth/login``                   200   ``LoginRequest`` -> ``LoginResponse``
+``POST /api/auth/logout``                  200   revokes the session, closes its WS
+``GET /api/characters``                    200   ``CharacterListResponse``
+``POST /api/characters``                   201   ``CharacterCreateRequest`` -> ``CharacterOut``
+``POST /api/characters/select``            200   ``CharacterSelectRequest`` -> ``...Response``
+``DELETE /api/characters/{character_id}``  200   ``CharacterDeleteResponse``
+``GET /api/status``                        200   ``StatusResponse`` (no auth)
+``GET /api/openapi.json``                  200   OpenAPI 3.1 (no auth)
+=========================================  ====  =====================================
+
+Select with ``peer_public_key`` and ``box_key`` (and optional ``endpoints``)
+returns a peer ticket signed with the lobby key (:func:`protocol.crypto.issue_ticket`),
+valid for ``ticket_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lobby.characters import Character
+from lobby.http.api import Api, ApiRequest
+from lobby.http.models import (
+    CharacterCreateRequest,
+    CharacterDeleteResponse,
+    CharacterListResponse,
+    CharacterOut,
+    CharacterSelectRequest,
+    CharacterSelectResponse,
+    LoginRequest,
+    LoginResponse,
+    LogoutResponse,
+    RegisterRequest,
+    RegisterResponse,
+    StatusResponse,
+)
+from lobby.http.openapi import build_openapi
+from lobby.hub import CharacterInfo
+from protocol.crypto import b64url_decode, issue_ticket, peer_id
+from protocol.errors import ErrorCode, LobbyError
+from protocol.version import PROTOCOL_VERSION
+
+__all__ = ["SERVER_VERSION", "add_core_routes"]
+
+SERVER_VERSION = "0.1.0"
+
+
+def add_core_routes(api: Api) -> None:
+    """Register the core endpoints on ``api``."""
+    api.route(
+        "POST",
+        "/api/auth/register",
+        request_model=RegisterRequest,
+        response_model=RegisterResponse,
+        status=201,
+        auth=False,
+        summary="Register an account",
+        tags=("auth",),
+        errors=(409,),
+    )(register)
+    api.route(
+        "POST",
+        "/api/auth/login",
+        request_model=LoginRequest,
+        response_model=LoginResponse,
+        auth=False,
+        summary="Log in: returns a bearer token",
+        tags=("auth",),
+        errors=(401,),
+    )(login)
+    api.route(
+        "POST",
+        "/api/auth/logout",
+        response_model=LogoutResponse,
+        summary="Log out: the token stops working, the session's WebSocket closes",
+        tags=("auth",),
+    )(logout)
+    api.route(
+        "GET",
+        "/api/characters",
+        response_model=CharacterListResponse,
+        summary="The account's characters",
+        tags=("characters",),
+    )(list_characters)
+    api.route(
+        "POST",
+        "/api/characters",
+        request_model=CharacterCreateRequest,
+        response_model=CharacterOut,
+        status=201,
+        summary="Create a character",
+        tags=("characters",),
+        errors=(409,),
+    )(create_character)
+    api.route(
+        "POST",
+        "/api/characters/select",
+        request_model=CharacterSelectRequest,
+        response_model=CharacterSelectResponse,
+        summary="Select a character (and get a peer ticket)",
+        tags=("characters",),
+        errors=(404,),
+    )(select_character)
+    api.route(
+        "DELETE",
+        "/api/characters/{character_id}",
+        response_model=CharacterDeleteResponse,
+        summary="Delete a character",
+        tags=("characters",),
+        path_params={"character_id": "integer"},
+        errors=(404,),
+    )(delete_character)
+    api.route(
+        "GET",
+        "/api/status",
+        response_model=StatusResponse,
+        auth=False,
+        summary="Server status and the lobby's ticket key",
+        tags=("system",),
+    )(status)
+    api.route(
+        "GET",
+        "/api/openapi.json",
+        auth=False,
+        summary="This OpenAPI 3.1 document",
+        tags=("system",),
+    )(openapi)
+
+
+async def register(req: ApiRequest) -> RegisterResponse:
+    body = req.body_as(RegisterRequest)
+    account = await req.ctx.accounts.register(body.username, body.password)
+    return RegisterResponse(account_id=account.id, username=account.username)
+
+
+async def login(req: ApiRequest) -> LoginResponse:
+    body = req.body_as(LoginRequest)
+    account = await req.ctx.accounts.authenticate(body.username, body.password, req.address)
+    token, session = await req.ctx.sessions.create(account)
+    return LoginResponse(
+        token=token,
+        account_id=account.id,
+        username=account.username,
+        is_admin=account.is_admin,
+        expires_at=session.expires_at,
+        session_ttl=req.ctx.settings.session_ttl,
+    )
+
+
+async def logout(req: ApiRequest) -> LogoutResponse:
+    session = req.require_session()
+    await req.ctx.sessions.revoke(session.id)
+    await req.ctx.hub.end_session(session.id, reason="logged out")
+    return LogoutResponse()
+
+
+async def list_characters(req: ApiRequest) -> CharacterListResponse:
+    session = req.require_session()
+    rows = await req.ctx.characters.list(session.account_id)
+    return CharacterListResponse(
+        characters=[_out(c) for c in rows],
+        limit=req.ctx.world.rules.character_limit_per_account,
+    )
+
+
+async def create_character(req: ApiRequest) -> CharacterOut:
+    session = req.require_session()
+    body = req.body_as(CharacterCreateRequest)
+    character = await req.ctx.characters.create(
+        session.account_id, body.name, body.faction, body.character_class
+    )
+    return _out(character)
+
+
+async def select_character(req: ApiRequest) -> CharacterSelectResponse:
+    ctx = req.ctx
+    session = req.require_session()
+    body = req.body_as(CharacterSelectRequest)
+    character = await ctx.characters.get_owned(session.account_id, body.character_id)
+    ticket: str | None = None
+    ticket_expires: float | None = None
+    holder: str | None = None
+    peer_info = None
+    if body.peer_public_key is not None or body.box_key is not None:
+        if body.peer_public_key is None or body.box_key is None:
+            raise LobbyError(
+                "a peer ticket needs both peer_public_key and box_key",
+                code=ErrorCode.VALIDATION_ERROR,
+            )
+        public_raw = _key(body.peer_public_key, "peer_public_key")
+        box_raw = _key(body.box_key, "box_key")
+        now = ctx.clock()
+        try:
+            ticket = issue_ticket(
+                ctx.key.private_key,
+                character_id=character.id,
+                character_name=character.name,
+                faction=character.faction,
+                public_key=public_raw,
+                box_key=box_raw,
+                endpoints=body.endpoints,
+                now=now,
+                ttl=ctx.settings.ticket_ttl,
+            )
+        except ValueError as exc:
+            raise LobbyError(
+                f"cannot issue a ticket for these values: {exc}", code=ErrorCode.VALIDATION_ERROR
+            ) from None
+        ticket_expires = now + ctx.settings.ticket_ttl
+        holder = peer_id(public_raw)
+        peer_info = {
+            "peer_id": holder,
+            "public_key": body.peer_public_key,
+            "box_key": body.box_key,
+            "endpoints": list(body.endpoints),
+            "ticket": ticket,
+        }
+    await ctx.sessions.select_character(session, character.id, peer_info)
+    await ctx.hub.set_character(session.id, _info(character))
+    return CharacterSelectResponse(
+        character=_out(character),
+        ticket=ticket,
+        ticket_expires_at=ticket_expires,
+        peer_id=holder,
+        lobby_public_key=ctx.key.public_key_b64,
+    )
+
+
+async def delete_character(req: ApiRequest) -> CharacterDeleteResponse:
+    session = req.require_session()
+    character_id = req.path_int("character_id")
+    await req.ctx.characters.delete(session.account_id, character_id)
+    await req.ctx.hub.character_deleted(character_id)
+    return CharacterDeleteResponse(character_id=character_id)
+
+
+async def status(req: ApiRequest) -> StatusResponse:
+    ctx = req.ctx
+    now = ctx.clock()
+    return StatusResponse(
+        name=ctx.world.name,
+        protocol_version=PROTOCOL_VERSION,
+        server_version=SERVER_VERSION,
+        time=now,
+        uptime=max(0.0, now - ctx.started_at),
+        players_online=ctx.hub.players_online,
+        connections=len(ctx.hub.connections()),
+        database=ctx.db.dialect,
+        lobby_public_key=ctx.key.public_key_b64,
+        lobby_peer_id=ctx.key.peer_id,
+    )
+
+
+async def openapi(req: ApiRequest) -> web.Response:
+    doc = build_openapi(
+        req.ctx.api.endpoints,
+        title="Shards of Eternity lobby",
+        version=SERVER_VERSION,
+        description="REST and WebSocket API of the master lobby.",
+    )
+    return web.json_response(doc)
+
+
+def _out(c: Character) -> CharacterOut:
+    data = c.to_dict()
+    data.pop("account_id")
+    return CharacterOut.model_validate(data)
+
+
+def _info(c: Character) -> CharacterInfo:
+    return CharacterInfo(c.id, c.name, c.faction, c.location_id, c.level)
+
+
+def _key(value: str, name: str) -> bytes:
+    try:
+        raw = b64url_decode(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise LobbyError(
+            f"{name} must be 32 bytes as unpadded base64url",
+            code=ErrorCode.VALIDATION_ERROR,
+            details={"field": name},
+        )
+    return raw

@@ -1,0 +1,373 @@
+"""The WebSocket hub: who is online, message dispatch, presence and the reconnect grace.
+
+Presence is per session: a session connects with its token, and the hub keeps a
+:class:`Presence` for it (account, selected character, the live
+:class:`~lobby.connection.Connection` if any). When the socket drops, the
+presence stays for ``reconnect_grace`` seconds: messages routed to it meanwhile
+go into a bounded backlog (``ws_backlog_max``, oldest dropped first), and a
+reconnect with the same session within the window resumes it silently (no
+leave/join announcements) and receives the backlog first. When the grace runs
+out (checked by :meth:`Hub.expire`, driven by the injectable clock) or the
+session logs out, the presence leaves: ``on_leave`` hooks run and players at
+the same location get ``PLAYER_LEFT_AREA``. A presence with a character that
+comes online announces ``PLAYER_JOINED_AREA`` there and runs ``on_join`` hooks.
+
+Extension points for services:
+
+* ``hub.register(MessageType.X, handler)``: ``handler(conn, msg)`` is awaited
+  for each incoming message of that type, in order per connection. Raise a
+  :class:`~protocol.errors.ShardsError` to answer ``ERROR`` (with ``ref_id``);
+  the connection stays up.
+* ``hub.on_join(hook)`` / ``hub.on_leave(hook)``: ``async hook(presence)``.
+* ``hub.broadcast(msg, where=...)``, ``hub.send_to_character(id, msg)``,
+  ``hub.send_to_account``, ``hub.send_to_session``: serialize once, queue to
+  every matching presence (online or inside its grace window).
+* ``hub.update_character(character_id, location_id=...)`` keeps the hub's
+  view of a character (faction, location, level) current after a change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lobby.config import Clock, LobbySettings
+from lobby.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_REPLACED,
+    Connection,
+)
+from protocol.codec import serialize
+from protocol.errors import ErrorCode, LobbyError
+from protocol.messages import (
+    BaseMessage,
+    MessageType,
+    PlayerJoinedAreaMessage,
+    PlayerLeftAreaMessage,
+)
+
+__all__ = ["CharacterInfo", "Hub", "MessageHandler", "Presence", "PresenceHook"]
+
+log = logging.getLogger("lobby.hub")
+
+MessageHandler = Callable[[Connection, Any], Awaitable[None]]
+PresenceHook = Callable[["Presence"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterInfo:
+    """What the hub knows of a selected character (kept current by services)."""
+
+    id: int
+    name: str
+    faction: str
+    location_id: int
+    level: int = 1
+
+
+@dataclass(eq=False, slots=True)
+class Presence:
+    """One session's presence in the lobby, connected or inside its reconnect grace."""
+
+    session_id: int
+    account_id: int
+    username: str
+    is_admin: bool
+    character: CharacterInfo | None = None
+    conn: Connection | None = None
+    disconnected_at: float | None = None
+    backlog: deque[str] = field(default_factory=deque)
+    dropped: int = 0
+
+    @property
+    def online(self) -> bool:
+        return self.conn is not None
+
+
+class Hub:
+    """Every presence and connection of one lobby, and the message dispatcher."""
+
+    def __init__(self, settings: LobbySettings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._handlers: dict[MessageType, MessageHandler] = {}
+        self._presences: dict[int, Presence] = {}
+        self._join_hooks: list[PresenceHook] = []
+        self._leave_hooks: list[PresenceHook] = []
+        self.announce_presence = True
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register(self, msg_type: MessageType, handler: MessageHandler) -> None:
+        """Handle incoming ``msg_type`` messages with ``handler(conn, msg)`` (one per type)."""
+        if msg_type in self._handlers:
+            raise ValueError(f"a handler for {msg_type.value} is already registered")
+        self._handlers[msg_type] = handler
+
+    def handler_for(self, msg_type: MessageType) -> MessageHandler | None:
+        return self._handlers.get(msg_type)
+
+    def on_join(self, hook: PresenceHook) -> None:
+        self._join_hooks.append(hook)
+
+    def on_leave(self, hook: PresenceHook) -> None:
+        self._leave_hooks.append(hook)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def presences(self) -> Iterator[Presence]:
+        return iter(list(self._presences.values()))
+
+    def presence(self, session_id: int) -> Presence | None:
+        return self._presences.get(session_id)
+
+    def connections(self) -> list[Connection]:
+        return [p.conn for p in self._presences.values() if p.conn is not None]
+
+    def presence_of_character(self, character_id: int) -> Presence | None:
+        for p in self._presences.values():
+            if p.character is not None and p.character.id == character_id:
+                return p
+        return None
+
+    @property
+    def players_online(self) -> int:
+        return sum(1 for p in self._presences.values() if p.character is not None)
+
+    def connections_of_account(self, account_id: int) -> int:
+        return sum(1 for p in self._presences.values() if p.account_id == account_id and p.conn)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def broadcast(
+        self,
+        msg: BaseMessage,
+        *,
+        where: Callable[[Presence], bool] | None = None,
+        exclude_session: int | None = None,
+    ) -> int:
+        """Queue ``msg`` to every presence matching ``where``; return how many got it."""
+        text = self._text(msg)
+        count = 0
+        for p in list(self._presences.values()):
+            if p.session_id == exclude_session or (where is not None and not where(p)):
+                continue
+            count += self._deliver(p, text)
+        return count
+
+    def send_to_session(self, session_id: int, msg: BaseMessage) -> bool:
+        p = self._presences.get(session_id)
+        return bool(p and self._deliver(p, self._text(msg)))
+
+    def send_to_character(self, character_id: int, msg: BaseMessage) -> bool:
+        """Queue ``msg`` to the presence playing ``character_id`` (False if none)."""
+        return bool(
+            self.broadcast(
+                msg, where=lambda p: p.character is not None and p.character.id == character_id
+            )
+        )
+
+    def send_to_account(self, account_id: int, msg: BaseMessage) -> int:
+        return self.broadcast(msg, where=lambda p: p.account_id == account_id)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def attach(self, conn: Connection, character: CharacterInfo | None) -> bool:
+        """Bind a new connection to its session's presence; True if it resumed one."""
+        session = conn.session
+        p = self._presences.get(session.id)
+        resumed = p is not None
+        if p is None:
+            p = Presence(
+                session_id=session.id,
+                account_id=session.account_id,
+                username=session.username,
+                is_admin=session.is_admin,
+                character=character,
+            )
+            self._presences[session.id] = p
+        elif p.conn is not None:
+            old = p.conn
+            old.presence = None
+            old.close(CLOSE_REPLACED, "replaced by a newer connection of this session")
+        p.conn = conn
+        p.disconnected_at = None
+        conn.presence = p
+        if resumed:
+            if p.dropped:
+                log.info("%s resumed; %d queued messages were dropped", conn.describe(), p.dropped)
+            while p.backlog:
+                conn.send_text(p.backlog.popleft())
+            p.dropped = 0
+            if character is not None and (p.character is None or p.character.id != character.id):
+                await self.set_character(session.id, character)
+        elif character is not None:
+            await self._joined(p)
+        return resumed
+
+    async def detach(self, conn: Connection) -> None:
+        """The socket of ``conn`` is gone: start the grace window (or leave now)."""
+        p = conn.presence
+        conn.presence = None
+        if p is None or p.conn is not conn:
+            return
+        p.conn = None
+        if self._settings.reconnect_grace <= 0:
+            await self._leave(p)
+            return
+        p.disconnected_at = self._clock()
+
+    async def set_character(self, session_id: int, character: CharacterInfo | None) -> None:
+        """The session selected another character (or none): leave as the old, join as new."""
+        p = self._presences.get(session_id)
+        if p is None:
+            return
+        if p.character is not None and (character is None or character.id != p.character.id):
+            await self._announce_left(p)
+            for hook in self._leave_hooks:
+                await self._run_hook(hook, p)
+        old = p.character
+        p.character = character
+        if character is not None and (old is None or old.id != character.id):
+            await self._joined(p)
+
+    def update_character(self, character_id: int, **changes: Any) -> None:
+        """Update the hub's view of a character (``location_id``, ``level``, ...)."""
+        for p in self._presences.values():
+            if p.character is not None and p.character.id == character_id:
+                p.character = replace(p.character, **changes)
+
+    async def character_deleted(self, character_id: int) -> None:
+        for p in list(self._presences.values()):
+            if p.character is not None and p.character.id == character_id:
+                await self.set_character(p.session_id, None)
+
+    async def end_session(self, session_id: int, *, reason: str = "logged out") -> None:
+        """Logout or expiry: close the connection (if any) and leave now."""
+        p = self._presences.get(session_id)
+        if p is None:
+            return
+        conn = p.conn
+        if conn is not None:
+            conn.presence = None
+            p.conn = None
+            code = CLOSE_NORMAL if reason == "logged out" else CLOSE_POLICY
+            conn.close(code, reason)
+        await self._leave(p)
+
+    async def expire(self) -> int:
+        """Drop presences whose grace ran out, close sessions past expiry; return drops."""
+        now = self._clock()
+        grace = self._settings.reconnect_grace
+        gone = 0
+        for p in list(self._presences.values()):
+            if (
+                p.conn is None
+                and p.disconnected_at is not None
+                and now - p.disconnected_at >= grace
+            ):
+                await self._leave(p)
+                gone += 1
+            elif p.conn is not None and now >= p.conn.session.expires_at:
+                log.info("%s session expired while connected", p.conn.describe())
+                await self.end_session(p.session_id, reason="session expired")
+                gone += 1
+        return gone
+
+    async def close_all(self) -> None:
+        """Shutdown: close every connection with 1001 and wait until each has closed."""
+        conns = self.connections()
+        for conn in conns:
+            conn.close(CLOSE_GOING_AWAY, "lobby shutting down")
+        for conn in conns:
+            await conn.wait_closed()
+        self._presences.clear()
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def dispatch(self, conn: Connection, msg: BaseMessage) -> None:
+        """Run the handler registered for ``msg.type`` (ERROR bad_request if none)."""
+        handler = self._handlers.get(MessageType(msg.type))
+        if handler is None:
+            raise LobbyError(
+                f"the lobby does not handle {msg.type} messages",
+                code=ErrorCode.BAD_REQUEST,
+                details={"type": str(msg.type)},
+            )
+        await handler(conn, msg)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _text(self, msg: BaseMessage) -> str:
+        if msg.timestamp is None:
+            msg.timestamp = self._clock()
+        return serialize(msg)
+
+    def _deliver(self, p: Presence, text: str) -> int:
+        if p.conn is not None:
+            return int(p.conn.send_text(text))
+        if p.disconnected_at is None or self._settings.ws_backlog_max <= 0:
+            return 0
+        if len(p.backlog) >= self._settings.ws_backlog_max:
+            p.backlog.popleft()
+            p.dropped += 1
+        p.backlog.append(text)
+        return 1
+
+    async def _joined(self, p: Presence) -> None:
+        character = p.character
+        if character is None:
+            return
+        if self.announce_presence:
+            self.broadcast(
+                PlayerJoinedAreaMessage(
+                    character_id=character.id,
+                    character_name=character.name,
+                    location_id=character.location_id,
+                    level=character.level,
+                    faction=character.faction,
+                ),
+                where=lambda o: (
+                    o.character is not None and o.character.location_id == character.location_id
+                ),
+                exclude_session=p.session_id,
+            )
+        for hook in self._join_hooks:
+            await self._run_hook(hook, p)
+
+    async def _leave(self, p: Presence) -> None:
+        if self._presences.get(p.session_id) is not p:
+            return
+        del self._presences[p.session_id]
+        p.backlog.clear()
+        if p.character is not None:
+            await self._announce_left(p)
+        for hook in self._leave_hooks:
+            await self._run_hook(hook, p)
+
+    async def _announce_left(self, p: Presence) -> None:
+        character = p.character
+        if character is None or not self.announce_presence:
+            return
+        self.broadcast(
+            PlayerLeftAreaMessage(
+                character_id=character.id,
+                character_name=character.name,
+                location_id=character.location_id,
+            ),
+            where=lambda o: (
+                o.character is not None and o.character.location_id == character.location_id
+            ),
+            exclude_session=p.session_id,
+        )
+
+    async def _run_hook(self, hook: PresenceHook, p: Presence) -> None:
+        try:
+            await hook(p)
+        except Exception:
+            log.exception("presence hook %r failed for session=%d", hook, p.session_id)

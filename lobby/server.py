@@ -1,0 +1,265 @@
+"""``MasterServer``: the lobby process's composition root (aiohttp app, storage, hub, services).
+
+Usage::
+
+    async with MasterServer(port=0, data_dir=tmp_path) as server:
+        print(server.url)           # http://127.0.0.1:<bound port>
+
+``start()`` loads the world, opens (and migrates) the database, loads or
+creates the lobby signing key, builds the core services and the hub, lets each
+service ``setup(ctx)`` (register WS handlers, REST endpoints, hooks), then
+listens. ``stop()`` stops listening, closes every WebSocket with 1001 after
+flushing what was queued for it, waits for in-flight requests, closes the
+services, the hashing pool and the database.
+
+Services: any object with ``name``, ``async setup(ctx)`` and ``async close()``
+(:class:`LobbyService`), passed as ``services=[...]`` or through
+:meth:`MasterServer.add_service` before ``start()``. Chat is one. A service that
+needs tables appends a migration to :data:`lobby.storage.MIGRATIONS` at import.
+
+Explicit arguments override ``settings`` (whose own defaults and ``SHARDS_*``
+environment variables fill the rest). ``clock`` is the injectable wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+from aiohttp import web
+
+from lobby.accounts import AccountService
+from lobby.characters import CharacterService
+from lobby.chat import ChatService
+from lobby.config import Clock, LobbySettings
+from lobby.context import LobbyContext
+from lobby.game.world import load_world
+from lobby.http.api import Api
+from lobby.http.errors import error_middleware, rate_limit_middleware
+from lobby.http.routes import add_core_routes
+from lobby.http.ws import WebSocketEndpoint
+from lobby.hub import Hub
+from lobby.keys import load_or_create_key
+from lobby.ratelimit import RateLimiter
+from lobby.sessions import SessionStore
+from lobby.storage import Database
+
+__all__ = ["LobbyService", "MasterServer"]
+
+log = logging.getLogger("lobby")
+
+
+@runtime_checkable
+class LobbyService(Protocol):
+    """A pluggable part of the lobby (chat, world, parties, trades, ...)."""
+
+    name: str
+
+    async def setup(self, ctx: LobbyContext) -> None:
+        """Register handlers, endpoints and hooks on ``ctx`` (called during start)."""
+
+    async def close(self) -> None:
+        """Release what ``setup`` took (called during stop, in reverse order)."""
+
+
+class MasterServer:
+    """The master lobby: REST + WebSocket on aiohttp over SQLite or PostgreSQL."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        data_dir: str | Path | None = None,
+        database_url: str | None = None,
+        world_file: str | Path | None = None,
+        settings: LobbySettings | None = None,
+        clock: Clock | None = None,
+        services: Sequence[LobbyService] = (),
+    ) -> None:
+        base = settings or LobbySettings()
+        overrides: dict[str, Any] = {}
+        if host is not None:
+            overrides["host"] = host
+        if port is not None:
+            overrides["port"] = port
+        if data_dir is not None:
+            overrides["data_dir"] = Path(data_dir)
+        if database_url is not None:
+            overrides["database_url"] = database_url
+        if world_file is not None:
+            overrides["world_file"] = Path(world_file)
+        self.settings = base.model_copy(update=overrides) if overrides else base
+        self.clock: Clock = clock or time.time
+        self._services: list[LobbyService] = [ChatService(), *services]
+        self._ctx: LobbyContext | None = None
+        self._runner: web.AppRunner | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._port: int | None = None
+        self._last_cleanup = 0.0
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> LobbyContext:
+        """The running lobby's context (after ``start()``)."""
+        if self._ctx is None:
+            raise RuntimeError("the lobby is not started")
+        return self._ctx
+
+    @property
+    def hub(self) -> Hub:
+        return self.ctx.hub
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when started with port 0)."""
+        if self._port is None:
+            raise RuntimeError("the lobby is not started")
+        return self._port
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        if host in ("0.0.0.0", "", "::"):  # noqa: S104 - only naming the wildcard
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def add_service(self, service: LobbyService) -> None:
+        """Add a service before ``start()``."""
+        if self._ctx is not None:
+            raise RuntimeError("services must be added before start()")
+        self._services.append(service)
+
+    async def start(self) -> None:
+        if self._ctx is not None:
+            raise RuntimeError("the lobby is already started")
+        s = self.settings
+        world = load_world(s.world_file)
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        key = load_or_create_key(s.data_dir)
+        db = await Database.open(s.resolved_database_url, now=self.clock())
+        accounts = AccountService(db, s, self.clock)
+        try:
+            api = Api()
+            ctx = LobbyContext(
+                settings=s,
+                clock=self.clock,
+                world=world,
+                db=db,
+                accounts=accounts,
+                sessions=SessionStore(db, s, self.clock),
+                characters=CharacterService(db, world, self.clock),
+                hub=Hub(s, self.clock),
+                api=api,
+                key=key,
+                started_at=self.clock(),
+            )
+            self._ctx = ctx
+            add_core_routes(api)
+            for service in self._services:
+                await service.setup(ctx)
+            app = web.Application(
+                client_max_size=s.max_body_size,
+                middlewares=[
+                    error_middleware,
+                    rate_limit_middleware(
+                        RateLimiter(s.rest_rate_per_address, s.rest_burst_per_address, self.clock),
+                        trust_forwarded_for=s.trust_forwarded_for,
+                    ),
+                ],
+            )
+            api.install(app, ctx)
+            app.router.add_get("/ws", WebSocketEndpoint(ctx).handle)
+            app.on_shutdown.append(self._on_shutdown)
+            runner = web.AppRunner(
+                app, handle_signals=False, access_log=None, shutdown_timeout=s.ws_close_timeout * 2
+            )
+            await runner.setup()
+            self._runner = runner
+            site = web.TCPSite(runner, s.host, s.port)
+            await site.start()
+            self._port = int(runner.addresses[0][1])
+        except BaseException:
+            await self._teardown()
+            raise
+        self._maintenance = asyncio.create_task(self._maintenance_loop(), name="lobby-maintenance")
+        log.info("lobby listening on %s (database %s, data %s)", self.url, db.dialect, s.data_dir)
+
+    async def stop(self) -> None:
+        """Stop gracefully (idempotent)."""
+        if self._ctx is None:
+            return
+        log.info("lobby stopping")
+        await self._teardown()
+        log.info("lobby stopped")
+
+    async def run_maintenance(self) -> None:
+        """One maintenance pass: reconnect grace, expired sessions (tests call it directly)."""
+        ctx = self.ctx
+        await ctx.hub.expire()
+        now = self.clock()
+        if now - self._last_cleanup >= self.settings.session_cleanup_interval:
+            self._last_cleanup = now
+            await ctx.sessions.cleanup()
+
+    async def __aenter__(self) -> MasterServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        if self._ctx is not None:
+            await self._ctx.hub.close_all()
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.maintenance_interval)
+            try:
+                await self.run_maintenance()
+            except Exception:
+                log.exception("maintenance pass failed")
+
+    async def _teardown(self) -> None:
+        ctx = self._ctx
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        elif ctx is not None:
+            await ctx.hub.close_all()
+        for service in reversed(self._services):
+            try:
+                await service.close()
+            except Exception:
+                log.exception("service %s failed to close", getattr(service, "name", service))
+        if ctx is not None:
+            await ctx.accounts.close()
+            await ctx.db.close()
+        self._ctx = None
+        self._port = None

@@ -1,0 +1,203 @@
+"""Sessions: random bearer tokens, stored as SHA-256, with a sliding expiry.
+
+A login creates a session and returns its token (``secrets.token_urlsafe(32)``);
+only ``sha256(token)`` is stored, so a leaked database does not leak live
+tokens. Each authenticated REST call or WS message slides the expiry to
+``now + session_ttl``; the new expiry is written at most every
+``session_touch_interval`` seconds (so a session may expire up to that much
+earlier than its last use + ttl). Logout deletes the row; expired rows are
+deleted by :meth:`SessionStore.cleanup`, run periodically by the server.
+Sessions are rows in the database, so they survive a lobby restart.
+
+A session also records the selected character and the peer information sent
+with the selection (public key, box key, endpoints), for the peer directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from lobby.accounts import Account
+from lobby.config import Clock, LobbySettings
+from lobby.storage import Database, accounts, sessions
+from protocol.errors import ErrorCode, LobbyError
+
+__all__ = ["Session", "SessionStore", "hash_token"]
+
+log = logging.getLogger("lobby.sessions")
+
+_MAX_TOKEN_LENGTH = 256
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token (hex SHA-256)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An authenticated session as seen by a request or a WS connection."""
+
+    id: int
+    account_id: int
+    username: str
+    is_admin: bool
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    character_id: int | None
+    peer_info: dict[str, Any] | None
+
+    def describe(self) -> str:
+        """``session=<id> account=<id>`` for log lines (never the token)."""
+        return f"session={self.id} account={self.account_id}"
+
+
+class SessionStore:
+    """Create, resolve, slide, revoke and clean up sessions."""
+
+    def __init__(self, db: Database, settings: LobbySettings, clock: Clock) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+
+    async def create(self, account: Account) -> tuple[str, Session]:
+        """A new session for ``account``: ``(token, session)``; the token is shown once."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        expires = now + self._settings.session_ttl
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                insert(sessions).values(
+                    token_hash=hash_token(token),
+                    account_id=account.id,
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=expires,
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None  # noqa: S101 - an insert always has one
+        session = Session(
+            id=int(pk[0]),
+            account_id=account.id,
+            username=account.username,
+            is_admin=account.is_admin,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=expires,
+            character_id=None,
+            peer_info=None,
+        )
+        log.info("login %s", session.describe())
+        return token, session
+
+    async def authenticate(self, token: str | None) -> Session:
+        """Resolve a token and slide its expiry; raise UNAUTHORIZED or SESSION_EXPIRED."""
+        if not token or len(token) > _MAX_TOKEN_LENGTH:
+            raise LobbyError("a session token is required", code=ErrorCode.UNAUTHORIZED)
+        query = (
+            select(sessions, accounts.c.username)
+            .join(accounts, accounts.c.id == sessions.c.account_id)
+            .where(sessions.c.token_hash == hash_token(token))
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise LobbyError("invalid or revoked session token", code=ErrorCode.UNAUTHORIZED)
+        session = self._from_row(row._mapping)
+        now = self._clock()
+        if now >= session.expires_at:
+            await self.revoke(session.id)
+            raise LobbyError("the session has expired", code=ErrorCode.SESSION_EXPIRED)
+        return await self.touch(session)
+
+    async def get(self, session_id: int) -> Session | None:
+        """The session with ``session_id`` if it exists and has not expired (no sliding)."""
+        query = (
+            select(sessions, accounts.c.username)
+            .join(accounts, accounts.c.id == sessions.c.account_id)
+            .where(sessions.c.id == session_id)
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        session = self._from_row(row._mapping)
+        return session if self._clock() < session.expires_at else None
+
+    async def touch(self, session: Session) -> Session:
+        """Slide the expiry of ``session`` (written at most every touch interval)."""
+        now = self._clock()
+        if now - session.last_seen_at < self._settings.session_touch_interval:
+            return session
+        expires = now + self._settings.session_ttl
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session.id)
+                .values(last_seen_at=now, expires_at=expires)
+            )
+        if result.rowcount == 0:
+            raise LobbyError("invalid or revoked session token", code=ErrorCode.UNAUTHORIZED)
+        return replace(session, last_seen_at=now, expires_at=expires)
+
+    async def select_character(
+        self, session: Session, character_id: int | None, peer_info: dict[str, Any] | None
+    ) -> Session:
+        """Record the selected character (and peer info) of ``session``."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session.id)
+                .values(
+                    character_id=character_id,
+                    peer_info=json.dumps(peer_info) if peer_info is not None else None,
+                )
+            )
+        return replace(session, character_id=character_id, peer_info=peer_info)
+
+    async def revoke(self, session_id: int) -> bool:
+        """Delete a session (logout); True if it existed."""
+        async with self._db.write() as conn:
+            result = await conn.execute(delete(sessions).where(sessions.c.id == session_id))
+        return bool(result.rowcount)
+
+    async def cleanup(self) -> int:
+        """Delete expired sessions; return how many."""
+        now = self._clock()
+        async with self._db.write() as conn:
+            result = await conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
+        count = int(result.rowcount or 0)
+        if count:
+            log.info("removed %d expired sessions", count)
+        return count
+
+    async def sessions_selecting(self, character_id: int) -> list[int]:
+        """Ids of the sessions that selected ``character_id``."""
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(sessions.c.id).where(sessions.c.character_id == character_id)
+            )
+            return [int(r) for r in rows.scalars()]
+
+    def _from_row(self, row: Any) -> Session:
+        peer_info = row["peer_info"]
+        return Session(
+            id=int(row["id"]),
+            account_id=int(row["account_id"]),
+            username=str(row["username"]),
+            is_admin=self._settings.is_admin(str(row["username"])),
+            created_at=float(row["created_at"]),
+            last_seen_at=float(row["last_seen_at"]),
+            expires_at=float(row["expires_at"]),
+            character_id=None if row["character_id"] is None else int(row["character_id"]),
+            peer_info=json.loads(peer_info) if peer_info else None,
+        )

@@ -1,0 +1,139 @@
+"""The lobby's database handle: an async SQLAlchemy Core engine on SQLite or PostgreSQL.
+
+``Database.open(url, now=...)`` builds the engine and applies pending migrations.
+URLs: ``sqlite:///path/to/file`` (the default, aiosqlite, WAL, ``busy_timeout``,
+foreign keys on) or ``postgresql://user:pw@host/db`` (asyncpg). The driver part
+is filled in when absent.
+
+Two ways in, both async context managers yielding an ``AsyncConnection``:
+
+* :meth:`Database.read` for queries (no transaction held open on SQLite);
+* :meth:`Database.write` for one transaction that commits on exit and rolls back
+  on an exception. Everything that moves value (gold, items) must happen inside
+  one ``write()`` block. On SQLite the lobby serializes its writers with an
+  ``asyncio.Lock`` (SQLite allows one writer anyway, and waiting on a lock is
+  cheaper and fairer than retrying ``SQLITE_BUSY``); PostgreSQL runs writers
+  concurrently at READ COMMITTED, so a service that reads then writes value
+  there must lock its rows (``select(...).with_for_update()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from lobby.storage.migrations import run_migrations
+from protocol.errors import ConfigError, StorageError
+
+__all__ = ["Database", "normalize_url"]
+
+log = logging.getLogger("lobby.storage")
+
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+_PG_MIGRATION_LOCK = 0x5AAD5  # advisory lock id: one lobby migrates at a time
+
+
+def normalize_url(url: str) -> URL:
+    """Parse ``url`` and pick the async driver (aiosqlite / asyncpg)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"invalid database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError("the lobby needs a SQLite file: sqlite:///path/to/lobby.sqlite3")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+class Database:
+    """An open database: the engine, its dialect and the read/write entry points."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @classmethod
+    async def open(cls, url: str, *, now: float) -> Database:
+        """Connect to ``url``, configure it and apply pending migrations."""
+        parsed = normalize_url(url)
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            assert parsed.database is not None  # noqa: S101 - checked in normalize_url
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(parsed, **kwargs)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        db = cls(engine)
+        try:
+            await db._migrate(now)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return db
+
+    async def _migrate(self, now: float) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(text(f"SELECT pg_advisory_lock({_PG_MIGRATION_LOCK})"))
+                    await conn.commit()
+                try:
+                    applied = await conn.run_sync(run_migrations, now)
+                finally:
+                    if self.dialect == "postgresql":
+                        await conn.execute(text(f"SELECT pg_advisory_unlock({_PG_MIGRATION_LOCK})"))
+                        await conn.commit()
+        except StorageError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"cannot open the database: {exc}") from exc
+        if applied:
+            log.info("database schema at version %d", applied[-1])
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for queries."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        """Close every pooled connection (waits for none: callers finish first)."""
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()

@@ -1,0 +1,61 @@
+"""Lobby test fixtures: a fake clock, a real MasterServer on 127.0.0.1:0, REST clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from lobby import MasterServer
+from tests.lobby.support import ApiClient, FakeClock, fast_settings
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def lobby(tmp_path: Path, clock: FakeClock) -> AsyncIterator[MasterServer]:
+    """A started lobby on a free loopback port with its SQLite file in tmp_path."""
+    async with MasterServer(settings=fast_settings(tmp_path / "data"), clock=clock) as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def make_client(
+    lobby: MasterServer, http: aiohttp.ClientSession
+) -> Callable[[], ApiClient]:
+    return lambda: ApiClient(lobby.url, http)
+
+
+@pytest.fixture
+def player(
+    make_client: Callable[[], ApiClient],
+) -> Callable[..., Awaitable[tuple[ApiClient, dict[str, object]]]]:
+    """``await player(name, faction, cls)``: register, login, create and select a character."""
+
+    async def make(
+        username: str,
+        faction: str = "Crimson Covenant",
+        character_class: str = "Warrior",
+        character_name: str | None = None,
+    ) -> tuple[ApiClient, dict[str, object]]:
+        client = make_client()
+        await client.register(username)
+        await client.login(username)
+        character = await client.create_character(
+            character_name or f"{username}Hero", faction, character_class
+        )
+        await client.select(int(character["id"]))  # type: ignore[call-overload]
+        return client, character
+
+    return make

@@ -1,0 +1,112 @@
+"""Test support for the lobby: a fake clock, fast settings and a small REST client."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from lobby import LobbySettings
+
+__all__ = ["FAST_HASH", "ApiClient", "FakeClock", "fast_settings"]
+
+FAST_HASH: dict[str, Any] = {
+    "argon2_time_cost": 1,
+    "argon2_memory_cost": 1024,
+    "argon2_parallelism": 1,
+}
+"""Cheap argon2 parameters: tests only (one test uses the production defaults)."""
+
+
+class FakeClock:
+    """A wall clock that moves only when told to."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def fast_settings(data_dir: Path, **overrides: Any) -> LobbySettings:
+    """Settings for a test lobby: port 0, cheap hashing, generous REST limits."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": data_dir,
+        "rest_burst_per_address": 10_000,
+        "rest_rate_per_address": 10_000,
+        "ws_close_timeout": 2.0,
+        "maintenance_interval": 3600.0,
+        **FAST_HASH,
+    }
+    values.update(overrides)
+    return LobbySettings(**values)
+
+
+class ApiClient:
+    """A thin REST client over one aiohttp session (raises nothing on 4xx: returns status)."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base = base_url
+        self.http = session
+        self.token: str | None = None
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        tok = token if token is not None else self.token
+        return {"Authorization": f"Bearer {tok}"} if tok else {}
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        token: str | None = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        hdrs = {**self.headers(token), **(headers or {})}
+        async with self.http.request(
+            method, self.base + path, json=json, data=data, headers=hdrs
+        ) as resp:
+            body = await resp.json(content_type=None)
+            return resp.status, body, resp
+
+    async def register(self, username: str, password: str = "correct horse") -> Any:
+        status, body, _ = await self.call(
+            "POST", "/api/auth/register", {"username": username, "password": password}
+        )
+        assert status == 201, body
+        return body
+
+    async def login(self, username: str, password: str = "correct horse") -> str:
+        status, body, _ = await self.call(
+            "POST", "/api/auth/login", {"username": username, "password": password}
+        )
+        assert status == 200, body
+        self.token = body["token"]
+        return str(body["token"])
+
+    async def create_character(
+        self, name: str, faction: str, character_class: str
+    ) -> dict[str, Any]:
+        status, body, _ = await self.call(
+            "POST",
+            "/api/characters",
+            {"name": name, "faction": faction, "character_class": character_class},
+        )
+        assert status == 201, body
+        return dict(body)
+
+    async def select(self, character_id: int, **extra: Any) -> dict[str, Any]:
+        status, body, _ = await self.call(
+            "POST", "/api/characters/select", {"character_id": character_id, **extra}
+        )
+        assert status == 200, body
+        return dict(body)
