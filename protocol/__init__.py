@@ -13,12 +13,9 @@ and reads no clock; callers pass ``now``.
 from __future__ import annotations
 
 from protocol.codec import (
-    HAVE_ORJSON,
     deserialize,
-    dumps_json,
     error_message_from,
     json_safe,
-    loads_json,
     message_adapter,
     serialize,
     serialize_bytes,
@@ -264,7 +261,6 @@ __all__ = [
     "FernetSealer",
     "GROUP_SALT",
     "GameRuleError",
-    "HAVE_ORJSON",
     "HandshakeError",
     "HeartbeatMessage",
     "Identity",
@@ -381,7 +377,6 @@ __all__ = [
     "deserialize",
     "dump_private_key_pem",
     "dump_private_key_raw",
-    "dumps_json",
     "encode_movement",
     "encode_movement_batch",
     "encode_movement_batches",
@@ -396,7 +391,6 @@ __all__ = [
     "json_safe",
     "load_private_key_pem",
     "load_private_key_raw",
-    "loads_json",
     "message_adapter",
     "new_message_id",
     "new_nonce",
