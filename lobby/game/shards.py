@@ -254,6 +254,15 @@ class ShardBoard:
             )
         return out
 
+    def world_state(self, now: float | None = None) -> dict[str, Any]:
+        """The world part of ``WORLD_STATE`` / ``GET /api/world/state``."""
+        return {
+            "current_reality": self.reality,
+            "realities": list(self.world.realities),
+            "faction_shards": self.counts(),
+            "shards": self.snapshot(now),
+        }
+
     def _shard(self, shard_id: int) -> ShardDef:
         shard = self.world.shard(shard_id)
         if shard is None:

@@ -217,3 +217,13 @@ def test_aetherfall_releases_shards(world: WorldDefinition) -> None:
         board.capture(
             shard_id, character_id=1, faction=CRIMSON, location_id=_loc(world, shard_id), now=50.0
         )
+
+
+def test_world_state(world: WorldDefinition) -> None:
+    board = ShardBoard(world)
+    board.capture(1, character_id=1, faction=CRIMSON, location_id=_loc(world, 1), now=0.0)
+    state = board.world_state(now=0.0)
+    assert state["current_reality"] == world.realities[0]
+    assert state["realities"] == list(world.realities)
+    assert state["faction_shards"][CRIMSON] == 1
+    assert state["shards"] == board.snapshot(0.0)
