@@ -10,7 +10,6 @@ argon2 cost the way the lobby's own tests do; each benchmark's notes say which.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import tempfile
 from typing import Any
 
@@ -76,14 +75,11 @@ async def lobby_child(ctl: Any, settings: dict[str, Any]) -> None:
 
     logging.getLogger("lobby").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="shards-bench-") as tmp:
-        kwargs = {"host": "127.0.0.1", "port": 0, "data_dir": tmp, **settings}
-        params = inspect.signature(MasterServer).parameters
-        if "settings" in params and not any(k in params for k in settings):
-            from lobby.config import LobbySettings
+        from lobby import LobbySettings
 
-            server = MasterServer(settings=LobbySettings(**kwargs))
-        else:
-            server = MasterServer(**kwargs)
+        server = MasterServer(
+            host="127.0.0.1", port=0, data_dir=tmp, settings=LobbySettings(**settings)
+        )
         await server.start()
         try:
             ctl.send(("ready", _server_port(server)))
@@ -114,23 +110,28 @@ async def accounts_child(ctl: Any, port: int) -> None:
         sem = asyncio.Semaphore(arg.get("concurrency", 8))
         limit = aiohttp.TCPConnector(limit=arg.get("concurrency", 8))
         async with aiohttp.ClientSession(connector=limit) as http:
+            per = arg.get("sessions_per_account", 1)
 
-            async def one(i: int) -> str:
+            async def one(i: int) -> list[str]:
                 creds = {"username": f"{arg['prefix']}{i}", "password": arg["password"]}
+                tokens: list[str] = []
                 async with sem:
                     async with http.post(f"{base}/api/auth/register", json=creds) as resp:
                         if resp.status >= 400 and resp.status != 409:
                             raise RuntimeError(f"register: {resp.status} {await resp.text()}")
-                    async with http.post(f"{base}/api/auth/login", json=creds) as resp:
-                        body = await resp.json()
-                        if resp.status >= 400:
-                            raise RuntimeError(f"login: {resp.status} {body}")
-                token = body.get("token") or body.get("session_token")
-                if not isinstance(token, str):
-                    raise RuntimeError(f"login answered no token: {body}")
-                return token
+                    for _ in range(per):
+                        async with http.post(f"{base}/api/auth/login", json=creds) as resp:
+                            body = await resp.json()
+                            if resp.status >= 400:
+                                raise RuntimeError(f"login: {resp.status} {body}")
+                        token = body.get("token")
+                        if not isinstance(token, str):
+                            raise RuntimeError(f"login answered no token: {body}")
+                        tokens.append(token)
+                return tokens
 
-            return list(await asyncio.gather(*(one(i) for i in range(arg["count"]))))
+            done = await asyncio.gather(*(one(i) for i in range(arg["count"])))
+            return [token for tokens in done for token in tokens]
 
     async def character(arg: dict[str, Any]) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {arg['token']}"}
@@ -155,14 +156,25 @@ PASSWORD = "bench-pass-123"
 
 
 def make_accounts(
-    port: int, count: int, *, prefix: str = "bench", password: str = PASSWORD
+    port: int,
+    count: int,
+    *,
+    prefix: str = "bench",
+    password: str = PASSWORD,
+    sessions_per_account: int = 1,
 ) -> list[str]:
-    """Register and log in ``count`` accounts; their session tokens."""
+    """Register ``count`` accounts, log each in ``sessions_per_account`` times; the tokens."""
     with Child(accounts_child, port, kind="asyncio", name="accounts") as child:
         child.recv(30)
         tokens: list[str] = child.call(
             "make",
-            {"prefix": prefix, "count": count, "password": password, "concurrency": 8},
+            {
+                "prefix": prefix,
+                "count": count,
+                "password": password,
+                "concurrency": 8,
+                "sessions_per_account": sessions_per_account,
+            },
             timeout=300,
         )
     return tokens

@@ -1,8 +1,9 @@
 """Lobby WebSocket clients for the fan-out and connection benchmarks.
 
-Tokens come from real REST registrations and logins; at most ``ws_connections_per_account``
-(the lobby's default, 8) connections share an account. Client 0's account has a selected
-character so it may send chat; everyone receives it.
+Tokens come from real REST registrations and logins: one session (login) per connection, as
+the lobby keeps one WebSocket per session, and ``PER_ACCOUNT`` sessions per account (the
+lobby's default ``ws_connections_per_account``). Client 0's session has a selected character so
+it may send chat; everyone receives it.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def lobby_ws_settings(n: int) -> dict[str, Any]:
 
 def lobby_ws_specs(port: int, n: int, *, prefix: str) -> list[dict[str, Any]]:
     """``n`` client specs with real session tokens; client 0 may chat."""
-    tokens = make_accounts(port, math.ceil(n / PER_ACCOUNT), prefix=prefix)
+    tokens = make_accounts(
+        port, math.ceil(n / PER_ACCOUNT), prefix=prefix, sessions_per_account=PER_ACCOUNT
+    )
     make_character(port, tokens[0], f"{prefix.capitalize()}Sender")
-    return [{"path": f"/ws?token={tokens[i // PER_ACCOUNT]}"} for i in range(n)]
+    return [{"path": f"/ws?token={token}"} for token in tokens[:n]]
 
 
 def chat_text() -> str:

@@ -153,7 +153,9 @@ async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
         sem = asyncio.Semaphore(arg.get("concurrency", 100))
         errors: list[str] = []
 
-        async def one(spec: dict[str, Any]) -> None:
+        slots: list[_Client | None] = [None] * len(arg["specs"])
+
+        async def one(i: int, spec: dict[str, Any]) -> None:
             request = _upgrade_request(host, port, spec["path"], spec.get("headers", {}))
             hello = spec.get("hello")
             client = _Client(request, hello.encode() if hello else None, stats)
@@ -166,10 +168,12 @@ async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
                 except (OSError, ConnectionError, TimeoutError) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}"[:300])
                     return
-            clients.append(client)
+            slots[i] = client
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(spec) for spec in arg["specs"]))
+        await asyncio.gather(*(one(i, spec) for i, spec in enumerate(arg["specs"])))
+        # Keep the order of the specs: "send" addresses clients by index.
+        clients.extend(c for c in slots if c is not None)
         return {
             "connected": len(clients),
             "failed": len(errors),

@@ -1,0 +1,216 @@
+"""Codec: JSON encode+decode of representative messages and the binary movement codec, vs orjson.
+
+``python -m bench.codec [--quick]`` prints operations a second (one op = encode then decode
+one message) and ratios ours/orjson, where the baseline is ``orjson.dumps`` + ``orjson.loads``
+of the same data (the message's JSON-mode dict), measured in the same run. Our JSON codec
+does more than the baseline: it validates every field and builds pydantic models.
+Targets: JSON >= 0.5x orjson, binary movement >= 1.5x orjson. Each figure is the best of a
+few repeats (least disturbed by other load on the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import protocol
+from bench._common import make_result, row
+from protocol import movement
+
+__all__ = ["main", "run", "sample_messages"]
+
+TITLE = "codec: JSON and binary movement vs orjson"
+LOOP = "n/a"  # no event loop involved
+
+try:
+    import orjson
+
+    def _base_dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    _base_loads: Callable[[bytes], Any] = orjson.loads
+    BASELINE = "orjson dumps+loads"
+except ImportError:  # pragma: no cover - orjson is a test dependency
+
+    def _base_dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    _base_loads = json.loads
+    BASELINE = "json dumps+loads (orjson missing)"
+
+
+def sample_messages() -> dict[str, protocol.BaseMessage]:
+    """The representative messages: chat, movement (JSON twin), combat, character, world, error."""
+    shards = [
+        protocol.ShardInfo(
+            shard_id=i,
+            shard_name=f"Shard {i}",
+            owner_faction="Crimson Covenant" if i % 2 else None,
+            location_id=i,
+        )
+        for i in range(1, 8)
+    ]
+    return {
+        "chat": protocol.create_chat_message(1, "TestUser", "Hello, world!"),
+        "position_update": protocol.create_position_update(
+            42, 7, (101.5, 20.25, -3.75), (1.0, 0.0, 0.5), sent_at=12345.678, seq=9
+        ),
+        "combat_action": protocol.create_combat_action(
+            "combat_123", "spell", target_id=456, ability_name="Fireball"
+        ),
+        "character_update": protocol.create_character_update(1, "Aria", 5, 80, 100, 3),
+        "world_state": protocol.WorldStateMessage(
+            current_reality="Prime",
+            shards=shards,
+            faction_scores={"Crimson Covenant": 4, "Azure Order": 3},
+            online_players=12,
+        ),
+        "error": protocol.create_error_message(
+            protocol.ErrorCode.INVALID_MESSAGE, "invalid chat message: content: too long"
+        ),
+    }
+
+
+def _rate(fn: Callable[[], object], n: int, repeats: int) -> float:
+    """Best ops/s of ``repeats`` runs of ``n`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Measure; returns the common result shape (rows and a flat ``figures`` dict)."""
+    n = 2_000 if quick else 30_000
+    repeats = 3 if quick else 7
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    ser = protocol.serialize_bytes
+    de = protocol.deserialize
+
+    # JSON: each representative message, and the mix (total time over the set).
+    ours_total = base_total = 0.0
+    for name, msg in sample_messages().items():
+        plain = msg.model_dump(mode="json")
+        assert de(ser(msg)) == msg
+        ours = _rate(lambda m=msg: de(ser(m)), n, repeats)
+        base = _rate(lambda d=plain: _base_loads(_base_dumps(d)), n, repeats)
+        ours_total += 1 / ours
+        base_total += 1 / base
+        figures[f"json_{name}_ops"] = ours
+        figures[f"json_{name}_baseline_ops"] = base
+        rows.append(
+            row(
+                loop=LOOP,
+                metric=f"JSON encode+decode {name}",
+                value=ours,
+                unit="ops/s",
+                baseline=base,
+                baseline_name=BASELINE,
+            )
+        )
+    mix, mix_base = 1 / ours_total, 1 / base_total
+    figures["json_mix_ops"] = mix
+    figures["json_mix_baseline_ops"] = mix_base
+    figures["json_ratio"] = mix / mix_base
+    rows.append(
+        row(
+            loop=LOOP,
+            metric="JSON encode+decode, mix of the messages above",
+            value=mix,
+            unit="ops/s",
+            baseline=mix_base,
+            baseline_name=BASELINE,
+            target=("ratio", ">=", 0.5),
+        )
+    )
+
+    # Binary movement vs orjson of the same update.
+    update = sample_messages()["position_update"]
+    assert isinstance(update, protocol.PositionUpdateMessage)
+    plain = update.model_dump(mode="json")
+    record = movement.MovementRecord.from_message(update)
+    batch = [update.model_copy(update={"seq": i, "character_id": 100 + i}) for i in range(20)]
+    batch_payload = movement.encode_movement_batch(batch)
+    base = _rate(lambda: _base_loads(_base_dumps(plain)), n, repeats)
+    model = _rate(lambda: movement.decode_movement(movement.encode_movement(update)), n, repeats)
+    raw = _rate(lambda: movement.unpack_movement(movement.pack_movement(record)), n, repeats)
+    nb = max(1, n // 20)
+    batch_rate = 20 * _rate(
+        lambda: movement.decode_movement_batch(movement.encode_movement_batch(batch)),
+        nb,
+        repeats,
+    )
+    raw_batch_rate = 20 * _rate(
+        lambda: movement.unpack_movement_batch(movement.encode_movement_batch(batch)),
+        nb,
+        repeats,
+    )
+    figures.update(
+        binary_baseline_ops=base,
+        binary_model_ops=model,
+        binary_record_ops=raw,
+        binary_batch20_model_ops_per_update=batch_rate,
+        binary_batch20_record_ops_per_update=raw_batch_rate,
+        binary_ratio_model=model / base,
+        binary_ratio_record=raw / base,
+        binary_single_bytes=len(movement.encode_movement(update)),
+        binary_batch20_bytes=len(batch_payload),
+        json_position_update_bytes=len(ser(update)),
+        baseline_position_update_bytes=len(_base_dumps(plain)),
+    )
+    for metric, value in (
+        ("binary movement encode+decode, PositionUpdateMessage models", model),
+        ("binary movement pack+unpack, MovementRecord tuples", raw),
+        ("binary movement batch of 20, models (per update)", batch_rate),
+        ("binary movement batch of 20 encode, records decode (per update)", raw_batch_rate),
+    ):
+        rows.append(
+            row(
+                loop=LOOP,
+                metric=metric,
+                value=value,
+                unit="ops/s",
+                baseline=base,
+                baseline_name=BASELINE + " of the update's dict",
+                target=("ratio", ">=", 1.5),
+            )
+        )
+    notes = [
+        f"best of {repeats} runs of {n} ops; one op = encode then decode one message.",
+        "JSON: ours validates every field and builds pydantic models; the baseline only "
+        "parses to dicts.",
+        f"sizes: binary single {figures['binary_single_bytes']} B, batch of 20 "
+        f"{figures['binary_batch20_bytes']} B, JSON position update "
+        f"{figures['json_position_update_bytes']} B.",
+    ]
+    return make_result("codec", TITLE, rows, figures=figures, notes=notes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.codec", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small run (CI)")
+    args = parser.parse_args(argv)
+    result = run(args.quick)
+    print(TITLE)
+    for r in result["rows"]:
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        target = ""
+        if r["target"]:
+            target = f"  [{r['target']}: {'met' if r['met'] else 'MISSED'}]"
+        print(
+            f"  {r['metric']:<66} {r['value']:>12,.0f} {r['unit']}"
+            f"  baseline {r['baseline']:>12,.0f}  ratio {ratio}{target}"
+        )
+    for note in result["notes"]:
+        print(f"  note: {note}")
+
+
+if __name__ == "__main__":
+    main()
