@@ -1,0 +1,130 @@
+"""Every use of aioquic's private attributes, in one place (aioquic pinned at 1.7.2).
+
+aioquic's sans-I/O :class:`~aioquic.quic.connection.QuicConnection` has no public
+way to inspect or bound its DATAGRAM queue, to learn the peer's advertised
+``max_datagram_frame_size``, to read the peer's TLS certificate, or to tune how
+eagerly it acknowledges (DESIGN.md, "QUIC facts"). The mesh needs all four. Each
+function below touches exactly one private attribute, and ``tests/mesh/test_quicshim.py``
+pins the behaviour, so an aioquic upgrade fails loudly in one file instead of
+silently anywhere. :func:`check_aioquic_version` refuses any other version.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from importlib.metadata import version as _dist_version
+
+from aioquic import tls
+from aioquic.quic.connection import END_STATES, QuicConnection
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+__all__ = [
+    "PINNED_AIOQUIC_VERSION",
+    "check_aioquic_version",
+    "is_finished",
+    "pending_datagram_count",
+    "peer_certificate_ed25519",
+    "piggyback_ack",
+    "remote_max_datagram_frame_size",
+    "timer_ready",
+    "trim_pending_datagrams",
+    "tune_ack_delay",
+]
+
+PINNED_AIOQUIC_VERSION = "1.7.2"
+
+
+def check_aioquic_version() -> None:
+    """Raise :class:`RuntimeError` unless the installed aioquic is the pinned version."""
+    installed = _dist_version("aioquic")
+    if installed != PINNED_AIOQUIC_VERSION:
+        raise RuntimeError(
+            f"mesh needs aioquic=={PINNED_AIOQUIC_VERSION} (private attributes are used "
+            f"behind mesh/_quicshim.py), found {installed}"
+        )
+
+
+def _pending(conn: QuicConnection) -> deque[bytes]:
+    pending: deque[bytes] = conn._datagrams_pending
+    return pending
+
+
+def pending_datagram_count(conn: QuicConnection) -> int:
+    """DATAGRAM payloads queued in aioquic and not yet written into a packet."""
+    return len(_pending(conn))
+
+
+def trim_pending_datagrams(conn: QuicConnection, keep: int) -> int:
+    """Drop the oldest queued DATAGRAM payloads until at most ``keep`` remain.
+
+    aioquic's queue is unbounded; a stalled receiver would otherwise make it grow
+    and later deliver second-old movement. Returns how many were dropped.
+    """
+    pending = _pending(conn)
+    dropped = 0
+    while len(pending) > max(keep, 0):
+        pending.popleft()
+        dropped += 1
+    return dropped
+
+
+def remote_max_datagram_frame_size(conn: QuicConnection) -> int | None:
+    """The peer's advertised ``max_datagram_frame_size`` (None: it did not enable DATAGRAM)."""
+    size: int | None = conn._remote_max_datagram_frame_size
+    return size
+
+
+def is_finished(conn: QuicConnection) -> bool:
+    """True once the connection is closing, draining or terminated (nothing more to do)."""
+    return conn._state in END_STATES or conn._close_event is not None
+
+
+def timer_ready(conn: QuicConnection) -> bool:
+    """True when ``handle_timer``/``get_timer`` may be called (aioquic raises before connect)."""
+    return conn._close_at is not None
+
+
+def peer_certificate_ed25519(conn: QuicConnection) -> bytes | None:
+    """Raw Ed25519 public key of the peer's TLS certificate, if it presented an Ed25519 one.
+
+    Only a client sees a certificate (the server's): it lets the dialler check that
+    the TLS endpoint holds the very identity key its ticket names.
+    """
+    cert = conn.tls._peer_certificate
+    if cert is None:
+        return None
+    key = cert.public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        return None
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def tune_ack_delay(conn: QuicConnection, ack_delay: float) -> None:
+    """Acknowledge after ``ack_delay`` seconds instead of aioquic's 1 ms.
+
+    By default every DATAGRAM gets its own ACK-only packet; delaying the ACK to
+    about 1.25 ticks lets it ride on the next movement datagram. The loss
+    detector's ``max_ack_delay`` (our view of the peer, normally taken from its
+    transport parameters) is raised to match, since the peer runs the same
+    tuning. Call it after the handshake completed (transport parameters would
+    overwrite it otherwise).
+    """
+    if ack_delay <= 0:
+        raise ValueError("ack_delay must be positive")
+    conn._ack_delay = ack_delay
+    conn._loss.max_ack_delay = max(conn._loss.max_ack_delay, ack_delay)
+
+
+def piggyback_ack(conn: QuicConnection, now: float) -> bool:
+    """Make a pending application-space ACK due now, so it rides on the next packet.
+
+    Returns True when an ACK was pending. Call it just before flushing a packet
+    that carries data anyway.
+    """
+    space = conn._spaces.get(tls.Epoch.ONE_RTT)
+    if space is None or space.ack_at is None:
+        return False
+    if space.ack_at > now:
+        space.ack_at = now
+    return True

@@ -1,0 +1,589 @@
+"""``PeerNode``: the asyncio adapter around the sans-I/O :class:`mesh.core.MeshCore`.
+
+One UDP socket (``loop.create_datagram_endpoint`` on the host the caller
+chooses) serves every QUIC connection the node accepts or opens. The adapter
+only moves bytes and time: each datagram, timer and API call is handed to the
+core, then :meth:`PeerNode._transmit` flushes what the core wants to send,
+dispatches its events and re-arms the single timer.
+
+Example::
+
+    auth = LobbyTicketAuth(lobby_public_key, my_ticket)
+    async with PeerNode(identity, host="127.0.0.1", port=0, auth=auth) as node:
+        node.register_handler(MessageType.WHISPER, on_whisper)
+        await node.connect(peer_ticket, "127.0.0.1:9001")
+        result = await node.send_whisper(peer_character_id, "hello")
+        print(result.path)  # "direct" or "relay"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mesh import _quicshim
+from mesh.auth import Authenticator, PeerIdentity
+from mesh.core import MeshConfig, MeshCore
+from mesh.events import (
+    DialFailed,
+    MessageDelivered,
+    Path,
+    PeerConnected,
+    PeerDisconnected,
+    PositionReceived,
+    RelayRequest,
+    SendSettled,
+)
+from mesh.handshake import CloseCode
+from mesh.link import Address
+from protocol.crypto import Identity
+from protocol.errors import (
+    CryptoError,
+    HandshakeError,
+    MeshError,
+    NotConnectedError,
+    PeerUnreachableError,
+)
+from protocol.messages.base import BaseMessage, MessageType
+from protocol.messages.chat import PartyChatMessage, WhisperMessage
+from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMessage, Vec3
+from protocol.movement import next_seq
+
+__all__ = [
+    "Handler",
+    "PartySendResult",
+    "PeerNode",
+    "RelayTransport",
+    "SendResult",
+    "Target",
+]
+
+logger = logging.getLogger("mesh.node")
+
+Target = int | str
+"""A peer: its character id (int) or its peer id (str)."""
+Handler = Callable[[Any], Any]
+"""``handler(message)``, a plain function or a coroutine function."""
+
+_HANDSHAKE_CODES = frozenset(
+    {
+        CloseCode.TICKET_INVALID,
+        CloseCode.TICKET_EXPIRED,
+        CloseCode.CHALLENGE_FAILED,
+        CloseCode.PEER_MISMATCH,
+        CloseCode.HANDSHAKE_FAILED,
+        CloseCode.SELF_CONNECTION,
+    }
+)
+
+
+@runtime_checkable
+class RelayTransport(Protocol):
+    """Forwards an opaque envelope to a character through the lobby (NetworkClient)."""
+
+    async def send(self, target_character_id: int, data: bytes) -> None:
+        """Deliver ``data`` to the node of ``target_character_id`` (its ``receive_relayed``)."""
+
+
+RelayLike = RelayTransport | Callable[[int, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """An acknowledged reliable message: its id and the path of the acknowledgement."""
+
+    message_id: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class PartySendResult:
+    """Party chat to several members: who acknowledged (and how), who could not be reached."""
+
+    message_id: str
+    paths: dict[Target, Path] = field(default_factory=dict)
+    failed: dict[Target, MeshError] = field(default_factory=dict)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, node: PeerNode) -> None:
+        self._node = node
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self._node._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("UDP error on %s: %s", self._node.endpoint, exc)
+
+
+class PeerNode:
+    """A peer of the mesh: direct QUIC connections, reliable chat, movement, relay fallback.
+
+    ``identity_key``: the node's Ed25519 key (or a :class:`protocol.crypto.Identity`);
+    ``host``/``port``: where the one UDP socket binds (``port=0``: any free port);
+    ``auth``: an :class:`~mesh.auth.Authenticator` (:class:`~mesh.auth.LobbyTicketAuth`);
+    ``relay``: optional :class:`RelayTransport` (or ``async f(character_id, data)``)
+    used when no direct connection can be opened; ``max_connections``: at most this
+    many direct peers, chosen by area of interest; ``config``: every other tunable.
+    """
+
+    def __init__(
+        self,
+        identity_key: Ed25519PrivateKey | Identity,
+        *,
+        host: str,
+        port: int = 9000,
+        auth: Authenticator,
+        relay: RelayLike | None = None,
+        max_connections: int = 10,
+        config: MeshConfig | None = None,
+    ) -> None:
+        _quicshim.check_aioquic_version()
+        self.identity = (
+            identity_key if isinstance(identity_key, Identity) else Identity(identity_key)
+        )
+        self.config = config or MeshConfig()
+        self.config.max_connections = max_connections
+        self._host = host
+        self._port = port
+        self._auth = auth
+        self._relay = relay
+        self.core = MeshCore(
+            self.identity, auth, config=self.config, relay_enabled=relay is not None
+        )
+        self._handlers: dict[MessageType, list[Handler]] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._dials: dict[int, asyncio.Future[PeerIdentity]] = {}
+        self._sends: dict[int, asyncio.Future[Path]] = {}
+        self._up: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._seq = 0
+        self._family = socket.AF_INET
+        self._closed = False
+
+    # lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the UDP socket and start serving."""
+        if self._transport is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(self._host, self._port)
+        )
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        self._family = sock.family
+        logger.info("peer node %s listening on %s", self.identity.peer_id[:12], self.endpoint)
+
+    async def close(self) -> None:
+        """Close every connection (peers see code NORMAL), fail pending sends, free the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._transport is not None and self._loop is not None:
+            self.core.close(self._loop.time())
+            self._transmit()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending: list[asyncio.Future[Any]] = [*self._dials.values(), *self._sends.values()]
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(PeerUnreachableError("the node closed"))
+        self._dials.clear()
+        self._sends.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+
+    async def __aenter__(self) -> PeerNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # properties -----------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)`` of the UDP socket (after :meth:`start`)."""
+        if self._transport is None:
+            raise NotConnectedError("the node is not started")
+        sockname = self._transport.get_extra_info("sockname")
+        return (sockname[0], sockname[1])
+
+    @property
+    def endpoint(self) -> str:
+        """``"host:port"`` of the socket, the form tickets and ``connect`` use."""
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def peer_id(self) -> str:
+        """This node's peer id (fingerprint of its identity key)."""
+        return self.identity.peer_id
+
+    @property
+    def peers(self) -> dict[str, PeerIdentity]:
+        """Peers with a live, authenticated direct connection, by peer id."""
+        return self.core.peers
+
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """Counters of dropped input (bad datagrams, spoofed updates, bad relay envelopes...)."""
+        return self.core.stats
+
+    # handlers -----------------------------------------------------------------------
+
+    def register_handler(self, message_type: MessageType, handler: Handler) -> None:
+        """Call ``handler(message)`` (sync or async) for each message of ``message_type``.
+
+        Mesh deliveries: WHISPER, PARTY_CHAT, CHAT, MOVE (sender fields are the
+        authenticated peer's), POSITION_UPDATE (newest wins), PLAYER_LEFT_AREA
+        (a direct peer disconnected or was dropped).
+        """
+        self._handlers.setdefault(MessageType(message_type), []).append(handler)
+
+    def unregister_handler(self, message_type: MessageType, handler: Handler) -> None:
+        """Remove a handler added with :meth:`register_handler` (no error if absent)."""
+        handlers = self._handlers.get(MessageType(message_type), [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+    # connections --------------------------------------------------------------------
+
+    async def connect(
+        self, peer_ticket_token: str | None, endpoint: str | tuple[str, int]
+    ) -> PeerIdentity:
+        """Open (or reuse) an authenticated direct connection; returns the peer.
+
+        Raises :class:`~protocol.errors.HandshakeError` when the peer fails
+        authentication (or its ticket is invalid: the ``CryptoError`` is chained),
+        :class:`~protocol.errors.PeerUnreachableError` when nothing answers within
+        the dial timeout.
+        """
+        loop = self._require_started()
+        addr = await self._resolve(endpoint)
+        self.core.wall_offset = time.time() - loop.time()
+        if peer_ticket_token is not None:
+            try:
+                known = self.core.add_peer(peer_ticket_token, addr, loop.time())
+            except CryptoError as exc:
+                raise HandshakeError(f"peer ticket rejected: {exc}") from exc
+            if known.peer_id in self.core.peers:
+                return self.core.peers[known.peer_id]
+        dial_id = self.core.connect(peer_ticket_token, addr, loop.time())
+        fut: asyncio.Future[PeerIdentity] = loop.create_future()
+        self._dials[dial_id] = fut
+        self._transmit()
+        return await fut
+
+    def add_peer(
+        self, peer_ticket_token: str, endpoint: tuple[str, int] | None = None
+    ) -> PeerIdentity:
+        """Remember a peer (verified ticket) without dialling: sends dial or relay lazily.
+
+        ``endpoint`` must be an IP address tuple here (use :meth:`connect` for names).
+        """
+        loop = self._require_started()
+        try:
+            return self.core.add_peer(peer_ticket_token, endpoint, loop.time())
+        except CryptoError as exc:
+            raise HandshakeError(f"peer ticket rejected: {exc}") from exc
+
+    def disconnect_peer(self, target: Target) -> bool:
+        """Close the direct connection to a peer; handlers get PLAYER_LEFT_AREA."""
+        loop = self._require_started()
+        identity = self.core.known_peer(target)
+        if identity is None:
+            return False
+        done = self.core.disconnect_peer(identity.peer_id, loop.time())
+        self._transmit()
+        return done
+
+    def set_location(self, location_id: int | None) -> None:
+        """Our location: peers elsewhere are dropped first when over ``max_connections``."""
+        loop = self._require_started()
+        self.core.set_location(location_id, loop.time())
+        self._transmit()
+
+    def set_peer_location(self, target: Target, location_id: int) -> None:
+        """A peer's location as the lobby reports it (movement updates also tell it)."""
+        loop = self._require_started()
+        self.core.set_peer_location(target, location_id, loop.time())
+        self._transmit()
+
+    def receive_relayed(self, data: bytes) -> None:
+        """Hand over one envelope the relay delivered to us (bad ones are dropped)."""
+        loop = self._require_started()
+        self.core.receive_relayed(data, loop.time())
+        self._transmit()
+
+    # sending -------------------------------------------------------------------------
+
+    async def send_message(self, target: Target, message: BaseMessage) -> SendResult:
+        """Deliver ``message`` reliably, exactly once and in order, to one peer.
+
+        Resolves when the peer acknowledged it, with the path used (``"direct"``
+        or ``"relay"``). Raises :class:`~protocol.errors.PeerUnreachableError`
+        when the peer is unknown, or no path delivered it within ``send_timeout``.
+        """
+        loop = self._require_started()
+        if message.timestamp is None:
+            message = message.model_copy(update={"timestamp": time.time()})
+        handle = self.core.send_reliable(target, message, loop.time())
+        fut: asyncio.Future[Path] = loop.create_future()
+        self._sends[handle] = fut
+        self._transmit()
+        path = await fut
+        return SendResult(message.message_id, path)
+
+    async def send_whisper(
+        self, target: Target, content: str, *, target_name: str | None = None
+    ) -> SendResult:
+        """Whisper ``content`` to one peer (character id or peer id)."""
+        me = self._me()
+        peer = self.core.known_peer(target)
+        message = WhisperMessage(
+            sender_id=me.character_id,
+            sender_name=me.character_name,
+            content=content,
+            target_id=peer.character_id if peer else (target if isinstance(target, int) else None),
+            target_name=target_name or (peer.character_name if peer else None),
+        )
+        return await self.send_message(target, message)
+
+    async def send_party_chat(
+        self, members: Iterable[Target], content: str, *, party_id: str | None = None
+    ) -> PartySendResult:
+        """Send one party chat message to every member (ourselves skipped), in parallel."""
+        me = self._me()
+        message = PartyChatMessage(
+            sender_id=me.character_id,
+            sender_name=me.character_name,
+            content=content,
+            party_id=party_id,
+            timestamp=time.time(),
+        )
+        targets = [m for m in dict.fromkeys(members) if m not in (me.character_id, me.peer_id)]
+        results = await asyncio.gather(
+            *(self.send_message(t, message) for t in targets), return_exceptions=True
+        )
+        out = PartySendResult(message.message_id)
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, SendResult):
+                out.paths[target] = result.path
+            elif isinstance(result, MeshError):
+                out.failed[target] = result
+            elif isinstance(result, BaseException):
+                raise result
+        return out
+
+    def send_position(
+        self,
+        position: Vec3 | Mapping[str, float] | tuple[float, float, float],
+        velocity: Vec3 | Mapping[str, float] | tuple[float, float, float] | None = None,
+        *,
+        location_id: int,
+    ) -> PositionUpdateMessage:
+        """Queue our position for the next movement tick (DATAGRAM, newest wins).
+
+        Returns the update queued (its ``seq`` increments with wrap-around).
+        """
+        loop = self._require_started()
+        me = self._me()
+        self._seq = next_seq(self._seq)
+        update = PositionUpdateMessage(
+            character_id=me.character_id,
+            location_id=location_id,
+            position=_vec(position),
+            velocity=_vec(velocity) if velocity is not None else Vec3(),
+            sent_at=loop.time(),
+            seq=self._seq,
+        )
+        self.core.queue_position(update, loop.time())
+        self._transmit()
+        return update
+
+    # internals ---------------------------------------------------------------------------
+
+    def _require_started(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._transport is None or self._closed:
+            raise NotConnectedError("the peer node is not started (or closed)")
+        return self._loop
+
+    def _me(self) -> PeerIdentity:
+        try:
+            return self._auth.own_identity(now=time.time())
+        except CryptoError as exc:
+            raise NotConnectedError(f"our own credential is not valid: {exc}") from exc
+
+    async def _resolve(self, endpoint: str | tuple[str, int]) -> Address:
+        if isinstance(endpoint, str):
+            host, sep, port_text = endpoint.rpartition(":")
+            if not sep or not port_text.isdigit():
+                raise ValueError(f"endpoint must be host:port, got {endpoint!r}")
+            host = host.strip("[]")
+            port = int(port_text)
+        else:
+            host, port = endpoint
+        loop = self._require_started()
+        infos = await loop.getaddrinfo(host, port, family=self._family, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise PeerUnreachableError(f"cannot resolve {host!r}")
+        sockaddr = infos[0][4]
+        return (str(sockaddr[0]), int(sockaddr[1]), *sockaddr[2:])
+
+    def _on_datagram(self, data: bytes, addr: Address) -> None:
+        if self._loop is None or self._closed:
+            return
+        self.core.wall_offset = time.time() - self._loop.time()
+        self.core.receive_datagram(data, addr, self._loop.time())
+        self._transmit()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._loop is None or self._closed:
+            return
+        now = max(self._loop.time(), self._timer_at or 0.0)
+        self._timer_at = None
+        self.core.handle_timer(now)
+        self._transmit(now)
+
+    def _transmit(self, now: float | None = None) -> None:
+        """Flush the core's datagrams, dispatch its events, re-arm the timer."""
+        if self._loop is None or self._transport is None:
+            return
+        when = self._loop.time() if now is None else now
+        self.core.wall_offset = time.time() - self._loop.time()
+        for data, addr in self.core.datagrams_to_send(when):
+            self._transport.sendto(data, addr)
+        self._dispatch()
+        if self._closed:
+            return
+        timer_at = self.core.get_timer()
+        if timer_at != self._timer_at or self._timer is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = timer_at
+            if timer_at is not None:
+                self._timer = self._loop.call_at(timer_at, self._on_timer)
+
+    def _dispatch(self) -> None:
+        while (event := self.core.next_event()) is not None:
+            if isinstance(event, MessageDelivered):
+                self._call_handlers(event.message)
+            elif isinstance(event, PositionReceived):
+                self._call_handlers(event.update)
+            elif isinstance(event, SendSettled):
+                self._settle_send(event)
+            elif isinstance(event, PeerConnected):
+                self._up.add(event.identity.peer_id)
+                self._resolve_dial(event.dial_id, event.identity, None)
+            elif isinstance(event, DialFailed):
+                self._on_dial_failed(event)
+            elif isinstance(event, PeerDisconnected):
+                self._up.discard(event.identity.peer_id)
+                self._call_handlers(
+                    PlayerLeftAreaMessage(
+                        character_id=event.identity.character_id,
+                        character_name=event.identity.character_name,
+                        location_id=event.location_id or self.core.location_id or 0,
+                    )
+                )
+            elif isinstance(event, RelayRequest):
+                self._spawn(self._relay_send(event))
+
+    def _settle_send(self, event: SendSettled) -> None:
+        fut = self._sends.pop(event.handle, None)
+        if fut is None or fut.done():
+            return
+        if event.error is not None:
+            fut.set_exception(event.error)
+        elif event.path is not None:
+            fut.set_result(event.path)
+
+    def _resolve_dial(
+        self, dial_id: int | None, identity: PeerIdentity | None, error: MeshError | None
+    ) -> None:
+        fut = self._dials.pop(dial_id, None) if dial_id is not None else None
+        if fut is None or fut.done():
+            return
+        if identity is not None:
+            fut.set_result(identity)
+        elif error is not None:
+            fut.set_exception(error)
+
+    def _on_dial_failed(self, event: DialFailed) -> None:
+        connected = self.core.peers.get(event.peer_id or "")
+        if connected is not None:
+            self._resolve_dial(event.dial_id, connected, None)
+            return
+        error: MeshError
+        if event.code in _HANDSHAKE_CODES:
+            error = HandshakeError(f"handshake failed: {event.reason}")
+        else:
+            error = PeerUnreachableError(f"could not connect: {event.reason}")
+        error.details["close_code"] = event.code
+        self._resolve_dial(event.dial_id, None, error)
+
+    def _call_handlers(self, message: BaseMessage) -> None:
+        for handler in list(self._handlers.get(message.type, ())):
+            try:
+                result = handler(message)
+            except Exception:
+                logger.exception("handler %r failed on %s", handler, message.type)
+                continue
+            if inspect.isawaitable(result):
+                self._spawn(_guarded(result, handler, message.type))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay_send(self, request: RelayRequest) -> None:
+        relay = self._relay
+        if relay is None:
+            return
+        try:
+            if isinstance(relay, RelayTransport):
+                await relay.send(request.character_id, request.data)
+            else:
+                await relay(request.character_id, request.data)
+        except Exception as exc:  # a relay failure is retried by the reliable layer
+            logger.warning("relay to character %s failed: %s", request.character_id, exc)
+
+
+async def _guarded(result: Awaitable[Any], handler: Handler, message_type: str) -> None:
+    try:
+        await result
+    except Exception:
+        logger.exception("handler %r failed on %s", handler, message_type)
+
+
+def _vec(value: Vec3 | Mapping[str, float] | tuple[float, float, float]) -> Vec3:
+    if isinstance(value, Vec3):
+        return value
+    if isinstance(value, Mapping):
+        return Vec3(**value)
+    x, y, z = value
+    return Vec3(x=x, y=y, z=z)

@@ -1,0 +1,111 @@
+"""Message and movement delivery of :class:`mesh.core.MeshCore` (a mixin, sans-I/O).
+
+Split from the core along the seam "connections and reliability" versus "what
+the application sees": type filtering, sender attribution and movement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from mesh import _quicshim
+from mesh.auth import PeerIdentity
+from mesh.events import CoreEvent, MessageDelivered, Path, PositionReceived
+from mesh.link import Link
+from mesh.movement import MovementInbox, MovementOutbox, split_batches
+from protocol.errors import ProtocolError
+from protocol.messages.base import BaseMessage
+from protocol.movement import decode_movement_batch
+
+__all__ = ["TrafficMixin", "attribute"]
+
+logger = logging.getLogger("mesh.core")
+
+_SENDER_FIELDS = (("sender_id", "character_id"), ("sender_name", "character_name"))
+
+
+def attribute(message: BaseMessage, identity: PeerIdentity) -> BaseMessage:
+    """``message`` with its sender fields set to the authenticated ``identity``.
+
+    ``sender_id``/``sender_name`` (chat-like messages) and ``character_id`` (MOVE)
+    are overwritten, never believed.
+    """
+    fields = type(message).model_fields
+    update: dict[str, Any] = {}
+    for name, source in _SENDER_FIELDS:
+        if name in fields:
+            update[name] = getattr(identity, source)
+    if "character_id" in fields and "sender_id" not in fields:
+        update["character_id"] = identity.character_id
+    return message.model_copy(update=update) if update else message
+
+
+class TrafficMixin:
+    """Delivery to the application: attribution, type filter, movement in and out."""
+
+    config: Any
+    stats: dict[str, int]
+    _events: deque[CoreEvent]
+    _active: dict[str, Link]
+    _locations: dict[str, int]
+    _outbox: MovementOutbox
+    _inbox: MovementInbox
+    _next_tick: float | None
+    _last_tick: float | None
+
+    def _deliver(self, identity: PeerIdentity, message: BaseMessage, path: Path) -> None:
+        from mesh.core import PEER_MESSAGE_TYPES
+
+        if message.type not in PEER_MESSAGE_TYPES:
+            self.stats["rejected_messages"] += 1
+            logger.debug(
+                "dropping %s from peer %s: not a peer message type",
+                message.type,
+                identity.peer_id[:12],
+            )
+            return
+        self._events.append(MessageDelivered(identity, attribute(message, identity), path))
+
+    def _on_datagram(self, link: Link, data: bytes, now: float) -> None:
+        identity = link.identity
+        if not link.authenticated or identity is None:
+            self.stats["bad_datagrams"] += 1
+            return
+        try:
+            updates = decode_movement_batch(data)
+        except ProtocolError as exc:
+            self.stats["bad_datagrams"] += 1
+            logger.debug("bad datagram from %s dropped: %s", link.describe(), exc)
+            return
+        link.last_activity = now
+        for update in updates:
+            if update.character_id != identity.character_id:
+                self.stats["spoofed_updates"] += 1
+                continue
+            if self._inbox.accept(identity.peer_id, update, now):
+                self._locations[identity.peer_id] = update.location_id
+                self._events.append(PositionReceived(identity, update))
+
+    def _flush_movement(self, now: float) -> None:
+        updates = self._outbox.take()
+        self._last_tick = now
+        self._next_tick = None
+        if not updates:
+            return
+        cache: dict[int, list[bytes]] = {}
+        for link in self._active.values():
+            if link.closing or link.terminated:
+                continue
+            remote = _quicshim.remote_max_datagram_frame_size(link.quic)
+            if remote is None:
+                continue
+            limit = min(self.config.max_datagram_payload, remote - 4)
+            if limit not in cache:
+                cache[limit] = split_batches(updates, limit)
+            for batch in cache[limit]:
+                link.quic.send_datagram_frame(batch)
+            _quicshim.trim_pending_datagrams(link.quic, self.config.max_pending_datagrams)
+            if self.config.ack_tuning:
+                _quicshim.piggyback_ack(link.quic, now)
