@@ -10,7 +10,8 @@ Rules (refusals are :class:`~protocol.errors.GameRuleError`, mostly ``TRADE_INVA
 
 * only the requested partner accepts or declines, before
   ``rules.trade_request_ttl_seconds`` have passed; nobody trades with themself;
-* offers are item ids (inventory item ids, each at most once) and gold >= 0; an
+* offers are item ids with quantities (a plain list of ids means one of each,
+  for unique items; a mapping gives stack quantities) and gold >= 0; an
   offer that differs from the current one **clears both confirmations** and bumps
   ``version``; re-sending the same offer changes nothing;
 * a confirmation may name the ``version`` it saw, so a confirmation of an offer
@@ -25,7 +26,7 @@ Rules (refusals are :class:`~protocol.errors.GameRuleError`, mostly ``TRADE_INVA
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -37,6 +38,7 @@ from protocol.errors import ErrorCode
 __all__ = [
     "MAX_GOLD",
     "MAX_ITEMS_PER_OFFER",
+    "MAX_QUANTITY",
     "Offer",
     "Trade",
     "TradeBook",
@@ -45,7 +47,8 @@ __all__ = [
     "Transfer",
 ]
 
-MAX_ITEMS_PER_OFFER = 64
+MAX_ITEMS_PER_OFFER = 32
+MAX_QUANTITY = 1_000_000
 MAX_GOLD = 2**53
 
 
@@ -63,21 +66,37 @@ _FINAL = frozenset({TradeStatus.COMPLETED, TradeStatus.DECLINED, TradeStatus.CAN
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    items: frozenset[int] = frozenset()
+    """One side's offer: ``(item_id, quantity)`` pairs sorted by id, and gold."""
+
+    items: tuple[tuple[int, int], ...] = ()
     gold: int = 0
 
+    @property
+    def item_ids(self) -> frozenset[int]:
+        return frozenset(item_id for item_id, _ in self.items)
+
+    def quantities(self) -> dict[int, int]:
+        return dict(self.items)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"items": sorted(self.items), "gold": self.gold}
+        return {
+            "items": [{"item_id": i, "quantity": q} for i, q in self.items],
+            "gold": self.gold,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Move ``item_ids`` and ``gold`` from one character to another."""
+    """Move ``items`` (``(item_id, quantity)`` pairs) and ``gold`` between characters."""
 
     from_id: int
     to_id: int
-    item_ids: tuple[int, ...]
+    items: tuple[tuple[int, int], ...]
     gold: int
+
+    @property
+    def item_ids(self) -> tuple[int, ...]:
+        return tuple(item_id for item_id, _ in self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +115,7 @@ class TradeExchange:
                 {
                     "from_id": t.from_id,
                     "to_id": t.to_id,
-                    "item_ids": list(t.item_ids),
+                    "items": [{"item_id": i, "quantity": q} for i, q in t.items],
                     "gold": t.gold,
                 }
                 for t in self.transfers
@@ -155,7 +174,7 @@ class Trade:
         return self.partner_id if character_id == self.initiator_id else self.initiator_id
 
     def offered_items(self) -> frozenset[int]:
-        return self.offers[self.initiator_id].items | self.offers[self.partner_id].items
+        return self.offers[self.initiator_id].item_ids | self.offers[self.partner_id].item_ids
 
     def snapshot(self) -> dict[str, Any]:
         """The TRADE_UPDATE payload."""
@@ -192,26 +211,28 @@ class Trade:
         self,
         actor_id: int,
         *,
-        items: Iterable[int],
+        items: Iterable[int] | Mapping[int, int],
         gold: int,
-        owned_items: Collection[int] | None = None,
+        owned_items: Collection[int] | Mapping[int, int] | None = None,
         gold_available: int | None = None,
     ) -> bool:
-        """Replace the actor's offer; True if it changed (and confirmations were cleared)."""
+        """Replace the actor's offer; True if it changed (and confirmations were cleared).
+
+        ``items``: item ids (one of each) or ``{item_id: quantity}``. ``owned_items``
+        and ``gold_available``, when given, are checked now (ids, or ``{id: quantity}``).
+        """
         self._require_participant(actor_id)
         self._require_status(TradeStatus.OPEN)
-        item_list = list(items)
-        if len(item_list) > MAX_ITEMS_PER_OFFER:
-            refuse(ErrorCode.TRADE_INVALID, f"at most {MAX_ITEMS_PER_OFFER} items per offer")
-        item_set = frozenset(item_list)
-        if len(item_set) != len(item_list):
-            refuse(ErrorCode.TRADE_INVALID, "an item is offered twice")
+        wanted = _quantities(items)
         if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold <= MAX_GOLD:
             refuse(ErrorCode.TRADE_INVALID, "gold must be a whole number >= 0", gold=gold)
-        if item_set & self.offers[self.other(actor_id)].items:
+        if set(wanted) & self.offers[self.other(actor_id)].item_ids:
             refuse(ErrorCode.TRADE_INVALID, "an item is in both offers")
         if owned_items is not None:
-            missing = sorted(item_set - frozenset(owned_items))
+            have = (
+                owned_items if isinstance(owned_items, Mapping) else dict.fromkeys(owned_items, 1)
+            )
+            missing = sorted(i for i, q in wanted.items() if have.get(i, 0) < q)
             if missing:
                 refuse(ErrorCode.ITEM_NOT_OWNED, "you do not own those items", item_ids=missing)
         if gold_available is not None and gold > gold_available:
@@ -221,7 +242,7 @@ class Trade:
                 gold=gold,
                 available=gold_available,
             )
-        offer = Offer(item_set, gold)
+        offer = Offer(tuple(sorted(wanted.items())), gold)
         if offer == self.offers[actor_id]:
             return False
         self.offers[actor_id] = offer
@@ -255,8 +276,8 @@ class Trade:
             trade_id=self.trade_id,
             version=self.version,
             transfers=(
-                Transfer(a, b, tuple(sorted(self.offers[a].items)), self.offers[a].gold),
-                Transfer(b, a, tuple(sorted(self.offers[b].items)), self.offers[b].gold),
+                Transfer(a, b, self.offers[a].items, self.offers[a].gold),
+                Transfer(b, a, self.offers[b].items, self.offers[b].gold),
             ),
         )
 
@@ -306,6 +327,26 @@ class Trade:
         self._require_status(TradeStatus.REQUESTED)
         if self.expire(now):
             refuse(ErrorCode.TRADE_INVALID, "the trade request has expired")
+
+
+def _quantities(items: Iterable[int] | Mapping[int, int]) -> dict[int, int]:
+    wanted: dict[int, int]
+    if isinstance(items, Mapping):
+        wanted = {}
+        for item_id, quantity in items.items():
+            if isinstance(quantity, bool) or not isinstance(quantity, int):
+                refuse(ErrorCode.TRADE_INVALID, "a quantity must be a whole number")
+            if not 1 <= quantity <= MAX_QUANTITY:
+                refuse(ErrorCode.TRADE_INVALID, f"quantity {quantity} outside 1..{MAX_QUANTITY}")
+            wanted[item_id] = quantity
+    else:
+        ids = list(items)
+        wanted = dict.fromkeys(ids, 1)
+        if len(wanted) != len(ids):
+            refuse(ErrorCode.TRADE_INVALID, "an item is offered twice")
+    if len(wanted) > MAX_ITEMS_PER_OFFER:
+        refuse(ErrorCode.TRADE_INVALID, f"at most {MAX_ITEMS_PER_OFFER} items per offer")
+    return wanted
 
 
 class TradeBook:

@@ -104,14 +104,14 @@ def test_trade_invariants(ops: list[tuple[str, int, frozenset[int], int]]) -> No
                     # both confirmed exactly the offers being exchanged
                     assert set(confirmed_offers) == {1, 2}
                     assert confirmed_offers[1] == confirmed_offers[2] == before
-                    assert exchange.transfers[0].item_ids == tuple(sorted(before[0].items))
+                    assert exchange.transfers[0].item_ids == tuple(sorted(before[0].item_ids))
                     assert exchange.transfers[1].gold == before[1].gold
                     trade.committed()
             else:
                 trade.cancel(actor)
         except GameRuleError:
             assert (trade.offers[1], trade.offers[2]) == before
-        assert not (trade.offers[1].items & trade.offers[2].items)
+        assert not (trade.offers[1].item_ids & trade.offers[2].item_ids)
         if trade.status is TradeStatus.OPEN:
             assert trade.confirmed <= {1, 2}
         if trade.finished:

@@ -51,18 +51,22 @@ def test_happy_path(rules: RulesDef) -> None:
     assert exchange is not None
     assert _status(trade) is TradeStatus.COMMITTING
     assert exchange.trade_id == "t1" and exchange.version == 2
-    assert exchange.transfers == (Transfer(A, B, (10, 11), 5), Transfer(B, A, (20,), 0))
+    assert exchange.transfers == (
+        Transfer(A, B, ((10, 1), (11, 1)), 5),
+        Transfer(B, A, ((20, 1),), 0),
+    )
+    assert exchange.transfers[0].item_ids == (10, 11)
     assert exchange.to_dict()["transfers"][0] == {
         "from_id": A,
         "to_id": B,
-        "item_ids": [10, 11],
+        "items": [{"item_id": 10, "quantity": 1}, {"item_id": 11, "quantity": 1}],
         "gold": 5,
     }
     trade.committed()
     assert _status(trade) is TradeStatus.COMPLETED and trade.finished
     snap = trade.snapshot()
     assert snap["status"] == "completed" and snap["offers"][str(A)] == {
-        "items": [10, 11],
+        "items": [{"item_id": 10, "quantity": 1}, {"item_id": 11, "quantity": 1}],
         "gold": 5,
     }
 
@@ -165,6 +169,10 @@ def test_decline(rules: RulesDef) -> None:
         ({"items": list(range(MAX_ITEMS_PER_OFFER + 1)), "gold": 0}, ErrorCode.TRADE_INVALID),
         ({"items": [20], "gold": 0}, ErrorCode.TRADE_INVALID),  # already in B's offer
         ({"items": [10, 99], "gold": 0, "owned_items": [10, 11]}, ErrorCode.ITEM_NOT_OWNED),
+        ({"items": {10: 3}, "gold": 0, "owned_items": {10: 2}}, ErrorCode.ITEM_NOT_OWNED),
+        ({"items": {10: 0}, "gold": 0}, ErrorCode.TRADE_INVALID),
+        ({"items": {10: True}, "gold": 0}, ErrorCode.TRADE_INVALID),
+        ({"items": {10: 2_000_000}, "gold": 0}, ErrorCode.TRADE_INVALID),
         ({"items": [], "gold": 101, "gold_available": 100}, ErrorCode.INSUFFICIENT_GOLD),
     ],
 )
@@ -281,3 +289,19 @@ def test_book_leaves_committing_trade_alone(rules: RulesDef) -> None:
     assert _status(trade) is TradeStatus.COMMITTING
     trade.committed()
     assert book.active_for(A) is None
+
+
+def test_stack_quantities(rules: RulesDef) -> None:
+    trade = _open(rules)
+    assert trade.update_offer(A, items={7: 5, 3: 1}, gold=0, owned_items={7: 5, 3: 9})
+    assert trade.offers[A] == Offer(((3, 1), (7, 5)), 0)
+    assert trade.offers[A].quantities() == {3: 1, 7: 5}
+    assert not trade.update_offer(A, items={3: 1, 7: 5}, gold=0)  # same offer, other order
+    trade.confirm(B)
+    assert trade.update_offer(A, items={3: 1, 7: 4}, gold=0)  # a quantity change is a change
+    assert trade.confirmed == set()
+    assert trade.offered_items() == {3, 7}
+    assert trade.snapshot()["offers"][str(A)]["items"][1] == {"item_id": 7, "quantity": 4}
+    trade.confirm(A)
+    exchange = trade.confirm(B)
+    assert exchange is not None and exchange.transfers[0].items == ((3, 1), (7, 4))
