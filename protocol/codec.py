@@ -80,7 +80,12 @@ def serialize_bytes(msg: BaseMessage) -> bytes:
 def deserialize(data: str | bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     """Parse and validate one message; raises only :class:`ProtocolError` subclasses."""
     try:
-        payload = _check_size(data, max_size)
+        # Fast path: bytes (what sockets deliver) or short text need no size arithmetic.
+        kind = type(data)
+        if (kind is bytes and len(data) <= max_size) or (kind is str and len(data) * 4 <= max_size):
+            payload: str | bytes = data
+        else:
+            payload = _check_size(data, max_size)
         try:
             msg = _validate_json(payload)
         except ValidationError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_serializer
+
 from protocol.errors import ErrorCode
 from protocol.messages.base import BaseMessage, Details, MessageId, MessageType, Text, Time
 
@@ -21,6 +23,10 @@ class ErrorMessage(BaseMessage):
     error_message: Text
     details: Details | None = None
     ref_id: MessageId | None = None
+
+    @field_serializer("error_code", when_used="json")
+    def _code_as_text(self, value: ErrorCode) -> str:
+        return value._value_  # the plain string: pydantic's enum path is slower
 
 
 class HeartbeatMessage(BaseMessage):
