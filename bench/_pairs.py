@@ -284,7 +284,12 @@ EndpointFactory = Callable[[dict[str, Any]], Awaitable[Endpoint]]
 
 
 async def endpoint_child(ctl: Any, factory: EndpointFactory, options: dict[str, Any]) -> None:
-    """Child body: open an endpoint, then answer "connect", "exchange" and "stop"."""
+    """Child body: open an endpoint, then answer "connect", "exchange" and "stop".
+
+    An endpoint may carry ``credential`` (handed to the other side's ``connect``) and a
+    ``sent_log`` dict (seq -> send time) when its payload cannot carry the send time; then it
+    reports updates with ``send_ns`` -1 and the driver joins the two logs by sequence number.
+    """
     endpoint = await factory(options)
     received: list[tuple[int, int, int]] = []
 
@@ -292,11 +297,14 @@ async def endpoint_child(ctl: Any, factory: EndpointFactory, options: dict[str, 
         received.append((seq, send_ns, time.perf_counter_ns()))
 
     addr = await endpoint.open(on_update)
-    ctl.send(("ready", addr))
+    ctl.send(("ready", (addr, getattr(endpoint, "credential", None))))
 
     async def connect(arg: Any) -> None:
-        peer, dial = arg
-        await endpoint.connect(tuple(peer), dial)
+        peer, credential, dial = arg
+        if credential is not None:
+            await endpoint.connect(tuple(peer), dial, credential)  # type: ignore[call-arg]
+        else:
+            await endpoint.connect(tuple(peer), dial)
 
     async def exchange(arg: dict[str, Any]) -> dict[str, Any]:
         return await _exchange(endpoint, received, arg)
@@ -317,6 +325,9 @@ async def _exchange(
     start_ns = t0_ns - int(warm * 1e9)
     end_ns = t0_ns + int(dur * 1e9)
     received.clear()
+    sent_log: dict[int, int] | None = getattr(endpoint, "sent_log", None)
+    if sent_log is not None:
+        sent_log.clear()
     seq = 0
     cpu0 = cpu1 = 0.0
     done = loop.create_future()
@@ -335,8 +346,7 @@ async def _exchange(
 
     def tick() -> None:
         nonlocal seq
-        now = time.perf_counter_ns()
-        if now >= end_ns:
+        if time.perf_counter_ns() >= end_ns:
             return
         endpoint.send_update(seq, time.perf_counter_ns())
         seq += 1
@@ -346,17 +356,29 @@ async def _exchange(
     loop.call_at(at_ns(t0_ns), mark_start)
     loop.call_at(at_ns(end_ns), mark_end)
     await done
-    sent = seq
     await asyncio.sleep(0.2)  # let the last updates of the window land for latency figures
-    in_window = [r for r in received if t0_ns <= r[2] < end_ns]
-    lat = [r[2] - r[1] for r in received if t0_ns <= r[1] < end_ns]
     return {
         "cpu": cpu1 - cpu0,
-        "delivered": len(in_window),
-        "sent": sent,
-        "sent_in_window": sum(1 for r in received if t0_ns <= r[1] < end_ns),
-        "latency_ns": lat,
+        "sent": seq,
+        "received": list(received),
+        "sent_log": dict(sent_log) if sent_log is not None else None,
+        "t0_ns": t0_ns,
+        "end_ns": end_ns,
     }
+
+
+def _side(mine: dict[str, Any], theirs: dict[str, Any]) -> tuple[int, list[int]]:
+    """Updates this side received in the window, and one-way latencies of those sent in it."""
+    t0, end = mine["t0_ns"], mine["end_ns"]
+    log = theirs["sent_log"]
+    delivered = sum(1 for r in mine["received"] if t0 <= r[2] < end)
+    lat: list[int] = []
+    for seq, send_ns, recv_ns in mine["received"]:
+        if send_ns < 0 and log is not None:
+            send_ns = log.get(seq, -1)
+        if t0 <= send_ns < end:
+            lat.append(recv_ns - send_ns)
+    return delivered, lat
 
 
 def run_pair(
@@ -372,11 +394,11 @@ def run_pair(
     a = Child(endpoint_child, factory, options, kind=kind, name="pair-a")
     b = Child(endpoint_child, factory, options, kind=kind, name="pair-b")
     try:
-        _, addr_a = a.recv(30)
-        _, addr_b = b.recv(30)
+        _, (addr_a, cred_a) = a.recv(30)
+        _, (addr_b, cred_b) = b.recv(30)
         # The listener first, so the dialler's Initial finds it ready.
-        a.send("connect", (addr_b, False))
-        b.call("connect", (addr_a, True), timeout=30)
+        a.send("connect", (addr_b, cred_b, False))
+        b.call("connect", (addr_a, cred_a, True), timeout=30)
         a.reply(30)
         t0_ns = time.perf_counter_ns() + int((warm + 0.3) * 1e9)
         arg = {"rate": rate, "t0_ns": t0_ns, "duration": duration, "warm": warm}
@@ -386,9 +408,10 @@ def run_pair(
     finally:
         a.close()
         b.close()
-    delivered = ra["delivered"] + rb["delivered"]
+    got_a, lat_a = _side(ra, rb)
+    got_b, lat_b = _side(rb, ra)
+    delivered = got_a + got_b
     cpu = ra["cpu"] + rb["cpu"]
-    lat = percentiles_ms(ra["latency_ns"] + rb["latency_ns"])
     expected = rate * duration * 2
     return {
         "cpu_per_update_us": (cpu / delivered * 1e6) if delivered else float("nan"),
@@ -396,5 +419,5 @@ def run_pair(
         "delivered": delivered,
         "delivery_ratio": delivered / expected if expected else float("nan"),
         "cpu_share": cpu / duration,
-        **lat,
+        **percentiles_ms(lat_a + lat_b),
     }
