@@ -102,6 +102,7 @@ class MeshConfig:
     dial_timeout: float = 5.0
     send_timeout: float = 15.0
     relay_resend_interval: float = 2.0
+    redial_backoff: float = 30.0
     tick_interval: float = 0.05
     movement_queue: int = 64
     max_pending_datagrams: int = 4
@@ -141,6 +142,7 @@ class MeshCore(TrafficMixin):
         self._by_character: dict[int, str] = {}
         self._endpoints: dict[str, Address] = {}
         self._locations: dict[str, int] = {}
+        self._redial_at: dict[str, float] = {}
         self._out: dict[str, OutboundChannel] = {}
         self._in: OrderedDict[tuple[str, bytes], InboundChannel[BaseMessage]] = OrderedDict()
         self._outbox = MovementOutbox(self.config.movement_queue)
@@ -515,6 +517,7 @@ class MeshCore(TrafficMixin):
         if self.config.ack_tuning:
             _quicshim.tune_ack_delay(link.quic, 1.25 * self.config.tick_interval)
         self._learn(identity)
+        self._redial_at.pop(identity.peer_id, None)
         if link.is_client:
             self._endpoints.setdefault(identity.peer_id, link.addr)
         pid = identity.peer_id
@@ -573,6 +576,7 @@ class MeshCore(TrafficMixin):
             link.dial_id = None
         pid = link.expected_peer_id
         if pid is not None and pid not in self._active and not self._dialing(pid):
+            self._redial_at[pid] = now + self.config.redial_backoff
             self._no_direct_path(pid, now)
 
     def _on_terminated(self, link: Link, event: qe.ConnectionTerminated, now: float) -> None:
@@ -643,7 +647,7 @@ class MeshCore(TrafficMixin):
         if self._dialing(pid):
             return
         endpoint = self._endpoints.get(pid)
-        if endpoint is not None and not all(out.relay_resend_at for out in outs):
+        if endpoint is not None and now >= self._redial_at.get(pid, now):
             self._dial(endpoint, pid, now)
             return
         self._no_direct_path(pid, now)

@@ -281,15 +281,14 @@ class PeerNode:
         """
         loop = self._require_started()
         addr = await self._resolve(endpoint)
-        self.core.wall_offset = time.time() - loop.time()
         if peer_ticket_token is not None:
             try:
-                known = self.core.add_peer(peer_ticket_token, addr, loop.time())
+                known = self.core.add_peer(peer_ticket_token, addr, self._now())
             except CryptoError as exc:
                 raise HandshakeError(f"peer ticket rejected: {exc}") from exc
             if known.peer_id in self.core.peers:
                 return self.core.peers[known.peer_id]
-        dial_id = self.core.connect(peer_ticket_token, addr, loop.time())
+        dial_id = self.core.connect(peer_ticket_token, addr, self._now())
         fut: asyncio.Future[PeerIdentity] = loop.create_future()
         self._dials[dial_id] = fut
         self._transmit()
@@ -302,38 +301,33 @@ class PeerNode:
 
         ``endpoint`` must be an IP address tuple here (use :meth:`connect` for names).
         """
-        loop = self._require_started()
         try:
-            return self.core.add_peer(peer_ticket_token, endpoint, loop.time())
+            return self.core.add_peer(peer_ticket_token, endpoint, self._now())
         except CryptoError as exc:
             raise HandshakeError(f"peer ticket rejected: {exc}") from exc
 
     def disconnect_peer(self, target: Target) -> bool:
         """Close the direct connection to a peer; handlers get PLAYER_LEFT_AREA."""
-        loop = self._require_started()
         identity = self.core.known_peer(target)
         if identity is None:
             return False
-        done = self.core.disconnect_peer(identity.peer_id, loop.time())
+        done = self.core.disconnect_peer(identity.peer_id, self._now())
         self._transmit()
         return done
 
     def set_location(self, location_id: int | None) -> None:
         """Our location: peers elsewhere are dropped first when over ``max_connections``."""
-        loop = self._require_started()
-        self.core.set_location(location_id, loop.time())
+        self.core.set_location(location_id, self._now())
         self._transmit()
 
     def set_peer_location(self, target: Target, location_id: int) -> None:
         """A peer's location as the lobby reports it (movement updates also tell it)."""
-        loop = self._require_started()
-        self.core.set_peer_location(target, location_id, loop.time())
+        self.core.set_peer_location(target, location_id, self._now())
         self._transmit()
 
     def receive_relayed(self, data: bytes) -> None:
         """Hand over one envelope the relay delivered to us (bad ones are dropped)."""
-        loop = self._require_started()
-        self.core.receive_relayed(data, loop.time())
+        self.core.receive_relayed(data, self._now())
         self._transmit()
 
     # sending -------------------------------------------------------------------------
@@ -348,7 +342,7 @@ class PeerNode:
         loop = self._require_started()
         if message.timestamp is None:
             message = message.model_copy(update={"timestamp": time.time()})
-        handle = self.core.send_reliable(target, message, loop.time())
+        handle = self.core.send_reliable(target, message, self._now())
         fut: asyncio.Future[Path] = loop.create_future()
         self._sends[handle] = fut
         self._transmit()
@@ -418,7 +412,7 @@ class PeerNode:
             sent_at=loop.time(),
             seq=self._seq,
         )
-        self.core.queue_position(update, loop.time())
+        self.core.queue_position(update, self._now())
         self._transmit()
         return update
 
@@ -428,6 +422,13 @@ class PeerNode:
         if self._loop is None or self._transport is None or self._closed:
             raise NotConnectedError("the peer node is not started (or closed)")
         return self._loop
+
+    def _now(self) -> float:
+        """The loop clock for the core, keeping its Unix-time offset current."""
+        loop = self._require_started()
+        now = loop.time()
+        self.core.wall_offset = time.time() - now
+        return now
 
     def _me(self) -> PeerIdentity:
         try:

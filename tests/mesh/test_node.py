@@ -52,3 +52,133 @@ async def test_whisper_between_two_nodes(make_node: NodeFactory) -> None:
     assert msg.sender_id == 1 and msg.sender_name == "Alice"
     assert msg.message_id == result.message_id
     assert alice.peer_id in bob.peers
+
+
+async def test_party_chat_reaches_every_member_once_in_order(make_node: NodeFactory) -> None:
+    leader = await make_node(10, "Leader")
+    members = [await make_node(11 + i, f"Member{i}") for i in range(2)]
+    inboxes = []
+    for member in members:
+        inbox = Inbox()
+        member.register_handler(MessageType.PARTY_CHAT, inbox)
+        inboxes.append(inbox)
+        await connect(leader, member)
+    for i in range(20):
+        result = await leader.send_party_chat([11, 12, 10], f"msg {i}", party_id="p1")
+        assert result.paths == {11: "direct", 12: "direct"} and not result.failed
+    for inbox in inboxes:
+        items = await inbox.wait_for(20)
+        assert [m.content for m in items] == [f"msg {i}" for i in range(20)]
+        assert {(m.sender_id, m.sender_name, m.party_id) for m in items} == {(10, "Leader", "p1")}
+
+
+async def test_async_and_sync_handlers(make_node: NodeFactory) -> None:
+    a = await make_node(1, "A")
+    b = await make_node(2, "B")
+    sync_inbox = Inbox()
+    got = asyncio.Event()
+
+    async def async_handler(message: Any) -> None:
+        await asyncio.sleep(0)
+        got.set()
+
+    b.register_handler(MessageType.WHISPER, sync_inbox)
+    b.register_handler(MessageType.WHISPER, async_handler)
+    await connect(a, b)
+    await a.send_whisper(b.peer_id, "both")
+    await sync_inbox.wait_for(1)
+    await asyncio.wait_for(got.wait(), WAIT)
+
+
+async def test_movement_newest_wins(make_node: NodeFactory) -> None:
+    a = await make_node(1, "Runner")
+    b = await make_node(2, "Watcher")
+    inbox = Inbox()
+    b.register_handler(MessageType.POSITION_UPDATE, inbox)
+    await connect(a, b)
+    last = None
+    for i in range(200):
+        last = a.send_position((float(i), 0.0, 1.0), (1.0, 0.0, 0.0), location_id=5)
+        if i % 20 == 0:
+            await asyncio.sleep(0)  # let ticks run while we keep producing
+    assert last is not None
+
+    async def until_last() -> None:
+        while not inbox.items or inbox.items[-1].seq != last.seq:
+            await inbox.wait_for(len(inbox.items) + 1)
+
+    await asyncio.wait_for(until_last(), WAIT)
+    seqs = [u.seq for u in inbox.items]
+    assert seqs == sorted(set(seqs)), "delivered out of order or twice"
+    assert len(seqs) < 200, "updates of one tick were not coalesced"
+    final = inbox.items[-1]
+    assert final.character_id == 1 and final.location_id == 5 and final.position.x == 199.0
+
+
+async def test_five_nodes_full_mesh(make_node: NodeFactory) -> None:
+    nodes = [await make_node(100 + i, f"N{i}") for i in range(5)]
+    inboxes = [Inbox() for _ in nodes]
+    for node, inbox in zip(nodes, inboxes, strict=True):
+        node.register_handler(MessageType.WHISPER, inbox)
+    await asyncio.gather(*(connect(nodes[i], nodes[j]) for i in range(5) for j in range(i + 1, 5)))
+    for node in nodes:
+        assert len(node.peers) == 4
+    sends = [
+        nodes[i].send_whisper(100 + j, f"{i}->{j} #{k}")
+        for k in range(3)
+        for i in range(5)
+        for j in range(5)
+        if i != j
+    ]
+    results = await asyncio.gather(*sends)
+    assert {r.path for r in results} == {"direct"}
+    for j, inbox in enumerate(inboxes):
+        items = await inbox.wait_for(12)
+        for i in range(5):
+            if i == j:
+                continue
+            from_i = [m.content for m in items if m.sender_id == 100 + i]
+            assert from_i == [f"{i}->{j} #{k}" for k in range(3)]
+
+
+async def test_simultaneous_dial_leaves_one_connection(make_node: NodeFactory) -> None:
+    a = await make_node(1, "A")
+    b = await make_node(2, "B")
+    pa, pb = await asyncio.gather(connect(a, b), connect(b, a))
+    del pa, pb
+    assert list(a.peers) == [b.peer_id] and list(b.peers) == [a.peer_id]
+    inbox = Inbox()
+    b.register_handler(MessageType.WHISPER, inbox)
+    for i in range(5):
+        await a.send_whisper(2, f"w{i}")
+    items = await inbox.wait_for(5)
+    assert [m.content for m in items] == [f"w{i}" for i in range(5)]
+
+    def live_links(node: PeerNode) -> int:
+        return sum(1 for link in node.core._links if not link.closing and not link.terminated)
+
+    assert live_links(a) == 1 and live_links(b) == 1
+
+
+async def test_peer_leaving_is_announced(make_node: NodeFactory) -> None:
+    a = await make_node(1, "Stayer")
+    b = await make_node(2, "Leaver")
+    left = Inbox()
+    a.register_handler(MessageType.PLAYER_LEFT_AREA, left)
+    await connect(a, b)
+    await b.close()
+    (msg,) = await left.wait_for(1)
+    assert msg.character_id == 2 and msg.character_name == "Leaver"
+    assert b.peer_id not in a.peers
+
+
+async def test_disconnect_peer_announces_on_both_sides(make_node: NodeFactory) -> None:
+    a = await make_node(1, "A")
+    b = await make_node(2, "B")
+    left_a, left_b = Inbox(), Inbox()
+    a.register_handler(MessageType.PLAYER_LEFT_AREA, left_a)
+    b.register_handler(MessageType.PLAYER_LEFT_AREA, left_b)
+    await connect(a, b)
+    assert a.disconnect_peer(2)
+    assert (await left_a.wait_for(1))[0].character_id == 2
+    assert (await left_b.wait_for(1))[0].character_id == 1

@@ -1,0 +1,138 @@
+"""Dial timeouts, PeerUnreachableError, the relay fallback, and area-of-interest limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from mesh.core import MeshConfig
+from mesh.node import PeerNode
+from protocol.errors import PeerUnreachableError
+from protocol.messages.base import MessageType
+
+from .conftest import NodeFactory, ticket_of
+from .test_node import Inbox
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[tuple[str, int]]:
+    """A bound UDP port that never answers (a peer behind a dropping firewall)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()
+    finally:
+        sock.close()
+
+
+class LoopbackRelay:
+    """The lobby relay in miniature: forwards opaque envelopes, records what it saw."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[int, PeerNode] = {}
+        self.seen: list[bytes] = []
+
+    async def send(self, target_character_id: int, data: bytes) -> None:
+        self.seen.append(data)
+        self.nodes[target_character_id].receive_relayed(data)
+
+
+def fast() -> MeshConfig:
+    return MeshConfig(dial_timeout=0.5, send_timeout=10.0, relay_resend_interval=0.5)
+
+
+async def test_dial_to_silent_peer_times_out(
+    make_node: NodeFactory, silent_endpoint: tuple[str, int]
+) -> None:
+    a = await make_node(1, "A", config=fast())
+    b = await make_node(2, "B")
+    with pytest.raises(PeerUnreachableError):
+        await a.connect(ticket_of(b), silent_endpoint)
+
+
+async def test_whisper_without_path_or_relay_raises(
+    make_node: NodeFactory, silent_endpoint: tuple[str, int]
+) -> None:
+    a = await make_node(1, "A", config=fast())
+    b = await make_node(2, "B")
+    with pytest.raises(PeerUnreachableError):
+        await a.send_whisper(2, "nobody knows you")
+    a.add_peer(ticket_of(b), silent_endpoint)
+    with pytest.raises(PeerUnreachableError):
+        await a.send_whisper(2, "you cannot be reached")
+
+
+async def test_whisper_falls_back_to_sealed_relay(
+    make_node: NodeFactory, silent_endpoint: tuple[str, int]
+) -> None:
+    relay = LoopbackRelay()
+    a = await make_node(1, "Alice", config=fast(), relay=relay)
+    b = await make_node(2, "Bob", config=fast(), relay=relay)
+    relay.nodes = {1: a, 2: b}
+    whispers, parties = Inbox(), Inbox()
+    b.register_handler(MessageType.WHISPER, whispers)
+    b.register_handler(MessageType.PARTY_CHAT, parties)
+    a.add_peer(ticket_of(b), silent_endpoint)  # the directory names an endpoint nobody answers
+    secret = "the password is swordfish"
+    result = await a.send_whisper(2, secret)
+    assert result.path == "relay"
+    party = await a.send_party_chat([2], "party via relay")
+    assert party.paths == {2: "relay"}
+    for i in range(5):
+        await a.send_whisper(2, f"more {i}")
+    msg = (await whispers.wait_for(1))[0]
+    assert msg.content == secret and msg.sender_id == 1 and msg.sender_name == "Alice"
+    items = await whispers.wait_for(6)
+    assert [m.content for m in items[1:]] == [f"more {i}" for i in range(5)]
+    assert (await parties.wait_for(1))[0].content == "party via relay"
+    assert relay.seen
+    for envelope in relay.seen:
+        assert b"swordfish" not in envelope and b"party via relay" not in envelope
+    assert b.peer_id not in a.peers
+
+
+async def test_relay_replay_is_not_delivered_twice(
+    make_node: NodeFactory, silent_endpoint: tuple[str, int]
+) -> None:
+    relay = LoopbackRelay()
+    a = await make_node(1, "A", config=fast(), relay=relay)
+    b = await make_node(2, "B", config=fast(), relay=relay)
+    relay.nodes = {1: a, 2: b}
+    whispers = Inbox()
+    b.register_handler(MessageType.WHISPER, whispers)
+    a.add_peer(ticket_of(b), silent_endpoint)
+    await a.send_whisper(2, "once")
+    for envelope in list(relay.seen):
+        b.receive_relayed(envelope)  # a malicious relay replays everything
+        b.receive_relayed(envelope[:-1] + bytes([envelope[-1] ^ 1]))  # and tampers
+    await a.send_whisper(2, "twice")
+    items = await whispers.wait_for(2)
+    assert [m.content for m in items] == ["once", "twice"]
+    assert b.stats["bad_relay"] >= 1
+
+
+async def test_max_connections_prefers_same_location(make_node: NodeFactory) -> None:
+    hub = await make_node(1, "Hub", max_connections=2)
+    hub.set_location(7)
+    others = [await make_node(2 + i, f"P{i}") for i in range(3)]
+    left = Inbox()
+    hub.register_handler(MessageType.PLAYER_LEFT_AREA, left)
+    await hub.connect(ticket_of(others[0]), others[0].endpoint)
+    hub.set_peer_location(2, 7)
+    await hub.connect(ticket_of(others[1]), others[1].endpoint)
+    hub.set_peer_location(3, 99)
+    await hub.connect(ticket_of(others[2]), others[2].endpoint)
+    hub.set_peer_location(4, 7)
+    (gone,) = await left.wait_for(1)
+    assert gone.character_id == 3
+    assert {p.character_id for p in hub.peers.values()} == {2, 4}
+
+
+async def test_send_position_while_alone_is_harmless(make_node: NodeFactory) -> None:
+    a = await make_node(1, "A")
+    for i in range(10):
+        a.send_position({"x": float(i), "y": 0.0, "z": 0.0}, location_id=1)
+    await asyncio.sleep(0)
