@@ -174,6 +174,8 @@ def pack_movement(record: MovementRecord) -> bytes:
 def unpack_movement(data: bytes | bytearray | memoryview) -> MovementRecord:
     """Decode a single-update payload to a checked :class:`MovementRecord`; raises
     :class:`DecodeError` on anything else."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
     if len(data) != SINGLE_SIZE:
         raise _bad(f"a single movement update is {SINGLE_SIZE} bytes, got {len(data)}")
     try:
@@ -233,6 +235,8 @@ def decode_movement_batch(data: bytes | bytearray | memoryview) -> list[Position
 
 def unpack_movement_batch(data: bytes | bytearray | memoryview) -> list[MovementRecord]:
     """Decode a batch payload to checked records; raises :class:`DecodeError`."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
     size = len(data)
     if size < 2:
         raise _bad("a movement batch needs a header and a count")
@@ -248,7 +252,7 @@ def unpack_movement_batch(data: bytes | bytearray | memoryview) -> list[Movement
     if size != 2 + count * RECORD_SIZE:
         raise _bad(f"a batch of {count} is {2 + count * RECORD_SIZE} bytes, got {size}")
     try:
-        records = [MovementRecord(*r) for r in _RECORD.iter_unpack(memoryview(data)[2:])]
+        records = [_tuple_new(MovementRecord, r) for r in _RECORD.iter_unpack(data[2:])]
     except (struct.error, TypeError, ValueError) as exc:
         raise _bad(f"undecodable movement batch: {exc}") from exc
     for r in records:
@@ -258,6 +262,8 @@ def unpack_movement_batch(data: bytes | bytearray | memoryview) -> list[Movement
 
 def decode_movement_any(data: bytes | bytearray | memoryview) -> list[PositionUpdateMessage]:
     """Decode either form (single or batch) by its header; raises :class:`DecodeError`."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
     if len(data) == 0:
         raise _bad("empty movement datagram")
     header = data[0]
@@ -293,6 +299,15 @@ def quantize_movement(update: PositionUpdateMessage) -> PositionUpdateMessage:
 
 
 # Helpers ----------------------------------------------------------------------
+
+
+def _as_bytes(data: object) -> bytes:
+    # Any bytes-like buffer (also strided or multi-byte-item memoryviews) as plain bytes.
+    if isinstance(data, bytearray):
+        return bytes(data)
+    if isinstance(data, memoryview):
+        return data.tobytes()
+    raise _bad(f"a movement datagram is bytes, not {type(data).__name__}")
 
 
 def _bad(text: str) -> DecodeError:
