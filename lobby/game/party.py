@@ -84,6 +84,7 @@ class Party:
     members: list[PartyMember] = field(default_factory=list)
     invites: dict[int, PartyInvite] = field(default_factory=dict)
     disbanded: bool = False
+    name: str | None = None
     _next_order: int = 0
 
     @classmethod
@@ -95,12 +96,14 @@ class Party:
         leader_name: str,
         now: float,
         rules: RulesDef,
+        name: str | None = None,
     ) -> tuple[Party, PartyChange]:
         party = cls(
             party_id=party_id,
             leader_id=leader_id,
             size_limit=rules.party_size_limit,
             invite_ttl=rules.invite_ttl_seconds,
+            name=name,
         )
         party._add(leader_id, leader_name, now)
         return party, party._change("created", leader_id, leader_id, now)
@@ -124,6 +127,7 @@ class Party:
         """The ``PARTY_UPDATE`` payload; expired invites are left out."""
         return {
             "party_id": self.party_id,
+            "name": self.name,
             "leader_id": self.leader_id,
             "size_limit": self.size_limit,
             "disbanded": self.disbanded,
@@ -259,6 +263,7 @@ class Party:
             "size_limit": self.size_limit,
             "invite_ttl": self.invite_ttl,
             "disbanded": self.disbanded,
+            "name": self.name,
             "members": [
                 {"character_id": m.character_id, "name": m.name, "joined_at": m.joined_at}
                 for m in self.members
@@ -283,6 +288,7 @@ class Party:
             size_limit=int(data["size_limit"]),
             invite_ttl=float(data["invite_ttl"]),
             disbanded=bool(data.get("disbanded", False)),
+            name=None if data.get("name") is None else str(data["name"]),
         )
         for m in data.get("members", []):
             party._add(int(m["character_id"]), str(m["name"]), float(m["joined_at"]))
@@ -381,7 +387,13 @@ class PartyBook:
             self._member_of[cid] = party.party_id
 
     def create(
-        self, leader_id: int, leader_name: str, *, now: float, party_id: str | None = None
+        self,
+        leader_id: int,
+        leader_name: str,
+        *,
+        now: float,
+        party_id: str | None = None,
+        name: str | None = None,
     ) -> PartyChange:
         self._require_free(leader_id)
         if party_id is None:
@@ -393,7 +405,12 @@ class PartyBook:
         elif party_id in self._parties:
             refuse(ErrorCode.CONFLICT, f"party id {party_id!r} is taken")
         party, change = Party.create(
-            party_id, leader_id=leader_id, leader_name=leader_name, now=now, rules=self.rules
+            party_id,
+            leader_id=leader_id,
+            leader_name=leader_name,
+            now=now,
+            rules=self.rules,
+            name=name,
         )
         self.add(party)
         return change
