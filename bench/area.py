@@ -1,0 +1,238 @@
+"""One area: ``PEERS`` PeerNodes all connected to each other, each sending its position at 30 Hz.
+
+The nodes live in ``PROCESSES`` child processes (each loop hosts several nodes, as a test
+harness would; a real game has one node per machine). Every node logs when it sent each update
+(``seq`` -> ``perf_counter_ns``) and when it received each update of every other node; the
+orchestrator joins the logs and samples, every ``SAMPLE`` seconds over the window, the *age* of
+each node's view of each other node: now - send time of the newest update it has of that node.
+Target: p99 age < 100 ms. Figures also show how many updates arrived and how much CPU the area
+took (cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from typing import Any
+
+from bench._common import LOOPS, make_result, percentile, row, skip_result
+from bench._proc import Child
+
+__all__ = ["run", "run_area"]
+
+TITLE = "one area: 16 peers at 30 Hz, age of each view"
+RATE = 30.0
+PROCESSES = 4
+SAMPLE = 0.005
+
+
+async def area_child(ctl: Any, lobby_key: bytes, ids: list[int], config: dict[str, Any]) -> None:
+    """Child body: PeerNodes for ``ids``; "connect", "wait_mesh", "run", "stop"."""
+    from bench._mesh import make_node
+    from protocol.messages.base import MessageType
+
+    nodes: dict[int, Any] = {}
+    received: list[tuple[int, int, int, int]] = []  # viewer, source, seq, recv_ns
+    for cid in ids:
+        node = await make_node(lobby_key, cid, f"Hero{cid}", config=config)
+        nodes[cid] = node
+
+        def on_position(update: Any, viewer: int = cid) -> None:
+            received.append((viewer, update.character_id, update.seq, time.perf_counter_ns()))
+
+        node.register_handler(MessageType.POSITION_UPDATE, on_position)
+    ctl.send(("ready", [(cid, n.address, n.bench_ticket) for cid, n in nodes.items()]))
+
+    async def connect(arg: list[tuple[int, tuple[str, int], str]]) -> int:
+        sem = asyncio.Semaphore(4)
+
+        async def dial(local: int, addr: tuple[str, int], ticket: str) -> None:
+            async with sem:
+                await asyncio.wait_for(nodes[local].connect(ticket, tuple(addr)), 30.0)
+
+        await asyncio.gather(*(dial(*item) for item in arg))
+        return len(arg)
+
+    async def wait_mesh(want: int) -> list[int]:
+        deadline = time.monotonic() + 60.0
+        while any(len(n.peers) < want for n in nodes.values()):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        return [len(n.peers) for n in nodes.values()]
+
+    async def exchange(arg: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        t0_ns, dur, warm, total = arg["t0_ns"], arg["duration"], arg["warm"], arg["total"]
+        period_ns = int(1e9 / RATE)
+        start_ns = t0_ns - int(warm * 1e9)
+        end_ns = t0_ns + int(dur * 1e9)
+        sent: list[tuple[int, int, int]] = []  # source, seq, send_ns
+        received.clear()
+        cpu: list[float] = []
+        done = loop.create_future()
+
+        def at_ns(ns: int) -> float:
+            return loop.time() + (ns - time.perf_counter_ns()) / 1e9
+
+        def tick(cid: int, k: int, offset: int) -> None:
+            now = time.perf_counter_ns()
+            if now >= end_ns:
+                return
+            update = nodes[cid].send_position((float(k), 0.0, 0.0), (1.0, 0.0, 0.0), location_id=1)
+            sent.append((cid, update.seq, now))
+            loop.call_at(at_ns(start_ns + offset + (k + 1) * period_ns), tick, cid, k + 1, offset)
+
+        for cid in nodes:
+            offset = int(period_ns * (cid % total) / total)  # spread the senders over a period
+            loop.call_at(at_ns(start_ns + offset), tick, cid, 0, offset)
+        loop.call_at(at_ns(t0_ns), lambda: cpu.append(time.process_time()))
+
+        def finish() -> None:
+            cpu.append(time.process_time())
+            done.set_result(None)
+
+        loop.call_at(at_ns(end_ns), finish)
+        await done
+        await asyncio.sleep(0.3)
+        return {"sent": sent, "received": list(received), "cpu": cpu[1] - cpu[0]}
+
+    try:
+        await ctl.serve({"connect": connect, "wait_mesh": wait_mesh, "exchange": exchange})
+    finally:
+        for node in nodes.values():
+            await node.close()
+
+
+def view_ages(
+    sent: list[tuple[int, int, int]],
+    received: list[tuple[int, int, int, int]],
+    t0_ns: int,
+    end_ns: int,
+    step_ns: int,
+) -> tuple[list[int], int]:
+    """Age samples (ns) of every viewer's view of every source, and the pairs seen."""
+    send_at = {(src, seq): ns for src, seq, ns in sent}
+    per_pair: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for viewer, src, seq, recv_ns in received:
+        sent_ns = send_at.get((src, seq))
+        if sent_ns is not None:
+            per_pair.setdefault((viewer, src), []).append((recv_ns, sent_ns))
+    grid = list(range(t0_ns, end_ns, step_ns))
+    ages: list[int] = []
+    for events in per_pair.values():
+        events.sort()
+        times = [e[0] for e in events]
+        newest: list[int] = []
+        best = -1
+        for _, sent_ns in events:
+            best = max(best, sent_ns)
+            newest.append(best)
+        for t in grid:
+            i = bisect.bisect_right(times, t) - 1
+            ages.append(t - newest[i] if i >= 0 else t - t0_ns + 10**9)
+    return ages, len(per_pair)
+
+
+def run_area(
+    kind: str, peers: int, duration: float, warm: float, config: dict[str, Any]
+) -> dict[str, Any]:
+    """Start ``peers`` nodes in ``PROCESSES`` children, connect all pairs, run, measure."""
+    from bench._mesh import lobby_key_bytes
+
+    key = lobby_key_bytes()
+    groups = [list(range(p + 1, peers + 1, PROCESSES)) for p in range(PROCESSES)]
+    groups = [g for g in groups if g]
+    children = [
+        Child(area_child, key, ids, config, kind=kind, name=f"area-{i}")
+        for i, ids in enumerate(groups)
+    ]
+    try:
+        info: dict[int, tuple[tuple[str, int], str, int]] = {}
+        for i, child in enumerate(children):
+            _, nodes = child.recv(60)
+            for cid, addr, ticket in nodes:
+                info[cid] = (tuple(addr), ticket, i)
+        t_connect = time.perf_counter()
+        plans: list[list[Any]] = [[] for _ in children]
+        for a in info:
+            for b in info:
+                if a < b:
+                    plans[info[a][2]].append((a, info[b][0], info[b][1]))
+        for child, plan in zip(children, plans, strict=True):
+            child.send("connect", plan)
+        for child in children:
+            child.reply(120)
+        mesh = [n for child in children for n in child.call("wait_mesh", peers - 1, 90)]
+        connect_s = time.perf_counter() - t_connect
+        t0_ns = time.perf_counter_ns() + int((warm + 0.3) * 1e9)
+        arg = {"t0_ns": t0_ns, "duration": duration, "warm": warm, "total": peers}
+        for child in children:
+            child.send("exchange", arg)
+        parts = [child.reply(duration + warm + 60) for child in children]
+    finally:
+        for child in children:
+            child.close()
+    sent = [s for p in parts for s in p["sent"]]
+    received = [r for p in parts for r in p["received"]]
+    end_ns = t0_ns + int(duration * 1e9)
+    ages, pairs = view_ages(sent, received, t0_ns, end_ns, int(SAMPLE * 1e9))
+    in_window = sum(1 for r in received if t0_ns <= r[3] < end_ns)
+    expected = peers * (peers - 1) * RATE * duration
+    cpu = sum(p["cpu"] for p in parts)
+    return {
+        "peers": peers,
+        "connections_per_node_min": min(mesh) if mesh else 0,
+        "connect_s": connect_s,
+        "pairs_seen": pairs,
+        "pairs_expected": peers * (peers - 1),
+        "age_p50_ms": percentile(ages, 50) / 1e6,
+        "age_p99_ms": percentile(ages, 99) / 1e6,
+        "age_max_ms": (max(ages) / 1e6) if ages else float("nan"),
+        "delivery_ratio": in_window / expected if expected else float("nan"),
+        "cpu_cores": cpu / duration,
+        "cpu_per_update_us": cpu / in_window * 1e6 if in_window else float("nan"),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from bench._mesh import product_skip_reason
+
+    skip = product_skip_reason()
+    if skip is not None:
+        return skip_result("area", TITLE, skip)
+    peers = 8 if quick else 16
+    duration = 1.5 if quick else 10.0
+    warm = 0.5 if quick else 1.0
+    config = {"tick_interval": 1.0 / RATE, "max_connections": peers}
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    notes = [
+        f"{peers} PeerNodes in {PROCESSES} processes, all pairs connected (max_connections "
+        f"{peers}), each sends at {RATE:g} Hz (tick_interval 1/{RATE:g} s) for {duration:g} s; "
+        f"age sampled every {SAMPLE * 1000:g} ms per (viewer, source) pair."
+    ]
+    for kind in LOOPS:
+        fig = run_area(kind, peers, duration, warm, config)
+        figures[kind] = fig
+        rows.append(
+            row(
+                loop=kind,
+                metric=f"p99 view age, {peers} peers",
+                value=fig["age_p99_ms"],
+                unit="ms",
+                target=("value", "<", 100.0),
+            )
+        )
+        rows.append(row(loop=kind, metric="p50 view age", value=fig["age_p50_ms"], unit="ms"))
+        rows.append(
+            row(loop=kind, metric="updates delivered", value=fig["delivery_ratio"], unit="of sent")
+        )
+        rows.append(row(loop=kind, metric="CPU used", value=fig["cpu_cores"], unit="cores"))
+        if fig["pairs_seen"] < fig["pairs_expected"]:
+            notes.append(
+                f"{kind}: only {fig['pairs_seen']} of {fig['pairs_expected']} viewer/source "
+                "pairs received anything"
+            )
+    return make_result("area", TITLE, rows, figures=figures, notes=notes)
