@@ -88,6 +88,8 @@ class Connection:
         self.close_reason = ""
         self.max_queue_seen = 0
         self.flood_strikes = 0
+        self.deliberate_leave = False
+        """The client said goodbye (DISCONNECT or close code 1000): no reconnect grace."""
         self._settings: LobbySettings = ctx.settings
         self._transport = request.transport
         self._queue: deque[str] = deque()
@@ -95,6 +97,9 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closing_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        """Set when the socket is closed (close frame exchanged or transport aborted)."""
+        self.finished = asyncio.Event()
+        """Set when the endpoint is done with this client (hub detached, socket closed)."""
 
     # -- identity -----------------------------------------------------------------------
 
@@ -183,9 +188,14 @@ class Connection:
                     timeout,
                 )
                 clean = True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # aiohttp cancels its close-wait future when the reader ends first
             except (TimeoutError, OSError, RuntimeError):
                 pass
-            if not clean and self._transport is not None:
+            if (not clean or not flush) and self._transport is not None:
                 # The client does not read: nothing more can be written, drop the socket.
                 self._transport.abort()
         finally:

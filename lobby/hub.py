@@ -6,7 +6,8 @@ Presence is per session: a session connects with its token, and the hub keeps a
 presence stays for ``reconnect_grace`` seconds: messages routed to it meanwhile
 go into a bounded backlog (``ws_backlog_max``, oldest dropped first), and a
 reconnect with the same session within the window resumes it silently (no
-leave/join announcements) and receives the backlog first. When the grace runs
+leave/join announcements) and receives the backlog first. A client that says
+goodbye (a ``DISCONNECT`` message, or closing with code 1000) leaves at once. When the grace runs
 out (checked by :meth:`Hub.expire`, driven by the injectable clock) or the
 session logs out, the presence leaves: ``on_leave`` hooks run and players at
 the same location get ``PLAYER_LEFT_AREA``. A presence with a character that
@@ -46,6 +47,7 @@ from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     BaseMessage,
+    DisconnectMessage,
     MessageType,
     PlayerJoinedAreaMessage,
     PlayerLeftAreaMessage,
@@ -217,6 +219,9 @@ class Hub:
         if p is None or p.conn is not conn:
             return
         p.conn = None
+        if conn.deliberate_leave:
+            await self._leave(p)
+            return
         if self._settings.reconnect_grace <= 0:
             await self._leave(p)
             return
@@ -283,6 +288,7 @@ class Hub:
         """Shutdown: close every connection with 1001 and wait until each has closed."""
         conns = self.connections()
         for conn in conns:
+            conn.send(DisconnectMessage(reason="lobby shutting down"))
             conn.close(CLOSE_GOING_AWAY, "lobby shutting down")
         for conn in conns:
             await conn.wait_closed()

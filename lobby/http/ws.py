@@ -13,7 +13,8 @@ message at a time, in order:
 3. decode (``protocol.codec.deserialize``): ``ERROR`` with the protocol's code
    (``invalid_json``, ``invalid_message``, ``unknown_type``, ``version_mismatch``);
 4. slide the session's expiry; ``HEARTBEAT`` is answered with a ``HEARTBEAT``
-   whose ``reply_to`` is the client's ``message_id``; any other type goes to the
+   whose ``reply_to`` is the client's ``message_id``; ``DISCONNECT`` closes with
+   1000 and leaves at once (no reconnect grace); any other type goes to the
    hub's dispatcher, and a :class:`ShardsError` from a handler becomes an
    ``ERROR`` with ``ref_id`` = the message's id.
 
@@ -91,6 +92,7 @@ class WebSocketEndpoint:
             if conn.close_code is None:
                 conn.close(ws.close_code or CLOSE_NORMAL, "closed")
             await conn.wait_closed()
+            conn.finished.set()
             log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
         return ws
 
@@ -115,6 +117,8 @@ class WebSocketEndpoint:
                     )
                 )
             else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the hard limit)
+                if msg.type == WSMsgType.CLOSE and msg.data == CLOSE_NORMAL:
+                    conn.deliberate_leave = True
                 return
 
     async def _on_text(self, conn: Connection, data: str) -> None:
@@ -151,9 +155,14 @@ class WebSocketEndpoint:
             conn.close(CLOSE_POLICY, "session revoked")
             return
         try:
-            if msg.type == MessageType.HEARTBEAT and ctx.hub.handler_for(msg.type) is None:
-                conn.send(HeartbeatMessage(sent_at=ctx.clock(), reply_to=msg.message_id))
-                return
+            if ctx.hub.handler_for(msg.type) is None:
+                if msg.type == MessageType.HEARTBEAT:
+                    conn.send(HeartbeatMessage(sent_at=ctx.clock(), reply_to=msg.message_id))
+                    return
+                if msg.type == MessageType.DISCONNECT:
+                    conn.deliberate_leave = True
+                    conn.close(CLOSE_NORMAL, "disconnect")
+                    return
             await ctx.hub.dispatch(conn, msg)
         except ShardsError as exc:
             conn.send(error_message_from(exc, ref_id=msg.message_id))

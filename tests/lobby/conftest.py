@@ -31,9 +31,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def make_client(
-    lobby: MasterServer, http: aiohttp.ClientSession
-) -> Callable[[], ApiClient]:
+def make_client(lobby: MasterServer, http: aiohttp.ClientSession) -> Callable[[], ApiClient]:
     return lambda: ApiClient(lobby.url, http)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json as _json
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,20 @@ import aiohttp
 
 from lobby import LobbySettings
 
-__all__ = ["FAST_HASH", "ApiClient", "FakeClock", "fast_settings"]
+__all__ = [
+    "FAST_HASH",
+    "ApiClient",
+    "PASSWORD",
+    "FakeClock",
+    "Inbox",
+    "aiohttp_inbox",
+    "fast_settings",
+    "frame_messages",
+    "websockets_inbox",
+    "ws_url",
+]
+
+PASSWORD = "correct horse"
 
 FAST_HASH: dict[str, Any] = {
     "argon2_time_cost": 1,
@@ -78,14 +95,14 @@ class ApiClient:
             body = await resp.json(content_type=None)
             return resp.status, body, resp
 
-    async def register(self, username: str, password: str = "correct horse") -> Any:
+    async def register(self, username: str, password: str = PASSWORD) -> Any:
         status, body, _ = await self.call(
             "POST", "/api/auth/register", {"username": username, "password": password}
         )
         assert status == 201, body
         return body
 
-    async def login(self, username: str, password: str = "correct horse") -> str:
+    async def login(self, username: str, password: str = PASSWORD) -> str:
         status, body, _ = await self.call(
             "POST", "/api/auth/login", {"username": username, "password": password}
         )
@@ -110,3 +127,72 @@ class ApiClient:
         )
         assert status == 200, body
         return dict(body)
+
+
+def frame_messages(text: str) -> list[dict[str, Any]]:
+    """A server frame holds one message object or a JSON array of them (a batch)."""
+    data = _json.loads(text)
+    return list(data) if isinstance(data, list) else [data]
+
+
+class Inbox:
+    """Messages from one WebSocket, unbatched, with a wait-for-matching-message helper."""
+
+    def __init__(self, recv: Callable[[], Awaitable[str | None]]) -> None:
+        self._recv = recv
+        self._pending: deque[dict[str, Any]] = deque()
+        self.seen: list[dict[str, Any]] = []
+        self.closed = False
+
+    async def next(
+        self,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        wait: float = 10.0,
+    ) -> dict[str, Any]:
+        """The next message matching ``predicate`` (others are kept in ``seen``)."""
+
+        async def find() -> dict[str, Any]:
+            while True:
+                while self._pending:
+                    msg = self._pending.popleft()
+                    self.seen.append(msg)
+                    if predicate is None or predicate(msg):
+                        return msg
+                text = await self._recv()
+                if text is None:
+                    self.closed = True
+                    raise ConnectionError("the socket closed")
+                self._pending.extend(frame_messages(text))
+
+        return await asyncio.wait_for(find(), wait)
+
+    async def next_type(self, msg_type: str, *, wait: float = 10.0) -> dict[str, Any]:
+        return await self.next(lambda m: m.get("type") == msg_type, wait=wait)
+
+
+def aiohttp_inbox(ws: aiohttp.ClientWebSocketResponse) -> Inbox:
+    async def recv() -> str | None:
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            return str(msg.data)
+        return None
+
+    return Inbox(recv)
+
+
+def websockets_inbox(ws: Any) -> Inbox:
+    import websockets
+
+    async def recv() -> str | None:
+        try:
+            data = await ws.recv()
+        except websockets.ConnectionClosed:
+            return None
+        return data if isinstance(data, str) else data.decode()
+
+    return Inbox(recv)
+
+
+def ws_url(base: str) -> str:
+    return base.replace("http://", "ws://", 1) + "/ws"
