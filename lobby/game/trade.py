@@ -190,6 +190,43 @@ class Trade:
             "cancel_reason": self.cancel_reason,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to resume the trade elsewhere (JSON-ready)."""
+        return {
+            "trade_id": self.trade_id,
+            "initiator_id": self.initiator_id,
+            "partner_id": self.partner_id,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "status": self.status.value,
+            "offers": {
+                str(cid): {"items": [list(p) for p in o.items], "gold": o.gold}
+                for cid, o in self.offers.items()
+            },
+            "confirmed": sorted(self.confirmed),
+            "version": self.version,
+            "cancel_reason": self.cancel_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trade:
+        offers = {
+            int(cid): Offer(tuple((int(i), int(q)) for i, q in o["items"]), int(o["gold"]))
+            for cid, o in data["offers"].items()
+        }
+        return cls(
+            trade_id=str(data["trade_id"]),
+            initiator_id=int(data["initiator_id"]),
+            partner_id=int(data["partner_id"]),
+            created_at=float(data["created_at"]),
+            expires_at=float(data["expires_at"]),
+            status=TradeStatus(data["status"]),
+            offers=offers,
+            confirmed={int(c) for c in data["confirmed"]},
+            version=int(data["version"]),
+            cancel_reason=data.get("cancel_reason"),
+        )
+
     # -- transitions -----------------------------------------------------------------------
 
     def accept(self, actor_id: int, *, now: float) -> None:

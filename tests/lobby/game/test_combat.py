@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lobby.game.combat import ActionResult, Combat, Combatant, make_combatant, stats_for
@@ -441,3 +443,25 @@ def test_withdraw_dead_or_absent(world: WorldDefinition) -> None:
     with pytest.raises(GameRuleError) as exc:
         combat.withdraw(WARRIOR, now=1.0)
     assert _code(exc) == ErrorCode.NOT_IN_COMBAT
+
+
+def test_save_and_resume_gives_same_future(world: WorldDefinition) -> None:
+    straight = _duel(world, seed=99, items={101: POTION})
+    saved = _duel(world, seed=99, items={101: POTION})
+    straight.act(WARRIOR, "attack", now=0.0)
+    saved.act(WARRIOR, "attack", now=0.0)
+    saved.act(MAGE, "spell", now=0.0, ability_name="Fireball")
+    straight.act(MAGE, "spell", now=0.0, ability_name="Fireball")
+    resumed = Combat.from_dict(world, json.loads(json.dumps(saved.to_dict())))
+    assert resumed.snapshot() == straight.snapshot()
+    with pytest.raises(GameRuleError) as exc:
+        resumed.act(MAGE, "spell", now=1.0, ability_name="Fireball")
+    assert _code(exc) == ErrorCode.ON_COOLDOWN  # cooldowns survive the round trip
+    t = 10.0
+    while not straight.ended:
+        a = straight.act(WARRIOR, "attack", now=t)
+        b = resumed.act(WARRIOR, "attack", now=t)
+        assert a == b
+        t += 10.0
+    again = Combat.from_dict(world, resumed.to_dict())
+    assert again.end == straight.end and again.ended

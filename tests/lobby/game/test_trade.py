@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lobby.game.trade import (
@@ -305,3 +307,13 @@ def test_stack_quantities(rules: RulesDef) -> None:
     trade.confirm(A)
     exchange = trade.confirm(B)
     assert exchange is not None and exchange.transfers[0].items == ((3, 1), (7, 4))
+
+
+def test_save_and_resume(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items={7: 2}, gold=3)
+    trade.confirm(A)
+    again = Trade.from_dict(json.loads(json.dumps(trade.to_dict())))
+    assert again == trade
+    exchange = again.confirm(B)
+    assert exchange is not None and exchange.transfers[0].items == ((7, 2),)
