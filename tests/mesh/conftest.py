@@ -17,7 +17,7 @@ from protocol.crypto import Identity, issue_ticket, public_key_raw
 
 
 @dataclass
-class TestLobby:
+class FakeLobby:
     """Stands in for the lobby: holds the signing key and issues peer tickets."""
 
     key: Ed25519PrivateKey
@@ -49,15 +49,15 @@ class TestLobby:
 
 
 @pytest.fixture
-def lobby() -> TestLobby:
-    return TestLobby(Ed25519PrivateKey.generate())
+def lobby() -> FakeLobby:
+    return FakeLobby(Ed25519PrivateKey.generate())
 
 
 NodeFactory = Callable[..., Awaitable[PeerNode]]
 
 
 @pytest.fixture
-async def make_node(lobby: TestLobby) -> AsyncIterator[NodeFactory]:
+async def make_node(lobby: FakeLobby) -> AsyncIterator[NodeFactory]:
     """``await make_node(character_id, name, **kwargs)``: a started node on 127.0.0.1:0."""
     nodes: list[PeerNode] = []
     ids = itertools.count(1)
