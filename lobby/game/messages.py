@@ -90,17 +90,16 @@ def world_state_message(
     board: ShardBoard,
     *,
     aetherfall: AetherfallEvent | None = None,
-    aetherfall_ends_at: float | None = None,
     online_players: int | None = None,
     recent_events: Iterable[WorldEvent] = (),
 ) -> WorldStateMessage:
-    """WORLD_STATE: reality, shards, shards held per faction, an active Aetherfall."""
+    """WORLD_STATE: reality, shards, shards held per faction, the active Aetherfall if any."""
     return WorldStateMessage(
         current_reality=board.reality,
         shards=shard_infos(board),
         faction_scores=board.counts(),
         aetherfall_active=aetherfall is not None,
-        aetherfall_ends_at=aetherfall_ends_at if aetherfall is not None else None,
+        aetherfall_ends_at=aetherfall.ends_at if aetherfall is not None else None,
         online_players=online_players,
         recent_events=list(recent_events),
     )
@@ -127,10 +126,8 @@ def reality_shift_message(shift: RealityShift) -> RealityShiftMessage:
     )
 
 
-def aetherfall_message(
-    event: AetherfallEvent, *, active: bool = True, ends_at: float | None = None
-) -> AetherfallMessage:
-    """AETHERFALL at the epicentre; intensity 1..10 grows with the damage."""
+def aetherfall_message(event: AetherfallEvent, *, active: bool = True) -> AetherfallMessage:
+    """AETHERFALL at the epicentre (``active=False``: it ended); intensity grows with damage."""
     names = ", ".join(str(i) for i in event.struck_location_ids)
     released = (
         f"; shards torn loose: {', '.join(str(i) for i in event.released_shard_ids)}"
@@ -142,7 +139,7 @@ def aetherfall_message(
         location_id=event.epicentre_id,
         intensity=max(1, min(10, 1 + event.damage // 10)),
         starts_at=event.at,
-        ends_at=ends_at,
+        ends_at=event.ends_at,
         description=(
             f"The Aether falls on {event.epicentre_name}: {event.damage} damage at "
             f"locations {names}{released}"

@@ -21,7 +21,8 @@ there never was one). Missed Aetherfalls are not replayed: after downtime at mos
 one fires, and the next is counted from when it fired. Its effect is fixed by a
 seed: an epicentre among the unsafe locations, the area around it struck for
 ``rules.aetherfall_power`` damage, and the shards at the epicentre torn loose
-(left without an owner, their cooldown cleared).
+(left without an owner, their cooldown cleared). It lasts
+``rules.aetherfall_duration_seconds`` (``ends_at``), for display.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class AetherfallEvent:
 
     seed: int
     at: float
+    ends_at: float
     epicentre_id: int
     epicentre_name: str
     struck_location_ids: tuple[int, ...]
@@ -102,6 +104,7 @@ class AetherfallEvent:
         return {
             "seed": self.seed,
             "at": self.at,
+            "ends_at": self.ends_at,
             "epicentre_id": self.epicentre_id,
             "epicentre_name": self.epicentre_name,
             "struck_location_ids": list(self.struck_location_ids),
@@ -302,6 +305,7 @@ def aetherfall_event(world: WorldDefinition, *, seed: int, now: float) -> Aether
     return AetherfallEvent(
         seed=seed,
         at=now,
+        ends_at=now + world.rules.aetherfall_duration_seconds,
         epicentre_id=epicentre.id,
         epicentre_name=epicentre.name,
         struck_location_ids=tuple(struck),

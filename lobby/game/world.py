@@ -131,6 +131,7 @@ class RulesDef(_Frozen):
     reality_shift_threshold: int = Field(default=4, ge=1)
     aetherfall_interval_seconds: float = Field(default=3600.0, gt=0.0)
     aetherfall_power: int = Field(default=25, ge=0, le=100_000)
+    aetherfall_duration_seconds: float = Field(default=300.0, ge=0.0)
     party_size_limit: int = Field(default=5, ge=2, le=100)
     invite_ttl_seconds: float = Field(default=60.0, gt=0.0)
     trade_request_ttl_seconds: float = Field(default=60.0, gt=0.0)

@@ -80,19 +80,21 @@ def test_world_messages(world: WorldDefinition) -> None:
     state = world_state_message(
         board,
         aetherfall=event,
-        aetherfall_ends_at=80.0,
         online_players=4,
         recent_events=[WorldEvent(event_type="shard_captured", description="x", timestamp=10.0)],
     )
     assert state.current_reality == world.realities[1]
     assert state.faction_scores["Azure Syndicate"] == threshold
-    assert state.aetherfall_active and state.aetherfall_ends_at == 80.0
+    assert state.aetherfall_active
+    assert state.aetherfall_ends_at == 20.0 + world.rules.aetherfall_duration_seconds
     _round_trip(state)
-    quiet = world_state_message(board, aetherfall_ends_at=80.0)
+    quiet = world_state_message(board)
     assert not quiet.aetherfall_active and quiet.aetherfall_ends_at is None
 
-    fall = aetherfall_message(event, ends_at=80.0)
+    fall = aetherfall_message(event)
     assert fall.active and fall.location_id == event.epicentre_id
+    assert fall.ends_at == event.ends_at
+    assert not aetherfall_message(event, active=False).active
     assert fall.intensity is not None and 1 <= fall.intensity <= 10
     assert event.epicentre_name in (fall.description or "")
     _round_trip(fall)
