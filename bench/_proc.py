@@ -15,6 +15,7 @@ import multiprocessing.connection
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -54,16 +55,24 @@ class Control:
     def __init__(self, conn: multiprocessing.connection.Connection) -> None:
         self._conn = conn
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # A blocking reader thread: the loop's add_reader would make the pipe non-blocking
+        # (uvloop does), and a large message would then be read half-arrived.
         loop = asyncio.get_running_loop()
-        loop.add_reader(conn.fileno(), self._readable)
+        self._reader = threading.Thread(target=self._read, args=(loop,), daemon=True)
+        self._reader.start()
 
-    def _readable(self) -> None:
-        try:
-            msg = self._conn.recv()
-        except (EOFError, OSError):
-            msg = ("stop", None)
-            asyncio.get_running_loop().remove_reader(self._conn.fileno())
-        self._queue.put_nowait(msg)
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                msg = ("stop", None)
+            try:
+                loop.call_soon_threadsafe(self._queue.put_nowait, msg)
+            except RuntimeError:  # the loop is closed
+                return
+            if msg[0] == "stop":
+                return
 
     async def recv(self) -> tuple[str, Any]:
         """The next ``(command, argument)`` from the parent (``("stop", None)`` on EOF)."""
@@ -94,10 +103,7 @@ class Control:
                 self.send(("error", traceback.format_exc()))
 
     def close(self) -> None:
-        try:
-            asyncio.get_running_loop().remove_reader(self._conn.fileno())
-        except (RuntimeError, ValueError, OSError):
-            pass
+        """Nothing to undo: the reader thread is a daemon and ends with the process."""
 
 
 def _child_main(

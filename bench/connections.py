@@ -25,11 +25,12 @@ __all__ = ["run", "measure_connections"]
 TITLE = "connections: authenticated WebSockets, RSS each"
 PER_PROCESS = 2500
 WARM = 50
-HOLD = 2.0
 GEN_LOOP = "uvloop" if "uvloop" in LOOPS else "asyncio"
 
 
-def measure_connections(server: Child, port: int, specs: list[dict[str, Any]]) -> dict[str, Any]:
+def measure_connections(
+    server: Child, port: int, specs: list[dict[str, Any]], hold: float
+) -> dict[str, Any]:
     """Connect ``specs[:WARM]``, read RSS, connect the rest, hold, read RSS again."""
     warm, rest = specs[:WARM], specs[WARM:]
     groups = max(1, math.ceil(len(rest) / PER_PROCESS))
@@ -63,7 +64,7 @@ def measure_connections(server: Child, port: int, specs: list[dict[str, Any]]) -
             failed += res["failed"]
             errors += res["errors"]
         connect_s = time.perf_counter() - t0
-        time.sleep(HOLD)
+        time.sleep(hold)
         u1 = server.call("usage")
         alive = sum(gen.call("alive", timeout=60) for gen in gens[1:])
     finally:
@@ -83,31 +84,32 @@ def measure_connections(server: Child, port: int, specs: list[dict[str, Any]]) -
     }
 
 
-def _lobby_connections(kind: str, n: int) -> dict[str, Any]:
+def _lobby_connections(kind: str, n: int, hold: float) -> dict[str, Any]:
     from bench._lobby_ws import lobby_ws_settings, lobby_ws_specs
 
     lobby, port = start_lobby(lobby_ws_settings(n), kind, nofile=n + 2048)
     try:
         specs = lobby_ws_specs(port, n + WARM, prefix="conn")
-        return measure_connections(lobby, port, specs)
+        return measure_connections(lobby, port, specs, hold)
     finally:
         lobby.close()
 
 
 def run(quick: bool) -> dict[str, Any]:
-    n = 500 if quick else 10_000
+    n = 200 if quick else 10_000
+    hold = 1.0 if quick else 5.0
     limit = raise_nofile(n + 2048)
     skip = lobby_skip_reason()
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {"nofile_soft_limit": limit}
     notes = [
-        f"{n} clients after a {WARM}-client warm-up, held {HOLD:g} s; RSS from /proc/<pid>/statm "
+        f"{n} clients after a {WARM}-client warm-up, held {hold:g} s; RSS from /proc/<pid>/statm "
         f"of the server process; clients in processes of <= {PER_PROCESS}."
     ]
     for kind in LOOPS:
         with Child(ws_broadcast_child, kind=kind, nofile=n + 2048, name="bare-ws") as bare:
             _, port = bare.recv(30)
-            bare_fig = measure_connections(bare, port, [{"path": "/ws"}] * (n + WARM))
+            bare_fig = measure_connections(bare, port, [{"path": "/ws"}] * (n + WARM), hold)
         figures[kind] = {"bare": bare_fig}
         if skip is not None:
             rows.append(
@@ -119,7 +121,7 @@ def run(quick: bool) -> dict[str, Any]:
                 )
             )
             continue
-        fig = _lobby_connections(kind, n)
+        fig = _lobby_connections(kind, n, hold)
         figures[kind]["lobby"] = fig
         rows.append(
             row(

@@ -80,7 +80,7 @@ def _lobby_fanout(kind: str, n: int, rate: float, duration: float) -> dict[str, 
 def run(quick: bool) -> dict[str, Any]:
     n = 100 if quick else 1000
     rate = 10.0
-    duration = 1.5 if quick else 10.0
+    duration = 1.0 if quick else 10.0
     skip = lobby_skip_reason()
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}

@@ -84,7 +84,7 @@ def run(quick: bool) -> dict[str, Any]:
         from bench._common import skip_result
 
         return skip_result("login_storm", title, skip)
-    duration = 1.5 if quick else 10.0
+    duration = 1.0 if quick else 10.0
     accounts = 4 if quick else 16
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}

@@ -33,8 +33,8 @@ async def _quic(options: dict[str, Any]) -> QuicEndpoint:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    duration = 1.5 if quick else 15.0
-    warm = 0.3 if quick else 1.0
+    duration = 1.0 if quick else 15.0
+    warm = 0.2 if quick else 1.0
     try:
         from bench._mesh import lobby_key_bytes, peer_endpoint, product_skip_reason
     except ImportError as exc:  # pragma: no cover - bench._mesh is ours; guards a bad merge
