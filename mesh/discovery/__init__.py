@@ -1,6 +1,7 @@
 """Discovery: how a node learns which peers exist (mDNS on a LAN, or the lobby).
 
 :class:`Discovery` is the one interface; :class:`MdnsDiscovery` is its LAN source.
+:class:`LanNode` is LAN play: a ``PeerNode`` admitted by passphrase, joined over mDNS.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from mesh.discovery.base import (
     PeerFound,
     PeerLost,
 )
+from mesh.discovery.lan import LanEvent, LanNode, MemberJoined, MemberLeft, PeerIgnored
+from mesh.discovery.lan_auth import LanGroupAuth, lan_character_id
 from mesh.discovery.mdns import SERVICE_TYPE, MdnsDiscovery, lan_interface_addresses
 
 __all__ = [
@@ -21,8 +24,15 @@ __all__ = [
     "DiscoveryEvent",
     "DiscoveryListener",
     "Endpoint",
+    "LanEvent",
+    "LanGroupAuth",
+    "LanNode",
     "MdnsDiscovery",
+    "MemberJoined",
+    "MemberLeft",
     "PeerFound",
+    "PeerIgnored",
     "PeerLost",
+    "lan_character_id",
     "lan_interface_addresses",
 ]

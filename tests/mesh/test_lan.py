@@ -1,0 +1,203 @@
+"""LAN mode on loopback: three LanNodes (mDNS on 127.0.0.1 only) find each other and play."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerIgnored
+from mesh.discovery.lan import LanEvent
+from protocol.crypto import derive_group_key
+from protocol.messages.base import MessageType
+from tests.mesh.discovery.guard import multicast_guard
+
+__all__ = ["multicast_guard"]
+
+pytestmark = pytest.mark.usefixtures("multicast_guard")
+
+WAIT = 20.0
+
+
+class Inbox:
+    """Collects handler calls; a test waits for a condition on them (with a timeout)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, item: Any) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def wait_until(
+        self, predicate: Callable[[list[Any]], bool], within: float = WAIT
+    ) -> list[Any]:
+        async def wait() -> None:
+            while not predicate(self.items):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), within)
+        return self.items
+
+
+@pytest.fixture(scope="module")
+def group_key() -> bytes:
+    # one PBKDF2 run for the module; a fresh passphrase per run keeps parallel runs apart
+    return derive_group_key(f"lan-test-{secrets.token_hex(8)}")
+
+
+@pytest.fixture
+async def lan_factory() -> AsyncIterator[Callable[..., LanNode]]:
+    nodes: list[LanNode] = []
+
+    def make(name: str, group_key: bytes, **kwargs: Any) -> LanNode:
+        options: dict[str, Any] = {
+            "name": name,
+            "group_key": group_key,
+            "interfaces": ["127.0.0.1"],
+            "port": 0,
+            "heartbeat": 0.5,
+            "peer_timeout": 2.0,
+            "dial_grace": 0.5,
+            "retry_interval": 1.0,
+        }
+        options.update(kwargs)
+        node = LanNode(**options)
+        nodes.append(node)
+        return node
+
+    yield make
+    await asyncio.gather(*(node.close() for node in nodes))
+
+
+async def test_three_nodes_find_each_other_and_play(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    nodes = [lan_factory(name, group_key) for name in ("Aria", "Borin", "Cael")]
+    await asyncio.gather(*(node.start() for node in nodes))
+    await asyncio.gather(*(node.wait_for_members(2, timeout=WAIT) for node in nodes))
+    aria, borin, cael = nodes
+    for node in nodes:
+        assert set(node.members) == {n.peer_id for n in nodes if n is not node}
+        assert {m.character_name for m in node.members.values()} == {
+            n.name for n in nodes if n is not node
+        }
+
+    inboxes = {node.name: {kind: Inbox() for kind in MessageType} for node in nodes}
+    for node in nodes:
+        for kind in (MessageType.WHISPER, MessageType.PARTY_CHAT, MessageType.POSITION_UPDATE):
+            node.register_handler(kind, inboxes[node.name][kind])
+
+    # whisper: only the target gets it, with the authenticated sender
+    result = await aria.whisper("borin", "meet me at the shard")
+    assert result.path == "direct"
+    (whisper,) = await inboxes["Borin"][MessageType.WHISPER].wait_until(lambda i: len(i) >= 1)
+    assert (whisper.content, whisper.sender_name, whisper.sender_id) == (
+        "meet me at the shard",
+        "Aria",
+        aria.character_id,
+    )
+
+    # party chat: everyone else, once each
+    party = await cael.party_chat("regroup at the gate")
+    assert set(party.paths) == {aria.peer_id, borin.peer_id} and not party.failed
+    for name in ("Aria", "Borin"):
+        (msg,) = await inboxes[name][MessageType.PARTY_CHAT].wait_until(lambda i: len(i) >= 1)
+        assert (msg.content, msg.sender_name) == ("regroup at the gate", "Cael")
+
+    # movement: newest wins; the others see where Borin went
+    for step in range(1, 4):
+        borin.move((float(step), 2.0, 3.0))
+
+    def arrived(items: list[Any]) -> bool:
+        return any(u.position.x == 3.0 for u in items)
+
+    for name in ("Aria", "Cael"):
+        updates = await inboxes[name][MessageType.POSITION_UPDATE].wait_until(arrived)
+        assert all(u.character_id == borin.character_id for u in updates)
+        assert aria.sender_of(updates[-1].character_id) is not None
+
+    assert inboxes["Cael"][MessageType.WHISPER].items == []
+    assert inboxes["Aria"][MessageType.WHISPER].items == []
+    assert inboxes["Cael"][MessageType.PARTY_CHAT].items == []
+
+
+async def test_wrong_passphrase_is_found_but_never_admitted(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    aria = lan_factory("Aria", group_key)
+    borin = lan_factory("Borin", group_key)
+    stranger = lan_factory("Stranger", derive_group_key("not the passphrase"))
+    events = Inbox()
+    aria.add_listener(events)
+    await asyncio.gather(aria.start(), borin.start(), stranger.start())
+    await aria.wait_for_members(1, timeout=WAIT)
+
+    def ignored(items: list[LanEvent]) -> bool:
+        return any(isinstance(e, PeerIgnored) and e.peer_id == stranger.peer_id for e in items)
+
+    await events.wait_until(ignored)
+    assert stranger.peer_id in aria.found
+    assert aria.ignored[stranger.peer_id].reason == "another LAN group"
+    assert stranger.peer_id not in aria.members
+    assert stranger.members == {}
+    # the stranger's own dials (it sees us as "another group") never happen either
+    assert not any(
+        isinstance(e, MemberJoined) and e.identity.peer_id == stranger.peer_id for e in events.items
+    )
+
+
+async def test_copied_group_tag_without_the_key_fails_the_handshake(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    aria = lan_factory("Aria", group_key)
+    mallory = lan_factory("Mallory", derive_group_key("a guess"))
+    mallory.auth.group_tag = aria.group_tag  # advertise and claim our group, without the key
+    events = Inbox()
+    aria.add_listener(events)
+    mallory_events = Inbox()
+    mallory.add_listener(mallory_events)
+    await asyncio.gather(aria.start(), mallory.start())
+
+    def rejected(items: list[LanEvent]) -> bool:
+        return any(
+            isinstance(e, PeerIgnored) and e.reason.startswith("handshake failed") for e in items
+        )
+
+    # whoever dials first sees the handshake fail; neither side ever admits the other
+    done, _ = await asyncio.wait(
+        [
+            asyncio.ensure_future(events.wait_until(rejected)),
+            asyncio.ensure_future(mallory_events.wait_until(rejected)),
+        ],
+        timeout=WAIT,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    assert done
+    for task in done:
+        task.result()
+    assert aria.members == {} and mallory.members == {}
+    assert mallory.peer_id not in aria.node.peers
+
+
+async def test_a_node_that_closes_is_noticed_as_gone(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    aria, borin = lan_factory("Aria", group_key), lan_factory("Borin", group_key)
+    events = Inbox()
+    aria.add_listener(events)
+    await asyncio.gather(aria.start(), borin.start())
+    await aria.wait_for_members(1, timeout=WAIT)
+    await borin.close()
+
+    def left(items: list[LanEvent]) -> bool:
+        return any(isinstance(e, MemberLeft) and e.identity.peer_id == borin.peer_id for e in items)
+
+    await events.wait_until(left)
+    assert borin.peer_id not in aria.members
+    assert borin.peer_id not in aria.found
