@@ -1,0 +1,83 @@
+"""Password hashing never runs on the event loop: logins storm, /api/status keeps answering.
+
+The storm uses argon2id at 8 MiB / 2 passes (tens of milliseconds a hash, enough to
+stall a loop that hashed inline); one test below uses the production parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import insert, select
+
+from lobby import LobbySettings, MasterServer
+from lobby.storage import accounts
+from tests.lobby.support import PASSWORD, ApiClient, FakeClock, fast_settings
+
+
+async def test_status_keeps_answering_during_50_concurrent_logins(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = fast_settings(
+        tmp_path / "data", argon2_time_cost=2, argon2_memory_cost=8192, argon2_parallelism=1
+    )
+    async with (
+        MasterServer(settings=settings, clock=clock) as server,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+    ):
+        names = [f"storm{i:02d}" for i in range(50)]
+        password_hash = await server.ctx.accounts.hashing.hash(PASSWORD)
+        async with server.ctx.db.write() as conn:  # setup: 50 accounts with that hash
+            await conn.execute(
+                insert(accounts),
+                [
+                    {
+                        "username": n,
+                        "username_key": n,
+                        "password_hash": password_hash,
+                        "created_at": clock(),
+                    }
+                    for n in names
+                ],
+            )
+
+        async def login(name: str) -> str:
+            async with http.post(
+                f"{server.url}/api/auth/login", json={"username": name, "password": PASSWORD}
+            ) as resp:
+                assert resp.status == 200
+                return str((await resp.json())["token"])
+
+        storm = asyncio.gather(*(login(n) for n in names))
+        answered_during_storm = 0
+        while not storm.done():
+            async with http.get(f"{server.url}/api/status") as resp:
+                assert resp.status == 200
+                await resp.json()
+            if not storm.done():
+                answered_during_storm += 1
+        tokens = await storm
+        assert len(set(tokens)) == 50
+        # /api/status answered while logins were still waiting for their hashes
+        assert answered_during_storm >= 1
+
+
+async def test_production_argon2_parameters(tmp_path: Path, clock: FakeClock) -> None:
+    settings = LobbySettings(port=0, data_dir=tmp_path / "data")  # the defaults
+    async with (
+        MasterServer(settings=settings, clock=clock) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        client = ApiClient(server.url, http)
+        await client.register("carefulcarl")
+        await client.login("carefulcarl")
+        async with server.ctx.db.read() as conn:
+            stored = (await conn.execute(select(accounts.c.password_hash))).scalar_one()
+        assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert PASSWORD not in stored
+        status, err, _ = await client.call(
+            "POST", "/api/auth/login", {"username": "carefulcarl", "password": "wrong one"}
+        )
+        assert (status, err["code"]) == (401, "invalid_credentials")
