@@ -153,12 +153,19 @@ def run(quick: bool) -> dict[str, Any]:
         nb,
         repeats,
     )
+    records = [movement.MovementRecord.from_message(u) for u in batch]
+    record_batch_rate = 20 * _rate(
+        lambda: movement.unpack_movement_batch(movement.pack_movement_batch(records)),
+        nb,
+        repeats,
+    )
     figures.update(
         binary_baseline_ops=base,
         binary_model_ops=model,
         binary_record_ops=raw,
         binary_batch20_model_ops_per_update=batch_rate,
-        binary_batch20_record_ops_per_update=raw_batch_rate,
+        binary_batch20_model_encode_record_decode_ops_per_update=raw_batch_rate,
+        binary_batch20_record_ops_per_update=record_batch_rate,
         binary_ratio_model=model / base,
         binary_ratio_record=raw / base,
         binary_single_bytes=len(movement.encode_movement(update)),
@@ -170,7 +177,8 @@ def run(quick: bool) -> dict[str, Any]:
         ("binary movement encode+decode, PositionUpdateMessage models", model),
         ("binary movement pack+unpack, MovementRecord tuples", raw),
         ("binary movement batch of 20, models (per update)", batch_rate),
-        ("binary movement batch of 20 encode, records decode (per update)", raw_batch_rate),
+        ("binary movement batch of 20, models encoded, records decoded", raw_batch_rate),
+        ("binary movement batch of 20, records pack+unpack (per update)", record_batch_rate),
     ):
         rows.append(
             row(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import NamedTuple
 
 from pydantic import BaseModel
@@ -59,6 +60,7 @@ __all__ = [
     "encode_movement_batches",
     "next_seq",
     "pack_movement",
+    "pack_movement_batch",
     "quantize_movement",
     "seq_newer",
     "unpack_movement",
@@ -78,6 +80,7 @@ RECORD_SIZE = _RECORD.size
 SINGLE_SIZE = _SINGLE.size
 MAX_DATAGRAM_PAYLOAD = 1150
 MAX_BATCH = (MAX_DATAGRAM_PAYLOAD - 2) // RECORD_SIZE
+_BATCH = [struct.Struct("<BB" + "IIHd6f" * n) for n in range(MAX_BATCH + 1)]
 
 MOVEMENT_FIELDS = ("character_id", "location_id", "position", "velocity", "sent_at", "seq")
 """The fields the binary form carries."""
@@ -218,6 +221,18 @@ def encode_movement_batch(updates: Sequence[PositionUpdateMessage]) -> bytes:
     except (struct.error, OverflowError, TypeError) as exc:
         raise InvalidMessageError(f"position update not encodable: {exc}") from exc
     return b"".join(parts)
+
+
+def pack_movement_batch(records: Sequence[MovementRecord]) -> bytes:
+    """:func:`encode_movement_batch` of :class:`MovementRecord` s (same bytes), in one
+    ``struct`` call."""
+    count = len(records)
+    if not 1 <= count <= MAX_BATCH:
+        raise ValueError(f"a movement batch holds 1..{MAX_BATCH} updates, got {count}")
+    try:
+        return _BATCH[count].pack(BATCH_HEADER, count, *chain.from_iterable(records))
+    except (struct.error, OverflowError, TypeError) as exc:
+        raise InvalidMessageError(f"movement record not encodable: {exc}") from exc
 
 
 def encode_movement_batches(updates: Iterable[PositionUpdateMessage]) -> list[bytes]:

@@ -106,6 +106,8 @@ def test_batch_round_trip(batch: list[PositionUpdateMessage]) -> None:
     assert [tuple(r) for r in unpack_movement_batch(encode_movement_batch(batch))] == [
         tuple(MovementRecord.from_message(d)) for d in decoded
     ]
+    records = [MovementRecord.from_message(u) for u in batch]
+    assert mv.pack_movement_batch(records) == encode_movement_batch(batch)
 
 
 def test_records_match_models() -> None:
@@ -129,6 +131,8 @@ def test_batches_split_at_the_limit() -> None:
         encode_movement_batch([])
     with pytest.raises(ValueError):
         encode_movement_batch(many)
+    with pytest.raises(ValueError):
+        mv.pack_movement_batch([])
 
 
 def test_decode_any_dispatches_on_header() -> None:
