@@ -20,6 +20,7 @@ __all__ = [
     "make_node",
     "peer_endpoint",
     "product_skip_reason",
+    "start_node",
 ]
 
 
@@ -48,9 +49,6 @@ async def make_node(
     """A started PeerNode on 127.0.0.1:0 with a ticket from the benchmark lobby key."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from mesh.auth import LobbyTicketAuth
-    from mesh.core import MeshConfig
-    from mesh.node import PeerNode
     from protocol.crypto import Identity, issue_ticket, public_key_raw
 
     key = Ed25519PrivateKey.from_private_bytes(lobby_key)
@@ -65,7 +63,23 @@ async def make_node(
         now=time.time(),
         ttl=3600.0,
     )
-    auth = LobbyTicketAuth(public_key_raw(key), ticket)
+    return await start_node(identity, ticket, public_key_raw(key), config=config, relay=relay)
+
+
+async def start_node(
+    identity: Any,
+    ticket: str,
+    lobby_public_key: bytes,
+    *,
+    config: dict[str, Any] | None = None,
+    relay: Any = None,
+) -> Any:
+    """A started PeerNode on 127.0.0.1:0 for ``identity`` holding ``ticket``."""
+    from mesh.auth import LobbyTicketAuth
+    from mesh.core import MeshConfig
+    from mesh.node import PeerNode
+
+    auth = LobbyTicketAuth(lobby_public_key, ticket)
     mesh_config = MeshConfig(**(config or {}))
     kwargs: dict[str, Any] = {}
     if relay is not None:
