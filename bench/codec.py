@@ -196,12 +196,12 @@ def run(quick: bool) -> dict[str, Any]:
         json_position_update_bytes=len(ser(update)),
         baseline_position_update_bytes=len(_base_dumps(plain)),
     )
-    for metric, value in (
-        ("binary movement encode+decode, PositionUpdateMessage models", model),
-        ("binary movement pack+unpack, MovementRecord tuples", raw),
-        ("binary movement batch of 20, models (per update)", batch_rate),
-        ("binary movement batch of 20, models encoded, records decoded", raw_batch_rate),
-        ("binary movement batch of 20, records pack+unpack (per update)", record_batch_rate),
+    for metric, value, targeted in (
+        ("binary movement encode+decode, PositionUpdateMessage models", model, True),
+        ("binary movement pack+unpack, MovementRecord tuples", raw, True),
+        ("binary movement batch of 20, models (per update)", batch_rate, False),
+        ("binary movement batch of 20, models encoded, records decoded", raw_batch_rate, False),
+        ("binary movement batch of 20, records pack+unpack (per update)", record_batch_rate, True),
     ):
         rows.append(
             row(
@@ -211,7 +211,7 @@ def run(quick: bool) -> dict[str, Any]:
                 unit="ops/s",
                 baseline=base,
                 baseline_name=BASELINE + " of the update's dict",
-                target=("ratio", ">=", 1.5),
+                target=("ratio", ">=", 1.5) if targeted else None,
             )
         )
     notes = [
