@@ -33,6 +33,8 @@ from protocol import (
 )
 from tests.protocol.test_messages import SAMPLES
 
+__all__: list[str] = []
+
 
 @pytest.mark.parametrize("message_type", list(MessageType))
 def test_round_trip_every_type(message_type: MessageType) -> None:

@@ -37,6 +37,8 @@ from protocol import (
     serialize,
 )
 
+__all__: list[str] = []
+
 
 def _round_trip(msg: BaseMessage) -> None:
     assert deserialize(serialize(msg)) == msg

@@ -23,6 +23,8 @@ from protocol import (
 from protocol import movement as mv
 from tests.protocol.test_messages import SAMPLES
 
+__all__: list[str] = []
+
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SAMPLE_LIST = [SAMPLES[t] for t in MessageType]

@@ -76,6 +76,8 @@ from protocol import (
     WorldStateMessage,
 )
 
+__all__ = ["SAMPLES"]
+
 _V = Vec3(x=1.5, y=-2.25, z=1e6)
 _MEMBERS = [
     PartyMember(character_id=1, character_name="Aria", level=3, location_id=2, is_leader=True),

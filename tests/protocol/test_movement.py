@@ -38,6 +38,8 @@ from protocol.movement import (
     unpack_movement_batch,
 )
 
+__all__: list[str] = []
+
 coord = st.floats(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, allow_nan=False)
 vec = st.builds(Vec3, x=coord, y=coord, z=coord)
 updates = st.builds(

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+__all__: list[str] = []
+
 PACKAGE = Path(__file__).resolve().parents[2] / "protocol"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import protocol
 from protocol import create_chat_message
 
+__all__: list[str] = []
+
 
 def test_seed_protocol_snippet() -> None:
     # Create message
