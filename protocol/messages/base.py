@@ -214,8 +214,8 @@ Points = Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)]
 """Health, mana, damage or heal amounts."""
 Level = Annotated[int, Strict(), Field(ge=1, le=1000)]
 Gold = Annotated[int, Strict(), Field(ge=0, le=10**15)]
-Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
-Time = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e13)]
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+Time = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, le=1e13)]
 """Seconds: a Unix time or a monotonic clock reading, supplied by the caller."""
 Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=64)]
 ShortText = Annotated[str, Strict(), StringConstraints(max_length=256)]

@@ -30,10 +30,10 @@ __all__ = [
     "Vec3",
 ]
 
-Coord = Annotated[float, Field(allow_inf_nan=False, ge=-COORD_LIMIT, le=COORD_LIMIT)]
+Coord = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-COORD_LIMIT, le=COORD_LIMIT)]
 U32 = Annotated[int, Strict(), Field(ge=0, le=0xFFFFFFFF)]
 U16 = Annotated[int, Strict(), Field(ge=0, le=0xFFFF)]
-SentAt = Annotated[float, Field(allow_inf_nan=False, ge=-1e13, le=1e13)]
+SentAt = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e13, le=1e13)]
 
 
 class Vec3(StrictModel):
