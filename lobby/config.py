@@ -102,6 +102,10 @@ class LobbySettings(BaseSettings):
     ws_close_timeout: float = Field(default=5.0, gt=0)
     ws_message_rate: float = Field(default=20.0, gt=0)
     ws_message_burst: float = Field(default=60.0, ge=1)
+    ws_address_message_rate: float = Field(
+        default=200.0, gt=0, description="WS messages per second from one source address"
+    )
+    ws_address_message_burst: float = Field(default=400.0, ge=1)
     ws_flood_strikes: int = Field(
         default=5, ge=1, description="rate-limited messages tolerated before closing with 1008"
     )

@@ -20,8 +20,9 @@ Extension points for services:
   :class:`~protocol.errors.ShardsError` to answer ``ERROR`` (with ``ref_id``);
   the connection stays up.
 * ``hub.on_join(hook)`` / ``hub.on_leave(hook)``: ``async hook(presence)``.
-* ``hub.broadcast(msg, where=...)``, ``hub.send_to_character(id, msg)``,
-  ``hub.send_to_account``, ``hub.send_to_session``: serialize once, queue to
+* ``hub.broadcast(msg, where=...)``, ``hub.broadcast_to_location(id, msg)``,
+  ``hub.send_to_character(id, msg)``, ``hub.send_to_account``,
+  ``hub.send_to_session``: serialize once (timestamped by the clock), queue to
   every matching presence (online or inside its grace window).
 * ``hub.update_character(character_id, location_id=...)`` keeps the hub's
   view of a character (faction, location, level) current after a change.
@@ -174,6 +175,16 @@ class Hub:
             )
         )
 
+    def broadcast_to_location(
+        self, location_id: int, msg: BaseMessage, *, exclude_session: int | None = None
+    ) -> int:
+        """Queue ``msg`` to every character standing at ``location_id``."""
+        return self.broadcast(
+            msg,
+            where=lambda p: p.character is not None and p.character.location_id == location_id,
+            exclude_session=exclude_session,
+        )
+
     def send_to_account(self, account_id: int, msg: BaseMessage) -> int:
         return self.broadcast(msg, where=lambda p: p.account_id == account_id)
 
@@ -266,7 +277,7 @@ class Hub:
         await self._leave(p)
 
     async def expire(self) -> int:
-        """Drop presences whose grace ran out, close sessions past expiry; return drops."""
+        """Drop presences whose reconnect grace ran out; return how many left."""
         now = self._clock()
         grace = self._settings.reconnect_grace
         gone = 0
@@ -277,10 +288,6 @@ class Hub:
                 and now - p.disconnected_at >= grace
             ):
                 await self._leave(p)
-                gone += 1
-            elif p.conn is not None and now >= p.conn.session.expires_at:
-                log.info("%s session expired while connected", p.conn.describe())
-                await self.end_session(p.session_id, reason="session expired")
                 gone += 1
         return gone
 
@@ -330,16 +337,14 @@ class Hub:
         if character is None:
             return
         if self.announce_presence:
-            self.broadcast(
+            self.broadcast_to_location(
+                character.location_id,
                 PlayerJoinedAreaMessage(
                     character_id=character.id,
                     character_name=character.name,
                     location_id=character.location_id,
                     level=character.level,
                     faction=character.faction,
-                ),
-                where=lambda o: (
-                    o.character is not None and o.character.location_id == character.location_id
                 ),
                 exclude_session=p.session_id,
             )
@@ -360,14 +365,12 @@ class Hub:
         character = p.character
         if character is None or not self.announce_presence:
             return
-        self.broadcast(
+        self.broadcast_to_location(
+            character.location_id,
             PlayerLeftAreaMessage(
                 character_id=character.id,
                 character_name=character.name,
                 location_id=character.location_id,
-            ),
-            where=lambda o: (
-                o.character is not None and o.character.location_id == character.location_id
             ),
             exclude_session=p.session_id,
         )

@@ -47,6 +47,7 @@ from lobby.http.ws import WebSocketEndpoint
 from lobby.hub import Hub
 from lobby.keys import load_or_create_key
 from lobby.ratelimit import RateLimiter
+from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
 
@@ -97,7 +98,7 @@ class MasterServer:
             overrides["world_file"] = Path(world_file)
         self.settings = base.model_copy(update=overrides) if overrides else base
         self.clock: Clock = clock or time.time
-        self._services: list[LobbyService] = [ChatService(), *services]
+        self._services: list[LobbyService] = [ChatService(), *with_game_services(services)]
         self._ctx: LobbyContext | None = None
         self._runner: web.AppRunner | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -207,10 +208,24 @@ class MasterServer:
         log.info("lobby stopped")
 
     async def run_maintenance(self) -> None:
-        """One maintenance pass: reconnect grace, expired sessions (tests call it directly)."""
+        """One maintenance pass: reconnect grace, sessions that expired (tests call it directly).
+
+        Runs every ``maintenance_interval`` seconds; deletes expired session rows every
+        ``session_cleanup_interval`` seconds.
+        """
         ctx = self.ctx
         await ctx.hub.expire()
         now = self.clock()
+        for conn in ctx.hub.connections():
+            if now < conn.session.expires_at:
+                continue
+            # REST calls may have slid the session since this connection last looked
+            fresh = await ctx.sessions.get(conn.session.id)
+            if fresh is None:
+                log.info("%s session expired while connected", conn.describe())
+                await ctx.hub.end_session(conn.session.id, reason="session expired")
+            else:
+                conn.session = fresh
         if now - self._last_cleanup >= self.settings.session_cleanup_interval:
             self._last_cleanup = now
             await ctx.sessions.cleanup()

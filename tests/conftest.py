@@ -1,3 +1,37 @@
 """Shared fixtures for every test package."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.lobby.support import FakeClock
+
+# -- lobby (owned by the lobby core; kept small; imports the lobby only when used) ----------
+
+
+@pytest.fixture
+def lobby_clock() -> FakeClock:
+    """The injectable wall clock of the ``lobby`` fixture (``.advance(seconds)``)."""
+    from tests.lobby.support import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+async def lobby(tmp_path: Path, lobby_clock: FakeClock) -> AsyncIterator[Any]:
+    """A started ``lobby.MasterServer`` on 127.0.0.1 port 0, SQLite in tmp_path, cheap hashing.
+
+    ``lobby.url`` is its base URL; ``await lobby.run_maintenance()`` applies what
+    ``lobby_clock`` made due (reconnect grace, session expiry).
+    """
+    from lobby import MasterServer
+    from tests.lobby.support import fast_settings
+
+    settings = fast_settings(tmp_path / "lobby-data")
+    async with MasterServer(settings=settings, clock=lobby_clock) as server:
+        yield server

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from lobby.characters import Character
 from lobby.http.errors import client_address
 from lobby.ratelimit import RateLimiter
 from lobby.sessions import Session
@@ -77,6 +78,15 @@ class ApiRequest:
         if self.session is None:
             raise LobbyError("a session token is required", code=ErrorCode.UNAUTHORIZED)
         return self.session
+
+    async def require_character(self) -> Character:
+        """The session's selected character (``NO_CHARACTER`` if none, fresh from the DB)."""
+        session = self.require_session()
+        if session.character_id is not None:
+            character = await self.ctx.characters.get(session.character_id)
+            if character is not None and character.account_id == session.account_id:
+                return character
+        raise LobbyError("select a character first", code=ErrorCode.NO_CHARACTER)
 
     def body_as(self, model: type[M]) -> M:
         if not isinstance(self.body, model):

@@ -159,3 +159,6 @@ class StatusResponse(BaseModel):
     database: str
     lobby_public_key: str = Field(description="Ed25519 ticket key, unpadded base64url")
     lobby_peer_id: str
+    relayed_messages: int = Field(
+        default=0, description="RELAY envelopes forwarded since start (lobby.services.directory)"
+    )

@@ -251,6 +251,7 @@ async def status(req: ApiRequest) -> StatusResponse:
         database=ctx.db.dialect,
         lobby_public_key=ctx.key.public_key_b64,
         lobby_peer_id=ctx.key.peer_id,
+        relayed_messages=int(getattr(ctx.services.get("directory"), "relayed_messages", 0)),
     )
 
 

@@ -8,7 +8,8 @@ message at a time, in order:
 1. frames over ``ws_hard_max_message_size`` are refused by aiohttp (close 1009);
    frames over ``ws_max_message_size`` get ``ERROR message_too_large``;
 2. rate limit per connection and per account (``ws_message_rate`` /
-   ``ws_message_burst``): ``ERROR rate_limited`` with ``details.retry_after``;
+   ``ws_message_burst``, twice that per account) and per source address
+   (``ws_address_message_rate``): ``ERROR rate_limited`` with ``details.retry_after``;
    after ``ws_flood_strikes`` limited messages in a row, close 1008;
 3. decode (``protocol.codec.deserialize``): ``ERROR`` with the protocol's code
    (``invalid_json``, ``invalid_message``, ``unknown_type``, ``version_mismatch``);
@@ -55,6 +56,9 @@ class WebSocketEndpoint:
         self._conn_limiter = RateLimiter(s.ws_message_rate, s.ws_message_burst, ctx.clock)
         self._account_limiter = RateLimiter(
             s.ws_message_rate * 2, s.ws_message_burst * 2, ctx.clock
+        )
+        self._address_limiter = RateLimiter(
+            s.ws_address_message_rate, s.ws_address_message_burst, ctx.clock
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -126,6 +130,7 @@ class WebSocketEndpoint:
         wait = max(
             self._conn_limiter.hit(conn.id),
             self._account_limiter.hit(conn.account_id),
+            self._address_limiter.hit(conn.address),
         )
         if wait > 0:
             conn.flood_strikes += 1

@@ -1,27 +1,20 @@
-"""Lobby test fixtures: a fake clock, a real MasterServer on 127.0.0.1:0, REST clients."""
+"""Lobby test fixtures: REST clients and players on the shared ``lobby`` fixture."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from lobby import MasterServer
-from tests.lobby.support import ApiClient, FakeClock, fast_settings
+from tests.lobby.support import ApiClient, FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def lobby(tmp_path: Path, clock: FakeClock) -> AsyncIterator[MasterServer]:
-    """A started lobby on a free loopback port with its SQLite file in tmp_path."""
-    async with MasterServer(settings=fast_settings(tmp_path / "data"), clock=clock) as server:
-        yield server
+def clock(lobby_clock: FakeClock) -> FakeClock:
+    """The ``lobby`` fixture's clock (``lobby`` itself comes from tests/conftest.py)."""
+    return lobby_clock
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ async def test_register_login_characters_select_delete_logout(
     lobby: MasterServer, make_client: object, tmp_path: Path
 ) -> None:
     client: ApiClient = make_client()  # type: ignore[operator]
-    assert (tmp_path / "data" / "lobby.sqlite3").exists()
+    assert (tmp_path / "lobby-data" / "lobby.sqlite3").exists()
     body = await client.register("Alice")
     assert body["username"] == "Alice"
     status, err, _ = await client.call(

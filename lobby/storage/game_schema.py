@@ -1,0 +1,115 @@
+"""Game tables of the lobby services: world state, shard owners, event log, parties, items, trades.
+
+Appended to :data:`lobby.storage.MIGRATIONS` at import (migration 2), declared on
+the shared :data:`lobby.storage.metadata` so they can reference ``characters``.
+
+* ``world_meta``: key/value (JSON text) of the world: ``reality``, the Aetherfall
+  schedule anchor, the active Aetherfall and its counter.
+* ``shard_owners``: one row per shard ever captured (the owning faction, when, by whom).
+* ``world_events``: the append-only event log (captures, reality shifts, Aetherfalls).
+* ``parties``: one row per live party, its state as JSON (members, leader, invites).
+* ``items``: every item instance with a unique id, owned by exactly one character
+  (the single ``owner_id`` column makes "owned twice" unrepresentable).
+* ``trades``: the record of every completed exchange.
+
+Gold lives on ``characters.gold`` (migration 1).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from lobby.storage.migrations import MIGRATIONS, Migration, create_tables
+from lobby.storage.schema import metadata
+
+__all__ = [
+    "GAME_MIGRATION_VERSION",
+    "items",
+    "parties",
+    "shard_owners",
+    "trades",
+    "world_events",
+    "world_meta",
+]
+
+GAME_MIGRATION_VERSION = 2
+
+world_meta = Table(
+    "world_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+shard_owners = Table(
+    "shard_owners",
+    metadata,
+    Column("shard_id", Integer, primary_key=True, autoincrement=False),
+    Column("owner", String(64), nullable=True),
+    Column("captured_at", Float, nullable=True),
+    Column("captured_by", Integer, nullable=True),
+    Column("captured_by_name", String(64), nullable=True),
+)
+
+world_events = Table(
+    "world_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_type", String(64), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("data", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_world_events_created", "created_at"),
+)
+
+parties = Table(
+    "parties",
+    metadata,
+    Column("party_id", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("template_id", Integer, nullable=False),
+    Column(
+        "owner_id",
+        Integer,
+        ForeignKey("characters.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", Float, nullable=False),
+    Index("ix_items_owner", "owner_id"),
+)
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trade_id", String(64), nullable=False),
+    Column("initiator_id", Integer, nullable=False),
+    Column("partner_id", Integer, nullable=False),
+    Column("exchange", Text, nullable=False),
+    Column("completed_at", Float, nullable=False),
+)
+
+if not any(m.version == GAME_MIGRATION_VERSION for m in MIGRATIONS):
+    MIGRATIONS.append(
+        Migration(
+            GAME_MIGRATION_VERSION,
+            "game: world meta, shard owners, event log, parties, items, trades",
+            create_tables(world_meta, shard_owners, world_events, parties, items, trades),
+        )
+    )

@@ -1,0 +1,89 @@
+"""WebSocket options and session interplay: compression, idle timeout, sliding, selection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from lobby import MasterServer
+from tests.lobby.support import ApiClient, FakeClock, aiohttp_inbox, fast_settings, ws_url
+
+Player = Callable[..., Awaitable[tuple[ApiClient, dict[str, Any]]]]
+
+
+async def test_permessage_deflate_when_enabled(
+    tmp_path: Path, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    settings = fast_settings(tmp_path / "d", ws_compress=True)
+    async with MasterServer(settings=settings, clock=clock) as server:
+        client = ApiClient(server.url, http)
+        await client.register("zip")
+        await client.login("zip")
+        async with http.ws_connect(ws_url(server.url), headers=client.headers(), compress=15) as ws:
+            assert ws.compress == 15  # negotiated
+            await ws.send_str(json.dumps({"type": "heartbeat", "message_id": "z1"}))
+            assert (await aiohttp_inbox(ws).next_type("heartbeat"))["reply_to"] == "z1"
+
+
+async def test_idle_connection_is_closed(
+    tmp_path: Path, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    settings = fast_settings(tmp_path / "d", ws_idle_timeout=0.2)
+    async with MasterServer(settings=settings, clock=clock) as server:
+        client = ApiClient(server.url, http)
+        await client.register("idler")
+        await client.login("idler")
+        async with http.ws_connect(ws_url(server.url), headers=client.headers()) as ws:
+            msg = await ws.receive(timeout=10)  # nothing sent: the lobby gives up
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1000
+            assert ws.close_code == 1000
+
+
+async def test_rest_use_keeps_a_listening_websocket_alive(
+    lobby: MasterServer, player: Player, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    alice, _ = await player("alice")
+    async with http.ws_connect(ws_url(lobby.url), headers=alice.headers()) as ws:
+        for _ in range(3):
+            clock.advance(lobby.settings.session_ttl - 100)
+            assert (await alice.call("GET", "/api/characters"))[0] == 200
+            await lobby.run_maintenance()
+        await ws.send_str(json.dumps({"type": "heartbeat", "message_id": "alive"}))
+        assert (await aiohttp_inbox(ws).next_type("heartbeat"))["reply_to"] == "alive"
+
+
+async def test_selection_and_deletion_while_connected(
+    lobby: MasterServer,
+    player: Player,
+    make_client: Callable[[], ApiClient],
+    http: aiohttp.ClientSession,
+) -> None:
+    watcher, _ = await player("watcher")
+    late = make_client()
+    await late.register("late")
+    await late.login("late")
+    hero = await late.create_character("Latecomer", "Verdant Pact", "Mage")
+    url = ws_url(lobby.url)
+    async with (
+        http.ws_connect(url, headers=watcher.headers()) as ws_w,
+        http.ws_connect(url, headers=late.headers()) as ws_l,
+    ):
+        w, lt = aiohttp_inbox(ws_w), aiohttp_inbox(ws_l)
+        await ws_l.send_str(json.dumps({"type": "chat", "content": "x"}))
+        assert (await lt.next_type("error"))["error_code"] == "no_character"
+        await late.select(hero["id"])
+        joined = await w.next_type("player_joined_area")
+        assert joined["character_id"] == hero["id"] and joined["faction"] == "Verdant Pact"
+        await ws_l.send_str(json.dumps({"type": "chat", "content": "now I can"}))
+        got = await w.next_type("chat")
+        assert (got["sender_id"], got["content"]) == (hero["id"], "now I can")
+        status, _, _ = await late.call("DELETE", f"/api/characters/{hero['id']}")
+        assert status == 200
+        left = await w.next_type("player_left_area")
+        assert left["character_id"] == hero["id"]
+        await ws_l.send_str(json.dumps({"type": "chat", "content": "gone"}))
+        assert (await lt.next_type("error"))["error_code"] == "no_character"
