@@ -65,7 +65,10 @@ class NetnsNode:
 
 
 class NetnsLan:
-    """``count`` namespaces on one bridge; use ``with NetnsLan(3) as lan: ...``."""
+    """``count`` namespaces on one bridge; ``async with NetnsLan(3) as lan: ...``.
+
+    The async form also reaps the spawned processes and closes their pipes.
+    """
 
     def __init__(self, count: int) -> None:
         self.tag = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
@@ -86,6 +89,27 @@ class NetnsLan:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> NetnsLan:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.reap()
+        finally:
+            self.close()
+
+    async def reap(self) -> None:
+        """Kill every spawned process and wait for it, reading its pipes to the end."""
+        for node in self.nodes:
+            for process in node.processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                if process.stdin is not None:
+                    process.stdin.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(process.communicate(), 10)
 
     def create(self) -> None:
         """Build the namespaces, links and bridge (after removing stale ones)."""

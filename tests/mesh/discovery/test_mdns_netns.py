@@ -34,7 +34,7 @@ async def _until(process: asyncio.subprocess.Process, predicate: Any) -> dict[st
 
 async def test_three_namespaces_discover_and_notice_a_killed_node() -> None:
     tag = new_tag()
-    with NetnsLan(3) as lan:
+    async with NetnsLan(3) as lan:
         ids = [new_peer_id() for _ in lan.nodes]
         procs = []
         for index, node in enumerate(lan.nodes):
