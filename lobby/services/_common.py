@@ -1,0 +1,49 @@
+"""Helpers shared by the game services: identity from the session, ACKs, registration.
+
+Every client request a game service handles is answered with either an ``ACK``
+(``ref_id`` = the request's ``message_id``, ``details`` with the result ids) or an
+``ERROR`` with the same ``ref_id`` (raised as a :class:`~protocol.errors.ShardsError`
+and turned into ``ERROR`` by the WebSocket endpoint). Identity always comes from
+the session's selected character, never from a field of the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lobby.connection import Connection
+from lobby.context import LobbyContext
+from lobby.hub import CharacterInfo, MessageHandler
+from protocol.errors import ErrorCode, LobbyError
+from protocol.messages import AckMessage, MessageType
+
+__all__ = ["ack", "acting_character", "register_handler", "unavailable"]
+
+log = logging.getLogger("lobby.services")
+
+
+def acting_character(conn: Connection) -> CharacterInfo:
+    """The session's selected character (``ERROR no_character`` without one)."""
+    character = conn.character
+    if character is None:
+        raise LobbyError("select a character first", code=ErrorCode.NO_CHARACTER)
+    return character
+
+
+def ack(conn: Connection, message_id: str, **details: Any) -> None:
+    """Answer a request with ``ACK`` (``details`` only when given)."""
+    conn.send(AckMessage(ref_id=message_id, details=details or None))
+
+
+def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageHandler) -> bool:
+    """Register ``handler`` unless a service passed in explicitly already handles the type."""
+    if ctx.hub.handler_for(msg_type) is not None:
+        log.info("%s is handled by another service; the game handler stays off", msg_type.value)
+        return False
+    ctx.hub.register(msg_type, handler)
+    return True
+
+
+def unavailable(name: str) -> LobbyError:
+    return LobbyError(f"the {name} service is not running", code=ErrorCode.UNAVAILABLE)

@@ -1,0 +1,289 @@
+"""The peer directory and the relay (see notes/directory_contract.md).
+
+Directory: a character selected with peer keys gets a lobby-signed ticket (core
+``POST /api/characters/select``); the session keeps it with the node's endpoints.
+When such a character comes online at a location (WS connected after select, or
+select while connected) or arrives there by ``MOVE``, it receives one
+``PEER_INFO`` per other online character there that has a ticket, and each of
+them receives its ``PEER_INFO``. Party members get each other's ``PEER_INFO`` on
+every party change, wherever they stand. The entries live in memory only.
+
+REST: ``GET /api/peers/{character_id}`` and ``GET /api/peers?name=NAME`` return
+one entry (404 when the character is offline or has no ticket); any session with
+a selected character may ask.
+
+Relay: a ``RELAY`` from a client is forwarded, payload untouched and never
+stored, to the target character's live connection as ``RELAY`` with
+``sender_id`` set from the sender's session. An offline target answers
+``ERROR peer_unreachable`` (``ref_id`` = the relay's ``message_id``). Rate
+limited per account (``relay_rate`` / ``relay_burst``); the payload size is
+limited by the message model. :attr:`DirectoryService.relayed_messages` counts
+forwarded envelopes (``relayed_messages`` in ``/api/status``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lobby.connection import Connection
+from lobby.context import LobbyContext
+from lobby.http.api import ApiRequest
+from lobby.hub import Presence
+from lobby.ratelimit import RateLimiter
+from lobby.services._common import acting_character, register_handler
+from protocol.errors import ErrorCode, LobbyError
+from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
+
+__all__ = ["DirectoryService", "PeerEntry", "PeerInfoOut", "PeerLookupQuery"]
+
+log = logging.getLogger("lobby.directory")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerEntry:
+    """What the directory knows of one session's peer node."""
+
+    ticket: str
+    endpoints: tuple[str, ...]
+    node_id: str | None
+    public_key: str | None
+
+
+class PeerInfoOut(BaseModel):
+    """One directory entry (the fields of a ``PEER_INFO`` message)."""
+
+    character_id: int
+    character_name: str
+    ticket: str = Field(description="lobby-signed peer ticket")
+    endpoints: list[str]
+    faction: str | None = None
+    location_id: int | None = None
+    node_id: str | None = Field(default=None, description="peer id of the ticket's public key")
+    public_key: str | None = Field(default=None, description="Ed25519, unpadded base64url")
+    online: bool = True
+
+
+class PeerLookupQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, description="character name (any case)")
+
+
+class DirectoryService:
+    """Peer directory pushes, peer lookups and the relay."""
+
+    name = "directory"
+
+    def __init__(self, *, relay_rate: float = 50.0, relay_burst: float = 200.0) -> None:
+        self._relay_rate = relay_rate
+        self._relay_burst = relay_burst
+        self._ctx: LobbyContext | None = None
+        self._limiter: RateLimiter | None = None
+        self._entries: dict[int, PeerEntry] = {}
+        self.relayed_messages = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def setup(self, ctx: LobbyContext) -> None:
+        self._ctx = ctx
+        self._limiter = RateLimiter(self._relay_rate, self._relay_burst, ctx.clock)
+        register_handler(ctx, MessageType.RELAY, self.on_relay)
+        ctx.hub.on_join(self._on_join)
+        ctx.hub.on_leave(self._on_leave)
+        ctx.api.route(
+            "GET",
+            "/api/peers/{character_id}",
+            response_model=PeerInfoOut,
+            summary="The directory entry (ticket, endpoints) of an online character",
+            tags=("directory",),
+            path_params={"character_id": "integer"},
+            errors=(403, 404),
+        )(self.get_peer)
+        ctx.api.route(
+            "GET",
+            "/api/peers",
+            query_model=PeerLookupQuery,
+            response_model=PeerInfoOut,
+            summary="The directory entry of an online character, by name",
+            tags=("directory",),
+            errors=(403, 404),
+        )(self.find_peer)
+        ctx.services[self.name] = self
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._ctx = None
+
+    # -- queries ------------------------------------------------------------------------
+
+    def entry(self, presence: Presence) -> PeerEntry | None:
+        return self._entries.get(presence.session_id)
+
+    def peer_info(self, presence: Presence) -> PeerInfoMessage | None:
+        """A fresh ``PEER_INFO`` for ``presence`` (None without a character or ticket)."""
+        entry = self._entries.get(presence.session_id)
+        character = presence.character
+        if entry is None or character is None:
+            return None
+        return PeerInfoMessage(
+            character_id=character.id,
+            character_name=character.name,
+            ticket=entry.ticket,
+            endpoints=list(entry.endpoints),
+            faction=character.faction,
+            location_id=character.location_id,
+            node_id=entry.node_id,
+            public_key=entry.public_key,
+        )
+
+    # -- pushes -------------------------------------------------------------------------
+
+    def introduce(self, presence: Presence) -> int:
+        """Exchange ``PEER_INFO`` between ``presence`` and everyone at its location."""
+        ctx = self._context()
+        me = presence.character
+        if me is None:
+            return 0
+        mine = self.peer_info(presence)
+        sent = 0
+        for other in ctx.hub.presences():
+            oc = other.character
+            if other is presence or oc is None or oc.location_id != me.location_id:
+                continue
+            if oc.id == me.id:
+                continue
+            theirs = self.peer_info(other)
+            if theirs is not None:
+                sent += ctx.hub.send_to_session(presence.session_id, theirs)
+            if mine is not None:
+                sent += ctx.hub.send_to_session(other.session_id, mine.model_copy())
+        return sent
+
+    def introduce_members(self, character_ids: Iterable[int]) -> int:
+        """Send each online member of ``character_ids`` the ``PEER_INFO`` of every other."""
+        ctx = self._context()
+        present = []
+        for cid in dict.fromkeys(character_ids):
+            p = ctx.hub.presence_of_character(cid)
+            if p is not None and p.online:
+                present.append(p)
+        sent = 0
+        for p in present:
+            for q in present:
+                if q is p or q.character is None or p.character is None:
+                    continue
+                if q.character.id == p.character.id:
+                    continue
+                info = self.peer_info(q)
+                if info is not None:
+                    sent += ctx.hub.send_to_session(p.session_id, info)
+        return sent
+
+    # -- REST -----------------------------------------------------------------------------
+
+    async def get_peer(self, req: ApiRequest) -> PeerInfoOut:
+        self._require_selected(req)
+        character_id = req.path_int("character_id")
+        p = req.ctx.hub.presence_of_character(character_id)
+        return self._out(p, character_id)
+
+    async def find_peer(self, req: ApiRequest) -> PeerInfoOut:
+        self._require_selected(req)
+        name = req.query_as(PeerLookupQuery).name.strip().casefold()
+        found = None
+        for p in req.ctx.hub.presences():
+            if p.character is not None and p.character.name.casefold() == name:
+                found = p
+                break
+        return self._out(found, name)
+
+    # -- relay ----------------------------------------------------------------------------
+
+    async def on_relay(self, conn: Connection, msg: RelayMessage) -> None:
+        ctx = self._context()
+        sender = acting_character(conn)
+        assert self._limiter is not None  # noqa: S101
+        wait = self._limiter.hit(conn.account_id)
+        if wait > 0:
+            raise LobbyError(
+                "relaying too fast",
+                code=ErrorCode.RATE_LIMITED,
+                details={"retry_after": round(wait, 3)},
+            )
+        target = ctx.hub.presence_of_character(msg.target_id)
+        if target is None or target.conn is None or not target.conn.is_open:
+            raise LobbyError(
+                f"character {msg.target_id} is not online",
+                code=ErrorCode.PEER_UNREACHABLE,
+                details={"target_id": msg.target_id},
+            )
+        delivered = target.conn.send(
+            RelayMessage(
+                message_id=msg.message_id,
+                target_id=msg.target_id,
+                sender_id=sender.id,
+                payload=msg.payload,
+            )
+        )
+        if not delivered:
+            raise LobbyError(
+                f"character {msg.target_id} cannot take messages now",
+                code=ErrorCode.PEER_UNREACHABLE,
+                details={"target_id": msg.target_id},
+            )
+        self.relayed_messages += 1
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    async def _on_join(self, presence: Presence) -> None:
+        ctx = self._context()
+        session = await ctx.sessions.get(presence.session_id)
+        info: dict[str, Any] | None = session.peer_info if session is not None else None
+        if info and info.get("ticket"):
+            self._entries[presence.session_id] = PeerEntry(
+                ticket=str(info["ticket"]),
+                endpoints=tuple(str(e) for e in info.get("endpoints") or ()),
+                node_id=info.get("peer_id"),
+                public_key=info.get("public_key"),
+            )
+        else:
+            self._entries.pop(presence.session_id, None)
+        self.introduce(presence)
+        parties = ctx.services.get("parties")
+        if parties is not None and presence.character is not None:
+            members = parties.member_ids_of(presence.character.id)
+            if members:
+                self.introduce_members(members)
+
+    async def _on_leave(self, presence: Presence) -> None:
+        self._entries.pop(presence.session_id, None)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _out(self, p: Presence | None, key: object) -> PeerInfoOut:
+        info = self.peer_info(p) if p is not None and p.online else None
+        if info is None:
+            raise LobbyError(
+                "that character is offline or has no peer ticket",
+                code=ErrorCode.NOT_FOUND,
+                details={"character": str(key)[:64]},
+            )
+        return PeerInfoOut.model_validate(
+            info.model_dump(include=set(PeerInfoOut.model_fields), mode="json")
+        )
+
+    @staticmethod
+    def _require_selected(req: ApiRequest) -> None:
+        session = req.require_session()
+        if session.character_id is None:
+            raise LobbyError("select a character first", code=ErrorCode.NO_CHARACTER)
+
+    def _context(self) -> LobbyContext:
+        if self._ctx is None:
+            raise LobbyError("the directory is not running", code=ErrorCode.UNAVAILABLE)
+        return self._ctx
