@@ -63,7 +63,7 @@ def test_arguments() -> None:
     assert (args.lan, args.name, args.interface, args.port) == (True, "Aria", ["127.0.0.1"], 0)
     assert parser.parse_args(["--lobby", "http://127.0.0.1:8080"]).lobby == "http://127.0.0.1:8080"
     with pytest.raises(SystemExit):
-        parser.parse_args(["--lan", "--lobby", "http://x"])
+        parser.parse_args(["--lan", "--lobby", "http://x"])  # mdns-guard: never started
     with pytest.raises(SystemExit):
         parser.parse_args(["--name", "Aria"])
 
