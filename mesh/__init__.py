@@ -5,14 +5,19 @@
 * :class:`MeshCore` (:mod:`mesh.core`): the sans-I/O state machine under it.
 * :class:`Authenticator` / :class:`LobbyTicketAuth` (:mod:`mesh.auth`): who may connect.
 * :class:`CloseCode` (:mod:`mesh.handshake`): application error codes of closed connections.
+* :class:`NetworkClient` (:mod:`mesh.client`): the seed's game client (lobby + peer node);
+  :class:`NearbyPlayer`, :class:`ReconnectPolicy`. ``MessageType`` is re-exported for the
+  seed's ``from network import NetworkClient, MessageType``.
 """
 
 from __future__ import annotations
 
 from mesh.auth import Authenticator, LobbyTicketAuth, PeerIdentity
+from mesh.client import NearbyPlayer, NetworkClient, ReconnectPolicy
 from mesh.core import PEER_MESSAGE_TYPES, MeshConfig, MeshCore
 from mesh.handshake import CloseCode
 from mesh.node import PartySendResult, PeerNode, RelayTransport, SendResult
+from protocol.messages.base import MessageType
 
 __all__ = [
     "PEER_MESSAGE_TYPES",
@@ -21,9 +26,13 @@ __all__ = [
     "LobbyTicketAuth",
     "MeshConfig",
     "MeshCore",
+    "MessageType",
+    "NearbyPlayer",
+    "NetworkClient",
     "PartySendResult",
     "PeerIdentity",
     "PeerNode",
+    "ReconnectPolicy",
     "RelayTransport",
     "SendResult",
 ]
