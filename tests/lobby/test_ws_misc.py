@@ -87,3 +87,21 @@ async def test_selection_and_deletion_while_connected(
         assert left["character_id"] == hero["id"]
         await ws_l.send_str(json.dumps({"type": "chat", "content": "gone"}))
         assert (await lt.next_type("error"))["error_code"] == "no_character"
+
+
+async def test_queued_messages_are_batched_into_one_array_frame(
+    lobby: MasterServer, player: Player, http: aiohttp.ClientSession
+) -> None:
+    from protocol.messages import ChatMessage
+
+    alice, _ = await player("alice")
+    async with http.ws_connect(ws_url(lobby.url), headers=alice.headers()) as ws:
+        await ws.send_str(json.dumps({"type": "heartbeat", "message_id": "sync"}))
+        first = json.loads((await ws.receive(timeout=10)).data)
+        assert isinstance(first, dict) and first["reply_to"] == "sync"  # one message: an object
+        conn = lobby.hub.connections()[0]
+        for i in range(10):  # queued in one go: the writer sends them as one frame
+            conn.send(ChatMessage(sender_id=1, sender_name="Bard", content=f"b{i}"))
+        frame = json.loads((await ws.receive(timeout=10)).data)
+        assert isinstance(frame, list)
+        assert [m["content"] for m in frame] == [f"b{i}" for i in range(10)]
