@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerFound, PeerIgnored, PeerLost
 from mesh.discovery.lan import LanEvent
+from protocol.crypto import derive_group_key
 from protocol.errors import ShardsError
 from protocol.messages.base import MessageType
 
@@ -360,9 +361,11 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
         out.emit("error", "LAN mode needs --name and a passphrase", message="missing arguments")
         return 2
     try:
+        # PBKDF2 (100,000 iterations) off the event loop
+        group_key = await asyncio.to_thread(derive_group_key, passphrase)
         lan = LanNode(
             name=args.name,
-            passphrase=passphrase,
+            group_key=group_key,
             interfaces=args.interface,
             port=args.port,
             location_id=args.location,

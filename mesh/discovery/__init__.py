@@ -11,6 +11,7 @@ from mesh.discovery.base import (
     DiscoveryEvent,
     DiscoveryListener,
     Endpoint,
+    ManualDiscovery,
     PeerFound,
     PeerLost,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "LanEvent",
     "LanGroupAuth",
     "LanNode",
+    "ManualDiscovery",
     "MdnsDiscovery",
     "MemberJoined",
     "MemberLeft",

@@ -17,7 +17,10 @@ group or protocol version is still reported (with its ``group_tag`` and
 
 Subclasses implement :meth:`Discovery._start` and :meth:`Discovery._stop` and
 call :meth:`Discovery._found` / :meth:`Discovery._lost`; the base class keeps
-the view, suppresses repeats and fans the events out.
+the view, suppresses repeats and fans the events out. A lobby directory source
+maps the lobby's ``PEER_INFO`` pushes onto those two calls (``ticket`` set,
+``group_tag`` None); :class:`ManualDiscovery` is the simplest source: peers are
+announced and withdrawn by calls.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "DiscoveryEvent",
     "DiscoveryListener",
     "Endpoint",
+    "ManualDiscovery",
     "PeerFound",
     "PeerLost",
 ]
@@ -114,7 +118,10 @@ class Discovery:
         self._started = True
 
     async def close(self) -> None:
-        """Stop, withdraw our own advertisement, end every event iterator. Idempotent."""
+        """Stop, withdraw our own advertisement, end every event iterator. Idempotent.
+
+        The view (:attr:`peers`) is emptied; no ``PeerLost`` is sent for it.
+        """
         if self._closed:
             return
         self._closed = True
@@ -122,6 +129,7 @@ class Discovery:
             if self._started:
                 await self._stop()
         finally:
+            self._peers.clear()
             for queue in self._queues:
                 _put_dropping_oldest(queue, None)
 
@@ -222,3 +230,23 @@ def _put_dropping_oldest(
             return
         except asyncio.QueueFull:
             queue.get_nowait()
+
+
+class ManualDiscovery(Discovery):
+    """A source fed by hand: :meth:`announce` and :meth:`withdraw` (tests, static peer lists)."""
+
+    source_name = "manual"
+
+    async def _start(self) -> None:
+        return None
+
+    async def _stop(self) -> None:
+        return None
+
+    def announce(self, peer: PeerFound) -> None:
+        """Report ``peer`` as found (again, if it changed)."""
+        self._found(peer)
+
+    def withdraw(self, peer_id: str) -> None:
+        """Report ``peer_id`` as lost."""
+        self._lost(peer_id)
