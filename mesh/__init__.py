@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from mesh.auth import Authenticator, LobbyTicketAuth, PeerIdentity
 from mesh.client import NearbyPlayer, NetworkClient, ReconnectPolicy
-from mesh.core import PEER_MESSAGE_TYPES, MeshConfig, MeshCore
+from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
+from mesh.core import MeshCore
 from mesh.handshake import CloseCode
 from mesh.node import PartySendResult, PeerNode, RelayTransport, SendResult
 from protocol.messages.base import MessageType

@@ -32,7 +32,6 @@ import logging
 import os
 import ssl
 from collections import OrderedDict, deque
-from dataclasses import dataclass
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, untyped
 from aioquic.quic import events as qe
@@ -43,6 +42,7 @@ from aioquic.quic.packet import QuicPacketType, pull_quic_header
 from mesh import _quicshim
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.certs import ALPN, make_certificate
+from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.events import (
     CoreEvent,
     DialFailed,
@@ -54,7 +54,7 @@ from mesh.events import (
 )
 from mesh.handshake import CloseCode, Handshake, HandshakeFailure
 from mesh.link import Address, Link
-from mesh.movement import SAFE_DATAGRAM_PAYLOAD, MovementInbox, MovementOutbox
+from mesh.movement import MovementInbox, MovementOutbox
 from mesh.relay import open_envelope, parse_envelope, seal_envelope
 from mesh.streams import (
     EPOCH_SIZE,
@@ -69,7 +69,7 @@ from mesh.traffic import TrafficMixin
 from protocol.codec import deserialize, serialize_bytes
 from protocol.crypto import Identity
 from protocol.errors import CryptoError, MeshError, PeerUnreachableError, ProtocolError
-from protocol.messages.base import BaseMessage, MessageType
+from protocol.messages.base import BaseMessage
 from protocol.messages.location import PositionUpdateMessage
 from protocol.messages.peer import PeerAckMessage
 
@@ -77,38 +77,7 @@ __all__ = ["PEER_MESSAGE_TYPES", "MeshConfig", "MeshCore"]
 
 logger = logging.getLogger("mesh.core")
 
-PEER_MESSAGE_TYPES = frozenset(
-    {
-        MessageType.WHISPER,
-        MessageType.PARTY_CHAT,
-        MessageType.CHAT,
-        MessageType.MOVE,
-        MessageType.HEARTBEAT,
-    }
-)
-"""Message types a peer may send on the reliable channel."""
-
 _MAX_INBOUND_EPOCHS = 1024
-
-
-@dataclass(slots=True)
-class MeshConfig:
-    """Tunables of a node (seconds and counts)."""
-
-    max_connections: int = 10
-    max_handshakes: int = 64
-    idle_timeout: float = 30.0
-    keepalive_interval: float = 5.0
-    dial_timeout: float = 5.0
-    send_timeout: float = 15.0
-    relay_resend_interval: float = 2.0
-    redial_backoff: float = 30.0
-    tick_interval: float = 0.05
-    movement_queue: int = 64
-    max_pending_datagrams: int = 4
-    max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD
-    ack_tuning: bool = False
-    connection_id_length: int = 8
 
 
 class MeshCore(TrafficMixin):
@@ -210,8 +179,9 @@ class MeshCore(TrafficMixin):
         for channel in self._out.values():
             for out in channel.pending.values():
                 times.append(out.deadline)
-                if out.relay_resend_at is not None:
-                    times.append(out.relay_resend_at)
+                due = self._relay_due(out) if self.relay_enabled else None
+                if due is not None:
+                    times.append(due)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -518,8 +488,8 @@ class MeshCore(TrafficMixin):
             _quicshim.tune_ack_delay(link.quic, 1.25 * self.config.tick_interval)
         self._learn(identity)
         self._redial_at.pop(identity.peer_id, None)
-        if link.is_client:
-            self._endpoints.setdefault(identity.peer_id, link.addr)
+        # one socket per node: even an inbound connection comes from the peer's endpoint
+        self._endpoints.setdefault(identity.peer_id, link.addr)
         pid = identity.peer_id
         existing = self._active.get(pid)
         if existing is not None and existing is not link:
@@ -544,7 +514,7 @@ class MeshCore(TrafficMixin):
             existing.close(CloseCode.DUPLICATE, "duplicate connection")
             self._active[pid] = link
             link.active = True
-            self._resend_direct(pid, link)
+            self._resend_direct(pid, link, now)
             return
         self._active[pid] = link
         link.active = True
@@ -556,7 +526,7 @@ class MeshCore(TrafficMixin):
         )
         self._events.append(PeerConnected(identity, link.addr, link.is_client, link.dial_id))
         link.dial_id = None
-        self._resend_direct(pid, link)
+        self._resend_direct(pid, link, now)
         self._enforce_capacity(now)
 
     def _fail_link(self, link: Link, code: CloseCode, reason: str, now: float) -> None:
@@ -587,14 +557,16 @@ class MeshCore(TrafficMixin):
                 del self._by_cid[cid]
         reason = event.reason_phrase or f"code {event.error_code:#x}"
         if link.active:
-            self._drop_active(link, event.error_code, reason, now)
+            self._drop_active(link, event.error_code, reason, now, redial=True)
         elif not link.authenticated and not link.closing:
             logger.info("connection %s ended before authentication: %s", link.describe(), reason)
             self._dial_failed(link, event.error_code, reason, now)
         elif link.dial_id is not None:
             self._dial_failed(link, event.error_code, reason, now)
 
-    def _drop_active(self, link: Link, code: int, reason: str, now: float) -> None:
+    def _drop_active(
+        self, link: Link, code: int, reason: str, now: float, *, redial: bool = False
+    ) -> None:
         link.active = False
         if link.identity is None:
             return
@@ -611,7 +583,20 @@ class MeshCore(TrafficMixin):
         self._events.append(
             PeerDisconnected(link.identity, int(code), reason, self._locations.get(pid))
         )
-        self._no_direct_path(pid, now)
+        channel = self._out.get(pid)
+        endpoint = self._endpoints.get(pid)
+        if (
+            redial
+            and channel is not None
+            and channel.pending
+            and endpoint is not None
+            and now >= self._redial_at.get(pid, now)
+            and not self._dialing(pid)
+            and not self._closed
+        ):
+            self._dial(endpoint, pid, now)  # the path broke, not the peer's will: try again
+        else:
+            self._no_direct_path(pid, now)
 
     def _enforce_capacity(self, now: float) -> None:
         excess = len(self._active) - self.config.max_connections
@@ -642,7 +627,7 @@ class MeshCore(TrafficMixin):
         if link is not None:
             for out in outs:
                 link.send_data(channel.data_body(out))
-                out.sent_direct = True
+                out.sent_direct_at = now
             return
         if self._dialing(pid):
             return
@@ -652,13 +637,14 @@ class MeshCore(TrafficMixin):
             return
         self._no_direct_path(pid, now)
 
-    def _resend_direct(self, pid: str, link: Link) -> None:
+    def _resend_direct(self, pid: str, link: Link, now: float) -> None:
         channel = self._out.get(pid)
         if channel is None:
             return
         for out in channel.pending.values():
             link.send_data(channel.data_body(out))
-            out.sent_direct = True
+            out.sent_direct_at = now
+            out.relay_resend_at = None
 
     def _no_direct_path(self, pid: str, now: float) -> None:
         """No connection and no dial for ``pid``: relay what is pending, or fail it."""
@@ -695,12 +681,22 @@ class MeshCore(TrafficMixin):
                     PeerUnreachableError(f"no acknowledgement from peer {pid[:12]} in time"),
                 )
             identity = self._known.get(pid)
-            if identity is None or pid in self._active:
+            if identity is None or not self.relay_enabled:
                 continue
             for out in channel.pending.values():
-                if out.relay_resend_at is not None and now >= out.relay_resend_at:
+                due = self._relay_due(out)
+                if due is not None and now >= due:
+                    # unacknowledged on the direct path for too long (a silent path is
+                    # only noticed at the idle timeout), or a relay copy to repeat
                     self._relay(identity, KIND_DATA, channel.data_body(out))
                     out.relay_resend_at = now + self.config.relay_resend_interval
+
+    def _relay_due(self, out: Outgoing) -> float | None:
+        if out.relay_resend_at is not None:
+            return out.relay_resend_at
+        if out.sent_direct_at is not None:
+            return out.sent_direct_at + self.config.direct_ack_timeout
+        return None
 
     def _on_ack(self, pid: str, ref_id: str, path: Path) -> None:
         channel = self._out.get(pid)

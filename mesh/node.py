@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mesh import _quicshim
 from mesh.auth import Authenticator, PeerIdentity
-from mesh.core import MeshConfig, MeshCore
+from mesh.config import MeshConfig
+from mesh.core import MeshCore
 from mesh.events import (
     DialFailed,
     MessageDelivered,
@@ -463,7 +464,9 @@ class PeerNode:
         self._timer = None
         if self._loop is None or self._closed:
             return
-        now = max(self._loop.time(), self._timer_at or 0.0)
+        # uvloop fires early; and 1 us past the deadline, since aioquic's loss timer
+        # recomputes (sent + delay) - delay, which float rounding can leave just short
+        now = max(self._loop.time(), (self._timer_at or 0.0) + 1e-6)
         self._timer_at = None
         self.core.handle_timer(now)
         self._transmit(now)

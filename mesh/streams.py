@@ -129,7 +129,7 @@ class Outgoing:
     payload: bytes
     deadline: float
     relay_resend_at: float | None = None
-    sent_direct: bool = False
+    sent_direct_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from mesh import _quicshim
 from mesh.auth import PeerIdentity
+from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.events import CoreEvent, MessageDelivered, Path, PositionReceived
 from mesh.link import Link
 from mesh.movement import MovementInbox, MovementOutbox, split_batches
@@ -45,7 +46,7 @@ def attribute(message: BaseMessage, identity: PeerIdentity) -> BaseMessage:
 class TrafficMixin:
     """Delivery to the application: attribution, type filter, movement in and out."""
 
-    config: Any
+    config: MeshConfig
     stats: dict[str, int]
     _events: deque[CoreEvent]
     _active: dict[str, Link]
@@ -56,8 +57,6 @@ class TrafficMixin:
     _last_tick: float | None
 
     def _deliver(self, identity: PeerIdentity, message: BaseMessage, path: Path) -> None:
-        from mesh.core import PEER_MESSAGE_TYPES
-
         if message.type not in PEER_MESSAGE_TYPES:
             self.stats["rejected_messages"] += 1
             logger.debug(

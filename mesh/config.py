@@ -1,0 +1,58 @@
+"""Tunables of a mesh node, and which message types peers may exchange."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesh.movement import SAFE_DATAGRAM_PAYLOAD
+from protocol.messages.base import MessageType
+
+__all__ = ["PEER_MESSAGE_TYPES", "MeshConfig"]
+
+PEER_MESSAGE_TYPES = frozenset(
+    {
+        MessageType.WHISPER,
+        MessageType.PARTY_CHAT,
+        MessageType.CHAT,
+        MessageType.MOVE,
+        MessageType.HEARTBEAT,
+    }
+)
+"""Message types a peer may send on the reliable channel."""
+
+
+@dataclass(slots=True)
+class MeshConfig:
+    """Tunables of a node (seconds and counts).
+
+    ``max_connections``: direct peers kept (area of interest decides who goes);
+    ``max_handshakes``: connections not yet authenticated; ``idle_timeout``: QUIC
+    idle timeout; ``keepalive_interval``: PING period on authenticated connections;
+    ``dial_timeout``: QUIC + peer handshake must finish within it;
+    ``send_timeout``: a reliable message not acknowledged by then fails with
+    ``PeerUnreachableError``; ``direct_ack_timeout``: unacknowledged that long on the
+    direct path, a message is also sent through the relay (when there is one);
+    ``relay_resend_interval``: relay copies repeat until acknowledged;
+    ``redial_backoff``: after a failed dial, the next send uses the relay (or
+    fails) instead of dialling again, for this long; ``tick_interval``: movement
+    batching period; ``movement_queue``: queued updates (drop oldest);
+    ``max_pending_datagrams``: what aioquic may still hold per connection (drop
+    oldest); ``max_datagram_payload``: byte limit of one movement batch;
+    ``ack_tuning``: delay ACKs to ride on movement datagrams (DESIGN.md, ACK cost).
+    """
+
+    max_connections: int = 10
+    max_handshakes: int = 64
+    idle_timeout: float = 30.0
+    keepalive_interval: float = 5.0
+    dial_timeout: float = 5.0
+    send_timeout: float = 15.0
+    relay_resend_interval: float = 2.0
+    redial_backoff: float = 30.0
+    direct_ack_timeout: float = 3.0
+    tick_interval: float = 0.05
+    movement_queue: int = 64
+    max_pending_datagrams: int = 4
+    max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD
+    ack_tuning: bool = False
+    connection_id_length: int = 8

@@ -1,0 +1,118 @@
+"""The aioquic shim: every private attribute the mesh touches, pinned on aioquic 1.7.2."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from mesh import _quicshim
+from mesh.certs import ALPN, make_certificate
+from protocol.crypto import Identity
+
+
+def _config(is_client: bool, *, datagrams: bool = True) -> QuicConfiguration:
+    return QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        verify_mode=ssl.CERT_NONE,
+        max_datagram_frame_size=65536 if datagrams else None,
+    )
+
+
+CLIENT_ADDR = ("127.0.0.1", 1)
+SERVER_ADDR = ("127.0.0.1", 2)
+
+
+def _exchange(client: QuicConnection, server: QuicConnection, now: float) -> int:
+    """Deliver everything both sides want to send (a client only accepts its server's address)."""
+    sent = 0
+    for src, dst, src_addr in ((client, server, CLIENT_ADDR), (server, client, SERVER_ADDR)):
+        for data, _addr in src.datagrams_to_send(now=now):
+            dst.receive_datagram(data, src_addr, now=now)
+            sent += 1
+    return sent
+
+
+def pair(*, server_datagrams: bool = True) -> tuple[QuicConnection, QuicConnection, Identity]:
+    identity = Identity.generate()
+    server_config = _config(False, datagrams=server_datagrams)
+    server_config.certificate = make_certificate(identity.signing_key, common_name="s")
+    server_config.private_key = identity.signing_key
+    client = QuicConnection(configuration=_config(True))
+    assert not _quicshim.timer_ready(client)
+    client.connect(SERVER_ADDR, now=0.0)
+    assert _quicshim.timer_ready(client)
+    server = QuicConnection(
+        configuration=server_config,
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    for _ in range(10):
+        if not _exchange(client, server, 0.0):
+            break
+    assert client._handshake_complete and server._handshake_complete
+    return client, server, identity
+
+
+def test_version_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    _quicshim.check_aioquic_version()
+    monkeypatch.setattr(_quicshim, "_dist_version", lambda _name: "1.8.0")
+    with pytest.raises(RuntimeError, match="1.7.2"):
+        _quicshim.check_aioquic_version()
+
+
+def test_datagram_queue_count_and_trim() -> None:
+    client, _server, _ = pair()
+    assert _quicshim.pending_datagram_count(client) == 0
+    for i in range(5):
+        client.send_datagram_frame(bytes([i]) * 10)
+    assert _quicshim.pending_datagram_count(client) == 5
+    assert _quicshim.trim_pending_datagrams(client, 2) == 3
+    assert _quicshim.pending_datagram_count(client) == 2
+    assert _quicshim.trim_pending_datagrams(client, 2) == 0
+    assert client.datagrams_to_send(now=1.0)
+    assert _quicshim.pending_datagram_count(client) == 0
+
+
+def test_remote_max_datagram_frame_size() -> None:
+    client, server, _ = pair()
+    assert _quicshim.remote_max_datagram_frame_size(client) == 65536
+    assert _quicshim.remote_max_datagram_frame_size(server) == 65536
+    client, _server, _ = pair(server_datagrams=False)
+    assert _quicshim.remote_max_datagram_frame_size(client) is None
+
+
+def test_peer_certificate_key_is_the_server_identity() -> None:
+    client, server, identity = pair()
+    assert _quicshim.peer_certificate_ed25519(client) == identity.public_key
+    assert _quicshim.peer_certificate_ed25519(server) is None
+
+
+def test_is_finished_after_close() -> None:
+    client, _server, _ = pair()
+    assert not _quicshim.is_finished(client)
+    client.close(error_code=0x101)
+    assert _quicshim.is_finished(client)
+
+
+def test_ack_delay_tuning_and_piggyback() -> None:
+    client, server, _ = pair()
+    # default: an ACK for a lone datagram is due about 1 ms later
+    client.send_datagram_frame(b"x")
+    _exchange(client, server, 1.0)
+    timer = server.get_timer()
+    assert timer is not None and timer <= 1.0 + 0.0011
+    _exchange(client, server, 1.01)
+    # tuned: the ACK waits for the tick, unless a packet leaves anyway
+    _quicshim.tune_ack_delay(server, 0.0625)
+    with pytest.raises(ValueError):
+        _quicshim.tune_ack_delay(server, 0)
+    client.send_datagram_frame(b"y")
+    for data, _ in client.datagrams_to_send(now=2.0):
+        server.receive_datagram(data, CLIENT_ADDR, now=2.0)
+    assert server.datagrams_to_send(now=2.001) == []
+    assert _quicshim.piggyback_ack(server, 2.001)
+    assert len(server.datagrams_to_send(now=2.001)) == 1
+    assert not _quicshim.piggyback_ack(server, 2.002)
