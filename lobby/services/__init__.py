@@ -17,10 +17,12 @@ from typing import Any
 import lobby.storage.game_schema as _game_schema  # noqa: F401 - registers the migration
 from lobby.services.directory import DirectoryService
 from lobby.services.location import LocationService
+from lobby.services.world import WorldService
 
 __all__ = [
     "DirectoryService",
     "LocationService",
+    "WorldService",
     "game_services",
     "with_game_services",
 ]
@@ -30,6 +32,7 @@ def game_services() -> list[Any]:
     """One instance of every game service, in setup order."""
     return [
         DirectoryService(),
+        WorldService(),
         LocationService(),
     ]
 

@@ -27,6 +27,8 @@ def game_settings(data_dir: Path, **overrides: Any) -> Any:
         "ws_message_rate": 10_000,
         "ws_message_burst": 10_000,
         "reconnect_grace": 0,
+        "session_ttl": 10_000_000.0,
+        "ws_idle_timeout": 10_000_000.0,
     }
     values.update(overrides)
     return fast_settings(data_dir, **values)

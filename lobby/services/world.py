@@ -1,0 +1,503 @@
+"""The authoritative world: shard ownership, reality, the Aetherfall schedule, the event log.
+
+State lives in :class:`~lobby.game.shards.ShardBoard` (rules) and is persisted in
+``shard_owners``, ``world_meta`` and ``world_events``; it is loaded at start, so
+a restart keeps owners, reality, the Aetherfall schedule and the log.
+
+WebSocket:
+
+* ``SHARD_CAPTURE(shard_id)``: the capturer is the session's character, standing
+  where the lobby's record says (``ERROR not_at_location`` elsewhere,
+  ``already_owned``, ``shard_cooldown``, ``not_found``). On success, in one
+  transaction: owner row, reality, event log; then ``SHARD_CAPTURED`` and
+  ``SHARD_STATUS`` to everyone, ``REALITY_SHIFT`` + ``WORLD_ANNOUNCEMENT`` when the
+  capture crossed the threshold, and ``ACK`` (``details``: shard_id, faction,
+  current_reality) to the capturer.
+* On joining, a player gets ``WORLD_STATE``.
+* Aetherfall: :meth:`WorldService.tick` (run every ``maintenance_interval`` by a
+  task, or directly by tests after moving the injectable clock) fires one when
+  ``aetherfall_interval_seconds`` have passed since the last (or since the
+  world's first start): seed = the Aetherfall's number, so the event is
+  reproducible. It frees the epicentre's shards, damages the characters standing
+  in the struck area (down to 1 health, never killing) and is broadcast as
+  ``AETHERFALL`` (active), ``SHARD_STATUS``, ``WORLD_ANNOUNCEMENT``; when it ends,
+  ``AETHERFALL`` (inactive).
+
+REST: ``GET /api/world/state``, ``GET /api/world/shards``,
+``GET /api/world/events?limit=&before=`` (newest first, paged by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import Any
+
+from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lobby.connection import Connection
+from lobby.context import LobbyContext
+from lobby.game.messages import (
+    aetherfall_message,
+    reality_shift_message,
+    shard_captured_message,
+    shard_status_message,
+    world_state_message,
+)
+from lobby.game.shards import AetherfallEvent, ShardBoard, ShardState, aetherfall_event
+from lobby.http.api import ApiRequest
+from lobby.hub import Presence
+from lobby.services._common import ack, acting_character, register_handler
+from lobby.services.models import (
+    AetherfallOut,
+    EventOut,
+    EventsOut,
+    EventsQuery,
+    ShardOut,
+    ShardsOut,
+    WorldStateOut,
+)
+from lobby.storage import characters
+from lobby.storage.game_schema import shard_owners, world_events, world_meta
+from protocol.errors import ErrorCode, LobbyError
+from protocol.messages import (
+    MessageType,
+    ShardCaptureMessage,
+    WorldAnnouncementMessage,
+    WorldEvent,
+)
+
+__all__ = ["WorldService", "append_event"]
+
+log = logging.getLogger("lobby.world")
+
+_RECENT = 10
+_ANNOUNCER = "The Eternal Chronicle"
+
+
+async def append_event(
+    db: AsyncConnection,
+    event_type: str,
+    description: str,
+    now: float,
+    data: dict[str, Any] | None = None,
+) -> int:
+    """Append one event to the world log inside the caller's transaction; return its id."""
+    result = await db.execute(
+        insert(world_events).values(
+            event_type=event_type,
+            description=description,
+            data=json.dumps(data) if data is not None else None,
+            created_at=now,
+        )
+    )
+    pk = result.inserted_primary_key
+    assert pk is not None  # noqa: S101
+    return int(pk[0])
+
+
+class WorldService:
+    """Shards, reality, Aetherfall and the event log of one lobby."""
+
+    name = "world"
+
+    def __init__(self) -> None:
+        self._ctx: LobbyContext | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.board: ShardBoard | None = None
+        self.anchor = 0.0
+        """When the Aetherfall interval started counting (the last one, or the first start)."""
+        self.aetherfall_count = 0
+        self.active: AetherfallEvent | None = None
+        self._end_announced = True
+        self._recent: deque[EventOut] = deque(maxlen=_RECENT)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def setup(self, ctx: LobbyContext) -> None:
+        self._ctx = ctx
+        await self._load(ctx)
+        register_handler(ctx, MessageType.SHARD_CAPTURE, self.on_capture)
+        ctx.hub.on_join(self._on_join)
+        api = ctx.api
+        api.route(
+            "GET",
+            "/api/world/state",
+            response_model=WorldStateOut,
+            summary="World state: reality, shards, factions, Aetherfall, recent events",
+            tags=("world",),
+        )(self.get_state)
+        api.route(
+            "GET",
+            "/api/world/shards",
+            response_model=ShardsOut,
+            summary="Every Crystal Shard and its owner",
+            tags=("world",),
+        )(self.get_shards)
+        api.route(
+            "GET",
+            "/api/world/events",
+            query_model=EventsQuery,
+            response_model=EventsOut,
+            summary="The world event log, newest first (paged with ?before=)",
+            tags=("world",),
+        )(self.get_events)
+        ctx.services[self.name] = self
+        self._task = asyncio.create_task(self._ticker(), name="lobby-world-ticker")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._ctx = None
+
+    # -- capture ------------------------------------------------------------------------
+
+    async def on_capture(self, conn: Connection, msg: ShardCaptureMessage) -> None:
+        ctx = self._context()
+        me = acting_character(conn)
+        if msg.character_id is not None and msg.character_id != me.id:
+            raise LobbyError(
+                "you can only capture as your own character",
+                code=ErrorCode.FORBIDDEN,
+                details={"character_id": msg.character_id},
+            )
+        row = await ctx.characters.get(me.id)
+        if row is None:
+            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
+        async with self._lock:
+            board = self._board()
+            now = ctx.clock()
+            outcome = board.capture(
+                msg.shard_id,
+                character_id=row.id,
+                faction=row.faction,
+                location_id=row.location_id,
+                now=now,
+                character_name=row.name,
+            )
+            shard = outcome.shard
+            events: list[tuple[str, str, dict[str, Any]]] = [
+                (
+                    "shard_captured",
+                    f"{row.name} captured {shard.name} for the {row.faction}",
+                    {
+                        "shard_id": shard.id,
+                        "faction": row.faction,
+                        "previous_faction": outcome.previous_owner,
+                        "character_id": row.id,
+                        "location_id": shard.location_id,
+                    },
+                )
+            ]
+            shift = outcome.reality_shift
+            if shift is not None:
+                events.append(
+                    (
+                        "reality_shift",
+                        f"Reality shifts from {shift.from_reality} to {shift.to_reality}: "
+                        f"the {shift.faction} hold {shift.shards_held} shards",
+                        {
+                            "from": shift.from_reality,
+                            "to": shift.to_reality,
+                            "faction": shift.faction,
+                            "shards_held": shift.shards_held,
+                        },
+                    )
+                )
+            try:
+                async with ctx.db.write() as db:
+                    await self._save_shard(db, outcome.state)
+                    if shift is not None:
+                        await _put_meta(db, "reality", board.reality)
+                    logged = [
+                        (await append_event(db, kind, text, now, data), kind, text, data)
+                        for kind, text, data in events
+                    ]
+            except BaseException:
+                await self._load(ctx)
+                raise
+            for event_id, kind, text, data in logged:
+                self._remember(event_id, kind, text, data, now)
+        hub = ctx.hub
+        hub.broadcast(shard_captured_message(outcome, row.name))
+        hub.broadcast(shard_status_message(board, [shard.id]))
+        if shift is not None:
+            hub.broadcast(reality_shift_message(shift))
+            hub.broadcast(
+                WorldAnnouncementMessage(
+                    sender_name=_ANNOUNCER,
+                    content=f"Reality shifts: the world is now {shift.to_reality}.",
+                    priority="warning",
+                )
+            )
+        ack(
+            conn,
+            msg.message_id,
+            shard_id=shard.id,
+            faction=row.faction,
+            current_reality=board.reality,
+        )
+        log.info("character %d captured shard %d for %s", row.id, shard.id, row.faction)
+
+    # -- Aetherfall ---------------------------------------------------------------------
+
+    @property
+    def next_aetherfall_at(self) -> float:
+        return self.anchor + self._context().world.rules.aetherfall_interval_seconds
+
+    async def tick(self) -> AetherfallEvent | None:
+        """End an Aetherfall that ran out, fire one that is due; return the one fired."""
+        ctx = self._context()
+        async with self._lock:
+            now = ctx.clock()
+            if self.active is not None and not self._end_announced and now >= self.active.ends_at:
+                await self._end_aetherfall(ctx, self.active, now)
+            if now < self.next_aetherfall_at:
+                return None
+            return await self._fire(ctx, now)
+
+    async def _fire(self, ctx: LobbyContext, now: float) -> AetherfallEvent:
+        board = self._board()
+        if self.active is not None and not self._end_announced:
+            await self._end_aetherfall(ctx, self.active, now)
+        count = self.aetherfall_count + 1
+        event = aetherfall_event(ctx.world, seed=count, now=now)
+        text = (
+            f"Aetherfall #{count} strikes {event.epicentre_name} "
+            f"({event.damage} damage in locations {list(event.struck_location_ids)})"
+        )
+        data = event.to_dict()
+        try:
+            async with ctx.db.write() as db:
+                released = board.apply_aetherfall(event)
+                for state in released:
+                    await self._save_shard(db, state)
+                if event.damage > 0:
+                    hurt = characters.c.health - event.damage
+                    await db.execute(
+                        update(characters)
+                        .where(
+                            characters.c.location_id.in_(event.struck_location_ids),
+                            characters.c.health > 1,
+                        )
+                        .values(health=case((hurt < 1, 1), else_=hurt))
+                    )
+                await _put_meta(db, "aetherfall_anchor", now)
+                await _put_meta(db, "aetherfall_count", count)
+                await _put_meta(db, "aetherfall_active", data)
+                await _put_meta(db, "aetherfall_end_announced", False)
+                event_id = await append_event(db, "aetherfall", text, now, data)
+        except BaseException:
+            await self._load(ctx)
+            raise
+        self.anchor = now
+        self.aetherfall_count = count
+        self.active = event
+        self._end_announced = False
+        self._remember(event_id, "aetherfall", text, data, now)
+        hub = ctx.hub
+        hub.broadcast(aetherfall_message(event, active=True))
+        if event.released_shard_ids:
+            hub.broadcast(shard_status_message(board, event.released_shard_ids))
+        hub.broadcast(
+            WorldAnnouncementMessage(
+                sender_name=_ANNOUNCER,
+                content=f"The Aether falls on {event.epicentre_name}!",
+                priority="critical",
+            )
+        )
+        log.info("Aetherfall #%d at location %d", count, event.epicentre_id)
+        return event
+
+    async def _end_aetherfall(self, ctx: LobbyContext, event: AetherfallEvent, now: float) -> None:
+        text = f"The Aetherfall over {event.epicentre_name} has passed"
+        async with ctx.db.write() as db:
+            await _put_meta(db, "aetherfall_end_announced", True)
+            event_id = await append_event(
+                db, "aetherfall_end", text, now, {"seed": event.seed, "ends_at": event.ends_at}
+            )
+        self._end_announced = True
+        self._remember(event_id, "aetherfall_end", text, None, now)
+        ctx.hub.broadcast(aetherfall_message(event, active=False))
+
+    async def _ticker(self) -> None:
+        ctx = self._context()
+        while True:
+            await asyncio.sleep(ctx.settings.maintenance_interval)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("world tick failed")
+
+    # -- REST -----------------------------------------------------------------------------
+
+    async def get_state(self, req: ApiRequest) -> WorldStateOut:
+        req.require_session()
+        return self.state_out()
+
+    async def get_shards(self, req: ApiRequest) -> ShardsOut:
+        req.require_session()
+        board = self._board()
+        now = self._context().clock()
+        return ShardsOut(
+            shards=[ShardOut.model_validate(s) for s in board.snapshot(now)],
+            faction_shards=board.counts(),
+        )
+
+    async def get_events(self, req: ApiRequest) -> EventsOut:
+        req.require_session()
+        query = req.query_as(EventsQuery)
+        ctx = self._context()
+        stmt = select(world_events).order_by(world_events.c.id.desc()).limit(query.limit + 1)
+        if query.before is not None:
+            stmt = stmt.where(world_events.c.id < query.before)
+        async with ctx.db.read() as db:
+            rows = (await db.execute(stmt)).all()
+        events = [_event_out(r._mapping) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return EventsOut(events=events, next_before=events[-1].id if more and events else None)
+
+    def state_out(self) -> WorldStateOut:
+        ctx = self._context()
+        board = self._board()
+        now = ctx.clock()
+        active = self._active_at(now)
+        return WorldStateOut(
+            current_reality=board.reality,
+            realities=list(ctx.world.realities),
+            faction_shards=board.counts(),
+            shards=[ShardOut.model_validate(s) for s in board.snapshot(now)],
+            aetherfall_active=active is not None,
+            aetherfall=AetherfallOut.model_validate(active.to_dict()) if active else None,
+            next_aetherfall_at=self.next_aetherfall_at,
+            online_players=ctx.hub.players_online,
+            recent_events=list(reversed(self._recent)),
+        )
+
+    # -- hooks and helpers ----------------------------------------------------------------
+
+    async def _on_join(self, presence: Presence) -> None:
+        ctx = self._context()
+        now = ctx.clock()
+        msg = world_state_message(
+            self._board(),
+            aetherfall=self._active_at(now),
+            online_players=ctx.hub.players_online,
+            recent_events=[
+                WorldEvent(
+                    event_type=e.event_type, description=e.description, timestamp=e.timestamp
+                )
+                for e in reversed(self._recent)
+            ],
+        )
+        ctx.hub.send_to_session(presence.session_id, msg)
+
+    def _active_at(self, now: float) -> AetherfallEvent | None:
+        if self.active is not None and now < self.active.ends_at:
+            return self.active
+        return None
+
+    def _remember(
+        self, event_id: int, kind: str, text: str, data: dict[str, Any] | None, now: float
+    ) -> None:
+        self._recent.append(
+            EventOut(id=event_id, event_type=kind, description=text, data=data, timestamp=now)
+        )
+
+    async def _load(self, ctx: LobbyContext) -> None:
+        now = ctx.clock()
+        async with ctx.db.read() as db:
+            meta = {
+                r.key: json.loads(r.value) for r in (await db.execute(select(world_meta))).all()
+            }
+            owners = (await db.execute(select(shard_owners))).all()
+            recent = (
+                await db.execute(
+                    select(world_events).order_by(world_events.c.id.desc()).limit(_RECENT)
+                )
+            ).all()
+        states = [
+            ShardState(
+                shard_id=int(r.shard_id),
+                owner=r.owner,
+                captured_at=r.captured_at,
+                captured_by=r.captured_by,
+                captured_by_name=r.captured_by_name,
+            )
+            for r in owners
+        ]
+        self.board = ShardBoard(ctx.world, reality=meta.get("reality"), states=states)
+        self.aetherfall_count = int(meta.get("aetherfall_count", 0))
+        self._end_announced = bool(meta.get("aetherfall_end_announced", True))
+        active = meta.get("aetherfall_active")
+        self.active = _event_from(active) if isinstance(active, dict) else None
+        self._recent.clear()
+        for r in reversed(recent):
+            self._recent.append(_event_out(r._mapping))
+        if "aetherfall_anchor" in meta:
+            self.anchor = float(meta["aetherfall_anchor"])
+        else:
+            self.anchor = now
+            async with ctx.db.write() as db:
+                await _put_meta(db, "aetherfall_anchor", now)
+                if "reality" not in meta:
+                    await _put_meta(db, "reality", self.board.reality)
+
+    async def _save_shard(self, db: AsyncConnection, state: ShardState) -> None:
+        await db.execute(delete(shard_owners).where(shard_owners.c.shard_id == state.shard_id))
+        if state.owner is not None:
+            await db.execute(
+                insert(shard_owners).values(
+                    shard_id=state.shard_id,
+                    owner=state.owner,
+                    captured_at=state.captured_at,
+                    captured_by=state.captured_by,
+                    captured_by_name=state.captured_by_name,
+                )
+            )
+
+    def _board(self) -> ShardBoard:
+        if self.board is None:
+            raise LobbyError("the world is not loaded", code=ErrorCode.UNAVAILABLE)
+        return self.board
+
+    def _context(self) -> LobbyContext:
+        if self._ctx is None:
+            raise LobbyError("the world service is not running", code=ErrorCode.UNAVAILABLE)
+        return self._ctx
+
+
+async def _put_meta(db: AsyncConnection, key: str, value: Any) -> None:
+    await db.execute(delete(world_meta).where(world_meta.c.key == key))
+    await db.execute(insert(world_meta).values(key=key, value=json.dumps(value)))
+
+
+def _event_out(m: Any) -> EventOut:
+    return EventOut(
+        id=int(m["id"]),
+        event_type=str(m["event_type"]),
+        description=str(m["description"]),
+        data=json.loads(m["data"]) if m["data"] else None,
+        timestamp=float(m["created_at"]),
+    )
+
+
+def _event_from(d: dict[str, Any]) -> AetherfallEvent:
+    return AetherfallEvent(
+        seed=int(d["seed"]),
+        at=float(d["at"]),
+        ends_at=float(d["ends_at"]),
+        epicentre_id=int(d["epicentre_id"]),
+        epicentre_name=str(d["epicentre_name"]),
+        struck_location_ids=tuple(int(i) for i in d["struck_location_ids"]),
+        damage=int(d["damage"]),
+        released_shard_ids=tuple(int(i) for i in d["released_shard_ids"]),
+    )
