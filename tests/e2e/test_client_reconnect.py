@@ -1,0 +1,78 @@
+"""Lobby outages: the client reconnects with its session, peer connections survive.
+
+* the lobby is stopped and restarted on the same port and data directory while
+  two clients whisper peer to peer: whispers keep flowing directly during the
+  outage, both clients resume with the same session token afterwards, and the
+  relay saw nothing;
+* the client's socket is cut (transport aborted): it reconnects inside the
+  reconnect grace and the lobby resumes the presence silently.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lobby import MasterServer
+from mesh import MessageType
+from protocol.errors import NotConnectedError
+from tests.lobby.support import fast_settings
+
+from .conftest import ClientFactory, Inbox, relayed
+
+__all__: list[str] = []
+
+
+async def test_peers_survive_lobby_restart(
+    master: MasterServer, make_client: ClientFactory
+) -> None:
+    alice = await make_client("Alice")
+    bob = await make_client("Bob")
+    whispers, chats, goodbyes = Inbox(), Inbox(), Inbox()
+    bob.register_handler(MessageType.WHISPER, whispers)
+    bob.register_handler(MessageType.CHAT, chats)
+    alice.register_handler(MessageType.DISCONNECT, goodbyes)
+    assert (await alice.send_whisper("Bob", "before")).path == "direct"
+    token = alice.rest.token
+    port, data_dir = master.port, master.settings.data_dir
+
+    await master.stop()
+    await goodbyes.wait_for(1)  # the lobby said it is shutting down
+    await alice.wait_connection_state("reconnecting")
+    assert not alice.connected
+    with pytest.raises(NotConnectedError):
+        await alice.send_chat("lobby, are you there?")
+    during = await alice.send_whisper("Bob", "during the outage")
+    assert during.path == "direct"
+
+    settings = fast_settings(data_dir, port=port, chat_burst=1000.0, chat_rate=1000.0)
+    async with MasterServer(settings=settings) as again:
+        await alice.wait_connection_state("connected")
+        await bob.wait_connection_state("connected")
+        assert alice.rest.token == token  # same session, no new login
+        assert alice.socket is not None and alice.socket.reconnects >= 1
+        mid = await alice.send_chat("back again")
+        await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
+        after = await alice.send_whisper("Bob", "after")
+        assert after.path == "direct"
+        items = await whispers.wait_for(3)
+        assert [m.content for m in items] == ["before", "during the outage", "after"]
+        assert relayed(again) == 0
+
+
+async def test_dropped_socket_resumes_inside_grace(
+    master: MasterServer, make_client: ClientFactory
+) -> None:
+    alice = await make_client("Alice")
+    bob = await make_client("Bob")
+    left, chats = Inbox(), Inbox()
+    bob.register_handler(MessageType.PLAYER_LEFT_AREA, left)
+    bob.register_handler(MessageType.CHAT, chats)
+    assert alice.socket is not None
+    await alice.socket.drop()
+    await alice.wait_connection_state("reconnecting")
+    await alice.wait_connection_state("connected")
+    assert alice.socket.reconnects == 1
+    mid = await alice.send_chat("still here")
+    await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
+    assert left.items == []  # resumed silently: nobody saw Alice leave
+    assert master.hub.players_online == 2
