@@ -54,5 +54,5 @@ class MeshConfig:
     movement_queue: int = 64
     max_pending_datagrams: int = 4
     max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD
-    ack_tuning: bool = False
+    ack_tuning: bool = True
     connection_id_length: int = 8

@@ -78,6 +78,7 @@ __all__ = ["PEER_MESSAGE_TYPES", "MeshConfig", "MeshCore"]
 logger = logging.getLogger("mesh.core")
 
 _MAX_INBOUND_EPOCHS = 1024
+_MAX_SEEN_FAILURES = 256
 
 
 class MeshCore(TrafficMixin):
@@ -123,6 +124,7 @@ class MeshCore(TrafficMixin):
         self._dial_ids = itertools.count(1)
         self._ping_ids = itertools.count(1)
         self._closed = False
+        self._seen_failures: dict[tuple[str, int], None] = {}
         self.stats: dict[str, int] = {
             "bad_datagrams": 0,
             "spoofed_updates": 0,
@@ -533,7 +535,13 @@ class MeshCore(TrafficMixin):
         if link.closing or link.terminated:
             return
         who = link.describe()
-        logger.warning("closing connection %s: %s (code %#x)", who, reason, int(code))
+        # a remote can trigger this at will: one WARNING per (address, code), then DEBUG
+        key = (str(link.addr[0]), int(code))
+        level = logging.DEBUG if key in self._seen_failures else logging.WARNING
+        self._seen_failures[key] = None
+        while len(self._seen_failures) > _MAX_SEEN_FAILURES:
+            self._seen_failures.pop(next(iter(self._seen_failures)))
+        logger.log(level, "closing connection %s: %s (code %#x)", who, reason, int(code))
         if link.active:
             self._drop_active(link, code, reason, now)
             return

@@ -246,6 +246,10 @@ class PeerNode:
         """Peers with a live, authenticated direct connection, by peer id."""
         return self.core.peers
 
+    def known_peer(self, target: Target) -> PeerIdentity | None:
+        """A peer whose ticket we verified (connected or not), by character id or peer id."""
+        return self.core.known_peer(target)
+
     @property
     def stats(self) -> Mapping[str, int]:
         """Counters of dropped input (bad datagrams, spoofed updates, bad relay envelopes...)."""

@@ -110,3 +110,35 @@ def test_movement_newest_wins_under_reordering(seed: int) -> None:
     got = [e.update.position.x for e in b.positions()]
     assert got == sorted(got) and len(set(got)) == len(got)
     assert got and len(got) < 300
+
+
+def _movement_packets(ack_tuning: bool, seed: int) -> tuple[int, int]:
+    """Packets both nodes send while exchanging 100 ticks of movement (no loss)."""
+    net = SimNet(seed, delay=(0.002, 0.004), config=lambda: MeshConfig(ack_tuning=ack_tuning))
+    a, b = net.add(1), net.add(2)
+    net.connect(a, b)
+    net.run_until(lambda: net.connected(a, b))
+    net.run_for(1.0)
+    before = net.packets
+    ticks = 100
+    for i in range(ticks):
+        for node in (a, b):
+            node.core.queue_position(
+                PositionUpdateMessage(
+                    character_id=node.character_id, location_id=1, position=Vec3(x=i), seq=i + 1
+                ),
+                net.now,
+            )
+            net.flush(node)
+        net.run_for(0.05)
+    net.run_for(0.5)
+    assert len(b.positions()) == ticks and len(a.positions()) == ticks
+    return net.packets - before, 2 * ticks
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ack_tuning_halves_packets_per_update(seed: int) -> None:
+    plain, updates = _movement_packets(False, seed)
+    tuned, _ = _movement_packets(True, seed)
+    assert plain >= 1.8 * updates  # an ACK-only packet for nearly every update
+    assert tuned <= 1.2 * updates  # ACKs ride on the movement datagrams
