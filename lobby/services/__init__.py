@@ -17,11 +17,13 @@ from typing import Any
 import lobby.storage.game_schema as _game_schema  # noqa: F401 - registers the migration
 from lobby.services.directory import DirectoryService
 from lobby.services.location import LocationService
+from lobby.services.party import PartyService
 from lobby.services.world import WorldService
 
 __all__ = [
     "DirectoryService",
     "LocationService",
+    "PartyService",
     "WorldService",
     "game_services",
     "with_game_services",
@@ -34,6 +36,7 @@ def game_services() -> list[Any]:
         DirectoryService(),
         WorldService(),
         LocationService(),
+        PartyService(),
     ]
 
 
