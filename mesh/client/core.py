@@ -57,12 +57,15 @@ from protocol.messages.system import AckMessage, ErrorMessage
 from protocol.messages.world import WorldStateMessage
 from protocol.version import check_version
 
-__all__ = ["DEFAULT_SERVER_URL", "FERNET_WS_SALT", "ClientCore", "Handler"]
+__all__ = ["DEFAULT_P2P_PORT", "DEFAULT_SERVER_URL", "FERNET_WS_SALT", "ClientCore", "Handler"]
 
 logger = logging.getLogger("mesh.client")
 
 DEFAULT_SERVER_URL = "http://localhost:8888"
 """The seed's ``master_server_url``; ``SHARDS_SERVER_URL`` in the environment overrides it."""
+
+DEFAULT_P2P_PORT = 9000
+"""The seed's ``p2p_port``; ``SHARDS_P2P_PORT`` in the environment overrides it (0: any)."""
 
 FERNET_WS_SALT = b"shards-of-eternity/ws-fernet/v1"
 """PBKDF2 salt of the WebSocket Fernet key (both ends derive from the shared secret)."""
@@ -88,7 +91,7 @@ class ClientCore:
         server_url: str | None = None,
         *,
         p2p_host: str = "127.0.0.1",
-        p2p_port: int = 9000,
+        p2p_port: int | None = None,
         p2p_max_connections: int = 10,
         p2p_advertise: Sequence[str] | None = None,
         p2p_auto_connect: bool = True,
@@ -104,7 +107,7 @@ class ClientCore:
             server_url or os.environ.get("SHARDS_SERVER_URL") or DEFAULT_SERVER_URL
         ).rstrip("/")
         self.p2p_host = p2p_host
-        self.p2p_port = p2p_port
+        self.p2p_port = p2p_port if p2p_port is not None else _env_port()
         self.p2p_max_connections = p2p_max_connections
         self.p2p_advertise = list(p2p_advertise) if p2p_advertise is not None else None
         self.p2p_auto_connect = p2p_auto_connect
@@ -619,6 +622,20 @@ async def _guarded(result: Awaitable[Any], handler: Handler, message_type: str) 
         await result
     except Exception:
         logger.exception("handler %r failed on %s", handler, message_type)
+
+
+def _env_port() -> int:
+    """``SHARDS_P2P_PORT`` from the environment, else the seed's 9000."""
+    text = os.environ.get("SHARDS_P2P_PORT", "").strip()
+    if not text:
+        return DEFAULT_P2P_PORT
+    try:
+        port = int(text)
+    except ValueError as exc:
+        raise ValueError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
+    if not 0 <= port <= 65535:
+        raise ValueError(f"SHARDS_P2P_PORT out of range: {port}")
+    return port
 
 
 def _is_ip(host: str) -> bool:

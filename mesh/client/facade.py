@@ -72,7 +72,8 @@ class NetworkClient(ClientCore):
 
     ``server_url``: the lobby (default ``SHARDS_SERVER_URL`` or
     ``http://localhost:8888``). ``p2p_host`` / ``p2p_port``: where the peer
-    node's UDP socket binds (port 0: any free port); ``p2p_advertise``: the
+    node's UDP socket binds (default port: ``SHARDS_P2P_PORT`` or the seed's
+    9000; 0: any free port); ``p2p_advertise``: the
     ``host:port`` endpoints to publish instead of the bound one (NAT, wildcard
     binds); ``p2p_max_connections``: direct peers kept (area of interest
     first); ``p2p_auto_connect``: dial peers as soon as the lobby names them

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from lobby import MasterServer
-from mesh import MessageType
+from mesh import MessageType, NearbyPlayer
 
 from .conftest import ClientFactory, Inbox, relayed
 
@@ -31,8 +31,8 @@ async def test_two_clients_whisper_direct(master: MasterServer, make_client: Cli
     assert relayed(master) == 0
 
 
-def names(players: list[object]) -> set[str]:
-    return {p.character_name for p in players}  # type: ignore[attr-defined]
+def names(players: list[NearbyPlayer]) -> set[str]:
+    return {p.character_name for p in players}
 
 
 async def test_movement_newest_wins_and_nearby_players(make_client: ClientFactory) -> None:

@@ -1,0 +1,97 @@
+"""Party chat and whispers among 2 and 5 clients, peer to peer (the relay counts none)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from lobby import MasterServer
+from mesh import MessageType, NetworkClient
+
+from .conftest import ClientFactory, Inbox, relayed
+
+__all__: list[str] = []
+
+
+async def form_party(clients: list[NetworkClient]) -> str:
+    """The first client creates a party and invites the others, who accept."""
+    leader, *others = clients
+    updates = {id(c): Inbox() for c in clients}
+    invites = {id(c): Inbox() for c in others}
+    for c in clients:
+        c.register_handler(MessageType.PARTY_UPDATE, updates[id(c)])
+    for c in others:
+        c.register_handler(MessageType.PARTY_INVITE, invites[id(c)])
+    created = await leader.create_party("Fellowship")
+    party_id = str(created["party_id"])
+    for c in others:
+        await leader.invite_to_party(str(c.character["name"]))  # type: ignore[index]
+        (invite,) = await invites[id(c)].wait_for(1)
+        assert invite.party_id == party_id
+        await c.accept_party_invite(party_id)
+    size = len(clients)
+    for c in clients:
+        await updates[id(c)].wait_until(
+            lambda _, c=c: c.party is not None and len(c.party.members) == size  # type: ignore[misc]
+        )
+    return party_id
+
+
+@pytest.mark.parametrize("count", [2, 5])
+async def test_whisper_and_party_chat_direct(
+    master: MasterServer, make_client: ClientFactory, count: int
+) -> None:
+    names = ["Alice", "Bob", "Cara", "Dain", "Esme"][:count]
+    clients = [await make_client(n) for n in names]
+    party_id = await form_party(clients)
+    whispers = {n: Inbox() for n in names}
+    party = {n: Inbox() for n in names}
+    for name, c in zip(names, clients, strict=True):
+        c.register_handler(MessageType.WHISPER, whispers[name])
+        c.register_handler(MessageType.PARTY_CHAT, party[name])
+
+    pairs = list(itertools.permutations(range(count), 2))
+    results = await asyncio.gather(
+        *(clients[a].send_whisper(names[b], f"{names[a]}->{names[b]}") for a, b in pairs)
+    )
+    assert {r.path for r in results} == {"direct"}
+    for i, c in enumerate(clients):
+        sent = await c.send_party_chat(f"party hello from {names[i]}")
+        assert sent.failed == {}
+        assert set(sent.paths.values()) == {"direct"} and len(sent.paths) == count - 1
+
+    for i, name in enumerate(names):
+        got = await whispers[name].wait_for(count - 1)
+        assert sorted(m.content for m in got) == sorted(
+            f"{names[a]}->{name}" for a, b in pairs if b == i
+        )
+        assert all(m.content.startswith(m.sender_name + "->") for m in got)
+        chat = await party[name].wait_for(count - 1)
+        assert sorted(m.sender_name for m in chat) == sorted(n for n in names if n != name)
+        assert all(m.content == f"party hello from {m.sender_name}" for m in chat)
+        assert all(m.party_id == party_id for m in chat)
+    assert relayed(master) == 0
+
+
+async def test_party_chat_outside_a_party_is_refused(make_client: ClientFactory) -> None:
+    from protocol.errors import ErrorCode, MeshError
+
+    alice = await make_client("Alice")
+    with pytest.raises(MeshError) as info:
+        await alice.send_party_chat("anyone?")
+    assert info.value.code == ErrorCode.NOT_IN_PARTY
+
+
+async def test_party_request_errors_are_api_errors(make_client: ClientFactory) -> None:
+    from protocol.errors import ApiError
+
+    alice = await make_client("Alice")
+    errors = Inbox()
+    alice.register_handler(MessageType.ERROR, errors)
+    with pytest.raises(ApiError) as info:
+        await alice.accept_party_invite("no-such-party")
+    assert info.value.status == 0
+    (err,) = await errors.wait_for(1)  # the ERROR also reaches handlers
+    assert err.error_code == info.value.code
