@@ -60,6 +60,7 @@ from mesh.streams import (
     EPOCH_SIZE,
     KIND_CONTROL,
     KIND_DATA,
+    MAX_PAYLOAD_SIZE,
     InboundChannel,
     OutboundChannel,
     Outgoing,
@@ -68,7 +69,14 @@ from mesh.streams import (
 from mesh.traffic import TrafficMixin
 from protocol.codec import deserialize, serialize_bytes
 from protocol.crypto import Identity
-from protocol.errors import CryptoError, MeshError, PeerUnreachableError, ProtocolError
+from protocol.errors import (
+    CryptoError,
+    InvalidMessageError,
+    MeshError,
+    MessageTooLargeError,
+    PeerUnreachableError,
+    ProtocolError,
+)
 from protocol.messages.base import BaseMessage
 from protocol.messages.location import PositionUpdateMessage
 from protocol.messages.peer import PeerAckMessage
@@ -77,7 +85,7 @@ __all__ = ["PEER_MESSAGE_TYPES", "MeshConfig", "MeshCore"]
 
 logger = logging.getLogger("mesh.core")
 
-_MAX_INBOUND_EPOCHS = 1024
+_MAX_EPOCHS_PER_PEER = 4
 _MAX_SEEN_FAILURES = 256
 
 
@@ -114,7 +122,7 @@ class MeshCore(TrafficMixin):
         self._locations: dict[str, int] = {}
         self._redial_at: dict[str, float] = {}
         self._out: dict[str, OutboundChannel] = {}
-        self._in: OrderedDict[tuple[str, bytes], InboundChannel[BaseMessage]] = OrderedDict()
+        self._in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]] = {}
         self._outbox = MovementOutbox(self.config.movement_queue)
         self._inbox = MovementInbox()
         self._next_tick: float | None = None
@@ -273,19 +281,26 @@ class MeshCore(TrafficMixin):
         """Queue ``message`` for reliable delivery to a peer (peer id or character id).
 
         Returns a handle settled by a :class:`SendSettled` event. Raises
-        :class:`PeerUnreachableError` at once when the peer is unknown.
+        :class:`PeerUnreachableError` at once when the peer is unknown,
+        :class:`InvalidMessageError` for a type outside :data:`PEER_MESSAGE_TYPES`
+        and :class:`MessageTooLargeError` over :data:`MAX_PAYLOAD_SIZE`.
         """
         if self._closed:
             raise MeshError("the node is closed")
+        if message.type not in PEER_MESSAGE_TYPES:
+            raise InvalidMessageError(f"{message.type} does not travel peer to peer")
         identity = self.known_peer(target)
         if identity is None:
             raise PeerUnreachableError(f"unknown peer {target!r}: connect to it first")
+        payload = serialize_bytes(message)
+        if len(payload) > MAX_PAYLOAD_SIZE:
+            raise MessageTooLargeError(
+                f"message of {len(payload)} bytes (peer messages carry at most {MAX_PAYLOAD_SIZE})"
+            )
         channel = self._out.setdefault(identity.peer_id, OutboundChannel(self._epoch))
         handle = next(self._handles)
         try:
-            out = channel.push(
-                handle, message.message_id, serialize_bytes(message), now + self.config.send_timeout
-            )
+            out = channel.push(handle, message.message_id, payload, now + self.config.send_timeout)
         except OverflowError as exc:
             raise PeerUnreachableError(str(exc)) from exc
         self._route(identity.peer_id, [out], now)
@@ -718,13 +733,15 @@ class MeshCore(TrafficMixin):
     ) -> None:
         epoch, base, seq, payload = decode_data(body)
         message = deserialize(payload)
-        key = (identity.peer_id, epoch)
-        channel = self._in.get(key)
+        # bounded state: a few sender epochs (node restarts) per peer, each holding
+        # at most InboundChannel.max_buffered out-of-order messages
+        epochs = self._in.setdefault(identity.peer_id, OrderedDict())
+        channel = epochs.get(epoch)
         if channel is None:
-            channel = self._in[key] = InboundChannel()
-            while len(self._in) > _MAX_INBOUND_EPOCHS:
-                self._in.popitem(last=False)
-        self._in.move_to_end(key)
+            channel = epochs[epoch] = InboundChannel()
+            while len(epochs) > _MAX_EPOCHS_PER_PEER:
+                epochs.popitem(last=False)
+        epochs.move_to_end(epoch)
         deliverable, ack_id = channel.accept(base, seq, message.message_id, message)
         for _mid, item in deliverable:
             self._deliver(identity, item, path)

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from protocol.errors import DecodeError, MessageTooLargeError
-from protocol.messages.base import MAX_MESSAGE_SIZE
 
 __all__ = [
     "DATA_HEADER",
@@ -38,6 +37,7 @@ __all__ = [
     "KIND_CONTROL",
     "KIND_DATA",
     "MAX_FRAME_SIZE",
+    "MAX_PAYLOAD_SIZE",
     "FrameDecoder",
     "InboundChannel",
     "OutboundChannel",
@@ -52,7 +52,9 @@ KIND_CONTROL = 0x00
 KIND_DATA = 0x01
 EPOCH_SIZE = 8
 DATA_HEADER = struct.Struct("!8sQQ")
-MAX_FRAME_SIZE = MAX_MESSAGE_SIZE + 1 + DATA_HEADER.size
+MAX_PAYLOAD_SIZE = 16 * 1024
+"""Largest protocol JSON a peer frame carries (chat is at most 2,000 characters)."""
+MAX_FRAME_SIZE = MAX_PAYLOAD_SIZE + 1 + DATA_HEADER.size
 _LEN = struct.Struct("!I")
 T = TypeVar("T")
 
@@ -189,7 +191,7 @@ class OutboundChannel:
 class InboundChannel(Generic[T]):
     """One sender epoch's messages to us: in-order, exactly-once delivery."""
 
-    max_buffered: int = 256
+    max_buffered: int = 64
     delivered: int = 0
     last_id: str | None = None
     buffered: dict[int, tuple[str, T]] = field(default_factory=dict)

@@ -258,3 +258,38 @@ def _update(character_id: int, seq: int) -> PositionUpdateMessage:
     return PositionUpdateMessage(
         character_id=character_id, location_id=1, position=Vec3(x=1.0), seq=seq
     )
+
+
+async def test_udp_junk_and_foreign_alpn_do_not_disturb(make_node: NodeFactory) -> None:
+    import asyncio
+    import ssl as ssl_module
+
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    victim, witness, inbox = await victim_with_witness(make_node)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        for junk in (b"", b"\x00" * 5, b"\xc3" + b"\xff" * 1300, bytes(range(256)) * 5):
+            transport.sendto(junk, victim.address)
+    finally:
+        transport.close()
+    quic = QuicConnection(
+        configuration=QuicConfiguration(
+            is_client=True, alpn_protocols=["h3"], verify_mode=ssl_module.CERT_NONE
+        )
+    )
+    transport, proto = await loop.create_datagram_endpoint(
+        lambda: QuicConnectionProtocol(quic), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        proto.connect(victim.address)
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(proto.wait_connected(), 10.0)
+    finally:
+        transport.close()
+    await still_serves(victim, witness, inbox)

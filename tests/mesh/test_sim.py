@@ -142,3 +142,37 @@ def test_ack_tuning_halves_packets_per_update(seed: int) -> None:
     tuned, _ = _movement_packets(True, seed)
     assert plain >= 1.8 * updates  # an ACK-only packet for nearly every update
     assert tuned <= 1.2 * updates  # ACKs ride on the movement datagrams
+
+
+def test_keepalive_holds_an_idle_connection_and_a_vanished_peer_is_dropped() -> None:
+    net = SimNet(7, config=lambda: MeshConfig(idle_timeout=3.0, keepalive_interval=1.0))
+    a, b = net.add(1), net.add(2)
+    net.connect(a, b)
+    net.run_until(lambda: net.connected(a, b))
+    net.run_for(30.0)  # ten idle timeouts with no application traffic
+    assert net.connected(a, b)
+    net.cut.add(b.addr)  # b vanishes without a word
+    net.run_for(10.0)
+    gone = [e for e in a.events if type(e).__name__ == "PeerDisconnected"]
+    assert len(gone) == 1 and gone[0].identity.character_id == 2  # type: ignore[attr-defined]
+    assert a.core.peers == {}
+
+
+def test_demux_ignores_junk_and_small_initials() -> None:
+    net = SimNet(8)
+    a = net.add(1)
+    core = a.core
+    for junk in (b"", b"\x00", b"\x40" + b"\x11" * 30, b"\xc0" + b"\x00" * 50):
+        core.receive_datagram(junk, ("10.9.9.9", 1), 0.0)
+    # a genuine client Initial, but cut below 1200 bytes, creates no connection
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=["x"]))
+    client.connect(a.addr, now=0.0)
+    (initial, _), *_ = client.datagrams_to_send(now=0.0)
+    core.receive_datagram(initial[:1100], ("10.9.9.9", 1), 0.0)
+    assert core._links == set()
+    assert core.stats["dropped_packets"] == 5
+    core.receive_datagram(initial, ("10.9.9.9", 1), 0.0)  # the full one does
+    assert len(core._links) == 1
