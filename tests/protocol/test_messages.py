@@ -442,3 +442,22 @@ def test_ref_ids_accept_integers_and_stringify_them() -> None:
     assert msg.party_id == "12"
     with pytest.raises(ValidationError):
         PartyAcceptMessage.model_validate({"party_id": True})
+
+
+def test_package_reexports_every_public_name() -> None:
+    import importlib
+
+    for name in (
+        "protocol.errors",
+        "protocol.version",
+        "protocol.messages",
+        "protocol.codec",
+        "protocol.movement",
+        "protocol.factories",
+        "protocol.crypto",
+    ):
+        module = importlib.import_module(name)
+        missing = [n for n in module.__all__ if n not in protocol.__all__]
+        assert not missing, f"protocol/__init__.py does not re-export {name}: {missing}"
+        for n in module.__all__:
+            assert getattr(protocol, n) is getattr(module, n)
