@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerIgnored
+from mesh.discovery import LanNode, MdnsDiscovery, MemberJoined, MemberLeft, PeerIgnored
 from mesh.discovery.lan import LanEvent
 from protocol.crypto import derive_group_key
 from protocol.messages.base import MessageType
@@ -201,3 +201,34 @@ async def test_a_node_that_closes_is_noticed_as_gone(
     await events.wait_until(left)
     assert borin.peer_id not in aria.members
     assert borin.peer_id not in aria.found
+
+
+async def test_a_peer_of_another_protocol_version_is_ignored(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    aria = lan_factory("Aria", group_key)
+    events = Inbox()
+    aria.add_listener(events)
+    future = MdnsDiscovery(
+        peer_id=secrets.token_hex(16),
+        name="FromTheFuture",
+        port=4242,
+        group_tag=aria.group_tag,
+        version="2.0",
+        interfaces=["127.0.0.1"],
+        heartbeat=0.5,
+    )
+    await aria.start()
+    async with future:
+
+        def ignored(items: list[LanEvent]) -> bool:
+            return any(isinstance(e, PeerIgnored) and e.peer_id == future.peer_id for e in items)
+
+        await events.wait_until(ignored)
+    assert (
+        aria.ignored.get(future.peer_id) is None
+        or "protocol 2.0" in aria.ignored[future.peer_id].reason
+    )
+    reasons = [e.reason for e in events.items if isinstance(e, PeerIgnored)]
+    assert reasons == ["protocol 2.0 (ours is 1.0)"]
+    assert aria.members == {}
