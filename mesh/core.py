@@ -46,27 +46,20 @@ from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.events import (
     CoreEvent,
     DialFailed,
-    Path,
     PeerConnected,
     PeerDisconnected,
-    RelayRequest,
-    SendSettled,
 )
 from mesh.handshake import CloseCode, Handshake, HandshakeFailure
 from mesh.link import Address, Link
 from mesh.movement import MovementInbox, MovementOutbox
-from mesh.relay import open_envelope, parse_envelope, seal_envelope
+from mesh.reliable import ReliableMixin
 from mesh.streams import (
     EPOCH_SIZE,
     KIND_CONTROL,
-    KIND_DATA,
     MAX_PAYLOAD_SIZE,
     InboundChannel,
     OutboundChannel,
-    Outgoing,
-    decode_data,
 )
-from mesh.traffic import TrafficMixin
 from protocol.codec import deserialize, serialize_bytes
 from protocol.crypto import Identity
 from protocol.errors import (
@@ -85,11 +78,10 @@ __all__ = ["PEER_MESSAGE_TYPES", "MeshConfig", "MeshCore"]
 
 logger = logging.getLogger("mesh.core")
 
-_MAX_EPOCHS_PER_PEER = 4
 _MAX_SEEN_FAILURES = 256
 
 
-class MeshCore(TrafficMixin):
+class MeshCore(ReliableMixin):
     """The node's state machine (see the module docstring)."""
 
     def __init__(
@@ -314,30 +306,6 @@ class MeshCore(TrafficMixin):
         if self._next_tick is None:
             last = self._last_tick
             self._next_tick = now if last is None else max(now, last + self.config.tick_interval)
-
-    def receive_relayed(self, data: bytes, now: float) -> None:
-        """Take one relay envelope (from the relay transport); bad ones are dropped."""
-        if self._closed:
-            return
-        try:
-            credential, sealed = parse_envelope(data)
-            sender = self.auth.verify_credential(credential, now=now + self.wall_offset)
-            kind, body = open_envelope(sealed, sender=sender, recipient_key=self.identity.box_key)
-            if sender.peer_id == self.identity.peer_id:
-                raise ProtocolError("relayed frame from ourselves")
-            self._learn(sender)
-            if kind == KIND_DATA:
-                self._on_data(sender, body, "relay", None, now)
-            elif kind == KIND_CONTROL:
-                ack = deserialize(body)
-                if not isinstance(ack, PeerAckMessage):
-                    raise ProtocolError("only PEER_ACK travels as a relayed control frame")
-                self._on_ack(sender.peer_id, ack.ref_id, "relay")
-            else:
-                raise ProtocolError("unknown relayed frame kind")
-        except (ProtocolError, ValueError) as exc:
-            self.stats["bad_relay"] += 1
-            logger.debug("relay envelope dropped: %s", exc)
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""
@@ -637,119 +605,3 @@ class MeshCore(TrafficMixin):
     def _learn(self, identity: PeerIdentity) -> None:
         self._known[identity.peer_id] = identity
         self._by_character[identity.character_id] = identity.peer_id
-
-    # reliable delivery -----------------------------------------------------------
-
-    def _settle(self, out: Outgoing, path: Path | None, error: MeshError | None) -> None:
-        self._events.append(SendSettled(out.handle, path, error))
-
-    def _route(self, pid: str, outs: list[Outgoing], now: float) -> None:
-        """Send ``outs`` to ``pid`` on the best path available now."""
-        channel = self._out[pid]
-        link = self._active.get(pid)
-        if link is not None:
-            for out in outs:
-                link.send_data(channel.data_body(out))
-                out.sent_direct_at = now
-            return
-        if self._dialing(pid):
-            return
-        endpoint = self._endpoints.get(pid)
-        if endpoint is not None and now >= self._redial_at.get(pid, now):
-            self._dial(endpoint, pid, now)
-            return
-        self._no_direct_path(pid, now)
-
-    def _resend_direct(self, pid: str, link: Link, now: float) -> None:
-        channel = self._out.get(pid)
-        if channel is None:
-            return
-        for out in channel.pending.values():
-            link.send_data(channel.data_body(out))
-            out.sent_direct_at = now
-            out.relay_resend_at = None
-
-    def _no_direct_path(self, pid: str, now: float) -> None:
-        """No connection and no dial for ``pid``: relay what is pending, or fail it."""
-        channel = self._out.get(pid)
-        if channel is None or not channel.pending:
-            return
-        identity = self._known.get(pid)
-        if self.relay_enabled and identity is not None:
-            for out in channel.pending.values():
-                if out.relay_resend_at is None:
-                    self._relay(identity, KIND_DATA, channel.data_body(out))
-                    out.relay_resend_at = now + self.config.relay_resend_interval
-            return
-        for out in list(channel.pending.values()):
-            self._settle(out, None, PeerUnreachableError(f"peer {pid[:12]} is unreachable"))
-        channel.pending.clear()
-
-    def _relay(self, identity: PeerIdentity, kind: int, body: bytes) -> None:
-        data = seal_envelope(
-            kind,
-            body,
-            credential=self.auth.credential(),
-            recipient=identity,
-            sender_key=self.identity.signing_key,
-        )
-        self._events.append(RelayRequest(identity.character_id, identity.peer_id, data))
-
-    def _service_reliable(self, now: float) -> None:
-        for pid, channel in self._out.items():
-            for out in channel.expire(now):
-                self._settle(
-                    out,
-                    None,
-                    PeerUnreachableError(f"no acknowledgement from peer {pid[:12]} in time"),
-                )
-            identity = self._known.get(pid)
-            if identity is None or not self.relay_enabled:
-                continue
-            for out in channel.pending.values():
-                due = self._relay_due(out)
-                if due is not None and now >= due:
-                    # unacknowledged on the direct path for too long (a silent path is
-                    # only noticed at the idle timeout), or a relay copy to repeat
-                    self._relay(identity, KIND_DATA, channel.data_body(out))
-                    out.relay_resend_at = now + self.config.relay_resend_interval
-
-    def _relay_due(self, out: Outgoing) -> float | None:
-        if out.relay_resend_at is not None:
-            return out.relay_resend_at
-        if out.sent_direct_at is not None:
-            return out.sent_direct_at + self.config.direct_ack_timeout
-        return None
-
-    def _on_ack(self, pid: str, ref_id: str, path: Path) -> None:
-        channel = self._out.get(pid)
-        if channel is None:
-            return
-        for out in channel.ack(ref_id):
-            self._settle(out, path, None)
-
-    def _on_data(
-        self, identity: PeerIdentity, body: bytes, path: Path, link: Link | None, now: float
-    ) -> None:
-        epoch, base, seq, payload = decode_data(body)
-        message = deserialize(payload)
-        # bounded state: a few sender epochs (node restarts) per peer, each holding
-        # at most InboundChannel.max_buffered out-of-order messages
-        epochs = self._in.setdefault(identity.peer_id, OrderedDict())
-        channel = epochs.get(epoch)
-        if channel is None:
-            channel = epochs[epoch] = InboundChannel()
-            while len(epochs) > _MAX_EPOCHS_PER_PEER:
-                epochs.popitem(last=False)
-        epochs.move_to_end(epoch)
-        deliverable, ack_id = channel.accept(base, seq, message.message_id, message)
-        for _mid, item in deliverable:
-            self._deliver(identity, item, path)
-        if ack_id is not None:
-            ack = PeerAckMessage(ref_id=ack_id)
-            if link is not None and not link.closing and not link.terminated:
-                link.send_control(ack)
-            elif identity.peer_id in self._active:
-                self._active[identity.peer_id].send_control(ack)
-            elif self.relay_enabled:
-                self._relay(identity, KIND_CONTROL, serialize_bytes(ack))
