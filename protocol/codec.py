@@ -113,6 +113,7 @@ def error_message_from(exc: ShardsError, *, ref_id: str | None = None) -> ErrorM
         code = ErrorCode.INTERNAL_ERROR
         text = "internal error"
         details = None
+    text = _text(text[:1024])
     if len(text) > 1024:
         text = text[:1021] + "..."
     if ref_id is not None and not _is_message_id(ref_id):
@@ -135,16 +136,22 @@ def json_safe(value: Any, _depth: int = 0, _budget: list[int] | None = None) -> 
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else str(value)[:64]
+        # str() of a huge int can itself raise (the 4300-digit limit)
+        return int(value) if -(2**63) <= value < 2**63 else f"<int of {value.bit_length()} bits>"
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return float(value) if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        return value[:1024]
+        return _text(value[:1024])[:1024]
     if isinstance(value, dict):
-        return {str(k)[:64]: json_safe(v, _depth + 1, budget) for k, v in list(value.items())[:32]}
+        return {
+            _text(_repr(k, 64) if not isinstance(k, str) else k[:64])[:64]: json_safe(
+                v, _depth + 1, budget
+            )
+            for k, v in list(value.items())[:32]
+        }
     if isinstance(value, list | tuple | set | frozenset):
         return [json_safe(v, _depth + 1, budget) for v in list(value)[:32]]
-    return repr(value)[:256]
+    return _text(_repr(value, 256))[:256]
 
 
 # Helpers ----------------------------------------------------------------------
@@ -158,6 +165,8 @@ def _check_size(data: object, max_size: int) -> str | bytes:
                 f"message of {size} bytes is over the limit of {max_size}",
                 details={"size": size, "limit": max_size},
             )
+        if isinstance(data, memoryview):
+            return data.tobytes()
         return data if isinstance(data, bytes) else bytes(data)
     if isinstance(data, str):
         # A character is at most 4 UTF-8 bytes: only long texts need the exact count.
@@ -246,6 +255,22 @@ def _json_kind(value: object) -> str:
 
 def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text(text: str) -> str:
+    # A lone surrogate cannot be serialized: escape it rather than fail later.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _repr(value: object, limit: int) -> str:
+    try:
+        return repr(value)[:limit]
+    except Exception:  # a foreign __repr__ may raise; the error report must not
+        return f"<unrepresentable {type(value).__name__}>"
 
 
 def _is_message_id(value: object) -> bool:

@@ -297,3 +297,30 @@ def test_base_message_subclasses_are_all_registered() -> None:
         return found
 
     assert leaves(BaseMessage) <= set(MESSAGE_TYPES.values())
+
+
+def test_error_message_from_survives_hostile_details() -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    exc = protocol.ShardsError(
+        "bad \ud800 text" + "\ud800" * 1000,
+        details={
+            "huge": 10**5000,
+            "obj": BadRepr(),
+            BadRepr(): 1,
+            "surrogate": "\udfff",
+            "\udfff" * 60: "\udfff" * 1000,
+            "deep": [[[[[[[[[[1]]]]]]]]]],
+            "wide": list(range(1000)),
+            "big_str": "x" * 5000,
+            "inf": float("inf"),
+        },
+    )
+    err = error_message_from(exc)
+    wire = serialize(err)
+    assert deserialize(wire) == err
+    assert err.details is not None
+    assert err.details["huge"].startswith("<int of")
+    assert len(err.details["wide"]) == 32

@@ -231,3 +231,32 @@ def test_newer_minor_path_validates_like_the_fast_path(
     same = _outcome(json.dumps({**obj, "version": "1.0"}))
     newer = _outcome(json.dumps({**obj, "version": "1.9", "zz_future_field": [1, {"a": 2}]}))
     assert same == newer
+
+
+any_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=80)
+python_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | any_text
+    | st.binary(max_size=20)
+    | st.complex_numbers(),
+    lambda children: (
+        st.lists(children, max_size=40)
+        | st.tuples(children, children)
+        | st.dictionaries(any_text | st.integers(), children, max_size=40)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_text, st.dictionaries(any_text, python_values, max_size=5), any_text)
+def test_error_message_from_any_exception_content(
+    text: str, details: dict[str, Any], ref_id: str
+) -> None:
+    from protocol import ShardsError, error_message_from
+
+    err = error_message_from(ShardsError(text, details=details), ref_id=ref_id)
+    assert deserialize(serialize_bytes(err)) == err
