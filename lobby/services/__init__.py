@@ -16,14 +16,18 @@ from typing import Any
 
 import lobby.storage.game_schema as _game_schema  # noqa: F401 - registers the migration
 from lobby.services.directory import DirectoryService
+from lobby.services.inventory import InventoryService
 from lobby.services.location import LocationService
 from lobby.services.party import PartyService
+from lobby.services.trade import TradeService
 from lobby.services.world import WorldService
 
 __all__ = [
     "DirectoryService",
+    "InventoryService",
     "LocationService",
     "PartyService",
+    "TradeService",
     "WorldService",
     "game_services",
     "with_game_services",
@@ -37,6 +41,8 @@ def game_services() -> list[Any]:
         WorldService(),
         LocationService(),
         PartyService(),
+        InventoryService(),
+        TradeService(),
     ]
 
 
