@@ -137,7 +137,7 @@ class AccountService:
                 code=ErrorCode.USERNAME_TAKEN,
                 details={"username": username},
             ) from None
-        log.info("registered account %d (%s)", account_id, username)
+        log.info("account=%d registered as %r", account_id, username)
         return Account(account_id, username, now, self._settings.is_admin(username))
 
     async def authenticate(self, username: str, password: str, address: str) -> Account:

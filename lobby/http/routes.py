@@ -19,6 +19,8 @@ valid for ``ticket_ttl`` seconds.
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from lobby.characters import Character
@@ -44,6 +46,8 @@ from protocol.errors import ErrorCode, LobbyError
 from protocol.version import PROTOCOL_VERSION
 
 __all__ = ["SERVER_VERSION", "add_core_routes"]
+
+log = logging.getLogger("lobby.http")
 
 SERVER_VERSION = "0.1.0"
 
@@ -154,6 +158,7 @@ async def logout(req: ApiRequest) -> LogoutResponse:
     session = req.require_session()
     await req.ctx.sessions.revoke(session.id)
     await req.ctx.hub.end_session(session.id, reason="logged out")
+    log.info("logout %s", session.describe())
     return LogoutResponse()
 
 

@@ -13,7 +13,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from lobby import MasterServer
-from tests.lobby.support import ApiClient, FakeClock, ws_url
+from tests.lobby.support import ApiClient, FakeClock, websockets_inbox, ws_url
 
 Player = Callable[..., Awaitable[tuple[ApiClient, dict[str, Any]]]]
 
@@ -118,8 +118,8 @@ async def test_ws_accepts_a_valid_token(lobby: MasterServer, player: Player, whe
         url, headers = f"{url}?token={alice.token}", {}
     async with ws_connect(url, additional_headers=headers) as ws:
         await ws.send(json.dumps({"type": "heartbeat", "message_id": "x1"}))
-        data = json.loads(await ws.recv())
-        assert data["type"] == "heartbeat" and data["reply_to"] == "x1"
+        data = await websockets_inbox(ws).next_type("heartbeat")
+        assert data["reply_to"] == "x1"
 
 
 async def test_logout_closes_the_sessions_websocket(
