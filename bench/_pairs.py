@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bench._common import percentiles_ms
-from bench._proc import Child
+from bench._proc import Child, Profiler
 
 __all__ = [
     "Endpoint",
@@ -335,13 +335,17 @@ async def _exchange(
     def at_ns(ns: int) -> float:
         return loop.time() + (ns - time.perf_counter_ns()) / 1e9
 
+    profiler = Profiler()
+
     def mark_start() -> None:
         nonlocal cpu0
         cpu0 = time.process_time()
+        profiler.start()
 
     def mark_end() -> None:
         nonlocal cpu1
         cpu1 = time.process_time()
+        profiler.stop(f"pair-{type(endpoint).__name__}")
         done.set_result(None)
 
     def tick() -> None:

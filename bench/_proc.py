@@ -23,7 +23,37 @@ from typing import Any
 
 from bench._common import BenchError, loop_factory, rss_bytes
 
-__all__ = ["Child", "Control", "raise_nofile", "usage_snapshot"]
+__all__ = ["PROFILE_DIR", "Child", "Control", "Profiler", "raise_nofile", "usage_snapshot"]
+
+#: ``BENCH_PROFILE=<dir>``: children write cProfile stats of their measured windows there.
+PROFILE_DIR = os.environ.get("BENCH_PROFILE") or None
+
+
+class Profiler:
+    """cProfile of one measured window, written as ``<dir>/<name>-<pid>.prof`` (opt-in)."""
+
+    def __init__(self) -> None:
+        self._prof: Any = None
+
+    def start(self) -> None:
+        if PROFILE_DIR is None or self._prof is not None:
+            return
+        import cProfile
+
+        self._prof = cProfile.Profile()
+        self._prof.enable()
+
+    def stop(self, name: str) -> str | None:
+        """Stop and write the stats; the path written (None when not profiling)."""
+        if self._prof is None or PROFILE_DIR is None:
+            return None
+        self._prof.disable()
+        os.makedirs(PROFILE_DIR, exist_ok=True)
+        path = os.path.join(PROFILE_DIR, f"{name}-{os.getpid()}.prof")
+        self._prof.dump_stats(path)
+        self._prof = None
+        return path
+
 
 _CTX = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
@@ -54,6 +84,7 @@ class Control:
 
     def __init__(self, conn: multiprocessing.connection.Connection) -> None:
         self._conn = conn
+        self.profiler = Profiler()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         # A blocking reader thread: the loop's add_reader would make the pipe non-blocking
         # (uvloop does), and a large message would then be read half-arrived.
@@ -92,6 +123,13 @@ class Control:
                 return
             if cmd == "usage":
                 self.send(("ok", usage_snapshot()))
+                continue
+            if cmd == "profile_start":
+                self.profiler.start()
+                self.send(("ok", None))
+                continue
+            if cmd == "profile_stop":
+                self.send(("ok", self.profiler.stop(str(arg))))
                 continue
             handler = handlers.get(cmd)
             if handler is None:
@@ -203,6 +241,15 @@ class Child:
         self.send(cmd, arg)
         msg = self.recv(timeout)
         return msg[1] if isinstance(msg, tuple) and len(msg) == 2 else msg
+
+    def profile(self, name: str | None = None) -> None:
+        """Start (``name`` None) or stop and write a cProfile of this child (if BENCH_PROFILE)."""
+        if PROFILE_DIR is None:
+            return
+        if name is None:
+            self.call("profile_start")
+        else:
+            self.call("profile_stop", name)
 
     def close(self, timeout: float = 10.0) -> None:
         """Ask the child to stop; kill it if it does not within ``timeout``."""

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from bench._common import LOOPS, make_result, percentile, row, skip_result
-from bench._proc import Child
+from bench._proc import Child, Profiler
 
 __all__ = ["run", "run_area"]
 
@@ -87,11 +87,18 @@ async def area_child(ctl: Any, lobby_key: bytes, ids: list[int], config: dict[st
         for cid in nodes:
             offset = int(period_ns * (cid % total) / total)  # spread the senders over a period
             loop.call_at(at_ns(start_ns + offset), tick, cid, 0, offset)
-        loop.call_at(at_ns(t0_ns), lambda: cpu.append(time.process_time()))
+        profiler = Profiler()
+
+        def begin() -> None:
+            cpu.append(time.process_time())
+            profiler.start()
 
         def finish() -> None:
             cpu.append(time.process_time())
+            profiler.stop("area")
             done.set_result(None)
+
+        loop.call_at(at_ns(t0_ns), begin)
 
         loop.call_at(at_ns(end_ns), finish)
         await done

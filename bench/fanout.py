@@ -44,12 +44,14 @@ def measure_fanout(
         clients.call("send", {"index": 0, "text": text, "rate": rate, "duration": 0.3}, 60)
         time.sleep(0.3)
         clients.call("reset")
+        server.profile()
         u0 = server.call("usage")
         sent = clients.call(
             "send", {"index": 0, "text": text, "rate": rate, "duration": duration}, duration + 60
         )
         time.sleep(0.3)
         u1 = server.call("usage")
+        server.profile(f"fanout-{server.name}")
         counts = clients.call("counts")
     delivered = counts["n"]
     cpu = u1["cpu"] - u0["cpu"]

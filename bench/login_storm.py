@@ -61,11 +61,13 @@ def _storm(kind: str, accounts: int, duration: float) -> dict[str, Any]:
             gen.recv(30)
             probe.call("probe", 0.3, timeout=60)  # warm-up
             idle = probe.call("probe", duration, timeout=duration + 60)
+            lobby.profile()
             u0 = lobby.call("usage")
             gen.send("run", duration + 0.5)
             storm = probe.call("probe", duration, timeout=duration + 60)
             load = gen.reply(timeout=duration + 120)
             u1 = lobby.call("usage")
+            lobby.profile("login_storm-lobby")
     finally:
         lobby.close()
     return {

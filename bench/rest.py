@@ -38,7 +38,9 @@ STAND_IN: dict[str, Any] = {
 }
 
 
-def _measure(port: int, headers: dict[str, str], duration: float) -> dict[str, Any]:
+def _measure(
+    port: int, headers: dict[str, str], duration: float, server: Child | None = None
+) -> dict[str, Any]:
     opts = {
         "host": "127.0.0.1",
         "port": port,
@@ -49,7 +51,11 @@ def _measure(port: int, headers: dict[str, str], duration: float) -> dict[str, A
     with Child(http_child, opts, kind="uvloop" if "uvloop" in LOOPS else "asyncio") as gen:
         gen.recv(30)
         gen.call("run", min(0.5, duration / 3), timeout=60)  # warm-up
+        if server is not None:
+            server.profile()
         result: dict[str, Any] = gen.call("run", duration, timeout=duration + 60)
+        if server is not None:
+            server.profile(f"rest-{server.name}")
     return result
 
 
@@ -84,12 +90,12 @@ def run(quick: bool) -> dict[str, Any]:
             try:
                 token = make_accounts(port, 1, prefix="rest")[0]
                 document = _get(port, token)
-                lobby_fig = _measure(port, {"Authorization": f"Bearer {token}"}, duration)
+                lobby_fig = _measure(port, {"Authorization": f"Bearer {token}"}, duration, lobby)
             finally:
                 lobby.close()
         with Child(json_server_child, PATH, document, kind=kind, name="bare-json") as bare:
             _, bare_port = bare.recv(30)
-            bare_fig = _measure(bare_port, {}, duration)
+            bare_fig = _measure(bare_port, {}, duration, bare)
         figures[kind] = {"bare": bare_fig, "lobby": lobby_fig}
         if lobby_fig is None:
             rows.append(

@@ -74,12 +74,14 @@ async def node_child(ctl: Any, opts: dict[str, Any]) -> None:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
                 data = msg.json()
-                if data.get("type") == "relay":
-                    node.receive_relayed(_b64decode(data["payload"]))
-                elif data.get("type") == "error":
-                    if len(errors) < 5:
-                        errors.append(f"{data.get('error_code')}: {data.get('error_message')}")
-                    lobby_error.set()
+                # The hub may batch queued messages into one frame holding a JSON array.
+                for item in data if isinstance(data, list) else [data]:
+                    if item.get("type") == "relay":
+                        node.receive_relayed(_b64decode(item["payload"]))
+                    elif item.get("type") == "error":
+                        if len(errors) < 5:
+                            errors.append(f"{item.get('error_code')}: {item.get('error_message')}")
+                        lobby_error.set()
 
         reader = asyncio.ensure_future(read())
     ctl.send(("ready", node.address))
