@@ -116,9 +116,24 @@ class MovementRecord(NamedTuple):
 
     def to_message(self) -> PositionUpdateMessage:
         """The equivalent :class:`PositionUpdateMessage` (fresh ``message_id``); raises
-        :class:`DecodeError` if a value is out of the model's bounds."""
-        _check(self.sent_at, self.px, self.py, self.pz, self.vx, self.vy, self.vz)
-        return _build(*self)
+        :class:`DecodeError` if a value is out of the model's bounds (only possible for
+        a record built by hand: the decoders check everything)."""
+        cid, lid, seq = self.character_id, self.location_id, self.seq
+        if not (
+            type(cid) is int
+            and type(lid) is int
+            and type(seq) is int
+            and 0 <= cid <= 0xFFFFFFFF
+            and 0 <= lid <= 0xFFFFFFFF
+            and 0 <= seq <= 0xFFFF
+        ):
+            raise _bad("movement record ids or seq out of range")
+        try:
+            floats = [float(v) for v in self[3:]]
+        except (TypeError, ValueError) as exc:
+            raise _bad(f"movement record value is not a number: {exc}") from exc
+        _check(*floats)
+        return _build(cid, lid, seq, *floats)
 
     @classmethod
     def from_message(cls, update: PositionUpdateMessage) -> MovementRecord:

@@ -120,6 +120,19 @@ def test_records_match_models() -> None:
     assert _movement_fields(unpacked.to_message()) == _movement_fields(quantize_movement(update))
     with pytest.raises(DecodeError):
         record._replace(px=math.nan).to_message()
+    for bad in (
+        {"character_id": -1},
+        {"location_id": 2**32},
+        {"seq": 70000},
+        {"seq": True},
+        {"sent_at": "soon"},
+        {"vz": 1e8},
+    ):
+        with pytest.raises(DecodeError):
+            record._replace(**bad).to_message()
+    as_ints = record._replace(px=1, sent_at=2).to_message()
+    assert as_ints.position.x == 1.0 and type(as_ints.position.x) is float
+    assert deserialize(serialize(as_ints)) == as_ints
 
 
 def test_batches_split_at_the_limit() -> None:
