@@ -10,7 +10,6 @@ form tickets use) together with its peer id, the value tickets name as issuer.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import stat
@@ -20,6 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.crypto import (
+    b64url_encode,
     dump_private_key_pem,
     generate_identity_key,
     load_private_key_pem,
@@ -47,9 +47,7 @@ class LobbyKey:
     def __post_init__(self) -> None:
         raw = public_key_raw(self.private_key)
         object.__setattr__(self, "public_key", raw)
-        object.__setattr__(
-            self, "public_key_b64", base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-        )
+        object.__setattr__(self, "public_key_b64", b64url_encode(raw))
         object.__setattr__(self, "peer_id", peer_id(raw))
 
 
