@@ -35,7 +35,8 @@ class MeshConfig:
     ``relay_resend_interval``: relay copies repeat until acknowledged;
     ``redial_backoff``: after a failed dial, the next send uses the relay (or
     fails) instead of dialling again, for this long; ``tick_interval``: movement
-    batching period; ``movement_queue``: queued updates (drop oldest);
+    batching period; ``far_tick_divisor``: peers known to be in another location
+    get our movement every Nth tick only; ``movement_queue``: queued updates (drop oldest);
     ``max_pending_datagrams``: what aioquic may still hold per connection (drop
     oldest); ``max_datagram_payload``: byte limit of one movement batch;
     ``ack_tuning``: delay ACKs to ride on movement datagrams (DESIGN.md, ACK cost).
@@ -51,6 +52,7 @@ class MeshConfig:
     redial_backoff: float = 30.0
     direct_ack_timeout: float = 3.0
     tick_interval: float = 0.05
+    far_tick_divisor: int = 4
     movement_queue: int = 64
     max_pending_datagrams: int = 4
     max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD

@@ -119,6 +119,7 @@ class MeshCore(ReliableMixin):
         self._inbox = MovementInbox()
         self._next_tick: float | None = None
         self._last_tick: float | None = None
+        self._ticks = 0
         self._events: deque[CoreEvent] = deque()
         self._handles = itertools.count(1)
         self._dial_ids = itertools.count(1)

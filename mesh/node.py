@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import socket
@@ -133,7 +134,9 @@ class PeerNode:
     ``auth``: an :class:`~mesh.auth.Authenticator` (:class:`~mesh.auth.LobbyTicketAuth`);
     ``relay``: optional :class:`RelayTransport` (or ``async f(character_id, data)``)
     used when no direct connection can be opened; ``max_connections``: at most this
-    many direct peers, chosen by area of interest; ``config``: every other tunable.
+    many direct peers, chosen by area of interest (default 10, the seed's
+    ``p2p_max_connections``; overrides ``config``); ``config``: every other tunable
+    (:class:`~mesh.config.MeshConfig`, copied).
     """
 
     def __init__(
@@ -144,15 +147,16 @@ class PeerNode:
         port: int = 9000,
         auth: Authenticator,
         relay: RelayLike | None = None,
-        max_connections: int = 10,
+        max_connections: int | None = None,
         config: MeshConfig | None = None,
     ) -> None:
         _quicshim.check_aioquic_version()
         self.identity = (
             identity_key if isinstance(identity_key, Identity) else Identity(identity_key)
         )
-        self.config = config or MeshConfig()
-        self.config.max_connections = max_connections
+        self.config = dataclasses.replace(config) if config is not None else MeshConfig()
+        if max_connections is not None:
+            self.config.max_connections = max_connections
         self._host = host
         self._port = port
         self._auth = auth

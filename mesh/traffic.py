@@ -55,6 +55,8 @@ class TrafficMixin:
     _inbox: MovementInbox
     _next_tick: float | None
     _last_tick: float | None
+    _ticks: int
+    location_id: int | None
 
     def _deliver(self, identity: PeerIdentity, message: BaseMessage, path: Path) -> None:
         if message.type not in PEER_MESSAGE_TYPES:
@@ -93,10 +95,15 @@ class TrafficMixin:
         self._next_tick = None
         if not updates:
             return
+        self._ticks += 1
+        here = self.location_id
         cache: dict[int, list[bytes]] = {}
-        for link in self._active.values():
+        for pid, link in self._active.items():
             if link.closing or link.terminated:
                 continue
+            elsewhere = here is not None and self._locations.get(pid, here) != here
+            if elsewhere and self._ticks % self.config.far_tick_divisor:
+                continue  # interest: peers in another location get every Nth tick
             remote = _quicshim.remote_max_datagram_frame_size(link.quic)
             if remote is None:
                 continue

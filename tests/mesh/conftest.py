@@ -49,7 +49,8 @@ class FakeLobby:
 
 
 @pytest.fixture
-def lobby() -> FakeLobby:
+def fake_lobby() -> FakeLobby:
+    """A stand-in lobby signing key (named apart from the real-lobby ``lobby`` fixture)."""
     return FakeLobby(Ed25519PrivateKey.generate())
 
 
@@ -57,7 +58,7 @@ NodeFactory = Callable[..., Awaitable[PeerNode]]
 
 
 @pytest.fixture
-async def make_node(lobby: FakeLobby) -> AsyncIterator[NodeFactory]:
+async def make_node(fake_lobby: FakeLobby) -> AsyncIterator[NodeFactory]:
     """``await make_node(character_id, name, **kwargs)``: a started node on 127.0.0.1:0."""
     nodes: list[PeerNode] = []
     ids = itertools.count(1)
@@ -71,7 +72,9 @@ async def make_node(lobby: FakeLobby) -> AsyncIterator[NodeFactory]:
     ) -> PeerNode:
         cid = character_id if character_id is not None else next(ids)
         identity = Identity.generate()
-        auth = LobbyTicketAuth(lobby.public_key, lobby.ticket(identity, cid, name or f"hero{cid}"))
+        auth = LobbyTicketAuth(
+            fake_lobby.public_key, fake_lobby.ticket(identity, cid, name or f"hero{cid}")
+        )
         node = PeerNode(identity, host="127.0.0.1", port=0, auth=auth, config=config, **kwargs)  # type: ignore[arg-type]
         await node.start()
         nodes.append(node)
@@ -84,3 +87,13 @@ async def make_node(lobby: FakeLobby) -> AsyncIterator[NodeFactory]:
 
 def ticket_of(node: PeerNode) -> str:
     return node._auth.credential()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow`` mesh tests (many-seed soaks) run only when asked for with ``-m slow``."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    slow = [i for i in items if "slow" in i.keywords and "tests/mesh" in str(i.path)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [i for i in items if i not in slow]

@@ -60,7 +60,7 @@ async def attempt(
 
 
 async def test_stolen_ticket_without_its_key(
-    make_node: NodeFactory, lobby: FakeLobby, caplog: pytest.LogCaptureFixture
+    make_node: NodeFactory, fake_lobby: FakeLobby, caplog: pytest.LogCaptureFixture
 ) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     thief = Identity.generate()
@@ -76,7 +76,7 @@ async def test_stolen_ticket_without_its_key(
     await still_serves(victim, witness, inbox)
 
 
-async def test_forged_ticket(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_forged_ticket(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     attacker = Identity.generate()
     fake_lobby = FakeLobby(Ed25519PrivateKey.generate())
@@ -85,7 +85,7 @@ async def test_forged_ticket(make_node: NodeFactory, lobby: FakeLobby) -> None:
         hostile.send_control(_hello(attacker, forged))
         assert await hostile.close_code() == CloseCode.TICKET_INVALID
     # a real ticket with one field changed after signing
-    real = lobby.ticket(attacker, 3, "Mallory")
+    real = fake_lobby.ticket(attacker, 3, "Mallory")
     prefix, body, digest, sig = real.split(".")
     tampered = ".".join(
         (prefix, body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1], digest, sig)
@@ -96,17 +96,17 @@ async def test_forged_ticket(make_node: NodeFactory, lobby: FakeLobby) -> None:
     await still_serves(victim, witness, inbox)
 
 
-async def test_expired_ticket(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_expired_ticket(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     attacker = Identity.generate()
-    expired = lobby.ticket(attacker, 3, "Late", now=time.time() - 7200, ttl=3600)
+    expired = fake_lobby.ticket(attacker, 3, "Late", now=time.time() - 7200, ttl=3600)
     async with hostile_client(victim.address) as hostile:
         hostile.send_control(_hello(attacker, expired))
         assert await hostile.close_code() == CloseCode.TICKET_EXPIRED
     await still_serves(victim, witness, inbox)
 
 
-async def test_replayed_handshake(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_replayed_handshake(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     """A proof the witness once made for the victim is useless in a new handshake."""
     victim, witness, inbox = await victim_with_witness(make_node)
     old_nonce = new_nonce()
@@ -130,33 +130,33 @@ async def test_replayed_handshake(make_node: NodeFactory, lobby: FakeLobby) -> N
     await still_serves(victim, witness, inbox)
 
 
-async def test_node_id_not_matching_ticket(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_node_id_not_matching_ticket(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     attacker = Identity.generate()
-    ticket = lobby.ticket(attacker, 3, "Mallory")
+    ticket = fake_lobby.ticket(attacker, 3, "Mallory")
     async with hostile_client(victim.address) as hostile:
         hostile.send_control(_hello(attacker, ticket, node_id=witness.peer_id))
         assert await hostile.close_code() == CloseCode.PEER_MISMATCH
     await still_serves(victim, witness, inbox)
 
 
-async def test_data_before_authentication(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_data_before_authentication(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     async with hostile_client(victim.address) as hostile:
         hostile.send_data(WhisperMessage(content="early bird", sender_id=1))
         assert await hostile.close_code() == CloseCode.PROTOCOL_VIOLATION
     async with hostile_client(victim.address) as hostile:
         attacker = Identity.generate()
-        hostile.send_control(_hello(attacker, lobby.ticket(attacker, 3, "M")))
+        hostile.send_control(_hello(attacker, fake_lobby.ticket(attacker, 3, "M")))
         hostile.send_data(WhisperMessage(content="before proof", sender_id=1))
         assert await hostile.close_code() == CloseCode.PROTOCOL_VIOLATION
     await still_serves(victim, witness, inbox)
 
 
-async def test_spoofed_sender_is_overwritten(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_spoofed_sender_is_overwritten(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     mallory = Identity.generate()
-    ticket = lobby.ticket(mallory, 66, "Mallory")
+    ticket = fake_lobby.ticket(mallory, 66, "Mallory")
     async with hostile_client(victim.address) as hostile:
         await hostile.handshake(identity=mallory, ticket=ticket)
         await hostile.expect_welcome()
@@ -184,7 +184,7 @@ async def still_serves_after_leave(victim: PeerNode, witness: PeerNode, inbox: I
 
 
 async def test_bad_frames_close_only_that_connection(
-    make_node: NodeFactory, lobby: FakeLobby
+    make_node: NodeFactory, fake_lobby: FakeLobby
 ) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     cases = [
@@ -203,18 +203,18 @@ async def test_bad_frames_close_only_that_connection(
     # after authentication, garbage on the control stream still closes it
     mallory = Identity.generate()
     async with hostile_client(victim.address) as hostile:
-        await hostile.handshake(identity=mallory, ticket=lobby.ticket(mallory, 70, "M"))
+        await hostile.handshake(identity=mallory, ticket=fake_lobby.ticket(mallory, 70, "M"))
         await hostile.expect_welcome()
         hostile.send_raw(encode_frame(KIND_CONTROL, b"[]"))
         assert await hostile.close_code() == CloseCode.PROTOCOL_VIOLATION
     await still_serves(victim, witness, inbox)
 
 
-async def test_bad_datagrams_are_dropped(make_node: NodeFactory, lobby: FakeLobby) -> None:
+async def test_bad_datagrams_are_dropped(make_node: NodeFactory, fake_lobby: FakeLobby) -> None:
     victim, witness, inbox = await victim_with_witness(make_node)
     mallory = Identity.generate()
     async with hostile_client(victim.address) as hostile:
-        await hostile.handshake(identity=mallory, ticket=lobby.ticket(mallory, 71, "M"))
+        await hostile.handshake(identity=mallory, ticket=fake_lobby.ticket(mallory, 71, "M"))
         await hostile.expect_welcome()
         for junk in (b"", b"\x00", b"\x22\x05" + b"\x00" * 10, b"\xff" * 1000):
             hostile.send_datagram(junk)
@@ -228,7 +228,7 @@ async def test_bad_datagrams_are_dropped(make_node: NodeFactory, lobby: FakeLobb
 
 
 async def test_impostor_server_fails_tls_key_check(
-    make_node: NodeFactory, lobby: FakeLobby
+    make_node: NodeFactory, fake_lobby: FakeLobby
 ) -> None:
     """A node presenting someone else's ticket is caught by the dialler (TLS key != ticket key)."""
     victim = await make_node(1, "Victim")
@@ -238,7 +238,7 @@ async def test_impostor_server_fails_tls_key_check(
         impostor_identity,
         host="127.0.0.1",
         port=0,
-        auth=LobbyTicketAuth(lobby.public_key, ticket_of(honest)),
+        auth=LobbyTicketAuth(fake_lobby.public_key, ticket_of(honest)),
     )
     async with impostor:
         with pytest.raises(HandshakeError):

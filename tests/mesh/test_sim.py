@@ -176,3 +176,29 @@ def test_demux_ignores_junk_and_small_initials() -> None:
     assert core.stats["dropped_packets"] == 5
     core.receive_datagram(initial, ("10.9.9.9", 1), 0.0)  # the full one does
     assert len(core._links) == 1
+
+
+def test_peers_elsewhere_get_movement_less_often() -> None:
+    net = SimNet(9, delay=(0.002, 0.004))
+    a, near, far = net.add(1), net.add(2), net.add(3)
+    for other in (near, far):
+        net.connect(a, other)
+        net.run_until(lambda o=other: net.connected(a, o))  # type: ignore[misc]
+    a.core.set_peer_location(2, 5, net.now)
+    a.core.set_peer_location(3, 9, net.now)
+    for i in range(80):
+        a.core.queue_position(
+            PositionUpdateMessage(character_id=1, location_id=5, position=Vec3(x=i), seq=i + 1),
+            net.now,
+        )
+        net.flush(a)
+        net.run_for(0.05)
+    net.run_for(0.5)
+    assert len(near.positions()) == 80
+    assert 15 <= len(far.positions()) <= 25  # every 4th tick
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1000, 1300))
+def test_many_seeds_chat_with_loss_and_cut(seed: int) -> None:
+    test_chat_exactly_once_in_order_with_loss_and_a_cut(seed)
