@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lobby.storage.game_schema as _game_schema  # noqa: F401 - registers the migration
+from lobby.services.combat import CombatService
 from lobby.services.directory import DirectoryService
 from lobby.services.inventory import InventoryService
 from lobby.services.location import LocationService
@@ -23,6 +24,7 @@ from lobby.services.trade import TradeService
 from lobby.services.world import WorldService
 
 __all__ = [
+    "CombatService",
     "DirectoryService",
     "InventoryService",
     "LocationService",
@@ -43,6 +45,7 @@ def game_services() -> list[Any]:
         PartyService(),
         InventoryService(),
         TradeService(),
+        CombatService(),
     ]
 
 
