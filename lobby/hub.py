@@ -91,6 +91,10 @@ class Presence:
     def online(self) -> bool:
         return self.conn is not None
 
+    @property
+    def character_id(self) -> int | None:
+        return None if self.character is None else self.character.id
+
 
 class Hub:
     """Every presence and connection of one lobby, and the message dispatcher."""

@@ -152,8 +152,18 @@ class SessionStore:
     async def select_character(
         self, session: Session, character_id: int | None, peer_info: dict[str, Any] | None
     ) -> Session:
-        """Record the selected character (and peer info) of ``session``."""
+        """Record the selected character (and peer info) of ``session``.
+
+        A character is selected by at most one session: any other session that had
+        it selected loses the selection (the newest selection wins).
+        """
         async with self._db.write() as conn:
+            if character_id is not None:
+                await conn.execute(
+                    update(sessions)
+                    .where(sessions.c.character_id == character_id, sessions.c.id != session.id)
+                    .values(character_id=None, peer_info=None)
+                )
             await conn.execute(
                 update(sessions)
                 .where(sessions.c.id == session.id)

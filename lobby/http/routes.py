@@ -12,6 +12,8 @@
 ``GET /api/openapi.json``                  200   OpenAPI 3.1 (no auth)
 =========================================  ====  =====================================
 
+Selecting a character another session of the account has selected moves it: the
+other session loses its selection and gets ``ERROR conflict`` on its WebSocket.
 Select with ``peer_public_key`` and ``box_key`` (and optional ``endpoints``)
 returns a peer ticket signed with the lobby key (:func:`protocol.crypto.issue_ticket`),
 valid for ``ticket_ttl`` seconds.
@@ -43,6 +45,7 @@ from lobby.http.openapi import build_openapi
 from lobby.hub import CharacterInfo
 from protocol.crypto import b64url_decode, issue_ticket, peer_id
 from protocol.errors import ErrorCode, LobbyError
+from protocol.factories import create_error_message
 from protocol.version import PROTOCOL_VERSION
 
 __all__ = ["SERVER_VERSION", "add_core_routes"]
@@ -224,6 +227,17 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
             "ticket": ticket,
         }
     await ctx.sessions.select_character(session, character.id, peer_info)
+    for other in ctx.hub.presences():
+        if other.session_id != session.id and other.character_id == character.id:
+            await ctx.hub.set_character(other.session_id, None)
+            ctx.hub.send_to_session(
+                other.session_id,
+                create_error_message(
+                    ErrorCode.CONFLICT,
+                    "your character was selected by another session",
+                    {"character_id": character.id},
+                ),
+            )
     await ctx.hub.set_character(session.id, _info(character))
     return CharacterSelectResponse(
         character=_out(character),

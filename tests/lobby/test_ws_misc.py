@@ -117,3 +117,24 @@ async def test_queued_messages_are_batched_into_one_array_frame(
         frame = json.loads((await ws.receive(timeout=10)).data)
         assert isinstance(frame, list)
         assert [m["content"] for m in frame] == [f"b{i}" for i in range(10)]
+
+
+async def test_a_character_is_played_by_one_session_at_a_time(
+    lobby: MasterServer,
+    player: Player,
+    make_client: Callable[[], ApiClient],
+    http: aiohttp.ClientSession,
+) -> None:
+    first, hero = await player("alice")
+    second = make_client()
+    await second.login("alice")
+    async with http.ws_connect(ws_url(lobby.url), headers=first.headers()) as ws:
+        inbox = aiohttp_inbox(ws)
+        await second.select(hero["id"])
+        err = await inbox.next_type("error")
+        assert err["error_code"] == "conflict" and err["details"]["character_id"] == hero["id"]
+        await ws.send_str(json.dumps({"type": "chat", "content": "me?"}))
+        assert (await inbox.next_type("error"))["error_code"] == "no_character"
+    presences = [p for p in lobby.hub.presences() if p.character_id == hero["id"]]
+    assert presences == []  # the second session has not connected yet
+    assert (await lobby.ctx.sessions.authenticate(first.token)).character_id is None
