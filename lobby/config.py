@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Clock", "LobbySettings"]
@@ -127,6 +127,14 @@ class LobbySettings(BaseSettings):
     @classmethod
     def _fold_admins(cls, value: list[str]) -> list[str]:
         return [name.strip().casefold() for name in value if name.strip()]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LobbySettings:
+        if self.ws_hard_max_message_size < self.ws_max_message_size:
+            raise ValueError("ws_hard_max_message_size must be >= ws_max_message_size")
+        if self.ws_backlog_max > self.ws_send_queue_max:
+            raise ValueError("ws_backlog_max must be <= ws_send_queue_max (it is replayed into it)")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

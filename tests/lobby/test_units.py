@@ -70,3 +70,12 @@ def test_lobby_key_is_created_private_and_reloaded(tmp_path: Path) -> None:
     path.write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="unusable"):
         load_or_create_key(tmp_path)
+
+
+def test_inconsistent_ws_limits_are_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="ws_hard_max_message_size"):
+        LobbySettings(ws_max_message_size=4096, ws_hard_max_message_size=1024)
+    with pytest.raises(ValidationError, match="ws_backlog_max"):
+        LobbySettings(ws_send_queue_max=10, ws_backlog_max=20)
