@@ -25,8 +25,10 @@ CONCURRENCY = 8
 GEN_LOOP = "uvloop" if "uvloop" in LOOPS else "asyncio"
 
 
-def _storm(kind: str, accounts: int, duration: float) -> dict[str, Any]:
-    lobby, port = start_lobby(dict(BENCH_LIMITS), kind)
+def _storm(
+    kind: str, accounts: int, duration: float, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    lobby, port = start_lobby({**BENCH_LIMITS, **(extra or {})}, kind)
     try:
         make_accounts(port, accounts, prefix="storm")
         probe_opts = {

@@ -9,6 +9,7 @@ not the bottleneck. The bare baseline serves the very document the lobby answere
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
@@ -23,8 +24,8 @@ __all__ = ["run"]
 
 TITLE = "REST: GET /api/world/state requests per second"
 PATH = "/api/world/state"
-CONNECTIONS = 4
-DEPTH = 8
+CONNECTIONS = int(os.environ.get("BENCH_REST_CONNECTIONS", "8"))
+DEPTH = int(os.environ.get("BENCH_REST_DEPTH", "4"))
 
 #: Stand-in document while the lobby has not landed (shaped like a world state).
 STAND_IN: dict[str, Any] = {
@@ -53,9 +54,12 @@ def _measure(
         gen.call("run", min(0.5, duration / 3), timeout=60)  # warm-up
         if server is not None:
             server.profile()
+            u0 = server.call("usage")
         result: dict[str, Any] = gen.call("run", duration, timeout=duration + 60)
         if server is not None:
+            u1 = server.call("usage")
             server.profile(f"rest-{server.name}")
+            result["server_cpu_share"] = (u1["cpu"] - u0["cpu"]) / (u1["wall"] - u0["wall"])
     return result
 
 

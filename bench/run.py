@@ -152,7 +152,11 @@ def to_text(results: list[dict[str, Any]]) -> str:
     """A plain-text table of every result."""
     lines: list[str] = []
     for res in results:
-        lines.append(f"== {res['name']}: {res['title']}  ({res.get('seconds', 0):.1f} s)")
+        load = res.get("loadavg_1min") or [math.nan, math.nan]
+        lines.append(
+            f"== {res['name']}: {res['title']}  ({res.get('seconds', 0):.1f} s, "
+            f"load avg {load[0]:.1f} -> {load[1]:.1f})"
+        )
         if res.get("skipped"):
             lines.append(f"   skipped: {res['skipped']}")
         if res.get("error"):
@@ -193,6 +197,13 @@ def to_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return math.nan
+
+
 def _meta(quick: bool) -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -230,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     crashed = False
     for name in names:
         t0 = time.perf_counter()
+        load0 = _loadavg()
         result, broke = _run_one(name, args.quick)
         result["seconds"] = time.perf_counter() - t0
+        # Other work on the machine skews latency figures most: keep the load next to them.
+        result["loadavg_1min"] = [load0, _loadavg()]
         crashed |= broke
         results.append(result)
         print(to_text([result]), flush=True)
