@@ -14,8 +14,10 @@ services, the hashing pool and the database.
 
 Services: any object with ``name``, ``async setup(ctx)`` and ``async close()``
 (:class:`LobbyService`), passed as ``services=[...]`` or through
-:meth:`MasterServer.add_service` before ``start()``. Chat is one. A service that
-needs tables appends a migration to :data:`lobby.storage.MIGRATIONS` at import.
+:meth:`MasterServer.add_service` before ``start()``. Chat is always there; the
+game services of :mod:`lobby.services` follow the passed ones (a passed service
+with the same ``name`` replaces the default). A service that needs tables
+appends a migration to :data:`lobby.storage.MIGRATIONS` at import.
 
 Explicit arguments override ``settings`` (whose own defaults and ``SHARDS_*``
 environment variables fill the rest). ``clock`` is the injectable wall clock.
