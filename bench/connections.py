@@ -143,6 +143,16 @@ def run(quick: bool) -> dict[str, Any]:
                 target=("value", "<=", 30.0),
             )
         )
+        rows.append(
+            row(
+                loop=kind,
+                metric="lobby WS connects/s",
+                value=fig["connects_per_s"],
+                unit="/s",
+                baseline=bare_fig["connects_per_s"],
+                baseline_name="bare aiohttp",
+            )
+        )
         if fig["failed"]:
             notes.append(f"{kind}: {fig['failed']} failed, e.g. {fig['errors'][:1]}")
     result = make_result("connections", TITLE, rows, figures=figures, notes=notes)

@@ -89,7 +89,7 @@ def run(quick: bool) -> dict[str, Any]:
 
         return skip_result("login_storm", title, skip)
     duration = 1.0 if quick else 10.0
-    accounts = 4 if quick else 16
+    accounts = 2 if quick else 16
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}
     notes = [
