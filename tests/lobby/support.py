@@ -51,13 +51,15 @@ class FakeClock:
 
 
 def fast_settings(data_dir: Path, **overrides: Any) -> LobbySettings:
-    """Settings for a test lobby: port 0, cheap hashing, generous REST limits."""
+    """Settings for a test lobby: port 0, cheap hashing, REST limits out of the way."""
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
         "data_dir": data_dir,
         "rest_burst_per_address": 10_000,
         "rest_rate_per_address": 10_000,
+        "rest_burst_per_account": 10_000,
+        "rest_rate_per_account": 10_000,
         "ws_close_timeout": 2.0,
         "maintenance_interval": 3600.0,
         **FAST_HASH,
