@@ -173,9 +173,9 @@ class CombatService:
         )
         await self._store(combat, result)
         self._send_all(combat, combat_result_messages(combat, result))
-        ack(conn, msg.message_id, combat_id=combat.combat_id, round=combat.seq)
         if result.ended:
             await self._end(combat)
+        ack(conn, msg.message_id, combat_id=combat.combat_id, round=combat.seq)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -207,20 +207,20 @@ class CombatService:
                     )
 
     async def _end(self, combat: Combat) -> None:
+        """Store the defeated as wounded, forget the combat, then tell everyone (in that order)."""
         ctx = self._context()
-        hub = ctx.hub
+        self.combats.pop(combat.combat_id, None)
         for f in combat.participants():
-            hub.send_to_character(f.character_id, combat_end_message(combat, f.character_id))
+            if self._of.get(f.character_id) == combat.combat_id:
+                del self._of[f.character_id]
         defeated = [f.character_id for f in combat.participants() if not f.alive]
         if defeated:
             async with ctx.db.write() as db:
                 await db.execute(
                     update(characters).where(characters.c.id.in_(defeated)).values(health=1)
                 )
-        self.combats.pop(combat.combat_id, None)
         for f in combat.participants():
-            if self._of.get(f.character_id) == combat.combat_id:
-                del self._of[f.character_id]
+            ctx.hub.send_to_character(f.character_id, combat_end_message(combat, f.character_id))
         log.info("combat %s ended (%s)", combat.combat_id, combat.end.reason if combat.end else "")
 
     def _send_all(self, combat: Combat, messages: list[Any]) -> None:

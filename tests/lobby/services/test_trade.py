@@ -197,8 +197,11 @@ async def _trade(a: GamePlayer, b: GamePlayer, rng: random.Random, all_items: li
 
     async def drop() -> str:
         await dropper.disconnect()
-        return "dropped"
+        # whatever the drop interrupted, the one who stayed hears how the trade ended
+        result = await stayer.next("trade_complete", trade_id=tid, wait=STEP_WAIT)
+        return "dropped" if not result["success"] else "completed"
 
+    tid = ""
     answer = await a.reply(await a.send("trade_request", target_id=b.id), wait=STEP_WAIT)
     if answer["type"] == "error":
         return "refused"
