@@ -34,7 +34,9 @@ class MeshConfig:
     direct path, a message is also sent through the relay (when there is one);
     ``relay_resend_interval``: relay copies repeat until acknowledged;
     ``redial_backoff``: after a failed dial, the next send uses the relay (or
-    fails) instead of dialling again, for this long; ``tick_interval``: movement
+    fails) instead of dialling again, for this long; ``reconnect_interval``: a peer
+    we were connected to is redialled this often while messages to it wait (until
+    their ``send_timeout``); ``tick_interval``: movement
     batching period; ``far_tick_divisor``: peers known to be in another location
     get our movement every Nth tick only; ``movement_queue``: queued updates (drop oldest);
     ``max_pending_datagrams``: what aioquic may still hold per connection (drop
@@ -50,6 +52,7 @@ class MeshConfig:
     send_timeout: float = 15.0
     relay_resend_interval: float = 2.0
     redial_backoff: float = 30.0
+    reconnect_interval: float = 2.0
     direct_ack_timeout: float = 3.0
     tick_interval: float = 0.05
     far_tick_divisor: int = 4

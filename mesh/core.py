@@ -113,6 +113,7 @@ class MeshCore(ReliableMixin):
         self._endpoints: dict[str, Address] = {}
         self._locations: dict[str, int] = {}
         self._redial_at: dict[str, float] = {}
+        self._was_connected: set[str] = set()
         self._out: dict[str, OutboundChannel] = {}
         self._in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]] = {}
         self._outbox = MovementOutbox(self.config.movement_queue)
@@ -179,7 +180,10 @@ class MeshCore(ReliableMixin):
         times = [t for t in (link.timer() for link in self._links) if t is not None]
         if self._next_tick is not None:
             times.append(self._next_tick)
-        for channel in self._out.values():
+        for pid, channel in self._out.items():
+            reconnect = self._reconnect_due(pid, channel)
+            if reconnect is not None:
+                times.append(reconnect)
             for out in channel.pending.values():
                 times.append(out.deadline)
                 due = self._relay_due(out) if self.relay_enabled else None
@@ -318,9 +322,8 @@ class MeshCore(ReliableMixin):
             else:
                 link.close(CloseCode.NORMAL, "node closing")
         for channel in self._out.values():
-            for out in list(channel.pending.values()):
+            for out in channel.drop_all():
                 self._settle(out, None, PeerUnreachableError("the node closed"))
-            channel.pending.clear()
         self._closed = True
 
     # connections --------------------------------------------------------------
@@ -474,6 +477,7 @@ class MeshCore(ReliableMixin):
             _quicshim.tune_ack_delay(link.quic, 1.25 * self.config.tick_interval)
         self._learn(identity)
         self._redial_at.pop(identity.peer_id, None)
+        self._was_connected.add(identity.peer_id)
         # one socket per node: even an inbound connection comes from the peer's endpoint
         self._endpoints.setdefault(identity.peer_id, link.addr)
         pid = identity.peer_id
@@ -538,7 +542,9 @@ class MeshCore(ReliableMixin):
             link.dial_id = None
         pid = link.expected_peer_id
         if pid is not None and pid not in self._active and not self._dialing(pid):
-            self._redial_at[pid] = now + self.config.redial_backoff
+            lost = pid in self._was_connected  # a broken path, not a stranger: retry sooner
+            backoff = self.config.reconnect_interval if lost else self.config.redial_backoff
+            self._redial_at[pid] = now + backoff
             self._no_direct_path(pid, now)
 
     def _on_terminated(self, link: Link, event: qe.ConnectionTerminated, now: float) -> None:

@@ -53,6 +53,7 @@ class ReliableMixin(TrafficMixin):
     _known: dict[str, PeerIdentity]
     _endpoints: dict[str, Address]
     _redial_at: dict[str, float]
+    _was_connected: set[str]
     _out: dict[str, OutboundChannel]
     _in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]]
 
@@ -130,9 +131,21 @@ class ReliableMixin(TrafficMixin):
                     self._relay(identity, KIND_DATA, channel.data_body(out))
                     out.relay_resend_at = now + self.config.relay_resend_interval
             return
-        for out in list(channel.pending.values()):
+        if self._reconnectable(pid):
+            return  # a peer we were connected to: redial until the messages' deadline
+        for out in channel.drop_all():
             self._settle(out, None, PeerUnreachableError(f"peer {pid[:12]} is unreachable"))
-        channel.pending.clear()
+
+    def _reconnectable(self, pid: str) -> bool:
+        return pid in self._was_connected and pid in self._endpoints and not self._closed
+
+    def _reconnect_due(self, pid: str, channel: OutboundChannel) -> float | None:
+        """When to redial a lost peer that still has messages waiting (None: not needed)."""
+        if not channel.pending or pid in self._active or not self._reconnectable(pid):
+            return None
+        if self._dialing(pid):
+            return None
+        return self._redial_at.get(pid, 0.0)
 
     def _relay(self, identity: PeerIdentity, kind: int, body: bytes) -> None:
         data = seal_envelope(
@@ -152,6 +165,9 @@ class ReliableMixin(TrafficMixin):
                     None,
                     PeerUnreachableError(f"no acknowledgement from peer {pid[:12]} in time"),
                 )
+            due = self._reconnect_due(pid, channel)
+            if due is not None and now >= due:
+                self._dial(self._endpoints[pid], pid, now)
             identity = self._known.get(pid)
             if identity is None or not self.relay_enabled:
                 continue

@@ -178,6 +178,13 @@ class OutboundChannel:
             settled.append(out)
         return settled
 
+    def drop_all(self) -> list[Outgoing]:
+        """Remove and return every pending message (they failed)."""
+        gone = list(self.pending.values())
+        self.pending.clear()
+        self._by_id.clear()
+        return gone
+
     def expire(self, now: float) -> list[Outgoing]:
         """Remove and return messages whose deadline passed."""
         gone = [out for out in self.pending.values() if out.deadline <= now]

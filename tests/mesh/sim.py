@@ -17,6 +17,7 @@ from mesh.auth import LobbyTicketAuth
 from mesh.core import MeshConfig, MeshCore
 from mesh.events import (
     CoreEvent,
+    DialFailed,
     MessageDelivered,
     PeerConnected,
     PositionReceived,
@@ -189,6 +190,20 @@ class SimNet:
         dial = a.core.connect(b.ticket, b.addr, self.now)
         self.flush(a)
         return dial
+
+    def establish(self, a: SimNode, b: SimNode, attempts: int = 5) -> None:
+        """Dial until connected: under heavy loss one dial may time out (a real app retries)."""
+        for _ in range(attempts):
+            dial = self.connect(a, b)
+            self.run_until(
+                lambda d=dial: (  # type: ignore[misc]
+                    self.connected(a, b)
+                    or any(isinstance(e, DialFailed) and e.dial_id == d for e in a.events)
+                )
+            )
+            if self.connected(a, b):
+                return
+        raise AssertionError("could not connect")
 
     def connected(self, a: SimNode, b: SimNode) -> bool:
         return b.core.identity.peer_id in a.core.peers and a.core.identity.peer_id in b.core.peers

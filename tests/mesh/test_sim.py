@@ -26,8 +26,7 @@ def test_chat_exactly_once_in_order_with_loss_and_a_cut(seed: int) -> None:
     """
     net = SimNet(seed, loss=0.2, duplicate=0.1, delay=(0.001, 0.05), config=slow_config)
     a, b = net.add(1), net.add(2)
-    net.connect(a, b)
-    net.run_until(lambda: net.connected(a, b))
+    net.establish(a, b)
     sent_ab, sent_ba = [], []
     handles = []
     for i in range(30):
@@ -58,8 +57,7 @@ def test_chat_exactly_once_in_order_with_loss_and_a_cut(seed: int) -> None:
 def test_relay_takes_over_when_the_direct_path_dies(seed: int) -> None:
     net = SimNet(seed, loss=0.1, relay=True, relay_loss=0.3, config=slow_config)
     a, b = net.add(1), net.add(2)
-    net.connect(a, b)
-    net.run_until(lambda: net.connected(a, b))
+    net.establish(a, b)
     net.cut.add(b.addr)  # b is now behind a firewall for good
     handles = [net.send(a, b, WhisperMessage(content=f"m{i}")) for i in range(15)]
     net.run_until(lambda: all(h in a.settled for h in handles), limit=600.0)
@@ -95,8 +93,7 @@ def test_simultaneous_dials_leave_one_link_per_pair(seed: int) -> None:
 def test_movement_newest_wins_under_reordering(seed: int) -> None:
     net = SimNet(seed, loss=0.2, duplicate=0.2, delay=(0.001, 0.2))
     a, b = net.add(1), net.add(2)
-    net.connect(a, b)
-    net.run_until(lambda: net.connected(a, b))
+    net.establish(a, b)
     for i in range(300):
         seq = (65500 + i) & 0xFFFF  # crosses the wrap-around
         a.core.queue_position(
@@ -116,8 +113,7 @@ def _movement_packets(ack_tuning: bool, seed: int) -> tuple[int, int]:
     """Packets both nodes send while exchanging 100 ticks of movement (no loss)."""
     net = SimNet(seed, delay=(0.002, 0.004), config=lambda: MeshConfig(ack_tuning=ack_tuning))
     a, b = net.add(1), net.add(2)
-    net.connect(a, b)
-    net.run_until(lambda: net.connected(a, b))
+    net.establish(a, b)
     net.run_for(1.0)
     before = net.packets
     ticks = 100
@@ -147,8 +143,7 @@ def test_ack_tuning_halves_packets_per_update(seed: int) -> None:
 def test_keepalive_holds_an_idle_connection_and_a_vanished_peer_is_dropped() -> None:
     net = SimNet(7, config=lambda: MeshConfig(idle_timeout=3.0, keepalive_interval=1.0))
     a, b = net.add(1), net.add(2)
-    net.connect(a, b)
-    net.run_until(lambda: net.connected(a, b))
+    net.establish(a, b)
     net.run_for(30.0)  # ten idle timeouts with no application traffic
     assert net.connected(a, b)
     net.cut.add(b.addr)  # b vanishes without a word
