@@ -293,3 +293,16 @@ async def test_udp_junk_and_foreign_alpn_do_not_disturb(make_node: NodeFactory) 
     finally:
         transport.close()
     await still_serves(victim, witness, inbox)
+
+
+async def test_movement_before_authentication_is_dropped(
+    make_node: NodeFactory, fake_lobby: FakeLobby
+) -> None:
+    victim, witness, inbox = await victim_with_witness(make_node)
+    mallory = Identity.generate()
+    async with hostile_client(victim.address) as hostile:
+        hostile.send_datagram(encode_movement_batch([_update(character_id=72, seq=1)]))
+        hostile.send_control(_hello(mallory, fake_lobby.ticket(mallory, 72, "M")))
+        await hostile.recv()  # the victim's hello: it processed our datagram by now
+        assert victim.stats["bad_datagrams"] == 1
+    await still_serves(victim, witness, inbox)

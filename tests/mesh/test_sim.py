@@ -197,3 +197,15 @@ def test_peers_elsewhere_get_movement_less_often() -> None:
 @pytest.mark.parametrize("seed", range(1000, 1300))
 def test_many_seeds_chat_with_loss_and_cut(seed: int) -> None:
     test_chat_exactly_once_in_order_with_loss_and_a_cut(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(2000, 2200))
+def test_many_seeds_relay_takeover(seed: int) -> None:
+    test_relay_takes_over_when_the_direct_path_dies(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3000, 3200))
+def test_many_seeds_simultaneous_dials(seed: int) -> None:
+    test_simultaneous_dials_leave_one_link_per_pair(seed)
