@@ -69,6 +69,7 @@ async def new_player(
     character = await client.create_character(name or f"Hero{n}", faction, character_class)
     selected = await client.select(int(character["id"]), **(select or {}))
     player = GamePlayer(client, selected["character"], selected)
+    player.username = username
     if connect:
         await player.connect()
     return player

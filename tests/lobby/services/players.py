@@ -91,6 +91,7 @@ class GamePlayer:
         self.client = client
         self.character = character
         self.selected = selected or {}
+        self.username = ""
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.box: Mailbox | None = None
 
