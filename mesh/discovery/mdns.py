@@ -379,14 +379,22 @@ class MdnsDiscovery(Discovery):
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.heartbeat)
+            due += self.heartbeat
+            await asyncio.sleep(max(0.0, due - loop.time()))
             azc, info = self._azc, self._info
             if azc is None or info is None:
                 return
             zc = azc.zeroconf
             zc.async_send(zc.generate_service_broadcast(info, None))
-            deadline = loop.time() - self.peer_timeout
+            now = loop.time()
+            if now - due > self.heartbeat / 2:
+                # we were stalled: records that arrived meanwhile may still wait in the
+                # socket; judge silence on a later, punctual tick
+                due = now
+                continue
+            deadline = now - self.peer_timeout
             for instance in list(self._instances.values()):
                 if instance.alive and instance.last_seen < deadline:
                     self._mark_lost(instance)

@@ -99,7 +99,7 @@ async def test_example_joins_a_lan_game() -> None:
     passphrase = f"example-{secrets.token_hex(6)}"
     host = LanNode(
         name="Host", passphrase=passphrase, interfaces=["127.0.0.1"], port=0, heartbeat=0.5,
-        peer_timeout=2.0, dial_grace=0.5, retry_interval=1.0,
+        peer_timeout=3.0, dial_grace=0.5, retry_interval=1.0,
     )  # fmt: skip
     got: dict[str, asyncio.Future[Any]] = {
         kind: asyncio.get_running_loop().create_future()

@@ -26,7 +26,7 @@ def _argv(name: str, passphrase: str, address: str) -> list[str]:
         "-m", "mesh", "--lan", "--json",
         "--name", name, "--passphrase", passphrase,
         "--interface", address, "--port", "0",
-        "--heartbeat", "0.5", "--peer-timeout", "2",
+        "--heartbeat", "0.5", "--peer-timeout", "3",
     ]  # fmt: skip
 
 

@@ -30,7 +30,7 @@ def make_node(name: str, tag: str | None, **kwargs: object) -> MdnsDiscovery:
         "group_tag": tag,
         "interfaces": LOOPBACK,
         "heartbeat": 0.5,
-        "peer_timeout": 2.0,
+        "peer_timeout": 3.0,
     }
     options.update(kwargs)
     return MdnsDiscovery(**options)  # type: ignore[arg-type]

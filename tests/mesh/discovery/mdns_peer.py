@@ -23,7 +23,7 @@ async def _run(args: argparse.Namespace) -> None:
         group_tag=args.tag,
         interfaces=[args.interface],
         heartbeat=0.5,
-        peer_timeout=2.0,
+        peer_timeout=3.0,
     )
     async with node:
         print("READY", flush=True)
