@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+
 from lobby import MasterServer
+from lobby.storage.game_schema import items
 from tests.lobby.services.conftest import MakePlayer
 from tests.lobby.support import FakeClock
 
@@ -93,3 +96,24 @@ async def test_rest_endpoints_size_limit_and_leadership_handover(
     # membership survives going offline
     status, body = await rest[2].rest("GET", "/api/party")
     assert rest[0].id in [m["character_id"] for m in body["members"]]
+
+
+async def test_deleting_a_character_leaves_its_party_and_drops_its_items(
+    server: MasterServer, make_player: MakePlayer
+) -> None:
+    lead = await make_player()
+    member = await make_player()
+    party = (await lead.request("party_create"))["details"]["party_id"]
+    await lead.request("party_invite", target_id=member.id)
+    await member.request("party_accept", party_id=party)
+    status, _ = await lead.rest("DELETE", f"/api/characters/{lead.id}")
+    assert status == 200
+    update = await member.next("party_update", leader_id=member.id)
+    assert [m["character_id"] for m in update["members"]] == [member.id]
+    async with server.ctx.db.read() as db:
+        left = (
+            await db.execute(
+                select(func.count()).select_from(items).where(items.c.owner_id == lead.id)
+            )
+        ).scalar_one()
+    assert left == 0
