@@ -184,11 +184,15 @@ class MeshCore(ReliableMixin):
             reconnect = self._reconnect_due(pid, channel)
             if reconnect is not None:
                 times.append(reconnect)
-            for out in channel.pending.values():
-                times.append(out.deadline)
-                due = self._relay_due(out) if self.relay_enabled else None
-                if due is not None:
-                    times.append(due)
+            if not channel.pending:
+                continue
+            # deadlines grow with seq (push time + send_timeout): the first is the soonest
+            times.append(next(iter(channel.pending.values())).deadline)
+            if self.relay_enabled:
+                for out in channel.pending.values():
+                    due = self._relay_due(out)
+                    if due is not None:
+                        times.append(due)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
