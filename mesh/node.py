@@ -344,9 +344,14 @@ class PeerNode:
     async def send_message(self, target: Target, message: BaseMessage) -> SendResult:
         """Deliver ``message`` reliably, exactly once and in order, to one peer.
 
-        Resolves when the peer acknowledged it, with the path used (``"direct"``
-        or ``"relay"``). Raises :class:`~protocol.errors.PeerUnreachableError`
-        when the peer is unknown, or no path delivered it within ``send_timeout``.
+        Resolves when the peer acknowledged it, with the path of the
+        acknowledgement (``"direct"`` or ``"relay"``). Calls are delivered in the
+        order they were made. Raises :class:`~protocol.errors.PeerUnreachableError`
+        when the peer is unknown, or no path delivered it within ``send_timeout``
+        (a timed-out message may still arrive later, once);
+        :class:`~protocol.errors.InvalidMessageError` for a type outside
+        :data:`mesh.config.PEER_MESSAGE_TYPES`;
+        :class:`~protocol.errors.MessageTooLargeError` over 16 KiB of JSON.
         """
         loop = self._require_started()
         if message.timestamp is None:
