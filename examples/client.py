@@ -1,0 +1,111 @@
+"""The seed's "Connecting as a Client": log in, pick a character, chat, read the world.
+
+Start a lobby first (README.md: ``python -m lobby``), then::
+
+    python examples/client.py --username aria --password "correct horse" --register
+
+``--server`` (default ``$SHARDS_SERVER_URL`` or http://localhost:8888) names the
+lobby; ``--register`` creates the account first; a character is created when
+the account has none (``--character``, ``--faction``, ``--class``). The node's
+UDP port is ``--p2p-port`` (default ``$SHARDS_P2P_PORT`` or 9000; 0 = any).
+It prints chat, whispers and who is near until Ctrl-C, or for ``--seconds N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from mesh import NetworkClient
+from protocol import MessageType
+from protocol.errors import ApiError, ErrorCode, ShardsError
+
+__all__ = ["main", "run"]
+
+
+async def run(args: argparse.Namespace) -> int:
+    # Create and connect client
+    client = NetworkClient(args.server, p2p_port=args.p2p_port)
+    try:
+        try:
+            await client.connect(args.username, args.password, register=args.register)
+        except ApiError as exc:
+            if exc.code != ErrorCode.USERNAME_TAKEN:
+                raise
+            await client.connect(args.username, args.password)  # registered already
+
+        # Register message handlers (sync and async both work)
+        async def on_chat(message):  # type: ignore[no-untyped-def]
+            print(f"[{message.channel}] {message.sender_name}: {message.content}", flush=True)
+
+        def on_whisper(message):  # type: ignore[no-untyped-def]
+            print(f"[whisper] {message.sender_name}: {message.content}", flush=True)
+
+        def on_joined(message):  # type: ignore[no-untyped-def]
+            print(f"* {message.character_name} arrived", flush=True)
+
+        def on_error(message):  # type: ignore[no-untyped-def]
+            print(f"Error {message.error_code}: {message.error_message}", flush=True)
+
+        client.register_handler(MessageType.CHAT, on_chat)
+        client.register_handler(MessageType.WHISPER, on_whisper)
+        client.register_handler(MessageType.PLAYER_JOINED_AREA, on_joined)
+        client.register_handler(MessageType.ERROR, on_error)
+
+        # Select character (create one on a fresh account)
+        characters = await client.get_characters()
+        if not characters:
+            created = await client.create_character(args.character, args.faction, args.cls)
+            characters = [created]
+        character = await client.select_character(characters[0]["id"])
+        print(f"Playing {character['name']} at location {character['location_id']}", flush=True)
+
+        # Send chat message
+        await client.send_chat("Hello, world!")
+
+        # Get world state
+        world_state = await client.get_world_state()
+        print(f"Current reality: {world_state['current_reality']}", flush=True)
+
+        # Who is near
+        for player in client.get_nearby_players():
+            print(f"{player.character_name} (Level {player.level}, {player.faction})", flush=True)
+
+        # Keep running
+        await _wait(args.seconds)
+    except ShardsError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    finally:
+        await client.disconnect()
+    return 0
+
+
+async def _wait(seconds: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Shards of Eternity example client")
+    parser.add_argument("--server", default=None, help="lobby URL")
+    parser.add_argument("--username", default="username")
+    parser.add_argument("--password", default="password")
+    parser.add_argument("--register", action="store_true", help="create the account first")
+    parser.add_argument("--character", default="Aria", help="name of a new character")
+    parser.add_argument("--faction", default="Crimson Covenant")
+    parser.add_argument("--class", dest="cls", default="Mage")
+    parser.add_argument("--p2p-port", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="leave after N seconds")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
