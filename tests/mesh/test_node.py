@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from mesh.node import PeerNode
 from protocol.messages.base import MessageType
 
@@ -182,3 +184,25 @@ async def test_disconnect_peer_announces_on_both_sides(make_node: NodeFactory) -
     assert a.disconnect_peer(2)
     assert (await left_a.wait_for(1))[0].character_id == 2
     assert (await left_b.wait_for(1))[0].character_id == 1
+
+
+async def test_one_socket_serves_accepted_and_dialled_connections(make_node: NodeFactory) -> None:
+    a = await make_node(1, "A")
+    b = await make_node(2, "B")
+    c = await make_node(3, "C")
+    await connect(a, b)  # b accepts
+    await connect(b, c)  # b dials, from the same socket
+    inbound = next(li for li in c.core._links if li.peer_id == b.peer_id)
+    assert inbound.addr == b.address
+    assert {a.peer_id, c.peer_id} == set(b.peers)
+
+
+async def test_dialling_the_wrong_peer_fails(make_node: NodeFactory) -> None:
+    from protocol.errors import HandshakeError
+
+    a = await make_node(1, "A")
+    b = await make_node(2, "B")
+    c = await make_node(3, "C")
+    with pytest.raises(HandshakeError):
+        await a.connect(ticket_of(b), c.endpoint)  # c answers at the address we were given
+    assert a.peers == {}
