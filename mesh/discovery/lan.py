@@ -11,7 +11,8 @@
   ``dial_grace`` seconds unless the connection already exists); peers of
   another group or version are *ignored* (never dialled); a peer that fails
   the handshake is *rejected* and not retried until its advertisement changes;
-  a peer that vanishes from mDNS is disconnected.
+  a member that vanishes from mDNS and stays silent for one more
+  ``peer_timeout`` is disconnected.
 
 Membership events (:class:`MemberJoined`, :class:`MemberLeft`,
 :class:`PeerIgnored`, plus the discovery's ``PeerFound``/``PeerLost``) go to
@@ -152,6 +153,8 @@ class LanNode:
         self._members: dict[str, PeerIdentity] = {}
         self._ignored: dict[str, PeerIgnored] = {}
         self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._vanishing: dict[str, asyncio.Task[None]] = {}
+        self._leave_reasons: dict[str, str] = {}
         self._listeners: list[LanListener] = []
         self._queues: set[asyncio.Queue[LanEvent | None]] = set()
         self._members_changed = asyncio.Event()
@@ -234,7 +237,7 @@ class LanNode:
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._dialers.values()]
+        tasks = [*self._dialers.values(), *self._vanishing.values()]
         if self._sync_task is not None:
             tasks.append(self._sync_task)
         for task in tasks:
@@ -243,6 +246,7 @@ class LanNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._dialers.clear()
+        self._vanishing.clear()
         try:
             if self.discovery is not None:
                 await self.discovery.close()
@@ -352,15 +356,38 @@ class LanNode:
             if task is not None:
                 task.cancel()
             self._ignored.pop(event.peer_id, None)
-            if event.peer_id in self._members:
-                self.node.disconnect_peer(event.peer_id)
+            if event.peer_id in self._members and event.peer_id not in self._vanishing:
+                self._vanishing[event.peer_id] = asyncio.create_task(
+                    self._drop_if_still_gone(event.peer_id), name=f"lan-vanish-{event.peer_id[:8]}"
+                )
             return
+        vanishing = self._vanishing.pop(event.peer_id, None)
+        if vanishing is not None:
+            vanishing.cancel()
         reason = self._incompatible(event)
         if reason is not None:
             self._ignore(event, reason)
             return
         self._ignored.pop(event.peer_id, None)
         self._ensure_dialer(event.peer_id)
+
+    async def _drop_if_still_gone(self, peer_id: str) -> None:
+        """A member mDNS lost: disconnect it unless it reappears within the grace time.
+
+        mDNS silence alone is weak evidence (a stalled sender, a lost packet or
+        two); a dead peer is dropped one more silence timeout later (its QUIC
+        connection would only time out later still).
+        """
+        grace = self.discovery.peer_timeout if self.discovery is not None else 0.0
+        try:
+            await asyncio.sleep(grace)
+        finally:
+            if self._vanishing.get(peer_id) is asyncio.current_task():
+                del self._vanishing[peer_id]
+        if peer_id not in self.found and peer_id in self.node.peers:
+            self._leave_reasons[peer_id] = "vanished from the LAN"
+            self.node.disconnect_peer(peer_id)
+            self._sync_members()
 
     def _incompatible(self, peer: PeerFound) -> str | None:
         if peer.group_tag != self.group_tag:
@@ -441,7 +468,7 @@ class LanNode:
         for peer_id in [pid for pid in self._members if pid not in live]:
             identity = self._members.pop(peer_id)
             changed = True
-            self._emit(MemberLeft(identity, reason))
+            self._emit(MemberLeft(identity, self._leave_reasons.pop(peer_id, reason)))
         for peer_id, identity in live.items():
             if peer_id not in self._members:
                 self._members[peer_id] = identity

@@ -92,7 +92,7 @@ async def test_three_namespaces_play_and_notice_departures() -> None:
             for peer in (aria, borin):
                 await peer.wait_event("lost", peer_id=cael.peer_id)
                 left = await peer.wait_event("left", peer_id=cael.peer_id)
-                assert left["name"] == "Cael"
+                assert (left["name"], left["reason"]) == ("Cael", "vanished from the LAN")
 
             # a node that quits says goodbye
             await borin.send("/quit")
