@@ -37,6 +37,7 @@ import secrets
 from collections.abc import Iterable
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.connection import Connection
@@ -185,7 +186,11 @@ class TradeService:
             trade.failed(exc.message[:200])
             self.failed += 1
             log.info("trade %s refused at commit: %s", trade.trade_id, exc.message)
-        except Exception:
+        except DBAPIError as exc:  # e.g. a serialization failure: nothing was stored
+            trade.failed("the database refused the exchange; trade again")
+            self.failed += 1
+            log.warning("trade %s: database refused the exchange: %s", trade.trade_id, exc)
+        except BaseException:
             trade.failed("the exchange could not be stored")
             self.failed += 1
             self._finish(trade)
@@ -267,35 +272,39 @@ async def apply_exchange(db: AsyncConnection, exchange: TradeExchange, now: floa
     ``trade_invalid``) when anything changed since the offers were made; the
     caller's transaction then rolls back and nothing moves.
     """
-    # 1. read and lock what will move
+    # 1. read and lock what will move, in one order (items by id, then characters by id),
+    #    so two exchanges touching the same rows cannot deadlock on PostgreSQL
+    moving = sorted({i for t in exchange.transfers for i in t.item_ids})
+    owners: dict[int, int] = {}
+    if moving:
+        rows = await db.execute(
+            select(items.c.id, items.c.owner_id)
+            .where(items.c.id.in_(moving))
+            .order_by(items.c.id)
+            .with_for_update()
+        )
+        owners = {int(r[0]): int(r[1]) for r in rows}
+    people = sorted({c for t in exchange.transfers for c in (t.from_id, t.to_id)})
+    rows = await db.execute(
+        select(characters.c.id, characters.c.gold)
+        .where(characters.c.id.in_(people))
+        .order_by(characters.c.id)
+        .with_for_update()
+    )
+    gold = {int(r[0]): int(r[1]) for r in rows}
     for t in exchange.transfers:
-        ids = list(t.item_ids)
-        if ids:
-            rows = (
-                await db.execute(
-                    select(items.c.id, items.c.owner_id)
-                    .where(items.c.id.in_(ids))
-                    .with_for_update()
-                )
-            ).all()
-            owners = {int(r[0]): int(r[1]) for r in rows}
-            missing = sorted(i for i in ids if owners.get(i) != t.from_id)
-            if missing:
-                raise LobbyError(
-                    f"character {t.from_id} no longer owns items {missing}",
-                    code=ErrorCode.ITEM_NOT_OWNED,
-                    details={"item_ids": missing, "character_id": t.from_id},
-                )
-        row = (
-            await db.execute(
-                select(characters.c.gold).where(characters.c.id == t.from_id).with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise LobbyError(f"character {t.from_id} is gone", code=ErrorCode.TRADE_INVALID)
-        if int(row[0]) < t.gold:
+        missing = sorted(i for i in t.item_ids if owners.get(i) != t.from_id)
+        if missing:
             raise LobbyError(
-                f"character {t.from_id} has {row[0]} gold, not {t.gold}",
+                f"character {t.from_id} no longer owns items {missing}",
+                code=ErrorCode.ITEM_NOT_OWNED,
+                details={"item_ids": missing, "character_id": t.from_id},
+            )
+        if t.from_id not in gold or t.to_id not in gold:
+            raise LobbyError("a trading character is gone", code=ErrorCode.TRADE_INVALID)
+        if gold[t.from_id] < t.gold:
+            raise LobbyError(
+                f"character {t.from_id} has {gold[t.from_id]} gold, not {t.gold}",
                 code=ErrorCode.INSUFFICIENT_GOLD,
                 details={"character_id": t.from_id},
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import func, select
@@ -25,11 +26,18 @@ from tests.lobby.support import ApiClient, FakeClock
 async def test_one_item_in_two_concurrent_trades_moves_once(
     tmp_path: Path, web: aiohttp.ClientSession
 ) -> None:
-    clock = FakeClock(1_800_000_000.0)
     settings = game_settings(tmp_path / "shared")
+    await same_item_in_two_lobbies(settings, settings, web)
+
+
+async def same_item_in_two_lobbies(
+    settings_one: Any, settings_two: Any, web: aiohttp.ClientSession
+) -> None:
+    """Two lobbies on one database; the seller's item is in a trade on each."""
+    clock = FakeClock(1_800_000_000.0)
     async with (
-        MasterServer(settings=settings, clock=clock) as one,
-        MasterServer(settings=settings, clock=clock) as two,
+        MasterServer(settings=settings_one, clock=clock) as one,
+        MasterServer(settings=settings_two, clock=clock) as two,
     ):
         seller = await new_player(one.url, web, name="Seller")
         buyer_one = await new_player(one.url, web, name="BuyerOne")
@@ -64,8 +72,15 @@ async def test_one_item_in_two_concurrent_trades_moves_once(
             owner = (
                 await db.execute(select(items.c.owner_id).where(items.c.id == item))
             ).scalar_one()
-            total_items = (await db.execute(select(func.count()).select_from(items))).scalar_one()
-            rows = await db.execute(select(characters.c.id, characters.c.gold))
+            ids = [seller.id, buyer_one.id, buyer_two.id]
+            total_items = (
+                await db.execute(
+                    select(func.count()).select_from(items).where(items.c.owner_id.in_(ids))
+                )
+            ).scalar_one()
+            rows = await db.execute(
+                select(characters.c.id, characters.c.gold).where(characters.c.id.in_(ids))
+            )
             gold = {int(r[0]): int(r[1]) for r in rows}
         assert owner == winner.id
         assert total_items == 3 * len(one.ctx.world.rules.starting_inventory)  # 3 characters
