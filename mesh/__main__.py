@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerFound, PeerIgnored, PeerLost
 from mesh.discovery.lan import LanEvent
+from mesh.terminal_lobby import add_lobby_arguments, run_lobby  # lobby mode (NetworkClient)
 from protocol.crypto import derive_group_key
 from protocol.errors import ShardsError
 from protocol.messages.base import MessageType
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes = parser.add_mutually_exclusive_group(required=True)
     modes.add_argument("--lan", action="store_true", help="play on the LAN with no lobby (mDNS)")
-    modes.add_argument("--lobby", metavar="URL", help="play through a lobby (not available yet)")
+    modes.add_argument("--lobby", metavar="URL", help="play through a lobby (NetworkClient)")
     parser.add_argument("--name", help="character name (LAN mode)")
     parser.add_argument("--port", type=int, default=9000, help="UDP port of the node (0: any)")
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     lan.add_argument("--location", type=int, default=1, help="location id to report in movement")
     lan.add_argument("--heartbeat", type=float, default=5.0, help=argparse.SUPPRESS)
     lan.add_argument("--peer-timeout", type=float, default=None, help=argparse.SUPPRESS)
+    add_lobby_arguments(parser)  # lobby mode's options (mesh/terminal_lobby.py)
     return parser
 
 
@@ -425,14 +427,6 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
             task.cancel()
         out.emit("bye", "bye")
     return 0
-
-
-async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) -> int:
-    """Placeholder until the NetworkClient's lobby mode lands."""
-    Output(stdout, as_json=args.json).emit(
-        "error", "lobby mode is not available yet: use --lan", message="lobby mode unavailable"
-    )
-    return 2
 
 
 Runner = Callable[..., Coroutine[Any, Any, int]]
