@@ -26,6 +26,8 @@ class MeshConfig:
     """Tunables of a node (seconds and counts).
 
     ``max_connections``: direct peers kept (area of interest decides who goes);
+    ``disconnect_on_leave``: a peer seen moving out of our location is disconnected
+    (and announced as PLAYER_LEFT_AREA; messages to it reconnect on demand);
     ``max_handshakes``: connections not yet authenticated; ``idle_timeout``: QUIC
     idle timeout; ``keepalive_interval``: PING period on authenticated connections;
     ``dial_timeout``: QUIC + peer handshake must finish within it;
@@ -45,6 +47,7 @@ class MeshConfig:
     """
 
     max_connections: int = 10
+    disconnect_on_leave: bool = True
     max_handshakes: int = 64
     idle_timeout: float = 30.0
     keepalive_interval: float = 5.0

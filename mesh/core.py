@@ -275,8 +275,7 @@ class MeshCore(ReliableMixin):
         """What the lobby says about a peer's location (movement updates also set it)."""
         identity = self.known_peer(target)
         if identity is not None:
-            self._locations[identity.peer_id] = location_id
-            self._enforce_capacity(now)
+            self._peer_moved(identity.peer_id, location_id, now)
 
     def send_reliable(self, target: str | int, message: BaseMessage, now: float) -> int:
         """Queue ``message`` for reliable delivery to a peer (peer id or character id).
@@ -566,8 +565,33 @@ class MeshCore(ReliableMixin):
         elif link.dial_id is not None:
             self._dial_failed(link, event.error_code, reason, now)
 
+    def _peer_moved(self, pid: str, location_id: int, now: float) -> None:
+        """A peer's location changed: one leaving our area is disconnected and announced."""
+        old = self._locations.get(pid)
+        self._locations[pid] = location_id
+        here = self.location_id
+        link = self._active.get(pid)
+        if (
+            self.config.disconnect_on_leave
+            and link is not None
+            and here is not None
+            and old == here
+            and location_id != here
+        ):
+            self._drop_active(
+                link, CloseCode.NORMAL, "left the area", now, left=(here, location_id)
+            )
+        self._enforce_capacity(now)
+
     def _drop_active(
-        self, link: Link, code: int, reason: str, now: float, *, redial: bool = False
+        self,
+        link: Link,
+        code: int,
+        reason: str,
+        now: float,
+        *,
+        redial: bool = False,
+        left: tuple[int, int] | None = None,
     ) -> None:
         link.active = False
         if link.identity is None:
@@ -582,9 +606,8 @@ class MeshCore(ReliableMixin):
             )
         logger.info("peer %s (%s) disconnected: %s", pid[:12], link.identity.character_name, reason)
         self._inbox.forget(pid)
-        self._events.append(
-            PeerDisconnected(link.identity, int(code), reason, self._locations.get(pid))
-        )
+        where, to = left if left is not None else (self._locations.get(pid), None)
+        self._events.append(PeerDisconnected(link.identity, int(code), reason, where, to))
         channel = self._out.get(pid)
         endpoint = self._endpoints.get(pid)
         if (

@@ -43,6 +43,7 @@ class PeerDisconnected:
     code: int
     reason: str
     location_id: int | None
+    to_location_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

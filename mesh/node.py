@@ -524,6 +524,7 @@ class PeerNode:
                         character_id=event.identity.character_id,
                         character_name=event.identity.character_name,
                         location_id=event.location_id or self.core.location_id or 0,
+                        to_location_id=event.to_location_id,
                     )
                 )
             elif isinstance(event, RelayRequest):

@@ -58,6 +58,9 @@ class TrafficMixin:
     _ticks: int
     location_id: int | None
 
+    def _peer_moved(self, pid: str, location_id: int, now: float) -> None:
+        raise NotImplementedError
+
     def _deliver(self, identity: PeerIdentity, message: BaseMessage, path: Path) -> None:
         if message.type not in PEER_MESSAGE_TYPES:
             self.stats["rejected_messages"] += 1
@@ -86,7 +89,8 @@ class TrafficMixin:
                 self.stats["spoofed_updates"] += 1
                 continue
             if self._inbox.accept(identity.peer_id, update, now):
-                self._locations[identity.peer_id] = update.location_id
+                if self._locations.get(identity.peer_id) != update.location_id:
+                    self._peer_moved(identity.peer_id, update.location_id, now)
                 self._events.append(PositionReceived(identity, update))
 
     def _flush_movement(self, now: float) -> None:

@@ -136,3 +136,25 @@ async def test_send_position_while_alone_is_harmless(make_node: NodeFactory) -> 
     for i in range(10):
         a.send_position({"x": float(i), "y": 0.0, "z": 0.0}, location_id=1)
     await asyncio.sleep(0)
+
+
+async def test_peer_leaving_the_area_is_disconnected_and_announced(make_node: NodeFactory) -> None:
+    hub = await make_node(1, "Hub")
+    walker = await make_node(2, "Walker")
+    left = Inbox()
+    hub.register_handler(MessageType.PLAYER_LEFT_AREA, left)
+    hub.set_location(7)
+    await hub.connect(ticket_of(walker), walker.endpoint)
+    seen = Inbox()
+    hub.register_handler(MessageType.POSITION_UPDATE, seen)
+    walker.send_position((0.0, 0.0, 0.0), location_id=7)  # walker is here...
+    await seen.wait_for(1)
+    walker.send_position((1.0, 0.0, 0.0), location_id=8)  # ...and walks away
+    (msg,) = await left.wait_for(1)
+    assert (msg.character_id, msg.location_id, msg.to_location_id) == (2, 7, 8)
+    assert walker.peer_id not in hub.peers
+    inbox = Inbox()
+    walker.register_handler(MessageType.WHISPER, inbox)
+    result = await hub.send_whisper(2, "come back")  # reconnects on demand
+    assert result.path == "direct"
+    assert (await inbox.wait_for(1))[0].content == "come back"
