@@ -10,15 +10,22 @@ the session's selected character, never from a field of the message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from lobby.connection import Connection
 from lobby.context import LobbyContext
 from lobby.hub import CharacterInfo, MessageHandler
 from protocol.errors import ErrorCode, LobbyError
-from protocol.messages import AckMessage, MessageType
+from protocol.messages import AckMessage, CharacterUpdateMessage, MessageType
 
-__all__ = ["ack", "acting_character", "register_handler", "unavailable"]
+__all__ = [
+    "ack",
+    "acting_character",
+    "push_character_updates",
+    "register_handler",
+    "unavailable",
+]
 
 log = logging.getLogger("lobby.services")
 
@@ -47,3 +54,30 @@ def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageH
 
 def unavailable(name: str) -> LobbyError:
     return LobbyError(f"the {name} service is not running", code=ErrorCode.UNAVAILABLE)
+
+
+async def push_character_updates(ctx: LobbyContext, character_ids: Iterable[int]) -> int:
+    """Send each online character of ``character_ids`` its stored state (``CHARACTER_UPDATE``)."""
+    sent = 0
+    for cid in dict.fromkeys(character_ids):
+        p = ctx.hub.presence_of_character(cid)
+        if p is None or not p.online:
+            continue
+        row = await ctx.characters.get(cid)
+        if row is None:
+            continue
+        sent += ctx.hub.send_to_character(
+            cid,
+            CharacterUpdateMessage(
+                character_id=row.id,
+                character_name=row.name,
+                location_id=row.location_id,
+                health=row.health,
+                max_health=max(1, row.max_health),
+                level=row.level,
+                faction=row.faction,
+                experience=row.experience,
+                gold=row.gold,
+            ),
+        )
+    return sent

@@ -42,7 +42,12 @@ from lobby.game.messages import (
     combat_state_message,
 )
 from lobby.hub import Presence
-from lobby.services._common import ack, acting_character, register_handler
+from lobby.services._common import (
+    ack,
+    acting_character,
+    push_character_updates,
+    register_handler,
+)
 from lobby.services.inventory import consume_item, items_of
 from lobby.storage import characters
 from protocol.errors import ErrorCode, LobbyError
@@ -221,6 +226,7 @@ class CombatService:
                 )
         for f in combat.participants():
             ctx.hub.send_to_character(f.character_id, combat_end_message(combat, f.character_id))
+        await push_character_updates(ctx, [f.character_id for f in combat.participants()])
         log.info("combat %s ended (%s)", combat.combat_id, combat.end.reason if combat.end else "")
 
     def _send_all(self, combat: Combat, messages: list[Any]) -> None:

@@ -45,7 +45,12 @@ from lobby.context import LobbyContext
 from lobby.game.messages import trade_complete_message, trade_update_message
 from lobby.game.trade import Offer, Trade, TradeBook, TradeExchange, TradeStatus
 from lobby.hub import Presence
-from lobby.services._common import ack, acting_character, register_handler
+from lobby.services._common import (
+    ack,
+    acting_character,
+    push_character_updates,
+    register_handler,
+)
 from lobby.services.inventory import gold_of, items_of
 from lobby.storage import characters
 from lobby.storage.game_schema import items, trades
@@ -199,6 +204,8 @@ class TradeService:
             trade.committed()
             self.completed += 1
         self._finish(trade)
+        if trade.status is TradeStatus.COMPLETED:
+            await push_character_updates(ctx, trade.participants)
 
     # -- hooks and helpers ------------------------------------------------------------------
 

@@ -51,7 +51,12 @@ from lobby.game.messages import (
 from lobby.game.shards import AetherfallEvent, ShardBoard, ShardState, aetherfall_event
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
-from lobby.services._common import ack, acting_character, register_handler
+from lobby.services._common import (
+    ack,
+    acting_character,
+    push_character_updates,
+    register_handler,
+)
 from lobby.services.models import (
     AetherfallOut,
     EventOut,
@@ -305,6 +310,15 @@ class WorldService:
         self._remember(event_id, "aetherfall", text, data, now)
         hub = ctx.hub
         hub.broadcast(aetherfall_message(event, active=True))
+        struck = set(event.struck_location_ids)
+        await push_character_updates(
+            ctx,
+            [
+                p.character.id
+                for p in hub.presences()
+                if p.character is not None and p.character.location_id in struck
+            ],
+        )
         if event.released_shard_ids:
             hub.broadcast(shard_status_message(board, event.released_shard_ids))
         hub.broadcast(

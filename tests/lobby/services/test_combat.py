@@ -156,6 +156,7 @@ async def test_combat_rules_outcomes_and_persistence(
     for body, p in ((chars_w, warrior), (chars_m, mage)):
         stored = body["characters"][0]["health"]
         assert stored == (final[p.id].health if final[p.id].alive else 1)
+        assert (await p.next("character_update", character_id=p.id))["health"] == stored
     assert (
         await warrior.refused("combat_action", combat_id=combat_id, action_type="attack")
         == "not_in_combat"

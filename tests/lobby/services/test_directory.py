@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
+
+import aiohttp
 
 from lobby import MasterServer
+from lobby.services import DirectoryService
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
-from tests.lobby.services.conftest import MakePlayer
+from tests.lobby.services.conftest import MakePlayer, game_settings, new_player
 from tests.lobby.support import FakeClock
 
 
@@ -125,3 +129,23 @@ async def test_party_members_get_peer_info_wherever_they_are(
     got = await alice.next("peer_info", character_id=bob.id)
     assert got["location_id"] == 2
     assert (await bob.next("peer_info", character_id=alice.id))["location_id"] == 1
+
+
+async def test_relay_is_rate_limited_per_account_and_a_passed_service_wins(
+    tmp_path: Path, web: aiohttp.ClientSession
+) -> None:
+    strict = DirectoryService(relay_rate=0.001, relay_burst=3)
+    settings = game_settings(tmp_path / "data")
+    async with MasterServer(settings=settings, clock=FakeClock(), services=[strict]) as lobby:
+        assert lobby.ctx.services["directory"] is strict
+        alice = await new_player(lobby.url, web)
+        bob = await new_player(lobby.url, web)
+        for _ in range(3):
+            await alice.send("relay", target_id=bob.id, payload="AAAA")
+            await bob.next("relay")
+        mid = await alice.send("relay", target_id=bob.id, payload="AAAA")
+        err = await alice.reply(mid)
+        assert err["error_code"] == "rate_limited" and err["details"]["retry_after"] > 0
+        assert strict.relayed_messages == 3
+        await alice.disconnect()
+        await bob.disconnect()

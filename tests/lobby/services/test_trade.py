@@ -132,6 +132,7 @@ async def test_trade_window_rules_and_a_completed_exchange(
         assert complete["success"] is True
     inv_a, inv_b = await inventory(a), await inventory(b)
     assert inv_a["gold"] == 100 - 10 + 20 and inv_b["gold"] == 100 + 10 - 20
+    assert (await a.next("character_update", character_id=a.id))["gold"] == inv_a["gold"]
     assert a_items[0] in [i["item_id"] for i in inv_b["items"]]
     assert a_items[0] not in [i["item_id"] for i in inv_a["items"]]
 

@@ -136,6 +136,8 @@ async def test_aetherfall_follows_the_clock(
     _, chars = await holder.rest("GET", "/api/characters")
     hero = chars["characters"][0]
     assert hero["health"] == hero["max_health"] - expected.damage
+    pushed = await holder.next("character_update", character_id=holder.id)
+    assert pushed["health"] == hero["health"]
 
     # it ends after its duration; the next one is counted from when it fired
     game_clock.advance(rules.aetherfall_duration_seconds)
