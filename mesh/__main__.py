@@ -96,10 +96,10 @@ def parse_command(line: str) -> Command | None:
     rest = rest.strip()
     verb = head[1:].lower()
     if verb in ("w", "whisper", "msg"):
-        target, _, text = rest.partition(" ")
-        if not target or not text.strip():
-            raise CommandError("usage: /w NAME text")
-        return Command("whisper", target=target, text=text.strip())
+        target, text = _split_target(rest)
+        if not target or not text:
+            raise CommandError('usage: /w NAME text (quote a name with spaces: /w "Sir Aria" hi)')
+        return Command("whisper", target=target, text=text)
     if verb in ("p", "party"):
         if not rest:
             raise CommandError("usage: /p text")
@@ -120,6 +120,16 @@ def parse_command(line: str) -> Command | None:
     if verb in ("help", "h", "?"):
         return Command("help")
     raise CommandError(f"unknown command /{verb} (try /help)")
+
+
+def _split_target(rest: str) -> tuple[str, str]:
+    if rest[:1] in ('"', "'"):
+        end = rest.find(rest[0], 1)
+        if end < 0:
+            return "", ""
+        return rest[1:end].strip(), rest[end + 1 :].strip()
+    target, _, text = rest.partition(" ")
+    return target, text.strip()
 
 
 # -- argument parsing ----------------------------------------------------------------

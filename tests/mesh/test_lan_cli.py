@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
             Command("whisper", target="Borin", text="meet me at the mill"),
         ),
         ("/whisper a1b2c3d4 hi", Command("whisper", target="a1b2c3d4", text="hi")),
+        ('/w "Sir Aria" well met', Command("whisper", target="Sir Aria", text="well met")),
         ("/p regroup", Command("party", text="regroup")),
         ("plain words are party chat", Command("party", text="plain words are party chat")),
         ("/move 1 2.5 -3", Command("move", position=(1.0, 2.5, -3.0))),
@@ -44,7 +45,18 @@ def test_commands(line: str, expected: Command) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["/w", "/w Borin", "/p", "/move 1 2", "/move a b c", "/move 1 2 nan", "/dance"]
+    "line",
+    [
+        "/w",
+        "/w Borin",
+        '/w "Sir Aria',
+        '/w "Sir Aria"',
+        "/p",
+        "/move 1 2",
+        "/move a b c",
+        "/move 1 2 nan",
+        "/dance",
+    ],
 )
 def test_bad_commands_say_how(line: str) -> None:
     with pytest.raises(CommandError, match="usage|unknown|finite"):
