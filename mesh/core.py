@@ -23,6 +23,10 @@ Policy decisions documented here:
   are acknowledged and dropped.
 * Simultaneous dial: the connection whose client has the lower peer id wins;
   the other is closed with :attr:`CloseCode.DUPLICATE`.
+* No session tickets, hence no 0-RTT: 0-RTT data is replayable and would arrive
+  before the peer handshake (DESIGN.md, QUIC facts).
+* A peer's ticket is checked when a connection is authenticated; a connection
+  outlives the ticket's expiry (new connections need a current ticket).
 """
 
 from __future__ import annotations
