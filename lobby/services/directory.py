@@ -164,8 +164,11 @@ class DirectoryService:
                 sent += ctx.hub.send_to_session(other.session_id, mine.model_copy())
         return sent
 
-    def introduce_members(self, character_ids: Iterable[int]) -> int:
-        """Send each online member of ``character_ids`` the ``PEER_INFO`` of every other."""
+    def introduce_members(self, character_ids: Iterable[int], *, focus: int | None = None) -> int:
+        """Send each online member of ``character_ids`` the ``PEER_INFO`` of every other.
+
+        With ``focus`` (a character id), only the pairs that include that character.
+        """
         ctx = self._context()
         present = []
         for cid in dict.fromkeys(character_ids):
@@ -178,6 +181,8 @@ class DirectoryService:
                 if q is p or q.character is None or p.character is None:
                     continue
                 if q.character.id == p.character.id:
+                    continue
+                if focus is not None and focus not in (p.character.id, q.character.id):
                     continue
                 info = self.peer_info(q)
                 if info is not None:
@@ -258,7 +263,7 @@ class DirectoryService:
         if parties is not None and presence.character is not None:
             members = parties.member_ids_of(presence.character.id)
             if members:
-                self.introduce_members(members)
+                self.introduce_members(members, focus=presence.character.id)
 
     async def _on_leave(self, presence: Presence) -> None:
         self._entries.pop(presence.session_id, None)

@@ -433,10 +433,10 @@ class PartyService:
                 change.subject_id,
                 PartyKickMessage(party_id=party.party_id, target_id=change.subject_id),
             )
-        if change.kind in ("joined", "created"):
+        if change.kind == "joined":
             directory = ctx.services.get("directory")
             if directory is not None:
-                directory.introduce_members(party.member_ids())
+                directory.introduce_members(party.member_ids(), focus=change.subject_id)
 
     def _push_update(self, party: Party, recipients: Any) -> None:
         hub = self._context().hub
