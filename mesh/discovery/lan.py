@@ -151,6 +151,7 @@ class LanNode:
         self.retry_interval = retry_interval
         self.discovery: MdnsDiscovery | None = None
         self._members: dict[str, PeerIdentity] = {}
+        self._member_cids: set[int] = set()
         self._ignored: dict[str, PeerIgnored] = {}
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._vanishing: dict[str, asyncio.Task[None]] = {}
@@ -457,7 +458,11 @@ class LanNode:
                     self._ensure_dialer(peer_id)
 
     def _on_traffic(self, message: object) -> None:
-        self._sync_members()
+        sender = getattr(message, "sender_id", None)
+        if sender is None:
+            sender = getattr(message, "character_id", None)
+        if sender not in self._member_cids:
+            self._sync_members()
 
     def _sync_members(self, reason: str = "connection closed") -> None:
         """Diff the node's live peers against the members announced so far."""
@@ -475,6 +480,7 @@ class LanNode:
                 changed = True
                 self._emit(MemberJoined(identity))
         if changed:
+            self._member_cids = {m.character_id for m in self._members.values()}
             self._members_changed.set()
 
     async def _sync_loop(self) -> None:
