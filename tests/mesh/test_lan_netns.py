@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 
 import pytest
 
@@ -102,3 +103,43 @@ async def test_three_namespaces_play_and_notice_departures() -> None:
         finally:
             for peer in peers:
                 await peer.stop()
+
+
+def _lab_namespaces(lan: NetnsLan) -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in listing.stdout.splitlines() if lan.tag in line]
+
+
+async def test_the_lab_leaves_nothing_behind_even_when_setup_or_the_test_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.mesh import netns
+
+    # setup fails half-way: what was made is removed
+    real_run_ip = netns.run_ip
+    calls = 0
+
+    def flaky(*args: str) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 9:
+            raise RuntimeError("injected failure")
+        return real_run_ip(*args)
+
+    monkeypatch.setattr(netns, "run_ip", flaky)
+    broken = NetnsLan(2)
+    with pytest.raises(RuntimeError, match="injected"):
+        async with broken:
+            pass
+    assert _lab_namespaces(broken) == []
+    monkeypatch.undo()
+
+    # the test body fails with a process running: it is killed, the namespaces deleted
+    lan = NetnsLan(1)
+    with pytest.raises(AssertionError, match="test body failed"):
+        async with lan:
+            process = await lan.spawn(lan.nodes[0], ["-c", "import sys; sys.stdin.read()"])
+            assert len(_lab_namespaces(lan)) == 2
+            raise AssertionError("test body failed")
+    assert process.returncode is not None
+    assert _lab_namespaces(lan) == []
