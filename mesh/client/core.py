@@ -20,7 +20,6 @@ import asyncio
 import base64
 import binascii
 import inspect
-import ipaddress
 import logging
 import os
 import time
@@ -29,23 +28,21 @@ from typing import Any
 
 from mesh.auth import LobbyTicketAuth
 from mesh.client.nearby import NearbyPlayer, NearbyTracker
+from mesh.client.peering import PeerMixin
 from mesh.client.rest import LobbyRest
 from mesh.client.socket import LobbySocket, ReconnectPolicy, SocketState
-from mesh.core import MeshConfig
-from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
+from mesh.config import MeshConfig
 from mesh.discovery.lobby import LobbyDirectory
 from mesh.node import PeerNode
 from protocol.codec import serialize
-from protocol.crypto import FernetSealer, Identity, b64url_decode, b64url_encode, derive_fernet_key
+from protocol.crypto import FernetSealer, Identity, b64url_decode, derive_fernet_key
 from protocol.errors import (
     ApiError,
     CryptoError,
     ErrorCode,
     MeshError,
     NotConnectedError,
-    PeerUnreachableError,
     ProtocolError,
-    ShardsError,
 )
 from protocol.messages.auth import DisconnectMessage
 from protocol.messages.base import BaseMessage, MessageType
@@ -73,17 +70,8 @@ FERNET_WS_SALT = b"shards-of-eternity/ws-fernet/v1"
 Handler = Callable[[Any], Any]
 """``handler(message)``: a plain function or a coroutine function."""
 
-_PEER_TYPES = (
-    MessageType.WHISPER,
-    MessageType.PARTY_CHAT,
-    MessageType.CHAT,
-    MessageType.MOVE,
-    MessageType.POSITION_UPDATE,
-    MessageType.PLAYER_LEFT_AREA,
-)
 
-
-class ClientCore:
+class ClientCore(PeerMixin):
     """Lobby session + lobby socket + peer node (see the module docstring)."""
 
     def __init__(
@@ -131,6 +119,9 @@ class ClientCore:
         self.party: PartyUpdateMessage | None = None
         self.world_state: WorldStateMessage | None = None
         self._auth: LobbyTicketAuth | None = None
+        self._ticket_ready = False
+        self._renewal: asyncio.TimerHandle | None = None
+        self._directory_closed = False
         self._handlers: dict[MessageType, list[Handler]] = {}
         self._pending: dict[str, asyncio.Future[AckMessage]] = {}
         self._peer_characters: dict[str, int] = {}
@@ -169,6 +160,10 @@ class ClientCore:
             raise ApiError(
                 "the lobby status has no valid lobby_public_key", code=ErrorCode.UNAVAILABLE
             ) from exc
+        if self._directory_closed:
+            self.directory = LobbyDirectory()
+            self.directory.add_listener(self._on_discovery)
+            self._directory_closed = False
         self.directory.set_lobby_key(self.lobby_public_key)
         sealer = self._ws_sealer(status)
         if register:
@@ -206,6 +201,8 @@ class ClientCore:
                 logger.debug("logout failed: %s", exc)
         await self._close_node()
         await self.directory.close()
+        self._directory_closed = True
+        self.character = None
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -280,29 +277,14 @@ class ClientCore:
             self.party = None
             self.nearby.clear()
         node = await self._ensure_node()
-        body = {
-            "character_id": int(character_id),
-            "peer_public_key": b64url_encode(self.identity.public_key),
-            "box_key": b64url_encode(self.identity.box_public_key),
-            "endpoints": self._advertised_endpoints(node),
-        }
-        data = await self.rest.post("/api/characters/select", body)
-        ticket = data.get("ticket")
-        if not isinstance(ticket, str):
-            raise ApiError("the lobby issued no peer ticket", code=ErrorCode.UNAVAILABLE)
-        lobby_key = b64url_decode(str(data.get("lobby_public_key", "")))
-        if lobby_key != self.lobby_public_key:
-            raise ApiError(
-                "the ticket key differs from the lobby's published key",
-                code=ErrorCode.HANDSHAKE_FAILED,
-            )
-        assert self._auth is not None  # noqa: S101 - set by _ensure_node
-        self._auth.update_ticket(ticket)
-        self.ticket = ticket
+        data = await self._post_select(int(character_id), node)
         self.character = dict(data["character"])
         location = int(self.character["location_id"])
         self.nearby.set_own(int(self.character["id"]), location)
         node.set_location(location)
+        for found in list(self.directory.peers.values()):  # named while we waited for the ticket
+            self._adopt_peer(node, found)
+        self._schedule_renewal(data.get("ticket_expires_at"))
         return dict(self.character)
 
     # -- handlers -----------------------------------------------------------------------
@@ -334,20 +316,6 @@ class ClientCore:
             raise NotConnectedError("not connected: call connect() first")
         return self.socket
 
-    def _require_character(self) -> dict[str, Any]:
-        if self.character is None:
-            raise NotConnectedError(
-                "no character selected: call select_character() first",
-                code=ErrorCode.NO_CHARACTER,
-            )
-        return self.character
-
-    def _require_node(self) -> PeerNode:
-        self._require_character()
-        if self.node is None:
-            raise NotConnectedError("the peer node is not running")
-        return self.node
-
     async def _send(self, msg: BaseMessage) -> str:
         """Send one message to the lobby; returns its ``message_id``."""
         await self._require_socket().send(msg)
@@ -374,119 +342,6 @@ class ClientCore:
         finally:
             self._pending.pop(msg.message_id, None)
         return dict(ack.details or {})
-
-    # -- internals: the node -------------------------------------------------------------
-
-    async def _ensure_node(self) -> PeerNode:
-        if self.node is not None:
-            return self.node
-        assert self.lobby_public_key is not None  # noqa: S101 - checked by callers
-        self._auth = LobbyTicketAuth(self.lobby_public_key, self.ticket or "-")
-        node = PeerNode(
-            self.identity,
-            host=self.p2p_host,
-            port=self.p2p_port,
-            auth=self._auth,
-            relay=self._relay_send,
-            max_connections=self.p2p_max_connections,
-            config=self.mesh_config,
-        )
-        for message_type in _PEER_TYPES:
-            node.register_handler(message_type, self._on_peer_message)
-        await node.start()
-        self.node = node
-        return node
-
-    async def _close_node(self) -> None:
-        node, self.node = self.node, None
-        if node is not None:
-            await node.close()
-        self._peer_characters.clear()
-
-    def _advertised_endpoints(self, node: PeerNode) -> list[str]:
-        if self.p2p_advertise is not None:
-            return list(self.p2p_advertise)
-        host, port = node.address
-        if ipaddress.ip_address(host).is_unspecified:
-            return []
-        return [node.endpoint]
-
-    async def _relay_send(self, character_id: int, data: bytes) -> None:
-        payload = base64.b64encode(data).decode("ascii")
-        await self._require_socket().send(RelayMessage(target_id=character_id, payload=payload))
-
-    def _on_discovery(self, event: DiscoveryEvent) -> None:
-        node = self.node
-        if node is None:
-            return
-        if isinstance(event, PeerLost):
-            cid = self._peer_characters.pop(event.peer_id, None)
-            if cid is not None and cid in self._party_member_ids():
-                return
-            node.disconnect_peer(event.peer_id)
-            return
-        self._adopt_peer(node, event)
-
-    def _adopt_peer(self, node: PeerNode, found: PeerFound) -> None:
-        if found.ticket is None:
-            return
-        cid_text = found.extra.get("character_id")
-        if cid_text is not None:
-            self._peer_characters[found.peer_id] = int(cid_text)
-            location = found.extra.get("location_id")
-            if location is not None:
-                node.set_peer_location(int(cid_text), int(location))
-        if found.peer_id == node.peer_id:
-            return
-        addr = next((e for e in found.endpoints if _is_ip(e[0])), None)
-        try:
-            node.add_peer(found.ticket, addr)
-        except MeshError as exc:
-            logger.warning("lobby named a peer with a bad ticket (%s): %s", found.name, exc)
-            return
-        if self.p2p_auto_connect and found.peer_id not in node.peers and found.endpoints:
-            self._spawn(self._dial(node, found.ticket, found.endpoints[0], found.name))
-
-    async def _dial(
-        self, node: PeerNode, ticket: str, endpoint: tuple[str, int], name: str
-    ) -> None:
-        try:
-            await node.connect(ticket, endpoint)
-        except (MeshError, OSError, ValueError) as exc:
-            logger.info("no direct connection to %s yet (%s): relay fallback", name, exc)
-
-    def _party_member_ids(self) -> set[int]:
-        if self.party is None:
-            return set()
-        return {m.character_id for m in self.party.members}
-
-    async def _lookup_peer(self, target: int | str) -> int:
-        """The character id of ``target`` (id or name), known to the node (REST lookup)."""
-        node = self._require_node()
-        if isinstance(target, int):
-            if node.core.known_peer(target) is not None:
-                return target
-            path, params = f"/api/peers/{target}", None
-        else:
-            player = self.nearby.by_name(target)
-            if player is not None and node.core.known_peer(player.character_id) is not None:
-                return player.character_id
-            path, params = "/api/peers", {"name": target}
-        try:
-            data = await self.rest.get(path, params=params)
-            info = PeerInfoMessage.model_validate(data)
-            self.directory.peer_info(info, now=time.time())
-        except ApiError as exc:
-            if exc.status == 404:
-                raise PeerUnreachableError(
-                    f"{target!r} is offline or has no peer node", details={"target": target}
-                ) from exc
-            raise
-        except (ValueError, ShardsError) as exc:
-            raise PeerUnreachableError(f"the lobby's entry for {target!r} is unusable") from exc
-        if node.core.known_peer(info.character_id) is None:
-            raise PeerUnreachableError(f"{target!r} has no usable peer ticket")
-        return info.character_id
 
     # -- internals: dispatch -----------------------------------------------------------------
 
@@ -594,11 +449,6 @@ class ClientCore:
             if inspect.isawaitable(result):
                 self._spawn(_guarded(result, handler, str(msg.type)))
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _ws_sealer(self, status: dict[str, Any]) -> FernetSealer | None:
         if not self.encryption_enabled:
             return None
@@ -636,11 +486,3 @@ def _env_port() -> int:
     if not 0 <= port <= 65535:
         raise ValueError(f"SHARDS_P2P_PORT out of range: {port}")
     return port
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
