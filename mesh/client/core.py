@@ -51,6 +51,11 @@ from protocol.messages.location import LocationUpdateMessage, PlayerLeftAreaMess
 from protocol.messages.party import PartyDisbandMessage, PartyUpdateMessage
 from protocol.messages.peer import PeerInfoMessage, RelayMessage
 from protocol.messages.system import AckMessage, ErrorMessage
+from protocol.messages.trade import (
+    TradeCompleteMessage,
+    TradeDeclineMessage,
+    TradeUpdateMessage,
+)
 from protocol.messages.world import WorldStateMessage
 from protocol.version import check_version
 
@@ -118,6 +123,8 @@ class ClientCore(PeerMixin):
         self.lobby_status: dict[str, Any] = {}
         self.party: PartyUpdateMessage | None = None
         self.world_state: WorldStateMessage | None = None
+        self.trades: dict[str, TradeUpdateMessage] = {}
+        """The last trade window (``TRADE_UPDATE``) of each unfinished trade, by id."""
         self._auth: LobbyTicketAuth | None = None
         self._ticket_ready = False
         self._renewal: asyncio.TimerHandle | None = None
@@ -398,6 +405,10 @@ class ClientCore(PeerMixin):
                 self.party = None
         elif isinstance(msg, WorldStateMessage):
             self.world_state = msg
+        elif isinstance(msg, TradeUpdateMessage):
+            self.trades[msg.trade_id] = msg
+        elif isinstance(msg, TradeCompleteMessage | TradeDeclineMessage):
+            self.trades.pop(msg.trade_id, None)
         elif isinstance(msg, LocationUpdateMessage | CharacterUpdateMessage):
             self._track_own(msg)
         self.nearby.observe(msg, now)

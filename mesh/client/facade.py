@@ -41,7 +41,12 @@ from mesh.node import PartySendResult, SendResult
 from protocol.errors import ErrorCode, MeshError, NotConnectedError, PeerUnreachableError
 from protocol.factories import VecLike, to_vec3
 from protocol.messages.chat import ChatMessage, FactionChatMessage
-from protocol.messages.combat import ActionType, CombatActionMessage
+from protocol.messages.combat import (
+    ActionType,
+    CombatActionMessage,
+    Combatant,
+    CombatStartMessage,
+)
 from protocol.messages.location import MoveMessage, PositionUpdateMessage
 from protocol.messages.party import (
     PartyAcceptMessage,
@@ -170,6 +175,17 @@ class NetworkClient(ClientCore):
 
     # -- combat and world -------------------------------------------------------------------
 
+    async def start_combat(self, *target_ids: int) -> dict[str, Any]:
+        """Attack characters at our location; returns the ACK details (``combat_id``)."""
+        self._require_character()
+        msg = CombatStartMessage(
+            combat_id="new",  # the lobby names the combat (ACK details.combat_id)
+            participants=[
+                Combatant(id=int(t), name=f"#{int(t)}", health=1, max_health=1) for t in target_ids
+            ],
+        )
+        return await self._request(msg)
+
     async def send_combat_action(
         self,
         combat_id: str,
@@ -295,15 +311,25 @@ class NetworkClient(ClientCore):
         )
 
     async def confirm_trade(
-        self, trade_id: str, items: TradeItemsLike = (), gold: int = 0
+        self, trade_id: str, items: TradeItemsLike | None = None, gold: int | None = None
     ) -> dict[str, Any]:
-        """Confirm the trade with our current offer (``items``/``gold`` as last sent)."""
-        self._require_character()
-        return await self._request(
-            TradeUpdateMessage(
-                trade_id=trade_id, items=_trade_items(items), gold=gold, confirmed=True
-            )
+        """Confirm the trade window as last seen (``TRADE_UPDATE``); our offer is kept.
+
+        ``items``/``gold`` default to our offer in that window; the window is sent
+        along so the lobby refuses (``trade_invalid``) if it changed meanwhile.
+        """
+        me = int(self._require_character()["id"])
+        window = self.trades.get(trade_id)
+        offers = list(window.offers) if window is not None else []
+        mine = next((o for o in offers if o.character_id == me), None)
+        msg = TradeUpdateMessage(
+            trade_id=trade_id,
+            items=_trade_items(items) if items is not None else (mine.items if mine else []),
+            gold=gold if gold is not None else (mine.gold if mine else 0),
+            confirmed=True,
+            offers=offers,
         )
+        return await self._request(msg)
 
 
 def _trade_items(items: TradeItemsLike) -> list[TradeItem]:
