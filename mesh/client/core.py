@@ -210,6 +210,9 @@ class ClientCore(PeerMixin):
         await self.directory.close()
         self._directory_closed = True
         self.character = None
+        self.party = None
+        self.trades.clear()
+        self.nearby.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -20,9 +20,11 @@ import asyncio
 import base64
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlsplit
 
 from mesh.auth import LobbyTicketAuth
 from mesh.client.nearby import NearbyTracker
@@ -94,7 +96,7 @@ class PeerMixin:
             "character_id": character_id,
             "peer_public_key": b64url_encode(self.identity.public_key),
             "box_key": b64url_encode(self.identity.box_public_key),
-            "endpoints": self._advertised_endpoints(node),
+            "endpoints": await self._advertised_endpoints(node),
         }
         data = dict(await self.rest.post("/api/characters/select", body))
         ticket = data.get("ticket")
@@ -187,13 +189,27 @@ class PeerMixin:
             await node.close()
         self._peer_characters.clear()
 
-    def _advertised_endpoints(self, node: PeerNode) -> list[str]:
+    async def _advertised_endpoints(self, node: PeerNode) -> list[str]:
+        """``p2p_advertise``, else the bound endpoint; for a wildcard bind, the local
+        address of the route towards the lobby (a UDP ``connect`` sends nothing)."""
         if self.p2p_advertise is not None:
             return list(self.p2p_advertise)
         host, port = node.address
-        if ipaddress.ip_address(host).is_unspecified:
+        if not ipaddress.ip_address(host).is_unspecified:
+            return [node.endpoint]
+        lobby_host = urlsplit(self.rest.base_url).hostname or "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                lobby_host, 9, family=family, type=socket.SOCK_DGRAM
+            )
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect(infos[0][4])
+                local = str(probe.getsockname()[0])
+        except (OSError, IndexError):
+            logger.warning("cannot tell which address to advertise; peers will use the relay")
             return []
-        return [node.endpoint]
+        return [f"[{local}]:{port}" if ":" in local else f"{local}:{port}"]
 
     async def _relay_send(self, character_id: int, data: bytes) -> None:
         payload = base64.b64encode(data).decode("ascii")
@@ -251,6 +267,11 @@ class PeerMixin:
     async def _lookup_peer(self, target: int | str) -> int:
         """The character id of ``target`` (id or name), known to the node (REST lookup)."""
         node = self._require_node()
+        me = self._require_character()
+        if target == me["id"] or (
+            isinstance(target, str) and target.casefold() == str(me["name"]).casefold()
+        ):
+            raise MeshError("that is your own character", code=ErrorCode.VALIDATION_ERROR)
         if isinstance(target, int):
             if node.core.known_peer(target) is not None:
                 return target

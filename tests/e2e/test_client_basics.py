@@ -6,7 +6,7 @@ import pytest
 
 from lobby import MasterServer
 from mesh import MessageType, NetworkClient
-from protocol.errors import ApiError, ErrorCode, NotConnectedError
+from protocol.errors import ApiError, ErrorCode, MeshError, NotConnectedError
 
 from .conftest import ClientFactory, Inbox
 
@@ -49,3 +49,10 @@ async def test_unreachable_lobby_and_calls_before_connect() -> None:
             await client.get_characters()
     finally:
         await client.disconnect()
+
+
+async def test_whisper_to_oneself_is_refused(make_client: ClientFactory) -> None:
+    alice = await make_client("Alice")
+    with pytest.raises(MeshError) as info:
+        await alice.send_whisper("alice", "talking to myself")
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
