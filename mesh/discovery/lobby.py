@@ -67,11 +67,7 @@ class LobbyDirectory(Discovery):
             return None
         node_id = msg.node_id
         if self._lobby_key is not None:
-            try:
-                ticket = verify_ticket(msg.ticket, self._lobby_key, now=now)
-            except CryptoError:
-                raise
-            node_id = ticket.peer_id
+            node_id = verify_ticket(msg.ticket, self._lobby_key, now=now).peer_id
         if node_id is None:
             raise CryptoError("PEER_INFO without a verifiable node id")
         endpoints = tuple(e for e in (parse_endpoint(t) for t in msg.endpoints) if e is not None)
