@@ -19,8 +19,14 @@ __all__: list[str] = []
 async def test_two_clients_whisper_direct(master: MasterServer, make_client: ClientFactory) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob")
-    whispers = Inbox()
+    whispers, awaited = Inbox(), asyncio.Event()
+
+    async def async_handler(message: object) -> None:
+        await asyncio.sleep(0)
+        awaited.set()
+
     bob.register_handler(MessageType.WHISPER, whispers)
+    bob.register_handler(MessageType.WHISPER, async_handler)  # sync and async handlers alike
     result = await alice.send_whisper("Bob", "meet me at the gate")
     assert result.path == "direct"
     reply = await bob.send_whisper(int(alice.character["id"]), "on my way")  # type: ignore[index]
@@ -28,6 +34,7 @@ async def test_two_clients_whisper_direct(master: MasterServer, make_client: Cli
     (msg,) = await whispers.wait_for(1)
     assert msg.content == "meet me at the gate"
     assert msg.sender_name == "Alice" and msg.sender_id == alice.character["id"]  # type: ignore[index]
+    await asyncio.wait_for(awaited.wait(), 10)
     assert relayed(master) == 0
 
 
