@@ -86,3 +86,14 @@ async def test_nearby_players_follow_moves(make_client: ClientFactory) -> None:
     assert "Alice" in names(bob.get_nearby_players())  # PEER_INFO at the new location
     bob_view = {p.character_name: p for p in bob.get_nearby_players(2)}
     assert bob_view["Alice"].location_id == 2
+
+
+async def test_ticket_renewal_keeps_the_mesh_working(make_client: ClientFactory) -> None:
+    alice = await make_client("Alice")
+    old = alice.ticket
+    assert alice._renewal is not None  # scheduled at 80 % of the ticket's lifetime
+    await alice._renew(float("inf"))  # what the timer runs
+    assert alice.ticket is not None and alice.ticket != old
+    assert alice._renewal is not None  # and the next renewal is scheduled
+    bob = await make_client("Bob")  # a new peer handshakes with the renewed ticket
+    assert (await bob.send_whisper("Alice", "fresh ticket?")).path == "direct"
