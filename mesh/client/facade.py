@@ -38,7 +38,7 @@ from typing import Any, Self
 
 from mesh.client.core import ClientCore
 from mesh.node import PartySendResult, SendResult
-from protocol.errors import ErrorCode, MeshError, NotConnectedError, PeerUnreachableError
+from protocol.errors import ErrorCode, MeshError, PeerUnreachableError
 from protocol.factories import VecLike, to_vec3
 from protocol.messages.chat import ChatMessage, FactionChatMessage
 from protocol.messages.combat import (
@@ -271,7 +271,7 @@ class NetworkClient(ClientCore):
     async def disband_party(self) -> dict[str, Any]:
         self._require_character()
         if self.party is None:
-            raise NotConnectedError("not in a party", code=ErrorCode.NOT_IN_PARTY)
+            raise MeshError("not in a party", code=ErrorCode.NOT_IN_PARTY)
         return await self._request(PartyDisbandMessage(party_id=self.party.party_id))
 
     async def get_party(self, party_id: str | None = None) -> dict[str, Any]:

@@ -46,6 +46,7 @@ async def test_whisper_and_party_chat_direct(
     names = ["Alice", "Bob", "Cara", "Dain", "Esme"][:count]
     clients = [await make_client(n) for n in names]
     party_id = await form_party(clients)
+    assert (await clients[-1].get_party())["party_id"] == party_id
     whispers = {n: Inbox() for n in names}
     party = {n: Inbox() for n in names}
     for name, c in zip(names, clients, strict=True):
