@@ -192,7 +192,7 @@ def make_character(
     """Create a character for the session ``token`` and select it; the select answer."""
     with Child(accounts_child, port, kind="asyncio", name="accounts") as child:
         child.recv(30)
-        arg = {"token": token, "name": name, "faction": faction, "cls": cls}
+        arg: dict[str, Any] = {"token": token, "name": name, "faction": faction, "cls": cls}
         arg["select"] = select or {}
         selected: dict[str, Any] = child.call("character", arg, timeout=60)
     return selected

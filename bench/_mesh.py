@@ -125,8 +125,11 @@ class PeerNodeEndpoint:
         self.node.register_handler(MessageType.POSITION_UPDATE, on_position)
         return (str(self.node.address[0]), int(self.node.address[1]))
 
-    async def connect(self, peer: tuple[str, int], dial: bool, credential: str) -> None:
+    async def connect(
+        self, peer: tuple[str, int], dial: bool, credential: str | None = None
+    ) -> None:
         if dial:
+            assert credential is not None
             await asyncio.wait_for(self.node.connect(credential, peer), 15.0)
             return
         deadline = time.monotonic() + 15.0

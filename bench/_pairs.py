@@ -62,8 +62,11 @@ class Endpoint(Protocol):
         """Bind and return the local address."""
         ...
 
-    async def connect(self, peer: tuple[str, int], dial: bool) -> None:
-        """Get ready to exchange with ``peer``; the side with ``dial`` True opens the path."""
+    async def connect(
+        self, peer: tuple[str, int], dial: bool, credential: str | None = None
+    ) -> None:
+        """Get ready to exchange with ``peer`` (holding ``credential``, if it has one); the side
+        with ``dial`` True opens the path."""
         ...
 
     def send_update(self, seq: int, send_ns: int) -> None: ...
@@ -104,7 +107,9 @@ class UdpEndpoint:
         addr = transport.get_extra_info("sockname")
         return (str(addr[0]), int(addr[1]))
 
-    async def connect(self, peer: tuple[str, int], dial: bool) -> None:
+    async def connect(
+        self, peer: tuple[str, int], dial: bool, credential: str | None = None
+    ) -> None:
         self.peer = peer
 
     def send_update(self, seq: int, send_ns: int) -> None:
@@ -177,7 +182,9 @@ class QuicEndpoint:
         addr = transport.get_extra_info("sockname")
         return (str(addr[0]), int(addr[1]))
 
-    async def connect(self, peer: tuple[str, int], dial: bool) -> None:
+    async def connect(
+        self, peer: tuple[str, int], dial: bool, credential: str | None = None
+    ) -> None:
         from aioquic.quic.configuration import QuicConfiguration
         from aioquic.quic.connection import QuicConnection
 
@@ -195,7 +202,7 @@ class QuicEndpoint:
     def _datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
         if self.conn is None:
-            from aioquic.buffer import Buffer
+            from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported
             from aioquic.quic.connection import QuicConnection
             from aioquic.quic.packet import pull_quic_header
 
@@ -301,10 +308,7 @@ async def endpoint_child(ctl: Any, factory: EndpointFactory, options: dict[str, 
 
     async def connect(arg: Any) -> None:
         peer, credential, dial = arg
-        if credential is not None:
-            await endpoint.connect(tuple(peer), dial, credential)  # type: ignore[call-arg]
-        else:
-            await endpoint.connect(tuple(peer), dial)
+        await endpoint.connect(tuple(peer), dial, credential)
 
     async def exchange(arg: dict[str, Any]) -> dict[str, Any]:
         return await _exchange(endpoint, received, arg)

@@ -55,7 +55,7 @@ class Profiler:
         return path
 
 
-_CTX = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+_CTX: Any = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
 def raise_nofile(wanted: int) -> int:
@@ -198,7 +198,8 @@ class Child:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid
+        pid: int | None = self._proc.pid
+        return pid
 
     def recv(self, timeout: float) -> Any:
         """The next message from the child; raises BenchError on error, death or timeout."""
