@@ -196,6 +196,13 @@ def to_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"| {res['name']} | - | product part skipped: {res['skipped']} |" + "  |" * 5
             )
         notes += [f"- {res['name']}: {n}" for n in res.get("notes", [])]
+    loads = [
+        f"{res['name']} {res['loadavg_1min'][0]:.1f}->{res['loadavg_1min'][1]:.1f}"
+        for res in results
+        if res.get("loadavg_1min")
+    ]
+    if loads:
+        notes.append(f"- machine load average (1 min) around each benchmark: {', '.join(loads)}")
     if notes:
         out += ["", *notes]
     return "\n".join(out) + "\n"
