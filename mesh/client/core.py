@@ -129,6 +129,7 @@ class ClientCore(PeerMixin):
         self._ticket_ready = False
         self._renewal: asyncio.TimerHandle | None = None
         self._directory_closed = False
+        self._leaving = False
         self._handlers: dict[MessageType, list[Handler]] = {}
         self._pending: dict[str, asyncio.Future[AckMessage]] = {}
         self._peer_characters: dict[str, int] = {}
@@ -181,7 +182,9 @@ class ClientCore(PeerMixin):
         self.rest.token = str(login["token"])
         self.account = dict(login)
         if self.socket is not None:
+            self._leaving = True
             await self.socket.close()
+        self._leaving = False
         self.socket = LobbySocket(
             self.rest,
             on_message=self._on_lobby_message,
@@ -198,6 +201,7 @@ class ClientCore(PeerMixin):
 
         ``logout=True`` also revokes the session token (``POST /api/auth/logout``).
         """
+        self._leaving = True
         if self.socket is not None:
             goodbye = serialize(DisconnectMessage(reason="client disconnect")).encode()
             await self.socket.close(goodbye=goodbye)
@@ -363,6 +367,10 @@ class ClientCore(PeerMixin):
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(NotConnectedError(f"the lobby connection is {state}"))
+        if state == "closed" and not self._leaving:
+            # The socket gave up (session ended, or reconnection attempts exhausted):
+            # DISCONNECT handlers hear it; peer connections stay up.
+            self._dispatch(DisconnectMessage(reason="lobby connection lost"))
 
     def _on_lobby_message(self, msg: BaseMessage) -> None:
         now = time.time()

@@ -76,3 +76,16 @@ async def test_dropped_socket_resumes_inside_grace(
     await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
     assert left.items == []  # resumed silently: nobody saw Alice leave
     assert master.hub.players_online == 2
+
+
+async def test_revoked_session_ends_reconnection(make_client: ClientFactory) -> None:
+    alice = await make_client("Alice")
+    bob = await make_client("Bob")
+    goodbyes = Inbox()
+    alice.register_handler(MessageType.DISCONNECT, goodbyes)
+    await alice.rest.post("/api/auth/logout")  # the session is revoked elsewhere
+    await alice.wait_connection_state("closed")  # the retry got 401: no more attempts
+    await goodbyes.wait_until(lambda xs: any(m.reason == "lobby connection lost" for m in xs))
+    with pytest.raises(NotConnectedError):
+        await alice.send_chat("anyone?")
+    assert (await alice.send_whisper(int(bob.character["id"]), "still peers")).path == "direct"  # type: ignore[index]
