@@ -73,6 +73,30 @@ async def test_whisper_and_party_chat_direct(
         assert sorted(m.sender_name for m in chat) == sorted(n for n in names if n != name)
         assert all(m.content == f"party hello from {m.sender_name}" for m in chat)
         assert all(m.party_id == party_id for m in chat)
+    # movement: every client sends a bounded burst; everyone ends with everyone's newest
+    moves = {n: Inbox() for n in names}
+    for name, c in zip(names, clients, strict=True):
+        c.register_handler(MessageType.POSITION_UPDATE, moves[name])
+    steps = 8
+    for k in range(1, steps + 1):
+        for i, c in enumerate(clients):
+            await c.send_position_update((float(100 * i + k), 0.0, 0.0))
+        await asyncio.sleep(0.06)  # one movement tick per step (bounded generator)
+    for i, (name, c) in enumerate(zip(names, clients, strict=True)):
+        others = [j for j in range(count) if j != i]
+        finals = {float(100 * j + steps) for j in others}
+        await moves[name].wait_until(
+            lambda xs, finals=finals: finals <= {u.position.x for u in xs}  # type: ignore[misc]
+        )
+        by_sender: dict[int, list[int]] = {}
+        for u in moves[name].items:
+            by_sender.setdefault(u.character_id, []).append(u.seq)
+        assert all(seqs == sorted(set(seqs)) for seqs in by_sender.values())  # newest wins
+        view = {p.character_name: p for p in c.get_nearby_players()}
+        assert {n for n in names if n != name} <= set(view)
+        for j in others:
+            position = view[names[j]].position
+            assert position is not None and position.x == float(100 * j + steps)
     assert relayed(master) == 0
 
 
