@@ -131,7 +131,11 @@ class LobbySocket:
             return
         self._closing = False
         self._set_state("connecting")
-        self._ws = await self._connect()
+        try:
+            self._ws = await self._connect()
+        except BaseException:
+            self._set_state("idle")
+            raise
         self._set_state("connected")
         self._task = asyncio.create_task(self._run(), name="mesh-lobby-ws")
         self._heartbeat = asyncio.create_task(self._beat(), name="mesh-lobby-heartbeat")
