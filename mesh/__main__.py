@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes = parser.add_mutually_exclusive_group(required=True)
     modes.add_argument("--lan", action="store_true", help="play on the LAN with no lobby (mDNS)")
     modes.add_argument("--lobby", metavar="URL", help="play through a lobby (NetworkClient)")
-    parser.add_argument("--name", help="character name (LAN mode)")
+    parser.add_argument("--name", help="character name (lobby mode: to play or create)")
     parser.add_argument("--port", type=int, default=9000, help="UDP port of the node (0: any)")
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
