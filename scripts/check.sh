@@ -15,4 +15,4 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
-PYTHONASYNCIODEBUG=1 .venv/bin/python -m pytest -p no:cacheprovider "$@"
+PYTHONASYNCIODEBUG=1 .venv/bin/python -m pytest -p no:cacheprovider --cov --cov-report=term "$@"
