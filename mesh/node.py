@@ -14,19 +14,25 @@ Example::
         await node.connect(peer_ticket, "127.0.0.1:9001")
         result = await node.send_whisper(peer_character_id, "hello")
         print(result.path)  # "direct" or "relay"
+
+Connection events: :meth:`PeerNode.add_peer_listener` (a callback, sync or async)
+and :meth:`PeerNode.peer_events` (an async iterator) report
+:class:`~mesh.events.PeerConnected` when a peer is authenticated, inbound or
+outbound, and :class:`~mesh.events.PeerDisconnected` (with the close code and
+reason) when its direct connection ends: once each per peer going up and down,
+whatever happens to the connections underneath (a simultaneous dial, a
+replaced connection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -44,8 +50,22 @@ from mesh.events import (
     RelayRequest,
     SendSettled,
 )
+from mesh.fanout import EventFanout, notify
 from mesh.handshake import CloseCode
 from mesh.link import Address
+from mesh.node_types import (
+    Handler,
+    PartySendResult,
+    PeerEvent,
+    PeerListener,
+    RelayLike,
+    RelayTransport,
+    SendResult,
+    Target,
+    VecLike,
+    describe_peer_event,
+    to_vec,
+)
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
@@ -62,6 +82,8 @@ from protocol.movement import next_seq
 __all__ = [
     "Handler",
     "PartySendResult",
+    "PeerEvent",
+    "PeerListener",
     "PeerNode",
     "RelayTransport",
     "SendResult",
@@ -69,11 +91,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mesh.node")
-
-Target = int | str
-"""A peer: its character id (int) or its peer id (str)."""
-Handler = Callable[[Any], Any]
-"""``handler(message)``, a plain function or a coroutine function."""
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -85,34 +102,6 @@ _HANDSHAKE_CODES = frozenset(
         CloseCode.SELF_CONNECTION,
     }
 )
-
-
-@runtime_checkable
-class RelayTransport(Protocol):
-    """Forwards an opaque envelope to a character through the lobby (NetworkClient)."""
-
-    async def send(self, target_character_id: int, data: bytes) -> None:
-        """Deliver ``data`` to the node of ``target_character_id`` (its ``receive_relayed``)."""
-
-
-RelayLike = RelayTransport | Callable[[int, bytes], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """An acknowledged reliable message: its id and the path of the acknowledgement."""
-
-    message_id: str
-    path: Path
-
-
-@dataclass(frozen=True, slots=True)
-class PartySendResult:
-    """Party chat to several members: who acknowledged (and how), who could not be reached."""
-
-    message_id: str
-    paths: dict[Target, Path] = field(default_factory=dict)
-    failed: dict[Target, MeshError] = field(default_factory=dict)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -171,8 +160,11 @@ class PeerNode:
         self._timer_at: float | None = None
         self._dials: dict[int, asyncio.Future[PeerIdentity]] = {}
         self._sends: dict[int, asyncio.Future[Path]] = {}
-        self._up: set[str] = set()
+        self._up: dict[str, PeerConnected] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._peer_fanout: EventFanout[PeerEvent] = EventFanout(
+            logger, "peer listener", spawn=self._spawn, label=describe_peer_event
+        )
         self._seq = 0
         self._family = socket.AF_INET
         self._closed = False
@@ -200,6 +192,7 @@ class PeerNode:
         if self._transport is not None and self._loop is not None:
             self.core.close(self._loop.time())
             self._transmit()
+        self._peer_fanout.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -275,6 +268,29 @@ class PeerNode:
         handlers = self._handlers.get(MessageType(message_type), [])
         if handler in handlers:
             handlers.remove(handler)
+
+    # connection events ----------------------------------------------------------------
+
+    def add_peer_listener(self, listener: PeerListener) -> Callable[[], None]:
+        """Call ``listener(event)`` when a peer connects or disconnects; returns a remover.
+
+        ``event`` is a :class:`~mesh.events.PeerConnected` (``identity``,
+        ``address``, ``outbound``) or a :class:`~mesh.events.PeerDisconnected`
+        (``identity``, ``code``, ``reason``). The listener may be a plain or a
+        coroutine function; it runs in the event loop before the message
+        handlers of the same moment (a peer's first message comes after its
+        ``PeerConnected``). Exceptions are logged, never raised here.
+        """
+        return self._peer_fanout.add_listener(listener)
+
+    def peer_events(self) -> AsyncIterator[PeerEvent]:
+        """Iterate: a ``PeerConnected`` per peer connected now, then every change.
+
+        Ends when the node closes (after the ``PeerDisconnected`` of its last
+        peers). The queue behind it is bounded: a consumer more than 1024
+        events behind loses the oldest.
+        """
+        return self._peer_fanout.events(self._up.values())
 
     # connections --------------------------------------------------------------------
 
@@ -406,8 +422,8 @@ class PeerNode:
 
     def send_position(
         self,
-        position: Vec3 | Mapping[str, float] | tuple[float, float, float],
-        velocity: Vec3 | Mapping[str, float] | tuple[float, float, float] | None = None,
+        position: VecLike,
+        velocity: VecLike | None = None,
         *,
         location_id: int,
     ) -> PositionUpdateMessage:
@@ -421,8 +437,8 @@ class PeerNode:
         update = PositionUpdateMessage(
             character_id=me.character_id,
             location_id=location_id,
-            position=_vec(position),
-            velocity=_vec(velocity) if velocity is not None else Vec3(),
+            position=to_vec(position),
+            velocity=to_vec(velocity) if velocity is not None else Vec3(),
             sent_at=loop.time(),
             seq=self._seq,
         )
@@ -513,12 +529,15 @@ class PeerNode:
             elif isinstance(event, SendSettled):
                 self._settle_send(event)
             elif isinstance(event, PeerConnected):
-                self._up.add(event.identity.peer_id)
+                if event.identity.peer_id not in self._up:  # not a dial joining a live one
+                    self._up[event.identity.peer_id] = event
+                    self._peer_fanout.emit(event)
                 self._resolve_dial(event.dial_id, event.identity, None)
             elif isinstance(event, DialFailed):
                 self._on_dial_failed(event)
             elif isinstance(event, PeerDisconnected):
-                self._up.discard(event.identity.peer_id)
+                if self._up.pop(event.identity.peer_id, None) is not None:
+                    self._peer_fanout.emit(event)
                 self._call_handlers(
                     PlayerLeftAreaMessage(
                         character_id=event.identity.character_id,
@@ -564,14 +583,9 @@ class PeerNode:
         self._resolve_dial(event.dial_id, None, error)
 
     def _call_handlers(self, message: BaseMessage) -> None:
-        for handler in list(self._handlers.get(message.type, ())):
-            try:
-                result = handler(message)
-            except Exception:
-                logger.exception("handler %r failed on %s", handler, message.type)
-                continue
-            if inspect.isawaitable(result):
-                self._spawn(_guarded(result, handler, message.type))
+        handlers = self._handlers.get(message.type, ())
+        # the message type, not the message, in the log: private chat stays out of it
+        notify(handlers, message, log=logger, what="handler", spawn=self._spawn, label=message.type)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -589,19 +603,3 @@ class PeerNode:
                 await relay(request.character_id, request.data)
         except Exception as exc:  # a relay failure is retried by the reliable layer
             logger.warning("relay to character %s failed: %s", request.character_id, exc)
-
-
-async def _guarded(result: Awaitable[Any], handler: Handler, message_type: str) -> None:
-    try:
-        await result
-    except Exception:
-        logger.exception("handler %r failed on %s", handler, message_type)
-
-
-def _vec(value: Vec3 | Mapping[str, float] | tuple[float, float, float]) -> Vec3:
-    if isinstance(value, Vec3):
-        return value
-    if isinstance(value, Mapping):
-        return Vec3(**value)
-    x, y, z = value
-    return Vec3(x=x, y=y, z=z)

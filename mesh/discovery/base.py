@@ -25,13 +25,13 @@ announced and withdrawn by calls.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Self
 
+from mesh.fanout import EventFanout
 from protocol.errors import DiscoveryError
 
 __all__ = [
@@ -81,8 +81,6 @@ class PeerLost:
 DiscoveryEvent = PeerFound | PeerLost
 DiscoveryListener = Callable[[DiscoveryEvent], None]
 
-_QUEUE_LIMIT = 1024
-
 
 class Discovery:
     """Base of every discovery source; use as ``async with source: ...``."""
@@ -91,8 +89,7 @@ class Discovery:
 
     def __init__(self) -> None:
         self._peers: dict[str, PeerFound] = {}
-        self._listeners: list[DiscoveryListener] = []
-        self._queues: set[asyncio.Queue[DiscoveryEvent | None]] = set()
+        self._fanout: EventFanout[DiscoveryEvent] = EventFanout(log, "discovery listener")
         self._started = False
         self._closed = False
 
@@ -130,8 +127,7 @@ class Discovery:
                 await self._stop()
         finally:
             self._peers.clear()
-            for queue in self._queues:
-                _put_dropping_oldest(queue, None)
+            self._fanout.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -151,13 +147,7 @@ class Discovery:
         The listener runs synchronously in the event loop: keep it short. An
         exception in it is logged and does not reach the source.
         """
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._fanout.add_listener(listener)
 
     def events(self) -> AsyncIterator[DiscoveryEvent]:
         """Iterate over events: first a ``PeerFound`` per known peer, then changes.
@@ -165,14 +155,7 @@ class Discovery:
         Ends when the source is closed. The queue behind it is bounded; a
         consumer that falls more than 1024 events behind loses the oldest.
         """
-        queue: asyncio.Queue[DiscoveryEvent | None] = asyncio.Queue(_QUEUE_LIMIT)
-        for peer in list(self._peers.values())[-_QUEUE_LIMIT:]:
-            queue.put_nowait(peer)
-        if self._closed:
-            _put_dropping_oldest(queue, None)
-        else:
-            self._queues.add(queue)
-        return self._iterate(queue)
+        return self._fanout.events(self._peers.values())
 
     # -- for subclasses -----------------------------------------------------
 
@@ -189,47 +172,13 @@ class Discovery:
         if self._peers.get(peer.peer_id) == peer:
             return
         self._peers[peer.peer_id] = peer
-        self._emit(peer)
+        self._fanout.emit(peer)
 
     def _lost(self, peer_id: str) -> None:
         """Forget ``peer_id``; emit ``PeerLost`` if it was known."""
         if self._closed or self._peers.pop(peer_id, None) is None:
             return
-        self._emit(PeerLost(peer_id, self.source_name))
-
-    # -- internals ----------------------------------------------------------
-
-    def _emit(self, event: DiscoveryEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("discovery listener %r failed on %r", listener, event)
-        for queue in self._queues:
-            _put_dropping_oldest(queue, event)
-
-    async def _iterate(
-        self, queue: asyncio.Queue[DiscoveryEvent | None]
-    ) -> AsyncIterator[DiscoveryEvent]:
-        try:
-            while True:
-                event = await queue.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            self._queues.discard(queue)
-
-
-def _put_dropping_oldest(
-    queue: asyncio.Queue[DiscoveryEvent | None], item: DiscoveryEvent | None
-) -> None:
-    while True:
-        try:
-            queue.put_nowait(item)
-            return
-        except asyncio.QueueFull:
-            queue.get_nowait()
+        self._fanout.emit(PeerLost(peer_id, self.source_name))
 
 
 class ManualDiscovery(Discovery):

@@ -45,7 +45,9 @@ from mesh.core import MeshConfig
 from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
 from mesh.discovery.lan_auth import LanGroupAuth
 from mesh.discovery.mdns import MdnsDiscovery, lan_interface_addresses, parse_interfaces
-from mesh.node import Handler, PartySendResult, PeerNode, SendResult
+from mesh.events import PeerConnected
+from mesh.fanout import EventFanout
+from mesh.node import Handler, PartySendResult, PeerEvent, PeerNode, SendResult
 from protocol.crypto import Identity
 from protocol.errors import (
     HandshakeError,
@@ -54,7 +56,7 @@ from protocol.errors import (
     ProtocolError,
 )
 from protocol.messages.base import MessageType
-from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMessage
+from protocol.messages.location import PositionUpdateMessage
 from protocol.version import PROTOCOL_VERSION, check_version
 
 __all__ = [
@@ -97,8 +99,6 @@ class PeerIgnored:
 
 LanEvent = DiscoveryEvent | MemberJoined | MemberLeft | PeerIgnored
 LanListener = Callable[[LanEvent], None]
-
-_QUEUE_LIMIT = 1024
 
 
 class LanNode:
@@ -151,21 +151,16 @@ class LanNode:
         self.retry_interval = retry_interval
         self.discovery: MdnsDiscovery | None = None
         self._members: dict[str, PeerIdentity] = {}
-        self._member_cids: set[int] = set()
         self._ignored: dict[str, PeerIgnored] = {}
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._vanishing: dict[str, asyncio.Task[None]] = {}
         self._leave_reasons: dict[str, str] = {}
-        self._listeners: list[LanListener] = []
-        self._queues: set[asyncio.Queue[LanEvent | None]] = set()
+        self._fanout: EventFanout[LanEvent] = EventFanout(log, "lan listener", label=_describe)
         self._members_changed = asyncio.Event()
-        self._sync_task: asyncio.Task[None] | None = None
         self._remove_discovery_listener: Callable[[], None] | None = None
         self._closed = False
-        self.node.register_handler(MessageType.PLAYER_LEFT_AREA, self._on_left)
-        for kind in (MessageType.WHISPER, MessageType.PARTY_CHAT, MessageType.POSITION_UPDATE):
-            # a message can be the first sign of an inbound connection: announce it first
-            self.node.register_handler(kind, self._on_traffic)
+        # membership follows the node's connections, inbound and outbound, as they happen
+        self.node.add_peer_listener(self._on_peer_event)
 
     # -- properties -----------------------------------------------------------
 
@@ -230,7 +225,6 @@ class LanNode:
         except BaseException:
             await self.close()
             raise
-        self._sync_task = asyncio.create_task(self._sync_loop(), name="lan-sync")
         log.info("lan: %s (%s) joined group %s", self.name, self.peer_id[:12], self.group_tag)
 
     async def close(self) -> None:
@@ -239,8 +233,6 @@ class LanNode:
             return
         self._closed = True
         tasks = [*self._dialers.values(), *self._vanishing.values()]
-        if self._sync_task is not None:
-            tasks.append(self._sync_task)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -253,8 +245,7 @@ class LanNode:
                 await self.discovery.close()
         finally:
             await self.node.close()
-            for queue in self._queues:
-                _put(queue, None)
+            self._fanout.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -272,22 +263,11 @@ class LanNode:
 
     def add_listener(self, listener: LanListener) -> Callable[[], None]:
         """Call ``listener(event)`` for each membership / discovery event; returns a remover."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._fanout.add_listener(listener)
 
     def events(self) -> AsyncIterator[LanEvent]:
         """Iterate over future events until the node closes (bounded queue, oldest dropped)."""
-        queue: asyncio.Queue[LanEvent | None] = asyncio.Queue(_QUEUE_LIMIT)
-        if self._closed:
-            _put(queue, None)
-        else:
-            self._queues.add(queue)
-        return self._iterate(queue)
+        return self._fanout.events()
 
     def register_handler(self, message_type: MessageType, handler: Handler) -> None:
         """Handle messages from members (see :meth:`PeerNode.register_handler`)."""
@@ -295,13 +275,7 @@ class LanNode:
 
     async def wait_for_members(self, count: int, *, timeout: float) -> Mapping[str, PeerIdentity]:  # noqa: ASYNC109
         """Wait until at least ``count`` members are connected; ``TimeoutError`` otherwise."""
-
-        async def wait() -> None:
-            while len(self._members) < count:
-                self._members_changed.clear()
-                await self._members_changed.wait()
-
-        await asyncio.wait_for(wait(), timeout)
+        await asyncio.wait_for(self._members_until(lambda: len(self._members) >= count), timeout)
         return self.members
 
     # -- game traffic -----------------------------------------------------------
@@ -387,8 +361,7 @@ class LanNode:
                 del self._vanishing[peer_id]
         if peer_id not in self.found and peer_id in self.node.peers:
             self._leave_reasons[peer_id] = "vanished from the LAN"
-            self.node.disconnect_peer(peer_id)
-            self._sync_members()
+            self.node.disconnect_peer(peer_id)  # MemberLeft comes from its PeerDisconnected
 
     def _incompatible(self, peer: PeerFound) -> str | None:
         if peer.group_tag != self.group_tag:
@@ -418,11 +391,9 @@ class LanNode:
 
     async def _dial(self, peer_id: str) -> None:
         """Connect to a discovered member until connected, rejected or gone."""
-        if self.peer_id > peer_id:
-            # the lower peer id dials first; dial ourselves only if it did not
-            await asyncio.sleep(self.dial_grace)
+        if self.peer_id > peer_id and await self._joins_within(peer_id, self.dial_grace):
+            return  # the lower peer id dials first; we dial only if it did not
         while not self._closed:
-            self._sync_members()
             if peer_id in self._members:
                 return
             peer = self.found.get(peer_id)
@@ -445,71 +416,50 @@ class LanNode:
                         peer_id[:12],
                         identity.peer_id[:12],
                     )
-                self._sync_members()
                 if peer_id in self._members:
                     return
-            await asyncio.sleep(self.retry_interval)
+            if await self._joins_within(peer_id, self.retry_interval):
+                return
 
-    def _on_left(self, message: PlayerLeftAreaMessage) -> None:
-        self._sync_members(reason="disconnected")
-        for peer_id, peer in self.found.items():
-            if peer_id not in self._members and self._incompatible(peer) is None:
-                if peer_id not in self._ignored:
-                    self._ensure_dialer(peer_id)
+    async def _members_until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self._members_changed.clear()
+            await self._members_changed.wait()
 
-    def _on_traffic(self, message: object) -> None:
-        sender = getattr(message, "sender_id", None)
-        if sender is None:
-            sender = getattr(message, "character_id", None)
-        if sender not in self._member_cids:
-            self._sync_members()
+    async def _joins_within(self, peer_id: str, seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``peer_id`` to become a member (it dialled us)."""
+        try:
+            await asyncio.wait_for(self._members_until(lambda: peer_id in self._members), seconds)
+        except TimeoutError:
+            return False
+        return True
 
-    def _sync_members(self, reason: str = "connection closed") -> None:
-        """Diff the node's live peers against the members announced so far."""
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        """A connection came up or went down: announce the membership change."""
         if self._closed:
             return
-        live = self.node.peers
-        changed = False
-        for peer_id in [pid for pid in self._members if pid not in live]:
-            identity = self._members.pop(peer_id)
-            changed = True
-            self._emit(MemberLeft(identity, self._leave_reasons.pop(peer_id, reason)))
-        for peer_id, identity in live.items():
+        peer_id = event.identity.peer_id
+        if isinstance(event, PeerConnected):
             if peer_id not in self._members:
-                self._members[peer_id] = identity
-                changed = True
-                self._emit(MemberJoined(identity))
-        if changed:
-            self._member_cids = {m.character_id for m in self._members.values()}
+                self._members[peer_id] = event.identity
+                self._members_changed.set()
+                self._emit(MemberJoined(event.identity))
+            return
+        reason = self._leave_reasons.pop(peer_id, event.reason)
+        identity = self._members.pop(peer_id, None)
+        if identity is not None:
             self._members_changed.set()
-
-    async def _sync_loop(self) -> None:
-        # inbound connections have no event of their own: look once a second
-        while True:
-            await asyncio.sleep(1.0)
-            self._sync_members()
+            self._emit(MemberLeft(identity, reason))
+        for other, peer in self.found.items():
+            if other not in self._members and other not in self._ignored:
+                if self._incompatible(peer) is None:
+                    self._ensure_dialer(other)
 
     def _emit(self, event: LanEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("lan listener %r failed on %r", listener, event)
-        for queue in self._queues:
-            _put(queue, event)
-
-    async def _iterate(self, queue: asyncio.Queue[LanEvent | None]) -> AsyncIterator[LanEvent]:
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._queues.discard(queue)
+        self._fanout.emit(event)
 
 
-def _put(queue: asyncio.Queue[LanEvent | None], item: LanEvent | None) -> None:
-    while True:
-        try:
-            queue.put_nowait(item)
-            return
-        except asyncio.QueueFull:
-            queue.get_nowait()
+def _describe(event: LanEvent) -> str:
+    if isinstance(event, MemberJoined | MemberLeft):
+        return f"{type(event).__name__} of {event.identity.peer_id[:12]}"
+    return repr(event)

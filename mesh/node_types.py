@@ -1,0 +1,83 @@
+"""The value types of :class:`mesh.node.PeerNode`'s API: targets, handlers, results, events.
+
+Split from :mod:`mesh.node` (which re-exports every name) so the adapter
+module holds only the adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from mesh.events import Path, PeerConnected, PeerDisconnected
+from protocol.errors import MeshError
+from protocol.messages.location import Vec3
+
+__all__ = [
+    "Handler",
+    "PartySendResult",
+    "PeerEvent",
+    "PeerListener",
+    "RelayLike",
+    "RelayTransport",
+    "SendResult",
+    "Target",
+    "VecLike",
+    "describe_peer_event",
+    "to_vec",
+]
+
+Target = int | str
+"""A peer: its character id (int) or its peer id (str)."""
+Handler = Callable[[Any], Any]
+"""``handler(message)``, a plain function or a coroutine function."""
+PeerEvent = PeerConnected | PeerDisconnected
+"""What :meth:`PeerNode.add_peer_listener` listeners and :meth:`PeerNode.peer_events` get."""
+PeerListener = Callable[[PeerEvent], Any]
+"""``listener(event)``, a plain function or a coroutine function."""
+VecLike = Vec3 | Mapping[str, float] | tuple[float, float, float]
+"""A position or velocity: a ``Vec3``, ``{"x": .., "y": .., "z": ..}`` or ``(x, y, z)``."""
+
+
+@runtime_checkable
+class RelayTransport(Protocol):
+    """Forwards an opaque envelope to a character through the lobby (NetworkClient)."""
+
+    async def send(self, target_character_id: int, data: bytes) -> None:
+        """Deliver ``data`` to the node of ``target_character_id`` (its ``receive_relayed``)."""
+
+
+RelayLike = RelayTransport | Callable[[int, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """An acknowledged reliable message: its id and the path of the acknowledgement."""
+
+    message_id: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class PartySendResult:
+    """Party chat to several members: who acknowledged (and how), who could not be reached."""
+
+    message_id: str
+    paths: dict[Target, Path] = field(default_factory=dict)
+    failed: dict[Target, MeshError] = field(default_factory=dict)
+
+
+def to_vec(value: VecLike) -> Vec3:
+    """A :data:`VecLike` as a ``Vec3``."""
+    if isinstance(value, Vec3):
+        return value
+    if isinstance(value, Mapping):
+        return Vec3(**value)
+    x, y, z = value
+    return Vec3(x=x, y=y, z=z)
+
+
+def describe_peer_event(event: PeerEvent) -> str:
+    """A short text for a log line: the event's kind and the peer id."""
+    return f"{type(event).__name__} of {event.identity.peer_id[:12]}"
