@@ -157,9 +157,10 @@ def to_text(results: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     for res in results:
         load = res.get("loadavg_1min") or [math.nan, math.nan]
+        others = (res.get("machine_cpu") or {}).get("others_cores", math.nan)
         lines.append(
             f"== {res['name']}: {res['title']}  ({res.get('seconds', 0):.1f} s, "
-            f"load avg {load[0]:.1f} -> {load[1]:.1f})"
+            f"load avg {load[0]:.1f} -> {load[1]:.1f}, other processes {others:.2f} cores)"
         )
         if res.get("skipped"):
             lines.append(f"   skipped: {res['skipped']}")
@@ -203,9 +204,49 @@ def to_markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     if loads:
         notes.append(f"- machine load average (1 min) around each benchmark: {', '.join(loads)}")
+    others = [
+        f"{res['name']} {res['machine_cpu']['others_cores']:.2f}"
+        for res in results
+        if res.get("machine_cpu")
+    ]
+    if others:
+        notes.append(
+            "- cores used by processes outside the benchmark (of "
+            f"{os.cpu_count()}), on average over each benchmark: {', '.join(others)}"
+        )
     if notes:
         out += ["", *notes]
     return "\n".join(out) + "\n"
+
+
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(wall, machine busy CPU seconds, CPU seconds of this process and its reaped children)."""
+    import resource
+
+    busy = math.nan
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    ours = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        ours += ru.ru_utime + ru.ru_stime
+    return time.perf_counter(), busy, ours
+
+
+def _machine_share(before: tuple[float, float, float]) -> dict[str, float]:
+    """Cores busy on the machine during a benchmark: ours and everything else's."""
+    after = _cpu_snapshot()
+    wall = after[0] - before[0]
+    if wall <= 0:
+        return {}
+    busy = (after[1] - before[1]) / wall
+    ours = (after[2] - before[2]) / wall
+    return {"busy_cores": busy, "ours_cores": ours, "others_cores": max(0.0, busy - ours)}
 
 
 def _loadavg() -> float:
@@ -253,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         load0 = _loadavg()
+        cpu0 = _cpu_snapshot()
         if args.quick and t0 - started > QUICK_BUDGET_S:
             module_name, title = BENCHMARKS[name]
             reason = f"quick time budget ({QUICK_BUDGET_S:g} s) already spent"
@@ -263,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         result["seconds"] = time.perf_counter() - t0
         # Other work on the machine skews latency figures most: keep the load next to them.
         result["loadavg_1min"] = [load0, _loadavg()]
+        result["machine_cpu"] = _machine_share(cpu0)
         crashed |= broke
         results.append(result)
         print(to_text([result]), flush=True)
