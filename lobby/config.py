@@ -10,6 +10,10 @@ profile (time cost 3, 64 MiB, 4 lanes). Tests may lower them
 (``argon2_time_cost=1, argon2_memory_cost=1024, argon2_parallelism=1``) to stay
 fast; a production lobby must never do so.
 
+``ws_fernet_secret`` (``SHARDS_WS_FERNET_SECRET``) turns on the seed's Fernet
+WebSocket encoding (see :mod:`lobby.http.ws`); it is a :class:`~pydantic.SecretStr`,
+shown as ``**********`` in every repr, dump and log.
+
 ``Clock`` is the type of the injectable wall clock: a callable returning seconds
 since the epoch (``time.time`` by default). Sessions, rate limits, lockouts and
 the reconnect grace read time only through it, so a test advances a fake clock
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Clock", "LobbySettings"]
@@ -110,6 +114,14 @@ class LobbySettings(BaseSettings):
         default=5, ge=1, description="rate-limited messages tolerated before closing with 1008"
     )
     ws_connections_per_account: int = Field(default=8, ge=1)
+    ws_fernet_secret: SecretStr | None = Field(
+        default=None,
+        description="shared secret of the optional Fernet frame encoding (/ws?encoding=fernet); "
+        "unset: only plain JSON frames",
+    )
+    ws_fernet_ttl: float = Field(
+        default=60.0, gt=0, description="oldest Fernet frame (seconds) the lobby opens"
+    )
 
     # -- chat -----------------------------------------------------------------------------
     chat_max_length: int = Field(default=500, ge=1)
@@ -127,6 +139,13 @@ class LobbySettings(BaseSettings):
     @classmethod
     def _fold_admins(cls, value: list[str]) -> list[str]:
         return [name.strip().casefold() for name in value if name.strip()]
+
+    @field_validator("ws_fernet_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("ws_fernet_secret must not be empty (leave it unset to turn it off)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> LobbySettings:

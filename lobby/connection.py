@@ -13,6 +13,11 @@ and the queue grow; when the queue is full the connection is cut with close
 code 1013 (try again later): the queue is dropped, a close frame is attempted
 for ``ws_close_timeout`` seconds and the transport is then aborted. The memory
 held for a client is therefore bounded by the queue cap.
+
+A connection opened with ``/ws?encoding=fernet`` carries a :class:`FernetFrames`
+codec: the writer seals each frame's text (object or batch) into one Fernet token
+just before writing it, and the endpoint opens each incoming frame before
+decoding it. Without it a frame costs one ``is None`` check.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from lobby.config import LobbySettings
+from lobby.config import Clock, LobbySettings
 from lobby.sessions import Session
 from protocol.codec import serialize
+from protocol.crypto import FernetSealer
+from protocol.errors import DecodeError
 from protocol.messages import BaseMessage
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ __all__ = [
     "CLOSE_SLOW_CONSUMER",
     "CLOSE_TOO_BIG",
     "Connection",
+    "FernetFrames",
 ]
 
 CLOSE_NORMAL = 1000
@@ -67,6 +75,35 @@ log = logging.getLogger("lobby.hub")
 _ids = itertools.count(1)
 
 
+class FernetFrames:
+    """The Fernet frame encoding: every text frame is one token of the JSON text.
+
+    Tokens are stamped with the lobby clock; :meth:`open` refuses tokens older
+    than ``ttl`` seconds (or over a minute in the future) with
+    :class:`~protocol.errors.SealError`.
+    """
+
+    __slots__ = ("_clock", "_sealer", "_ttl")
+
+    name = "fernet"
+
+    def __init__(self, sealer: FernetSealer, clock: Clock, ttl: float) -> None:
+        self._sealer = sealer
+        self._clock = clock
+        self._ttl = ttl
+
+    def seal(self, text: str) -> str:
+        return self._sealer.seal(text.encode("utf-8"), now=self._clock()).decode("ascii")
+
+    def open(self, frame: str) -> str:
+        """The frame's plaintext; SealError if it does not open, DecodeError if not UTF-8."""
+        plain = self._sealer.open(frame.encode("utf-8"), now=self._clock(), ttl=self._ttl)
+        try:
+            return plain.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"the sealed frame is not UTF-8 text: {exc.reason}") from None
+
+
 class Connection:
     """A connected WebSocket: identity, presence, send queue, writer task."""
 
@@ -77,12 +114,15 @@ class Connection:
         session: Session,
         ctx: LobbyContext,
         address: str,
+        frames: FernetFrames | None = None,
     ) -> None:
         self.id = next(_ids)
         self.ws = ws
         self.session = session
         self.ctx = ctx
         self.address = address
+        self.frames = frames
+        """The frame encoding (None: plain JSON text frames)."""
         self.presence: Presence | None = None
         self.close_code: int | None = None
         self.close_reason = ""
@@ -204,6 +244,7 @@ class Connection:
     async def _write_loop(self) -> None:
         max_msgs = self._settings.ws_batch_max_messages
         max_bytes = self._settings.ws_batch_max_bytes
+        frames = self.frames
         try:
             while True:
                 if not self._queue:
@@ -221,6 +262,8 @@ class Connection:
                     batch.append(self._queue.popleft())
                     size += len(nxt) + 1
                 frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+                if frames is not None:
+                    frame = frames.seal(frame)
                 await self.ws.send_str(frame)
         except (ConnectionError, RuntimeError) as exc:
             log.debug("%s writer stopped: %s", self.describe(), exc)

@@ -162,3 +162,7 @@ class StatusResponse(BaseModel):
     relayed_messages: int = Field(
         default=0, description="RELAY envelopes forwarded since start (lobby.services.directory)"
     )
+    ws_encodings: list[str] = Field(
+        default_factory=lambda: ["json"],
+        description="frame encodings of /ws?encoding=...: json, and fernet when configured",
+    )

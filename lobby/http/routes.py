@@ -42,6 +42,7 @@ from lobby.http.models import (
     StatusResponse,
 )
 from lobby.http.openapi import build_openapi
+from lobby.http.ws import ws_encodings
 from lobby.hub import CharacterInfo
 from protocol.crypto import b64url_decode, issue_ticket, peer_id
 from protocol.errors import ErrorCode, LobbyError
@@ -238,7 +239,12 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
                     {"character_id": character.id},
                 ),
             )
+    current = ctx.hub.presence(session.id)
+    again = current is not None and current.character_id == character.id
     await ctx.hub.set_character(session.id, _info(character))
+    directory = ctx.services.get("directory")
+    if again and directory is not None:  # same character: renewed ticket, maybe new keys
+        await directory.reselected(session.id)
     return CharacterSelectResponse(
         character=_out(character),
         ticket=ticket,
@@ -271,6 +277,7 @@ async def status(req: ApiRequest) -> StatusResponse:
         lobby_public_key=ctx.key.public_key_b64,
         lobby_peer_id=ctx.key.peer_id,
         relayed_messages=int(getattr(ctx.services.get("directory"), "relayed_messages", 0)),
+        ws_encodings=ws_encodings(ctx.settings),
     )
 
 

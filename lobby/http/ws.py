@@ -21,38 +21,76 @@ message at a time, in order:
 
 No client message for ``ws_idle_timeout`` seconds closes with 1000. The
 connection stays up after every ERROR.
+
+Frame encodings (``?encoding=``, listed as ``ws_encodings`` in ``/api/status``):
+
+* ``json`` (the default): each text frame is the JSON text itself;
+* ``fernet`` (only with the ``ws_fernet_secret`` setting): each text frame in
+  both directions is one Fernet token (ASCII) whose plaintext is exactly the
+  JSON frame text (one object or a batch array). The key is
+  ``derive_fernet_key(secret, WS_FERNET_SALT)``, derived once when the lobby
+  starts, in a worker thread. Incoming tokens are opened (after the rate limit)
+  with ``ttl=ws_fernet_ttl``; a frame that does not open (wrong key, altered,
+  expired, not a token) closes the socket with 1008, since an ERROR would be
+  unreadable to a client without the key. A lobby without the setting answers
+  ``?encoding=fernet`` (or any unknown encoding) with HTTP 400 ``bad_request``
+  before the upgrade.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from lobby.connection import CLOSE_FLOOD, CLOSE_NORMAL, CLOSE_POLICY, Connection
+from lobby.connection import CLOSE_FLOOD, CLOSE_NORMAL, CLOSE_POLICY, Connection, FernetFrames
 from lobby.http.api import bearer_token
 from lobby.http.errors import client_address
 from lobby.hub import CharacterInfo
 from lobby.ratelimit import RateLimiter
 from protocol.codec import deserialize, error_message_from
-from protocol.errors import ErrorCode, LobbyError, ProtocolError, ShardsError
+from protocol.crypto import WS_FERNET_SALT, FernetSealer, derive_fernet_key
+from protocol.errors import ErrorCode, LobbyError, ProtocolError, SealError, ShardsError
 from protocol.messages import HeartbeatMessage, MessageType
 
 if TYPE_CHECKING:
+    from lobby.config import LobbySettings
     from lobby.context import LobbyContext
 
-__all__ = ["WebSocketEndpoint"]
+__all__ = ["ENCODING_PARAM", "WebSocketEndpoint", "ws_encodings"]
 
 log = logging.getLogger("lobby.hub")
 
+ENCODING_PARAM = "encoding"
+"""Query parameter choosing the frame encoding (``json`` or ``fernet``)."""
+
+
+def ws_encodings(settings: LobbySettings) -> list[str]:
+    """The frame encodings a lobby with ``settings`` offers (``ws_encodings`` in the status)."""
+    return ["json", "fernet"] if settings.ws_fernet_secret is not None else ["json"]
+
+
+def _fernet_sealer(secret: str) -> FernetSealer:
+    return FernetSealer(derive_fernet_key(secret, WS_FERNET_SALT))
+
 
 class WebSocketEndpoint:
-    """The aiohttp handler of ``/ws`` for one lobby."""
+    """The aiohttp handler of ``/ws`` for one lobby (create it inside the running loop)."""
 
     def __init__(self, ctx: LobbyContext) -> None:
         self.ctx = ctx
         s = ctx.settings
+        self.encodings = ws_encodings(s)
+        self._sealer: FernetSealer | None = None
+        self._sealer_ready: asyncio.Future[FernetSealer] | None = None
+        if s.ws_fernet_secret is not None:
+            # PBKDF2 with 100,000 iterations: once, in a worker thread, not per connection
+            self._sealer_ready = asyncio.get_running_loop().run_in_executor(
+                None, _fernet_sealer, s.ws_fernet_secret.get_secret_value()
+            )
+            self._sealer_ready.add_done_callback(self._keyed)
         self._conn_limiter = RateLimiter(s.ws_message_rate, s.ws_message_burst, ctx.clock)
         self._account_limiter = RateLimiter(
             s.ws_message_rate * 2, s.ws_message_burst * 2, ctx.clock
@@ -64,6 +102,7 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self.ctx
         s = ctx.settings
+        frames = await self._frames(request)
         session = await ctx.sessions.authenticate(bearer_token(request, allow_query=True))
         if ctx.hub.connections_of_account(session.account_id) >= s.ws_connections_per_account:
             raise LobbyError(
@@ -84,10 +123,16 @@ class WebSocketEndpoint:
         )
         await ws.prepare(request)
         address = client_address(request, trust_forwarded_for=s.trust_forwarded_for)
-        conn = Connection(ws, request, session, ctx, address)
+        conn = Connection(ws, request, session, ctx, address, frames)
         conn.start()
         resumed = await ctx.hub.attach(conn, character)
-        log.debug("%s connected from %s (resumed=%s)", conn.describe(), address, resumed)
+        log.debug(
+            "%s connected from %s (resumed=%s, encoding=%s)",
+            conn.describe(),
+            address,
+            resumed,
+            "json" if frames is None else frames.name,
+        )
         try:
             await self._read_loop(conn)
         finally:
@@ -99,6 +144,33 @@ class WebSocketEndpoint:
             conn.finished.set()
             log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
         return ws
+
+    def _keyed(self, ready: asyncio.Future[FernetSealer]) -> None:
+        if ready.cancelled():
+            return
+        exc = ready.exception()
+        if exc is not None:
+            log.error("the Fernet WebSocket key could not be derived (%s)", type(exc).__name__)
+            return
+        self._sealer = ready.result()
+
+    async def _frames(self, request: web.Request) -> FernetFrames | None:
+        """The encoding asked for with ``?encoding=`` (HTTP 400 if not offered)."""
+        encoding = request.query.get(ENCODING_PARAM, "json")
+        if encoding == "json":
+            return None
+        if encoding != "fernet" or self._sealer_ready is None:
+            what = "fernet" if encoding == "fernet" else repr(encoding[:32])
+            raise LobbyError(
+                f"this lobby does not offer the {what} WebSocket encoding "
+                f"(offered: {', '.join(self.encodings)}; see ws_encodings in /api/status)",
+                code=ErrorCode.BAD_REQUEST,
+                details={"encoding": encoding[:32], "offered": list(self.encodings)},
+            )
+        sealer = self._sealer
+        if sealer is None:  # only while the lobby is still deriving the key
+            sealer = await asyncio.shield(self._sealer_ready)
+        return FernetFrames(sealer, self.ctx.clock, self.ctx.settings.ws_fernet_ttl)
 
     async def _read_loop(self, conn: Connection) -> None:
         ws = conn.ws
@@ -149,6 +221,16 @@ class WebSocketEndpoint:
             )
             return
         conn.flood_strikes = 0
+        if conn.frames is not None:
+            try:
+                data = conn.frames.open(data)
+            except SealError:
+                log.info("%s closed: a frame did not open with the Fernet key", conn.describe())
+                conn.close(CLOSE_POLICY, "frame is not a Fernet token of this lobby's key")
+                return
+            except ProtocolError as exc:
+                conn.send(error_message_from(exc))
+                return
         try:
             msg = deserialize(data, max_size=ctx.settings.ws_max_message_size)
         except ProtocolError as exc:

@@ -7,6 +7,10 @@ select while connected) or arrives there by ``MOVE``, it receives one
 ``PEER_INFO`` per other online character there that has a ticket, and each of
 them receives its ``PEER_INFO``. Party members get each other's ``PEER_INFO`` on
 every party change, wherever they stand. The entries live in memory only.
+Selecting the same character again (the client renews its ticket, maybe with
+new keys or endpoints) refreshes the entry from the session and re-introduces
+it the same way (core select calls :meth:`DirectoryService.reselected`).
+``PEER_INFO`` carries the character's ``level`` as the hub knows it.
 
 REST: ``GET /api/peers/{character_id}`` and ``GET /api/peers?name=NAME`` return
 one entry (404 when the character is offline or has no ticket); any session with
@@ -66,6 +70,7 @@ class PeerInfoOut(BaseModel):
     node_id: str | None = Field(default=None, description="peer id of the ticket's public key")
     public_key: str | None = Field(default=None, description="Ed25519, unpadded base64url")
     online: bool = True
+    level: int | None = None
 
 
 class PeerLookupQuery(BaseModel):
@@ -139,6 +144,7 @@ class DirectoryService:
             location_id=character.location_id,
             node_id=entry.node_id,
             public_key=entry.public_key,
+            level=character.level,
         )
 
     # -- pushes -------------------------------------------------------------------------
@@ -245,25 +251,51 @@ class DirectoryService:
 
     # -- hooks ----------------------------------------------------------------------------
 
-    async def _on_join(self, presence: Presence) -> None:
+    async def reselected(self, session_id: int) -> int:
+        """The session selected its current character again (e.g. a ticket renewal).
+
+        Re-reads the entry from the session (new ticket, maybe new keys or
+        endpoints) and, if it has one, exchanges ``PEER_INFO`` again with the
+        players at its location and its online party members. Returns the
+        number of messages queued.
+        """
         ctx = self._context()
-        session = await ctx.sessions.get(presence.session_id)
+        presence = ctx.hub.presence(session_id)
+        if presence is None or presence.character is None:
+            return 0
+        if await self._load_entry(presence) is None:
+            return 0
+        return self._introduce_everywhere(presence)
+
+    async def _on_join(self, presence: Presence) -> None:
+        await self._load_entry(presence)
+        self._introduce_everywhere(presence)
+
+    async def _load_entry(self, presence: Presence) -> PeerEntry | None:
+        """The session's current directory entry (from its stored peer info), kept."""
+        session = await self._context().sessions.get(presence.session_id)
         info: dict[str, Any] | None = session.peer_info if session is not None else None
-        if info and info.get("ticket"):
-            self._entries[presence.session_id] = PeerEntry(
-                ticket=str(info["ticket"]),
-                endpoints=tuple(str(e) for e in info.get("endpoints") or ()),
-                node_id=info.get("peer_id"),
-                public_key=info.get("public_key"),
-            )
-        else:
+        if not info or not info.get("ticket"):
             self._entries.pop(presence.session_id, None)
-        self.introduce(presence)
-        parties = ctx.services.get("parties")
+            return None
+        entry = PeerEntry(
+            ticket=str(info["ticket"]),
+            endpoints=tuple(str(e) for e in info.get("endpoints") or ()),
+            node_id=info.get("peer_id"),
+            public_key=info.get("public_key"),
+        )
+        self._entries[presence.session_id] = entry
+        return entry
+
+    def _introduce_everywhere(self, presence: Presence) -> int:
+        """Exchange entries with the players at its location and with its party."""
+        sent = self.introduce(presence)
+        parties = self._context().services.get("parties")
         if parties is not None and presence.character is not None:
             members = parties.member_ids_of(presence.character.id)
             if members:
-                self.introduce_members(members, focus=presence.character.id)
+                sent += self.introduce_members(members, focus=presence.character.id)
+        return sent
 
     async def _on_leave(self, presence: Presence) -> None:
         self._entries.pop(presence.session_id, None)

@@ -35,7 +35,13 @@ from mesh.config import MeshConfig
 from mesh.discovery.lobby import LobbyDirectory
 from mesh.node import PeerNode
 from protocol.codec import serialize
-from protocol.crypto import FernetSealer, Identity, b64url_decode, derive_fernet_key
+from protocol.crypto import (
+    WS_FERNET_SALT,
+    FernetSealer,
+    Identity,
+    b64url_decode,
+    derive_fernet_key,
+)
 from protocol.errors import (
     ApiError,
     CryptoError,
@@ -69,8 +75,9 @@ DEFAULT_SERVER_URL = "http://localhost:8888"
 DEFAULT_P2P_PORT = 9000
 """The seed's ``p2p_port``; ``SHARDS_P2P_PORT`` in the environment overrides it (0: any)."""
 
-FERNET_WS_SALT = b"shards-of-eternity/ws-fernet/v1"
-"""PBKDF2 salt of the WebSocket Fernet key (both ends derive from the shared secret)."""
+FERNET_WS_SALT = WS_FERNET_SALT
+"""PBKDF2 salt of the WebSocket Fernet key (``protocol.crypto.WS_FERNET_SALT``, shared with
+the lobby)."""
 
 Handler = Callable[[Any], Any]
 """``handler(message)``: a plain function or a coroutine function."""

@@ -107,6 +107,8 @@ class NearbyTracker:
                 player.location_id = msg.location_id
             if msg.faction is not None:
                 player.faction = msg.faction
+            if msg.level is not None:
+                player.level = msg.level
             player.peer_id = msg.node_id or player.peer_id
             return True
         if isinstance(msg, PlayerLeftAreaMessage):

@@ -47,7 +47,7 @@ from protocol.crypto.keys import (
     peer_id,
     public_key_raw,
 )
-from protocol.crypto.sealing import FernetSealer, derive_fernet_key
+from protocol.crypto.sealing import WS_FERNET_SALT, FernetSealer, derive_fernet_key
 from protocol.crypto.tickets import (
     DEFAULT_TICKET_LEEWAY,
     DEFAULT_TICKET_TTL,
@@ -69,6 +69,7 @@ __all__ = [
     "MAX_TICKET_TOKEN_SIZE",
     "NONCE_SIZE",
     "PBKDF2_ITERATIONS",
+    "WS_FERNET_SALT",
     "FernetSealer",
     "Identity",
     "PeerTicket",

@@ -26,6 +26,7 @@ from protocol.errors import SealError
 __all__ = [
     "MAX_CLOCK_SKEW",
     "MAX_FERNET_TOKEN_SIZE",
+    "WS_FERNET_SALT",
     "FernetSealer",
     "derive_fernet_key",
 ]
@@ -34,6 +35,9 @@ MAX_FERNET_TOKEN_SIZE = 1 << 20
 """Largest token :meth:`FernetSealer.open` looks at (1 MiB)."""
 MAX_CLOCK_SKEW = 60
 """Seconds a token's timestamp may lie in the future of ``now`` (Fernet's own value)."""
+WS_FERNET_SALT = b"shards-of-eternity/ws-fernet/v1"
+"""PBKDF2 salt of the lobby WebSocket's Fernet key (the lobby and its clients derive
+``derive_fernet_key(secret, WS_FERNET_SALT)`` from the secret they share)."""
 _NO_TTL = 1 << 62
 
 

@@ -16,6 +16,7 @@ from protocol.messages.base import (
     AnyId,
     BaseMessage,
     Id,
+    Level,
     MessageId,
     MessageType,
     Name,
@@ -97,6 +98,7 @@ class PeerInfoMessage(BaseMessage):
     node_id: AnyId | None = None
     public_key: B64 | None = None
     online: bool = True
+    level: Level | None = None
 
 
 class RelayMessage(BaseMessage):

@@ -1,33 +1,32 @@
-"""The seed's Fernet layer over the lobby WebSocket (``encryption_enabled``).
+"""The seed's Fernet layer over the lobby WebSocket (``encryption_enabled``), real lobby.
 
-The lobby does not offer it yet (see notes/ws_fernet_contract.md), so:
+The lobby here runs with ``ws_fernet_secret``: ``/api/status`` lists
+``ws_encodings: ["json", "fernet"]`` and ``/ws?encoding=fernet`` seals every
+frame both ways with ``derive_fernet_key(secret, WS_FERNET_SALT)``.
 
-* against the real lobby, ``encryption_enabled=True`` refuses to connect rather
-  than send in the clear;
-* the client side of the wire format is checked end to end through a small
-  gateway in front of the real lobby that implements the lobby side of the
-  contract (advertises ``ws_encodings: ["json", "fernet"]`` in ``/api/status``,
-  accepts ``/ws?encoding=fernet``, opens/seals every frame with the key derived
-  from the shared secret). Every frame the client sent is a Fernet token and
-  none holds the chat text.
+* A client with the shared secret chats with a plain-JSON client through it
+  (the lobby only accepts its frames because they open with the lobby's key),
+  and sees the player already there with a level (from ``PEER_INFO``).
+* A client with a wrong secret fails cleanly: the lobby closes its socket with
+  1008 at its first frame, the client stops (no reconnection, DISCONNECT to
+  its handlers, ``NotConnectedError`` on send) and the lobby keeps serving.
+* Against a lobby without the setting, ``encryption_enabled=True`` refuses to
+  connect rather than send in the clear.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from lobby import MasterServer
 from mesh import MessageType, NetworkClient
 from mesh.client import FERNET_WS_SALT
-from protocol.crypto import FernetSealer, derive_fernet_key
-from protocol.errors import ApiError, ErrorCode
+from protocol.crypto import WS_FERNET_SALT
+from protocol.errors import ApiError, ErrorCode, NotConnectedError
+from tests.lobby.support import fast_settings
 
 from .conftest import ClientFactory, Inbox
 
@@ -36,122 +35,103 @@ __all__: list[str] = []
 SECRET = "our shared lobby secret"
 
 
-class FernetGateway:
-    """The lobby side of the Fernet WebSocket contract, in front of a real lobby."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.sealer = FernetSealer(derive_fernet_key(SECRET, FERNET_WS_SALT))
-        self.client_frames: list[str] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._http = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_get("/ws", self.ws)
-        app.router.add_route("*", "/api/{tail:.*}", self.rest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._http is not None:
-            await self._http.close()
-
-    async def rest(self, request: web.Request) -> web.Response:
-        assert self._http is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-        async with self._http.request(
-            request.method, self.upstream + request.path_qs, data=await request.read(),
-            headers={**headers, "Content-Type": "application/json"},
-        ) as resp:  # fmt: skip
-            body = await resp.json(content_type=None)
-            status = resp.status
-        if request.path == "/api/status":
-            body["ws_encodings"] = ["json", "fernet"]
-        return web.json_response(body, status=status)
-
-    async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        assert self._http is not None and request.query.get("encoding") == "fernet"
-        upstream = await self._http.ws_connect(
-            self.upstream.replace("http://", "ws://") + "/ws",
-            headers={"Authorization": request.headers["Authorization"]},
-        )
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-
-        async def down() -> None:
-            async for msg in upstream:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    token = self.sealer.seal(str(msg.data).encode(), now=time.time())
-                    await ws.send_str(token.decode())
-
-        pump = asyncio.create_task(down())
-        try:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    self.client_frames.append(str(msg.data))
-                    plain = self.sealer.open(str(msg.data).encode(), now=time.time(), ttl=60)
-                    await upstream.send_str(plain.decode())
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-            await upstream.close()
-        return ws
-
-
 @pytest.fixture
-async def gateway(master: MasterServer) -> AsyncIterator[FernetGateway]:
-    gw = FernetGateway(master.url)
-    await gw.start()
-    try:
-        yield gw
-    finally:
-        await gw.stop()
+async def master(tmp_path: Path) -> AsyncIterator[MasterServer]:
+    """The e2e lobby, offering the Fernet encoding (``make_client`` uses it too)."""
+    settings = fast_settings(
+        tmp_path / "lobby-data", chat_burst=1000.0, chat_rate=1000.0, ws_fernet_secret=SECRET
+    )
+    async with MasterServer(settings=settings) as server:
+        yield server
 
 
-async def test_fernet_frames_end_to_end(gateway: FernetGateway, make_client: ClientFactory) -> None:
-    bob = await make_client("Bob")
+def sealed_client(master: MasterServer, secret: str) -> NetworkClient:
+    return NetworkClient(master.url, p2p_port=0, encryption_enabled=True, encryption_key=secret)
+
+
+async def test_fernet_frames_end_to_end(master: MasterServer, make_client: ClientFactory) -> None:
+    assert FERNET_WS_SALT == WS_FERNET_SALT  # one salt, from protocol
+    bob = await make_client("Bob")  # plain JSON on the same lobby
     heard = Inbox()
     bob.register_handler(MessageType.CHAT, heard)
-    sealed = NetworkClient(gateway.url, p2p_port=0, encryption_enabled=True, encryption_key=SECRET)
+    sealed = sealed_client(master, SECRET)
     try:
         await sealed.connect("sealed_user", "password123", register=True)
-        echo = Inbox()
+        assert (await sealed.get_status())["ws_encodings"] == ["json", "fernet"]
+        echo, directory = Inbox(), Inbox()
         sealed.register_handler(MessageType.CHAT, echo)
+        sealed.register_handler(MessageType.PEER_INFO, directory)
         created = await sealed.create_character("Vesper", "Azure Syndicate", "Rogue")
         await sealed.select_character(int(created["id"]))
+        # Bob was there first: only his PEER_INFO names him, with his level
+        await directory.wait_until(lambda xs: any(m.character_name == "Bob" for m in xs))
+        (near,) = [p for p in sealed.get_nearby_players() if p.character_name == "Bob"]
+        assert near.level == 1 and near.faction == "Crimson Covenant"
         mid = await sealed.send_chat("the secret plan is at dawn")
         (got,) = await heard.wait_until(lambda xs: any(m.message_id == mid for m in xs))
         assert got.content == "the secret plan is at dawn" and got.sender_name == "Vesper"
         await echo.wait_until(lambda xs: any(m.message_id == mid for m in xs))  # decrypted
+        reply = await bob.send_chat("heard you")
+        await echo.wait_until(lambda xs: any(m.message_id == reply for m in xs))
         assert (await sealed.send_whisper("Bob", "direct as ever")).path == "direct"
+        encodings = {
+            c.character.name: (c.frames.name if c.frames else "json")
+            for c in master.hub.connections()
+            if c.character is not None
+        }
+        assert encodings == {"Vesper": "fernet", "Bob": "json"}
     finally:
         await sealed.disconnect()
-    assert gateway.client_frames
-    for frame in gateway.client_frames:
-        assert frame.startswith("gAAAAA")  # a Fernet token (version byte 0x80)
-        assert "secret plan" not in frame
 
 
-async def test_encryption_refused_when_the_lobby_does_not_offer_it(
-    master: MasterServer,
+async def test_a_wrong_secret_fails_cleanly_and_the_lobby_serves_others(
+    master: MasterServer, make_client: ClientFactory
 ) -> None:
-    client = NetworkClient(master.url, p2p_port=0, encryption_enabled=True, encryption_key=SECRET)
+    bob = await make_client("Bob")
+    good = sealed_client(master, SECRET)
+    wrong = sealed_client(master, "not the lobby's secret")
     try:
-        with pytest.raises(ApiError) as info:
-            await client.connect("someone", "password123", register=True)
-        assert info.value.code == ErrorCode.UNAVAILABLE
-        client.encryption_key = None
-        with pytest.raises(ApiError) as info:
-            await client.connect("someone", "password123")
-        assert info.value.code == ErrorCode.VALIDATION_ERROR
+        await good.connect("good_user", "password123", register=True)
+        good_chat = Inbox()
+        good.register_handler(MessageType.CHAT, good_chat)
+        await good.select_character(
+            int((await good.create_character("Keyed", "Azure Syndicate", "Mage"))["id"])
+        )
+        await wrong.connect("wrong_user", "password123", register=True)
+        goodbyes = Inbox()
+        wrong.register_handler(MessageType.DISCONNECT, goodbyes)
+        await wrong.select_character(
+            int((await wrong.create_character("Keyless", "Azure Syndicate", "Mage"))["id"])
+        )
+        await wrong.send_chat("can anyone read this?")  # does not open: the lobby closes 1008
+        await wrong.wait_connection_state("closed")
+        assert wrong.socket is not None and wrong.socket.last_close_code == 1008
+        await goodbyes.wait_for(1)
+        with pytest.raises(NotConnectedError):
+            await wrong.send_chat("anyone?")
+        # the lobby keeps serving the plain and the sealed client
+        mid = await bob.send_chat("still here")
+        await good_chat.wait_until(lambda xs: any(m.message_id == mid for m in xs))
+        assert all(m.content != "can anyone read this?" for m in good_chat.items)
+        online = {c.character.name for c in master.hub.connections() if c.character is not None}
+        assert online == {"Bob", "Keyed"}
     finally:
-        await client.disconnect()
+        await wrong.disconnect()
+        await good.disconnect()
+
+
+async def test_encryption_refused_when_the_lobby_does_not_offer_it(tmp_path: Path) -> None:
+    async with MasterServer(settings=fast_settings(tmp_path / "plain-lobby")) as plain:
+        client = NetworkClient(
+            plain.url, p2p_port=0, encryption_enabled=True, encryption_key=SECRET
+        )
+        try:
+            with pytest.raises(ApiError) as info:
+                await client.connect("someone", "password123", register=True)
+            assert info.value.code == ErrorCode.UNAVAILABLE
+            client.encryption_key = None
+            with pytest.raises(ApiError) as info:
+                await client.connect("someone", "password123")
+            assert info.value.code == ErrorCode.VALIDATION_ERROR
+        finally:
+            await client.disconnect()
