@@ -180,7 +180,7 @@ class ClientCore(PeerMixin):
             self.directory.add_listener(self._on_discovery)
             self._directory_closed = False
         self.directory.set_lobby_key(self.lobby_public_key)
-        sealer = self._ws_sealer(status)
+        sealer = await self._ws_sealer(status)
         if register:
             await self.register(username, password)
         login = await self.rest.post(
@@ -478,7 +478,7 @@ class ClientCore(PeerMixin):
             if inspect.isawaitable(result):
                 self._spawn(_guarded(result, handler, str(msg.type)))
 
-    def _ws_sealer(self, status: dict[str, Any]) -> FernetSealer | None:
+    async def _ws_sealer(self, status: dict[str, Any]) -> FernetSealer | None:
         if not self.encryption_enabled:
             return None
         if not self.encryption_key:
@@ -493,7 +493,9 @@ class ClientCore(PeerMixin):
                 "/api/status); refusing to send in the clear with encryption_enabled=True",
                 code=ErrorCode.UNAVAILABLE,
             )
-        return FernetSealer(derive_fernet_key(self.encryption_key, FERNET_WS_SALT))
+        # PBKDF2 with 100,000 iterations takes ~0.1 s: keep it off the event loop.
+        key = await asyncio.to_thread(derive_fernet_key, self.encryption_key, FERNET_WS_SALT)
+        return FernetSealer(key)
 
 
 async def _guarded(result: Awaitable[Any], handler: Handler, message_type: str) -> None:
