@@ -25,8 +25,9 @@ Policy decisions documented here:
   the other is closed with :attr:`CloseCode.DUPLICATE`.
 * No session tickets, hence no 0-RTT: 0-RTT data is replayable and would arrive
   before the peer handshake (DESIGN.md, QUIC facts).
-* A peer's ticket is checked when a connection is authenticated; a connection
-  outlives the ticket's expiry (new connections need a current ticket).
+* A peer's ticket is checked when a connection is authenticated, and the
+  connection is closed (:attr:`CloseCode.TICKET_EXPIRED`) when it expires,
+  unless the peer presented a renewed one (:mod:`mesh.admission`).
 """
 
 from __future__ import annotations
@@ -44,19 +45,14 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from mesh import _quicshim
+from mesh.admission import AdmissionMixin
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.certs import ALPN, make_certificate
 from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
-from mesh.events import (
-    CoreEvent,
-    DialFailed,
-    PeerConnected,
-    PeerDisconnected,
-)
+from mesh.events import CoreEvent, DialFailed, PeerDisconnected
 from mesh.handshake import CloseCode, Handshake, HandshakeFailure
 from mesh.link import Address, Link
 from mesh.movement import MovementInbox, MovementOutbox
-from mesh.reliable import ReliableMixin
 from mesh.streams import (
     EPOCH_SIZE,
     KIND_CONTROL,
@@ -76,7 +72,7 @@ from protocol.errors import (
 )
 from protocol.messages.base import BaseMessage
 from protocol.messages.location import PositionUpdateMessage
-from protocol.messages.peer import PeerAckMessage
+from protocol.messages.peer import PeerAckMessage, PeerHelloMessage
 
 __all__ = ["PEER_MESSAGE_TYPES", "MeshConfig", "MeshCore"]
 
@@ -85,7 +81,7 @@ logger = logging.getLogger("mesh.core")
 _MAX_SEEN_FAILURES = 256
 
 
-class MeshCore(ReliableMixin):
+class MeshCore(AdmissionMixin):
     """The node's state machine (see the module docstring)."""
 
     def __init__(
@@ -113,6 +109,7 @@ class MeshCore(ReliableMixin):
         self._by_cid: dict[bytes, Link] = {}
         self._active: dict[str, Link] = {}
         self._known: dict[str, PeerIdentity] = {}
+        self._presented: dict[Link, str] = {}
         self._by_character: dict[int, str] = {}
         self._endpoints: dict[str, Address] = {}
         self._locations: dict[str, int] = {}
@@ -184,6 +181,7 @@ class MeshCore(ReliableMixin):
         times = [t for t in (link.timer() for link in self._links) if t is not None]
         if self._next_tick is not None:
             times.append(self._next_tick)
+        times.extend(self._expiry_times())
         for pid, channel in self._out.items():
             reconnect = self._reconnect_due(pid, channel)
             if reconnect is not None:
@@ -200,7 +198,9 @@ class MeshCore(ReliableMixin):
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
-        """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks."""
+        """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks,
+        credential expiry."""
+        self._expire(now)
         for link in list(self._links):
             if link.terminated:
                 continue
@@ -214,6 +214,7 @@ class MeshCore(ReliableMixin):
             if link.next_ping_at is not None and now >= link.next_ping_at and not link.closing:
                 link.quic.send_ping(next(self._ping_ids))
                 link.next_ping_at = now + self.config.keepalive_interval
+                self._present_renewal(link, now)
             if _quicshim.timer_ready(link.quic):
                 due = link.quic.get_timer()
                 if due is not None and now >= due:
@@ -464,6 +465,8 @@ class MeshCore(ReliableMixin):
                         self._on_authenticated(link, now)
                 elif isinstance(message, PeerAckMessage) and link.identity is not None:
                     self._on_ack(link.identity.peer_id, message.ref_id, "direct")
+                elif isinstance(message, PeerHelloMessage) and link.authenticated:
+                    self._on_renewal(link, message, now)
                 else:
                     raise ProtocolError(f"unexpected {message.type} after the handshake")
             else:
@@ -471,60 +474,6 @@ class MeshCore(ReliableMixin):
                     raise ProtocolError("DATA before authentication")
                 link.last_activity = now
                 self._on_data(link.identity, body, "direct", link, now)
-
-    def _on_authenticated(self, link: Link, now: float) -> None:
-        identity = link.handshake.peer
-        if identity is None:  # pragma: no cover - the handshake sets it before done
-            raise ProtocolError("handshake finished without a peer")
-        link.identity = identity
-        link.authenticated = True
-        link.dial_deadline = None
-        link.next_ping_at = now + self.config.keepalive_interval
-        if self.config.ack_tuning:
-            _quicshim.tune_ack_delay(link.quic, 1.25 * self.config.tick_interval)
-        self._learn(identity)
-        self._redial_at.pop(identity.peer_id, None)
-        self._was_connected.add(identity.peer_id)
-        # one socket per node: even an inbound connection comes from the peer's endpoint
-        self._endpoints.setdefault(identity.peer_id, link.addr)
-        pid = identity.peer_id
-        existing = self._active.get(pid)
-        if existing is not None and existing is not link:
-            stale = now - existing.last_rx > 2 * self.config.keepalive_interval
-            we_are_lower = self.identity.peer_id < pid
-            keep_new = stale or link.is_client == we_are_lower
-            logger.debug(
-                "duplicate connection with %s, keeping the %s one",
-                pid[:12],
-                "new" if keep_new else "existing",
-            )
-            survivor = link if keep_new else existing
-            if link.dial_id is not None:
-                self._events.append(
-                    PeerConnected(identity, survivor.addr, survivor.is_client, link.dial_id)
-                )
-                link.dial_id = None
-            if not keep_new:
-                link.close(CloseCode.DUPLICATE, "duplicate connection")
-                return
-            existing.active = False
-            existing.close(CloseCode.DUPLICATE, "duplicate connection")
-            self._active[pid] = link
-            link.active = True
-            self._resend_direct(pid, link, now)
-            return
-        self._active[pid] = link
-        link.active = True
-        logger.info(
-            "peer %s (%s) connected %s",
-            pid[:12],
-            identity.character_name,
-            "outbound" if link.is_client else "inbound",
-        )
-        self._events.append(PeerConnected(identity, link.addr, link.is_client, link.dial_id))
-        link.dial_id = None
-        self._resend_direct(pid, link, now)
-        self._enforce_capacity(now)
 
     def _fail_link(self, link: Link, code: CloseCode, reason: str, now: float) -> None:
         if link.closing or link.terminated:
@@ -557,6 +506,7 @@ class MeshCore(ReliableMixin):
     def _on_terminated(self, link: Link, event: qe.ConnectionTerminated, now: float) -> None:
         link.terminated = True
         self._links.discard(link)
+        self._presented.pop(link, None)
         for cid in link.cids:
             if self._by_cid.get(cid) is link:
                 del self._by_cid[cid]
@@ -639,7 +589,3 @@ class MeshCore(ReliableMixin):
 
         for link in sorted(self._active.values(), key=rank)[:excess]:
             self._drop_active(link, CloseCode.EVICTED, "outside the area of interest", now)
-
-    def _learn(self, identity: PeerIdentity) -> None:
-        self._known[identity.peer_id] = identity
-        self._by_character[identity.character_id] = identity.peer_id

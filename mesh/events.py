@@ -27,7 +27,12 @@ Path = Literal["direct", "relay"]
 
 @dataclass(frozen=True, slots=True)
 class PeerConnected:
-    """A peer is authenticated and reachable directly (once per peer, not per connection)."""
+    """A peer is authenticated and reachable directly.
+
+    Once per peer going up, not per connection; again only for a dial that
+    ended on the connection already there (``dial_id`` set, ``address`` and
+    ``outbound`` of the surviving connection).
+    """
 
     identity: PeerIdentity
     address: tuple[str, int]

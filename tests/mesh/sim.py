@@ -74,18 +74,9 @@ class SimNet:
         self._counter = itertools.count()
         self.packets = 0
 
-    def add(self, character_id: int) -> SimNode:
+    def add(self, character_id: int, *, ttl: float = 10 * 86400) -> SimNode:
         identity = Identity.generate()
-        ticket = issue_ticket(
-            self.lobby_key,
-            character_id=character_id,
-            character_name=f"sim{character_id}",
-            faction=None,
-            public_key=identity.public_key,
-            box_key=identity.box_public_key,
-            now=BASE_TIME,
-            ttl=10 * 86400,
-        )
+        ticket = self.ticket(identity, character_id, ttl=ttl)
         auth = LobbyTicketAuth(public_key_raw(self.lobby_key), ticket)
         core = MeshCore(identity, auth, config=self.config(), relay_enabled=self.relay)
         core.wall_offset = BASE_TIME
@@ -93,6 +84,21 @@ class SimNet:
         self.nodes[node.addr] = node
         self.by_character[character_id] = node
         return node
+
+    def ticket(
+        self, identity: Identity, character_id: int, *, ttl: float, issued_at: float = 0.0
+    ) -> str:
+        """A lobby ticket for ``identity``, issued at virtual time ``issued_at``."""
+        return issue_ticket(
+            self.lobby_key,
+            character_id=character_id,
+            character_name=f"sim{character_id}",
+            faction=None,
+            public_key=identity.public_key,
+            box_key=identity.box_public_key,
+            now=BASE_TIME + issued_at,
+            ttl=ttl,
+        )
 
     # driving -------------------------------------------------------------------
 
