@@ -27,22 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
-import json
 import logging
 import math
 import os
 import shlex
-import signal
 import sys
-import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerFound, PeerIgnored, PeerLost
 from mesh.discovery.lan import LanEvent
+from mesh.terminal import Output, command_loop, stop_on_signals
 from mesh.terminal_lobby import add_lobby_arguments, run_lobby  # lobby mode (NetworkClient)
 from protocol.crypto import derive_group_key
 from protocol.errors import ShardsError
@@ -168,22 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- output ---------------------------------------------------------------------------
 
 
-class Output:
-    """Prints events as text lines or JSON objects (one per line, flushed)."""
-
-    def __init__(self, stream: TextIO, *, as_json: bool) -> None:
-        self._stream = stream
-        self._json = as_json
-
-    def emit(self, event: str, text: str, **fields: Any) -> None:
-        if self._json:
-            line = json.dumps({"event": event, **fields}, default=str)
-        else:
-            line = text
-        self._stream.write(line + "\n")
-        self._stream.flush()
-
-
 def _short(peer_id: str) -> str:
     return peer_id[:8]
 
@@ -263,40 +244,6 @@ def _install_message_handlers(lan: LanNode, out: Output) -> None:
     lan.register_handler(MessageType.WHISPER, on_whisper)
     lan.register_handler(MessageType.PARTY_CHAT, on_party)
     lan.register_handler(MessageType.POSITION_UPDATE, on_position)
-
-
-# -- input ----------------------------------------------------------------------------
-
-
-async def _lines(stream: TextIO) -> asyncio.Queue[str | None]:
-    """Lines of ``stream`` in a queue (None at end of input), read without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    reader = asyncio.StreamReader()
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
-    except (ValueError, OSError):
-        # a regular file (or no fileno): read it in a daemon thread
-        def pump() -> None:
-            for line in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        threading.Thread(target=pump, name="stdin", daemon=True).start()
-        return queue
-
-    async def pipe() -> None:
-        while line := await reader.readline():
-            queue.put_nowait(line.decode("utf-8", "replace"))
-        queue.put_nowait(None)
-
-    task = asyncio.create_task(pipe(), name="stdin")
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return queue
-
-
-_background: set[asyncio.Task[None]] = set()
 
 
 # -- LAN mode ---------------------------------------------------------------------------
@@ -389,11 +336,7 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
         return 2
     lan.add_listener(lambda event: _on_lan_event(out, event))
     _install_message_handlers(lan, out)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         await lan.start()
     except (ShardsError, OSError) as exc:
@@ -412,29 +355,18 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
             interfaces=lan.interfaces,
             group_tag=lan.group_tag,
         )
-        lines = await _lines(stdin)
-        stopped = asyncio.ensure_future(stop.wait())
-        while True:
-            getter = asyncio.ensure_future(lines.get())
-            await asyncio.wait({getter, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                break
-            line = getter.result()
-            if line is None:
-                break
+
+        async def on_line(line: str) -> bool:
             try:
                 command = parse_command(line)
             except CommandError as exc:
                 out.emit("error", str(exc), message=str(exc))
-                continue
-            if command is not None and not await execute(lan, command, out):
-                break
-        stopped.cancel()
+                return True
+            return command is None or await execute(lan, command, out)
+
+        await command_loop(stdin, stop, on_line)
     finally:
         await lan.close()
-        for task in list(_background):
-            task.cancel()
         out.emit("bye", "bye")
     return 0
 

@@ -134,6 +134,8 @@ class AdmissionMixin(ReliableMixin):
             raise HandshakeFailure(CloseCode.PROTOCOL_VIOLATION, "renewal before the handshake")
         if hello.ticket is None:
             raise HandshakeFailure(CloseCode.TICKET_INVALID, "renewal without a credential")
+        if hello.ticket == current.credential:
+            return  # nothing new: no signature to check again
         try:
             renewed = self.auth.verify_credential(hello.ticket, now=now + self.wall_offset)
         except (TicketExpiredError, TicketNotYetValidError) as exc:

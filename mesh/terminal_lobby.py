@@ -29,17 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
-import json
 import math
 import os
-import signal
-import threading
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mesh.client import NetworkClient
+from mesh.terminal import Output, command_loop, stop_on_signals
 from protocol.errors import ApiError, ErrorCode, ShardsError
 from protocol.messages.base import BaseMessage, MessageType
 
@@ -135,20 +132,9 @@ def add_lobby_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _Out:
-    def __init__(self, stream: TextIO, *, as_json: bool) -> None:
-        self._stream = stream
-        self._json = as_json
-
-    def emit(self, event: str, text: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, default=str) if self._json else text
-        self._stream.write(line + "\n")
-        self._stream.flush()
-
-
 async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) -> int:
     """The lobby terminal peer until /quit, end of input, SIGINT or SIGTERM."""
-    out = _Out(stdout, as_json=bool(getattr(args, "json", False)))
+    out = Output(stdout, as_json=bool(getattr(args, "json", False)))
     username = getattr(args, "username", None)
     password = getattr(args, "password", None) or os.environ.get("SHARDS_PASSWORD")
     if not password and username and stdin.isatty():
@@ -174,32 +160,19 @@ async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) 
         location_id=character["location_id"],
         peer_id=client.node.peer_id if client.node else None,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    lines = _read_lines(stdin)
-    stopped = asyncio.ensure_future(stop.wait())
+    stop = stop_on_signals()
+
+    async def on_line(line: str) -> bool:
+        try:
+            command = parse_lobby_command(line)
+        except LobbyCommandError as exc:
+            out.emit("error", str(exc), message=str(exc))
+            return True
+        return command is None or await state.execute(command)
+
     try:
-        while True:
-            getter = asyncio.ensure_future(lines.get())
-            await asyncio.wait({getter, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                break
-            line = getter.result()
-            if line is None:
-                break
-            try:
-                command = parse_lobby_command(line)
-            except LobbyCommandError as exc:
-                out.emit("error", str(exc), message=str(exc))
-                continue
-            if command is not None and not await state.execute(command):
-                break
+        await command_loop(stdin, stop, on_line)
     finally:
-        stopped.cancel()
         await client.disconnect()
         out.emit("bye", "bye")
     return 0
@@ -234,7 +207,7 @@ async def _login(
 class _Session:
     """Prints what arrives; runs commands."""
 
-    def __init__(self, client: NetworkClient, out: _Out) -> None:
+    def __init__(self, client: NetworkClient, out: Output) -> None:
         self.client = client
         self.out = out
         self.last_invite: str | None = None
@@ -407,21 +380,3 @@ class _Session:
             self.out.emit("error", f"unknown party command {sub}", message="unknown party command")
             return
         self.out.emit("ok", f"(party {sub}: ok)", kind=f"party_{sub}", details=details)
-
-
-def _read_lines(stream: TextIO) -> asyncio.Queue[str | None]:
-    """Lines of ``stream`` in a queue (None at the end), read by a daemon thread."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def pump() -> None:
-        try:
-            for line in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-        except (OSError, ValueError):
-            pass
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=pump, name="stdin", daemon=True).start()
-    return queue
