@@ -107,6 +107,9 @@ class Hub:
         self._join_hooks: list[PresenceHook] = []
         self._leave_hooks: list[PresenceHook] = []
         self.announce_presence = True
+        self.presence_version = 0
+        """Bumped whenever a presence comes or goes or its selected character changes
+        (not on location or level updates): a cache of ``players_online`` keys on it."""
 
     # -- registration ---------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class Hub:
                 character=character,
             )
             self._presences[session.id] = p
+            self.presence_version += 1
         elif p.conn is not None:
             old = p.conn
             old.presence = None
@@ -253,6 +257,7 @@ class Hub:
                 await self._run_hook(hook, p)
         old = p.character
         p.character = character
+        self.presence_version += 1
         if character is not None and (old is None or old.id != character.id):
             await self._joined(p)
 
@@ -304,6 +309,7 @@ class Hub:
         for conn in conns:
             await conn.wait_closed()
         self._presences.clear()
+        self.presence_version += 1
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -359,6 +365,7 @@ class Hub:
         if self._presences.get(p.session_id) is not p:
             return
         del self._presences[p.session_id]
+        self.presence_version += 1
         p.backlog.clear()
         if p.character is not None:
             await self._announce_left(p)

@@ -9,6 +9,14 @@ earlier than its last use + ttl). Logout deletes the row; expired rows are
 deleted by :meth:`SessionStore.cleanup`, run periodically by the server.
 Sessions are rows in the database, so they survive a lobby restart.
 
+The database is authoritative; :meth:`SessionStore.authenticate` keeps what it
+read in a bounded in-memory cache (by token hash) and answers from it for at
+most ``min(session_touch_interval, RECHECK_INTERVAL)`` seconds before reading
+the row again (and sliding it when due). Changes made by this process (logout,
+character selection, a failed touch) drop the affected entries at once, and the
+expiry is checked on every call; a revocation made by another lobby process
+sharing the database is seen within ``RECHECK_INTERVAL`` seconds.
+
 A session also records the selected character and the peer information sent
 with the selection (public key, box key, endpoints), for the peer directory.
 """
@@ -29,11 +37,16 @@ from lobby.config import Clock, LobbySettings
 from lobby.storage import Database, accounts, sessions
 from protocol.errors import ErrorCode, LobbyError
 
-__all__ = ["Session", "SessionStore", "hash_token"]
+__all__ = ["RECHECK_INTERVAL", "Session", "SessionStore", "hash_token"]
 
 log = logging.getLogger("lobby.sessions")
 
 _MAX_TOKEN_LENGTH = 256
+
+RECHECK_INTERVAL = 5.0
+"""At most this many seconds between database reads of a cached session's row."""
+
+_CACHE_MAX = 100_000
 
 
 def hash_token(token: str) -> str:
@@ -63,10 +76,24 @@ class Session:
 class SessionStore:
     """Create, resolve, slide, revoke and clean up sessions."""
 
-    def __init__(self, db: Database, settings: LobbySettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: LobbySettings,
+        clock: Clock,
+        *,
+        cache_max: int = _CACHE_MAX,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._recheck = min(settings.session_touch_interval, RECHECK_INTERVAL)
+        self._cache_max = cache_max
+        # token hash -> (session, when its row was read); session id -> token hash
+        self._cache: dict[str, tuple[Session, float]] = {}
+        self._hash_of: dict[int, str] = {}
+        self._generation = 0
+        """Bumped by every invalidation: a read that raced one is not cached."""
 
     async def create(self, account: Account) -> tuple[str, Session]:
         """A new session for ``account``: ``(token, session)``; the token is shown once."""
@@ -103,10 +130,24 @@ class SessionStore:
         """Resolve a token and slide its expiry; raise UNAUTHORIZED or SESSION_EXPIRED."""
         if not token or len(token) > _MAX_TOKEN_LENGTH:
             raise LobbyError("a session token is required", code=ErrorCode.UNAUTHORIZED)
+        key = hash_token(token)
+        hit = self._cache.get(key)
+        if hit is not None:
+            session, checked = hit
+            now = self._clock()
+            if (
+                checked <= now
+                and now - checked < self._recheck
+                and now - session.last_seen_at < self._settings.session_touch_interval
+                and now < session.expires_at
+            ):
+                return session
+            self._drop(session.id)
+        generation = self._generation
         query = (
             select(sessions, accounts.c.username)
             .join(accounts, accounts.c.id == sessions.c.account_id)
-            .where(sessions.c.token_hash == hash_token(token))
+            .where(sessions.c.token_hash == key)
         )
         async with self._db.read() as conn:
             row = (await conn.execute(query)).first()
@@ -117,7 +158,10 @@ class SessionStore:
         if now >= session.expires_at:
             await self.revoke(session.id)
             raise LobbyError("the session has expired", code=ErrorCode.SESSION_EXPIRED)
-        return await self.touch(session)
+        session = await self.touch(session)
+        if generation == self._generation:
+            self._remember(key, session, now)
+        return session
 
     async def get(self, session_id: int) -> Session | None:
         """The session with ``session_id`` if it exists and has not expired (no sliding)."""
@@ -146,7 +190,12 @@ class SessionStore:
                 .values(last_seen_at=now, expires_at=expires)
             )
         if result.rowcount == 0:
+            self._forget(session.id)
             raise LobbyError("invalid or revoked session token", code=ErrorCode.UNAUTHORIZED)
+        key = self._hash_of.get(session.id)
+        if key is not None:  # slide the cached copy too (its other fields may be newer)
+            cached, checked = self._cache[key]
+            self._cache[key] = (replace(cached, last_seen_at=now, expires_at=expires), checked)
         return replace(session, last_seen_at=now, expires_at=expires)
 
     async def select_character(
@@ -172,12 +221,18 @@ class SessionStore:
                     peer_info=json.dumps(peer_info) if peer_info is not None else None,
                 )
             )
+        # after the write: a read that raced it is not cached either (generation)
+        self._forget(session.id)
+        if character_id is not None:
+            self._forget_character(character_id)
         return replace(session, character_id=character_id, peer_info=peer_info)
 
     async def revoke(self, session_id: int) -> bool:
         """Delete a session (logout); True if it existed."""
+        self._forget(session_id)
         async with self._db.write() as conn:
             result = await conn.execute(delete(sessions).where(sessions.c.id == session_id))
+        self._forget(session_id)
         return bool(result.rowcount)
 
     async def cleanup(self) -> int:
@@ -186,6 +241,9 @@ class SessionStore:
         async with self._db.write() as conn:
             result = await conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
         count = int(result.rowcount or 0)
+        for session, _checked in list(self._cache.values()):
+            if session.expires_at <= now:
+                self._forget(session.id)
         if count:
             log.info("removed %d expired sessions", count)
         return count
@@ -197,6 +255,37 @@ class SessionStore:
                 select(sessions.c.id).where(sessions.c.character_id == character_id)
             )
             return [int(r) for r in rows.scalars()]
+
+    def character_deleted(self, character_id: int) -> None:
+        """``character_id`` is gone (its sessions were unselected in the database)."""
+        self._forget_character(character_id)
+
+    @property
+    def cached(self) -> int:
+        """How many sessions the in-memory cache holds."""
+        return len(self._cache)
+
+    def _remember(self, key: str, session: Session, checked: float) -> None:
+        self._drop(session.id)
+        self._cache[key] = (session, checked)
+        self._hash_of[session.id] = key
+        while len(self._cache) > self._cache_max:
+            self._drop(self._cache[next(iter(self._cache))][0].id)
+
+    def _forget(self, session_id: int) -> None:
+        """Invalidate ``session_id``: drop it, and keep racing reads from caching it."""
+        self._generation += 1
+        self._drop(session_id)
+
+    def _drop(self, session_id: int) -> None:
+        key = self._hash_of.pop(session_id, None)
+        if key is not None:
+            self._cache.pop(key, None)
+
+    def _forget_character(self, character_id: int) -> None:
+        for session, _checked in list(self._cache.values()):
+            if session.character_id == character_id:
+                self._forget(session.id)
 
     def _from_row(self, row: Any) -> Session:
         peer_info = row["peer_info"]

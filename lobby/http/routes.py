@@ -258,6 +258,7 @@ async def delete_character(req: ApiRequest) -> CharacterDeleteResponse:
     session = req.require_session()
     character_id = req.path_int("character_id")
     await req.ctx.characters.delete(session.account_id, character_id)
+    req.ctx.sessions.character_deleted(character_id)
     await req.ctx.hub.character_deleted(character_id)
     return CharacterDeleteResponse(character_id=character_id)
 

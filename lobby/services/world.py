@@ -25,6 +25,13 @@ WebSocket:
 
 REST: ``GET /api/world/state``, ``GET /api/world/shards``,
 ``GET /api/world/events?limit=&before=`` (newest first, paged by id).
+
+``GET /api/world/state`` answers from a cached JSON body, rebuilt when anything
+in it may have changed: the world's version (bumped by every change to the
+board, the reality, the Aetherfall and the recent events), the hub's
+``presence_version`` (online count), and the clock passing the first moment the
+document would read differently (a capture cooldown ending, the active Aetherfall
+ending). The session check and the rate limits still run on every request.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
+from aiohttp import web
 from sqlalchemy import case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -105,6 +114,15 @@ async def append_event(
     return int(pk[0])
 
 
+class _StateBody(NamedTuple):
+    """A serialized ``GET /api/world/state`` answer and when it stops being current."""
+
+    key: tuple[int, int]
+    built_at: float
+    valid_until: float
+    body: bytes
+
+
 class WorldService:
     """Shards, reality, Aetherfall and the event log of one lobby."""
 
@@ -114,13 +132,48 @@ class WorldService:
         self._ctx: LobbyContext | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self.board: ShardBoard | None = None
-        self.anchor = 0.0
-        """When the Aetherfall interval started counting (the last one, or the first start)."""
+        self.version = 0
+        """Bumped by every change to what ``GET /api/world/state`` shows (but the clock)."""
+        self._state_body: _StateBody | None = None
+        self._board: ShardBoard | None = None
+        self._anchor = 0.0
         self.aetherfall_count = 0
-        self.active: AetherfallEvent | None = None
+        self._active: AetherfallEvent | None = None
         self._end_announced = True
         self._recent: deque[EventOut] = deque(maxlen=_RECENT)
+
+    @property
+    def board(self) -> ShardBoard | None:
+        return self._board
+
+    @board.setter
+    def board(self, value: ShardBoard | None) -> None:
+        self._board = value
+        self.changed()
+
+    @property
+    def anchor(self) -> float:
+        """When the Aetherfall interval started counting (the last one, or the first start)."""
+        return self._anchor
+
+    @anchor.setter
+    def anchor(self, value: float) -> None:
+        self._anchor = value
+        self.changed()
+
+    @property
+    def active(self) -> AetherfallEvent | None:
+        return self._active
+
+    @active.setter
+    def active(self, value: AetherfallEvent | None) -> None:
+        self._active = value
+        self.changed()
+
+    def changed(self) -> None:
+        """The world state changed: the cached ``GET /api/world/state`` body is stale."""
+        self.version += 1
+        self._state_body = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -178,7 +231,7 @@ class WorldService:
         if row is None:
             raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
         async with self._lock:
-            board = self._board()
+            board = self._board_now()
             now = ctx.clock()
             outcome = board.capture(
                 msg.shard_id,
@@ -188,6 +241,7 @@ class WorldService:
                 now=now,
                 character_name=row.name,
             )
+            self.changed()
             shard = outcome.shard
             events: list[tuple[str, str, dict[str, Any]]] = [
                 (
@@ -270,7 +324,7 @@ class WorldService:
             return await self._fire(ctx, now)
 
     async def _fire(self, ctx: LobbyContext, now: float) -> AetherfallEvent:
-        board = self._board()
+        board = self._board_now()
         if self.active is not None and not self._end_announced:
             await self._end_aetherfall(ctx, self.active, now)
         count = self.aetherfall_count + 1
@@ -283,6 +337,7 @@ class WorldService:
         try:
             async with ctx.db.write() as db:
                 released = board.apply_aetherfall(event)
+                self.changed()
                 for state in released:
                     await self._save_shard(db, state)
                 if event.damage > 0:
@@ -353,13 +408,31 @@ class WorldService:
 
     # -- REST -----------------------------------------------------------------------------
 
-    async def get_state(self, req: ApiRequest) -> WorldStateOut:
+    async def get_state(self, req: ApiRequest) -> web.Response:
         req.require_session()
-        return self.state_out()
+        return web.Response(
+            body=self.state_body(), content_type="application/json", charset="utf-8"
+        )
+
+    def state_body(self) -> bytes:
+        """``state_out()`` as JSON, cached until the world, the online count or time moves on."""
+        ctx = self._context()
+        now = ctx.clock()
+        key = (self.version, ctx.hub.presence_version)
+        cached = self._state_body
+        if cached is not None and cached.key == key and cached.built_at <= now < cached.valid_until:
+            return cached.body
+        out = self.state_out(now)
+        until = [s.capturable_at for s in out.shards if s.capturable_at is not None]
+        if out.aetherfall is not None:
+            until.append(out.aetherfall.ends_at)
+        body = out.model_dump_json().encode()
+        self._state_body = _StateBody(key, now, min(until, default=math.inf), body)
+        return body
 
     async def get_shards(self, req: ApiRequest) -> ShardsOut:
         req.require_session()
-        board = self._board()
+        board = self._board_now()
         now = self._context().clock()
         return ShardsOut(
             shards=[ShardOut.model_validate(s) for s in board.snapshot(now)],
@@ -379,10 +452,11 @@ class WorldService:
         more = len(rows) > query.limit
         return EventsOut(events=events, next_before=events[-1].id if more and events else None)
 
-    def state_out(self) -> WorldStateOut:
+    def state_out(self, now: float | None = None) -> WorldStateOut:
         ctx = self._context()
-        board = self._board()
-        now = ctx.clock()
+        board = self._board_now()
+        if now is None:
+            now = ctx.clock()
         active = self._active_at(now)
         return WorldStateOut(
             current_reality=board.reality,
@@ -402,7 +476,7 @@ class WorldService:
         ctx = self._context()
         now = ctx.clock()
         msg = world_state_message(
-            self._board(),
+            self._board_now(),
             aetherfall=self._active_at(now),
             online_players=ctx.hub.players_online,
             recent_events=[
@@ -425,6 +499,7 @@ class WorldService:
         self._recent.append(
             EventOut(id=event_id, event_type=kind, description=text, data=data, timestamp=now)
         )
+        self.changed()
 
     async def _load(self, ctx: LobbyContext) -> None:
         now = ctx.clock()
@@ -456,6 +531,7 @@ class WorldService:
         self._recent.clear()
         for r in reversed(recent):
             self._recent.append(_event_out(r._mapping))
+        self.changed()
         if "aetherfall_anchor" in meta:
             self.anchor = float(meta["aetherfall_anchor"])
         else:
@@ -478,10 +554,10 @@ class WorldService:
                 )
             )
 
-    def _board(self) -> ShardBoard:
-        if self.board is None:
+    def _board_now(self) -> ShardBoard:
+        if self._board is None:
             raise LobbyError("the world is not loaded", code=ErrorCode.UNAVAILABLE)
-        return self.board
+        return self._board
 
     def _context(self) -> LobbyContext:
         if self._ctx is None:
