@@ -19,13 +19,14 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     Strict,
     StringConstraints,
     field_serializer,
 )
+from pydantic_core import core_schema
 
 from protocol.version import PROTOCOL_VERSION, VERSION_PATTERN
 
@@ -158,12 +159,35 @@ def new_message_id() -> str:
     return "%032x" % ((_rng.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
 
 
-def _ref_to_str(value: object) -> object:
-    # Party, trade and combat ids are strings on the wire; a caller holding an
-    # integer database id may pass it as is (bool is not an id).
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
+_REF_PATTERN = r"^[A-Za-z0-9_\-:.]{1,64}$"
+
+
+class _RefIdSchema:
+    """The core schema of :data:`RefId`, all in pydantic-core (no Python call on a string).
+
+    Party, trade and combat ids are strings on the wire; a caller holding an integer
+    database id may pass it as is (bool is not an id). The integer bounds are exactly
+    the integers whose decimal text matches the pattern (1 to 64 characters), so the
+    accepted set is the same as stringifying first and matching after.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: object, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.union_schema(
+            [
+                core_schema.str_schema(pattern=_REF_PATTERN, strict=True),
+                core_schema.no_info_after_validator_function(
+                    str, core_schema.int_schema(strict=True, ge=-(10**63 - 1), le=10**64 - 1)
+                ),
+            ],
+            mode="left_to_right",
+            custom_error_type="ref_id",
+            custom_error_message=(
+                "Input should be an id: 1 to 64 of A-Z a-z 0-9 _ - : . (or an integer)"
+            ),
+        )
 
 
 def _check_details(value: dict[str, Any]) -> dict[str, Any]:
@@ -223,12 +247,7 @@ Text = Annotated[str, Strict(), StringConstraints(max_length=1024)]
 ChatText = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_CHAT_LENGTH)]
 Channel = Annotated[str, Strict(), StringConstraints(pattern=r"^[a-z0-9_\-]{1,32}$")]
 MessageId = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
-RefId = Annotated[
-    str,
-    BeforeValidator(_ref_to_str),
-    Strict(),
-    StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$"),
-]
+RefId = Annotated[str, _RefIdSchema]
 """A party, trade or combat id (a string; an integer is accepted and stringified)."""
 AnyId = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=128)]
 Token = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=4096)]
