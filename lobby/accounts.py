@@ -5,6 +5,14 @@ pool (``settings.hash_workers`` threads), never on the event loop; the pool also
 caps the memory argon2 takes under a login storm. A login for an unknown
 username verifies against a dummy hash, so both failures cost the same.
 
+argon2-cffi releases the GIL while hashing, but each hash keeps up to
+``argon2_parallelism`` native threads busy: on a small machine they crowd the
+event loop's thread (and the database threads, which hold the GIL while they
+run Python) off the CPU, and every request waits. The hashing threads therefore
+run at a lower scheduling priority (Linux: nice ``HASH_NICE`` for the thread,
+inherited by argon2's lane threads): they take all the CPU the loop leaves idle,
+and yield it as soon as the loop has work.
+
 Lockout (per account and per source address) counts failed logins within
 ``login_failure_window``; reaching the limit refuses further attempts for
 ``login_lockout`` seconds with ``ACCOUNT_LOCKED`` and a ``retry_after`` hint,
@@ -15,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,9 +39,22 @@ from lobby.ratelimit import Lockout
 from lobby.storage import Database, accounts
 from protocol.errors import ErrorCode, LobbyError
 
-__all__ = ["Account", "AccountService", "PasswordHashing"]
+__all__ = ["HASH_NICE", "Account", "AccountService", "PasswordHashing"]
 
 log = logging.getLogger("lobby.accounts")
+
+HASH_NICE = 10
+"""How much nicer (lower priority) than the loop the password hashing threads run."""
+
+
+def _lower_priority() -> None:
+    """Thread-pool initializer: this worker thread (and threads it starts) runs nicer."""
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + HASH_NICE))
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +78,9 @@ class PasswordHashing:
             type=Type.ID,
         )
         self._pool = ThreadPoolExecutor(
-            max_workers=settings.hash_workers, thread_name_prefix="lobby-argon2"
+            max_workers=settings.hash_workers,
+            thread_name_prefix="lobby-argon2",
+            initializer=_lower_priority,
         )
         self._dummy_hash: str | None = None
 
