@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from mesh.auth import LobbyTicketAuth
 from mesh.events import PeerConnected, PeerDisconnected
 from mesh.handshake import CloseCode
 from mesh.node import PeerEvent, PeerNode
+from protocol.crypto import Identity
 from protocol.messages.base import MessageType
 
-from .conftest import NodeFactory, ticket_of
+from .conftest import FakeLobby, NodeFactory, ticket_of
 
 WAIT = 10.0
 
@@ -176,3 +178,19 @@ async def _until_peers(node: PeerNode, count: int) -> None:
             await changed.wait()
     finally:
         remove()
+
+
+async def test_peer_whose_ticket_expires_is_disconnected(
+    make_node: NodeFactory, fake_lobby: FakeLobby
+) -> None:
+    alice = await make_node(1, "Alice")
+    identity = Identity.generate()
+    short = LobbyTicketAuth(fake_lobby.public_key, fake_lobby.ticket(identity, 2, "Brief", ttl=2.0))
+    async with PeerNode(identity, host="127.0.0.1", port=0, auth=short) as brief:
+        seen = Recorder()
+        alice.add_peer_listener(seen)
+        await alice.connect(ticket_of(brief), brief.endpoint)
+        items = await seen.until(lambda xs: len(of(PeerDisconnected, xs)) >= 1)
+        (gone,) = of(PeerDisconnected, items)
+        assert (gone.identity.character_name, gone.code) == ("Brief", CloseCode.TICKET_EXPIRED)
+        assert brief.peer_id not in alice.peers
