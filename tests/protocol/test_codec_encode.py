@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import warnings
+from collections import OrderedDict
 
 import pytest
 from pydantic import field_serializer
@@ -29,6 +31,11 @@ def test_fast_encoding_is_byte_identical(message_type: MessageType) -> None:
         ("timestamp", datetime.datetime(2020, 1, 2, tzinfo=datetime.UTC)),
         ("sender_name", type("Sub", (str,), {})("sub")),
         ("content", ("a", "b")),
+        ("content", type("Loud", (str,), {"__str__": lambda self: "LOUD"})("quiet")),
+        ("sender_id", enum.IntEnum("Ids", {"ONE": 1}).ONE),
+        ("sender_id", 1.5),
+        ("sender_id", type("F", (float,), {})(2.5)),
+        ("channel", OrderedDict(a=[1, 2.5, None, True])),
     ],
 )
 def test_values_assigned_after_validation_render_as_pydantic_does(
