@@ -2,11 +2,18 @@
 
 Sending never awaits: :meth:`Connection.send` serializes the message (once per
 broadcast, by the hub) and appends the text to a queue of at most
-``ws_send_queue_max`` entries; the writer task takes what is queued and writes
-it. One queued message goes out as one text frame holding the JSON object; two
-or more go out as ONE text frame holding a JSON array of the message objects,
-in order (at most ``ws_batch_max_messages`` messages / about
-``ws_batch_max_bytes`` per frame). Clients must accept both forms.
+``ws_send_queue_max`` entries. What is queued is written once per event-loop
+iteration: a :class:`WriteFlusher` (one per lobby, shared by its connections)
+runs one callback for every connection that queued something since its last
+pass and writes each one's queue right there, as long as the socket takes the
+data without waiting (the common case; a broadcast to N clients costs N writes,
+not N task wake-ups). A write that has to wait for the socket to drain is
+finished by the connection's writer task, which then writes whatever queued
+meanwhile; only one of the two writes at a time, so frames stay in order. One
+queued message goes out as one text frame holding the JSON object; two or more
+go out as ONE text frame holding a JSON array of the message objects, in order
+(at most ``ws_batch_max_messages`` messages / about ``ws_batch_max_bytes`` per
+frame). Clients must accept both forms.
 
 A client that does not read makes the socket's buffers fill, the writer block
 and the queue grow; when the queue is full the connection is cut with close
@@ -27,7 +34,8 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -53,6 +61,7 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "Connection",
     "FernetFrames",
+    "WriteFlusher",
 ]
 
 CLOSE_NORMAL = 1000
@@ -73,6 +82,54 @@ CLOSE_REPLACED = 4000
 
 log = logging.getLogger("lobby.hub")
 _ids = itertools.count(1)
+
+_Send = Coroutine[Any, Any, None]
+
+
+class WriteFlusher:
+    """Writes the queues of the connections that queued something, once per loop iteration."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn._flush()
+
+
+async def _finish(send: _Send, waiting: Any) -> None:
+    """Run ``send`` to its end after it suspended on ``waiting`` when stepped by hand."""
+    while True:
+        try:
+            if waiting is None:  # a bare yield: give the loop one turn
+                await asyncio.sleep(0)
+            else:  # a future, flagged by the yield; take it over as a task would
+                waiting._asyncio_future_blocking = False
+                await waiting
+        except asyncio.CancelledError:
+            if waiting is None or not waiting.cancelled():  # this task was cancelled
+                send.close()
+                raise
+        except BaseException:  # noqa: S110 - ``send`` meets the same failure as it resumes
+            pass
+        try:
+            waiting = send.send(None)
+        except StopIteration:
+            return
 
 
 class FernetFrames:
@@ -115,6 +172,7 @@ class Connection:
         ctx: LobbyContext,
         address: str,
         frames: FernetFrames | None = None,
+        flusher: WriteFlusher | None = None,
     ) -> None:
         self.id = next(_ids)
         self.ws = ws
@@ -133,6 +191,12 @@ class Connection:
         self._settings: LobbySettings = ctx.settings
         self._transport = request.transport
         self._queue: deque[str] = deque()
+        self._flusher = flusher or WriteFlusher()
+        self._flush_pending = False
+        self._busy = False
+        """The writer task owns the socket: it is writing, or finishing a suspended write."""
+        self._suspended: tuple[_Send, Any] | None = None
+        self._broken = False
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing_task: asyncio.Task[None] | None = None
@@ -184,7 +248,9 @@ class Connection:
             return False
         self._queue.append(text)
         self.max_queue_seen = max(self.max_queue_seen, len(self._queue))
-        self._wake.set()
+        if not self._flush_pending and not self._busy:
+            self._flush_pending = True
+            self._flusher.add(self)
         return True
 
     # -- closing ------------------------------------------------------------------------
@@ -221,6 +287,9 @@ class Connection:
                     self._writer.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await self._writer
+                if self._suspended is not None:  # handed over, never picked up
+                    self._suspended[0].close()
+                    self._suspended = None
             clean = False
             try:
                 await asyncio.wait_for(
@@ -241,30 +310,71 @@ class Connection:
         finally:
             self.closed.set()
 
-    async def _write_loop(self) -> None:
+    def _next_frame(self) -> str:
+        """Take the next frame off the queue: one message, or a batch as a JSON array."""
+        queue = self._queue
+        if len(queue) == 1:  # the common case: one message, one frame
+            frame = queue.popleft()
+            return frame if self.frames is None else self.frames.seal(frame)
+        batch = [queue.popleft()]
+        size = len(batch[0])
         max_msgs = self._settings.ws_batch_max_messages
         max_bytes = self._settings.ws_batch_max_bytes
-        frames = self.frames
+        while queue and len(batch) < max_msgs:
+            nxt = queue[0]
+            if size + len(nxt) + 1 > max_bytes:
+                break
+            batch.append(queue.popleft())
+            size += len(nxt) + 1
+        frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+        if self.frames is not None:
+            frame = self.frames.seal(frame)
+        return frame
+
+    def _flush(self) -> None:
+        """Write the queue now (called by the flusher); a write that must wait goes to the task."""
+        self._flush_pending = False
+        writer = self._writer
+        if self._busy or self._broken or writer is None or writer.done():
+            return
+        while self._queue:
+            send = self.ws.send_str(self._next_frame())
+            try:
+                waiting = send.send(None)
+            except StopIteration:
+                continue
+            except (ConnectionError, RuntimeError) as exc:
+                self._stop_writing(exc)
+                return
+            self._busy = True
+            self._suspended = (send, waiting)
+            self._wake.set()
+            return
+
+    def _stop_writing(self, exc: Exception) -> None:
+        log.debug("%s writer stopped: %s", self.describe(), exc)
+        self._queue.clear()
+        self._broken = True
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
         try:
             while True:
+                if self._broken:
+                    return
+                suspended = self._suspended
+                if suspended is not None:
+                    self._suspended = None
+                    await _finish(*suspended)
+                    continue
                 if not self._queue:
+                    self._busy = False
                     if self.close_code is not None:
                         return
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                batch = [self._queue.popleft()]
-                size = len(batch[0])
-                while self._queue and len(batch) < max_msgs:
-                    nxt = self._queue[0]
-                    if size + len(nxt) + 1 > max_bytes:
-                        break
-                    batch.append(self._queue.popleft())
-                    size += len(nxt) + 1
-                frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
-                if frames is not None:
-                    frame = frames.seal(frame)
-                await self.ws.send_str(frame)
+                self._busy = True
+                await self.ws.send_str(self._next_frame())
         except (ConnectionError, RuntimeError) as exc:
-            log.debug("%s writer stopped: %s", self.describe(), exc)
-            self._queue.clear()
+            self._stop_writing(exc)

@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from lobby.connection import CLOSE_FLOOD, CLOSE_NORMAL, CLOSE_POLICY, Connection, FernetFrames
+from lobby.connection import (
+    CLOSE_FLOOD,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    Connection,
+    FernetFrames,
+    WriteFlusher,
+)
 from lobby.http.api import bearer_token
 from lobby.http.errors import client_address
 from lobby.hub import CharacterInfo
@@ -83,6 +90,7 @@ class WebSocketEndpoint:
         self.ctx = ctx
         s = ctx.settings
         self.encodings = ws_encodings(s)
+        self._flusher = WriteFlusher()
         self._sealer: FernetSealer | None = None
         self._sealer_ready: asyncio.Future[FernetSealer] | None = None
         if s.ws_fernet_secret is not None:
@@ -123,7 +131,7 @@ class WebSocketEndpoint:
         )
         await ws.prepare(request)
         address = client_address(request, trust_forwarded_for=s.trust_forwarded_for)
-        conn = Connection(ws, request, session, ctx, address, frames)
+        conn = Connection(ws, request, session, ctx, address, frames, self._flusher)
         conn.start()
         resumed = await ctx.hub.attach(conn, character)
         log.debug(
