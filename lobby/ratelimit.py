@@ -43,24 +43,30 @@ class RateLimiter:
     def hit(self, key: Hashable, cost: float = 1.0) -> float:
         """Take ``cost`` tokens for ``key``: 0.0 if allowed, else seconds to wait."""
         now = self._clock()
-        tokens, stamp = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - stamp) * self.rate)
+        buckets = self._buckets
+        entry = buckets.get(key)
+        if entry is None:
+            tokens = self.burst
+        else:
+            tokens, stamp = entry
+            if now > stamp:
+                tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+            buckets.move_to_end(key)
         if tokens >= cost:
-            self._store(key, tokens - cost, now)
-            return 0.0
-        self._store(key, tokens, now)
-        return (cost - tokens) / self.rate
+            buckets[key] = (tokens - cost, now)
+            wait = 0.0
+        else:
+            buckets[key] = (tokens, now)
+            wait = (cost - tokens) / self.rate
+        if entry is None and len(buckets) > self._max_keys:
+            _trim(buckets, self._max_keys)
+        return wait
 
     def reset(self, key: Hashable) -> None:
         self._buckets.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._buckets)
-
-    def _store(self, key: Hashable, tokens: float, now: float) -> None:
-        self._buckets[key] = (tokens, now)
-        while len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
 
 
 class Lockout:

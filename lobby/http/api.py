@@ -173,7 +173,11 @@ class Api:
                         details={"retry_after": round(wait, 3), "scope": "account"},
                     )
             body = await _read_body(request, endpoint.request_model)
-            query = _validate(endpoint.query_model, dict(request.query), "query")
+            query = (
+                None
+                if endpoint.query_model is None
+                else _validate(endpoint.query_model, dict(request.query), "query")
+            )
             api_request = ApiRequest(
                 request=request,
                 ctx=ctx,
