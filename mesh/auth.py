@@ -78,8 +78,21 @@ class Authenticator(abc.ABC):
         """Check a peer's credential; raise a ``CryptoError`` subclass if it is not valid."""
 
     def own_identity(self, *, now: float) -> PeerIdentity:
-        """Our own identity as peers will see it (our credential, verified)."""
-        return self.verify_credential(self.credential(), now=now)
+        """Our own identity as peers will see it (our credential, verified).
+
+        The signature check runs once per credential: the result is reused while
+        the credential is unchanged and ``now`` lies between the time it was
+        verified and its expiry (a movement update asks for it every frame).
+        """
+        credential = self.credential()
+        cached: tuple[str, float, PeerIdentity] | None = getattr(self, "_own_cache", None)
+        if cached is not None:
+            cached_credential, verified_at, identity = cached
+            if cached_credential == credential and verified_at <= now <= identity.expires_at:
+                return identity
+        identity = self.verify_credential(credential, now=now)
+        self._own_cache = (credential, now, identity)
+        return identity
 
     def membership_proof(self, peer_nonce: bytes, own_public_key: bytes) -> bytes | None:
         """An extra proof over the peer's nonce (LAN group proof); None when not needed."""
