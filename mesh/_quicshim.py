@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from importlib.metadata import version as _dist_version
+from typing import Any
 
 from aioquic import tls
 from aioquic.quic.connection import END_STATES, QuicConnection
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = [
     "PINNED_AIOQUIC_VERSION",
+    "MeshQuicConnection",
     "check_aioquic_version",
     "is_finished",
     "pending_datagram_count",
@@ -45,6 +47,105 @@ def check_aioquic_version() -> None:
         )
 
 
+class MeshQuicConnection(QuicConnection):
+    """A ``QuicConnection`` that skips the work of an idle connection.
+
+    A node flushes every connection after each datagram it receives; with 15
+    peers, aioquic's ``datagrams_to_send`` (a packet builder and a pass over
+    every frame type each time) and ``get_timer`` on the 14 idle connections
+    cost far more than the one that had something to do. This subclass
+    remembers whether anything happened since its last ``datagrams_to_send``:
+
+    * ``get_timer`` is a function of the connection's state only (its one side
+      effect, the loss-detection time, is a function of it too), so its result
+      is cached until the next call that changes the state;
+    * ``datagrams_to_send`` returns ``[]`` at once when no such call happened
+      since the last one and ``now`` is before :meth:`get_timer`: what a timer
+      releases (an ACK due, pacing) only becomes due at that time, and anything
+      else (data, a close, a received packet, a loss timeout) comes through one
+      of the overridden calls below. Output is the same as aioquic's, packet
+      for packet.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_clean = False
+        self._mesh_timer: float | None = None
+        self._mesh_timer_valid = False
+        super().__init__(*args, **kwargs)
+
+    def _mesh_touch(self) -> None:
+        self._mesh_clean = False
+        self._mesh_timer_valid = False
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        if self._mesh_clean:
+            timer = self.get_timer()
+            if timer is None or now < timer:
+                return []
+        out = super().datagrams_to_send(now)
+        self._mesh_clean = True
+        self._mesh_timer_valid = False
+        return out
+
+    def get_timer(self) -> float | None:
+        if not self._mesh_timer_valid:
+            self._mesh_timer = super().get_timer()
+            self._mesh_timer_valid = True
+        return self._mesh_timer
+
+    # every public call that changes what the connection has to send
+
+    def change_connection_id(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().change_connection_id(*args, **kwargs)
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().close(*args, **kwargs)
+
+    def connect(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().connect(*args, **kwargs)
+
+    def handle_timer(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().handle_timer(*args, **kwargs)
+
+    def receive_datagram(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().receive_datagram(*args, **kwargs)
+
+    def request_key_update(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().request_key_update(*args, **kwargs)
+
+    def reset_stream(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().reset_stream(*args, **kwargs)
+
+    def send_datagram_frame(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().send_datagram_frame(*args, **kwargs)
+
+    def send_ping(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().send_ping(*args, **kwargs)
+
+    def send_stream_data(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().send_stream_data(*args, **kwargs)
+
+    def stop_stream(self, *args: Any, **kwargs: Any) -> None:
+        self._mesh_touch()
+        super().stop_stream(*args, **kwargs)
+
+
+def _touch(conn: QuicConnection) -> None:
+    # the private edits below change what the connection sends or when
+    if isinstance(conn, MeshQuicConnection):
+        conn._mesh_touch()
+
+
 def _pending(conn: QuicConnection) -> deque[bytes]:
     pending: deque[bytes] = conn._datagrams_pending
     return pending
@@ -66,6 +167,8 @@ def trim_pending_datagrams(conn: QuicConnection, keep: int) -> int:
     while len(pending) > max(keep, 0):
         pending.popleft()
         dropped += 1
+    if dropped:
+        _touch(conn)
     return dropped
 
 
@@ -114,6 +217,7 @@ def tune_ack_delay(conn: QuicConnection, ack_delay: float) -> None:
         raise ValueError("ack_delay must be positive")
     conn._ack_delay = ack_delay
     conn._loss.max_ack_delay = max(conn._loss.max_ack_delay, ack_delay)
+    _touch(conn)
 
 
 def piggyback_ack(conn: QuicConnection, now: float) -> bool:
@@ -127,4 +231,5 @@ def piggyback_ack(conn: QuicConnection, now: float) -> bool:
         return False
     if space.ack_at > now:
         space.ack_at = now
+        _touch(conn)
     return True

@@ -41,7 +41,6 @@ from collections import OrderedDict, deque
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, untyped
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from mesh import _quicshim
@@ -351,7 +350,7 @@ class MeshCore(AdmissionMixin):
         link.cids.add(cid)
 
     def _accept(self, odcid: bytes, addr: Address, now: float) -> Link:
-        quic = QuicConnection(
+        quic = _quicshim.MeshQuicConnection(
             configuration=self._server_config, original_destination_connection_id=odcid
         )
         handshake = Handshake(is_client=False, identity=self.identity, auth=self.auth)
@@ -370,7 +369,7 @@ class MeshCore(AdmissionMixin):
 
     def _dial(self, addr: Address, peer_id: str | None, now: float) -> int:
         dial_id = next(self._dial_ids)
-        quic = QuicConnection(configuration=self._quic_config(is_client=True))
+        quic = _quicshim.MeshQuicConnection(configuration=self._quic_config(is_client=True))
         handshake = Handshake(
             is_client=True,
             identity=self.identity,

@@ -36,16 +36,18 @@ def _exchange(client: QuicConnection, server: QuicConnection, now: float) -> int
     return sent
 
 
-def pair(*, server_datagrams: bool = True) -> tuple[QuicConnection, QuicConnection, Identity]:
+def pair(
+    *, server_datagrams: bool = True, cls: type[QuicConnection] = QuicConnection
+) -> tuple[QuicConnection, QuicConnection, Identity]:
     identity = Identity.generate()
     server_config = _config(False, datagrams=server_datagrams)
     server_config.certificate = make_certificate(identity.signing_key, common_name="s")
     server_config.private_key = identity.signing_key
-    client = QuicConnection(configuration=_config(True))
+    client = cls(configuration=_config(True))
     assert not _quicshim.timer_ready(client)
     client.connect(SERVER_ADDR, now=0.0)
     assert _quicshim.timer_ready(client)
-    server = QuicConnection(
+    server = cls(
         configuration=server_config,
         original_destination_connection_id=client.original_destination_connection_id,
     )
@@ -116,3 +118,69 @@ def test_ack_delay_tuning_and_piggyback() -> None:
     assert _quicshim.piggyback_ack(server, 2.001)
     assert len(server.datagrams_to_send(now=2.001)) == 1
     assert not _quicshim.piggyback_ack(server, 2.002)
+
+
+def _scripted_trace(cls: type[QuicConnection]) -> list[object]:
+    """Packets sent and timers seen by a pair over a fixed script of sends, timers and idle
+    flushes (only sizes and times: the same for any connection class that sends the same)."""
+    client, server, _ = pair(cls=cls)
+    for conn in (client, server):
+        _quicshim.tune_ack_delay(conn, 0.05)
+    stream = client.get_next_available_stream_id()
+    addr = {id(client): CLIENT_ADDR, id(server): SERVER_ADDR}
+    trace: list[object] = []
+    for i in range(300):
+        now = 1.0 + i * 0.007
+        if i % 3 == 0:
+            client.send_datagram_frame(b"m" * 40)
+        if i % 5 == 0:
+            server.send_datagram_frame(b"n" * 40)
+        if i % 7 == 0:
+            _quicshim.piggyback_ack(server, now)
+        if i % 37 == 0:
+            client.send_stream_data(stream, b"hello")
+        if i % 61 == 0:
+            client.send_ping(i)
+        for src, dst in ((client, server), (server, client)):
+            for _ in range(2):  # the second flush finds nothing new
+                out = src.datagrams_to_send(now=now)
+                trace.append(len(out))
+                for data, _addr in out:
+                    dst.receive_datagram(data, addr[id(src)], now=now)
+            timer = src.get_timer()
+            trace.append(timer)
+            if timer is not None and timer <= now:
+                src.handle_timer(now)
+    return trace
+
+
+def test_mesh_connection_sends_exactly_what_aioquic_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _scripted_trace(QuicConnection)
+    calls = 0
+    original = QuicConnection.datagrams_to_send
+
+    def counting(self: QuicConnection, now: float) -> list[tuple[bytes, object]]:
+        nonlocal calls
+        calls += 1
+        return original(self, now)
+
+    monkeypatch.setattr(QuicConnection, "datagrams_to_send", counting)
+    mesh = _scripted_trace(_quicshim.MeshQuicConnection)
+    assert mesh == plain
+    assert sum(isinstance(n, int) and n > 0 for n in plain) > 100  # traffic did flow
+    assert calls < 0.6 * 4 * 300  # idle flushes did not reach aioquic
+
+
+def test_mesh_connection_idle_flush_waits_for_its_timer() -> None:
+    client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
+    for settle in (0.5, 0.6, 0.7):  # delayed ACKs of the handshake go out
+        _exchange(client, server, settle)
+    _quicshim.tune_ack_delay(server, 0.05)
+    client.send_datagram_frame(b"x")
+    for data, _ in client.datagrams_to_send(now=1.0):
+        server.receive_datagram(data, CLIENT_ADDR, now=1.0)
+    assert server.datagrams_to_send(now=1.0) == []  # the ACK waits for its delay
+    timer = server.get_timer()
+    assert timer is not None and 1.0 < timer <= 1.05
+    assert server.datagrams_to_send(now=timer - 0.001) == []
+    assert len(server.datagrams_to_send(now=timer)) == 1  # then it goes, with no other call
