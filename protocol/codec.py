@@ -70,7 +70,9 @@ __all__ = [
 message_adapter: TypeAdapter[Message] = TypeAdapter(Message)
 """The pydantic adapter of the :data:`~protocol.messages.Message` union (built once)."""
 
-_validate_json = message_adapter.validate_json
+# The adapter's core validator, called directly: ``TypeAdapter.validate_json`` is a Python
+# wrapper that forwards six keyword arguments (all at their defaults here), ~0.3 us a call.
+_validate_json = message_adapter.validator.validate_json
 
 _dumps: Callable[..., bytes] | None
 try:
@@ -123,7 +125,7 @@ def deserialize(data: str | bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Messa
         else:
             payload = _check_size(data, max_size)
         try:
-            msg = _validate_json(payload)
+            msg: Message = _validate_json(payload)
         except ValidationError as exc:
             return _diagnose(payload, exc)
         if msg.version != PROTOCOL_VERSION:
