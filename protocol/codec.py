@@ -197,43 +197,40 @@ def json_safe(value: Any, _depth: int = 0, _budget: list[int] | None = None) -> 
 
 def _plain_fields(cls: type) -> int:
     """How many fields ``cls`` has if orjson of an instance's ``__dict__`` is exactly
-    what pydantic's serializer would write; -1 when it is not (or not a model)."""
-    fields = -1
-    if issubclass(cls, BaseModel):
-        decorators = cls.__pydantic_decorators__
-        config = cls.model_config
-        plain = (
-            not decorators.model_serializers
-            and not getattr(cls, "__pydantic_root_model__", False)
-            and config.get("extra") != "allow"
-            and all(
-                d.cls_var_name in _PLAIN_SERIALIZERS for d in decorators.field_serializers.values()
-            )
-            and not cls.__pydantic_computed_fields__
-            and not config.get("serialize_by_alias")
-            and config.get("ser_json_inf_nan", "null") == "null"
-            and all(
-                f.alias is None and f.serialization_alias is None and not f.exclude
-                for f in cls.__pydantic_fields__.values()
-            )
+    what pydantic's serializer would write; -1 when it is not (or not a model).
+    Only model classes are remembered."""
+    if not issubclass(cls, BaseModel):
+        return -1
+    decorators = cls.__pydantic_decorators__
+    config = cls.model_config
+    plain = (
+        not decorators.model_serializers
+        and not getattr(cls, "__pydantic_root_model__", False)
+        and config.get("extra") != "allow"
+        and all(d.cls_var_name in _PLAIN_SERIALIZERS for d in decorators.field_serializers.values())
+        and not cls.__pydantic_computed_fields__
+        and not config.get("serialize_by_alias")
+        and config.get("ser_json_inf_nan", "null") == "null"
+        and all(
+            f.alias is None and f.serialization_alias is None and not f.exclude
+            for f in cls.__pydantic_fields__.values()
         )
-        if plain:
-            fields = len(cls.__pydantic_fields__)
+    )
+    fields = len(cls.__pydantic_fields__) if plain else -1
     _PLAIN_FIELDS[cls] = fields
     return fields
 
 
 def _nested(value: object) -> dict[str, Any]:
     """orjson's ``default``: a nested plain model as its ``__dict__``; refuse anything else."""
-    cls = type(value)
-    if isinstance(value, BaseModel):
-        fields = _PLAIN_FIELDS.get(cls)
-        if fields is None:
-            fields = _plain_fields(cls)
+    fields = _PLAIN_FIELDS.get(type(value))
+    if fields is None:
+        fields = _plain_fields(type(value))
+    if fields >= 0:  # a plain model
         values = value.__dict__
         if len(values) == fields:
             return values
-    raise TypeError(f"not encoded by orjson: {cls.__name__}")
+    raise TypeError(f"not encoded by orjson: {type(value).__name__}")
 
 
 def _check_size(data: object, max_size: int) -> str | bytes:
