@@ -40,10 +40,17 @@ class MeshConfig:
     we were connected to is redialled this often while messages to it wait (until
     their ``send_timeout``); ``tick_interval``: movement
     batching period; ``far_tick_divisor``: peers known to be in another location
-    get our movement every Nth tick only; ``movement_queue``: queued updates (drop oldest);
+    get our movement every Nth tick only; interest in our location
+    (:func:`mesh.movement.tick_divisors`): the ``full_rate_peers`` nearest peers
+    get every tick, the others every 2nd tick within ``rate_band`` world units,
+    every 3rd within two bands and so on, at most every ``max_tick_divisor``-th;
+    ``movement_queue``: queued updates (drop oldest);
     ``max_pending_datagrams``: what aioquic may still hold per connection (drop
     oldest); ``max_datagram_payload``: byte limit of one movement batch;
-    ``ack_tuning``: delay ACKs to ride on movement datagrams (DESIGN.md, ACK cost).
+    ``ack_tuning``: delay ACKs to ride on movement datagrams (DESIGN.md, ACK cost),
+    by up to ``ack_delay_ticks`` ticks (:attr:`ack_delay`): 2.5 covers peers that
+    get every tick and every 2nd tick, so an ACK to them never needs a packet of
+    its own.
     """
 
     max_connections: int = 10
@@ -59,8 +66,17 @@ class MeshConfig:
     direct_ack_timeout: float = 3.0
     tick_interval: float = 0.05
     far_tick_divisor: int = 4
+    full_rate_peers: int = 6
+    rate_band: float = 50.0
+    max_tick_divisor: int = 4
     movement_queue: int = 64
     max_pending_datagrams: int = 4
     max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD
     ack_tuning: bool = True
+    ack_delay_ticks: float = 2.5
     connection_id_length: int = 8
+
+    @property
+    def ack_delay(self) -> float:
+        """The ACK delay (seconds) ``ack_tuning`` sets on each authenticated connection."""
+        return self.ack_delay_ticks * self.tick_interval

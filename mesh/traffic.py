@@ -15,9 +15,17 @@ from mesh.auth import PeerIdentity
 from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.events import CoreEvent, MessageDelivered, Path, PositionReceived
 from mesh.link import Link
-from mesh.movement import MovementInbox, MovementOutbox, split_batches
+from mesh.movement import (
+    MovementInbox,
+    MovementOutbox,
+    Point,
+    pair_salt,
+    split_batches,
+    tick_divisors,
+)
 from protocol.errors import ProtocolError
 from protocol.messages.base import BaseMessage
+from protocol.messages.location import PositionUpdateMessage
 from protocol.movement import decode_movement_batch
 
 __all__ = ["TrafficMixin", "attribute"]
@@ -94,28 +102,74 @@ class TrafficMixin:
                 self._events.append(PositionReceived(identity, update))
 
     def _flush_movement(self, now: float) -> None:
-        updates = self._outbox.take()
+        """One movement tick: the newest updates to every peer whose turn it is.
+
+        Rates follow interest (:func:`mesh.movement.tick_divisors`); a peer
+        skipped is owed the newest updates and gets them on its next turn, on a
+        tick of their own if nothing newer is queued by then.
+        """
+        outbox = self._outbox
+        updates = outbox.take()
         self._last_tick = now
         self._next_tick = None
-        if not updates:
-            return
+        owed_only = not updates
+        if owed_only:
+            if not outbox.owed:
+                return
+            updates = outbox.latest
         self._ticks += 1
+        ticks = self._ticks
+        config = self.config
         here = self.location_id
+        own = updates[-1]
+        divisors = self._interest(own, here)
+        owed: set[str] = set()
         cache: dict[int, list[bytes]] = {}
         for pid, link in self._active.items():
             if link.closing or link.terminated:
                 continue
-            elsewhere = here is not None and self._locations.get(pid, here) != here
-            if elsewhere and self._ticks % self.config.far_tick_divisor:
-                continue  # interest: peers in another location get every Nth tick
+            if owed_only and pid not in outbox.owed:
+                continue
+            divisor = divisors.get(pid, config.far_tick_divisor)
+            identity = link.identity
+            if divisor > 1 and identity is not None:
+                if (ticks + pair_salt(own.character_id, identity.character_id)) % divisor:
+                    owed.add(pid)
+                    continue
             remote = _quicshim.remote_max_datagram_frame_size(link.quic)
             if remote is None:
                 continue
-            limit = min(self.config.max_datagram_payload, remote - 4)
-            if limit not in cache:
-                cache[limit] = split_batches(updates, limit)
-            for batch in cache[limit]:
-                link.quic.send_datagram_frame(batch)
-            _quicshim.trim_pending_datagrams(link.quic, self.config.max_pending_datagrams)
-            if self.config.ack_tuning:
-                _quicshim.piggyback_ack(link.quic, now)
+            limit = min(config.max_datagram_payload, remote - 4)
+            batches = cache.get(limit)
+            if batches is None:
+                batches = cache[limit] = split_batches(updates, limit)
+            quic = link.quic
+            for batch in batches:
+                quic.send_datagram_frame(batch)
+            _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
+            if config.ack_tuning:
+                _quicshim.piggyback_ack(quic, now)
+        outbox.owed = owed
+        if owed:
+            self._next_tick = now + config.tick_interval
+
+    def _interest(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
+        """Tick divisor of each active peer in our location (others: absent)."""
+        locations = self._locations
+        positions = self._inbox.positions
+        config = self.config
+        peers: dict[str, tuple[Point | None, int]] = {}
+        for pid, link in self._active.items():
+            if here is not None and locations.get(pid, here) != here:
+                continue  # another location: far_tick_divisor
+            identity = link.identity
+            cid = identity.character_id if identity is not None else 0
+            peers[pid] = (positions.get(pid), pair_salt(own.character_id, cid))
+        p = own.position
+        return tick_divisors(
+            (p.x, p.y, p.z),
+            peers,
+            full_rate_peers=config.full_rate_peers,
+            rate_band=config.rate_band,
+            max_tick_divisor=config.max_tick_divisor,
+        )

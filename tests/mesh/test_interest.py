@@ -1,0 +1,136 @@
+"""Movement rates follow interest: the policy alone, then a whole area in virtual time."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mesh.core import MeshConfig
+from mesh.movement import MovementInbox, pair_salt, tick_divisors
+from protocol.messages.location import PositionUpdateMessage, Vec3
+
+from .sim import SimNet, SimNode
+
+POLICY = {"full_rate_peers": 2, "rate_band": 10.0, "max_tick_divisor": 4}
+
+
+def _peers(distances: dict[str, float | None]) -> dict[str, tuple[tuple[float, ...] | None, int]]:
+    return {
+        pid: (None if d is None else (d, 0.0, 0.0), pair_salt(1, i + 2))
+        for i, (pid, d) in enumerate(distances.items())
+    }
+
+
+def test_nearest_peers_full_rate_others_by_distance_band() -> None:
+    peers = _peers({"a": 1.0, "b": 3.0, "c": 2.0, "d": 5.0, "e": 15.0, "f": 25.0, "g": 900.0})
+    got = tick_divisors((0.0, 0.0, 0.0), peers, **POLICY)  # type: ignore[arg-type]
+    # a and c are the two nearest; d in band 0 -> 2; b is in band 0 too; e band 1 -> 3;
+    # f band 2 -> 4; g far beyond -> capped at 4
+    assert got == {"a": 1, "c": 1, "b": 2, "d": 2, "e": 3, "f": 4, "g": 4}
+
+
+def test_policy_is_deterministic_and_order_free() -> None:
+    distances = {f"p{i}": float(i % 3) for i in range(12)}  # many ties
+    peers = _peers(distances)
+    first = tick_divisors((0.0, 0.0, 0.0), peers, **POLICY)  # type: ignore[arg-type]
+    for perm in itertools.islice(itertools.permutations(peers), 0, 50, 7):
+        again = tick_divisors((0.0, 0.0, 0.0), {p: peers[p] for p in perm}, **POLICY)  # type: ignore[arg-type]
+        assert again == first
+    assert sorted(first.values()).count(1) == 2
+
+
+def test_unknown_positions_count_as_near_and_small_areas_get_full_rate() -> None:
+    peers = _peers({"a": None, "b": 40.0, "c": 40.0})
+    got = tick_divisors((0.0, 0.0, 0.0), peers, **POLICY)  # type: ignore[arg-type]
+    assert got["a"] == 1 and sorted(got.values()) == [1, 1, 4]
+    assert set(tick_divisors(None, peers, **POLICY).values()) == {1}  # type: ignore[arg-type]
+    two = {k: v for k, v in peers.items() if k != "a"}
+    assert set(tick_divisors((0.0, 0.0, 0.0), two, **POLICY).values()) == {1}  # type: ignore[arg-type]
+
+
+def test_pair_salt_is_symmetric_and_spread() -> None:
+    assert pair_salt(3, 17) == pair_salt(17, 3)
+    assert len({pair_salt(1, b) % 4 for b in range(2, 40)}) == 4
+
+
+def test_inbox_keeps_newest_position_per_sender() -> None:
+    inbox = MovementInbox()
+    for seq, x in ((1, 1.0), (3, 3.0), (2, 2.0)):
+        inbox.accept(
+            "p",
+            PositionUpdateMessage(character_id=7, location_id=1, position=Vec3(x=x), seq=seq),
+            0.0,
+        )
+    assert inbox.positions["p"] == (3.0, 0.0, 0.0)
+    inbox.forget("p")
+    assert "p" not in inbox.positions
+
+
+def _update(node: SimNode, seq: int, x: float) -> PositionUpdateMessage:
+    return PositionUpdateMessage(
+        character_id=node.character_id, location_id=1, position=Vec3(x=x), seq=seq
+    )
+
+
+def _area(seed: int) -> tuple[SimNet, SimNode, list[SimNode], dict[int, float]]:
+    """A mover and 6 watchers at known distances, all in location 1."""
+    config = lambda: MeshConfig(  # noqa: E731
+        tick_interval=0.05, full_rate_peers=2, rate_band=10.0, max_tick_divisor=4
+    )
+    net = SimNet(seed, delay=(0.002, 0.004), config=config)
+    mover = net.add(1)
+    where = {2: 1.0, 3: 2.0, 4: 5.0, 5: 8.0, 6: 15.0, 7: 35.0}
+    watchers = [net.add(cid) for cid in where]
+    for w in watchers:
+        net.establish(w, mover)
+        # each watcher tells the mover where it stands
+        w.core.queue_position(_update(w, 1, where[w.character_id]), net.now)
+        net.flush(w)
+    net.run_for(1.0)
+    return net, mover, watchers, where
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rates_follow_distance_and_the_last_position_reaches_everyone(seed: int) -> None:
+    net, mover, watchers, _ = _area(seed)
+    ticks = 120
+    for i in range(ticks):
+        mover.core.queue_position(_update(mover, i + 1, 0.0), net.now)
+        net.flush(mover)
+        net.run_for(0.05)
+    got = {w.character_id: len(w.positions()) for w in watchers}
+    # two nearest (2, 3): every tick; 4, 5 in band 0: every 2nd; 6 in band 1: every 3rd;
+    # 7 beyond: every 4th (give or take the tick the phase starts on)
+    assert got[2] == ticks and got[3] == ticks
+    for cid, divisor in ((4, 2), (5, 2), (6, 3), (7, 4)):
+        assert ticks // divisor - 1 <= got[cid] <= ticks // divisor + 2, (cid, got)
+    # the mover stops: owed watchers still get its very last update, and newest wins
+    net.run_for(1.0)
+    for w in watchers:
+        seqs = [e.update.seq for e in w.positions()]
+        assert seqs[-1] == ticks and seqs == sorted(seqs)
+
+
+def test_datagrams_per_tick_fall_with_interest() -> None:
+    def sent(full: int) -> int:
+        config = lambda: MeshConfig(  # noqa: E731
+            tick_interval=0.05, full_rate_peers=full, rate_band=10.0, max_tick_divisor=4
+        )
+        net = SimNet(5, delay=(0.002, 0.004), config=config)
+        mover = net.add(1)
+        watchers = [net.add(cid) for cid in range(2, 10)]
+        for w in watchers:
+            net.establish(w, mover)
+        net.run_for(1.0)
+        for i in range(40):
+            mover.core.queue_position(_update(mover, i + 1, 0.0), net.now)
+            net.flush(mover)
+            net.run_for(0.05)
+        return sum(len(w.positions()) for w in watchers)
+
+    everyone = sent(full=8)
+    interest = sent(full=2)
+    assert everyone == 8 * 40
+    # 2 peers at every tick, 6 (all at distance 0, band 0) at every 2nd
+    assert 2 * 40 + 6 * 20 - 6 <= interest <= 2 * 40 + 6 * 20 + 6
