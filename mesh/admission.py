@@ -160,7 +160,7 @@ class AdmissionMixin(ReliableMixin):
         link.next_ping_at = now + self.config.keepalive_interval
         self._presented[link] = self.auth.credential()
         if self.config.ack_tuning:
-            _quicshim.tune_ack_delay(link.quic, 1.25 * self.config.tick_interval)
+            _quicshim.tune_ack_delay(link.quic, self.config.ack_delay)
         self._learn(identity)
         self._redial_at.pop(identity.peer_id, None)
         self._was_connected.add(identity.peer_id)
