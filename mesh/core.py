@@ -105,6 +105,7 @@ class MeshCore(AdmissionMixin):
         self._server_config.private_key = identity.signing_key
         self._epoch = os.urandom(EPOCH_SIZE)
         self._links: set[Link] = set()
+        self._touched: set[Link] = set()  # links that may have something to send
         self._by_cid: dict[bytes, Link] = {}
         self._active: dict[str, Link] = {}
         self._known: dict[str, PeerIdentity] = {}
@@ -168,7 +169,9 @@ class MeshCore(AdmissionMixin):
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Every datagram the connections want to send now, with its destination."""
         out: list[tuple[bytes, Address]] = []
-        for link in list(self._links):
+        touched = self._touched  # only these can have anything (MeshQuicConnection.watch)
+        while touched:
+            link = touched.pop()
             if link.terminated:
                 continue
             out.extend(link.quic.datagrams_to_send(now=now))
@@ -362,6 +365,7 @@ class MeshCore(AdmissionMixin):
             now=now,
             dial_deadline=now + self.config.dial_timeout,
         )
+        quic.watch(self._touched, link)
         self._links.add(link)
         self._register(link, odcid)
         self._register(link, quic.host_cid)
@@ -387,6 +391,7 @@ class MeshCore(AdmissionMixin):
             dial_id=dial_id,
         )
         link.expected_peer_id = peer_id
+        quic.watch(self._touched, link)
         self._links.add(link)
         self._register(link, quic.host_cid)
         quic.connect(addr, now=now)

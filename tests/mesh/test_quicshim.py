@@ -184,3 +184,19 @@ def test_mesh_connection_idle_flush_waits_for_its_timer() -> None:
     assert timer is not None and 1.0 < timer <= 1.05
     assert server.datagrams_to_send(now=timer - 0.001) == []
     assert len(server.datagrams_to_send(now=timer)) == 1  # then it goes, with no other call
+
+
+def test_mesh_connection_reports_when_it_may_have_something_to_send() -> None:
+    client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
+    assert isinstance(client, _quicshim.MeshQuicConnection)
+    touched: set[str] = set()
+    client.watch(touched, "c")
+    for settle in (0.5, 0.6, 0.7):
+        _exchange(client, server, settle)
+    touched.clear()
+    assert client.datagrams_to_send(now=0.8) == [] and not touched
+    client.send_datagram_frame(b"x")
+    assert touched == {"c"}
+    touched.clear()
+    client.handle_timer(0.9)
+    assert touched == {"c"}
