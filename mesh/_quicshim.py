@@ -71,23 +71,22 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_clean = False
         self._mesh_timer: float | None = None
         self._mesh_timer_valid = False
-        self._mesh_watch: tuple[set[Any], Any] | None = None
+        self._mesh_watch: list[tuple[set[Any], Any]] = []
         super().__init__(*args, **kwargs)
 
     def watch(self, touched: set[Any], token: Any) -> None:
-        """Add ``token`` to ``touched`` whenever a call may give this connection
-        something to send: a driver then flushes only the connections in that set
-        (plus those whose timer it handles, which touches them too)."""
-        self._mesh_watch = (touched, token)
-        if not self._mesh_clean:
-            touched.add(token)
+        """Add ``token`` to ``touched`` now and whenever a call may change what this
+        connection sends or its timer: a driver then flushes (or re-reads the timer
+        of) only the connections in that set. Handling a due timer touches too.
+        Several sets may watch one connection."""
+        self._mesh_watch.append((touched, token))
+        touched.add(token)
 
     def _mesh_touch(self) -> None:
         self._mesh_clean = False
         self._mesh_timer_valid = False
-        watch = self._mesh_watch
-        if watch is not None:
-            watch[0].add(watch[1])
+        for touched, token in self._mesh_watch:
+            touched.add(token)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         if self._mesh_clean:

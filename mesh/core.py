@@ -106,6 +106,8 @@ class MeshCore(AdmissionMixin):
         self._epoch = os.urandom(EPOCH_SIZE)
         self._links: set[Link] = set()
         self._touched: set[Link] = set()  # links that may have something to send
+        self._timer_stale: set[Link] = set()  # links whose timer may have changed
+        self._link_timers: dict[Link, float | None] = {}
         self._by_cid: dict[bytes, Link] = {}
         self._active: dict[str, Link] = {}
         self._known: dict[str, PeerIdentity] = {}
@@ -180,7 +182,15 @@ class MeshCore(AdmissionMixin):
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
-        times = [t for t in (link.timer() for link in self._links) if t is not None]
+        timers = self._link_timers  # re-read only where the connection was touched
+        stale = self._timer_stale
+        while stale:
+            link = stale.pop()
+            if link in self._links:
+                timers[link] = link.timer()
+            else:
+                timers.pop(link, None)
+        times = [t for t in timers.values() if t is not None]
         if self._next_tick is not None:
             times.append(self._next_tick)
         times.extend(self._expiry_times())
@@ -366,6 +376,7 @@ class MeshCore(AdmissionMixin):
             dial_deadline=now + self.config.dial_timeout,
         )
         quic.watch(self._touched, link)
+        quic.watch(self._timer_stale, link)
         self._links.add(link)
         self._register(link, odcid)
         self._register(link, quic.host_cid)
@@ -392,6 +403,7 @@ class MeshCore(AdmissionMixin):
         )
         link.expected_peer_id = peer_id
         quic.watch(self._touched, link)
+        quic.watch(self._timer_stale, link)
         self._links.add(link)
         self._register(link, quic.host_cid)
         quic.connect(addr, now=now)
