@@ -328,9 +328,10 @@ class MeshCore(AdmissionMixin):
         self._outbox.put(update)
         if update.location_id != self.location_id:
             self.set_location(update.location_id, now)
-        if self._next_tick is None:
-            last = self._last_tick
-            self._next_tick = now if last is None else max(now, last + self.config.tick_interval)
+        last = self._last_tick
+        due = now if last is None else max(now, last + self.config.tick_interval)
+        if self._next_tick is None or due < self._next_tick:  # a later catch-up tick waits
+            self._next_tick = due
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""

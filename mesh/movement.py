@@ -30,8 +30,9 @@ where
 
 Which ticks a peer with ``d > 1`` gets is spread by :func:`pair_salt` too, so a
 node sends about the same number of datagrams every tick. A peer skipped on the
-tick of our newest update is owed it: it gets it on its next turn even if we
-stopped moving, so every view converges on our last position.
+tick of our newest update is owed it: when nothing newer is queued within two
+ticks, a catch-up tick sends it to every peer still owed, so every view
+converges on our last position when we stop.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from mesh import _quicshim
@@ -105,18 +106,20 @@ class TrafficMixin:
         """One movement tick: the newest updates to every peer whose turn it is.
 
         Rates follow interest (:func:`mesh.movement.tick_divisors`); a peer
-        skipped is owed the newest updates and gets them on its next turn, on a
-        tick of their own if nothing newer is queued by then.
+        skipped is owed the newest updates: if nothing newer is queued within two
+        ticks, a catch-up tick sends them to every peer still owed.
         """
         outbox = self._outbox
         updates = outbox.take()
-        self._last_tick = now
         self._next_tick = None
-        owed_only = not updates
-        if owed_only:
-            if not outbox.owed:
-                return
-            updates = outbox.latest
+        if not updates:
+            # nothing new for two ticks: every peer still owed our newest gets it now;
+            # the tick clock is left alone, so this never holds back the next update
+            if outbox.owed:
+                self._send_movement(outbox.latest, outbox.owed, now)
+                outbox.owed = set()
+            return
+        self._last_tick = now
         self._ticks += 1
         ticks = self._ticks
         config = self.config
@@ -124,11 +127,9 @@ class TrafficMixin:
         own = updates[-1]
         divisors = self._interest(own, here)
         owed: set[str] = set()
-        cache: dict[int, list[bytes]] = {}
+        due: list[str] = []
         for pid, link in self._active.items():
             if link.closing or link.terminated:
-                continue
-            if owed_only and pid not in outbox.owed:
                 continue
             divisor = divisors.get(pid, config.far_tick_divisor)
             identity = link.identity
@@ -136,6 +137,21 @@ class TrafficMixin:
                 if (ticks + pair_salt(own.character_id, identity.character_id)) % divisor:
                     owed.add(pid)
                     continue
+            due.append(pid)
+        self._send_movement(updates, due, now)
+        outbox.owed = owed
+        if owed:  # a catch-up tick, unless a newer update comes first
+            self._next_tick = now + 2 * config.tick_interval
+
+    def _send_movement(
+        self, updates: list[PositionUpdateMessage], peers: Iterable[str], now: float
+    ) -> None:
+        config = self.config
+        cache: dict[int, list[bytes]] = {}
+        for pid in peers:
+            link = self._active.get(pid)
+            if link is None or link.closing or link.terminated:
+                continue
             remote = _quicshim.remote_max_datagram_frame_size(link.quic)
             if remote is None:
                 continue
@@ -149,9 +165,6 @@ class TrafficMixin:
             _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
             if config.ack_tuning:
                 _quicshim.piggyback_ack(quic, now)
-        outbox.owed = owed
-        if owed:
-            self._next_tick = now + config.tick_interval
 
     def _interest(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
         """Tick divisor of each active peer in our location (others: absent)."""

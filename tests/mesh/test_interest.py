@@ -134,3 +134,17 @@ def test_datagrams_per_tick_fall_with_interest() -> None:
     assert everyone == 8 * 40
     # 2 peers at every tick, 6 (all at distance 0, band 0) at every 2nd
     assert 2 * 40 + 6 * 20 - 6 <= interest <= 2 * 40 + 6 * 20 + 6
+
+
+def test_a_catch_up_tick_never_holds_back_the_next_update() -> None:
+    net, mover, _, _ = _area(9)
+    core = mover.core
+    core.queue_position(_update(mover, 1, 0.0), net.now)
+    start = net.now
+    core.handle_timer(start)  # the tick: some watchers skipped, so a catch-up is planned
+    net.flush(mover)
+    assert core._outbox.owed
+    assert core.get_timer() == pytest.approx(start + 0.1)  # two ticks later
+    net.now = start + 0.05
+    core.queue_position(_update(mover, 2, 0.0), net.now)
+    assert core.get_timer() == pytest.approx(start + 0.05)  # the update goes on its own tick
