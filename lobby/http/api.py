@@ -208,6 +208,10 @@ async def _read_body(request: web.Request, model: type[BaseModel] | None) -> Bas
         raise LobbyError("a JSON body is required", code=ErrorCode.INVALID_JSON)
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise LobbyError(
+            "the body is not valid JSON: nested too deeply", code=ErrorCode.INVALID_JSON
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise LobbyError(
             f"the body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON

@@ -318,8 +318,10 @@ def _split_batch(text: str) -> list[str]:
         return [text]
     try:
         items = json.loads(stripped)
+        if not isinstance(items, list):  # pragma: no cover - starts with "["
+            raise DecodeError("batched frame is not a JSON array")
+        return [json.dumps(item) for item in items]
+    except RecursionError:
+        raise DecodeError("batched frame is nested too deeply") from None
     except ValueError as exc:
         raise DecodeError(f"batched frame is not JSON: {exc}") from exc
-    if not isinstance(items, list):  # pragma: no cover - starts with "["
-        raise DecodeError("batched frame is not a JSON array")
-    return [json.dumps(item) for item in items]

@@ -121,3 +121,17 @@ async def test_rest_rate_limits_per_address_and_account(
             status, body, _ = await client.call("GET", "/api/status")
             seen.append(status)
         assert seen[-1] == 429 and body["details"]["scope"] == "address"
+
+
+async def test_deeply_nested_body_is_400_and_lobby_keeps_serving(
+    lobby: MasterServer, make_client: object
+) -> None:
+    client: ApiClient = make_client()  # type: ignore[operator]
+    for nested in (b"[" * 5000, b'{"a":' * 5000, b"[" * 30_000 + b"]" * 30_000):
+        status, body, _ = await client.call(
+            "POST", "/api/auth/register", data=nested, headers={"Content-Type": "application/json"}
+        )
+        assert (status, body["code"]) == (400, "invalid_json"), body
+        assert "nested" in body["message"] or "JSON" in body["message"]
+    status, body, _ = await client.call("GET", "/api/status")
+    assert status == 200, body
