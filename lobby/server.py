@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from lobby.accounts import AccountService
 from lobby.characters import CharacterService
@@ -52,6 +53,7 @@ from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
+from protocol.errors import ConfigError, LobbyError
 
 __all__ = ["LobbyService", "MasterServer"]
 
@@ -98,7 +100,7 @@ class MasterServer:
             overrides["database_url"] = database_url
         if world_file is not None:
             overrides["world_file"] = Path(world_file)
-        self.settings = base.model_copy(update=overrides) if overrides else base
+        self.settings = _with_overrides(base, overrides) if overrides else base
         self.clock: Clock = clock or time.time
         self._services: list[LobbyService] = [ChatService(), *with_game_services(services)]
         self._ctx: LobbyContext | None = None
@@ -113,7 +115,7 @@ class MasterServer:
     def ctx(self) -> LobbyContext:
         """The running lobby's context (after ``start()``)."""
         if self._ctx is None:
-            raise RuntimeError("the lobby is not started")
+            raise LobbyError("the lobby is not started")
         return self._ctx
 
     @property
@@ -124,7 +126,7 @@ class MasterServer:
     def port(self) -> int:
         """The bound port (the real one when started with port 0)."""
         if self._port is None:
-            raise RuntimeError("the lobby is not started")
+            raise LobbyError("the lobby is not started")
         return self._port
 
     @property
@@ -143,12 +145,12 @@ class MasterServer:
     def add_service(self, service: LobbyService) -> None:
         """Add a service before ``start()``."""
         if self._ctx is not None:
-            raise RuntimeError("services must be added before start()")
+            raise LobbyError("services must be added before start()")
         self._services.append(service)
 
     async def start(self) -> None:
         if self._ctx is not None:
-            raise RuntimeError("the lobby is already started")
+            raise LobbyError("the lobby is already started")
         s = self.settings
         world = load_world(s.world_file)
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -280,3 +282,20 @@ class MasterServer:
             await ctx.db.close()
         self._ctx = None
         self._port = None
+
+
+def _with_overrides(base: LobbySettings, overrides: dict[str, Any]) -> LobbySettings:
+    """``base`` with ``overrides`` applied, validated like a fresh settings object.
+
+    ``model_copy(update=...)`` would skip validation (``port=70000`` would pass);
+    a python-mode dump keeps ``SecretStr`` and ``Path`` values as they are, and
+    ``model_validate`` does not re-read the environment.
+    """
+    try:
+        return type(base).model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+        raise ConfigError(f"invalid lobby settings: {problems}") from None
