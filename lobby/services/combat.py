@@ -14,7 +14,9 @@ WebSocket:
   ``FORBIDDEN``); the rules check membership (``NOT_IN_COMBAT`` for someone
   else's combat), target, cooldowns, mana and items. Every participant gets
   ``COMBAT_DAMAGE`` / ``COMBAT_HEAL`` per effect and ``COMBAT_STATE``; health and
-  mana are written after each action and a used item is consumed (deleted).
+  mana are written after each action and a used item is consumed (deleted), in
+  one transaction: an item traded away since the fight began is ``ITEM_NOT_OWNED``
+  and a refused or failed action changes nothing.
   ``ACK`` carries ``details.combat_id`` and ``details.round``.
 * When one side is left (death or flight) each participant gets ``COMBAT_END``
   from its own point of view; defeated characters are stored with 1 health (they
@@ -26,11 +28,13 @@ counts as a flight. A character in combat cannot ``MOVE``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.connection import Connection
 from lobby.context import LobbyContext
@@ -69,6 +73,7 @@ class CombatService:
         self._count = 0
         self.combats: dict[str, Combat] = {}
         self._of: dict[int, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._ctx = ctx
@@ -153,7 +158,6 @@ class CombatService:
         ack(conn, msg.message_id, combat_id=combat.combat_id, seed=seed)
 
     async def on_action(self, conn: Connection, msg: CombatActionMessage) -> None:
-        ctx = self._context()
         me = acting_character(conn)
         if msg.actor_id is not None and msg.actor_id != me.id:
             raise LobbyError(
@@ -166,17 +170,8 @@ class CombatService:
             raise LobbyError(
                 "no such combat", code=ErrorCode.NOT_IN_COMBAT, details={"combat_id": msg.combat_id}
             )
-        if msg.action_type == "item" and msg.item_id is not None:
-            await self._check_still_owned(combat, me.id, msg.item_id)
-        result = combat.act(
-            me.id,
-            msg.action_type,
-            now=ctx.clock(),
-            target_id=msg.target_id,
-            ability_name=msg.ability_name,
-            item_id=msg.item_id,
-        )
-        await self._store(combat, result)
+        async with self._lock_of(combat):
+            result = await self._act(conn, msg, combat)
         self._send_all(combat, combat_result_messages(combat, result))
         if result.ended:
             await self._end(combat)
@@ -184,37 +179,72 @@ class CombatService:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _check_still_owned(self, combat: Combat, actor_id: int, item_id: int) -> None:
-        fighter = combat.participant(actor_id)
-        if fighter is None or item_id not in fighter.items:
-            return  # the rules refuse it
-        ctx = self._context()
-        async with ctx.db.read() as db:
-            owned = await items_of(db, actor_id)
-        if item_id not in owned:
-            del fighter.items[item_id]  # traded away or used elsewhere since the fight began
+    async def _act(
+        self, conn: Connection, msg: CombatActionMessage, combat: Combat
+    ) -> ActionResult:
+        """Consume the item (if any), resolve the action and store health and mana, atomically.
 
-    async def _store(self, combat: Combat, result: ActionResult) -> None:
+        One write transaction: an item no longer owned (traded away since the fight
+        began) refuses the action with ``ITEM_NOT_OWNED``; any failure rolls the
+        deletion back and leaves the in-memory combat as it was.
+        """
         ctx = self._context()
+        actor_id = acting_character(conn).id
         async with ctx.db.write() as db:
-            for f in combat.participants():
-                await db.execute(
-                    update(characters)
-                    .where(characters.c.id == f.character_id)
-                    .values(health=f.health, mana=f.mana)
+            fighter = combat.participant(actor_id)
+            if (
+                msg.action_type == "item"
+                and msg.item_id is not None
+                and fighter is not None
+                and msg.item_id in fighter.items
+                and not await consume_item(db, actor_id, msg.item_id)
+            ):
+                raise LobbyError(
+                    "you no longer own that item",
+                    code=ErrorCode.ITEM_NOT_OWNED,
+                    details={"item_id": msg.item_id},
                 )
-            if result.consumed_item_id is not None:
-                if not await consume_item(db, result.actor_id, result.consumed_item_id):
-                    log.warning(
-                        "combat %s: item %d was gone when consumed",
-                        combat.combat_id,
-                        result.consumed_item_id,
-                    )
+            before = combat.to_dict()  # no await between this and act()
+            try:
+                result = combat.act(
+                    actor_id,
+                    msg.action_type,
+                    now=ctx.clock(),
+                    target_id=msg.target_id,
+                    ability_name=msg.ability_name,
+                    item_id=msg.item_id,
+                )
+                await self._write_state(db, combat)
+            except BaseException:
+                self._restore(combat, before)
+                raise
+        return result
+
+    def _restore(self, combat: Combat, saved: dict[str, Any]) -> None:
+        """Put ``combat`` back (in place: others hold it) to a :meth:`Combat.to_dict` state."""
+        vars(combat).update(vars(Combat.from_dict(self._context().world, saved)))
+
+    def _lock_of(self, combat: Combat) -> asyncio.Lock:
+        return self._locks.setdefault(combat.combat_id, asyncio.Lock())
+
+    async def _store(self, combat: Combat) -> None:
+        async with self._context().db.write() as db:
+            await self._write_state(db, combat)
+
+    @staticmethod
+    async def _write_state(db: AsyncConnection, combat: Combat) -> None:
+        for f in combat.participants():
+            await db.execute(
+                update(characters)
+                .where(characters.c.id == f.character_id)
+                .values(health=f.health, mana=f.mana)
+            )
 
     async def _end(self, combat: Combat) -> None:
         """Store the defeated as wounded, forget the combat, then tell everyone (in that order)."""
         ctx = self._context()
         self.combats.pop(combat.combat_id, None)
+        self._locks.pop(combat.combat_id, None)
         for f in combat.participants():
             if self._of.get(f.character_id) == combat.combat_id:
                 del self._of[f.character_id]
@@ -241,11 +271,14 @@ class CombatService:
         combat = self.combat_of(presence.character.id)
         if combat is None or combat.ended:
             return
-        try:
-            result = combat.withdraw(presence.character.id, now=self._ctx.clock())
-        except LobbyError:
-            return
-        await self._store(combat, result)
+        async with self._lock_of(combat):
+            if combat.ended:
+                return
+            try:
+                result = combat.withdraw(presence.character.id, now=self._ctx.clock())
+            except LobbyError:
+                return
+            await self._store(combat)
         self._send_all(combat, [combat_state_message(combat)])
         if result.ended:
             await self._end(combat)
