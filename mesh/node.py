@@ -69,6 +69,7 @@ from mesh.node_types import (
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
+    ErrorCode,
     HandshakeError,
     MeshError,
     NotConnectedError,
@@ -302,7 +303,8 @@ class PeerNode:
         Raises :class:`~protocol.errors.HandshakeError` when the peer fails
         authentication (or its ticket is invalid: the ``CryptoError`` is chained),
         :class:`~protocol.errors.PeerUnreachableError` when nothing answers within
-        the dial timeout.
+        the dial timeout, a :class:`~protocol.errors.MeshError` with code
+        ``BAD_REQUEST`` when ``endpoint`` is not ``host:port``.
         """
         loop = self._require_started()
         addr = await self._resolve(endpoint)
@@ -469,8 +471,11 @@ class PeerNode:
     async def _resolve(self, endpoint: str | tuple[str, int]) -> Address:
         if isinstance(endpoint, str):
             host, sep, port_text = endpoint.rpartition(":")
-            if not sep or not port_text.isdigit():
-                raise ValueError(f"endpoint must be host:port, got {endpoint!r}")
+            if not sep or not port_text.isdigit() or int(port_text) > 65535:
+                raise MeshError(
+                    f"endpoint must be host:port (port 0-65535), got {endpoint!r}",
+                    code=ErrorCode.BAD_REQUEST,
+                )
             host = host.strip("[]")
             port = int(port_text)
         else:

@@ -44,6 +44,7 @@ from protocol.crypto import (
 )
 from protocol.errors import (
     ApiError,
+    ConfigError,
     CryptoError,
     ErrorCode,
     MeshError,
@@ -513,7 +514,7 @@ def _env_port() -> int:
     try:
         port = int(text)
     except ValueError as exc:
-        raise ValueError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
+        raise ConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
     if not 0 <= port <= 65535:
-        raise ValueError(f"SHARDS_P2P_PORT out of range: {port}")
+        raise ConfigError(f"SHARDS_P2P_PORT out of range: {port}")
     return port

@@ -256,7 +256,7 @@ class PeerMixin:
     ) -> None:
         try:
             await node.connect(ticket, endpoint)
-        except (MeshError, OSError, ValueError) as exc:
+        except (MeshError, OSError) as exc:
             logger.info("no direct connection to %s yet (%s): relay fallback", name, exc)
 
     def _party_member_ids(self) -> set[int]:

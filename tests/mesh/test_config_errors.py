@@ -1,0 +1,45 @@
+"""Bad endpoints and settings raise errors of the ShardsError tree, never ValueError."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.client import NetworkClient
+from mesh.client.rest import LobbyRest
+from protocol.errors import ConfigError, ErrorCode, MeshError, ShardsError
+
+from .conftest import NodeFactory, ticket_of
+
+
+@pytest.mark.parametrize("endpoint", ["no-port", "127.0.0.1:", "127.0.0.1:abc", "127.0.0.1:70000"])
+async def test_connect_to_a_malformed_endpoint_is_a_mesh_error(
+    make_node: NodeFactory, endpoint: str
+) -> None:
+    a = await make_node()
+    b = await make_node()
+    with pytest.raises(MeshError, match="host:port") as info:
+        await a.connect(ticket_of(b), endpoint)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+    assert not isinstance(info.value, ValueError)
+    assert b.peer_id not in a.peers
+
+
+def test_server_url_without_http_scheme_is_a_config_error() -> None:
+    rest = LobbyRest("ftp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="server_url"):
+        _ = rest.ws_url
+    assert LobbyRest("https://lobby.example/").ws_url == "wss://lobby.example/ws"
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "-5"])
+def test_bad_shards_p2p_port_is_a_config_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SHARDS_P2P_PORT", value)
+    with pytest.raises(ConfigError, match="SHARDS_P2P_PORT") as info:
+        NetworkClient("http://127.0.0.1:1")
+    assert isinstance(info.value, ShardsError)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_good_shards_p2p_port_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARDS_P2P_PORT", "0")
+    assert NetworkClient("http://127.0.0.1:1").p2p_port == 0
