@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import update
@@ -105,13 +106,7 @@ class CombatService:
         row = await ctx.characters.get(me.id)
         if row is None:
             raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
-        for cid in (me.id, *targets):
-            if self.in_combat(cid):
-                raise LobbyError(
-                    f"character {cid} is already fighting",
-                    code=ErrorCode.CONFLICT,
-                    details={"character_id": cid},
-                )
+        self._refuse_fighting((me.id, *targets))
         fighters = []
         async with ctx.db.read() as db:
             for cid, side in ((me.id, "attackers"), *((t, "defenders") for t in targets)):
@@ -141,6 +136,9 @@ class CombatService:
                         items=await items_of(db, char.id),
                     )
                 )
+        # checked again: another start may have taken one of them during the awaits above;
+        # no await from here until they are registered in self._of
+        self._refuse_fighting([f.character_id for f in fighters])
         self._count += 1
         seed = self._seed + self._count if self._seed is not None else secrets.randbits(48)
         combat = Combat.start(
@@ -178,6 +176,15 @@ class CombatService:
         ack(conn, msg.message_id, combat_id=combat.combat_id, round=combat.seq)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _refuse_fighting(self, character_ids: Iterable[int]) -> None:
+        for cid in character_ids:
+            if self.in_combat(cid):
+                raise LobbyError(
+                    f"character {cid} is already fighting",
+                    code=ErrorCode.CONFLICT,
+                    details={"character_id": cid},
+                )
 
     async def _act(
         self, conn: Connection, msg: CombatActionMessage, combat: Combat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -78,6 +79,29 @@ async def test_item_traded_away_mid_fight_cannot_be_used(
     assert [r.owner_id for r in rows] == [b.id]
     assert fighter.health == health and combat.seq == seq
     assert await _stored_health(server, a.id) == stored
+
+
+async def test_two_fights_cannot_take_the_same_character(
+    server: MasterServer, make_player: MakePlayer
+) -> None:
+    a = await make_player()
+    b = await make_player()
+    c = await make_player(faction="Azure Syndicate")
+    for p in (a, b, c):
+        await p.request("move", to_location_id=2)
+    mids = await asyncio.gather(
+        a.send("combat_start", combat_id="x", participants=[target(c)]),
+        b.send("combat_start", combat_id="y", participants=[target(c)]),
+    )
+    replies = [await p.reply(mid) for p, mid in zip((a, b), mids, strict=True)]
+    kinds = sorted(r["type"] for r in replies)
+    assert kinds == ["ack", "error"], replies
+    error = next(r for r in replies if r["type"] == "error")
+    assert error["error_code"] == "conflict"
+    service = server.ctx.services["combat"]
+    assert len(service.combats) == 1
+    assert service.in_combat(c.id)
+    assert sum(service.in_combat(p.id) for p in (a, b)) == 1
 
 
 async def test_a_failed_store_rolls_the_item_use_back(
