@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -131,11 +132,38 @@ async def test_max_connections_prefers_same_location(make_node: NodeFactory) -> 
     assert {p.character_id for p in hub.peers.values()} == {2, 4}
 
 
-async def test_send_position_while_alone_is_harmless(make_node: NodeFactory) -> None:
+async def test_send_position_while_alone_is_harmless(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = await make_node(1, "A")
-    for i in range(10):
-        a.send_position({"x": float(i), "y": 0.0, "z": 0.0}, location_id=1)
-    await asyncio.sleep(0)
+    core = a.core
+    # A spy on the movement tick (the core exposes no tick hook): set after each tick.
+    ticked = asyncio.Event()
+    flush = core._flush_movement
+
+    def spy(now: float) -> None:
+        flush(now)
+        ticked.set()
+
+    monkeypatch.setattr(core, "_flush_movement", spy)
+    caplog.set_level(logging.DEBUG, logger="mesh")
+    sent = [a.send_position({"x": float(i), "y": 0.0, "z": 0.0}, location_id=1) for i in range(10)]
+    assert [u.seq for u in sent] == sorted({u.seq for u in sent})  # seq increments each time
+
+    async def drained() -> None:
+        while len(core._outbox) or core._next_tick is not None:
+            ticked.clear()
+            await ticked.wait()
+
+    await asyncio.wait_for(drained(), timeout=10)
+    assert core._ticks >= 1  # the queued update went out on a real tick, to nobody
+    assert core._outbox.latest == [sent[-1]]  # newest wins
+    assert core._outbox.dropped == 0 and not core._outbox.owed
+    assert core.location_id == 1
+    assert all(count == 0 for count in a.stats.values()), dict(a.stats)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not problems, [r.getMessage() for r in problems]
+    assert a.peers == {}
 
 
 async def test_peer_leaving_the_area_is_disconnected_and_announced(make_node: NodeFactory) -> None:
