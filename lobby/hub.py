@@ -104,6 +104,10 @@ class Hub:
         self._clock = clock
         self._handlers: dict[MessageType, MessageHandler] = {}
         self._presences: dict[int, Presence] = {}
+        # indexes of the presences above that have a character (kept by _set_presence_character,
+        # _index and _unindex): character id -> {session id: presence}, location id -> presences
+        self._by_character: dict[int, dict[int, Presence]] = {}
+        self._by_location: dict[int, set[Presence]] = {}
         self._join_hooks: list[PresenceHook] = []
         self._leave_hooks: list[PresenceHook] = []
         self.announce_presence = True
@@ -140,10 +144,13 @@ class Hub:
         return [p.conn for p in self._presences.values() if p.conn is not None]
 
     def presence_of_character(self, character_id: int) -> Presence | None:
-        for p in self._presences.values():
-            if p.character is not None and p.character.id == character_id:
-                return p
-        return None
+        holders = self._by_character.get(character_id)
+        if not holders:
+            return None
+        if len(holders) == 1:
+            return next(iter(holders.values()))
+        # more than one session holds it (briefly, around a re-select): the oldest presence
+        return next(p for p in self._presences.values() if p.session_id in holders)
 
     @property
     def players_online(self) -> int:
@@ -176,21 +183,22 @@ class Hub:
 
     def send_to_character(self, character_id: int, msg: BaseMessage) -> bool:
         """Queue ``msg`` to the presence playing ``character_id`` (False if none)."""
-        return bool(
-            self.broadcast(
-                msg, where=lambda p: p.character is not None and p.character.id == character_id
-            )
-        )
+        text = self._text(msg)
+        count = 0
+        for p in list(self._by_character.get(character_id, {}).values()):
+            count += self._deliver(p, text)
+        return bool(count)
 
     def broadcast_to_location(
         self, location_id: int, msg: BaseMessage, *, exclude_session: int | None = None
     ) -> int:
         """Queue ``msg`` to every character standing at ``location_id``."""
-        return self.broadcast(
-            msg,
-            where=lambda p: p.character is not None and p.character.location_id == location_id,
-            exclude_session=exclude_session,
-        )
+        text = self._text(msg)
+        count = 0
+        for p in list(self._by_location.get(location_id, ())):
+            if p.session_id != exclude_session:
+                count += self._deliver(p, text)
+        return count
 
     def send_to_account(self, account_id: int, msg: BaseMessage) -> int:
         return self.broadcast(msg, where=lambda p: p.account_id == account_id)
@@ -211,6 +219,7 @@ class Hub:
                 character=character,
             )
             self._presences[session.id] = p
+            self._index(p)
             self.presence_version += 1
         elif p.conn is not None:
             old = p.conn
@@ -256,16 +265,16 @@ class Hub:
             for hook in self._leave_hooks:
                 await self._run_hook(hook, p)
         old = p.character
-        p.character = character
+        self._set_presence_character(p, character)
         self.presence_version += 1
         if character is not None and (old is None or old.id != character.id):
             await self._joined(p)
 
     def update_character(self, character_id: int, **changes: Any) -> None:
         """Update the hub's view of a character (``location_id``, ``level``, ...)."""
-        for p in self._presences.values():
-            if p.character is not None and p.character.id == character_id:
-                p.character = replace(p.character, **changes)
+        for p in list(self._by_character.get(character_id, {}).values()):
+            if p.character is not None:
+                self._set_presence_character(p, replace(p.character, **changes))
 
     async def character_deleted(self, character_id: int) -> None:
         for p in list(self._presences.values()):
@@ -309,6 +318,8 @@ class Hub:
         for conn in conns:
             await conn.wait_closed()
         self._presences.clear()
+        self._by_character.clear()
+        self._by_location.clear()
         self.presence_version += 1
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -342,6 +353,35 @@ class Hub:
         p.backlog.append(text)
         return 1
 
+    def _set_presence_character(self, p: Presence, character: CharacterInfo | None) -> None:
+        """Change ``p.character`` keeping the indexes in step (the only writer of it)."""
+        indexed = self._presences.get(p.session_id) is p
+        if indexed:
+            self._unindex(p)
+        p.character = character
+        if indexed:
+            self._index(p)
+
+    def _index(self, p: Presence) -> None:
+        if p.character is None:
+            return
+        self._by_character.setdefault(p.character.id, {})[p.session_id] = p
+        self._by_location.setdefault(p.character.location_id, set()).add(p)
+
+    def _unindex(self, p: Presence) -> None:
+        if p.character is None:
+            return
+        holders = self._by_character.get(p.character.id)
+        if holders is not None and holders.get(p.session_id) is p:
+            del holders[p.session_id]
+            if not holders:
+                del self._by_character[p.character.id]
+        here = self._by_location.get(p.character.location_id)
+        if here is not None:
+            here.discard(p)
+            if not here:
+                del self._by_location[p.character.location_id]
+
     async def _joined(self, p: Presence) -> None:
         character = p.character
         if character is None:
@@ -365,6 +405,7 @@ class Hub:
         if self._presences.get(p.session_id) is not p:
             return
         del self._presences[p.session_id]
+        self._unindex(p)
         self.presence_version += 1
         p.backlog.clear()
         if p.character is not None:

@@ -1,0 +1,109 @@
+"""The hub's character and location indexes follow join, move, re-select, grace and leave."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from lobby import MasterServer
+from lobby.hub import Hub, Presence
+from protocol.messages import ChatMessage
+from tests.lobby.services.conftest import game_settings, new_player
+from tests.lobby.support import FakeClock
+
+
+def assert_indexes_match(hub: Hub) -> None:
+    """The indexes hold exactly what a scan of every presence finds."""
+    by_character: dict[int, dict[int, Presence]] = {}
+    by_location: dict[int, set[Presence]] = {}
+    for p in hub.presences():
+        if p.character is not None:
+            by_character.setdefault(p.character.id, {})[p.session_id] = p
+            by_location.setdefault(p.character.location_id, set()).add(p)
+    assert hub._by_character == by_character
+    assert hub._by_location == by_location
+
+
+class Watch:
+    """Presence hooks as events: wait for a character to join or a session to leave."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.joined: dict[int, asyncio.Event] = {}
+        self.left: dict[int, asyncio.Event] = {}
+        hub.on_join(self._on_join)
+        hub.on_leave(self._on_leave)
+
+    async def _on_join(self, p: Presence) -> None:
+        if p.character is not None:
+            self.joined.setdefault(p.character.id, asyncio.Event()).set()
+
+    async def _on_leave(self, p: Presence) -> None:
+        self.left.setdefault(p.session_id, asyncio.Event()).set()
+
+    async def join(self, character_id: int) -> None:
+        await asyncio.wait_for(self.joined.setdefault(character_id, asyncio.Event()).wait(), 10)
+
+    async def leave(self, session_id: int) -> None:
+        await asyncio.wait_for(self.left.setdefault(session_id, asyncio.Event()).wait(), 10)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[MasterServer]:
+    settings = game_settings(tmp_path / "data", reconnect_grace=30.0)
+    async with MasterServer(settings=settings, clock=FakeClock(1_800_000_000.0)) as s:
+        yield s
+
+
+async def test_indexes_follow_join_move_reselect_and_leave(server: MasterServer) -> None:
+    hub = server.ctx.hub
+    watch = Watch(hub)
+    async with aiohttp.ClientSession() as http:
+        a = await new_player(server.url, http, connect=False)
+        b = await new_player(server.url, http, connect=False)
+        assert_indexes_match(hub)
+        for p in (a, b):
+            await p.connect()
+            await watch.join(p.id)
+        assert_indexes_match(hub)
+        pa, pb = hub.presence_of_character(a.id), hub.presence_of_character(b.id)
+        assert pa is not None and pb is not None and pa is not pb
+        start = pa.character.location_id if pa.character else -1
+        assert hub._by_location[start] == {pa, pb}
+
+        await a.request("move", to_location_id=2)
+        assert_indexes_match(hub)
+        assert pa.character is not None and pa.character.location_id == 2
+        assert hub._by_location[2] == {pa} and hub._by_location[start] == {pb}
+        assert hub.broadcast_to_location(2, ChatMessage(channel="say", content="x")) == 1
+
+        # b selects another character: leaves as the old, joins as the new
+        other = await b.client.create_character("Second", "Crimson Covenant", "Mage")
+        await b.client.select(int(other["id"]))
+        await watch.join(int(other["id"]))
+        assert_indexes_match(hub)
+        assert hub.presence_of_character(b.id) is None
+        assert hub.presence_of_character(int(other["id"])) is pb
+        assert not hub.send_to_character(b.id, ChatMessage(channel="say", content="x"))
+
+        # a drops without a goodbye: inside the grace it stays indexed and gets a backlog
+        assert pa.conn is not None
+        await hub.detach(pa.conn)
+        assert pa.conn is None and hub.presence(pa.session_id) is pa
+        assert_indexes_match(hub)
+        assert hub.presence_of_character(a.id) is pa
+        assert hub.send_to_character(a.id, ChatMessage(channel="say", content="x"))
+        assert len(pa.backlog) == 1
+        await hub.end_session(pa.session_id)
+        await watch.leave(pa.session_id)
+        assert_indexes_match(hub)
+        assert hub.presence_of_character(a.id) is None and 2 not in hub._by_location
+
+        await b.disconnect()  # a goodbye: leaves at once
+        await watch.leave(pb.session_id)
+        assert_indexes_match(hub)
+        assert hub._by_character == {} and hub._by_location == {}
+        await a.disconnect()
