@@ -13,6 +13,13 @@ none of its records was heard for ``peer_timeout`` seconds. For that every node
 re-announces its records every ``heartbeat`` seconds. (zeroconf's own cache
 expiry is no use here: it raises every PTR TTL to at least 1125 s.)
 
+The instance table is bounded (``max_instances``) and cannot be pinned by
+junk: the heartbeat deletes an instance silent for ``peer_timeout`` and one
+still unresolved ``unresolved_timeout`` after it was first seen (a PTR heard
+later brings it back); when the table is full, a new instance evicts the
+oldest one that is not alive (never a live peer). ``clock`` (default: the
+event loop's) is what "silent for" is measured with; tests inject one.
+
 Where mDNS runs is explicit: ``interfaces`` is a list of local IPv4 addresses;
 zeroconf joins the mDNS group and sends only on those. The default is every
 non-loopback IPv4 address of the host (:func:`lan_interface_addresses`), which
@@ -39,7 +46,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import ifaddr
@@ -127,6 +134,7 @@ class _Instance:
     name: str
     peer: PeerFound | None = None
     last_seen: float = 0.0
+    created: float = 0.0
     alive: bool = False
     resolver: asyncio.Task[None] | None = None
 
@@ -138,7 +146,10 @@ class MdnsDiscovery(Discovery):
     advertisement (``group_tag=None``: no group, a lobby-less node without a
     passphrase). ``advertise`` lists the addresses put in the A records
     (default: the interface addresses). ``heartbeat`` / ``peer_timeout`` set how
-    soon a silent peer is declared lost.
+    soon a silent peer is declared lost (and forgotten); ``unresolved_timeout``
+    (default ``max(peer_timeout, 2 * resolve_timeout)``) how long an instance
+    that never resolves is kept. ``max_instances`` bounds the instance table.
+    ``clock`` (default ``loop.time``) measures silence.
     """
 
     source_name = "mdns"
@@ -157,12 +168,17 @@ class MdnsDiscovery(Discovery):
         heartbeat: float = 5.0,
         peer_timeout: float | None = None,
         resolve_timeout: float = 3.0,
+        unresolved_timeout: float | None = None,
+        max_instances: int = _MAX_INSTANCES,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
         if not 0 < port < 65536:
             raise DiscoveryError(f"cannot advertise port {port}")
         if heartbeat <= 0:
             raise DiscoveryError("heartbeat must be positive")
+        if max_instances < 1:
+            raise DiscoveryError("max_instances must be at least 1")
         self.peer_id = peer_id
         self.name = name
         self.port = port
@@ -175,9 +191,17 @@ class MdnsDiscovery(Discovery):
         self.advertised = parse_interfaces(self.interfaces if advertise is None else advertise)
         self.heartbeat = heartbeat
         self.peer_timeout = 3 * heartbeat if peer_timeout is None else peer_timeout
+        self.unresolved_timeout = (
+            max(self.peer_timeout, 2 * resolve_timeout)
+            if unresolved_timeout is None
+            else unresolved_timeout
+        )
+        self.max_instances = max_instances
+        self._clock = clock
         self._resolve_ms = max(1, int(resolve_timeout * 1000))
         self.instance_name = f"shards-{secrets.token_hex(6)}.{service_type}"
         self._own_key = self.instance_name.lower()
+        self._type_key = service_type.lower()
         self._server = f"shards-{secrets.token_hex(6)}.local."
         self._azc: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
@@ -259,26 +283,29 @@ class MdnsDiscovery(Discovery):
         if state_change is ServiceStateChange.Removed:
             self._instance_gone(key)
             return
-        instance = self._instances.get(key)
+        instance = self._admit(key, name)
         if instance is None:
-            if len(self._instances) >= _MAX_INSTANCES:
-                if not self._warned_full:
-                    self._warned_full = True
-                    log.warning("mdns: %d services seen, ignoring more", _MAX_INSTANCES)
-                return
-            instance = _Instance(key=key, name=name)
-            self._instances[key] = instance
-        instance.last_seen = asyncio.get_running_loop().time()
+            return
+        instance.last_seen = self._now()
         self._resolve(instance, force=state_change is ServiceStateChange.Updated)
 
-    def _heard(self, key: str, *, goodbye: bool) -> None:
-        instance = self._instances.get(key)
-        if instance is None or self._closed:
+    def _heard(self, key: str, *, goodbye: bool, name: str | None = None) -> None:
+        """A record of instance ``key`` arrived (``name``: from a PTR, may add it)."""
+        if self._closed or key == self._own_key:
             return
+        instance = self._instances.get(key)
+        if instance is None:
+            # an instance we forgot (silent too long) is heard again: the browser
+            # will not say "Added" twice, so its PTR brings it back
+            if goodbye or name is None:
+                return
+            instance = self._admit(key, name)
+            if instance is None:
+                return
         if goodbye:
             self._instance_gone(key)
             return
-        instance.last_seen = asyncio.get_running_loop().time()
+        instance.last_seen = self._now()
         if instance.alive:
             return
         if instance.peer is not None:
@@ -288,6 +315,43 @@ class MdnsDiscovery(Discovery):
             self._resolve(instance, force=False)
 
     # -- internals ----------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _admit(self, key: str, name: str) -> _Instance | None:
+        """The instance ``key``, added if new; when the table is full the oldest
+        instance that is not alive is evicted for it (None: all are alive)."""
+        instance = self._instances.get(key)
+        if instance is not None:
+            return instance
+        if len(self._instances) >= self.max_instances:
+            idle = [i for i in self._instances.values() if not i.alive]
+            if not idle:
+                if not self._warned_full:
+                    self._warned_full = True
+                    log.warning("mdns: %d live services seen, ignoring more", self.max_instances)
+                return None
+            self._forget(min(idle, key=lambda i: i.last_seen))
+        now = self._now()
+        instance = _Instance(key=key, name=name, last_seen=now, created=now)
+        self._instances[key] = instance
+        return instance
+
+    def _forget(self, instance: _Instance) -> None:
+        """Delete an instance (a ``PeerLost`` if it was the peer's current one)."""
+        if self._instances.get(instance.key) is instance:
+            self._instance_gone(instance.key)
+
+    def _expire(self, now: float) -> None:
+        """Forget instances silent for ``peer_timeout`` or unresolved for too long."""
+        silent = now - self.peer_timeout
+        unresolved = now - self.unresolved_timeout
+        for instance in list(self._instances.values()):
+            if instance.last_seen < silent or (
+                instance.peer is None and instance.created < unresolved
+            ):
+                self._forget(instance)
 
     def _resolve(self, instance: _Instance, *, force: bool) -> None:
         if instance.resolver is not None and not instance.resolver.done():
@@ -321,7 +385,7 @@ class MdnsDiscovery(Discovery):
             return
         instance.peer = peer
         instance.alive = True
-        instance.last_seen = asyncio.get_running_loop().time()
+        instance.last_seen = self._now()
         self._publish(instance)
 
     def _publish(self, instance: _Instance) -> None:
@@ -394,10 +458,7 @@ class MdnsDiscovery(Discovery):
                 # socket; judge silence on a later, punctual tick
                 due = now
                 continue
-            deadline = now - self.peer_timeout
-            for instance in list(self._instances.values()):
-                if instance.alive and instance.last_seen < deadline:
-                    self._mark_lost(instance)
+            self._expire(self._now())
 
     async def _teardown(self) -> None:
         task, self._heartbeat_task = self._heartbeat_task, None
@@ -437,17 +498,14 @@ class _RecordWatcher(RecordUpdateListener):
         owner = self._owner
         for update in records:
             record = update.new
+            goodbye = record.ttl == 0
             if record.type in (_TYPE_SRV, _TYPE_TXT):
-                key = record.key
-            elif record.type == _TYPE_PTR:
+                if record.key in owner._instances:
+                    owner._heard(record.key, goodbye=goodbye)
+            elif record.type == _TYPE_PTR and record.key == owner._type_key:
                 alias = getattr(record, "alias", None)
-                if not isinstance(alias, str):
-                    continue
-                key = alias.lower()
-            else:
-                continue
-            if key in owner._instances:
-                owner._heard(key, goodbye=record.ttl == 0)
+                if isinstance(alias, str) and alias.lower().endswith("." + owner._type_key):
+                    owner._heard(alias.lower(), goodbye=goodbye, name=alias)
 
     def async_update_records_complete(self) -> None:
         return None
