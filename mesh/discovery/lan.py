@@ -9,8 +9,15 @@
 * the glue: every discovered peer of our group and a compatible protocol
   version is dialled (the lower peer id first; the other side dials too after
   ``dial_grace`` seconds unless the connection already exists); peers of
-  another group or version are *ignored* (never dialled); a peer that fails
-  the handshake is *rejected* and not retried until its advertisement changes;
+  another group or version are *ignored* (never dialled); an endpoint that
+  fails the handshake is *rejected*: that (peer id, endpoint) pair is never
+  dialled again until the peer id is lost, but the peer id itself is not
+  blocked (a TXT record is unauthenticated: an impostor copying a member's id
+  must not lock the real member out);
+* only endpoints inside the subnet of one of the mDNS interfaces (127.0.0.0/8
+  on loopback) are ever dialled: :class:`MdnsDiscovery` drops the others, and
+  the dialler checks again, so a forged advertisement cannot aim our QUIC
+  Initials at a third party;
   a member that vanishes from mDNS and stays silent for one more
   ``peer_timeout`` is disconnected.
 
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -152,6 +160,7 @@ class LanNode:
         self.discovery: MdnsDiscovery | None = None
         self._members: dict[str, PeerIdentity] = {}
         self._ignored: dict[str, PeerIgnored] = {}
+        self._failed: set[tuple[str, tuple[str, int]]] = set()
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._vanishing: dict[str, asyncio.Task[None]] = {}
         self._leave_reasons: dict[str, str] = {}
@@ -331,6 +340,7 @@ class LanNode:
             if task is not None:
                 task.cancel()
             self._ignored.pop(event.peer_id, None)
+            self._failed = {f for f in self._failed if f[0] != event.peer_id}
             if event.peer_id in self._members and event.peer_id not in self._vanishing:
                 self._vanishing[event.peer_id] = asyncio.create_task(
                     self._drop_if_still_gone(event.peer_id), name=f"lan-vanish-{event.peer_id[:8]}"
@@ -399,12 +409,15 @@ class LanNode:
             peer = self.found.get(peer_id)
             if peer is None or self._incompatible(peer) is not None:
                 return
-            for endpoint in peer.endpoints:
+            endpoints = [e for e in peer.endpoints if self._dialable(peer_id, e)]
+            if not endpoints:
+                return  # every endpoint failed the handshake or is off our subnets
+            for endpoint in endpoints:
                 try:
                     identity = await self.node.connect(None, endpoint)
                 except HandshakeError as exc:
-                    self._ignore(peer, f"handshake failed: {exc}")
-                    return
+                    self._reject(peer, endpoint, f"handshake failed: {exc}")
+                    continue
                 except (PeerUnreachableError, MeshError, OSError) as exc:
                     log.debug("lan: dial %s at %s failed: %s", peer_id[:12], endpoint, exc)
                     continue
@@ -420,6 +433,22 @@ class LanNode:
                     return
             if await self._joins_within(peer_id, self.retry_interval):
                 return
+
+    def _dialable(self, peer_id: str, endpoint: tuple[str, int]) -> bool:
+        if (peer_id, endpoint) in self._failed:
+            return False
+        subnets = self.discovery.subnets if self.discovery is not None else []
+        try:
+            address = ipaddress.IPv4Address(endpoint[0])
+        except ValueError:
+            return False
+        return any(address in net for net in subnets)
+
+    def _reject(self, peer: PeerFound, endpoint: tuple[str, int], reason: str) -> None:
+        """Never dial ``endpoint`` for ``peer`` again (until the peer id is lost)."""
+        self._failed.add((peer.peer_id, endpoint))
+        log.info("lan: %s at %s:%d rejected: %s", peer.peer_id[:12], *endpoint, reason)
+        self._emit(PeerIgnored(peer.peer_id, peer.name, reason))
 
     async def _members_until(self, condition: Callable[[], bool]) -> None:
         while not condition():

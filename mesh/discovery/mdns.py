@@ -28,6 +28,14 @@ address inside a network namespace they made. All queries are QM (multicast
 answers), so several nodes on one host (sharing port 5353) all hear every
 answer. zeroconf errors become :class:`~protocol.errors.DiscoveryError`.
 
+Advertised addresses are not trusted: only addresses inside the subnet of one
+of the mDNS ``interfaces`` (127.0.0.0/8 for a loopback interface) are kept,
+at most 8 per instance, so a forged advertisement cannot make a node send
+QUIC Initials to third parties elsewhere. Several live instances claiming one
+peer id (an impostor copying a member's id) are merged: the peer's endpoints
+are the union (ours-group instances first, oldest first), so the real
+member's address stays reachable; the handshake sorts out which is real.
+
 How zeroconf 0.154 behaves with ``interfaces=["127.0.0.1"]`` (IPv4 only),
 measured here: one listen socket on ``0.0.0.0:5353`` joins 224.0.0.251 on
 ``lo`` only; one responder socket bound to ``127.0.0.1:5353`` with
@@ -85,6 +93,23 @@ _TYPE_SRV = 33
 _MAX_INSTANCES = 256
 _MAX_FIELD = 128
 _MAX_NAME = 64
+_MAX_ENDPOINTS = 8
+_MAX_MERGED_ENDPOINTS = 32
+
+
+def _subnets(interfaces: Sequence[str]) -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnet of each interface address (/8 for loopback, /32 if unknown)."""
+    prefixes: dict[str, int] = {}
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                prefixes.setdefault(ip.ip, ip.network_prefix)
+    networks: list[ipaddress.IPv4Network] = []
+    for address in interfaces:
+        default = 8 if ipaddress.IPv4Address(address).is_loopback else 32
+        prefix = prefixes.get(address, default)
+        networks.append(ipaddress.IPv4Network(f"{address}/{prefix}", strict=False))
+    return networks
 
 
 def lan_interface_addresses() -> list[str]:
@@ -188,6 +213,7 @@ class MdnsDiscovery(Discovery):
         self.interfaces = parse_interfaces(
             lan_interface_addresses() if interfaces is None else interfaces
         )
+        self.subnets = _subnets(self.interfaces)
         self.advertised = parse_interfaces(self.interfaces if advertise is None else advertise)
         self.heartbeat = heartbeat
         self.peer_timeout = 3 * heartbeat if peer_timeout is None else peer_timeout
@@ -389,11 +415,38 @@ class MdnsDiscovery(Discovery):
         self._publish(instance)
 
     def _publish(self, instance: _Instance) -> None:
-        peer = instance.peer
-        if peer is None:
+        if instance.peer is not None:
+            self._refresh_peer(instance.peer.peer_id)
+
+    def _refresh_peer(self, peer_id: str) -> None:
+        """Report ``peer_id`` from all its live instances (merged), or as lost."""
+        live = [
+            (i.peer.group_tag != self.group_tag, i.created, i.key, i.peer)
+            for i in self._instances.values()
+            if i.alive and i.peer is not None and i.peer.peer_id == peer_id
+        ]
+        if not live:
+            if self._by_peer.pop(peer_id, None) is not None:
+                log.debug("mdns: %s is gone", peer_id)
+                self._lost(peer_id)
             return
-        self._by_peer[peer.peer_id] = instance.key
-        self._found(peer)
+        live.sort(key=lambda entry: entry[:3])
+        first = live[0][3]
+        endpoints: list[tuple[str, int]] = []
+        for *_, peer in live:
+            if (peer.group_tag, peer.version) == (first.group_tag, first.version):
+                endpoints.extend(e for e in peer.endpoints if e not in endpoints)
+        self._by_peer[peer_id] = live[0][2]
+        self._found(
+            PeerFound(
+                peer_id=peer_id,
+                name=first.name,
+                endpoints=tuple(endpoints[:_MAX_MERGED_ENDPOINTS]),
+                version=first.version,
+                group_tag=first.group_tag,
+                source=self.source_name,
+            )
+        )
 
     def _instance_gone(self, key: str) -> None:
         instance = self._instances.pop(key, None)
@@ -405,11 +458,8 @@ class MdnsDiscovery(Discovery):
 
     def _mark_lost(self, instance: _Instance) -> None:
         instance.alive = False
-        peer = instance.peer
-        if peer is not None and self._by_peer.get(peer.peer_id) == instance.key:
-            del self._by_peer[peer.peer_id]
-            log.debug("mdns: %s (%s) is gone", peer.peer_id, peer.name)
-            self._lost(peer.peer_id)
+        if instance.peer is not None:
+            self._refresh_peer(instance.peer.peer_id)
 
     def _peer_from_info(self, info: AsyncServiceInfo) -> PeerFound | None:
         props = info.decoded_properties
@@ -417,7 +467,11 @@ class MdnsDiscovery(Discovery):
         name = props.get(TXT_KEYS["name"]) or ""
         version = props.get(TXT_KEYS["version"]) or ""
         tag = props.get(TXT_KEYS["group_tag"])
-        addresses = info.parsed_addresses(IPVersion.V4Only)
+        addresses = [
+            a
+            for a in info.parsed_addresses(IPVersion.V4Only)
+            if any(ipaddress.IPv4Address(a) in net for net in self.subnets)
+        ]
         port = info.port
         if (
             not peer_id
@@ -435,7 +489,7 @@ class MdnsDiscovery(Discovery):
         return PeerFound(
             peer_id=peer_id,
             name=name,
-            endpoints=tuple((address, port) for address in addresses[:8]),
+            endpoints=tuple((address, port) for address in addresses[:_MAX_ENDPOINTS]),
             version=version,
             group_tag=tag,
             source=self.source_name,

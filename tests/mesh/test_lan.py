@@ -11,7 +11,7 @@ import pytest
 
 from mesh.discovery import LanNode, MdnsDiscovery, MemberJoined, MemberLeft, PeerIgnored
 from mesh.discovery.lan import LanEvent
-from protocol.crypto import derive_group_key
+from protocol.crypto import Identity, derive_group_key
 from protocol.messages.base import MessageType
 from tests.mesh.discovery.guard import multicast_guard
 
@@ -231,3 +231,79 @@ async def test_a_peer_of_another_protocol_version_is_ignored(
         assert future.peer_id in aria.found
     assert aria.members == {}
     assert not any(isinstance(e, MemberJoined) for e in events.items)
+
+
+def _handshake_failed(peer_id: str) -> Callable[[list[LanEvent]], bool]:
+    return lambda items: any(
+        isinstance(e, PeerIgnored)
+        and e.peer_id == peer_id
+        and e.reason.startswith("handshake failed")
+        for e in items
+    )
+
+
+async def test_an_impostor_with_a_members_id_does_not_lock_the_member_out(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    low, high = sorted((Identity.generate(), Identity.generate()), key=lambda i: i.peer_id)
+    aria = lan_factory("Aria", group_key, identity=low)
+    # bria has the higher id and never dials first within the test: only aria's dial can join them
+    bria = lan_factory("Bria", group_key, identity=high, dial_grace=600.0)
+    mallory = lan_factory("Mallory", derive_group_key(f"a guess {secrets.token_hex(4)}"))
+    events = Inbox()
+    aria.add_listener(events)
+    await mallory.start()
+    impostor = MdnsDiscovery(
+        peer_id=bria.peer_id,
+        name="Bria",
+        port=mallory.node.address[1],
+        group_tag=aria.group_tag,
+        interfaces=["127.0.0.1"],
+        heartbeat=0.5,
+    )
+    async with impostor:
+        await aria.start()
+        await events.wait_until(_handshake_failed(bria.peer_id))
+        await bria.start()  # the real member, on another port, while the impostor still advertises
+        await aria.wait_for_members(1, timeout=WAIT)
+        assert set(aria.members) == {bria.peer_id}
+        assert bria.peer_id not in aria.ignored
+        endpoints = set(aria.found[bria.peer_id].endpoints)
+        assert {("127.0.0.1", bria.node.address[1]), ("127.0.0.1", mallory.node.address[1])} <= (
+            endpoints
+        )
+
+
+async def test_an_off_subnet_address_is_never_dialled(
+    lan_factory: Callable[..., LanNode], group_key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aria = lan_factory("Aria", group_key)
+    mallory = lan_factory("Mallory", derive_group_key(f"a guess {secrets.token_hex(4)}"))
+    events = Inbox()
+    aria.add_listener(events)
+    dialled: list[tuple[str, int]] = []
+    connect = aria.node.connect
+
+    async def spy(peer_id: str | None, endpoint: tuple[str, int]) -> Any:
+        dialled.append(endpoint)
+        return await connect(peer_id, endpoint)
+
+    monkeypatch.setattr(aria.node, "connect", spy)
+    await mallory.start()
+    port = mallory.node.address[1]
+    reflector = MdnsDiscovery(
+        peer_id=secrets.token_hex(16),
+        name="Reflector",
+        port=port,
+        group_tag=aria.group_tag,
+        interfaces=["127.0.0.1"],
+        advertise=["192.0.2.7", "127.0.0.1"],  # a third party's address, then ours
+        heartbeat=0.5,
+    )
+    await aria.start()
+    async with reflector:
+        # it is dialled at the loopback address (and fails there): the third party never is
+        await events.wait_until(_handshake_failed(reflector.peer_id))
+        assert aria.found[reflector.peer_id].endpoints == (("127.0.0.1", port),)
+    assert dialled
+    assert all(host == "127.0.0.1" for host, _ in dialled)

@@ -147,3 +147,31 @@ async def test_silent_peer_is_forgotten_and_comes_back() -> None:
         await wait_for_view(a, lambda peers: b.peer_id in peers)
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_off_subnet_addresses_dropped_and_one_id_merged() -> None:
+    tag, kind = new_tag(), _service_type()
+    a = make_node("alice", tag, service_type=kind)
+    shared = make_node("real", tag, service_type=kind)
+    # an impostor copying the real peer's id, and a third party's address
+    copy = make_node(
+        "fake", tag, service_type=kind, peer_id=shared.peer_id, advertise=["192.0.2.7", "127.0.0.1"]
+    )
+    both = {("127.0.0.1", shared.port), ("127.0.0.1", copy.port)}
+    try:
+        await asyncio.gather(a.start(), shared.start(), copy.start())
+        view = await wait_for_view(
+            a,
+            lambda peers: shared.peer_id in peers and set(peers[shared.peer_id].endpoints) == both,
+        )
+        assert len(view[shared.peer_id].endpoints) == 2  # 192.0.2.7 is off 127.0.0.0/8
+        await copy.close()  # the impostor leaves: the real endpoint stays
+        await wait_for_view(
+            a,
+            lambda peers: (
+                shared.peer_id in peers
+                and peers[shared.peer_id].endpoints == (("127.0.0.1", shared.port),)
+            ),
+        )
+    finally:
+        await asyncio.gather(a.close(), shared.close(), copy.close())
