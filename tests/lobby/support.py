@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json as _json
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -198,3 +201,30 @@ def websockets_inbox(ws: Any) -> Inbox:
 
 def ws_url(base: str) -> str:
     return base.replace("http://", "ws://", 1) + "/ws"
+
+
+async def raw_ws(port: int, token: str) -> socket.socket:
+    """A raw WebSocket client with a tiny receive buffer that reads only when the test does.
+
+    Returns the non-blocking socket right after the 101 upgrade, so a test can stall
+    its reads (slow consumer) or parse frames itself.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = await loop.sock_recv(sock, 1)
+        assert chunk, "server closed during the upgrade"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock

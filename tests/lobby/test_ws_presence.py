@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from tests.lobby.support import (
     FakeClock,
     aiohttp_inbox,
     fast_settings,
+    raw_ws,
     websockets_inbox,
     ws_url,
 )
@@ -90,29 +88,6 @@ async def test_grace_expiry_announces_the_leave(
         assert lobby.hub.presence_of_character(a_char["id"]) is None
 
 
-async def _raw_ws_that_never_reads(port: int, token: str) -> socket.socket:
-    """A WebSocket client with a tiny receive buffer that stops reading after the upgrade."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Authorization: Bearer {token}\r\n\r\n"
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = await loop.sock_recv(sock, 1)
-        assert chunk, "server closed during the upgrade"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 async def test_slow_consumer_is_cut_off_with_bounded_memory(
     tmp_path: Path, clock: FakeClock, http: aiohttp.ClientSession
 ) -> None:
@@ -126,7 +101,7 @@ async def test_slow_consumer_is_cut_off_with_bounded_memory(
             await client.register(name)
             await client.login(name)
         assert slow.token is not None
-        sock = await _raw_ws_that_never_reads(server.port, slow.token)
+        sock = await raw_ws(server.port, slow.token)
         try:
             async with http.ws_connect(ws_url(server.url), headers=fast.headers()) as ws_fast:
                 conns = {c.session.username: c for c in server.hub.connections()}

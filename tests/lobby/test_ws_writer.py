@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import socket
 import struct
 from pathlib import Path
@@ -16,30 +14,7 @@ import pytest
 from lobby import MasterServer
 from lobby.connection import _finish
 from protocol.messages import ChatMessage
-from tests.lobby.support import ApiClient, FakeClock, fast_settings, frame_messages
-
-
-async def _raw_ws(port: int, token: str) -> socket.socket:
-    """A WebSocket client with a tiny receive buffer that reads only when told to."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Authorization: Bearer {token}\r\n\r\n"
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = await loop.sock_recv(sock, 1)
-        assert chunk, "server closed during the upgrade"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
+from tests.lobby.support import ApiClient, FakeClock, fast_settings, frame_messages, raw_ws
 
 
 class _FrameReader:
@@ -78,7 +53,7 @@ async def test_writes_that_wait_for_the_socket_arrive_once_and_in_order(
         await client.register("reader")
         await client.login("reader")
         assert client.token is not None
-        sock = await _raw_ws(server.port, client.token)
+        sock = await raw_ws(server.port, client.token)
         try:
             (conn,) = server.hub.connections()
             payload = ChatMessage(sender_id=1, sender_name="Bard", content="la" * 500)
