@@ -24,7 +24,6 @@ __all__ = [
     "acting_character",
     "push_character_updates",
     "register_handler",
-    "unavailable",
 ]
 
 log = logging.getLogger("lobby.services")
@@ -50,10 +49,6 @@ def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageH
         return False
     ctx.hub.register(msg_type, handler)
     return True
-
-
-def unavailable(name: str) -> LobbyError:
-    return LobbyError(f"the {name} service is not running", code=ErrorCode.UNAVAILABLE)
 
 
 async def push_character_updates(ctx: LobbyContext, character_ids: Iterable[int]) -> int:
