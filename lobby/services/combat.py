@@ -51,6 +51,7 @@ from lobby.services._common import (
     acting_character,
     push_character_updates,
     register_handler,
+    stored_character,
 )
 from lobby.services.inventory import consume_item, items_of
 from lobby.storage import characters
@@ -92,9 +93,7 @@ class CombatService:
         ctx = self._slot.ctx
         me = acting_character(conn)
         targets = self.book.opponents(me.id, (c.id for c in msg.participants))
-        row = await ctx.characters.get(me.id)
-        if row is None:
-            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
+        row = await stored_character(ctx, me.id)
         self.book.check_free((me.id, *targets))
         fighters = []
         async with ctx.db.read() as db:
@@ -142,13 +141,7 @@ class CombatService:
         ack(conn, msg.message_id, combat_id=combat.combat_id, seed=seed)
 
     async def on_action(self, conn: Connection, msg: CombatActionMessage) -> None:
-        me = acting_character(conn)
-        if msg.actor_id is not None and msg.actor_id != me.id:
-            raise LobbyError(
-                "you can only act as your own character",
-                code=ErrorCode.FORBIDDEN,
-                details={"actor_id": msg.actor_id},
-            )
+        acting_character(conn, claimed=msg.actor_id, field="actor_id")
         combat = self.book.require(msg.combat_id)
         async with self._lock_of(combat):
             result = await self._act(conn, msg, combat)

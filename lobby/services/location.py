@@ -23,7 +23,7 @@ from sqlalchemy import update
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.travel import validate_move
-from lobby.services._common import ack, acting_character, register_handler
+from lobby.services._common import ack, acting_character, register_handler, stored_character
 from lobby.storage import characters
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
@@ -57,16 +57,10 @@ class LocationService:
 
     async def on_move(self, conn: Connection, msg: MoveMessage) -> None:
         ctx = self._slot.ctx
-        me = acting_character(conn)
-        if msg.character_id is not None and msg.character_id != me.id:
-            raise LobbyError(
-                "you can only move your own character",
-                code=ErrorCode.FORBIDDEN,
-                details={"character_id": msg.character_id},
-            )
-        row = await ctx.characters.get(me.id)
-        if row is None:
-            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
+        me = acting_character(
+            conn, claimed=msg.character_id, refusal="you can only move your own character"
+        )
+        row = await stored_character(ctx, me.id)
         combat = ctx.services.combat
         in_combat = combat is not None and combat.in_combat(me.id)
         destination = validate_move(

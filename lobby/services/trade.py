@@ -150,9 +150,9 @@ class TradeService:
 
     async def on_update(self, conn: Connection, msg: TradeUpdateMessage) -> None:
         ctx = self._slot.ctx
-        me = acting_character(conn)
-        if msg.character_id is not None and msg.character_id != me.id:
-            raise LobbyError("you can only change your own offer", code=ErrorCode.FORBIDDEN)
+        me = acting_character(
+            conn, claimed=msg.character_id, refusal="you can only change your own offer"
+        )
         trade = self._book().require(msg.trade_id, me.id)
         wanted = unique_item_ids((i.item_id, i.quantity) for i in msg.items)
         if trade.changes_offer(me.id, items=wanted, gold=msg.gold):

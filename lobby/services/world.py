@@ -73,6 +73,7 @@ from lobby.services._common import (
     acting_character,
     push_character_updates,
     register_handler,
+    stored_character,
 )
 from lobby.services.models import (
     AetherfallOut,
@@ -215,16 +216,10 @@ class WorldService:
 
     async def on_capture(self, conn: Connection, msg: ShardCaptureMessage) -> None:
         ctx = self._slot.ctx
-        me = acting_character(conn)
-        if msg.character_id is not None and msg.character_id != me.id:
-            raise LobbyError(
-                "you can only capture as your own character",
-                code=ErrorCode.FORBIDDEN,
-                details={"character_id": msg.character_id},
-            )
-        row = await ctx.characters.get(me.id)
-        if row is None:
-            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
+        me = acting_character(
+            conn, claimed=msg.character_id, refusal="you can only capture as your own character"
+        )
+        row = await stored_character(ctx, me.id)
         async with self._lock:
             board = self._board_now()
             now = ctx.clock()
