@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from lobby.connection import Connection
-from lobby.context import LobbyContext
+from lobby.context import ContextSlot, LobbyContext
 from lobby.hub import CharacterInfo
 from lobby.ratelimit import RateLimiter
 from protocol.errors import ErrorCode, LobbyError
@@ -45,22 +45,21 @@ class ChatService:
     name = "chat"
 
     def __init__(self) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("chat")
         self._limiter: RateLimiter | None = None
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         self._limiter = RateLimiter(ctx.settings.chat_rate, ctx.settings.chat_burst, ctx.clock)
         ctx.hub.register(MessageType.CHAT, self.on_chat)
         ctx.hub.register(MessageType.FACTION_CHAT, self.on_faction_chat)
         ctx.hub.register(MessageType.WORLD_ANNOUNCEMENT, self.on_announcement)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
-        self._ctx = None
+        self._slot.detach()
 
     async def on_chat(self, conn: Connection, msg: ChatMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         speaker = _speaker(conn)
         content = _text(msg.content, ctx.settings.chat_max_length)
         self._rate(conn)
@@ -75,7 +74,7 @@ class ChatService:
         )
 
     async def on_faction_chat(self, conn: Connection, msg: FactionChatMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         speaker = _speaker(conn)
         content = _text(msg.content, ctx.settings.chat_max_length)
         self._rate(conn)
@@ -92,7 +91,7 @@ class ChatService:
         )
 
     async def on_announcement(self, conn: Connection, msg: WorldAnnouncementMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         if not conn.session.is_admin:
             raise LobbyError("only an admin account may announce", code=ErrorCode.FORBIDDEN)
         content = _text(msg.content, ctx.settings.announcement_max_length)
@@ -118,11 +117,6 @@ class ChatService:
                 code=ErrorCode.RATE_LIMITED,
                 details={"retry_after": round(wait, 3)},
             )
-
-    def _context(self) -> LobbyContext:
-        if self._ctx is None:
-            raise LobbyError("chat is not running", code=ErrorCode.UNAVAILABLE)
-        return self._ctx
 
 
 def _speaker(conn: Connection) -> CharacterInfo:

@@ -41,7 +41,7 @@ from lobby.accounts import AccountService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
 from lobby.config import Clock, LobbySettings
-from lobby.context import LobbyContext
+from lobby.context import LobbyContext, LobbyServices
 from lobby.game.world import load_world
 from lobby.http.api import Api
 from lobby.http.errors import error_middleware, rate_limit_middleware
@@ -152,6 +152,7 @@ class MasterServer:
         if self._ctx is not None:
             raise LobbyError("the lobby is already started")
         s = self.settings
+        services = LobbyServices.collect(self._services)
         world = load_world(s.world_file)
         s.data_dir.mkdir(parents=True, exist_ok=True)
         key = load_or_create_key(s.data_dir)
@@ -171,6 +172,7 @@ class MasterServer:
                 api=api,
                 key=key,
                 started_at=self.clock(),
+                services=services,
             )
             self._ctx = ctx
             add_core_routes(api)

@@ -1,4 +1,4 @@
-"""Pure game rules of the lobby: world definition, shards, movement, parties, combat, trade.
+"""Pure game rules of the lobby: world definition, shards, travel (MOVE), parties, combat, trade.
 
 No I/O and no clock reads: callers pass ``now`` (seconds) and seeds, so the rules are
 fast to test and the lobby wires them to storage and the WebSocket hub. Refusals are
@@ -12,12 +12,12 @@ from lobby.game.combat import (
     ActionResult,
     Combat,
     Combatant,
+    CombatBook,
     CombatEnd,
     CombatEvent,
     make_combatant,
     stats_for,
 )
-from lobby.game.movement import path_between, validate_move
 from lobby.game.party import Party, PartyBook, PartyChange, PartyInvite, PartyMember
 from lobby.game.shards import (
     AetherfallEvent,
@@ -37,7 +37,9 @@ from lobby.game.trade import (
     TradeExchange,
     TradeStatus,
     Transfer,
+    unique_item_ids,
 )
+from lobby.game.travel import path_between, validate_move
 from lobby.game.world import (
     AbilityDef,
     ClassDef,
@@ -59,6 +61,7 @@ __all__ = [
     "CaptureOutcome",
     "ClassDef",
     "Combat",
+    "CombatBook",
     "CombatEnd",
     "CombatEvent",
     "Combatant",
@@ -91,5 +94,6 @@ __all__ = [
     "parse_world",
     "path_between",
     "stats_for",
+    "unique_item_ids",
     "validate_move",
 ]

@@ -30,6 +30,10 @@ by ``1 - rules.defend_reduction`` until the defender acts again. Flight succeeds
 with ``rules.flee_chance``. The combat ends when at most one side has anyone
 alive and present: reason ``flight`` if the last action was a flight or a
 withdrawal, else ``death``.
+
+A lobby keeps its running combats in a :class:`CombatBook`: one fight per character
+at a time (``CONFLICT`` for a character already fighting), an attacker names one to
+``max_opponents`` (8) others (``INVALID_TARGET`` otherwise), combat ids are unique.
 """
 
 from __future__ import annotations
@@ -51,10 +55,14 @@ from lobby.game.combatants import (
 from lobby.game.world import AbilityDef, WorldDefinition
 from protocol.errors import ErrorCode
 
+MAX_OPPONENTS = 8
+
 __all__ = [
     "ACTION_TYPES",
     "ActionResult",
     "Combat",
+    "MAX_OPPONENTS",
+    "CombatBook",
     "CombatEnd",
     "CombatEvent",
     "Combatant",
@@ -200,6 +208,10 @@ class Combat:
                 dead=tuple(end["dead"]),
             )
         return combat
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Put this combat back, in place (others hold it), to a :meth:`to_dict` state."""
+        vars(self).update(vars(Combat.from_dict(self.world, saved)))
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -469,3 +481,79 @@ class Combat:
             fled=tuple(c.character_id for c in fighters if c.fled),
             dead=tuple(c.character_id for c in fighters if not c.alive),
         )
+
+
+class CombatBook:
+    """The running combats of one lobby, each character in at most one of them.
+
+    The lobby names the opponents (:meth:`opponents`), checks the fighters are free
+    (:meth:`check_free`) before it reads them from storage, starts the
+    :class:`Combat` and :meth:`add` s it, which checks again and registers it in one
+    step, so two starts racing for the same character cannot both win.
+    :meth:`finish` forgets an ended combat.
+    """
+
+    def __init__(self, *, max_opponents: int = MAX_OPPONENTS) -> None:
+        self.max_opponents = max_opponents
+        self._combats: dict[str, Combat] = {}
+        self._of: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._combats)
+
+    def get(self, combat_id: str) -> Combat | None:
+        return self._combats.get(combat_id)
+
+    def require(self, combat_id: str) -> Combat:
+        """The running combat ``combat_id`` (``NOT_IN_COMBAT`` when there is none)."""
+        combat = self._combats.get(combat_id)
+        if combat is None:
+            refuse(ErrorCode.NOT_IN_COMBAT, "no such combat", combat_id=combat_id)
+        return combat
+
+    def combat_of(self, character_id: int) -> Combat | None:
+        combat_id = self._of.get(character_id)
+        return self._combats.get(combat_id) if combat_id is not None else None
+
+    def in_combat(self, character_id: int) -> bool:
+        return character_id in self._of
+
+    def opponents(self, attacker_id: int, named: Iterable[int]) -> list[int]:
+        """The distinct characters ``attacker_id`` attacks, in the order named (itself left out)."""
+        targets = list(dict.fromkeys(cid for cid in named if cid != attacker_id))
+        if not targets:
+            refuse(ErrorCode.INVALID_TARGET, "name at least one opponent")
+        if len(targets) > self.max_opponents:
+            refuse(ErrorCode.INVALID_TARGET, f"at most {self.max_opponents} opponents")
+        return targets
+
+    def check_free(self, character_ids: Iterable[int]) -> None:
+        """Refuse (``CONFLICT``) if any of ``character_ids`` is already fighting."""
+        for cid in character_ids:
+            if cid in self._of:
+                refuse(ErrorCode.CONFLICT, f"character {cid} is already fighting", character_id=cid)
+
+    def add(self, combat: Combat) -> Combat:
+        """Register a combat just started with :meth:`Combat.start`; it is then running here.
+
+        Refused (``CONFLICT``) if one of its fighters is already fighting or its id is
+        taken; nothing is registered then.
+        """
+        fighters = combat.participants()
+        self.check_free(f.character_id for f in fighters)
+        if combat.combat_id in self._combats:
+            refuse(ErrorCode.CONFLICT, f"combat id {combat.combat_id!r} is taken")
+        self._combats[combat.combat_id] = combat
+        for f in fighters:
+            self._of[f.character_id] = combat.combat_id
+        return combat
+
+    def finish(self, combat: Combat) -> bool:
+        """Forget ``combat`` and free its fighters; True if it was running here."""
+        if self._combats.get(combat.combat_id) is not combat:
+            return False
+        del self._combats[combat.combat_id]
+        for f in combat.participants():
+            if self._of.get(f.character_id) == combat.combat_id:
+                del self._of[f.character_id]
+        return True

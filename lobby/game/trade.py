@@ -13,9 +13,10 @@ Rules (refusals are :class:`~protocol.errors.GameRuleError`, mostly ``TRADE_INVA
 * offers are item ids with quantities (a plain list of ids means one of each,
   for unique items; a mapping gives stack quantities) and gold >= 0; an
   offer that differs from the current one **clears both confirmations** and bumps
-  ``version``; re-sending the same offer changes nothing;
-* a confirmation may name the ``version`` it saw, so a confirmation of an offer
-  that changed meanwhile is refused instead of counted;
+  ``version``; re-sending the same offer changes nothing. Items the lobby keeps as
+  unique instances are offered once each with quantity 1 (:func:`unique_item_ids`);
+* a confirmation may name the ``version`` it saw, or the offers it saw, so a
+  confirmation of an offer that changed meanwhile is refused instead of counted;
 * when both have confirmed, :meth:`Trade.confirm` returns the :class:`TradeExchange`
   and the trade waits in ``committing``: the storage layer applies it in one
   transaction, re-checking ownership and amounts, then calls
@@ -45,6 +46,7 @@ __all__ = [
     "TradeExchange",
     "TradeStatus",
     "Transfer",
+    "unique_item_ids",
 ]
 
 MAX_ITEMS_PER_OFFER = 32
@@ -70,6 +72,11 @@ class Offer:
 
     items: tuple[tuple[int, int], ...] = ()
     gold: int = 0
+
+    @classmethod
+    def of(cls, items: Iterable[tuple[int, int]], gold: int) -> Offer:
+        """The offer of ``(item_id, quantity)`` pairs in any order, and ``gold``."""
+        return cls(tuple(sorted(items)), gold)
 
     @property
     def item_ids(self) -> frozenset[int]:
@@ -172,6 +179,17 @@ class Trade:
     def other(self, character_id: int) -> int:
         self._require_participant(character_id)
         return self.partner_id if character_id == self.initiator_id else self.initiator_id
+
+    def changes_offer(
+        self, actor_id: int, *, items: Iterable[int] | Mapping[int, int], gold: int
+    ) -> bool:
+        """True if offering ``items`` and ``gold`` would replace the actor's current offer.
+
+        The lobby asks before it reads the actor's items and gold: re-sending the same
+        offer (a confirmation usually does) needs no look-up.
+        """
+        self._require_participant(actor_id)
+        return Offer.of(_quantities(items).items(), gold) != self.offers[actor_id]
 
     def offered_items(self) -> frozenset[int]:
         return self.offers[self.initiator_id].item_ids | self.offers[self.partner_id].item_ids
@@ -279,7 +297,7 @@ class Trade:
                 gold=gold,
                 available=gold_available,
             )
-        offer = Offer(tuple(sorted(wanted.items())), gold)
+        offer = Offer.of(wanted.items(), gold)
         if offer == self.offers[actor_id]:
             return False
         self.offers[actor_id] = offer
@@ -287,11 +305,23 @@ class Trade:
         self.version += 1
         return True
 
-    def confirm(self, actor_id: int, *, version: int | None = None) -> TradeExchange | None:
-        """Confirm the current offers; the second confirmation returns the exchange."""
+    def confirm(
+        self,
+        actor_id: int,
+        *,
+        version: int | None = None,
+        seen: Iterable[tuple[int, Offer]] = (),
+    ) -> TradeExchange | None:
+        """Confirm the current offers; the second confirmation returns the exchange.
+
+        ``version`` and ``seen`` (``(character_id, offer)`` pairs: the window as the
+        actor saw it) are checked against the current offers: a difference refuses
+        the confirmation (``TRADE_INVALID``), the actor reviews and confirms again.
+        """
         self._require_participant(actor_id)
         self._require_status(TradeStatus.OPEN)
-        if version is not None and version != self.version:
+        stale = version is not None and version != self.version
+        if stale or any(self.offers.get(cid) != offer for cid, offer in seen):
             refuse(
                 ErrorCode.TRADE_INVALID,
                 "the offers changed since you looked; review and confirm again",
@@ -364,6 +394,26 @@ class Trade:
         self._require_status(TradeStatus.REQUESTED)
         if self.expire(now):
             refuse(ErrorCode.TRADE_INVALID, "the trade request has expired")
+
+
+def unique_item_ids(offered: Iterable[tuple[int, int]]) -> list[int]:
+    """The ids of an offer of unique items given as ``(item_id, quantity)`` pairs.
+
+    Each item is one instance: offered once, with quantity 1 (``TRADE_INVALID``
+    otherwise).
+    """
+    ids = []
+    for item_id, quantity in offered:
+        if quantity != 1:
+            refuse(
+                ErrorCode.TRADE_INVALID,
+                "items are unique: offer each with quantity 1",
+                item_id=item_id,
+            )
+        ids.append(item_id)
+    if len(set(ids)) != len(ids):
+        refuse(ErrorCode.TRADE_INVALID, "an item is offered twice")
+    return ids
 
 
 def _quantities(items: Iterable[int] | Mapping[int, int]) -> dict[int, int]:

@@ -242,7 +242,7 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
     current = ctx.hub.presence(session.id)
     again = current is not None and current.character_id == character.id
     await ctx.hub.set_character(session.id, _info(character))
-    directory = ctx.services.get("directory")
+    directory = ctx.services.directory
     if again and directory is not None:  # same character: renewed ticket, maybe new keys
         await directory.reselected(session.id)
     return CharacterSelectResponse(
@@ -277,7 +277,7 @@ async def status(req: ApiRequest) -> StatusResponse:
         database=ctx.db.dialect,
         lobby_public_key=ctx.key.public_key_b64,
         lobby_peer_id=ctx.key.peer_id,
-        relayed_messages=int(getattr(ctx.services.get("directory"), "relayed_messages", 0)),
+        relayed_messages=ctx.services.directory.relayed_messages if ctx.services.directory else 0,
         ws_encodings=ws_encodings(ctx.settings),
     )
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from lobby.characters import Character
 from lobby.connection import Connection
 from lobby.context import LobbyContext
 from lobby.hub import CharacterInfo, MessageHandler
@@ -24,18 +25,38 @@ __all__ = [
     "acting_character",
     "push_character_updates",
     "register_handler",
-    "unavailable",
+    "stored_character",
 ]
 
 log = logging.getLogger("lobby.services")
 
 
-def acting_character(conn: Connection) -> CharacterInfo:
-    """The session's selected character (``ERROR no_character`` without one)."""
+def acting_character(
+    conn: Connection,
+    *,
+    claimed: int | None = None,
+    field: str = "character_id",
+    refusal: str = "you can only act as your own character",
+) -> CharacterInfo:
+    """The session's selected character (``ERROR no_character`` without one).
+
+    ``claimed`` is the id a message names for its actor: naming anyone else is
+    ``ERROR forbidden`` (``refusal``, ``details`` with ``field``).
+    """
     character = conn.character
     if character is None:
         raise LobbyError("select a character first", code=ErrorCode.NO_CHARACTER)
+    if claimed is not None and claimed != character.id:
+        raise LobbyError(refusal, code=ErrorCode.FORBIDDEN, details={field: claimed})
     return character
+
+
+async def stored_character(ctx: LobbyContext, character_id: int) -> Character:
+    """The acting character's stored row (``ERROR not_found`` if it was deleted meanwhile)."""
+    row = await ctx.characters.get(character_id)
+    if row is None:
+        raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
+    return row
 
 
 def ack(conn: Connection, message_id: str, **details: Any) -> None:
@@ -50,10 +71,6 @@ def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageH
         return False
     ctx.hub.register(msg_type, handler)
     return True
-
-
-def unavailable(name: str) -> LobbyError:
-    return LobbyError(f"the {name} service is not running", code=ErrorCode.UNAVAILABLE)
 
 
 async def push_character_updates(ctx: LobbyContext, character_ids: Iterable[int]) -> int:

@@ -31,15 +31,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.connection import Connection
-from lobby.context import LobbyContext
-from lobby.game.combat import ActionResult, Combat, make_combatant
+from lobby.context import ContextSlot, LobbyContext
+from lobby.game.combat import ActionResult, Combat, CombatBook, make_combatant
 from lobby.game.messages import (
     combat_end_message,
     combat_result_messages,
@@ -52,6 +51,7 @@ from lobby.services._common import (
     acting_character,
     push_character_updates,
     register_handler,
+    stored_character,
 )
 from lobby.services.inventory import consume_item, items_of
 from lobby.storage import characters
@@ -64,49 +64,37 @@ log = logging.getLogger("lobby.combat")
 
 
 class CombatService:
-    """Running combats of one lobby (published as ``ctx.services["combat"]``)."""
+    """Running combats of one lobby (the ``ctx.services.combat`` role)."""
 
     name = "combat"
 
     def __init__(self, *, seed: int | None = None) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("combat")
         self._seed = seed
         self._count = 0
-        self.combats: dict[str, Combat] = {}
-        self._of: dict[int, str] = {}
+        self.book = CombatBook()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         register_handler(ctx, MessageType.COMBAT_START, self.on_start)
         register_handler(ctx, MessageType.COMBAT_ACTION, self.on_action)
         ctx.hub.on_leave(self._on_presence_leave)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
-        self._ctx = None
+        self._slot.detach()
 
     def in_combat(self, character_id: int) -> bool:
-        return character_id in self._of
-
-    def combat_of(self, character_id: int) -> Combat | None:
-        combat_id = self._of.get(character_id)
-        return self.combats.get(combat_id) if combat_id is not None else None
+        return self.book.in_combat(character_id)
 
     # -- WebSocket ------------------------------------------------------------------------
 
     async def on_start(self, conn: Connection, msg: CombatStartMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         me = acting_character(conn)
-        targets = list(dict.fromkeys(c.id for c in msg.participants if c.id != me.id))
-        if not targets:
-            raise LobbyError("name at least one opponent", code=ErrorCode.INVALID_TARGET)
-        if len(targets) > 8:
-            raise LobbyError("at most 8 opponents", code=ErrorCode.INVALID_TARGET)
-        row = await ctx.characters.get(me.id)
-        if row is None:
-            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
-        self._refuse_fighting((me.id, *targets))
+        targets = self.book.opponents(me.id, (c.id for c in msg.participants))
+        row = await stored_character(ctx, me.id)
+        self.book.check_free((me.id, *targets))
         fighters = []
         async with ctx.db.read() as db:
             for cid, side in ((me.id, "attackers"), *((t, "defenders") for t in targets)):
@@ -136,11 +124,7 @@ class CombatService:
                         items=await items_of(db, char.id),
                     )
                 )
-        # checked again: another start may have taken one of them during the awaits above;
-        # no await from here until they are registered in self._of
-        self._refuse_fighting([f.character_id for f in fighters])
-        self._count += 1
-        seed = self._seed + self._count if self._seed is not None else secrets.randbits(48)
+        seed = self._seed + self._count + 1 if self._seed is not None else secrets.randbits(48)
         combat = Combat.start(
             ctx.world,
             combat_id=f"c{secrets.token_hex(6)}",
@@ -149,25 +133,16 @@ class CombatService:
             now=ctx.clock(),
             location_id=row.location_id,
         )
-        self.combats[combat.combat_id] = combat
-        for f in fighters:
-            self._of[f.character_id] = combat.combat_id
+        # the book checks the fighters again: another start may have taken one of them
+        # during the awaits above
+        self.book.add(combat)
+        self._count += 1
         self._send_all(combat, [combat_start_message(combat, initiator_id=me.id)])
         ack(conn, msg.message_id, combat_id=combat.combat_id, seed=seed)
 
     async def on_action(self, conn: Connection, msg: CombatActionMessage) -> None:
-        me = acting_character(conn)
-        if msg.actor_id is not None and msg.actor_id != me.id:
-            raise LobbyError(
-                "you can only act as your own character",
-                code=ErrorCode.FORBIDDEN,
-                details={"actor_id": msg.actor_id},
-            )
-        combat = self.combats.get(msg.combat_id)
-        if combat is None:
-            raise LobbyError(
-                "no such combat", code=ErrorCode.NOT_IN_COMBAT, details={"combat_id": msg.combat_id}
-            )
+        acting_character(conn, claimed=msg.actor_id, field="actor_id")
+        combat = self.book.require(msg.combat_id)
         async with self._lock_of(combat):
             result = await self._act(conn, msg, combat)
         self._send_all(combat, combat_result_messages(combat, result))
@@ -176,15 +151,6 @@ class CombatService:
         ack(conn, msg.message_id, combat_id=combat.combat_id, round=combat.seq)
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _refuse_fighting(self, character_ids: Iterable[int]) -> None:
-        for cid in character_ids:
-            if self.in_combat(cid):
-                raise LobbyError(
-                    f"character {cid} is already fighting",
-                    code=ErrorCode.CONFLICT,
-                    details={"character_id": cid},
-                )
 
     async def _act(
         self, conn: Connection, msg: CombatActionMessage, combat: Combat
@@ -195,7 +161,7 @@ class CombatService:
         began) refuses the action with ``ITEM_NOT_OWNED``; any failure rolls the
         deletion back and leaves the in-memory combat as it was.
         """
-        ctx = self._context()
+        ctx = self._slot.ctx
         actor_id = acting_character(conn).id
         async with ctx.db.write() as db:
             fighter = combat.participant(actor_id)
@@ -223,19 +189,15 @@ class CombatService:
                 )
                 await self._write_state(db, combat)
             except BaseException:
-                self._restore(combat, before)
+                combat.restore(before)
                 raise
         return result
-
-    def _restore(self, combat: Combat, saved: dict[str, Any]) -> None:
-        """Put ``combat`` back (in place: others hold it) to a :meth:`Combat.to_dict` state."""
-        vars(combat).update(vars(Combat.from_dict(self._context().world, saved)))
 
     def _lock_of(self, combat: Combat) -> asyncio.Lock:
         return self._locks.setdefault(combat.combat_id, asyncio.Lock())
 
     async def _store(self, combat: Combat) -> None:
-        async with self._context().db.write() as db:
+        async with self._slot.ctx.db.write() as db:
             await self._write_state(db, combat)
 
     @staticmethod
@@ -249,12 +211,9 @@ class CombatService:
 
     async def _end(self, combat: Combat) -> None:
         """Store the defeated as wounded, forget the combat, then tell everyone (in that order)."""
-        ctx = self._context()
-        self.combats.pop(combat.combat_id, None)
+        ctx = self._slot.ctx
+        self.book.finish(combat)
         self._locks.pop(combat.combat_id, None)
-        for f in combat.participants():
-            if self._of.get(f.character_id) == combat.combat_id:
-                del self._of[f.character_id]
         defeated = [f.character_id for f in combat.participants() if not f.alive]
         if defeated:
             async with ctx.db.write() as db:
@@ -267,30 +226,26 @@ class CombatService:
         log.info("combat %s ended (%s)", combat.combat_id, combat.end.reason if combat.end else "")
 
     def _send_all(self, combat: Combat, messages: list[Any]) -> None:
-        hub = self._context().hub
+        hub = self._slot.ctx.hub
         for f in combat.participants():
             for m in messages:
                 hub.send_to_character(f.character_id, m.model_copy())
 
     async def _on_presence_leave(self, presence: Presence) -> None:
-        if presence.character is None or self._ctx is None:
+        ctx = self._slot.current
+        if presence.character is None or ctx is None:
             return
-        combat = self.combat_of(presence.character.id)
+        combat = self.book.combat_of(presence.character.id)
         if combat is None or combat.ended:
             return
         async with self._lock_of(combat):
             if combat.ended:
                 return
             try:
-                result = combat.withdraw(presence.character.id, now=self._ctx.clock())
+                result = combat.withdraw(presence.character.id, now=ctx.clock())
             except LobbyError:
                 return
             await self._store(combat)
         self._send_all(combat, [combat_state_message(combat)])
         if result.ended:
             await self._end(combat)
-
-    def _context(self) -> LobbyContext:
-        if self._ctx is None:
-            raise LobbyError("combat is not running", code=ErrorCode.UNAVAILABLE)
-        return self._ctx

@@ -1,4 +1,4 @@
-"""The peer directory and the relay (see notes/directory_contract.md).
+"""The peer directory and the relay: who learns whose peer ticket, and messages passed on.
 
 Directory: a character selected with peer keys gets a lobby-signed ticket (core
 ``POST /api/characters/select``); the session keeps it with the node's endpoints.
@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lobby.connection import Connection
-from lobby.context import LobbyContext
+from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
 from lobby.ratelimit import RateLimiter
@@ -87,7 +87,7 @@ class DirectoryService:
     def __init__(self, *, relay_rate: float = 50.0, relay_burst: float = 200.0) -> None:
         self._relay_rate = relay_rate
         self._relay_burst = relay_burst
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("the directory")
         self._limiter: RateLimiter | None = None
         self._entries: dict[int, PeerEntry] = {}
         self.relayed_messages = 0
@@ -95,7 +95,7 @@ class DirectoryService:
     # -- lifecycle --------------------------------------------------------------------
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         self._limiter = RateLimiter(self._relay_rate, self._relay_burst, ctx.clock)
         register_handler(ctx, MessageType.RELAY, self.on_relay)
         ctx.hub.on_join(self._on_join)
@@ -118,11 +118,10 @@ class DirectoryService:
             tags=("directory",),
             errors=(403, 404),
         )(self.find_peer)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
         self._entries.clear()
-        self._ctx = None
+        self._slot.detach()
 
     # -- queries ------------------------------------------------------------------------
 
@@ -151,7 +150,7 @@ class DirectoryService:
 
     def introduce(self, presence: Presence) -> int:
         """Exchange ``PEER_INFO`` between ``presence`` and everyone at its location."""
-        ctx = self._context()
+        ctx = self._slot.ctx
         me = presence.character
         if me is None:
             return 0
@@ -175,7 +174,7 @@ class DirectoryService:
 
         With ``focus`` (a character id), only the pairs that include that character.
         """
-        ctx = self._context()
+        ctx = self._slot.ctx
         present = []
         for cid in dict.fromkeys(character_ids):
             p = ctx.hub.presence_of_character(cid)
@@ -216,7 +215,7 @@ class DirectoryService:
     # -- relay ----------------------------------------------------------------------------
 
     async def on_relay(self, conn: Connection, msg: RelayMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         sender = acting_character(conn)
         assert self._limiter is not None  # noqa: S101
         wait = self._limiter.hit(conn.account_id)
@@ -259,7 +258,7 @@ class DirectoryService:
         players at its location and its online party members. Returns the
         number of messages queued.
         """
-        ctx = self._context()
+        ctx = self._slot.ctx
         presence = ctx.hub.presence(session_id)
         if presence is None or presence.character is None:
             return 0
@@ -273,7 +272,7 @@ class DirectoryService:
 
     async def _load_entry(self, presence: Presence) -> PeerEntry | None:
         """The session's current directory entry (from its stored peer info), kept."""
-        session = await self._context().sessions.get(presence.session_id)
+        session = await self._slot.ctx.sessions.get(presence.session_id)
         info: dict[str, Any] | None = session.peer_info if session is not None else None
         if not info or not info.get("ticket"):
             self._entries.pop(presence.session_id, None)
@@ -290,7 +289,7 @@ class DirectoryService:
     def _introduce_everywhere(self, presence: Presence) -> int:
         """Exchange entries with the players at its location and with its party."""
         sent = self.introduce(presence)
-        parties = self._context().services.get("parties")
+        parties = self._slot.ctx.services.parties
         if parties is not None and presence.character is not None:
             members = parties.member_ids_of(presence.character.id)
             if members:
@@ -319,8 +318,3 @@ class DirectoryService:
         session = req.require_session()
         if session.character_id is None:
             raise LobbyError("select a character first", code=ErrorCode.NO_CHARACTER)
-
-    def _context(self) -> LobbyContext:
-        if self._ctx is None:
-            raise LobbyError("the directory is not running", code=ErrorCode.UNAVAILABLE)
-        return self._ctx

@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.characters import Character
-from lobby.context import LobbyContext
+from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.services.models import InventoryOut, ItemOut
 from lobby.storage import characters
@@ -61,10 +61,10 @@ class InventoryService:
     name = "inventory"
 
     def __init__(self) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("the inventory service")
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         ctx.characters.create_hooks.append(self._grant_starting_kit)
         ctx.api.route(
             "GET",
@@ -74,18 +74,14 @@ class InventoryService:
             tags=("inventory",),
             errors=(403,),
         )(self.get_inventory)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
-        ctx = self._ctx
+        ctx = self._slot.detach()
         if ctx is not None and self._grant_starting_kit in ctx.characters.create_hooks:
             ctx.characters.create_hooks.remove(self._grant_starting_kit)
-        self._ctx = None
 
     async def _grant_starting_kit(self, db: AsyncConnection, character: Character) -> None:
-        ctx = self._ctx
-        if ctx is None:
-            return
+        ctx = self._slot.ctx
         kit = ctx.world.rules.starting_inventory
         if kit:
             now = ctx.clock()

@@ -2,7 +2,7 @@
 
 A client sends ``MOVE(to_location_id, from_location_id?)``; the mover is the
 session's character (a ``character_id`` naming anyone else is refused with
-``FORBIDDEN``). The move is checked by :func:`lobby.game.movement.validate_move`
+``FORBIDDEN``). The move is checked by :func:`lobby.game.travel.validate_move`
 (existing neighbour, not in combat, a stated ``from_location_id`` must match the
 lobby's record: ``ERROR invalid_move``), written with a conditional ``UPDATE``
 (a concurrent move of the same character loses), then announced:
@@ -21,9 +21,9 @@ import logging
 from sqlalchemy import update
 
 from lobby.connection import Connection
-from lobby.context import LobbyContext
-from lobby.game.movement import validate_move
-from lobby.services._common import ack, acting_character, register_handler, unavailable
+from lobby.context import ContextSlot, LobbyContext
+from lobby.game.travel import validate_move
+from lobby.services._common import ack, acting_character, register_handler, stored_character
 from lobby.storage import characters
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
@@ -45,33 +45,24 @@ class LocationService:
     name = "location"
 
     def __init__(self) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("the location service")
         self.moves = 0
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         register_handler(ctx, MessageType.MOVE, self.on_move)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
-        self._ctx = None
+        self._slot.detach()
 
     async def on_move(self, conn: Connection, msg: MoveMessage) -> None:
-        ctx = self._ctx
-        if ctx is None:
-            raise unavailable(self.name)
-        me = acting_character(conn)
-        if msg.character_id is not None and msg.character_id != me.id:
-            raise LobbyError(
-                "you can only move your own character",
-                code=ErrorCode.FORBIDDEN,
-                details={"character_id": msg.character_id},
-            )
-        row = await ctx.characters.get(me.id)
-        if row is None:
-            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
-        combat = ctx.services.get("combat")
-        in_combat = bool(combat is not None and combat.in_combat(me.id))
+        ctx = self._slot.ctx
+        me = acting_character(
+            conn, claimed=msg.character_id, refusal="you can only move your own character"
+        )
+        row = await stored_character(ctx, me.id)
+        combat = ctx.services.combat
+        in_combat = combat is not None and combat.in_combat(me.id)
         destination = validate_move(
             ctx.world,
             current_location_id=row.location_id,
@@ -130,13 +121,13 @@ class LocationService:
             previous_location_id=origin,
         )
         recipients = {me.id}
-        parties = ctx.services.get("parties")
+        parties = ctx.services.parties
         if parties is not None:
             recipients.update(parties.member_ids_of(me.id))
         for cid in recipients:
             hub.send_to_character(cid, update_msg.model_copy())
         ack(conn, msg.message_id, location_id=destination.id, previous_location_id=origin)
-        directory = ctx.services.get("directory")
+        directory = ctx.services.directory
         if directory is not None and conn.presence is not None:
             directory.introduce(conn.presence)
         log.debug("character %d moved %d -> %d", me.id, origin, destination.id)

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.characters import Character
 from lobby.connection import Connection
-from lobby.context import LobbyContext
+from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import party_update_message
 from lobby.game.party import Party, PartyBook, PartyChange
 from lobby.http.api import ApiRequest
@@ -75,19 +75,19 @@ log = logging.getLogger("lobby.party")
 
 
 class PartyService:
-    """Parties of one lobby (published as ``ctx.services["parties"]``)."""
+    """Parties of one lobby (the ``ctx.services.parties`` role)."""
 
     name = "parties"
 
     def __init__(self) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("the party service")
         self._lock = asyncio.Lock()
         self.book: PartyBook | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         await self._load(ctx)
         for msg_type, handler in (
             (MessageType.PARTY_CREATE, self.on_create),
@@ -103,13 +103,11 @@ class PartyService:
         ctx.hub.on_leave(self._on_presence_leave)
         ctx.characters.delete_hooks.append(self._on_character_deleted)
         self._routes(ctx)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
-        ctx = self._ctx
+        ctx = self._slot.detach()
         if ctx is not None and self._on_character_deleted in ctx.characters.delete_hooks:
             ctx.characters.delete_hooks.remove(self._on_character_deleted)
-        self._ctx = None
 
     # -- queries ------------------------------------------------------------------------
 
@@ -376,7 +374,7 @@ class PartyService:
 
     async def _on_presence_leave(self, presence: Presence) -> None:
         me = presence.character
-        if me is None or self._ctx is None:
+        if me is None or self._slot.current is None:
             return
         party = self._book().party_of(me.id)
         if party is None:
@@ -434,7 +432,7 @@ class PartyService:
                 PartyKickMessage(party_id=party.party_id, target_id=change.subject_id),
             )
         if change.kind == "joined":
-            directory = ctx.services.get("directory")
+            directory = ctx.services.directory
             if directory is not None:
                 directory.introduce_members(party.member_ids(), focus=change.subject_id)
 
@@ -546,9 +544,7 @@ class PartyService:
         return self.book
 
     def _context(self) -> LobbyContext:
-        if self._ctx is None:
-            raise LobbyError("the party service is not running", code=ErrorCode.UNAVAILABLE)
-        return self._ctx
+        return self._slot.ctx
 
 
 async def _write_party(db: AsyncConnection, party: Party, now: float) -> None:

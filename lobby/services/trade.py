@@ -34,16 +34,15 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Iterable
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.connection import Connection
-from lobby.context import LobbyContext
+from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import trade_complete_message, trade_update_message
-from lobby.game.trade import Offer, Trade, TradeBook, TradeExchange, TradeStatus
+from lobby.game.trade import Offer, Trade, TradeBook, TradeExchange, TradeStatus, unique_item_ids
 from lobby.hub import Presence
 from lobby.services._common import (
     ack,
@@ -59,8 +58,6 @@ from protocol.messages import (
     MessageType,
     TradeAcceptMessage,
     TradeDeclineMessage,
-    TradeItem,
-    TradeOffer,
     TradeRequestMessage,
     TradeUpdateMessage,
 )
@@ -71,19 +68,19 @@ log = logging.getLogger("lobby.trade")
 
 
 class TradeService:
-    """Trades of one lobby (published as ``ctx.services["trades"]``)."""
+    """Trades of one lobby."""
 
     name = "trades"
 
     def __init__(self) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("trading")
         self.book: TradeBook | None = None
         self._item_names: dict[int, str] = {}
         self.completed = 0
         self.failed = 0
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         self.book = TradeBook(ctx.world.rules)
         for msg_type, handler in (
             (MessageType.TRADE_REQUEST, self.on_request),
@@ -93,15 +90,14 @@ class TradeService:
         ):
             register_handler(ctx, msg_type, handler)
         ctx.hub.on_leave(self._on_presence_leave)
-        ctx.services[self.name] = self
 
     async def close(self) -> None:
-        self._ctx = None
+        self._slot.detach()
 
     # -- WebSocket ------------------------------------------------------------------------
 
     async def on_request(self, conn: Connection, msg: TradeRequestMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         me = acting_character(conn)
         partner = self._online_target(msg.target_id, msg.target_name)
         if partner.character is None:  # pragma: no cover - _online_target checks it
@@ -124,7 +120,7 @@ class TradeService:
         ack(conn, msg.message_id, trade_id=trade.trade_id, target_id=partner.character.id)
 
     async def on_accept(self, conn: Connection, msg: TradeAcceptMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         me = acting_character(conn)
         trade = self._book().require(msg.trade_id, me.id)
         try:
@@ -136,7 +132,7 @@ class TradeService:
         ack(conn, msg.message_id, trade_id=trade.trade_id)
 
     async def on_decline(self, conn: Connection, msg: TradeDeclineMessage) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         me = acting_character(conn)
         trade = self._book().require(msg.trade_id, me.id)
         reason = msg.reason or f"declined by {me.name}"
@@ -153,13 +149,13 @@ class TradeService:
         ack(conn, msg.message_id, trade_id=trade.trade_id)
 
     async def on_update(self, conn: Connection, msg: TradeUpdateMessage) -> None:
-        ctx = self._context()
-        me = acting_character(conn)
-        if msg.character_id is not None and msg.character_id != me.id:
-            raise LobbyError("you can only change your own offer", code=ErrorCode.FORBIDDEN)
+        ctx = self._slot.ctx
+        me = acting_character(
+            conn, claimed=msg.character_id, refusal="you can only change your own offer"
+        )
         trade = self._book().require(msg.trade_id, me.id)
-        wanted = _item_ids(msg.items)
-        if Offer(tuple((i, 1) for i in sorted(wanted)), msg.gold) != trade.offers[me.id]:
+        wanted = unique_item_ids((i.item_id, i.quantity) for i in msg.items)
+        if trade.changes_offer(me.id, items=wanted, gold=msg.gold):
             async with ctx.db.read() as db:
                 owned = await items_of(db, me.id)
                 gold = await gold_of(db, me.id)
@@ -172,9 +168,11 @@ class TradeService:
                     self._item_names[item_id] = template.name
         exchange = None
         if msg.confirmed:
-            if msg.offers:
-                _check_seen(trade, msg.offers)
-            exchange = trade.confirm(me.id)
+            seen = [
+                (o.character_id, Offer.of(((i.item_id, i.quantity) for i in o.items), o.gold))
+                for o in msg.offers or ()
+            ]
+            exchange = trade.confirm(me.id, seen=seen)
         self._push_window(trade)
         ack(conn, msg.message_id, trade_id=trade.trade_id, version=trade.version)
         if exchange is not None:
@@ -183,7 +181,7 @@ class TradeService:
     # -- settlement -----------------------------------------------------------------------
 
     async def _commit(self, trade: Trade, exchange: TradeExchange) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         try:
             async with ctx.db.write() as db:
                 await apply_exchange(db, exchange, ctx.clock())
@@ -210,19 +208,19 @@ class TradeService:
     # -- hooks and helpers ------------------------------------------------------------------
 
     async def _on_presence_leave(self, presence: Presence) -> None:
-        if presence.character is None or self.book is None or self._ctx is None:
+        if presence.character is None or self.book is None or self._slot.current is None:
             return
         trade = self.book.cancel_for(presence.character.id, reason="disconnected")
         if trade is not None:
             self._finish(trade)
 
     def _expire(self) -> None:
-        for trade in self._book().expire(self._context().clock()):
+        for trade in self._book().expire(self._slot.ctx.clock()):
             self._finish(trade)
 
     def _finish(self, trade: Trade) -> None:
         """Tell both sides how the trade ended and forget it."""
-        hub = self._context().hub
+        hub = self._slot.ctx.hub
         msg = trade_complete_message(trade, item_names=self._item_names)
         for cid in trade.participants:
             hub.send_to_character(cid, msg.model_copy())
@@ -231,13 +229,13 @@ class TradeService:
         self._book().prune()
 
     def _push_window(self, trade: Trade) -> None:
-        hub = self._context().hub
+        hub = self._slot.ctx.hub
         msg = trade_update_message(trade, item_names=self._item_names)
         for cid in trade.participants:
             hub.send_to_character(cid, msg.model_copy())
 
     def _online_target(self, target_id: int | None, target_name: str | None) -> Presence:
-        hub = self._context().hub
+        hub = self._slot.ctx.hub
         found: Presence | None = None
         if target_id is not None:
             found = hub.presence_of_character(target_id)
@@ -263,13 +261,8 @@ class TradeService:
 
     def _book(self) -> TradeBook:
         if self.book is None:
-            raise LobbyError("trading is not running", code=ErrorCode.UNAVAILABLE)
+            raise LobbyError("trading is not loaded", code=ErrorCode.UNAVAILABLE)
         return self.book
-
-    def _context(self) -> LobbyContext:
-        if self._ctx is None:
-            raise LobbyError("trading is not running", code=ErrorCode.UNAVAILABLE)
-        return self._ctx
 
 
 async def apply_exchange(db: AsyncConnection, exchange: TradeExchange, now: float) -> None:
@@ -356,31 +349,3 @@ async def apply_exchange(db: AsyncConnection, exchange: TradeExchange, now: floa
             completed_at=now,
         )
     )
-
-
-def _item_ids(offered: Iterable[TradeItem]) -> list[int]:
-    ids = []
-    for item in offered:
-        if item.quantity != 1:
-            raise LobbyError(
-                "items are unique: offer each with quantity 1",
-                code=ErrorCode.TRADE_INVALID,
-                details={"item_id": item.item_id},
-            )
-        ids.append(item.item_id)
-    if len(set(ids)) != len(ids):
-        raise LobbyError("an item is offered twice", code=ErrorCode.TRADE_INVALID)
-    return ids
-
-
-def _check_seen(trade: Trade, seen: Iterable[TradeOffer]) -> None:
-    """Refuse a confirmation made against a window that has changed since."""
-    for offer in seen:
-        current = trade.offers.get(offer.character_id)
-        shown = Offer(tuple(sorted((i.item_id, i.quantity) for i in offer.items)), offer.gold)
-        if current is None or current != shown:
-            raise LobbyError(
-                "the offers changed since you looked; review and confirm again",
-                code=ErrorCode.TRADE_INVALID,
-                details={"version": trade.version},
-            )

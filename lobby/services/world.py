@@ -49,7 +49,15 @@ from sqlalchemy import case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.connection import Connection
-from lobby.context import LobbyContext
+from lobby.context import ContextSlot, LobbyContext
+from lobby.game.chronicle import (
+    LogEntry,
+    aetherfall_announcement,
+    aetherfall_end_entry,
+    aetherfall_entry,
+    capture_entries,
+    reality_shift_announcement,
+)
 from lobby.game.messages import (
     aetherfall_message,
     reality_shift_message,
@@ -65,6 +73,7 @@ from lobby.services._common import (
     acting_character,
     push_character_updates,
     register_handler,
+    stored_character,
 )
 from lobby.services.models import (
     AetherfallOut,
@@ -78,34 +87,22 @@ from lobby.services.models import (
 from lobby.storage import characters
 from lobby.storage.game_schema import shard_owners, world_events, world_meta
 from protocol.errors import ErrorCode, LobbyError
-from protocol.messages import (
-    MessageType,
-    ShardCaptureMessage,
-    WorldAnnouncementMessage,
-    WorldEvent,
-)
+from protocol.messages import MessageType, ShardCaptureMessage, WorldEvent
 
 __all__ = ["WorldService", "append_event"]
 
 log = logging.getLogger("lobby.world")
 
 _RECENT = 10
-_ANNOUNCER = "The Eternal Chronicle"
 
 
-async def append_event(
-    db: AsyncConnection,
-    event_type: str,
-    description: str,
-    now: float,
-    data: dict[str, Any] | None = None,
-) -> int:
-    """Append one event to the world log inside the caller's transaction; return its id."""
+async def append_event(db: AsyncConnection, entry: LogEntry, now: float) -> int:
+    """Append ``entry`` to the world log inside the caller's transaction; return its id."""
     result = await db.execute(
         insert(world_events).values(
-            event_type=event_type,
-            description=description,
-            data=json.dumps(data) if data is not None else None,
+            event_type=entry.kind,
+            description=entry.description,
+            data=json.dumps(entry.data),
             created_at=now,
         )
     )
@@ -129,7 +126,7 @@ class WorldService:
     name = "world"
 
     def __init__(self) -> None:
-        self._ctx: LobbyContext | None = None
+        self._slot = ContextSlot("the world service")
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.version = 0
@@ -178,7 +175,7 @@ class WorldService:
     # -- lifecycle --------------------------------------------------------------------
 
     async def setup(self, ctx: LobbyContext) -> None:
-        self._ctx = ctx
+        self._slot.attach(ctx)
         await self._load(ctx)
         register_handler(ctx, MessageType.SHARD_CAPTURE, self.on_capture)
         ctx.hub.on_join(self._on_join)
@@ -205,7 +202,6 @@ class WorldService:
             summary="The world event log, newest first (paged with ?before=)",
             tags=("world",),
         )(self.get_events)
-        ctx.services[self.name] = self
         self._task = asyncio.create_task(self._ticker(), name="lobby-world-ticker")
 
     async def close(self) -> None:
@@ -214,22 +210,16 @@ class WorldService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._ctx = None
+        self._slot.detach()
 
     # -- capture ------------------------------------------------------------------------
 
     async def on_capture(self, conn: Connection, msg: ShardCaptureMessage) -> None:
-        ctx = self._context()
-        me = acting_character(conn)
-        if msg.character_id is not None and msg.character_id != me.id:
-            raise LobbyError(
-                "you can only capture as your own character",
-                code=ErrorCode.FORBIDDEN,
-                details={"character_id": msg.character_id},
-            )
-        row = await ctx.characters.get(me.id)
-        if row is None:
-            raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
+        ctx = self._slot.ctx
+        me = acting_character(
+            conn, claimed=msg.character_id, refusal="you can only capture as your own character"
+        )
+        row = await stored_character(ctx, me.id)
         async with self._lock:
             board = self._board_now()
             now = ctx.clock()
@@ -243,60 +233,27 @@ class WorldService:
             )
             self.changed()
             shard = outcome.shard
-            events: list[tuple[str, str, dict[str, Any]]] = [
-                (
-                    "shard_captured",
-                    f"{row.name} captured {shard.name} for the {row.faction}",
-                    {
-                        "shard_id": shard.id,
-                        "faction": row.faction,
-                        "previous_faction": outcome.previous_owner,
-                        "character_id": row.id,
-                        "location_id": shard.location_id,
-                    },
-                )
-            ]
             shift = outcome.reality_shift
-            if shift is not None:
-                events.append(
-                    (
-                        "reality_shift",
-                        f"Reality shifts from {shift.from_reality} to {shift.to_reality}: "
-                        f"the {shift.faction} hold {shift.shards_held} shards",
-                        {
-                            "from": shift.from_reality,
-                            "to": shift.to_reality,
-                            "faction": shift.faction,
-                            "shards_held": shift.shards_held,
-                        },
-                    )
-                )
+            entries = capture_entries(
+                outcome, character_id=row.id, character_name=row.name, faction=row.faction
+            )
             try:
                 async with ctx.db.write() as db:
                     await self._save_shard(db, outcome.state)
                     if shift is not None:
                         await _put_meta(db, "reality", board.reality)
-                    logged = [
-                        (await append_event(db, kind, text, now, data), kind, text, data)
-                        for kind, text, data in events
-                    ]
+                    logged = [(await append_event(db, e, now), e) for e in entries]
             except BaseException:
                 await self._load(ctx)
                 raise
-            for event_id, kind, text, data in logged:
-                self._remember(event_id, kind, text, data, now)
+            for event_id, entry in logged:
+                self._remember(event_id, entry, now)
         hub = ctx.hub
         hub.broadcast(shard_captured_message(outcome, row.name))
         hub.broadcast(shard_status_message(board, [shard.id]))
         if shift is not None:
             hub.broadcast(reality_shift_message(shift))
-            hub.broadcast(
-                WorldAnnouncementMessage(
-                    sender_name=_ANNOUNCER,
-                    content=f"Reality shifts: the world is now {shift.to_reality}.",
-                    priority="warning",
-                )
-            )
+            hub.broadcast(reality_shift_announcement(shift))
         ack(
             conn,
             msg.message_id,
@@ -310,11 +267,11 @@ class WorldService:
 
     @property
     def next_aetherfall_at(self) -> float:
-        return self.anchor + self._context().world.rules.aetherfall_interval_seconds
+        return self.anchor + self._slot.ctx.world.rules.aetherfall_interval_seconds
 
     async def tick(self) -> AetherfallEvent | None:
         """End an Aetherfall that ran out, fire one that is due; return the one fired."""
-        ctx = self._context()
+        ctx = self._slot.ctx
         async with self._lock:
             now = ctx.clock()
             if self.active is not None and not self._end_announced and now >= self.active.ends_at:
@@ -329,11 +286,7 @@ class WorldService:
             await self._end_aetherfall(ctx, self.active, now)
         count = self.aetherfall_count + 1
         event = aetherfall_event(ctx.world, seed=count, now=now)
-        text = (
-            f"Aetherfall #{count} strikes {event.epicentre_name} "
-            f"({event.damage} damage in locations {list(event.struck_location_ids)})"
-        )
-        data = event.to_dict()
+        entry = aetherfall_entry(event, number=count)
         try:
             async with ctx.db.write() as db:
                 released = board.apply_aetherfall(event)
@@ -352,9 +305,9 @@ class WorldService:
                     )
                 await _put_meta(db, "aetherfall_anchor", now)
                 await _put_meta(db, "aetherfall_count", count)
-                await _put_meta(db, "aetherfall_active", data)
+                await _put_meta(db, "aetherfall_active", event.to_dict())
                 await _put_meta(db, "aetherfall_end_announced", False)
-                event_id = await append_event(db, "aetherfall", text, now, data)
+                event_id = await append_event(db, entry, now)
         except BaseException:
             await self._load(ctx)
             raise
@@ -362,7 +315,7 @@ class WorldService:
         self.aetherfall_count = count
         self.active = event
         self._end_announced = False
-        self._remember(event_id, "aetherfall", text, data, now)
+        self._remember(event_id, entry, now)
         hub = ctx.hub
         hub.broadcast(aetherfall_message(event, active=True))
         struck = set(event.struck_location_ids)
@@ -376,29 +329,21 @@ class WorldService:
         )
         if event.released_shard_ids:
             hub.broadcast(shard_status_message(board, event.released_shard_ids))
-        hub.broadcast(
-            WorldAnnouncementMessage(
-                sender_name=_ANNOUNCER,
-                content=f"The Aether falls on {event.epicentre_name}!",
-                priority="critical",
-            )
-        )
+        hub.broadcast(aetherfall_announcement(event))
         log.info("Aetherfall #%d at location %d", count, event.epicentre_id)
         return event
 
     async def _end_aetherfall(self, ctx: LobbyContext, event: AetherfallEvent, now: float) -> None:
-        text = f"The Aetherfall over {event.epicentre_name} has passed"
+        entry = aetherfall_end_entry(event)
         async with ctx.db.write() as db:
             await _put_meta(db, "aetherfall_end_announced", True)
-            event_id = await append_event(
-                db, "aetherfall_end", text, now, {"seed": event.seed, "ends_at": event.ends_at}
-            )
+            event_id = await append_event(db, entry, now)
         self._end_announced = True
-        self._remember(event_id, "aetherfall_end", text, None, now)
+        self._remember(event_id, entry, now)
         ctx.hub.broadcast(aetherfall_message(event, active=False))
 
     async def _ticker(self) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         while True:
             await asyncio.sleep(ctx.settings.maintenance_interval)
             try:
@@ -416,7 +361,7 @@ class WorldService:
 
     def state_body(self) -> bytes:
         """``state_out()`` as JSON, cached until the world, the online count or time moves on."""
-        ctx = self._context()
+        ctx = self._slot.ctx
         now = ctx.clock()
         key = (self.version, ctx.hub.presence_version)
         cached = self._state_body
@@ -433,7 +378,7 @@ class WorldService:
     async def get_shards(self, req: ApiRequest) -> ShardsOut:
         req.require_session()
         board = self._board_now()
-        now = self._context().clock()
+        now = self._slot.ctx.clock()
         return ShardsOut(
             shards=[ShardOut.model_validate(s) for s in board.snapshot(now)],
             faction_shards=board.counts(),
@@ -442,7 +387,7 @@ class WorldService:
     async def get_events(self, req: ApiRequest) -> EventsOut:
         req.require_session()
         query = req.query_as(EventsQuery)
-        ctx = self._context()
+        ctx = self._slot.ctx
         stmt = select(world_events).order_by(world_events.c.id.desc()).limit(query.limit + 1)
         if query.before is not None:
             stmt = stmt.where(world_events.c.id < query.before)
@@ -453,7 +398,7 @@ class WorldService:
         return EventsOut(events=events, next_before=events[-1].id if more and events else None)
 
     def state_out(self, now: float | None = None) -> WorldStateOut:
-        ctx = self._context()
+        ctx = self._slot.ctx
         board = self._board_now()
         if now is None:
             now = ctx.clock()
@@ -473,7 +418,7 @@ class WorldService:
     # -- hooks and helpers ----------------------------------------------------------------
 
     async def _on_join(self, presence: Presence) -> None:
-        ctx = self._context()
+        ctx = self._slot.ctx
         now = ctx.clock()
         msg = world_state_message(
             self._board_now(),
@@ -493,11 +438,15 @@ class WorldService:
             return self.active
         return None
 
-    def _remember(
-        self, event_id: int, kind: str, text: str, data: dict[str, Any] | None, now: float
-    ) -> None:
+    def _remember(self, event_id: int, entry: LogEntry, now: float) -> None:
         self._recent.append(
-            EventOut(id=event_id, event_type=kind, description=text, data=data, timestamp=now)
+            EventOut(
+                id=event_id,
+                event_type=entry.kind,
+                description=entry.description,
+                data=entry.data,
+                timestamp=now,
+            )
         )
         self.changed()
 
@@ -558,11 +507,6 @@ class WorldService:
         if self._board is None:
             raise LobbyError("the world is not loaded", code=ErrorCode.UNAVAILABLE)
         return self._board
-
-    def _context(self) -> LobbyContext:
-        if self._ctx is None:
-            raise LobbyError("the world service is not running", code=ErrorCode.UNAVAILABLE)
-        return self._ctx
 
 
 async def _put_meta(db: AsyncConnection, key: str, value: Any) -> None:

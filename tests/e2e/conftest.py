@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lobby import MasterServer
+from lobby.services.directory import DirectoryService
 from mesh import MeshConfig, NetworkClient, ReconnectPolicy
 from tests.lobby.support import fast_settings
 
@@ -37,7 +38,7 @@ def fast_mesh(**overrides: Any) -> MeshConfig:
 
 def relayed(server: MasterServer) -> int:
     """The lobby's relay counter (what ``/api/status`` reports as ``relayed_messages``)."""
-    return int(server.ctx.services["directory"].relayed_messages)
+    return int(server.ctx.services.require(DirectoryService).relayed_messages)
 
 
 class Inbox:

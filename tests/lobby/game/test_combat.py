@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from lobby.game.combat import ActionResult, Combat, Combatant, make_combatant, stats_for
+from lobby.game.combat import (
+    ActionResult,
+    Combat,
+    Combatant,
+    CombatBook,
+    make_combatant,
+    stats_for,
+)
 from lobby.game.world import WorldDefinition
 from protocol.errors import ErrorCode, GameRuleError
 
@@ -465,3 +472,66 @@ def test_save_and_resume_gives_same_future(world: WorldDefinition) -> None:
         t += 10.0
     again = Combat.from_dict(world, resumed.to_dict())
     assert again.end == straight.end and again.ended
+
+
+def test_restore_puts_the_same_object_back(world: WorldDefinition) -> None:
+    combat = _duel(world, seed=7, items={101: POTION})
+    before = combat.to_dict()
+    combat.act(WARRIOR, "attack", now=0.0)
+    combat.act(MAGE, "item", now=0.0, item_id=101)
+    combat.restore(before)
+    assert combat.to_dict() == before
+    assert _fighter(combat, MAGE).items == {101: POTION}
+
+
+# -- the lobby's book of running combats -----------------------------------------------------
+
+CLASSES = {WARRIOR: "Warrior", MAGE: "Mage", CLERIC: "Cleric", ROGUE: "Rogue"}
+
+
+def _start(book: CombatBook, world: WorldDefinition, combat_id: str, a: int, b: int) -> Combat:
+    fighters = [_c(world, a, CLASSES[a], "a"), _c(world, b, CLASSES[b], "b")]
+    return book.add(
+        Combat.start(world, combat_id=combat_id, seed=1, participants=fighters, now=0.0)
+    )
+
+
+def test_book_opponents_distinct_without_the_attacker(world: WorldDefinition) -> None:
+    book = CombatBook(max_opponents=2)
+    assert book.opponents(WARRIOR, [MAGE, WARRIOR, MAGE, CLERIC]) == [MAGE, CLERIC]
+    for named in ([], [WARRIOR], [MAGE, CLERIC, ROGUE]):
+        with pytest.raises(GameRuleError) as exc:
+            book.opponents(WARRIOR, named)
+        assert _code(exc) == ErrorCode.INVALID_TARGET
+    assert CombatBook().max_opponents == 8
+
+
+def test_book_one_fight_per_character(world: WorldDefinition) -> None:
+    book = CombatBook()
+    first = _start(book, world, "c1", WARRIOR, MAGE)
+    assert book.in_combat(MAGE) and book.combat_of(MAGE) is first
+    assert book.require("c1") is first and len(book) == 1
+    with pytest.raises(GameRuleError) as exc:
+        book.check_free([CLERIC, MAGE])
+    assert _code(exc) == ErrorCode.CONFLICT and exc.value.details == {"character_id": MAGE}
+    with pytest.raises(GameRuleError) as exc:  # the check inside add, after the awaits
+        _start(book, world, "c2", CLERIC, MAGE)
+    assert _code(exc) == ErrorCode.CONFLICT
+    assert not book.in_combat(CLERIC) and book.get("c2") is None
+    with pytest.raises(GameRuleError) as exc:
+        _start(book, world, "c1", CLERIC, ROGUE)
+    assert _code(exc) == ErrorCode.CONFLICT and not book.in_combat(ROGUE)
+
+
+def test_book_finish_frees_the_fighters(world: WorldDefinition) -> None:
+    book = CombatBook()
+    combat = _start(book, world, "c1", WARRIOR, MAGE)
+    combat.withdraw(MAGE, now=0.0)
+    assert combat.ended and book.finish(combat)
+    assert not book.finish(combat)  # already forgotten
+    assert not book.in_combat(WARRIOR) and book.combat_of(MAGE) is None
+    with pytest.raises(GameRuleError) as exc:
+        book.require("c1")
+    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
+    again = _start(book, world, "c2", MAGE, WARRIOR)
+    assert book.combat_of(WARRIOR) is again

@@ -13,6 +13,7 @@ from lobby.game.trade import (
     TradeBook,
     TradeStatus,
     Transfer,
+    unique_item_ids,
 )
 from lobby.game.world import RulesDef
 from protocol.errors import ErrorCode, GameRuleError
@@ -106,6 +107,46 @@ def test_stale_confirmation_refused(rules: RulesDef) -> None:
         trade.confirm(A, version=seen)
     assert _code(exc) == ErrorCode.TRADE_INVALID
     assert trade.confirmed == set()
+
+
+def test_confirmation_against_a_window_that_changed_is_refused(rules: RulesDef) -> None:
+    trade = _open(rules)
+    trade.update_offer(A, items=[10], gold=5)
+    shown = [(A, Offer.of([(10, 1)], 5)), (B, Offer())]
+    trade.update_offer(B, items=[20], gold=0)
+    for seen in (shown, [(A, Offer.of([(10, 1)], 5)), (C, Offer())], [(A, Offer())]):
+        with pytest.raises(GameRuleError) as exc:
+            trade.confirm(A, seen=seen)
+        assert _code(exc) == ErrorCode.TRADE_INVALID
+        assert exc.value.details == {"version": trade.version}
+    assert trade.confirmed == set()
+    current = [(B, Offer.of([(20, 1)], 0)), (A, Offer.of([(10, 1)], 5))]
+    assert trade.confirm(A, seen=current) is None and trade.confirmed == {A}
+    assert trade.confirm(B, seen=current[:1]) is not None  # one side seen is checked alone
+
+
+def test_unique_items_are_offered_once_with_quantity_one() -> None:
+    assert unique_item_ids([(12, 1), (10, 1)]) == [12, 10]
+    assert unique_item_ids([]) == []
+    with pytest.raises(GameRuleError, match="quantity 1") as exc:
+        unique_item_ids([(10, 1), (11, 2)])
+    assert _code(exc) == ErrorCode.TRADE_INVALID and exc.value.details == {"item_id": 11}
+    with pytest.raises(GameRuleError, match="twice") as exc:
+        unique_item_ids([(10, 1), (10, 1)])
+    assert _code(exc) == ErrorCode.TRADE_INVALID
+
+
+def test_changes_offer_tells_whether_a_lookup_is_needed(rules: RulesDef) -> None:
+    trade = _open(rules)
+    assert not trade.changes_offer(A, items=[], gold=0)
+    trade.update_offer(A, items=[11, 10], gold=3)
+    assert not trade.changes_offer(A, items=[10, 11], gold=3)
+    assert trade.changes_offer(A, items=[10], gold=3)
+    assert trade.changes_offer(A, items=[10, 11], gold=4)
+    assert trade.changes_offer(B, items=[10, 11], gold=3)
+    with pytest.raises(GameRuleError) as exc:
+        trade.changes_offer(C, items=[], gold=0)
+    assert _code(exc) == ErrorCode.FORBIDDEN
 
 
 def test_nothing_offered_cannot_confirm(rules: RulesDef) -> None:

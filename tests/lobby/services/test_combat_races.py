@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby import MasterServer
+from lobby.services.combat import CombatService
 from lobby.storage import characters
 from lobby.storage.game_schema import items
 from protocol.errors import ErrorCode, LobbyError
@@ -41,8 +42,8 @@ async def test_item_traded_away_mid_fight_cannot_be_used(
     await b.request("move", to_location_id=2)
     started = await a.request("combat_start", combat_id="x", participants=[target(b)])
     combat_id = started["details"]["combat_id"]
-    service = server.ctx.services["combat"]
-    combat = service.combats[combat_id]
+    service = server.ctx.services.require(CombatService)
+    combat = service.book.require(combat_id)
     fighter = combat.participant(a.id)
     assert fighter is not None
     potion = next(i for i, t in fighter.items.items() if t == 1)  # loaded when the fight began
@@ -98,8 +99,8 @@ async def test_two_fights_cannot_take_the_same_character(
     assert kinds == ["ack", "error"], replies
     error = next(r for r in replies if r["type"] == "error")
     assert error["error_code"] == "conflict"
-    service = server.ctx.services["combat"]
-    assert len(service.combats) == 1
+    service = server.ctx.services.require(CombatService)
+    assert len(service.book) == 1
     assert service.in_combat(c.id)
     assert sum(service.in_combat(p.id) for p in (a, b)) == 1
 
@@ -113,8 +114,8 @@ async def test_a_failed_store_rolls_the_item_use_back(
     await b.request("move", to_location_id=2)
     started = await a.request("combat_start", combat_id="x", participants=[target(b)])
     combat_id = started["details"]["combat_id"]
-    service = server.ctx.services["combat"]
-    combat = service.combats[combat_id]
+    service = server.ctx.services.require(CombatService)
+    combat = service.book.require(combat_id)
     await b.request("combat_action", combat_id=combat_id, action_type="attack", target_id=a.id)
     fighter = combat.participant(a.id)
     assert fighter is not None

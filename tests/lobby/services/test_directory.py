@@ -137,7 +137,7 @@ async def test_relay_is_rate_limited_per_account_and_a_passed_service_wins(
     strict = DirectoryService(relay_rate=0.001, relay_burst=3)
     settings = game_settings(tmp_path / "data")
     async with MasterServer(settings=settings, clock=FakeClock(), services=[strict]) as lobby:
-        assert lobby.ctx.services["directory"] is strict
+        assert lobby.ctx.services.directory is strict
         alice = await new_player(lobby.url, web)
         bob = await new_player(lobby.url, web)
         for _ in range(3):

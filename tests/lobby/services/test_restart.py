@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from lobby import MasterServer
+from lobby.services.world import WorldService
 from tests.lobby.services.conftest import game_settings, new_player
 from tests.lobby.services.players import GamePlayer
 from tests.lobby.support import ApiClient, FakeClock
@@ -46,7 +47,7 @@ async def test_world_parties_and_inventories_survive_a_restart(
             await red.request("shard_capture", shard_id=shard)
         # an Aetherfall
         clock.advance(first.ctx.world.rules.aetherfall_interval_seconds)
-        assert await first.ctx.services["world"].tick() is not None
+        assert await first.ctx.services.require(WorldService).tick() is not None
         # a party with a member and a live invite
         party = (await blue.request("party_create", name="Keepers"))["details"]["party_id"]
         await blue.request("party_invite", target_id=green.id)
@@ -93,7 +94,7 @@ async def test_world_parties_and_inventories_survive_a_restart(
         await red.request("party_accept", party_id=party)
         _, body = await red.rest("GET", "/api/party")
         assert len(body["members"]) == 3 and body["leader_id"] == blue.id
-        assert second.ctx.services["world"].aetherfall_count == 1
+        assert second.ctx.services.require(WorldService).aetherfall_count == 1
         await red.disconnect()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from lobby import MasterServer
+from lobby.services.trade import TradeService
 from lobby.storage import characters
 from lobby.storage.game_schema import items, trades
 from tests.lobby.services.conftest import MakePlayer
@@ -332,5 +333,5 @@ async def trade_hammer(server: MasterServer, make_player: MakePlayer) -> None:
             replay_gold[t["to_id"]] += t["gold"]
             assert replay_gold[t["from_id"]] >= 0
     assert replay_owner == owners and replay_gold == gold
-    trades_service = server.ctx.services["trades"]
+    trades_service = server.ctx.services.require(TradeService)
     assert all(trades_service.book.active_for(i) is None for i in ids)

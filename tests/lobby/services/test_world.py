@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lobby import MasterServer
-from lobby.game.movement import path_between
 from lobby.game.shards import aetherfall_event
+from lobby.game.travel import path_between
 from lobby.services.world import WorldService
 from tests.lobby.services.conftest import MakePlayer
 from tests.lobby.services.players import GamePlayer
@@ -104,7 +104,7 @@ async def test_holding_the_threshold_shifts_reality(
 async def test_aetherfall_follows_the_clock(
     server: MasterServer, make_player: MakePlayer, game_clock: FakeClock
 ) -> None:
-    world: WorldService = server.ctx.services["world"]
+    world = server.ctx.services.require(WorldService)
     rules = server.ctx.world.rules
     expected = aetherfall_event(
         server.ctx.world, seed=1, now=game_clock() + rules.aetherfall_interval_seconds
@@ -146,4 +146,7 @@ async def test_aetherfall_follows_the_clock(
     assert ended["location_id"] == epicentre
     _, page = await watcher.rest("GET", "/api/world/events?limit=2")
     assert [e["event_type"] for e in page["events"]] == ["aetherfall_end", "aetherfall"]
+    # the recent events the state shows are the log's own entries, data included
+    _, state = await watcher.rest("GET", "/api/world/state")
+    assert state["recent_events"][:2] == page["events"]
     assert world.next_aetherfall_at == expected.at + rules.aetherfall_interval_seconds

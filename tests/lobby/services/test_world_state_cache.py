@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lobby import MasterServer
-from lobby.game.movement import path_between
+from lobby.game.travel import path_between
 from lobby.services.world import WorldService
 from tests.lobby.services.conftest import MakePlayer
 from tests.lobby.services.players import GamePlayer
@@ -24,12 +24,12 @@ async def _state(player: GamePlayer) -> dict[str, Any]:
 async def test_capture_and_cooldown_end_show_at_once(
     server: MasterServer, make_player: MakePlayer, game_clock: FakeClock
 ) -> None:
-    world: WorldService = server.ctx.services["world"]
+    world = server.ctx.services.require(WorldService)
     red = await make_player(faction="Crimson Covenant")
     first = await _state(red)
     assert await _state(red) == first  # served again from the cache
-    cached = world._state_body
-    assert cached is not None and (await _state(red)) == first and world._state_body is cached
+    cached = world.state_body()
+    assert (await _state(red)) == first and world.state_body() is cached
 
     for loc in (2, 5):
         await red.request("move", to_location_id=loc)
@@ -67,7 +67,7 @@ async def test_online_count_follows_joins_and_leaves(
 async def test_aetherfall_start_and_end_show_at_once(
     server: MasterServer, make_player: MakePlayer, game_clock: FakeClock
 ) -> None:
-    world: WorldService = server.ctx.services["world"]
+    world = server.ctx.services.require(WorldService)
     watcher = await make_player()
     before = await _state(watcher)
     assert before["aetherfall_active"] is False
@@ -88,7 +88,7 @@ async def test_aetherfall_start_and_end_show_at_once(
 async def test_a_failed_capture_write_shows_the_stored_world(
     server: MasterServer, make_player: MakePlayer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world: WorldService = server.ctx.services["world"]
+    world = server.ctx.services.require(WorldService)
     red = await make_player(faction="Crimson Covenant")
     path = path_between(server.ctx.world, 1, 5)
     assert path is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lobby.game.movement import path_between, validate_move
+from lobby.game.travel import path_between, validate_move
 from lobby.game.world import WorldDefinition
 from protocol.errors import ErrorCode, GameRuleError
 

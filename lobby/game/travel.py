@@ -1,4 +1,4 @@
-"""Discrete movement (``MOVE``) between locations of the world map.
+"""Travel on the world map (the ``MOVE`` rules): one step to a neighbour, shortest paths.
 
 A move is valid when the destination exists, differs from the current location,
 is a neighbour of it, the mover is not in combat, and - if the client stated
