@@ -66,15 +66,7 @@ from lobby.services._common import (
     push_character_updates,
     register_handler,
 )
-from lobby.services.models import (
-    AetherfallOut,
-    EventOut,
-    EventsOut,
-    EventsQuery,
-    ShardOut,
-    ShardsOut,
-    WorldStateOut,
-)
+from lobby.services.models import EventsQuery
 from lobby.storage import characters
 from lobby.storage.game_schema import shard_owners, world_events, world_meta
 from protocol.errors import ErrorCode, LobbyError
@@ -84,6 +76,7 @@ from protocol.messages import (
     WorldAnnouncementMessage,
     WorldEvent,
 )
+from protocol.rest import AetherfallOut, EventOut, EventsOut, ShardOut, ShardsOut, WorldStateOut
 
 __all__ = ["WorldService", "append_event"]
 
