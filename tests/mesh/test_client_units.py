@@ -10,12 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mesh.client import NearbyTracker, ReconnectPolicy
 from mesh.client.rest import _api_error
-from mesh.client.socket import _split_batch
 from mesh.discovery.base import PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory, parse_endpoint
 from mesh.terminal_lobby import LobbyCommandError, parse_lobby_command
 from protocol.crypto import Identity, issue_ticket, public_key_raw
-from protocol.errors import CryptoError, DecodeError, ErrorCode
+from protocol.errors import CryptoError, ErrorCode
 from protocol.messages.characters import CharacterUpdateMessage
 from protocol.messages.location import (
     LocationUpdateMessage,
@@ -149,13 +148,6 @@ def test_parse_lobby_commands() -> None:
 
 
 # -- framing and errors ----------------------------------------------------------------------
-
-
-def test_batched_frames_split() -> None:
-    assert _split_batch('{"type": "chat"}') == ['{"type": "chat"}']
-    assert len(_split_batch('[{"type": "a"}, {"type": "b"}]')) == 2
-    with pytest.raises(DecodeError):
-        _split_batch("[not json")
 
 
 def test_api_error_translation() -> None:
