@@ -17,7 +17,7 @@ from __future__ import annotations
 from mesh.client.dispatch import BackgroundTasks, HandlerTable
 from mesh.client.nearby import NearbyPlayer, NearbyTracker
 from mesh.client.network_client import DEFAULT_SERVER_URL, NetworkClient, TradeItemsLike
-from mesh.client.peers import PeerSide
+from mesh.client.peers import PeerSettings, PeerSide
 from mesh.client.rest import LobbyRest
 from mesh.client.session import LobbySession, SessionPhase
 from mesh.client.socket import FERNET_WS_PARAM, LobbySocket, ReconnectPolicy, SocketState
@@ -40,6 +40,7 @@ __all__ = [
     "NearbyPlayer",
     "NearbyTracker",
     "NetworkClient",
+    "PeerSettings",
     "PeerSide",
     "ReconnectPolicy",
     "SessionPhase",

@@ -60,14 +60,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self
 
 from mesh.client.dispatch import BackgroundTasks, HandlerTable
-from mesh.client.nearby import NearbyPlayer, NearbyTracker
-from mesh.client.peers import PeerSide
-from mesh.client.rest import LobbyRest
+from mesh.client.nearby import NearbyPlayer
+from mesh.client.peers import PeerSettings, PeerSide
 from mesh.client.session import LobbySession
-from mesh.client.socket import LobbySocket, ReconnectPolicy, SocketState
+from mesh.client.socket import ReconnectPolicy, SocketState
 from mesh.client.state import ClientState
 from mesh.config import MeshConfig
-from mesh.discovery.lobby import LobbyDirectory
 from mesh.node import PartySendResult, PeerNode, SendResult
 from protocol.crypto import Identity
 from protocol.errors import (
@@ -111,7 +109,7 @@ from protocol.messages.trade import (
     TradeRequestMessage,
     TradeUpdateMessage,
 )
-from protocol.messages.world import ShardCaptureMessage, WorldStateMessage
+from protocol.messages.world import ShardCaptureMessage
 from protocol.rest import (
     CharacterOut,
     EventsOut,
@@ -175,8 +173,9 @@ class NetworkClient:
         ).rstrip("/")
         self._tasks = BackgroundTasks()
         self._handlers = HandlerTable(self._tasks)
-        self._state = ClientState()
-        self._session = LobbySession(
+        self.state = ClientState()
+        """The client's view of its game: character, party, trades, world, who is near."""
+        self.session = LobbySession(
             self.server_url,
             on_message=self._on_lobby_message,
             on_lost=self._on_lobby_lost,
@@ -186,106 +185,29 @@ class NetworkClient:
             encryption_enabled=encryption_enabled,
             encryption_key=encryption_key,
         )
-        self._peers = PeerSide(
-            self._session,
-            self._state,
+        """The lobby half: login, REST, the WebSocket, ``status`` and ``account``."""
+        self.peers = PeerSide(
+            self.session,
+            self.state,
             on_message=self._on_peer_message,
+            settings=PeerSettings(
+                host=p2p_host,
+                port=p2p_port if p2p_port is not None else _env_port(),
+                max_connections=p2p_max_connections,
+                advertise=tuple(p2p_advertise) if p2p_advertise is not None else None,
+                auto_connect=p2p_auto_connect,
+                mesh_config=mesh_config,
+            ),
             identity=identity,
-            host=p2p_host,
-            port=p2p_port if p2p_port is not None else _env_port(),
-            max_connections=p2p_max_connections,
-            advertise=list(p2p_advertise) if p2p_advertise is not None else None,
-            auto_connect=p2p_auto_connect,
-            mesh_config=mesh_config,
         )
+        """The peer half: ``node``, ``identity``, ``ticket``, ``directory``."""
         self._guard: asyncio.Task[None] | None = None
-
-    # -- the parts, read-only -----------------------------------------------------------------
-
-    @property
-    def session(self) -> LobbySession:
-        """The lobby half (REST + WebSocket)."""
-        return self._session
-
-    @property
-    def peers(self) -> PeerSide:
-        """The peer half (node, ticket, directory)."""
-        return self._peers
-
-    @property
-    def state(self) -> ClientState:
-        """The client's view of its game (character, party, trades, nearby)."""
-        return self._state
-
-    @property
-    def rest(self) -> LobbyRest:
-        """The REST session (:class:`~mesh.client.rest.LobbyRest`)."""
-        return self._session.rest
-
-    @property
-    def socket(self) -> LobbySocket | None:
-        """The lobby WebSocket (None before :meth:`connect`)."""
-        return self._session.socket
-
-    @property
-    def node(self) -> PeerNode | None:
-        """The peer node (None before :meth:`select_character`)."""
-        return self._peers.node
-
-    @property
-    def identity(self) -> Identity:
-        return self._peers.identity
-
-    @property
-    def directory(self) -> LobbyDirectory:
-        return self._peers.directory
-
-    @property
-    def ticket(self) -> str | None:
-        """Our lobby-signed peer ticket (None before :meth:`select_character`)."""
-        return self._peers.ticket
-
-    @property
-    def account(self) -> LoginResponse | None:
-        return self._session.account
-
-    @property
-    def lobby_status(self) -> StatusResponse | None:
-        """``/api/status`` as read by :meth:`connect`."""
-        return self._session.status
-
-    @property
-    def lobby_public_key(self) -> bytes | None:
-        return self._session.lobby_public_key
-
-    @property
-    def character(self) -> CharacterOut | None:
-        """The selected character as last heard of (None before a select)."""
-        return self._state.character
-
-    @property
-    def party(self) -> PartyUpdateMessage | None:
-        return self._state.party
-
-    @property
-    def world_state(self) -> WorldStateMessage | None:
-        """The last ``WORLD_STATE`` the lobby pushed."""
-        return self._state.world_state
-
-    @property
-    def trades(self) -> Mapping[str, TradeUpdateMessage]:
-        """The last trade window (``TRADE_UPDATE``) of each unfinished trade, by id."""
-        return self._state.trades
-
-    @property
-    def nearby(self) -> NearbyTracker:
-        return self._state.nearby
 
     # -- session ------------------------------------------------------------------------------
 
     async def register(self, username: str, password: str) -> RegisterResponse:
         """Create an account (``POST /api/auth/register``); raises :class:`ApiError`."""
-        return await self._session.register(username, password)
+        return await self.session.register(username, password)
 
     async def connect(
         self, username: str, password: str, *, register: bool = False
@@ -298,10 +220,10 @@ class NetworkClient:
         ``version_mismatch`` when it speaks an incompatible protocol version);
         a failed connect leaves nothing open.
         """
-        login = await self._session.open(username, password, register=register)
-        key = self._session.lobby_public_key
+        login = await self.session.open(username, password, register=register)
+        key = self.session.lobby_public_key
         assert key is not None  # noqa: S101 - open() read it
-        self._peers.reset_directory(key)
+        self.peers.reset_directory(key)
         if self._guard is None:
             self._guard = asyncio.create_task(self._close_if_abandoned(), name="mesh-client")
         return login
@@ -316,9 +238,9 @@ class NetworkClient:
             guard.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await guard
-        await self._session.close(logout=logout)
-        await self._peers.close()
-        self._state.reset()
+        await self.session.close(logout=logout)
+        await self.peers.close()
+        self.state.reset()
         await self._tasks.cancel_all()
 
     async def __aenter__(self) -> Self:
@@ -330,35 +252,40 @@ class NetworkClient:
     @property
     def connected(self) -> bool:
         """True while the lobby WebSocket is open."""
-        return self._session.connected
+        return self.session.connected
 
     @property
     def connection_state(self) -> SocketState:
         """``idle``, ``connecting``, ``connected``, ``reconnecting`` or ``closed``."""
-        return self._session.connection_state
+        return self.session.connection_state
 
     async def wait_connection_state(self, state: SocketState, wait: float = 30.0) -> None:
         """Wait until the lobby connection is in ``state`` (TimeoutError after ``wait`` s)."""
-        await self._session.wait_connection_state(state, wait)
+        await self.session.wait_connection_state(state, wait)
 
     # -- characters ---------------------------------------------------------------------------
 
+    @property
+    def character(self) -> CharacterOut | None:
+        """The selected character as last heard of (None before :meth:`select_character`)."""
+        return self.state.character
+
     async def get_characters(self) -> list[CharacterOut]:
         """The account's characters (``id``, ``name``, ``faction``, ``location_id``, ...)."""
-        characters = await self._session.characters()
-        self._state.characters_listed(characters)
+        characters = await self.session.characters()
+        self.state.characters_listed(characters)
         return characters
 
     async def create_character(
         self, name: str, faction: str, character_class: str = "Warrior"
     ) -> CharacterOut:
         """Create a character; returns it."""
-        character = await self._session.create_character(name, faction, character_class)
-        self._state.character_created()
+        character = await self.session.create_character(name, faction, character_class)
+        self.state.character_created()
         return character
 
     async def delete_character(self, character_id: int) -> None:
-        await self._session.delete_character(character_id)
+        await self.session.delete_character(character_id)
 
     async def select_character(self, character_id: int) -> CharacterOut:
         """Select a character: start the peer node, register it, get the peer ticket.
@@ -366,21 +293,30 @@ class NetworkClient:
         Returns the character. The lobby then names the peers at the
         character's location (``PEER_INFO``) and the client connects to them.
         """
-        if self._session.phase != "open":
+        if self.session.phase != "open":
             raise NotConnectedError("not logged in: call connect() first")
-        answer = await self._peers.select(int(character_id))
-        self._state.select(answer.character)
-        self._peers.adopt_known()
+        answer = await self.peers.select(int(character_id))
+        self.state.select(answer.character)
+        self.peers.adopt_known()
         return answer.character
 
     async def renew_ticket(self) -> None:
         """Renew our peer ticket now (it is renewed by itself at 80 % of its lifetime)."""
-        await self._peers.renew()
+        await self.peers.renew()
 
     @property
+    def node(self) -> PeerNode | None:
+        """The peer node (None before :meth:`select_character`)."""
+        return self.peers.node
+
+    @property
+    def ticket(self) -> str | None:
+        """Our lobby-signed peer ticket (None before :meth:`select_character`)."""
+        return self.peers.ticket
+
     def ticket_renewal_scheduled(self) -> bool:
         """True while the next ticket renewal is scheduled."""
-        return self._peers.renewal_due
+        return self.peers.renewal_due
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -398,19 +334,19 @@ class NetworkClient:
 
     def get_nearby_players(self, location_id: int | None = None) -> list[NearbyPlayer]:
         """Players at ``location_id`` (default: our location) as this client knows them."""
-        return self._state.nearby.players(location_id)
+        return self.state.nearby.players(location_id)
 
     # -- chat ---------------------------------------------------------------------------------
 
     async def send_chat(self, content: str, channel: str = "global") -> str:
         """Global chat through the lobby; returns the message id (the echo keeps it)."""
-        self._state.require_character()
-        return await self._session.send(ChatMessage(content=content, channel=channel))
+        self.state.require_character()
+        return await self.session.send(ChatMessage(content=content, channel=channel))
 
     async def send_faction_chat(self, content: str) -> str:
         """Chat to the own faction through the lobby; returns the message id."""
-        self._state.require_character()
-        return await self._session.send(FactionChatMessage(content=content))
+        self.state.require_character()
+        return await self.session.send(FactionChatMessage(content=content))
 
     async def send_whisper(self, target: int | str, content: str) -> SendResult:
         """Whisper to a character (id or name), peer to peer; relay fallback sealed end to end.
@@ -419,8 +355,8 @@ class NetworkClient:
         ``"direct"`` or ``"relay"``. Raises :class:`PeerUnreachableError` when
         the target is offline or nothing reached it in time.
         """
-        node = self._peers.require_node()
-        character_id = await self._peers.lookup(target)
+        node = self.peers.require_node()
+        character_id = await self.peers.lookup(target)
         return await node.send_whisper(
             character_id, content, target_name=target if isinstance(target, str) else None
         )
@@ -431,8 +367,8 @@ class NetworkClient:
         Returns who acknowledged (and by which path) and who could not be
         reached; raises :class:`MeshError` (code ``not_in_party``) outside a party.
         """
-        node = self._peers.require_node()
-        me = self._state.require_character().id
+        node = self.peers.require_node()
+        me = self.state.require_character().id
         party = self._require_party()
         targets: list[int] = []
         failed: dict[int | str, MeshError] = {}
@@ -440,7 +376,7 @@ class NetworkClient:
             if member.character_id == me or not member.online:
                 continue
             try:
-                targets.append(await self._peers.lookup(member.character_id))
+                targets.append(await self.peers.lookup(member.character_id))
             except PeerUnreachableError as exc:
                 failed[member.character_id] = exc
         result = await node.send_party_chat(targets, content, party_id=party.party_id)
@@ -460,17 +396,17 @@ class NetworkClient:
         details = await self._request(
             MoveMessage(to_location_id=to_location_id, from_location_id=from_location_id)
         )
-        moved = self._state.moved_to(int(details.get("location_id", to_location_id)))
+        moved = self.state.moved_to(int(details.get("location_id", to_location_id)))
         if moved is not None:
-            self._peers.moved(moved)
+            self.peers.moved(moved)
         return details
 
     async def send_position_update(
         self, position: VecLike, velocity: VecLike | None = None
     ) -> PositionUpdateMessage:
         """Queue our position (and velocity) for the peers nearby: QUIC datagrams, newest wins."""
-        node = self._peers.require_node()
-        location = self._state.require_character().location_id
+        node = self.peers.require_node()
+        location = self.state.require_character().location_id
         return node.send_position(
             to_vec3(position),
             to_vec3(velocity) if velocity is not None else None,
@@ -514,26 +450,31 @@ class NetworkClient:
 
     async def get_world_state(self) -> WorldStateOut:
         """``GET /api/world/state``: ``current_reality``, ``shards``, ``faction_shards``, ..."""
-        return await self._session.rest.call(WorldStateOut, "GET", "/api/world/state")
+        return await self.session.rest.call(WorldStateOut, "GET", "/api/world/state")
 
     async def get_world_map(self) -> WorldMapOut:
         """``GET /api/world/map``: every location, its ``neighbours`` (MOVE targets), shards
         and players online there."""
-        return await self._session.rest.call(WorldMapOut, "GET", "/api/world/map")
+        return await self.session.rest.call(WorldMapOut, "GET", "/api/world/map")
 
     async def get_shards(self) -> ShardsOut:
         """``GET /api/world/shards``."""
-        return await self._session.rest.call(ShardsOut, "GET", "/api/world/shards")
+        return await self.session.rest.call(ShardsOut, "GET", "/api/world/shards")
 
     async def get_world_events(self) -> EventsOut:
         """``GET /api/world/events`` (newest first)."""
-        return await self._session.rest.call(EventsOut, "GET", "/api/world/events")
+        return await self.session.rest.call(EventsOut, "GET", "/api/world/events")
 
     async def get_status(self) -> StatusResponse:
         """``GET /api/status`` (no login needed)."""
-        return await self._session.rest.call(StatusResponse, "GET", "/api/status", auth=False)
+        return await self.session.rest.call(StatusResponse, "GET", "/api/status", auth=False)
 
     # -- party --------------------------------------------------------------------------------
+
+    @property
+    def party(self) -> PartyUpdateMessage | None:
+        """Our party (the last ``PARTY_UPDATE`` naming us), or None."""
+        return self.state.party
 
     async def create_party(self, name: str | None = None) -> dict[str, Any]:
         """Create a party led by us; returns the ACK details (``party_id``)."""
@@ -546,7 +487,7 @@ class NetworkClient:
             if isinstance(target, int)
             else PartyInviteMessage(target_name=target)
         )
-        party = self._state.party
+        party = self.state.party
         if party is not None:
             msg.party_id = party.party_id
         return await self._request(msg)
@@ -568,7 +509,7 @@ class NetworkClient:
         )
 
     async def disband_party(self) -> dict[str, Any]:
-        self._state.require_character()
+        self.state.require_character()
         party_id = self._require_party().party_id
         return await self._request(PartyDisbandMessage(party_id=party_id))
 
@@ -577,9 +518,14 @@ class NetworkClient:
         pid = party_id or self._party_id()
         if pid is None:
             raise MeshError("not in a party", code=ErrorCode.NOT_IN_PARTY)
-        return await self._session.rest.call(PartyOut, "GET", f"/api/party/{pid}")
+        return await self.session.rest.call(PartyOut, "GET", f"/api/party/{pid}")
 
     # -- trade --------------------------------------------------------------------------------
+
+    @property
+    def trades(self) -> Mapping[str, TradeUpdateMessage]:
+        """The last trade window (``TRADE_UPDATE``) of each unfinished trade, by id."""
+        return self.state.trades
 
     async def request_trade(self, target: int | str) -> dict[str, Any]:
         """Ask a character (id or name) to trade; returns the ACK details (``trade_id``)."""
@@ -612,8 +558,8 @@ class NetworkClient:
         ``items``/``gold`` default to our offer in that window; the window is sent
         along so the lobby refuses (``trade_invalid``) if it changed meanwhile.
         """
-        me = self._state.require_character().id
-        window = self._state.trades.get(trade_id)
+        me = self.state.require_character().id
+        window = self.state.trades.get(trade_id)
         offers = list(window.offers) if window is not None else []
         mine = next((o for o in offers if o.character_id == me), None)
         msg = TradeUpdateMessage(
@@ -629,47 +575,47 @@ class NetworkClient:
 
     async def _request(self, msg: BaseMessage) -> dict[str, Any]:
         """A game request of our character, answered by ACK (details) or ERROR (ApiError)."""
-        self._state.require_character()
-        return await self._session.request(msg)
+        self.state.require_character()
+        return await self.session.request(msg)
 
     def _party_id(self) -> str | None:
-        self._state.require_character()
-        party = self._state.party
+        self.state.require_character()
+        party = self.state.party
         return party.party_id if party is not None else None
 
     def _require_party(self) -> PartyUpdateMessage:
-        party = self._state.party
+        party = self.state.party
         if party is None:
             raise MeshError("not in a party", code=ErrorCode.NOT_IN_PARTY)
         return party
 
     def _on_lobby_message(self, msg: BaseMessage) -> None:
         now = time.time()
-        own = self._state.character
+        own = self.state.character
         others = own is None or getattr(msg, "character_id", None) != own.id
         observe = True
         if isinstance(msg, RelayMessage):
-            self._peers.relayed(msg)
+            self.peers.relayed(msg)
         elif isinstance(msg, PeerInfoMessage):
             # Our own entry, or one whose ticket does not verify, names no one near.
-            observe = others and self._peers.peer_info(msg, now)
+            observe = others and self.peers.peer_info(msg, now)
         elif isinstance(msg, PlayerLeftAreaMessage):
-            self._peers.character_left(msg.character_id)
+            self.peers.character_left(msg.character_id)
         elif isinstance(msg, LocationUpdateMessage) and others:
-            self._peers.peer_moved(msg.character_id, msg.location_id)
+            self.peers.peer_moved(msg.character_id, msg.location_id)
         if observe:
-            moved = self._state.observe(msg, now)
+            moved = self.state.observe(msg, now)
             if moved is not None:
-                self._peers.moved(moved)
+                self.peers.moved(moved)
         self._handlers.dispatch(msg)
 
     def _on_peer_message(self, msg: BaseMessage) -> None:
         if isinstance(msg, PlayerLeftAreaMessage):
             # The lobby is the authority on areas; a dropped direct connection only
             # counts as a departure while the lobby cannot tell us.
-            if self.connected or self._state.nearby.get(msg.character_id) is None:
+            if self.connected or self.state.nearby.get(msg.character_id) is None:
                 return
-        self._state.observe(msg, time.time())
+        self.state.observe(msg, time.time())
         self._handlers.dispatch(msg)
 
     def _on_lobby_lost(self) -> None:

@@ -6,7 +6,7 @@ the lobby (:meth:`PeerSide.select`: ``POST /api/characters/select`` with the
 node's Ed25519 and X25519 keys and its endpoints; the answer carries the
 lobby-signed ticket the node then presents in every handshake). It renews that
 ticket at 80 % of its lifetime, turns the lobby directory's ``PeerFound`` /
-``PeerLost`` into node peers (dialled at once with ``auto_connect``), finds a
+``PeerLost`` into node peers (dialled at once with ``auto_connect``, :class:`PeerSettings`), finds a
 whisper target's entry with ``GET /api/peers/{id}`` or ``GET /api/peers?name=``
 (:meth:`PeerSide.lookup`) and carries relay envelopes out through the lobby
 socket as ``RELAY`` messages (and in, :meth:`PeerSide.relayed`).
@@ -29,6 +29,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,7 +55,7 @@ from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.peer import PeerInfoMessage, RelayMessage
 from protocol.rest import CharacterSelectResponse
 
-__all__ = ["PEER_TYPES", "PeerSide"]
+__all__ = ["PEER_TYPES", "PeerSettings", "PeerSide"]
 
 logger = logging.getLogger("mesh.client")
 
@@ -74,6 +75,25 @@ RENEW_RETRY = 30.0
 """Seconds between renewal attempts after a failure (while the ticket is valid)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """Where and how the client's node runs.
+
+    ``host`` / ``port``: the UDP bind (``port`` None: the node's own default;
+    0: any free port); ``advertise``: the ``host:port`` endpoints to publish
+    instead of the bound one; ``max_connections``: direct peers kept;
+    ``auto_connect``: dial peers as soon as the lobby names them (else on first
+    send); ``mesh_config``: node tunables.
+    """
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    max_connections: int = 10
+    advertise: tuple[str, ...] | None = None
+    auto_connect: bool = True
+    mesh_config: MeshConfig | None = None
+
+
 class PeerSide:
     """Node, ticket, directory adoption, peer lookups (see the module docstring)."""
 
@@ -83,25 +103,15 @@ class PeerSide:
         state: ClientState,
         *,
         on_message: Callable[[BaseMessage], None],
+        settings: PeerSettings | None = None,
         identity: Identity | None = None,
-        host: str = "127.0.0.1",
-        port: int | None = None,
-        max_connections: int = 10,
-        advertise: list[str] | None = None,
-        auto_connect: bool = True,
-        mesh_config: MeshConfig | None = None,
     ) -> None:
         self._session = session
         self._state = state
         self._on_message = on_message
+        self.settings = settings or PeerSettings()
         self.identity = identity or Identity.generate()
         """The node's Ed25519 identity (a new one for each character switch)."""
-        self.host = host
-        self.port = port
-        self.max_connections = max_connections
-        self.advertise = advertise
-        self.auto_connect = auto_connect
-        self.mesh_config = mesh_config
         self.directory = LobbyDirectory()
         """The peers the lobby named (``PEER_INFO``), as discovery events."""
         self.node: PeerNode | None = None
@@ -260,15 +270,16 @@ class PeerSide:
             raise NotConnectedError("not logged in: call connect() first")
         self.ticket = None
         self._auth = LobbyTicketAuth(key, "-")
+        settings = self.settings
         # None: the node's own default port.
-        port: dict[str, Any] = {} if self.port is None else {"port": self.port}
+        port: dict[str, Any] = {} if settings.port is None else {"port": settings.port}
         node = PeerNode(
             self.identity,
-            host=self.host,
+            host=settings.host,
             auth=self._auth,
             relay=self._relay_send,
-            max_connections=self.max_connections,
-            config=self.mesh_config,
+            max_connections=settings.max_connections,
+            config=settings.mesh_config,
             **port,
         )
         for message_type in PEER_TYPES:
@@ -332,8 +343,8 @@ class PeerSide:
     async def _advertised_endpoints(self, node: PeerNode) -> list[str]:
         """``advertise``, else the bound endpoint; for a wildcard bind, the local
         address of the route towards the lobby (a UDP ``connect`` sends nothing)."""
-        if self.advertise is not None:
-            return list(self.advertise)
+        if self.settings.advertise is not None:
+            return list(self.settings.advertise)
         host, port = node.address
         if not ipaddress.ip_address(host).is_unspecified:
             return [node.endpoint]
@@ -389,7 +400,7 @@ class PeerSide:
         location = found.extra.get("location_id")
         if cid_text is not None and location is not None:
             node.set_peer_location(int(cid_text), int(location))
-        if self.auto_connect and found.peer_id not in node.peers and found.endpoints:
+        if self.settings.auto_connect and found.peer_id not in node.peers and found.endpoints:
             self._tasks.spawn(self._dial(node, found.ticket, found.endpoints[0], found.name))
 
     async def _dial(

@@ -105,7 +105,7 @@ async def test_a_wrong_secret_fails_cleanly_and_the_lobby_serves_others(
         )
         await wrong.send_chat("can anyone read this?")  # does not open: the lobby closes 1008
         await wrong.wait_connection_state("closed")
-        assert wrong.socket is not None and wrong.socket.last_close_code == 1008
+        assert wrong.session.socket is not None and wrong.session.socket.last_close_code == 1008
         await goodbyes.wait_for(1)
         with pytest.raises(NotConnectedError):
             await wrong.send_chat("anyone?")
