@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from protocol.errors import ApiError, ConfigError, DecodeError, ErrorCode, NotConnectedError
 from protocol.rest import ErrorBody, parse_body
 
-__all__ = ["LobbyRest", "read_body", "unreachable"]
+__all__ = ["LobbyRest", "api_error", "read_body", "unreachable"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -102,7 +102,7 @@ class LobbyRest:
                 status=status,
             ) from exc
         if status >= 400:
-            raise _api_error(method, path, status, data)
+            raise api_error(method, path, status, data)
         return data
 
     async def call(
@@ -151,7 +151,7 @@ def unreachable(what: str, exc: BaseException) -> ApiError:
     )
 
 
-def _api_error(method: str, path: str, status: int, data: Any) -> ApiError:
+def api_error(method: str, path: str, status: int, data: Any) -> ApiError:
     """The :class:`ApiError` of an error answer: an :class:`ErrorBody`, or what is usable.
 
     A code this client does not know becomes ``bad_request`` (``internal_error``
