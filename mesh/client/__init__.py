@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from mesh.client.dispatch import BackgroundTasks, HandlerTable
 from mesh.client.nearby import NearbyPlayer, NearbyTracker
-from mesh.client.network_client import DEFAULT_SERVER_URL, NetworkClient, TradeItemsLike
+from mesh.client.network_client import DEFAULT_SERVER_URL, NetworkClient
 from mesh.client.peers import PeerSettings, PeerSide
+from mesh.client.requests import TradeItemsLike
 from mesh.client.rest import LobbyRest
 from mesh.client.session import LobbySession, SessionPhase
 from mesh.client.socket import FERNET_WS_PARAM, LobbySocket, ReconnectPolicy, SocketState

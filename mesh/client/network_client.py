@@ -56,12 +56,20 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from mesh.client.dispatch import BackgroundTasks, HandlerTable
 from mesh.client.nearby import NearbyPlayer
-from mesh.client.peers import PeerSettings, PeerSide
+from mesh.client.peers import PeerSettings, PeerSide, env_p2p_port
+from mesh.client.requests import (
+    TradeItemsLike,
+    combat_start,
+    party_invite,
+    trade_confirmation,
+    trade_items,
+    trade_request,
+)
 from mesh.client.session import LobbySession
 from mesh.client.socket import ReconnectPolicy, SocketState
 from mesh.client.state import ClientState
@@ -69,7 +77,6 @@ from mesh.config import MeshConfig
 from mesh.node import PartySendResult, PeerNode, SendResult
 from protocol.crypto import Identity
 from protocol.errors import (
-    ConfigError,
     ErrorCode,
     MeshError,
     NotConnectedError,
@@ -82,8 +89,6 @@ from protocol.messages.chat import ChatMessage, FactionChatMessage
 from protocol.messages.combat import (
     ActionType,
     CombatActionMessage,
-    Combatant,
-    CombatStartMessage,
 )
 from protocol.messages.location import (
     LocationUpdateMessage,
@@ -96,7 +101,6 @@ from protocol.messages.party import (
     PartyCreateMessage,
     PartyDeclineMessage,
     PartyDisbandMessage,
-    PartyInviteMessage,
     PartyKickMessage,
     PartyLeaveMessage,
     PartyUpdateMessage,
@@ -105,8 +109,6 @@ from protocol.messages.peer import PeerInfoMessage, RelayMessage
 from protocol.messages.trade import (
     TradeAcceptMessage,
     TradeDeclineMessage,
-    TradeItem,
-    TradeRequestMessage,
     TradeUpdateMessage,
 )
 from protocol.messages.world import ShardCaptureMessage
@@ -122,13 +124,10 @@ from protocol.rest import (
     WorldStateOut,
 )
 
-__all__ = ["DEFAULT_SERVER_URL", "NetworkClient", "TradeItemsLike"]
+__all__ = ["DEFAULT_SERVER_URL", "NetworkClient"]
 
 DEFAULT_SERVER_URL = "http://localhost:8888"
 """The seed's ``master_server_url``; ``SHARDS_SERVER_URL`` in the environment overrides it."""
-
-TradeItemsLike = Iterable[int] | Mapping[int, int] | Iterable[TradeItem]
-"""Items to offer: item ids (one each), ``{item_id: quantity}``, or :class:`TradeItem`."""
 
 
 class NetworkClient:
@@ -192,7 +191,7 @@ class NetworkClient:
             on_message=self._on_peer_message,
             settings=PeerSettings(
                 host=p2p_host,
-                port=p2p_port if p2p_port is not None else _env_port(),
+                port=p2p_port if p2p_port is not None else env_p2p_port(),
                 max_connections=p2p_max_connections,
                 advertise=tuple(p2p_advertise) if p2p_advertise is not None else None,
                 auto_connect=p2p_auto_connect,
@@ -417,13 +416,7 @@ class NetworkClient:
 
     async def start_combat(self, *target_ids: int) -> dict[str, Any]:
         """Attack characters at our location; returns the ACK details (``combat_id``)."""
-        msg = CombatStartMessage(
-            combat_id="new",  # the lobby names the combat (ACK details.combat_id)
-            participants=[
-                Combatant(id=int(t), name=f"#{int(t)}", health=1, max_health=1) for t in target_ids
-            ],
-        )
-        return await self._request(msg)
+        return await self._request(combat_start(target_ids))
 
     async def send_combat_action(
         self,
@@ -482,15 +475,10 @@ class NetworkClient:
 
     async def invite_to_party(self, target: int | str) -> dict[str, Any]:
         """Invite a character (id or name) to our party."""
-        msg = (
-            PartyInviteMessage(target_id=target)
-            if isinstance(target, int)
-            else PartyInviteMessage(target_name=target)
-        )
         party = self.state.party
-        if party is not None:
-            msg.party_id = party.party_id
-        return await self._request(msg)
+        return await self._request(
+            party_invite(target, party.party_id if party is not None else None)
+        )
 
     async def accept_party_invite(self, party_id: str) -> dict[str, Any]:
         return await self._request(PartyAcceptMessage(party_id=party_id))
@@ -529,12 +517,7 @@ class NetworkClient:
 
     async def request_trade(self, target: int | str) -> dict[str, Any]:
         """Ask a character (id or name) to trade; returns the ACK details (``trade_id``)."""
-        msg = (
-            TradeRequestMessage(target_id=target)
-            if isinstance(target, int)
-            else TradeRequestMessage(target_name=target)
-        )
-        return await self._request(msg)
+        return await self._request(trade_request(target))
 
     async def accept_trade(self, trade_id: str) -> dict[str, Any]:
         return await self._request(TradeAcceptMessage(trade_id=trade_id))
@@ -547,7 +530,7 @@ class NetworkClient:
     ) -> dict[str, Any]:
         """Set our offer (replaces the previous one; clears both confirmations)."""
         return await self._request(
-            TradeUpdateMessage(trade_id=trade_id, items=_trade_items(items), gold=gold)
+            TradeUpdateMessage(trade_id=trade_id, items=trade_items(items), gold=gold)
         )
 
     async def confirm_trade(
@@ -560,16 +543,7 @@ class NetworkClient:
         """
         me = self.state.require_character().id
         window = self.state.trades.get(trade_id)
-        offers = list(window.offers) if window is not None else []
-        mine = next((o for o in offers if o.character_id == me), None)
-        msg = TradeUpdateMessage(
-            trade_id=trade_id,
-            items=_trade_items(items) if items is not None else (mine.items if mine else []),
-            gold=gold if gold is not None else (mine.gold if mine else 0),
-            confirmed=True,
-            offers=offers,
-        )
-        return await self._request(msg)
+        return await self._request(trade_confirmation(trade_id, me, window, items, gold))
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -632,23 +606,3 @@ class NetworkClient:
                 self._guard = None
                 await self.disconnect()
             raise
-
-
-def _trade_items(items: TradeItemsLike) -> list[TradeItem]:
-    if isinstance(items, Mapping):
-        return [TradeItem(item_id=int(k), quantity=int(v)) for k, v in items.items()]
-    return [item if isinstance(item, TradeItem) else TradeItem(item_id=int(item)) for item in items]
-
-
-def _env_port() -> int | None:
-    """``SHARDS_P2P_PORT`` from the environment (None when unset: the node's default)."""
-    text = os.environ.get("SHARDS_P2P_PORT", "").strip()
-    if not text:
-        return None
-    try:
-        port = int(text)
-    except ValueError as exc:
-        raise ConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"SHARDS_P2P_PORT out of range: {port}")
-    return port

@@ -26,6 +26,7 @@ import base64
 import binascii
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from mesh.node import PeerNode
 from protocol.crypto import Identity, b64url_decode, b64url_encode
 from protocol.errors import (
     ApiError,
+    ConfigError,
     CryptoError,
     ErrorCode,
     MeshError,
@@ -55,7 +57,7 @@ from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.peer import PeerInfoMessage, RelayMessage
 from protocol.rest import CharacterSelectResponse
 
-__all__ = ["PEER_TYPES", "PeerSettings", "PeerSide"]
+__all__ = ["PEER_TYPES", "PeerSettings", "PeerSide", "env_p2p_port"]
 
 logger = logging.getLogger("mesh.client")
 
@@ -410,6 +412,20 @@ class PeerSide:
             await node.connect(ticket, endpoint)
         except (MeshError, OSError) as exc:
             logger.info("no direct connection to %s yet (%s): relay fallback", name, exc)
+
+
+def env_p2p_port() -> int | None:
+    """``SHARDS_P2P_PORT`` from the environment (None when unset: the node's default)."""
+    text = os.environ.get("SHARDS_P2P_PORT", "").strip()
+    if not text:
+        return None
+    try:
+        port = int(text)
+    except ValueError as exc:
+        raise ConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"SHARDS_P2P_PORT out of range: {port}")
+    return port
 
 
 def _is_ip(host: str) -> bool:

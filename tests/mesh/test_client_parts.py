@@ -1,4 +1,4 @@
-"""The pure parts of NetworkClient alone: ClientState (the game view) and HandlerTable.
+"""The pure parts of NetworkClient alone: ClientState, HandlerTable, the request builders.
 
 No lobby, no socket: messages are fed in and the view is read back through
 public methods. The lobby-facing parts (LobbySession, PeerSide) are tested
@@ -13,13 +13,25 @@ import logging
 import pytest
 
 from mesh.client import BackgroundTasks, ClientState, HandlerTable, Moved
+from mesh.client.requests import (
+    combat_start,
+    party_invite,
+    trade_confirmation,
+    trade_items,
+    trade_request,
+)
 from protocol.errors import ErrorCode, NotConnectedError
 from protocol.messages.base import MessageType
 from protocol.messages.characters import CharacterUpdateMessage
 from protocol.messages.chat import ChatMessage
 from protocol.messages.location import LocationUpdateMessage, PlayerJoinedAreaMessage
 from protocol.messages.party import PartyDisbandMessage, PartyMember, PartyUpdateMessage
-from protocol.messages.trade import TradeCompleteMessage, TradeUpdateMessage
+from protocol.messages.trade import (
+    TradeCompleteMessage,
+    TradeItem,
+    TradeOffer,
+    TradeUpdateMessage,
+)
 from protocol.messages.world import WorldStateMessage
 from protocol.rest import CharacterOut
 
@@ -198,3 +210,31 @@ async def test_background_tasks_are_cancelled_together() -> None:
     await tasks.cancel_all()
     assert cancelled == [True, True] and len(tasks) == 0
     await tasks.cancel_all()  # idempotent
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+def test_request_builders() -> None:
+    assert trade_items([4, 5]) == [TradeItem(item_id=4), TradeItem(item_id=5)]
+    assert trade_items({4: 2}) == [TradeItem(item_id=4, quantity=2)]
+    assert trade_items([TradeItem(item_id=9, quantity=3)]) == [TradeItem(item_id=9, quantity=3)]
+    assert (party_invite(7, None).target_id, party_invite("Bo", "p1").target_name) == (7, "Bo")
+    assert party_invite("Bo", "p1").party_id == "p1"
+    assert trade_request("Bo").target_name == "Bo" and trade_request(3).target_id == 3
+    assert [c.id for c in combat_start([3, 4]).participants] == [3, 4]
+
+    window = TradeUpdateMessage(
+        trade_id="t1",
+        offers=[
+            TradeOffer(character_id=1, items=[TradeItem(item_id=4)], gold=5),
+            TradeOffer(character_id=2, gold=9),
+        ],
+    )
+    kept = trade_confirmation("t1", 1, window)  # our offer as the window shows it
+    assert (kept.items, kept.gold, kept.confirmed) == ([TradeItem(item_id=4)], 5, True)
+    assert kept.offers == window.offers
+    changed = trade_confirmation("t1", 1, window, items={4: 2}, gold=0)
+    assert (changed.items, changed.gold) == ([TradeItem(item_id=4, quantity=2)], 0)
+    blind = trade_confirmation("t1", 1, None)
+    assert (blind.items, blind.gold, blind.offers) == ([], 0, [])
