@@ -1,7 +1,8 @@
 """A newcomer's first runs of the seed's client snippet, as a user runs them: a subprocess.
 
-The snippet is the seed's "Connecting as a Client" (imports adapted), written
-to a file and run with ``python -W error`` and ``PYTHONASYNCIODEBUG=1`` against
+The snippet is the seed's "Connecting as a Client" (imports adapted, the text
+of ``test_seed_client_snippet.main``), written to a file and run with
+``python -u -W error`` and ``PYTHONASYNCIODEBUG=1`` against
 a real lobby (127.0.0.1, port 0) with ``SHARDS_SERVER_URL`` and
 ``SHARDS_P2P_PORT=0``. Whatever happens, the run must not leave anything open:
 no "Unclosed client session", no "Event loop is closed", no pending task
@@ -16,6 +17,7 @@ destroyed, no coroutine never awaited.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -24,48 +26,18 @@ from pathlib import Path
 
 from lobby import MasterServer
 from mesh import NetworkClient
+from tests.e2e.test_seed_client_snippet import main as seed_main
 
 __all__: list[str] = []
 
 REPO = Path(__file__).resolve().parents[2]
 
-SNIPPET = """\
-import asyncio
-from mesh import NetworkClient
-from protocol import MessageType
-
-async def main():
-    # Create and connect client
-    client = NetworkClient()
-    await client.connect("username", "password")
-
-    # Register message handlers
-    async def on_chat(message):
-        print(f"[{message.channel}] {message.sender_name}: {message.content}", flush=True)
-
-    client.register_handler(MessageType.CHAT, on_chat)
-
-    # Select character
-    characters = await client.get_characters()
-    if characters:
-        await client.select_character(characters[0]["id"])
-
-    # Send chat message
-    await client.send_chat("Hello, world!")
-
-    # Get world state
-    world_state = await client.get_world_state()
-    print(f"Current reality: {world_state['current_reality']}", flush=True)
-
-    # Keep running
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await client.disconnect()
-
-if __name__ == "__main__":
-    asyncio.run(main())
-"""
+SNIPPET = (
+    "import asyncio\nfrom mesh import NetworkClient\nfrom protocol import MessageType\n\n\n"
+    + inspect.getsource(seed_main)
+    + '\n\nif __name__ == "__main__":\n    asyncio.run(main())\n'
+)
+"""The seed's snippet as a program (the same text ``test_seed_client_snippet`` runs)."""
 
 LEAKS = (
     "Unclosed",
@@ -92,7 +64,7 @@ async def _start(tmp_path: Path, server_url: str, code: str) -> asyncio.subproce
     script = tmp_path / "snippet.py"
     script.write_text(code)
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", str(script), cwd=tmp_path, env=_env(server_url),
+        sys.executable, "-u", "-W", "error", str(script), cwd=tmp_path, env=_env(server_url),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 

@@ -7,7 +7,7 @@ No NetworkClient here: each part is built by hand with what it depends on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -32,20 +32,28 @@ class Lobby:
         return LobbySession(url, on_message=self.messages.append, on_lost=self.lost.set)
 
 
+SessionFactory = Callable[[], tuple[LobbySession, Lobby]]
+
+
 @pytest.fixture
-async def sessions(master: MasterServer) -> AsyncIterator[list[LobbySession]]:
+async def new_session(master: MasterServer) -> AsyncIterator[SessionFactory]:
+    """``session, seen = new_session()``: a LobbySession on the lobby, closed afterwards."""
     opened: list[LobbySession] = []
-    yield opened
+
+    def factory() -> tuple[LobbySession, Lobby]:
+        seen = Lobby()
+        opened.append(seen.session(master.url))
+        return opened[-1], seen
+
+    yield factory
     for session in opened:
         await session.close()
 
 
 async def test_session_alone_logs_in_answers_requests_and_closes(
-    master: MasterServer, sessions: list[LobbySession]
+    new_session: SessionFactory,
 ) -> None:
-    seen = Lobby()
-    session = seen.session(master.url)
-    sessions.append(session)
+    session, seen = new_session()
     assert session.phase == "idle" and session.connection_state == "idle"
     login = await session.open("user_aria", "password123", register=True)
     assert isinstance(login, LoginResponse) and login.username == "user_aria"
@@ -70,11 +78,9 @@ async def test_session_alone_logs_in_answers_requests_and_closes(
 
 
 async def test_session_reports_a_session_ended_elsewhere(
-    master: MasterServer, sessions: list[LobbySession]
+    new_session: SessionFactory,
 ) -> None:
-    seen = Lobby()
-    session = seen.session(master.url)
-    sessions.append(session)
+    session, seen = new_session()
     await session.open("user_bo", "password123", register=True)
     await session.rest.post("/api/auth/logout")  # the token is revoked: the socket closes
     await asyncio.wait_for(seen.lost.wait(), 20)
@@ -82,11 +88,9 @@ async def test_session_reports_a_session_ended_elsewhere(
 
 
 async def test_session_failed_open_closes_everything(
-    master: MasterServer, sessions: list[LobbySession]
+    new_session: SessionFactory,
 ) -> None:
-    seen = Lobby()
-    session = seen.session(master.url)
-    sessions.append(session)
+    session, seen = new_session()
     await session.open("user_cy", "password123", register=True)
     await session.close()
     with pytest.raises(ApiError) as wrong:
@@ -97,14 +101,13 @@ async def test_session_failed_open_closes_everything(
 
 
 async def test_peer_side_alone_registers_renews_and_looks_up(
-    master: MasterServer, sessions: list[LobbySession]
+    new_session: SessionFactory,
 ) -> None:
     sides: list[PeerSide] = []
     ids: list[int] = []
     try:
         for name in ("Alice", "Bob"):
-            session = Lobby().session(master.url)
-            sessions.append(session)
+            session, _ = new_session()
             await session.open(f"user_{name.lower()}", "password123", register=True)
             made = await session.create_character(name, "Crimson Covenant", "Warrior")
             ids.append(made.id)
