@@ -44,6 +44,7 @@ from lobby.sessions import Session
 from protocol.codec import serialize
 from protocol.crypto import FernetSealer
 from protocol.errors import DecodeError
+from protocol.framing import encode_batch
 from protocol.messages import BaseMessage
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ class Connection:
                 break
             batch.append(queue.popleft())
             size += len(nxt) + 1
-        frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+        frame = encode_batch(batch)
         if self.frames is not None:
             frame = self.frames.seal(frame)
         return frame

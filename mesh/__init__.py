@@ -10,7 +10,8 @@
 * Discovery (:mod:`mesh.discovery`): :class:`PeerFound` / :class:`PeerLost` from
   :class:`MdnsDiscovery` (LAN) or :class:`LobbyDirectory` (the lobby's peer directory);
   :class:`LanNode`, LAN play with no lobby, admitted by :class:`LanGroupAuth`.
-* :class:`NetworkClient` (:mod:`mesh.client`): the seed's game client (lobby + peer node);
+* :class:`NetworkClient` (:mod:`mesh.client`): the seed's game client, composed of a
+  lobby session (REST + WebSocket), a peer side (the node) and a pure state view;
   :class:`NearbyPlayer`, :class:`ReconnectPolicy`. ``MessageType`` is re-exported for the
   seed's ``from network import NetworkClient, MessageType``.
 """

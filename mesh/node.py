@@ -64,7 +64,7 @@ from mesh.node_types import (
     Target,
     VecLike,
     describe_peer_event,
-    to_vec,
+    to_vec3,
 )
 from protocol.crypto import Identity
 from protocol.errors import (
@@ -439,8 +439,8 @@ class PeerNode:
         update = PositionUpdateMessage(
             character_id=me.character_id,
             location_id=location_id,
-            position=to_vec(position),
-            velocity=to_vec(velocity) if velocity is not None else Vec3(),
+            position=to_vec3(position),
+            velocity=to_vec3(velocity) if velocity is not None else Vec3(),
             sent_at=loop.time(),
             seq=self._seq,
         )

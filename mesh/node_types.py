@@ -1,18 +1,21 @@
 """The value types of :class:`mesh.node.PeerNode`'s API: targets, handlers, results, events.
 
 Split from :mod:`mesh.node` (which re-exports every name) so the adapter
-module holds only the adapter.
+module holds only the adapter. ``Handler``, ``VecLike`` and ``to_vec3`` are the
+protocol's (:mod:`protocol.messages.base`, :mod:`protocol.factories`), shared
+with ``NetworkClient``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from mesh.events import Path, PeerConnected, PeerDisconnected
 from protocol.errors import MeshError
-from protocol.messages.location import Vec3
+from protocol.factories import VecLike, to_vec3
+from protocol.messages.base import Handler
 
 __all__ = [
     "Handler",
@@ -25,19 +28,15 @@ __all__ = [
     "Target",
     "VecLike",
     "describe_peer_event",
-    "to_vec",
+    "to_vec3",
 ]
 
 Target = int | str
 """A peer: its character id (int) or its peer id (str)."""
-Handler = Callable[[Any], Any]
-"""``handler(message)``, a plain function or a coroutine function."""
 PeerEvent = PeerConnected | PeerDisconnected
 """What :meth:`PeerNode.add_peer_listener` listeners and :meth:`PeerNode.peer_events` get."""
 PeerListener = Callable[[PeerEvent], Any]
 """``listener(event)``, a plain function or a coroutine function."""
-VecLike = Vec3 | Mapping[str, float] | tuple[float, float, float]
-"""A position or velocity: a ``Vec3``, ``{"x": .., "y": .., "z": ..}`` or ``(x, y, z)``."""
 
 
 @runtime_checkable
@@ -66,16 +65,6 @@ class PartySendResult:
     message_id: str
     paths: dict[Target, Path] = field(default_factory=dict)
     failed: dict[Target, MeshError] = field(default_factory=dict)
-
-
-def to_vec(value: VecLike) -> Vec3:
-    """A :data:`VecLike` as a ``Vec3``."""
-    if isinstance(value, Vec3):
-        return value
-    if isinstance(value, Mapping):
-        return Vec3(**value)
-    x, y, z = value
-    return Vec3(x=x, y=y, z=z)
 
 
 def describe_peer_event(event: PeerEvent) -> str:

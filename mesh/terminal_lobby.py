@@ -39,6 +39,7 @@ from mesh.client import NetworkClient
 from mesh.terminal import Output, command_loop, stop_on_signals
 from protocol.errors import ApiError, ErrorCode, ShardsError
 from protocol.messages.base import BaseMessage, MessageType
+from protocol.rest import CharacterOut
 
 __all__ = [
     "LOBBY_HELP",
@@ -180,7 +181,7 @@ async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) 
 
 async def _login(
     client: NetworkClient, args: argparse.Namespace, username: str, password: str
-) -> dict[str, Any]:
+) -> CharacterOut:
     try:
         await client.connect(username, password, register=bool(getattr(args, "register", False)))
     except ApiError as exc:

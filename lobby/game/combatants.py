@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from lobby.game._common import refuse
 from lobby.game.world import ClassDef, WorldDefinition
 from protocol.errors import ErrorCode
+from protocol.messages.combat import ActionType
 
 __all__ = [
     "ACTION_TYPES",
@@ -25,8 +26,7 @@ __all__ = [
     "stats_for",
 ]
 
-ActionType = Literal["attack", "spell", "item", "flee", "defend"]
-ACTION_TYPES: frozenset[str] = frozenset({"attack", "spell", "item", "flee", "defend"})
+ACTION_TYPES: frozenset[str] = frozenset(get_args(ActionType))
 EventKind = Literal["damage", "heal", "mana", "defend", "flee", "flee_failed", "death"]
 
 

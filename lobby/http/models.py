@@ -1,32 +1,20 @@
-"""Request and response bodies of the core REST API (pydantic v2).
+"""Request bodies of the core REST API (pydantic v2).
 
-The same models validate requests, serialize responses and generate the
-OpenAPI document (:mod:`lobby.http.openapi`). Requests forbid unknown fields.
+The same models validate requests and generate the OpenAPI document
+(:mod:`lobby.http.openapi`); requests forbid unknown fields. The response
+bodies, which clients read too, are defined in :mod:`protocol.rest`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-
-from protocol.errors import ErrorCode
 
 __all__ = [
     "CharacterCreateRequest",
-    "CharacterDeleteResponse",
-    "CharacterListResponse",
-    "CharacterOut",
     "CharacterSelectRequest",
-    "CharacterSelectResponse",
-    "ErrorBody",
     "LoginRequest",
-    "LoginResponse",
-    "LogoutResponse",
     "RegisterRequest",
-    "RegisterResponse",
     "RequestModel",
-    "StatusResponse",
     "USERNAME_PATTERN",
 ]
 
@@ -39,14 +27,6 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
-class ErrorBody(BaseModel):
-    """Every error answer."""
-
-    code: ErrorCode
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
 class RegisterRequest(RequestModel):
     username: str = Field(
         min_length=3,
@@ -57,50 +37,9 @@ class RegisterRequest(RequestModel):
     password: str = Field(min_length=8, max_length=128)
 
 
-class RegisterResponse(BaseModel):
-    account_id: int
-    username: str
-
-
 class LoginRequest(RequestModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
-
-
-class LoginResponse(BaseModel):
-    token: str = Field(description="bearer token: 'Authorization: Bearer <token>'")
-    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme name, not a secret
-    account_id: int
-    username: str
-    is_admin: bool
-    expires_at: float = Field(description="unix seconds; slides on every call or WS message")
-    session_ttl: float
-    ws_path: str = "/ws"
-
-
-class LogoutResponse(BaseModel):
-    ok: bool = True
-
-
-class CharacterOut(BaseModel):
-    id: int
-    name: str
-    faction: str
-    character_class: str
-    level: int
-    experience: int
-    health: int
-    max_health: int
-    mana: int
-    max_mana: int
-    location_id: int
-    gold: int
-    created_at: float
-
-
-class CharacterListResponse(BaseModel):
-    characters: list[CharacterOut]
-    limit: int = Field(description="most characters an account may hold")
 
 
 class CharacterCreateRequest(RequestModel):
@@ -129,40 +68,4 @@ class CharacterSelectRequest(RequestModel):
     )
     endpoints: list[str] = Field(
         default_factory=list, max_length=8, description="QUIC endpoints host:port"
-    )
-
-
-class CharacterSelectResponse(BaseModel):
-    character: CharacterOut
-    ticket: str | None = Field(
-        default=None, description="lobby-signed peer ticket (when peer keys were sent)"
-    )
-    ticket_expires_at: float | None = None
-    peer_id: str | None = None
-    lobby_public_key: str = Field(description="Ed25519, unpadded base64url")
-
-
-class CharacterDeleteResponse(BaseModel):
-    ok: bool = True
-    character_id: int
-
-
-class StatusResponse(BaseModel):
-    status: Literal["ok"] = "ok"
-    name: str
-    protocol_version: str
-    server_version: str
-    time: float
-    uptime: float
-    players_online: int = Field(description="sessions with a selected character online")
-    connections: int
-    database: str
-    lobby_public_key: str = Field(description="Ed25519 ticket key, unpadded base64url")
-    lobby_peer_id: str
-    relayed_messages: int = Field(
-        default=0, description="RELAY envelopes forwarded since start (lobby.services.directory)"
-    )
-    ws_encodings: list[str] = Field(
-        default_factory=lambda: ["json"],
-        description="frame encodings of /ws?encoding=...: json, and fernet when configured",
     )

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from lobby.http.api import Endpoint
-from lobby.http.models import ErrorBody
+from protocol.rest import ErrorBody
 
 __all__ = ["WS_DESCRIPTION", "build_openapi"]
 

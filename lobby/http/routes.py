@@ -8,6 +8,7 @@
 ``POST /api/characters``                   201   ``CharacterCreateRequest`` -> ``CharacterOut``
 ``POST /api/characters/select``            200   ``CharacterSelectRequest`` -> ``...Response``
 ``DELETE /api/characters/{character_id}``  200   ``CharacterDeleteResponse``
+``GET /api/world/map``                     200   ``WorldMapOut``: locations and their exits
 ``GET /api/status``                        200   ``StatusResponse`` (no auth)
 ``GET /api/openapi.json``                  200   OpenAPI 3.1 (no auth)
 =========================================  ====  =====================================
@@ -17,11 +18,15 @@ other session loses its selection and gets ``ERROR conflict`` on its WebSocket.
 Select with ``peer_public_key`` and ``box_key`` (and optional ``endpoints``)
 returns a peer ticket signed with the lobby key (:func:`protocol.crypto.issue_ticket`),
 valid for ``ticket_ttl`` seconds.
+
+Response bodies are the shared models of :mod:`protocol.rest` (clients parse
+the same classes).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from aiohttp import web
 
@@ -29,17 +34,9 @@ from lobby.characters import Character
 from lobby.http.api import Api, ApiRequest
 from lobby.http.models import (
     CharacterCreateRequest,
-    CharacterDeleteResponse,
-    CharacterListResponse,
-    CharacterOut,
     CharacterSelectRequest,
-    CharacterSelectResponse,
     LoginRequest,
-    LoginResponse,
-    LogoutResponse,
     RegisterRequest,
-    RegisterResponse,
-    StatusResponse,
 )
 from lobby.http.openapi import build_openapi
 from lobby.http.ws import ws_encodings
@@ -47,6 +44,18 @@ from lobby.hub import CharacterInfo
 from protocol.crypto import b64url_decode, issue_ticket, peer_id
 from protocol.errors import ErrorCode, LobbyError
 from protocol.factories import create_error_message
+from protocol.rest import (
+    CharacterDeleteResponse,
+    CharacterListResponse,
+    CharacterOut,
+    CharacterSelectResponse,
+    LocationOut,
+    LoginResponse,
+    LogoutResponse,
+    RegisterResponse,
+    StatusResponse,
+    WorldMapOut,
+)
 from protocol.version import PROTOCOL_VERSION
 
 __all__ = ["SERVER_VERSION", "add_core_routes"]
@@ -121,6 +130,13 @@ def add_core_routes(api: Api) -> None:
         path_params={"character_id": "integer"},
         errors=(404,),
     )(delete_character)
+    api.route(
+        "GET",
+        "/api/world/map",
+        response_model=WorldMapOut,
+        summary="The world map: every location, its exits (MOVE targets), shards, players",
+        tags=("world",),
+    )(world_map)
     api.route(
         "GET",
         "/api/status",
@@ -261,6 +277,32 @@ async def delete_character(req: ApiRequest) -> CharacterDeleteResponse:
     req.ctx.sessions.character_deleted(character_id)
     await req.ctx.hub.character_deleted(character_id)
     return CharacterDeleteResponse(character_id=character_id)
+
+
+async def world_map(req: ApiRequest) -> WorldMapOut:
+    world = req.ctx.world
+    players: Counter[int] = Counter(
+        p.character.location_id for p in req.ctx.hub.presences() if p.character is not None
+    )
+    shards: dict[int, list[int]] = {}
+    for shard in world.shards:
+        shards.setdefault(shard.location_id, []).append(shard.id)
+    return WorldMapOut(
+        name=world.name,
+        start_location_id=world.start_location_id,
+        locations=[
+            LocationOut(
+                id=loc.id,
+                name=loc.name,
+                description=loc.description,
+                neighbours=sorted(loc.neighbours),
+                safe=loc.safe,
+                shard_ids=shards.get(loc.id, []),
+                players=players[loc.id],
+            )
+            for loc in sorted(world.locations, key=lambda loc: loc.id)
+        ],
+    )
 
 
 async def status(req: ApiRequest) -> StatusResponse:

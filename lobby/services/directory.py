@@ -42,8 +42,9 @@ from lobby.ratelimit import RateLimiter
 from lobby.services._common import acting_character, register_handler
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
+from protocol.rest import PeerInfoOut
 
-__all__ = ["DirectoryService", "PeerEntry", "PeerInfoOut", "PeerLookupQuery"]
+__all__ = ["DirectoryService", "PeerEntry", "PeerLookupQuery"]
 
 log = logging.getLogger("lobby.directory")
 
@@ -56,21 +57,6 @@ class PeerEntry:
     endpoints: tuple[str, ...]
     node_id: str | None
     public_key: str | None
-
-
-class PeerInfoOut(BaseModel):
-    """One directory entry (the fields of a ``PEER_INFO`` message)."""
-
-    character_id: int
-    character_name: str
-    ticket: str = Field(description="lobby-signed peer ticket")
-    endpoints: list[str]
-    faction: str | None = None
-    location_id: int | None = None
-    node_id: str | None = Field(default=None, description="peer id of the ticket's public key")
-    public_key: str | None = Field(default=None, description="Ed25519, unpadded base64url")
-    online: bool = True
-    level: int | None = None
 
 
 class PeerLookupQuery(BaseModel):

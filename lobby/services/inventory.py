@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lobby.characters import Character
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
-from lobby.services.models import InventoryOut, ItemOut
 from lobby.storage import characters
 from lobby.storage.game_schema import items
 from protocol.errors import ErrorCode, LobbyError
+from protocol.rest import InventoryOut, ItemOut
 
 __all__ = ["InventoryService", "consume_item", "gold_of", "items_of"]
 

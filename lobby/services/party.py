@@ -47,14 +47,7 @@ from lobby.game.party import Party, PartyBook, PartyChange
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
 from lobby.services._common import ack, acting_character, register_handler
-from lobby.services.models import (
-    OkOut,
-    PartyCreateIn,
-    PartyIdIn,
-    PartyInviteIn,
-    PartyKickIn,
-    PartyOut,
-)
+from lobby.services.models import PartyCreateIn, PartyIdIn, PartyInviteIn, PartyKickIn
 from lobby.storage import characters
 from lobby.storage.game_schema import parties
 from protocol.errors import ErrorCode, LobbyError
@@ -68,6 +61,7 @@ from protocol.messages import (
     PartyKickMessage,
     PartyLeaveMessage,
 )
+from protocol.rest import OkOut, PartyOut
 
 __all__ = ["PartyService"]
 

@@ -75,19 +75,16 @@ from lobby.services._common import (
     register_handler,
     stored_character,
 )
-from lobby.services.models import (
-    AetherfallOut,
-    EventOut,
-    EventsOut,
-    EventsQuery,
-    ShardOut,
-    ShardsOut,
-    WorldStateOut,
-)
+from lobby.services.models import EventsQuery
 from lobby.storage import characters
 from lobby.storage.game_schema import shard_owners, world_events, world_meta
 from protocol.errors import ErrorCode, LobbyError
-from protocol.messages import MessageType, ShardCaptureMessage, WorldEvent
+from protocol.messages import (
+    MessageType,
+    ShardCaptureMessage,
+    WorldEvent,
+)
+from protocol.rest import AetherfallOut, EventOut, EventsOut, ShardOut, ShardsOut, WorldStateOut
 
 __all__ = ["WorldService", "append_event"]
 

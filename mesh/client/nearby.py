@@ -93,22 +93,11 @@ class NearbyTracker:
             return self._position(msg, now)
         if isinstance(msg, PlayerJoinedAreaMessage):
             player = self._ensure(msg.character_id, msg.character_name, now)
-            player.location_id = msg.location_id
-            if msg.level is not None:
-                player.level = msg.level
-            if msg.faction is not None:
-                player.faction = msg.faction
-            if msg.position is not None:
-                player.position = msg.position
+            _refresh(player, msg.location_id, msg.level, msg.faction, msg.position)
             return True
         if isinstance(msg, PeerInfoMessage):
             player = self._ensure(msg.character_id, msg.character_name, now)
-            if msg.location_id is not None:
-                player.location_id = msg.location_id
-            if msg.faction is not None:
-                player.faction = msg.faction
-            if msg.level is not None:
-                player.level = msg.level
+            _refresh(player, msg.location_id, msg.level, msg.faction, None)
             player.peer_id = msg.node_id or player.peer_id
             return True
         if isinstance(msg, PlayerLeftAreaMessage):
@@ -136,13 +125,7 @@ class NearbyTracker:
                     self.set_own(self.own_character_id, msg.location_id)
                 return True
             player = self._ensure(msg.character_id, msg.character_name, now)
-            player.level = msg.level
-            if msg.faction is not None:
-                player.faction = msg.faction
-            if msg.location_id is not None:
-                player.location_id = msg.location_id
-            if msg.position is not None:
-                player.position = msg.position
+            _refresh(player, msg.location_id, msg.level, msg.faction, msg.position)
             return True
         return False
 
@@ -169,3 +152,21 @@ class NearbyTracker:
         player.location_id = msg.location_id
         player.last_seen = now
         return True
+
+
+def _refresh(
+    player: NearbyPlayer,
+    location_id: int | None,
+    level: int | None,
+    faction: str | None,
+    position: Vec3 | None,
+) -> None:
+    """Take what a message says of ``player``; a field it leaves out (None) is kept."""
+    if location_id is not None:
+        player.location_id = location_id
+    if level is not None:
+        player.level = level
+    if faction is not None:
+        player.faction = faction
+    if position is not None:
+        player.position = position

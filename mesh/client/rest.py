@@ -10,7 +10,10 @@ returns the decoded JSON body. Every failure is a
 * the lobby could not be reached, timed out or answered something that is not
   JSON: :class:`~protocol.errors.ApiError` with ``status=0`` and
   ``code=ErrorCode.UNAVAILABLE`` (the aiohttp error is chained);
-* a call that needs a login before :meth:`LobbyRest.login`:
+* an answer that does not match the expected body (:mod:`protocol.rest`, with
+  :meth:`LobbyRest.call`): :class:`~protocol.errors.ApiError` with the HTTP
+  status and ``code=ErrorCode.UNAVAILABLE``;
+* a call that needs a login before the token is set:
   :class:`~protocol.errors.NotConnectedError`.
 """
 
@@ -18,13 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
-from protocol.errors import ApiError, ConfigError, ErrorCode, NotConnectedError
+from protocol.errors import ApiError, ConfigError, DecodeError, ErrorCode, NotConnectedError
+from protocol.rest import ErrorBody, parse_body
 
-__all__ = ["LobbyRest"]
+__all__ = ["LobbyRest", "api_error", "read_body", "unreachable"]
+
+M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger("mesh.client")
 
@@ -85,11 +92,7 @@ class LobbyRest:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ApiError(
-                f"the lobby at {self.base_url} is unreachable: {exc or type(exc).__name__}",
-                code=ErrorCode.UNAVAILABLE,
-                status=0,
-            ) from exc
+            raise unreachable(f"the lobby at {self.base_url}", exc) from exc
         try:
             data = json.loads(text) if text else None
         except ValueError as exc:
@@ -99,8 +102,24 @@ class LobbyRest:
                 status=status,
             ) from exc
         if status >= 400:
-            raise _api_error(method, path, status, data)
+            raise api_error(method, path, status, data)
         return data
+
+    async def call(
+        self,
+        model: type[M],
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        params: dict[str, str] | None = None,
+    ) -> M:
+        """One request whose answer is a ``model`` body (:mod:`protocol.rest`)."""
+        if body is None and method != "GET":
+            body = {}
+        data = await self.request(method, path, body, auth=auth, params=params)
+        return read_body(model, data, what=f"{method} {path}")
 
     async def get(
         self, path: str, *, auth: bool = True, params: dict[str, str] | None = None
@@ -114,19 +133,43 @@ class LobbyRest:
         return await self.request("DELETE", path)
 
 
-def _api_error(method: str, path: str, status: int, data: Any) -> ApiError:
-    code = ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST
-    message = f"{method} {path} failed with HTTP {status}"
-    details: dict[str, Any] = {}
-    if isinstance(data, dict):
-        raw_code = data.get("code")
-        try:
-            code = ErrorCode(str(raw_code))
-        except ValueError:
-            if raw_code is not None:
-                details["code"] = raw_code
-        if isinstance(data.get("message"), str):
-            message = data["message"]
-        if isinstance(data.get("details"), dict):
-            details.update(data["details"])
-    return ApiError(message, code=code, status=status, details=details)
+def read_body(model: type[M], data: object, *, what: str) -> M:
+    """``data`` (a decoded answer) as ``model``; :class:`ApiError` ``unavailable`` if it is not."""
+    try:
+        return parse_body(model, data, what=what)
+    except DecodeError as exc:
+        raise ApiError(str(exc), code=ErrorCode.UNAVAILABLE) from exc
+
+
+def unreachable(what: str, exc: BaseException) -> ApiError:
+    """The error for ``what`` (the lobby, its WebSocket) not answering: ``unavailable``."""
+    return ApiError(
+        f"{what} is unreachable ({exc or type(exc).__name__}); is the lobby running "
+        "there? (server_url, or SHARDS_SERVER_URL in the environment)",
+        code=ErrorCode.UNAVAILABLE,
+        status=0,
+    )
+
+
+def api_error(method: str, path: str, status: int, data: Any) -> ApiError:
+    """The :class:`ApiError` of an error answer: an :class:`ErrorBody`, or what is usable.
+
+    A code this client does not know becomes ``bad_request`` (``internal_error``
+    for 5xx) with the lobby's code kept in ``details["code"]``.
+    """
+    fallback = ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST
+    extra: dict[str, Any] = {}
+    if isinstance(data, dict) and data.get("code") not in set(ErrorCode):
+        if data.get("code") is not None:
+            extra["code"] = data["code"]
+        data = {**data, "code": fallback}
+    try:
+        body = ErrorBody.model_validate(data)
+    except ValidationError:
+        return ApiError(
+            f"{method} {path} failed with HTTP {status}",
+            code=fallback,
+            status=status,
+            details=extra,
+        )
+    return ApiError(body.message, code=body.code, status=status, details={**body.details, **extra})

@@ -2,7 +2,8 @@
 
 :class:`LobbySocket` keeps one ``/ws`` connection authenticated with the
 session's bearer token. Every message the lobby sends (one JSON object per
-text frame, or a JSON array of them: a batch) is decoded with
+text frame, or a JSON array of them: a batch, split by
+:func:`protocol.framing.decode_batch`) is decoded with
 :func:`protocol.codec.deserialize` and handed to ``on_message`` in order. A
 frame that does not decode becomes a local :class:`ErrorMessage` (the codec's
 error code), so protocol errors always reach handlers as ``ErrorMessage``.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -36,7 +36,7 @@ from typing import Literal
 
 import aiohttp
 
-from mesh.client.rest import LobbyRest
+from mesh.client.rest import LobbyRest, unreachable
 from protocol.codec import deserialize, error_message_from, serialize
 from protocol.crypto import FernetSealer
 from protocol.errors import (
@@ -46,6 +46,7 @@ from protocol.errors import (
     NotConnectedError,
     ProtocolError,
 )
+from protocol.framing import decode_batch
 from protocol.messages.base import BaseMessage
 from protocol.messages.system import HeartbeatMessage
 
@@ -226,11 +227,7 @@ class LobbySocket:
                 status=exc.status,
             ) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ApiError(
-                f"the lobby WebSocket at {self._rest.ws_url} is unreachable: {exc}",
-                code=ErrorCode.UNAVAILABLE,
-                status=0,
-            ) from exc
+            raise unreachable(f"the lobby WebSocket at {self._rest.ws_url}", exc) from exc
 
     async def _run(self) -> None:
         while True:
@@ -290,7 +287,7 @@ class LobbySocket:
     def _on_frame(self, text: str) -> None:
         try:
             plain = self._decode(text)
-            items = _split_batch(plain)
+            items = decode_batch(plain)
         except (ProtocolError, UnicodeError) as exc:
             err = exc if isinstance(exc, ProtocolError) else DecodeError(str(exc))
             self._on_message(error_message_from(err))
@@ -309,19 +306,3 @@ class LobbySocket:
             if self.is_open():
                 with contextlib.suppress(NotConnectedError):
                     await self.send(HeartbeatMessage(sent_at=time.time()))
-
-
-def _split_batch(text: str) -> list[str]:
-    """One frame: a JSON object (one message) or a JSON array of objects (a batch)."""
-    stripped = text.lstrip()
-    if not stripped.startswith("["):
-        return [text]
-    try:
-        items = json.loads(stripped)
-        if not isinstance(items, list):  # pragma: no cover - starts with "["
-            raise DecodeError("batched frame is not a JSON array")
-        return [json.dumps(item) for item in items]
-    except RecursionError:
-        raise DecodeError("batched frame is nested too deeply") from None
-    except ValueError as exc:
-        raise DecodeError(f"batched frame is not JSON: {exc}") from exc

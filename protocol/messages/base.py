@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "Count",
     "Details",
     "Finite",
+    "Handler",
     "Gold",
     "Id",
     "Level",
@@ -58,6 +60,10 @@ __all__ = [
     "Token",
     "new_message_id",
 ]
+
+Handler = Callable[[Any], Any]
+"""``handler(message)`` for messages of one type: a plain function or a coroutine function
+(what ``PeerNode.register_handler`` and ``NetworkClient.register_handler`` take)."""
 
 MAX_MESSAGE_SIZE = 64 * 1024
 """Largest serialized message :func:`protocol.deserialize` accepts by default (bytes)."""

@@ -105,7 +105,7 @@ async def test_a_wrong_secret_fails_cleanly_and_the_lobby_serves_others(
         )
         await wrong.send_chat("can anyone read this?")  # does not open: the lobby closes 1008
         await wrong.wait_connection_state("closed")
-        assert wrong.socket is not None and wrong.socket.last_close_code == 1008
+        assert wrong.session.socket is not None and wrong.session.socket.last_close_code == 1008
         await goodbyes.wait_for(1)
         with pytest.raises(NotConnectedError):
             await wrong.send_chat("anyone?")
@@ -125,13 +125,12 @@ async def test_encryption_refused_when_the_lobby_does_not_offer_it(tmp_path: Pat
         client = NetworkClient(
             plain.url, p2p_port=0, encryption_enabled=True, encryption_key=SECRET
         )
-        try:
-            with pytest.raises(ApiError) as info:
-                await client.connect("someone", "password123", register=True)
-            assert info.value.code == ErrorCode.UNAVAILABLE
-            client.encryption_key = None
-            with pytest.raises(ApiError) as info:
-                await client.connect("someone", "password123")
-            assert info.value.code == ErrorCode.VALIDATION_ERROR
-        finally:
-            await client.disconnect()
+        with pytest.raises(ApiError) as info:
+            await client.connect("someone", "password123", register=True)
+        assert info.value.code == ErrorCode.UNAVAILABLE
+        keyless = NetworkClient(plain.url, p2p_port=0, encryption_enabled=True)
+        with pytest.raises(ApiError) as info:
+            await keyless.connect("someone", "password123")
+        assert info.value.code == ErrorCode.VALIDATION_ERROR
+        # a refused connect closed what it opened: nothing to disconnect, no warning
+        assert client.connection_state == keyless.connection_state == "idle"

@@ -91,9 +91,9 @@ async def test_nearby_players_follow_moves(make_client: ClientFactory) -> None:
 async def test_ticket_renewal_keeps_the_mesh_working(make_client: ClientFactory) -> None:
     alice = await make_client("Alice")
     old = alice.ticket
-    assert alice._renewal is not None  # scheduled at 80 % of the ticket's lifetime
-    await alice._renew(float("inf"))  # what the timer runs
+    assert alice.ticket_renewal_scheduled()  # at 80 % of the ticket's lifetime
+    await alice.renew_ticket()  # what the timer runs
     assert alice.ticket is not None and alice.ticket != old
-    assert alice._renewal is not None  # and the next renewal is scheduled
+    assert alice.ticket_renewal_scheduled()  # and the next renewal is scheduled
     bob = await make_client("Bob")  # a new peer handshakes with the renewed ticket
     assert (await bob.send_whisper("Alice", "fresh ticket?")).path == "direct"

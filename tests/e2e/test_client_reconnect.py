@@ -32,7 +32,7 @@ async def test_peers_survive_lobby_restart(
     bob.register_handler(MessageType.CHAT, chats)
     alice.register_handler(MessageType.DISCONNECT, goodbyes)
     assert (await alice.send_whisper("Bob", "before")).path == "direct"
-    token = alice.rest.token
+    token = alice.session.rest.token
     port, data_dir = master.port, master.settings.data_dir
 
     await master.stop()
@@ -48,8 +48,8 @@ async def test_peers_survive_lobby_restart(
     async with MasterServer(settings=settings) as again:
         await alice.wait_connection_state("connected")
         await bob.wait_connection_state("connected")
-        assert alice.rest.token == token  # same session, no new login
-        assert alice.socket is not None and alice.socket.reconnects >= 1
+        assert alice.session.rest.token == token  # same session, no new login
+        assert alice.session.socket is not None and alice.session.socket.reconnects >= 1
         mid = await alice.send_chat("back again")
         await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
         after = await alice.send_whisper("Bob", "after")
@@ -67,11 +67,11 @@ async def test_dropped_socket_resumes_inside_grace(
     left, chats = Inbox(), Inbox()
     bob.register_handler(MessageType.PLAYER_LEFT_AREA, left)
     bob.register_handler(MessageType.CHAT, chats)
-    assert alice.socket is not None
-    await alice.socket.drop()
+    assert alice.session.socket is not None
+    await alice.session.socket.drop()
     await alice.wait_connection_state("reconnecting")
     await alice.wait_connection_state("connected")
-    assert alice.socket.reconnects == 1
+    assert alice.session.socket.reconnects == 1
     mid = await alice.send_chat("still here")
     await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
     assert left.items == []  # resumed silently: nobody saw Alice leave
@@ -83,7 +83,7 @@ async def test_revoked_session_ends_reconnection(make_client: ClientFactory) -> 
     bob = await make_client("Bob")
     goodbyes = Inbox()
     alice.register_handler(MessageType.DISCONNECT, goodbyes)
-    await alice.rest.post("/api/auth/logout")  # the session is revoked elsewhere
+    await alice.session.rest.post("/api/auth/logout")  # the session is revoked elsewhere
     await alice.wait_connection_state("closed")  # the retry got 401: no more attempts
     await goodbyes.wait_until(lambda xs: any(m.reason == "lobby connection lost" for m in xs))
     with pytest.raises(NotConnectedError):

@@ -9,13 +9,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mesh.client import NearbyTracker, ReconnectPolicy
-from mesh.client.rest import _api_error
-from mesh.client.socket import _split_batch
+from mesh.client.rest import api_error
 from mesh.discovery.base import PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory, parse_endpoint
 from mesh.terminal_lobby import LobbyCommandError, parse_lobby_command
 from protocol.crypto import Identity, issue_ticket, public_key_raw
-from protocol.errors import CryptoError, DecodeError, ErrorCode
+from protocol.errors import CryptoError, ErrorCode
 from protocol.messages.characters import CharacterUpdateMessage
 from protocol.messages.location import (
     LocationUpdateMessage,
@@ -151,15 +150,8 @@ def test_parse_lobby_commands() -> None:
 # -- framing and errors ----------------------------------------------------------------------
 
 
-def test_batched_frames_split() -> None:
-    assert _split_batch('{"type": "chat"}') == ['{"type": "chat"}']
-    assert len(_split_batch('[{"type": "a"}, {"type": "b"}]')) == 2
-    with pytest.raises(DecodeError):
-        _split_batch("[not json")
-
-
 def test_api_error_translation() -> None:
-    err = _api_error(
+    err = api_error(
         "POST", "/x", 409, {"code": "name_taken", "message": "taken", "details": {"a": 1}}
     )
     assert (err.status, err.code, err.message, err.details) == (
@@ -168,7 +160,7 @@ def test_api_error_translation() -> None:
         "taken",
         {"a": 1},
     )
-    odd = _api_error("GET", "/y", 502, "gateway")
+    odd = api_error("GET", "/y", 502, "gateway")
     assert odd.status == 502 and odd.code == ErrorCode.INTERNAL_ERROR
-    unknown = _api_error("GET", "/z", 418, {"code": "teapot"})
+    unknown = api_error("GET", "/z", 418, {"code": "teapot"})
     assert unknown.code == ErrorCode.BAD_REQUEST and unknown.details["code"] == "teapot"

@@ -42,4 +42,6 @@ def test_bad_shards_p2p_port_is_a_config_error(monkeypatch: pytest.MonkeyPatch, 
 
 def test_good_shards_p2p_port_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHARDS_P2P_PORT", "0")
-    assert NetworkClient("http://127.0.0.1:1").p2p_port == 0
+    assert NetworkClient("http://127.0.0.1:1").peers.settings.port == 0
+    monkeypatch.delenv("SHARDS_P2P_PORT")  # unset: the node's own default (None)
+    assert NetworkClient("http://127.0.0.1:1").peers.settings.port is None
