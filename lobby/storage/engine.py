@@ -15,6 +15,10 @@ Two ways in, both async context managers yielding an ``AsyncConnection``:
   cheaper and fairer than retrying ``SQLITE_BUSY``); PostgreSQL runs writers
   concurrently at READ COMMITTED, so a service that reads then writes value
   there must lock its rows (``select(...).with_for_update()``).
+
+Bound parameters (password hashes, token hashes) are never logged: the engine
+hides them from its SQL log and its error messages (``hide_parameters``), and
+aiosqlite's DEBUG records, which print each call with its arguments, are dropped.
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ class Database:
             kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(parsed, **kwargs)
+        # bound parameters hold password and token hashes: never in a log line or an error
+        engine = create_async_engine(parsed, hide_parameters=True, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         db = cls(engine)
@@ -126,6 +131,18 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection (waits for none: callers finish first)."""
         await self.engine.dispose()
+
+
+class _NoDebugRecords(logging.Filter):
+    """Drops aiosqlite's DEBUG records: each prints a call with its bound parameters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_AIOSQLITE_LOG = logging.getLogger("aiosqlite")
+if not any(isinstance(f, _NoDebugRecords) for f in _AIOSQLITE_LOG.filters):
+    _AIOSQLITE_LOG.addFilter(_NoDebugRecords())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
