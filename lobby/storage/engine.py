@@ -18,7 +18,8 @@ Two ways in, both async context managers yielding an ``AsyncConnection``:
 
 Bound parameters (password hashes, token hashes) are never logged: the engine
 hides them from its SQL log and its error messages (``hide_parameters``), and
-aiosqlite's DEBUG records, which print each call with its arguments, are dropped.
+the DEBUG records of aiosqlite (each call with its arguments) and of SQLAlchemy's
+SQL log (result rows) are dropped.
 """
 
 from __future__ import annotations
@@ -134,15 +135,19 @@ class Database:
 
 
 class _NoDebugRecords(logging.Filter):
-    """Drops aiosqlite's DEBUG records: each prints a call with its bound parameters."""
+    """Drops DEBUG records of a logger whose DEBUG output carries secrets."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.DEBUG
 
 
-_AIOSQLITE_LOG = logging.getLogger("aiosqlite")
-if not any(isinstance(f, _NoDebugRecords) for f in _AIOSQLITE_LOG.filters):
-    _AIOSQLITE_LOG.addFilter(_NoDebugRecords())
+# aiosqlite's DEBUG records print each call with its bound parameters; SQLAlchemy's
+# (its SQL log at DEBUG) print result rows, password hashes among them. Their INFO
+# and higher records (SQL text, parameters hidden) stay.
+for _name in ("aiosqlite", "sqlalchemy.engine.Engine"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _NoDebugRecords) for f in _logger.filters):
+        _logger.addFilter(_NoDebugRecords())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
