@@ -11,8 +11,9 @@ migration's transaction (run through ``AsyncConnection.run_sync``), so it may us
 ``metadata.create_all``, ``op``-style DDL via ``conn.execute(text(...))`` or
 plain inserts. Each migration commits on its own together with its
 ``schema_version`` row: a crash between two migrations leaves a consistent,
-resumable database (on SQLite the runner opens the transaction itself, so DDL is
-inside it too; the driver would otherwise commit each ``CREATE``). A migration
+resumable database (on SQLite the runner opens the transaction itself, ``BEGIN
+IMMEDIATE``, so DDL is inside it too and lobbies starting together on one file
+take turns; the driver would otherwise commit each ``CREATE``). A migration
 that rebuilds tables sets ``foreign_keys_off``: on SQLite it then runs with
 foreign key enforcement off (dropping a parent table would otherwise cascade into
 its children) and must leave ``PRAGMA foreign_key_check`` clean. A database newer
@@ -155,9 +156,11 @@ def run_migrations(conn: Connection, now: float) -> list[int]:
     Each migration commits with its ``schema_version`` row; on failure the
     migration's transaction is rolled back and a StorageError names it.
     """
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:  # lobbies starting together on one file: one at a time from here
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
     schema.schema_version.create(conn, checkfirst=True)
     conn.commit()
-    sqlite = conn.dialect.name == "sqlite"
     done: list[int] = []
     for migration in pending(conn):
         keys_off = sqlite and migration.foreign_keys_off
@@ -165,7 +168,11 @@ def run_migrations(conn: Connection, now: float) -> list[int]:
             if keys_off:  # outside any transaction: SQLite ignores it inside one
                 conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             if sqlite:
-                conn.exec_driver_sql("BEGIN")
+                # the write lock now: a lobby starting beside us may have applied it meanwhile
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                if migration.version in _applied(conn):
+                    conn.commit()
+                    continue
             migration.upgrade(conn)
             if keys_off:
                 _check_foreign_keys(conn)

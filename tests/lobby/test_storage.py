@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,15 @@ async def _insert_new(conn: AsyncConnection) -> None:
         )
     )  # fmt: skip
     await conn.execute(insert(items).values(template_id=1, owner_id=character_id, created_at=2.0))
+
+
+async def test_lobbies_opening_one_new_sqlite_file_together_take_turns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/together.sqlite3"
+    opened = await asyncio.gather(*(Database.open(url, now=1.0) for _ in range(4)))
+    try:
+        async with opened[0].read() as conn:
+            versions = (await conn.execute(text("SELECT version FROM schema_version"))).scalars()
+            assert sorted(versions) == sorted(m.version for m in MIGRATIONS)
+    finally:
+        for db in opened:
+            await db.close()
