@@ -8,8 +8,8 @@ go into a bounded backlog (``ws_backlog_max``, oldest dropped first), and a
 reconnect with the same session within the window resumes it silently (no
 leave/join announcements) and receives the backlog first. "The same session" is
 the session id, its account and its token hash together: nothing resumes by a
-row id alone. A client that says
-goodbye (a ``DISCONNECT`` message, or closing with code 1000) leaves at once. When the grace runs
+row id alone. A client that says goodbye (a ``DISCONNECT`` message, or closing
+with code 1000) leaves at once. When the grace runs
 out (checked by :meth:`Hub.expire`, driven by the injectable clock) or the
 session logs out, the presence leaves: ``on_leave`` hooks run and players at
 the same location get ``PLAYER_LEFT_AREA``. A presence with a character that
