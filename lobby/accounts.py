@@ -16,10 +16,12 @@ they are also kept off one of them (thread affinity, inherited the same way), so
 the loop always finds a CPU free of hashing: on 2 CPUs this roughly halves the
 logins per second a storm gets through, and keeps ``/api/status`` answering fast.
 
-Lockout (per account and per source address) counts failed logins within
-``login_failure_window``; reaching the limit refuses further attempts for
-``login_lockout`` seconds with ``ACCOUNT_LOCKED`` and a ``retry_after`` hint,
-even with the right password.
+Guessing is throttled by :class:`~lobby.ratelimit.LoginThrottle` (its docstring
+has the policy): a refused attempt is answered ``ACCOUNT_LOCKED`` (HTTP 429) with
+``details.retry_after`` and ``details.reason`` before any password is checked. No
+address can lock an account against its owner: a lock is per (account, address),
+and the account-wide hourly budget only refuses addresses that never logged in to
+(or registered) the account.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lobby.config import Clock, LobbySettings
-from lobby.ratelimit import Lockout
+from lobby.ratelimit import LoginAttempt, LoginPolicy, LoginThrottle
 from lobby.storage import Database, accounts
 from protocol.errors import ErrorCode, LobbyError
 
@@ -135,21 +137,24 @@ class AccountService:
         self._settings = settings
         self._clock = clock
         self.hashing = PasswordHashing(settings)
-        self._account_lockout = Lockout(
-            settings.login_max_failures_per_account,
-            settings.login_failure_window,
-            settings.login_lockout,
-            clock,
-        )
-        self._address_lockout = Lockout(
-            settings.login_max_failures_per_address,
-            settings.login_failure_window,
-            settings.login_lockout,
+        self.throttle = LoginThrottle(
+            LoginPolicy(
+                pair_failures=settings.login_max_failures_per_account,
+                pair_window=settings.login_failure_window,
+                pair_lockout=settings.login_lockout,
+                account_failures_per_hour=settings.login_account_failures_per_hour,
+                address_failures_per_hour=settings.login_max_failures_per_address,
+                known_addresses=settings.login_known_addresses,
+            ),
             clock,
         )
 
-    async def register(self, username: str, password: str) -> Account:
-        """Create an account; ``USERNAME_TAKEN`` if the name exists in any letter case."""
+    async def register(self, username: str, password: str, address: str | None = None) -> Account:
+        """Create an account; ``USERNAME_TAKEN`` if the name exists in any letter case.
+
+        ``address`` (the registering client's) becomes a known-good address of the
+        account: it chose the password.
+        """
         key = username.casefold()
         password_hash = await self.hashing.hash(password)
         now = self._clock()
@@ -172,21 +177,35 @@ class AccountService:
                 code=ErrorCode.USERNAME_TAKEN,
                 details={"username": username},
             ) from None
+        if address is not None:
+            self.throttle.remember(key, address)
         log.info("account=%d registered as %r", account_id, username)
         return Account(account_id, username, now, self._settings.is_admin(username))
 
     async def authenticate(self, username: str, password: str, address: str) -> Account:
         """Check a login; raise ``INVALID_CREDENTIALS`` or ``ACCOUNT_LOCKED`` (with retry_after)."""
         key = username.casefold()
-        locked = max(
-            self._account_lockout.locked_for(key), self._address_lockout.locked_for(address)
-        )
-        if locked > 0:
+        attempt = self.throttle.admit(key, address)
+        if not isinstance(attempt, LoginAttempt):
             raise LobbyError(
                 "too many failed logins: try again later",
                 code=ErrorCode.ACCOUNT_LOCKED,
-                details={"retry_after": round(locked, 3)},
+                details={"retry_after": round(attempt.retry_after, 3), "reason": attempt.reason},
             )
+        try:
+            account = await self._check_password(key, password)
+        except BaseException:
+            self.throttle.release(attempt)
+            raise
+        if account is None:
+            if self.throttle.failed(attempt):
+                log.warning("address %s locked out of account %r after failed logins", address, key)
+            raise LobbyError("wrong username or password", code=ErrorCode.INVALID_CREDENTIALS)
+        self.throttle.succeeded(attempt)
+        return account
+
+    async def _check_password(self, key: str, password: str) -> Account | None:
+        """The account if ``password`` is its password (rehashed if due), else None."""
         async with self._db.read() as conn:
             row = (
                 await conn.execute(
@@ -200,14 +219,7 @@ class AccountService:
             ).first()
         ok = await self.hashing.verify(row.password_hash if row else None, password)
         if row is None or not ok:
-            locked = max(
-                self._account_lockout.record_failure(key),
-                self._address_lockout.record_failure(address),
-            )
-            if locked:
-                log.warning("login locked for account %r / address %s", username, address)
-            raise LobbyError("wrong username or password", code=ErrorCode.INVALID_CREDENTIALS)
-        self._account_lockout.reset(key)
+            return None
         now = self._clock()
         values: dict[str, object] = {"last_login_at": now}
         if self.hashing.needs_rehash(row.password_hash):

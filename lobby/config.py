@@ -78,10 +78,23 @@ class LobbySettings(BaseSettings):
     rest_burst_per_address: float = Field(default=200.0, ge=1)
     rest_rate_per_account: float = Field(default=20.0, gt=0)
     rest_burst_per_account: float = Field(default=60.0, ge=1)
-    login_max_failures_per_account: int = Field(default=5, ge=1)
-    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_max_failures_per_account: int = Field(
+        default=5, ge=1, description="failed logins to an account from one address within "
+        "login_failure_window that lock that address (only) out of it for login_lockout",
+    )  # fmt: skip
+    login_max_failures_per_address: int = Field(
+        default=50, ge=1, description="failed logins an hour from one address (all accounts) "
+        "before it may only log in to accounts it logged in to before",
+    )  # fmt: skip
     login_failure_window: float = Field(default=300.0, gt=0)
     login_lockout: float = Field(default=300.0, gt=0)
+    login_account_failures_per_hour: int = Field(
+        default=30, ge=1, description="failed logins an hour to one account from addresses "
+        "that never logged in to it (as many again from those that did)",
+    )  # fmt: skip
+    login_known_addresses: int = Field(
+        default=8, ge=1, description="addresses remembered per account as known-good"
+    )
 
     # -- WebSocket ------------------------------------------------------------------------
     ws_max_message_size: int = Field(

@@ -6,8 +6,10 @@ Presence is per session: a session connects with its token, and the hub keeps a
 presence stays for ``reconnect_grace`` seconds: messages routed to it meanwhile
 go into a bounded backlog (``ws_backlog_max``, oldest dropped first), and a
 reconnect with the same session within the window resumes it silently (no
-leave/join announcements) and receives the backlog first. A client that says
-goodbye (a ``DISCONNECT`` message, or closing with code 1000) leaves at once. When the grace runs
+leave/join announcements) and receives the backlog first. "The same session" is
+the session id, its account and its token hash together: nothing resumes by a
+row id alone. A client that says goodbye (a ``DISCONNECT`` message, or closing
+with code 1000) leaves at once. When the grace runs
 out (checked by :meth:`Hub.expire`, driven by the injectable clock) or the
 session logs out, the presence leaves: ``on_leave`` hooks run and players at
 the same location get ``PLAYER_LEFT_AREA``. A presence with a character that
@@ -30,6 +32,7 @@ Extension points for services:
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -81,6 +84,8 @@ class Presence:
     account_id: int
     username: str
     is_admin: bool
+    resume_key: str = field(repr=False)
+    """The session's token hash: a connection resumes this presence only with it."""
     character: CharacterInfo | None = None
     conn: Connection | None = None
     disconnected_at: float | None = None
@@ -206,9 +211,20 @@ class Hub:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def attach(self, conn: Connection, character: CharacterInfo | None) -> bool:
-        """Bind a new connection to its session's presence; True if it resumed one."""
+        """Bind a new connection to its session's presence; True if it resumed one.
+
+        A presence resumes only for the session that made it: same id, same account
+        and same token hash. A stale presence found under the id (another session's)
+        leaves first, and the connection starts a fresh one.
+        """
         session = conn.session
         p = self._presences.get(session.id)
+        if p is not None and not _same_session(p, session.account_id, session.token_hash):
+            # Left behind by another session under this id (ids are never reused, so
+            # only a database that lost its sequence gets here): never hand it over.
+            log.warning("%s: a presence of another session had its id; it leaves", conn.describe())
+            await self.end_session(session.id, reason="session ended")
+            p = None
         resumed = p is not None
         if p is None:
             p = Presence(
@@ -216,6 +232,7 @@ class Hub:
                 account_id=session.account_id,
                 username=session.username,
                 is_admin=session.is_admin,
+                resume_key=session.token_hash,
                 character=character,
             )
             self._presences[session.id] = p
@@ -432,3 +449,7 @@ class Hub:
             await hook(p)
         except Exception:
             log.exception("presence hook %r failed for session=%d", hook, p.session_id)
+
+
+def _same_session(p: Presence, account_id: int, token_hash: str) -> bool:
+    return p.account_id == account_id and hmac.compare_digest(p.resume_key, token_hash)

@@ -7,7 +7,9 @@ tokens. Each authenticated REST call or WS message slides the expiry to
 ``session_touch_interval`` seconds (so a session may expire up to that much
 earlier than its last use + ttl). Logout deletes the row; expired rows are
 deleted by :meth:`SessionStore.cleanup`, run periodically by the server.
-Sessions are rows in the database, so they survive a lobby restart.
+Sessions are rows in the database, so they survive a lobby restart. A session
+id is never reused (see :mod:`lobby.storage.migrations`), and anything a session
+can resume is bound to its account and :attr:`Session.token_hash` as well.
 
 The database is authoritative; :meth:`SessionStore.authenticate` keeps what it
 read in a bounded in-memory cache (by token hash) and answers from it for at
@@ -27,7 +29,7 @@ import hashlib
 import json
 import logging
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -67,6 +69,9 @@ class Session:
     expires_at: float
     character_id: int | None
     peer_info: dict[str, Any] | None
+    token_hash: str = field(repr=False)
+    """The stored hash of the session's token: what binds state the session may resume
+    (a presence in its reconnect grace) to this session rather than to its row id."""
 
     def describe(self) -> str:
         """``session=<id> account=<id>`` for log lines (never the token)."""
@@ -98,12 +103,13 @@ class SessionStore:
     async def create(self, account: Account) -> tuple[str, Session]:
         """A new session for ``account``: ``(token, session)``; the token is shown once."""
         token = secrets.token_urlsafe(32)
+        token_hash = hash_token(token)
         now = self._clock()
         expires = now + self._settings.session_ttl
         async with self._db.write() as conn:
             result = await conn.execute(
                 insert(sessions).values(
-                    token_hash=hash_token(token),
+                    token_hash=token_hash,
                     account_id=account.id,
                     created_at=now,
                     last_seen_at=now,
@@ -122,6 +128,7 @@ class SessionStore:
             expires_at=expires,
             character_id=None,
             peer_info=None,
+            token_hash=token_hash,
         )
         log.info("login %s", session.describe())
         return token, session
@@ -299,4 +306,5 @@ class SessionStore:
             expires_at=float(row["expires_at"]),
             character_id=None if row["character_id"] is None else int(row["character_id"]),
             peer_info=json.loads(peer_info) if peer_info else None,
+            token_hash=str(row["token_hash"]),
         )

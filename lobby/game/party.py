@@ -2,10 +2,13 @@
 
 Rules (refusals are :class:`~protocol.errors.GameRuleError`):
 
-* any member may invite (``NOT_IN_PARTY`` otherwise); an invite expires
-  ``rules.invite_ttl_seconds`` after it was made; inviting again refreshes it;
+* any member may invite (``NOT_IN_PARTY`` otherwise); an invite names the
+  character and the account owning it, and expires ``rules.invite_ttl_seconds``
+  after it was made; inviting again refreshes it; it dies with the character
+  (:meth:`PartyBook.drop_invites`);
 * accepting needs a live invite (``NOT_FOUND`` if none, ``INVITE_EXPIRED`` once
-  ``now >= expires_at``) and room (``PARTY_FULL``: members count against
+  ``now >= expires_at``, ``FORBIDDEN`` if it was made to another account's
+  character of that id, which drops it) and room (``PARTY_FULL``: members count against
   ``rules.party_size_limit``; pending invites do not, but inviting into a full
   party is refused);
 * only the leader kicks or disbands (``NOT_PARTY_LEADER``); the leader cannot kick
@@ -53,12 +56,18 @@ class PartyMember:
 class PartyInvite:
     party_id: str
     character_id: int
+    account_id: int
+    """The account owning ``character_id`` when it was invited: only it may accept."""
     invited_by: int
     created_at: float
     expires_at: float
 
     def expired(self, now: float) -> bool:
         return now >= self.expires_at
+
+    def names(self, character_id: int, account_id: int) -> bool:
+        """True if this invite is for ``character_id`` of ``account_id``."""
+        return self.character_id == character_id and self.account_id == account_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +128,16 @@ class Party:
     def is_full(self) -> bool:
         return len(self.members) >= self.size_limit
 
-    def live_invite(self, character_id: int, now: float) -> PartyInvite | None:
+    def live_invite(
+        self, character_id: int, now: float, *, account_id: int | None = None
+    ) -> PartyInvite | None:
+        """The unexpired invite of ``character_id`` (of ``account_id``, when given)."""
         invite = self.invites.get(character_id)
-        return invite if invite is not None and not invite.expired(now) else None
+        if invite is None or invite.expired(now):
+            return None
+        if account_id is not None and invite.account_id != account_id:
+            return None
+        return invite
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The ``PARTY_UPDATE`` payload; expired invites are left out."""
@@ -153,7 +169,8 @@ class Party:
 
     # -- transitions -----------------------------------------------------------------------
 
-    def invite(self, actor_id: int, invitee_id: int, *, now: float) -> PartyChange:
+    def invite(self, actor_id: int, invitee_id: int, *, account_id: int, now: float) -> PartyChange:
+        """Invite character ``invitee_id``, owned by ``account_id``."""
         self._require_open()
         self._require_member(actor_id)
         if self.is_member(invitee_id):
@@ -167,17 +184,26 @@ class Party:
         self.invites[invitee_id] = PartyInvite(
             party_id=self.party_id,
             character_id=invitee_id,
+            account_id=account_id,
             invited_by=actor_id,
             created_at=now,
             expires_at=now + self.invite_ttl,
         )
         return self._change("invited", actor_id, invitee_id, now, extra=(invitee_id,))
 
-    def accept(self, character_id: int, name: str, *, now: float) -> PartyChange:
+    def accept(self, character_id: int, name: str, *, account_id: int, now: float) -> PartyChange:
+        """Accept as ``character_id`` of ``account_id`` (the account the invite names)."""
         self._require_open()
         invite = self.invites.get(character_id)
         if invite is None:
             refuse(ErrorCode.NOT_FOUND, "no invite to this party", party_id=self.party_id)
+        if invite.account_id != account_id:
+            del self.invites[character_id]  # it names a character that no longer exists
+            refuse(
+                ErrorCode.FORBIDDEN,
+                "this invite was made to another account's character",
+                party_id=self.party_id,
+            )
         if invite.expired(now):
             del self.invites[character_id]
             refuse(
@@ -247,6 +273,10 @@ class Party:
         self.disbanded = True
         return self._change("disbanded", actor_id, None, now, extra=former)
 
+    def drop_invite(self, character_id: int) -> PartyInvite | None:
+        """Withdraw the invite of ``character_id`` (deleted), if any; return it."""
+        return self.invites.pop(character_id, None)
+
     def expire_invites(self, now: float) -> list[PartyInvite]:
         """Drop and return the invites that have expired by ``now``."""
         gone = [i for i in self.invites.values() if i.expired(now)]
@@ -271,6 +301,7 @@ class Party:
             "invites": [
                 {
                     "character_id": i.character_id,
+                    "account_id": i.account_id,
                     "invited_by": i.invited_by,
                     "created_at": i.created_at,
                     "expires_at": i.expires_at,
@@ -281,7 +312,11 @@ class Party:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Party:
-        """Rebuild from :meth:`to_dict` output (members in join order)."""
+        """Rebuild from :meth:`to_dict` output (members in join order).
+
+        An invite stored without its account (written by a version that did not
+        record it) is dropped: nobody could tell whom it was meant for.
+        """
         party = cls(
             party_id=str(data["party_id"]),
             leader_id=int(data["leader_id"]),
@@ -293,9 +328,12 @@ class Party:
         for m in data.get("members", []):
             party._add(int(m["character_id"]), str(m["name"]), float(m["joined_at"]))
         for i in data.get("invites", []):
+            if i.get("account_id") is None:
+                continue
             invite = PartyInvite(
                 party_id=party.party_id,
                 character_id=int(i["character_id"]),
+                account_id=int(i["account_id"]),
                 invited_by=int(i["invited_by"]),
                 created_at=float(i["created_at"]),
                 expires_at=float(i["expires_at"]),
@@ -368,12 +406,14 @@ class PartyBook:
     def parties(self) -> list[Party]:
         return list(self._parties.values())
 
-    def invites_for(self, character_id: int, now: float) -> list[PartyInvite]:
-        """The live invites a character holds, oldest first."""
+    def invites_for(
+        self, character_id: int, now: float, *, account_id: int | None = None
+    ) -> list[PartyInvite]:
+        """The live invites a character (of ``account_id``, when given) holds, oldest first."""
         found = [
             invite
             for party in self._parties.values()
-            if (invite := party.live_invite(character_id, now)) is not None
+            if (invite := party.live_invite(character_id, now, account_id=account_id)) is not None
         ]
         return sorted(found, key=lambda i: i.created_at)
 
@@ -415,7 +455,7 @@ class PartyBook:
         self.add(party)
         return change
 
-    def invite(self, actor_id: int, invitee_id: int, *, now: float) -> PartyChange:
+    def invite(self, actor_id: int, invitee_id: int, *, account_id: int, now: float) -> PartyChange:
         party = self._party_of_member(actor_id)
         if invitee_id in self._member_of:
             refuse(
@@ -423,12 +463,14 @@ class PartyBook:
                 f"character {invitee_id} is already in a party",
                 character_id=invitee_id,
             )
-        return party.invite(actor_id, invitee_id, now=now)
+        return party.invite(actor_id, invitee_id, account_id=account_id, now=now)
 
-    def accept(self, character_id: int, name: str, party_id: str, *, now: float) -> PartyChange:
+    def accept(
+        self, character_id: int, name: str, party_id: str, *, account_id: int, now: float
+    ) -> PartyChange:
         party = self._existing(party_id)
         self._require_free(character_id)
-        change = party.accept(character_id, name, now=now)
+        change = party.accept(character_id, name, account_id=account_id, now=now)
         self._member_of[character_id] = party_id
         # Joining one party voids the character's invites to every other.
         for other in self._parties.values():
@@ -463,6 +505,10 @@ class PartyBook:
                 del self._member_of[cid]
         self._forget_if_disbanded(party)
         return change
+
+    def drop_invites(self, character_id: int) -> list[Party]:
+        """The character is gone: withdraw its invites; return the parties that had one."""
+        return [p for p in self._parties.values() if p.drop_invite(character_id) is not None]
 
     def expire_invites(self, now: float) -> list[PartyInvite]:
         gone: list[PartyInvite] = []

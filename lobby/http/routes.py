@@ -156,7 +156,7 @@ def add_core_routes(api: Api) -> None:
 
 async def register(req: ApiRequest) -> RegisterResponse:
     body = req.body_as(RegisterRequest)
-    account = await req.ctx.accounts.register(body.username, body.password)
+    account = await req.ctx.accounts.register(body.username, body.password, req.address)
     return RegisterResponse(account_id=account.id, username=account.username)
 
 

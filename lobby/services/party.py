@@ -18,7 +18,10 @@ every member - and to whoever was removed or invited - on every change;
 ``PARTY_UPDATE`` and its live invites again.
 
 Invites expire after ``rules.invite_ttl_seconds`` (``ERROR invite_expired``, read
-from the injectable clock). When the leader leaves, the longest-standing member
+from the injectable clock). An invite names the character and its account: only
+that account's character accepts it (``ERROR forbidden`` otherwise), and deleting
+the character withdraws its invites (members get a ``PARTY_UPDATE``), so a later
+character can never inherit one. When the leader leaves, the longest-standing member
 leads; when the leader goes offline for good (reconnect grace over), leadership
 passes to the longest-standing member who is online, if any. Membership itself
 survives going offline. Deleting a character removes it from its party.
@@ -135,18 +138,21 @@ class PartyService:
     ) -> tuple[PartyChange, int]:
         target = await self._find_character(target_id, target_name)
         async with self._lock:
-            change = self._book().invite(me, target.id, now=self._now())
+            change = self._book().invite(
+                me, target.id, account_id=target.account_id, now=self._now()
+            )
             await self._persist(change)
         self._announce(change)
         return change, target.id
 
-    async def accept(self, me: int, my_name: str, party_id: str) -> PartyChange:
+    async def accept(self, me: int, my_name: str, my_account: int, party_id: str) -> PartyChange:
+        """Accept as character ``me`` of account ``my_account`` (the invite must name both)."""
         async with self._lock:
             book = self._book()
             try:
-                change = book.accept(me, my_name, party_id, now=self._now())
+                change = book.accept(me, my_name, party_id, account_id=my_account, now=self._now())
             except LobbyError as exc:
-                if exc.code is ErrorCode.INVITE_EXPIRED:  # the expired invite was dropped
+                if exc.code in (ErrorCode.INVITE_EXPIRED, ErrorCode.FORBIDDEN):  # invite dropped
                     party = book.get(party_id)
                     if party is not None:
                         await self._write(party)
@@ -200,7 +206,7 @@ class PartyService:
 
     async def on_accept(self, conn: Connection, msg: PartyAcceptMessage) -> None:
         me = acting_character(conn)
-        change = await self.accept(me.id, me.name, msg.party_id)
+        change = await self.accept(me.id, me.name, conn.session.account_id, msg.party_id)
         ack(conn, msg.message_id, party_id=change.party_id)
 
     async def on_decline(self, conn: Connection, msg: PartyDeclineMessage) -> None:
@@ -300,7 +306,8 @@ class PartyService:
         party_id = req.request.match_info.get("party_id", "")
         party = self._book().get(party_id)
         if party is None or not (
-            party.is_member(me.id) or party.live_invite(me.id, self._now()) is not None
+            party.is_member(me.id)
+            or party.live_invite(me.id, self._now(), account_id=me.account_id) is not None
         ):
             raise LobbyError(
                 "no such party", code=ErrorCode.NOT_FOUND, details={"party_id": party_id[:64]}
@@ -327,7 +334,7 @@ class PartyService:
 
     async def rest_accept(self, req: ApiRequest) -> PartyOut:
         me = await self._rest_character(req)
-        change = await self.accept(me.id, me.name, req.body_as(PartyIdIn).party_id)
+        change = await self.accept(me.id, me.name, me.account_id, req.body_as(PartyIdIn).party_id)
         return self._out_of(change)
 
     async def rest_decline(self, req: ApiRequest) -> OkOut:
@@ -361,7 +368,7 @@ class PartyService:
         party = book.party_of(me.id)
         if party is not None:
             self._push_update(party, party.member_ids())
-        for invite in book.invites_for(me.id, ctx.clock()):
+        for invite in book.invites_for(me.id, ctx.clock(), account_id=presence.account_id):
             ctx.hub.send_to_session(
                 presence.session_id, self._invite_message(invite.party_id, me.id)
             )
@@ -393,7 +400,11 @@ class PartyService:
         self._push_update(party, party.member_ids())
 
     async def _on_character_deleted(self, db: AsyncConnection, character: Character) -> None:
+        """Inside the deletion's transaction: its invites die with it, and it leaves its party."""
         book = self._book()
+        for invited in book.drop_invites(character.id):
+            await _write_party(db, invited, self._now())
+            self._push_update(invited, invited.member_ids())
         if book.party_of(character.id) is None:
             return
         change = book.leave(character.id, now=self._now())

@@ -15,6 +15,11 @@ Two ways in, both async context managers yielding an ``AsyncConnection``:
   cheaper and fairer than retrying ``SQLITE_BUSY``); PostgreSQL runs writers
   concurrently at READ COMMITTED, so a service that reads then writes value
   there must lock its rows (``select(...).with_for_update()``).
+
+Bound parameters (password hashes, token hashes) are never logged: the engine
+hides them from its SQL log and its error messages (``hide_parameters``), and
+the DEBUG records of aiosqlite (each call with its arguments) and of SQLAlchemy's
+SQL log (result rows) are dropped.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class Database:
             kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(parsed, **kwargs)
+        # bound parameters hold password and token hashes: never in a log line or an error
+        engine = create_async_engine(parsed, hide_parameters=True, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         db = cls(engine)
@@ -126,6 +132,22 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection (waits for none: callers finish first)."""
         await self.engine.dispose()
+
+
+class _NoDebugRecords(logging.Filter):
+    """Drops DEBUG records of a logger whose DEBUG output carries secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+# aiosqlite's DEBUG records print each call with its bound parameters; SQLAlchemy's
+# (its SQL log at DEBUG) print result rows, password hashes among them. Their INFO
+# and higher records (SQL text, parameters hidden) stay.
+for _name in ("aiosqlite", "sqlalchemy.engine.Engine"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _NoDebugRecords) for f in _logger.filters):
+        _logger.addFilter(_NoDebugRecords())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

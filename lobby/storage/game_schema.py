@@ -8,8 +8,9 @@ the shared :data:`lobby.storage.metadata` so they can reference ``characters``.
 * ``shard_owners``: one row per shard ever captured (the owning faction, when, by whom).
 * ``world_events``: the append-only event log (captures, reality shifts, Aetherfalls).
 * ``parties``: one row per live party, its state as JSON (members, leader, invites).
-* ``items``: every item instance with a unique id, owned by exactly one character
-  (the single ``owner_id`` column makes "owned twice" unrepresentable).
+* ``items``: every item instance with a unique id, never reused (``AUTOINCREMENT``
+  on SQLite), owned by exactly one character (the single ``owner_id`` column makes
+  "owned twice" unrepresentable).
 * ``trades``: the record of every completed exchange.
 
 Gold lives on ``characters.gold`` (migration 1).
@@ -92,6 +93,7 @@ items = Table(
     ),
     Column("created_at", Float, nullable=False),
     Index("ix_items_owner", "owner_id"),
+    sqlite_autoincrement=True,  # migration 3: an item id is never reused
 )
 
 trades = Table(
@@ -113,3 +115,4 @@ if not any(m.version == GAME_MIGRATION_VERSION for m in MIGRATIONS):
             create_tables(world_meta, shard_owners, world_events, parties, items, trades),
         )
     )
+    MIGRATIONS.sort(key=lambda m: m.version)

@@ -9,7 +9,8 @@ after the newest migration.
 Times are stored as float seconds since the epoch (the injectable clock's
 unit), names are unique case-insensitively through a ``*_key`` column holding
 the case-folded name (portable between SQLite and PostgreSQL, unlike functional
-indexes on ``lower()`` with non-ASCII text).
+indexes on ``lower()`` with non-ASCII text). Ids of accounts, characters and
+sessions are never handed out twice (``AUTOINCREMENT`` on SQLite since migration 3).
 """
 
 from __future__ import annotations
@@ -118,3 +119,5 @@ def core_tables_v1(md: MetaData) -> tuple[Table, Table, Table, Table]:
 
 
 schema_version, accounts, characters, sessions = core_tables_v1(metadata)
+for _table in (accounts, characters, sessions):  # migration 3: ids are never reused
+    _table.dialect_kwargs["sqlite_autoincrement"] = True

@@ -9,7 +9,7 @@ import pytest
 
 from lobby import LobbySettings
 from lobby.keys import KEY_FILE_NAME, load_or_create_key
-from lobby.ratelimit import Lockout, RateLimiter, retry_after_header
+from lobby.ratelimit import RateLimiter, retry_after_header
 from protocol.errors import ConfigError
 from tests.lobby.support import FakeClock
 
@@ -43,19 +43,6 @@ def test_limiter_memory_is_bounded() -> None:
     for i in range(1000):
         limiter.hit(("addr", i))
     assert len(limiter) == 100
-
-
-def test_lockout_window_and_expiry() -> None:
-    clock = FakeClock(0.0)
-    lock = Lockout(max_failures=3, window=10, lockout=30, clock=clock)
-    lock.record_failure("a")
-    clock.advance(11)  # the first failure left the window
-    lock.record_failure("a")
-    assert lock.record_failure("a") == 0.0 and lock.locked_for("a") == 0.0
-    assert lock.record_failure("a") == 30
-    assert lock.locked_for("a") == 30
-    clock.advance(30)
-    assert lock.locked_for("a") == 0.0
 
 
 def test_lobby_key_is_created_private_and_reloaded(tmp_path: Path) -> None:

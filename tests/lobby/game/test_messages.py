@@ -104,8 +104,8 @@ def test_party_update_message(world: WorldDefinition) -> None:
     party, _ = Party.create(
         "p-1", leader_id=1, leader_name="Lead", now=0.0, rules=world.rules, name="Dawnbreakers"
     )
-    party.invite(1, 2, now=0.0)
-    party.accept(2, "Bea", now=1.0)
+    party.invite(1, 2, account_id=20, now=0.0)
+    party.accept(2, "Bea", account_id=20, now=1.0)
     msg = party_update_message(party, levels={1: 5}, locations={2: 3}, online={2: False})
     assert msg.party_id == "p-1" and msg.name == "Dawnbreakers" and msg.leader_id == 1
     assert [(m.character_id, m.character_name, m.is_leader) for m in msg.members] == [

@@ -11,6 +11,11 @@ from protocol.errors import ErrorCode, GameRuleError
 TTL = 60.0
 
 
+def owner(character_id: int) -> int:
+    """The account owning test character ``character_id`` (one account per character)."""
+    return 1000 + character_id
+
+
 @pytest.fixture
 def rules() -> RulesDef:
     return RulesDef(party_size_limit=3, invite_ttl_seconds=TTL)
@@ -21,8 +26,8 @@ def _party(rules: RulesDef, *members: int) -> Party:
     assert change.kind == "created" and change.notify == {1}
     t = 1.0
     for m in members:
-        party.invite(1, m, now=t)
-        party.accept(m, f"M{m}", now=t + 1)
+        party.invite(1, m, account_id=owner(m), now=t)
+        party.accept(m, f"M{m}", account_id=owner(m), now=t + 1)
         t += 2
     return party
 
@@ -43,13 +48,13 @@ def test_create_and_snapshot(rules: RulesDef) -> None:
 
 def test_invite_accept(rules: RulesDef) -> None:
     party = _party(rules)
-    change = party.invite(1, 2, now=10.0)
+    change = party.invite(1, 2, account_id=owner(2), now=10.0)
     assert change.kind == "invited" and change.subject_id == 2
     assert change.notify == {1, 2}
     assert change.snapshot["invites"] == [
         {"character_id": 2, "invited_by": 1, "expires_at": 10.0 + TTL}
     ]
-    change = party.accept(2, "Bea", now=10.0 + TTL - 0.001)
+    change = party.accept(2, "Bea", account_id=owner(2), now=10.0 + TTL - 0.001)
     assert change.kind == "joined" and change.notify == {1, 2}
     assert party.member_ids() == [1, 2]
     assert change.snapshot["invites"] == []
@@ -57,39 +62,39 @@ def test_invite_accept(rules: RulesDef) -> None:
 
 def test_accept_expired_invite_refused(rules: RulesDef) -> None:
     party = _party(rules)
-    party.invite(1, 2, now=10.0)
+    party.invite(1, 2, account_id=owner(2), now=10.0)
     with pytest.raises(GameRuleError) as exc:
-        party.accept(2, "Bea", now=10.0 + TTL)
+        party.accept(2, "Bea", account_id=owner(2), now=10.0 + TTL)
     assert _code(exc) == ErrorCode.INVITE_EXPIRED
     assert not party.is_member(2)
     # the expired invite is gone: a second try finds none
     with pytest.raises(GameRuleError) as exc:
-        party.accept(2, "Bea", now=10.0 + TTL)
+        party.accept(2, "Bea", account_id=owner(2), now=10.0 + TTL)
     assert _code(exc) == ErrorCode.NOT_FOUND
 
 
 def test_accept_without_invite(rules: RulesDef) -> None:
     party = _party(rules)
     with pytest.raises(GameRuleError) as exc:
-        party.accept(5, "X", now=0.0)
+        party.accept(5, "X", account_id=owner(5), now=0.0)
     assert _code(exc) == ErrorCode.NOT_FOUND
 
 
 def test_reinvite_refreshes(rules: RulesDef) -> None:
     party = _party(rules)
-    party.invite(1, 2, now=0.0)
-    party.invite(1, 2, now=50.0)
-    party.accept(2, "Bea", now=50.0 + TTL - 1)
+    party.invite(1, 2, account_id=owner(2), now=0.0)
+    party.invite(1, 2, account_id=owner(2), now=50.0)
+    party.accept(2, "Bea", account_id=owner(2), now=50.0 + TTL - 1)
     assert party.is_member(2)
 
 
 def test_decline(rules: RulesDef) -> None:
     party = _party(rules)
-    party.invite(1, 2, now=0.0)
+    party.invite(1, 2, account_id=owner(2), now=0.0)
     change = party.decline(2, now=1.0)
     assert change.kind == "declined" and change.notify == {1, 2}
     with pytest.raises(GameRuleError) as exc:
-        party.accept(2, "Bea", now=2.0)
+        party.accept(2, "Bea", account_id=owner(2), now=2.0)
     assert _code(exc) == ErrorCode.NOT_FOUND
     with pytest.raises(GameRuleError) as exc:
         party.decline(2, now=2.0)
@@ -99,26 +104,26 @@ def test_decline(rules: RulesDef) -> None:
 def test_invite_refusals(rules: RulesDef) -> None:
     party = _party(rules, 2)
     with pytest.raises(GameRuleError) as exc:
-        party.invite(9, 3, now=0.0)
+        party.invite(9, 3, account_id=owner(3), now=0.0)
     assert _code(exc) == ErrorCode.NOT_IN_PARTY
     with pytest.raises(GameRuleError) as exc:
-        party.invite(1, 2, now=0.0)
+        party.invite(1, 2, account_id=owner(2), now=0.0)
     assert _code(exc) == ErrorCode.ALREADY_IN_PARTY
-    party.invite(2, 3, now=0.0)  # any member may invite
+    party.invite(2, 3, account_id=owner(3), now=0.0)  # any member may invite
     assert party.live_invite(3, 1.0) is not None
 
 
 def test_size_limit(rules: RulesDef) -> None:
     party = _party(rules, 2)
-    party.invite(1, 3, now=10.0)
-    party.invite(1, 4, now=10.0)
-    party.accept(3, "C", now=11.0)
+    party.invite(1, 3, account_id=owner(3), now=10.0)
+    party.invite(1, 4, account_id=owner(4), now=10.0)
+    party.accept(3, "C", account_id=owner(3), now=11.0)
     assert party.is_full()
     with pytest.raises(GameRuleError) as exc:
-        party.accept(4, "D", now=11.0)
+        party.accept(4, "D", account_id=owner(4), now=11.0)
     assert _code(exc) == ErrorCode.PARTY_FULL
     with pytest.raises(GameRuleError) as exc:
-        party.invite(1, 5, now=11.0)
+        party.invite(1, 5, account_id=owner(5), now=11.0)
     assert _code(exc) == ErrorCode.PARTY_FULL
 
 
@@ -132,10 +137,10 @@ def test_leader_leaving_passes_to_longest_standing(rules: RulesDef) -> None:
 
 def test_leadership_tiebreak_by_join_order(rules: RulesDef) -> None:
     party, _ = Party.create("p", leader_id=1, leader_name="L", now=0.0, rules=rules)
-    party.invite(1, 3, now=0.0)
-    party.invite(1, 2, now=0.0)
-    party.accept(3, "C", now=5.0)
-    party.accept(2, "B", now=5.0)
+    party.invite(1, 3, account_id=owner(3), now=0.0)
+    party.invite(1, 2, account_id=owner(2), now=0.0)
+    party.accept(3, "C", account_id=owner(3), now=5.0)
+    party.accept(2, "B", account_id=owner(2), now=5.0)
     party.leave(1, now=6.0)
     assert party.leader_id == 3
 
@@ -151,12 +156,12 @@ def test_member_leaving_keeps_leader(rules: RulesDef) -> None:
 
 def test_last_member_leaving_disbands(rules: RulesDef) -> None:
     party = _party(rules)
-    party.invite(1, 2, now=0.0)
+    party.invite(1, 2, account_id=owner(2), now=0.0)
     change = party.leave(1, now=1.0)
     assert change.kind == "disbanded" and party.disbanded
     assert change.snapshot["invites"] == []
     with pytest.raises(GameRuleError) as exc:
-        party.invite(1, 2, now=2.0)
+        party.invite(1, 2, account_id=owner(2), now=2.0)
     assert _code(exc) == ErrorCode.NOT_FOUND
 
 
@@ -212,8 +217,8 @@ def test_promote(rules: RulesDef) -> None:
 
 def test_expire_invites_and_snapshot_hides_expired(rules: RulesDef) -> None:
     party = _party(rules)
-    party.invite(1, 2, now=0.0)
-    party.invite(1, 3, now=30.0)
+    party.invite(1, 2, account_id=owner(2), now=0.0)
+    party.invite(1, 3, account_id=owner(3), now=30.0)
     assert [i["character_id"] for i in party.snapshot(TTL)["invites"]] == [3]
     gone = party.expire_invites(TTL)
     assert [i.character_id for i in gone] == [2]
@@ -222,7 +227,7 @@ def test_expire_invites_and_snapshot_hides_expired(rules: RulesDef) -> None:
 
 def test_round_trip(rules: RulesDef) -> None:
     party = _party(rules, 2)
-    party.invite(2, 5, now=20.0)
+    party.invite(2, 5, account_id=owner(5), now=20.0)
     again = Party.from_dict(party.to_dict())
     assert again.snapshot(21.0) == party.snapshot(21.0)
     again.leave(1, now=30.0)
@@ -241,21 +246,21 @@ def test_book_one_party_per_character(world: WorldDefinition) -> None:
         book.create(1, "A", now=0.0)
     assert exc.value.code == ErrorCode.ALREADY_IN_PARTY
     with pytest.raises(GameRuleError) as exc:
-        book.invite(1, 2, now=0.0)
+        book.invite(1, 2, account_id=owner(2), now=0.0)
     assert exc.value.code == ErrorCode.ALREADY_IN_PARTY
-    book.invite(1, 3, now=0.0)
-    book.invite(2, 3, now=1.0)
+    book.invite(1, 3, account_id=owner(3), now=0.0)
+    book.invite(2, 3, account_id=owner(3), now=1.0)
     assert [i.party_id for i in book.invites_for(3, 2.0)] == [a.party_id, b.party_id]
-    book.accept(3, "C", a.party_id, now=2.0)
+    book.accept(3, "C", a.party_id, account_id=owner(3), now=2.0)
     party_a = book.party_of(3)
     assert party_a is not None and party_a.party_id == a.party_id
     # joining one party voided the other invite
     with pytest.raises(GameRuleError) as exc:
-        book.accept(3, "C", b.party_id, now=3.0)
+        book.accept(3, "C", b.party_id, account_id=owner(3), now=3.0)
     assert exc.value.code == ErrorCode.ALREADY_IN_PARTY
     book.leave(3, now=4.0)
     with pytest.raises(GameRuleError) as exc:
-        book.accept(3, "C", b.party_id, now=5.0)
+        book.accept(3, "C", b.party_id, account_id=owner(3), now=5.0)
     assert exc.value.code == ErrorCode.NOT_FOUND
 
 
@@ -267,8 +272,8 @@ def test_book_leave_kick_disband(world: WorldDefinition) -> None:
         book.create(5, "E", now=0.0, party_id="42")
     assert exc.value.code == ErrorCode.CONFLICT
     for cid in (2, 3, 4):
-        book.invite(1, cid, now=0.0)
-        book.accept(cid, f"C{cid}", pid, now=1.0)
+        book.invite(1, cid, account_id=owner(cid), now=0.0)
+        book.accept(cid, f"C{cid}", pid, account_id=owner(cid), now=1.0)
     with pytest.raises(GameRuleError) as exc:
         book.kick(2, 3, now=2.0)
     assert exc.value.code == ErrorCode.NOT_PARTY_LEADER
@@ -292,7 +297,7 @@ def test_book_leave_kick_disband(world: WorldDefinition) -> None:
 def test_book_last_leave_forgets_party(world: WorldDefinition) -> None:
     book = PartyBook(world.rules)
     pid = book.create(1, "A", now=0.0).party_id
-    book.invite(1, 2, now=0.0)
+    book.invite(1, 2, account_id=owner(2), now=0.0)
     book.leave(1, now=1.0)
     assert book.get(pid) is None and book.parties() == []
     assert book.invites_for(2, 1.0) == []
@@ -301,7 +306,7 @@ def test_book_last_leave_forgets_party(world: WorldDefinition) -> None:
 def test_book_expire_and_adopt(world: WorldDefinition) -> None:
     book = PartyBook(world.rules)
     book.create(1, "A", now=0.0)
-    book.invite(1, 2, now=0.0)
+    book.invite(1, 2, account_id=owner(2), now=0.0)
     assert [i.character_id for i in book.expire_invites(world.rules.invite_ttl_seconds)] == [2]
     other = Party.from_dict(
         {
@@ -315,3 +320,36 @@ def test_book_expire_and_adopt(world: WorldDefinition) -> None:
     with pytest.raises(GameRuleError) as exc:
         book.add(other)
     assert exc.value.code == ErrorCode.ALREADY_IN_PARTY
+
+
+def test_an_invite_names_the_account_and_dies_with_the_character(rules: RulesDef) -> None:
+    book = PartyBook(rules)
+    party = book.get(book.create(1, "Lead", now=0.0).party_id)
+    assert party is not None
+    book.invite(1, 2, account_id=owner(2), now=0.0)
+    # another account's character holding the same id is refused, and the stale invite goes
+    with pytest.raises(GameRuleError) as exc:
+        book.accept(2, "Usurper", party.party_id, account_id=owner(3), now=1.0)
+    assert _code(exc) is ErrorCode.FORBIDDEN
+    assert party.invites == {} and book.party_of(2) is None
+    with pytest.raises(GameRuleError) as exc:
+        book.accept(2, "Bea", party.party_id, account_id=owner(2), now=1.0)
+    assert _code(exc) is ErrorCode.NOT_FOUND
+    # visible only to the account it names
+    book.invite(1, 2, account_id=owner(2), now=2.0)
+    assert party.live_invite(2, 3.0, account_id=owner(3)) is None
+    assert [i.party_id for i in book.invites_for(2, 3.0, account_id=owner(2))] == [party.party_id]
+    assert book.invites_for(2, 3.0, account_id=owner(3)) == []
+    # deleting the character withdraws every invite it holds
+    assert book.drop_invites(2) == [party]
+    assert book.invites_for(2, 3.0) == [] and book.drop_invites(2) == []
+
+
+def test_a_stored_invite_without_its_account_is_dropped_on_load(rules: RulesDef) -> None:
+    party = _party(rules, 2)
+    party.invite(1, 3, account_id=owner(3), now=5.0)
+    data = party.to_dict()
+    assert Party.from_dict(data).invites[3].account_id == owner(3)
+    for invite in data["invites"]:
+        del invite["account_id"]  # as written before invites named their account
+    assert Party.from_dict(data).invites == {}

@@ -17,6 +17,11 @@ PROFILE = settings(max_examples=150, deadline=None, suppress_health_check=[Healt
 CHARS = st.integers(min_value=1, max_value=6)
 
 
+def owner(character_id: int) -> int:
+    """The account owning test character ``character_id`` (one account per character)."""
+    return 1000 + character_id
+
+
 party_ops = st.lists(
     st.tuples(
         st.sampled_from(["create", "invite", "accept", "decline", "leave", "kick", "disband"]),
@@ -40,12 +45,12 @@ def test_party_invariants(ops: list[tuple[str, int, int, float]]) -> None:
             if op == "create":
                 book.create(a, f"c{a}", now=now)
             elif op == "invite":
-                book.invite(a, b, now=now)
+                book.invite(a, b, account_id=owner(b), now=now)
             elif op in ("accept", "decline"):
                 invites = book.invites_for(a, now)
                 pid = invites[0].party_id if invites else "none"
                 if op == "accept":
-                    book.accept(a, f"c{a}", pid, now=now)
+                    book.accept(a, f"c{a}", pid, account_id=owner(a), now=now)
                 else:
                     book.decline(a, pid, now=now)
             elif op == "leave":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import func, select
 
 from lobby import MasterServer
-from lobby.storage.game_schema import items
+from lobby.storage.game_schema import items, parties
 from tests.lobby.services.conftest import MakePlayer
 from tests.lobby.support import FakeClock
 
@@ -117,3 +119,38 @@ async def test_deleting_a_character_leaves_its_party_and_drops_its_items(
             )
         ).scalar_one()
     assert left == 0
+
+
+async def test_an_invite_dies_with_its_character_and_never_reaches_a_newer_one(
+    server: MasterServer, make_player: MakePlayer
+) -> None:
+    """C invites A's character; A deletes it; B creates a character (which, with reused
+    ids, got the same id and the same starter item ids); B's accept is refused."""
+    carol = await make_player(name="Carol")
+    alice = await make_player(name="Alice")
+    party = (await carol.request("party_create"))["details"]["party_id"]
+    await carol.request("party_invite", target_id=alice.id)
+    await alice.next("party_invite", party_id=party)
+    status, kit = await alice.rest("GET", "/api/inventory")
+    assert status == 200 and kit["items"]
+    alice_items = {i["item_id"] for i in kit["items"]}
+    status, body = await carol.rest("GET", "/api/party")
+    assert [i["character_id"] for i in body["invites"]] == [alice.id]
+
+    status, _ = await alice.rest("DELETE", f"/api/characters/{alice.id}")
+    assert status == 200
+    status, before = await carol.rest("GET", "/api/party")
+    assert status == 200 and before["invites"] == []  # the invite went with the character
+    async with server.ctx.db.read() as db:
+        stored = (await db.execute(select(parties.c.data))).scalars().all()
+    assert [json.loads(d)["invites"] for d in stored] == [[]]
+
+    bob = await make_player(name="Bobby")
+    assert bob.id != alice.id  # ids are never reused ...
+    status, kit = await bob.rest("GET", "/api/inventory")
+    assert status == 200 and not alice_items & {i["item_id"] for i in kit["items"]}
+    assert await bob.refused("party_accept", party_id=party) == "not_found"
+    status, body = await bob.rest("POST", "/api/party/accept", {"party_id": party})
+    assert (status, body["code"]) == (404, "not_found")
+    status, body = await carol.rest("GET", "/api/party")
+    assert [m["character_id"] for m in body["members"]] == [carol.id]
