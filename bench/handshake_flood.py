@@ -74,12 +74,12 @@ class InitialFlood(threading.Thread):
         self.sent = 0
         self.errors = 0
         self.elapsed = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._progress = threading.Condition()
 
     def stop(self) -> None:
         """End the flood (returns at once; :meth:`join` to wait)."""
-        self._stop.set()
+        self._halt.set()
         with self._progress:
             self._progress.notify_all()
 
@@ -87,7 +87,7 @@ class InitialFlood(threading.Thread):
         """Block until ``n`` Initials were sent; False on timeout or when the flood ended first."""
         with self._progress:
             return self._progress.wait_for(
-                lambda: self.sent >= n or self._stop.is_set() or not self.is_alive(), timeout
+                lambda: self.sent >= n or self._halt.is_set() or not self.is_alive(), timeout
             ) and (self.sent >= n)
 
     def run(self) -> None:
@@ -96,7 +96,7 @@ class InitialFlood(threading.Thread):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         start = time.perf_counter()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 elapsed = time.perf_counter() - start
                 due = min(self.limit, int(elapsed * self.rate) + 1)
                 if elapsed >= self.duration or self.sent >= self.limit:
@@ -111,11 +111,11 @@ class InitialFlood(threading.Thread):
                     with self._progress:
                         self.sent += 1
                         self._progress.notify_all()
-                self._stop.wait(self.BATCH_INTERVAL)
+                self._halt.wait(self.BATCH_INTERVAL)
         finally:
             self.elapsed = time.perf_counter() - start
             sock.close()
-            self._stop.set()
+            self._halt.set()
             with self._progress:
                 self._progress.notify_all()
 
