@@ -56,10 +56,10 @@ class MeshConfig:
     state exists): while ``retry_threshold`` or more connections are handshaking
     (0: always), a new QUIC Initial is answered with a stateless Retry and only an
     Initial carrying a valid Retry token (bound to its source address and at most
-    ``retry_token_lifetime`` old) opens a connection; a source address (IPv4
-    address, IPv6 /64) begins at most ``max_handshakes_per_source`` handshakes per
-    ``dial_timeout`` (the longest one holds its slot) without a token, and as many
-    with one; the table behind that limit keeps at most ``gate_sources`` addresses.
+    ``retry_token_lifetime`` old) opens a connection; a source (IPv4 address, IPv6
+    /64) with ``max_handshakes_per_source`` connections opened without a token still
+    handshaking must answer a Retry too, and it may have as many validated ones
+    handshaking at a time; the table behind that limit keeps ``gate_sources`` sources.
     """
 
     max_connections: int = 10

@@ -104,7 +104,11 @@ class MeshCore(AdmissionMixin):
         self._server_config = self._quic_config(is_client=False)
         self._server_config.certificate = cert
         self._server_config.private_key = identity.signing_key
-        self.gate = InitialGate(self.config, versions=self._server_config.supported_versions)
+        self.gate = InitialGate(
+            self.config,
+            versions=self._server_config.supported_versions,
+            in_progress=self._handshaking_on,
+        )
         """Admits, retries or drops Initials to unknown connection ids (its ``stats``)."""
         self._epoch = os.urandom(EPOCH_SIZE)
         self._links: set[Link] = set()
@@ -414,6 +418,10 @@ class MeshCore(AdmissionMixin):
 
     def _handshaking(self) -> int:
         return sum(1 for link in self._links if not link.authenticated)
+
+    def _handshaking_on(self, cid: bytes) -> bool:
+        link = self._by_cid.get(cid)
+        return link is not None and not link.authenticated
 
     def _dialing(self, peer_id: str) -> bool:
         return any(

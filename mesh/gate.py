@@ -15,8 +15,8 @@ is allocated, what happens to such an Initial:
   what the connection would (the core refuses a wrong one after TLS).
 * :class:`Retry` (stateless address validation, RFC 9000 8.1.2) while the node
   is under pressure: ``retry_threshold`` or more connections are handshaking, or
-  the source began ``max_handshakes_per_source`` handshakes without a token
-  within the last ``dial_timeout``. The gate queues a Retry packet carrying a
+  ``max_handshakes_per_source`` connections the source opened without a token
+  are still handshaking. The gate queues a Retry packet carrying a
   token: an HMAC (key random per gate) over the source address, the original
   destination connection id, the Retry's source connection id and the time. A
   QUIC client (aioquic's included) answers it with a new Initial carrying the
@@ -24,22 +24,26 @@ is allocated, what happens to such an Initial:
   Nothing is kept per Retry. A Retry is about a tenth of the Initial that
   caused it, so it amplifies nothing.
 * :class:`Admit` the rest. An Initial with a valid token is admitted even under
-  pressure (its source address is proven), up to ``max_handshakes_per_source``
-  per ``dial_timeout`` from its source. Handshakes without a token are counted
-  apart: a forged flood in a victim's name only pushes the victim's peers
-  through a Retry, it never locks them out.
+  pressure (its source address is proven), while fewer than
+  ``max_handshakes_per_source`` validated connections from its source are
+  handshaking. Handshakes without a token are counted apart: a forged flood in a
+  victim's name only pushes the victim's peers through a Retry, it never locks
+  them out.
 
-The per-source counts are admissions within the last ``dial_timeout``, the
-longest a handshake holds its slot, so a source never holds more slots than its
-limit. A source is an IPv4 address or an IPv6 /64; the table keeps at most
-``gate_sources`` of them (the least recently admitted goes first).
+Per-source counts are of connections still handshaking (the caller's
+``in_progress`` answers for each connection the gate admitted): a handshake that
+is done, or failed, frees its source's place at once, so many honest peers
+behind one address connect one after the other. A source is an IPv4 address or
+an IPv6 /64; the table keeps at most ``gate_sources`` of them (the least recently
+admitted goes first: an evicted source starts from zero, the global limits
+still hold).
 
 The gate reads no clock and opens no socket: ``now`` is passed in, and the Retry
 packets wait in :meth:`InitialGate.datagrams_to_send` for the driver. Every
-:data:`Verdict` returned as :class:`Admit` is counted against its source: the
-caller must then open the connection with :attr:`Admit.original_dcid` and
-:attr:`Admit.retry_scid` (aioquic's ``original_destination_connection_id`` and
-``retry_source_connection_id``).
+:class:`Admit` is counted against its source until ``in_progress`` says otherwise:
+the caller must then open the connection, reachable by the Initial's destination
+id, with :attr:`Admit.original_dcid` and :attr:`Admit.retry_scid` (aioquic's
+``original_destination_connection_id`` and ``retry_source_connection_id``).
 """
 
 from __future__ import annotations
@@ -204,41 +208,42 @@ class RetryTokens:
 
 
 @dataclass(slots=True)
-class _Recent:
-    unvalidated: deque[float] = field(default_factory=deque)
-    validated: deque[float] = field(default_factory=deque)
+class _Admitted:
+    unvalidated: list[bytes] = field(default_factory=list)
+    validated: list[bytes] = field(default_factory=list)
 
 
 class _Sources:
-    """Admission times per source within ``window``; at most ``capacity`` sources."""
+    """The connection ids admitted per source that are still handshaking, for at most
+    ``capacity`` sources (least recently admitted evicted)."""
 
-    def __init__(self, window: float, capacity: int) -> None:
-        self._window = window
+    def __init__(self, capacity: int, in_progress: Callable[[bytes], bool]) -> None:
         self._capacity = capacity
-        self._table: OrderedDict[str, _Recent] = OrderedDict()
+        self._in_progress = in_progress
+        self._table: OrderedDict[str, _Admitted] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._table)
 
-    def count(self, key: str, now: float, *, validated: bool) -> int:
-        recent = self._table.get(key)
-        if recent is None:
+    def count(self, key: str, *, validated: bool) -> int:
+        entry = self._table.get(key)
+        if entry is None:
             return 0
-        times = recent.validated if validated else recent.unvalidated
-        horizon = now - self._window
-        while times and times[0] <= horizon:
-            times.popleft()
-        return len(times)
+        cids = entry.validated if validated else entry.unvalidated
+        cids[:] = [cid for cid in cids if self._in_progress(cid)]
+        if not entry.validated and not entry.unvalidated:
+            del self._table[key]
+        return len(cids)
 
-    def add(self, key: str, now: float, *, validated: bool) -> None:
-        recent = self._table.get(key)
-        if recent is None:
-            recent = self._table[key] = _Recent()
+    def add(self, key: str, cid: bytes, *, validated: bool) -> None:
+        entry = self._table.get(key)
+        if entry is None:
+            entry = self._table[key] = _Admitted()
             if len(self._table) > self._capacity:
                 self._table.popitem(last=False)
         else:
             self._table.move_to_end(key)
-        (recent.validated if validated else recent.unvalidated).append(now)
+        (entry.validated if validated else entry.unvalidated).append(cid)
 
 
 class InitialGate:
@@ -246,8 +251,10 @@ class InitialGate:
 
     ``config``: the node's :class:`~mesh.config.MeshConfig` (``max_handshakes``,
     ``retry_threshold``, ``max_handshakes_per_source``, ``retry_token_lifetime``,
-    ``gate_sources``, ``dial_timeout``, ``connection_id_length``); ``versions``: the
-    QUIC versions the node's server speaks; ``key``: the token key (random by
+    ``gate_sources``, ``connection_id_length``); ``versions``: the QUIC versions the
+    node's server speaks; ``in_progress(dcid)``: whether the connection opened for an
+    admitted Initial to ``dcid`` is still handshaking (False once it is authenticated
+    or gone); ``key``: the token key (random by
     default: tokens die with the gate); ``random``: the source of Retry
     connection ids (``os.urandom``). Raises :class:`MeshError` (``BAD_REQUEST``)
     for unusable settings. ``stats`` counts every decision.
@@ -258,6 +265,7 @@ class InitialGate:
         config: MeshConfig,
         *,
         versions: Collection[int],
+        in_progress: Callable[[bytes], bool],
         key: bytes | None = None,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -271,7 +279,7 @@ class InitialGate:
         self._tokens = RetryTokens(
             key if key is not None else os.urandom(32), config.retry_token_lifetime
         )
-        self._sources = _Sources(config.dial_timeout, config.gate_sources)
+        self._sources = _Sources(config.gate_sources, in_progress)
         self._outbox: deque[tuple[bytes, Address]] = deque()
         self._pressure_logged_at: float | None = None
         self.stats: dict[str, int] = {
@@ -312,15 +320,15 @@ class InitialGate:
             original = self._tokens.check(header.token, addr, dcid, now)
             if original is None:
                 return self._drop(Refusal.BAD_RETRY)
-            return self._admit(source_key(addr), now, Admit(original, dcid))
+            return self._admit(source_key(addr), dcid, Admit(original, dcid))
         if len(dcid) < MIN_ORIGINAL_CID:
             return self._drop(Refusal.SHORT_CID)
         if handshakes >= self._retry_threshold:
             return self._retry(header, version, addr, now, "handshake slots under pressure")
         key = source_key(addr)
-        if self._sources.count(key, now, validated=False) >= self._per_source:
-            return self._retry(header, version, addr, now, f"{key} began many handshakes")
-        return self._admit(key, now, Admit(dcid))
+        if self._sources.count(key, validated=False) >= self._per_source:
+            return self._retry(header, version, addr, now, f"{key} has many handshakes open")
+        return self._admit(key, dcid, Admit(dcid))
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         """The Retry packets queued since the last call, with their destinations."""
@@ -334,12 +342,12 @@ class InitialGate:
         self.stats[f"gate_refused_{reason.value}"] += 1
         return Drop(reason)
 
-    def _admit(self, key: str, now: float, admit: Admit) -> Verdict:
+    def _admit(self, key: str, dcid: bytes, admit: Admit) -> Verdict:
         if admit.validated:
-            if self._sources.count(key, now, validated=True) >= self._per_source:
+            if self._sources.count(key, validated=True) >= self._per_source:
                 return self._drop(Refusal.SOURCE_LIMIT)
             self.stats["gate_admitted_after_retry"] += 1
-        self._sources.add(key, now, validated=admit.validated)
+        self._sources.add(key, dcid, validated=admit.validated)
         self.stats["gate_admitted"] += 1
         return admit
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+import weakref
 
 import pytest
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
@@ -46,19 +47,38 @@ def first_initial(client: QuicConnection, now: float = 0.0) -> bytes:
     return data
 
 
+#: per gate, what a core would answer ``in_progress`` from: the admitted ids still handshaking
+LIVE: weakref.WeakKeyDictionary[InitialGate, set[bytes]] = weakref.WeakKeyDictionary()
+
+
 def gate_for(**changes: object) -> InitialGate:
-    return InitialGate(dataclasses.replace(MeshConfig(), **changes), versions=VERSIONS)
+    live: set[bytes] = set()
+    gate = InitialGate(
+        dataclasses.replace(MeshConfig(), **changes),
+        versions=VERSIONS,
+        in_progress=live.__contains__,
+    )
+    LIVE[gate] = live
+    return gate
 
 
 def screen(
     gate: InitialGate, data: bytes, addr: tuple[str, int], now: float, handshakes: int = 0
 ) -> Admit | Retry | Drop:
-    return gate.screen(parse(data), len(data), addr, now, handshakes=handshakes)
+    """``gate.screen``, and for an Admit what the core does: a connection is handshaking."""
+    header = parse(data)
+    verdict = gate.screen(header, len(data), addr, now, handshakes=handshakes)
+    if isinstance(verdict, Admit):
+        LIVE[gate].add(header.destination_cid)
+    return verdict
+
+
+def garbage_dcid(n: int, length: int = 8) -> bytes:
+    return n.to_bytes(length, "big")
 
 
 def garbage(n: int, *, dcid_len: int = 8, size: int = 1200, version: int = 1) -> bytes:
-    dcid = n.to_bytes(dcid_len, "big") if dcid_len else b""
-    return garbage_initial(dcid, b"S" * 8, size=size, version=version)
+    return garbage_initial(garbage_dcid(n, dcid_len), b"S" * 8, size=size, version=version)
 
 
 def test_what_cannot_be_a_peer_is_dropped_without_a_reply() -> None:
@@ -186,11 +206,25 @@ def test_a_busy_source_is_retried_then_limited_only_by_validated_handshakes() ->
         assert isinstance(screen(gate, again, HONEST, 0.2 + n, handshakes=20), Admit)
     _, again = _retried(gate, HONEST, 3.0)
     assert screen(gate, again, HONEST, 3.0, handshakes=20) == Drop(Refusal.SOURCE_LIMIT)
-    # another address of the same /32 is the same source; another host is not
+    # another port of the same address is the same source; another host is not
     assert isinstance(screen(gate, garbage(10), ("192.0.2.10", 1), 3.0), Retry)
     assert isinstance(screen(gate, garbage(11), ("192.0.2.99", 1), 3.0), Admit)
-    # a dial_timeout later the early handshakes no longer count
-    assert isinstance(screen(gate, garbage(12), HONEST, 5.0 + 0.01), Admit)
+    # a handshake that ends (done or failed) frees its place at once
+    LIVE[gate].discard(garbage_dcid(1))
+    assert isinstance(screen(gate, garbage(12), HONEST, 3.1), Admit)
+    assert isinstance(screen(gate, garbage(13), HONEST, 3.1), Retry)
+    gate.datagrams_to_send()
+    LIVE[gate].clear()  # and validated ones too: the refused Initial is welcome now
+    assert isinstance(screen(gate, again, HONEST, 3.2, handshakes=20), Admit)
+
+
+def test_many_honest_peers_behind_one_address_connect_one_after_the_other() -> None:
+    gate = gate_for(max_handshakes_per_source=2, retry_threshold=0)
+    for n in range(20):
+        _, again = _retried(gate, HONEST, float(n))
+        assert isinstance(screen(gate, again, HONEST, float(n), handshakes=1), Admit)
+        LIVE[gate].clear()  # its handshake completed
+    assert gate.stats["gate_refused_source_limit"] == 0
 
 
 def test_the_source_table_is_bounded() -> None:
