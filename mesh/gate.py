@@ -9,7 +9,8 @@ is allocated, what happens to such an Initial:
 * :class:`Drop` what cannot open a mesh connection, at the cost of a header
   parse: not an Initial, a datagram under 1,200 bytes, a QUIC version the node
   does not speak, a first destination connection id under 8 bytes (RFC 9000
-  7.2), an invalid or expired Retry token, a source over its limit, and
+  7.2), a token that is not a valid Retry token of this gate (the only tokens a
+  mesh client sends), a source over its limit, and
   everything once ``max_handshakes`` connections are handshaking. The ALPN is
   not checked here: it sits in the encrypted ClientHello, and reading it costs
   what the connection would (the core refuses a wrong one after TLS).
@@ -121,7 +122,9 @@ class Admit:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """A Retry was queued for the source (its source connection id); nothing is kept."""
+    """A Retry answers the Initial (``source_cid`` is its source connection id); nothing is
+    kept. It waits in :meth:`InitialGate.datagrams_to_send`, unless 256 already wait there
+    (counted in ``gate_retries_unsent``: the client's next Initial gets one)."""
 
     source_cid: bytes
 
@@ -254,10 +257,10 @@ class InitialGate:
     ``gate_sources``, ``connection_id_length``); ``versions``: the QUIC versions the
     node's server speaks; ``in_progress(dcid)``: whether the connection opened for an
     admitted Initial to ``dcid`` is still handshaking (False once it is authenticated
-    or gone); ``key``: the token key (random by
-    default: tokens die with the gate); ``random``: the source of Retry
-    connection ids (``os.urandom``). Raises :class:`MeshError` (``BAD_REQUEST``)
-    for unusable settings. ``stats`` counts every decision.
+    or gone); ``key``: the token key (random by default: tokens die with the gate);
+    ``random``: the source of Retry connection ids (``os.urandom``). Raises
+    :class:`MeshError` (``BAD_REQUEST``) for unusable settings. ``stats`` counts every
+    decision.
     """
 
     def __init__(
