@@ -119,3 +119,21 @@ async def test_an_honest_peer_connects_during_a_real_initial_flood(
 async def _still_connected(victim: PeerNode, honest: PeerNode) -> None:
     result = await asyncio.wait_for(honest.send_whisper(1, "through the flood"), 15.0)
     assert result.path == "direct"
+
+
+def test_peers_behind_one_address_all_connect_a_few_at_a_time() -> None:
+    """Per-source limits count handshakes in progress: a crowd behind one NAT gets in."""
+    net = SimNet(44, config=lambda: MeshConfig(retry_threshold=0, max_handshakes_per_source=2))
+    victim = net.add(1)
+    crowd = [net.add(10 + i) for i in range(6)]
+    for i, node in enumerate(crowd):  # one public address, a port each
+        del net.nodes[node.addr]
+        node.addr = ("198.51.100.7", 20000 + i)
+        net.nodes[node.addr] = node
+    for node in crowd:
+        net.connect(node, victim)
+    net.run_until(lambda: all(net.connected(node, victim) for node in crowd), limit=20.0)
+    stats = victim.core.gate.stats
+    assert stats["gate_admitted_after_retry"] >= len(crowd)
+    assert stats["gate_refused_source_limit"] > 0  # the limit did hold some back for a while
+    assert not any(isinstance(e, DialFailed) for node in crowd for e in node.events)
