@@ -220,9 +220,11 @@ def _measure(kind: str, attempts: int, gap: float, flood_seconds: float) -> dict
             with Child(flood_child, address, RATE, flood_seconds, name="flood") as flood:
                 flood.recv(30)
                 flood.call("start", timeout=30)
+                u0 = victim.call("usage")
                 loaded = d.call(
                     "dial", {"count": attempts, "first_id": 200, "gap": gap}, timeout=120
                 )
+                u1 = victim.call("usage")
                 sent = flood.call("halt", timeout=30)
             after = victim.call("stats")
     gate = {k: after[k] - before.get(k, 0) for k in after if k.startswith("gate_")}
@@ -230,6 +232,7 @@ def _measure(kind: str, attempts: int, gap: float, flood_seconds: float) -> dict
         "idle": {**_summary(idle["times"]), "errors": idle["errors"]},
         "flood": {**_summary(loaded["times"]), "errors": loaded["errors"]},
         "flood_sent": sent,
+        "victim_cores": (u1["cpu"] - u0["cpu"]) / max(u1["wall"] - u0["wall"], 1e-9),
         "victim_gate": gate,
     }
 
@@ -284,6 +287,14 @@ def run(quick: bool) -> dict[str, Any]:
             )
         )
         rows.append(row(loop=kind, metric="flood rate achieved", value=rate, unit="Initials/s"))
+        rows.append(
+            row(
+                loop=kind,
+                metric="victim CPU during the flood",
+                value=m["victim_cores"],
+                unit="cores",
+            )
+        )
         gate = m["victim_gate"]
         notes.append(
             f"{kind}: during the flood the victim sent {gate.get('gate_retries', 0)} Retries, "
