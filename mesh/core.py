@@ -23,6 +23,8 @@ Policy decisions documented here:
   are acknowledged and dropped.
 * Simultaneous dial: the connection whose client has the lower peer id wins;
   the other is closed with :attr:`CloseCode.DUPLICATE`.
+* An Initial to an unknown connection id opens a connection only if
+  :mod:`mesh.gate` admits it (QUIC Retry under pressure, per-source limits).
 * No session tickets, hence no 0-RTT: 0-RTT data is replayable and would arrive
   before the peer handshake (DESIGN.md, QUIC facts).
 * A peer's ticket is checked when a connection is authenticated, and the
