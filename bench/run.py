@@ -38,6 +38,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "rest": ("bench.rest", "REST: GET /api/world/state requests per second"),
     "login_storm": ("bench.login_storm", "login storm: /api/status p99 during logins"),
     "area": ("bench.area", "one area: 16 peers at 30 Hz, age of each view"),
+    "handshake_flood": (
+        "bench.handshake_flood",
+        "handshake flood: honest connect time, idle vs 1,000 garbage Initials/s",
+    ),
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

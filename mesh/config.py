@@ -51,6 +51,15 @@ class MeshConfig:
     by up to ``ack_delay_ticks`` ticks (:attr:`ack_delay`): 2.5 covers peers that
     get every tick and every 2nd tick, so an ACK to them never needs a packet of
     its own.
+
+    Admission of new inbound connections (:mod:`mesh.gate`, before any connection
+    state exists): while ``retry_threshold`` or more connections are handshaking
+    (0: always), a new QUIC Initial is answered with a stateless Retry and only an
+    Initial carrying a valid Retry token (bound to its source address and at most
+    ``retry_token_lifetime`` old) opens a connection; a source (IPv4 address, IPv6
+    /64) with ``max_handshakes_per_source`` connections opened without a token still
+    handshaking must answer a Retry too, and it may have as many validated ones
+    handshaking at a time; the table behind that limit keeps ``gate_sources`` sources.
     """
 
     max_connections: int = 10
@@ -75,6 +84,11 @@ class MeshConfig:
     ack_tuning: bool = True
     ack_delay_ticks: float = 2.5
     connection_id_length: int = 8
+    # admission of new inbound connections (mesh.gate)
+    retry_threshold: int = 16
+    max_handshakes_per_source: int = 8
+    retry_token_lifetime: float = 10.0
+    gate_sources: int = 4096
 
     @property
     def ack_delay(self) -> float:

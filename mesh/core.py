@@ -23,6 +23,8 @@ Policy decisions documented here:
   are acknowledged and dropped.
 * Simultaneous dial: the connection whose client has the lower peer id wins;
   the other is closed with :attr:`CloseCode.DUPLICATE`.
+* An Initial to an unknown connection id opens a connection only if
+  :mod:`mesh.gate` admits it (QUIC Retry under pressure, per-source limits).
 * No session tickets, hence no 0-RTT: 0-RTT data is replayable and would arrive
   before the peer handshake (DESIGN.md, QUIC facts).
 * A peer's ticket is checked when a connection is authenticated, and the
@@ -41,7 +43,7 @@ from collections import OrderedDict, deque
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, untyped
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from aioquic.quic.packet import pull_quic_header
 
 from mesh import _quicshim
 from mesh.admission import AdmissionMixin
@@ -49,6 +51,7 @@ from mesh.auth import Authenticator, PeerIdentity
 from mesh.certs import ALPN, make_certificate
 from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.events import CoreEvent, DialFailed, PeerDisconnected
+from mesh.gate import Admit, Drop, InitialGate
 from mesh.handshake import CloseCode, Handshake, HandshakeFailure
 from mesh.link import Address, Link
 from mesh.movement import MovementInbox, MovementOutbox
@@ -103,6 +106,12 @@ class MeshCore(AdmissionMixin):
         self._server_config = self._quic_config(is_client=False)
         self._server_config.certificate = cert
         self._server_config.private_key = identity.signing_key
+        self.gate = InitialGate(
+            self.config,
+            versions=self._server_config.supported_versions,
+            in_progress=self._handshaking_on,
+        )
+        """Admits, retries or drops Initials to unknown connection ids (its ``stats``)."""
         self._epoch = os.urandom(EPOCH_SIZE)
         self._links: set[Link] = set()
         self._touched: set[Link] = set()  # links that may have something to send
@@ -153,15 +162,12 @@ class MeshCore(AdmissionMixin):
             return
         link = self._by_cid.get(header.destination_cid)
         if link is None:
-            if (
-                header.packet_type != QuicPacketType.INITIAL
-                or len(data) < 1200
-                or header.version not in self._server_config.supported_versions
-                or self._handshaking() >= self.config.max_handshakes
-            ):
+            verdict = self.gate.screen(header, len(data), addr, now, handshakes=self._handshaking())
+            if isinstance(verdict, Drop):
                 self.stats["dropped_packets"] += 1
-                return
-            link = self._accept(header.destination_cid, addr, now)
+            if not isinstance(verdict, Admit):
+                return  # dropped, or answered by a Retry: no state kept
+            link = self._accept(header.destination_cid, addr, now, verdict)
         if link.terminated:
             return
         link.quic.receive_datagram(data, addr, now)
@@ -170,7 +176,7 @@ class MeshCore(AdmissionMixin):
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Every datagram the connections want to send now, with its destination."""
-        out: list[tuple[bytes, Address]] = []
+        out = self.gate.datagrams_to_send()
         touched = self._touched  # only these can have anything (MeshQuicConnection.watch)
         while touched:
             link = touched.pop()
@@ -363,9 +369,11 @@ class MeshCore(AdmissionMixin):
         self._by_cid[cid] = link
         link.cids.add(cid)
 
-    def _accept(self, odcid: bytes, addr: Address, now: float) -> Link:
+    def _accept(self, dcid: bytes, addr: Address, now: float, admit: Admit) -> Link:
         quic = _quicshim.MeshQuicConnection(
-            configuration=self._server_config, original_destination_connection_id=odcid
+            configuration=self._server_config,
+            original_destination_connection_id=admit.original_dcid,
+            retry_source_connection_id=admit.retry_scid,
         )
         handshake = Handshake(is_client=False, identity=self.identity, auth=self.auth)
         link = Link(
@@ -379,7 +387,7 @@ class MeshCore(AdmissionMixin):
         quic.watch(self._touched, link)
         quic.watch(self._timer_stale, link)
         self._links.add(link)
-        self._register(link, odcid)
+        self._register(link, dcid)
         self._register(link, quic.host_cid)
         return link
 
@@ -412,6 +420,10 @@ class MeshCore(AdmissionMixin):
 
     def _handshaking(self) -> int:
         return sum(1 for link in self._links if not link.authenticated)
+
+    def _handshaking_on(self, cid: bytes) -> bool:
+        link = self._by_cid.get(cid)
+        return link is not None and not link.authenticated
 
     def _dialing(self, peer_id: str) -> bool:
         return any(

@@ -250,8 +250,9 @@ class PeerNode:
 
     @property
     def stats(self) -> Mapping[str, int]:
-        """Counters of dropped input (bad datagrams, spoofed updates, bad relay envelopes...)."""
-        return self.core.stats
+        """Counters of dropped input (bad datagrams, spoofed updates, bad relay envelopes...)
+        and of the admission of new connections (``gate_*``, see :mod:`mesh.gate`)."""
+        return {**self.core.stats, **self.core.gate.stats}
 
     # handlers -----------------------------------------------------------------------
 
