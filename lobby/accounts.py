@@ -38,6 +38,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lobby.config import Clock, LobbySettings
+from lobby.metrics import LobbyMetrics
 from lobby.ratelimit import Lockout
 from lobby.storage import Database, accounts
 from protocol.errors import ErrorCode, LobbyError
@@ -80,7 +81,8 @@ class Account:
 class PasswordHashing:
     """argon2id hashing and verification in a bounded worker pool."""
 
-    def __init__(self, settings: LobbySettings) -> None:
+    def __init__(self, settings: LobbySettings, metrics: LobbyMetrics | None = None) -> None:
+        self._metrics = metrics or LobbyMetrics()
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost,
@@ -96,7 +98,8 @@ class PasswordHashing:
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._hasher.hash, password)
+        with self._metrics.hashing("hash"):
+            return await loop.run_in_executor(self._pool, self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True if ``password`` matches; ``None`` verifies against a dummy (always False)."""
@@ -116,9 +119,10 @@ class PasswordHashing:
     async def _verify(self, password_hash: str, password: str) -> bool:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._pool, self._hasher.verify, password_hash, password
-            )
+            with self._metrics.hashing("verify"):
+                return await loop.run_in_executor(
+                    self._pool, self._hasher.verify, password_hash, password
+                )
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
@@ -130,11 +134,18 @@ class PasswordHashing:
 class AccountService:
     """Register accounts and check logins."""
 
-    def __init__(self, db: Database, settings: LobbySettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: LobbySettings,
+        clock: Clock,
+        metrics: LobbyMetrics | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
-        self.hashing = PasswordHashing(settings)
+        self._metrics = metrics or LobbyMetrics()
+        self.hashing = PasswordHashing(settings, self._metrics)
         self._account_lockout = Lockout(
             settings.login_max_failures_per_account,
             settings.login_failure_window,
@@ -182,6 +193,7 @@ class AccountService:
             self._account_lockout.locked_for(key), self._address_lockout.locked_for(address)
         )
         if locked > 0:
+            self._metrics.login("locked")
             raise LobbyError(
                 "too many failed logins: try again later",
                 code=ErrorCode.ACCOUNT_LOCKED,
@@ -206,7 +218,11 @@ class AccountService:
             )
             if locked:
                 log.warning("login locked for account %r / address %s", username, address)
+            self._metrics.login("failed")
             raise LobbyError("wrong username or password", code=ErrorCode.INVALID_CREDENTIALS)
+        account = Account(
+            int(row.id), row.username, float(row.created_at), self._settings.is_admin(row.username)
+        )
         self._account_lockout.reset(key)
         now = self._clock()
         values: dict[str, object] = {"last_login_at": now}
@@ -214,9 +230,8 @@ class AccountService:
             values["password_hash"] = await self.hashing.hash(password)
         async with self._db.write() as conn:
             await conn.execute(update(accounts).where(accounts.c.id == row.id).values(**values))
-        return Account(
-            int(row.id), row.username, float(row.created_at), self._settings.is_admin(row.username)
-        )
+        self._metrics.login("ok")
+        return account
 
     async def close(self) -> None:
         await self.hashing.close()

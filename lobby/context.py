@@ -14,7 +14,8 @@ from a WS handler as ``conn.ctx``:
   which also appear in the OpenAPI document);
 * ``key`` (:class:`~lobby.keys.LobbyKey`, the ticket signing key);
 * ``services``: a dict where services may publish themselves by name for one
-  another (``ctx.services["parties"]``).
+  another (``ctx.services["parties"]``);
+* ``metrics`` (:class:`~lobby.metrics.LobbyMetrics`): this lobby's Prometheus families.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lobby.config import Clock, LobbySettings
+from lobby.metrics import LobbyMetrics
 
 if TYPE_CHECKING:
     from lobby.accounts import AccountService
@@ -53,3 +55,4 @@ class LobbyContext:
     key: LobbyKey
     started_at: float
     services: dict[str, Any] = field(default_factory=dict)
+    metrics: LobbyMetrics = field(default_factory=LobbyMetrics)

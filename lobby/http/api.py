@@ -167,6 +167,7 @@ class Api:
                 session = await ctx.sessions.authenticate(bearer_token(request))
                 wait = self._account_limiter.hit(("account", session.account_id))
                 if wait > 0:
+                    ctx.metrics.rate_limited("rest_account")
                     raise LobbyError(
                         "too many requests for this account",
                         code=ErrorCode.RATE_LIMITED,

@@ -149,6 +149,7 @@ class WebSocketEndpoint:
             if conn.close_code is None:
                 conn.close(ws.close_code or CLOSE_NORMAL, "closed")
             await conn.wait_closed()
+            ctx.metrics.ws_closed(conn.close_code)
             conn.finished.set()
             log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
         return ws
@@ -213,6 +214,7 @@ class WebSocketEndpoint:
             self._address_limiter.hit(conn.address),
         )
         if wait > 0:
+            ctx.metrics.rate_limited("ws_message")
             conn.flood_strikes += 1
             if conn.flood_strikes > ctx.settings.ws_flood_strikes:
                 log.warning("%s closed for flooding", conn.describe())
@@ -244,6 +246,7 @@ class WebSocketEndpoint:
         except ProtocolError as exc:
             conn.send(error_message_from(exc))
             return
+        ctx.metrics.received(msg.type)
         try:
             conn.session = await ctx.sessions.touch(conn.session)
         except LobbyError:
@@ -260,6 +263,8 @@ class WebSocketEndpoint:
                     return
             await ctx.hub.dispatch(conn, msg)
         except ShardsError as exc:
+            if exc.code is ErrorCode.RATE_LIMITED:
+                ctx.metrics.rate_limited("ws_handler")
             conn.send(error_message_from(exc, ref_id=msg.message_id))
         except Exception:
             log.exception("%s handler for %s failed", conn.describe(), msg.type)

@@ -248,6 +248,7 @@ class DirectoryService:
                 details={"target_id": msg.target_id},
             )
         self.relayed_messages += 1
+        ctx.metrics.relayed(len(msg.payload))
 
     # -- hooks ----------------------------------------------------------------------------
 
