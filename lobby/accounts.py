@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -146,6 +147,8 @@ class AccountService:
         self._clock = clock
         self._metrics = metrics or LobbyMetrics()
         self.hashing = PasswordHashing(settings, self._metrics)
+        self.login_checks: list[Callable[[Account], Awaitable[None]]] = []
+        """Run after the password checked out; one may refuse the login (e.g. a ban)."""
         self._account_lockout = Lockout(
             settings.login_max_failures_per_account,
             settings.login_failure_window,
@@ -223,6 +226,8 @@ class AccountService:
         account = Account(
             int(row.id), row.username, float(row.created_at), self._settings.is_admin(row.username)
         )
+        for check in self.login_checks:
+            await check(account)
         self._account_lockout.reset(key)
         now = self._clock()
         values: dict[str, object] = {"last_login_at": now}

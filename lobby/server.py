@@ -38,6 +38,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lobby.accounts import AccountService
+from lobby.admin import AdminService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
 from lobby.config import Clock, LobbySettings
@@ -51,6 +52,7 @@ from lobby.hub import Hub
 from lobby.keys import load_or_create_key
 from lobby.logs import request_middleware
 from lobby.metrics import LobbyMetrics, metrics_handler
+from lobby.pages import add_pages
 from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
@@ -106,6 +108,7 @@ class MasterServer:
         self.clock: Clock = clock or time.time
         self._services: list[LobbyService] = [
             ChatService(),
+            AdminService(),
             *with_game_services(services),
         ]
         self._ctx: LobbyContext | None = None
@@ -200,6 +203,7 @@ class MasterServer:
             )
             api.install(app, ctx)
             app.router.add_get("/ws", WebSocketEndpoint(ctx).handle)
+            add_pages(app)
             if s.metrics_enabled and s.metrics_port is None:
                 app.router.add_get("/metrics", metrics_handler(metrics))
             app.on_shutdown.append(self._on_shutdown)

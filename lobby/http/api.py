@@ -58,6 +58,8 @@ class Endpoint:
     response_model: type[BaseModel] | None = None
     status: int = 200
     auth: bool = True
+    admin: bool = False
+    """Only for ``admin_accounts`` (403 ``forbidden`` for any other, before the body is read)."""
     tags: tuple[str, ...] = ()
     path_params: dict[str, str] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
@@ -165,6 +167,8 @@ class Api:
             session: Session | None = None
             if endpoint.auth:
                 session = await ctx.sessions.authenticate(bearer_token(request))
+                if endpoint.admin and not session.is_admin:
+                    raise LobbyError("for admin accounts only", code=ErrorCode.FORBIDDEN)
                 wait = self._account_limiter.hit(("account", session.account_id))
                 if wait > 0:
                     ctx.metrics.rate_limited("rest_account")
