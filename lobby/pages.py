@@ -7,7 +7,9 @@ ever reaches the file system), with a Content-Security-Policy that allows
 scripts and styles from this origin only.
 
 * ``GET /admin``: the admin console (:mod:`lobby.admin` explains the API it calls);
-* ``GET /api/docs``: Swagger UI over ``/api/openapi.json``.
+* ``GET /api/docs``: Swagger UI over ``/api/openapi.json`` (``swagger-ui-dist`` 5.35.0 from
+  npm, its ``swagger-ui-bundle.js`` and ``swagger-ui.css`` as published, Apache-2.0: the
+  ``LICENSE`` and ``NOTICE`` files ship beside them).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def add_pages(app: web.Application) -> None:
     """Register ``/admin`` and ``/api/docs`` (and their asset files) on ``app``."""
     _mount(app, "/admin", STATIC_DIR / "admin", _ADMIN_CSP)
+    _mount(app, "/api/docs", STATIC_DIR / "docs", _DOCS_CSP)
 
 
 def _mount(app: web.Application, prefix: str, folder: Path, csp: str) -> None:
