@@ -1,24 +1,119 @@
-"""Request observation: route templates, latency metrics (and, below, the access log).
+"""Lobby logging: per-request ids on every line, an access log, text or JSON output.
 
-:func:`request_middleware` is the outermost aiohttp middleware of a lobby: it
-times every request and reports it to :class:`~lobby.metrics.LobbyMetrics` under
-its route template (never the raw path). WebSocket upgrades (status 101) are
-not timed: their "latency" is the life of the socket.
+Ids. :func:`request_middleware` (the outermost aiohttp middleware) gives each
+request a :class:`LogIds` in a context variable: ``request_id`` (the client's
+``X-Request-Id`` when it is a short token, else a new random one; echoed in the
+answer's ``X-Request-Id``), then ``session_id`` / ``account_id`` / ``peer_id``
+once the request authenticates (:func:`bind_session`, called by the REST
+wrapper and the WebSocket endpoint) and ``conn_id`` for a WebSocket. Everything
+logged while serving that request, including from tasks it starts (a
+connection's writer), carries them: :class:`IdsFilter` copies them onto each
+record, where both formatters find them.
+
+Access log. One INFO line per request on the ``lobby.access`` logger when the
+answer is done: ``METHOD ROUTE STATUS MS account=ID`` with the route *template*
+(``/api/characters/{character_id}``; ``(unmatched)`` for no route), never the
+raw path or query string, so a ``?token=`` never reaches a log. A WebSocket's
+line comes when it closes (status 101, its lifetime in ms).
+
+Formats (:func:`configure`, ``python -m lobby --log-format``):
+
+* ``text``: ``2026-01-01 12:00:00,000 INFO lobby.access: GET /api/status 200 0.4ms
+  account=- [request=9f2c...]``;
+* ``json``: one object per line: ``time`` (UTC ISO 8601), ``level``, ``logger``,
+  ``message``, the ids present, ``exc`` (a formatted traceback, when any) and,
+  for access lines, ``method``, ``route``, ``status``, ``ms``, ``account_id``.
 """
 
 from __future__ import annotations
 
+import contextvars
+import datetime
+import json
+import logging
+import re
+import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import IO, Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from lobby.metrics import UNMATCHED_ROUTE, LobbyMetrics
+from lobby.sessions import Session
 
-__all__ = ["request_middleware", "route_of"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "IdsFilter",
+    "JsonFormatter",
+    "LogFormat",
+    "LogIds",
+    "TextFormatter",
+    "bind",
+    "bind_session",
+    "configure",
+    "current_ids",
+    "request_middleware",
+    "route_of",
+]
+
+LogFormat = Literal["text", "json"]
+ACCESS_LOGGER = "lobby.access"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+_ID_FIELDS = ("request_id", "session_id", "account_id", "conn_id", "peer_id")
+_TEXT_NAMES = {
+    "request_id": "request",
+    "session_id": "session",
+    "account_id": "account",
+    "conn_id": "conn",
+    "peer_id": "peer",
+}
+_ACCESS_FIELDS = ("method", "route", "status", "ms")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class LogIds:
+    """The ids of what is being served (None: not known / not applicable)."""
+
+    request_id: str | None = None
+    session_id: int | None = None
+    account_id: int | None = None
+    conn_id: int | None = None
+    peer_id: str | None = None
+
+
+_current: contextvars.ContextVar[LogIds | None] = contextvars.ContextVar(
+    "lobby_log_ids", default=None
+)
+
+
+def current_ids() -> LogIds | None:
+    return _current.get()
+
+
+def bind(**ids: Any) -> None:
+    """Set ids on the current request's :class:`LogIds` (a new one outside a request)."""
+    current = _current.get()
+    if current is None:
+        current = LogIds()
+        _current.set(current)
+    for name, value in ids.items():
+        setattr(current, name, value)
+
+
+def bind_session(session: Session) -> None:
+    """The request authenticated as ``session``: its session, account and peer ids."""
+    peer = session.peer_info.get("peer_id") if session.peer_info else None
+    bind(session_id=session.id, account_id=session.account_id, peer_id=peer)
 
 
 def route_of(request: web.Request) -> tuple[str, str]:
@@ -31,19 +126,111 @@ def route_of(request: web.Request) -> tuple[str, str]:
 
 
 def request_middleware(metrics: LobbyMetrics) -> Middleware:
-    """Time each request and count its answer in ``metrics``."""
+    """Ids for the request's log lines, then its access line and metrics when answered.
+
+    WebSocket upgrades (status 101) are logged but not timed in the latency
+    histogram: their "latency" is the life of the socket.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        claimed = request.headers.get(REQUEST_ID_HEADER, "")
+        ids = LogIds(request_id=claimed if _CLIENT_ID.match(claimed) else secrets.token_hex(8))
+        token = _current.set(ids)
         start = time.perf_counter()
         status = 500
         try:
             response = await handler(request)
             status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = ids.request_id or ""
             return response
         finally:
+            elapsed = time.perf_counter() - start
+            method, route = route_of(request)
             if status != 101:
-                method, route = route_of(request)
-                metrics.request_done(method, route, status, time.perf_counter() - start)
+                metrics.request_done(method, route, status, elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                ms = round(elapsed * 1000, 1)
+                account = "-" if ids.account_id is None else ids.account_id
+                access_log.info(
+                    "%s %s %d %.1fms account=%s",
+                    request.method,
+                    route,
+                    status,
+                    ms,
+                    account,
+                    extra={"method": request.method, "route": route, "status": status, "ms": ms},
+                )
+            _current.reset(token)
 
     return middleware
+
+
+class IdsFilter(logging.Filter):
+    """Copies the current :class:`LogIds` onto each record (``record.request_id``, ...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = _current.get()
+        for name in _ID_FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, None if ids is None else getattr(ids, name))
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message [request=... session=...]`` (only the ids present)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        ids = " ".join(
+            f"{_TEXT_NAMES[name]}={value}"
+            for name in _ID_FIELDS
+            if (value := getattr(record, name, None)) is not None
+        )
+        if not ids:
+            return text
+        head, sep, tail = text.partition("\n")  # a traceback stays below the line
+        return f"{head} [{ids}]{sep}{tail}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (see the module docstring for the keys)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        out: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in _ID_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                out[name] = value
+        if record.name == ACCESS_LOGGER:
+            for name in _ACCESS_FIELDS:
+                if hasattr(record, name):
+                    out[name] = getattr(record, name)
+            out.setdefault("account_id", None)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure(level: str | int, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
+    """Send every log line to ``stream`` (stderr) in ``fmt``, with the ids filter."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(IdsFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

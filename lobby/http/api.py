@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from lobby.characters import Character
 from lobby.http.errors import client_address
+from lobby.logs import bind_session
 from lobby.ratelimit import RateLimiter
 from lobby.sessions import Session
 from protocol.errors import ErrorCode, LobbyError
@@ -167,6 +168,7 @@ class Api:
             session: Session | None = None
             if endpoint.auth:
                 session = await ctx.sessions.authenticate(bearer_token(request))
+                bind_session(session)  # its ids on this request's log lines
                 if endpoint.admin and not session.is_admin:
                     raise LobbyError("for admin accounts only", code=ErrorCode.FORBIDDEN)
                 wait = self._account_limiter.hit(("account", session.account_id))

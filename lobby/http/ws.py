@@ -56,6 +56,7 @@ from lobby.connection import (
 from lobby.http.api import bearer_token
 from lobby.http.errors import client_address
 from lobby.hub import CharacterInfo
+from lobby.logs import bind, bind_session
 from lobby.ratelimit import RateLimiter
 from protocol.codec import deserialize, error_message_from
 from protocol.crypto import WS_FERNET_SALT, FernetSealer, derive_fernet_key
@@ -112,6 +113,7 @@ class WebSocketEndpoint:
         s = ctx.settings
         frames = await self._frames(request)
         session = await ctx.sessions.authenticate(bearer_token(request, allow_query=True))
+        bind_session(session)  # its ids on this socket's log lines
         if ctx.hub.connections_of_account(session.account_id) >= s.ws_connections_per_account:
             raise LobbyError(
                 "too many WebSocket connections for this account",
@@ -132,6 +134,7 @@ class WebSocketEndpoint:
         await ws.prepare(request)
         address = client_address(request, trust_forwarded_for=s.trust_forwarded_for)
         conn = Connection(ws, request, session, ctx, address, frames, self._flusher)
+        bind(conn_id=conn.id)
         conn.start()
         resumed = await ctx.hub.attach(conn, character)
         log.debug(
