@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from lobby import logs
 from lobby.config import LobbySettings
 from lobby.server import MasterServer
+from lobby.version import SERVER_VERSION
 from protocol.errors import ShardsError
 
 __all__ = ["main", "parse_args", "serve"]
@@ -38,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="sqlite:///file or postgresql://... URL")
     parser.add_argument("--world-file", type=Path, help="a world definition JSON file")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    # -- operations: log format (lobby.logs) --
+    # -- operations: version and log format (lobby.version, lobby.logs) --
+    parser.add_argument("--version", action="version", version=f"%(prog)s {SERVER_VERSION}")
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],

@@ -46,7 +46,7 @@ from lobby.context import LobbyContext
 from lobby.game.world import load_world
 from lobby.http.api import Api
 from lobby.http.errors import error_middleware, rate_limit_middleware
-from lobby.http.routes import SERVER_VERSION, add_core_routes
+from lobby.http.routes import add_core_routes
 from lobby.http.ws import WebSocketEndpoint
 from lobby.hub import Hub
 from lobby.keys import load_or_create_key
@@ -57,6 +57,7 @@ from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
+from lobby.version import SERVER_VERSION
 from protocol.errors import ConfigError, LobbyError
 
 __all__ = ["LobbyService", "MasterServer"]

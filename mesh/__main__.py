@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib.metadata
 import logging
 import math
 import os
@@ -44,6 +45,7 @@ from mesh.terminal_lobby import add_lobby_arguments, run_lobby  # lobby mode (Ne
 from protocol.crypto import derive_group_key
 from protocol.errors import ShardsError
 from protocol.messages.base import MessageType
+from protocol.version import DISTRIBUTION
 
 __all__ = [
     "MODES",
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     modes = parser.add_mutually_exclusive_group(required=True)
     modes.add_argument("--lan", action="store_true", help="play on the LAN with no lobby (mDNS)")
     modes.add_argument("--lobby", metavar="URL", help="play through a lobby (NetworkClient)")
@@ -369,6 +372,14 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
         await lan.close()
         out.emit("bye", "bye")
     return 0
+
+
+def _version() -> str:
+    """The installed package's version (``pyproject.toml``), not a copy of it."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 Runner = Callable[..., Coroutine[Any, Any, int]]
