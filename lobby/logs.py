@@ -16,42 +16,34 @@ answer is done: ``METHOD ROUTE STATUS MS account=ID`` with the route *template*
 raw path or query string, so a ``?token=`` never reaches a log. A WebSocket's
 line comes when it closes (status 101, its lifetime in ms).
 
-Formats (:func:`configure`, ``python -m lobby --log-format``):
-
-* ``text``: ``2026-01-01 12:00:00,000 INFO lobby.access: GET /api/status 200 0.4ms
-  account=- [request=9f2c...]``;
-* ``json``: one object per line: ``time`` (UTC ISO 8601), ``level``, ``logger``,
-  ``message``, the ids present, ``exc`` (a formatted traceback, when any) and,
-  for access lines, ``method``, ``route``, ``status``, ``ms``, ``account_id``.
+Formats: :mod:`protocol.logformat` (``text`` or ``json``, shared with ``python -m
+mesh``); :func:`configure` installs one with :class:`IdsFilter` (``python -m lobby
+--log-format``).
 """
 
 from __future__ import annotations
 
 import contextvars
-import datetime
-import json
 import logging
 import re
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from lobby.metrics import UNMATCHED_ROUTE, LobbyMetrics
 from lobby.sessions import Session
+from protocol import logformat
+from protocol.logformat import ID_FIELDS, LogFormat
 
 __all__ = [
     "ACCESS_LOGGER",
     "IdsFilter",
-    "JsonFormatter",
-    "LogFormat",
     "LogIds",
-    "TextFormatter",
     "bind",
     "bind_session",
     "configure",
@@ -60,19 +52,9 @@ __all__ = [
     "route_of",
 ]
 
-LogFormat = Literal["text", "json"]
 ACCESS_LOGGER = "lobby.access"
 REQUEST_ID_HEADER = "X-Request-Id"
 
-_ID_FIELDS = ("request_id", "session_id", "account_id", "conn_id", "peer_id")
-_TEXT_NAMES = {
-    "request_id": "request",
-    "session_id": "session",
-    "account_id": "account",
-    "conn_id": "conn",
-    "peer_id": "peer",
-}
-_ACCESS_FIELDS = ("method", "route", "status", "ms")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -172,65 +154,12 @@ class IdsFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         ids = _current.get()
-        for name in _ID_FIELDS:
+        for name in ID_FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, None if ids is None else getattr(ids, name))
         return True
 
 
-class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [request=... session=...]`` (only the ids present)."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        ids = " ".join(
-            f"{_TEXT_NAMES[name]}={value}"
-            for name in _ID_FIELDS
-            if (value := getattr(record, name, None)) is not None
-        )
-        if not ids:
-            return text
-        head, sep, tail = text.partition("\n")  # a traceback stays below the line
-        return f"{head} [{ids}]{sep}{tail}"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (see the module docstring for the keys)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
-        out: dict[str, Any] = {
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name in _ID_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                out[name] = value
-        if record.name == ACCESS_LOGGER:
-            for name in _ACCESS_FIELDS:
-                if hasattr(record, name):
-                    out[name] = getattr(record, name)
-            out.setdefault("account_id", None)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            out["exc"] = record.exc_text
-        return json.dumps(out, ensure_ascii=False, default=str)
-
-
 def configure(level: str | int, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
-    """Send every log line to ``stream`` (stderr) in ``fmt``, with the ids filter."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.addFilter(IdsFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    """Every log line to ``stream`` (stderr) in ``fmt`` (:mod:`protocol.logformat`), with ids."""
+    logformat.configure(level, fmt, IdsFilter(), stream)
