@@ -23,6 +23,7 @@ mesh``); :func:`configure` installs one with :class:`IdsFilter` (``python -m lob
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
@@ -127,6 +128,12 @@ def request_middleware(metrics: LobbyMetrics) -> Middleware:
             if not response.prepared:
                 response.headers[REQUEST_ID_HEADER] = ids.request_id or ""
             return response
+        except web.HTTPException as exc:  # a redirect (errors are answered further in)
+            status = exc.status
+            raise
+        except asyncio.CancelledError:  # the client went away before the answer
+            status = 499
+            raise
         finally:
             elapsed = time.perf_counter() - start
             method, route = route_of(request)

@@ -298,7 +298,8 @@ def metrics_handler(metrics: LobbyMetrics) -> Callable[[web.Request], Any]:
 def _before_execute(
     _conn: Any, _cursor: Any, _statement: str, _p: Any, context: Any, _many: bool
 ) -> None:
-    setattr(context, _QUERY_START, time.perf_counter())
+    if context is not None:  # None for a statement without an execution context (DDL)
+        setattr(context, _QUERY_START, time.perf_counter())
 
 
 class _StateCollector(Collector):

@@ -70,6 +70,8 @@ async def test_json_lines_carry_ids_and_one_access_line_per_request(
             await client.call("POST", "/api/auth/logout")
             async with http.get(server.url + "/nothing/here?token=" + token) as resp:
                 assert resp.status == 404
+            async with http.get(server.url + "/admin/", allow_redirects=False) as resp:
+                assert resp.status == 308
         await server.stop()
     text = out.getvalue()
     assert token not in text
@@ -83,18 +85,12 @@ async def test_json_lines_carry_ids_and_one_access_line_per_request(
         ("GET", "/ws", 101),
         ("POST", "/api/auth/logout", 200),
         ("GET", "(unmatched)", 404),
+        ("GET", "/admin/", 308),
     ]
     assert all(isinstance(x["ms"], float) and x["ms"] >= 0 for x in access)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", x["time"]) for x in lines)
-    assert [x.get("account_id") for x in access] == [
-        None,
-        None,
-        account,
-        account,
-        account,
-        account,
-        None,
-    ]
+    accounts = [x.get("account_id") for x in access]
+    assert accounts == [None, None, account, account, account, account, None, None]
     assert access[2]["request_id"] == "trace-42"
     assert len({x["request_id"] for x in access}) == len(access)
     ws_line = access[4]
