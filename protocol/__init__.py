@@ -213,6 +213,7 @@ from protocol.movement import (
     unpack_movement_batch,
 )
 from protocol.version import (
+    DISTRIBUTION,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     PROTOCOL_VERSION,
@@ -287,6 +288,7 @@ __all__ = [
     "NotConnectedError",
     "PBKDF2_ITERATIONS",
     "WS_FERNET_SALT",
+    "DISTRIBUTION",
     "PROTOCOL_MAJOR",
     "PROTOCOL_MINOR",
     "PROTOCOL_VERSION",
