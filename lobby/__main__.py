@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from lobby import logs
 from lobby.config import LobbySettings
 from lobby.server import MasterServer
+from lobby.version import SERVER_VERSION
 from protocol.errors import ShardsError
 
 __all__ = ["main", "parse_args", "serve"]
@@ -38,6 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="sqlite:///file or postgresql://... URL")
     parser.add_argument("--world-file", type=Path, help="a world definition JSON file")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    # -- operations: version and log format (lobby.version, lobby.logs) --
+    parser.add_argument("--version", action="version", version=f"%(prog)s {SERVER_VERSION}")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines or one JSON object per line (with request/session ids)",
+    )
     return parser.parse_args(argv)
 
 
@@ -73,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"invalid SHARDS_* setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(level, args.log_format)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (extra "speed")

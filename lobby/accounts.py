@@ -31,6 +31,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lobby.config import Clock, LobbySettings
+from lobby.metrics import LobbyMetrics
 from lobby.ratelimit import LoginAttempt, LoginPolicy, LoginThrottle
 from lobby.storage import Database, accounts
 from protocol.errors import ErrorCode, LobbyError
@@ -82,7 +84,8 @@ class Account:
 class PasswordHashing:
     """argon2id hashing and verification in a bounded worker pool."""
 
-    def __init__(self, settings: LobbySettings) -> None:
+    def __init__(self, settings: LobbySettings, metrics: LobbyMetrics | None = None) -> None:
+        self._metrics = metrics or LobbyMetrics()
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost,
@@ -98,7 +101,8 @@ class PasswordHashing:
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._hasher.hash, password)
+        with self._metrics.hashing("hash"):
+            return await loop.run_in_executor(self._pool, self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True if ``password`` matches; ``None`` verifies against a dummy (always False)."""
@@ -118,9 +122,10 @@ class PasswordHashing:
     async def _verify(self, password_hash: str, password: str) -> bool:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._pool, self._hasher.verify, password_hash, password
-            )
+            with self._metrics.hashing("verify"):
+                return await loop.run_in_executor(
+                    self._pool, self._hasher.verify, password_hash, password
+                )
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
@@ -132,11 +137,20 @@ class PasswordHashing:
 class AccountService:
     """Register accounts and check logins."""
 
-    def __init__(self, db: Database, settings: LobbySettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: LobbySettings,
+        clock: Clock,
+        metrics: LobbyMetrics | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
-        self.hashing = PasswordHashing(settings)
+        self._metrics = metrics or LobbyMetrics()
+        self.hashing = PasswordHashing(settings, self._metrics)
+        self.login_checks: list[Callable[[Account], Awaitable[None]]] = []
+        """Run after the password checked out; one may refuse the login (e.g. a ban)."""
         self.throttle = LoginThrottle(
             LoginPolicy(
                 pair_failures=settings.login_max_failures_per_account,
@@ -187,6 +201,7 @@ class AccountService:
         key = username.casefold()
         attempt = self.throttle.admit(key, address)
         if not isinstance(attempt, LoginAttempt):
+            self._metrics.login("locked")
             raise LobbyError(
                 "too many failed logins: try again later",
                 code=ErrorCode.ACCOUNT_LOCKED,
@@ -194,14 +209,19 @@ class AccountService:
             )
         try:
             account = await self._check_password(key, password)
+            if account is not None:
+                for check in self.login_checks:
+                    await check(account)
         except BaseException:
             self.throttle.release(attempt)
             raise
         if account is None:
             if self.throttle.failed(attempt):
                 log.warning("address %s locked out of account %r after failed logins", address, key)
+            self._metrics.login("failed")
             raise LobbyError("wrong username or password", code=ErrorCode.INVALID_CREDENTIALS)
         self.throttle.succeeded(attempt)
+        self._metrics.login("ok")
         return account
 
     async def _check_password(self, key: str, password: str) -> Account | None:

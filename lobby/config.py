@@ -142,11 +142,27 @@ class LobbySettings(BaseSettings):
     chat_rate: float = Field(default=1.0, gt=0, description="chat messages per second per account")
     chat_burst: float = Field(default=5.0, ge=1)
     admin_accounts: list[str] = Field(
-        default_factory=list, description="usernames allowed to send WORLD_ANNOUNCEMENT"
+        default_factory=list,
+        description="usernames allowed to announce and to use /api/admin and the /admin page",
     )
 
     # -- peer tickets ---------------------------------------------------------------------
     ticket_ttl: float = Field(default=3600.0, gt=0)
+
+    # -- operations: Prometheus metrics (lobby.metrics) ------------------------------------
+    metrics_enabled: bool = Field(default=True, description="serve GET /metrics (Prometheus)")
+    metrics_host: str | None = Field(
+        default=None, description="with metrics_port: address of the metrics listener (= host)"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve /metrics on this port only (0 = any free), not on the lobby's port",
+    )
+    metrics_process: str | None = Field(
+        default=None, description="the process label of every metric; default hostname:pid"
+    )
 
     @field_validator("admin_accounts")
     @classmethod

@@ -237,7 +237,9 @@ class Connection:
         """Queue ``msg`` for this client (timestamped now if unset); False if not queued."""
         if msg.timestamp is None:
             msg.timestamp = self.ctx.clock()
-        return self.send_text(serialize(msg))
+        sent = self.send_text(serialize(msg))
+        self.ctx.metrics.sent(msg.type, sent)
+        return sent
 
     def send_text(self, text: str) -> bool:
         """Queue an already serialized message; a full queue cuts the client off (1013)."""
@@ -246,6 +248,7 @@ class Connection:
         if len(self._queue) >= self._settings.ws_send_queue_max:
             log.warning("%s slow consumer: %d messages queued", self.describe(), len(self._queue))
             self.abort(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
+            self.ctx.metrics.slow_consumer_cut()
             return False
         self._queue.append(text)
         self.max_queue_seen = max(self.max_queue_seen, len(self._queue))

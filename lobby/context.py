@@ -17,7 +17,8 @@ from a WS handler as ``conn.ctx``:
   at start before any ``setup``. The parts one service asks of another have a
   typed role each (``services.directory``, ``services.parties``,
   ``services.combat``; ``None`` when no service of that name runs);
-  ``services.require(WorldService)`` finds a service by its class.
+  ``services.require(WorldService)`` finds a service by its class;
+* ``metrics`` (:class:`~lobby.metrics.LobbyMetrics`): this lobby's Prometheus families.
 
 A service keeps the context it was set up with in a :class:`ContextSlot`, the one
 place that decides whether it is running: a hook or timer that fires after
@@ -27,10 +28,11 @@ place that decides whether it is running: a hook or timer that fires after
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from lobby.config import Clock, LobbySettings
+from lobby.metrics import LobbyMetrics
 from protocol.errors import ConfigError, ErrorCode, LobbyError
 
 if TYPE_CHECKING:
@@ -126,12 +128,19 @@ class LobbyServices:
             combat=combat if isinstance(combat, CombatRoster) else None,
         )
 
-    def require(self, kind: type[S]) -> S:
-        """The running service of class ``kind`` (``LobbyError unavailable`` when none)."""
+    def find(self, kind: type[S]) -> S | None:
+        """The running service of class ``kind``, or None when none runs."""
         for service in self.all:
             if isinstance(service, kind):
                 return service
-        raise LobbyError(f"no {kind.__name__} is running", code=ErrorCode.UNAVAILABLE)
+        return None
+
+    def require(self, kind: type[S]) -> S:
+        """The running service of class ``kind`` (``LobbyError unavailable`` when none)."""
+        service = self.find(kind)
+        if service is None:
+            raise LobbyError(f"no {kind.__name__} is running", code=ErrorCode.UNAVAILABLE)
+        return service
 
 
 _ROLES: tuple[tuple[str, type], ...] = (
@@ -192,3 +201,4 @@ class LobbyContext:
     key: LobbyKey
     started_at: float
     services: LobbyServices
+    metrics: LobbyMetrics = field(default_factory=LobbyMetrics)

@@ -47,6 +47,7 @@ from lobby.connection import (
     CLOSE_REPLACED,
     Connection,
 )
+from lobby.metrics import LobbyMetrics
 from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
@@ -104,8 +105,11 @@ class Presence:
 class Hub:
     """Every presence and connection of one lobby, and the message dispatcher."""
 
-    def __init__(self, settings: LobbySettings, clock: Clock) -> None:
+    def __init__(
+        self, settings: LobbySettings, clock: Clock, metrics: LobbyMetrics | None = None
+    ) -> None:
         self._settings = settings
+        self.metrics = metrics or LobbyMetrics()
         self._clock = clock
         self._handlers: dict[MessageType, MessageHandler] = {}
         self._presences: dict[int, Presence] = {}
@@ -180,11 +184,14 @@ class Hub:
             if p.session_id == exclude_session or (where is not None and not where(p)):
                 continue
             count += self._deliver(p, text)
+        self.metrics.sent(msg.type, count)
         return count
 
     def send_to_session(self, session_id: int, msg: BaseMessage) -> bool:
         p = self._presences.get(session_id)
-        return bool(p and self._deliver(p, self._text(msg)))
+        sent = bool(p and self._deliver(p, self._text(msg)))
+        self.metrics.sent(msg.type, sent)
+        return sent
 
     def send_to_character(self, character_id: int, msg: BaseMessage) -> bool:
         """Queue ``msg`` to the presence playing ``character_id`` (False if none)."""
@@ -192,6 +199,7 @@ class Hub:
         count = 0
         for p in list(self._by_character.get(character_id, {}).values()):
             count += self._deliver(p, text)
+        self.metrics.sent(msg.type, count)
         return bool(count)
 
     def broadcast_to_location(
@@ -203,6 +211,7 @@ class Hub:
         for p in list(self._by_location.get(location_id, ())):
             if p.session_id != exclude_session:
                 count += self._deliver(p, text)
+        self.metrics.sent(msg.type, count)
         return count
 
     def send_to_account(self, account_id: int, msg: BaseMessage) -> int:

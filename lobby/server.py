@@ -38,6 +38,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lobby.accounts import AccountService
+from lobby.admin import AdminService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
 from lobby.config import Clock, LobbySettings
@@ -49,10 +50,14 @@ from lobby.http.routes import add_core_routes
 from lobby.http.ws import WebSocketEndpoint
 from lobby.hub import Hub
 from lobby.keys import load_or_create_key
+from lobby.logs import request_middleware
+from lobby.metrics import LobbyMetrics, metrics_handler
+from lobby.pages import add_pages
 from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
+from lobby.version import SERVER_VERSION
 from protocol.errors import ConfigError, LobbyError
 
 __all__ = ["LobbyService", "MasterServer"]
@@ -102,9 +107,14 @@ class MasterServer:
             overrides["world_file"] = Path(world_file)
         self.settings = _with_overrides(base, overrides) if overrides else base
         self.clock: Clock = clock or time.time
-        self._services: list[LobbyService] = [ChatService(), *with_game_services(services)]
+        self._services: list[LobbyService] = [
+            ChatService(),
+            AdminService(),
+            *with_game_services(services),
+        ]
         self._ctx: LobbyContext | None = None
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._last_cleanup = 0.0
@@ -157,7 +167,9 @@ class MasterServer:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         key = load_or_create_key(s.data_dir)
         db = await Database.open(s.resolved_database_url, now=self.clock())
-        accounts = AccountService(db, s, self.clock)
+        metrics = LobbyMetrics(s.metrics_process, version=SERVER_VERSION)
+        metrics.instrument(db.engine)
+        accounts = AccountService(db, s, self.clock, metrics)
         try:
             api = Api()
             ctx = LobbyContext(
@@ -168,12 +180,14 @@ class MasterServer:
                 accounts=accounts,
                 sessions=SessionStore(db, s, self.clock),
                 characters=CharacterService(db, world, self.clock),
-                hub=Hub(s, self.clock),
+                hub=Hub(s, self.clock, metrics),
                 api=api,
                 key=key,
                 started_at=self.clock(),
                 services=services,
+                metrics=metrics,
             )
+            metrics.watch(ctx.hub, world)
             self._ctx = ctx
             add_core_routes(api)
             for service in self._services:
@@ -181,15 +195,20 @@ class MasterServer:
             app = web.Application(
                 client_max_size=s.max_body_size,
                 middlewares=[
+                    request_middleware(metrics),
                     error_middleware,
                     rate_limit_middleware(
                         RateLimiter(s.rest_rate_per_address, s.rest_burst_per_address, self.clock),
                         trust_forwarded_for=s.trust_forwarded_for,
+                        on_refused=lambda: metrics.rate_limited("rest_address"),
                     ),
                 ],
             )
             api.install(app, ctx)
             app.router.add_get("/ws", WebSocketEndpoint(ctx).handle)
+            add_pages(app)
+            if s.metrics_enabled and s.metrics_port is None:
+                app.router.add_get("/metrics", metrics_handler(metrics))
             app.on_shutdown.append(self._on_shutdown)
             runner = web.AppRunner(
                 app, handle_signals=False, access_log=None, shutdown_timeout=s.ws_close_timeout * 2
@@ -199,6 +218,8 @@ class MasterServer:
             site = web.TCPSite(runner, s.host, s.port)
             await site.start()
             self._port = int(runner.addresses[0][1])
+            if s.metrics_enabled and s.metrics_port is not None:
+                await self._serve_metrics(metrics)
         except BaseException:
             await self._teardown()
             raise
@@ -248,7 +269,27 @@ class MasterServer:
     ) -> None:
         await self.stop()
 
+    @property
+    def metrics_url(self) -> str | None:
+        """Where ``/metrics`` is served (None when ``metrics_enabled`` is off)."""
+        if not self.settings.metrics_enabled:
+            return None
+        if self._metrics_runner is None:
+            return f"{self.url}/metrics"
+        host, port = self._metrics_runner.addresses[0][:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
     # -- internals ------------------------------------------------------------------------
+
+    async def _serve_metrics(self, metrics: LobbyMetrics) -> None:
+        """``/metrics`` alone on ``metrics_host:metrics_port`` (e.g. a private interface)."""
+        s = self.settings
+        app = web.Application()
+        app.router.add_get("/metrics", metrics_handler(metrics))
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        self._metrics_runner = runner
+        await web.TCPSite(runner, s.metrics_host or s.host, s.metrics_port).start()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         if self._ctx is not None:
@@ -269,6 +310,9 @@ class MasterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib.metadata
 import logging
 import math
 import os
@@ -39,11 +40,13 @@ from typing import Any, TextIO
 
 from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerFound, PeerIgnored, PeerLost
 from mesh.discovery.lan import LanEvent
-from mesh.terminal import Output, command_loop, stop_on_signals
+from mesh.terminal import LOG_IDS, Output, command_loop, stop_on_signals
 from mesh.terminal_lobby import add_lobby_arguments, run_lobby  # lobby mode (NetworkClient)
+from protocol import logformat
 from protocol.crypto import derive_group_key
 from protocol.errors import ShardsError
 from protocol.messages.base import MessageType
+from protocol.version import DISTRIBUTION
 
 __all__ = [
     "MODES",
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     modes = parser.add_mutually_exclusive_group(required=True)
     modes.add_argument("--lan", action="store_true", help="play on the LAN with no lobby (mDNS)")
     modes.add_argument("--lobby", metavar="URL", help="play through a lobby (NetworkClient)")
@@ -147,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=9000, help="UDP port of the node (0: any)")
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log lines (stderr) as text or one JSON object per line, with this peer's id",
+    )
     lan = parser.add_argument_group("LAN mode")
     lan.add_argument("--passphrase", help="group passphrase (else $SHARDS_PASSPHRASE or a prompt)")
     lan.add_argument(
@@ -334,6 +344,7 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
     except (ShardsError, ValueError) as exc:
         out.emit("error", f"cannot start: {exc}", message=str(exc))
         return 2
+    LOG_IDS.set(peer_id=lan.peer_id)
     lan.add_listener(lambda event: _on_lan_event(out, event))
     _install_message_handlers(lan, out)
     stop = stop_on_signals()
@@ -371,6 +382,14 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
     return 0
 
 
+def _version() -> str:
+    """The installed package's version (``pyproject.toml``), not a copy of it."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 Runner = Callable[..., Coroutine[Any, Any, int]]
 MODES: dict[str, Runner] = {"lan": run_lan, "lobby": run_lobby}
 """Mode name (the option that selects it) -> ``async runner(args, *, stdin, stdout)``."""
@@ -380,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mesh`` (and the ``shards-peer`` script)."""
     args = build_parser().parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logformat.configure(level, args.log_format, LOG_IDS)
     mode = "lan" if args.lan else "lobby"
     try:
         return asyncio.run(MODES[mode](args, stdin=sys.stdin, stdout=sys.stdout))

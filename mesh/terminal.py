@@ -6,7 +6,9 @@
 * :func:`command_loop` hands each input line to the mode until it asks to
   quit, the input ends or the stop event is set. Input is read without
   blocking the event loop: through the loop's pipe reader where the stream
-  allows it (a pipe, a terminal), else by a daemon thread (a regular file).
+  allows it (a pipe, a terminal), else by a daemon thread (a regular file);
+* :data:`LOG_IDS` puts this peer's id on every log line once a mode knows it
+  (``--log-format text|json``, :mod:`protocol.logformat`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-__all__ = ["Output", "command_loop", "stop_on_signals"]
+from protocol.logformat import StaticIds
+
+__all__ = ["LOG_IDS", "Output", "command_loop", "stop_on_signals"]
+
+LOG_IDS = StaticIds()
+"""The log filter of ``python -m mesh``: a mode sets ``peer_id`` when its node has one."""
 
 
 class Output:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mesh.client import NetworkClient
-from mesh.terminal import Output, command_loop, stop_on_signals
+from mesh.terminal import LOG_IDS, Output, command_loop, stop_on_signals
 from protocol.errors import ApiError, ErrorCode, ShardsError
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.rest import CharacterOut
@@ -152,6 +152,7 @@ async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) 
         return 1
     state = _Session(client, out)
     state.install()
+    LOG_IDS.set(peer_id=client.node.peer_id if client.node else None)
     out.emit(
         "ready",
         f"{character['name']} at location {character['location_id']} via {client.server_url};"

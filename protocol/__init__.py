@@ -245,6 +245,7 @@ from protocol.rest import (
     parse_body,
 )
 from protocol.version import (
+    DISTRIBUTION,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     PROTOCOL_VERSION,
@@ -334,6 +335,7 @@ __all__ = [
     "NotConnectedError",
     "OkOut",
     "PBKDF2_ITERATIONS",
+    "DISTRIBUTION",
     "PROTOCOL_MAJOR",
     "PROTOCOL_MINOR",
     "PROTOCOL_VERSION",

@@ -19,6 +19,7 @@ import re
 from protocol.errors import VersionMismatchError
 
 __all__ = [
+    "DISTRIBUTION",
     "PROTOCOL_VERSION",
     "PROTOCOL_MAJOR",
     "PROTOCOL_MINOR",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = "1.0"
+DISTRIBUTION = "shards-net"
+"""The distribution (``pyproject.toml``) whose installed metadata holds the programs' version."""
 VERSION_PATTERN = r"^[0-9]{1,4}\.[0-9]{1,4}$"
 
 _VERSION_RE = re.compile(VERSION_PATTERN)

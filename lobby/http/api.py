@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from lobby.characters import Character
 from lobby.http.errors import client_address
+from lobby.logs import bind_session
 from lobby.ratelimit import RateLimiter
 from lobby.sessions import Session
 from protocol.errors import ErrorCode, LobbyError
@@ -58,6 +59,8 @@ class Endpoint:
     response_model: type[BaseModel] | None = None
     status: int = 200
     auth: bool = True
+    admin: bool = False
+    """Only for ``admin_accounts`` (403 ``forbidden`` for any other, before the body is read)."""
     tags: tuple[str, ...] = ()
     path_params: dict[str, str] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
@@ -165,8 +168,12 @@ class Api:
             session: Session | None = None
             if endpoint.auth:
                 session = await ctx.sessions.authenticate(bearer_token(request))
+                bind_session(session)  # its ids on this request's log lines
+                if endpoint.admin and not session.is_admin:
+                    raise LobbyError("for admin accounts only", code=ErrorCode.FORBIDDEN)
                 wait = self._account_limiter.hit(("account", session.account_id))
                 if wait > 0:
+                    ctx.metrics.rate_limited("rest_account")
                     raise LobbyError(
                         "too many requests for this account",
                         code=ErrorCode.RATE_LIMITED,

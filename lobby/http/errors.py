@@ -129,14 +129,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ErrorCode.INTERNAL_ERROR, "internal error")
 
 
-def rate_limit_middleware(limiter: RateLimiter, *, trust_forwarded_for: bool) -> Middleware:
-    """Per source address request limit (every request, before routing)."""
+def rate_limit_middleware(
+    limiter: RateLimiter,
+    *,
+    trust_forwarded_for: bool,
+    on_refused: Callable[[], None] | None = None,
+) -> Middleware:
+    """Per source address request limit (every request, before routing); ``on_refused``
+    is called for each refusal (metrics)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         address = client_address(request, trust_forwarded_for=trust_forwarded_for)
         wait = limiter.hit(("addr", address))
         if wait > 0:
+            if on_refused is not None:
+                on_refused()
             return error_response(
                 ErrorCode.RATE_LIMITED,
                 "too many requests from this address",

@@ -41,6 +41,7 @@ from lobby.http.models import (
 from lobby.http.openapi import build_openapi
 from lobby.http.ws import ws_encodings
 from lobby.hub import CharacterInfo
+from lobby.version import SERVER_VERSION
 from protocol.crypto import b64url_decode, issue_ticket, peer_id
 from protocol.errors import ErrorCode, LobbyError
 from protocol.factories import create_error_message
@@ -61,8 +62,6 @@ from protocol.version import PROTOCOL_VERSION
 __all__ = ["SERVER_VERSION", "add_core_routes"]
 
 log = logging.getLogger("lobby.http")
-
-SERVER_VERSION = "0.1.0"
 
 
 def add_core_routes(api: Api) -> None:

@@ -56,6 +56,7 @@ from lobby.connection import (
 from lobby.http.api import bearer_token
 from lobby.http.errors import client_address
 from lobby.hub import CharacterInfo
+from lobby.logs import bind, bind_session
 from lobby.ratelimit import RateLimiter
 from protocol.codec import deserialize, error_message_from
 from protocol.crypto import WS_FERNET_SALT, FernetSealer, derive_fernet_key
@@ -112,6 +113,7 @@ class WebSocketEndpoint:
         s = ctx.settings
         frames = await self._frames(request)
         session = await ctx.sessions.authenticate(bearer_token(request, allow_query=True))
+        bind_session(session)  # its ids on this socket's log lines
         if ctx.hub.connections_of_account(session.account_id) >= s.ws_connections_per_account:
             raise LobbyError(
                 "too many WebSocket connections for this account",
@@ -132,6 +134,7 @@ class WebSocketEndpoint:
         await ws.prepare(request)
         address = client_address(request, trust_forwarded_for=s.trust_forwarded_for)
         conn = Connection(ws, request, session, ctx, address, frames, self._flusher)
+        bind(conn_id=conn.id)
         conn.start()
         resumed = await ctx.hub.attach(conn, character)
         log.debug(
@@ -149,6 +152,7 @@ class WebSocketEndpoint:
             if conn.close_code is None:
                 conn.close(ws.close_code or CLOSE_NORMAL, "closed")
             await conn.wait_closed()
+            ctx.metrics.ws_closed(conn.close_code)
             conn.finished.set()
             log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
         return ws
@@ -213,6 +217,7 @@ class WebSocketEndpoint:
             self._address_limiter.hit(conn.address),
         )
         if wait > 0:
+            ctx.metrics.rate_limited("ws_message")
             conn.flood_strikes += 1
             if conn.flood_strikes > ctx.settings.ws_flood_strikes:
                 log.warning("%s closed for flooding", conn.describe())
@@ -244,6 +249,7 @@ class WebSocketEndpoint:
         except ProtocolError as exc:
             conn.send(error_message_from(exc))
             return
+        ctx.metrics.received(msg.type)
         try:
             conn.session = await ctx.sessions.touch(conn.session)
         except LobbyError:
@@ -260,6 +266,8 @@ class WebSocketEndpoint:
                     return
             await ctx.hub.dispatch(conn, msg)
         except ShardsError as exc:
+            if exc.code is ErrorCode.RATE_LIMITED:
+                ctx.metrics.rate_limited("ws_handler")
             conn.send(error_message_from(exc, ref_id=msg.message_id))
         except Exception:
             log.exception("%s handler for %s failed", conn.describe(), msg.type)

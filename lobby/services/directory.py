@@ -233,6 +233,7 @@ class DirectoryService:
                 details={"target_id": msg.target_id},
             )
         self.relayed_messages += 1
+        ctx.metrics.relayed(len(msg.payload))
 
     # -- hooks ----------------------------------------------------------------------------
 
