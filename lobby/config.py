@@ -83,6 +83,25 @@ class LobbySettings(BaseSettings):
     login_failure_window: float = Field(default=300.0, gt=0)
     login_lockout: float = Field(default=300.0, gt=0)
 
+    # -- HTTP connections (lobby.http.guard) ---------------------------------------------
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's line and headers must arrive within this many seconds of its "
+        "first byte, or the connection is closed (slowloris)",
+    )
+    http_keepalive_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="close a connection idle this long between requests (or before its first)",
+    )
+    http_max_connections_per_address: int = Field(
+        default=64,
+        ge=0,
+        description="open TCP connections (WebSockets included) from one peer address; the "
+        "next one is answered 429 and closed; 0 = no cap (behind a proxy: the proxy's address)",
+    )
+
     # -- WebSocket ------------------------------------------------------------------------
     ws_max_message_size: int = Field(
         default=64 * 1024, ge=256, description="bigger text frames get ERROR message_too_large"

@@ -16,6 +16,13 @@ apply the per-account rate limit, read and validate the JSON body against
 string against ``query_model``, call the handler, and serialize a returned
 pydantic model with ``status``. The handler may also return an aiohttp
 response. Every endpoint lands in ``GET /api/openapi.json``.
+
+Every integer an endpoint accepts is bounded: :meth:`Api.add` refuses a request
+or query model with an integer field whose ``ge``/``le`` bounds do not fit a
+signed 64-bit integer (what SQLite and PostgreSQL ``BIGINT`` hold), so an
+out-of-range number is a 422 ``validation_error``, never a database overflow;
+integer path parameters (:meth:`ApiRequest.path_int`) are ids from 1 to
+:data:`~protocol.messages.base.MAX_ID`, anything else a 404.
 """
 
 from __future__ import annotations
@@ -33,11 +40,24 @@ from lobby.http.errors import client_address
 from lobby.ratelimit import RateLimiter
 from lobby.sessions import Session
 from protocol.errors import ErrorCode, LobbyError
+from protocol.messages.base import MAX_ID
 
 if TYPE_CHECKING:
     from lobby.context import LobbyContext
 
-__all__ = ["Api", "ApiRequest", "Endpoint", "EndpointHandler", "bearer_token"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "Api",
+    "ApiRequest",
+    "Endpoint",
+    "EndpointHandler",
+    "bearer_token",
+    "unbounded_integers",
+]
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,11 +119,11 @@ class ApiRequest:
         return self.query
 
     def path_int(self, name: str) -> int:
-        """A positive integer path parameter (404 if it is not one: such an id cannot exist)."""
+        """An id path parameter, 1 to ``MAX_ID`` (404 otherwise: such an id cannot exist)."""
         raw = self.request.match_info.get(name, "")
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-            raise LobbyError(f"no such {name}", code=ErrorCode.NOT_FOUND, details={name: raw[:32]})
-        return int(raw)
+        if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= MAX_ID:
+            return int(raw)
+        raise LobbyError(f"no such {name}", code=ErrorCode.NOT_FOUND, details={name: raw[:32]})
 
 
 def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | None:
@@ -133,6 +153,14 @@ class Api:
         key = (endpoint.method.upper(), endpoint.path)
         if any((e.method.upper(), e.path) == key for e in self.endpoints):
             raise ValueError(f"endpoint {key[0]} {key[1]} is already registered")
+        for model in (endpoint.request_model, endpoint.query_model):
+            loose = [] if model is None else unbounded_integers(model.model_json_schema())
+            if loose:
+                raise ValueError(
+                    f"endpoint {key[0]} {key[1]}: {model.__name__ if model else ''} accepts "
+                    f"integers without bounds inside a signed 64-bit range: {', '.join(loose)} "
+                    f"(add ge=/le=, e.g. le=MAX_ID)"
+                )
         endpoint.method = endpoint.method.upper()
         self.endpoints.append(endpoint)
         return endpoint
@@ -238,3 +266,28 @@ def _validate(model: type[BaseModel] | None, data: dict[str, Any], where: str) -
             code=ErrorCode.VALIDATION_ERROR,
             details={"errors": errors[:20]},
         ) from None
+
+
+def unbounded_integers(schema: Any, where: str = "") -> list[str]:
+    """The fields where the JSON schema ``schema`` admits integers outside a signed 64-bit range."""
+    found: list[str] = []
+    if isinstance(schema, list):
+        for sub in schema:
+            found.extend(unbounded_integers(sub, where))
+        return found
+    if not isinstance(schema, dict):
+        return found
+    if schema.get("type") == "integer":
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if not (isinstance(low, int) and INT64_MIN <= low <= INT64_MAX):
+            found.append(f"{where or 'value'} (minimum)")
+        if not (isinstance(high, int) and INT64_MIN <= high <= INT64_MAX):
+            found.append(f"{where or 'value'} (maximum)")
+    for key, sub in schema.items():
+        if key in ("properties", "$defs") and isinstance(sub, dict):
+            for name, inner in sub.items():
+                found.extend(unbounded_integers(inner, f"{where}.{name}" if where else name))
+        elif isinstance(sub, dict | list):
+            found.extend(unbounded_integers(sub, where))
+    return found

@@ -6,11 +6,13 @@ OpenAPI document (:mod:`lobby.http.openapi`). Requests forbid unknown fields.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from protocol.errors import ErrorCode
+from lobby.characters import NAME_PATTERN
+from protocol.errors import ErrorCode, LobbyError
 
 __all__ = [
     "CharacterCreateRequest",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+_NAME_RE = re.compile(NAME_PATTERN)
 
 
 class RequestModel(BaseModel):
@@ -104,13 +107,35 @@ class CharacterListResponse(BaseModel):
 
 
 class CharacterCreateRequest(RequestModel):
-    name: str = Field(min_length=1, max_length=64, description="3-20: a letter, then [A-Za-z0-9_-]")
+    name: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": NAME_PATTERN,
+                "description": "3-20 characters: a letter, then letters, digits, _ or -",
+            }
+        ),
+    ]
     faction: str = Field(min_length=1, max_length=64)
     character_class: str = Field(
         min_length=1,
         max_length=64,
         validation_alias=AliasChoices("character_class", "class"),
     )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_rule(cls, value: object) -> object:
+        # The schema documents NAME_PATTERN; the lobby's own check enforces the same
+        # pattern (422 invalid_name), so the two cannot drift apart.
+        if isinstance(value, str) and not _NAME_RE.fullmatch(value):
+            raise LobbyError(
+                "a character name is 3-20 characters: a letter, then letters, digits, _ or -",
+                code=ErrorCode.INVALID_NAME,
+                details={"name": value[:64]},
+            )
+        return value
 
 
 class CharacterSelectRequest(RequestModel):

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from lobby.http.api import Endpoint
 from lobby.http.models import ErrorBody
+from protocol.messages.base import MAX_ID
 
 __all__ = ["WS_DESCRIPTION", "build_openapi"]
 
@@ -31,6 +32,12 @@ _REASONS = {
     422: "Validation error",
     429: "Rate limited or locked out; see Retry-After",
 }
+_WS_REFUSALS = {
+    400: "Not a WebSocket upgrade, or an encoding this lobby does not offer",
+    401: _REASONS[401],
+    429: "Too many requests or connections (address, account); see Retry-After",
+}
+"""Answers of ``GET /ws`` instead of the upgrade (the connection is closed after each)."""
 
 WS_DESCRIPTION = """\
 WebSocket upgrade. Authenticate with `Authorization: Bearer <token>` or `?token=<token>`
@@ -45,9 +52,11 @@ accept both. Binary frames are refused with ERROR invalid_message.
 Errors keep the connection open: invalid JSON -> ERROR invalid_json, an unknown type
 -> ERROR unknown_type, a frame over ws_max_message_size -> ERROR message_too_large,
 too many messages -> ERROR rate_limited (details.retry_after). Close codes: 1000 logout /
-idle timeout, 1001 lobby shutting down, 1008 flood continued after ERRORs or session
+idle timeout, 1001 lobby shutting down, 1002 WebSocket protocol error (a malformed frame),
+1007 a text frame that is not UTF-8, 1008 flood continued after ERRORs or session
 expired/revoked, 1009 frame over the hard size limit, 1011 internal error, 1013 slow
 consumer (send queue full), 4000 replaced by a newer connection of the same session.
+An answer other than 101 (400, 401, 429) closes the connection.
 """
 
 
@@ -70,7 +79,7 @@ def build_openapi(
         if ep.tags:
             op["tags"] = list(ep.tags)
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+            {"name": name, "in": "path", "required": True, "schema": _path_schema(kind)}
             for name, kind in ep.path_params.items()
         ]
         if ep.query_model is not None:
@@ -123,9 +132,12 @@ def build_openapi(
             "security": [{"bearerAuth": []}, {}],
             "responses": {
                 "101": {"description": "Switching protocols"},
-                "401": {
-                    "description": _REASONS[401],
-                    "content": {"application/json": {"schema": error_ref}},
+                **{
+                    str(status): {
+                        "description": reason,
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+                    for status, reason in _WS_REFUSALS.items()
                 },
             },
         }
@@ -151,6 +163,13 @@ def _add_schema(
         schemas.setdefault(name, sub)
     schemas.setdefault(model.__name__, schema)
     return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _path_schema(kind: str) -> dict[str, Any]:
+    # integer path parameters are ids (ApiRequest.path_int): 1 to MAX_ID
+    if kind == "integer":
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return {"type": kind}
 
 
 def _openapi_path(path: str) -> str:

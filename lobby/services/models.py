@@ -87,7 +87,10 @@ class WorldStateOut(BaseModel):
 class EventsQuery(_In):
     limit: int = Field(default=20, ge=1, le=100)
     before: int | None = Field(
-        default=None, ge=1, description="only events with an id below this (next page)"
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="only events with an id below this (next page)",
     )
 
 
