@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from lobby.characters import Character
@@ -182,8 +182,17 @@ class Api:
         self._account_limiter = RateLimiter(
             ctx.settings.rest_rate_per_account, ctx.settings.rest_burst_per_account, ctx.clock
         )
+        by_path: dict[str, list[Endpoint]] = {}
         for endpoint in self.endpoints:
-            app.router.add_route(endpoint.method, endpoint.path, self._wrap(endpoint))
+            by_path.setdefault(endpoint.path, []).append(endpoint)
+        for path, endpoints in by_path.items():
+            resource = app.router.add_resource(path)
+            for endpoint in endpoints:
+                resource.add_route(endpoint.method, self._wrap(endpoint))
+            # Any other method on this path is a 405 naming exactly this path's methods,
+            # also where a templated path would match it too (OpenAPI: the concrete path
+            # wins, so ``GET /api/party/accept`` is not ``GET /api/party/{party_id}``).
+            resource.add_route(hdrs.METH_ANY, _not_allowed({e.method for e in endpoints}))
         self._installed = True
 
     def _wrap(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -226,6 +235,13 @@ class Api:
             )
 
         return handle
+
+
+def _not_allowed(methods: set[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
+
+    return not_allowed
 
 
 async def _read_body(request: web.Request, model: type[BaseModel] | None) -> BaseModel | None:

@@ -10,7 +10,7 @@ every error answer references ``ErrorBody``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -39,6 +39,17 @@ _WS_REFUSALS = {
 }
 """Answers of ``GET /ws`` instead of the upgrade (the connection is closed after each)."""
 
+_WS_HANDSHAKE = [
+    {"name": name, "in": "header", "required": True, "schema": schema}
+    for name, schema in (
+        ("Upgrade", {"type": "string", "enum": ["websocket"]}),
+        ("Connection", {"type": "string", "enum": ["Upgrade"]}),
+        ("Sec-WebSocket-Key", {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"}),
+        ("Sec-WebSocket-Version", {"type": "string", "enum": ["13"]}),
+    )
+]
+"""The RFC 6455 handshake headers: without them ``GET /ws`` is a 400."""
+
 WS_DESCRIPTION = """\
 WebSocket upgrade. Authenticate with `Authorization: Bearer <token>` or `?token=<token>`
 (the header is preferred: query strings end up in logs). Without a valid session the
@@ -61,9 +72,18 @@ An answer other than 101 (400, 401, 429) closes the connection.
 
 
 def build_openapi(
-    endpoints: Iterable[Endpoint], *, title: str, version: str, description: str = ""
+    endpoints: Iterable[Endpoint],
+    *,
+    title: str,
+    version: str,
+    description: str = "",
+    choices: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``endpoints``."""
+    """The OpenAPI 3.1 document for ``endpoints``.
+
+    ``choices`` narrows string fields the lobby checks against its data (the world's
+    factions and classes) to an ``enum``: ``{"SchemaName": {"field": values}}``.
+    """
     schemas: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     _add_schema(ErrorBody, schemas, "serialization")
@@ -127,7 +147,8 @@ def build_openapi(
             "description": WS_DESCRIPTION,
             "tags": ["realtime"],
             "parameters": [
-                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}
+                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+                *_WS_HANDSHAKE,
             ],
             "security": [{"bearerAuth": []}, {}],
             "responses": {
@@ -142,6 +163,11 @@ def build_openapi(
             },
         }
     }
+    for schema_name, fields in (choices or {}).items():
+        properties = schemas.get(schema_name, {}).get("properties", {})
+        for field_name, values in fields.items():
+            if field_name in properties:
+                properties[field_name]["enum"] = sorted(values)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
