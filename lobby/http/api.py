@@ -23,6 +23,10 @@ signed 64-bit integer (what SQLite and PostgreSQL ``BIGINT`` hold), so an
 out-of-range number is a 422 ``validation_error``, never a database overflow;
 integer path parameters (:meth:`ApiRequest.path_int`) are ids from 1 to
 :data:`~protocol.messages.base.MAX_ID`, anything else a 404.
+
+A method a path does not have is a 405 whose ``Allow`` lists exactly that path's
+methods, also where a templated path would match the same URL: as in OpenAPI, the
+concrete path wins (``GET /api/party/accept`` is a 405, not ``GET /api/party/{party_id}``).
 """
 
 from __future__ import annotations

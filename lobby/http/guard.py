@@ -32,7 +32,7 @@ import enum
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import hdrs, web
@@ -90,9 +90,6 @@ class GuardLog(logging.LoggerAdapter[logging.Logger]):
             self.notice("malformed HTTP request from %s: %s", remote, _one_line(exc))
             return
         super().log(level, msg, *args, **kwargs)
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        return msg, kwargs
 
 
 class _Phase(enum.Enum):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import sqlite3
 from collections import Counter
@@ -29,6 +28,7 @@ import aiohttp
 
 from tests.lobby.lobby_process import LobbyProcess, start_lobby
 from tests.lobby.services.conftest import new_player
+from tests.lobby.services.ledger import replay_trades
 from tests.lobby.services.players import GamePlayer, Refused
 
 PLAYERS = 8
@@ -160,13 +160,4 @@ async def test_kill_9_under_trades_loses_and_duplicates_nothing(tmp_path: Path) 
     assert set(gold) == set(ids)  # the players are every character there is
     assert sorted(owners) == sorted(owners0) and set(owners.values()) <= set(ids)
     assert sum(gold.values()) == sum(gold0.values()) and min(gold.values()) >= 0
-    replay_owner, replay_gold = dict(owners0), dict(gold0)
-    for _, exchange in records:
-        for t in json.loads(exchange)["transfers"]:
-            for it in t["items"]:
-                assert replay_owner[it["item_id"]] == t["from_id"]
-                replay_owner[it["item_id"]] = t["to_id"]
-            replay_gold[t["from_id"]] -= t["gold"]
-            replay_gold[t["to_id"]] += t["gold"]
-            assert replay_gold[t["from_id"]] >= 0
-    assert replay_owner == owners and replay_gold == gold
+    assert replay_trades(owners0, gold0, (str(r[1]) for r in records)) == (owners, gold)

@@ -18,7 +18,7 @@ import pytest
 
 from lobby import MasterServer
 from lobby.http.guard import LOG_BURST
-from tests.lobby.support import FakeClock, fast_settings
+from tests.lobby.support import FakeClock, fast_settings, raw_ws
 
 LONG = 3600.0
 WAIT = 20.0
@@ -109,6 +109,34 @@ async def test_partial_headers_are_cut_off_after_the_header_timeout(tmp_path: Pa
             await loop.sock_sendall(ok, status_request(lobby.port))
             status, _, _ = await read_response(ok)
             assert status == 200
+
+
+async def test_a_websocket_outlives_the_header_timeout(tmp_path: Path) -> None:
+    """The deadline covers the headers only: an open WebSocket is not cut by it."""
+    async with serving(tmp_path, http_header_timeout=0.2, http_keepalive_timeout=LONG) as lobby:
+        loop = asyncio.get_running_loop()
+        token = await _login(lobby.port)
+        ws = await raw_ws(lobby.port, token)
+        with ws:
+            # a slowloris opened after the WebSocket: once the lobby has cut it, the
+            # WebSocket's own deadline (had it one) would have passed first
+            slow = await connect(lobby.port)
+            with slow:
+                await loop.sock_sendall(slow, b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+                assert await read_until_closed(slow) == b""
+            await loop.sock_sendall(ws, _masked_text(b'{"type":"heartbeat","message_id":"hb"}'))
+            reply = b""
+            while b'"reply_to"' not in reply:
+                chunk = await asyncio.wait_for(loop.sock_recv(ws, 4096), WAIT)
+                assert chunk, "the WebSocket was closed"
+                reply += chunk
+            assert b'"hb"' in reply
+
+
+def _masked_text(payload: bytes) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + key + masked
 
 
 async def test_silent_and_idle_keepalive_connections_are_closed(tmp_path: Path) -> None:
