@@ -90,6 +90,12 @@ class LobbySettings(BaseSettings):
         description="a request's line and headers must arrive within this many seconds of its "
         "first byte, or the connection is closed (slowloris)",
     )
+    http_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request body must arrive within this many seconds of its headers "
+        "(else 400 and the connection is closed)",
+    )
     http_keepalive_timeout: float = Field(
         default=60.0,
         gt=0,

@@ -202,6 +202,7 @@ class MasterServer:
                 access_log=None,
                 shutdown_timeout=s.ws_close_timeout * 2,
                 keepalive_timeout=s.http_keepalive_timeout,
+                lingering_time=s.http_body_timeout,  # discarding an unread body: same budget
                 logger=guard.log,
             )
             await runner.setup()

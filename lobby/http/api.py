@@ -12,7 +12,8 @@ A service adds an endpoint before the lobby starts serving (in its
 What the wrapper does for every endpoint, in order: authenticate
 (``Authorization: Bearer <token>``; the token slides) when ``auth`` is set,
 apply the per-account rate limit, read and validate the JSON body against
-``request_model`` (400 ``invalid_json``, 422 ``validation_error``) and the query
+``request_model`` (400 ``invalid_json``, 422 ``validation_error``; 400
+``bad_request`` if it does not arrive within ``http_body_timeout`` seconds) and the query
 string against ``query_model``, call the handler, and serialize a returned
 pydantic model with ``status``. The handler may also return an aiohttp
 response. Every endpoint lands in ``GET /api/openapi.json``.
@@ -31,6 +32,7 @@ concrete path wins (``GET /api/party/accept`` is a 405, not ``GET /api/party/{pa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -213,7 +215,7 @@ class Api:
                         code=ErrorCode.RATE_LIMITED,
                         details={"retry_after": round(wait, 3), "scope": "account"},
                     )
-            body = await _read_body(request, endpoint.request_model)
+            body = await _read_body(request, endpoint.request_model, ctx.settings.http_body_timeout)
             query = (
                 None
                 if endpoint.query_model is None
@@ -248,10 +250,21 @@ def _not_allowed(methods: set[str]) -> Callable[[web.Request], Awaitable[web.Str
     return not_allowed
 
 
-async def _read_body(request: web.Request, model: type[BaseModel] | None) -> BaseModel | None:
+async def _read_body(
+    request: web.Request, model: type[BaseModel] | None, deadline: float
+) -> BaseModel | None:
     if model is None:
         return None
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(deadline):
+            raw = await request.read()
+    except TimeoutError:
+        # a body trickling in (slow POST) would hold the connection and this handler
+        raise LobbyError(
+            f"the request body did not arrive within {deadline:g}s",
+            code=ErrorCode.BAD_REQUEST,
+            details={"timeout": deadline},
+        ) from None
     if not raw:
         raise LobbyError("a JSON body is required", code=ErrorCode.INVALID_JSON)
     try:

@@ -139,6 +139,21 @@ def _masked_text(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + key + masked
 
 
+async def test_a_body_trickling_in_is_refused_and_the_connection_closed(tmp_path: Path) -> None:
+    async with serving(tmp_path, http_body_timeout=0.2) as lobby:
+        loop = asyncio.get_running_loop()
+        slow = await connect(lobby.port)
+        with slow:
+            head = (
+                f"POST /api/auth/register HTTP/1.1\r\nHost: 127.0.0.1:{lobby.port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+            )
+            await loop.sock_sendall(slow, head.encode() + b'{"username": "sl')
+            status, _, body = await read_response(slow)
+            assert status == 400 and json.loads(body)["code"] == "bad_request"
+            assert await read_until_closed(slow) == b""
+
+
 async def test_silent_and_idle_keepalive_connections_are_closed(tmp_path: Path) -> None:
     async with serving(tmp_path, http_header_timeout=LONG, http_keepalive_timeout=0.2) as lobby:
         loop = asyncio.get_running_loop()
