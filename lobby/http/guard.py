@@ -61,7 +61,8 @@ class GuardLog(logging.LoggerAdapter[logging.Logger]):
     A record carrying an :class:`~aiohttp.http_exceptions.HttpProcessingError`
     (a request that does not parse: a NUL in a header, a bad request line, a line
     over the size limit) becomes one line ``malformed HTTP request from <addr>:
-    <reason>`` at INFO, printable characters only, without a traceback. Those
+    <reason>`` at INFO (DEBUG where aiohttp chose DEBUG: non-HTTP bytes as a first
+    request), printable characters only, without a traceback. Those
     lines and :meth:`notice` lines share one token bucket (``LOG_BURST``,
     ``LOG_RATE`` on the lobby clock). Every other record passes unchanged.
     """
@@ -72,8 +73,10 @@ class GuardLog(logging.LoggerAdapter[logging.Logger]):
         self.dropped = 0
         """Lines not logged since the last one that was."""
 
-    def notice(self, msg: str, *args: object) -> None:
-        """Log one rate-limited INFO line."""
+    def notice(self, msg: str, *args: object, level: int = logging.INFO) -> None:
+        """Log one rate-limited line (nothing is counted while ``level`` is not logged)."""
+        if not self.logger.isEnabledFor(level):
+            return
         if self._bucket.hit("guard") > 0:
             self.dropped += 1
             return
@@ -81,13 +84,15 @@ class GuardLog(logging.LoggerAdapter[logging.Logger]):
             msg += " (%d similar lines not logged)"
             args = (*args, self.dropped)
             self.dropped = 0
-        self.logger.info(msg, *args)
+        self.logger.log(level, msg, *args)
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = _exception(kwargs.get("exc_info"))
         if isinstance(exc, HttpProcessingError):
             remote = args[0] if args else "unknown"
-            self.notice("malformed HTTP request from %s: %s", remote, _one_line(exc))
+            # a client's garbage is no server error: INFO at most (aiohttp's DEBUG stays DEBUG)
+            level = min(level, logging.INFO)
+            self.notice("malformed HTTP request from %s: %s", remote, _one_line(exc), level=level)
             return
         super().log(level, msg, *args, **kwargs)
 
