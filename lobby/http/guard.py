@@ -2,8 +2,8 @@
 
 aiohttp 3.14 closes a connection idle for ``keepalive_timeout`` (also one that never
 sends a request; the lobby passes ``http_keepalive_timeout``) and bounds header sizes.
-It does not bound how long a request's headers may take to trickle in, nor how many
-connections one address holds, keeps a refused WebSocket upgrade's socket open, and
+It does not bound how long a request's headers may take to trickle in nor how many
+connections one address holds; it keeps a refused WebSocket upgrade's socket open and
 logs every malformed request with a full traceback. :class:`ConnectionGuard` adds:
 
 * **a header deadline**: a request's line and headers must be complete (the request
@@ -23,6 +23,7 @@ It sits between the listening socket and aiohttp's protocol (:class:`GuardedSite
 creates the server with the guard's protocol factory) and in front of the
 application (:meth:`ConnectionGuard.middleware`, the outermost middleware). Memory
 is bounded by the open connections: one counter per address with a connection open.
+(A request body has its own deadline, ``http_body_timeout``, in :mod:`lobby.http.api`.)
 """
 
 from __future__ import annotations
