@@ -288,7 +288,7 @@ class GuardedSite(web.BaseSite):
     stops it), with ``host``/``port`` or an already bound ``sock``.
     """
 
-    __slots__ = ("_guard", "_host", "_port", "_reuse_address", "_sock")
+    __slots__ = ("_guard", "_host", "_port", "_sock")
 
     def __init__(
         self,
@@ -305,7 +305,6 @@ class GuardedSite(web.BaseSite):
         self._host = host
         self._port = port
         self._sock = sock
-        self._reuse_address = None if sys.platform == "win32" else True
 
     @property
     def name(self) -> str:
@@ -325,11 +324,7 @@ class GuardedSite(web.BaseSite):
             self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
         else:
             self._server = await loop.create_server(
-                factory,
-                self._host,
-                self._port,
-                backlog=self._backlog,
-                reuse_address=self._reuse_address,
+                factory, self._host, self._port, backlog=self._backlog
             )
 
 
