@@ -96,6 +96,31 @@ class LobbySettings(BaseSettings):
         default=8, ge=1, description="addresses remembered per account as known-good"
     )
 
+    # -- HTTP connections (lobby.http.guard) ---------------------------------------------
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's line and headers must arrive within this many seconds of its "
+        "first byte, or the connection is closed (slowloris)",
+    )
+    http_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request body must arrive within this many seconds of its headers "
+        "(else 400 and the connection is closed)",
+    )
+    http_keepalive_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="close a connection idle this long between requests (or before its first)",
+    )
+    http_max_connections_per_address: int = Field(
+        default=64,
+        ge=0,
+        description="open TCP connections (WebSockets included) from one peer address; the "
+        "next one is answered 429 and closed; 0 = no cap (behind a proxy: the proxy's address)",
+    )
+
     # -- WebSocket ------------------------------------------------------------------------
     ws_max_message_size: int = Field(
         default=64 * 1024, ge=256, description="bigger text frames get ERROR message_too_large"

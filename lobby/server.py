@@ -46,6 +46,7 @@ from lobby.context import LobbyContext, LobbyServices
 from lobby.game.world import load_world
 from lobby.http.api import Api
 from lobby.http.errors import error_middleware, rate_limit_middleware
+from lobby.http.guard import ConnectionGuard, GuardedSite
 from lobby.http.routes import add_core_routes
 from lobby.http.ws import WebSocketEndpoint
 from lobby.hub import Hub
@@ -192,9 +193,15 @@ class MasterServer:
             add_core_routes(api)
             for service in self._services:
                 await service.setup(ctx)
+            guard = ConnectionGuard(
+                header_timeout=s.http_header_timeout,
+                max_per_address=s.http_max_connections_per_address,
+                clock=self.clock,
+            )
             app = web.Application(
                 client_max_size=s.max_body_size,
                 middlewares=[
+                    guard.middleware(),
                     request_middleware(metrics),
                     error_middleware,
                     rate_limit_middleware(
@@ -211,11 +218,17 @@ class MasterServer:
                 app.router.add_get("/metrics", metrics_handler(metrics))
             app.on_shutdown.append(self._on_shutdown)
             runner = web.AppRunner(
-                app, handle_signals=False, access_log=None, shutdown_timeout=s.ws_close_timeout * 2
+                app,
+                handle_signals=False,
+                access_log=None,
+                shutdown_timeout=s.ws_close_timeout * 2,
+                keepalive_timeout=s.http_keepalive_timeout,
+                lingering_time=s.http_body_timeout,  # discarding an unread body: same budget
+                logger=guard.log,
             )
             await runner.setup()
             self._runner = runner
-            site = web.TCPSite(runner, s.host, s.port)
+            site = GuardedSite(runner, guard, s.host, s.port)
             await site.start()
             self._port = int(runner.addresses[0][1])
             if s.metrics_enabled and s.metrics_port is not None:

@@ -1,4 +1,5 @@
-"""The lobby's HTTP side: the endpoint registry, the core routes, errors, OpenAPI, ``/ws``."""
+"""The lobby's HTTP side: the endpoint registry, the core routes, errors, OpenAPI, ``/ws``,
+and the connection guard in front of them (:mod:`lobby.http.guard`)."""
 
 from __future__ import annotations
 

@@ -12,20 +12,33 @@ A service adds an endpoint before the lobby starts serving (in its
 What the wrapper does for every endpoint, in order: authenticate
 (``Authorization: Bearer <token>``; the token slides) when ``auth`` is set,
 apply the per-account rate limit, read and validate the JSON body against
-``request_model`` (400 ``invalid_json``, 422 ``validation_error``) and the query
+``request_model`` (400 ``invalid_json``, 422 ``validation_error``; 400
+``bad_request`` if it does not arrive within ``http_body_timeout`` seconds) and the query
 string against ``query_model``, call the handler, and serialize a returned
 pydantic model with ``status``. The handler may also return an aiohttp
 response. Every endpoint lands in ``GET /api/openapi.json``.
+
+Every integer an endpoint accepts is bounded: :meth:`Api.add` refuses a request
+or query model with an integer field whose ``ge``/``le`` bounds do not fit a
+signed 64-bit integer (what SQLite and PostgreSQL ``BIGINT`` hold), so an
+out-of-range number is a 422 ``validation_error``, never a database overflow;
+integer path parameters (:meth:`ApiRequest.path_int`) are ids from 1 to
+:data:`~protocol.messages.base.MAX_ID`, anything else a 404.
+
+A method a path does not have is a 405 whose ``Allow`` lists exactly that path's
+methods, also where a templated path would match the same URL: as in OpenAPI, the
+concrete path wins (``GET /api/party/accept`` is a 405, not ``GET /api/party/{party_id}``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from lobby.characters import Character
@@ -34,11 +47,24 @@ from lobby.logs import bind_session
 from lobby.ratelimit import RateLimiter
 from lobby.sessions import Session
 from protocol.errors import ErrorCode, LobbyError
+from protocol.messages.base import MAX_ID
 
 if TYPE_CHECKING:
     from lobby.context import LobbyContext
 
-__all__ = ["Api", "ApiRequest", "Endpoint", "EndpointHandler", "bearer_token"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "Api",
+    "ApiRequest",
+    "Endpoint",
+    "EndpointHandler",
+    "bearer_token",
+    "unbounded_integers",
+]
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -102,11 +128,11 @@ class ApiRequest:
         return self.query
 
     def path_int(self, name: str) -> int:
-        """A positive integer path parameter (404 if it is not one: such an id cannot exist)."""
+        """An id path parameter, 1 to ``MAX_ID`` (404 otherwise: such an id cannot exist)."""
         raw = self.request.match_info.get(name, "")
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-            raise LobbyError(f"no such {name}", code=ErrorCode.NOT_FOUND, details={name: raw[:32]})
-        return int(raw)
+        if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= MAX_ID:
+            return int(raw)
+        raise LobbyError(f"no such {name}", code=ErrorCode.NOT_FOUND, details={name: raw[:32]})
 
 
 def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | None:
@@ -136,6 +162,14 @@ class Api:
         key = (endpoint.method.upper(), endpoint.path)
         if any((e.method.upper(), e.path) == key for e in self.endpoints):
             raise ValueError(f"endpoint {key[0]} {key[1]} is already registered")
+        for model in (endpoint.request_model, endpoint.query_model):
+            loose = [] if model is None else unbounded_integers(model.model_json_schema())
+            if loose:
+                raise ValueError(
+                    f"endpoint {key[0]} {key[1]}: {model.__name__ if model else ''} accepts "
+                    f"integers without bounds inside a signed 64-bit range: {', '.join(loose)} "
+                    f"(add ge=/le=, e.g. le=MAX_ID)"
+                )
         endpoint.method = endpoint.method.upper()
         self.endpoints.append(endpoint)
         return endpoint
@@ -157,8 +191,17 @@ class Api:
         self._account_limiter = RateLimiter(
             ctx.settings.rest_rate_per_account, ctx.settings.rest_burst_per_account, ctx.clock
         )
+        by_path: dict[str, list[Endpoint]] = {}
         for endpoint in self.endpoints:
-            app.router.add_route(endpoint.method, endpoint.path, self._wrap(endpoint))
+            by_path.setdefault(endpoint.path, []).append(endpoint)
+        for path, endpoints in by_path.items():
+            resource = app.router.add_resource(path)
+            for endpoint in endpoints:
+                resource.add_route(endpoint.method, self._wrap(endpoint))
+            # Any other method on this path is a 405 naming exactly this path's methods,
+            # also where a templated path would match it too (OpenAPI: the concrete path
+            # wins, so ``GET /api/party/accept`` is not ``GET /api/party/{party_id}``).
+            resource.add_route(hdrs.METH_ANY, _not_allowed({e.method for e in endpoints}))
         self._installed = True
 
     def _wrap(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -179,7 +222,7 @@ class Api:
                         code=ErrorCode.RATE_LIMITED,
                         details={"retry_after": round(wait, 3), "scope": "account"},
                     )
-            body = await _read_body(request, endpoint.request_model)
+            body = await _read_body(request, endpoint.request_model, ctx.settings.http_body_timeout)
             query = (
                 None
                 if endpoint.query_model is None
@@ -207,10 +250,28 @@ class Api:
         return handle
 
 
-async def _read_body(request: web.Request, model: type[BaseModel] | None) -> BaseModel | None:
+def _not_allowed(methods: set[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
+
+    return not_allowed
+
+
+async def _read_body(
+    request: web.Request, model: type[BaseModel] | None, deadline: float
+) -> BaseModel | None:
     if model is None:
         return None
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(deadline):
+            raw = await request.read()
+    except TimeoutError:
+        # a body trickling in (slow POST) would hold the connection and this handler
+        raise LobbyError(
+            f"the request body did not arrive within {deadline:g}s",
+            code=ErrorCode.BAD_REQUEST,
+            details={"timeout": deadline},
+        ) from None
     if not raw:
         raise LobbyError("a JSON body is required", code=ErrorCode.INVALID_JSON)
     try:
@@ -245,3 +306,28 @@ def _validate(model: type[BaseModel] | None, data: dict[str, Any], where: str) -
             code=ErrorCode.VALIDATION_ERROR,
             details={"errors": errors[:20]},
         ) from None
+
+
+def unbounded_integers(schema: Any, where: str = "") -> list[str]:
+    """The fields where the JSON schema ``schema`` admits integers outside a signed 64-bit range."""
+    found: list[str] = []
+    if isinstance(schema, list):
+        for sub in schema:
+            found.extend(unbounded_integers(sub, where))
+        return found
+    if not isinstance(schema, dict):
+        return found
+    if schema.get("type") == "integer":
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if not (isinstance(low, int) and INT64_MIN <= low <= INT64_MAX):
+            found.append(f"{where or 'value'} (minimum)")
+        if not (isinstance(high, int) and INT64_MIN <= high <= INT64_MAX):
+            found.append(f"{where or 'value'} (maximum)")
+    for key, sub in schema.items():
+        if key in ("properties", "$defs") and isinstance(sub, dict):
+            for name, inner in sub.items():
+                found.extend(unbounded_integers(inner, f"{where}.{name}" if where else name))
+        elif isinstance(sub, dict | list):
+            found.extend(unbounded_integers(sub, where))
+    return found

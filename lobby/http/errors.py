@@ -2,9 +2,9 @@
 
 Every error answer is JSON ``{"code": <ErrorCode>, "message": "...", "details": {...}}``
 with the status :func:`status_for` gives the code. 429 answers carry
-``Retry-After`` (whole seconds) from ``details.retry_after``. aiohttp's own HTTP
-errors (unknown route, wrong method, body over the size limit) get the same
-shape; an unexpected exception is logged once and answered 500
+``Retry-After`` (whole seconds) from ``details.retry_after``; 405 answers carry
+``Allow``. aiohttp's own HTTP errors (unknown route, wrong method, body over the
+size limit) get the same shape; an unexpected exception is logged once and answered 500
 ``internal_error`` without internals.
 """
 
@@ -82,10 +82,11 @@ def error_response(
     details: dict[str, Any] | None = None,
     *,
     status: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     """A JSON error answer with the status of ``code`` (and Retry-After on 429)."""
     status = status or status_for(code)
-    headers: dict[str, str] = {}
+    headers = dict(headers or {})
     retry = (details or {}).get("retry_after")
     if status == 429 and isinstance(retry, int | float):
         headers["Retry-After"] = retry_after_header(float(retry))
@@ -116,14 +117,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _CODE_BY_STATUS.get(exc.status, ErrorCode.BAD_REQUEST)
         message = exc.reason
         details: dict[str, Any] = {}
+        headers: dict[str, str] = {}
         if exc.status == 405:
             message = f"method {request.method} not allowed on {request.path}"
-            details["allowed"] = sorted(getattr(exc, "allowed_methods", ()))
+            allowed = sorted(getattr(exc, "allowed_methods", ()))
+            details["allowed"] = allowed
+            headers["Allow"] = ", ".join(allowed)
         elif exc.status == 404:
             message = f"no endpoint {request.path}"
         elif exc.status == 413:
             message = "request body too large"
-        return error_response(code, message, details, status=exc.status)
+        return error_response(code, message, details, status=exc.status, headers=headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ErrorCode.INTERNAL_ERROR, "internal error")

@@ -10,12 +10,13 @@ every error answer references ``ErrorBody``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from lobby.http.api import Endpoint
+from protocol.messages.base import MAX_ID
 from protocol.rest import ErrorBody
 
 __all__ = ["WS_DESCRIPTION", "build_openapi"]
@@ -31,6 +32,23 @@ _REASONS = {
     422: "Validation error",
     429: "Rate limited or locked out; see Retry-After",
 }
+_WS_REFUSALS = {
+    400: "Not a WebSocket upgrade, or an encoding this lobby does not offer",
+    401: _REASONS[401],
+    429: "Too many requests or connections (address, account); see Retry-After",
+}
+"""Answers of ``GET /ws`` instead of the upgrade (the connection is closed after each)."""
+
+_WS_HANDSHAKE = [
+    {"name": name, "in": "header", "required": True, "schema": schema}
+    for name, schema in (
+        ("Upgrade", {"type": "string", "enum": ["websocket"]}),
+        ("Connection", {"type": "string", "enum": ["Upgrade"]}),
+        ("Sec-WebSocket-Key", {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"}),
+        ("Sec-WebSocket-Version", {"type": "string", "enum": ["13"]}),
+    )
+]
+"""The RFC 6455 handshake headers: without them ``GET /ws`` is a 400."""
 
 WS_DESCRIPTION = """\
 WebSocket upgrade. Authenticate with `Authorization: Bearer <token>` or `?token=<token>`
@@ -45,16 +63,27 @@ accept both. Binary frames are refused with ERROR invalid_message.
 Errors keep the connection open: invalid JSON -> ERROR invalid_json, an unknown type
 -> ERROR unknown_type, a frame over ws_max_message_size -> ERROR message_too_large,
 too many messages -> ERROR rate_limited (details.retry_after). Close codes: 1000 logout /
-idle timeout, 1001 lobby shutting down, 1008 flood continued after ERRORs or session
+idle timeout, 1001 lobby shutting down, 1002 WebSocket protocol error (a malformed frame),
+1007 a text frame that is not UTF-8, 1008 flood continued after ERRORs or session
 expired/revoked, 1009 frame over the hard size limit, 1011 internal error, 1013 slow
 consumer (send queue full), 4000 replaced by a newer connection of the same session.
+An answer other than 101 (400, 401, 429) closes the connection.
 """
 
 
 def build_openapi(
-    endpoints: Iterable[Endpoint], *, title: str, version: str, description: str = ""
+    endpoints: Iterable[Endpoint],
+    *,
+    title: str,
+    version: str,
+    description: str = "",
+    choices: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``endpoints``."""
+    """The OpenAPI 3.1 document for ``endpoints``.
+
+    ``choices`` narrows string fields the lobby checks against its data (the world's
+    factions and classes) to an ``enum``: ``{"SchemaName": {"field": values}}``.
+    """
     schemas: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     _add_schema(ErrorBody, schemas, "serialization")
@@ -70,7 +99,7 @@ def build_openapi(
         if ep.tags:
             op["tags"] = list(ep.tags)
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+            {"name": name, "in": "path", "required": True, "schema": _path_schema(kind)}
             for name, kind in ep.path_params.items()
         ]
         if ep.query_model is not None:
@@ -118,18 +147,27 @@ def build_openapi(
             "description": WS_DESCRIPTION,
             "tags": ["realtime"],
             "parameters": [
-                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}
+                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+                *_WS_HANDSHAKE,
             ],
             "security": [{"bearerAuth": []}, {}],
             "responses": {
                 "101": {"description": "Switching protocols"},
-                "401": {
-                    "description": _REASONS[401],
-                    "content": {"application/json": {"schema": error_ref}},
+                **{
+                    str(status): {
+                        "description": reason,
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+                    for status, reason in _WS_REFUSALS.items()
                 },
             },
         }
     }
+    for schema_name, fields in (choices or {}).items():
+        properties = schemas.get(schema_name, {}).get("properties", {})
+        for field_name, values in fields.items():
+            if field_name in properties:
+                properties[field_name]["enum"] = sorted(values)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
@@ -151,6 +189,13 @@ def _add_schema(
         schemas.setdefault(name, sub)
     schemas.setdefault(model.__name__, schema)
     return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _path_schema(kind: str) -> dict[str, Any]:
+    # integer path parameters are ids (ApiRequest.path_int): 1 to MAX_ID
+    if kind == "integer":
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return {"type": kind}
 
 
 def _openapi_path(path: str) -> str:

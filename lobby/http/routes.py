@@ -329,6 +329,12 @@ async def openapi(req: ApiRequest) -> web.Response:
         title="Shards of Eternity lobby",
         version=SERVER_VERSION,
         description="REST and WebSocket API of the master lobby.",
+        choices={
+            "CharacterCreateRequest": {
+                "faction": req.ctx.world.faction_names(),
+                "character_class": req.ctx.world.class_names(),
+            }
+        },
     )
     return web.json_response(doc)
 

@@ -2,7 +2,10 @@
 
 Authentication happens before the upgrade: ``Authorization: Bearer <token>``
 or ``?token=<token>``; a missing, revoked or expired session gets the JSON 401
-of every other endpoint and no socket. The read loop handles one client
+of every other endpoint and no socket. A ``GET /ws`` that is not a WebSocket
+upgrade is answered 400 ``bad_request``; too many connections of the account,
+429 ``rate_limited``. A refused upgrade's connection is closed after the answer
+(:mod:`lobby.http.guard`). The read loop handles one client
 message at a time, in order:
 
 1. frames over ``ws_hard_max_message_size`` are refused by aiohttp (close 1009);
@@ -12,7 +15,8 @@ message at a time, in order:
    (``ws_address_message_rate``): ``ERROR rate_limited`` with ``details.retry_after``;
    after ``ws_flood_strikes`` limited messages in a row, close 1008;
 3. decode (``protocol.codec.deserialize``): ``ERROR`` with the protocol's code
-   (``invalid_json``, ``invalid_message``, ``unknown_type``, ``version_mismatch``);
+   (``invalid_json``, ``invalid_message``, ``unknown_type``, ``version_mismatch``)
+   whose ``ref_id`` is the frame's ``message_id`` when its JSON has a usable one;
 4. slide the session's expiry; ``HEARTBEAT`` is answered with a ``HEARTBEAT``
    whose ``reply_to`` is the client's ``message_id``; ``DISCONNECT`` closes with
    1000 and leaves at once (no reconnect grace); any other type goes to the
@@ -40,6 +44,7 @@ Frame encodings (``?encoding=``, listed as ``ws_encodings`` in ``/api/status``):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -111,6 +116,12 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self.ctx
         s = ctx.settings
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            raise LobbyError(
+                "GET /ws is a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Key, "
+                "Sec-WebSocket-Version: 13)",
+                code=ErrorCode.BAD_REQUEST,
+            )
         frames = await self._frames(request)
         session = await ctx.sessions.authenticate(bearer_token(request, allow_query=True))
         bind_session(session)  # its ids on this socket's log lines
@@ -247,7 +258,8 @@ class WebSocketEndpoint:
         try:
             msg = deserialize(data, max_size=ctx.settings.ws_max_message_size)
         except ProtocolError as exc:
-            conn.send(error_message_from(exc))
+            ref_id = _raw_message_id(data, ctx.settings.ws_max_message_size)
+            conn.send(error_message_from(exc, ref_id=ref_id))
             return
         ctx.metrics.received(msg.type)
         try:
@@ -277,3 +289,19 @@ class WebSocketEndpoint:
                     ref_id=msg.message_id,
                 )
             )
+
+
+def _raw_message_id(data: str, max_size: int) -> str | None:
+    """The ``message_id`` of a frame that failed validation, if its JSON has a string one.
+
+    Lets the ``ERROR`` name the request it answers (``ref_id``); frames over the size
+    limit or not a JSON object have none (``error_message_from`` drops unusable ids).
+    """
+    if len(data) > max_size:
+        return None
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    value = raw.get("message_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None

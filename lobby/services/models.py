@@ -23,7 +23,10 @@ class _In(BaseModel):
 class EventsQuery(_In):
     limit: int = Field(default=20, ge=1, le=100)
     before: int | None = Field(
-        default=None, ge=1, description="only events with an id below this (next page)"
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="only events with an id below this (next page)",
     )
 
 
@@ -35,6 +38,17 @@ class PartyCreateIn(_In):
 
 
 class PartyInviteIn(_In):
+    # the lobby needs one of the two (a non-null target_id wins)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["target_id"], "properties": {"target_id": {"not": {"type": "null"}}}},
+                {"required": ["target_name"], "properties": {"target_name": {"type": "string"}}},
+            ]
+        },
+    )
+
     target_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     target_name: str | None = Field(default=None, min_length=1, max_length=64)
 

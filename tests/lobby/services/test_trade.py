@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from typing import Any
 
@@ -14,6 +13,7 @@ from lobby.services.trade import TradeService
 from lobby.storage import characters
 from lobby.storage.game_schema import items, trades
 from tests.lobby.services.conftest import MakePlayer
+from tests.lobby.services.ledger import replay_trades
 from tests.lobby.services.players import GamePlayer
 from tests.lobby.support import FakeClock
 
@@ -314,7 +314,6 @@ async def trade_hammer(server: MasterServer, make_player: MakePlayer) -> None:
     assert sum(gold.values()) == sum(gold0.values())
     assert all(g >= 0 for g in gold.values())
     # replaying the recorded exchanges on the starting state gives exactly the final state
-    replay_owner, replay_gold = dict(owners0), dict(gold0)
     async with server.ctx.db.read() as db:
         records = (
             await db.execute(
@@ -324,14 +323,6 @@ async def trade_hammer(server: MasterServer, make_player: MakePlayer) -> None:
         count = len(records)
     # every trade the players saw succeed is recorded (a drop after confirming may add more)
     assert count >= outcomes.count("completed") > 0
-    for rec in records:
-        for t in json.loads(rec.exchange)["transfers"]:
-            for it in t["items"]:
-                assert replay_owner[it["item_id"]] == t["from_id"]
-                replay_owner[it["item_id"]] = t["to_id"]
-            replay_gold[t["from_id"]] -= t["gold"]
-            replay_gold[t["to_id"]] += t["gold"]
-            assert replay_gold[t["from_id"]] >= 0
-    assert replay_owner == owners and replay_gold == gold
+    assert replay_trades(owners0, gold0, (rec.exchange for rec in records)) == (owners, gold)
     trades_service = server.ctx.services.require(TradeService)
     assert all(trades_service.book.active_for(i) is None for i in ids)
