@@ -4,7 +4,8 @@ Everything the lobby and the mesh share: every message as a pydantic v2 model
 (:mod:`protocol.messages`), the JSON codec (:mod:`protocol.codec`), the binary
 movement codec (:mod:`protocol.movement`), version negotiation
 (:mod:`protocol.version`), factories (:mod:`protocol.factories`), the error tree
-(:mod:`protocol.errors`) and the pure crypto (:mod:`protocol.crypto`).
+(:mod:`protocol.errors`), the pure crypto (:mod:`protocol.crypto`), and the STUN/TURN
+codec of NAT traversal (:mod:`protocol.stun`, :mod:`protocol.turn`, imported by name).
 
 No I/O: this package imports no asyncio, socket, aiohttp, aioquic or zeroconf
 and reads no clock; callers pass ``now``.
@@ -81,6 +82,8 @@ from protocol.errors import (
     SealError,
     ShardsError,
     StorageError,
+    StunError,
+    StunIntegrityError,
     TicketError,
     TicketExpiredError,
     TicketForgedError,
@@ -317,6 +320,8 @@ __all__ = [
     "SINGLE_HEADER",
     "SINGLE_SIZE",
     "SealError",
+    "StunError",
+    "StunIntegrityError",
     "ShardCaptureMessage",
     "ShardCapturedMessage",
     "ShardInfo",
