@@ -53,6 +53,7 @@ from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
+from lobby.stun import StunServer
 from protocol.errors import ConfigError, LobbyError
 
 __all__ = ["LobbyService", "MasterServer"]
@@ -108,6 +109,7 @@ class MasterServer:
         self._maintenance: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._last_cleanup = 0.0
+        self._stun: StunServer | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -141,6 +143,16 @@ class MasterServer:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def stun(self) -> StunServer | None:
+        """The STUN responder (its ``port`` and ``responder.counters``), None when off."""
+        return self._stun
+
+    @property
+    def stun_port(self) -> int | None:
+        """The UDP port answering STUN Binding requests, or None when ``stun_enabled`` is off."""
+        return None if self._stun is None else self._stun.port
 
     def add_service(self, service: LobbyService) -> None:
         """Add a service before ``start()``."""
@@ -199,6 +211,9 @@ class MasterServer:
             site = web.TCPSite(runner, s.host, s.port)
             await site.start()
             self._port = int(runner.addresses[0][1])
+            if s.stun_enabled:
+                self._stun = StunServer.from_settings(s, self.clock)
+                await self._stun.start(s.host, s.port if s.stun_port is None else s.stun_port)
         except BaseException:
             await self._teardown()
             raise
@@ -269,6 +284,9 @@ class MasterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
+        if self._stun is not None:
+            await self._stun.close()
+            self._stun = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
