@@ -10,7 +10,8 @@ line, from stdin where a command needs them. Every command is bounded in time.
 - ``probe BIND SERVER PORT [PORT ...]``: one UDP socket asks every port of
   ``SERVER``; prints ``{"local": addr, "mapped": [addr, ...]}``.
 - ``punch BIND SERVER:PORT SECONDS``: learns its mapping (printed as
-  ``{"mapped": addr}``), reads the peer's mapping from stdin, then both sides
+  ``{"mapped": addr, "local": addr}``), reads the peer's address (its mapping, or
+  its local address behind the same NAT) from stdin, then both sides
   send to each other every 50 ms for at most SECONDS; prints ``{"direct": bool}``
   (true once a packet came from the peer and the peer confirmed one of ours).
 - ``turn BIND SERVER:PORT USERNAME PASSWORD COUNT``: allocates a relay with the
@@ -202,7 +203,7 @@ async def probe(bind: str, server: str, ports: Sequence[int]) -> None:
 async def punch(bind: str, server: Address, seconds: float) -> None:
     sock = await StunSocket.open(bind)
     try:
-        _emit(mapped=await _mapped(sock, server))
+        _emit(mapped=await _mapped(sock, server), local=sock.address)
         peer = cast(Address, tuple(await _read_json_line()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
