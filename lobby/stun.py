@@ -131,6 +131,8 @@ class StunResponder(asyncio.DatagramProtocol):
 
 def _unmapped(host: str) -> str:
     """An IPv4 client seen through a dual-stack socket (::ffff:a.b.c.d) is reported as IPv4."""
+    if not host.startswith("::ffff:"):
+        return host
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

@@ -156,6 +156,10 @@ class Attr(IntEnum):
 
 
 _KNOWN_ATTRS = frozenset(int(a) for a in Attr)
+_INTEGRITY = int(Attr.MESSAGE_INTEGRITY)
+_INTEGRITY_SHA256 = int(Attr.MESSAGE_INTEGRITY_SHA256)
+_FINGERPRINT = int(Attr.FINGERPRINT)
+_CLASSES = (StunClass.REQUEST, StunClass.INDICATION, StunClass.SUCCESS, StunClass.ERROR)
 
 
 class DatagramKind(Enum):
@@ -370,7 +374,8 @@ class StunMessage:
 
 def parse_message(data: bytes) -> StunMessage:
     """Parse one STUN message; raise :class:`StunError` on any malformed input."""
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     if len(data) < HEADER_SIZE:
         raise StunError(f"STUN message shorter than its {HEADER_SIZE}-byte header")
     msg_type, length, cookie, transaction_id = _HEADER.unpack_from(data)
@@ -385,7 +390,7 @@ def parse_message(data: bytes) -> StunMessage:
             f"STUN length field says {length} bytes of attributes, got {len(data) - HEADER_SIZE}"
         )
     method = (msg_type & 0x000F) | ((msg_type & 0x00E0) >> 1) | ((msg_type & 0x3E00) >> 2)
-    klass = StunClass(((msg_type >> 4) & 0x1) | ((msg_type >> 7) & 0x2))
+    klass = _CLASSES[((msg_type >> 4) & 0x1) | ((msg_type >> 7) & 0x2)]
     attributes: list[Attribute] = []
     integrity_offset: int | None = None
     offset = HEADER_SIZE
@@ -399,15 +404,15 @@ def parse_message(data: bytes) -> StunMessage:
         if next_at > end:
             raise StunError(f"STUN attribute {_attr_name(kind)} overruns the message")
         value = data[value_at : value_at + size]
-        if kind == Attr.FINGERPRINT:
+        if kind == _FINGERPRINT:
             if next_at != end:
                 raise StunError("STUN FINGERPRINT is not the last attribute")
             _check_fingerprint(data, offset, value)
             attributes.append((kind, value))
-        elif integrity_offset is not None and kind != Attr.MESSAGE_INTEGRITY_SHA256:
+        elif integrity_offset is not None and kind != _INTEGRITY_SHA256:
             pass  # RFC 8489 14.5: ignored after MESSAGE-INTEGRITY
         else:
-            if kind == Attr.MESSAGE_INTEGRITY:
+            if kind == _INTEGRITY:
                 if size != _INTEGRITY_SIZE:
                     raise StunError("STUN MESSAGE-INTEGRITY is not 20 bytes")
                 integrity_offset = offset
@@ -444,9 +449,34 @@ def _decode_address(value: bytes, transaction_id: bytes | None) -> Address:
         raise StunError(f"STUN address family {family:#04x} is unknown")
     if transaction_id is not None:
         port ^= MAGIC_COOKIE >> 16
-        raw = bytes(a ^ b for a, b in zip(raw, _COOKIE_BYTES + transaction_id, strict=False))
-    host = ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
-    return str(host), port
+        raw = _xor(raw, _COOKIE_BYTES + transaction_id)
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}", port
+    return str(ipaddress.IPv6Address(raw)), port
+
+
+def _xor(data: bytes, mask: bytes) -> bytes:
+    """``data`` XOR the first ``len(data)`` bytes of ``mask``."""
+    size = len(data)
+    value = int.from_bytes(data, "big") ^ int.from_bytes(mask[:size], "big")
+    return value.to_bytes(size, "big")
+
+
+def _pack_ip(host: str) -> bytes:
+    """The packed form of an IPv4 or IPv6 address text; StunError if it is neither."""
+    parts = host.split(".")
+    if len(parts) == 4:
+        try:
+            packed = bytes(map(int, parts))
+        except ValueError:
+            packed = b""
+        # the canonical text only: int() also takes " 1", "+1", "01", "1_0"
+        if packed and f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}" == host:
+            return packed
+    try:
+        return ipaddress.ip_address(host).packed
+    except ValueError as exc:
+        raise StunError(f"not an IP address: {host!r}") from exc
 
 
 def _decode_text(value: bytes, what: str, limit: int) -> str:
@@ -497,13 +527,13 @@ def encode_message(
         return _HEADER.pack(msg_type, length, MAGIC_COOKIE, transaction_id)
 
     if integrity_key is not None:
-        size = len(body) + 4 + _INTEGRITY_SIZE
-        mac = _integrity(header(size) + bytes(body), integrity_key)
-        body += _ATTR_HEADER.pack(Attr.MESSAGE_INTEGRITY, _INTEGRITY_SIZE) + mac
+        mac = hmac.new(integrity_key, header(len(body) + 4 + _INTEGRITY_SIZE), hashlib.sha1)
+        mac.update(body)
+        body += _ATTR_HEADER.pack(_INTEGRITY, _INTEGRITY_SIZE) + mac.digest()
     if fingerprint:
-        crc = _fingerprint(header(len(body) + 8) + bytes(body))
-        body += _ATTR_HEADER.pack(Attr.FINGERPRINT, 4) + crc.to_bytes(4, "big")
-    return header(len(body)) + bytes(body)
+        crc = binascii.crc32(body, binascii.crc32(header(len(body) + 8))) ^ FINGERPRINT_XOR
+        body += _ATTR_HEADER.pack(_FINGERPRINT, 4) + (crc & 0xFFFFFFFF).to_bytes(4, "big")
+    return header(len(body)) + body
 
 
 def _attribute(kind: int, value: bytes) -> bytes:
@@ -524,29 +554,26 @@ def _integrity(prefix: bytes, key: bytes) -> bytes:
 def _fingerprint(prefix: bytes) -> int:
     """CRC-32 XOR 0x5354554E over ``prefix`` with the header length counting FINGERPRINT."""
     size = len(prefix) - HEADER_SIZE + 8
-    adjusted = prefix[:2] + size.to_bytes(2, "big") + prefix[4:]
-    return (binascii.crc32(adjusted) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
+    crc = binascii.crc32(prefix[:2])
+    crc = binascii.crc32(size.to_bytes(2, "big"), crc)
+    crc = binascii.crc32(memoryview(prefix)[4:], crc)
+    return (crc ^ FINGERPRINT_XOR) & 0xFFFFFFFF
 
 
 def xor_address_value(address: Address, transaction_id: bytes) -> bytes:
     """The value of XOR-MAPPED-ADDRESS / XOR-PEER-ADDRESS / XOR-RELAYED-ADDRESS."""
     host, port = address
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise StunError(f"not an IP address: {host!r}") from exc
+    packed = _pack_ip(host)
     if not 0 <= port <= 0xFFFF:
         raise StunError(f"port {port} out of range")
     if len(transaction_id) != TRANSACTION_ID_SIZE:
         raise StunError("a STUN transaction id is 12 bytes")
-    packed = ip.packed
-    mask = _COOKIE_BYTES + transaction_id
-    family = _FAMILY_IPV4 if ip.version == 4 else _FAMILY_IPV6
+    family = _FAMILY_IPV4 if len(packed) == 4 else _FAMILY_IPV6
     x_port = port ^ (MAGIC_COOKIE >> 16)
     return (
         bytes((0, family))
         + x_port.to_bytes(2, "big")
-        + bytes(a ^ b for a, b in zip(packed, mask, strict=False))
+        + _xor(packed, _COOKIE_BYTES + transaction_id)
     )
 
 

@@ -21,6 +21,10 @@ line, from stdin where a command needs them. Every command is bounded in time.
   channel, sends COUNT numbered payloads (half as Send indications, half as
   ChannelData) and prints ``{"received": [...]}`` with what the peer's relay
   delivered, then deletes the allocation.
+- ``rtt BIND SERVER:PORT COUNT``: COUNT Binding round trips on one socket;
+  prints ``{"rtt_ms": [...]}`` (for the benchmark).
+- ``allocate BIND SERVER:PORT USERNAME PASSWORD COUNT``: COUNT allocations (each
+  from a fresh socket, deleted after); prints ``{"allocate_ms": [...]}``.
 
 :class:`StunSocket` (the sans-I/O :class:`mesh.stun_client.StunClient` on a real
 asyncio UDP socket) is also what the loopback tests use.
@@ -50,6 +54,7 @@ from protocol.stun import (
     parse_message,
 )
 from protocol.turn import (
+    Allocation,
     LongTermCredentials,
     allocate_request,
     allocation_from,
@@ -293,6 +298,21 @@ class _TurnSession:
             raise SystemExit(f"TURN request refused: {answer.error_code()}")
         return answer
 
+    async def allocate(self, username: str, password: str) -> Allocation:
+        """The unauthenticated Allocate, its 401 (REALM, NONCE), then the authenticated one."""
+        challenge = await self.transact(lambda t: allocate_request(t))
+        realm, nonce = challenge.realm(), challenge.nonce()
+        if challenge.error_code() is None or realm is None or nonce is None:
+            raise SystemExit(f"expected a 401 with REALM and NONCE, got {challenge}")
+        self.credentials = LongTermCredentials.from_password(username, password, realm, nonce)
+        return allocation_from(
+            await self.authenticated(lambda t: allocate_request(t, self.creds(), lifetime=600))
+        )
+
+    async def release(self) -> None:
+        """Delete the allocation (Refresh with LIFETIME 0)."""
+        await self.authenticated(lambda t: refresh_request(t, self.creds(), lifetime=0))
+
     def creds(self) -> LongTermCredentials:
         assert self.credentials is not None
         return self.credentials
@@ -304,16 +324,7 @@ async def turn(bind: str, server: Address, username: str, password: str, count: 
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
-        challenge = await session.transact(lambda t: allocate_request(t))
-        realm, nonce = challenge.realm(), challenge.nonce()
-        if challenge.error_code() is None or realm is None or nonce is None:
-            raise SystemExit(f"expected a 401 with REALM and NONCE, got {challenge}")
-        session.credentials = LongTermCredentials.from_password(username, password, realm, nonce)
-        allocation = allocation_from(
-            await session.authenticated(
-                lambda t: allocate_request(t, session.creds(), lifetime=600)
-            )
-        )
+        allocation = await session.allocate(username, password)
         allocate_ms = (loop.time() - started) * 1000
         _emit(relayed=allocation.relayed, mapped=allocation.mapped, allocate_ms=allocate_ms)
 
@@ -336,9 +347,41 @@ async def turn(bind: str, server: Address, username: str, password: str, count: 
                 data, source = await asyncio.wait_for(sock.inbox.get(), left)
                 session._take(data, source)
         _emit(received=[item.decode() for item in session.data])
-        await session.authenticated(lambda t: refresh_request(t, session.creds(), lifetime=0))
+        await session.release()
     finally:
         sock.close()
+
+
+async def rtt(bind: str, server: Address, count: int) -> None:
+    """``count`` Binding round trips on one socket, one after another."""
+    sock = await StunSocket.open(bind)
+    try:
+        samples = []
+        for _ in range(count):
+            event = await sock.binding(server)
+            value = getattr(event, "rtt", None)
+            if value is not None:
+                samples.append(value * 1000)
+        _emit(rtt_ms=samples)
+    finally:
+        sock.close()
+
+
+async def allocate(bind: str, server: Address, username: str, password: str, count: int) -> None:
+    """``count`` times: allocate a relay from a fresh socket, then delete it."""
+    loop = asyncio.get_running_loop()
+    samples = []
+    for _ in range(count):
+        sock = await StunSocket.open(bind)
+        session = _TurnSession(sock, server)
+        try:
+            started = loop.time()
+            await session.allocate(username, password)
+            samples.append((loop.time() - started) * 1000)
+            await session.release()
+        finally:
+            sock.close()
+    _emit(allocate_ms=samples)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -349,6 +392,10 @@ def main(argv: Sequence[str]) -> None:
         asyncio.run(probe(args[0], args[1], [int(p) for p in args[2:]]))
     elif command == "punch":
         asyncio.run(punch(args[0], _address(args[1]), float(args[2])))
+    elif command == "rtt":
+        asyncio.run(rtt(args[0], _address(args[1]), int(args[2])))
+    elif command == "allocate":
+        asyncio.run(allocate(args[0], _address(args[1]), args[2], args[3], int(args[4])))
     elif command == "turn":
         asyncio.run(turn(args[0], _address(args[1]), args[2], args[3], int(args[4])))
     else:
