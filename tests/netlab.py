@@ -22,10 +22,12 @@ A router forwards (``ip_forward=1``) and runs nftables:
 - a forward-chain drop for the addresses in the set ``cut``: :meth:`NatLab.cut`
   and :meth:`NatLab.restore` add and remove one to cut a path mid-game.
 
-Names reuse :mod:`tests.mesh.netns`'s scheme (``shl<pid>-<hex>-<role>``), so a
-later run deletes namespaces a crashed run left behind, and two runs never
-collide. :meth:`NatLab.close` kills every process started in the lab and
-deletes every namespace, whatever state the setup reached.
+The lab is a :class:`tests.mesh.netns.NetnsLan` without nodes (its bridge
+namespace is the internet) with the routers and hosts registered in it, so it
+shares that module's naming (``shl<pid>-<hex>-<role>``: runs never collide, and a
+later run deletes what a crashed run left behind) and its teardown:
+:meth:`NatLab.close` kills every process started in the lab and deletes every
+namespace, whatever state the setup reached.
 """
 
 from __future__ import annotations
@@ -33,28 +35,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import secrets
 import shutil
-import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from tests.mesh.netns import (
-    REPO_ROOT,
-    _kill_namespace_processes,
-    netns_unavailable_reason,
-    remove_stale_namespaces,
-    run_ip,
-)
+from tests.mesh.netns import REPO_ROOT, NetnsLan, NetnsNode, netns_unavailable_reason, run_ip
 
 __all__ = ["Agent", "Host", "NatLab", "NatType", "Router", "natlab_unavailable_reason"]
 
-_PREFIX = "shl"  # the prefix tests.mesh.netns cleans up after dead runs
 INTERNET_PREFIX = "100.64.0"
 SERVER_ADDRESS = f"{INTERNET_PREFIX}.10"
 
@@ -126,16 +117,21 @@ class Agent:
 
 
 class NatLab:
-    """``with NatLab() as lab:`` (or ``async with``); then :meth:`add_router`, :meth:`add_host`."""
+    """``with NatLab() as lab:`` (or ``async with``); then :meth:`add_router`, :meth:`add_host`.
+
+    Built on :class:`tests.mesh.netns.NetnsLan` with no nodes: its bridge namespace
+    is the internet, and every router and host namespace is registered with it, so
+    its stale cleanup, process reaping and namespace removal cover the whole lab.
+    """
 
     def __init__(self) -> None:
-        self.tag = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-        self.internet = f"{self.tag}-inet"
+        self._lan = NetnsLan(0)
+        self.tag = self._lan.tag
+        self.internet = self._lan.bridge_namespace
         self.server_address = SERVER_ADDRESS
         self.routers: list[Router] = []
         self.hosts: list[Host] = []
-        self._created: list[str] = []
-        self._processes: list[asyncio.subprocess.Process] = []
+        self._members: dict[str, NetnsNode] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -155,17 +151,19 @@ class NatLab:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
-            await self.reap()
+            await self._lan.reap()
         finally:
             self.close()
 
     def create(self) -> None:
         """The internet namespace with its bridge (after removing stale labs)."""
-        remove_stale_namespaces()
-        self._add_namespace(self.internet)
-        run_ip("-n", self.internet, "link", "add", "br0", "type", "bridge")
+        self._lan.create()
+        self._register(self.internet, SERVER_ADDRESS)
         run_ip("-n", self.internet, "addr", "add", f"{SERVER_ADDRESS}/24", "dev", "br0")
-        run_ip("-n", self.internet, "link", "set", "br0", "up")
+
+    def close(self) -> None:
+        """Kill what runs in the lab and delete every namespace it made. Never raises."""
+        self._lan.close()
 
     def add_router(self, nat: NatType | str) -> Router:
         """A home router on the internet bridge with its own LAN bridge behind it."""
@@ -177,26 +175,8 @@ class NatLab:
             NatType(nat),
         )
         ns = router.namespace
-        self._add_namespace(ns)
-        port = f"r{index}"
-        run_ip(
-            "-n",
-            self.internet,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "wan",
-            "netns",
-            ns,
-        )
-        run_ip("-n", self.internet, "link", "set", port, "master", "br0")
-        run_ip("-n", self.internet, "link", "set", port, "up")
-        run_ip("-n", ns, "addr", "add", f"{router.wan_address}/24", "dev", "wan")
-        run_ip("-n", ns, "link", "set", "wan", "up")
+        self._add_namespace(ns, router.wan_address)
+        _veth(self.internet, f"r{index}", "br0", ns, "wan", f"{router.wan_address}/24")
         run_ip("-n", ns, "link", "add", "lan", "type", "bridge")
         run_ip("-n", ns, "addr", "add", f"{router.lan_prefix}.1/24", "dev", "lan")
         run_ip("-n", ns, "link", "set", "lan", "up")
@@ -212,26 +192,8 @@ class NatLab:
         router.hosts += 1
         host = Host(f"{router.namespace}-h{index}", f"{router.lan_prefix}.{index + 10}", router)
         ns = host.namespace
-        self._add_namespace(ns)
-        port = f"h{index}"
-        run_ip(
-            "-n",
-            router.namespace,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-        )
-        run_ip("-n", router.namespace, "link", "set", port, "master", "lan")
-        run_ip("-n", router.namespace, "link", "set", port, "up")
-        run_ip("-n", ns, "addr", "add", f"{host.address}/24", "dev", "eth0")
-        run_ip("-n", ns, "link", "set", "eth0", "up")
+        self._add_namespace(ns, host.address)
+        _veth(router.namespace, f"h{index}", "lan", ns, "eth0", f"{host.address}/24")
         run_ip("-n", ns, "route", "add", "default", "via", f"{router.lan_prefix}.1")
         self.hosts.append(host)
         return host
@@ -252,21 +214,23 @@ class NatLab:
     async def spawn(
         self, namespace: str, argv: Sequence[str], *, label: str = "", python: bool = True
     ) -> Agent:
-        """Start ``python argv`` (or ``argv`` itself) in ``namespace``, from the repository root."""
-        program = [sys.executable, *argv] if python else list(argv)
-        process = await asyncio.create_subprocess_exec(
-            "ip",
-            "netns",
-            "exec",
-            namespace,
-            *program,
-            cwd=REPO_ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._processes.append(process)
+        """Start ``python argv`` (or ``argv`` itself) in ``namespace``, from the repository root.
+
+        The process is reaped and killed with the lab.
+        """
+        member = self._members[namespace]
+        if python:
+            process = await self._lan.spawn(member, argv)
+        else:
+            process = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", namespace, *argv,
+                cwd=REPO_ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )  # fmt: skip
+            member.processes.append(process)
         return Agent(process, label or f"{argv[:2]} in {namespace}")
 
     async def agent(self, namespace: str, *args: str) -> Agent:
@@ -275,33 +239,28 @@ class NatLab:
             namespace, ["-m", "tests.netlab_agent", *args], label=f"{args[0]}@{namespace}"
         )
 
-    async def reap(self) -> None:
-        """Kill every spawned process and wait for it, reading its pipes to the end."""
-        for process in self._processes:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-            if process.stdin is not None:
-                process.stdin.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.communicate(), 10)
+    def _add_namespace(self, name: str, address: str) -> None:
+        self._lan._add_namespace(name)
+        self._register(name, address)
 
-    def close(self) -> None:
-        """Kill what runs in the lab and delete every namespace it made. Never raises."""
-        for process in self._processes:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-        for namespace in self._created:
-            _kill_namespace_processes(namespace)
-        for namespace in reversed(self._created):
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
-        self._created.clear()
+    def _register(self, name: str, address: str) -> None:
+        member = NetnsNode(name, address)
+        self._lan.nodes.append(member)
+        self._members[name] = member
 
-    def _add_namespace(self, name: str) -> None:
-        run_ip("netns", "add", name)
-        self._created.append(name)
-        run_ip("-n", name, "link", "set", "lo", "up")
+
+def _veth(
+    namespace: str, port: str, bridge: str, peer_namespace: str, peer_name: str, address: str
+) -> None:
+    """A veth pair: ``port`` on ``bridge`` in ``namespace``, ``peer_name`` with ``address``."""
+    run_ip(
+        "-n", namespace, "link", "add", port, "type", "veth",
+        "peer", "name", peer_name, "netns", peer_namespace,
+    )  # fmt: skip
+    run_ip("-n", namespace, "link", "set", port, "master", bridge)
+    run_ip("-n", namespace, "link", "set", port, "up")
+    run_ip("-n", peer_namespace, "addr", "add", address, "dev", peer_name)
+    run_ip("-n", peer_namespace, "link", "set", peer_name, "up")
 
 
 _RULESET = """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -217,3 +218,46 @@ async def _until_stun_answers(lab: NatLab, host: str, port: int, attempts: int =
         if await probe.wait(30) == 0:
             return
     raise AssertionError(f"nothing answers STUN on {host}:{port}")
+
+
+_CRASHING_LAB = """
+import os, signal
+from tests.netlab import NatLab
+lab = NatLab()
+lab.create()
+lab.add_host(lab.add_router("symmetric"))
+print(lab.tag, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _host_links() -> str:
+    listing = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
+    return "\n".join(sorted(line.split("link/")[0] for line in listing.stdout.splitlines()))
+
+
+def _namespaces() -> set[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in listing.stdout.splitlines() if line.split()}
+
+
+def test_lab_leaves_nothing_behind_even_after_a_crash() -> None:
+    before = _host_links()
+    crashed = subprocess.run(
+        [sys.executable, "-c", _CRASHING_LAB],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    tag = crashed.stdout.strip()
+    assert {name for name in _namespaces() if name.startswith(tag)}  # left behind
+    with NatLab() as lab:
+        assert not {name for name in _namespaces() if name.startswith(tag)}  # cleaned
+        lab.add_host(lab.add_router(NatType.CONE))
+        mine = {name for name in _namespaces() if name.startswith(lab.tag)}
+        assert len(mine) == 3
+    assert not {name for name in _namespaces() if name.startswith(lab.tag)}
+    assert _host_links() == before  # the host's own interfaces were never touched
