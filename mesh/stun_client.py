@@ -15,15 +15,13 @@ clock and needs no event loop; the socket driver calls it, in aioquic's style:
 - :meth:`StunClient.next_event` yields :class:`BindingSucceeded` and
   :class:`BindingFailed`.
 
-Retransmission follows RFC 8489 section 6.2.1: the request is sent, then resent
-after ``rto``, ``2 rto``, ``4 rto``, ... up to ``max_transmissions`` sends in
-all; the transaction fails ``final_wait`` x ``rto`` after the last one. With the
-RFC defaults (500 ms, 7 sends, 16) that is 39.5 s; a game wants an answer
-sooner and passes smaller values. An answer is accepted only from the address
-the request went to, with our transaction id; everything else is left to the
-caller (``receive_datagram`` returns False). The round-trip time is reported
-only for transactions sent once (Karn's rule: an answer to a retransmitted
-request cannot be matched to one send).
+Retransmission follows RFC 8489 section 6.2.1 (:mod:`mesh.stun_transactions`):
+with the RFC defaults a silent server fails a transaction after 39.5 s; a game
+wants an answer sooner and passes a shorter :class:`Retransmission`. An answer
+is accepted only from the address the request went to, with our transaction id;
+everything else is left to the caller (``receive_datagram`` returns False). The
+round-trip time is reported only for transactions sent once (Karn's rule: an
+answer to a retransmitted request cannot be matched to one send).
 
 :meth:`StunClient.mapping_behaviour` compares the mappings two or more servers
 reported: the same address from every server means endpoint-independent mapping
@@ -34,10 +32,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
-from protocol.errors import MeshError, StunError
+from mesh.stun_transactions import Retransmission, Transaction, Transactions
+from protocol.errors import StunError
 from protocol.stun import (
     Address,
     Method,
@@ -52,13 +51,10 @@ __all__ = [
     "BindingFailed",
     "BindingSucceeded",
     "MappingBehaviour",
+    "Retransmission",
     "StunClient",
     "StunEvent",
 ]
-
-RFC_RTO = 0.5
-RFC_MAX_TRANSMISSIONS = 7  # Rc
-RFC_FINAL_WAIT = 16  # Rm
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,48 +88,38 @@ class MappingBehaviour(Enum):
     ENDPOINT_DEPENDENT = "endpoint-dependent"  # a new mapping per destination (symmetric)
 
 
-@dataclass(slots=True)
-class _Transaction:
-    server: Address
-    request: bytes
-    first_sent: float
-    next_at: float
-    interval: float
-    transmissions: int = 1
-
-
-@dataclass(slots=True)
 class StunClient:
     """STUN Binding transactions of one UDP socket (see the module docstring).
 
-    ``max_pending`` bounds the transactions in flight; :meth:`request` raises
-    :class:`~protocol.errors.MeshError` beyond it.
+    ``retransmission`` is the RFC 8489 policy (:class:`Retransmission`);
+    ``max_pending`` bounds the transactions in flight (:meth:`request` raises
+    :class:`~protocol.errors.MeshError` beyond it).
     """
 
-    rto: float = RFC_RTO
-    max_transmissions: int = RFC_MAX_TRANSMISSIONS
-    final_wait: float = RFC_FINAL_WAIT
-    max_pending: int = 16
-    software: str | None = None
-    new_id: Callable[[], bytes] = new_transaction_id
-    _pending: dict[bytes, _Transaction] = field(default_factory=dict)
-    _outbox: list[tuple[bytes, Address]] = field(default_factory=list)
-    _events: deque[StunEvent] = field(default_factory=deque)
-    _mapped: dict[Address, Address] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.rto <= 0 or self.max_transmissions < 1 or self.final_wait <= 0:
-            raise MeshError("STUN client: rto and final_wait must be > 0, transmissions >= 1")
+    def __init__(
+        self,
+        retransmission: Retransmission | None = None,
+        *,
+        max_pending: int = 16,
+        software: str | None = None,
+        new_id: Callable[[], bytes] = new_transaction_id,
+    ) -> None:
+        self._transactions: Transactions[None] = Transactions(
+            retransmission or Retransmission(), max_pending
+        )
+        self.software = software
+        self._new_id = new_id
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._events: deque[StunEvent] = deque()
+        self._mapped: dict[Address, Address] = {}
 
     # -- driving ----------------------------------------------------------------------
 
     def request(self, server: Address, now: float) -> bytes:
         """Start a Binding transaction to ``server``; return its transaction id."""
-        if len(self._pending) >= self.max_pending:
-            raise MeshError(f"too many STUN transactions in flight ({self.max_pending})")
-        transaction_id = self.new_id()
+        transaction_id = self._new_id()
         request = binding_request(transaction_id, software=self.software)
-        self._pending[transaction_id] = _Transaction(server, request, now, now + self.rto, self.rto)
+        self._transactions.start(transaction_id, server, request, None, now)
         self._outbox.append((request, server))
         return transaction_id
 
@@ -144,25 +130,15 @@ class StunClient:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` wants to run next, or None with nothing in flight."""
-        return min((t.next_at for t in self._pending.values()), default=None)
+        return self._transactions.next_at()
 
     def handle_timer(self, now: float) -> None:
         """Retransmit what is due; fail transactions whose last wait is over."""
-        for transaction_id, tx in list(self._pending.items()):
-            if tx.next_at > now:
-                continue
-            if tx.transmissions >= self.max_transmissions:
-                del self._pending[transaction_id]
-                sends = tx.transmissions
-                self._events.append(
-                    BindingFailed(tx.server, transaction_id, f"no answer after {sends} sends")
-                )
-                continue
-            tx.transmissions += 1
-            tx.interval *= 2
-            last = tx.transmissions >= self.max_transmissions
-            tx.next_at = now + (self.rto * self.final_wait if last else tx.interval)
-            self._outbox.append((tx.request, tx.server))
+        resend, failed = self._transactions.due(now)
+        self._outbox.extend((tx.request, tx.destination) for tx in resend)
+        for tx in failed:
+            reason = f"no answer after {tx.transmissions} sends"
+            self._events.append(BindingFailed(tx.destination, tx.transaction_id, reason))
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take a datagram; True if it answered one of our transactions (then consumed).
@@ -172,8 +148,8 @@ class StunClient:
         """
         if len(data) < 20:
             return False
-        tx = self._pending.get(bytes(data[8:20]))
-        if tx is None or not _same_address(tx.server, source):
+        tx = self._transactions.get(bytes(data[8:20]), source)
+        if tx is None:
             return False
         try:
             message = parse_message(data)
@@ -184,8 +160,7 @@ class StunClient:
             StunClass.ERROR,
         ):
             return False
-        transaction_id = message.transaction_id
-        del self._pending[transaction_id]
+        self._transactions.finish(tx.transaction_id)
         self._events.append(self._outcome(tx, message, now))
         return True
 
@@ -198,7 +173,7 @@ class StunClient:
     @property
     def pending(self) -> int:
         """Transactions in flight."""
-        return len(self._pending)
+        return len(self._transactions)
 
     def mapped_address(self, server: Address | None = None) -> Address | None:
         """The last server-reflexive address ``server`` (any, when None) reported."""
@@ -214,27 +189,20 @@ class StunClient:
             return MappingBehaviour.ENDPOINT_INDEPENDENT
         return MappingBehaviour.ENDPOINT_DEPENDENT
 
-    def _outcome(self, tx: _Transaction, message: StunMessage, now: float) -> StunEvent:
+    def _outcome(self, tx: Transaction[None], message: StunMessage, now: float) -> StunEvent:
         transaction_id = message.transaction_id
+        server = tx.destination
         try:
             if message.cls is StunClass.ERROR:
                 error = message.error_code()
                 code, reason = error if error is not None else (None, "error without ERROR-CODE")
-                return BindingFailed(tx.server, transaction_id, f"{code} {reason}", code)
+                return BindingFailed(server, transaction_id, f"{code} {reason}", code)
             mapped = message.xor_mapped_address() or message.mapped_address()
         except StunError as exc:
-            return BindingFailed(tx.server, transaction_id, f"malformed answer: {exc}")
+            return BindingFailed(server, transaction_id, f"malformed answer: {exc}")
         if mapped is None:
-            return BindingFailed(tx.server, transaction_id, "answer without a mapped address")
-        self._mapped.pop(tx.server, None)
-        self._mapped[tx.server] = mapped
-        rtt = now - tx.first_sent if tx.transmissions == 1 else None
-        return BindingSucceeded(tx.server, transaction_id, mapped, rtt)
-
-
-def _same_address(expected: Address, source: Address) -> bool:
-    """``source`` is ``expected`` (an IPv4 server seen through a dual-stack socket counts)."""
-    if expected == source:
-        return True
-    host = source[0]
-    return host.startswith("::ffff:") and (host[7:], source[1]) == expected
+            return BindingFailed(server, transaction_id, "answer without a mapped address")
+        self._mapped.pop(server, None)
+        self._mapped[server] = mapped
+        rtt = None if tx.retransmitted else now - tx.first_sent
+        return BindingSucceeded(server, transaction_id, mapped, rtt)

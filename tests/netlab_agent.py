@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from lobby.stun import StunResponder, StunServer
-from mesh.stun_client import StunClient, StunEvent
+from mesh.stun_client import Retransmission, StunClient, StunEvent
 from protocol.errors import StunError
 from protocol.stun import (
     Address,
@@ -82,7 +82,7 @@ class StunSocket(asyncio.DatagramProtocol):
     """
 
     def __init__(self, client: StunClient | None = None) -> None:
-        self.client = client or StunClient(rto=0.1, max_transmissions=5, final_wait=4)
+        self.client = client or StunClient(Retransmission(0.1, 5, 4))
         self.inbox: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
         self.transport: asyncio.DatagramTransport | None = None
         self._waiters: dict[bytes, asyncio.Future[StunEvent]] = {}

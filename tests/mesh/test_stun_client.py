@@ -10,6 +10,7 @@ from mesh.stun_client import (
     BindingFailed,
     BindingSucceeded,
     MappingBehaviour,
+    Retransmission,
     StunClient,
 )
 from protocol.errors import MeshError
@@ -72,7 +73,7 @@ def test_rfc8489_backoff_schedule_then_timeout() -> None:
 
 
 def test_early_timer_call_changes_nothing_and_retransmitted_answer_has_no_rtt() -> None:
-    client = StunClient(rto=0.1, max_transmissions=3, final_wait=2)
+    client = StunClient(Retransmission(0.1, 3, 2))
     txid = client.request(SERVER, now=0.0)
     client.datagrams_to_send(0.0)
     client.handle_timer(0.05)
@@ -162,7 +163,7 @@ def test_bounds_and_settings() -> None:
         client.request(SERVER, 0.0)
     for bad in ({"rto": 0}, {"max_transmissions": 0}, {"final_wait": -1}):
         with pytest.raises(MeshError):
-            StunClient(**bad)  # type: ignore[arg-type]
+            Retransmission(**bad)  # type: ignore[arg-type]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

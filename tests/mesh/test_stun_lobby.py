@@ -6,7 +6,13 @@ import asyncio
 from typing import Any
 
 from lobby.stun import StunResponder, StunServer
-from mesh.stun_client import BindingFailed, BindingSucceeded, MappingBehaviour, StunClient
+from mesh.stun_client import (
+    BindingFailed,
+    BindingSucceeded,
+    MappingBehaviour,
+    Retransmission,
+    StunClient,
+)
 from tests.lobby.support import FakeClock
 from tests.mesh.udp_proxy import Faults, UdpProxy
 from tests.netlab_agent import StunSocket
@@ -43,7 +49,7 @@ async def test_retransmission_gets_through_a_lossy_path(lobby: Any) -> None:
         max_packets=200,
     )
     await proxy.start()
-    client = StunClient(rto=0.05, max_transmissions=12, final_wait=4)
+    client = StunClient(Retransmission(0.05, 12, 4))
     sock = await StunSocket.open("127.0.0.1", client=client)
     try:
         outcomes = [await sock.binding(proxy.address) for _ in range(5)]
@@ -57,7 +63,7 @@ async def test_retransmission_gets_through_a_lossy_path(lobby: Any) -> None:
 
 async def test_silent_server_fails_after_the_backoff() -> None:
     silent = await StunSocket.open("127.0.0.1")  # a socket that never answers STUN
-    client = StunClient(rto=0.01, max_transmissions=3, final_wait=2)
+    client = StunClient(Retransmission(0.01, 3, 2))
     sock = await StunSocket.open("127.0.0.1", client=client)
     try:
         event = await sock.binding(silent.address)
