@@ -1,4 +1,4 @@
-"""The program the NAT lab runs inside its namespaces, and the asyncio driver of the STUN client.
+"""The program the NAT lab runs in its namespaces; the asyncio driver of the STUN/TURN clients.
 
 ``python -m tests.netlab_agent COMMAND ...`` (run with ``ip netns exec``) prints
 one JSON object per line on stdout and reads the other side's facts, one JSON
@@ -14,20 +14,21 @@ line, from stdin where a command needs them. Every command is bounded in time.
   its local address behind the same NAT) from stdin, then both sides
   send to each other every 50 ms for at most SECONDS; prints ``{"direct": bool}``
   (true once a packet came from the peer and the peer confirmed one of ours).
-- ``turn BIND SERVER:PORT USERNAME PASSWORD COUNT``: allocates a relay with the
-  TURN codec (:mod:`protocol.turn`; the 401 then the authenticated Allocate),
+- ``turn BIND SERVER:PORT USERNAME PASSWORD COUNT``: allocates a relay with
+  :class:`mesh.turn_client.TurnClient` (the 401, then the signed Allocate),
   prints ``{"relayed": addr, "mapped": addr, "allocate_ms": ...}``, reads the
-  peer's relayed address from stdin, installs a permission and binds a
-  channel, sends COUNT numbered payloads (half as Send indications, half as
-  ChannelData) and prints ``{"received": [...]}`` with what the peer's relay
-  delivered, then deletes the allocation.
+  peer's relayed address from stdin, installs a permission (``{"permitted":
+  true}``), waits for a line on stdin (the peer is permitted too), sends COUNT
+  numbered payloads (the first half as Send indications, then binds a channel
+  and sends the rest as ChannelData), prints ``{"received": [...]}`` with what
+  the peer's relay delivered, and releases the allocation.
 - ``rtt BIND SERVER:PORT COUNT``: COUNT Binding round trips on one socket;
   prints ``{"rtt_ms": [...]}`` (for the benchmark).
 - ``allocate BIND SERVER:PORT USERNAME PASSWORD COUNT``: COUNT allocations (each
   from a fresh socket, deleted after); prints ``{"allocate_ms": [...]}``.
 
-:class:`StunSocket` (the sans-I/O :class:`mesh.stun_client.StunClient` on a real
-asyncio UDP socket) is also what the loopback tests use.
+:class:`StunSocket` (the sans-I/O clients on a real asyncio UDP socket, with the
+demultiplexing the node's socket will do) is also what the loopback tests use.
 """
 
 from __future__ import annotations
@@ -42,48 +43,41 @@ from typing import Any, cast
 
 from lobby.stun import StunResponder, StunServer
 from mesh.stun_client import Retransmission, StunClient, StunEvent
-from protocol.errors import StunError
-from protocol.stun import (
-    Address,
-    DatagramKind,
-    Method,
-    StunClass,
-    StunMessage,
-    classify_datagram,
-    new_transaction_id,
-    parse_message,
+from mesh.turn_client import (
+    Allocated,
+    AllocationFailed,
+    ChannelBindFailed,
+    ChannelBound,
+    DataReceived,
+    PermissionFailed,
+    PermissionInstalled,
+    Released,
+    TurnClient,
+    TurnEvent,
 )
-from protocol.turn import (
-    Allocation,
-    LongTermCredentials,
-    allocate_request,
-    allocation_from,
-    channel_bind_request,
-    create_permission_request,
-    encode_channel_data,
-    parse_channel_data,
-    refresh_request,
-    send_indication,
-)
+from protocol.stun import Address, DatagramKind, classify_datagram
 
 __all__ = ["StunSocket", "main"]
 
 PUNCH_INTERVAL = 0.05
-TURN_RETRIES = 6
-TURN_RTO = 0.3
-CHANNEL = 0x4000
 
 
 class StunSocket(asyncio.DatagramProtocol):
-    """One UDP socket shared by a :class:`StunClient` and whatever else arrives.
+    """One UDP socket shared by a :class:`StunClient`, an optional :class:`TurnClient`, and
+    whatever else arrives: the demultiplexing the node's socket does.
 
-    Datagrams the STUN client does not consume land in ``inbox`` as
-    ``(data, source)``; :meth:`binding` runs one Binding transaction to the end.
+    What came from the TURN server goes to the TURN client (what peers sent lands
+    in ``relayed_data``, its other events in ``turn_events``); STUN answers go to
+    the STUN client; everything else lands in ``inbox`` as ``(data, source)``.
+    :meth:`binding` runs one Binding transaction to the end.
     """
 
     def __init__(self, client: StunClient | None = None) -> None:
         self.client = client or StunClient(Retransmission(0.1, 5, 4))
+        self.turn: TurnClient | None = None
         self.inbox: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+        self.turn_events: asyncio.Queue[TurnEvent] = asyncio.Queue()
+        self.relayed_data: asyncio.Queue[DataReceived] = asyncio.Queue()
         self.transport: asyncio.DatagramTransport | None = None
         self._waiters: dict[bytes, asyncio.Future[StunEvent]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -106,12 +100,14 @@ class StunSocket(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         source = (str(addr[0]), int(addr[1]))
         now = asyncio.get_running_loop().time()
-        if classify_datagram(data, from_turn_server=False) is DatagramKind.STUN and (
+        if self.turn is not None and self.turn.receive_datagram(data, source, now):
+            self.pump()
+        elif classify_datagram(data, from_turn_server=False) is DatagramKind.STUN and (
             self.client.receive_datagram(data, source, now)
         ):
-            self._pump(now)
-            return
-        self.inbox.put_nowait((data, source))
+            self.pump()
+        else:
+            self.inbox.put_nowait((data, source))
 
     def send(self, data: bytes, addr: Address) -> None:
         assert self.transport is not None
@@ -131,23 +127,45 @@ class StunSocket(asyncio.DatagramProtocol):
         transaction_id = self.client.request(server, loop.time())
         waiter: asyncio.Future[StunEvent] = loop.create_future()
         self._waiters[transaction_id] = waiter
-        self._pump(loop.time())
+        self.pump()
         try:
             return await asyncio.wait_for(waiter, 60)
         finally:
             self._waiters.pop(transaction_id, None)
 
-    def _pump(self, now: float) -> None:
+    async def turn_event(self, *kinds: type) -> TurnEvent:
+        """The next TURN event of one of ``kinds`` (others are dropped); fails on a failure."""
+        while True:
+            event = await asyncio.wait_for(self.turn_events.get(), 30)
+            if isinstance(event, kinds):
+                return event
+            if isinstance(event, AllocationFailed | PermissionFailed | ChannelBindFailed):
+                raise SystemExit(f"TURN failed: {event}")
+
+    def pump(self) -> None:
+        """Send what the clients want sent, hand out their events, re-arm the timer."""
+        now = asyncio.get_running_loop().time()
         for data, destination in self.client.datagrams_to_send(now):
             self.send(data, destination)
         while (event := self.client.next_event()) is not None:
             waiter = self._waiters.get(event.transaction_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(event)
+        due = self.client.get_timer()
+        if self.turn is not None:
+            for data, destination in self.turn.datagrams_to_send(now):
+                self.send(data, destination)
+            while (turn_event := self.turn.next_event()) is not None:
+                if isinstance(turn_event, DataReceived):
+                    self.relayed_data.put_nowait(turn_event)
+                else:
+                    self.turn_events.put_nowait(turn_event)
+            turn_due = self.turn.get_timer()
+            if turn_due is not None:
+                due = turn_due if due is None else min(due, turn_due)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        due = self.client.get_timer()
         if due is not None:
             self._timer = asyncio.get_running_loop().call_at(due, self._on_timer, due)
 
@@ -155,7 +173,9 @@ class StunSocket(asyncio.DatagramProtocol):
         self._timer = None
         now = max(asyncio.get_running_loop().time(), due)
         self.client.handle_timer(now)
-        self._pump(now)
+        if self.turn is not None:
+            self.turn.handle_timer(now)
+        self.pump()
 
 
 def _emit(**fields: Any) -> None:
@@ -240,114 +260,57 @@ async def punch(bind: str, server: Address, seconds: float) -> None:
         sock.close()
 
 
-class _TurnSession:
-    """The TURN dance over a :class:`StunSocket`, with our codec and simple retransmission."""
+async def _allocated(sock: StunSocket, server: Address, username: str, password: str) -> Allocated:
+    loop = asyncio.get_running_loop()
+    sock.turn = TurnClient(server, username, password, retransmission=Retransmission(0.2, 6, 4))
+    sock.turn.allocate(loop.time())
+    sock.pump()
+    return cast(Allocated, await sock.turn_event(Allocated))
 
-    def __init__(self, sock: StunSocket, server: Address) -> None:
-        self.sock = sock
-        self.server = server
-        self.credentials: LongTermCredentials | None = None
-        self.data: list[bytes] = []  # what the relay delivered from the peer
 
-    async def transact(self, build: Any) -> StunMessage:
-        """Send ``build(txid)``, retransmitting; return the matching response."""
-        transaction_id = new_transaction_id()
-        request = build(transaction_id)
-        for _ in range(TURN_RETRIES):
-            self.sock.send(request, self.server)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + TURN_RTO
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    data, source = await asyncio.wait_for(self.sock.inbox.get(), left)
-                except TimeoutError:
-                    break
-                answer = self._take(data, source)
-                if answer is not None and answer.transaction_id == transaction_id:
-                    return answer
-        raise SystemExit("the TURN server did not answer")
-
-    def _take(self, data: bytes, source: Address) -> StunMessage | None:
-        if source != self.server:
-            return None
-        kind = classify_datagram(data, from_turn_server=True)
-        try:
-            if kind is DatagramKind.CHANNEL_DATA:
-                self.data.append(parse_channel_data(data).data)
-                return None
-            message = parse_message(data)
-        except StunError:
-            return None
-        if message.method == Method.DATA and message.cls is StunClass.INDICATION:
-            payload = message.data()
-            if payload is not None:
-                self.data.append(payload)
-            return None
-        return message
-
-    async def authenticated(self, build: Any) -> StunMessage:
-        """A request with long-term credentials, taking a new nonce on 438 once."""
-        answer = await self.transact(build)
-        code = answer.error_code() if answer.cls is StunClass.ERROR else None
-        if code is not None and code[0] == 438 and self.credentials is not None:
-            nonce = answer.nonce()
-            if nonce is not None:
-                self.credentials = self.credentials.with_nonce(nonce)
-                answer = await self.transact(build)
-        if answer.cls is not StunClass.SUCCESS:
-            raise SystemExit(f"TURN request refused: {answer.error_code()}")
-        return answer
-
-    async def allocate(self, username: str, password: str) -> Allocation:
-        """The unauthenticated Allocate, its 401 (REALM, NONCE), then the authenticated one."""
-        challenge = await self.transact(lambda t: allocate_request(t))
-        realm, nonce = challenge.realm(), challenge.nonce()
-        if challenge.error_code() is None or realm is None or nonce is None:
-            raise SystemExit(f"expected a 401 with REALM and NONCE, got {challenge}")
-        self.credentials = LongTermCredentials.from_password(username, password, realm, nonce)
-        return allocation_from(
-            await self.authenticated(lambda t: allocate_request(t, self.creds(), lifetime=600))
-        )
-
-    async def release(self) -> None:
-        """Delete the allocation (Refresh with LIFETIME 0)."""
-        await self.authenticated(lambda t: refresh_request(t, self.creds(), lifetime=0))
-
-    def creds(self) -> LongTermCredentials:
-        assert self.credentials is not None
-        return self.credentials
+async def _release(sock: StunSocket) -> None:
+    assert sock.turn is not None
+    sock.turn.release(asyncio.get_running_loop().time())
+    sock.pump()
+    await sock.turn_event(Released)
 
 
 async def turn(bind: str, server: Address, username: str, password: str, count: int) -> None:
     sock = await StunSocket.open(bind)
-    session = _TurnSession(sock, server)
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
-        allocation = await session.allocate(username, password)
+        allocation = await _allocated(sock, server, username, password)
         allocate_ms = (loop.time() - started) * 1000
         _emit(relayed=allocation.relayed, mapped=allocation.mapped, allocate_ms=allocate_ms)
+        client = sock.turn
+        assert client is not None
 
         peer = cast(Address, tuple(await _read_json_line()))
-        await session.authenticated(lambda t: create_permission_request(t, session.creds(), [peer]))
-        await session.authenticated(
-            lambda t: channel_bind_request(t, session.creds(), CHANNEL, peer)
-        )
-        _emit(bound=True)
+        client.permit(peer, loop.time())
+        sock.pump()
+        await sock.turn_event(PermissionInstalled)
+        _emit(permitted=True)
         await _read_json_line()  # both sides have their permission: start sending
-        for index in range(count):
-            payload = f"{username.split(':', 1)[1]} {index}".encode()
-            if index % 2:
-                sock.send(encode_channel_data(CHANNEL, payload), server)
-            else:
-                sock.send(send_indication(new_transaction_id(), peer, payload), server)
+        name = username.split(":", 1)[1]
+        half = count // 2
+        for index in range(half):  # as Send indications
+            client.send(peer, f"{name} {index}".encode())
+        client.bind_channel(peer, loop.time())
+        sock.pump()
+        await sock.turn_event(ChannelBound)
+        for index in range(half, count):  # as ChannelData
+            client.send(peer, f"{name} {index}".encode())
+        sock.pump()
+        received: list[str] = []
         deadline = loop.time() + 10
-        while len(session.data) < count and (left := deadline - loop.time()) > 0:
+        while len(received) < count and (left := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                data, source = await asyncio.wait_for(sock.inbox.get(), left)
-                session._take(data, source)
-        _emit(received=[item.decode() for item in session.data])
-        await session.release()
+                event = await asyncio.wait_for(sock.relayed_data.get(), left)
+                if event.peer == peer:
+                    received.append(event.data.decode())
+        _emit(received=received)
+        await _release(sock)
     finally:
         sock.close()
 
@@ -373,12 +336,11 @@ async def allocate(bind: str, server: Address, username: str, password: str, cou
     samples = []
     for _ in range(count):
         sock = await StunSocket.open(bind)
-        session = _TurnSession(sock, server)
         try:
             started = loop.time()
-            await session.allocate(username, password)
+            await _allocated(sock, server, username, password)
             samples.append((loop.time() - started) * 1000)
-            await session.release()
+            await _release(sock)
         finally:
             sock.close()
     _emit(allocate_ms=samples)
