@@ -10,9 +10,10 @@ infrastructure a small deployment needs.
 
 - everything that is not a well-framed STUN request is dropped unanswered, with
   no parsing beyond a 20-byte header check (garbage costs almost nothing);
-- requests are rate-limited per source IP address (not per port: a flood that
-  rotates ports is one source) with token buckets in a table bounded to
-  ``max_sources`` entries (the least recently seen source is forgotten first);
+- requests are rate-limited per source IPv4 address or IPv6 /64 (not per port:
+  a flood that rotates ports, or addresses inside one IPv6 subnet, is one
+  source) with token buckets in a table bounded to ``max_sources`` entries (the
+  least recently seen source is forgotten first);
 - a well-formed Binding request gets a success answer with XOR-MAPPED-ADDRESS
   and FINGERPRINT; one naming comprehension-required attributes this codec does
   not know gets 420 (Unknown Attribute), as RFC 8489 requires; every other
@@ -104,7 +105,7 @@ class StunResponder(asyncio.DatagramProtocol):
             counters.ignored += 1  # not STUN, or not of class request
             return None
         host = _unmapped(source[0])
-        if self._limiter.hit(host) > 0:
+        if self._limiter.hit(_source_key(host)) > 0:
             counters.limited += 1
             return None
         try:
@@ -140,6 +141,16 @@ def _unmapped(host: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return host
+
+
+def _source_key(host: str) -> str:
+    """The rate-limit key: the IPv4 address, or the /64 an IPv6 address is in."""
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.IPv6Network((host.split("%", 1)[0], 64), strict=False))
+    except ValueError:
+        return host
 
 
 class StunServer:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lobby import MasterServer
 from lobby.__main__ import parse_args
@@ -206,6 +208,10 @@ def test_the_rate_limit_table_is_bounded() -> None:
     mapped = responder.answer(request, ("::ffff:192.0.2.7", 5000))
     assert mapped is not None and parse_message(mapped).xor_mapped_address() == ("192.0.2.7", 5000)
     assert responder.answer(request, ("192.0.2.7", 5001)) is None
+    # one IPv6 /64 is one source, whatever the interface identifier
+    assert responder.answer(request, ("2001:db8:1:2::1", 5000)) is not None
+    assert responder.answer(request, ("2001:db8:1:2:ffff::9", 5000)) is None
+    assert responder.answer(request, ("2001:db8:1:3::1", 5000)) is not None
 
 
 async def test_stun_can_be_turned_off_or_moved(tmp_path: Path) -> None:
@@ -241,6 +247,8 @@ async def test_a_taken_stun_port_fails_start_cleanly(tmp_path: Path) -> None:
         with pytest.raises(LobbyError, match="STUN"):
             await server.start()
         assert server.stun_port is None
+        with pytest.raises(LobbyError):
+            server.port  # noqa: B018 - torn down: the HTTP site is closed too
         await server.stop()
     finally:
         taken.close()
@@ -260,3 +268,26 @@ def test_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHARDS_STUN_ENABLED", "false")
     settings = LobbySettings()
     assert (settings.stun_port, settings.stun_enabled) == (3478, False)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=120), st.booleans())
+def test_responder_never_raises_and_answers_only_binding_requests(
+    data: bytes, framed: bool
+) -> None:
+    if framed:  # a valid header around random attributes: reaches the parser
+        body = data[: len(data) - len(data) % 4]
+        data = (
+            b"\x00\x01"
+            + len(body).to_bytes(2, "big")
+            + bytes.fromhex("2112a442")
+            + bytes(12)
+            + body
+        )
+    responder = StunResponder(rate=1000, burst=1000, max_sources=10, clock=FakeClock())
+    answer = responder.answer(data, ("192.0.2.1", 1234))
+    if answer is not None:
+        request = parse_message(data)
+        assert (request.method, request.cls) == (Method.BINDING, StunClass.REQUEST)
+        assert parse_message(answer).transaction_id == request.transaction_id
+    assert responder.counters.seen == 1
