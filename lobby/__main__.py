@@ -41,12 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="data directory (default ./shards-data)")
     parser.add_argument("--database-url", help="sqlite:///file or postgresql://... URL")
     parser.add_argument("--world-file", type=Path, help="a world definition JSON file")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     stun = parser.add_mutually_exclusive_group()
     stun.add_argument(
         "--stun-port", type=int, help="UDP port answering STUN, 0 = any (default: --port's number)"
     )
     stun.add_argument("--no-stun", action="store_true", help="do not answer STUN on UDP")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
 

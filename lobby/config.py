@@ -132,9 +132,6 @@ class LobbySettings(BaseSettings):
         default_factory=list, description="usernames allowed to send WORLD_ANNOUNCEMENT"
     )
 
-    # -- peer tickets ---------------------------------------------------------------------
-    ticket_ttl: float = Field(default=3600.0, gt=0)
-
     # -- STUN: Binding answers on UDP, for peers behind NATs (lobby/stun.py) ----------------
     stun_enabled: bool = Field(default=True, description="answer STUN Binding requests on UDP")
     stun_port: int | None = Field(
@@ -145,6 +142,9 @@ class LobbySettings(BaseSettings):
     stun_max_addresses: int = Field(
         default=65536, ge=1, description="source addresses the STUN rate limit remembers"
     )
+
+    # -- peer tickets ---------------------------------------------------------------------
+    ticket_ttl: float = Field(default=3600.0, gt=0)
 
     @field_validator("admin_accounts")
     @classmethod

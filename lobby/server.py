@@ -203,6 +203,9 @@ class MasterServer:
             api.install(app, ctx)
             app.router.add_get("/ws", WebSocketEndpoint(ctx).handle)
             app.on_shutdown.append(self._on_shutdown)
+            if s.stun_enabled:
+                self._stun = StunServer.from_settings(s, self.clock)
+                await self._stun.start(s.host, s.port if s.stun_port is None else s.stun_port)
             runner = web.AppRunner(
                 app, handle_signals=False, access_log=None, shutdown_timeout=s.ws_close_timeout * 2
             )
@@ -211,9 +214,6 @@ class MasterServer:
             site = web.TCPSite(runner, s.host, s.port)
             await site.start()
             self._port = int(runner.addresses[0][1])
-            if s.stun_enabled:
-                self._stun = StunServer.from_settings(s, self.clock)
-                await self._stun.start(s.host, s.port if s.stun_port is None else s.stun_port)
         except BaseException:
             await self._teardown()
             raise
@@ -284,14 +284,14 @@ class MasterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
-        if self._stun is not None:
-            await self._stun.close()
-            self._stun = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         elif ctx is not None:
             await ctx.hub.close_all()
+        if self._stun is not None:
+            await self._stun.close()
+            self._stun = None
         for service in reversed(self._services):
             try:
                 await service.close()

@@ -4,11 +4,13 @@ Everything the lobby and the mesh share: every message as a pydantic v2 model
 (:mod:`protocol.messages`), the JSON codec (:mod:`protocol.codec`), the binary
 movement codec (:mod:`protocol.movement`), version negotiation
 (:mod:`protocol.version`), factories (:mod:`protocol.factories`), the error tree
-(:mod:`protocol.errors`), the pure crypto (:mod:`protocol.crypto`), and the STUN/TURN
-codec of NAT traversal (:mod:`protocol.stun`, :mod:`protocol.turn`, imported by name).
+(:mod:`protocol.errors`) and the pure crypto (:mod:`protocol.crypto`).
 
 No I/O: this package imports no asyncio, socket, aiohttp, aioquic or zeroconf
 and reads no clock; callers pass ``now``.
+
+The STUN/TURN codec of NAT traversal (:mod:`protocol.stun`, :mod:`protocol.turn`)
+is imported by name; its errors (``StunError``) are exported here with the others.
 """
 
 from __future__ import annotations
