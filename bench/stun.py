@@ -14,8 +14,8 @@
   adds to the syscalls and the loop;
 - NAT lab (full mode, as root with ``nft`` and ``turnserver``): Binding round trip
   from behind a symmetric NAT to the responder in the "internet" namespace, and the
-  time to allocate a TURN relay on coturn with REST credentials (the 401 round
-  trip plus the authenticated Allocate), p50/p99.
+  time :class:`mesh.turn_client.TurnClient` takes to allocate a relay on coturn
+  with REST credentials (the 401 round trip plus the signed Allocate), p50/p99.
 """
 
 from __future__ import annotations

@@ -178,6 +178,16 @@ class _Op(Enum):
     RELEASE = "release"
 
 
+_METHODS = {
+    _Op.PROBE: Method.ALLOCATE,
+    _Op.ALLOCATE: Method.ALLOCATE,
+    _Op.REFRESH: Method.REFRESH,
+    _Op.RELEASE: Method.REFRESH,
+    _Op.PERMISSION: Method.CREATE_PERMISSION,
+    _Op.CHANNEL: Method.CHANNEL_BIND,
+}
+
+
 @dataclass(slots=True)
 class _Request:
     """What a transaction was for, to finish or resend it."""
@@ -398,7 +408,7 @@ class TurnClient:
 
     def _response(self, message: StunMessage, source: Address, now: float) -> None:
         tx = self._transactions.get(message.transaction_id, source)
-        if tx is None:
+        if tx is None or message.method != _METHODS[tx.context.op]:
             return
         request = tx.context
         if message.cls is StunClass.SUCCESS and request.op is not _Op.PROBE:

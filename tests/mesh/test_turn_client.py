@@ -172,9 +172,11 @@ def test_unsigned_or_forged_success_is_ignored() -> None:
         (Attr.XOR_RELAYED_ADDRESS, xor_address_value(("6.6.6.6", 1), txid)),
         (Attr.LIFETIME, u32_value(600)),
     ]
+    key = server.key(turn_rest_credentials(SECRET, "peer-a", now=NOW, ttl=600).username)
     forged = [
         encode_message(Method.ALLOCATE, StunClass.SUCCESS, txid, attrs),
         encode_message(Method.ALLOCATE, StunClass.SUCCESS, txid, attrs, integrity_key=b"guess"),
+        encode_message(Method.REFRESH, StunClass.SUCCESS, txid, attrs, integrity_key=key),
     ]
     for fake in forged:
         assert client.receive_datagram(fake, SERVER, NOW)
