@@ -4,11 +4,14 @@ Flags override ``SHARDS_*`` environment variables, which override defaults::
 
     python -m lobby [--host 127.0.0.1] [--port 8888] [--data-dir ./shards-data]
                     [--database-url postgresql://...] [--world-file world.json]
+                    [--stun-port 3478 | --no-stun]
 
 With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
 ``--port 0``) to stdout once it accepts connections. uvloop is used when
-installed. Exit status: 0 after a clean stop, 2 on a configuration error.
+installed. STUN Binding requests are answered on UDP at the same port number
+(``--stun-port`` / ``SHARDS_STUN_PORT`` to move it, ``--no-stun`` to turn it off).
+Exit status: 0 after a clean stop, 2 on a configuration error.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -38,6 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="data directory (default ./shards-data)")
     parser.add_argument("--database-url", help="sqlite:///file or postgresql://... URL")
     parser.add_argument("--world-file", type=Path, help="a world definition JSON file")
+    stun = parser.add_mutually_exclusive_group()
+    stun.add_argument(
+        "--stun-port", type=int, help="UDP port answering STUN, 0 = any (default: --port's number)"
+    )
+    stun.add_argument("--no-stun", action="store_true", help="do not answer STUN on UDP")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     # -- operations: version and log format (lobby.version, lobby.logs) --
     parser.add_argument("--version", action="version", version=f"%(prog)s {SERVER_VERSION}")
@@ -52,7 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     """Start a lobby from ``args``, print its address, run until SIGINT/SIGTERM."""
-    overrides = {} if args.log_level is None else {"log_level": args.log_level}
+    overrides: dict[str, Any] = {} if args.log_level is None else {"log_level": args.log_level}
+    if args.stun_port is not None:
+        overrides["stun_port"] = args.stun_port
+    if args.no_stun:
+        overrides["stun_enabled"] = False
     settings = LobbySettings(**overrides)
     server = MasterServer(
         args.host,

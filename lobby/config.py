@@ -171,6 +171,17 @@ class LobbySettings(BaseSettings):
         description="usernames allowed to announce and to use /api/admin and the /admin page",
     )
 
+    # -- STUN: Binding answers on UDP, for peers behind NATs (lobby/stun.py) ----------------
+    stun_enabled: bool = Field(default=True, description="answer STUN Binding requests on UDP")
+    stun_port: int | None = Field(
+        default=None, ge=0, le=65535, description="UDP port; unset: the `port` number, 0 = any"
+    )
+    stun_rate_per_address: float = Field(default=20.0, gt=0, description="requests per second")
+    stun_burst_per_address: float = Field(default=40.0, ge=1)
+    stun_max_addresses: int = Field(
+        default=65536, ge=1, description="source addresses the STUN rate limit remembers"
+    )
+
     # -- peer tickets ---------------------------------------------------------------------
     ticket_ttl: float = Field(default=3600.0, gt=0)
 

@@ -58,6 +58,7 @@ from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
+from lobby.stun import StunServer
 from lobby.version import SERVER_VERSION
 from protocol.errors import ConfigError, LobbyError
 
@@ -119,6 +120,7 @@ class MasterServer:
         self._maintenance: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._last_cleanup = 0.0
+        self._stun: StunServer | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -152,6 +154,16 @@ class MasterServer:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def stun(self) -> StunServer | None:
+        """The STUN responder (its ``port`` and ``responder.counters``), None when off."""
+        return self._stun
+
+    @property
+    def stun_port(self) -> int | None:
+        """The UDP port answering STUN Binding requests, or None when ``stun_enabled`` is off."""
+        return None if self._stun is None else self._stun.port
 
     def add_service(self, service: LobbyService) -> None:
         """Add a service before ``start()``."""
@@ -217,6 +229,9 @@ class MasterServer:
             if s.metrics_enabled and s.metrics_port is None:
                 app.router.add_get("/metrics", metrics_handler(metrics))
             app.on_shutdown.append(self._on_shutdown)
+            if s.stun_enabled:
+                self._stun = StunServer.from_settings(s, self.clock)
+                await self._stun.start(s.host, s.port if s.stun_port is None else s.stun_port)
             runner = web.AppRunner(
                 app,
                 handle_signals=False,
@@ -331,6 +346,9 @@ class MasterServer:
             self._runner = None
         elif ctx is not None:
             await ctx.hub.close_all()
+        if self._stun is not None:
+            await self._stun.close()
+            self._stun = None
         for service in reversed(self._services):
             try:
                 await service.close()

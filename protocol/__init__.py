@@ -10,6 +10,9 @@ pure crypto (:mod:`protocol.crypto`).
 
 No I/O: this package imports no asyncio, socket, aiohttp, aioquic or zeroconf
 and reads no clock; callers pass ``now``.
+
+The STUN/TURN codec of NAT traversal (:mod:`protocol.stun`, :mod:`protocol.turn`)
+is imported by name; its errors (``StunError``) are exported here with the others.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ from protocol.errors import (
     SealError,
     ShardsError,
     StorageError,
+    StunError,
+    StunIntegrityError,
     TicketError,
     TicketExpiredError,
     TicketForgedError,
@@ -371,6 +376,8 @@ __all__ = [
     "SINGLE_HEADER",
     "SINGLE_SIZE",
     "SealError",
+    "StunError",
+    "StunIntegrityError",
     "ShardCaptureMessage",
     "ShardCapturedMessage",
     "ShardInfo",

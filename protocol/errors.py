@@ -11,6 +11,8 @@ tree at the boundary where they occur, so that a caller needs one ``except`` cla
     │   ├── UnknownMessageTypeError    a ``type`` this version does not know
     │   ├── VersionMismatchError       incompatible ``version`` (names both versions)
     │   ├── MessageTooLargeError       over the size limit before parsing
+    │   ├── StunError                  a malformed STUN/TURN message or ChannelData frame
+    │   │   └── StunIntegrityError     MESSAGE-INTEGRITY does not match the key
     │   └── CryptoError
     │       ├── TicketError            a peer ticket that must not be trusted
     │       │   ├── TicketMalformedError   not a ticket at all
@@ -62,6 +64,8 @@ __all__ = [
     "SealError",
     "ShardsError",
     "StorageError",
+    "StunError",
+    "StunIntegrityError",
     "TicketError",
     "TicketExpiredError",
     "TicketForgedError",
@@ -134,6 +138,9 @@ class ErrorCode(StrEnum):
     SPOOFED_SENDER = "spoofed_sender"
     # combat (added with the lobby game rules)
     INSUFFICIENT_MANA = "insufficient_mana"
+    # STUN / TURN (RFC 8489, RFC 8656)
+    BAD_STUN = "bad_stun"
+    STUN_INTEGRITY = "stun_integrity"
 
 
 class ShardsError(Exception):
@@ -192,6 +199,18 @@ class MessageTooLargeError(ProtocolError):
     """The message is over the size limit."""
 
     code = ErrorCode.MESSAGE_TOO_LARGE
+
+
+class StunError(ProtocolError):
+    """A STUN or TURN message, attribute or ChannelData frame is malformed."""
+
+    code = ErrorCode.BAD_STUN
+
+
+class StunIntegrityError(StunError):
+    """A STUN message's MESSAGE-INTEGRITY is missing or does not match the key."""
+
+    code = ErrorCode.STUN_INTEGRITY
 
 
 class CryptoError(ProtocolError):
