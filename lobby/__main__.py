@@ -9,6 +9,8 @@ With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
 ``--port 0``) to stdout once it accepts connections. uvloop is used when
 installed. Exit status: 0 after a clean stop, 2 on a configuration error.
+``python -m lobby db upgrade|current`` migrates the database without serving
+(:mod:`lobby.storage.cli`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["db"]:  # python -m lobby db upgrade|current|revision
+        from lobby.storage.cli import main as db_main  # noqa: PLC0415
+
+        return db_main(argv[1:])
     args = parse_args(argv)
     try:
         level = args.log_level or LobbySettings().log_level
