@@ -127,9 +127,7 @@ async def _upgrade(url: str, target: str) -> int:
 
 
 async def _current(url: str, *, check: bool) -> int:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-        raise StorageError(f"no database at {parsed.database}")
+    _check_exists(url)
     engine = build_engine(url)
     try:
         async with engine.connect() as conn:
@@ -149,6 +147,13 @@ async def _current(url: str, *, check: bool) -> int:
         print(f"unknown to this lobby (newest known: {', '.join(newest)})", file=sys.stderr)
         return 1
     return 1 if check and revisions != newest else 0
+
+
+def _check_exists(url: str) -> None:
+    """A SQLite file that is not there: an error rather than a new empty file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+        raise StorageError(f"no database at {parsed.database}")
 
 
 def _inspect(conn: Connection) -> tuple[tuple[str, ...], bool]:

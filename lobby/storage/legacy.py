@@ -33,7 +33,6 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
-    text,
 )
 from sqlalchemy.schema import CreateTable, DropTable
 
@@ -67,7 +66,6 @@ PostgreSQL's sequences never hand a value out twice.
 def baseline_metadata() -> MetaData:
     """The schema after the old runner's step 3 (frozen: never edit)."""
     md = MetaData()
-    never_reused = {"sqlite_autoincrement": True}
     Table(
         "accounts",
         md,
@@ -77,13 +75,15 @@ def baseline_metadata() -> MetaData:
         Column("password_hash", String(255), nullable=False),
         Column("created_at", Float, nullable=False),
         Column("last_login_at", Float, nullable=True),
-        **never_reused,
+        sqlite_autoincrement=True,
     )
     Table(
         "characters",
         md,
         Column("id", Integer, primary_key=True),
-        Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+        Column(
+            "account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+        ),
         Column("name", String(32), nullable=False),
         Column("name_key", String(32), nullable=False, unique=True),
         Column("faction", String(64), nullable=False),
@@ -96,14 +96,16 @@ def baseline_metadata() -> MetaData:
         Column("gold", Integer, nullable=False),
         Column("created_at", Float, nullable=False),
         Index("ix_characters_account", "account_id"),
-        **never_reused,
+        sqlite_autoincrement=True,
     )
     Table(
         "sessions",
         md,
         Column("id", Integer, primary_key=True),
         Column("token_hash", String(64), nullable=False, unique=True),
-        Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+        Column(
+            "account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+        ),
         Column("created_at", Float, nullable=False),
         Column("last_seen_at", Float, nullable=False),
         Column("expires_at", Float, nullable=False),
@@ -116,7 +118,7 @@ def baseline_metadata() -> MetaData:
         Column("peer_info", Text, nullable=True),
         Index("ix_sessions_account", "account_id"),
         Index("ix_sessions_expires", "expires_at"),
-        **never_reused,
+        sqlite_autoincrement=True,
     )
     Table(
         "world_meta",
@@ -155,10 +157,12 @@ def baseline_metadata() -> MetaData:
         md,
         Column("id", Integer, primary_key=True),
         Column("template_id", Integer, nullable=False),
-        Column("owner_id", Integer, ForeignKey("characters.id", ondelete="CASCADE"), nullable=False),
+        Column(
+            "owner_id", Integer, ForeignKey("characters.id", ondelete="CASCADE"), nullable=False
+        ),
         Column("created_at", Float, nullable=False),
         Index("ix_items_owner", "owner_id"),
-        **never_reused,
+        sqlite_autoincrement=True,
     )
     Table(
         "trades",
@@ -185,7 +189,8 @@ def convert(conn: Connection) -> list[int]:
     keys off (a rebuilt parent table would otherwise cascade into its children)
     and runs ``PRAGMA foreign_key_check`` before committing.
     """
-    applied = {int(v) for v in conn.execute(text(f"SELECT version FROM {LEGACY_TABLE}")).scalars()}
+    versions = Table(LEGACY_TABLE, MetaData(), Column("version", Integer))
+    applied = {int(v) for v in conn.execute(select(versions.c.version)).scalars()}
     if applied and max(applied) > LEGACY_NEWEST:
         raise StorageError(
             f"database schema version {max(applied)} of the old migration runner is newer "
@@ -200,7 +205,7 @@ def convert(conn: Connection) -> list[int]:
     if conn.dialect.name == "sqlite":
         for name in NEVER_REUSED_IDS:  # step 3
             _rebuild_with_autoincrement(conn, md, md.tables[name])
-    conn.execute(DropTable(Table(LEGACY_TABLE, MetaData())))
+    conn.execute(DropTable(versions))
     return sorted(set(range(1, LEGACY_NEWEST + 1)) - applied)
 
 

@@ -96,4 +96,3 @@ sessions = Table(
     Index("ix_sessions_expires", "expires_at"),
     sqlite_autoincrement=True,
 )
-
