@@ -4,7 +4,7 @@
 
     python -m lobby db upgrade  [--database-url URL | --data-dir DIR] [--revision REV]
     python -m lobby db current  [--database-url URL | --data-dir DIR] [--check]
-    python -m lobby db revision -m "what changes" [--rev-id NNNN]
+    python -m lobby db revision -m "what changes" [--rev-id NNNN] [--into DIR]
 
 The database is the one the lobby would open: ``--database-url``, else
 ``SHARDS_DATABASE_URL``, else SQLite in the data directory (``--data-dir``,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -40,7 +41,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from lobby.config import LobbySettings
 from lobby.storage import legacy
 from lobby.storage.engine import Database, build_engine, normalize_url
-from lobby.storage.migrations import SCRIPT_LOCATION, alembic_config, current, heads
+from lobby.storage.migrations import (
+    SCRIPT_LOCATION,
+    VERSION_LOCATIONS,
+    alembic_config,
+    current,
+    heads,
+)
 from protocol.errors import ConfigError, StorageError
 
 __all__ = ["main"]
@@ -65,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     rev = sub.add_parser("revision", help="autogenerate a new revision (developers)")
     rev.add_argument("-m", "--message", required=True, help="what the revision changes")
     rev.add_argument("--rev-id", help="its id (default: the next number)")
+    rev.add_argument(
+        "--into", type=Path, help="directory to write it to (default: the lobby's versions/)"
+    )
     return parser
 
 
@@ -77,7 +87,7 @@ def main(argv: Sequence[str]) -> int:
     )
     try:
         if args.command == "revision":
-            return _revision(args.message, args.rev_id)
+            return _revision(args.message, args.rev_id, args.into)
         url = _database_url(args.database_url, args.data_dir)
         if args.command == "upgrade":
             return asyncio.run(_upgrade(url, args.revision))
@@ -177,8 +187,12 @@ def _known() -> list[str]:
     return [s.revision for s in script.walk_revisions()]
 
 
-def _revision(message: str, rev_id: str | None) -> int:
-    versions = SCRIPT_LOCATION / "versions"
+def _revision(message: str, rev_id: str | None, into: Path | None) -> int:
+    versions = SCRIPT_LOCATION / "versions" if into is None else into
+    if not versions.is_dir():
+        raise _UsageError(f"no directory {versions}")
+    if versions.resolve() not in {p.resolve() for p in VERSION_LOCATIONS}:
+        VERSION_LOCATIONS.append(versions)  # this process only: Alembic writes only into one
     if rev_id is None:
         numbers = [int(r) for r in _known() if r.isdigit()]
         rev_id = f"{max(numbers, default=0) + 1:04d}"
@@ -200,8 +214,17 @@ def _revision(message: str, rev_id: str | None) -> int:
 
 
 def _autogenerate(conn: Connection, message: str, rev_id: str, versions: Path) -> None:
+    cfg = alembic_config(conn)
+    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+    if ruff is not None:  # the new file in the project's style (ruff is a test dependency)
+        cfg.set_section_option("post_write_hooks", "hooks", "ruff")
+        cfg.set_section_option("post_write_hooks", "ruff.type", "exec")
+        cfg.set_section_option("post_write_hooks", "ruff.executable", ruff.replace("%", "%%"))
+        cfg.set_section_option(
+            "post_write_hooks", "ruff.options", "format REVISION_SCRIPT_FILENAME"
+        )
     command.revision(
-        alembic_config(conn),
+        cfg,
         message=message,
         autogenerate=True,
         rev_id=rev_id,
