@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -111,7 +112,7 @@ class Database:
     async def migrate(self, target: str = "heads") -> Upgrade:
         """Apply pending Alembic revisions up to ``target`` (see :mod:`.migrations`)."""
         try:
-            async with self.engine.connect() as conn:
+            async with _alembic_turn(), self.engine.connect() as conn:
                 return await conn.run_sync(upgrade, target)
         except StorageError:
             raise
@@ -137,6 +138,27 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection (waits for none: callers finish first)."""
         await self.engine.dispose()
+
+
+_ALEMBIC_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def _alembic_turn() -> AsyncIterator[None]:
+    """One migration at a time in this event loop.
+
+    Alembic keeps its running environment in a module global (``alembic.context``);
+    two upgrades interleaving at their awaits (different databases opened together)
+    would run one's revisions on the other's connection.
+    """
+    loop = asyncio.get_running_loop()
+    lock = _ALEMBIC_TURNS.get(loop)
+    if lock is None:
+        lock = _ALEMBIC_TURNS[loop] = asyncio.Lock()
+    async with lock:
+        yield
 
 
 class _NoDebugRecords(logging.Filter):

@@ -62,6 +62,11 @@ __all__ = [
 
 log = logging.getLogger("lobby.storage")
 
+# Alembic says at INFO which dialect it found and each plugin it set up, on every start;
+# the lobby logs what changed itself. An operator who sets the level explicitly keeps it.
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
 SCRIPT_LOCATION = Path(__file__).with_name("alembic")
 """The Alembic environment shipped in the package (``env.py``, ``versions/``)."""
 

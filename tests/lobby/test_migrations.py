@@ -275,3 +275,21 @@ async def test_lobbies_opening_an_old_database_together_convert_it_once(tmp_path
         assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(BASELINE,)]
     finally:
         con.close()
+
+
+async def test_one_process_migrates_several_databases_at_once(tmp_path: Path) -> None:
+    """Alembic's ``context`` is process-global: upgrades of different files in one event
+    loop (say, several lobbies in one test process) must not interleave inside it."""
+    opened = await asyncio.gather(
+        *(Database.open(f"sqlite:///{tmp_path}/db{i}.sqlite3", now=1.0) for i in range(3))
+    )
+    for db in opened:
+        await db.close()
+    for i in range(3):
+        con = sqlite3.connect(tmp_path / f"db{i}.sqlite3")
+        try:
+            assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [
+                (BASELINE,)
+            ]
+        finally:
+            con.close()

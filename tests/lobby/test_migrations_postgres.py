@@ -4,6 +4,7 @@ and a new one is created by the revisions exactly as the table objects describe 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import Column, Float, Integer, String, Table, insert, select, text
@@ -112,3 +113,17 @@ async def test_a_new_postgres_database_matches_the_table_objects(postgres_url: s
             assert await conn.run_sync(schema_differences) == []
     finally:
         await db.close()
+
+
+async def test_lobbies_opening_one_new_postgres_database_together_take_turns(
+    postgres_url: str,
+) -> None:
+    url = await _new_database(postgres_url)
+    opened = await asyncio.gather(*(Database.open(url, now=1.0) for _ in range(4)))
+    try:
+        async with opened[0].read() as conn:
+            revision = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            assert tuple(revision.scalars()) == heads()
+    finally:
+        for db in opened:
+            await db.close()
