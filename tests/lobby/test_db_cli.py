@@ -96,3 +96,27 @@ def test_db_revision_writes_the_next_revision_after_the_newest(tmp_path: Path) -
     assert 'revision: str = "0002"' in source or "revision: str = '0002'" in source
     assert "down_revision: str | Sequence[str] | None = " in source and "0001" in source
     compile(source, str(written), "exec")
+
+
+def test_upgrades_started_together_in_several_processes_take_turns(tmp_path: Path) -> None:
+    """Four processes on one new SQLite file (lobbies or jobs started together): one
+    creates the schema, the others wait for its write lock and find nothing to do."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SHARDS_")}
+    url = f"sqlite:///{tmp_path}/together.sqlite3"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lobby", "db", "upgrade", "--database-url", url],
+            cwd=tmp_path,
+            env=clean,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
+    said = sorted(out.strip() for out, _ in outputs)
+    assert said == ["already at revision 0001 (newest)"] * 3 + [
+        "upgraded at revision 0001 (newest)"
+    ]
