@@ -88,10 +88,6 @@ class Upgrade:
     legacy_steps: tuple[int, ...] = ()
     converted: bool = False
 
-    @property
-    def changed(self) -> bool:
-        return self.converted or self.before != self.after
-
 
 def target_metadata() -> MetaData:
     """The lobby's table objects, every module that declares tables imported."""
