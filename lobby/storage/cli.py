@@ -80,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Run ``db`` command ``argv`` (without the leading ``db``); return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(list(argv))  # exits 2 on a usage error
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as exc:  # argparse: 2 after a usage error, 0 after --help
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
