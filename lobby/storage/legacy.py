@@ -1,11 +1,13 @@
 """The schema of the hand-written migration runner, frozen, and the step from it to Alembic.
 
 Before Alembic the lobby recorded its schema in a ``schema_version`` table: one
-row per applied step, 1 (accounts, characters, sessions), 2 (the game tables)
-and 3 (ids of accounts, characters, sessions and items never reused:
-``AUTOINCREMENT`` on SQLite). :func:`baseline_metadata` is the schema after step
-3; Alembic's baseline revision creates exactly it, so a database made by the old
-runner is at that revision once its missing steps are done.
+row per applied step, 1 (accounts, characters, sessions), 2 (the game tables),
+3 (ids of accounts, characters, sessions and items never reused:
+``AUTOINCREMENT`` on SQLite) and 4 (the admin API's ``account_bans``).
+:func:`baseline_metadata` is the schema after step 3; Alembic's baseline
+revision creates exactly it, and revision 0002 adds step 4's table, so a
+database made by the old runner is at one of those once its missing steps up to
+3 are done.
 
 :func:`convert` brings such a database there, inside the caller's transaction:
 it creates the tables of a missing step 1 or 2, rebuilds a table still without
@@ -40,6 +42,7 @@ from protocol.errors import StorageError
 
 __all__ = [
     "LEGACY_NEWEST",
+    "LEGACY_REVISIONS",
     "LEGACY_TABLE",
     "NEVER_REUSED_IDS",
     "baseline_metadata",
@@ -50,8 +53,12 @@ __all__ = [
 LEGACY_TABLE = "schema_version"
 """The old runner's version table (one row per applied step)."""
 
-LEGACY_NEWEST = 3
-"""The newest step of the old runner: its schema is Alembic's baseline revision."""
+LEGACY_REVISIONS = {3: "0001", 4: "0002"}
+"""The Alembic revision whose schema each old step's equals: step 3 is the baseline,
+step 4 (the admin API's ``account_bans``) revision 0002. Steps 1-2 convert to 0001."""
+
+LEGACY_NEWEST = max(LEGACY_REVISIONS)
+"""The newest step of the old runner."""
 
 NEVER_REUSED_IDS = ("accounts", "characters", "sessions", "items")
 """Tables whose ids are never handed out twice (``AUTOINCREMENT`` on SQLite).
@@ -182,8 +189,12 @@ def is_legacy(conn: Connection) -> bool:
     return inspect(conn).has_table(LEGACY_TABLE)
 
 
-def convert(conn: Connection) -> list[int]:
-    """Bring a database of the old runner to the baseline schema; return the steps it missed.
+def convert(conn: Connection) -> tuple[str, list[int]]:
+    """Bring a database of the old runner to its revision's schema.
+
+    Returns the revision to stamp it at (:data:`LEGACY_REVISIONS`) and the steps
+    up to 3 it missed (run now); a step after 3 is only ever recorded with those
+    before it, so its table is there.
 
     Runs inside the caller's transaction. On SQLite the caller has turned foreign
     keys off (a rebuilt parent table would otherwise cascade into its children)
@@ -206,7 +217,8 @@ def convert(conn: Connection) -> list[int]:
         for name in NEVER_REUSED_IDS:  # step 3
             _rebuild_with_autoincrement(conn, md, md.tables[name])
     conn.execute(DropTable(versions))
-    return sorted(set(range(1, LEGACY_NEWEST + 1)) - applied)
+    newest = max(applied)
+    return LEGACY_REVISIONS[max(newest, 3)], sorted({1, 2, 3} - applied)
 
 
 def _rebuild_with_autoincrement(conn: Connection, md: MetaData, table: Table) -> None:

@@ -15,7 +15,8 @@ transaction, so a failed revision leaves the database as it was:
 
 A database made by the lobby's earlier hand-written runner (a ``schema_version``
 table) is converted first, in the same transaction: its missing steps are run
-and it is stamped at :data:`BASELINE` (see :mod:`lobby.storage.legacy`). A
+and it is stamped at the revision equal to its newest step (:data:`BASELINE` for
+step 3; see :mod:`lobby.storage.legacy`). A
 database at a revision this code does not know (made by a newer lobby) is
 refused.
 
@@ -152,10 +153,8 @@ def upgrade(conn: Connection, target: str = "heads") -> Upgrade:
             conn.commit()
     if result.converted:
         log.info(
-            "converted the database of the old migration runner (missing steps run: %s), "
-            "stamped at revision %s",
+            "converted the database of the old migration runner (missing steps run: %s)",
             list(result.legacy_steps) or "none",
-            BASELINE,
         )
     if result.before != result.after:
         log.info(
@@ -173,8 +172,8 @@ def _upgrade_locked(conn: Connection, target: str, *, sqlite: bool) -> Upgrade:
     steps: list[int] = []
     converted = False
     if not before and legacy.is_legacy(conn):
-        steps = legacy.convert(conn)
-        command.stamp(cfg, BASELINE)
+        stamp, steps = legacy.convert(conn)
+        command.stamp(cfg, stamp)
         converted = True
     else:
         _check_known(script, before)

@@ -27,7 +27,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["accounts", "characters", "metadata", "sessions"]
+__all__ = ["account_bans", "accounts", "characters", "metadata", "sessions"]
 
 metadata = MetaData()
 
@@ -96,3 +96,13 @@ sessions = Table(
     Index("ix_sessions_expires", "expires_at"),
     sqlite_autoincrement=True,
 )
+
+account_bans = Table(
+    "account_bans",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("reason", String(200), nullable=False),
+    Column("banned_at", Float, nullable=False),
+    Column("banned_by", String(64), nullable=False),
+)
+"""Accounts an admin banned (the admin API checks it at login); revision 0002."""

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lobby.storage.migrations import heads
 from tests.lobby.test_migrations import load_old_runner_database, rows
+
+NEWEST = f"{', '.join(heads())} (newest)"
 
 
 def lobby_db(
@@ -39,13 +42,13 @@ def test_db_upgrade_converts_an_old_runner_database_with_its_data(tmp_path: Path
     done = lobby_db("upgrade", "--database-url", url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "converted the database of the old migration runner (steps run: 3)" in done.stdout
-    assert "at revision 0001 (newest)" in done.stdout
+    assert f"at revision {NEWEST}" in done.stdout
     assert rows(path) == before
 
     now = lobby_db("current", "--check", "--database-url", url, cwd=tmp_path)
-    assert (now.returncode, now.stdout.strip()) == (0, "0001 (newest)")
+    assert (now.returncode, now.stdout.strip()) == (0, NEWEST)
     again = lobby_db("upgrade", "--database-url", url, cwd=tmp_path)
-    assert (again.returncode, again.stdout.strip()) == (0, "already at revision 0001 (newest)")
+    assert (again.returncode, again.stdout.strip()) == (0, f"already at revision {NEWEST}")
 
 
 def test_db_commands_find_the_database_the_lobby_would_open(tmp_path: Path) -> None:
@@ -56,14 +59,14 @@ def test_db_commands_find_the_database_the_lobby_would_open(tmp_path: Path) -> N
 
     made = lobby_db("upgrade", cwd=tmp_path, env={"SHARDS_DATA_DIR": str(tmp_path / "d")})
     assert made.returncode == 0, made.stderr
-    assert made.stdout.strip() == "upgraded at revision 0001 (newest)"
+    assert made.stdout.strip() == f"upgraded at revision {NEWEST}"
     con = sqlite3.connect(tmp_path / "d" / "lobby.sqlite3")
     try:
-        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [heads()]
     finally:
         con.close()
     flag = lobby_db("current", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
-    assert (flag.returncode, flag.stdout.strip()) == (0, "0001 (newest)")
+    assert (flag.returncode, flag.stdout.strip()) == (0, NEWEST)
 
 
 def test_db_errors_have_their_exit_status_and_a_message(tmp_path: Path) -> None:
@@ -86,15 +89,17 @@ def test_db_errors_have_their_exit_status_and_a_message(tmp_path: Path) -> None:
 
 
 def test_db_revision_writes_the_next_revision_after_the_newest(tmp_path: Path) -> None:
+    (newest,) = heads()
+    after = f"{int(newest) + 1:04d}"
     versions = tmp_path / "versions"
     versions.mkdir()
     made = lobby_db("revision", "-m", "bans table", "--into", str(versions), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     (written,) = versions.glob("*.py")
-    assert written.name == "v0002_bans_table.py"
+    assert written.name == f"v{after}_bans_table.py"
     source = written.read_text()
-    assert 'revision: str = "0002"' in source or "revision: str = '0002'" in source
-    assert "down_revision: str | Sequence[str] | None = " in source and "0001" in source
+    assert f'revision: str = "{after}"' in source
+    assert f'down_revision: str | Sequence[str] | None = "{newest}"' in source
     compile(source, str(written), "exec")
 
 
@@ -117,6 +122,4 @@ def test_upgrades_started_together_in_several_processes_take_turns(tmp_path: Pat
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
     said = sorted(out.strip() for out, _ in outputs)
-    assert said == ["already at revision 0001 (newest)"] * 3 + [
-        "upgraded at revision 0001 (newest)"
-    ]
+    assert said == [f"already at revision {NEWEST}"] * 3 + [f"upgraded at revision {NEWEST}"]

@@ -3,7 +3,7 @@ data intact, the revisions match the table objects, a failed revision leaves not
 database from a newer lobby is refused, lobbies starting together take turns.
 
 The old runner's databases are SQL dumps it wrote (``tests/lobby/data/old_runner_v*.sql``):
-steps 1-2 (before ids were made never-reused) and 1-3 (its newest).
+steps 1-2 (before ids were made never-reused), 1-3, and 1-4 (its newest: account bans).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from sqlalchemy import Connection, delete, func, insert, select
 from lobby.storage import VERSION_LOCATIONS, Database, accounts, characters, sessions
 from lobby.storage.game_schema import items
 from lobby.storage.legacy import NEVER_REUSED_IDS
-from lobby.storage.migrations import BASELINE, heads, target_metadata
+from lobby.storage.migrations import heads, target_metadata
 from protocol.errors import StorageError
 
 DATA = Path(__file__).parent / "data"
 TABLES = (
     "accounts", "characters", "sessions", "world_meta", "shard_owners", "world_events",
-    "parties", "items", "trades",
+    "parties", "items", "trades", "account_bans",
 )  # fmt: skip
 
 
@@ -41,10 +41,14 @@ def load_old_runner_database(path: Path, steps: int) -> Path:
 
 
 def rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every lobby table, in primary key order."""
+    """Every row of every lobby table there, in primary key order (a missing one: empty)."""
     con = sqlite3.connect(path)
     try:
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES}  # noqa: S608
+        there = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() if t in there else []  # noqa: S608
+            for t in TABLES
+        }
     finally:
         con.close()
 
@@ -65,13 +69,14 @@ async def _new_account(db: Database, name: str) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-@pytest.mark.parametrize("steps", [2, 3])
+@pytest.mark.parametrize("steps", [2, 3, 4])
 async def test_a_database_made_by_the_old_runner_upgrades_with_its_data_intact(
     tmp_path: Path, steps: int
 ) -> None:
     path = load_old_runner_database(tmp_path / "old.sqlite3", steps)
     before = rows(path)
     assert before["accounts"] and before["items"] and before["trades"]
+    assert bool(before["account_bans"]) == (steps == 4)
 
     db = await Database.open(f"sqlite:///{path}", now=2.0)
     try:
@@ -80,7 +85,7 @@ async def test_a_database_made_by_the_old_runner_upgrades_with_its_data_intact(
             assert "schema_version" not in names
             assert {"ix_characters_account", "ix_sessions_account", "ix_items_owner"} <= names
             versions = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
-            assert tuple(v[0] for v in versions) == heads() == (BASELINE,)
+            assert tuple(v[0] for v in versions) == heads() == ("0002",)
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
             assert (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all() == []
             for name in NEVER_REUSED_IDS:
@@ -93,7 +98,7 @@ async def test_a_database_made_by_the_old_runner_upgrades_with_its_data_intact(
 
         # ids: a deleted one is never handed out again (step 3 kept the old runner's counter)
         first = await _new_account(db, "new1")
-        assert first == (4 if steps == 3 else 3)  # account 3 was deleted after step 3 only
+        assert first == (3 if steps == 2 else 4)  # step 3 kept deleted account 3 unused
         async with db.write() as conn:
             await conn.execute(delete(accounts).where(accounts.c.id == first))
         assert await _new_account(db, "new2") == first + 1
@@ -255,10 +260,10 @@ async def test_a_database_from_a_newer_lobby_is_refused(tmp_path: Path) -> None:
     old = load_old_runner_database(tmp_path / "old.sqlite3", 3)
     con = sqlite3.connect(old)
     with con:
-        con.execute("INSERT INTO schema_version VALUES (4, 'from the future', 1.0)")
+        con.execute("INSERT INTO schema_version VALUES (5, 'from the future', 1.0)")
     con.close()
     before = rows(old)
-    with pytest.raises(StorageError, match="version 4 of the old migration runner is newer"):
+    with pytest.raises(StorageError, match="version 5 of the old migration runner is newer"):
         await Database.open(f"sqlite:///{old}", now=1.0)
     assert rows(old) == before
 
@@ -272,7 +277,7 @@ async def test_lobbies_opening_an_old_database_together_convert_it_once(tmp_path
     assert rows(path) == before
     con = sqlite3.connect(path)
     try:
-        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(BASELINE,)]
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [heads()]
     finally:
         con.close()
 
@@ -288,8 +293,6 @@ async def test_one_process_migrates_several_databases_at_once(tmp_path: Path) ->
     for i in range(3):
         con = sqlite3.connect(tmp_path / f"db{i}.sqlite3")
         try:
-            assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [
-                (BASELINE,)
-            ]
+            assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [heads()]
         finally:
             con.close()
