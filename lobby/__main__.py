@@ -12,6 +12,8 @@ prints one line ``lobby listening on http://HOST:PORT`` (the real port with
 installed. STUN Binding requests are answered on UDP at the same port number
 (``--stun-port`` / ``SHARDS_STUN_PORT`` to move it, ``--no-stun`` to turn it off).
 Exit status: 0 after a clean stop, 2 on a configuration error.
+``python -m lobby db upgrade|current`` migrates the database without serving
+(:mod:`lobby.storage.cli`).
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["db"]:  # python -m lobby db upgrade|current|revision
+        from lobby.storage.cli import main as db_main  # noqa: PLC0415
+
+        return db_main(argv[1:])
     args = parse_args(argv)
     try:
         level = args.log_level or LobbySettings().log_level

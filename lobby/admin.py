@@ -22,8 +22,8 @@ within the session cache's recheck interval on another lobby process sharing
 the database); its WebSocket is closed with 1008 and the reason. A banned
 account's login is refused with 403 ``forbidden`` (``details.reason`` =
 ``banned``) only after its password checked out, so a ban reveals nothing to
-someone guessing passwords. Bans live in the ``account_bans`` table (migration
-:data:`ADMIN_MIGRATION_VERSION`).
+someone guessing passwords. Bans live in the ``account_bans`` table
+(:data:`lobby.storage.schema.account_bans`, Alembic revision 0002).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, Float, ForeignKey, Integer, String, Table, delete, insert, select
+from sqlalchemy import delete, insert, select
 
 from lobby.accounts import Account
 from lobby.context import LobbyContext
@@ -41,46 +41,20 @@ from lobby.hub import Presence
 from lobby.services.world import WorldService
 from lobby.sessions import Session
 from lobby.storage import accounts, sessions
-from lobby.storage.migrations import MIGRATIONS, Migration, create_tables
-from lobby.storage.schema import metadata
+from lobby.storage.schema import account_bans
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import WorldAnnouncementMessage
 from protocol.rest import WorldStateOut
 
 __all__ = [
-    "ADMIN_MIGRATION_VERSION",
     "AdminService",
-    "account_bans",
 ]
 
 log = logging.getLogger("lobby.admin")
 
-ADMIN_MIGRATION_VERSION = 4
-"""The ``account_bans`` migration (numbered after the security migration 3)."""
-
 KICK_REASON = "kicked by an admin"
 BAN_REASON = "account banned"
 REVOKE_REASON = "sessions revoked by an admin"
-
-account_bans = Table(
-    "account_bans",
-    metadata,
-    Column(
-        "account_id",
-        Integer,
-        ForeignKey("accounts.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("reason", String(200), nullable=False),
-    Column("banned_at", Float, nullable=False),
-    Column("banned_by", String(64), nullable=False),
-)
-
-if not any(m.version == ADMIN_MIGRATION_VERSION for m in MIGRATIONS):
-    MIGRATIONS.append(
-        Migration(ADMIN_MIGRATION_VERSION, "admin: account bans", create_tables(account_bans))
-    )
-
 
 # -- bodies ---------------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ Services: any object with ``name``, ``async setup(ctx)`` and ``async close()``
 :meth:`MasterServer.add_service` before ``start()``. Chat is always there; the
 game services of :mod:`lobby.services` follow the passed ones (a passed service
 with the same ``name`` replaces the default). A service that needs tables
-appends a migration to :data:`lobby.storage.MIGRATIONS` at import.
+ships Alembic revisions and appends their directory to
+:data:`lobby.storage.VERSION_LOCATIONS` at import.
 
 Explicit arguments override ``settings`` (whose own defaults and ``SHARDS_*``
 environment variables fill the rest). ``clock`` is the injectable wall clock.

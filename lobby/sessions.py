@@ -8,7 +8,7 @@ tokens. Each authenticated REST call or WS message slides the expiry to
 earlier than its last use + ttl). Logout deletes the row; expired rows are
 deleted by :meth:`SessionStore.cleanup`, run periodically by the server.
 Sessions are rows in the database, so they survive a lobby restart. A session
-id is never reused (see :mod:`lobby.storage.migrations`), and anything a session
+id is never reused (see :data:`lobby.storage.legacy.NEVER_REUSED_IDS`), and anything a session
 can resume is bound to its account and :attr:`Session.token_hash` as well.
 
 The database is authoritative; :meth:`SessionStore.authenticate` keeps what it

@@ -5,8 +5,8 @@ adds them after the services passed to it (:func:`with_game_services`), so an
 explicitly passed service with the same ``name`` replaces the default one, and a
 message type an explicit service already handles is left to it.
 
-Importing this package appends the game tables' migration
-(:mod:`lobby.storage.game_schema`).
+The game tables (:mod:`lobby.storage.game_schema`) are created by the
+storage's baseline Alembic revision.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lobby.storage.game_schema as _game_schema  # noqa: F401 - registers the migration
+import lobby.storage.game_schema as _game_schema  # noqa: F401 - its tables on the metadata
 from lobby.services.combat import CombatService
 from lobby.services.directory import DirectoryService
 from lobby.services.inventory import InventoryService

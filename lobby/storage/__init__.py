@@ -1,25 +1,23 @@
-"""Lobby storage: one schema on SQLite (default) or PostgreSQL, versioned migrations.
+"""Lobby storage: one schema on SQLite (default) or PostgreSQL, migrated by Alembic.
 
 ``Database`` (engine and ``read()`` / ``write()`` entry points), the table
-objects of :mod:`lobby.storage.schema`, and :data:`MIGRATIONS` to which a
-service appends its own schema steps.
+objects of :mod:`lobby.storage.schema`, and :data:`VERSION_LOCATIONS` to which a
+service shipping its own tables appends its directory of Alembic revisions.
 """
 
 from __future__ import annotations
 
-from lobby.storage.engine import Database, normalize_url
-from lobby.storage.migrations import MIGRATIONS, Migration, create_tables
-from lobby.storage.schema import accounts, characters, metadata, schema_version, sessions
+from lobby.storage.engine import Database, build_engine, normalize_url
+from lobby.storage.migrations import VERSION_LOCATIONS
+from lobby.storage.schema import accounts, characters, metadata, sessions
 
 __all__ = [
-    "MIGRATIONS",
+    "VERSION_LOCATIONS",
     "Database",
-    "Migration",
     "accounts",
+    "build_engine",
     "characters",
-    "create_tables",
     "metadata",
     "normalize_url",
-    "schema_version",
     "sessions",
 ]

@@ -1,6 +1,7 @@
 """The lobby's database handle: an async SQLAlchemy Core engine on SQLite or PostgreSQL.
 
-``Database.open(url, now=...)`` builds the engine and applies pending migrations.
+``Database.open(url, now=...)`` builds the engine and applies pending migrations
+(Alembic revisions, :mod:`lobby.storage.migrations`).
 URLs: ``sqlite:///path/to/file`` (the default, aiosqlite, WAL, ``busy_timeout``,
 foreign keys on) or ``postgresql://user:pw@host/db`` (asyncpg). The driver part
 is filled in when absent.
@@ -26,25 +27,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lobby.storage.migrations import run_migrations
+from lobby.storage.migrations import Upgrade, upgrade
 from protocol.errors import ConfigError, StorageError
 
-__all__ = ["Database", "normalize_url"]
+__all__ = ["Database", "build_engine", "normalize_url"]
 
 log = logging.getLogger("lobby.storage")
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
-_PG_MIGRATION_LOCK = 0x5AAD5  # advisory lock id: one lobby migrates at a time
 
 
 def normalize_url(url: str) -> URL:
@@ -63,6 +64,27 @@ def normalize_url(url: str) -> URL:
     raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
+def build_engine(url: str) -> AsyncEngine:
+    """An engine for ``url`` (see :func:`normalize_url`), configured; no migration.
+
+    A SQLite file's directory is created; the connections are WAL, with a busy
+    timeout and foreign keys on.
+    """
+    parsed = normalize_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database is not None  # noqa: S101 - checked in normalize_url
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # bound parameters hold password and token hashes: never in a log line or an error
+    engine = create_async_engine(parsed, hide_parameters=True, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 class Database:
     """An open database: the engine, its dialect and the read/write entry points."""
 
@@ -73,45 +95,29 @@ class Database:
 
     @classmethod
     async def open(cls, url: str, *, now: float) -> Database:
-        """Connect to ``url``, configure it and apply pending migrations."""
-        parsed = normalize_url(url)
-        kwargs: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            assert parsed.database is not None  # noqa: S101 - checked in normalize_url
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
-        else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        # bound parameters hold password and token hashes: never in a log line or an error
-        engine = create_async_engine(parsed, hide_parameters=True, **kwargs)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        """Connect to ``url``, configure it and apply pending migrations.
+
+        ``now`` is accepted for callers that pass their clock; Alembic records
+        revisions, not times.
+        """
+        engine = build_engine(url)
         db = cls(engine)
         try:
-            await db._migrate(now)
+            await db.migrate()
         except BaseException:
             await engine.dispose()
             raise
         return db
 
-    async def _migrate(self, now: float) -> None:
+    async def migrate(self, target: str = "heads") -> Upgrade:
+        """Apply pending Alembic revisions up to ``target`` (see :mod:`.migrations`)."""
         try:
-            async with self.engine.connect() as conn:
-                if self.dialect == "postgresql":
-                    await conn.execute(text(f"SELECT pg_advisory_lock({_PG_MIGRATION_LOCK})"))
-                    await conn.commit()
-                try:
-                    applied = await conn.run_sync(run_migrations, now)
-                finally:
-                    if self.dialect == "postgresql":
-                        await conn.execute(text(f"SELECT pg_advisory_unlock({_PG_MIGRATION_LOCK})"))
-                        await conn.commit()
+            async with _alembic_turn(), self.engine.connect() as conn:
+                return await conn.run_sync(upgrade, target)
         except StorageError:
             raise
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open the database: {exc}") from exc
-        if applied:
-            log.info("database schema at version %d", applied[-1])
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -132,6 +138,27 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection (waits for none: callers finish first)."""
         await self.engine.dispose()
+
+
+_ALEMBIC_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def _alembic_turn() -> AsyncIterator[None]:
+    """One migration at a time in this event loop.
+
+    Alembic keeps its running environment in a module global (``alembic.context``);
+    two upgrades interleaving at their awaits (different databases opened together)
+    would run one's revisions on the other's connection.
+    """
+    loop = asyncio.get_running_loop()
+    lock = _ALEMBIC_TURNS.get(loop)
+    if lock is None:
+        lock = _ALEMBIC_TURNS[loop] = asyncio.Lock()
+    async with lock:
+        yield
 
 
 class _NoDebugRecords(logging.Filter):

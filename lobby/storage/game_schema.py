@@ -1,7 +1,7 @@
 """Game tables of the lobby services: world state, shard owners, event log, parties, items, trades.
 
-Appended to :data:`lobby.storage.MIGRATIONS` at import (migration 2), declared on
-the shared :data:`lobby.storage.metadata` so they can reference ``characters``.
+Declared on the shared :data:`lobby.storage.metadata` so they can reference
+``characters``; created by the baseline Alembic revision.
 
 * ``world_meta``: key/value (JSON text) of the world: ``reality``, the Aetherfall
   schedule anchor, the active Aetherfall and its counter.
@@ -13,7 +13,7 @@ the shared :data:`lobby.storage.metadata` so they can reference ``characters``.
   "owned twice" unrepresentable).
 * ``trades``: the record of every completed exchange.
 
-Gold lives on ``characters.gold`` (migration 1).
+Gold lives on ``characters.gold``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ from sqlalchemy import (
     Text,
 )
 
-from lobby.storage.migrations import MIGRATIONS, Migration, create_tables
 from lobby.storage.schema import metadata
 
 __all__ = [
-    "GAME_MIGRATION_VERSION",
     "items",
     "parties",
     "shard_owners",
@@ -41,8 +39,6 @@ __all__ = [
     "world_events",
     "world_meta",
 ]
-
-GAME_MIGRATION_VERSION = 2
 
 world_meta = Table(
     "world_meta",
@@ -93,7 +89,7 @@ items = Table(
     ),
     Column("created_at", Float, nullable=False),
     Index("ix_items_owner", "owner_id"),
-    sqlite_autoincrement=True,  # migration 3: an item id is never reused
+    sqlite_autoincrement=True,  # an item id is never reused
 )
 
 trades = Table(
@@ -106,13 +102,3 @@ trades = Table(
     Column("exchange", Text, nullable=False),
     Column("completed_at", Float, nullable=False),
 )
-
-if not any(m.version == GAME_MIGRATION_VERSION for m in MIGRATIONS):
-    MIGRATIONS.append(
-        Migration(
-            GAME_MIGRATION_VERSION,
-            "game: world meta, shard owners, event log, parties, items, trades",
-            create_tables(world_meta, shard_owners, world_events, parties, items, trades),
-        )
-    )
-    MIGRATIONS.sort(key=lambda m: m.version)

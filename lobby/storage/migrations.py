@@ -1,217 +1,200 @@
-"""Versioned schema migrations, applied in order at lobby start.
+"""Schema migrations on Alembic, applied at lobby start and by ``python -m lobby db upgrade``.
 
-:data:`MIGRATIONS` is the ordered list; the database records each applied
-version in ``schema_version``. Adding a migration is one append, made by the
-module that owns the new tables (at import, before the lobby starts)::
+The Alembic environment ships inside the package (``lobby/storage/alembic``:
+``env.py`` and ``versions/``); nothing is read from an ``alembic.ini``.
+:func:`upgrade` takes a synchronous SQLAlchemy ``Connection`` (from
+``AsyncConnection.run_sync``) and runs every pending revision in ONE
+transaction, so a failed revision leaves the database as it was:
 
-    MIGRATIONS.append(Migration(2, "inventory and parties", create_tables(inventory, parties)))
+* SQLite: ``BEGIN IMMEDIATE`` first, so lobbies starting together on one file
+  take turns (the others wait on the write lock, then find nothing to do). The
+  revisions run with foreign key enforcement off (a revision that rebuilds a
+  parent table, as Alembic's batch mode does, would otherwise cascade into its
+  children) and ``PRAGMA foreign_key_check`` must be clean before the commit.
+* PostgreSQL: a transaction-scoped advisory lock, then transactional DDL.
 
-``upgrade`` receives a synchronous SQLAlchemy ``Connection`` inside the
-migration's transaction (run through ``AsyncConnection.run_sync``), so it may use
-``metadata.create_all``, ``op``-style DDL via ``conn.execute(text(...))`` or
-plain inserts. Each migration commits on its own together with its
-``schema_version`` row: a crash between two migrations leaves a consistent,
-resumable database (on SQLite the runner opens the transaction itself, ``BEGIN
-IMMEDIATE``, so DDL is inside it too and lobbies starting together on one file
-take turns; the driver would otherwise commit each ``CREATE``). A migration
-that rebuilds tables sets ``foreign_keys_off``: on SQLite it then runs with
-foreign key enforcement off (dropping a parent table would otherwise cascade into
-its children) and must leave ``PRAGMA foreign_key_check`` clean. A database newer
-than this code is refused.
+A database made by the lobby's earlier hand-written runner (a ``schema_version``
+table) is converted first, in the same transaction: its missing steps are run
+and it is stamped at the revision equal to its newest step (:data:`BASELINE` for
+step 3; see :mod:`lobby.storage.legacy`). A
+database at a revision this code does not know (made by a newer lobby) is
+refused.
 
-Migration 3 makes every id a client or a resumable state can name (accounts,
-characters, sessions, items) one that is never handed out twice: SQLite reuses
-the largest deleted rowid of a plain ``INTEGER PRIMARY KEY``, so those tables are
-rebuilt with ``AUTOINCREMENT`` (rows and ids kept). PostgreSQL's ``SERIAL``
-sequences never hand a value out twice, so there it changes nothing.
+Adding a revision: write ``lobby/storage/alembic/versions/vNNNN_<slug>.py``
+with ``revision = "NNNN"`` and ``down_revision`` the previous head, using
+``alembic.op`` (``python -m lobby db revision -m "..."`` autogenerates one from
+the difference between :data:`lobby.storage.metadata` and the newest revision),
+and change the table objects of :mod:`lobby.storage.schema` to match: a test
+checks that the revisions and the metadata agree.
+
+A service that ships its own tables outside this package appends its versions
+directory to :data:`VERSION_LOCATIONS` at import, before the lobby starts; its
+first revision has ``down_revision = None``, a ``branch_labels`` of its own and
+``depends_on = BASELINE`` (or a later core revision it references).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from sqlalchemy import Connection, MetaData, Table, insert, inspect, select
-from sqlalchemy.schema import CreateTable, DropTable
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, MetaData
 
-from lobby.storage import schema
+from lobby.storage import legacy
 from protocol.errors import StorageError
 
 __all__ = [
-    "MIGRATIONS",
-    "NEVER_REUSED_IDS",
-    "Migration",
-    "create_tables",
-    "pending",
-    "run_migrations",
+    "BASELINE",
+    "SCRIPT_LOCATION",
+    "VERSION_LOCATIONS",
+    "Upgrade",
+    "alembic_config",
+    "current",
+    "heads",
+    "target_metadata",
+    "upgrade",
 ]
 
 log = logging.getLogger("lobby.storage")
 
+# Alembic says at INFO which dialect it found and each plugin it set up, on every start;
+# the lobby logs what changed itself. An operator who sets the level explicitly keeps it.
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+SCRIPT_LOCATION = Path(__file__).with_name("alembic")
+"""The Alembic environment shipped in the package (``env.py``, ``versions/``)."""
+
+BASELINE = "0001"
+"""The revision equal to the schema of the old runner's newest step."""
+
+VERSION_LOCATIONS: list[Path] = [SCRIPT_LOCATION / "versions"]
+"""Directories of revisions: the lobby's own, then those services append."""
+
+_PG_MIGRATION_LOCK = 0x5AAD5  # advisory lock id: one lobby migrates at a time
+
 
 @dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step: ``version`` (1, 2, ...), a description and the upgrade function.
+class Upgrade:
+    """What :func:`upgrade` did: the revisions before and after, old steps it ran."""
 
-    ``foreign_keys_off``: run with SQLite's foreign key enforcement off (a table
-    rebuild); the runner checks the keys before committing.
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    legacy_steps: tuple[int, ...] = ()
+    converted: bool = False
+
+
+def target_metadata() -> MetaData:
+    """The lobby's table objects, every module that declares tables imported."""
+    import lobby.storage.game_schema  # noqa: F401, PLC0415 - puts its tables on the metadata
+    from lobby.storage.schema import metadata  # noqa: PLC0415
+
+    return metadata
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` for the packaged environment, bound to ``connection``.
+
+    The environment (``env.py``) runs on ``config.attributes["connection"]``
+    inside the transaction the caller holds.
     """
-
-    version: int
-    description: str
-    upgrade: Callable[[Connection], None]
-    foreign_keys_off: bool = False
-
-
-def create_tables(*tables: Table) -> Callable[[Connection], None]:
-    """An upgrade function creating ``tables`` (and their indexes)."""
-
-    def upgrade(conn: Connection) -> None:
-        for table in tables:
-            table.create(conn)
-
-    return upgrade
+    cfg = Config()
+    cfg.set_main_option("script_location", _escape(SCRIPT_LOCATION))
+    cfg.set_main_option("path_separator", "newline")
+    cfg.set_main_option("version_locations", "\n".join(_escape(p) for p in VERSION_LOCATIONS))
+    cfg.set_main_option("file_template", "v%%(rev)s_%%(slug)s")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
 
 
-def _v1_core(conn: Connection) -> None:
-    md = MetaData()
-    schema.core_tables_v1(md)
-    md.create_all(conn, tables=[t for t in md.sorted_tables if t.name != "schema_version"])
+def heads() -> tuple[str, ...]:
+    """The newest revision of each branch this code knows."""
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
-NEVER_REUSED_IDS = ("accounts", "characters", "sessions", "items")
-"""Tables whose ids are never handed out twice (``AUTOINCREMENT`` on SQLite).
-
-A session id keys a presence, a character id a party membership or invite, an
-item id an offer in a trade: a reused one would hand that state to a stranger.
-"""
+def current(conn: Connection) -> tuple[str, ...]:
+    """The revisions recorded in ``conn``'s database (empty: none, or the old runner's)."""
+    return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
 
 
-def _v3_ids_never_reused(conn: Connection) -> None:
-    if conn.dialect.name != "sqlite":
-        return  # PostgreSQL sequences never hand a value out twice
-    import lobby.storage.game_schema  # noqa: F401, PLC0415 - puts ``items`` on the metadata
+def upgrade(conn: Connection, target: str = "heads") -> Upgrade:
+    """Convert an old-runner database, then upgrade ``conn``'s database to ``target``.
 
-    for name in NEVER_REUSED_IDS:
-        _rebuild_with_autoincrement(conn, schema.metadata.tables[name])
-
-
-def _rebuild_with_autoincrement(conn: Connection, table: Table) -> None:
-    """Rebuild ``table`` as ``INTEGER PRIMARY KEY AUTOINCREMENT``, keeping rows and ids.
-
-    SQLite's procedure for a schema change it cannot ``ALTER``: create the new
-    table under a temporary name, copy, drop the old one, rename, recreate the
-    indexes. Foreign keys must be off (the runner sees to it): dropping a parent
-    would cascade into its children, and their ``REFERENCES`` name the table,
-    which the rename restores.
-    """
-    found = conn.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
-    ).first()
-    if found is None or "AUTOINCREMENT" in str(found[0]).upper():
-        return  # not created yet (its migration makes it so), or already done
-    md = MetaData()
-    for other in schema.metadata.sorted_tables:  # so its foreign keys resolve
-        if other.name != table.name:
-            other.to_metadata(md)
-    temporary = f"_rebuild_{table.name}"
-    new = table.to_metadata(md, name=temporary)
-    new.dialect_kwargs["sqlite_autoincrement"] = True
-    quote = conn.dialect.identifier_preparer.quote
-    conn.execute(CreateTable(new))
-    conn.execute(insert(new).from_select([c.name for c in table.columns], select(table)))
-    conn.execute(DropTable(table))  # its indexes go with it
-    conn.exec_driver_sql(f"ALTER TABLE {quote(temporary)} RENAME TO {quote(table.name)}")
-    for index in table.indexes:
-        index.create(conn)
-
-
-MIGRATIONS: list[Migration] = [
-    Migration(1, "accounts, characters, sessions", _v1_core),
-    Migration(
-        3,
-        "ids of accounts, characters, sessions and items are never reused",
-        _v3_ids_never_reused,
-        foreign_keys_off=True,
-    ),
-]
-
-
-def pending(conn: Connection) -> list[Migration]:
-    """The migrations not yet applied on ``conn``'s database, in order."""
-    _check_list()
-    applied = _applied(conn)
-    newest = max((m.version for m in MIGRATIONS), default=0)
-    if applied and max(applied) > newest:
-        raise StorageError(
-            f"database schema version {max(applied)} is newer than this lobby ({newest})"
-        )
-    return [m for m in sorted(MIGRATIONS, key=lambda m: m.version) if m.version not in applied]
-
-
-def run_migrations(conn: Connection, now: float) -> list[int]:
-    """Apply every pending migration on ``conn``; return the versions applied.
-
-    Each migration commits with its ``schema_version`` row; on failure the
-    migration's transaction is rolled back and a StorageError names it.
+    Everything commits together; on failure it is rolled back and a
+    StorageError says what failed.
     """
     sqlite = conn.dialect.name == "sqlite"
-    if sqlite:  # lobbies starting together on one file: one at a time from here
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    schema.schema_version.create(conn, checkfirst=True)
-    conn.commit()
-    done: list[int] = []
-    for migration in pending(conn):
-        keys_off = sqlite and migration.foreign_keys_off
-        try:
-            if keys_off:  # outside any transaction: SQLite ignores it inside one
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            if sqlite:
-                # the write lock now: a lobby starting beside us may have applied it meanwhile
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                if migration.version in _applied(conn):
-                    conn.commit()
-                    continue
-            migration.upgrade(conn)
-            if keys_off:
-                _check_foreign_keys(conn)
-            conn.execute(
-                insert(schema.schema_version).values(
-                    version=migration.version,
-                    description=migration.description,
-                    applied_at=now,
-                )
-            )
+    if conn.in_transaction():
+        conn.commit()
+    if sqlite:  # outside any transaction: SQLite ignores it inside one
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        if sqlite:  # the write lock now: lobbies starting together take turns from here
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        result = _upgrade_locked(conn, target, sqlite=sqlite)
+        conn.commit()
+    except Exception as exc:
+        conn.rollback()
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"database migration failed: {exc}") from exc
+    finally:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
             conn.commit()
-        except Exception as exc:
-            conn.rollback()
+    if result.converted:
+        log.info(
+            "converted the database of the old migration runner (missing steps run: %s)",
+            list(result.legacy_steps) or "none",
+        )
+    if result.before != result.after:
+        log.info(
+            "database upgraded from %s to %s",
+            ",".join(result.before) or "empty",
+            ",".join(result.after),
+        )
+    return result
+
+
+def _upgrade_locked(conn: Connection, target: str, *, sqlite: bool) -> Upgrade:
+    cfg = alembic_config(conn)
+    script = ScriptDirectory.from_config(cfg)
+    before = current(conn)
+    steps: list[int] = []
+    converted = False
+    if not before and legacy.is_legacy(conn):
+        stamp, steps = legacy.convert(conn)
+        command.stamp(cfg, stamp)
+        converted = True
+    else:
+        _check_known(script, before)
+    command.upgrade(cfg, target)
+    if sqlite:
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise StorageError(f"foreign keys broken by the migration: {broken[:5]}")
+    return Upgrade(before, current(conn), tuple(steps), converted)
+
+
+def _check_known(script: ScriptDirectory, revisions: tuple[str, ...]) -> None:
+    for revision in revisions:
+        try:
+            script.get_revision(revision)
+        except CommandError:
             raise StorageError(
-                f"migration {migration.version} ({migration.description}) failed: {exc}"
-            ) from exc
-        finally:
-            if keys_off:
-                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-                conn.commit()
-        log.info("applied migration %d: %s", migration.version, migration.description)
-        done.append(migration.version)
-    conn.commit()
-    return done
+                f"the database is at revision {revision}, which this lobby does not know "
+                f"(made by a newer lobby? this one knows up to {','.join(heads())})"
+            ) from None
 
 
-def _applied(conn: Connection) -> set[int]:
-    if not inspect(conn).has_table("schema_version"):
-        return set()
-    return {int(v) for v in conn.execute(select(schema.schema_version.c.version)).scalars()}
-
-
-def _check_foreign_keys(conn: Connection) -> None:
-    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
-    if broken:
-        raise StorageError(f"foreign keys broken by the migration: {broken[:5]}")
-
-
-def _check_list() -> None:
-    versions = [m.version for m in MIGRATIONS]
-    if len(set(versions)) != len(versions) or any(v < 1 for v in versions):
-        raise StorageError(f"migration versions must be unique and >= 1: {versions}")
+def _escape(path: Path) -> str:
+    return str(path).replace("%", "%%")  # Config values go through ConfigParser interpolation

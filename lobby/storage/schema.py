@@ -2,15 +2,15 @@
 
 One :data:`metadata` holds every table, so services added later (inventory,
 parties, the event log) declare theirs on it and can reference these with
-foreign keys. Table creation and changes happen only through the versioned
-migrations in :mod:`lobby.storage.migrations`; these objects describe the schema
-after the newest migration.
+foreign keys. Table creation and changes happen only through the Alembic
+revisions of :mod:`lobby.storage.migrations`; these objects describe the schema
+after the newest revision (a test compares the two).
 
 Times are stored as float seconds since the epoch (the injectable clock's
 unit), names are unique case-insensitively through a ``*_key`` column holding
 the case-folded name (portable between SQLite and PostgreSQL, unlike functional
 indexes on ``lower()`` with non-ASCII text). Ids of accounts, characters and
-sessions are never handed out twice (``AUTOINCREMENT`` on SQLite since migration 3).
+sessions are never handed out twice (``AUTOINCREMENT`` on SQLite).
 """
 
 from __future__ import annotations
@@ -27,97 +27,82 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = [
-    "accounts",
-    "characters",
-    "core_tables_v1",
-    "metadata",
-    "schema_version",
-    "sessions",
-]
+__all__ = ["account_bans", "accounts", "characters", "metadata", "sessions"]
 
 metadata = MetaData()
 
 
-def core_tables_v1(md: MetaData) -> tuple[Table, Table, Table, Table]:
-    """The version-1 tables on ``md``: schema_version, accounts, characters, sessions.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(32), nullable=False),
+    Column("username_key", String(32), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_login_at", Float, nullable=True),
+    sqlite_autoincrement=True,
+)
 
-    Frozen: migration 1 creates exactly these. Never edit them; a later change to
-    one of these tables is a new migration (``ALTER TABLE``) plus an
-    ``append_column`` on the module-level table below.
-    """
-    schema_version = Table(
-        "schema_version",
-        md,
-        Column("version", Integer, primary_key=True, autoincrement=False),
-        Column("description", String(200), nullable=False),
-        Column("applied_at", Float, nullable=False),
-    )
+characters = Table(
+    "characters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(32), nullable=False),
+    Column("name_key", String(32), nullable=False, unique=True),
+    Column("faction", String(64), nullable=False),
+    Column("character_class", String(64), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("experience", Integer, nullable=False),
+    Column("health", Integer, nullable=False),
+    Column("max_health", Integer, nullable=False),
+    Column("mana", Integer, nullable=False),
+    Column("max_mana", Integer, nullable=False),
+    Column("location_id", Integer, nullable=False),
+    Column("gold", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_characters_account", "account_id"),
+    sqlite_autoincrement=True,
+)
 
-    accounts = Table(
-        "accounts",
-        md,
-        Column("id", Integer, primary_key=True),
-        Column("username", String(32), nullable=False),
-        Column("username_key", String(32), nullable=False, unique=True),
-        Column("password_hash", String(255), nullable=False),
-        Column("created_at", Float, nullable=False),
-        Column("last_login_at", Float, nullable=True),
-    )
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column(
+        "character_id",
+        Integer,
+        ForeignKey("characters.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("peer_info", Text, nullable=True),
+    Index("ix_sessions_account", "account_id"),
+    Index("ix_sessions_expires", "expires_at"),
+    sqlite_autoincrement=True,
+)
 
-    characters = Table(
-        "characters",
-        md,
-        Column("id", Integer, primary_key=True),
-        Column(
-            "account_id",
-            Integer,
-            ForeignKey("accounts.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        Column("name", String(32), nullable=False),
-        Column("name_key", String(32), nullable=False, unique=True),
-        Column("faction", String(64), nullable=False),
-        Column("character_class", String(64), nullable=False),
-        Column("level", Integer, nullable=False),
-        Column("experience", Integer, nullable=False),
-        Column("health", Integer, nullable=False),
-        Column("max_health", Integer, nullable=False),
-        Column("mana", Integer, nullable=False),
-        Column("max_mana", Integer, nullable=False),
-        Column("location_id", Integer, nullable=False),
-        Column("gold", Integer, nullable=False),
-        Column("created_at", Float, nullable=False),
-        Index("ix_characters_account", "account_id"),
-    )
-
-    sessions = Table(
-        "sessions",
-        md,
-        Column("id", Integer, primary_key=True),
-        Column("token_hash", String(64), nullable=False, unique=True),
-        Column(
-            "account_id",
-            Integer,
-            ForeignKey("accounts.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        Column("created_at", Float, nullable=False),
-        Column("last_seen_at", Float, nullable=False),
-        Column("expires_at", Float, nullable=False),
-        Column(
-            "character_id",
-            Integer,
-            ForeignKey("characters.id", ondelete="SET NULL"),
-            nullable=True,
-        ),
-        Column("peer_info", Text, nullable=True),
-        Index("ix_sessions_account", "account_id"),
-        Index("ix_sessions_expires", "expires_at"),
-    )
-    return schema_version, accounts, characters, sessions
-
-
-schema_version, accounts, characters, sessions = core_tables_v1(metadata)
-for _table in (accounts, characters, sessions):  # migration 3: ids are never reused
-    _table.dialect_kwargs["sqlite_autoincrement"] = True
+account_bans = Table(
+    "account_bans",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("reason", String(200), nullable=False),
+    Column("banned_at", Float, nullable=False),
+    Column("banned_by", String(64), nullable=False),
+)
+"""Accounts an admin banned (the admin API checks it at login); revision 0002."""

@@ -13,7 +13,7 @@ from sqlalchemy import Column, ForeignKey, Integer, String, Table, insert, selec
 from lobby import LobbyContext, MasterServer
 from lobby.connection import Connection
 from lobby.http import ApiRequest
-from lobby.storage import MIGRATIONS, Migration, characters, create_tables, metadata
+from lobby.storage import VERSION_LOCATIONS, characters, metadata
 from protocol.crypto import Identity, b64url_encode, verify_ticket
 from protocol.messages import AckMessage, MessageType, MoveMessage
 from tests.lobby.support import ApiClient, FakeClock, aiohttp_inbox, fast_settings, ws_url
@@ -92,7 +92,7 @@ class EchoOut(BaseModel):
 
 
 class NotesService:
-    """A toy service: its own table (migration), a REST endpoint, a WS handler, a hook."""
+    """A toy service: its own table (an Alembic revision), a REST endpoint, a WS handler, a hook."""
 
     name = "notes"
 
@@ -127,6 +127,30 @@ class NotesService:
         conn.send(AckMessage(ref_id=msg.message_id))
 
 
+NOTES_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "notes1"
+down_revision = None
+branch_labels = ("notes",)
+depends_on = "0001"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "test_notes",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("character_id", sa.Integer, sa.ForeignKey("characters.id", ondelete="CASCADE")),
+        sa.Column("text", sa.String(50)),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("test_notes")
+"""
+
+
 async def test_a_service_plugs_in_tables_routes_and_ws_handlers(
     tmp_path: Path, clock: FakeClock, http: aiohttp.ClientSession
 ) -> None:
@@ -137,8 +161,10 @@ async def test_a_service_plugs_in_tables_routes_and_ws_handlers(
         Column("character_id", Integer, ForeignKey(characters.c.id, ondelete="CASCADE")),
         Column("text", String(50)),
     )
-    expected_versions = sorted([*(m.version for m in MIGRATIONS), 99])
-    MIGRATIONS.append(Migration(99, "test notes", create_tables(table)))
+    versions = tmp_path / "notes_versions"  # the service's own revisions, on their own branch
+    versions.mkdir()
+    (versions / "notes1_create.py").write_text(NOTES_REVISION)
+    VERSION_LOCATIONS.append(versions)
     try:
         service = NotesService(table)
         settings = fast_settings(tmp_path / "d")
@@ -161,8 +187,8 @@ async def test_a_service_plugs_in_tables_routes_and_ws_handlers(
             _, doc, _ = await client.call("GET", "/api/openapi.json")
             assert "/api/notes" in doc["paths"]
             async with server.ctx.db.read() as conn:
-                versions = (await conn.exec_driver_sql("SELECT version FROM schema_version")).all()
-            assert [v[0] for v in versions] == expected_versions
+                found = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+            assert "notes1" in set(found.scalars())
     finally:
-        MIGRATIONS.remove(next(m for m in MIGRATIONS if m.version == 99))
+        VERSION_LOCATIONS.remove(versions)
         metadata.remove(table)
