@@ -167,7 +167,7 @@ class NetworkClient(ClientCore):
         """Queue our position (and velocity) for the peers nearby: QUIC datagrams, newest wins."""
         node = self._require_node()
         location = int(self._require_character()["location_id"])
-        return node.send_position(
+        return node.send_position_update(
             to_vec3(position),
             to_vec3(velocity) if velocity is not None else None,
             location_id=location,
