@@ -44,9 +44,9 @@ from protocol.crypto import (
 )
 from protocol.errors import (
     ApiError,
-    ConfigError,
     CryptoError,
     ErrorCode,
+    MeshConfigError,
     MeshError,
     NotConnectedError,
     ProtocolError,
@@ -514,7 +514,7 @@ def _env_port() -> int:
     try:
         port = int(text)
     except ValueError as exc:
-        raise ConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
+        raise MeshConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
     if not 0 <= port <= 65535:
-        raise ConfigError(f"SHARDS_P2P_PORT out of range: {port}")
+        raise MeshConfigError(f"SHARDS_P2P_PORT out of range: {port}")
     return port

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from protocol.errors import ApiError, ConfigError, ErrorCode, NotConnectedError
+from protocol.errors import ApiError, ErrorCode, MeshConfigError, NotConnectedError
 
 __all__ = ["LobbyRest"]
 
@@ -52,7 +52,9 @@ class LobbyRest:
             return "wss://" + self.base_url[len("https://") :] + "/ws"
         if self.base_url.startswith("http://"):
             return "ws://" + self.base_url[len("http://") :] + "/ws"
-        raise ConfigError(f"server_url must start with http:// or https://, got {self.base_url!r}")
+        raise MeshConfigError(
+            f"server_url must start with http:// or https://, got {self.base_url!r}"
+        )
 
     async def close(self) -> None:
         """Close the HTTP session (idempotent)."""
