@@ -50,12 +50,7 @@ from mesh.handshake import CloseCode, HandshakeFailure
 from mesh.link import Address, Link
 from mesh.router import LinkTable
 from protocol.crypto import b64url_encode, new_nonce
-from protocol.errors import (
-    CryptoError,
-    ProtocolError,
-    TicketExpiredError,
-    TicketNotYetValidError,
-)
+from protocol.errors import CryptoError, ProtocolError, TicketExpiredError, TicketNotYetValidError
 from protocol.messages.peer import PeerHelloMessage
 
 __all__ = ["Admission", "Admitted", "PeerDirectory"]

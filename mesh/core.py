@@ -65,17 +65,10 @@ from mesh.handshake import CloseCode, HandshakeFailure
 from mesh.link import Address, Link, LinkInfo, LinkState
 from mesh.reliable import ReliableDelivery
 from mesh.router import LinkTable
-from mesh.streams import KIND_CONTROL, MAX_PAYLOAD_SIZE
-from protocol.codec import deserialize, serialize_bytes
+from mesh.streams import KIND_CONTROL
+from protocol.codec import deserialize
 from protocol.crypto import Identity
-from protocol.errors import (
-    CryptoError,
-    InvalidMessageError,
-    MeshError,
-    MessageTooLargeError,
-    PeerUnreachableError,
-    ProtocolError,
-)
+from protocol.errors import CryptoError, MeshError, PeerUnreachableError, ProtocolError
 from protocol.messages.base import BaseMessage
 from protocol.messages.location import PositionUpdateMessage
 from protocol.messages.peer import PeerAckMessage, PeerHelloMessage
@@ -101,6 +94,12 @@ class MeshCore:
         ctx = self._ctx = CoreContext(
             identity, auth, config or MeshConfig(), relay_enabled=relay_enabled
         )
+        self.identity = identity
+        self.auth = auth
+        self.config = ctx.config
+        self.relay_enabled = relay_enabled
+        self.stats = ctx.stats
+        """Counters of what hostile or broken peers sent (:data:`mesh.context.STAT_NAMES`)."""
         self.location_id: int | None = None
         self._table = LinkTable(ctx)
         self._directory = PeerDirectory()
@@ -113,26 +112,6 @@ class MeshCore:
         self._seen_failures: dict[tuple[str, int], None] = {}
 
     @property
-    def identity(self) -> Identity:
-        """Our own identity."""
-        return self._ctx.identity
-
-    @property
-    def auth(self) -> Authenticator:
-        """How we prove who we are and check who peers are."""
-        return self._ctx.auth
-
-    @property
-    def config(self) -> MeshConfig:
-        """The node's tunables."""
-        return self._ctx.config
-
-    @property
-    def relay_enabled(self) -> bool:
-        """Whether a relay transport takes what no direct path delivers."""
-        return self._ctx.relay_enabled
-
-    @property
     def wall_offset(self) -> float:
         """Add to ``now`` to get Unix time (credentials expire in Unix time; ``now`` may be
         a monotonic clock). The driver keeps it current."""
@@ -141,11 +120,6 @@ class MeshCore:
     @wall_offset.setter
     def wall_offset(self, value: float) -> None:
         self._ctx.wall_offset = value
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Counters of what hostile or broken peers sent (:data:`mesh.context.STAT_NAMES`)."""
-        return self._ctx.stats
 
     # driving ------------------------------------------------------------------
 
@@ -294,17 +268,7 @@ class MeshCore:
         """
         if self._ctx.closed:
             raise MeshError("the node is closed")
-        if message.type not in PEER_MESSAGE_TYPES:
-            raise InvalidMessageError(f"{message.type} does not travel peer to peer")
-        identity = self.known_peer(target)
-        if identity is None:
-            raise PeerUnreachableError(f"unknown peer {target!r}: connect to it first")
-        payload = serialize_bytes(message)
-        if len(payload) > MAX_PAYLOAD_SIZE:
-            raise MessageTooLargeError(
-                f"message of {len(payload)} bytes (peer messages carry at most {MAX_PAYLOAD_SIZE})"
-            )
-        return self._reliable.send(identity, message.message_id, payload, now)
+        return self._reliable.send(target, message, now)
 
     def receive_relayed(self, data: bytes, now: float) -> None:
         """Take one relay envelope (from the relay transport); bad ones are dropped."""

@@ -42,13 +42,20 @@ from mesh.streams import (
     EPOCH_SIZE,
     KIND_CONTROL,
     KIND_DATA,
+    MAX_PAYLOAD_SIZE,
     InboundChannel,
     OutboundChannel,
     Outgoing,
     decode_data,
 )
 from protocol.codec import deserialize, serialize_bytes
-from protocol.errors import MeshError, PeerUnreachableError, ProtocolError
+from protocol.errors import (
+    InvalidMessageError,
+    MeshError,
+    MessageTooLargeError,
+    PeerUnreachableError,
+    ProtocolError,
+)
 from protocol.messages.base import BaseMessage
 from protocol.messages.peer import PeerAckMessage
 
@@ -107,18 +114,33 @@ class ReliableDelivery:
 
     # sending ------------------------------------------------------------------------
 
-    def send(self, identity: PeerIdentity, message_id: str, payload: bytes, now: float) -> int:
-        """Queue one serialized message to ``identity``; returns its handle.
+    def send(self, target: str | int, message: BaseMessage, now: float) -> int:
+        """Queue ``message`` to a peer (peer id or character id); returns its handle.
 
-        Raises :class:`PeerUnreachableError` when too many are unacknowledged.
+        Raises :class:`PeerUnreachableError` when the peer is unknown or too many
+        messages to it are unacknowledged, :class:`InvalidMessageError` for a type
+        outside :data:`PEER_MESSAGE_TYPES` and :class:`MessageTooLargeError` over
+        :data:`~mesh.streams.MAX_PAYLOAD_SIZE`.
         """
+        if message.type not in PEER_MESSAGE_TYPES:
+            raise InvalidMessageError(f"{message.type} does not travel peer to peer")
+        identity = self._directory.lookup(target)
+        if identity is None:
+            raise PeerUnreachableError(f"unknown peer {target!r}: connect to it first")
+        payload = serialize_bytes(message)
+        if len(payload) > MAX_PAYLOAD_SIZE:
+            raise MessageTooLargeError(
+                f"message of {len(payload)} bytes (peer messages carry at most {MAX_PAYLOAD_SIZE})"
+            )
         pid = identity.peer_id
         channel = self._out.get(pid)
         if channel is None:
             channel = self._out[pid] = OutboundChannel(self._epoch)
         handle = next(self._handles)
         try:
-            out = channel.push(handle, message_id, payload, now + self._ctx.config.send_timeout)
+            out = channel.push(
+                handle, message.message_id, payload, now + self._ctx.config.send_timeout
+            )
         except OverflowError as exc:
             raise PeerUnreachableError(str(exc)) from exc
         self._route(pid, [out], now)
