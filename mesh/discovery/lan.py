@@ -282,6 +282,10 @@ class LanNode:
         """Handle messages from members (see :meth:`PeerNode.register_handler`)."""
         self.node.register_handler(message_type, handler)
 
+    def unregister_handler(self, message_type: MessageType, handler: Handler) -> None:
+        """Remove a handler added with :meth:`register_handler` (no error if absent)."""
+        self.node.unregister_handler(message_type, handler)
+
     async def wait_for_members(self, count: int, *, timeout: float) -> Mapping[str, PeerIdentity]:  # noqa: ASYNC109
         """Wait until at least ``count`` members are connected; ``TimeoutError`` otherwise."""
         await asyncio.wait_for(self._members_until(lambda: len(self._members) >= count), timeout)
