@@ -97,7 +97,6 @@ class MeshCore:
         self.identity = identity
         self.auth = auth
         self.config = ctx.config
-        self.relay_enabled = relay_enabled
         self.stats = ctx.stats
         """Counters of what hostile or broken peers sent (:data:`mesh.context.STAT_NAMES`)."""
         self.location_id: int | None = None
@@ -110,6 +109,11 @@ class MeshCore:
         )
         self._ping_ids = 0
         self._seen_failures: dict[tuple[str, int], None] = {}
+
+    @property
+    def relay_enabled(self) -> bool:
+        """Whether a relay transport takes what no direct path delivers (fixed at creation)."""
+        return self._ctx.relay_enabled
 
     @property
     def wall_offset(self) -> float:
