@@ -99,6 +99,7 @@ class Admission:
         self._ctx = ctx
         self._table = table
         self._directory = directory
+        self._directs = table.directs  # the table's own dict, read on every get_timer
         self._presented: dict[Link, str] = {}
 
     # credentials ------------------------------------------------------------------
@@ -130,7 +131,7 @@ class Admission:
         offset = self._ctx.wall_offset
         return [
             link.identity.expires_at - offset
-            for link in self._table.directs.values()
+            for link in self._directs.values()
             if link.identity is not None
         ]
 

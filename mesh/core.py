@@ -163,9 +163,7 @@ class MeshCore:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
         times = self._admission.expiry_times()
-        link_timer = self._table.next_timer()
-        if link_timer is not None:
-            times.append(link_timer)
+        self._table.timers(times)
         tick = self._movement.timer()
         if tick is not None:
             times.append(tick)

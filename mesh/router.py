@@ -50,7 +50,8 @@ class LinkTable:
         self._server_config.private_key = identity.signing_key
         self._links: set[Link] = set()
         self._by_cid: dict[bytes, Link] = {}
-        self._direct: dict[str, Link] = {}
+        self.directs: dict[str, Link] = {}
+        """Peer id -> its ``ACTIVE`` link. Read it; only this table changes it."""
         self._touched: set[Link] = set()  # links that may have something to send
         self._timer_stale: set[Link] = set()  # links whose timer may have changed
         self._timers: dict[Link, float | None] = {}
@@ -71,12 +72,7 @@ class LinkTable:
 
     def direct(self, peer_id: str) -> Link | None:
         """The ``ACTIVE`` link of ``peer_id``, if there is one."""
-        return self._direct.get(peer_id)
-
-    @property
-    def directs(self) -> dict[str, Link]:
-        """Peer id -> its ``ACTIVE`` link (the table's own dict: do not change it)."""
-        return self._direct
+        return self.directs.get(peer_id)
 
     def handshaking(self) -> int:
         """Links holding a ``max_handshakes`` slot."""
@@ -173,16 +169,16 @@ class LinkTable:
         pid = link.peer_id
         if pid is None:  # pragma: no cover - only authenticated links get here
             raise ValueError("set_direct needs an authenticated link")
-        previous = self._direct.get(pid)
-        self._direct[pid] = link
+        previous = self.directs.get(pid)
+        self.directs[pid] = link
         link.activate()
         return previous if previous is not link else None
 
     def unset_direct(self, link: Link) -> None:
         """``link`` no longer carries its peer (it is closing or gone)."""
         pid = link.peer_id
-        if pid is not None and self._direct.get(pid) is link:
-            del self._direct[pid]
+        if pid is not None and self.directs.get(pid) is link:
+            del self.directs[pid]
 
     def remove(self, link: Link) -> None:
         """aioquic is done with ``link``: forget it and its connection ids."""
@@ -199,8 +195,9 @@ class LinkTable:
         while touched:
             yield touched.pop()
 
-    def next_timer(self) -> float | None:
-        """The soonest timer of any link (re-read only where a connection was touched)."""
+    def timers(self, times: list[float]) -> None:
+        """Append every link's timer to ``times`` (re-read only where a connection was
+        touched: the driver calls this after every event, with mostly idle links)."""
         timers = self._timers
         stale = self._timer_stale
         links = self._links
@@ -210,7 +207,7 @@ class LinkTable:
                 timers[link] = link.timer()
             else:
                 timers.pop(link, None)
-        return min((t for t in timers.values() if t is not None), default=None)
+        times.extend([t for t in timers.values() if t is not None])
 
     # internals ----------------------------------------------------------------------
 
