@@ -28,7 +28,7 @@ from mesh import _quicshim
 from mesh.certs import ALPN, make_certificate
 from mesh.context import CoreContext
 from mesh.handshake import Handshake
-from mesh.link import Address, Link, LinkState
+from mesh.link import Address, Link, LinkState, LinkStateError
 
 __all__ = ["MIN_INITIAL_SIZE", "LinkTable"]
 
@@ -62,9 +62,6 @@ class LinkTable:
     def __iter__(self) -> Iterator[Link]:
         """Every link not yet terminated (a copy: the table may change meanwhile)."""
         return iter(list(self._links))
-
-    def __len__(self) -> int:
-        return len(self._links)
 
     def route(self, dcid: bytes) -> Link | None:
         """The link a datagram with destination connection id ``dcid`` belongs to."""
@@ -164,15 +161,14 @@ class LinkTable:
             del self._by_cid[cid]
         link.cids.discard(cid)
 
-    def set_direct(self, link: Link) -> Link | None:
-        """Make the authenticated ``link`` its peer's direct link; returns the one it replaced."""
+    def set_direct(self, link: Link) -> None:
+        """Make the authenticated ``link`` its peer's direct link (``ACTIVE``), in place of
+        any other (the caller has closed that one)."""
         pid = link.peer_id
         if pid is None:  # pragma: no cover - only authenticated links get here
-            raise ValueError("set_direct needs an authenticated link")
-        previous = self.directs.get(pid)
-        self.directs[pid] = link
+            raise LinkStateError(f"link {link.describe()}: direct before authentication")
         link.activate()
-        return previous if previous is not link else None
+        self.directs[pid] = link
 
     def unset_direct(self, link: Link) -> None:
         """``link`` no longer carries its peer (it is closing or gone)."""
