@@ -98,7 +98,8 @@ class Admission:
     def __init__(self, ctx: CoreContext, table: LinkTable, directory: PeerDirectory) -> None:
         self._ctx = ctx
         self._table = table
-        self._directory = directory
+        self.directory = directory
+        """What the node knows of each peer (this part writes it; others read it)."""
         self._directs = table.directs  # the table's own dict, read on every get_timer
         self._presented: dict[Link, str] = {}
 
@@ -113,7 +114,7 @@ class Admission:
     def learn(self, identity: PeerIdentity) -> None:
         """Remember a verified credential; a later one of the same character extends
         the live connection."""
-        directory = self._directory
+        directory = self.directory
         directory.known[identity.peer_id] = identity
         directory.by_character[identity.character_id] = identity.peer_id
         link = self._table.direct(identity.peer_id)
@@ -196,7 +197,7 @@ class Admission:
 
     def admit(self, link: Link, now: float) -> Admitted:
         """The peer handshake on ``link`` finished: make it the peer's direct link or not."""
-        ctx, directory = self._ctx, self._directory
+        ctx, directory = self._ctx, self.directory
         config = ctx.config
         identity = link.handshake.peer
         if identity is None:  # pragma: no cover - the handshake sets it before done

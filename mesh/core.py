@@ -103,7 +103,7 @@ class MeshCore:
         self._table = LinkTable(ctx)
         self._directory = PeerDirectory()
         self._admission = Admission(ctx, self._table, self._directory)
-        self._reliable = ReliableDelivery(ctx, self._table, self._directory, self._admission)
+        self._reliable = ReliableDelivery(ctx, self._table, self._admission)
         self._movement = MovementScheduler(
             ctx, self._table, self._directory.locations, self._peer_moved
         )

@@ -96,17 +96,11 @@ class Carrier(Protocol):
 class ReliableDelivery:
     """Reliable messages to and from every peer (see the module docstring)."""
 
-    def __init__(
-        self,
-        ctx: CoreContext,
-        table: LinkTable,
-        directory: PeerDirectory,
-        admission: Admission,
-    ) -> None:
+    def __init__(self, ctx: CoreContext, table: LinkTable, admission: Admission) -> None:
         self._ctx = ctx
         self._table = table
-        self._directory = directory
         self._admission = admission
+        self._directory: PeerDirectory = admission.directory
         self._epoch = os.urandom(EPOCH_SIZE)
         self._handles = itertools.count(1)
         self._out: dict[str, OutboundChannel] = {}

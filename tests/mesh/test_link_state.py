@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.auth import LobbyTicketAuth
 from mesh.context import CoreContext
 from mesh.core import MeshConfig
 from mesh.handshake import CloseCode
 from mesh.link import TRANSITIONS, Link, LinkState, LinkStateError
 from mesh.router import LinkTable
-from protocol.crypto import Identity, issue_ticket
-from protocol.crypto.keys import generate_identity_key, public_key_raw
 from protocol.messages.chat import WhisperMessage
 
 from .sim import SimNet
@@ -37,20 +34,8 @@ def test_the_table_allows_exactly_the_drawn_moves() -> None:
 
 def _dialled_link() -> Link:
     """A fresh client link in a real LinkTable (nothing sent, nothing received)."""
-    lobby = generate_identity_key()
-    me = Identity.generate()
-    ticket = issue_ticket(
-        lobby,
-        character_id=1,
-        character_name="a",
-        faction=None,
-        public_key=me.public_key,
-        box_key=me.box_public_key,
-        now=0.0,
-        ttl=60.0,
-    )
-    auth = LobbyTicketAuth(public_key_raw(lobby), ticket)
-    table = LinkTable(CoreContext(me, auth, MeshConfig()))
+    core = SimNet(0).add(1).core
+    table = LinkTable(CoreContext(core.identity, core.auth, MeshConfig()))
     table.dial(("10.0.0.9", 9000), None, 0.0)
     (link,) = table
     return link
