@@ -139,7 +139,7 @@ class PeerNodeEndpoint:
             await asyncio.sleep(0.01)
 
     def send_update(self, seq: int, send_ns: int) -> None:
-        update = self.node.send_position((1.0, 2.0, 3.0), (0.5, 0.0, 0.5), location_id=1)
+        update = self.node.send_position_update((1.0, 2.0, 3.0), (0.5, 0.0, 0.5), location_id=1)
         self.sent_log[update.seq] = send_ns
 
     async def close(self) -> None:

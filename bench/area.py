@@ -80,7 +80,9 @@ async def area_child(ctl: Any, lobby_key: bytes, ids: list[int], config: dict[st
             now = time.perf_counter_ns()
             if now >= end_ns:
                 return
-            update = nodes[cid].send_position((float(k), 0.0, 0.0), (1.0, 0.0, 0.0), location_id=1)
+            update = nodes[cid].send_position_update(
+                (float(k), 0.0, 0.0), (1.0, 0.0, 0.0), location_id=1
+            )
             sent.append((cid, update.seq, now))
             loop.call_at(at_ns(start_ns + offset + (k + 1) * period_ns), tick, cid, k + 1, offset)
 

@@ -19,7 +19,7 @@ __all__ = ["run"]
 TITLE = "movement: two PeerNodes, CPU per update and latency"
 RATE = 60.0  # updates a second, each direction: the top of the seed's 20-60 Hz
 #: The node's movement tick, under the send period so each update leaves at once (a game calls
-#: ``send_position`` once per frame; the tick only batches several characters' updates).
+#: ``send_position_update`` once per frame; the tick only batches several characters' updates).
 TICK = 0.5 / RATE
 PAYLOAD = 43  # bytes: one binary movement update (protocol.movement.SINGLE_SIZE)
 

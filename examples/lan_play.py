@@ -53,9 +53,9 @@ async def play(name: str, passphrase: str, interface: str | None, seconds: float
 
         members = await lan.wait_for_members(1, timeout=seconds or 3600)
         first = next(iter(members.values()))
-        await lan.whisper(first.peer_id, f"hi {first.character_name}, {name} here")
-        await lan.party_chat(f"hello from {name}")
-        lan.move((1.0, 2.0, 3.0))
+        await lan.send_whisper(first.peer_id, f"hi {first.character_name}, {name} here")
+        await lan.send_party_chat(f"hello from {name}")
+        lan.send_position_update((1.0, 2.0, 3.0))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.Event().wait(), seconds)  # play until time is up
 

@@ -284,7 +284,7 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
             ]
             out.emit("who", "\n".join(lines), members=members, seen=seen)
         elif command.kind == "whisper":
-            result = await lan.whisper(command.target, command.text)
+            result = await lan.send_whisper(command.target, command.text)
             out.emit(
                 "sent",
                 f"(whisper to {command.target} delivered, {result.path})",
@@ -296,7 +296,7 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
             if not lan.members:
                 out.emit("error", "(nobody to talk to yet)", message="no members")
                 return True
-            party = await lan.party_chat(command.text)
+            party = await lan.send_party_chat(command.text)
             failed = {pid: str(err) for pid, err in party.failed.items()}
             out.emit(
                 "sent",
@@ -307,7 +307,7 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
                 failed=failed,
             )
         elif command.kind == "move":
-            update = lan.move(command.position)
+            update = lan.send_position_update(command.position)
             out.emit(
                 "sent",
                 f"(moved to {command.position})",

@@ -1,12 +1,28 @@
 """Every use of aioquic's private attributes, in one place (aioquic pinned at 1.7.2).
 
 aioquic's sans-I/O :class:`~aioquic.quic.connection.QuicConnection` has no public
-way to inspect or bound its DATAGRAM queue, to learn the peer's advertised
-``max_datagram_frame_size``, to read the peer's TLS certificate, or to tune how
-eagerly it acknowledges (DESIGN.md, "QUIC facts"). The mesh needs all four. Each
-function below touches exactly one private attribute, and ``tests/mesh/test_quicshim.py``
-pins the behaviour, so an aioquic upgrade fails loudly in one file instead of
-silently anywhere. :func:`check_aioquic_version` refuses any other version.
+way to bound its DATAGRAM queue, to learn the peer's advertised
+``max_datagram_frame_size``, to read the peer's TLS certificate, to tell whether
+its timer may be read yet, or to tune how eagerly it acknowledges. The mesh
+needs each of these, and so reads or writes seven private attributes, in six
+functions:
+
+========================================  =============================================
+function                                  private attributes
+========================================  =============================================
+:func:`trim_pending_datagrams`,           ``_datagrams_pending``
+:func:`pending_datagram_count`
+:func:`remote_max_datagram_frame_size`    ``_remote_max_datagram_frame_size``
+:func:`timer_ready`                       ``_close_at``
+:func:`peer_certificate_ed25519`          ``tls._peer_certificate``
+:func:`tune_ack_delay`                    ``_ack_delay``, ``_loss.max_ack_delay``
+:func:`piggyback_ack`                     ``_spaces[ONE_RTT].ack_at``
+========================================  =============================================
+
+:class:`MeshQuicConnection` touches none of them; it relies on aioquic's state
+changing only through the public calls it overrides. ``tests/mesh/test_quicshim.py``
+pins each behaviour, so an aioquic upgrade fails loudly in one file instead of
+silently anywhere, and :func:`check_aioquic_version` refuses any other version.
 """
 
 from __future__ import annotations
@@ -16,15 +32,16 @@ from importlib.metadata import version as _dist_version
 from typing import Any
 
 from aioquic import tls
-from aioquic.quic.connection import END_STATES, QuicConnection
+from aioquic.quic.connection import QuicConnection
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocol.errors import MeshConfigError
 
 __all__ = [
     "PINNED_AIOQUIC_VERSION",
     "MeshQuicConnection",
     "check_aioquic_version",
-    "is_finished",
     "pending_datagram_count",
     "peer_certificate_ed25519",
     "piggyback_ack",
@@ -37,11 +54,15 @@ __all__ = [
 PINNED_AIOQUIC_VERSION = "1.7.2"
 
 
-def check_aioquic_version() -> None:
-    """Raise :class:`RuntimeError` unless the installed aioquic is the pinned version."""
-    installed = _dist_version("aioquic")
+def check_aioquic_version(installed: str | None = None) -> None:
+    """Raise :class:`~protocol.errors.MeshConfigError` unless aioquic is the pinned version.
+
+    ``installed``: the version to check (default: the installed distribution's).
+    """
+    if installed is None:
+        installed = _dist_version("aioquic")
     if installed != PINNED_AIOQUIC_VERSION:
-        raise RuntimeError(
+        raise MeshConfigError(
             f"mesh needs aioquic=={PINNED_AIOQUIC_VERSION} (private attributes are used "
             f"behind mesh/_quicshim.py), found {installed}"
         )
@@ -189,11 +210,6 @@ def remote_max_datagram_frame_size(conn: QuicConnection) -> int | None:
     return size
 
 
-def is_finished(conn: QuicConnection) -> bool:
-    """True once the connection is closing, draining or terminated (nothing more to do)."""
-    return conn._state in END_STATES or conn._close_event is not None
-
-
 def timer_ready(conn: QuicConnection) -> bool:
     """True when ``handle_timer``/``get_timer`` may be called (aioquic raises before connect)."""
     return conn._close_at is not None
@@ -217,8 +233,9 @@ def peer_certificate_ed25519(conn: QuicConnection) -> bytes | None:
 def tune_ack_delay(conn: QuicConnection, ack_delay: float) -> None:
     """Acknowledge after ``ack_delay`` seconds instead of aioquic's 1 ms.
 
-    By default every DATAGRAM gets its own ACK-only packet; delaying the ACK to
-    about 1.25 ticks lets it ride on the next movement datagram. The loss
+    By default every DATAGRAM gets its own ACK-only packet; delaying the ACK (the
+    node uses :attr:`mesh.config.MeshConfig.ack_delay`, 2.5 movement ticks by
+    default) lets it ride on a later movement datagram. The loss
     detector's ``max_ack_delay`` (our view of the peer, normally taken from its
     transport parameters) is raised to match, since the peer runs the same
     tuning. Call it after the handshake completed (transport parameters would

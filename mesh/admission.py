@@ -1,9 +1,20 @@
-"""Who is admitted to the node, and for how long (a mixin of :class:`mesh.core.MeshCore`).
+"""Who is admitted to the node, and for how long (sans-I/O).
 
-Split from the core along the seam "connections" versus "peers": what happens
-once a connection's handshake is done (the simultaneous-dial tie-break, the
-``PeerConnected`` event), what the node knows of each peer's credential, and
-how long a connection may outlive it. Sans-I/O: every entry takes ``now``.
+Two parts of :class:`mesh.core.MeshCore`:
+
+* :class:`PeerDirectory`: what the node knows of each peer, connected or not:
+  its newest verified credential, where to dial it, its location, when it may
+  be redialled and whether it was ever connected.
+* :class:`Admission`: what happens once a link's peer handshake is done (the
+  simultaneous-dial tie-break, the ``PeerConnected`` event), and how long a
+  connection may outlive its peer's credential. It decides; the core acts on
+  the :class:`Admitted` outcome and on the links :meth:`Admission.expired`
+  returns.
+
+Simultaneous dial: when a peer already has a direct link, the new one wins if
+the old one has been silent for two keepalive intervals, or else if its client
+is the side with the lower peer id (both ends reach the same verdict); the
+loser is closed with :attr:`CloseCode.DUPLICATE`.
 
 Credential lifetime (every credential expires: lobby tickets, LAN self-issued
 tickets):
@@ -28,59 +39,85 @@ tickets):
 
 from __future__ import annotations
 
+import enum
 import logging
 
 from mesh import _quicshim
 from mesh.auth import PeerIdentity
-from mesh.config import MeshConfig
+from mesh.context import CoreContext
 from mesh.events import PeerConnected
 from mesh.handshake import CloseCode, HandshakeFailure
-from mesh.link import Link
-from mesh.reliable import ReliableMixin
+from mesh.link import Address, Link
+from mesh.router import LinkTable
 from protocol.crypto import b64url_encode, new_nonce
-from protocol.errors import (
-    CryptoError,
-    ProtocolError,
-    TicketExpiredError,
-    TicketNotYetValidError,
-)
+from protocol.errors import CryptoError, ProtocolError, TicketExpiredError, TicketNotYetValidError
 from protocol.messages.peer import PeerHelloMessage
 
-__all__ = ["AdmissionMixin"]
+__all__ = ["Admission", "Admitted", "PeerDirectory"]
 
 logger = logging.getLogger("mesh.core")
 
 
-class AdmissionMixin(ReliableMixin):
+class PeerDirectory:
+    """What the node knows of each peer, by peer id (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, PeerIdentity] = {}
+        """The newest verified credential of each peer."""
+        self.by_character: dict[int, str] = {}
+        """Character id -> peer id (the newest credential naming it)."""
+        self.endpoints: dict[str, Address] = {}
+        """Where to dial each peer."""
+        self.locations: dict[str, int] = {}
+        """Each peer's location, from the lobby or its movement."""
+        self.redial_at: dict[str, float] = {}
+        """After a failed dial: not before this ``now``."""
+        self.was_connected: set[str] = set()
+        """Peers that were authenticated once (a broken path is retried sooner)."""
+
+    def lookup(self, target: str | int) -> PeerIdentity | None:
+        """A peer's credential by peer id or character id."""
+        pid = self.by_character.get(target) if isinstance(target, int) else target
+        return self.known.get(pid) if pid is not None else None
+
+
+class Admitted(enum.Enum):
+    """What :meth:`Admission.admit` made of a link whose peer handshake finished."""
+
+    CONNECTED = "connected"
+    """The peer had no direct link: this one is it (``PeerConnected`` reported)."""
+    REPLACED = "replaced"
+    """The peer had one; this one won the tie-break and replaced it."""
+    DUPLICATE = "duplicate"
+    """The peer had one and kept it; this link is closing."""
+
+
+class Admission:
     """Authenticated peers, their credentials and expiry (see the module docstring)."""
 
-    config: MeshConfig
-    _by_character: dict[int, str]
-    _presented: dict[Link, str]
-
-    def _drop_active(
-        self,
-        link: Link,
-        code: int,
-        reason: str,
-        now: float,
-        *,
-        redial: bool = False,
-        left: tuple[int, int] | None = None,
-    ) -> None:
-        raise NotImplementedError
-
-    def _enforce_capacity(self, now: float) -> None:
-        raise NotImplementedError
+    def __init__(self, ctx: CoreContext, table: LinkTable, directory: PeerDirectory) -> None:
+        self._ctx = ctx
+        self._table = table
+        self.directory = directory
+        """What the node knows of each peer (this part writes it; others read it)."""
+        self._directs = table.directs  # the table's own dict, read on every get_timer
+        self._presented: dict[Link, str] = {}
 
     # credentials ------------------------------------------------------------------
 
-    def _learn(self, identity: PeerIdentity) -> None:
+    def verify(self, credential: str, now: float) -> PeerIdentity:
+        """Verify a peer's credential at ``now`` and remember it (raises a ``CryptoError``)."""
+        identity = self._ctx.auth.verify_credential(credential, now=self._ctx.wall(now))
+        self.learn(identity)
+        return identity
+
+    def learn(self, identity: PeerIdentity) -> None:
         """Remember a verified credential; a later one of the same character extends
         the live connection."""
-        self._known[identity.peer_id] = identity
-        self._by_character[identity.character_id] = identity.peer_id
-        link = self._active.get(identity.peer_id)
+        directory = self.directory
+        directory.known[identity.peer_id] = identity
+        directory.by_character[identity.character_id] = identity.peer_id
+        link = self._table.direct(identity.peer_id)
         current = link.identity if link is not None else None
         if (
             link is not None
@@ -90,45 +127,49 @@ class AdmissionMixin(ReliableMixin):
         ):
             link.identity = identity
 
-    def _expiry_times(self) -> list[float]:
+    def expiry_times(self) -> list[float]:
         """When live connections' peer credentials expire, in ``now`` time."""
+        offset = self._ctx.wall_offset
         return [
-            link.identity.expires_at - self.wall_offset
-            for link in self._active.values()
+            link.identity.expires_at - offset
+            for link in self._directs.values()
             if link.identity is not None
         ]
 
-    def _expire(self, now: float) -> None:
-        """Close every connection whose peer's credential expired."""
-        wall = now + self.wall_offset
-        for link in list(self._active.values()):
-            if link.identity is not None and wall >= link.identity.expires_at:
-                logger.info(
-                    "peer %s: credential expired, closing the connection",
-                    link.identity.peer_id[:12],
-                )
-                self._drop_active(link, CloseCode.TICKET_EXPIRED, "ticket expired", now)
+    def expired(self, now: float) -> list[Link]:
+        """Direct links whose peer's credential expired at ``now`` (the core closes them)."""
+        wall = self._ctx.wall(now)
+        return [
+            link
+            for link in self._table.directs.values()
+            if link.identity is not None and wall >= link.identity.expires_at
+        ]
 
-    def _present_renewal(self, link: Link, now: float) -> None:
+    def present_renewal(self, link: Link, now: float) -> None:
         """Send our credential on ``link`` if it changed since we last presented one there."""
+        ctx = self._ctx
         try:
-            self.auth.own_identity(now=now + self.wall_offset)  # a LAN ticket re-issues here
+            ctx.auth.own_identity(now=ctx.wall(now))  # a LAN ticket re-issues here
         except CryptoError:
             return  # ours lapsed: the peer closes the connection at its expiry
-        credential = self.auth.credential()
+        credential = ctx.auth.credential()
         if self._presented.get(link) == credential:
             return
         self._presented[link] = credential
         link.send_control(
             PeerHelloMessage(
-                node_id=self.identity.peer_id,
+                node_id=ctx.identity.peer_id,
                 challenge=b64url_encode(new_nonce()),
                 ticket=credential,
             )
         )
 
-    def _on_renewal(self, link: Link, hello: PeerHelloMessage, now: float) -> None:
-        """A PEER_HELLO after the handshake: the peer's renewed credential."""
+    def on_renewal(self, link: Link, hello: PeerHelloMessage, now: float) -> None:
+        """A PEER_HELLO after the handshake: the peer's renewed credential.
+
+        Raises :class:`HandshakeFailure` (the core closes the link with its code)
+        when it is missing, invalid, expired or names another peer or character.
+        """
         current = link.identity
         if current is None:  # pragma: no cover - only called on authenticated links
             raise HandshakeFailure(CloseCode.PROTOCOL_VIOLATION, "renewal before the handshake")
@@ -137,7 +178,7 @@ class AdmissionMixin(ReliableMixin):
         if hello.ticket == current.credential:
             return  # nothing new: no signature to check again
         try:
-            renewed = self.auth.verify_credential(hello.ticket, now=now + self.wall_offset)
+            renewed = self._ctx.auth.verify_credential(hello.ticket, now=self._ctx.wall(now))
         except (TicketExpiredError, TicketNotYetValidError) as exc:
             raise HandshakeFailure(CloseCode.TICKET_EXPIRED, f"renewed: {exc}") from exc
         except CryptoError as exc:
@@ -146,31 +187,35 @@ class AdmissionMixin(ReliableMixin):
             raise HandshakeFailure(
                 CloseCode.PEER_MISMATCH, "renewed credential names another peer or character"
             )
-        self._learn(renewed)
+        self.learn(renewed)
+
+    def forget(self, link: Link) -> None:
+        """``link`` terminated."""
+        self._presented.pop(link, None)
 
     # authentication -----------------------------------------------------------------
 
-    def _on_authenticated(self, link: Link, now: float) -> None:
+    def admit(self, link: Link, now: float) -> Admitted:
+        """The peer handshake on ``link`` finished: make it the peer's direct link or not."""
+        ctx, directory = self._ctx, self.directory
+        config = ctx.config
         identity = link.handshake.peer
         if identity is None:  # pragma: no cover - the handshake sets it before done
             raise ProtocolError("handshake finished without a peer")
-        link.identity = identity
-        link.authenticated = True
-        link.dial_deadline = None
-        link.next_ping_at = now + self.config.keepalive_interval
-        self._presented[link] = self.auth.credential()
-        if self.config.ack_tuning:
-            _quicshim.tune_ack_delay(link.quic, self.config.ack_delay)
-        self._learn(identity)
-        self._redial_at.pop(identity.peer_id, None)
-        self._was_connected.add(identity.peer_id)
-        # one socket per node: even an inbound connection comes from the peer's endpoint
-        self._endpoints.setdefault(identity.peer_id, link.addr)
+        link.authenticate(identity, now, config.keepalive_interval)
+        self._presented[link] = ctx.auth.credential()
+        if config.ack_tuning:
+            _quicshim.tune_ack_delay(link.quic, config.ack_delay)
+        self.learn(identity)
         pid = identity.peer_id
-        existing = self._active.get(pid)
+        directory.redial_at.pop(pid, None)
+        directory.was_connected.add(pid)
+        # one socket per node: even an inbound connection comes from the peer's endpoint
+        directory.endpoints.setdefault(pid, link.addr)
+        existing = self._table.direct(pid)
         if existing is not None and existing is not link:
-            stale = now - existing.last_rx > 2 * self.config.keepalive_interval
-            we_are_lower = self.identity.peer_id < pid
+            stale = now - existing.last_rx > 2 * config.keepalive_interval
+            we_are_lower = ctx.identity.peer_id < pid
             keep_new = stale or link.is_client == we_are_lower
             logger.debug(
                 "duplicate connection with %s, keeping the %s one",
@@ -179,28 +224,23 @@ class AdmissionMixin(ReliableMixin):
             )
             survivor = link if keep_new else existing
             if link.dial_id is not None:
-                self._events.append(
+                ctx.events.append(
                     PeerConnected(identity, survivor.addr, survivor.is_client, link.dial_id)
                 )
                 link.dial_id = None
             if not keep_new:
                 link.close(CloseCode.DUPLICATE, "duplicate connection")
-                return
-            existing.active = False
+                return Admitted.DUPLICATE
             existing.close(CloseCode.DUPLICATE, "duplicate connection")
-            self._active[pid] = link
-            link.active = True
-            self._resend_direct(pid, link, now)
-            return
-        self._active[pid] = link
-        link.active = True
+            self._table.set_direct(link)
+            return Admitted.REPLACED
+        self._table.set_direct(link)
         logger.info(
             "peer %s (%s) connected %s",
             pid[:12],
             identity.character_name,
             "outbound" if link.is_client else "inbound",
         )
-        self._events.append(PeerConnected(identity, link.addr, link.is_client, link.dial_id))
+        ctx.events.append(PeerConnected(identity, link.addr, link.is_client, link.dial_id))
         link.dial_id = None
-        self._resend_direct(pid, link, now)
-        self._enforce_capacity(now)
+        return Admitted.CONNECTED

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mesh.movement import SAFE_DATAGRAM_PAYLOAD
 from protocol.messages.base import MessageType
 
-__all__ = ["PEER_MESSAGE_TYPES", "MeshConfig"]
+__all__ = ["PEER_MESSAGE_TYPES", "SAFE_DATAGRAM_PAYLOAD", "MeshConfig"]
+
+SAFE_DATAGRAM_PAYLOAD = 1100
+"""Largest DATAGRAM payload the mesh sends: under the ~1170 bytes past which
+aioquic 1.7.2 wedges its datagram queue (aioquic issue #294) at 1200-byte packets."""
 
 PEER_MESSAGE_TYPES = frozenset(
     {
@@ -41,13 +44,14 @@ class MeshConfig:
     their ``send_timeout``); ``tick_interval``: movement
     batching period; ``far_tick_divisor``: peers known to be in another location
     get our movement every Nth tick only; interest in our location
-    (:func:`mesh.movement.tick_divisors`): the ``full_rate_peers`` nearest peers
+    (:func:`mesh.datagrams.tick_divisors`): the ``full_rate_peers`` nearest peers
     get every tick, the others every 2nd tick within ``rate_band`` world units,
     every 3rd within two bands and so on, at most every ``max_tick_divisor``-th;
     ``movement_queue``: queued updates (drop oldest);
     ``max_pending_datagrams``: what aioquic may still hold per connection (drop
     oldest); ``max_datagram_payload``: byte limit of one movement batch;
-    ``ack_tuning``: delay ACKs to ride on movement datagrams (DESIGN.md, ACK cost),
+    ``ack_tuning``: delay ACKs to ride on movement datagrams (without it nearly every
+    movement datagram draws an ACK-only packet back: twice the packets),
     by up to ``ack_delay_ticks`` ticks (:attr:`ack_delay`): 2.5 covers peers that
     get every tick and every 2nd tick, so an ACK to them never needs a packet of
     its own.

@@ -1,18 +1,33 @@
 """The sans-I/O mesh node: every QUIC connection of one UDP endpoint, and what flows on them.
 
-:class:`MeshCore` owns aioquic ``QuicConnection`` objects, demultiplexes the
-datagrams of one socket to them by destination connection id, runs the peer
-handshake (:mod:`mesh.handshake`), reliable delivery (:mod:`mesh.streams`),
-movement (:mod:`mesh.movement`) and the relay fallback (:mod:`mesh.relay`).
-It performs no I/O and reads no clock. A driver (the asyncio
+:class:`MeshCore` performs no I/O and reads no clock. A driver (the asyncio
 :class:`mesh.node.PeerNode`, or a virtual-time test) feeds it with:
 
-* :meth:`receive_datagram` for each UDP datagram (with the ``recvfrom`` address),
-* :meth:`handle_timer` when :meth:`get_timer` is due,
-* the API calls (:meth:`connect`, :meth:`send_reliable`, :meth:`queue_position`, ...),
+* :meth:`~MeshCore.receive_datagram` for each UDP datagram (with the ``recvfrom`` address),
+* :meth:`~MeshCore.handle_timer` when :meth:`~MeshCore.get_timer` is due,
+* the API calls (:meth:`~MeshCore.connect`, :meth:`~MeshCore.send_reliable`,
+  :meth:`~MeshCore.queue_position`, ...),
 
-and after each of these sends :meth:`datagrams_to_send`, re-reads
-:meth:`get_timer` and drains :meth:`next_event`.
+and after each of these sends :meth:`~MeshCore.datagrams_to_send`, re-reads
+:meth:`~MeshCore.get_timer` and drains :meth:`~MeshCore.next_event`.
+
+The core is composed of parts, each with its own state and a small interface
+(``docs/mesh-core.md`` draws them):
+
+* :class:`~mesh.router.LinkTable` (``_table``): the links, datagram routing by
+  connection id, each peer's direct link, where links are made;
+* :class:`~mesh.admission.PeerDirectory` (``_directory``) and
+  :class:`~mesh.admission.Admission` (``_admission``): what is known of each
+  peer, the duplicate tie-break, credential renewal and expiry;
+* :class:`~mesh.reliable.ReliableDelivery` (``_reliable``): reliable messages,
+  their paths (direct, dial, relay), resends and acks;
+* :class:`~mesh.datagrams.MovementScheduler` (``_movement``): movement ticks out,
+  newest-wins in.
+
+The core itself runs each link's life (:class:`~mesh.link.LinkState`): it reads
+aioquic's events, feeds the peer handshake (:mod:`mesh.handshake`) and the
+control stream, closes links that misbehave, and applies the area-of-interest
+policy (who stays connected when peers move or the node is over capacity).
 
 Policy decisions documented here:
 
@@ -21,12 +36,12 @@ Policy decisions documented here:
   update for another character than the peer's own is dropped.
 * Only :data:`PEER_MESSAGE_TYPES` are accepted on the reliable channel; others
   are acknowledged and dropped.
-* Simultaneous dial: the connection whose client has the lower peer id wins;
-  the other is closed with :attr:`CloseCode.DUPLICATE`.
+* Simultaneous dial: one link per peer survives (:mod:`mesh.admission`); the
+  other is closed with :attr:`CloseCode.DUPLICATE`.
 * An Initial to an unknown connection id opens a connection only if
   :mod:`mesh.gate` admits it (QUIC Retry under pressure, per-source limits).
 * No session tickets, hence no 0-RTT: 0-RTT data is replayable and would arrive
-  before the peer handshake (DESIGN.md, QUIC facts).
+  before the peer handshake.
 * A peer's ticket is checked when a connection is authenticated, and the
   connection is closed (:attr:`CloseCode.TICKET_EXPIRED`) when it expires,
   unless the peer presented a renewed one (:mod:`mesh.admission`).
@@ -34,44 +49,29 @@ Policy decisions documented here:
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import ssl
-from collections import OrderedDict, deque
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, untyped
 from aioquic.quic import events as qe
-from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.packet import pull_quic_header
 
 from mesh import _quicshim
-from mesh.admission import AdmissionMixin
+from mesh.admission import Admission, Admitted, PeerDirectory
 from mesh.auth import Authenticator, PeerIdentity
-from mesh.certs import ALPN, make_certificate
+from mesh.certs import ALPN
 from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
+from mesh.context import CoreContext
+from mesh.datagrams import MovementInfo, MovementScheduler
 from mesh.events import CoreEvent, DialFailed, PeerDisconnected
-from mesh.gate import Admit, Drop, InitialGate
-from mesh.handshake import CloseCode, Handshake, HandshakeFailure
-from mesh.link import Address, Link
-from mesh.movement import MovementInbox, MovementOutbox
-from mesh.streams import (
-    EPOCH_SIZE,
-    KIND_CONTROL,
-    MAX_PAYLOAD_SIZE,
-    InboundChannel,
-    OutboundChannel,
-)
-from protocol.codec import deserialize, serialize_bytes
+from mesh.gate import InitialGate
+from mesh.handshake import CloseCode, HandshakeFailure
+from mesh.link import Address, Link, LinkInfo, LinkState
+from mesh.reliable import ReliableDelivery
+from mesh.router import LinkTable
+from mesh.streams import KIND_CONTROL
+from protocol.codec import deserialize
 from protocol.crypto import Identity
-from protocol.errors import (
-    CryptoError,
-    InvalidMessageError,
-    MeshError,
-    MessageTooLargeError,
-    PeerUnreachableError,
-    ProtocolError,
-)
+from protocol.errors import CryptoError, MeshError, PeerUnreachableError, ProtocolError
 from protocol.messages.base import BaseMessage
 from protocol.messages.location import PositionUpdateMessage
 from protocol.messages.peer import PeerAckMessage, PeerHelloMessage
@@ -83,7 +83,7 @@ logger = logging.getLogger("mesh.core")
 _MAX_SEEN_FAILURES = 256
 
 
-class MeshCore(AdmissionMixin):
+class MeshCore:
     """The node's state machine (see the module docstring)."""
 
     def __init__(
@@ -94,81 +94,64 @@ class MeshCore(AdmissionMixin):
         config: MeshConfig | None = None,
         relay_enabled: bool = False,
     ) -> None:
+        ctx = self._ctx = CoreContext(
+            identity, auth, config or MeshConfig(), relay_enabled=relay_enabled
+        )
         self.identity = identity
         self.auth = auth
-        self.config = config or MeshConfig()
-        self.relay_enabled = relay_enabled
+        self.config = ctx.config
+        self.stats = ctx.stats
+        """Counters of what hostile or broken peers sent (:data:`mesh.context.STAT_NAMES`)."""
         self.location_id: int | None = None
-        self.wall_offset = 0.0
+        self._table = LinkTable(ctx)
+        self._directory = PeerDirectory()
+        self._admission = Admission(ctx, self._table, self._directory)
+        self._reliable = ReliableDelivery(ctx, self._table, self._admission)
+        self._movement = MovementScheduler(
+            ctx, self._table, self._directory.locations, self._peer_moved
+        )
+        self._ping_ids = 0
+        self._seen_failures: dict[tuple[str, int], None] = {}
+
+    @property
+    def relay_enabled(self) -> bool:
+        """Whether a relay transport takes what no direct path delivers (fixed at creation)."""
+        return self._ctx.relay_enabled
+
+    @property
+    def gate(self) -> InitialGate:
+        """The admission of new inbound connections (:mod:`mesh.gate`; its ``stats``)."""
+        return self._table.gate
+
+    @property
+    def wall_offset(self) -> float:
         """Add to ``now`` to get Unix time (credentials expire in Unix time; ``now`` may be
         a monotonic clock). The driver keeps it current."""
-        cert = make_certificate(identity.signing_key, common_name=identity.peer_id)
-        self._server_config = self._quic_config(is_client=False)
-        self._server_config.certificate = cert
-        self._server_config.private_key = identity.signing_key
-        self.gate = InitialGate(
-            self.config,
-            versions=self._server_config.supported_versions,
-            in_progress=self._handshaking_on,
-        )
-        """Admits, retries or drops Initials to unknown connection ids (its ``stats``)."""
-        self._epoch = os.urandom(EPOCH_SIZE)
-        self._links: set[Link] = set()
-        self._touched: set[Link] = set()  # links that may have something to send
-        self._timer_stale: set[Link] = set()  # links whose timer may have changed
-        self._link_timers: dict[Link, float | None] = {}
-        self._by_cid: dict[bytes, Link] = {}
-        self._active: dict[str, Link] = {}
-        self._known: dict[str, PeerIdentity] = {}
-        self._presented: dict[Link, str] = {}
-        self._by_character: dict[int, str] = {}
-        self._endpoints: dict[str, Address] = {}
-        self._locations: dict[str, int] = {}
-        self._redial_at: dict[str, float] = {}
-        self._was_connected: set[str] = set()
-        self._out: dict[str, OutboundChannel] = {}
-        self._in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]] = {}
-        self._outbox = MovementOutbox(self.config.movement_queue)
-        self._inbox = MovementInbox()
-        self._next_tick: float | None = None
-        self._last_tick: float | None = None
-        self._ticks = 0
-        self._events: deque[CoreEvent] = deque()
-        self._handles = itertools.count(1)
-        self._dial_ids = itertools.count(1)
-        self._ping_ids = itertools.count(1)
-        self._closed = False
-        self._seen_failures: dict[tuple[str, int], None] = {}
-        self.stats: dict[str, int] = {
-            "bad_datagrams": 0,
-            "spoofed_updates": 0,
-            "dropped_packets": 0,
-            "rejected_messages": 0,
-            "bad_relay": 0,
-        }
+        return self._ctx.wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, value: float) -> None:
+        self._ctx.wall_offset = value
 
     # driving ------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         """Route one UDP datagram to its connection (or accept a new one)."""
-        if self._closed:
+        if self._ctx.closed:
             return
         try:
             header = pull_quic_header(
-                Buffer(data=data), host_cid_length=self.config.connection_id_length
+                Buffer(data=data), host_cid_length=self._ctx.config.connection_id_length
             )
         except ValueError:
-            self.stats["dropped_packets"] += 1
+            self._ctx.stats["dropped_packets"] += 1
             return
-        link = self._by_cid.get(header.destination_cid)
+        link = self._table.route(header.destination_cid)
         if link is None:
-            verdict = self.gate.screen(header, len(data), addr, now, handshakes=self._handshaking())
-            if isinstance(verdict, Drop):
-                self.stats["dropped_packets"] += 1
-            if not isinstance(verdict, Admit):
-                return  # dropped, or answered by a Retry: no state kept
-            link = self._accept(header.destination_cid, addr, now, verdict)
-        if link.terminated:
+            link = self._table.accept_initial(header, len(data), addr, now)
+            if link is None:
+                return
+        if link.state is LinkState.TERMINATED:
             return
         link.quic.receive_datagram(data, addr, now)
         link.last_rx = now
@@ -176,11 +159,10 @@ class MeshCore(AdmissionMixin):
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Every datagram the connections want to send now, with its destination."""
-        out = self.gate.datagrams_to_send()
-        touched = self._touched  # only these can have anything (MeshQuicConnection.watch)
-        while touched:
-            link = touched.pop()
-            if link.terminated:
+        out = self._table.gate.datagrams_to_send()  # Retries the gate answered with
+        # only touched links can have anything (MeshQuicConnection.watch)
+        for link in self._table.take_touched():
+            if link.state is LinkState.TERMINATED:
                 continue
             out.extend(link.quic.datagrams_to_send(now=now))
             self._process(link, now)
@@ -188,82 +170,68 @@ class MeshCore(AdmissionMixin):
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
-        timers = self._link_timers  # re-read only where the connection was touched
-        stale = self._timer_stale
-        while stale:
-            link = stale.pop()
-            if link in self._links:
-                timers[link] = link.timer()
-            else:
-                timers.pop(link, None)
-        times = [t for t in timers.values() if t is not None]
-        if self._next_tick is not None:
-            times.append(self._next_tick)
-        times.extend(self._expiry_times())
-        for pid, channel in self._out.items():
-            reconnect = self._reconnect_due(pid, channel)
-            if reconnect is not None:
-                times.append(reconnect)
-            if not channel.pending:
-                continue
-            # deadlines grow with seq (push time + send_timeout): the first is the soonest
-            times.append(next(iter(channel.pending.values())).deadline)
-            if self.relay_enabled:
-                for out in channel.pending.values():
-                    due = self._relay_due(out)
-                    if due is not None:
-                        times.append(due)
+        times = self._admission.expiry_times()
+        self._table.timers(times)
+        tick = self._movement.timer()
+        if tick is not None:
+            times.append(tick)
+        self._reliable.timers(times)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks,
         credential expiry."""
-        self._expire(now)
-        for link in list(self._links):
-            if link.terminated:
+        for link in self._admission.expired(now):
+            logger.info(
+                "peer %s: credential expired, closing the connection", (link.peer_id or "?")[:12]
+            )
+            self._drop_direct(link, CloseCode.TICKET_EXPIRED, "ticket expired", now)
+        for link in self._table:
+            state = link.state
+            if state is LinkState.TERMINATED:
                 continue
             if (
-                not link.authenticated
-                and not link.closing
+                state is LinkState.HANDSHAKING
                 and link.dial_deadline is not None
                 and now >= link.dial_deadline
             ):
                 self._fail_link(link, CloseCode.HANDSHAKE_TIMEOUT, "handshake timeout", now)
-            if link.next_ping_at is not None and now >= link.next_ping_at and not link.closing:
-                link.quic.send_ping(next(self._ping_ids))
-                link.next_ping_at = now + self.config.keepalive_interval
-                self._present_renewal(link, now)
+            if link.next_ping_at is not None and now >= link.next_ping_at and link.is_open:
+                self._ping_ids += 1
+                link.quic.send_ping(self._ping_ids)
+                link.next_ping_at = now + self._ctx.config.keepalive_interval
+                self._admission.present_renewal(link, now)
             if _quicshim.timer_ready(link.quic):
                 due = link.quic.get_timer()
                 if due is not None and now >= due:
                     link.quic.handle_timer(now)
             self._process(link, now)
-        if self._next_tick is not None and now >= self._next_tick:
-            self._flush_movement(now)
-        self._service_reliable(now)
+        tick = self._movement.timer()
+        if tick is not None and now >= tick:
+            self._movement.tick(now, self.location_id)
+        self._reliable.service(now)
 
     def next_event(self) -> CoreEvent | None:
         """The next event for the driver, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._ctx.events
+        return events.popleft() if events else None
 
     # API ----------------------------------------------------------------------
 
     @property
     def peers(self) -> dict[str, PeerIdentity]:
         """Authenticated peers with a live direct connection, by peer id."""
-        return {pid: link.identity for pid, link in self._active.items() if link.identity}
+        return {pid: link.identity for pid, link in self._table.directs.items() if link.identity}
 
     def known_peer(self, target: str | int) -> PeerIdentity | None:
         """A peer we hold a verified credential of, by peer id or character id."""
-        pid = self._by_character.get(target) if isinstance(target, int) else target
-        return self._known.get(pid) if pid is not None else None
+        return self._directory.lookup(target)
 
     def add_peer(self, credential: str, endpoint: Address | None, now: float) -> PeerIdentity:
         """Remember a peer from its credential (verified now) and where to dial it."""
-        identity = self.auth.verify_credential(credential, now=now + self.wall_offset)
-        self._learn(identity)
+        identity = self._admission.verify(credential, now)
         if endpoint is not None:
-            self._endpoints[identity.peer_id] = endpoint
+            self._directory.endpoints[identity.peer_id] = endpoint
         return identity
 
     def connect(self, credential: str | None, addr: Address, now: float) -> int:
@@ -272,21 +240,21 @@ class MeshCore(AdmissionMixin):
         With a credential, the peer must be the one it names (raises a
         ``CryptoError`` subclass now if the credential itself is invalid).
         """
-        if self._closed:
+        if self._ctx.closed:
             raise MeshError("the node is closed")
         expected: PeerIdentity | None = None
         if credential is not None:
             expected = self.add_peer(credential, addr, now)
-            if expected.peer_id == self.identity.peer_id:
+            if expected.peer_id == self._ctx.identity.peer_id:
                 raise MeshError("refusing to connect to ourselves")
-        return self._dial(addr, expected.peer_id if expected else None, now)
+        return self._table.dial(addr, expected.peer_id if expected else None, now)
 
     def disconnect_peer(self, peer_id: str, now: float, reason: str = "disconnected") -> bool:
         """Close the direct connection to ``peer_id`` (announced as a departure)."""
-        link = self._active.get(peer_id)
+        link = self._table.direct(peer_id)
         if link is None:
             return False
-        self._drop_active(link, CloseCode.NORMAL, reason, now)
+        self._drop_direct(link, CloseCode.NORMAL, reason, now)
         return True
 
     def set_location(self, location_id: int | None, now: float) -> None:
@@ -308,148 +276,71 @@ class MeshCore(AdmissionMixin):
         :class:`InvalidMessageError` for a type outside :data:`PEER_MESSAGE_TYPES`
         and :class:`MessageTooLargeError` over :data:`MAX_PAYLOAD_SIZE`.
         """
-        if self._closed:
+        if self._ctx.closed:
             raise MeshError("the node is closed")
-        if message.type not in PEER_MESSAGE_TYPES:
-            raise InvalidMessageError(f"{message.type} does not travel peer to peer")
-        identity = self.known_peer(target)
-        if identity is None:
-            raise PeerUnreachableError(f"unknown peer {target!r}: connect to it first")
-        payload = serialize_bytes(message)
-        if len(payload) > MAX_PAYLOAD_SIZE:
-            raise MessageTooLargeError(
-                f"message of {len(payload)} bytes (peer messages carry at most {MAX_PAYLOAD_SIZE})"
-            )
-        channel = self._out.setdefault(identity.peer_id, OutboundChannel(self._epoch))
-        handle = next(self._handles)
-        try:
-            out = channel.push(handle, message.message_id, payload, now + self.config.send_timeout)
-        except OverflowError as exc:
-            raise PeerUnreachableError(str(exc)) from exc
-        self._route(identity.peer_id, [out], now)
-        return handle
+        return self._reliable.send(target, message, now)
+
+    def receive_relayed(self, data: bytes, now: float) -> None:
+        """Take one relay envelope (from the relay transport); bad ones are dropped."""
+        self._reliable.receive_relayed(data, now)
 
     def queue_position(self, update: PositionUpdateMessage, now: float) -> None:
         """Queue our position for the next movement tick (newest wins)."""
-        self._outbox.put(update)
+        self._movement.queue(update, now)
         if update.location_id != self.location_id:
             self.set_location(update.location_id, now)
-        last = self._last_tick
-        due = now if last is None else max(now, last + self.config.tick_interval)
-        if self._next_tick is None or due < self._next_tick:  # a later catch-up tick waits
-            self._next_tick = due
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""
-        if self._closed:
+        if self._ctx.closed:
             return
-        for link in list(self._links):
-            if link.active:
-                self._drop_active(link, CloseCode.NORMAL, "node closing", now)
+        for link in self._table:
+            if link.state is LinkState.ACTIVE:
+                self._drop_direct(link, CloseCode.NORMAL, "node closing", now)
             else:
                 link.close(CloseCode.NORMAL, "node closing")
-        for channel in self._out.values():
-            for out in channel.drop_all():
-                self._settle(out, None, PeerUnreachableError("the node closed"))
-        self._closed = True
+        self._reliable.fail_all(PeerUnreachableError("the node closed"))
+        self._ctx.closed = True
 
-    # connections --------------------------------------------------------------
+    # inspection ---------------------------------------------------------------------
 
-    def _quic_config(self, *, is_client: bool) -> QuicConfiguration:
-        return QuicConfiguration(
-            is_client=is_client,
-            alpn_protocols=[ALPN],
-            verify_mode=ssl.CERT_NONE,
-            idle_timeout=self.config.idle_timeout,
-            max_datagram_frame_size=65536,
-            connection_id_length=self.config.connection_id_length,
-        )
+    def links(self) -> list[LinkInfo]:
+        """A snapshot of every link not yet terminated (any state)."""
+        return [link.info() for link in self._table]
 
-    def _register(self, link: Link, cid: bytes) -> None:
-        self._by_cid[cid] = link
-        link.cids.add(cid)
+    def link_info(self, peer_id: str) -> LinkInfo | None:
+        """A snapshot of ``peer_id``'s direct link, if it has one."""
+        link = self._table.direct(peer_id)
+        return link.info() if link is not None else None
 
-    def _accept(self, dcid: bytes, addr: Address, now: float, admit: Admit) -> Link:
-        quic = _quicshim.MeshQuicConnection(
-            configuration=self._server_config,
-            original_destination_connection_id=admit.original_dcid,
-            retry_source_connection_id=admit.retry_scid,
-        )
-        handshake = Handshake(is_client=False, identity=self.identity, auth=self.auth)
-        link = Link(
-            quic,
-            addr,
-            is_client=False,
-            handshake=handshake,
-            now=now,
-            dial_deadline=now + self.config.dial_timeout,
-        )
-        quic.watch(self._touched, link)
-        quic.watch(self._timer_stale, link)
-        self._links.add(link)
-        self._register(link, dcid)
-        self._register(link, quic.host_cid)
-        return link
+    def movement_info(self) -> MovementInfo:
+        """A snapshot of the movement schedule and its queues."""
+        return self._movement.info()
 
-    def _dial(self, addr: Address, peer_id: str | None, now: float) -> int:
-        dial_id = next(self._dial_ids)
-        quic = _quicshim.MeshQuicConnection(configuration=self._quic_config(is_client=True))
-        handshake = Handshake(
-            is_client=True,
-            identity=self.identity,
-            auth=self.auth,
-            expected_peer_id=peer_id,
-            server_key=lambda: _quicshim.peer_certificate_ed25519(quic),
-        )
-        link = Link(
-            quic,
-            addr,
-            is_client=True,
-            handshake=handshake,
-            now=now,
-            dial_deadline=now + self.config.dial_timeout,
-            dial_id=dial_id,
-        )
-        link.expected_peer_id = peer_id
-        quic.watch(self._touched, link)
-        quic.watch(self._timer_stale, link)
-        self._links.add(link)
-        self._register(link, quic.host_cid)
-        quic.connect(addr, now=now)
-        return dial_id
+    def pending_sends(self, peer_id: str) -> int:
+        """Reliable messages to ``peer_id`` not acknowledged yet."""
+        return self._reliable.pending(peer_id)
 
-    def _handshaking(self) -> int:
-        return sum(1 for link in self._links if not link.authenticated)
-
-    def _handshaking_on(self, cid: bytes) -> bool:
-        link = self._by_cid.get(cid)
-        return link is not None and not link.authenticated
-
-    def _dialing(self, peer_id: str) -> bool:
-        return any(
-            li.expected_peer_id == peer_id and not li.authenticated and not li.closing
-            for li in self._links
-        )
+    # link life ----------------------------------------------------------------------
 
     def _process(self, link: Link, now: float) -> None:
+        table = self._table
         while (event := link.quic.next_event()) is not None:
             if isinstance(event, qe.ConnectionIdIssued):
-                self._register(link, event.connection_id)
+                table.register_cid(link, event.connection_id)
             elif isinstance(event, qe.ConnectionIdRetired):
-                if self._by_cid.get(event.connection_id) is link:
-                    del self._by_cid[event.connection_id]
-                link.cids.discard(event.connection_id)
+                table.retire_cid(link, event.connection_id)
             elif isinstance(event, qe.ConnectionTerminated):
                 self._on_terminated(link, event, now)
                 return
-            elif link.closing:
+            elif not link.is_open:
                 continue
             elif isinstance(event, qe.HandshakeCompleted):
                 self._on_tls_done(link, event, now)
             elif isinstance(event, qe.StreamDataReceived):
                 self._guard(link, event, now)
             elif isinstance(event, qe.DatagramFrameReceived):
-                self._on_datagram(link, event.data, now)
+                self._movement.receive(link, event.data, now)
             elif isinstance(event, qe.StreamReset | qe.StopSendingReceived):
                 if event.stream_id == link.stream_id:
                     self._fail_link(link, CloseCode.PROTOCOL_VIOLATION, "control stream reset", now)
@@ -470,7 +361,7 @@ class MeshCore(AdmissionMixin):
             return
         if link.is_client:
             try:
-                for message in link.handshake.start(now + self.wall_offset):
+                for message in link.handshake.start(self._ctx.wall(now)):
                     link.send_control(message)
             except CryptoError as exc:
                 self._fail_link(link, CloseCode.HANDSHAKE_FAILED, f"own credential: {exc}", now)
@@ -483,29 +374,39 @@ class MeshCore(AdmissionMixin):
         if event.end_stream:
             raise ProtocolError("control stream ended")
         for kind, body in link.decoder.feed(event.data):
-            if link.closing or link.terminated:
+            if not link.is_open:
                 return
+            active = link.state is LinkState.ACTIVE
             if kind == KIND_CONTROL:
                 message = deserialize(body)
                 if not link.handshake.done:
-                    for reply in link.handshake.receive(message, now + self.wall_offset):
+                    for reply in link.handshake.receive(message, self._ctx.wall(now)):
                         link.send_control(reply)
                     if link.handshake.done:
                         self._on_authenticated(link, now)
                 elif isinstance(message, PeerAckMessage) and link.identity is not None:
-                    self._on_ack(link.identity.peer_id, message.ref_id, "direct")
-                elif isinstance(message, PeerHelloMessage) and link.authenticated:
-                    self._on_renewal(link, message, now)
+                    self._reliable.on_ack(link.identity.peer_id, message.ref_id, "direct")
+                elif isinstance(message, PeerHelloMessage) and active:
+                    self._admission.on_renewal(link, message, now)
                 else:
                     raise ProtocolError(f"unexpected {message.type} after the handshake")
             else:
-                if not link.authenticated or link.identity is None:
+                if not active or link.identity is None:
                     raise ProtocolError("DATA before authentication")
                 link.last_activity = now
-                self._on_data(link.identity, body, "direct", link, now)
+                self._reliable.on_data(link.identity, body, "direct", link, now)
+
+    def _on_authenticated(self, link: Link, now: float) -> None:
+        outcome = self._admission.admit(link, now)
+        pid = link.peer_id
+        if outcome is Admitted.DUPLICATE or pid is None:
+            return
+        self._reliable.resend_direct(pid, link, now)
+        if outcome is Admitted.CONNECTED:
+            self._enforce_capacity(now)
 
     def _fail_link(self, link: Link, code: CloseCode, reason: str, now: float) -> None:
-        if link.closing or link.terminated:
+        if not link.is_open:
             return
         who = link.describe()
         # a remote can trigger this at will: one WARNING per (address, code), then DEBUG
@@ -515,58 +416,70 @@ class MeshCore(AdmissionMixin):
         while len(self._seen_failures) > _MAX_SEEN_FAILURES:
             self._seen_failures.pop(next(iter(self._seen_failures)))
         logger.log(level, "closing connection %s: %s (code %#x)", who, reason, int(code))
-        if link.active:
-            self._drop_active(link, code, reason, now)
+        if link.state is LinkState.ACTIVE:
+            self._drop_direct(link, code, reason, now)
             return
         link.close(code, reason)
         self._dial_failed(link, int(code), reason, now)
 
     def _dial_failed(self, link: Link, code: int, reason: str, now: float) -> None:
         if link.dial_id is not None:
-            self._events.append(DialFailed(link.dial_id, link.expected_peer_id, code, reason))
+            self._ctx.events.append(DialFailed(link.dial_id, link.expected_peer_id, code, reason))
             link.dial_id = None
-        pid = link.expected_peer_id
-        if pid is not None and pid not in self._active and not self._dialing(pid):
-            lost = pid in self._was_connected  # a broken path, not a stranger: retry sooner
-            backoff = self.config.reconnect_interval if lost else self.config.redial_backoff
-            self._redial_at[pid] = now + backoff
-            self._no_direct_path(pid, now)
+        if link.expected_peer_id is not None:
+            self._reliable.dial_failed(link.expected_peer_id, now)
 
     def _on_terminated(self, link: Link, event: qe.ConnectionTerminated, now: float) -> None:
-        link.terminated = True
-        self._links.discard(link)
-        self._presented.pop(link, None)
-        for cid in link.cids:
-            if self._by_cid.get(cid) is link:
-                del self._by_cid[cid]
+        was = link.state
+        link.terminated()
+        self._table.remove(link)
+        self._admission.forget(link)
         reason = event.reason_phrase or f"code {event.error_code:#x}"
-        if link.active:
-            self._drop_active(link, event.error_code, reason, now, redial=True)
-        elif not link.authenticated and not link.closing:
+        if was is LinkState.ACTIVE:
+            self._peer_gone(link, event.error_code, reason, now, redial=True)
+        elif was is LinkState.HANDSHAKING:
             logger.info("connection %s ended before authentication: %s", link.describe(), reason)
             self._dial_failed(link, event.error_code, reason, now)
         elif link.dial_id is not None:
             self._dial_failed(link, event.error_code, reason, now)
 
+    # area of interest ---------------------------------------------------------------
+
     def _peer_moved(self, pid: str, location_id: int, now: float) -> None:
         """A peer's location changed: one leaving our area is disconnected and announced."""
-        old = self._locations.get(pid)
-        self._locations[pid] = location_id
+        locations = self._directory.locations
+        old = locations.get(pid)
+        locations[pid] = location_id
         here = self.location_id
-        link = self._active.get(pid)
+        link = self._table.direct(pid)
         if (
-            self.config.disconnect_on_leave
+            self._ctx.config.disconnect_on_leave
             and link is not None
             and here is not None
             and old == here
             and location_id != here
         ):
-            self._drop_active(
+            self._drop_direct(
                 link, CloseCode.NORMAL, "left the area", now, left=(here, location_id)
             )
         self._enforce_capacity(now)
 
-    def _drop_active(
+    def _drop_direct(
+        self,
+        link: Link,
+        code: int,
+        reason: str,
+        now: float,
+        *,
+        left: tuple[int, int] | None = None,
+    ) -> None:
+        """Close the ``ACTIVE`` ``link`` ourselves and report its peer gone."""
+        link.close(
+            CloseCode(code) if code in CloseCode._value2member_map_ else CloseCode.NORMAL, reason
+        )
+        self._peer_gone(link, code, reason, now, left=left)
+
+    def _peer_gone(
         self,
         link: Link,
         code: int,
@@ -576,45 +489,29 @@ class MeshCore(AdmissionMixin):
         redial: bool = False,
         left: tuple[int, int] | None = None,
     ) -> None:
-        link.active = False
-        if link.identity is None:
+        """``link`` no longer carries its peer: announce it, then redial, relay or fail."""
+        identity = link.identity
+        if identity is None:  # pragma: no cover - only authenticated links are direct
             return
-        pid = link.identity.peer_id
-        if self._active.get(pid) is link:
-            del self._active[pid]
-        if not link.terminated:
-            link.close(
-                CloseCode(code) if code in CloseCode._value2member_map_ else CloseCode.NORMAL,
-                reason,
-            )
-        logger.info("peer %s (%s) disconnected: %s", pid[:12], link.identity.character_name, reason)
-        self._inbox.forget(pid)
-        where, to = left if left is not None else (self._locations.get(pid), None)
-        self._events.append(PeerDisconnected(link.identity, int(code), reason, where, to))
-        channel = self._out.get(pid)
-        endpoint = self._endpoints.get(pid)
-        if (
-            redial
-            and channel is not None
-            and channel.pending
-            and endpoint is not None
-            and now >= self._redial_at.get(pid, now)
-            and not self._dialing(pid)
-            and not self._closed
-        ):
-            self._dial(endpoint, pid, now)  # the path broke, not the peer's will: try again
-        else:
-            self._no_direct_path(pid, now)
+        pid = identity.peer_id
+        self._table.unset_direct(link)
+        logger.info("peer %s (%s) disconnected: %s", pid[:12], identity.character_name, reason)
+        self._movement.forget(pid)
+        where, to = left if left is not None else (self._directory.locations.get(pid), None)
+        self._ctx.events.append(PeerDisconnected(identity, int(code), reason, where, to))
+        self._reliable.direct_lost(pid, now, redial=redial)
 
     def _enforce_capacity(self, now: float) -> None:
-        excess = len(self._active) - self.config.max_connections
+        directs = self._table.directs
+        excess = len(directs) - self._ctx.config.max_connections
         if excess <= 0:
             return
         here = self.location_id
+        locations = self._directory.locations
 
         def rank(link: Link) -> tuple[bool, float]:
             pid = link.peer_id or ""
-            return (here is not None and self._locations.get(pid) == here, link.last_rx)
+            return (here is not None and locations.get(pid) == here, link.last_rx)
 
-        for link in sorted(self._active.values(), key=rank)[:excess]:
-            self._drop_active(link, CloseCode.EVICTED, "outside the area of interest", now)
+        for link in sorted(directs.values(), key=rank)[:excess]:
+            self._drop_direct(link, CloseCode.EVICTED, "outside the area of interest", now)

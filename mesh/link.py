@@ -1,8 +1,36 @@
-"""One QUIC connection of the node and what the mesh keeps about it (sans-I/O)."""
+"""One QUIC connection of the node, its life as one explicit state, and its snapshot (sans-I/O).
+
+A :class:`Link` is one aioquic connection plus what the mesh keeps about it:
+the peer handshake, the control stream, the authenticated peer once known.
+Its life is one :class:`LinkState` value; :meth:`Link.transition` allows only
+the moves drawn below and raises :class:`LinkStateError` (a bug in the core,
+never a peer's doing) for any other::
+
+                    authenticated, won                 peer gone, dropped,
+        HANDSHAKING ─────────────────────────► ACTIVE ─── evicted, replaced ──► CLOSING
+            │   │   authenticated, lost the duplicate tie-break                    ▲
+            │   └──────────────────────────────────────────────────────────────────┘
+            │ failed, timed out, refused                                            │
+            ▼                                                                       │
+        REJECTED                                                                    │
+            │                                                                       │
+            └──────────────► TERMINATED ◄───────────────────────────────────────────┘
+                    (aioquic's ConnectionTerminated, from any state: drained or lost)
+
+* ``HANDSHAKING``: QUIC and the peer handshake are under way (counts against
+  ``max_handshakes``; a dial's deadline runs).
+* ``ACTIVE``: authenticated, and the one direct link the node keeps for that peer.
+* ``REJECTED``: closed by us before the peer was authenticated; it still counts
+  against ``max_handshakes`` until aioquic has drained it.
+* ``CLOSING``: closed by us after authentication; waiting for aioquic to drain it.
+* ``TERMINATED``: aioquic is done with it; it is out of every table.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aioquic.quic.connection import QuicConnection
@@ -12,14 +40,58 @@ from mesh.auth import PeerIdentity
 from mesh.handshake import CloseCode, Handshake
 from mesh.streams import KIND_CONTROL, KIND_DATA, FrameDecoder, encode_frame
 from protocol.codec import serialize_bytes
+from protocol.errors import MeshError
 from protocol.messages.base import BaseMessage
 
-__all__ = ["Address", "Link"]
+__all__ = ["TRANSITIONS", "Address", "Link", "LinkInfo", "LinkState", "LinkStateError"]
 
 Address = tuple[Any, ...]
 """A socket address as ``recvfrom`` returns it (``(host, port)`` for IPv4)."""
 
 logger = logging.getLogger("mesh.link")
+
+
+class LinkState(enum.Enum):
+    """Where a link is in its life (see the module docstring)."""
+
+    HANDSHAKING = "handshaking"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    CLOSING = "closing"
+    TERMINATED = "terminated"
+
+
+TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
+    LinkState.HANDSHAKING: frozenset(
+        {LinkState.ACTIVE, LinkState.REJECTED, LinkState.CLOSING, LinkState.TERMINATED}
+    ),
+    LinkState.ACTIVE: frozenset({LinkState.CLOSING, LinkState.TERMINATED}),
+    LinkState.REJECTED: frozenset({LinkState.TERMINATED}),
+    LinkState.CLOSING: frozenset({LinkState.TERMINATED}),
+    LinkState.TERMINATED: frozenset(),
+}
+"""The moves a link may make: state -> the states it may go to next."""
+
+_OPEN = frozenset({LinkState.HANDSHAKING, LinkState.ACTIVE})
+_UNAUTHENTICATED = frozenset({LinkState.HANDSHAKING, LinkState.REJECTED})
+
+
+class LinkStateError(MeshError):
+    """A link was asked to make a move :data:`TRANSITIONS` does not allow: a bug in the core."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """A read-only snapshot of one link, for tests, logs and tools (:meth:`Link.info`)."""
+
+    state: LinkState
+    address: Address
+    outbound: bool
+    peer_id: str | None
+    character_id: int | None
+    expected_peer_id: str | None
+    close_code: int | None
+    connection_ids: int
 
 
 class Link:
@@ -35,6 +107,7 @@ class Link:
         now: float,
         dial_deadline: float,
         dial_id: int | None = None,
+        expected_peer_id: str | None = None,
     ) -> None:
         self.quic = quic
         self.addr = addr
@@ -42,24 +115,59 @@ class Link:
         self.handshake = handshake
         self.dial_id = dial_id
         self.dial_deadline: float | None = dial_deadline
+        self.expected_peer_id = expected_peer_id
         self.cids: set[bytes] = set()
         self.decoder = FrameDecoder()
         self.stream_id: int | None = quic.get_next_available_stream_id() if is_client else None
         self.identity: PeerIdentity | None = None
-        self.authenticated = False
-        self.terminated = False
-        self.closing = False
+        self.state = LinkState.HANDSHAKING
         self.close_code: int | None = None
-        self.active = False
         self.next_ping_at: float | None = None
         self.last_activity = now
         self.last_rx = now
-        self.expected_peer_id: str | None = None
+
+    # state --------------------------------------------------------------------------
+
+    def transition(self, new: LinkState) -> None:
+        """Move to ``new``; raises :class:`LinkStateError` unless :data:`TRANSITIONS` allows it."""
+        if new not in TRANSITIONS[self.state]:
+            raise LinkStateError(f"link {self.describe()}: {self.state.name} -> {new.name}")
+        self.state = new
+
+    @property
+    def is_open(self) -> bool:
+        """Handshaking or active: neither we nor aioquic ended it."""
+        return self.state in _OPEN
+
+    @property
+    def counts_as_handshake(self) -> bool:
+        """Holds a ``max_handshakes`` slot: not authenticated, not yet drained."""
+        return self.state in _UNAUTHENTICATED
 
     @property
     def peer_id(self) -> str | None:
         """The authenticated peer's id (None before authentication)."""
         return self.identity.peer_id if self.identity is not None else None
+
+    def authenticate(self, identity: PeerIdentity, now: float, keepalive_interval: float) -> None:
+        """The peer handshake finished: remember the peer, stop the dial clock, start pings.
+
+        The link stays ``HANDSHAKING`` until the table decides between
+        :meth:`activate` and :meth:`close` (the duplicate tie-break).
+        """
+        self.identity = identity
+        self.dial_deadline = None
+        self.next_ping_at = now + keepalive_interval
+
+    def activate(self) -> None:
+        """Become the peer's one direct link."""
+        self.transition(LinkState.ACTIVE)
+
+    def terminated(self) -> None:
+        """aioquic reported the connection's end."""
+        self.transition(LinkState.TERMINATED)
+
+    # sending ------------------------------------------------------------------------
 
     def send_control(self, message: BaseMessage) -> None:
         """Send a protocol message in a CONTROL frame on the control stream."""
@@ -70,31 +178,53 @@ class Link:
         self._send(encode_frame(KIND_DATA, body))
 
     def _send(self, frame: bytes) -> None:
-        if self.stream_id is None or self.closing or self.terminated:
+        if self.stream_id is None or not self.is_open:
             return
         self.quic.send_stream_data(self.stream_id, frame)
 
     def close(self, code: CloseCode, reason: str) -> None:
-        """Close the QUIC connection with an application error code (idempotent)."""
-        if self.closing or self.terminated:
+        """Close the QUIC connection with an application error code.
+
+        Idempotent: a link already closed (by us or aioquic) is left alone.
+        ``REJECTED`` before authentication, ``CLOSING`` after.
+        """
+        if not self.is_open:
             return
-        self.closing = True
+        self.transition(LinkState.CLOSING if self.identity is not None else LinkState.REJECTED)
         self.close_code = int(code)
         self.quic.close(error_code=int(code), reason_phrase=reason[:200])
+
+    # timers -------------------------------------------------------------------------
 
     def timer(self) -> float | None:
         """When this link needs :meth:`handle_timer` (QUIC, dial deadline or keepalive)."""
         times: list[float] = []
-        if not self.terminated and _quicshim.timer_ready(self.quic):
+        if self.state is not LinkState.TERMINATED and _quicshim.timer_ready(self.quic):
             qt = self.quic.get_timer()
             if qt is not None:
                 times.append(qt)
-        if not self.closing and not self.terminated:
-            if self.dial_deadline is not None and not self.authenticated:
+        if self.is_open:
+            if self.dial_deadline is not None and self.state is LinkState.HANDSHAKING:
                 times.append(self.dial_deadline)
             if self.next_ping_at is not None:
                 times.append(self.next_ping_at)
         return min(times) if times else None
+
+    # inspection ---------------------------------------------------------------------
+
+    def info(self) -> LinkInfo:
+        """A snapshot of this link."""
+        identity = self.identity
+        return LinkInfo(
+            state=self.state,
+            address=self.addr,
+            outbound=self.is_client,
+            peer_id=identity.peer_id if identity is not None else None,
+            character_id=identity.character_id if identity is not None else None,
+            expected_peer_id=self.expected_peer_id,
+            close_code=self.close_code,
+            connection_ids=len(self.cids),
+        )
 
     def describe(self) -> str:
         """Short text for log lines: peer id (or address) and role."""

@@ -423,7 +423,7 @@ class PeerNode:
                 raise result
         return out
 
-    def send_position(
+    def send_position_update(
         self,
         position: VecLike,
         velocity: VecLike | None = None,

@@ -25,9 +25,10 @@ tree at the boundary where they occur, so that a caller needs one ``except`` cla
     │       └── SealError              a sealed payload that does not open (wrong key, altered)
     ├── LobbyError                     the master server
     │   ├── StorageError               the database failed or refused
-    │   ├── ConfigError                a setting or the world file is unusable
+    │   ├── ConfigError                a lobby setting or the world file is unusable
     │   └── GameRuleError              a game rule refused the request (code says which)
     ├── MeshError                      the peer node and the client facade
+    │   ├── MeshConfigError            a client/node setting or the installed aioquic is unusable
     │   ├── HandshakeError             a peer failed authentication
     │   ├── PeerUnreachableError       no direct path and no relay reached the peer
     │   ├── NotConnectedError          the call needs a lobby session or a started node
@@ -56,6 +57,7 @@ __all__ = [
     "HandshakeError",
     "InvalidMessageError",
     "LobbyError",
+    "MeshConfigError",
     "MeshError",
     "MessageTooLargeError",
     "NotConnectedError",
@@ -264,13 +266,20 @@ class StorageError(LobbyError):
 
 
 class ConfigError(LobbyError):
-    """A setting or the world definition is unusable."""
+    """A lobby setting or the world definition is unusable."""
 
     code = ErrorCode.BAD_REQUEST
 
 
 class MeshError(ShardsError):
     """The peer node or the client facade failed."""
+
+
+class MeshConfigError(MeshError):
+    """A client or node setting (an address, a port, an environment variable) is unusable,
+    or the installed aioquic is not the version the mesh was built against."""
+
+    code = ErrorCode.BAD_REQUEST
 
 
 class HandshakeError(MeshError):

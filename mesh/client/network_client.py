@@ -406,7 +406,7 @@ class NetworkClient:
         """Queue our position (and velocity) for the peers nearby: QUIC datagrams, newest wins."""
         node = self.peers.require_node()
         location = self.state.require_character().location_id
-        return node.send_position(
+        return node.send_position_update(
             to_vec3(position),
             to_vec3(velocity) if velocity is not None else None,
             location_id=location,

@@ -45,9 +45,9 @@ from mesh.node import PeerNode
 from protocol.crypto import Identity, b64url_decode, b64url_encode
 from protocol.errors import (
     ApiError,
-    ConfigError,
     CryptoError,
     ErrorCode,
+    MeshConfigError,
     MeshError,
     NotConnectedError,
     PeerUnreachableError,
@@ -422,9 +422,9 @@ def env_p2p_port() -> int | None:
     try:
         port = int(text)
     except ValueError as exc:
-        raise ConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
+        raise MeshConfigError(f"SHARDS_P2P_PORT must be a port number, got {text!r}") from exc
     if not 0 <= port <= 65535:
-        raise ConfigError(f"SHARDS_P2P_PORT out of range: {port}")
+        raise MeshConfigError(f"SHARDS_P2P_PORT out of range: {port}")
     return port
 
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from protocol.errors import ApiError, ConfigError, DecodeError, ErrorCode, NotConnectedError
+from protocol.errors import ApiError, DecodeError, ErrorCode, MeshConfigError, NotConnectedError
 from protocol.rest import ErrorBody, parse_body
 
 __all__ = ["LobbyRest", "api_error", "read_body", "unreachable"]
@@ -59,7 +59,9 @@ class LobbyRest:
             return "wss://" + self.base_url[len("https://") :] + "/ws"
         if self.base_url.startswith("http://"):
             return "ws://" + self.base_url[len("http://") :] + "/ws"
-        raise ConfigError(f"server_url must start with http:// or https://, got {self.base_url!r}")
+        raise MeshConfigError(
+            f"server_url must start with http:// or https://, got {self.base_url!r}"
+        )
 
     async def close(self) -> None:
         """Close the HTTP session (idempotent)."""

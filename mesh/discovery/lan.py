@@ -33,7 +33,7 @@ Example::
     async with LanNode(name="Aria", passphrase="secret", interfaces=["192.168.1.20"]) as lan:
         lan.register_handler(MessageType.WHISPER, print)
         await lan.wait_for_members(1, timeout=30)
-        await lan.party_chat("hello, everyone")
+        await lan.send_party_chat("hello, everyone")
 """
 
 from __future__ import annotations
@@ -282,6 +282,10 @@ class LanNode:
         """Handle messages from members (see :meth:`PeerNode.register_handler`)."""
         self.node.register_handler(message_type, handler)
 
+    def unregister_handler(self, message_type: MessageType, handler: Handler) -> None:
+        """Remove a handler added with :meth:`register_handler` (no error if absent)."""
+        self.node.unregister_handler(message_type, handler)
+
     async def wait_for_members(self, count: int, *, timeout: float) -> Mapping[str, PeerIdentity]:  # noqa: ASYNC109
         """Wait until at least ``count`` members are connected; ``TimeoutError`` otherwise."""
         await asyncio.wait_for(self._members_until(lambda: len(self._members) >= count), timeout)
@@ -307,22 +311,22 @@ class LanNode:
         ids = ", ".join(m.peer_id[:8] for m in matches)
         raise PeerUnreachableError(f"{who!r} is ambiguous ({ids}): use a peer id")
 
-    async def whisper(self, who: str, text: str) -> SendResult:
+    async def send_whisper(self, who: str, text: str) -> SendResult:
         """Whisper to one member (name or peer id); resolves when it was acknowledged."""
         target = self.member(who)
         return await self.node.send_whisper(target.peer_id, text)
 
-    async def party_chat(self, text: str) -> PartySendResult:
+    async def send_party_chat(self, text: str) -> PartySendResult:
         """Party chat to every member (the LAN group is the party)."""
         return await self.node.send_party_chat(list(self._members), text, party_id=self.group_tag)
 
-    def move(
+    def send_position_update(
         self,
         position: tuple[float, float, float],
         velocity: tuple[float, float, float] | None = None,
     ) -> PositionUpdateMessage:
         """Send our position to every member (movement datagram, newest wins)."""
-        return self.node.send_position(position, velocity, location_id=self.location_id)
+        return self.node.send_position_update(position, velocity, location_id=self.location_id)
 
     def sender_of(self, character_id: int | None) -> PeerIdentity | None:
         """The member with this character id (to name the sender of a position update)."""

@@ -244,6 +244,12 @@ class MdnsDiscovery(Discovery):
             f"interfaces={self.interfaces!r}, port={self.port})"
         )
 
+    @property
+    def instances(self) -> frozenset[str]:
+        """The instance table's keys (lower-case service instance names), resolved or not:
+        what ``max_instances`` bounds."""
+        return frozenset(self._instances)
+
     # -- Discovery ----------------------------------------------------------
 
     async def _start(self) -> None:

@@ -86,7 +86,7 @@ async def make_node(fake_lobby: FakeLobby) -> AsyncIterator[NodeFactory]:
 
 
 def ticket_of(node: PeerNode) -> str:
-    return node._auth.credential()
+    return node.core.auth.credential()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

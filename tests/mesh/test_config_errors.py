@@ -1,4 +1,4 @@
-"""Bad endpoints and settings raise errors of the ShardsError tree, never ValueError."""
+"""Bad endpoints and settings raise MeshError subclasses (one except clause), never ValueError."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from mesh.client import NetworkClient
 from mesh.client.rest import LobbyRest
-from protocol.errors import ConfigError, ErrorCode, MeshError, ShardsError
+from protocol.errors import ErrorCode, LobbyError, MeshConfigError, MeshError
 
 from .conftest import NodeFactory, ticket_of
 
@@ -24,19 +24,22 @@ async def test_connect_to_a_malformed_endpoint_is_a_mesh_error(
     assert b.peer_id not in a.peers
 
 
-def test_server_url_without_http_scheme_is_a_config_error() -> None:
+def test_server_url_without_http_scheme_is_a_mesh_config_error() -> None:
     rest = LobbyRest("ftp://127.0.0.1:1")
-    with pytest.raises(ConfigError, match="server_url"):
+    with pytest.raises(MeshError, match="server_url") as info:
         _ = rest.ws_url
+    assert isinstance(info.value, MeshConfigError) and not isinstance(info.value, LobbyError)
     assert LobbyRest("https://lobby.example/").ws_url == "wss://lobby.example/ws"
 
 
 @pytest.mark.parametrize("value", ["abc", "70000", "-5"])
-def test_bad_shards_p2p_port_is_a_config_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+def test_bad_shards_p2p_port_is_a_mesh_config_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
     monkeypatch.setenv("SHARDS_P2P_PORT", value)
-    with pytest.raises(ConfigError, match="SHARDS_P2P_PORT") as info:
+    with pytest.raises(MeshError, match="SHARDS_P2P_PORT") as info:
         NetworkClient("http://127.0.0.1:1")
-    assert isinstance(info.value, ShardsError)
+    assert isinstance(info.value, MeshConfigError) and not isinstance(info.value, LobbyError)
     assert info.value.code == ErrorCode.BAD_REQUEST
 
 

@@ -137,28 +137,32 @@ async def test_send_position_while_alone_is_harmless(
 ) -> None:
     a = await make_node(1, "A")
     core = a.core
-    # A spy on the movement tick (the core exposes no tick hook): set after each tick.
-    ticked = asyncio.Event()
-    flush = core._flush_movement
+    # A spy on the core's timer entry point (the node calls it when a tick is due).
+    timer_ran = asyncio.Event()
+    handle_timer = core.handle_timer
 
     def spy(now: float) -> None:
-        flush(now)
-        ticked.set()
+        handle_timer(now)
+        timer_ran.set()
 
-    monkeypatch.setattr(core, "_flush_movement", spy)
+    monkeypatch.setattr(core, "handle_timer", spy)
     caplog.set_level(logging.DEBUG, logger="mesh")
-    sent = [a.send_position({"x": float(i), "y": 0.0, "z": 0.0}, location_id=1) for i in range(10)]
+    sent = [
+        a.send_position_update({"x": float(i), "y": 0.0, "z": 0.0}, location_id=1)
+        for i in range(10)
+    ]
     assert [u.seq for u in sent] == sorted({u.seq for u in sent})  # seq increments each time
 
     async def drained() -> None:
-        while len(core._outbox) or core._next_tick is not None:
-            ticked.clear()
-            await ticked.wait()
+        while (info := core.movement_info()).queued or info.next_tick is not None:
+            timer_ran.clear()
+            await timer_ran.wait()
 
     await asyncio.wait_for(drained(), timeout=10)
-    assert core._ticks >= 1  # the queued update went out on a real tick, to nobody
-    assert core._outbox.latest == [sent[-1]]  # newest wins
-    assert core._outbox.dropped == 0 and not core._outbox.owed
+    info = core.movement_info()
+    assert info.ticks >= 1  # the queued update went out on a real tick, to nobody
+    assert info.latest == (sent[-1],)  # newest wins
+    assert info.dropped == 0 and not info.owed
     assert core.location_id == 1
     assert all(count == 0 for count in a.stats.values()), dict(a.stats)
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -175,9 +179,9 @@ async def test_peer_leaving_the_area_is_disconnected_and_announced(make_node: No
     await hub.connect(ticket_of(walker), walker.endpoint)
     seen = Inbox()
     hub.register_handler(MessageType.POSITION_UPDATE, seen)
-    walker.send_position((0.0, 0.0, 0.0), location_id=7)  # walker is here...
+    walker.send_position_update((0.0, 0.0, 0.0), location_id=7)  # walker is here...
     await seen.wait_for(1)
-    walker.send_position((1.0, 0.0, 0.0), location_id=8)  # ...and walks away
+    walker.send_position_update((1.0, 0.0, 0.0), location_id=8)  # ...and walks away
     (msg,) = await left.wait_for(1)
     assert (msg.character_id, msg.location_id, msg.to_location_id) == (2, 7, 8)
     assert walker.peer_id not in hub.peers

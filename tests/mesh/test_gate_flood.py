@@ -8,12 +8,15 @@ import random
 from bench.handshake_flood import InitialFlood, garbage_initial
 from mesh.config import MeshConfig
 from mesh.events import DialFailed
+from mesh.link import LinkState
 from mesh.node import PeerNode
 
 from .conftest import NodeFactory, ticket_of
 from .sim import SimNet, SimNode
 
 RATE = 1000.0
+
+HANDSHAKING = (LinkState.HANDSHAKING, LinkState.REJECTED)  # links holding a handshake slot
 
 
 def _flood(
@@ -28,7 +31,7 @@ def _flood(
     def arrive() -> None:
         data = garbage_initial(rng.randbytes(8), rng.randbytes(8))
         net._deliver(victim, data, source(rng))  # type: ignore[operator]
-        held.append(sum(1 for link in victim.core._links if not link.authenticated))
+        held.append(sum(1 for link in victim.core.links() if link.state in HANDSHAKING))
 
     for i in range(int(RATE * seconds)):
         net._at(start + i / RATE, arrive)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from mesh.core import MeshConfig
-from mesh.movement import MovementInbox, pair_salt, tick_divisors
+from mesh.datagrams import MovementInbox, pair_salt, tick_divisors
 from protocol.messages.location import PositionUpdateMessage, Vec3
 
 from .sim import SimNet, SimNode
@@ -143,7 +143,7 @@ def test_a_catch_up_tick_never_holds_back_the_next_update() -> None:
     start = net.now
     core.handle_timer(start)  # the tick: some watchers skipped, so a catch-up is planned
     net.flush(mover)
-    assert core._outbox.owed
+    assert core.movement_info().owed
     assert core.get_timer() == pytest.approx(start + 0.1)  # two ticks later
     net.now = start + 0.05
     core.queue_position(_update(mover, 2, 0.0), net.now)

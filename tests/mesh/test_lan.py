@@ -94,7 +94,7 @@ async def test_three_nodes_find_each_other_and_play(
             node.register_handler(kind, inboxes[node.name][kind])
 
     # whisper: only the target gets it, with the authenticated sender
-    result = await aria.whisper("borin", "meet me at the shard")
+    result = await aria.send_whisper("borin", "meet me at the shard")
     assert result.path == "direct"
     (whisper,) = await inboxes["Borin"][MessageType.WHISPER].wait_until(lambda i: len(i) >= 1)
     assert (whisper.content, whisper.sender_name, whisper.sender_id) == (
@@ -104,7 +104,7 @@ async def test_three_nodes_find_each_other_and_play(
     )
 
     # party chat: everyone else, once each
-    party = await cael.party_chat("regroup at the gate")
+    party = await cael.send_party_chat("regroup at the gate")
     assert set(party.paths) == {aria.peer_id, borin.peer_id} and not party.failed
     for name in ("Aria", "Borin"):
         (msg,) = await inboxes[name][MessageType.PARTY_CHAT].wait_until(lambda i: len(i) >= 1)
@@ -112,7 +112,7 @@ async def test_three_nodes_find_each_other_and_play(
 
     # movement: newest wins; the others see where Borin went
     for step in range(1, 4):
-        borin.move((float(step), 2.0, 3.0))
+        borin.send_position_update((float(step), 2.0, 3.0))
 
     def arrived(items: list[Any]) -> bool:
         return any(u.position.x == 3.0 for u in items)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mesh.movement import MovementInbox, MovementOutbox, split_batches
+from mesh.datagrams import MovementInbox, MovementOutbox, split_batches
 from protocol.messages.location import PositionUpdateMessage, Vec3
 from protocol.movement import decode_movement_batch
 

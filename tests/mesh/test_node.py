@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mesh.link import LinkState
 from mesh.node import PeerNode
 from protocol.messages.base import MessageType
 
@@ -100,7 +101,7 @@ async def test_movement_newest_wins(make_node: NodeFactory) -> None:
     await connect(a, b)
     last = None
     for i in range(200):
-        last = a.send_position((float(i), 0.0, 1.0), (1.0, 0.0, 0.0), location_id=5)
+        last = a.send_position_update((float(i), 0.0, 1.0), (1.0, 0.0, 0.0), location_id=5)
         if i % 20 == 0:
             await asyncio.sleep(0)  # let ticks run while we keep producing
     assert last is not None
@@ -157,7 +158,8 @@ async def test_simultaneous_dial_leaves_one_connection(make_node: NodeFactory) -
     assert [m.content for m in items] == [f"w{i}" for i in range(5)]
 
     def live_links(node: PeerNode) -> int:
-        return sum(1 for link in node.core._links if not link.closing and not link.terminated)
+        open_states = (LinkState.HANDSHAKING, LinkState.ACTIVE)
+        return sum(1 for link in node.core.links() if link.state in open_states)
 
     assert live_links(a) == 1 and live_links(b) == 1
 
@@ -192,8 +194,9 @@ async def test_one_socket_serves_accepted_and_dialled_connections(make_node: Nod
     c = await make_node(3, "C")
     await connect(a, b)  # b accepts
     await connect(b, c)  # b dials, from the same socket
-    inbound = next(li for li in c.core._links if li.peer_id == b.peer_id)
-    assert inbound.addr == b.address
+    inbound = c.core.link_info(b.peer_id)
+    assert inbound is not None and not inbound.outbound
+    assert inbound.address == b.address
     assert {a.peer_id, c.peer_id} == set(b.peers)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mesh.core import MeshConfig
+from mesh.link import LinkState
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
 from protocol.messages.location import PositionUpdateMessage, Vec3
 
 from .sim import SimNet
 
 SEEDS = range(30)
+HANDSHAKING, ACTIVE = LinkState.HANDSHAKING, LinkState.ACTIVE
 
 
 def slow_config() -> MeshConfig:
@@ -81,8 +83,8 @@ def test_simultaneous_dials_leave_one_link_per_pair(seed: int) -> None:
     )
     net.run_for(10.0)
     for node in nodes:
-        live = [li for li in node.core._links if not li.closing and not li.terminated]
-        assert len(live) == 2
+        live = [li for li in node.core.links() if li.state in (HANDSHAKING, ACTIVE)]
+        assert len(live) == 2 and all(li.state is ACTIVE for li in live)
         assert len(node.core.peers) == 2
     handles = [net.send(nodes[0], nodes[1], WhisperMessage(content=f"x{i}")) for i in range(5)]
     net.run_until(lambda: all(h in nodes[0].settled for h in handles))
@@ -167,10 +169,11 @@ def test_demux_ignores_junk_and_small_initials() -> None:
     client.connect(a.addr, now=0.0)
     (initial, _), *_ = client.datagrams_to_send(now=0.0)
     core.receive_datagram(initial[:1100], ("10.9.9.9", 1), 0.0)
-    assert core._links == set()
+    assert core.links() == []
     assert core.stats["dropped_packets"] == 5
     core.receive_datagram(initial, ("10.9.9.9", 1), 0.0)  # the full one does
-    assert len(core._links) == 1
+    (link,) = core.links()
+    assert (link.state, link.outbound, link.address) == (HANDSHAKING, False, ("10.9.9.9", 1))
 
 
 def test_peers_elsewhere_get_movement_less_often() -> None:

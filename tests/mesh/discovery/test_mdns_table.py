@@ -85,7 +85,7 @@ async def _fill_with_fakes(node: MdnsDiscovery, changed: asyncio.Event) -> set[s
             # multicast on loopback may drop one; send again
             _advertise(azc, node.service_type, names)
             try:
-                await _until(lambda: fakes <= set(node._instances), changed, within=1.0)
+                await _until(lambda: fakes <= node.instances, changed, within=1.0)
             except TimeoutError:
                 continue
             return fakes
@@ -102,9 +102,9 @@ async def test_unresolvable_instances_age_out() -> None:
     try:
         await a.start()
         fakes = await _fill_with_fakes(a, changed)
-        assert len(a._instances) == FAKES  # full
+        assert len(a.instances) == FAKES  # full
         clock.now += a.unresolved_timeout + 1
-        await _until(lambda: not fakes & set(a._instances), changed)
+        await _until(lambda: not fakes & a.instances, changed)
         await b.start()
         await wait_for_view(a, lambda peers: b.peer_id in peers)
     finally:
@@ -122,8 +122,8 @@ async def test_full_table_evicts_the_oldest_dead_instance() -> None:
         fakes = await _fill_with_fakes(a, changed)
         await b.start()
         await wait_for_view(a, lambda peers: b.peer_id in peers)
-        assert len(a._instances) <= FAKES
-        assert len(fakes - set(a._instances)) >= 1
+        assert len(a.instances) <= FAKES
+        assert len(fakes - a.instances) >= 1
     finally:
         await asyncio.gather(a.close(), b.close())
 
@@ -139,7 +139,7 @@ async def test_silent_peer_is_forgotten_and_comes_back() -> None:
         key = b.instance_name.lower()
         clock.now += a.peer_timeout + 1
         await wait_for_view(a, lambda peers: b.peer_id not in peers)
-        await _until(lambda: key not in a._instances, changed)
+        await _until(lambda: key not in a.instances, changed)
         # bob's next announcement (a PTR) brings him back although the browser knew him
         # (a PTR alone: a copy of bob's last announcement could be dropped as a duplicate)
         assert b._azc is not None

@@ -1,0 +1,408 @@
+"""Movement over DATAGRAM frames: the tick schedule, batching, bounded queues, newest-wins
+(sans-I/O).
+
+:class:`MovementScheduler` is the part of :class:`mesh.core.MeshCore` that
+decides which datagrams leave on each movement tick and to whom, and which
+received ones are delivered; the classes and functions below it are its
+pure pieces. (The binary record layout is :mod:`protocol.movement`; the
+lobby's movement rules are elsewhere.)
+
+Sender side (:class:`MovementOutbox`): position updates queued during one tick
+are coalesced (newest wins per character) and leave together as one binary
+batch (:func:`protocol.movement.encode_movement_batch`) per connection, split
+only when a batch would exceed the datagram size limit. The outbox is bounded
+(drop oldest); what aioquic itself still holds is trimmed by the node through
+:mod:`mesh._quicshim`, so a stalled receiver never makes memory grow nor gets
+second-old movement later.
+
+Receiver side (:class:`MovementInbox`): per sender and character, only an
+update whose 16-bit ``seq`` is newer (:func:`protocol.movement.seq_newer`,
+wrap-around aware) than the last accepted one is delivered; stale and
+duplicate ones are dropped. After ``reset_after`` seconds of silence any
+``seq`` is accepted again (the sender may have restarted its counter). The
+inbox also keeps each sender's newest position, for the interest policy.
+
+Interest (:func:`tick_divisors`; rates follow interest, so a crowded area costs a
+node less than one datagram per peer per tick): every peer in our location gets
+our movement every ``d``-th tick, where
+
+* ``d = 1`` for the ``full_rate_peers`` nearest peers (ranked by distance
+  rounded down to a quarter of ``rate_band``, ties broken by
+  :func:`pair_salt`, so the choice is deterministic and stable while peers
+  jitter);
+* otherwise ``d = 2 + int(distance // rate_band)``, at most
+  ``max_tick_divisor`` (2 within one band, then 3, then 4);
+* a peer whose position we do not know yet counts as at distance 0;
+* peers known to be in another location get ``far_tick_divisor`` (the caller's).
+
+Which ticks a peer with ``d > 1`` gets is spread by :func:`pair_salt` too, so a
+node sends about the same number of datagrams every tick. A peer skipped on the
+tick of our newest update is owed it: when nothing newer is queued within two
+ticks, a catch-up tick sends it to every peer still owed, so every view
+converges on our last position when we stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from mesh import _quicshim
+from mesh.config import SAFE_DATAGRAM_PAYLOAD
+from mesh.context import CoreContext
+from mesh.events import PositionReceived
+from mesh.link import Link, LinkState
+from mesh.router import LinkTable
+from protocol.errors import ProtocolError
+from protocol.messages.location import PositionUpdateMessage
+from protocol.movement import (
+    MAX_BATCH,
+    RECORD_SIZE,
+    decode_movement_batch,
+    encode_movement_batch,
+    seq_newer,
+)
+
+__all__ = [
+    "SAFE_DATAGRAM_PAYLOAD",
+    "MovementInbox",
+    "MovementInfo",
+    "MovementOutbox",
+    "MovementScheduler",
+    "Point",
+    "pair_salt",
+    "split_batches",
+    "tick_divisors",
+]
+
+logger = logging.getLogger("mesh.core")
+
+Point = tuple[float, float, float]
+"""A position as ``(x, y, z)``."""
+
+
+def split_batches(updates: Sequence[PositionUpdateMessage], max_payload: int) -> list[bytes]:
+    """Encode ``updates`` as few batches as possible, each at most ``max_payload`` bytes."""
+    per_batch = min(MAX_BATCH, (max_payload - 2) // RECORD_SIZE)
+    if per_batch < 1 or not updates:
+        return []
+    return [
+        encode_movement_batch(updates[i : i + per_batch]) for i in range(0, len(updates), per_batch)
+    ]
+
+
+def pair_salt(a: int, b: int) -> int:
+    """A deterministic 32-bit number of the unordered pair of character ids ``a``, ``b``.
+
+    Symmetric (both ends compute the same), and spread so that ties and tick
+    phases do not all fall on the same peers.
+    """
+    lo, hi = (a, b) if a <= b else (b, a)
+    x = (lo * 0x9E3779B1 + hi * 0x85EBCA77 + 0x27D4EB2F) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x2C1B3C6D) & 0xFFFFFFFF
+    x ^= x >> 12
+    return x
+
+
+def tick_divisors(
+    own: Point | None,
+    peers: Mapping[str, tuple[Point | None, int]],
+    *,
+    full_rate_peers: int,
+    rate_band: float,
+    max_tick_divisor: int,
+) -> dict[str, int]:
+    """Every ``d``-th tick for each peer in our location (see the module docstring).
+
+    ``own``: our position (None: unknown, every peer gets the full rate);
+    ``peers``: peer id -> (its newest known position or None, :func:`pair_salt`).
+    """
+    if own is None or len(peers) <= full_rate_peers:
+        return dict.fromkeys(peers, 1)
+    quantum = rate_band / 4 if rate_band > 0 else 1.0
+    ranked: list[tuple[float, int, str, float]] = []
+    for pid, (pos, salt) in peers.items():
+        dist = 0.0 if pos is None else math.dist(own, pos)
+        if not math.isfinite(dist):
+            dist = math.inf
+        ranked.append((dist // quantum if dist != math.inf else math.inf, salt, pid, dist))
+    ranked.sort()
+    out: dict[str, int] = {}
+    top = max(max_tick_divisor, 1)
+    for i, (_, _, pid, dist) in enumerate(ranked):
+        if i < full_rate_peers:
+            out[pid] = 1
+        elif rate_band <= 0 or not math.isfinite(dist):
+            out[pid] = top
+        else:
+            out[pid] = min(2 + int(dist // rate_band), top)
+    return out
+
+
+class MovementOutbox:
+    """Position updates waiting for the next tick: newest per character, bounded."""
+
+    def __init__(self, max_pending: int = 64) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self._max = max_pending
+        self._pending: OrderedDict[int, PositionUpdateMessage] = OrderedDict()
+        self.dropped = 0
+        self.latest: list[PositionUpdateMessage] = []
+        """The updates of the newest tick that had any (what owed peers get)."""
+        self.owed: set[str] = set()
+        """Peers skipped on the newest updates' ticks, by peer id (interest)."""
+
+    def put(self, update: PositionUpdateMessage) -> None:
+        """Queue ``update``; it replaces an older one of the same character."""
+        current = self._pending.get(update.character_id)
+        if current is not None and not seq_newer(update.seq, current.seq):
+            self.dropped += 1
+            return
+        self._pending.pop(update.character_id, None)
+        self._pending[update.character_id] = update
+        while len(self._pending) > self._max:
+            self._pending.popitem(last=False)
+            self.dropped += 1
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def take(self) -> list[PositionUpdateMessage]:
+        """Everything queued for this tick (the outbox is empty afterwards)."""
+        updates = list(self._pending.values())
+        self._pending.clear()
+        if updates:
+            self.latest = updates
+        return updates
+
+
+@dataclass(slots=True)
+class _Last:
+    seq: int
+    at: float
+
+
+class MovementInbox:
+    """Newest-wins filter for received updates, per (sender, character)."""
+
+    def __init__(self, reset_after: float = 10.0, max_tracked: int = 4096) -> None:
+        self._reset_after = reset_after
+        self._max = max_tracked
+        self._last: OrderedDict[tuple[str, int], _Last] = OrderedDict()
+        self.stale = 0
+        self.positions: dict[str, Point] = {}
+        """Newest accepted position of each sender."""
+
+    def accept(self, sender: str, update: PositionUpdateMessage, now: float) -> bool:
+        """True when ``update`` is newer than the last accepted one of its character."""
+        key = (sender, update.character_id)
+        last = self._last.get(key)
+        if (
+            last is not None
+            and now - last.at < self._reset_after
+            and not seq_newer(update.seq, last.seq)
+        ):
+            self.stale += 1
+            return False
+        self._last[key] = _Last(update.seq, now)
+        self._last.move_to_end(key)
+        while len(self._last) > self._max:
+            self._last.popitem(last=False)
+        p = update.position
+        self.positions[sender] = (p.x, p.y, p.z)
+        return True
+
+    def forget(self, sender: str) -> None:
+        """Drop what is known of ``sender`` (it disconnected)."""
+        for key in [k for k in self._last if k[0] == sender]:
+            del self._last[key]
+        self.positions.pop(sender, None)
+
+
+@dataclass(frozen=True, slots=True)
+class MovementInfo:
+    """A read-only snapshot of the movement part (:meth:`MovementScheduler.info`)."""
+
+    ticks: int
+    """Ticks that sent new updates so far."""
+    next_tick: float | None
+    """When the next tick (or catch-up tick) runs; None: nothing queued or owed."""
+    queued: int
+    """Updates waiting for the next tick."""
+    latest: tuple[PositionUpdateMessage, ...]
+    """The updates of the newest tick that had any."""
+    owed: frozenset[str]
+    """Peers skipped on the newest updates' tick (a catch-up tick is planned)."""
+    dropped: int
+    """Updates dropped by the outbox (replaced by a newer one, or over its bound)."""
+    stale: int
+    """Received updates dropped as older than one already delivered."""
+
+
+PeerMoved = Callable[[str, int, float], None]
+"""``(peer id, new location id, now)``: a received update shows a peer in another location."""
+
+
+class MovementScheduler:
+    """Our movement out on ticks, theirs in, newest wins (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: CoreContext,
+        table: LinkTable,
+        locations: Mapping[str, int],
+        on_moved: PeerMoved,
+    ) -> None:
+        self._ctx = ctx
+        self._table = table
+        self._locations = locations
+        self._on_moved = on_moved
+        self._outbox = MovementOutbox(ctx.config.movement_queue)
+        self._inbox = MovementInbox()
+        self._next_tick: float | None = None
+        self._last_tick: float | None = None
+        self._ticks = 0
+
+    def queue(self, update: PositionUpdateMessage, now: float) -> None:
+        """Queue our position for the next tick (newest wins); the tick is due at once unless
+        one ran less than ``tick_interval`` ago."""
+        self._outbox.put(update)
+        last = self._last_tick
+        due = now if last is None else max(now, last + self._ctx.config.tick_interval)
+        if self._next_tick is None or due < self._next_tick:  # a later catch-up tick waits
+            self._next_tick = due
+
+    def timer(self) -> float | None:
+        """When :meth:`tick` must run (None: nothing queued or owed)."""
+        return self._next_tick
+
+    def tick(self, now: float, here: int | None) -> None:
+        """One movement tick: the newest updates to every peer whose turn it is.
+
+        ``here``: our location. Rates follow interest (:func:`tick_divisors`); a
+        peer skipped is owed the newest updates: if nothing newer is queued
+        within two ticks, a catch-up tick sends them to every peer still owed.
+        """
+        outbox = self._outbox
+        updates = outbox.take()
+        self._next_tick = None
+        if not updates:
+            # nothing new for two ticks: every peer still owed our newest gets it now;
+            # the tick clock is left alone, so this never holds back the next update
+            if outbox.owed:
+                self._send(outbox.latest, outbox.owed, now)
+                outbox.owed = set()
+            return
+        self._last_tick = now
+        self._ticks += 1
+        ticks = self._ticks
+        config = self._ctx.config
+        own = updates[-1]
+        divisors = self._interest(own, here)
+        owed: set[str] = set()
+        due: list[str] = []
+        for pid, link in self._table.directs.items():
+            if link.state is not LinkState.ACTIVE:
+                continue
+            divisor = divisors.get(pid, config.far_tick_divisor)
+            identity = link.identity
+            if divisor > 1 and identity is not None:
+                if (ticks + pair_salt(own.character_id, identity.character_id)) % divisor:
+                    owed.add(pid)
+                    continue
+            due.append(pid)
+        self._send(updates, due, now)
+        outbox.owed = owed
+        if owed:  # a catch-up tick, unless a newer update comes first
+            self._next_tick = now + 2 * config.tick_interval
+
+    def receive(self, link: Link, data: bytes, now: float) -> None:
+        """A DATAGRAM frame on ``link``: deliver the newer updates of the peer's own character."""
+        ctx = self._ctx
+        identity = link.identity
+        if link.state is not LinkState.ACTIVE or identity is None:
+            ctx.stats["bad_datagrams"] += 1
+            return
+        try:
+            updates = decode_movement_batch(data)
+        except ProtocolError as exc:
+            ctx.stats["bad_datagrams"] += 1
+            logger.debug("bad datagram from %s dropped: %s", link.describe(), exc)
+            return
+        link.last_activity = now
+        pid = identity.peer_id
+        for update in updates:
+            if update.character_id != identity.character_id:
+                ctx.stats["spoofed_updates"] += 1
+                continue
+            if self._inbox.accept(pid, update, now):
+                if self._locations.get(pid) != update.location_id:
+                    self._on_moved(pid, update.location_id, now)
+                ctx.events.append(PositionReceived(identity, update))
+
+    def forget(self, peer_id: str) -> None:
+        """``peer_id`` disconnected: drop what the inbox knows of it."""
+        self._inbox.forget(peer_id)
+
+    def info(self) -> MovementInfo:
+        """A snapshot of the schedule and its queues."""
+        outbox = self._outbox
+        return MovementInfo(
+            ticks=self._ticks,
+            next_tick=self._next_tick,
+            queued=len(outbox),
+            latest=tuple(outbox.latest),
+            owed=frozenset(outbox.owed),
+            dropped=outbox.dropped,
+            stale=self._inbox.stale,
+        )
+
+    # internals ----------------------------------------------------------------------
+
+    def _send(self, updates: list[PositionUpdateMessage], peers: Iterable[str], now: float) -> None:
+        config = self._ctx.config
+        direct = self._table.directs
+        cache: dict[int, list[bytes]] = {}
+        for pid in peers:
+            link = direct.get(pid)
+            if link is None or link.state is not LinkState.ACTIVE:
+                continue
+            quic = link.quic
+            remote = _quicshim.remote_max_datagram_frame_size(quic)
+            if remote is None:
+                continue
+            limit = min(config.max_datagram_payload, remote - 4)
+            batches = cache.get(limit)
+            if batches is None:
+                batches = cache[limit] = split_batches(updates, limit)
+            for batch in batches:
+                quic.send_datagram_frame(batch)
+            _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
+            if config.ack_tuning:
+                _quicshim.piggyback_ack(quic, now)
+
+    def _interest(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
+        """Tick divisor of each direct peer in our location (others: absent)."""
+        locations = self._locations
+        positions = self._inbox.positions
+        config = self._ctx.config
+        peers: dict[str, tuple[Point | None, int]] = {}
+        for pid, link in self._table.directs.items():
+            if here is not None and locations.get(pid, here) != here:
+                continue  # another location: far_tick_divisor
+            identity = link.identity
+            cid = identity.character_id if identity is not None else 0
+            peers[pid] = (positions.get(pid), pair_salt(own.character_id, cid))
+        p = own.position
+        return tick_divisors(
+            (p.x, p.y, p.z),
+            peers,
+            full_rate_peers=config.full_rate_peers,
+            rate_band=config.rate_band,
+            max_tick_divisor=config.max_tick_divisor,
+        )

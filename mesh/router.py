@@ -1,0 +1,234 @@
+"""The link table: every connection of the node, how a datagram finds its connection, which
+link carries each peer, and where links are made (sans-I/O).
+
+:class:`LinkTable` routes an incoming datagram by its destination connection id
+(:meth:`LinkTable.route`), creates the server side of a connection for an
+unknown one (:meth:`LinkTable.accept_initial`, the only place an unsolicited
+packet turns into state, and only once :mod:`mesh.gate` admits it: QUIC Retry
+under pressure, per-source limits) and the client side of a dial (:meth:`LinkTable.dial`),
+keeps the one ``ACTIVE`` link of each peer (:meth:`LinkTable.direct`), and
+tracks which links may have something to send or a changed timer, so a flush
+or a timer read touches only those (:class:`mesh._quicshim.MeshQuicConnection`
+marks them).
+
+The table holds links; what a link *means* (the peer handshake, the
+tie-break, what travels on it) is decided by :class:`mesh.core.MeshCore` and
+:class:`mesh.admission.Admission`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+from collections.abc import Iterator
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.packet import QuicHeader
+
+from mesh import _quicshim
+from mesh.certs import ALPN, make_certificate
+from mesh.context import CoreContext
+from mesh.gate import Admit, Drop, InitialGate
+from mesh.handshake import Handshake
+from mesh.link import Address, Link, LinkState, LinkStateError
+
+__all__ = ["LinkTable"]
+
+
+class LinkTable:
+    """Links by connection id and by peer; where links are created (see the module docstring)."""
+
+    def __init__(self, ctx: CoreContext) -> None:
+        self._ctx = ctx
+        identity = ctx.identity
+        self._server_config = self._quic_config(is_client=False)
+        self._server_config.certificate = make_certificate(
+            identity.signing_key, common_name=identity.peer_id
+        )
+        self._server_config.private_key = identity.signing_key
+        self.gate = InitialGate(
+            ctx.config,
+            versions=self._server_config.supported_versions,
+            in_progress=self._handshaking_on,
+        )
+        """Admits, retries or drops Initials to unknown connection ids (its ``stats``)."""
+        self._links: set[Link] = set()
+        self._by_cid: dict[bytes, Link] = {}
+        self.directs: dict[str, Link] = {}
+        """Peer id -> its ``ACTIVE`` link. Read it; only this table changes it."""
+        self._touched: set[Link] = set()  # links that may have something to send
+        self._timer_stale: set[Link] = set()  # links whose timer may have changed
+        self._timers: dict[Link, float | None] = {}
+        self._dial_ids = itertools.count(1)
+
+    # lookups ------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Link]:
+        """Every link not yet terminated (a copy: the table may change meanwhile)."""
+        return iter(list(self._links))
+
+    def route(self, dcid: bytes) -> Link | None:
+        """The link a datagram with destination connection id ``dcid`` belongs to."""
+        return self._by_cid.get(dcid)
+
+    def direct(self, peer_id: str) -> Link | None:
+        """The ``ACTIVE`` link of ``peer_id``, if there is one."""
+        return self.directs.get(peer_id)
+
+    def handshaking(self) -> int:
+        """Links holding a ``max_handshakes`` slot."""
+        return sum(1 for link in self._links if link.counts_as_handshake)
+
+    def _handshaking_on(self, cid: bytes) -> bool:
+        """The connection ``cid`` names is still handshaking (the gate's per-source count)."""
+        link = self._by_cid.get(cid)
+        return link is not None and link.counts_as_handshake
+
+    def dialing(self, peer_id: str) -> bool:
+        """A dial to ``peer_id`` is under way."""
+        return any(
+            li.expected_peer_id == peer_id and li.state is LinkState.HANDSHAKING
+            for li in self._links
+        )
+
+    # making links -------------------------------------------------------------------
+
+    def accept_initial(
+        self, header: QuicHeader, size: int, addr: Address, now: float
+    ) -> Link | None:
+        """The server side of a new connection for a datagram with an unknown DCID, or None.
+
+        :attr:`gate` decides first: only a full-size client Initial of a version
+        we speak, within the handshake slots and its source's share, with a valid
+        Retry token when under pressure, makes a link; a Retry it answers with
+        waits in :meth:`InitialGate.datagrams_to_send`; anything else is dropped
+        (counted in ``dropped_packets``).
+        """
+        verdict = self.gate.screen(header, size, addr, now, handshakes=self.handshaking())
+        if isinstance(verdict, Drop):
+            self._ctx.stats["dropped_packets"] += 1
+        if not isinstance(verdict, Admit):
+            return None  # dropped, or answered by a Retry: no state kept
+        config = self._ctx.config
+        odcid = header.destination_cid
+        quic = _quicshim.MeshQuicConnection(
+            configuration=self._server_config,
+            original_destination_connection_id=verdict.original_dcid,
+            retry_source_connection_id=verdict.retry_scid,
+        )
+        handshake = Handshake(is_client=False, identity=self._ctx.identity, auth=self._ctx.auth)
+        link = Link(
+            quic,
+            addr,
+            is_client=False,
+            handshake=handshake,
+            now=now,
+            dial_deadline=now + config.dial_timeout,
+        )
+        self._add(link, quic)
+        self.register_cid(link, odcid)
+        self.register_cid(link, quic.host_cid)
+        return link
+
+    def dial(self, addr: Address, peer_id: str | None, now: float) -> int:
+        """Open a connection to ``addr`` (expecting ``peer_id`` there, if given); returns
+        the dial id its ``PeerConnected`` or ``DialFailed`` event will carry."""
+        ctx = self._ctx
+        dial_id = next(self._dial_ids)
+        quic = _quicshim.MeshQuicConnection(configuration=self._quic_config(is_client=True))
+        handshake = Handshake(
+            is_client=True,
+            identity=ctx.identity,
+            auth=ctx.auth,
+            expected_peer_id=peer_id,
+            server_key=lambda: _quicshim.peer_certificate_ed25519(quic),
+        )
+        link = Link(
+            quic,
+            addr,
+            is_client=True,
+            handshake=handshake,
+            now=now,
+            dial_deadline=now + ctx.config.dial_timeout,
+            dial_id=dial_id,
+            expected_peer_id=peer_id,
+        )
+        self._add(link, quic)
+        self.register_cid(link, quic.host_cid)
+        quic.connect(addr, now=now)
+        return dial_id
+
+    # changes ------------------------------------------------------------------------
+
+    def register_cid(self, link: Link, cid: bytes) -> None:
+        """Datagrams to ``cid`` belong to ``link`` (aioquic issued it)."""
+        self._by_cid[cid] = link
+        link.cids.add(cid)
+
+    def retire_cid(self, link: Link, cid: bytes) -> None:
+        """aioquic retired ``cid`` of ``link``."""
+        if self._by_cid.get(cid) is link:
+            del self._by_cid[cid]
+        link.cids.discard(cid)
+
+    def set_direct(self, link: Link) -> None:
+        """Make the authenticated ``link`` its peer's direct link (``ACTIVE``), in place of
+        any other (the caller has closed that one)."""
+        pid = link.peer_id
+        if pid is None:  # pragma: no cover - only authenticated links get here
+            raise LinkStateError(f"link {link.describe()}: direct before authentication")
+        link.activate()
+        self.directs[pid] = link
+
+    def unset_direct(self, link: Link) -> None:
+        """``link`` no longer carries its peer (it is closing or gone)."""
+        pid = link.peer_id
+        if pid is not None and self.directs.get(pid) is link:
+            del self.directs[pid]
+
+    def remove(self, link: Link) -> None:
+        """aioquic is done with ``link``: forget it and its connection ids."""
+        self._links.discard(link)
+        for cid in link.cids:
+            if self._by_cid.get(cid) is link:
+                del self._by_cid[cid]
+
+    # flushing and timers ------------------------------------------------------------
+
+    def take_touched(self) -> Iterator[Link]:
+        """Each link that may have something to send, once (links touched meanwhile too)."""
+        touched = self._touched
+        while touched:
+            yield touched.pop()
+
+    def timers(self, times: list[float]) -> None:
+        """Append every link's timer to ``times`` (re-read only where a connection was
+        touched: the driver calls this after every event, with mostly idle links)."""
+        timers = self._timers
+        stale = self._timer_stale
+        links = self._links
+        while stale:
+            link = stale.pop()
+            if link in links:
+                timers[link] = link.timer()
+            else:
+                timers.pop(link, None)
+        times.extend([t for t in timers.values() if t is not None])
+
+    # internals ----------------------------------------------------------------------
+
+    def _add(self, link: Link, quic: _quicshim.MeshQuicConnection) -> None:
+        quic.watch(self._touched, link)
+        quic.watch(self._timer_stale, link)
+        self._links.add(link)
+
+    def _quic_config(self, *, is_client: bool) -> QuicConfiguration:
+        config = self._ctx.config
+        return QuicConfiguration(
+            is_client=is_client,
+            alpn_protocols=[ALPN],
+            verify_mode=ssl.CERT_NONE,
+            idle_timeout=config.idle_timeout,
+            max_datagram_frame_size=65536,
+            connection_id_length=config.connection_id_length,
+        )
