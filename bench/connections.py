@@ -51,6 +51,7 @@ def measure_connections(
         gens[0].call("connect", {"specs": warm, "concurrency": 50}, timeout=120)
         time.sleep(0.3)
         u0 = server.call("usage")
+        server.profile()
         t0 = time.perf_counter()
         size = math.ceil(len(rest) / groups)
         for i, gen in enumerate(gens[1:]):
@@ -64,6 +65,7 @@ def measure_connections(
             failed += res["failed"]
             errors += res["errors"]
         connect_s = time.perf_counter() - t0
+        server.profile(f"connections-{server.name}")
         time.sleep(hold)
         u1 = server.call("usage")
         alive = sum(gen.call("alive", timeout=60) for gen in gens[1:])

@@ -19,13 +19,21 @@ character selection, a failed touch) drop the affected entries at once, and the
 expiry is checked on every call; a revocation made by another lobby process
 sharing the database is seen within ``RECHECK_INTERVAL`` seconds.
 
+Cache misses that arrive together (a reconnect storm after a lobby restart) share
+database reads: the tokens waiting while a read runs are looked up by the next
+one, up to ``LOOKUP_BATCH`` tokens per ``SELECT ... WHERE token_hash IN (...)``,
+and the sessions among them that are due a slide are slid by one ``UPDATE``.
+Each caller still gets exactly what a read of its own would have given.
+
 A session also records the selected character and the peer information sent
 with the selection (public key, box key, endpoints), for the peer directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import secrets
@@ -39,7 +47,7 @@ from lobby.config import Clock, LobbySettings
 from lobby.storage import Database, accounts, sessions
 from protocol.errors import ErrorCode, LobbyError
 
-__all__ = ["RECHECK_INTERVAL", "Session", "SessionStore", "hash_token"]
+__all__ = ["LOOKUP_BATCH", "RECHECK_INTERVAL", "Session", "SessionStore", "hash_token"]
 
 log = logging.getLogger("lobby.sessions")
 
@@ -49,6 +57,10 @@ RECHECK_INTERVAL = 5.0
 """At most this many seconds between database reads of a cached session's row."""
 
 _CACHE_MAX = 100_000
+
+LOOKUP_BATCH = 256
+"""At most this many token hashes per database read of sessions (well under SQLite's
+limit of bound parameters)."""
 
 
 def hash_token(token: str) -> str:
@@ -99,6 +111,10 @@ class SessionStore:
         self._hash_of: dict[int, str] = {}
         self._generation = 0
         """Bumped by every invalidation: a read that raced one is not cached."""
+        # token hash -> futures of the callers waiting for its row (None: no such row);
+        # the reader task drains it in batches and ends when nobody waits
+        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     async def create(self, account: Account) -> tuple[str, Session]:
         """A new session for ``account``: ``(token, session)``; the token is shown once."""
@@ -151,16 +167,10 @@ class SessionStore:
                 return session
             self._drop(session.id)
         generation = self._generation
-        query = (
-            select(sessions, accounts.c.username)
-            .join(accounts, accounts.c.id == sessions.c.account_id)
-            .where(sessions.c.token_hash == key)
-        )
-        async with self._db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._row_of(key)
         if row is None:
             raise LobbyError("invalid or revoked session token", code=ErrorCode.UNAUTHORIZED)
-        session = self._from_row(row._mapping)
+        session = self._from_row(row)
         now = self._clock()
         if now >= session.expires_at:
             await self.revoke(session.id)
@@ -171,7 +181,17 @@ class SessionStore:
         return session
 
     async def get(self, session_id: int) -> Session | None:
-        """The session with ``session_id`` if it exists and has not expired (no sliding)."""
+        """The session with ``session_id`` if it exists and has not expired (no sliding).
+
+        Answered from the cache when it holds the session and read its row less than
+        the recheck interval ago (the same freshness :meth:`authenticate` accepts).
+        """
+        key = self._hash_of.get(session_id)
+        if key is not None:
+            session, checked = self._cache[key]
+            now = self._clock()
+            if checked <= now and now - checked < self._recheck and now < session.expires_at:
+                return session
         query = (
             select(sessions, accounts.c.username)
             .join(accounts, accounts.c.id == sessions.c.account_id)
@@ -266,6 +286,55 @@ class SessionStore:
     def character_deleted(self, character_id: int) -> None:
         """``character_id`` is gone (its sessions were unselected in the database)."""
         self._forget_character(character_id)
+
+    async def _row_of(self, key: str) -> Any:
+        """The session row (a mapping) whose token hash is ``key``, or None; batched."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(fut)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_batches(), name="lobby-session-reads")
+        return await fut
+
+    async def _read_batches(self) -> None:
+        """Read the rows of the waiting token hashes, a batch at a time, until none wait."""
+        try:
+            while self._waiting:
+                keys = list(itertools.islice(self._waiting, LOOKUP_BATCH))
+                waiters = [self._waiting.pop(k) for k in keys]
+                try:
+                    found = await self._read_rows(keys)
+                except Exception as exc:  # each waiter meets the failure of its read
+                    for futs in waiters:
+                        for fut in futs:
+                            if not fut.done():
+                                fut.set_exception(exc)
+                    continue
+                except BaseException:
+                    for futs in waiters:
+                        for fut in futs:
+                            fut.cancel()
+                    raise
+                for key, futs in zip(keys, waiters, strict=True):
+                    row = found.get(key)
+                    for fut in futs:
+                        if not fut.done():
+                            fut.set_result(row)
+        finally:
+            self._reader = None
+            for futs in self._waiting.values():  # only left behind when cancelled
+                for fut in futs:
+                    fut.cancel()
+            self._waiting.clear()
+
+    async def _read_rows(self, keys: list[str]) -> dict[str, Any]:
+        query = (
+            select(sessions, accounts.c.username)
+            .join(accounts, accounts.c.id == sessions.c.account_id)
+            .where(sessions.c.token_hash.in_(keys))
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {str(row.token_hash): row._mapping for row in rows}
 
     @property
     def cached(self) -> int:
