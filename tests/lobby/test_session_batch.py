@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import delete, event, select, update
 
 from lobby import MasterServer
 from lobby.sessions import LOOKUP_BATCH, Session, hash_token
@@ -18,13 +18,13 @@ from tests.lobby.support import ApiClient, FakeClock
 
 
 @contextmanager
-def session_reads(server: MasterServer) -> Iterator[list[str]]:
-    """The SELECT statements on the sessions table the lobby runs inside the block."""
+def session_reads(server: MasterServer, verb: str = "SELECT") -> Iterator[list[str]]:
+    """The statements on the sessions table starting with ``verb`` run inside the block."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         text = " ".join(statement.split()).upper()
-        if text.startswith("SELECT") and "FROM SESSIONS" in text:
+        if text.startswith(verb) and " SESSIONS " in f"{text} ":
             seen.append(text)
 
     engine = server.ctx.db.engine.sync_engine
@@ -103,7 +103,7 @@ async def test_a_failed_read_reaches_every_waiter_and_the_next_burst_reads_again
             raise failures.pop()
         return await real(keys)
 
-    monkeypatch.setattr(store, "_read_rows", flaky)  # injects one fault
+    monkeypatch.setattr(store._rows, "_fetch", flaky)  # injects one fault
     first = await asyncio.gather(*(store.authenticate(t) for t in tokens), return_exceptions=True)
     assert all(isinstance(a, OSError) for a in first)
     second = await asyncio.gather(*(store.authenticate(t) for t in tokens))
@@ -125,3 +125,43 @@ async def test_get_answers_from_a_fresh_cache_entry_and_rereads_after_a_change(
     assert len(reads) == 1 and fresh is not None and fresh.peer_info == {"ticket": "t"}
     clock.advance(lobby.settings.session_ttl)  # expired: never answered from the cache
     assert await store.get(session.id) is None
+
+
+async def test_sessions_due_a_slide_are_slid_by_one_update(
+    lobby: MasterServer, make_client: Callable[[], ApiClient], clock: FakeClock
+) -> None:
+    store = lobby.ctx.sessions
+    tokens = await _tokens(make_client, "slides", 6)
+    clock.advance(lobby.settings.session_touch_interval + 1)  # every one is due a slide
+    with session_reads(lobby, "UPDATE") as writes:
+        answers = await asyncio.gather(*(store.authenticate(t) for t in tokens))
+    assert len(writes) == 1
+    expires = clock() + lobby.settings.session_ttl
+    assert all(a.last_seen_at == clock() and a.expires_at == expires for a in answers)
+    async with lobby.ctx.db.read() as db:
+        rows = (await db.execute(select(sessions.c.expires_at))).scalars().all()
+    assert sorted(rows) == [expires] * len(tokens)
+
+
+async def test_a_session_deleted_before_its_slide_is_refused(
+    lobby: MasterServer,
+    monkeypatch: pytest.MonkeyPatch,
+    make_client: Callable[[], ApiClient],
+    clock: FakeClock,
+) -> None:
+    store = lobby.ctx.sessions
+    keep, lose = await _tokens(make_client, "slidegone", 2)
+    clock.advance(lobby.settings.session_touch_interval + 1)
+    real = store._slide_rows
+
+    async def revoked_meanwhile(ids: list[int]) -> dict[int, tuple[float, float] | None]:
+        # another lobby process logs ``lose`` out between the read and the slide
+        async with lobby.ctx.db.write() as db:
+            await db.execute(delete(sessions).where(sessions.c.token_hash == hash_token(lose)))
+        return await real(ids)
+
+    monkeypatch.setattr(store._slides, "_fetch", revoked_meanwhile)  # injects the race
+    kept, lost = await asyncio.gather(*(_check(lobby, t) for t in (keep, lose)))
+    assert isinstance(kept, Session)
+    assert isinstance(lost, LobbyError) and lost.code == ErrorCode.UNAUTHORIZED
+    assert isinstance(await _check(lobby, lose), LobbyError)
