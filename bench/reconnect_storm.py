@@ -7,7 +7,10 @@ sessions are still valid rows, but the new process has no presence and nothing c
 generator process then reconnects all ``N`` clients at once (no concurrency cap below ``N``).
 Each client sends a ``HEARTBEAT`` as soon as its upgrade is answered and counts as *back* when
 the first frame comes back; once all are back, the first client sends one ``CHAT``, which
-the lobby delivers to every connection.
+the lobby delivers to every connection. The lobby runs with a one-second
+``session_touch_interval`` and is restarted more than a second after the sessions were last
+used, so every reconnect is due to slide its session, as after a real outage longer than the
+default 30 s.
 
 Figures, measured from the moment the restarted lobby listens: *all back* (every upgrade
 answered and one message round trip on every socket) and *all back and chatting* (the chat
@@ -37,6 +40,7 @@ __all__ = ["run", "storm"]
 TITLE = "reconnect storm: N clients back and chatting after a lobby restart"
 GEN_LOOP = "uvloop" if "uvloop" in LOOPS else "asyncio"
 HEARTBEAT = '{"type":"heartbeat"}'
+TOUCH_S = 1.0
 TIMEOUT_S = 300.0
 
 
@@ -54,7 +58,7 @@ def _wait_chat(gen: Child, n: int, timeout: float) -> None:
 
 def storm(kind: str, n: int) -> dict[str, Any]:
     """One storm of ``n`` clients against a lobby on loop ``kind``; seconds and counts."""
-    settings = lobby_ws_settings(n)
+    settings = {**lobby_ws_settings(n), "session_touch_interval": TOUCH_S}
     with tempfile.TemporaryDirectory(prefix="shards-storm-") as data_dir:
         lobby, port = start_lobby(settings, kind, nofile=n + 2048, data_dir=data_dir)
         gen = Child(ws_clients_child, "127.0.0.1", port, kind=GEN_LOOP, nofile=n + 512, name="ws")
@@ -64,8 +68,10 @@ def storm(kind: str, n: int) -> dict[str, Any]:
             first = gen.call("connect", {"specs": specs, "concurrency": 200}, timeout=TIMEOUT_S)
             if first["connected"] != n:
                 raise BenchError(f"only {first['connected']} of {n} connected: {first['errors']}")
+            used = time.monotonic()
             lobby.close()  # MasterServer.stop(): every socket closed with 1001
             gen.call("drop")
+            time.sleep(max(0.0, used + TOUCH_S - time.monotonic()))
             lobby, port = start_lobby(settings, kind, nofile=n + 2048, data_dir=data_dir)
             lobby.profile()
             t0 = time.perf_counter()
