@@ -196,7 +196,7 @@ class MasterServer:
             )
             await runner.setup()
             self._runner = runner
-            site = web.TCPSite(runner, s.host, s.port)
+            site = web.TCPSite(runner, s.host, s.port, backlog=s.listen_backlog)
             await site.start()
             self._port = int(runner.addresses[0][1])
         except BaseException:
