@@ -154,6 +154,15 @@ def run(quick: bool) -> dict[str, Any]:
         rows.append(
             row(
                 loop=kind,
+                metric="clients back (of N)",
+                value=float(fig["back"]),
+                unit="",
+                target=("value", ">=", float(n)),
+            )
+        )
+        rows.append(
+            row(
+                loop=kind,
                 metric=f"{n} clients back and chatting",
                 value=fig["chatting_s"],
                 unit="s",
