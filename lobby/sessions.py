@@ -63,8 +63,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 LOOKUP_BATCH = 256
-"""At most this many token hashes per database read of sessions (well under SQLite's
-limit of bound parameters)."""
+"""At most this many sessions per batched read (by token hash) or slide (by id): well
+under SQLite's limit of bound parameters."""
 
 
 class _Batches(Generic[K, V]):
