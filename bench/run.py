@@ -35,16 +35,16 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "whisper": ("bench.whisper", "whisper: direct mesh vs lobby relay, 20 ms per link"),
     "fanout": ("bench.fanout", "lobby fan-out: server CPU per chat recipient"),
     "connections": ("bench.connections", "connections: authenticated WebSockets, RSS each"),
-    "reconnect_storm": (
-        "bench.reconnect_storm",
-        "reconnect storm: N clients back and chatting after a lobby restart",
-    ),
     "rest": ("bench.rest", "REST: GET /api/world/state requests per second"),
     "login_storm": ("bench.login_storm", "login storm: /api/status p99 during logins"),
     "area": ("bench.area", "one area: 16 peers at 30 Hz, age of each view"),
     "handshake_flood": (
         "bench.handshake_flood",
         "handshake flood: honest connect time, idle vs 1,000 garbage Initials/s",
+    ),
+    "reconnect_storm": (
+        "bench.reconnect_storm",
+        "reconnect storm: N clients back and chatting after a lobby restart",
     ),
 }
 
