@@ -68,8 +68,8 @@ def _server_port(server: Any) -> int:
     raise Skip("cannot tell which port MasterServer bound")
 
 
-async def lobby_child(ctl: Any, settings: dict[str, Any]) -> None:
-    """Child body: a MasterServer with ``settings`` on a temporary data directory."""
+async def lobby_child(ctl: Any, settings: dict[str, Any], data_dir: str | None = None) -> None:
+    """Child body: a MasterServer with ``settings`` on ``data_dir`` (default: a temporary one)."""
     import logging
 
     from lobby import MasterServer
@@ -79,7 +79,10 @@ async def lobby_child(ctl: Any, settings: dict[str, Any]) -> None:
         from lobby import LobbySettings
 
         server = MasterServer(
-            host="127.0.0.1", port=0, data_dir=tmp, settings=LobbySettings(**settings)
+            host="127.0.0.1",
+            port=0,
+            data_dir=data_dir or tmp,
+            settings=LobbySettings(**settings),
         )
         await server.start()
         try:
@@ -89,9 +92,11 @@ async def lobby_child(ctl: Any, settings: dict[str, Any]) -> None:
             await server.stop()
 
 
-def start_lobby(settings: dict[str, Any], kind: str, nofile: int = 0) -> tuple[Child, int]:
-    """A lobby child and its port."""
-    child = Child(lobby_child, settings, kind=kind, nofile=nofile, name="lobby")
+def start_lobby(
+    settings: dict[str, Any], kind: str, nofile: int = 0, data_dir: str | None = None
+) -> tuple[Child, int]:
+    """A lobby child and its port (``data_dir``: keep its database there, across restarts)."""
+    child = Child(lobby_child, settings, data_dir, kind=kind, nofile=nofile, name="lobby")
     try:
         _, port = child.recv(60)
     except BaseException:

@@ -143,7 +143,12 @@ def _upgrade_request(host: str, port: int, path: str, headers: dict[str, str]) -
 
 async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
     """Child body. Commands: "connect" {specs: [{path, headers, hello}], concurrency,
-    wait_first}, "reset", "counts", "send" {index, text, rate, duration}, "alive"."""
+    wait_first, port}, "reset", "counts", "send" {index, text, rate, duration}, "say" {index,
+    text} (one frame now), "alive", "drop" (close every client and forget them; indexes of
+    "send" and "say" start again at 0).
+
+    ``port`` in "connect" overrides the one the child was started with (a server that came
+    back on another port)."""
     loop = asyncio.get_running_loop()
     stats = _Stats()
     clients: list[_Client] = []
@@ -155,13 +160,15 @@ async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
 
         slots: list[_Client | None] = [None] * len(arg["specs"])
 
+        to = arg.get("port", port)
+
         async def one(i: int, spec: dict[str, Any]) -> None:
-            request = _upgrade_request(host, port, spec["path"], spec.get("headers", {}))
+            request = _upgrade_request(host, to, spec["path"], spec.get("headers", {}))
             hello = spec.get("hello")
             client = _Client(request, hello.encode() if hello else None, stats)
             async with sem:
                 try:
-                    await loop.create_connection(lambda: client, host, port)
+                    await loop.create_connection(lambda: client, host, to)
                     await asyncio.wait_for(client.upgraded, 60)
                     if arg.get("wait_first"):
                         await asyncio.wait_for(client.first_text, 60)
@@ -202,12 +209,32 @@ async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
         return sent
 
+    async def say(arg: dict[str, Any]) -> None:
+        text: str = arg["text"]
+        clients[arg["index"]].send_text(text.replace("{ns}", str(time.perf_counter_ns())).encode())
+
     async def alive(arg: Any) -> int:
         return sum(1 for c in clients if c.open)
 
+    async def drop(arg: Any) -> int:
+        gone = len(clients)
+        for client in clients:
+            if client.transport is not None:
+                client.transport.close()
+        clients.clear()
+        return gone
+
     try:
         await ctl.serve(
-            {"connect": connect, "reset": reset, "counts": counts, "send": send, "alive": alive}
+            {
+                "connect": connect,
+                "reset": reset,
+                "counts": counts,
+                "send": send,
+                "alive": alive,
+                "drop": drop,
+                "say": say,
+            }
         )
     finally:
         for client in clients:

@@ -5,7 +5,9 @@ from generator processes of at most ``PER_PROCESS`` raw-socket connections each.
 from /proc after a warm-up batch and again once every client is connected and has held for a
 moment; the difference over the count is the memory per connection. The same clients against
 a bare aiohttp WebSocket server give the baseline. Targets: all ``N`` held (10,000 in full
-mode), <= 30 KB each.
+mode), <= 30 KB each. Connects per second shift with whatever else the machine runs; the
+server's CPU time per connect (every thread of the process, the database's too) much less,
+so both are reported. ``BENCH_PROFILE`` profiles each server over the connect window.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def measure_connections(
         gens[0].call("connect", {"specs": warm, "concurrency": 50}, timeout=120)
         time.sleep(0.3)
         u0 = server.call("usage")
+        server.profile()
         t0 = time.perf_counter()
         size = math.ceil(len(rest) / groups)
         for i, gen in enumerate(gens[1:]):
@@ -64,6 +67,8 @@ def measure_connections(
             failed += res["failed"]
             errors += res["errors"]
         connect_s = time.perf_counter() - t0
+        server.profile(f"connections-{server.name}")
+        u_connected = server.call("usage")
         time.sleep(hold)
         u1 = server.call("usage")
         alive = sum(gen.call("alive", timeout=60) for gen in gens[1:])
@@ -78,6 +83,9 @@ def measure_connections(
         "errors": errors[:3],
         "connect_s": connect_s,
         "connects_per_s": connected / connect_s if connect_s else math.nan,
+        # all the server process's threads (the database's included), so a busy machine
+        # slows the figure above but hardly this one
+        "cpu_ms_per_connect": (u_connected["cpu"] - u0["cpu"]) * 1e3 / max(connected, 1),
         "rss_before_mb": u0["rss"] / 2**20,
         "rss_after_mb": u1["rss"] / 2**20,
         "kb_per_connection": (u1["rss"] - u0["rss"]) / 1024 / max(alive, 1),
@@ -104,7 +112,8 @@ def run(quick: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {"nofile_soft_limit": limit}
     notes = [
         f"{n} clients after a {WARM}-client warm-up, held {hold:g} s; RSS from /proc/<pid>/statm "
-        f"of the server process; clients in processes of <= {PER_PROCESS}."
+        f"of the server process; clients in processes of <= {PER_PROCESS}; CPU per connect: the "
+        "server process's user+system time over the connect window (all its threads)."
     ]
     for kind in LOOPS:
         with Child(ws_broadcast_child, kind=kind, nofile=n + 2048, name="bare-ws") as bare:
@@ -150,6 +159,16 @@ def run(quick: bool) -> dict[str, Any]:
                 value=fig["connects_per_s"],
                 unit="/s",
                 baseline=bare_fig["connects_per_s"],
+                baseline_name="bare aiohttp",
+            )
+        )
+        rows.append(
+            row(
+                loop=kind,
+                metric="lobby server CPU per WS connect",
+                value=fig["cpu_ms_per_connect"],
+                unit="ms",
+                baseline=bare_fig["cpu_ms_per_connect"],
                 baseline_name="bare aiohttp",
             )
         )

@@ -43,6 +43,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.handshake_flood",
         "handshake flood: honest connect time, idle vs 1,000 garbage Initials/s",
     ),
+    "reconnect_storm": (
+        "bench.reconnect_storm",
+        "reconnect storm: N clients back and chatting after a lobby restart",
+    ),
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

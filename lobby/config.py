@@ -43,6 +43,12 @@ class LobbySettings(BaseSettings):
     # -- where ------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8888, ge=0, le=65535)
+    listen_backlog: int = Field(
+        default=4096,
+        ge=1,
+        description="connections the kernel queues before the lobby accepts them (capped by "
+        "net.core.somaxconn); room for every client reconnecting at once after a restart",
+    )
     data_dir: Path = Path("shards-data")
     database_url: str | None = Field(
         default=None,

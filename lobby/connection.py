@@ -9,7 +9,10 @@ pass and writes each one's queue right there, as long as the socket takes the
 data without waiting (the common case; a broadcast to N clients costs N writes,
 not N task wake-ups). A write that has to wait for the socket to drain is
 finished by the connection's writer task, which then writes whatever queued
-meanwhile; only one of the two writes at a time, so frames stay in order. One
+meanwhile; only one of the two writes at a time, so frames stay in order. The
+writer task is only created the first time a write has to wait (or a close has
+something left to flush): a client that keeps up costs no task of its own, which
+keeps connecting cheap when thousands reconnect at once. One
 queued message goes out as one text frame holding the JSON object; two or more
 go out as ONE text frame holding a JSON array of the message objects, in order
 (at most ``ws_batch_max_messages`` messages / about ``ws_batch_max_bytes`` per
@@ -194,6 +197,8 @@ class Connection:
         self._queue: deque[str] = deque()
         self._flusher = flusher or WriteFlusher()
         self._flush_pending = False
+        self._started = False
+        """Writing may begin (:meth:`start`); what is queued before waits for it."""
         self._busy = False
         """The writer task owns the socket: it is writing, or finishing a suspended write."""
         self._suspended: tuple[_Send, Any] | None = None
@@ -231,7 +236,17 @@ class Connection:
     # -- sending ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"lobby-ws-writer-{self.id}")
+        """The socket is prepared: write what is queued, and from now on what gets queued."""
+        self._started = True
+        if self._queue and not self._flush_pending:
+            self._flush_pending = True
+            self._flusher.add(self)
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(
+                self._write_loop(), name=f"lobby-ws-writer-{self.id}"
+            )
 
     def send(self, msg: BaseMessage) -> bool:
         """Queue ``msg`` for this client (timestamped now if unset); False if not queued."""
@@ -282,6 +297,8 @@ class Connection:
         timeout = self._settings.ws_close_timeout
         assert self.close_code is not None  # noqa: S101
         try:
+            if flush and self._started and (self._queue or self._suspended is not None):
+                self._ensure_writer()
             if self._writer is not None:
                 if flush:
                     self._wake.set()
@@ -339,7 +356,9 @@ class Connection:
         """Write the queue now (called by the flusher); a write that must wait goes to the task."""
         self._flush_pending = False
         writer = self._writer
-        if self._busy or self._broken or writer is None or writer.done():
+        if self._busy or self._broken or not self._started:
+            return
+        if writer is not None and writer.done():  # the writer gave up on this socket
             return
         while self._queue:
             send = self.ws.send_str(self._next_frame())
@@ -352,6 +371,7 @@ class Connection:
                 return
             self._busy = True
             self._suspended = (send, waiting)
+            self._ensure_writer()
             self._wake.set()
             return
 

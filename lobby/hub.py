@@ -117,6 +117,10 @@ class Hub:
         # _index and _unindex): character id -> {session id: presence}, location id -> presences
         self._by_character: dict[int, dict[int, Presence]] = {}
         self._by_location: dict[int, set[Presence]] = {}
+        # account id -> {session id: presence}, for every presence (kept by _add and _remove),
+        # and how many presences have a character: both answer per connect, so never a scan
+        self._by_account: dict[int, dict[int, Presence]] = {}
+        self._players = 0
         self._join_hooks: list[PresenceHook] = []
         self._leave_hooks: list[PresenceHook] = []
         self.announce_presence = True
@@ -163,10 +167,13 @@ class Hub:
 
     @property
     def players_online(self) -> int:
-        return sum(1 for p in self._presences.values() if p.character is not None)
+        """Presences with a selected character (online or inside their grace)."""
+        return self._players
 
     def connections_of_account(self, account_id: int) -> int:
-        return sum(1 for p in self._presences.values() if p.account_id == account_id and p.conn)
+        """Live connections of ``account_id`` (costs its own sessions, not everyone's)."""
+        mine = self._by_account.get(account_id)
+        return 0 if not mine else sum(1 for p in mine.values() if p.conn is not None)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -244,9 +251,7 @@ class Hub:
                 resume_key=session.token_hash,
                 character=character,
             )
-            self._presences[session.id] = p
-            self._index(p)
-            self.presence_version += 1
+            self._add(p)
         elif p.conn is not None:
             old = p.conn
             old.presence = None
@@ -346,6 +351,8 @@ class Hub:
         self._presences.clear()
         self._by_character.clear()
         self._by_location.clear()
+        self._by_account.clear()
+        self._players = 0
         self.presence_version += 1
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -388,15 +395,33 @@ class Hub:
         if indexed:
             self._index(p)
 
+    def _add(self, p: Presence) -> None:
+        self._presences[p.session_id] = p
+        self._by_account.setdefault(p.account_id, {})[p.session_id] = p
+        self._index(p)
+        self.presence_version += 1
+
+    def _remove(self, p: Presence) -> None:
+        del self._presences[p.session_id]
+        mine = self._by_account.get(p.account_id)
+        if mine is not None and mine.get(p.session_id) is p:
+            del mine[p.session_id]
+            if not mine:
+                del self._by_account[p.account_id]
+        self._unindex(p)
+        self.presence_version += 1
+
     def _index(self, p: Presence) -> None:
         if p.character is None:
             return
+        self._players += 1
         self._by_character.setdefault(p.character.id, {})[p.session_id] = p
         self._by_location.setdefault(p.character.location_id, set()).add(p)
 
     def _unindex(self, p: Presence) -> None:
         if p.character is None:
             return
+        self._players -= 1
         holders = self._by_character.get(p.character.id)
         if holders is not None and holders.get(p.session_id) is p:
             del holders[p.session_id]
@@ -430,9 +455,7 @@ class Hub:
     async def _leave(self, p: Presence) -> None:
         if self._presences.get(p.session_id) is not p:
             return
-        del self._presences[p.session_id]
-        self._unindex(p)
-        self.presence_version += 1
+        self._remove(p)
         p.backlog.clear()
         if p.character is not None:
             await self._announce_left(p)

@@ -244,7 +244,7 @@ class MasterServer:
             )
             await runner.setup()
             self._runner = runner
-            site = GuardedSite(runner, guard, s.host, s.port)
+            site = GuardedSite(runner, guard, s.host, s.port, backlog=s.listen_backlog)
             await site.start()
             self._port = int(runner.addresses[0][1])
             if s.metrics_enabled and s.metrics_port is not None:

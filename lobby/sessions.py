@@ -19,18 +19,27 @@ character selection, a failed touch) drop the affected entries at once, and the
 expiry is checked on every call; a revocation made by another lobby process
 sharing the database is seen within ``RECHECK_INTERVAL`` seconds.
 
+Cache misses that arrive together (a reconnect storm after a lobby restart) share
+database reads: the tokens waiting while a read runs are looked up by the next
+one, up to ``LOOKUP_BATCH`` tokens per ``SELECT ... WHERE token_hash IN (...)``,
+and the sessions among them that are due a slide are slid by one ``UPDATE``.
+Each caller still gets exactly what a read of its own would have given.
+
 A session also records the selected character and the peer information sent
 with the selection (public key, box key, endpoints), for the peer directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import delete, insert, select, update
 
@@ -39,7 +48,7 @@ from lobby.config import Clock, LobbySettings
 from lobby.storage import Database, accounts, sessions
 from protocol.errors import ErrorCode, LobbyError
 
-__all__ = ["RECHECK_INTERVAL", "Session", "SessionStore", "hash_token"]
+__all__ = ["LOOKUP_BATCH", "RECHECK_INTERVAL", "Session", "SessionStore", "hash_token"]
 
 log = logging.getLogger("lobby.sessions")
 
@@ -49,6 +58,65 @@ RECHECK_INTERVAL = 5.0
 """At most this many seconds between database reads of a cached session's row."""
 
 _CACHE_MAX = 100_000
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+LOOKUP_BATCH = 256
+"""At most this many sessions per batched read (by token hash) or slide (by id): well
+under SQLite's limit of bound parameters."""
+
+
+class _Batches(Generic[K, V]):
+    """Requests for keys that arrive together, answered by one ``fetch`` call per batch.
+
+    :meth:`get` queues its key; a task runs ``fetch`` on up to ``LOOKUP_BATCH`` queued
+    keys at a time while any are queued, so the keys asked for while one fetch runs go
+    together into the next one. ``fetch`` answers every key it is given; its exception
+    reaches every caller of that batch.
+    """
+
+    def __init__(self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]], name: str) -> None:
+        self._fetch = fetch
+        self._name = name
+        self._waiting: dict[K, list[asyncio.Future[V]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V:
+        fut: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(fut)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+        return await fut
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                keys = list(itertools.islice(self._waiting, LOOKUP_BATCH))
+                waiters = [self._waiting.pop(k) for k in keys]
+                try:
+                    found = await self._fetch(keys)
+                except Exception as exc:  # each caller meets the failure of its fetch
+                    for futs in waiters:
+                        for fut in futs:
+                            if not fut.done():
+                                fut.set_exception(exc)
+                    continue
+                except BaseException:
+                    for futs in waiters:
+                        for fut in futs:
+                            fut.cancel()
+                    raise
+                for key, futs in zip(keys, waiters, strict=True):
+                    for fut in futs:
+                        if not fut.done():  # a caller that gave up (cancelled) is skipped
+                            fut.set_result(found[key])
+        finally:
+            self._task = None
+            for futs in self._waiting.values():  # only left behind when cancelled
+                for fut in futs:
+                    fut.cancel()
+            self._waiting.clear()
 
 
 def hash_token(token: str) -> str:
@@ -99,6 +167,12 @@ class SessionStore:
         self._hash_of: dict[int, str] = {}
         self._generation = 0
         """Bumped by every invalidation: a read that raced one is not cached."""
+        self._rows = _Batches[str, Any](self._read_rows, "lobby-session-reads")
+        """Token hash -> its session row (None: no such row), read in batches."""
+        self._slides = _Batches[int, tuple[float, float] | None](
+            self._slide_rows, "lobby-session-slides"
+        )
+        """Session id -> (last seen, expires) after sliding it (None: no such row), in batches."""
 
     async def create(self, account: Account) -> tuple[str, Session]:
         """A new session for ``account``: ``(token, session)``; the token is shown once."""
@@ -151,27 +225,36 @@ class SessionStore:
                 return session
             self._drop(session.id)
         generation = self._generation
-        query = (
-            select(sessions, accounts.c.username)
-            .join(accounts, accounts.c.id == sessions.c.account_id)
-            .where(sessions.c.token_hash == key)
-        )
-        async with self._db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._rows.get(key)
         if row is None:
             raise LobbyError("invalid or revoked session token", code=ErrorCode.UNAUTHORIZED)
-        session = self._from_row(row._mapping)
+        session = self._from_row(row)
         now = self._clock()
         if now >= session.expires_at:
             await self.revoke(session.id)
             raise LobbyError("the session has expired", code=ErrorCode.SESSION_EXPIRED)
-        session = await self.touch(session)
+        if now - session.last_seen_at >= self._settings.session_touch_interval:
+            slid = await self._slides.get(session.id)
+            if slid is None:
+                self._forget(session.id)
+                raise LobbyError("invalid or revoked session token", code=ErrorCode.UNAUTHORIZED)
+            session = replace(session, last_seen_at=slid[0], expires_at=slid[1])
         if generation == self._generation:
             self._remember(key, session, now)
         return session
 
     async def get(self, session_id: int) -> Session | None:
-        """The session with ``session_id`` if it exists and has not expired (no sliding)."""
+        """The session with ``session_id`` if it exists and has not expired (no sliding).
+
+        Answered from the cache when it holds the session and read its row less than
+        the recheck interval ago (the same freshness :meth:`authenticate` accepts).
+        """
+        key = self._hash_of.get(session_id)
+        if key is not None:
+            session, checked = self._cache[key]
+            now = self._clock()
+            if checked <= now and now - checked < self._recheck and now < session.expires_at:
+                return session
         query = (
             select(sessions, accounts.c.username)
             .join(accounts, accounts.c.id == sessions.c.account_id)
@@ -266,6 +349,30 @@ class SessionStore:
     def character_deleted(self, character_id: int) -> None:
         """``character_id`` is gone (its sessions were unselected in the database)."""
         self._forget_character(character_id)
+
+    async def _read_rows(self, keys: list[str]) -> dict[str, Any]:
+        query = (
+            select(sessions, accounts.c.username)
+            .join(accounts, accounts.c.id == sessions.c.account_id)
+            .where(sessions.c.token_hash.in_(keys))
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        found = {str(row.token_hash): row._mapping for row in rows}
+        return {key: found.get(key) for key in keys}
+
+    async def _slide_rows(self, ids: list[int]) -> dict[int, tuple[float, float] | None]:
+        now = self._clock()
+        expires = now + self._settings.session_ttl
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(sessions)
+                .where(sessions.c.id.in_(ids))
+                .values(last_seen_at=now, expires_at=expires)
+                .returning(sessions.c.id)
+            )
+            slid = {int(i) for i in result.scalars()}
+        return {i: (now, expires) if i in slid else None for i in ids}
 
     @property
     def cached(self) -> int:

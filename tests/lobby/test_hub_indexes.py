@@ -1,4 +1,4 @@
-"""The hub's character and location indexes follow join, move, re-select, grace and leave."""
+"""The hub's character, location and account indexes follow join, move, grace and leave."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ def assert_indexes_match(hub: Hub) -> None:
             by_location.setdefault(p.character.location_id, set()).add(p)
     assert hub._by_character == by_character
     assert hub._by_location == by_location
+    by_account: dict[int, dict[int, Presence]] = {}
+    for p in hub.presences():
+        by_account.setdefault(p.account_id, {})[p.session_id] = p
+    assert hub._by_account == by_account
+    assert hub.players_online == sum(1 for p in hub.presences() if p.character is not None)
+    for account_id, mine in by_account.items():
+        live = sum(1 for p in mine.values() if p.conn is not None)
+        assert hub.connections_of_account(account_id) == live
 
 
 class Watch:

@@ -118,3 +118,32 @@ async def test_finish_follows_the_awaited_outcome() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert fut.cancelled() and coro.cr_frame is None  # the write ended, nothing left suspended
+
+
+def _writer_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("lobby-ws-writer-")]
+
+
+async def test_a_client_that_keeps_up_costs_no_writer_task_and_a_close_flushes_first(
+    lobby: MasterServer, make_client: Any
+) -> None:
+    client = make_client()
+    await client.register("keepsup")
+    await client.login("keepsup")
+    sock = await raw_ws(lobby.port, client.token)
+    try:
+        (conn,) = lobby.hub.connections()
+        reader = _FrameReader(sock)
+        for i in range(3):
+            lobby.hub.broadcast(ChatMessage(sender_id=1, sender_name="Bard", content=f"hi {i}"))
+            assert [m["content"] for m in frame_messages(await reader.text())] == [f"hi {i}"]
+        assert _writer_tasks() == []
+        # queued and closed in the same breath: the message still goes out before the close
+        conn.send(ChatMessage(sender_id=1, sender_name="Bard", content="last words"))
+        conn.close(1000, "bye")
+        assert [m["content"] for m in frame_messages(await reader.text())] == ["last words"]
+        b0, _ = await reader._need(2)
+        assert b0 == 0x88  # then the close frame
+        await asyncio.wait_for(conn.closed.wait(), 10)
+    finally:
+        sock.close()
