@@ -30,7 +30,7 @@ __all__ = ["run"]
 TITLE = "login storm: /api/status p99 during logins"
 INTERVAL = 0.01
 CONCURRENCY = 8
-WINDOWS = 3
+WINDOWS = 5
 GEN_LOOP = "uvloop" if "uvloop" in LOOPS else "asyncio"
 
 
@@ -153,7 +153,7 @@ def run(quick: bool) -> dict[str, Any]:
         from bench._common import skip_result
 
         return skip_result("login_storm", title, skip)
-    duration = 1.0 if quick else 5.0
+    duration = 1.0 if quick else 4.0
     windows = 1 if quick else WINDOWS
     accounts = 2 if quick else 16
     rows: list[dict[str, Any]] = []

@@ -59,7 +59,7 @@ import os
 import secrets
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, Protocol
@@ -109,8 +109,10 @@ def worker_cpus(cpus: Sequence[int]) -> list[int]:
     return list(cpus[:-1]) if len(cpus) >= 2 else list(cpus)
 
 
-class HashQueueFullError(Exception):
-    """The gate's queue is full (internal; :class:`PasswordHashing` answers 503)."""
+class HashQueueFullError(LobbyError):
+    """The gate's queue is full (:class:`PasswordHashing` adds a ``retry_after``)."""
+
+    code = ErrorCode.UNAVAILABLE
 
 
 class HashGate:
@@ -261,7 +263,7 @@ class PasswordHashing:
         job.add_done_callback(self._finished(asyncio.get_running_loop().time()))
         return await asyncio.shield(job)
 
-    def _finished(self, started: float) -> _JobDone:
+    def _finished(self, started: float) -> Callable[[asyncio.Task[str | bool]], None]:
         def done(job: asyncio.Task[str | bool]) -> None:
             self._jobs.discard(job)
             self.gate.release()
@@ -275,10 +277,6 @@ class PasswordHashing:
     def _retry_after(self) -> float:
         queued = self.gate.waiting + self.gate.running
         return round(math.ceil(queued / self.workers) * max(self._mean_s, 0.05), 3)
-
-
-class _JobDone(Protocol):
-    def __call__(self, job: asyncio.Task[str | bool], /) -> None: ...
 
 
 class _Pool(Protocol):
