@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,16 @@ def test_default_slots_leave_a_cpu_to_the_loop_and_one_cpu_still_hashes() -> Non
 # -- the worker processes -------------------------------------------------------------------
 
 
+@pytest.fixture
+async def hashing(tmp_path: Path) -> AsyncIterator[PasswordHashing]:
+    """A process pool with the cheap test cost, closed after the test."""
+    pool = PasswordHashing(fast_settings(tmp_path, hash_pool="process"))
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 @linux_only
 async def test_worker_processes_hash_for_the_lobby_and_end_with_stop(
     tmp_path: Path, clock: FakeClock
@@ -160,17 +170,13 @@ async def test_worker_processes_hash_for_the_lobby_and_end_with_stop(
 
 
 @linux_only
-async def test_worker_processes_run_nicer_and_off_the_loops_cpu(tmp_path: Path) -> None:
-    hashing = PasswordHashing(fast_settings(tmp_path, hash_pool="process"))
-    try:
-        assert await hashing.verify(await hashing.hash("pw-123456"), "pw-123456")
-        [pid] = hashing.worker_pids()
-        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + lobby.passwords.HASH_NICE)
-        assert os.sched_getaffinity(pid) == set(worker_cpus(usable_cpus()))
-        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
-    finally:
-        await hashing.close()
+async def test_worker_processes_run_nicer_and_off_the_loops_cpu(hashing: PasswordHashing) -> None:
+    assert await hashing.verify(await hashing.hash("pw-123456"), "pw-123456")
+    [pid] = hashing.worker_pids()
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + lobby.passwords.HASH_NICE)
+    assert os.sched_getaffinity(pid) == set(worker_cpus(usable_cpus()))
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 @linux_only
@@ -193,49 +199,39 @@ async def test_one_cpu_gets_one_worker_on_that_cpu(tmp_path: Path) -> None:
 
 
 @linux_only
-async def test_a_killed_worker_costs_one_request_not_the_pool(tmp_path: Path) -> None:
-    hashing = PasswordHashing(fast_settings(tmp_path, hash_pool="process"))
-    try:
-        stored = await hashing.hash("pw-123456")
-        [first] = hashing.worker_pids()
-        os.kill(first, signal.SIGKILL)  # the fault: out of memory, an operator's kill -9
-        with pytest.raises(LobbyError) as err:
-            await hashing.verify(stored, "pw-123456")
-        assert err.value.code is ErrorCode.UNAVAILABLE
-        assert err.value.details["retry_after"] > 0
-        assert await hashing.verify(stored, "pw-123456")  # a new worker took over
-        [second] = hashing.worker_pids()
-        assert second != first
-        assert not _exists(first)
-    finally:
-        await hashing.close()
+async def test_a_killed_worker_costs_one_request_not_the_pool(hashing: PasswordHashing) -> None:
+    stored = await hashing.hash("pw-123456")
+    [first] = hashing.worker_pids()
+    os.kill(first, signal.SIGKILL)  # the fault: out of memory, an operator's kill -9
+    with pytest.raises(LobbyError) as err:
+        await hashing.verify(stored, "pw-123456")
+    assert err.value.code is ErrorCode.UNAVAILABLE
+    assert err.value.details["retry_after"] > 0
+    assert await hashing.verify(stored, "pw-123456")  # a new worker took over
+    [second] = hashing.worker_pids()
+    assert second != first
+    assert not _exists(first)
 
 
 @linux_only
-async def test_workers_ignore_a_ctrl_c_sent_to_the_process_group(tmp_path: Path) -> None:
-    hashing = PasswordHashing(fast_settings(tmp_path, hash_pool="process"))
-    try:
-        stored = await hashing.hash("pw-123456")
-        [pid] = hashing.worker_pids()
-        os.kill(pid, signal.SIGINT)
-        os.kill(pid, signal.SIGTERM)
-        assert await hashing.verify(stored, "pw-123456")
-        assert hashing.worker_pids() == [pid]
-    finally:
-        await hashing.close()
+async def test_workers_ignore_a_ctrl_c_sent_to_the_process_group(
+    hashing: PasswordHashing,
+) -> None:
+    stored = await hashing.hash("pw-123456")
+    [pid] = hashing.worker_pids()
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    assert await hashing.verify(stored, "pw-123456")
+    assert hashing.worker_pids() == [pid]
 
 
-async def test_hostile_passwords_hash_and_verify_in_a_worker(tmp_path: Path) -> None:
-    hashing = PasswordHashing(fast_settings(tmp_path, hash_pool="process"))
-    try:
-        for password in ("\ud800 lone surrogate", "line\nbreak", "x" * 10_000, ""):
-            stored = await hashing.hash(password)
-            assert await hashing.verify(stored, password)
-            assert not await hashing.verify(stored, password + "!")
-        assert not await hashing.verify("not a hash", "pw")
-        assert not await hashing.verify(None, "pw")
-    finally:
-        await hashing.close()
+async def test_hostile_passwords_hash_and_verify_in_a_worker(hashing: PasswordHashing) -> None:
+    for password in ("\ud800 lone surrogate", "line\nbreak", "x" * 10_000, ""):
+        stored = await hashing.hash(password)
+        assert await hashing.verify(stored, password)
+        assert not await hashing.verify(stored, password + "!")
+    assert not await hashing.verify("not a hash", "pw")
+    assert not await hashing.verify(None, "pw")
 
 
 # -- a full queue over HTTP -----------------------------------------------------------------
