@@ -61,6 +61,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -74,6 +75,7 @@ from protocol.errors import ErrorCode, LobbyError
 __all__ = [
     "HASH_NICE",
     "HashGate",
+    "HashObserver",
     "HashQueueFullError",
     "PasswordHashing",
     "hash_slots",
@@ -175,10 +177,18 @@ class HashGate:
                 waiter.set_exception(_stopping())
 
 
+class HashObserver(Protocol):
+    """What watches the hashing (the lobby's metrics): entered around each hash or verify,
+    queueing included."""
+
+    def hashing(self, op: Literal["hash", "verify"]) -> AbstractContextManager[None]: ...
+
+
 class PasswordHashing:
     """argon2id hashing and verification off the event loop (see the module docstring)."""
 
-    def __init__(self, settings: LobbySettings) -> None:
+    def __init__(self, settings: LobbySettings, observer: HashObserver | None = None) -> None:
+        self._observer = observer
         self._params: Params = (
             settings.argon2_time_cost,
             settings.argon2_memory_cost,
@@ -212,7 +222,8 @@ class PasswordHashing:
 
     async def hash(self, password: str) -> str:
         """The argon2id hash of ``password`` (503 ``UNAVAILABLE`` when the queue is full)."""
-        result = await self._run(("hash", self._params, password))
+        with self._observe("hash"):
+            result = await self._run(("hash", self._params, password))
         assert isinstance(result, str)  # noqa: S101 - the worker's contract
         return result
 
@@ -222,9 +233,13 @@ class PasswordHashing:
         if password_hash is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-            await self._run(("verify", self._params, self._dummy_hash, password))
-            return False
-        return (await self._run(("verify", self._params, password_hash, password))) is True
+            password_hash = self._dummy_hash
+            known = False
+        else:
+            known = True
+        with self._observe("verify"):
+            ok = await self._run(("verify", self._params, password_hash, password))
+        return known and ok is True
 
     def needs_rehash(self, password_hash: str) -> bool:
         try:
@@ -241,6 +256,9 @@ class PasswordHashing:
         await self._pool.close()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _observe(self, op: Literal["hash", "verify"]) -> AbstractContextManager[None]:
+        return nullcontext() if self._observer is None else self._observer.hashing(op)
 
     async def _run(self, request: _Request) -> str | bool:
         if self._closed:

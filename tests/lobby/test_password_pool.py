@@ -4,11 +4,12 @@ bounded queue (503 past it), recovery from a dead worker, and the 1-CPU case."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,24 @@ async def test_logins_past_the_queue_get_503_with_retry_after(
         assert [(await t)[0] for t in (hashing_now, queued)] == [200, 200]
         # a refusal is not a failed password: nothing was locked
         assert (await login())[0] == 200
+
+
+async def test_an_observer_sees_each_hash_and_verify(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Recorder:
+        @contextlib.contextmanager
+        def hashing(self, op: str) -> Iterator[None]:
+            seen.append(("enter", op))
+            yield
+            seen.append(("exit", op))
+
+    hashing = PasswordHashing(fast_settings(tmp_path), Recorder())
+    try:
+        stored = await hashing.hash("pw-123456")
+        assert await hashing.verify(stored, "pw-123456")
+        assert not await hashing.verify(None, "pw-123456")  # the dummy: a hash, then a verify
+    finally:
+        await hashing.close()
+    ops = ["hash", "verify", "hash", "verify"]
+    assert seen == [(step, op) for op in ops for step in ("enter", "exit")]
