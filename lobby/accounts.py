@@ -1,20 +1,8 @@
-"""Accounts: registration, password verification (argon2id off the loop) and login lockout.
+"""Accounts: registration, password verification and login throttling.
 
-Passwords are hashed with argon2id (argon2-cffi) in a dedicated, bounded thread
-pool (``settings.hash_workers`` threads), never on the event loop; the pool also
-caps the memory argon2 takes under a login storm. A login for an unknown
-username verifies against a dummy hash, so both failures cost the same.
-
-argon2-cffi releases the GIL while hashing, but each hash keeps up to
-``argon2_parallelism`` native threads busy: on a small machine they crowd the
-event loop's thread (and the database threads, which hold the GIL while they
-run Python) off the CPU, and every request waits. The hashing threads therefore
-run at a lower scheduling priority (Linux: nice ``HASH_NICE`` for the thread,
-inherited by argon2's lane threads): they take all the CPU the loop leaves idle,
-and yield it as soon as the loop has work. On a machine with two or more CPUs
-they are also kept off one of them (thread affinity, inherited the same way), so
-the loop always finds a CPU free of hashing: on 2 CPUs this roughly halves the
-logins per second a storm gets through, and keeps ``/api/status`` answering fast.
+Passwords are hashed with argon2id off the event loop by :class:`lobby.passwords.PasswordHashing`
+(worker processes behind a bounded FIFO queue). A login for an unknown username verifies
+against a dummy hash, so both failures cost the same.
 
 Guessing is throttled by :class:`~lobby.ratelimit.LoginThrottle` (its docstring
 has the policy): a refused attempt is answered ``ACCOUNT_LOCKED`` (HTTP 429) with
@@ -26,49 +14,23 @@ and the account-wide hourly budget only refuses addresses that never logged in t
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import secrets
-import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lobby.config import Clock, LobbySettings
 from lobby.metrics import LobbyMetrics
+from lobby.passwords import PasswordHashing
 from lobby.ratelimit import LoginAttempt, LoginPolicy, LoginThrottle
 from lobby.storage import Database, accounts
 from protocol.errors import ErrorCode, LobbyError
 
-__all__ = ["HASH_NICE", "Account", "AccountService", "PasswordHashing"]
+__all__ = ["Account", "AccountService"]
 
 log = logging.getLogger("lobby.accounts")
-
-HASH_NICE = 10
-"""How much nicer (lower priority) than the loop the password hashing threads run."""
-
-
-def _lower_priority() -> None:
-    """Thread-pool initializer: this worker thread (and threads it starts) runs nicer,
-    off the last CPU when there are several."""
-    tid = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + HASH_NICE))
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
-        pass
-    try:  # leave one CPU free of hashing for the event loop
-        cpus = sorted(os.sched_getaffinity(tid))
-        if len(cpus) >= 2:
-            os.sched_setaffinity(tid, cpus[:-1])
-    except (AttributeError, OSError):
-        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,59 +41,6 @@ class Account:
     username: str
     created_at: float
     is_admin: bool = False
-
-
-class PasswordHashing:
-    """argon2id hashing and verification in a bounded worker pool."""
-
-    def __init__(self, settings: LobbySettings, metrics: LobbyMetrics | None = None) -> None:
-        self._metrics = metrics or LobbyMetrics()
-        self._hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_cost,
-            parallelism=settings.argon2_parallelism,
-            type=Type.ID,
-        )
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.hash_workers,
-            thread_name_prefix="lobby-argon2",
-            initializer=_lower_priority,
-        )
-        self._dummy_hash: str | None = None
-
-    async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        with self._metrics.hashing("hash"):
-            return await loop.run_in_executor(self._pool, self._hasher.hash, password)
-
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        """True if ``password`` matches; ``None`` verifies against a dummy (always False)."""
-        if password_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-            await self._verify(self._dummy_hash, password)
-            return False
-        return await self._verify(password_hash, password)
-
-    def needs_rehash(self, password_hash: str) -> bool:
-        try:
-            return self._hasher.check_needs_rehash(password_hash)
-        except InvalidHashError:
-            return True
-
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        loop = asyncio.get_running_loop()
-        try:
-            with self._metrics.hashing("verify"):
-                return await loop.run_in_executor(
-                    self._pool, self._hasher.verify, password_hash, password
-                )
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
-
-    async def close(self) -> None:
-        """Stop the pool (waits for a hash in progress, in a thread: never on the loop)."""
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
 
 class AccountService:

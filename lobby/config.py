@@ -76,7 +76,15 @@ class LobbySettings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost: int = Field(default=65536, ge=8, description="KiB")
     argon2_parallelism: int = Field(default=4, ge=1)
-    hash_workers: int = Field(default=2, ge=1, le=64, description="threads hashing passwords")
+    hash_pool: Literal["process", "thread"] = Field(
+        default="process", description="where hashing runs: worker processes, or threads"
+    )
+    hash_workers: int | None = Field(
+        default=None, ge=1, le=64, description="hashes in flight; unset: max(1, CPUs - 1)"
+    )
+    hash_queue_max: int = Field(
+        default=64, ge=0, description="requests waiting for a hash; more get 503 unavailable"
+    )
 
     # -- REST -----------------------------------------------------------------------------
     max_body_size: int = Field(default=64 * 1024, ge=1024)

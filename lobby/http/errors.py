@@ -1,11 +1,11 @@
 """HTTP error bodies and the middlewares that produce them.
 
 Every error answer is JSON ``{"code": <ErrorCode>, "message": "...", "details": {...}}``
-with the status :func:`status_for` gives the code. 429 answers carry
-``Retry-After`` (whole seconds) from ``details.retry_after``; 405 answers carry
-``Allow``. aiohttp's own HTTP errors (unknown route, wrong method, body over the
-size limit) get the same shape; an unexpected exception is logged once and answered 500
-``internal_error`` without internals.
+with the status :func:`status_for` gives the code. 429 and 503 answers carry
+``Retry-After`` (whole seconds) from ``details.retry_after`` when it is set; 405
+answers carry ``Allow``. aiohttp's own HTTP errors (unknown route, wrong method,
+body over the size limit) get the same shape; an unexpected exception is logged
+once and answered 500 ``internal_error`` without internals.
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ def error_response(
     status: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    """A JSON error answer with the status of ``code`` (and Retry-After on 429)."""
+    """A JSON error answer with the status of ``code`` (and Retry-After on 429 and 503)."""
     status = status or status_for(code)
     headers = dict(headers or {})
     retry = (details or {}).get("retry_after")
-    if status == 429 and isinstance(retry, int | float):
+    if status in (429, 503) and isinstance(retry, int | float):
         headers["Retry-After"] = retry_after_header(float(retry))
     body = {"code": code.value, "message": message, "details": details or {}}
     return web.json_response(body, status=status, headers=headers)

@@ -36,8 +36,10 @@ FAST_HASH: dict[str, Any] = {
     "argon2_time_cost": 1,
     "argon2_memory_cost": 1024,
     "argon2_parallelism": 1,
+    "hash_pool": "thread",
 }
-"""Cheap argon2 parameters: tests only (one test uses the production defaults)."""
+"""Cheap argon2 parameters, hashed in threads: tests only (one test uses the production
+defaults; the tests of the worker processes ask for ``hash_pool="process"``)."""
 
 
 class FakeClock:
