@@ -506,11 +506,12 @@ async def _guarded(result: Awaitable[Any], handler: Handler, message_type: str) 
         logger.exception("handler %r failed on %s", handler, message_type)
 
 
-def _env_port() -> int:
-    """``SHARDS_P2P_PORT`` from the environment, else the seed's 9000."""
+def _env_port() -> int | None:
+    """``SHARDS_P2P_PORT`` from the environment, else None: the node prefers
+    ``DEFAULT_P2P_PORT`` and takes a free port when that one is taken."""
     text = os.environ.get("SHARDS_P2P_PORT", "").strip()
     if not text:
-        return DEFAULT_P2P_PORT
+        return None
     try:
         port = int(text)
     except ValueError as exc:

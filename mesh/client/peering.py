@@ -76,7 +76,7 @@ class PeerMixin:
     ticket: str | None
     lobby_public_key: bytes | None
     p2p_host: str
-    p2p_port: int
+    p2p_port: int | None
     p2p_max_connections: int
     p2p_advertise: list[str] | None
     p2p_auto_connect: bool
