@@ -1,4 +1,4 @@
-"""``python -m lobby``: run a master lobby until SIGINT or SIGTERM.
+"""``python -m lobby`` (or ``shards-lobby``): run a master lobby until SIGINT or SIGTERM.
 
 Flags override ``SHARDS_*`` environment variables, which override defaults::
 
@@ -7,8 +7,14 @@ Flags override ``SHARDS_*`` environment variables, which override defaults::
 
 With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
-``--port 0``) to stdout once it accepts connections. uvloop is used when
-installed. Exit status: 0 after a clean stop, 2 on a configuration error.
+``--port 0``) to stdout once it accepts connections; logs go to stderr. uvloop
+is used when installed. The process creates files only readable by its user
+(umask 077): the data directory is 0700, the database and key files 0600.
+
+Exit status: 0 after a clean stop; 2 when it cannot start: a bad setting, a
+port it cannot listen on, a data directory it cannot create, write or lock
+(another lobby holds it), a database it cannot open. Each is one line on
+stderr, ``lobby: ...``, saying which it is.
 """
 
 from __future__ import annotations
@@ -17,21 +23,28 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from lobby.config import LobbySettings
+from lobby.config import LobbySettings, load_settings
 from lobby.server import MasterServer
 from protocol.errors import ShardsError
 
-__all__ = ["main", "parse_args", "serve"]
+__all__ = ["main", "parse_args", "program_name", "serve"]
+
+
+def program_name(argv0: str | None = None) -> str:
+    """How the program was started: ``shards-lobby`` (the script) or ``python -m lobby``."""
+    name = os.path.basename(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else ""))
+    if not name or name in ("__main__.py", "-m", "-c") or name.startswith("python"):
+        return "python -m lobby"
+    return name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lobby", description="Run the master lobby.")
+    parser = argparse.ArgumentParser(prog=program_name(), description="Run the master lobby.")
     parser.add_argument("--host", help="address to listen on (SHARDS_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port, 0 = any free (SHARDS_PORT, default 8888)")
     parser.add_argument("--data-dir", type=Path, help="data directory (default ./shards-data)")
@@ -41,10 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, settings: LobbySettings) -> None:
     """Start a lobby from ``args``, print its address, run until SIGINT/SIGTERM."""
-    overrides = {} if args.log_level is None else {"log_level": args.log_level}
-    settings = LobbySettings(**overrides)
     server = MasterServer(
         args.host,
         args.port,
@@ -69,31 +80,31 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        level = args.log_level or LobbySettings().log_level
-    except ValidationError as exc:
-        print(f"invalid SHARDS_* setting: {exc}", file=sys.stderr)
+        overrides = {} if args.log_level is None else {"log_level": args.log_level}
+        settings = load_settings(**overrides)
+    except ShardsError as exc:
+        print(f"lobby: {exc.message}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
+    os.umask(0o077)  # password hashes and keys: nothing for group or others
     try:
         import uvloop
     except ImportError:  # uvloop is optional (extra "speed")
         uvloop = None  # type: ignore[assignment]
     try:
         if uvloop is not None:
-            uvloop.run(serve(args))
+            uvloop.run(serve(args, settings))
         else:
-            asyncio.run(serve(args))
+            asyncio.run(serve(args, settings))
     except ShardsError as exc:
         print(f"lobby: {exc.message}", file=sys.stderr)
         return 2
-    except ValidationError as exc:
-        print(f"lobby: invalid setting: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"lobby: cannot listen: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -5,7 +5,9 @@ Usage::
     async with MasterServer(port=0, data_dir=tmp_path) as server:
         print(server.url)           # http://127.0.0.1:<bound port>
 
-``start()`` loads the world, opens (and migrates) the database, loads or
+``start()`` binds the listening sockets (a busy port fails first), creates
+(0700) and locks the data directory (:mod:`lobby.startup`: a second lobby on it
+is refused), loads the world, opens (and migrates) the database, loads or
 creates the lobby signing key, builds the core services and the hub, lets each
 service ``setup(ctx)`` (register WS handlers, REST endpoints, hooks), then
 listens. ``stop()`` stops listening, closes every WebSocket with 1001 after
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +55,7 @@ from lobby.keys import load_or_create_key
 from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
+from lobby.startup import DataDir, bind_listeners, sqlite_path
 from lobby.storage import Database
 from protocol.errors import ConfigError, LobbyError
 
@@ -108,6 +112,8 @@ class MasterServer:
         self._maintenance: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._last_cleanup = 0.0
+        self._data_dir: DataDir | None = None
+        self._listeners: list[socket.socket] = []
 
     # -- public -------------------------------------------------------------------------
 
@@ -152,10 +158,22 @@ class MasterServer:
         if self._ctx is not None:
             raise LobbyError("the lobby is already started")
         s = self.settings
-        world = load_world(s.world_file)
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        key = load_or_create_key(s.data_dir)
-        db = await Database.open(s.resolved_database_url, now=self.clock())
+        # the port first (a busy one fails before the database migrates), then the data
+        # directory: created 0700, locked against a second lobby, its SQLite file writable
+        listeners = bind_listeners(s.host, s.port)
+        data_dir = DataDir(s.data_dir)
+        try:
+            data_dir.acquire(sqlite_path(s.resolved_database_url))
+            world = load_world(s.world_file)
+            key = load_or_create_key(s.data_dir)
+            db = await Database.open(s.resolved_database_url, now=self.clock())
+        except BaseException:
+            data_dir.release()
+            for sock in listeners:
+                sock.close()
+            raise
+        self._data_dir = data_dir
+        self._listeners = listeners
         accounts = AccountService(db, s, self.clock)
         try:
             api = Api()
@@ -194,14 +212,15 @@ class MasterServer:
             )
             await runner.setup()
             self._runner = runner
-            site = web.TCPSite(runner, s.host, s.port)
-            await site.start()
+            for sock in listeners:
+                await web.SockSite(runner, sock).start()
+            self._listeners = []  # the sites own them now
             self._port = int(runner.addresses[0][1])
         except BaseException:
             await self._teardown()
             raise
         self._maintenance = asyncio.create_task(self._maintenance_loop(), name="lobby-maintenance")
-        log.info("lobby listening on %s (database %s, data %s)", self.url, db.dialect, s.data_dir)
+        log.info("lobby started: database %s, data directory %s", db.dialect, s.data_dir)
 
     async def stop(self) -> None:
         """Stop gracefully (idempotent)."""
@@ -280,6 +299,12 @@ class MasterServer:
         if ctx is not None:
             await ctx.accounts.close()
             await ctx.db.close()
+        for sock in self._listeners:
+            sock.close()
+        self._listeners = []
+        if self._data_dir is not None:
+            self._data_dir.release()
+            self._data_dir = None
         self._ctx = None
         self._port = None
 
