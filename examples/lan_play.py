@@ -7,7 +7,9 @@ others over mDNS and talks to them directly over encrypted QUIC::
     python examples/lan_play.py --name Borin --passphrase "our secret" --interface 192.168.1.21
 
 ``--interface`` picks the LAN address to play on (default: every LAN address).
-``--seconds N`` leaves after N seconds (default: stay until Ctrl-C).
+``--seconds N`` leaves after N seconds (default: stay until Ctrl-C); when
+nobody has joined by then, it says so and leaves. The node takes UDP port
+9000, or a free port when another peer on this machine holds 9000.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ async def play(name: str, passphrase: str, interface: str | None, seconds: float
         name=name,
         passphrase=passphrase,
         interfaces=[interface] if interface else None,
-        port=0,
     ) as lan:
         print(f"{name} is looking for players on {', '.join(lan.interfaces)}", flush=True)
 
@@ -51,7 +52,11 @@ async def play(name: str, passphrase: str, interface: str | None, seconds: float
             ),
         )
 
-        members = await lan.wait_for_members(1, timeout=seconds or 3600)
+        try:
+            members = await lan.wait_for_members(1, timeout=seconds or 3600)
+        except TimeoutError:
+            print("nobody joined; leaving", flush=True)
+            return
         first = next(iter(members.values()))
         await lan.whisper(first.peer_id, f"hi {first.character_name}, {name} here")
         await lan.party_chat(f"hello from {name}")

@@ -3,7 +3,7 @@
 aioquic's sans-I/O :class:`~aioquic.quic.connection.QuicConnection` has no public
 way to inspect or bound its DATAGRAM queue, to learn the peer's advertised
 ``max_datagram_frame_size``, to read the peer's TLS certificate, or to tune how
-eagerly it acknowledges (DESIGN.md, "QUIC facts"). The mesh needs all four. Each
+eagerly it acknowledges (docs/architecture.md, "QUIC facts"). The mesh needs all four. Each
 function below touches exactly one private attribute, and ``tests/mesh/test_quicshim.py``
 pins the behaviour, so an aioquic upgrade fails loudly in one file instead of
 silently anywhere. :func:`check_aioquic_version` refuses any other version.

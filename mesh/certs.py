@@ -5,7 +5,7 @@ ticket and the challenge handshake (:mod:`mesh.handshake`). The certificate
 still matters: it is signed with, and names, the node's Ed25519 identity key,
 so a dialler can check that the TLS endpoint holds the key its ticket names
 (no relay in the middle can terminate TLS with someone else's ticket).
-Ed25519 certificates cost the same as P-256 in aioquic (DESIGN.md, QUIC facts).
+Ed25519 certificates cost the same as P-256 in aioquic (docs/architecture.md, "QUIC facts").
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class MeshConfig:
     ``movement_queue``: queued updates (drop oldest);
     ``max_pending_datagrams``: what aioquic may still hold per connection (drop
     oldest); ``max_datagram_payload``: byte limit of one movement batch;
-    ``ack_tuning``: delay ACKs to ride on movement datagrams (DESIGN.md, ACK cost),
+    ``ack_tuning``: delay ACKs to ride on movement datagrams (docs/architecture.md, "QUIC facts"),
     by up to ``ack_delay_ticks`` ticks (:attr:`ack_delay`): 2.5 covers peers that
     get every tick and every 2nd tick, so an ACK to them never needs a packet of
     its own.

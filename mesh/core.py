@@ -24,7 +24,7 @@ Policy decisions documented here:
 * Simultaneous dial: the connection whose client has the lower peer id wins;
   the other is closed with :attr:`CloseCode.DUPLICATE`.
 * No session tickets, hence no 0-RTT: 0-RTT data is replayable and would arrive
-  before the peer handshake (DESIGN.md, QUIC facts).
+  before the peer handshake (docs/architecture.md, "QUIC facts").
 * A peer's ticket is checked when a connection is authenticated, and the
   connection is closed (:attr:`CloseCode.TICKET_EXPIRED`) when it expires,
   unless the peer presented a renewed one (:mod:`mesh.admission`).

@@ -15,7 +15,7 @@ duplicate ones are dropped. After ``reset_after`` seconds of silence any
 ``seq`` is accepted again (the sender may have restarted its counter). The
 inbox also keeps each sender's newest position, for the interest policy.
 
-Interest (:func:`tick_divisors`, DESIGN.md "QUIC facts": rates follow
+Interest (:func:`tick_divisors`, docs/architecture.md "QUIC facts": rates follow
 interest): every peer in our location gets our movement every ``d``-th tick,
 where
 

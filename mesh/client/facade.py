@@ -11,7 +11,7 @@ Example (the seed's "Connecting as a Client")::
     world_state = await client.get_world_state()
     await client.disconnect()
 
-What travels where (``DESIGN.md``): chat, faction chat, MOVE, combat, party and
+What travels where (``docs/architecture.md``): chat, faction chat, MOVE, combat, party and
 trade requests go to the lobby (WebSocket; requests are answered ``ACK`` or
 ``ERROR``); whispers and party chat go peer to peer over QUIC streams, falling
 back to the lobby relay sealed end to end (the result says which path);
