@@ -223,7 +223,7 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
         if command.kind == "quit":
             return False
         if command.kind == "help":
-            out.emit("help", help_text("lan"), text=help_text("lan"))
+            out.emit("help", help_text("lan"), commands=help_text("lan"))
         elif command.kind == "who":
             _who(lan, out)
         elif command.kind == "whisper":

@@ -246,7 +246,7 @@ class _Session:
             if kind == "quit":
                 return False
             if kind == "help":
-                out.emit("help", help_text("lobby"), text=help_text("lobby"))
+                out.emit("help", help_text("lobby"), commands=help_text("lobby"))
             elif kind == "chat":
                 await c.send_chat(command.text)
             elif kind == "faction":

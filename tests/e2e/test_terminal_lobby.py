@@ -111,7 +111,7 @@ async def test_terminal_peer_in_lobby_mode(
         help_event = await term.expect("help")
         # each error printed once: one for /go 999, one for /nonsense
         assert [e["event"] for e in term.events[mark:]].count("error") == 2, term.events[mark:]
-        assert help_event["text"] == help_text("lobby")
+        assert help_event["commands"] == help_text("lobby")
         await term.send("/quit")
         await term.expect("bye")
         assert await asyncio.wait_for(process.wait(), 20) == 0

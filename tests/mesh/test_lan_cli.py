@@ -166,6 +166,27 @@ async def _line(stream: asyncio.StreamReader | None, pattern: str, wait: float =
     return await asyncio.wait_for(find(), wait)
 
 
+async def _lines(
+    stream: asyncio.StreamReader | None, *patterns: str, wait: float = 30.0
+) -> list[str]:
+    """For each pattern, the first line of ``stream`` matching it, in any order."""
+    assert stream is not None
+    found: dict[str, str] = {}
+
+    async def find() -> None:
+        assert stream is not None
+        while len(found) < len(patterns):
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(f"the stream ended; found only {found}")
+            for pattern in patterns:
+                if pattern not in found and re.search(pattern, line):
+                    found[pattern] = line
+
+    await asyncio.wait_for(find(), wait)
+    return [found[p] for p in patterns]
+
+
 def _clean(err: str) -> None:
     for noise in ("Traceback", "Unclosed", "Event loop is closed", "Task exception"):
         assert noise not in err, err
@@ -220,9 +241,9 @@ async def test_two_peers_on_one_machine_with_the_default_port(private_net: Priva
         )
         said = await _line(second.stderr, r"UDP port 9000 is taken")
         used = int(re.search(r"using port (\d+)", said).group(1))  # type: ignore[union-attr]
-        ready = await _line(second.stdout, r"^Borin \(")
+        # they find each other (the join may be printed before or after the ready line)
+        ready, _ = await _lines(second.stdout, r"^Borin \(", r"^\+ Aria \(.*joined")
         assert f"on 127.0.0.1:{used}," in ready and used != 9000
-        await _line(second.stdout, r"^\+ Aria \(.*joined")  # they found each other
 
         code, out, err = await _run_cli_in(private_net, *_lan("Cato", passphrase, "--port", "9000"))
         assert code == 1 and out == ""
