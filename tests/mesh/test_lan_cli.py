@@ -372,7 +372,7 @@ async def test_example_joins_a_lan_game() -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(REPO / "examples" / "lan_play.py"),
             "--name", "Guest", "--passphrase", passphrase, "--interface", "127.0.0.1",
-            "--seconds", "20",
+            "--port", "0", "--seconds", "20",
             cwd=REPO, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
         try:
