@@ -1,4 +1,5 @@
-"""The seed's "Connecting as a Client": log in, pick a character, chat, read the world.
+"""The original specification's "Connecting as a Client" (docs/specification.md): log in,
+pick a character, chat, read the world.
 
 Start a lobby first (README.md: ``python -m lobby``), then::
 
@@ -6,9 +7,10 @@ Start a lobby first (README.md: ``python -m lobby``), then::
 
 ``--server`` (default ``$SHARDS_SERVER_URL`` or http://localhost:8888) names the
 lobby. The account is logged in to, or created when it does not exist yet; a
-character is created when the account has none (``--character``, ``--faction``,
-``--class``). The node's UDP port is ``--p2p-port`` (default ``$SHARDS_P2P_PORT``,
-else 9000, or a free port when another peer on this machine holds 9000; 0 = any).
+character is created when the account has none (``--character``, default: the
+username, capitalized; ``--faction``, ``--class``). The node's UDP port is
+``--p2p-port`` (default ``$SHARDS_P2P_PORT``, else 9000, or a free port when
+another peer on this machine holds 9000; 0 = any).
 It prints chat, whispers and who is near until Ctrl-C, or for ``--seconds N``.
 """
 
@@ -65,7 +67,8 @@ async def run(args: argparse.Namespace) -> int:
         # Select character (create one on a fresh account)
         characters = await client.get_characters()
         if not characters:
-            created = await client.create_character(args.character, args.faction, args.cls)
+            name = args.character or args.username.capitalize()
+            created = await client.create_character(name, args.faction, args.cls)
             characters = [created]
         character = await client.select_character(characters[0]["id"])
         print(f"Playing {character['name']} at location {character['location_id']}", flush=True)
@@ -106,7 +109,7 @@ def main() -> int:
     parser.add_argument("--server", default=None, help="lobby URL")
     parser.add_argument("--username", default="username")
     parser.add_argument("--password", default="password", help="created with the account")
-    parser.add_argument("--character", default="Aria", help="name of a new character")
+    parser.add_argument("--character", help="name of a new character (default: the username)")
     parser.add_argument("--faction", default="Crimson Covenant")
     parser.add_argument("--class", dest="cls", default="Mage")
     parser.add_argument(

@@ -2,7 +2,8 @@
 (8888, 9000) are free there, and nothing a test starts in it can reach the host's network.
 
 ``with PrivateNet() as net:`` creates it (``ip netns add``, loopback up) and, on
-exit, kills every process still inside and deletes it. ``net.argv(...)`` is the
+exit, kills every process still inside and deletes it; namespaces left behind by a
+test process that was killed are deleted by the next one. ``net.argv(...)`` is the
 command line that runs a program inside (``ip netns exec`` execs it, so the
 process id is the program's). Needs root and iproute2: :func:`unavailable`
 says why not, for ``pytest.skip``.
@@ -36,6 +37,7 @@ class PrivateNet:
         self.name = f"shp{os.getpid()}-{secrets.token_hex(3)}"
 
     def __enter__(self) -> PrivateNet:
+        _remove_stale()
         _ip("netns", "add", self.name)
         try:
             _ip("-n", self.name, "link", "set", "lo", "up")
@@ -60,6 +62,28 @@ class PrivateNet:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
+
+
+def _remove_stale() -> None:
+    """Delete namespaces left by a test process that is gone (killed before cleaning up)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    for line in listed.stdout.splitlines():
+        name = line.split(" ", 1)[0]
+        pid = name[3:].split("-", 1)[0]
+        if name.startswith("shp") and pid.isdigit() and not _alive(int(pid)):
+            stale = PrivateNet.__new__(PrivateNet)
+            stale.name = name
+            stale.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ip(*args: str) -> None:

@@ -90,8 +90,8 @@ async def test_client_example(lobby_url: str) -> None:
     code, out = await run_example(*args)
     assert code == 0, out
     assert "Created account username" in out
-    assert "Playing Aria at location" in out
-    assert "[global] Aria: Hello, world!" in out
+    assert "Playing Username at location" in out
+    assert "[global] Username: Hello, world!" in out
     assert "Current reality: " in out
     code, out = await run_example(*args)  # second run: account and character exist
     assert code == 0, out
