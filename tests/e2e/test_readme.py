@@ -237,6 +237,17 @@ def test_the_fresh_machine_command(fresh: Fresh) -> None:
     assert (fresh.root / ".venv" / "bin" / "shards-lobby").exists()
 
 
+def test_building_the_package_warns_of_nothing(fresh: Fresh, tmp_path: Path) -> None:
+    """The build backend's own output (``-v``) holds no deprecation warning."""
+    done = subprocess.run(
+        fresh.net.argv(fresh.python, "-m", "pip", "wheel", "--no-deps", "-v", "-w",
+                       str(tmp_path), str(fresh.root)),
+        env=fresh.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "deprecat" not in (done.stdout + done.stderr).lower()
+
+
 def test_the_check_command_is_what_ci_runs() -> None:
     """``bash scripts/check.sh`` runs this suite, so it is not run from inside it: CI runs it."""
     assert CHECK in (ROOT / ".ci" / "run").read_text().splitlines()
