@@ -116,14 +116,15 @@ def test_arguments() -> None:
         ["--lan", "--name", "Aria", "--passphrase", "x", "--interface", "127.0.0.1", "--port", "0"]
     )
     assert (args.lan, args.name, args.interface, args.port) == (True, "Aria", ["127.0.0.1"], 0)
-    assert parser.parse_args(["--lan"]).port is None  # 9000, or a free port
+    lan_default = parser.parse_args(["--lan", "--interface", "127.0.0.1"])
+    assert lan_default.port is None  # 9000, or a free port
     assert parser.parse_args(["--lobby", "http://127.0.0.1:8080"]).lobby == "http://127.0.0.1:8080"
     with pytest.raises(SystemExit):
         parser.parse_args(["--lan", "--lobby", "http://x"])  # mdns-guard: never started
     with pytest.raises(SystemExit):
         parser.parse_args(["--name", "Aria"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["--lan", "--port", "70000"])
+        parser.parse_args(["--lan", "--interface", "127.0.0.1", "--port", "70000"])
     epilog = parser.epilog or ""
     for spec in COMMANDS:
         assert spec.usage in epilog
