@@ -253,6 +253,25 @@ def test_the_check_command_is_what_ci_runs() -> None:
     assert CHECK in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def test_the_default_run_says_it_leaves_the_slow_tests_out() -> None:
+    """Where the ~700 slow tests are deselected, pytest's header and summary say so, and how
+    to run them (and README.md says the same)."""
+    argv = [sys.executable, "-m", "pytest", "tests/mesh/test_sim.py", "--collect-only",
+            "-p", "no:cacheprovider", "--no-cov"]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    header = "tests marked slow (mesh soaks, ~700) are deselected; run them with -m slow"
+    assert header in done.stdout, done.stdout[-2000:]
+    summary = re.search(r"^(\d+) slow mesh tests .* were deselected: run them with `-m slow`",
+                        done.stdout, re.M)  # fmt: skip
+    assert summary and int(summary.group(1)) > 0, done.stdout[-2000:]
+    assert "bash scripts/check.sh -m slow" in README.read_text()
+    slow = subprocess.run([*argv, "-m", "slow", "-q"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    collected = re.search(r"^(\d+)/\d+ tests collected", slow.stdout.splitlines()[-1])
+    assert collected and collected.group(1) == summary.group(1), slow.stdout[-500:]
+    assert "were deselected" not in slow.stdout
+
+
 def test_the_benchmark_commands_parse() -> None:
     """Each benchmark command's arguments, as written, through ``bench.run``'s own parser
     (running them takes up to 15 minutes; CI runs ``--quick``)."""
