@@ -324,30 +324,48 @@ async def command_loop(
 async def _prompt_loop(
     stop: asyncio.Event, on_line: Callable[[str], Awaitable[bool]], prompt: str
 ) -> None:
-    """Lines typed at a prompt_toolkit prompt; output printed meanwhile goes above it."""
+    """Lines typed at a prompt_toolkit prompt; output printed meanwhile goes above it.
+
+    The prompt stays up while a command runs (a worker runs the lines in the order
+    they were typed), so what is typed meanwhile is edited in the prompt, never
+    echoed raw by the terminal. Ctrl-D lets the commands already typed finish.
+    """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.patch_stdout import patch_stdout
 
     session: PromptSession[str] = PromptSession()
+    typed: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def work() -> None:
+        while (line := await typed.get()) is not None and await on_line(line):
+            pass
+
+    worker = asyncio.ensure_future(work())
     stopped = asyncio.ensure_future(stop.wait())
     try:
         with patch_stdout(raw=True):
             while True:
                 asking = asyncio.ensure_future(session.prompt_async(prompt))
-                await asyncio.wait({asking, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not asking.done():
+                await asyncio.wait({asking, stopped, worker}, return_when=asyncio.FIRST_COMPLETED)
+                if not asking.done():  # a signal, or /quit
                     asking.cancel()
                     with contextlib.suppress(asyncio.CancelledError, EOFError):
                         await asking
                     return
                 try:
-                    line = asking.result()
-                except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C
+                    typed.put_nowait(asking.result())
+                except KeyboardInterrupt:  # Ctrl-C: leave now
                     return
-                if not await on_line(line):
+                except EOFError:  # Ctrl-D: leave once what was typed has run
+                    typed.put_nowait(None)
+                    await asyncio.wait({worker, stopped}, return_when=asyncio.FIRST_COMPLETED)
                     return
     finally:
         stopped.cancel()
+        if not worker.done():
+            worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
 
 
 async def _lines(

@@ -142,10 +142,12 @@ async def test_a_person_at_a_terminal_signs_up_and_plays(
         assert "(created account newcomer)" in screen.text()
         screen.type("/help\r")
         await screen.wait_for("/world")
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
         for line in help_text("lobby").splitlines():
             assert line.rstrip() in screen.text()
         screen.type("/go 999\r")
         await screen.wait_for("error")
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
         screen.type("half a li")
         await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
         await bob.send_chat("hello newcomer")

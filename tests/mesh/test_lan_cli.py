@@ -332,6 +332,7 @@ async def test_terminal_prompt_help_and_messages_above_the_typed_line() -> None:
                 assert line.rstrip() in shown
             await host.wait_for_members(1, timeout=30)
             await screen.wait_for("Host (")  # joined
+            await screen.wait_for(lambda: screen.cursor_line == "Typist>")
             screen.type("hello wor")
             await screen.wait_for(lambda: screen.cursor_line == "Typist> hello wor")
             await host.party_chat("incoming while you type")
