@@ -10,7 +10,7 @@ profile (time cost 3, 64 MiB, 4 lanes). Tests may lower them
 (``argon2_time_cost=1, argon2_memory_cost=1024, argon2_parallelism=1``) to stay
 fast; a production lobby must never do so.
 
-``ws_fernet_secret`` (``SHARDS_WS_FERNET_SECRET``) turns on the seed's Fernet
+``ws_fernet_secret`` (``SHARDS_WS_FERNET_SECRET``) turns on the original specification's Fernet
 WebSocket encoding (see :mod:`lobby.http.ws`); it is a :class:`~pydantic.SecretStr`,
 shown as ``**********`` in every repr, dump and log.
 
