@@ -1,13 +1,16 @@
-"""The seed's "Connecting as a Client": log in, pick a character, chat, read the world.
+"""The original specification's "Connecting as a Client" (docs/specification.md): log in,
+pick a character, chat, read the world.
 
 Start a lobby first (README.md: ``python -m lobby``), then::
 
-    python examples/client.py --username aria --password "correct horse" --register
+    python examples/client.py [--username aria --password "correct horse"]
 
 ``--server`` (default ``$SHARDS_SERVER_URL`` or http://localhost:8888) names the
-lobby; ``--register`` creates the account first; a character is created when
-the account has none (``--character``, ``--faction``, ``--class``). The node's
-UDP port is ``--p2p-port`` (default ``$SHARDS_P2P_PORT`` or 9000; 0 = any).
+lobby. The account is logged in to, or created when it does not exist yet; a
+character is created when the account has none (``--character``, default: the
+username, capitalized; ``--faction``, ``--class``). The node's UDP port is
+``--p2p-port`` (default ``$SHARDS_P2P_PORT``, else 9000, or a free port when
+another peer on this machine holds 9000; 0 = any).
 It prints chat, whispers and who is near until Ctrl-C, or for ``--seconds N``.
 """
 
@@ -29,12 +32,19 @@ async def run(args: argparse.Namespace) -> int:
     # Create and connect client
     client = NetworkClient(args.server, p2p_port=args.p2p_port)
     try:
+        # Log in; on a fresh lobby, create the account first
         try:
-            await client.connect(args.username, args.password, register=args.register)
+            await client.connect(args.username, args.password)
         except ApiError as exc:
-            if exc.code != ErrorCode.USERNAME_TAKEN:
+            if exc.code != ErrorCode.INVALID_CREDENTIALS:
                 raise
-            await client.connect(args.username, args.password)  # registered already
+            try:
+                await client.connect(args.username, args.password, register=True)
+            except ApiError as taken:
+                if taken.code != ErrorCode.USERNAME_TAKEN:
+                    raise
+                raise exc from None  # the account exists: the password is wrong
+            print(f"Created account {args.username}", flush=True)
 
         # Register message handlers (sync and async both work)
         async def on_chat(message):  # type: ignore[no-untyped-def]
@@ -57,7 +67,8 @@ async def run(args: argparse.Namespace) -> int:
         # Select character (create one on a fresh account)
         characters = await client.get_characters()
         if not characters:
-            created = await client.create_character(args.character, args.faction, args.cls)
+            name = args.character or args.username.capitalize()
+            created = await client.create_character(name, args.faction, args.cls)
             characters = [created]
         character = await client.select_character(characters[0]["id"])
         print(f"Playing {character['name']} at location {character['location_id']}", flush=True)
@@ -97,12 +108,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Shards of Eternity example client")
     parser.add_argument("--server", default=None, help="lobby URL")
     parser.add_argument("--username", default="username")
-    parser.add_argument("--password", default="password")
-    parser.add_argument("--register", action="store_true", help="create the account first")
-    parser.add_argument("--character", default="Aria", help="name of a new character")
+    parser.add_argument("--password", default="password", help="created with the account")
+    parser.add_argument("--character", help="name of a new character (default: the username)")
     parser.add_argument("--faction", default="Crimson Covenant")
     parser.add_argument("--class", dest="cls", default="Mage")
-    parser.add_argument("--p2p-port", type=int, default=None)
+    parser.add_argument(
+        "--p2p-port", type=int, default=None, help="UDP port (default 9000, or a free one)"
+    )
     parser.add_argument("--seconds", type=float, default=None, help="leave after N seconds")
     return asyncio.run(run(parser.parse_args()))
 

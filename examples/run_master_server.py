@@ -1,8 +1,8 @@
-"""The seed's "Running the Master Server", as it stands.
+"""The original specification's "Running the Master Server" (docs/specification.md).
 
     python examples/run_master_server.py
 
-Serves on ``SHARDS_HOST``:``SHARDS_PORT`` (default 127.0.0.1:8888; the seed's
+Serves on ``SHARDS_HOST``:``SHARDS_PORT`` (default 127.0.0.1:8888; the specification's
 ``0.0.0.0`` serves other machines too, port 0 picks a free port) with SQLite in
 ``SHARDS_DATA_DIR`` (default ``./shards-data``). Prints ``lobby listening on URL``
 once it accepts connections; Ctrl-C (or SIGTERM) stops it cleanly.

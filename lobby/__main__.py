@@ -1,4 +1,4 @@
-"""``python -m lobby``: run a master lobby until SIGINT or SIGTERM.
+"""``python -m lobby`` (or ``shards-lobby``): run a master lobby until SIGINT or SIGTERM.
 
 Flags override ``SHARDS_*`` environment variables, which override defaults::
 
@@ -8,12 +8,18 @@ Flags override ``SHARDS_*`` environment variables, which override defaults::
 
 With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
-``--port 0``) to stdout once it accepts connections. uvloop is used when
-installed. STUN Binding requests are answered on UDP at the same port number
-(``--stun-port`` / ``SHARDS_STUN_PORT`` to move it, ``--no-stun`` to turn it off).
-Exit status: 0 after a clean stop, 2 on a configuration error.
+``--port 0``) to stdout once it accepts connections; logs go to stderr. uvloop
+is used when installed. STUN Binding requests are answered on UDP at the same
+port number (``--stun-port`` / ``SHARDS_STUN_PORT`` to move it, ``--no-stun`` to
+turn it off). The process creates files only readable by its user (umask 077):
+the data directory is 0700, the database and key files 0600.
 ``python -m lobby db upgrade|current`` migrates the database without serving
 (:mod:`lobby.storage.cli`).
+
+Exit status: 0 after a clean stop; 2 when it cannot start: a bad setting, a
+port it cannot listen on, a data directory it cannot create, write or lock
+(another lobby holds it), a database it cannot open. Each is one line on
+stderr, ``lobby: ...``, saying which it is.
 """
 
 from __future__ import annotations
@@ -21,24 +27,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from lobby import logs
-from lobby.config import LobbySettings
+from lobby.config import LobbySettings, load_settings
 from lobby.server import MasterServer
 from lobby.version import SERVER_VERSION
 from protocol.errors import ShardsError
 
-__all__ = ["main", "parse_args", "serve"]
+__all__ = ["main", "parse_args", "program_name", "serve"]
+
+
+def program_name(argv0: str | None = None) -> str:
+    """How the program was started: ``shards-lobby`` (the script) or ``python -m lobby``."""
+    name = os.path.basename(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else ""))
+    if not name or name in ("__main__.py", "-m", "-c") or name.startswith("python"):
+        return "python -m lobby"
+    return name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lobby", description="Run the master lobby.")
+    parser = argparse.ArgumentParser(prog=program_name(), description="Run the master lobby.")
     parser.add_argument("--host", help="address to listen on (SHARDS_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port, 0 = any free (SHARDS_PORT, default 8888)")
     parser.add_argument("--data-dir", type=Path, help="data directory (default ./shards-data)")
@@ -61,14 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, settings: LobbySettings) -> None:
     """Start a lobby from ``args``, print its address, run until SIGINT/SIGTERM."""
-    overrides: dict[str, Any] = {} if args.log_level is None else {"log_level": args.log_level}
-    if args.stun_port is not None:
-        overrides["stun_port"] = args.stun_port
-    if args.no_stun:
-        overrides["stun_enabled"] = False
-    settings = LobbySettings(**overrides)
     server = MasterServer(
         args.host,
         args.port,
@@ -98,29 +105,33 @@ def main(argv: list[str] | None = None) -> int:
         return db_main(argv[1:])
     args = parse_args(argv)
     try:
-        level = args.log_level or LobbySettings().log_level
-    except ValidationError as exc:
-        print(f"invalid SHARDS_* setting: {exc}", file=sys.stderr)
+        overrides: dict[str, Any] = {}
+        if args.log_level is not None:
+            overrides["log_level"] = args.log_level
+        if args.stun_port is not None:
+            overrides["stun_port"] = args.stun_port
+        if args.no_stun:
+            overrides["stun_enabled"] = False
+        settings = load_settings(**overrides)
+    except ShardsError as exc:
+        print(f"lobby: {exc.message}", file=sys.stderr)
         return 2
-    logs.configure(level, args.log_format)
+    logs.configure(settings.log_level, args.log_format)
+    os.umask(0o077)  # password hashes and keys: nothing for group or others
     try:
         import uvloop
     except ImportError:  # uvloop is optional (extra "speed")
         uvloop = None  # type: ignore[assignment]
     try:
         if uvloop is not None:
-            uvloop.run(serve(args))
+            uvloop.run(serve(args, settings))
         else:
-            asyncio.run(serve(args))
+            asyncio.run(serve(args, settings))
     except ShardsError as exc:
         print(f"lobby: {exc.message}", file=sys.stderr)
         return 2
-    except ValidationError as exc:
-        print(f"lobby: invalid setting: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"lobby: cannot listen: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -10,7 +10,7 @@ profile (time cost 3, 64 MiB, 4 lanes). Tests may lower them
 (``argon2_time_cost=1, argon2_memory_cost=1024, argon2_parallelism=1``) to stay
 fast; a production lobby must never do so.
 
-``ws_fernet_secret`` (``SHARDS_WS_FERNET_SECRET``) turns on the seed's Fernet
+``ws_fernet_secret`` (``SHARDS_WS_FERNET_SECRET``) turns on the original specification's Fernet
 WebSocket encoding (see :mod:`lobby.http.ws`); it is a :class:`~pydantic.SecretStr`,
 shown as ``**********`` in every repr, dump and log.
 
@@ -22,14 +22,16 @@ instead of sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Clock", "LobbySettings"]
+from protocol.errors import ConfigError
+
+__all__ = ["Clock", "LobbySettings", "describe_invalid", "load_settings"]
 
 Clock = Callable[[], float]
 """Wall clock in seconds since the epoch (``time.time`` shape)."""
@@ -244,3 +246,30 @@ class LobbySettings(BaseSettings):
     def is_admin(self, username: str) -> bool:
         """True if ``username`` is one of the admin accounts (case-insensitive)."""
         return username.casefold() in self.admin_accounts
+
+
+def load_settings(**overrides: Any) -> LobbySettings:
+    """:class:`LobbySettings` from ``overrides`` and the environment; one-line errors.
+
+    Raises :class:`~protocol.errors.ConfigError` naming each bad setting by its
+    environment variable (``SHARDS_PORT: ...``) when it did not come from ``overrides``.
+    """
+    try:
+        return LobbySettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid(exc, given=set(overrides))) from None
+
+
+def describe_invalid(exc: ValidationError, *, given: Collection[str] = ()) -> str:
+    """One line for a settings ``ValidationError``: each field (or its ``SHARDS_*``
+    variable, for fields not in ``given``), its value and what is wrong with it."""
+    problems = []
+    for err in exc.errors(include_url=False, include_context=False):
+        field = ".".join(str(p) for p in err["loc"])
+        name = field if not field or field in given else f"SHARDS_{field.upper()}"
+        value = err.get("input")
+        secret = "secret" in field or "url" in field  # a database URL may hold a password
+        plain = isinstance(value, str | int | float) and field and not secret
+        shown = f"={value}" if plain else ""
+        problems.append(f"{name or 'settings'}{shown}: {err['msg']}")
+    return "invalid lobby settings: " + "; ".join(problems)

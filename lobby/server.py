@@ -5,7 +5,9 @@ Usage::
     async with MasterServer(port=0, data_dir=tmp_path) as server:
         print(server.url)           # http://127.0.0.1:<bound port>
 
-``start()`` loads the world, opens (and migrates) the database, loads or
+``start()`` binds the listening sockets (a busy port fails first), creates
+(0700) and locks the data directory (:mod:`lobby.startup`: a second lobby on it
+is refused), loads the world, opens (and migrates) the database, loads or
 creates the lobby signing key, builds the core services and the hub, lets each
 service ``setup(ctx)`` (register WS handlers, REST endpoints, hooks), then
 listens. ``stop()`` stops listening, closes every WebSocket with 1001 after
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +61,7 @@ from lobby.pages import add_pages
 from lobby.ratelimit import RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
+from lobby.startup import DataDir, bind_listeners, sqlite_path
 from lobby.storage import Database
 from lobby.stun import StunServer
 from lobby.version import SERVER_VERSION
@@ -122,6 +126,8 @@ class MasterServer:
         self._port: int | None = None
         self._last_cleanup = 0.0
         self._stun: StunServer | None = None
+        self._data_dir: DataDir | None = None
+        self._listeners: list[socket.socket] = []
 
     # -- public -------------------------------------------------------------------------
 
@@ -177,10 +183,22 @@ class MasterServer:
             raise LobbyError("the lobby is already started")
         s = self.settings
         services = LobbyServices.collect(self._services)
-        world = load_world(s.world_file)
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        key = load_or_create_key(s.data_dir)
-        db = await Database.open(s.resolved_database_url, now=self.clock())
+        # the port first (a busy one fails before the database migrates), then the data
+        # directory: created 0700, locked against a second lobby, its SQLite file writable
+        listeners = bind_listeners(s.host, s.port)
+        data_dir = DataDir(s.data_dir)
+        try:
+            data_dir.acquire(sqlite_path(s.resolved_database_url))
+            world = load_world(s.world_file)
+            key = load_or_create_key(s.data_dir)
+            db = await Database.open(s.resolved_database_url, now=self.clock())
+        except BaseException:
+            data_dir.release()
+            for sock in listeners:
+                sock.close()
+            raise
+        self._data_dir = data_dir
+        self._listeners = listeners
         metrics = LobbyMetrics(s.metrics_process, version=SERVER_VERSION)
         metrics.instrument(db.engine)
         accounts = AccountService(db, s, self.clock, metrics)
@@ -244,8 +262,10 @@ class MasterServer:
             )
             await runner.setup()
             self._runner = runner
-            site = GuardedSite(runner, guard, s.host, s.port, backlog=s.listen_backlog)
-            await site.start()
+            for sock in listeners:
+                site = GuardedSite(runner, guard, sock=sock, backlog=s.listen_backlog)
+                await site.start()
+            self._listeners = []  # the sites own them now
             self._port = int(runner.addresses[0][1])
             if s.metrics_enabled and s.metrics_port is not None:
                 await self._serve_metrics(metrics)
@@ -253,7 +273,7 @@ class MasterServer:
             await self._teardown()
             raise
         self._maintenance = asyncio.create_task(self._maintenance_loop(), name="lobby-maintenance")
-        log.info("lobby listening on %s (database %s, data %s)", self.url, db.dialect, s.data_dir)
+        log.info("lobby started: database %s, data directory %s", db.dialect, s.data_dir)
 
     async def stop(self) -> None:
         """Stop gracefully (idempotent)."""
@@ -358,6 +378,12 @@ class MasterServer:
         if ctx is not None:
             await ctx.accounts.close()
             await ctx.db.close()
+        for sock in self._listeners:
+            sock.close()
+        self._listeners = []
+        if self._data_dir is not None:
+            self._data_dir.release()
+            self._data_dir = None
         self._ctx = None
         self._port = None
 

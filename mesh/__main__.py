@@ -5,42 +5,53 @@ LAN mode (no lobby; peers found over mDNS, admitted by passphrase)::
     python -m mesh --lan --name Aria --passphrase "our secret" \
         [--interface 192.168.1.20] [--port 9000]
 
+Lobby mode (through a lobby, with the game client :class:`mesh.NetworkClient`)::
+
+    python -m mesh --lobby http://localhost:8888 [--username aria] [--name Aria]
+
 ``--passphrase`` may be left out: it is then read from ``$SHARDS_PASSPHRASE``
-or asked for on the terminal. ``--interface`` picks the one local IPv4 address
-to play on (mDNS and the node's socket); by default mDNS runs on every LAN
-address of the host. ``--json`` prints one JSON object per event instead of
-text (for scripts and tests).
+or asked for on the terminal (the lobby mode asks for a missing username and
+password the same way). ``--interface`` picks the one local IPv4 address to
+play on (mDNS and the node's socket); by default mDNS runs on every LAN address
+of the host. ``--port`` (or ``$SHARDS_P2P_PORT``) is the node's UDP port; by
+default 9000, or a free port (printed) when another peer on this machine holds
+9000. ``--json`` prints one JSON object per event instead of text (for scripts
+and tests).
 
-Commands (a line without ``/`` is party chat)::
-
-    /w NAME text      whisper to one player (name or peer id)
-    /p text           party chat to everyone in the group
-    /move X Y Z       move (sent to every peer as a movement update)
-    /who              who is connected, who was seen
-    /quit             leave (also Ctrl-D)
-
-The lobby mode of the same program (``--lobby URL``) is added with the
-NetworkClient: a new mode registers a runner in :data:`MODES`.
+The commands of both modes are one table, :data:`mesh.terminal.COMMANDS`;
+``/help`` prints the rows of the running mode. Standard input may be a
+terminal (a prompt), a pipe or file of commands (the program leaves at its
+end), or nothing (closed, ``/dev/null``: it runs until SIGINT or SIGTERM).
+Exit status: 0 after /quit, end of input or a signal; 1 when the node or the
+lobby cannot be reached or bound; 2 on bad arguments. A start-up failure is
+one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import importlib.metadata
 import logging
-import math
 import os
-import shlex
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerFound, PeerIgnored, PeerLost
 from mesh.discovery.lan import LanEvent
-from mesh.terminal import LOG_IDS, Output, command_loop, stop_on_signals
+from mesh.terminal import (
+    COMMANDS,
+    LOG_IDS,
+    Command,
+    CommandError,
+    Output,
+    ask,
+    command_loop,
+    help_text,
+    parse_command,
+    stop_on_signals,
+)
 from mesh.terminal_lobby import add_lobby_arguments, run_lobby  # lobby mode (NetworkClient)
 from protocol import logformat
 from protocol.crypto import derive_group_key
@@ -48,91 +59,43 @@ from protocol.errors import ShardsError
 from protocol.messages.base import MessageType
 from protocol.version import DISTRIBUTION
 
-__all__ = [
-    "MODES",
-    "Command",
-    "CommandError",
-    "build_parser",
-    "main",
-    "parse_command",
-    "run_lan",
-]
+__all__ = ["MODES", "build_parser", "main", "p2p_port", "run_lan"]
 
 log = logging.getLogger("mesh.cli")
 
-HELP = """commands:
-  /w NAME text    whisper to NAME (character name or peer id)
-  /p text         party chat (also: any line without a leading /)
-  /move X Y Z     move to X Y Z
-  /who            list connected and discovered peers
-  /quit           leave"""
 
-
-# -- commands (pure) -------------------------------------------------------------
-
-
-class CommandError(ValueError):
-    """A line that is not a valid command; the message says how to write it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One parsed command line: ``kind`` in whisper/party/move/who/quit/help."""
-
-    kind: str
-    target: str = ""
-    text: str = ""
-    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-def parse_command(line: str) -> Command | None:
-    """Parse one input line; None for an empty line. Raises :class:`CommandError`."""
-    line = line.strip()
-    if not line:
-        return None
-    if not line.startswith("/"):
-        return Command("party", text=line)
-    head, _, rest = line.partition(" ")
-    rest = rest.strip()
-    verb = head[1:].lower()
-    if verb in ("w", "whisper", "msg"):
-        target, text = _split_target(rest)
-        if not target or not text:
-            raise CommandError('usage: /w NAME text (quote a name with spaces: /w "Sir Aria" hi)')
-        return Command("whisper", target=target, text=text)
-    if verb in ("p", "party"):
-        if not rest:
-            raise CommandError("usage: /p text")
-        return Command("party", text=rest)
-    if verb in ("move", "m"):
-        try:
-            parts = shlex.split(rest)
-            x, y, z = (float(v) for v in parts)
-        except ValueError as exc:
-            raise CommandError("usage: /move X Y Z (three numbers)") from exc
-        if not all(math.isfinite(v) for v in (x, y, z)):
-            raise CommandError("usage: /move X Y Z (finite numbers)")
-        return Command("move", position=(x, y, z))
-    if verb in ("who", "list"):
-        return Command("who")
-    if verb in ("quit", "exit", "q"):
-        return Command("quit")
-    if verb in ("help", "h", "?"):
-        return Command("help")
-    raise CommandError(f"unknown command /{verb} (try /help)")
-
-
-def _split_target(rest: str) -> tuple[str, str]:
-    if rest[:1] in ('"', "'"):
-        end = rest.find(rest[0], 1)
-        if end < 0:
-            return "", ""
-        return rest[1:end].strip(), rest[end + 1 :].strip()
-    target, _, text = rest.partition(" ")
-    return target, text.strip()
+def _epilog() -> str:
+    lines = ["commands (type /help in the program for the running mode's list):"]
+    for spec in COMMANDS:
+        only = "" if len(spec.modes) > 1 else f"  [{next(iter(spec.modes))} mode]"
+        lines.append(f"  {spec.usage}")
+        lines.append(f"      {spec.summary}{only}")
+    lines.append("a line without / is party chat in LAN mode, global chat in lobby mode")
+    return "\n".join(lines)
 
 
 # -- argument parsing ----------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
+def p2p_port(args: argparse.Namespace) -> int | None:
+    """The node's UDP port: ``--port``, else ``$SHARDS_P2P_PORT``, else None (9000 or free).
+
+    Raises ``argparse.ArgumentTypeError`` for a ``$SHARDS_P2P_PORT`` that is not a port.
+    """
+    if args.port is not None:
+        return int(args.port)
+    text = os.environ.get("SHARDS_P2P_PORT", "").strip()
+    return _port(text) if text else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,15 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mesh",
         description="Shards of Eternity terminal peer.",
-        epilog=HELP,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     modes = parser.add_mutually_exclusive_group(required=True)
     modes.add_argument("--lan", action="store_true", help="play on the LAN with no lobby (mDNS)")
     modes.add_argument("--lobby", metavar="URL", help="play through a lobby (NetworkClient)")
     parser.add_argument("--name", help="character name (lobby mode: to play or create)")
-    parser.add_argument("--port", type=int, default=9000, help="UDP port of the node (0: any)")
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="UDP port of the node ($SHARDS_P2P_PORT; default 9000, or a free port when "
+        "9000 is taken; 0: any free port)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     parser.add_argument(
@@ -157,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="log lines (stderr) as text or one JSON object per line, with this peer's id",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     lan = parser.add_argument_group("LAN mode")
     lan.add_argument("--passphrase", help="group passphrase (else $SHARDS_PASSPHRASE or a prompt)")
     lan.add_argument(
@@ -260,29 +229,14 @@ def _install_message_handlers(lan: LanNode, out: Output) -> None:
 
 
 async def execute(lan: LanNode, command: Command, out: Output) -> bool:
-    """Run one command; False when the user asked to quit. Errors are printed, not raised."""
+    """Run one command; False when the user asked to quit. Errors are printed once, not raised."""
     try:
         if command.kind == "quit":
             return False
         if command.kind == "help":
-            out.emit("help", HELP)
+            out.emit("help", help_text("lan"), commands=help_text("lan"))
         elif command.kind == "who":
-            members = [
-                {"peer_id": m.peer_id, "name": m.character_name} for m in lan.members.values()
-            ]
-            seen = [
-                {"peer_id": p.peer_id, "name": p.name, "admitted": p.peer_id in lan.members}
-                for p in lan.found.values()
-            ]
-            lines = [f"you: {lan.name} ({_short(lan.peer_id)})"]
-            lines += [f"  connected: {m['name']} ({_short(m['peer_id'])})" for m in members]
-            lines += [
-                f"  seen: {p.name} ({_short(p.peer_id)})"
-                + (f" - {lan.ignored[p.peer_id].reason}" if p.peer_id in lan.ignored else "")
-                for p in lan.found.values()
-                if p.peer_id not in lan.members
-            ]
-            out.emit("who", "\n".join(lines), members=members, seen=seen)
+            _who(lan, out)
         elif command.kind == "whisper":
             result = await lan.send_whisper(command.target, command.text)
             out.emit(
@@ -292,7 +246,7 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
                 target=command.target,
                 path=result.path,
             )
-        elif command.kind == "party":
+        elif command.kind == "party_chat":
             if not lan.members:
                 out.emit("error", "(nobody to talk to yet)", message="no members")
                 return True
@@ -306,12 +260,12 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
                 delivered=sorted(str(t) for t in party.paths),
                 failed=failed,
             )
-        elif command.kind == "move":
+        elif command.kind == "pos":
             update = lan.send_position_update(command.position)
             out.emit(
                 "sent",
-                f"(moved to {command.position})",
-                kind="move",
+                f"(position {command.position})",
+                kind="position",
                 position=list(command.position),
                 seq=update.seq,
             )
@@ -320,14 +274,31 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
     return True
 
 
-async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) -> int:
+def _who(lan: LanNode, out: Output) -> None:
+    members = [{"peer_id": m.peer_id, "name": m.character_name} for m in lan.members.values()]
+    seen = [
+        {"peer_id": p.peer_id, "name": p.name, "admitted": p.peer_id in lan.members}
+        for p in lan.found.values()
+    ]
+    lines = [f"you: {lan.name} ({_short(lan.peer_id)})"]
+    lines += [f"  connected: {m['name']} ({_short(m['peer_id'])})" for m in members]
+    lines += [
+        f"  seen: {p.name} ({_short(p.peer_id)})"
+        + (f" - {lan.ignored[p.peer_id].reason}" if p.peer_id in lan.ignored else "")
+        for p in lan.found.values()
+        if p.peer_id not in lan.members
+    ]
+    out.emit("who", "\n".join(lines), members=members, seen=seen)
+
+
+async def run_lan(args: argparse.Namespace, *, stdin: TextIO | None, stdout: TextIO | None) -> int:
     """The LAN terminal peer until /quit, end of input, SIGINT or SIGTERM."""
     out = Output(stdout, as_json=args.json)
     passphrase = args.passphrase or os.environ.get("SHARDS_PASSPHRASE")
-    if not passphrase and stdin.isatty():
-        passphrase = await asyncio.to_thread(getpass.getpass, "group passphrase: ")
+    if not passphrase:
+        passphrase = await ask(stdin, "group passphrase: ", secret=True)
     if not passphrase or not args.name:
-        out.emit("error", "LAN mode needs --name and a passphrase", message="missing arguments")
+        out.fatal("LAN mode needs --name and a passphrase (--passphrase or $SHARDS_PASSPHRASE)")
         return 2
     try:
         # PBKDF2 (100,000 iterations) off the event loop
@@ -336,13 +307,13 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
             name=args.name,
             group_key=group_key,
             interfaces=args.interface,
-            port=args.port,
+            port=p2p_port(args),
             location_id=args.location,
             heartbeat=args.heartbeat,
             peer_timeout=args.peer_timeout,
         )
     except (ShardsError, ValueError) as exc:
-        out.emit("error", f"cannot start: {exc}", message=str(exc))
+        out.fatal(f"cannot start: {exc}")
         return 2
     LOG_IDS.set(peer_id=lan.peer_id)
     lan.add_listener(lambda event: _on_lan_event(out, event))
@@ -351,8 +322,8 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
     try:
         await lan.start()
     except (ShardsError, OSError) as exc:
-        out.emit("error", f"cannot start: {exc}", message=str(exc))
         await lan.close()
+        out.fatal(f"cannot start: {exc}")
         return 1
     try:
         host, port = lan.node.address
@@ -369,13 +340,13 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) ->
 
         async def on_line(line: str) -> bool:
             try:
-                command = parse_command(line)
+                command = parse_command(line, "lan")
             except CommandError as exc:
                 out.emit("error", str(exc), message=str(exc))
                 return True
             return command is None or await execute(lan, command, out)
 
-        await command_loop(stdin, stop, on_line)
+        await command_loop(stdin, stop, on_line, out=out, prompt=f"{lan.name}> ")
     finally:
         await lan.close()
         out.emit("bye", "bye")
@@ -397,12 +368,17 @@ MODES: dict[str, Runner] = {"lan": run_lan, "lobby": run_lobby}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mesh`` (and the ``shards-peer`` script)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.port = p2p_port(args)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"$SHARDS_P2P_PORT: {exc}")
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logformat.configure(level, args.log_format, LOG_IDS)
     mode = "lan" if args.lan else "lobby"
     try:
-        return asyncio.run(MODES[mode](args, stdin=sys.stdin, stdout=sys.stdout))
+        return asyncio.run(MODES[mode](args, stdin=sys.stdin, stdout=None))
     except KeyboardInterrupt:
         return 130
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import socket
 import time
@@ -74,6 +75,7 @@ from protocol.errors import (
     MeshError,
     NotConnectedError,
     PeerUnreachableError,
+    PortInUseError,
 )
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
@@ -81,6 +83,7 @@ from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMess
 from protocol.movement import next_seq
 
 __all__ = [
+    "PREFERRED_PORT",
     "Handler",
     "PartySendResult",
     "PeerEvent",
@@ -92,6 +95,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mesh.node")
+
+PREFERRED_PORT = 9000
+"""The UDP port a node binds when none is given (the original specification's
+``p2p_port``); when it is taken, a free one is used instead."""
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -120,7 +127,10 @@ class PeerNode:
     """A peer of the mesh: direct QUIC connections, reliable chat, movement, relay fallback.
 
     ``identity_key``: the node's Ed25519 key (or a :class:`protocol.crypto.Identity`);
-    ``host``/``port``: where the one UDP socket binds (``port=0``: any free port);
+    ``host``/``port``: where the one UDP socket binds: ``port=None`` prefers
+    :data:`PREFERRED_PORT` (9000) and falls back to a free port when it is taken
+    (one log line names the port used); ``port=0`` is any free port; an explicit
+    port that is taken fails :meth:`start` with :class:`PortInUseError`;
     ``auth``: an :class:`~mesh.auth.Authenticator` (:class:`~mesh.auth.LobbyTicketAuth`);
     ``relay``: optional :class:`RelayTransport` (or ``async f(character_id, data)``)
     used when no direct connection can be opened; ``max_connections``: at most this
@@ -134,7 +144,7 @@ class PeerNode:
         identity_key: Ed25519PrivateKey | Identity,
         *,
         host: str,
-        port: int = 9000,
+        port: int | None = None,
         auth: Authenticator,
         relay: RelayLike | None = None,
         max_connections: int | None = None,
@@ -177,13 +187,37 @@ class PeerNode:
         if self._transport is not None:
             return
         self._loop = asyncio.get_running_loop()
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self._host, self._port)
-        )
+        transport = await self._bind(self._loop)
         self._transport = transport
         sock = transport.get_extra_info("socket")
         self._family = sock.family
         logger.info("peer node %s listening on %s", self.identity.peer_id[:12], self.endpoint)
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.DatagramTransport:
+        """The UDP socket on ``port`` (None: the preferred port, else any free one)."""
+        port = PREFERRED_PORT if self._port is None else self._port
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self._host, port)
+            )
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            if self._port is not None:
+                raise PortInUseError(
+                    f"UDP port {port} is already in use (another peer on this machine?); "
+                    "choose another with --port N, or --port 0 for any free port",
+                    details={"port": port},
+                ) from None
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self._host, 0)
+            )
+            logger.warning(
+                "UDP port %d is taken (another peer on this machine?); using port %d",
+                port,
+                transport.get_extra_info("sockname")[1],
+            )
+        return transport
 
     async def close(self) -> None:
         """Close every connection (peers see code NORMAL), fail pending sends, free the socket."""

@@ -2,123 +2,46 @@
 
 ::
 
-    python -m mesh --lobby http://localhost:8888 --username aria [--register] \
+    python -m mesh --lobby http://localhost:8888 [--username aria] [--register] \
         [--name Aria --faction "Crimson Covenant" --class Mage] [--port 9000] [--json]
 
-The password comes from ``--password``, ``$SHARDS_PASSWORD`` or a prompt.
-``--name`` picks the character by name, or creates it when missing (the first
-character otherwise; one named after the user on a fresh account). ``--port``
-is the peer node's UDP port (0: any free port).
+A missing ``--username`` is asked for on the terminal; the password comes from
+``--password``, ``$SHARDS_PASSWORD`` or a prompt. With no terminal to ask on,
+both must be given. An account that does not exist yet is created (``--register``
+only makes that the first try). ``--name`` picks the character by name, or
+creates it when missing (the first character otherwise; one named after the
+user on a fresh account). ``--port`` is the peer node's UDP port (default 9000,
+or a free port when 9000 is taken; 0: any free port).
 
-Commands (a line without ``/`` is global chat)::
-
-    /w NAME text           whisper (peer to peer, relay fallback)
-    /p text                party chat (peer to peer)
-    /f text                faction chat
-    /go LOCATION           move to a neighbouring location
-    /pos X Y Z             send a movement update to the peers nearby
-    /who                   players near you
-    /party create [NAME] | invite NAME | accept [ID] | decline [ID] | leave | kick ID | disband
-    /world                 the world state
-    /quit                  leave (also Ctrl-D)
-
-``--json`` prints one JSON object per event (for scripts and tests).
+The commands are the table of :mod:`mesh.terminal` (``/help`` prints them); a
+line without ``/`` is global chat. An error answering one of our requests is
+printed once, by the command that made it; ``ERROR`` messages that answer no
+request of ours are printed as they arrive.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
-import math
 import os
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mesh.client import NetworkClient
-from mesh.terminal import LOG_IDS, Output, command_loop, stop_on_signals
+from mesh.terminal import (
+    LOG_IDS,
+    Command,
+    CommandError,
+    Output,
+    ask,
+    command_loop,
+    help_text,
+    parse_command,
+    stop_on_signals,
+)
 from protocol.errors import ApiError, ErrorCode, ShardsError
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.rest import CharacterOut
 
-__all__ = [
-    "LOBBY_HELP",
-    "LobbyCommand",
-    "LobbyCommandError",
-    "add_lobby_arguments",
-    "parse_lobby_command",
-    "run_lobby",
-]
-
-LOBBY_HELP = """commands (a line without / is global chat):
-  /w NAME text     whisper          /p text       party chat     /f text   faction chat
-  /go LOCATION     move             /pos X Y Z    position       /who      who is near
-  /party create [NAME] | invite NAME | accept [ID] | decline [ID] | leave | kick ID | disband
-  /world           world state      /quit         leave"""
-
-_PARTY_VERBS = ("create", "invite", "accept", "decline", "leave", "kick", "disband")
-
-
-class LobbyCommandError(ValueError):
-    """A line that is not a valid command; the message says how to write it."""
-
-
-@dataclass(frozen=True, slots=True)
-class LobbyCommand:
-    """One parsed line: ``kind`` and its arguments."""
-
-    kind: str
-    target: str = ""
-    text: str = ""
-    number: int = 0
-    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-def parse_lobby_command(line: str) -> LobbyCommand | None:
-    """Parse one input line (None for an empty one); raises :class:`LobbyCommandError`."""
-    line = line.strip()
-    if not line:
-        return None
-    if not line.startswith("/"):
-        return LobbyCommand("chat", text=line)
-    head, _, rest = line.partition(" ")
-    verb, rest = head[1:].lower(), rest.strip()
-    if verb in ("w", "whisper", "msg"):
-        target, _, text = rest.partition(" ")
-        if not target or not text.strip():
-            raise LobbyCommandError("usage: /w NAME text")
-        return LobbyCommand("whisper", target=target, text=text.strip())
-    if verb in ("p", "f", "party", "faction") and (
-        verb != "party" or rest.split(" ")[0] not in _PARTY_VERBS
-    ):
-        if not rest:
-            raise LobbyCommandError(f"usage: /{verb} text")
-        return LobbyCommand("party_chat" if verb in ("p", "party") else "faction", text=rest)
-    if verb == "party":
-        sub, _, arg = rest.partition(" ")
-        arg = arg.strip()
-        if sub in ("invite", "kick") and not arg:
-            raise LobbyCommandError(f"usage: /party {sub} {'NAME' if sub == 'invite' else 'ID'}")
-        if sub == "kick" and not arg.isdigit():
-            raise LobbyCommandError("usage: /party kick CHARACTER_ID")
-        return LobbyCommand(f"party_{sub}", target=arg, number=int(arg) if arg.isdigit() else 0)
-    if verb in ("go", "move"):
-        if not rest.isdigit():
-            raise LobbyCommandError("usage: /go LOCATION_ID")
-        return LobbyCommand("go", number=int(rest))
-    if verb == "pos":
-        try:
-            x, y, z = (float(v) for v in rest.split())
-        except ValueError as exc:
-            raise LobbyCommandError("usage: /pos X Y Z (three numbers)") from exc
-        if not all(math.isfinite(v) for v in (x, y, z)):
-            raise LobbyCommandError("usage: /pos X Y Z (finite numbers)")
-        return LobbyCommand("pos", position=(x, y, z))
-    if verb in ("who", "world", "quit", "help"):
-        return LobbyCommand(verb)
-    if verb in ("exit", "q"):
-        return LobbyCommand("quit")
-    raise LobbyCommandError(f"unknown command /{verb} (try /help)")
+__all__ = ["add_lobby_arguments", "run_lobby"]
 
 
 def add_lobby_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,22 +56,27 @@ def add_lobby_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) -> int:
+async def run_lobby(
+    args: argparse.Namespace, *, stdin: TextIO | None, stdout: TextIO | None
+) -> int:
     """The lobby terminal peer until /quit, end of input, SIGINT or SIGTERM."""
     out = Output(stdout, as_json=bool(getattr(args, "json", False)))
-    username = getattr(args, "username", None)
+    username = getattr(args, "username", None) or await ask(stdin, "username: ", secret=False)
     password = getattr(args, "password", None) or os.environ.get("SHARDS_PASSWORD")
-    if not password and username and stdin.isatty():
-        password = await asyncio.to_thread(getpass.getpass, "password: ")
+    if username and not password:
+        password = await ask(stdin, "password: ", secret=True)
     if not username or not password:
-        out.emit("error", "lobby mode needs --username and a password", message="missing arguments")
+        out.fatal(
+            "lobby mode needs a username and a password: no terminal to ask on, so pass "
+            "--username and --password (or $SHARDS_PASSWORD)"
+        )
         return 2
     client = NetworkClient(args.lobby, p2p_port=args.port)
     try:
-        character = await _login(client, args, username, password)
+        character = await _login(client, args, username, password, out)
     except ShardsError as exc:
-        out.emit("error", f"cannot start: {exc}", message=str(exc), code=str(exc.code))
         await client.disconnect()
+        out.fatal(f"cannot start: {exc}", code=str(exc.code))
         return 1
     state = _Session(client, out)
     state.install()
@@ -161,19 +89,20 @@ async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) 
         character_id=character["id"],
         location_id=character["location_id"],
         peer_id=client.node.peer_id if client.node else None,
+        endpoint=client.node.endpoint if client.node else None,
     )
     stop = stop_on_signals()
 
     async def on_line(line: str) -> bool:
         try:
-            command = parse_lobby_command(line)
-        except LobbyCommandError as exc:
+            command = parse_command(line, "lobby")
+        except CommandError as exc:
             out.emit("error", str(exc), message=str(exc))
             return True
         return command is None or await state.execute(command)
 
     try:
-        await command_loop(stdin, stop, on_line)
+        await command_loop(stdin, stop, on_line, out=out, prompt=f"{character['name']}> ")
     finally:
         await client.disconnect()
         out.emit("bye", "bye")
@@ -181,14 +110,26 @@ async def run_lobby(args: argparse.Namespace, *, stdin: TextIO, stdout: TextIO) 
 
 
 async def _login(
-    client: NetworkClient, args: argparse.Namespace, username: str, password: str
+    client: NetworkClient, args: argparse.Namespace, username: str, password: str, out: Output
 ) -> CharacterOut:
+    """Log in, creating the account when it does not exist; pick or create the character."""
+    register = bool(getattr(args, "register", False))
     try:
-        await client.connect(username, password, register=bool(getattr(args, "register", False)))
+        await client.connect(username, password, register=register)
     except ApiError as exc:
-        if exc.code != ErrorCode.USERNAME_TAKEN:
+        if register and exc.code == ErrorCode.USERNAME_TAKEN:
+            await client.connect(username, password)
+        elif not register and exc.code == ErrorCode.INVALID_CREDENTIALS:
+            # no such account, or a wrong password: creating it tells which
+            try:
+                await client.connect(username, password, register=True)
+            except ApiError as again:
+                if again.code == ErrorCode.USERNAME_TAKEN:
+                    raise exc from None  # it exists: the password was wrong
+                raise
+            out.emit("account", f"(created account {username})", username=username)
+        else:
             raise
-        await client.connect(username, password)
     characters = await client.get_characters()
     wanted = getattr(args, "name", None)
     chosen = None
@@ -284,6 +225,8 @@ class _Session:
         )
 
     def _on_error(self, msg: Any) -> None:
+        if msg.ref_id is not None:
+            return  # answers a request of ours: the command that sent it prints it
         self.out.emit(
             "error", f"error {msg.error_code}: {msg.error_message}", code=str(msg.error_code),
             message=msg.error_message,
@@ -298,7 +241,7 @@ class _Session:
         data = msg.model_dump(mode="json", exclude={"message_id", "timestamp", "version", "type"})
         self.out.emit(str(msg.type), f"* {msg.type}: {data}", data=data)
 
-    async def execute(self, command: LobbyCommand) -> bool:
+    async def execute(self, command: Command) -> bool:
         """Run one command; False to quit. Errors are printed, never raised."""
         c, out = self.client, self.out
         try:
@@ -306,7 +249,7 @@ class _Session:
             if kind == "quit":
                 return False
             if kind == "help":
-                out.emit("help", LOBBY_HELP)
+                out.emit("help", help_text("lobby"), commands=help_text("lobby"))
             elif kind == "chat":
                 await c.send_chat(command.text)
             elif kind == "faction":
@@ -349,22 +292,22 @@ class _Session:
             elif kind == "world":
                 world = await c.get_world_state()
                 out.emit("world", f"* reality: {world.get('current_reality')}", world=world)
-            elif kind.startswith("party_"):
+            elif kind == "party":
                 await self._party(command)
         except ShardsError as exc:
             out.emit("error", f"error: {exc}", message=str(exc), code=str(exc.code))
         return True
 
-    async def _party(self, command: LobbyCommand) -> None:
+    async def _party(self, command: Command) -> None:
         c = self.client
-        sub = command.kind.removeprefix("party_")
+        sub = command.target
         if sub == "create":
-            details = await c.create_party(command.target or None)
+            details = await c.create_party(command.text or None)
         elif sub == "invite":
-            target: int | str = int(command.target) if command.target.isdigit() else command.target
+            target: int | str = int(command.text) if command.text.isdigit() else command.text
             details = await c.invite_to_party(target)
         elif sub in ("accept", "decline"):
-            party_id = command.target or self.last_invite
+            party_id = command.text or self.last_invite
             if not party_id:
                 self.out.emit("error", "no invitation to answer", message="no invitation")
                 return

@@ -32,6 +32,7 @@ tree at the boundary where they occur, so that a caller needs one ``except`` cla
     │   ├── HandshakeError             a peer failed authentication
     │   ├── PeerUnreachableError       no direct path and no relay reached the peer
     │   ├── NotConnectedError          the call needs a lobby session or a started node
+    │   ├── PortInUseError             the UDP port asked for is taken (names it)
     │   └── ApiError                   the lobby answered a request with an error
     └── DiscoveryError                 lobby directory or mDNS discovery failed
 
@@ -62,6 +63,7 @@ __all__ = [
     "MessageTooLargeError",
     "NotConnectedError",
     "PeerUnreachableError",
+    "PortInUseError",
     "ProtocolError",
     "SealError",
     "ShardsError",
@@ -298,6 +300,12 @@ class NotConnectedError(MeshError):
     """The call needs a lobby session, a selected character or a started node."""
 
     code = ErrorCode.UNAUTHORIZED
+
+
+class PortInUseError(MeshError):
+    """The UDP port a node was asked to bind is taken; ``details["port"]`` names it."""
+
+    code = ErrorCode.UNAVAILABLE
 
 
 class ApiError(MeshError):

@@ -11,6 +11,14 @@ import pytest
 if TYPE_CHECKING:
     from tests.lobby.support import FakeClock
 
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say up front that the default run leaves the ``slow`` tests out."""
+    if "slow" in (config.option.markexpr or ""):
+        return None
+    return "tests marked slow (mesh soaks, ~700) are deselected; run them with -m slow"
+
+
 # -- lobby (owned by the lobby core; kept small; imports the lobby only when used) ----------
 
 

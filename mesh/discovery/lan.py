@@ -115,7 +115,8 @@ class LanNode:
     ``interfaces``: local IPv4 addresses mDNS runs on (default: the host's LAN
     addresses; tests pass ``["127.0.0.1"]`` or a namespace address). ``host``:
     where the node's UDP socket binds (default: the only interface if one was
-    given, else all). ``port``: the node's UDP port (0: any free one).
+    given, else all). ``port``: the node's UDP port (0: any free one; None:
+    9000, or a free one when 9000 is taken).
     """
 
     def __init__(
@@ -126,7 +127,7 @@ class LanNode:
         group_key: bytes | None = None,
         interfaces: Sequence[str] | None = None,
         host: str | None = None,
-        port: int = 9000,
+        port: int | None = None,
         identity: Identity | None = None,
         location_id: int = 1,
         faction: str | None = None,

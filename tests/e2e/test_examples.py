@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -84,15 +85,30 @@ async def lobby_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def test_client_example(lobby_url: str) -> None:
-    args = ["examples/client.py", "--server", lobby_url, "--register", "--seconds", "0.5"]
+    """With its defaults on a fresh lobby: signs up, plays; the second run logs in."""
+    args = ["examples/client.py", "--server", lobby_url, "--seconds", "0.5"]
     code, out = await run_example(*args)
     assert code == 0, out
-    assert "Playing Aria at location" in out
-    assert "[global] Aria: Hello, world!" in out
+    assert "Created account username" in out
+    assert "Playing Username at location" in out
+    assert "[global] Username: Hello, world!" in out
     assert "Current reality: " in out
     code, out = await run_example(*args)  # second run: account and character exist
     assert code == 0, out
-    assert "Current reality: " in out
+    assert "Created account" not in out and "Current reality: " in out
+    code, out = await run_example(*args[:3], "--password", "not the password")
+    assert code == 1 and "error: " in out and "Traceback" not in out
+
+
+async def test_lan_example_leaves_cleanly_when_nobody_joins() -> None:
+    name = f"Lonely{secrets.token_hex(3)}"
+    code, out = await run_example(
+        "examples/lan_play.py", "--name", name, "--passphrase", secrets.token_hex(8),
+        "--interface", "127.0.0.1", "--port", "0", "--seconds", "1",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "nobody joined; leaving" in out
+    assert "Traceback" not in out and "TimeoutError" not in out
 
 
 async def test_whisper_pair_example(lobby_url: str) -> None:
@@ -107,9 +123,7 @@ async def test_run_master_server_example(tmp_path: Path) -> None:
     env = {**ENV, "SHARDS_PORT": "0", "SHARDS_DATA_DIR": str(tmp_path / "quickstart")}
     process, url = await start_lobby(["examples/run_master_server.py"], env)
     try:
-        code, out = await run_example(
-            "examples/client.py", "--server", url, "--register", "--seconds", "0"
-        )
+        code, out = await run_example("examples/client.py", "--server", url, "--seconds", "0")
         assert code == 0, out
         assert "Current reality: " in out
     finally:

@@ -1,7 +1,9 @@
 """``python -m mesh --lobby URL``: a person at a terminal plays with a NetworkClient.
 
-The terminal peer runs as a subprocess (``--json``: one event per line) against
-an in-process lobby; Bob is a NetworkClient in the test.
+The terminal peer runs as a subprocess against an in-process lobby: with
+``--json`` (one event per line) for the game, on a pty (the screen rendered by
+pyte) where a person types at a prompt, and with no input at all. Bob is a
+NetworkClient in the test. Every peer node binds a free port (``SHARDS_P2P_PORT=0``).
 """
 
 from __future__ import annotations
@@ -9,18 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from lobby import MasterServer
 from mesh import MessageType
+from mesh.terminal import help_text
 
 from .conftest import ClientFactory, Inbox, relayed
+from .screen import Screen
 
 __all__: list[str] = []
 
 REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "SHARDS_P2P_PORT": "0"}
+ENV.pop("SHARDS_PASSWORD", None)
+
+
+def _clean(err: str) -> None:
+    for noise in ("Traceback", "Unclosed", "Event loop is closed", "Task exception"):
+        assert noise not in err, err
 
 
 class Terminal:
@@ -62,7 +74,7 @@ async def test_terminal_peer_in_lobby_mode(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mesh", "--lobby", master.url, "--username", "aria_term",
         "--register", "--name", "Aria", "--port", "0", "--json",
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "SHARDS_PASSWORD": "password123"},
+        cwd=REPO, env={**ENV, "SHARDS_PASSWORD": "password123"},
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -91,9 +103,15 @@ async def test_terminal_peer_in_lobby_mode(
         await term.send("/p party time")
         await parties.wait_until(lambda items: any(m.content == "party time" for m in items))
         await term.send("/go 999")
+        mark = len(term.events)
         await term.expect("error")
         await term.send("/nonsense")
-        await term.expect("error")
+        await term.expect("error", message="unknown command /nonsense (try /help)")
+        await term.send("/help")
+        help_event = await term.expect("help")
+        # each error printed once: one for /go 999, one for /nonsense
+        assert [e["event"] for e in term.events[mark:]].count("error") == 2, term.events[mark:]
+        assert help_event["commands"] == help_text("lobby")
         await term.send("/quit")
         await term.expect("bye")
         assert await asyncio.wait_for(process.wait(), 20) == 0
@@ -102,3 +120,97 @@ async def test_terminal_peer_in_lobby_mode(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_person_at_a_terminal_signs_up_and_plays(
+    master: MasterServer, make_client: ClientFactory
+) -> None:
+    """No flags but the lobby: username and password are asked for (the password not
+    echoed), a fresh account is created, a prompt appears, /help is the lobby table,
+    a lobby error is printed once, and chat arriving is printed above the typed line."""
+    bob = await make_client("Bob")
+    screen = await Screen(
+        [sys.executable, "-m", "mesh", "--lobby", master.url], env=ENV, cwd=REPO
+    ).start()
+    try:
+        await screen.wait_for("username:")
+        screen.type("newcomer\r")
+        await screen.wait_for("password:")
+        screen.type("a long secret 42\r")
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>", wait=30)
+        assert "a long secret 42" not in screen.transcript
+        assert "(created account newcomer)" in screen.text()
+        screen.type("/help\r")
+        await screen.wait_for("/world")
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
+        for line in help_text("lobby").splitlines():
+            assert line.rstrip() in screen.text()
+        screen.type("/go 999\r")
+        await screen.wait_for("error")
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
+        screen.type("half a li")
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
+        await bob.send_chat("hello newcomer")
+        await screen.wait_for("[global] Bob: hello newcomer")
+        # printed above the prompt, which is drawn again with the half-typed line
+        await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
+        shown = screen.display
+        assert shown.index("Newcomer> half a li") > next(
+            i for i, line in enumerate(shown) if "hello newcomer" in line
+        )
+        assert sum("999" in line for line in screen.display if "error" in line) == 1
+        screen.type("\x15/quit\r")  # Ctrl-U clears the line
+        assert await screen.wait_exit() == 0
+        _clean(screen.transcript)
+    finally:
+        await screen.close()
+
+
+async def test_no_terminal_and_no_username_is_one_clear_line(master: MasterServer) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mesh", "--lobby", master.url,
+        cwd=REPO, env=ENV, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2 and out == b""
+    text = err.decode()
+    assert text.count("\n") == 1 and "--username" in text, text
+    _clean(text)
+
+
+async def test_no_input_plays_until_sigterm(master: MasterServer) -> None:
+    """``</dev/null`` with the account on the command line: runs, stops cleanly."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mesh", "--lobby", master.url, "--username", "daemon_peer",
+        "--password", "password123", "--json",
+        cwd=REPO, env=ENV, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    term = Terminal(process)
+    try:
+        await term.expect("ready", wait=30)
+        await term.expect("info", message="no input")
+        process.send_signal(signal.SIGTERM)
+        await term.expect("bye")
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert process.stderr is not None
+        _clean((await process.stderr.read()).decode())
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_an_unreachable_lobby_is_one_line(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mesh", "--lobby", "http://127.0.0.1:9", "--username", "x",
+        "--password", "y",
+        cwd=REPO, env=ENV, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 40)
+    text = err.decode()
+    assert process.returncode == 1 and out == b""
+    assert text.count("\n") == 1 and "cannot start" in text, text
+    _clean(text)

@@ -1,11 +1,18 @@
-"""``python -m lobby`` as a real subprocess: starts, prints its address, answers, stops."""
+"""``python -m lobby`` as a real subprocess: starts, prints its address once, answers, stops;
+refuses to start, in one line saying what is wrong, on a bad setting, a busy port (before
+touching the data directory), a data directory it cannot use or that another lobby holds,
+and a database it cannot write; keeps its data directory private."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import shlex
+import shutil
 import signal
+import socket
+import stat
 import sys
 from pathlib import Path
 
@@ -115,3 +122,184 @@ async def test_fresh_clone_runs_python_m_lobby_with_defaults(tmp_path: Path) -> 
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# -- start-up failures: one line each, saying what it is -------------------------------------
+
+FAST_ENV = {
+    "SHARDS_ARGON2_TIME_COST": "1",
+    "SHARDS_ARGON2_MEMORY_COST": "1024",
+    "SHARDS_ARGON2_PARALLELISM": "1",
+}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDS_")}
+    return {**env, "PYTHONPATH": str(ROOT), **FAST_ENV, **extra}
+
+
+class Lobby:
+    """``python -m lobby`` as a subprocess: its address, then everything it printed."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc, self.url = proc, url
+
+    @classmethod
+    async def start(cls, cwd: Path, *args: str, **env: str) -> Lobby:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lobby", "--port", "0", *args, cwd=cwd, env=_env(**env),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        match = re.fullmatch(r"lobby listening on (http://127\.0\.0\.1:\d+)\s*", line)
+        if not match:
+            proc.kill()
+            _, err = await proc.communicate()
+            raise AssertionError(f"no address: {line!r} {err.decode()}")
+        return cls(proc, match.group(1))
+
+    async def stop(self) -> tuple[int, str, str]:
+        """SIGTERM; exit status, and the rest of stdout and stderr."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(self.proc.communicate(), 30)
+        return self.proc.returncode or 0, out.decode(), err.decode()
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+async def _refused(cwd: Path, *args: str, command: list[str] | None = None, **env: str) -> str:
+    """Run ``python -m lobby ARGS`` (or ``command``), expect it to refuse to start; its
+    one stderr line."""
+    argv = command or [sys.executable, "-m", "lobby", *args]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=_env(**env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert proc.returncode == 2, (proc.returncode, text)
+    assert out == b"", out
+    assert text.count("\n") == 1 and text.startswith("lobby: "), text
+    assert "Traceback" not in text and "errors.pydantic.dev" not in text
+    return text
+
+
+async def test_the_address_is_printed_once(tmp_path: Path) -> None:
+    lobby = await Lobby.start(tmp_path, "--data-dir", str(tmp_path / "data"))
+    code, out, err = await lobby.stop()
+    assert code == 0
+    assert "listening on" not in out + err  # only the one line read by Lobby.start
+    assert "lobby started: database sqlite" in err
+
+
+async def test_an_environment_setting_out_of_range_is_one_line(tmp_path: Path) -> None:
+    text = await _refused(tmp_path, SHARDS_PORT="70000")
+    assert "SHARDS_PORT=70000" in text and "65535" in text
+    flag = await _refused(tmp_path, "--port", "70000")
+    assert "port" in flag and "65535" in flag
+
+
+async def test_the_help_names_the_program_as_it_was_started(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("shards-lobby")
+    if not script.exists():
+        pytest.skip("the shards-lobby script is not installed in this environment")
+    for argv, name in (([str(script)], "shards-lobby"), ([sys.executable, "-m", "lobby"], None)):
+        proc = await asyncio.create_subprocess_exec(
+            *argv, "--help", cwd=tmp_path, env=_env(), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        assert out.decode().startswith(f"usage: {name or 'python -m lobby'} "), out
+
+
+async def test_a_busy_port_is_found_before_the_data_directory_is_touched(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        data = tmp_path / "data"
+        text = await _refused(tmp_path, "--port", str(port), "--data-dir", str(data))
+    assert f"cannot listen on 127.0.0.1:{port}" in text and "in use" in text
+    assert not data.exists()  # nothing created, nothing migrated
+
+
+async def test_data_directory_errors_say_what_they_are(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    text = await _refused(tmp_path, "--port", "0", "--data-dir", str(a_file))
+    assert f"data directory {a_file} is not a directory" in text
+    below = await _refused(tmp_path, "--port", "0", "--data-dir", str(a_file / "below"))
+    assert f"data directory {a_file / 'below'}: cannot create it" in below
+    assert "cannot listen" not in text + below
+
+
+async def test_a_second_lobby_on_one_data_directory_is_refused_until_the_first_dies(
+    tmp_path: Path,
+) -> None:
+    data = str(tmp_path / "data")
+    first = await Lobby.start(tmp_path, "--data-dir", data)
+    try:
+        text = await _refused(tmp_path, "--port", "0", "--data-dir", data)
+        assert f"in use by another lobby (pid {first.proc.pid})" in text
+        first.proc.kill()  # kill -9: the kernel releases the lock
+        await first.proc.wait()
+        second = await Lobby.start(tmp_path, "--data-dir", data)
+        assert (await second.stop())[0] == 0
+    finally:
+        first.kill()
+
+
+async def test_the_data_directory_is_private(tmp_path: Path) -> None:
+    """Created 0700 with every file 0600 (database, -wal, -shm, key, lock), whatever the
+    umask: by ``python -m lobby``, and by ``MasterServer`` in a program."""
+    data = tmp_path / "cli"
+    lobby = await Lobby.start(tmp_path, "--data-dir", str(data))
+    try:
+        _assert_private(data)
+    finally:
+        assert (await lobby.stop())[0] == 0
+    old = os.umask(0o022)
+    try:
+        from lobby import MasterServer
+        from tests.lobby.support import fast_settings
+
+        library = tmp_path / "library"
+        async with MasterServer(settings=fast_settings(library)):
+            _assert_private(library)
+    finally:
+        os.umask(old)
+
+
+def _assert_private(data: Path) -> None:
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    names = {p.name for p in data.iterdir()}
+    assert {"lobby.sqlite3", "lobby_key.pem", "lobby.lock", "lobby.sqlite3-wal"} <= names, names
+    for path in data.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
+
+
+def _mount_namespaces() -> str | None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return "needs root and unshare (a read-only bind mount in a private mount namespace)"
+    return None
+
+
+async def test_a_read_only_database_is_refused_at_start(tmp_path: Path) -> None:
+    """A database file the lobby cannot write (here: a read-only bind mount, which binds
+    root too) is refused at start with one line, not served with 500s later."""
+    reason = _mount_namespaces()
+    if reason:
+        pytest.skip(reason)
+    data = tmp_path / "data"
+    lobby = await Lobby.start(tmp_path, "--data-dir", str(data))
+    assert (await lobby.stop())[0] == 0
+    db = data / "lobby.sqlite3"
+    script = (
+        f"mount --bind -o ro {shlex.quote(str(db))} {shlex.quote(str(db))} && "
+        f"exec {shlex.quote(sys.executable)} -m lobby --port 0 --data-dir {shlex.quote(str(data))}"
+    )
+    text = await _refused(tmp_path, command=["unshare", "--mount", "sh", "-c", script])
+    assert f"database file {db}" in text and "Read-only file system" in text

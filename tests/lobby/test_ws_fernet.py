@@ -51,7 +51,8 @@ class SealedSocket:
 
 @pytest.fixture
 async def sealed_lobby(tmp_path: Path, lobby_clock: FakeClock) -> AsyncIterator[MasterServer]:
-    settings = fast_settings(tmp_path / "lobby-data", ws_fernet_secret=SECRET)
+    # its own data directory: the plain ``lobby`` fixture of the same test holds "lobby-data"
+    settings = fast_settings(tmp_path / "sealed-data", ws_fernet_secret=SECRET)
     async with MasterServer(settings=settings, clock=lobby_clock) as server:
         yield server
 

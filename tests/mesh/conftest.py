@@ -89,11 +89,30 @@ def ticket_of(node: PeerNode) -> str:
     return node.core.auth.credential()
 
 
+_SLOW_LEFT_OUT = pytest.StashKey[int]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``slow`` mesh tests (many-seed soaks) run only when asked for with ``-m slow``."""
+    """``slow`` mesh tests (many-seed soaks) run only when asked for with ``-m slow``.
+
+    This is where the default run leaves them out (about 700); the terminal summary
+    says how many and how to run them (README.md, "Two commands for a fresh machine").
+    """
     if "slow" in (config.option.markexpr or ""):
         return
     slow = [i for i in items if "slow" in i.keywords and "tests/mesh" in str(i.path)]
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [i for i in items if i not in slow]
+        config.stash[_SLOW_LEFT_OUT] = len(slow)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    left_out = config.stash.get(_SLOW_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"{left_out} slow mesh tests (many-seed soaks) were deselected: "
+            "run them with `-m slow` (bash scripts/check.sh -m slow --no-cov)"
+        )

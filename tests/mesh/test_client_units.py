@@ -12,7 +12,6 @@ from mesh.client import NearbyTracker, ReconnectPolicy
 from mesh.client.rest import api_error
 from mesh.discovery.base import PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory, parse_endpoint
-from mesh.terminal_lobby import LobbyCommandError, parse_lobby_command
 from protocol.crypto import Identity, issue_ticket, public_key_raw
 from protocol.errors import CryptoError, ErrorCode
 from protocol.messages.characters import CharacterUpdateMessage
@@ -121,30 +120,6 @@ async def test_lobby_directory_events() -> None:
         with pytest.raises(CryptoError):
             directory.peer_info(_info(other, ident, 8), now=time.time())
     assert [type(e).__name__ for e in events] == ["PeerFound", "PeerLost"]
-
-
-# -- terminal commands --------------------------------------------------------------------
-
-
-def test_parse_lobby_commands() -> None:
-    assert parse_lobby_command("  ") is None
-    assert parse_lobby_command("hi all").kind == "chat"  # type: ignore[union-attr]
-    w = parse_lobby_command("/w Bob hello there")
-    assert w is not None and (w.kind, w.target, w.text) == ("whisper", "Bob", "hello there")
-    assert parse_lobby_command("/p go go").kind == "party_chat"  # type: ignore[union-attr]
-    assert parse_lobby_command("/party hello all").kind == "party_chat"  # type: ignore[union-attr]
-    assert parse_lobby_command("/f for the pact").kind == "faction"  # type: ignore[union-attr]
-    inv = parse_lobby_command("/party invite Bob")
-    assert inv is not None and (inv.kind, inv.target) == ("party_invite", "Bob")
-    kick = parse_lobby_command("/party kick 12")
-    assert kick is not None and (kick.kind, kick.number) == ("party_kick", 12)
-    go = parse_lobby_command("/go 4")
-    assert go is not None and (go.kind, go.number) == ("go", 4)
-    pos = parse_lobby_command("/pos 1 2.5 -3")
-    assert pos is not None and pos.position == (1.0, 2.5, -3.0)
-    for bad in ("/w Bob", "/go north", "/pos 1 2", "/pos 1 2 nan", "/party kick Bob", "/zap"):
-        with pytest.raises(LobbyCommandError):
-            parse_lobby_command(bad)
 
 
 # -- framing and errors ----------------------------------------------------------------------

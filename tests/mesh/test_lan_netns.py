@@ -72,7 +72,7 @@ async def test_three_namespaces_play_and_notice_departures() -> None:
                 party = await peer.wait_event("party", sender="Cael")
                 assert party["content"] == "regroup at the gate"
 
-            await borin.send("/move 10 20 30")
+            await borin.send("/pos 10 20 30")
             for peer in (aria, cael):
                 moved = await peer.wait_event("position", sender="Borin")
                 assert moved["position"] == [10.0, 20.0, 30.0]

@@ -26,8 +26,10 @@ from tests.lobby.support import ApiClient, FakeClock
 async def test_one_item_in_two_concurrent_trades_moves_once(
     tmp_path: Path, web: aiohttp.ClientSession
 ) -> None:
-    settings = game_settings(tmp_path / "shared")
-    await same_item_in_two_lobbies(settings, settings, web)
+    # one SQLite file, two data directories (a data directory is locked by one lobby)
+    one = game_settings(tmp_path / "one")
+    two = game_settings(tmp_path / "two", database_url=one.resolved_database_url)
+    await same_item_in_two_lobbies(one, two, web)
 
 
 async def same_item_in_two_lobbies(
