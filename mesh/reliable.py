@@ -12,8 +12,8 @@ every reliable message in flight, both ways:
   ``relay_resend_interval`` until acknowledged or ``send_timeout``;
 * in: per sender and sender epoch an :class:`~mesh.streams.InboundChannel`
   delivers each message once, in order, whatever path it took, and answers
-  with a cumulative ``PEER_ACK`` on whichever path works (the link it came
-  on, the peer's direct link, else the relay);
+  with a cumulative ``PEER_ACK`` by the path the message came by (the link it
+  arrived on, or the relay), never by a link that may have gone silent;
 * what the application may see: only :data:`~mesh.config.PEER_MESSAGE_TYPES`,
   with the sender fields set to the authenticated peer (:func:`attribute`).
 
@@ -256,8 +256,8 @@ class ReliableDelivery:
     ) -> None:
         """A DATA frame from the authenticated ``identity``; raises ``ProtocolError`` if bad.
 
-        ``arrived_on``: the open link it came on (None: the relay); the ack goes back
-        on it, else on the peer's direct link, else through the relay.
+        ``arrived_on``: the open link it came on (None: the relay). The cumulative
+        ack goes back the same way: on that link, or through the relay.
         """
         epoch, base, seq, payload = decode_data(body)
         message = deserialize(payload)
@@ -276,11 +276,18 @@ class ReliableDelivery:
         if ack_id is None:
             return
         ack = PeerAckMessage(ref_id=ack_id)
-        carrier = arrived_on or self._carrier(identity.peer_id)
-        if carrier is not None:
-            carrier.send_control(ack)
+        # the acknowledgement returns by the path the message came by, which just
+        # proved to work. Never "the direct link" for a relayed message: the sender
+        # relays only when its direct path is silent, and a link silent one way
+        # still looks up from this side until its idle timeout.
+        if arrived_on is not None:
+            arrived_on.send_control(ack)
         elif self._ctx.relay_enabled:
             self._relay(identity, KIND_CONTROL, serialize_bytes(ack))
+        else:  # relayed in without a relay out (cannot happen through MeshCore)
+            carrier = self._carrier(identity.peer_id)
+            if carrier is not None:
+                carrier.send_control(ack)
 
     def receive_relayed(self, data: bytes, now: float) -> None:
         """Take one relay envelope (from the relay transport); bad ones are dropped."""

@@ -1,0 +1,91 @@
+"""Paths that change: a direct link silent one way, the relay taking over, direct coming back.
+
+Virtual time (:mod:`tests.mesh.sim`): the direct path is black-holed in one
+direction after the handshake while the lobby relay works. Every whisper is
+delivered once, in order, and acknowledged to its sender (path ``"relay"``
+while the direct path is silent, never a false ``PeerUnreachableError``); once
+the black hole is gone, traffic is back on ``"direct"`` with nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.core import MeshConfig
+from protocol.messages.chat import WhisperMessage
+
+from .sim import SimNet, SimNode
+
+SEEDS = range(8)
+
+
+def contents(node: SimNode) -> list[str]:
+    return [e.message.content for e in node.delivered()]  # type: ignore[attr-defined]
+
+
+def black_hole(net: SimNet, src: SimNode, dst: SimNode) -> None:
+    net.blocked.add((src.addr, dst.addr))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("silent", ["forward", "backward"])
+def test_whisper_over_a_one_way_silent_path_is_acknowledged_by_the_relay(
+    seed: int, silent: str
+) -> None:
+    """``forward``: A's datagrams to B vanish (B still thinks the link is up and used to
+    acknowledge on it); ``backward``: B's datagrams to A vanish (B receives A's whisper
+    directly, its acknowledgement on that link never arrives)."""
+    net = SimNet(seed, loss=0.05, relay=True, relay_loss=0.1)  # default config: 15 s deadline
+    a, b = net.add(1), net.add(2)
+    net.establish(a, b)
+    if silent == "forward":
+        black_hole(net, a, b)
+    else:
+        black_hole(net, b, a)
+    handles = [net.send(a, b, WhisperMessage(content=f"m{i}")) for i in range(5)]
+    net.run_until(lambda: all(h in a.settled for h in handles), limit=60.0)
+    assert [a.settled[h].error for h in handles] == [None] * 5
+    assert {a.settled[h].path for h in handles} == {"relay"}
+    net.run_for(3.0)
+    assert contents(b) == [f"m{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("outage", [5.0, 45.0])
+def test_traffic_returns_to_direct_when_the_path_comes_back(seed: int, outage: float) -> None:
+    """A short outage (the link survives) and one past the idle timeout (a new link is
+    dialled): either way, later whispers settle on ``"direct"`` and nothing is duplicated."""
+    net = SimNet(seed, loss=0.05, relay=True, config=lambda: MeshConfig(send_timeout=15.0))
+    a, b = net.add(1), net.add(2)
+    net.establish(a, b)
+    black_hole(net, a, b)
+    sent: list[str] = []
+    handles: list[int] = []
+
+    def whisper() -> int:
+        text = f"w{len(sent)}"
+        sent.append(text)
+        handle = net.send(a, b, WhisperMessage(content=text))
+        handles.append(handle)
+        return handle
+
+    first = whisper()
+    net.run_until(lambda: first in a.settled, limit=30.0)
+    assert a.settled[first].path == "relay"
+    net.run_for(outage)
+    net.blocked.clear()
+    # the path is healed: whisper until one is acknowledged directly (bounded)
+    for _ in range(20):
+        handle = whisper()
+        net.run_until(lambda h=handle: h in a.settled, limit=30.0)  # type: ignore[misc]
+        if a.settled[handle].path == "direct":
+            break
+    else:
+        raise AssertionError("traffic never returned to the direct path")
+    after = whisper()
+    net.run_until(lambda: after in a.settled, limit=30.0)
+    assert a.settled[after].path == "direct"
+    assert all(a.settled[h].error is None for h in handles)
+    net.run_for(5.0)
+    assert contents(b) == sent  # each once, in order
+    assert net.connected(a, b)
