@@ -9,12 +9,19 @@ the black hole is gone, traffic is back on ``"direct"`` with nothing duplicated.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mesh.core import MeshConfig
+from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
 
+from .conftest import NodeFactory, ticket_of
 from .sim import SimNet, SimNode
+from .test_fallback import LoopbackRelay
+from .test_node import Inbox
+from .udp_proxy import Faults, UdpProxy
 
 SEEDS = range(8)
 
@@ -89,3 +96,44 @@ def test_traffic_returns_to_direct_when_the_path_comes_back(seed: int, outage: f
     net.run_for(5.0)
     assert contents(b) == sent  # each once, in order
     assert net.connected(a, b)
+
+
+# real sockets ---------------------------------------------------------------------------
+
+
+def quick() -> MeshConfig:
+    return MeshConfig(direct_ack_timeout=0.5, relay_resend_interval=0.5, send_timeout=15.0)
+
+
+async def test_real_nodes_acknowledge_through_the_relay_when_replies_vanish(
+    make_node: NodeFactory,
+) -> None:
+    """Two PeerNodes through a UDP proxy that black-holes B's replies to A: A's whisper
+    reaches B directly, B's acknowledgement on that link never comes back; the relayed
+    copy is acknowledged through the relay. When the proxy heals, whispers settle on
+    ``"direct"`` again; B delivers each whisper exactly once."""
+    relay = LoopbackRelay()
+    a = await make_node(1, "Alice", config=quick(), relay=relay)
+    b = await make_node(2, "Bob", config=quick(), relay=relay)
+    relay.nodes = {1: a, 2: b}
+    inbox = Inbox()
+    b.register_handler(MessageType.WHISPER, inbox)
+    faults = Faults(loss=0.0, duplicate=0.0, reorder=0.0)
+    async with UdpProxy(b.address, seed=1, faults=faults, max_packets=5_000) as proxy:
+        host, port = proxy.address
+        await a.connect(ticket_of(b), f"{host}:{port}")
+        faults.drop_to_client = True  # B -> A goes silent; B still thinks the link is up
+        silent = await asyncio.wait_for(a.send_whisper(2, "over the silent link"), timeout=30)
+        assert silent.path == "relay"
+        faults.drop_to_client = False
+        sent = ["over the silent link"]
+        for i in range(20):  # bounded: the first whisper after healing normally settles direct
+            sent.append(f"healed {i}")
+            result = await asyncio.wait_for(a.send_whisper(2, sent[-1]), timeout=30)
+            if result.path == "direct":
+                break
+        else:
+            raise AssertionError("never back on the direct path")
+        received = await inbox.wait_for(len(sent))
+        assert [m.content for m in received] == sent
+        assert proxy.stats.dropped > 0
