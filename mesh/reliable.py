@@ -36,6 +36,7 @@ from mesh.auth import PeerIdentity
 from mesh.config import PEER_MESSAGE_TYPES
 from mesh.context import CoreContext
 from mesh.events import MessageDelivered, Path, RelayRequest, SendSettled
+from mesh.quality import RelayTraffic
 from mesh.relay import open_envelope, parse_envelope, seal_envelope
 from mesh.router import LinkTable
 from mesh.streams import (
@@ -105,6 +106,7 @@ class ReliableDelivery:
         self._handles = itertools.count(1)
         self._out: dict[str, OutboundChannel] = {}
         self._in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]] = {}
+        self._relay_traffic: dict[str, RelayTraffic] = {}
 
     # sending ------------------------------------------------------------------------
 
@@ -144,6 +146,39 @@ class ReliableDelivery:
         """How many messages to ``peer_id`` wait for an acknowledgement."""
         channel = self._out.get(peer_id)
         return len(channel.pending) if channel is not None else 0
+
+    def path_in_use(self, pid: str, now: float) -> Path | None:
+        """The path messages to ``pid`` travel now (None: no path connects it).
+
+        ``"relay"`` while one of them is being relayed (the direct link, if any,
+        did not deliver it in time), or, without a direct link, while the peer
+        was heard through the relay within ``idle_timeout``; else ``"direct"``
+        when the peer has a direct link.
+        """
+        ctx = self._ctx
+        direct = self._table.direct(pid) is not None
+        if not ctx.relay_enabled:
+            return "direct" if direct else None
+        channel = self._out.get(pid)
+        if channel is not None and any(
+            out.relay_resend_at is not None for out in channel.pending.values()
+        ):
+            return "relay"
+        if direct:
+            return "direct"
+        traffic = self._relay_traffic.get(pid)
+        heard = traffic.last_received if traffic is not None else None
+        if heard is not None and now - heard <= ctx.config.idle_timeout:
+            return "relay"
+        return None
+
+    def relay_traffic(self, pid: str) -> RelayTraffic | None:
+        """Relay envelopes exchanged with ``pid`` (None: none yet)."""
+        return self._relay_traffic.get(pid)
+
+    def relay_peers(self) -> list[str]:
+        """Peers we exchanged relay envelopes with (connected over the relay or not)."""
+        return list(self._relay_traffic)
 
     def fail_all(self, error: MeshError) -> None:
         """Settle every pending message with ``error`` (the node closes)."""
@@ -301,6 +336,9 @@ class ReliableDelivery:
             if sender.peer_id == ctx.identity.peer_id:
                 raise ProtocolError("relayed frame from ourselves")
             self._admission.learn(sender)
+            traffic = self._traffic(sender.peer_id)
+            traffic.bytes_received += len(data)
+            traffic.last_received = now
             if kind == KIND_DATA:
                 self.on_data(sender, body, "relay", None, now)
             elif kind == KIND_CONTROL:
@@ -391,7 +429,14 @@ class ReliableDelivery:
             recipient=identity,
             sender_key=ctx.identity.signing_key,
         )
+        self._traffic(identity.peer_id).bytes_sent += len(data)
         ctx.events.append(RelayRequest(identity.character_id, identity.peer_id, data))
+
+    def _traffic(self, pid: str) -> RelayTraffic:
+        traffic = self._relay_traffic.get(pid)
+        if traffic is None:
+            traffic = self._relay_traffic[pid] = RelayTraffic()
+        return traffic
 
     def _relay_due(self, out: Outgoing) -> float | None:
         if out.relay_resend_at is not None:
