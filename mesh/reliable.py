@@ -9,7 +9,11 @@ every reliable message in flight, both ways:
   it), else it goes through the relay (sealed end to end, :mod:`mesh.relay`)
   or fails. Unacknowledged on the direct path for ``direct_ack_timeout``, a
   message is also relayed; relayed copies repeat every
-  ``relay_resend_interval`` until acknowledged or ``send_timeout``;
+  ``relay_resend_interval`` until acknowledged or ``send_timeout``. From
+  then on the direct link is suspect: later messages go on it and through
+  the relay at once, until an acknowledgement comes back on the link (or a
+  new link is made), so a link gone silent costs the timeout once, not per
+  message;
 * in: per sender and sender epoch an :class:`~mesh.streams.InboundChannel`
   delivers each message once, in order, whatever path it took, and answers
   with a cumulative ``PEER_ACK`` by the path the message came by (the link it
@@ -107,6 +111,10 @@ class ReliableDelivery:
         self._out: dict[str, OutboundChannel] = {}
         self._in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]] = {}
         self._relay_traffic: dict[str, RelayTraffic] = {}
+        # peers whose direct link left a message unacknowledged for direct_ack_timeout:
+        # until the link proves itself again (an ack on it, or a new link), each message
+        # goes on the relay at once as well, instead of waiting out the timeout again
+        self._suspect: set[str] = set()
 
     # sending ------------------------------------------------------------------------
 
@@ -150,15 +158,18 @@ class ReliableDelivery:
     def path_in_use(self, pid: str, now: float) -> Path | None:
         """The path messages to ``pid`` travel now (None: no path connects it).
 
-        ``"relay"`` while one of them is being relayed (the direct link, if any,
-        did not deliver it in time), or, without a direct link, while the peer
-        was heard through the relay within ``idle_timeout``; else ``"direct"``
-        when the peer has a direct link.
+        ``"relay"`` while one of them is being relayed, or the direct link left
+        one unacknowledged for ``direct_ack_timeout`` and has not carried an
+        acknowledgement since, or, without a direct link, while the peer was
+        heard through the relay within ``idle_timeout``; else ``"direct"`` when
+        the peer has a direct link.
         """
         ctx = self._ctx
         direct = self._table.direct(pid) is not None
         if not ctx.relay_enabled:
             return "direct" if direct else None
+        if direct and pid in self._suspect:
+            return "relay"
         channel = self._out.get(pid)
         if channel is not None and any(
             out.relay_resend_at is not None for out in channel.pending.values()
@@ -190,6 +201,7 @@ class ReliableDelivery:
 
     def resend_direct(self, pid: str, carrier: Carrier, now: float) -> None:
         """A direct path to ``pid`` came up: everything pending goes on it."""
+        self._suspect.discard(pid)  # a new link just completed a handshake both ways
         channel = self._out.get(pid)
         if channel is None:
             return
@@ -268,6 +280,8 @@ class ReliableDelivery:
                 if due is not None and now >= due:
                     # unacknowledged on the direct path for too long (a silent path is
                     # only noticed at the idle timeout), or a relay copy to repeat
+                    if out.relay_resend_at is None and self._table.direct(pid) is not None:
+                        self._suspect.add(pid)
                     self._relay(identity, KIND_DATA, channel.data_body(out))
                     out.relay_resend_at = now + ctx.config.relay_resend_interval
 
@@ -275,6 +289,8 @@ class ReliableDelivery:
 
     def on_ack(self, pid: str, ref_id: str, path: Path) -> None:
         """A PEER_ACK from ``pid`` for ``ref_id`` and every earlier message."""
+        if path == "direct":
+            self._suspect.discard(pid)  # the direct link works both ways again
         channel = self._out.get(pid)
         if channel is None:
             return
@@ -377,9 +393,16 @@ class ReliableDelivery:
         channel = self._out[pid]
         carrier = self._carrier(pid)
         if carrier is not None:
+            identity = self._directory.known.get(pid) if pid in self._suspect else None
             for out in outs:
-                carrier.send_data(channel.data_body(out))
+                body = channel.data_body(out)
+                carrier.send_data(body)
                 out.sent_direct_at = now
+                if identity is not None and self._ctx.relay_enabled:
+                    # the link went silent lately: relay at once too (the receiver
+                    # keeps whichever copy comes first, the ack says which path won)
+                    self._relay(identity, KIND_DATA, body)
+                    out.relay_resend_at = now + self._ctx.config.relay_resend_interval
             return
         if self._table.dialing(pid):
             return

@@ -81,12 +81,14 @@ def test_traffic_returns_to_direct_when_the_path_comes_back(seed: int, outage: f
     assert a.settled[first].path == "relay"
     net.run_for(outage)
     net.blocked.clear()
-    # the path is healed: whisper until one is acknowledged directly (bounded)
-    for _ in range(20):
+    # the path is healed: a whisper every 2 s until one is acknowledged directly (bounded;
+    # after the long outage A's old link is gone only at its idle timeout, then redialled)
+    for _ in range(60):
         handle = whisper()
         net.run_until(lambda h=handle: h in a.settled, limit=30.0)  # type: ignore[misc]
         if a.settled[handle].path == "direct":
             break
+        net.run_for(2.0)
     else:
         raise AssertionError("traffic never returned to the direct path")
     after = whisper()
@@ -101,6 +103,24 @@ def test_traffic_returns_to_direct_when_the_path_comes_back(seed: int, outage: f
 # real sockets ---------------------------------------------------------------------------
 
 
+class SlowRelay(LoopbackRelay):
+    """The loopback relay with the lobby's extra hop: each envelope arrives 50 ms later,
+    so a working direct link (loopback) is the faster path, as on the internet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[asyncio.TimerHandle] = []
+
+    async def send(self, target_character_id: int, data: bytes) -> None:
+        self.seen.append(data)
+        node = self.nodes[target_character_id]
+        self.timers.append(asyncio.get_running_loop().call_later(0.05, node.receive_relayed, data))
+
+    def close(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
 def quick() -> MeshConfig:
     return MeshConfig(direct_ack_timeout=0.5, relay_resend_interval=0.5, send_timeout=15.0)
 
@@ -112,28 +132,33 @@ async def test_real_nodes_acknowledge_through_the_relay_when_replies_vanish(
     reaches B directly, B's acknowledgement on that link never comes back; the relayed
     copy is acknowledged through the relay. When the proxy heals, whispers settle on
     ``"direct"`` again; B delivers each whisper exactly once."""
-    relay = LoopbackRelay()
+    relay = SlowRelay()
     a = await make_node(1, "Alice", config=quick(), relay=relay)
     b = await make_node(2, "Bob", config=quick(), relay=relay)
     relay.nodes = {1: a, 2: b}
     inbox = Inbox()
     b.register_handler(MessageType.WHISPER, inbox)
-    faults = Faults(loss=0.0, duplicate=0.0, reorder=0.0)
-    async with UdpProxy(b.address, seed=1, faults=faults, max_packets=5_000) as proxy:
-        host, port = proxy.address
-        await a.connect(ticket_of(b), f"{host}:{port}")
-        faults.drop_to_client = True  # B -> A goes silent; B still thinks the link is up
-        silent = await asyncio.wait_for(a.send_whisper(2, "over the silent link"), timeout=30)
-        assert silent.path == "relay"
-        faults.drop_to_client = False
-        sent = ["over the silent link"]
-        for i in range(20):  # bounded: the first whisper after healing normally settles direct
-            sent.append(f"healed {i}")
-            result = await asyncio.wait_for(a.send_whisper(2, sent[-1]), timeout=30)
-            if result.path == "direct":
-                break
-        else:
-            raise AssertionError("never back on the direct path")
-        received = await inbox.wait_for(len(sent))
-        assert [m.content for m in received] == sent
-        assert proxy.stats.dropped > 0
+    try:
+        faults = Faults(loss=0.0, duplicate=0.0, reorder=0.0)
+        async with UdpProxy(b.address, seed=1, faults=faults, max_packets=5_000) as proxy:
+            host, port = proxy.address
+            await a.connect(ticket_of(b), f"{host}:{port}")
+            faults.drop_to_client = True  # B -> A goes silent; B still thinks the link is up
+            silent = await asyncio.wait_for(a.send_whisper(2, "over the silent link"), timeout=30)
+            assert silent.path == "relay"
+            faults.drop_to_client = False
+            sent = ["over the silent link"]
+            # bounded (count, and each whisper's deadline): once B's acks on the link come
+            # through again (after its retransmission backoff), A trusts the link again
+            for i in range(200):
+                sent.append(f"healed {i}")
+                result = await asyncio.wait_for(a.send_whisper(2, sent[-1]), timeout=30)
+                if result.path == "direct":
+                    break
+            else:
+                raise AssertionError("never back on the direct path")
+            received = await inbox.wait_for(len(sent))
+            assert [m.content for m in received] == sent
+            assert proxy.stats.dropped > 0
+    finally:
+        relay.close()

@@ -117,9 +117,16 @@ def test_quality_follows_the_path_in_use_and_a_silent_direction() -> None:
     assert q.silent_for is not None and q.silent_for > 5.0  # virtual seconds: deterministic
     assert q.relay_bytes_sent > 0 and q.relay_bytes_received > 0
     assert q.packets_lost > 0 and q.loss is not None and 0 < q.loss <= 1
-    assert q.path == "direct"  # nothing waits: the next message tries the link first
+    assert q.path == "relay"  # the link has not carried an acknowledgement since
     seen_by_b = b.core.connection_quality(1, net.now)
     assert seen_by_b is not None and seen_by_b.relay_bytes_received > 0
+    net.blocked.clear()  # the link works again: its first acknowledgement brings it back
+    handle = net.send(a, b, WhisperMessage(content="both ways again"))
+    net.run_until(lambda: handle in a.settled, limit=30.0)
+    net.run_until(  # the relayed copy may win; the direct one is acknowledged on the link
+        lambda: (q := a.core.connection_quality(2, net.now)) is not None and q.path == "direct",
+        limit=30.0,
+    )
 
 
 # real nodes -----------------------------------------------------------------------------------
