@@ -54,7 +54,11 @@ RelayLike = RelayTransport | Callable[[int, bytes], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """An acknowledged reliable message: its id and the path of the acknowledgement."""
+    """An acknowledged reliable message: its id and the path that delivered it.
+
+    ``path`` is ``"direct"`` or ``"relay"``: the receiver acknowledges each copy by
+    the path it came by, and the first acknowledgement settles the send.
+    """
 
     message_id: str
     path: Path

@@ -162,3 +162,17 @@ async def test_real_nodes_acknowledge_through_the_relay_when_replies_vanish(
             assert proxy.stats.dropped > 0
     finally:
         relay.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4000, 4100))
+@pytest.mark.parametrize("silent", ["forward", "backward"])
+def test_many_seeds_one_way_silent_path(seed: int, silent: str) -> None:
+    test_whisper_over_a_one_way_silent_path_is_acknowledged_by_the_relay(seed, silent)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5000, 5050))
+@pytest.mark.parametrize("outage", [5.0, 45.0])
+def test_many_seeds_return_to_direct(seed: int, outage: float) -> None:
+    test_traffic_returns_to_direct_when_the_path_comes_back(seed, outage)
