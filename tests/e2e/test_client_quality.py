@@ -3,28 +3,12 @@ advertised endpoint is dead, nothing before a character is selected."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
-import pytest
-
 from mesh import ConnectionQuality
 
 from .conftest import ClientFactory
+from .test_client_fallback import dead_endpoint
 
-__all__: list[str] = []
-
-
-@pytest.fixture
-def dead_endpoint() -> Iterator[str]:
-    """A loopback UDP port bound by a socket that never answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        host, port = sock.getsockname()
-        yield f"{host}:{port}"
-    finally:
-        sock.close()
+__all__ = ["dead_endpoint"]  # the fixture, re-used
 
 
 async def test_quality_of_direct_and_relayed_players(
