@@ -335,7 +335,7 @@ class ReliableDelivery:
             arrived_on.send_control(ack)
         elif self._ctx.relay_enabled:
             self._relay(identity, KIND_CONTROL, serialize_bytes(ack))
-        else:  # relayed in without a relay out (cannot happen through MeshCore)
+        else:  # handed an envelope (PeerNode.receive_relayed) without a relay transport
             carrier = self._carrier(identity.peer_id)
             if carrier is not None:
                 carrier.send_control(ack)
