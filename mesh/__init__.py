@@ -4,6 +4,9 @@
   connections, reliable whisper/party chat, movement datagrams, relay fallback;
   :class:`PeerConnected` / :class:`PeerDisconnected` (:data:`PeerEvent`) from
   ``PeerNode.add_peer_listener`` and ``PeerNode.peer_events``.
+* :class:`ConnectionQuality` (:mod:`mesh.quality`): per connected peer, the path in
+  use, RTT, loss and bytes each way (``PeerNode.connection_quality``,
+  ``NetworkClient.connection_quality``).
 * :class:`MeshCore` (:mod:`mesh.core`): the sans-I/O state machine under it.
 * :class:`Authenticator` / :class:`LobbyTicketAuth` (:mod:`mesh.auth`): who may connect.
 * :class:`CloseCode` (:mod:`mesh.handshake`): application error codes of closed connections.
@@ -32,13 +35,21 @@ from mesh.discovery import (
 )
 from mesh.events import PeerConnected, PeerDisconnected
 from mesh.handshake import CloseCode
-from mesh.node import PartySendResult, PeerEvent, PeerNode, RelayTransport, SendResult
+from mesh.node import (
+    ConnectionQuality,
+    PartySendResult,
+    PeerEvent,
+    PeerNode,
+    RelayTransport,
+    SendResult,
+)
 from protocol.messages.base import MessageType
 
 __all__ = [
     "PEER_MESSAGE_TYPES",
     "Authenticator",
     "CloseCode",
+    "ConnectionQuality",
     "LanGroupAuth",
     "LanNode",
     "LobbyDirectory",

@@ -4,8 +4,9 @@ aioquic's sans-I/O :class:`~aioquic.quic.connection.QuicConnection` has no publi
 way to bound its DATAGRAM queue, to learn the peer's advertised
 ``max_datagram_frame_size``, to read the peer's TLS certificate, to tell whether
 its timer may be read yet, or to tune how eagerly it acknowledges. The mesh
-needs each of these, and so reads or writes seven private attributes, in six
-functions:
+needs each of these, and to report a connection's quality (round-trip time,
+packets sent and lost, which aioquic keeps but does not publish), and so reads
+or writes eleven private attributes, in nine functions:
 
 ========================================  =============================================
 function                                  private attributes
@@ -17,6 +18,9 @@ function                                  private attributes
 :func:`peer_certificate_ed25519`          ``tls._peer_certificate``
 :func:`tune_ack_delay`                    ``_ack_delay``, ``_loss.max_ack_delay``
 :func:`piggyback_ack`                     ``_spaces[ONE_RTT].ack_at``
+:func:`rtt_stats`                         ``_loss._rtt_*``
+:func:`packets_sent`                      ``_packet_number``
+:func:`count_lost_packets`                ``_loss._on_packets_lost``
 ========================================  =============================================
 
 :class:`MeshQuicConnection` touches none of them; it relies on aioquic's state
@@ -28,6 +32,8 @@ silently anywhere, and :func:`check_aioquic_version` refuses any other version.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 from typing import Any
 
@@ -41,11 +47,16 @@ from protocol.errors import MeshConfigError
 __all__ = [
     "PINNED_AIOQUIC_VERSION",
     "MeshQuicConnection",
+    "LossCounter",
+    "RttStats",
     "check_aioquic_version",
+    "count_lost_packets",
+    "packets_sent",
     "pending_datagram_count",
     "peer_certificate_ed25519",
     "piggyback_ack",
     "remote_max_datagram_frame_size",
+    "rtt_stats",
     "timer_ready",
     "trim_pending_datagrams",
     "tune_ack_delay",
@@ -261,3 +272,68 @@ def piggyback_ack(conn: QuicConnection, now: float) -> bool:
         space.ack_at = now
         _touch(conn)
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class RttStats:
+    """Round-trip time estimates of one connection, in seconds (RFC 9002 section 5)."""
+
+    smoothed: float
+    """``smoothed_rtt``: the exponentially weighted mean of the samples."""
+    minimum: float
+    """``min_rtt``: the smallest sample seen."""
+    variance: float
+    """``rttvar``: the mean deviation of the samples."""
+    latest: float
+    """``latest_rtt``: the last sample (peer's ack delay removed)."""
+
+
+def rtt_stats(conn: QuicConnection) -> RttStats | None:
+    """The connection's RTT estimates; None before its first RTT sample."""
+    loss = conn._loss
+    if not loss._rtt_initialized:
+        return None
+    return RttStats(
+        smoothed=loss._rtt_smoothed,
+        minimum=loss._rtt_min,
+        variance=loss._rtt_variance,
+        latest=loss._rtt_latest,
+    )
+
+
+def packets_sent(conn: QuicConnection) -> int:
+    """How many QUIC packets the connection has sent (one packet-number sequence for
+    every epoch in aioquic: the next packet number)."""
+    sent: int = conn._packet_number
+    return sent
+
+
+class LossCounter:
+    """Packets aioquic declared lost on one connection (see :func:`count_lost_packets`)."""
+
+    __slots__ = ("lost",)
+
+    def __init__(self) -> None:
+        self.lost = 0
+
+
+def count_lost_packets(conn: QuicConnection) -> LossCounter:
+    """Start counting the packets the connection's loss recovery declares lost.
+
+    aioquic keeps no such counter: every declared loss (by packet or time
+    threshold, or a probe timeout giving up on what was in flight) goes through
+    one private method of the recovery object, which this wraps on this
+    connection only. Call it once per connection, before it sends; the counter
+    it returns keeps counting for the connection's life.
+    """
+    recovery = conn._loss
+    original = recovery._on_packets_lost
+    counter = LossCounter()
+
+    def on_packets_lost(*, packets: Iterable[Any], **kwargs: Any) -> None:
+        packets = list(packets)  # aioquic may pass a one-shot iterable
+        counter.lost += len(packets)
+        original(packets=packets, **kwargs)
+
+    recovery._on_packets_lost = on_packets_lost  # type: ignore[method-assign]
+    return counter

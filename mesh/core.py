@@ -66,6 +66,7 @@ from mesh.events import CoreEvent, DialFailed, PeerDisconnected
 from mesh.gate import InitialGate
 from mesh.handshake import CloseCode, HandshakeFailure
 from mesh.link import Address, Link, LinkInfo, LinkState
+from mesh.quality import ConnectionQuality, connection_quality
 from mesh.reliable import ReliableDelivery
 from mesh.router import LinkTable
 from mesh.streams import KIND_CONTROL
@@ -155,6 +156,7 @@ class MeshCore:
             return
         link.quic.receive_datagram(data, addr, now)
         link.last_rx = now
+        link.bytes_received += len(data)
         self._process(link, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
@@ -164,7 +166,10 @@ class MeshCore:
         for link in self._table.take_touched():
             if link.state is LinkState.TERMINATED:
                 continue
-            out.extend(link.quic.datagrams_to_send(now=now))
+            datagrams = link.quic.datagrams_to_send(now=now)
+            if datagrams:
+                link.bytes_sent += sum([len(data) for data, _ in datagrams])
+                out.extend(datagrams)
             self._process(link, now)
         return out
 
@@ -312,6 +317,34 @@ class MeshCore:
         """A snapshot of ``peer_id``'s direct link, if it has one."""
         link = self._table.direct(peer_id)
         return link.info() if link is not None else None
+
+    def connection_quality(self, target: str | int, now: float) -> ConnectionQuality | None:
+        """How a connected peer (peer id or character id) is reached now: path, RTT,
+        loss, bytes each way (:class:`~mesh.quality.ConnectionQuality`); None when it
+        is unknown or neither a direct link nor the relay connects it."""
+        identity = self._directory.lookup(target)
+        if identity is None:
+            return None
+        pid = identity.peer_id
+        path = self._reliable.path_in_use(pid, now)
+        if path is None:
+            return None
+        return connection_quality(
+            identity,
+            path,
+            self._table.direct(pid),
+            self._reliable.relay_traffic(pid),
+            self._reliable.pending(pid),
+            now,
+        )
+
+    def connection_qualities(self, now: float) -> dict[str, ConnectionQuality]:
+        """:meth:`connection_quality` of every connected peer, by peer id."""
+        out: dict[str, ConnectionQuality] = {}
+        for pid in [*self._table.directs, *self._reliable.relay_peers()]:
+            if pid not in out and (quality := self.connection_quality(pid, now)) is not None:
+                out[pid] = quality
+        return out
 
     def movement_info(self) -> MovementInfo:
         """A snapshot of the movement schedule and its queues."""

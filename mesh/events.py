@@ -80,7 +80,8 @@ class PositionReceived:
 
 @dataclass(frozen=True, slots=True)
 class SendSettled:
-    """A reliable send finished: acked (``error`` None, ``path`` of the ack) or failed."""
+    """A reliable send finished: acked (``error`` None, ``path`` of the ack, which is the
+    path the acknowledged copy came by) or failed."""
 
     handle: int
     path: Path | None

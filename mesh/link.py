@@ -125,6 +125,10 @@ class Link:
         self.next_ping_at: float | None = None
         self.last_activity = now
         self.last_rx = now
+        # traffic of the connection, for mesh.quality (the core counts the bytes)
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.losses = _quicshim.count_lost_packets(quic)
 
     # state --------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ from mesh.fanout import EventFanout, notify
 from mesh.handshake import CloseCode
 from mesh.link import Address
 from mesh.node_types import (
+    ConnectionQuality,
     Handler,
     PartySendResult,
     PeerEvent,
@@ -84,6 +85,7 @@ from protocol.movement import next_seq
 
 __all__ = [
     "PREFERRED_PORT",
+    "ConnectionQuality",
     "Handler",
     "PartySendResult",
     "PeerEvent",
@@ -277,6 +279,23 @@ class PeerNode:
     def peers(self) -> dict[str, PeerIdentity]:
         """Peers with a live, authenticated direct connection, by peer id."""
         return self.core.peers
+
+    def connection_quality(self, target: Target) -> ConnectionQuality | None:
+        """How a connected peer (character id or peer id) is reached right now: path in
+        use, RTT, loss, bytes each way (:class:`~mesh.quality.ConnectionQuality`).
+
+        None when the peer is unknown, neither a direct link nor the relay connects
+        it, or the node is not running.
+        """
+        if self._transport is None or self._closed:
+            return None
+        return self.core.connection_quality(target, self._now())
+
+    def connection_qualities(self) -> dict[str, ConnectionQuality]:
+        """:meth:`connection_quality` of every connected peer, by peer id."""
+        if self._transport is None or self._closed:
+            return {}
+        return self.core.connection_qualities(self._now())
 
     def known_peer(self, target: Target) -> PeerIdentity | None:
         """A peer whose ticket we verified (connected or not), by character id or peer id."""

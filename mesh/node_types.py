@@ -3,7 +3,7 @@
 Split from :mod:`mesh.node` (which re-exports every name) so the adapter
 module holds only the adapter. ``Handler``, ``VecLike`` and ``to_vec3`` are the
 protocol's (:mod:`protocol.messages.base`, :mod:`protocol.factories`), shared
-with ``NetworkClient``.
+with ``NetworkClient``; ``ConnectionQuality`` is :mod:`mesh.quality`'s.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from mesh.events import Path, PeerConnected, PeerDisconnected
+from mesh.quality import ConnectionQuality
 from protocol.errors import MeshError
 from protocol.factories import VecLike, to_vec3
 from protocol.messages.base import Handler
 
 __all__ = [
+    "ConnectionQuality",
     "Handler",
     "PartySendResult",
     "PeerEvent",
@@ -52,7 +54,11 @@ RelayLike = RelayTransport | Callable[[int, bytes], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """An acknowledged reliable message: its id and the path of the acknowledgement."""
+    """An acknowledged reliable message: its id and the path that delivered it.
+
+    ``path`` is ``"direct"`` or ``"relay"``: the receiver acknowledges each copy by
+    the path it came by, and the first acknowledgement settles the send.
+    """
 
     message_id: str
     path: Path

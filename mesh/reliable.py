@@ -9,11 +9,15 @@ every reliable message in flight, both ways:
   it), else it goes through the relay (sealed end to end, :mod:`mesh.relay`)
   or fails. Unacknowledged on the direct path for ``direct_ack_timeout``, a
   message is also relayed; relayed copies repeat every
-  ``relay_resend_interval`` until acknowledged or ``send_timeout``;
+  ``relay_resend_interval`` until acknowledged or ``send_timeout``. From
+  then on the direct link is suspect: later messages go on it and through
+  the relay at once, until an acknowledgement comes back on the link (or a
+  new link is made), so a link gone silent costs the timeout once, not per
+  message;
 * in: per sender and sender epoch an :class:`~mesh.streams.InboundChannel`
   delivers each message once, in order, whatever path it took, and answers
-  with a cumulative ``PEER_ACK`` on whichever path works (the link it came
-  on, the peer's direct link, else the relay);
+  with a cumulative ``PEER_ACK`` by the path the message came by (the link it
+  arrived on, or the relay), never by a link that may have gone silent;
 * what the application may see: only :data:`~mesh.config.PEER_MESSAGE_TYPES`,
   with the sender fields set to the authenticated peer (:func:`attribute`).
 
@@ -36,6 +40,7 @@ from mesh.auth import PeerIdentity
 from mesh.config import PEER_MESSAGE_TYPES
 from mesh.context import CoreContext
 from mesh.events import MessageDelivered, Path, RelayRequest, SendSettled
+from mesh.quality import RelayTraffic
 from mesh.relay import open_envelope, parse_envelope, seal_envelope
 from mesh.router import LinkTable
 from mesh.streams import (
@@ -105,6 +110,11 @@ class ReliableDelivery:
         self._handles = itertools.count(1)
         self._out: dict[str, OutboundChannel] = {}
         self._in: dict[str, OrderedDict[bytes, InboundChannel[BaseMessage]]] = {}
+        self._relay_traffic: dict[str, RelayTraffic] = {}
+        # peers whose direct link left a message unacknowledged for direct_ack_timeout:
+        # until the link proves itself again (an ack on it, or a new link), each message
+        # goes on the relay at once as well, instead of waiting out the timeout again
+        self._suspect: set[str] = set()
 
     # sending ------------------------------------------------------------------------
 
@@ -145,6 +155,42 @@ class ReliableDelivery:
         channel = self._out.get(peer_id)
         return len(channel.pending) if channel is not None else 0
 
+    def path_in_use(self, pid: str, now: float) -> Path | None:
+        """The path messages to ``pid`` travel now (None: no path connects it).
+
+        ``"relay"`` while one of them is being relayed, or the direct link left
+        one unacknowledged for ``direct_ack_timeout`` and has not carried an
+        acknowledgement since, or, without a direct link, while the peer was
+        heard through the relay within ``idle_timeout``; else ``"direct"`` when
+        the peer has a direct link.
+        """
+        ctx = self._ctx
+        direct = self._table.direct(pid) is not None
+        if not ctx.relay_enabled:
+            return "direct" if direct else None
+        if direct and pid in self._suspect:
+            return "relay"
+        channel = self._out.get(pid)
+        if channel is not None and any(
+            out.relay_resend_at is not None for out in channel.pending.values()
+        ):
+            return "relay"
+        if direct:
+            return "direct"
+        traffic = self._relay_traffic.get(pid)
+        heard = traffic.last_received if traffic is not None else None
+        if heard is not None and now - heard <= ctx.config.idle_timeout:
+            return "relay"
+        return None
+
+    def relay_traffic(self, pid: str) -> RelayTraffic | None:
+        """Relay envelopes exchanged with ``pid`` (None: none yet)."""
+        return self._relay_traffic.get(pid)
+
+    def relay_peers(self) -> list[str]:
+        """Peers we exchanged relay envelopes with (connected over the relay or not)."""
+        return list(self._relay_traffic)
+
     def fail_all(self, error: MeshError) -> None:
         """Settle every pending message with ``error`` (the node closes)."""
         for channel in self._out.values():
@@ -155,6 +201,7 @@ class ReliableDelivery:
 
     def resend_direct(self, pid: str, carrier: Carrier, now: float) -> None:
         """A direct path to ``pid`` came up: everything pending goes on it."""
+        self._suspect.discard(pid)  # a new link just completed a handshake both ways
         channel = self._out.get(pid)
         if channel is None:
             return
@@ -233,6 +280,8 @@ class ReliableDelivery:
                 if due is not None and now >= due:
                     # unacknowledged on the direct path for too long (a silent path is
                     # only noticed at the idle timeout), or a relay copy to repeat
+                    if out.relay_resend_at is None and self._table.direct(pid) is not None:
+                        self._suspect.add(pid)
                     self._relay(identity, KIND_DATA, channel.data_body(out))
                     out.relay_resend_at = now + ctx.config.relay_resend_interval
 
@@ -240,6 +289,8 @@ class ReliableDelivery:
 
     def on_ack(self, pid: str, ref_id: str, path: Path) -> None:
         """A PEER_ACK from ``pid`` for ``ref_id`` and every earlier message."""
+        if path == "direct":
+            self._suspect.discard(pid)  # the direct link works both ways again
         channel = self._out.get(pid)
         if channel is None:
             return
@@ -256,8 +307,8 @@ class ReliableDelivery:
     ) -> None:
         """A DATA frame from the authenticated ``identity``; raises ``ProtocolError`` if bad.
 
-        ``arrived_on``: the open link it came on (None: the relay); the ack goes back
-        on it, else on the peer's direct link, else through the relay.
+        ``arrived_on``: the open link it came on (None: the relay). The cumulative
+        ack goes back the same way: on that link, or through the relay.
         """
         epoch, base, seq, payload = decode_data(body)
         message = deserialize(payload)
@@ -276,11 +327,18 @@ class ReliableDelivery:
         if ack_id is None:
             return
         ack = PeerAckMessage(ref_id=ack_id)
-        carrier = arrived_on or self._carrier(identity.peer_id)
-        if carrier is not None:
-            carrier.send_control(ack)
+        # the acknowledgement returns by the path the message came by, which just
+        # proved to work. Never "the direct link" for a relayed message: the sender
+        # relays only when its direct path is silent, and a link silent one way
+        # still looks up from this side until its idle timeout.
+        if arrived_on is not None:
+            arrived_on.send_control(ack)
         elif self._ctx.relay_enabled:
             self._relay(identity, KIND_CONTROL, serialize_bytes(ack))
+        else:  # handed an envelope (PeerNode.receive_relayed) without a relay transport
+            carrier = self._carrier(identity.peer_id)
+            if carrier is not None:
+                carrier.send_control(ack)
 
     def receive_relayed(self, data: bytes, now: float) -> None:
         """Take one relay envelope (from the relay transport); bad ones are dropped."""
@@ -294,6 +352,9 @@ class ReliableDelivery:
             if sender.peer_id == ctx.identity.peer_id:
                 raise ProtocolError("relayed frame from ourselves")
             self._admission.learn(sender)
+            traffic = self._traffic(sender.peer_id)
+            traffic.bytes_received += len(data)
+            traffic.last_received = now
             if kind == KIND_DATA:
                 self.on_data(sender, body, "relay", None, now)
             elif kind == KIND_CONTROL:
@@ -332,9 +393,16 @@ class ReliableDelivery:
         channel = self._out[pid]
         carrier = self._carrier(pid)
         if carrier is not None:
+            identity = self._directory.known.get(pid) if pid in self._suspect else None
             for out in outs:
-                carrier.send_data(channel.data_body(out))
+                body = channel.data_body(out)
+                carrier.send_data(body)
                 out.sent_direct_at = now
+                if identity is not None and self._ctx.relay_enabled:
+                    # the link went silent lately: relay at once too (the receiver
+                    # keeps whichever copy comes first, the ack says which path won)
+                    self._relay(identity, KIND_DATA, body)
+                    out.relay_resend_at = now + self._ctx.config.relay_resend_interval
             return
         if self._table.dialing(pid):
             return
@@ -384,7 +452,14 @@ class ReliableDelivery:
             recipient=identity,
             sender_key=ctx.identity.signing_key,
         )
+        self._traffic(identity.peer_id).bytes_sent += len(data)
         ctx.events.append(RelayRequest(identity.character_id, identity.peer_id, data))
+
+    def _traffic(self, pid: str) -> RelayTraffic:
+        traffic = self._relay_traffic.get(pid)
+        if traffic is None:
+            traffic = self._relay_traffic[pid] = RelayTraffic()
+        return traffic
 
     def _relay_due(self, out: Outgoing) -> float | None:
         if out.relay_resend_at is not None:

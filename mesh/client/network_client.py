@@ -74,7 +74,7 @@ from mesh.client.session import LobbySession
 from mesh.client.socket import ReconnectPolicy, SocketState
 from mesh.client.state import ClientState
 from mesh.config import MeshConfig
-from mesh.node import PartySendResult, PeerNode, SendResult
+from mesh.node import ConnectionQuality, PartySendResult, PeerNode, SendResult
 from protocol.crypto import Identity
 from protocol.errors import (
     ErrorCode,
@@ -307,6 +307,31 @@ class NetworkClient:
     def node(self) -> PeerNode | None:
         """The peer node (None before :meth:`select_character`)."""
         return self.peers.node
+
+    def connection_quality(self, target: int | str) -> ConnectionQuality | None:
+        """How a connected player (character id or name) is reached right now: path in
+        use (``"direct"`` or ``"relay"``), RTT, loss, bytes each way
+        (:class:`~mesh.quality.ConnectionQuality`).
+
+        None before :meth:`select_character`, or when no direct link nor the relay
+        connects that player.
+        """
+        node = self.peers.node
+        if node is None:
+            return None
+        if isinstance(target, int):
+            return node.connection_quality(target)
+        return next(
+            (q for q in node.connection_qualities().values() if q.character_name == target),
+            None,
+        )
+
+    def connection_qualities(self) -> dict[int, ConnectionQuality]:
+        """:meth:`connection_quality` of every connected player, by character id."""
+        node = self.peers.node
+        if node is None:
+            return {}
+        return {q.character_id: q for q in node.connection_qualities().values()}
 
     @property
     def ticket(self) -> str | None:

@@ -1,4 +1,5 @@
-"""Virtual-time network for the sans-I/O core: seeded loss, delay, duplication, cuts, relay.
+"""Virtual-time network for the sans-I/O core: seeded loss, delay, duplication, cuts,
+one-way black holes, relay.
 
 No sockets and no clock: every node is a :class:`MeshCore` driven by this
 harness exactly like :class:`mesh.node.PeerNode` drives it (receive, timers,
@@ -69,6 +70,8 @@ class SimNet:
         self.nodes: dict[tuple[str, int], SimNode] = {}
         self.by_character: dict[int, SimNode] = {}
         self.cut: set[tuple[str, int]] = set()
+        self.blocked: set[tuple[tuple[str, int], tuple[str, int]]] = set()
+        """One-way black holes: ``(src, dst)`` pairs whose datagrams vanish (relay unaffected)."""
         self.lobby_key = generate_identity_key()
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._counter = itertools.count()
@@ -108,7 +111,7 @@ class SimNet:
     def flush(self, node: SimNode) -> None:
         for data, dst in node.core.datagrams_to_send(self.now):
             self.packets += 1
-            if node.addr in self.cut or dst in self.cut:
+            if node.addr in self.cut or dst in self.cut or (node.addr, dst) in self.blocked:
                 continue
             if self.rng.random() < self.loss:
                 continue
@@ -142,7 +145,7 @@ class SimNet:
         self._at(self.now + self.rng.uniform(0.02, 0.08), arrive)
 
     def _deliver(self, node: SimNode, data: bytes, src: tuple[str, int]) -> None:
-        if node.addr in self.cut or src in self.cut:
+        if node.addr in self.cut or src in self.cut or (src, node.addr) in self.blocked:
             return
         node.core.receive_datagram(data, src, self.now)
         self.flush(node)

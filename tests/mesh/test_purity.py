@@ -32,6 +32,7 @@ CORE_MODULES = (
     "gate",
     "handshake",
     "link",
+    "quality",
     "relay",
     "reliable",
     "router",

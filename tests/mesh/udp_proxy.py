@@ -1,4 +1,5 @@
-"""A seeded, bounded user-space UDP proxy on loopback: loss, reordering, duplication.
+"""A seeded, bounded user-space UDP proxy on loopback: loss, reordering, duplication,
+one-way black holes.
 
 The client talks to ``proxy.address``; the proxy forwards to ``target`` from a
 second socket and sends the replies back from the first, so both endpoints
@@ -19,6 +20,10 @@ class Faults:
     duplicate: float = 0.1
     reorder: float = 0.2
     max_delay: float = 0.02
+    drop_to_target: bool = False
+    """Black-hole everything the client sends (may be flipped while running)."""
+    drop_to_client: bool = False
+    """Black-hole everything the target answers (may be flipped while running)."""
 
 
 @dataclass
@@ -96,6 +101,9 @@ class UdpProxy:
         if out is None or self.stats.forwarded >= self.max_packets:
             return
         rng, f = self.rng, self.faults
+        if f.drop_to_target if inbound else f.drop_to_client:
+            self.stats.dropped += 1
+            return
         if rng.random() < f.loss:
             self.stats.dropped += 1
             return

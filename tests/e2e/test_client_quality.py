@@ -1,0 +1,43 @@
+"""NetworkClient's connection quality per player: direct over loopback, relay when the
+advertised endpoint is dead, nothing before a character is selected."""
+
+from __future__ import annotations
+
+from mesh import ConnectionQuality
+
+from .conftest import ClientFactory
+from .test_client_fallback import dead_endpoint
+
+__all__ = ["dead_endpoint"]  # the fixture, re-used
+
+
+async def test_quality_of_direct_and_relayed_players(
+    make_client: ClientFactory, dead_endpoint: str
+) -> None:
+    alice = await make_client("Alice")
+    bob = await make_client("Bob")
+    carol = await make_client("Carol", p2p_advertise=[dead_endpoint], p2p_auto_connect=False)
+    bob_id = int(bob.character["id"])  # type: ignore[index]
+    carol_id = int(carol.character["id"])  # type: ignore[index]
+    assert (await alice.send_whisper("Bob", "direct")).path == "direct"
+    assert (await alice.send_whisper("Carol", "relayed")).path == "relay"
+
+    direct = alice.connection_quality(bob_id)
+    assert isinstance(direct, ConnectionQuality)
+    assert direct.path == "direct" and direct.character_name == "Bob"
+    assert direct.rtt is not None and direct.bytes_sent > 0 and direct.bytes_received > 0
+    by_name = alice.connection_quality("Bob")  # by name as well
+    assert by_name is not None and by_name.peer_id == direct.peer_id
+    relayed = alice.connection_quality("Carol")
+    assert relayed is not None and relayed.path == "relay" and relayed.character_id == carol_id
+    assert relayed.relay_bytes_sent > 0 and relayed.rtt is None
+    every = alice.connection_qualities()
+    assert set(every) == {bob_id, carol_id}
+    assert every[bob_id].path == "direct" and every[carol_id].path == "relay"
+    assert alice.connection_quality("Nobody") is None
+
+
+async def test_no_quality_before_a_character_is_selected(make_client: ClientFactory) -> None:
+    idle = await make_client("Idle", select=False)
+    assert idle.connection_quality(1) is None
+    assert idle.connection_qualities() == {}
