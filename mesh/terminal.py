@@ -88,7 +88,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("faction", "f", "text", "faction chat", ("faction",), LOBBY),
     CommandSpec("go", "go", "LOCATION", "travel to a neighbouring location (its id)",
                 ("travel",), LOBBY),
-    # "/map": where you can go from here (NetworkClient.get_world_map()) belongs here
+    CommandSpec("map", "map", "", "where you are and where /go can take you (players there)",
+                ("exits", "where"), LOBBY),
     CommandSpec("pos", "pos", "X Y Z", "move within your location (position to peers nearby)",
                 ("position",)),
     CommandSpec("who", "who", "", "who is near (LAN: connected and discovered peers)", ("list",)),

@@ -91,6 +91,7 @@ async def run_lobby(
         peer_id=client.node.peer_id if client.node else None,
         endpoint=client.node.endpoint if client.node else None,
     )
+    await state.execute(Command("map"))  # where /go can take us, before the first prompt
     stop = stop_on_signals()
 
     async def on_line(line: str) -> bool:
@@ -274,6 +275,9 @@ class _Session:
             elif kind == "go":
                 details = await c.send_move(command.number)
                 out.emit("moved", f"(moved to {details.get('location_id')})", details=details)
+                await self._show_map(command.number)
+            elif kind == "map":
+                await self._show_map()
             elif kind == "pos":
                 update = await c.send_position_update(command.position)
                 out.emit("sent", f"(position {command.position})", kind="position", seq=update.seq)
@@ -297,6 +301,30 @@ class _Session:
         except ShardsError as exc:
             out.emit("error", f"error: {exc}", message=str(exc), code=str(exc.code))
         return True
+
+    async def _show_map(self, here: int | None = None) -> None:
+        """Where the character is (or ``here``) and the exits a ``/go`` can take."""
+        c, out = self.client, self.out
+        if here is None:
+            here = c.character["location_id"] if c.character is not None else None
+        world = await c.get_world_map()
+        place = world.location(here) if here is not None else None
+        if place is None:
+            out.emit("map", "* no location yet (select a character)", location=None, exits=[])
+            return
+        exits = [loc for loc in map(world.location, place.neighbours) if loc is not None]
+        rows = [{"id": e.id, "name": e.name, "players": e.players, "safe": e.safe} for e in exits]
+        lines = [f"* {place.name} (#{place.id}, {place.players} here); /go ID to travel:"]
+        lines += [
+            f"  /go {e.id:<3} {e.name}{' (safe)' if e.safe else ''}, {e.players} here"
+            for e in exits
+        ]
+        out.emit(
+            "map",
+            "\n".join(lines),
+            location={"id": place.id, "name": place.name, "players": place.players},
+            exits=rows,
+        )
 
     async def _party(self, command: Command) -> None:
         c = self.client

@@ -122,6 +122,46 @@ async def test_terminal_peer_in_lobby_mode(
             await process.wait()
 
 
+async def test_the_terminal_shows_where_you_can_go(
+    master: MasterServer, make_client: ClientFactory
+) -> None:
+    bob = await make_client("Bob")  # at the start location, so it counts one player there
+    world = master.ctx.world
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mesh", "--lobby", master.url, "--username", "aria_map",
+        "--register", "--name", "Aria", "--port", "0", "--json",
+        cwd=REPO, env={**ENV, "SHARDS_PASSWORD": "password123"},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    term = Terminal(process)
+    try:
+        ready = await term.expect("ready")
+        start = world.location(ready["location_id"])
+        assert start is not None and bob.character is not None
+        shown = await term.expect("map")  # before the first command
+        assert shown["location"] == {"id": start.id, "name": start.name, "players": 2}
+        assert [e["id"] for e in shown["exits"]] == list(start.neighbours)
+        assert all(e["players"] == 0 for e in shown["exits"])
+        target = start.neighbours[0]
+        await term.send(f"/go {target}")
+        await term.expect("moved")
+        there = await term.expect("map")
+        assert there["location"]["id"] == target and there["location"]["players"] == 1
+        assert start.id in [e["id"] for e in there["exits"]]
+        await term.send("/exits")
+        assert (await term.expect("map"))["location"]["id"] == target
+        await term.send("/quit")
+        await term.expect("bye")
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert process.stderr is not None
+        _clean((await process.stderr.read()).decode())
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def test_a_person_at_a_terminal_signs_up_and_plays(
     master: MasterServer, make_client: ClientFactory
 ) -> None:
