@@ -59,8 +59,12 @@ LAN_ARIA = (
 LAN_BORIN = (
     '.venv/bin/python -m mesh --lan --name Borin --passphrase "our secret" --interface 127.0.0.1'
 )
+DB_UPGRADE = ".venv/bin/python -m lobby db upgrade"
+DB_CURRENT = ".venv/bin/python -m lobby db current --check"
 KNOWN_COMMANDS = {
     FRESH,
+    DB_UPGRADE,
+    DB_CURRENT,
     CHECK,
     QUICKSTART_LOBBY,
     CLIENT_EXAMPLE,
@@ -235,6 +239,18 @@ def test_the_fresh_machine_command(fresh: Fresh) -> None:
     assert "Deprecat" not in first["stderr"] and "Traceback" not in first["stderr"], first["stderr"]
     assert (fresh.root / "shards-data" / "lobby.sqlite3").exists()
     assert (fresh.root / ".venv" / "bin" / "shards-lobby").exists()
+
+
+def test_the_database_commands(fresh: Fresh) -> None:
+    """``db upgrade`` then ``db current --check`` on the database the first command made."""
+    for command in (DB_UPGRADE, DB_CURRENT):
+        done = subprocess.run(
+            fresh.argv(command), cwd=fresh.root, env=fresh.env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip(), done.stdout  # the revision it is at (--check: exit 0, at head)
 
 
 def test_building_the_package_warns_of_nothing(fresh: Fresh, tmp_path: Path) -> None:

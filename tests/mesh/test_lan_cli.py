@@ -335,7 +335,7 @@ async def test_terminal_prompt_help_and_messages_above_the_typed_line() -> None:
             await screen.wait_for(lambda: screen.cursor_line == "Typist>")
             screen.type("hello wor")
             await screen.wait_for(lambda: screen.cursor_line == "Typist> hello wor")
-            await host.party_chat("incoming while you type")
+            await host.send_party_chat("incoming while you type")
             await screen.wait_for("[party] Host: incoming while you type")
             # printed above the prompt, which is drawn again with the half-typed line
             await screen.wait_for(lambda: screen.cursor_line == "Typist> hello wor")
