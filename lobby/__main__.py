@@ -4,6 +4,7 @@ Flags override ``SHARDS_*`` environment variables, which override defaults::
 
     python -m lobby [--host 127.0.0.1] [--port 8888] [--data-dir ./shards-data]
                     [--database-url postgresql://...] [--world-file world.json]
+                    [--redis-url redis://127.0.0.1:6379/0]
 
 With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
@@ -47,12 +48,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="text",
         help="text lines or one JSON object per line (with request/session ids)",
     )
+    # -- several lobby processes (lobby.cluster) --
+    parser.add_argument(
+        "--redis-url",
+        help="redis://host:port/db: run as one of several lobby processes behind a load "
+        "balancer, sharing pushes, presence and rate limits (SHARDS_REDIS_URL)",
+    )
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     """Start a lobby from ``args``, print its address, run until SIGINT/SIGTERM."""
     overrides = {} if args.log_level is None else {"log_level": args.log_level}
+    if args.redis_url is not None:
+        overrides["redis_url"] = args.redis_url
     settings = LobbySettings(**overrides)
     server = MasterServer(
         args.host,

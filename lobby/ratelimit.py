@@ -9,6 +9,11 @@ takes one token and returns 0.0, or the seconds until one will be available
 (account, address) pair without ever locking an account against its owner (its
 docstring states the policy).
 
+:class:`SharedRateLimiter` is the same bucket with its state in a
+:class:`BucketStore`: :class:`MemoryBuckets` (one process) or
+:class:`lobby.cluster.RedisBuckets` (several lobby processes on one Redis: one
+budget per key for the cluster, not one per process). Its ``hit`` is awaited.
+
 Memory is bounded: each structure keeps at most ``max_keys`` keys and evicts the
 least recently used one beyond that (an attacker rotating addresses can only
 make the lobby forget old buckets, never grow it).
@@ -17,22 +22,28 @@ make the lobby forget old buckets, never grow it).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from lobby.config import Clock
 
 __all__ = [
+    "BucketStore",
     "LoginAttempt",
     "LoginPolicy",
     "LoginRefusal",
     "LoginThrottle",
+    "MemoryBuckets",
     "RateLimiter",
+    "SharedRateLimiter",
     "retry_after_header",
 ]
+
+log = logging.getLogger("lobby.ratelimit")
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
@@ -77,6 +88,62 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class BucketStore(Protocol):
+    """Where :class:`SharedRateLimiter` keeps its token buckets."""
+
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        """Take ``cost`` tokens from bucket ``key`` (``rate``/s up to ``burst``, full when
+        new) at time ``now``: 0.0 if taken, else the seconds until they will be there."""
+
+
+class MemoryBuckets:
+    """Token buckets in this process's memory (bounded like :class:`RateLimiter`)."""
+
+    def __init__(self, *, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._limiters: dict[tuple[float, float], RateLimiter] = {}
+        self._now = 0.0
+
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        limiter = self._limiters.get((rate, burst))
+        if limiter is None:
+            limiter = RateLimiter(rate, burst, lambda: self._now, max_keys=self._max_keys)
+            self._limiters[(rate, burst)] = limiter
+        self._now = now
+        return limiter.hit(key, cost)
+
+
+class SharedRateLimiter:
+    """A :class:`RateLimiter` whose buckets live in a :class:`BucketStore`.
+
+    ``name`` keeps limiters apart in a shared store (``chat``, ``relay``). If the
+    store fails (Redis unreachable), the limiter falls back to a bucket of this
+    process alone rather than refusing everyone or letting everything through.
+    """
+
+    def __init__(
+        self, name: str, rate: float, burst: float, clock: Clock, store: BucketStore | None = None
+    ) -> None:
+        self.name = name
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._store = store
+        self._local = RateLimiter(rate, burst, clock)
+
+    async def hit(self, key: Hashable, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens for ``key``: 0.0 if allowed, else seconds to wait."""
+        if self._store is None:
+            return self._local.hit(key, cost)
+        try:
+            return await self._store.take(
+                f"{self.name}:{key}", cost, self.rate, self.burst, self._clock()
+            )
+        except Exception as exc:
+            log.warning("shared %s budget unavailable (%s); using this process's", self.name, exc)
+            return self._local.hit(key, cost)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,10 @@ game services of :mod:`lobby.services` follow the passed ones (a passed service
 with the same ``name`` replaces the default). A service that needs tables
 appends a migration to :data:`lobby.storage.MIGRATIONS` at import.
 
+With ``redis_url`` set, the process joins a cluster of lobby processes on that
+Redis (:mod:`lobby.cluster`): the hub's pushes reach players on the other
+processes, the presence directory and the chat/relay budgets are shared.
+
 Explicit arguments override ``settings`` (whose own defaults and ``SHARDS_*``
 environment variables fill the rest). ``clock`` is the injectable wall clock.
 """
@@ -30,9 +34,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -41,6 +46,7 @@ from lobby.accounts import AccountService
 from lobby.admin import AdminService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
+from lobby.cluster import RedisBroker, RedisBuckets, open_redis
 from lobby.config import Clock, LobbySettings
 from lobby.context import LobbyContext, LobbyServices
 from lobby.game.world import load_world
@@ -59,6 +65,9 @@ from lobby.sessions import SessionStore
 from lobby.storage import Database
 from lobby.version import SERVER_VERSION
 from protocol.errors import ConfigError, LobbyError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["LobbyService", "MasterServer"]
 
@@ -118,6 +127,7 @@ class MasterServer:
         self._maintenance: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._last_cleanup = 0.0
+        self._cluster: _Cluster | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -167,6 +177,11 @@ class MasterServer:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         key = load_or_create_key(s.data_dir)
         db = await Database.open(s.resolved_database_url, now=self.clock())
+        try:
+            self._cluster = cluster = await _join_cluster(s)
+        except BaseException:
+            await db.close()
+            raise
         metrics = LobbyMetrics(s.metrics_process, version=SERVER_VERSION)
         metrics.instrument(db.engine)
         accounts = AccountService(db, s, self.clock, metrics)
@@ -180,18 +195,21 @@ class MasterServer:
                 accounts=accounts,
                 sessions=SessionStore(db, s, self.clock),
                 characters=CharacterService(db, world, self.clock),
-                hub=Hub(s, self.clock, metrics),
+                hub=Hub(s, self.clock, metrics, cluster.broker if cluster else None),
                 api=api,
                 key=key,
                 started_at=self.clock(),
                 services=services,
                 metrics=metrics,
+                buckets=cluster.buckets if cluster else None,
             )
             metrics.watch(ctx.hub, world)
             self._ctx = ctx
             add_core_routes(api)
             for service in self._services:
                 await service.setup(ctx)
+            if cluster is not None:
+                await cluster.broker.start(ctx.hub)
             app = web.Application(
                 client_max_size=s.max_body_size,
                 middlewares=[
@@ -323,11 +341,34 @@ class MasterServer:
                 await service.close()
             except Exception:
                 log.exception("service %s failed to close", getattr(service, "name", service))
+        if self._cluster is not None:
+            await self._cluster.close()
+            self._cluster = None
         if ctx is not None:
             await ctx.accounts.close()
             await ctx.db.close()
         self._ctx = None
         self._port = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cluster:
+    """This process's part in a cluster of lobby processes (``redis_url`` set)."""
+
+    client: Redis
+    broker: RedisBroker
+    buckets: RedisBuckets
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.client.aclose()
+
+
+async def _join_cluster(s: LobbySettings) -> _Cluster | None:
+    if not s.redis_url:
+        return None
+    client = await open_redis(s.redis_url)
+    return _Cluster(client, RedisBroker(client, s), RedisBuckets(client, s.cluster_prefix))
 
 
 def _with_overrides(base: LobbySettings, overrides: dict[str, Any]) -> LobbySettings:

@@ -38,7 +38,7 @@ from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
@@ -74,7 +74,7 @@ class DirectoryService:
         self._relay_rate = relay_rate
         self._relay_burst = relay_burst
         self._slot = ContextSlot("the directory")
-        self._limiter: RateLimiter | None = None
+        self._limiter: SharedRateLimiter | None = None
         self._entries: dict[int, PeerEntry] = {}
         self.relayed_messages = 0
 
@@ -82,7 +82,9 @@ class DirectoryService:
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
-        self._limiter = RateLimiter(self._relay_rate, self._relay_burst, ctx.clock)
+        self._limiter = SharedRateLimiter(
+            "relay", self._relay_rate, self._relay_burst, ctx.clock, ctx.buckets
+        )
         register_handler(ctx, MessageType.RELAY, self.on_relay)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_leave)
@@ -204,28 +206,31 @@ class DirectoryService:
         ctx = self._slot.ctx
         sender = acting_character(conn)
         assert self._limiter is not None  # noqa: S101
-        wait = self._limiter.hit(conn.account_id)
+        wait = await self._limiter.hit(conn.account_id)
         if wait > 0:
             raise LobbyError(
                 "relaying too fast",
                 code=ErrorCode.RATE_LIMITED,
                 details={"retry_after": round(wait, 3)},
             )
+        relayed = RelayMessage(
+            message_id=msg.message_id,
+            target_id=msg.target_id,
+            sender_id=sender.id,
+            payload=msg.payload,
+        )
         target = ctx.hub.presence_of_character(msg.target_id)
-        if target is None or target.conn is None or not target.conn.is_open:
+        if target is None and ctx.hub.online_elsewhere(msg.target_id):
+            # held by another lobby process: the broker carries it there
+            delivered = ctx.hub.send_to_character(msg.target_id, relayed)
+        elif target is None or target.conn is None or not target.conn.is_open:
             raise LobbyError(
                 f"character {msg.target_id} is not online",
                 code=ErrorCode.PEER_UNREACHABLE,
                 details={"target_id": msg.target_id},
             )
-        delivered = target.conn.send(
-            RelayMessage(
-                message_id=msg.message_id,
-                target_id=msg.target_id,
-                sender_id=sender.id,
-                payload=msg.payload,
-            )
-        )
+        else:
+            delivered = target.conn.send(relayed)
         if not delivered:
             raise LobbyError(
                 f"character {msg.target_id} cannot take messages now",

@@ -1,0 +1,399 @@
+"""Several lobby processes sharing one Redis: pushes, presence and rate-limit budgets.
+
+Turned on by ``redis_url`` (``--redis-url`` / ``SHARDS_REDIS_URL``); without it
+the lobby is one process and none of this runs. Each process has an id
+(``cluster_process_id``, default ``host:pid:random``) and, in Redis (every key
+under ``cluster_prefix``, default ``shards``):
+
+* ``{prefix}:alive:{process}``: set every ``cluster_heartbeat`` seconds with a
+  TTL of ``cluster_presence_ttl``. A process that dies (even by ``kill -9``)
+  stops renewing it; within ``cluster_presence_ttl + cluster_heartbeat`` every
+  other process has dropped its players from the directory, so they are
+  "offline" again.
+* ``{prefix}:presence:{process}``: a hash ``session id -> "account|character"``
+  of the presences with a character that process holds (its share of the
+  presence directory), kept by the hub's join/leave hooks.
+* channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
+  a location, an account), ``{prefix}:push:{process}`` (pushes for a character
+  or session that process holds) and ``{prefix}:presence`` (join/leave events).
+
+Every process keeps a replica of the directory (character -> process, session
+-> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)
+never wait on Redis. Pushes are queued and written by one task in pipelines, in
+order; a push arriving from another process is handed to
+:meth:`lobby.hub.Hub.deliver`. When Redis is unreachable, pushes to other
+processes are dropped (counted and logged) and local delivery goes on: a lobby
+never stalls on its broker.
+
+:class:`RedisBuckets` keeps token buckets (:mod:`lobby.ratelimit`) in Redis, so
+a budget is one for the whole cluster, updated atomically by a Lua script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lobby.broker import Audience, AudienceKind
+from protocol.errors import ConfigError, LobbyError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from lobby.config import LobbySettings
+    from lobby.hub import Hub, Presence
+
+__all__ = ["RedisBroker", "RedisBuckets", "default_process_id", "open_redis"]
+
+log = logging.getLogger("lobby.cluster")
+
+_SEP = "\x1f"
+_WRITE_BATCH = 512
+_QUEUE_MAX = 100_000
+
+
+def default_process_id() -> str:
+    """``host:pid:random``: unique per process start, readable in logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def open_redis(url: str) -> aioredis.Redis:
+    """A connected Redis client for ``url`` (:class:`ConfigError` if unusable)."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:  # the "scale" extra
+        raise ConfigError(
+            "redis_url needs the redis package: pip install 'shards-net[scale]'"
+        ) from None
+    client = aioredis.from_url(url, decode_responses=True, health_check_interval=10)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        raise ConfigError(f"cannot reach Redis at {_safe(url)}: {exc}") from None
+    return client
+
+
+def _safe(url: str) -> str:
+    """``url`` without a password (for messages and logs)."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    process: str
+    session_id: int
+    character_id: int
+
+
+class RedisBroker:
+    """The cluster's broker (:class:`lobby.broker.Broker`) and presence directory."""
+
+    distributed = True
+
+    def __init__(self, client: aioredis.Redis, settings: LobbySettings) -> None:
+        self._redis = client
+        self.process_id = settings.cluster_process_id or default_process_id()
+        prefix = settings.cluster_prefix
+        self._heartbeat = settings.cluster_heartbeat
+        self._ttl = settings.cluster_presence_ttl
+        self._alive_key = f"{prefix}:alive:{self.process_id}"
+        self._alive_pattern = f"{prefix}:alive:*"
+        self._alive_prefix = f"{prefix}:alive:"
+        self._presence_prefix = f"{prefix}:presence:"
+        self._push_channel = f"{prefix}:push"
+        self._push_prefix = f"{prefix}:push:"
+        self._own_channel = f"{prefix}:push:{self.process_id}"
+        self._presence_channel = f"{prefix}:presence"
+        self._hub: Hub | None = None
+        self._queue: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(_QUEUE_MAX)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._peers: set[str] = set()
+        self._by_character: dict[int, _Remote] = {}
+        self._by_session: dict[int, _Remote] = {}
+        self.dropped = 0
+        """Pushes and directory updates not sent (queue full or Redis unreachable)."""
+        self.received = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, hub: Hub) -> None:
+        """Join the cluster: heartbeat, subscribe, load the directory, start the tasks."""
+        self._hub = hub
+        hub.on_join(self._joined)
+        hub.on_leave(self._left)
+        await self._redis.delete(self._presence_key(self.process_id))
+        await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._push_channel, self._own_channel, self._presence_channel)
+        await self._refresh_peers()
+        self._tasks = [
+            asyncio.create_task(self._read(pubsub), name="cluster-reader"),
+            asyncio.create_task(self._write(), name="cluster-writer"),
+            asyncio.create_task(self._beat(), name="cluster-heartbeat"),
+        ]
+        log.info("joined the cluster as %s (%d other processes)", self.process_id, len(self._peers))
+
+    async def close(self) -> None:
+        """Leave the cluster: flush what is queued, drop the heartbeat and the directory share."""
+        writer = self._tasks[1] if len(self._tasks) > 1 else None
+        if writer is not None and not writer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=2.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
+            await self._redis.publish(self._presence_channel, _SEP.join(("P", self.process_id)))
+
+    # -- Broker ---------------------------------------------------------------------------
+
+    def forward(self, audience: Audience, text: str) -> int:
+        kind = audience.kind
+        if kind is AudienceKind.CHARACTER or kind is AudienceKind.SESSION:
+            index = self._by_character if kind is AudienceKind.CHARACTER else self._by_session
+            remote = index.get(audience.key) if isinstance(audience.key, int) else None
+            if remote is None:
+                return 0
+            payload = _SEP.join((self.process_id, audience.encode(), text))
+            self._enqueue(("publish", self._push_prefix + remote.process, payload))
+            return 1
+        # published even when no peer is known yet: one may have started since the last beat
+        payload = _SEP.join((self.process_id, audience.encode(), text))
+        self._enqueue(("publish", self._push_channel, payload))
+        return len(self._peers)
+
+    def online_elsewhere(self, character_id: int) -> bool:
+        return character_id in self._by_character
+
+    # -- directory ------------------------------------------------------------------------
+
+    @property
+    def peers(self) -> frozenset[str]:
+        """The other live processes (as of the last heartbeat)."""
+        return frozenset(self._peers)
+
+    def remote_characters(self) -> dict[int, str]:
+        """Character id -> process, for the characters other processes hold."""
+        return {cid: r.process for cid, r in self._by_character.items()}
+
+    async def _joined(self, p: Presence) -> None:
+        if p.character is None:
+            return
+        value = f"{p.account_id}|{p.character.id}"
+        self._enqueue(("hset", self._presence_key(self.process_id), str(p.session_id), value))
+        event = _SEP.join(("J", self.process_id, str(p.session_id), value))
+        self._enqueue(("publish", self._presence_channel, event))
+
+    async def _left(self, p: Presence) -> None:
+        if p.character is None:
+            return
+        self._enqueue(("hdel", self._presence_key(self.process_id), str(p.session_id)))
+        event = _SEP.join(("L", self.process_id, str(p.session_id)))
+        self._enqueue(("publish", self._presence_channel, event))
+
+    def _add(self, process: str, session_id: int, character_id: int) -> None:
+        if process == self.process_id:
+            return
+        self._drop_session(session_id)
+        remote = _Remote(process, session_id, character_id)
+        self._by_session[session_id] = remote
+        self._by_character[character_id] = remote
+
+    def _drop_session(self, session_id: int) -> None:
+        old = self._by_session.pop(session_id, None)
+        if old is not None and self._by_character.get(old.character_id) == old:
+            del self._by_character[old.character_id]
+
+    def _drop_process(self, process: str) -> int:
+        gone = [r.session_id for r in self._by_session.values() if r.process == process]
+        for sid in gone:
+            self._drop_session(sid)
+        return len(gone)
+
+    async def _load(self, process: str) -> None:
+        """Read ``process``'s directory share (after it appeared, or after a reconnect)."""
+        entries = await self._redis.hgetall(self._presence_key(process))
+        for sid, value in entries.items():
+            with contextlib.suppress(ValueError):
+                _account, cid = str(value).split("|")
+                self._add(process, int(sid), int(cid))
+
+    async def _refresh_peers(self) -> None:
+        """Find the live processes; load newcomers' presences, drop the dead ones'."""
+        live: set[str] = set()
+        async for key in self._redis.scan_iter(match=self._alive_pattern, count=1000):
+            process = key[len(self._alive_prefix) :]
+            if process != self.process_id:
+                live.add(process)
+        for process in live - self._peers:
+            await self._load(process)
+        for process in self._peers - live:
+            dropped = self._drop_process(process)
+            await self._redis.delete(self._presence_key(process))
+            log.warning("process %s stopped its heartbeat; %d players dropped", process, dropped)
+        self._peers = live
+
+    def _presence_key(self, process: str) -> str:
+        return self._presence_prefix + process
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _enqueue(self, command: tuple[str, ...]) -> None:
+        try:
+            self._queue.put_nowait(command)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("cluster queue full; %d pushes dropped so far", self.dropped)
+
+    async def _write(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < _WRITE_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for command in batch:
+                    _apply(pipe, command)
+                await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.dropped += len(batch)
+                log.warning("cluster write failed (%s); %d commands dropped", exc, len(batch))
+                await asyncio.sleep(min(1.0, self._heartbeat))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _read(self, pubsub: Any) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cluster subscription lost (%s); resubscribing", exc)
+                await asyncio.sleep(min(1.0, self._heartbeat))
+                await self._resubscribe(pubsub)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                self._received(str(message["channel"]), str(message["data"]))
+            except Exception:
+                log.exception("a cluster message could not be handled")
+
+    async def _resubscribe(self, pubsub: Any) -> None:
+        with contextlib.suppress(Exception):
+            await pubsub.subscribe(self._push_channel, self._own_channel, self._presence_channel)
+            self._peers = set()
+            self._by_character.clear()
+            self._by_session.clear()
+            await self._refresh_peers()
+
+    def _received(self, channel: str, data: str) -> None:
+        if channel == self._presence_channel:
+            self._presence_event(data.split(_SEP))
+            return
+        sender, audience_text, text = data.split(_SEP, 2)
+        if sender == self.process_id:
+            return
+        hub = self._hub
+        if hub is None:
+            return
+        self.received += 1
+        hub.deliver(Audience.decode(audience_text), text)
+
+    def _presence_event(self, fields: list[str]) -> None:
+        kind, process = fields[0], fields[1]
+        if process == self.process_id:
+            return
+        if kind == "J":
+            _account, cid = fields[3].split("|")
+            self._peers.add(process)
+            self._add(process, int(fields[2]), int(cid))
+        elif kind == "L":
+            remote = self._by_session.get(int(fields[2]))
+            if remote is not None and remote.process == process:
+                self._drop_session(remote.session_id)
+        elif kind == "P":  # a process left cleanly
+            self._peers.discard(process)
+            self._drop_process(process)
+        else:
+            raise LobbyError(f"unknown cluster presence event {kind!r}")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
+                await self._refresh_peers()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cluster heartbeat failed: %s", exc)
+
+
+def _apply(pipe: Any, command: tuple[str, ...]) -> None:
+    op = command[0]
+    if op == "publish":
+        pipe.publish(command[1], command[2])
+    elif op == "hset":
+        pipe.hset(command[1], command[2], command[3])
+    elif op == "hdel":
+        pipe.hdel(command[1], command[2])
+    else:
+        raise LobbyError(f"unknown cluster command {op!r}")
+
+
+# Token bucket, atomically: refill by elapsed time (the stamp never moves back, so clock
+# skew between processes cannot mint tokens), take ``cost`` or say how long to wait.
+_BUCKET_LUA = """
+local cost, rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+    tonumber(ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 't', 's')
+local tokens, stamp = tonumber(v[1]), tonumber(v[2])
+if tokens == nil then tokens = burst; stamp = now end
+if now > stamp then
+    tokens = math.min(burst, tokens + (now - stamp) * rate); stamp = now
+end
+local wait = 0
+if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 's', tostring(stamp))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisBuckets:
+    """Token buckets in Redis (:class:`lobby.ratelimit.BucketStore`): one budget per key
+    for the whole cluster."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = f"{prefix}:bucket:"
+        self._script: Callable[..., Awaitable[Any]] = client.register_script(_BUCKET_LUA)
+
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        wait = await self._script(
+            keys=[self._prefix + key], args=[repr(cost), repr(rate), repr(burst), repr(now)]
+        )
+        return float(wait)

@@ -1,0 +1,134 @@
+"""A lobby cluster for real: 3 ``python -m lobby`` processes on PostgreSQL + Redis behind HAProxy.
+
+Skipped with the reason when redis-server, HAProxy or the PostgreSQL server
+binaries are missing (``.ci/run`` installs them). Everything listens on
+127.0.0.1 ports of its own and is torn down after the module, whatever happens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.lobby.cluster.procs import HAProxy, LobbyProcess, RedisServer, missing_programs
+from tests.lobby.support import ApiClient, Inbox, aiohttp_inbox, ws_url
+from tests.lobby.test_postgres import postgres_url as postgres_url  # the throwaway cluster
+
+CHAT_BURST = 5
+"""Chat budget of an account in the test cluster; the refill (``chat_rate``) is so slow
+that a test's flood is refused at exactly this many, whichever processes it spreads over."""
+
+_names = itertools.count()
+
+
+@dataclass
+class Cluster:
+    """The running servers: ``lobbies[i].url`` directly, ``proxy.url`` through HAProxy."""
+
+    redis: RedisServer
+    lobbies: list[LobbyProcess]
+    proxy: HAProxy
+    work_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def start_cluster(postgres: str, work_dir: Path, count: int = 3, **env: str) -> Cluster:
+    """Start Redis, ``count`` lobbies sharing ``postgres`` and a data directory, and HAProxy.
+
+    The first lobby starts alone (it migrates the database and creates the
+    ticket key the others then load); the caller must :func:`stop_cluster`.
+    """
+    redis = RedisServer()
+    cluster = Cluster(redis, [], HAProxy(work_dir, []), work_dir)
+    try:
+        redis.start()
+        settings = {
+            "SHARDS_CHAT_RATE": "0.0001",
+            "SHARDS_CHAT_BURST": str(CHAT_BURST),
+            "SHARDS_RECONNECT_GRACE": "30",
+            **env,
+        }
+        cluster.env = settings
+        args = ["--database-url", postgres, "--redis-url", redis.url]
+        for i in range(count):
+            lobby = LobbyProcess(f"lobby{i}", work_dir / "data", args, settings)
+            cluster.lobbies.append(lobby)
+            lobby.start()
+        cluster.proxy.backends = cluster.lobbies
+        cluster.proxy.start()
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    cluster.proxy.stop()
+    for lobby in cluster.lobbies:
+        lobby.stop()
+    cluster.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_url: str) -> Iterator[Cluster]:
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (Debian packages redis-server, haproxy)")
+    with tempfile.TemporaryDirectory(prefix="shards-cluster-") as tmp:
+        running = start_cluster(postgres_url, Path(tmp))
+        try:
+            yield running
+        finally:
+            stop_cluster(running)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@dataclass
+class Player:
+    """A logged-in player with a selected character and an open WebSocket to ``base``."""
+
+    api: ApiClient
+    character: dict[str, Any]
+    ws: aiohttp.ClientWebSocketResponse
+    inbox: Inbox
+
+    @property
+    def id(self) -> int:
+        return int(self.character["id"])
+
+    async def send(self, msg_type: str, **fields: Any) -> None:
+        await self.ws.send_str(json.dumps({"type": msg_type, **fields}))
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def unique(prefix: str) -> str:
+    """A username no other test of the module uses (they share one database)."""
+    return f"{prefix}{next(_names):03d}"
+
+
+async def join(
+    http: aiohttp.ClientSession, base: str, username: str, faction: str = "Crimson Covenant"
+) -> Player:
+    """Register, log in, create and select a character on ``base``, then open a WebSocket."""
+    api = ApiClient(base, http)
+    await api.register(username)
+    await api.login(username)
+    character = await api.create_character(f"{username.capitalize()}Hero", faction, "Warrior")
+    await api.select(int(character["id"]))
+    ws = await http.ws_connect(ws_url(base), headers=api.headers())
+    return Player(api, character, ws, aiohttp_inbox(ws))

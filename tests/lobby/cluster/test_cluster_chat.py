@@ -1,0 +1,105 @@
+"""Players spread over 3 lobby processes (PostgreSQL + Redis) talk as if on one lobby."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, unique
+
+pytestmark = pytest.mark.cluster
+
+
+def chat_from(sender: Player, content: str) -> Any:
+    return lambda m: m.get("type") == "chat" and m.get("content") == content
+
+
+async def spread(http: aiohttp.ClientSession, cluster: Cluster, *factions: str) -> list[Player]:
+    """One player per lobby process, in order (player i on lobby i)."""
+    return [
+        await join(http, cluster.lobbies[i].url, unique("p"), faction)
+        for i, faction in enumerate(factions)
+    ]
+
+
+async def test_global_and_faction_chat_cross_processes_exactly_once(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    a, b, c = await spread(http, cluster, "Crimson Covenant", "Crimson Covenant", "Azure Syndicate")
+    try:
+        await a.send("chat", content="hello from lobby0")
+        for p in (a, b, c):
+            got = await p.inbox.next(chat_from(a, "hello from lobby0"))
+            assert got["sender_id"] == a.id
+        await a.send("faction_chat", content="crimson only")
+        got = await b.inbox.next(lambda m: m.get("type") == "faction_chat")
+        assert got["content"] == "crimson only" and got["sender_id"] == a.id
+        # a marker after it: every earlier push from lobby0 to lobby2 has arrived by then
+        await a.send("chat", content="marker")
+        for p in (a, b, c):
+            await p.inbox.next(chat_from(a, "marker"))
+        everything = [m for p in (a, b, c) for m in p.inbox.seen]
+        assert not [m for m in c.inbox.seen if m.get("type") == "faction_chat"]
+        hellos = [m for m in everything if m.get("content") == "hello from lobby0"]
+        assert len(hellos) == 3  # once per player, never twice
+    finally:
+        for p in (a, b, c):
+            await p.close()
+
+
+async def test_relay_reaches_a_player_on_another_process_and_offline_is_true(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    a, _, c = await spread(http, cluster, "Verdant Pact", "Verdant Pact", "Verdant Pact")
+    try:
+        # c's chat reaching a (through lobby1... lobby0) orders it after c's presence there
+        await c.send("chat", content="c is here")
+        await a.inbox.next(chat_from(c, "c is here"))
+        payload = base64.b64encode(b"sealed bytes").decode()
+        await a.send("relay", message_id="r1", target_id=c.id, payload=payload)
+        got = await c.inbox.next_type("relay")
+        assert (got["sender_id"], got["payload"]) == (a.id, payload)
+        # nobody plays this character anywhere: the lobby says so
+        await a.send("relay", message_id="r2", target_id=10**9, payload=payload)
+        err = await a.inbox.next(lambda m: m.get("type") == "error" and m.get("ref_id") == "r2")
+        assert err["error_code"] == "peer_unreachable"
+    finally:
+        await a.close()
+        await c.close()
+
+
+async def test_a_flood_over_three_processes_gets_one_budget(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """One account, a session on each process: CHAT_BURST chats pass in all, not 3x."""
+    username = unique("flood")
+    first = await join(http, cluster.lobbies[0].url, username)
+    players = [first]
+    for i in (1, 2):
+        from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
+
+        api = ApiClient(cluster.lobbies[i].url, http)
+        await api.login(username)
+        character = await api.create_character(f"Flood{i}{username}", "Azure Syndicate", "Mage")
+        await api.select(int(character["id"]))
+        ws = await http.ws_connect(ws_url(api.base), headers=api.headers())
+        players.append(Player(api, character, ws, aiohttp_inbox(ws)))
+    try:
+        sent = 3 * CHAT_BURST
+        for n in range(sent):
+            await players[n % 3].send("chat", message_id=f"f{n}", content=f"flood {n}")
+        outcomes: dict[str, str] = {}
+        for n in range(sent):
+            mine = players[n % 3]
+            got = await mine.inbox.next(
+                lambda m, n=n: m.get("message_id") == f"f{n}" or m.get("ref_id") == f"f{n}"
+            )
+            outcomes[f"f{n}"] = got["error_code"] if got["type"] == "error" else got["type"]
+        assert sorted(outcomes.values()).count("chat") == CHAT_BURST
+        assert set(outcomes.values()) == {"chat", "rate_limited"}
+    finally:
+        await asyncio.gather(*(p.close() for p in players))
