@@ -10,9 +10,12 @@ under ``cluster_prefix``, default ``shards``):
   stops renewing it; within ``cluster_presence_ttl + cluster_heartbeat`` every
   other process has dropped its players from the directory, so they are
   "offline" again.
-* ``{prefix}:presence:{process}``: a hash ``session id -> "account|character"``
-  of the presences with a character that process holds (its share of the
-  presence directory), kept by the hub's join/leave hooks.
+* ``{prefix}:presence:{process}``: a hash ``session id -> [account, character
+  id, name, location]`` (JSON) of the presences with a character that process
+  holds (its share of the presence directory), kept by the hub's join/leave
+  hooks. When a process is found dead, every other one tells its own players at
+  each lost character's location ``PLAYER_LEFT_AREA`` (the location it joined at:
+  moves are not tracked in the directory).
 * channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
   a location, an account), ``{prefix}:push:{process}`` (pushes for a character
   or session that process holds) and ``{prefix}:presence`` (join/leave events).
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -42,12 +46,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lobby.broker import Audience, AudienceKind
+from protocol.codec import serialize
 from protocol.errors import ConfigError, LobbyError
+from protocol.messages import PlayerLeftAreaMessage
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from lobby.config import LobbySettings
+    from lobby.config import Clock, LobbySettings
     from lobby.hub import Hub, Presence
 
 __all__ = ["RedisBroker", "RedisBuckets", "default_process_id", "open_redis"]
@@ -95,6 +101,8 @@ class _Remote:
     process: str
     session_id: int
     character_id: int
+    name: str
+    location_id: int
 
 
 class RedisBroker:
@@ -102,8 +110,9 @@ class RedisBroker:
 
     distributed = True
 
-    def __init__(self, client: aioredis.Redis, settings: LobbySettings) -> None:
+    def __init__(self, client: aioredis.Redis, settings: LobbySettings, clock: Clock) -> None:
         self._redis = client
+        self._clock = clock
         self.process_id = settings.cluster_process_id or default_process_id()
         prefix = settings.cluster_prefix
         self._heartbeat = settings.cluster_heartbeat
@@ -193,9 +202,10 @@ class RedisBroker:
         return {cid: r.process for cid, r in self._by_character.items()}
 
     async def _joined(self, p: Presence) -> None:
-        if p.character is None:
+        c = p.character
+        if c is None:
             return
-        value = f"{p.account_id}|{p.character.id}"
+        value = json.dumps([p.account_id, c.id, c.name, c.location_id])
         self._enqueue(("hset", self._presence_key(self.process_id), str(p.session_id), value))
         event = _SEP.join(("J", self.process_id, str(p.session_id), value))
         self._enqueue(("publish", self._presence_channel, event))
@@ -207,23 +217,34 @@ class RedisBroker:
         event = _SEP.join(("L", self.process_id, str(p.session_id)))
         self._enqueue(("publish", self._presence_channel, event))
 
-    def _add(self, process: str, session_id: int, character_id: int) -> None:
+    def _add(self, process: str, session_id: int, value: str) -> None:
         if process == self.process_id:
             return
+        _account, character_id, name, location_id = json.loads(value)
         self._drop_session(session_id)
-        remote = _Remote(process, session_id, character_id)
+        remote = _Remote(process, session_id, int(character_id), str(name), int(location_id))
         self._by_session[session_id] = remote
-        self._by_character[character_id] = remote
+        self._by_character[remote.character_id] = remote
 
     def _drop_session(self, session_id: int) -> None:
         old = self._by_session.pop(session_id, None)
         if old is not None and self._by_character.get(old.character_id) == old:
             del self._by_character[old.character_id]
 
-    def _drop_process(self, process: str) -> int:
-        gone = [r.session_id for r in self._by_session.values() if r.process == process]
-        for sid in gone:
-            self._drop_session(sid)
+    def _drop_process(self, process: str, *, announce: bool = False) -> int:
+        """Forget ``process``'s players; with ``announce``, tell the local players at their
+        locations that they left (the process died: nobody else will)."""
+        gone = [r for r in self._by_session.values() if r.process == process]
+        for remote in gone:
+            self._drop_session(remote.session_id)
+            if announce and self._hub is not None and self._hub.announce_presence:
+                left = PlayerLeftAreaMessage(
+                    character_id=remote.character_id,
+                    character_name=remote.name,
+                    location_id=remote.location_id,
+                    timestamp=self._clock(),
+                )
+                self._hub.deliver(Audience.location(remote.location_id), serialize(left))
         return len(gone)
 
     async def _load(self, process: str) -> None:
@@ -231,8 +252,7 @@ class RedisBroker:
         entries = await self._redis.hgetall(self._presence_key(process))
         for sid, value in entries.items():
             with contextlib.suppress(ValueError):
-                _account, cid = str(value).split("|")
-                self._add(process, int(sid), int(cid))
+                self._add(process, int(sid), str(value))
 
     async def _refresh_peers(self) -> None:
         """Find the live processes; load newcomers' presences, drop the dead ones'."""
@@ -244,7 +264,7 @@ class RedisBroker:
         for process in live - self._peers:
             await self._load(process)
         for process in self._peers - live:
-            dropped = self._drop_process(process)
+            dropped = self._drop_process(process, announce=True)
             await self._redis.delete(self._presence_key(process))
             log.warning("process %s stopped its heartbeat; %d players dropped", process, dropped)
         self._peers = live
@@ -327,16 +347,15 @@ class RedisBroker:
         if process == self.process_id:
             return
         if kind == "J":
-            _account, cid = fields[3].split("|")
             self._peers.add(process)
-            self._add(process, int(fields[2]), int(cid))
+            self._add(process, int(fields[2]), fields[3])
         elif kind == "L":
             remote = self._by_session.get(int(fields[2]))
             if remote is not None and remote.process == process:
                 self._drop_session(remote.session_id)
-        elif kind == "P":  # a process left cleanly
+        elif kind == "P":  # a process left cleanly (its players are told to reconnect)
             self._peers.discard(process)
-            self._drop_process(process)
+            self._drop_process(process, announce=True)
         else:
             raise LobbyError(f"unknown cluster presence event {kind!r}")
 

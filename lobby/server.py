@@ -178,7 +178,7 @@ class MasterServer:
         key = load_or_create_key(s.data_dir)
         db = await Database.open(s.resolved_database_url, now=self.clock())
         try:
-            self._cluster = cluster = await _join_cluster(s)
+            self._cluster = cluster = await _join_cluster(s, self.clock)
         except BaseException:
             await db.close()
             raise
@@ -364,11 +364,12 @@ class _Cluster:
         await self.client.aclose()
 
 
-async def _join_cluster(s: LobbySettings) -> _Cluster | None:
+async def _join_cluster(s: LobbySettings, clock: Clock) -> _Cluster | None:
     if not s.redis_url:
         return None
     client = await open_redis(s.redis_url)
-    return _Cluster(client, RedisBroker(client, s), RedisBuckets(client, s.cluster_prefix))
+    broker = RedisBroker(client, s, clock)
+    return _Cluster(client, broker, RedisBuckets(client, s.cluster_prefix))
 
 
 def _with_overrides(base: LobbySettings, overrides: dict[str, Any]) -> LobbySettings:

@@ -58,10 +58,14 @@ def start_cluster(postgres: str, work_dir: Path, count: int = 3, **env: str) -> 
         }
         cluster.env = settings
         args = ["--database-url", postgres, "--redis-url", redis.url]
-        for i in range(count):
-            lobby = LobbyProcess(f"lobby{i}", work_dir / "data", args, settings)
-            cluster.lobbies.append(lobby)
-            lobby.start()
+        cluster.lobbies = [
+            LobbyProcess(f"lobby{i}", work_dir / "data", args, settings) for i in range(count)
+        ]
+        cluster.lobbies[0].start()
+        for lobby in cluster.lobbies[1:]:
+            lobby.spawn()
+        for lobby in cluster.lobbies[1:]:
+            lobby.ready()
         cluster.proxy.backends = cluster.lobbies
         cluster.proxy.start()
     except BaseException:
@@ -114,6 +118,20 @@ class Player:
 
     async def close(self) -> None:
         await self.ws.close()
+
+    async def hears(self, contents: set[str]) -> list[dict[str, Any]]:
+        """Wait until chats with each of ``contents`` have arrived (in any order)."""
+        found = {
+            m["content"]: m
+            for m in self.inbox.seen
+            if m.get("type") == "chat" and m.get("content") in contents
+        }
+        while len(found) < len(contents):
+            m = await self.inbox.next(
+                lambda m: m.get("type") == "chat" and m.get("content") in contents - found.keys()
+            )
+            found[m["content"]] = m
+        return list(found.values())
 
 
 def unique(prefix: str) -> str:

@@ -144,6 +144,10 @@ class LobbyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LobbyProcess:
+        """Spawn and wait until it listens (:meth:`spawn` then :meth:`ready`)."""
+        return self.spawn().ready()
+
+    def spawn(self) -> LobbyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -151,6 +155,11 @@ class LobbyProcess:
                  *self._args],
                 stdout=subprocess.PIPE, stderr=log, env=self._env,
             )  # fmt: skip
+        return self
+
+    def ready(self) -> LobbyProcess:
+        """Wait for its "lobby listening on" line; ``port`` is then the bound one."""
+        assert self.proc is not None
         line = _read_until(self.proc, b"lobby listening on", f"lobby {self.name}")
         self.port = int(line.decode().strip().rsplit(":", 1)[1])
         return self
