@@ -183,6 +183,16 @@ class LobbySettings(BaseSettings):
     cluster_presence_ttl: float = Field(
         default=6.0, gt=0, description="a process silent this long is dead: its players drop out"
     )
+    ticket_key_file: Path | None = Field(
+        default=None,
+        description="the ticket signing key (PEM, created if absent); every process of a "
+        "cluster uses the same one; default data_dir/lobby_key.pem",
+    )
+    ticket_accepted_keys: list[str] = Field(
+        default_factory=list,
+        description="other lobby public keys (unpadded base64url) whose tickets peers "
+        "accept too: the old or the next key of a rotation (see lobby.keys)",
+    )
 
     @field_validator("admin_accounts")
     @classmethod

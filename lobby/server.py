@@ -175,7 +175,9 @@ class MasterServer:
         services = LobbyServices.collect(self._services)
         world = load_world(s.world_file)
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        key = load_or_create_key(s.data_dir)
+        key = load_or_create_key(
+            s.data_dir, path=s.ticket_key_file, accepted=s.ticket_accepted_keys
+        )
         db = await Database.open(s.resolved_database_url, now=self.clock())
         try:
             self._cluster = cluster = await _join_cluster(s, self.clock)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,9 @@ class Cluster:
 def start_cluster(postgres: str, work_dir: Path, count: int = 3, **env: str) -> Cluster:
     """Start Redis, ``count`` lobbies sharing ``postgres`` and a data directory, and HAProxy.
 
-    The first lobby starts alone (it migrates the database and creates the
-    ticket key the others then load); the caller must :func:`stop_cluster`.
+    Each lobby has a data directory of its own; they share the ticket key file.
+    The first lobby starts alone (it migrates the database); the caller must
+    :func:`stop_cluster`.
     """
     redis = RedisServer()
     cluster = Cluster(redis, [], HAProxy(work_dir, []), work_dir)
@@ -54,12 +55,13 @@ def start_cluster(postgres: str, work_dir: Path, count: int = 3, **env: str) -> 
             "SHARDS_CHAT_RATE": "0.0001",
             "SHARDS_CHAT_BURST": str(CHAT_BURST),
             "SHARDS_RECONNECT_GRACE": "30",
+            "SHARDS_TICKET_KEY_FILE": str(work_dir / "ticket_key.pem"),
             **env,
         }
         cluster.env = settings
         args = ["--database-url", postgres, "--redis-url", redis.url]
         cluster.lobbies = [
-            LobbyProcess(f"lobby{i}", work_dir / "data", args, settings) for i in range(count)
+            LobbyProcess(f"lobby{i}", work_dir / f"data{i}", args, settings) for i in range(count)
         ]
         cluster.lobbies[0].start()
         for lobby in cluster.lobbies[1:]:
@@ -92,12 +94,6 @@ def cluster(postgres_url: str) -> Iterator[Cluster]:
             yield running
         finally:
             stop_cluster(running)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @dataclass

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
+from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
 from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, unique
+from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
 
 pytestmark = pytest.mark.cluster
 
@@ -80,8 +83,6 @@ async def test_a_flood_over_three_processes_gets_one_budget(
     first = await join(http, cluster.lobbies[0].url, username)
     players = [first]
     for i in (1, 2):
-        from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
-
         api = ApiClient(cluster.lobbies[i].url, http)
         await api.login(username)
         character = await api.create_character(f"Flood{i}{username}", "Azure Syndicate", "Mage")
@@ -103,3 +104,28 @@ async def test_a_flood_over_three_processes_gets_one_budget(
         assert set(outcomes.values()) == {"chat", "rate_limited"}
     finally:
         await asyncio.gather(*(p.close() for p in players))
+
+
+async def test_every_process_signs_tickets_with_the_one_cluster_key(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    statuses = []
+    for lobby in cluster.lobbies:
+        async with http.get(f"{lobby.url}/api/status") as resp:
+            statuses.append(await resp.json())
+    assert len({s["lobby_public_key"] for s in statuses}) == 1
+    key = b64url_decode(statuses[0]["lobby_public_key"])
+    for lobby in cluster.lobbies:
+        api = ApiClient(lobby.url, http)
+        name = unique("tix")
+        await api.register(name)
+        await api.login(name)
+        hero = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Mage")
+        identity = Identity.generate()
+        answer = await api.select(
+            int(hero["id"]),
+            peer_public_key=b64url_encode(identity.public_key),
+            box_key=b64url_encode(identity.box_public_key),
+        )
+        ticket = verify_ticket(answer["ticket"], key, now=time.time())
+        assert ticket.character_id == hero["id"]
