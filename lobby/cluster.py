@@ -20,6 +20,12 @@ under ``cluster_prefix``, default ``shards``):
   a location, an account), ``{prefix}:push:{process}`` (pushes for a character
   or session that process holds) and ``{prefix}:presence`` (join/leave events).
 
+A session that reconnects to another process (the balancer chose another one)
+is handed over: the process that kept it inside its reconnect grace sends what
+it queued for it to the new one (delivered after what the new one already
+sent) and forgets it silently (no leave announcement), or closes its still-open
+connection as replaced.
+
 Every process keeps a replica of the directory (character -> process, session
 -> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)
 never wait on Redis. Pushes are queued and written by one task in pipelines, in
@@ -348,7 +354,9 @@ class RedisBroker:
             return
         if kind == "J":
             self._peers.add(process)
-            self._add(process, int(fields[2]), fields[3])
+            session_id = int(fields[2])
+            self._add(process, session_id, fields[3])
+            self._hand_over(session_id, process)
         elif kind == "L":
             remote = self._by_session.get(int(fields[2]))
             if remote is not None and remote.process == process:
@@ -358,6 +366,23 @@ class RedisBroker:
             self._drop_process(process, announce=True)
         else:
             raise LobbyError(f"unknown cluster presence event {kind!r}")
+
+    def _hand_over(self, session_id: int, process: str) -> None:
+        """``process`` now holds ``session_id``: pass it what we queued for it meanwhile."""
+        if self._hub is None:
+            return
+        backlog = self._hub.hand_over(session_id)
+        if backlog:
+            audience = Audience.session(session_id).encode()
+            channel = self._push_prefix + process
+            for text in backlog:
+                self._enqueue(("publish", channel, _SEP.join((self.process_id, audience, text))))
+            log.info(
+                "session %d resumed on %s: %d queued pushes sent there",
+                session_id,
+                process,
+                len(backlog),
+            )
 
     async def _beat(self) -> None:
         while True:

@@ -373,6 +373,26 @@ class Hub:
                 gone += 1
         return gone
 
+    def hand_over(self, session_id: int) -> list[str]:
+        """Another lobby process now holds ``session_id``: drop ours and return its backlog.
+
+        No leave announcement and no leave hooks: the player is still online, elsewhere.
+        A connection of it still open here is closed as replaced (4000).
+        """
+        p = self._presences.pop(session_id, None)
+        if p is None:
+            return []
+        self._unindex(p)
+        self.presence_version += 1
+        conn = p.conn
+        if conn is not None:
+            conn.presence = None
+            p.conn = None
+            conn.close(CLOSE_REPLACED, "replaced by a connection of this session elsewhere")
+        backlog = list(p.backlog)
+        p.backlog.clear()
+        return backlog
+
     async def close_all(self) -> None:
         """Shutdown: close every connection with 1001 and wait until each has closed."""
         conns = self.connections()

@@ -12,7 +12,7 @@ import pytest
 
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
 from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, unique
-from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
+from tests.lobby.support import ApiClient, aiohttp_inbox, raw_ws, ws_url
 
 pytestmark = pytest.mark.cluster
 
@@ -129,3 +129,57 @@ async def test_every_process_signs_tickets_with_the_one_cluster_key(
         )
         ticket = verify_ticket(answer["ticket"], key, now=time.time())
         assert ticket.character_id == hero["id"]
+
+
+async def test_a_session_resuming_on_another_process_gets_what_was_queued_for_it(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    lobby1, lobby2 = cluster.lobbies[1], cluster.lobbies[2]
+    q = await join(http, lobby2.url, unique("stay"), "Verdant Pact")
+    r = await join(http, lobby1.url, unique("near"), "Verdant Pact")
+    api = ApiClient(lobby1.url, http)
+    name = unique("roam")
+    await api.register(name)
+    token = await api.login(name)
+    hero = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Mage")
+    await api.select(int(hero["id"]))
+    p: Player | None = None
+    try:
+        held = await _connections(http, lobby1.url)
+        sock = await raw_ws(lobby1.port, token)
+        await _connections_reach(http, lobby1.url, held + 1)
+        # p's network drops (no close frame): lobby1 keeps p inside the reconnect grace
+        sock.close()
+        await _connections_reach(http, lobby1.url, held)
+        await q.send("chat", content="while p was away")
+        await r.hears({"while p was away"})  # lobby1 has it, and queued it for p
+        # p comes back through another process (as a balancer may send it)
+        ws = await http.ws_connect(ws_url(lobby2.url), headers=api.headers())
+        p = Player(api, hero, ws, aiohttp_inbox(ws))
+        await p.hears({"while p was away"})
+        # lobby1 forgot p: a relay from r (on lobby1) goes to p on lobby2, not to a ghost
+        payload = base64.b64encode(b"hi").decode()
+        await r.send("relay", message_id="r-p", target_id=p.id, payload=payload)
+        got = await p.inbox.next_type("relay")
+        assert got["sender_id"] == r.id
+        await q.send("chat", content="after")
+        await p.hears({"after"})
+        chats = [m["content"] for m in p.inbox.seen if m.get("type") == "chat"]
+        assert chats.count("while p was away") == 1 and chats.count("after") == 1
+    finally:
+        for x in (p, q, r):
+            if x is not None:
+                await x.close()
+
+
+async def _connections(http: aiohttp.ClientSession, base: str) -> int:
+    async with http.get(f"{base}/api/status") as resp:
+        return int((await resp.json())["connections"])
+
+
+async def _connections_reach(http: aiohttp.ClientSession, base: str, count: int) -> None:
+    """Wait (bounded) until the lobby at ``base`` holds ``count`` WebSocket connections."""
+    async with asyncio.timeout(10):
+        # another process's state: no event crosses to us, so ask again shortly
+        while await _connections(http, base) != count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
