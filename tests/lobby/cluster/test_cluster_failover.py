@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.lobby.cluster.conftest import Cluster, Player, unique
+from tests.lobby.cluster.conftest import Cluster, Player, join, unique
 from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
 
 pytestmark = pytest.mark.cluster
@@ -128,3 +129,34 @@ async def _first_closed(players: list[Player], count: int) -> list[Player]:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
     return closed
+
+
+async def test_sigterm_drains_one_process_its_clients_move_to_the_others(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """Graceful drain: stop accepting, DISCONNECT + 1001 to each client, flush, exit 0."""
+    live = [lobby for lobby in cluster.lobbies if lobby.proc and lobby.proc.poll() is None]
+    draining, other = live[0], live[1]
+    leaving = await join(http, draining.url, unique("drain"), "Azure Syndicate")
+    staying = await join(http, other.url, unique("keep"), "Azure Syndicate")
+    try:
+        await leaving.send("chat", content="before the drain")
+        await staying.hears({"before the drain"})
+        assert draining.proc is not None
+        draining.proc.send_signal(signal.SIGTERM)
+        bye = await leaving.inbox.next_type("disconnect")
+        assert "shutting down" in bye["reason"]
+        msg = await leaving.ws.receive(timeout=10)
+        while msg.type == aiohttp.WSMsgType.TEXT:
+            msg = await leaving.ws.receive(timeout=10)
+        # "going away": clients reconnect
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+        assert draining.proc.wait(30) == 0
+        # the client reconnects through HAProxy: it can only land on a live process
+        leaving.ws, leaving.inbox = await connect(http, cluster.proxy.url, leaving.api)
+        await leaving.send("chat", content="after the drain")
+        heard = await staying.hears({"after the drain"})
+        assert heard[0]["sender_id"] == leaving.id
+    finally:
+        await leaving.close()
+        await staying.close()
