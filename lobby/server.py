@@ -46,7 +46,7 @@ from lobby.accounts import AccountService
 from lobby.admin import AdminService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
-from lobby.cluster import RedisBroker, RedisBuckets, open_redis
+from lobby.cluster import RedisBroker, RedisBuckets, RedisThrottleStore, open_redis
 from lobby.config import Clock, LobbySettings
 from lobby.context import LobbyContext, LobbyServices
 from lobby.game.world import load_world
@@ -187,6 +187,8 @@ class MasterServer:
         metrics = LobbyMetrics(s.metrics_process, version=SERVER_VERSION)
         metrics.instrument(db.engine)
         accounts = AccountService(db, s, self.clock, metrics)
+        if cluster is not None:  # one login budget for every process
+            accounts.throttle.store = cluster.logins
         try:
             api = Api()
             ctx = LobbyContext(
@@ -360,6 +362,7 @@ class _Cluster:
     client: Redis
     broker: RedisBroker
     buckets: RedisBuckets
+    logins: RedisThrottleStore
 
     async def close(self) -> None:
         await self.broker.close()
@@ -371,7 +374,10 @@ async def _join_cluster(s: LobbySettings, clock: Clock) -> _Cluster | None:
         return None
     client = await open_redis(s.redis_url)
     broker = RedisBroker(client, s, clock)
-    return _Cluster(client, broker, RedisBuckets(client, s.cluster_prefix))
+    prefix = s.cluster_prefix
+    return _Cluster(
+        client, broker, RedisBuckets(client, prefix), RedisThrottleStore(client, prefix)
+    )
 
 
 def _with_overrides(base: LobbySettings, overrides: dict[str, Any]) -> LobbySettings:

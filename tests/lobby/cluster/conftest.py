@@ -83,11 +83,26 @@ def stop_cluster(cluster: Cluster) -> None:
     cluster.redis.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster(postgres_url: str) -> Iterator[Cluster]:
-    missing = missing_programs()
+def _skip_if_missing(*programs: str) -> None:
+    missing = [p for p in missing_programs() if p in programs]
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (Debian packages redis-server, haproxy)")
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the module's own (for tests that need Redis but no lobbies)."""
+    _skip_if_missing("redis-server")
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_url: str) -> Iterator[Cluster]:
+    _skip_if_missing("redis-server", "haproxy")
     with tempfile.TemporaryDirectory(prefix="shards-cluster-") as tmp:
         running = start_cluster(postgres_url, Path(tmp))
         try:
