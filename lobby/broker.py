@@ -20,7 +20,9 @@ the local recipients and names the remote ones. A plain ``lambda`` given as
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -162,6 +164,18 @@ class Broker(Protocol):
     def online_elsewhere(self, character_id: int) -> bool:
         """True if another process holds a presence playing ``character_id``."""
 
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Hold the cluster-wide lock ``name`` for the block (alone: nothing to hold).
+
+        Raises :class:`LobbyError` ``unavailable`` if it cannot be had in time.
+        """
+
+    def notify(self, topic: str) -> None:
+        """Tell the other processes that ``topic`` changed (their :meth:`on_notify`)."""
+
+    def on_notify(self, topic: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when another process notifies ``topic``."""
+
 
 class LocalBroker:
     """One process: the hub's own delivery is the whole fan-out."""
@@ -175,3 +189,13 @@ class LocalBroker:
     def online_elsewhere(self, character_id: int) -> bool:
         del character_id
         return False
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        del name
+        return contextlib.nullcontext()
+
+    def notify(self, topic: str) -> None:
+        del topic
+
+    def on_notify(self, topic: str, callback: Callable[[], None]) -> None:
+        del topic, callback

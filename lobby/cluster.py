@@ -16,6 +16,9 @@ under ``cluster_prefix``, default ``shards``):
   hooks. When a process is found dead, every other one tells its own players at
   each lost character's location ``PLAYER_LEFT_AREA`` (the location it joined at:
   moves are not tracked in the directory).
+* ``{prefix}:lock:{name}``: a cluster-wide lock (:meth:`RedisBroker.lock`): ``SET NX PX``
+  with a random token, released by compare-and-delete, expiring by itself if its holder
+  dies. Changes to shared state are announced on ``{prefix}:notify``.
 * channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
   a location, an account), ``{prefix}:push:{process}`` (pushes for a character
   or session that process holds) and ``{prefix}:presence`` (join/leave events).
@@ -49,13 +52,13 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lobby.broker import Audience, AudienceKind
 from protocol.codec import serialize
-from protocol.errors import ConfigError, LobbyError
+from protocol.errors import ConfigError, ErrorCode, LobbyError
 from protocol.messages import PlayerLeftAreaMessage
 
 if TYPE_CHECKING:
@@ -69,6 +72,14 @@ __all__ = ["RedisBroker", "RedisBuckets", "RedisThrottleStore", "default_process
 log = logging.getLogger("lobby.cluster")
 
 _SEP = "\x1f"
+_LOCK_TTL_MS = 10_000
+"""A lock whose holder died frees itself after this long."""
+_LOCK_WAIT = 5.0
+"""Seconds to wait for a cluster lock before answering ``unavailable``."""
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _WRITE_BATCH = 512
 _QUEUE_MAX = 100_000
 
@@ -133,6 +144,10 @@ class RedisBroker:
         self._push_prefix = f"{prefix}:push:"
         self._own_channel = f"{prefix}:push:{self.process_id}"
         self._presence_channel = f"{prefix}:presence"
+        self._notify_channel = f"{prefix}:notify"
+        self._lock_prefix = f"{prefix}:lock:"
+        self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._hub: Hub | None = None
         self._queue: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(_QUEUE_MAX)
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,7 +168,7 @@ class RedisBroker:
         await self._redis.delete(self._presence_key(self.process_id))
         await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._push_channel, self._own_channel, self._presence_channel)
+        await pubsub.subscribe(*self._channels())
         await self._refresh_peers()
         self._tasks = [
             asyncio.create_task(self._read(pubsub), name="cluster-reader"),
@@ -197,6 +212,30 @@ class RedisBroker:
 
     def online_elsewhere(self, character_id: int) -> bool:
         return character_id in self._by_character
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        key, token = self._lock_prefix + name, secrets.token_hex(12)
+        pause = 0.002
+        try:
+            async with asyncio.timeout(_LOCK_WAIT):
+                while not await self._redis.set(key, token, nx=True, px=_LOCK_TTL_MS):
+                    await asyncio.sleep(pause)  # held elsewhere: Redis has no waiting SET
+                    pause = min(0.05, pause * 2)
+        except TimeoutError:
+            raise LobbyError(
+                f"the cluster is busy ({name}); try again", code=ErrorCode.UNAVAILABLE
+            ) from None
+        try:
+            yield
+        finally:
+            await self._release(keys=[key], args=[token])
+
+    def notify(self, topic: str) -> None:
+        self._enqueue(("publish", self._notify_channel, _SEP.join((self.process_id, topic))))
+
+    def on_notify(self, topic: str, callback: Callable[[], None]) -> None:
+        self._watchers.setdefault(topic, []).append(callback)
 
     # -- directory ------------------------------------------------------------------------
 
@@ -331,15 +370,24 @@ class RedisBroker:
 
     async def _resubscribe(self, pubsub: Any) -> None:
         with contextlib.suppress(Exception):
-            await pubsub.subscribe(self._push_channel, self._own_channel, self._presence_channel)
+            await pubsub.subscribe(*self._channels())
             self._peers = set()
             self._by_character.clear()
             self._by_session.clear()
             await self._refresh_peers()
 
+    def _channels(self) -> tuple[str, ...]:
+        return (self._push_channel, self._own_channel, self._presence_channel, self._notify_channel)
+
     def _received(self, channel: str, data: str) -> None:
         if channel == self._presence_channel:
             self._presence_event(data.split(_SEP))
+            return
+        if channel == self._notify_channel:
+            process, topic = data.split(_SEP, 1)
+            if process != self.process_id:
+                for callback in self._watchers.get(topic, ()):
+                    callback()
             return
         sender, audience_text, text = data.split(_SEP, 2)
         if sender == self.process_id:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,13 @@ class Player:
 
     async def close(self) -> None:
         await self.ws.close()
+
+    async def seen_or_next(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first message matching ``predicate``, already received or still to come."""
+        for m in self.inbox.seen:
+            if predicate(m):
+                return m
+        return await self.inbox.next(predicate)
 
     async def hears(self, contents: set[str]) -> list[dict[str, Any]]:
         """Wait until chats with each of ``contents`` have arrived (in any order)."""
