@@ -202,6 +202,8 @@ defaults
     timeout server 60s
     # an upgraded WebSocket is a tunnel: idle up to this long
     timeout tunnel 1h
+    # the client's address for the lobby's per-address limits (SHARDS_TRUST_FORWARDED_FOR)
+    option forwardfor
 
 frontend lobby
     bind 127.0.0.1:{self.port}
