@@ -142,8 +142,9 @@ def _upgrade_request(host: str, port: int, path: str, headers: dict[str, str]) -
 
 
 async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
-    """Child body. Commands: "connect" {specs: [{path, headers, hello}], concurrency,
-    wait_first}, "reset", "counts", "send" {index, text, rate, duration}, "alive"."""
+    """Child body. Commands: "connect" {specs: [{path, headers, hello, port}], concurrency,
+    wait_first} (a spec's ``port`` overrides ``port``), "reset", "counts", "send" {index,
+    text, rate, duration}, "alive"."""
     loop = asyncio.get_running_loop()
     stats = _Stats()
     clients: list[_Client] = []
@@ -156,12 +157,13 @@ async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
         slots: list[_Client | None] = [None] * len(arg["specs"])
 
         async def one(i: int, spec: dict[str, Any]) -> None:
-            request = _upgrade_request(host, port, spec["path"], spec.get("headers", {}))
+            to = int(spec.get("port", port))
+            request = _upgrade_request(host, to, spec["path"], spec.get("headers", {}))
             hello = spec.get("hello")
             client = _Client(request, hello.encode() if hello else None, stats)
             async with sem:
                 try:
-                    await loop.create_connection(lambda: client, host, port)
+                    await loop.create_connection(lambda: client, host, to)
                     await asyncio.wait_for(client.upgraded, 60)
                     if arg.get("wait_first"):
                         await asyncio.wait_for(client.first_text, 60)
