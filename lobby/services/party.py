@@ -33,18 +33,16 @@ REST (seed): ``GET /api/party/{party_id}`` (members and invitees only),
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.characters import Character
+from lobby.cluster_state import SharedState
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import party_update_message
@@ -80,9 +78,8 @@ class PartyService:
 
     def __init__(self) -> None:
         self._slot = ContextSlot("the party service")
-        self._lock = asyncio.Lock()
+        self._state = SharedState("parties", self._reload)
         self.book: PartyBook | None = None
-        self._reloads: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -101,13 +98,12 @@ class PartyService:
             register_handler(ctx, msg_type, handler)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_presence_leave)
-        ctx.hub.broker.on_notify("parties", self._reload_soon)
+        self._state.attach(ctx.hub.broker)
         ctx.characters.delete_hooks.append(self._on_character_deleted)
         self._routes(ctx)
 
     async def close(self) -> None:
-        for task in list(self._reloads):
-            task.cancel()
+        await self._state.close()
         ctx = self._slot.detach()
         if ctx is not None and self._on_character_deleted in ctx.characters.delete_hooks:
             ctx.characters.delete_hooks.remove(self._on_character_deleted)
@@ -131,7 +127,7 @@ class PartyService:
     # -- operations (WS and REST) ---------------------------------------------------------
 
     async def create(self, me: int, my_name: str, name: str | None) -> PartyChange:
-        async with self._serial():
+        async with self._state.change():
             change = self._book().create(
                 me, my_name, now=self._now(), party_id=f"p{secrets.token_hex(6)}", name=name
             )
@@ -143,7 +139,7 @@ class PartyService:
         self, me: int, target_id: int | None, target_name: str | None
     ) -> tuple[PartyChange, int]:
         target = await self._find_character(target_id, target_name)
-        async with self._serial():
+        async with self._state.change():
             change = self._book().invite(
                 me, target.id, account_id=target.account_id, now=self._now()
             )
@@ -153,7 +149,7 @@ class PartyService:
 
     async def accept(self, me: int, my_name: str, my_account: int, party_id: str) -> PartyChange:
         """Accept as character ``me`` of account ``my_account`` (the invite must name both)."""
-        async with self._serial():
+        async with self._state.change():
             book = self._book()
             try:
                 change = book.accept(me, my_name, party_id, account_id=my_account, now=self._now())
@@ -171,28 +167,28 @@ class PartyService:
         return change
 
     async def decline(self, me: int, party_id: str) -> PartyChange:
-        async with self._serial():
+        async with self._state.change():
             change = self._book().decline(me, party_id, now=self._now())
             await self._persist(change)
         self._announce(change)
         return change
 
     async def leave(self, me: int) -> PartyChange:
-        async with self._serial():
+        async with self._state.change():
             change = self._book().leave(me, now=self._now())
             await self._persist(change)
         self._announce(change)
         return change
 
     async def kick(self, me: int, target_id: int) -> PartyChange:
-        async with self._serial():
+        async with self._state.change():
             change = self._book().kick(me, target_id, now=self._now())
             await self._persist(change)
         self._announce(change)
         return change
 
     async def disband(self, me: int) -> PartyChange:
-        async with self._serial():
+        async with self._state.change():
             change = self._book().disband(me, now=self._now())
             await self._persist(change)
         self._announce(change)
@@ -388,7 +384,7 @@ class PartyService:
             return
         if party.leader_id == me.id:
             hub = self._context().hub
-            async with self._serial():
+            async with self._state.change():
                 party = self._book().party_of(me.id)
                 if party is None:
                     return
@@ -553,36 +549,11 @@ class PartyService:
     def _now(self) -> float:
         return self._context().clock()
 
-    @contextlib.asynccontextmanager
-    async def _serial(self) -> AsyncIterator[None]:
-        """One party change at a time, in this process and, with several lobby processes,
-        in the whole cluster: under the cluster lock the book is re-read from the database
-        (another process may have changed it), and the others are told to re-read it after."""
-        broker = self._context().hub.broker
-        async with self._lock:
-            if not broker.distributed:
-                yield
-                return
-            async with broker.lock("parties"):
-                await self._load(self._context())
-                try:
-                    yield
-                finally:
-                    broker.notify("parties")
-
-    def _reload_soon(self) -> None:
-        """Another process changed a party: re-read the book (in the background)."""
-        if self._slot.current is None:
-            return
-
-        async def reload() -> None:
-            async with self._lock:
-                if self._slot.current is not None:
-                    await self._load(self._slot.current)
-
-        task = asyncio.get_running_loop().create_task(reload(), name="parties-reload")
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+    async def _reload(self) -> None:
+        """Re-read the book (another lobby process may have changed it)."""
+        ctx = self._slot.current
+        if ctx is not None:
+            await self._load(ctx)
 
     def _book(self) -> PartyBook:
         if self.book is None:

@@ -1,4 +1,4 @@
-"""A party whose members play on three different lobby processes."""
+"""State every process changes: a party whose members play on three processes, one shard."""
 
 from __future__ import annotations
 
@@ -67,3 +67,34 @@ async def test_invites_and_concurrent_accepts_across_processes(
     finally:
         for p in players:
             await p.close()
+
+
+async def test_one_shard_captured_at_once_on_two_processes_has_one_owner(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    a = await join(http, cluster.lobbies[0].url, unique("cap"), "Crimson Covenant")
+    b = await join(http, cluster.lobbies[1].url, unique("cap"), "Azure Syndicate")
+    try:
+        for p in (a, b):  # Haven's Rest -> Whispering Woods -> Heartwood Hollow (shard 3)
+            for step, to in enumerate((2, 6)):
+                await p.send("move", message_id=f"m{step}", to_location_id=to)
+                assert (await p.inbox.next(answer_to(f"m{step}")))["type"] == "ack"
+        await asyncio.gather(
+            a.send("shard_capture", message_id="cap-a", shard_id=3),
+            b.send("shard_capture", message_id="cap-b", shard_id=3),
+        )
+        answers = [await a.inbox.next(answer_to("cap-a")), await b.inbox.next(answer_to("cap-b"))]
+        assert sorted(m["type"] for m in answers) == ["ack", "error"], answers
+        refused = next(m for m in answers if m["type"] == "error")
+        assert refused["error_code"] in ("already_owned", "shard_cooldown")
+        winner = a if answers[0]["type"] == "ack" else b
+        # everyone hears of one capture, by the winner, wherever they play
+        for p in (a, b):
+            captured = await p.seen_or_next(lambda m: m.get("type") == "shard_captured")
+            assert captured["character_id"] == winner.id
+        await a.send("chat", content="after the capture")
+        await b.hears({"after the capture"})
+        assert sum(m.get("type") == "shard_captured" for m in b.inbox.seen) == 1
+    finally:
+        await a.close()
+        await b.close()
