@@ -170,11 +170,12 @@ class Broker(Protocol):
         Raises :class:`LobbyError` ``unavailable`` if it cannot be had in time.
         """
 
-    def notify(self, topic: str) -> None:
-        """Tell the other processes that ``topic`` changed (their :meth:`on_notify`)."""
+    def notify(self, topic: str, data: str = "") -> None:
+        """Tell the other processes about ``topic`` (their :meth:`on_notify` callbacks get
+        ``data``), in order with this process's pushes."""
 
-    def on_notify(self, topic: str, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` when another process notifies ``topic``."""
+    def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(data)`` when another process notifies ``topic``."""
 
 
 class LocalBroker:
@@ -194,8 +195,8 @@ class LocalBroker:
         del name
         return contextlib.nullcontext()
 
-    def notify(self, topic: str) -> None:
-        del topic
+    def notify(self, topic: str, data: str = "") -> None:
+        del topic, data
 
-    def on_notify(self, topic: str, callback: Callable[[], None]) -> None:
+    def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         del topic, callback

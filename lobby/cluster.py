@@ -147,7 +147,7 @@ class RedisBroker:
         self._notify_channel = f"{prefix}:notify"
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
-        self._watchers: dict[str, list[Callable[[], None]]] = {}
+        self._watchers: dict[str, list[Callable[[str], None]]] = {}
         self._hub: Hub | None = None
         self._queue: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(_QUEUE_MAX)
         self._tasks: list[asyncio.Task[None]] = []
@@ -160,11 +160,16 @@ class RedisBroker:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, hub: Hub) -> None:
-        """Join the cluster: heartbeat, subscribe, load the directory, start the tasks."""
+    def attach(self, hub: Hub) -> None:
+        """Deliver to ``hub`` and keep the directory from its presence hooks. Call it before
+        the services register theirs: a presence's directory entry then goes out before
+        anything a service sends about it."""
         self._hub = hub
         hub.on_join(self._joined)
         hub.on_leave(self._left)
+
+    async def start(self) -> None:
+        """Join the cluster: heartbeat, subscribe, load the directory, start the tasks."""
         await self._redis.delete(self._presence_key(self.process_id))
         await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -231,10 +236,11 @@ class RedisBroker:
         finally:
             await self._release(keys=[key], args=[token])
 
-    def notify(self, topic: str) -> None:
-        self._enqueue(("publish", self._notify_channel, _SEP.join((self.process_id, topic))))
+    def notify(self, topic: str, data: str = "") -> None:
+        payload = _SEP.join((self.process_id, topic, data))
+        self._enqueue(("publish", self._notify_channel, payload))
 
-    def on_notify(self, topic: str, callback: Callable[[], None]) -> None:
+    def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         self._watchers.setdefault(topic, []).append(callback)
 
     # -- directory ------------------------------------------------------------------------
@@ -384,10 +390,10 @@ class RedisBroker:
             self._presence_event(data.split(_SEP))
             return
         if channel == self._notify_channel:
-            process, topic = data.split(_SEP, 1)
+            process, topic, detail = data.split(_SEP, 2)
             if process != self.process_id:
                 for callback in self._watchers.get(topic, ()):
-                    callback()
+                    callback(detail)
             return
         sender, audience_text, text = data.split(_SEP, 2)
         if sender == self.process_id:

@@ -72,7 +72,8 @@ class SharedState:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _reload_soon(self) -> None:
+    def _reload_soon(self, data: str = "") -> None:
+        del data
         if self._closed:
             return
         task = asyncio.get_running_loop().create_task(

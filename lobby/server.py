@@ -208,12 +208,14 @@ class MasterServer:
                 buckets=cluster.buckets if cluster else None,
             )
             metrics.watch(ctx.hub, world)
+            if cluster is not None:
+                cluster.broker.attach(ctx.hub)
             self._ctx = ctx
             add_core_routes(api)
             for service in self._services:
                 await service.setup(ctx)
             if cluster is not None:
-                await cluster.broker.start(ctx.hub)
+                await cluster.broker.start()
             app = web.Application(
                 client_max_size=s.max_body_size,
                 middlewares=[

@@ -6,7 +6,11 @@ When such a character comes online at a location (WS connected after select, or
 select while connected) or arrives there by ``MOVE``, it receives one
 ``PEER_INFO`` per other online character there that has a ticket, and each of
 them receives its ``PEER_INFO``. Party members get each other's ``PEER_INFO`` on
-every party change, wherever they stand. The entries live in memory only.
+every party change, wherever they stand. The entries live in memory only. With
+several lobby processes, an introduction also reaches the players at the location
+on the other processes (its ``PEER_INFO`` through the broker, and a request that
+each process answers with its own players' entries), so peers find each other
+whichever process holds them (party introductions stay per process).
 Selecting the same character again (the client renews its ticket, maybe with
 new keys or endpoints) refreshes the entry from the session and re-introduces
 it the same way (core select calls :meth:`DirectoryService.reselected`).
@@ -34,12 +38,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lobby.broker import Audience
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
 from lobby.ratelimit import SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
+from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
 from protocol.rest import PeerInfoOut
@@ -86,6 +92,7 @@ class DirectoryService:
             "relay", self._relay_rate, self._relay_burst, ctx.clock, ctx.buckets
         )
         register_handler(ctx, MessageType.RELAY, self.on_relay)
+        ctx.hub.broker.on_notify("introduce", self._introduce_from_elsewhere)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_leave)
         ctx.api.route(
@@ -155,7 +162,32 @@ class DirectoryService:
                 sent += ctx.hub.send_to_session(presence.session_id, theirs)
             if mine is not None:
                 sent += ctx.hub.send_to_session(other.session_id, mine.model_copy())
+        broker = ctx.hub.broker
+        if broker.distributed:
+            if mine is not None:
+                here = Audience.location(me.location_id, exclude_character=me.id)
+                broker.forward(here, self._encoded(mine))
+            broker.notify("introduce", f"{presence.session_id}|{me.location_id}|{me.id}")
         return sent
+
+    def _introduce_from_elsewhere(self, data: str) -> None:
+        """Another process introduced a player at a location: send it our players' entries
+        there (through the broker, to the process that holds its session)."""
+        ctx = self._slot.current
+        if ctx is None:
+            return
+        session_id, location_id, character_id = (int(x) for x in data.split("|"))
+        to = Audience.session(session_id)
+        for other in ctx.hub.presences():
+            oc = other.character
+            if oc is None or oc.location_id != location_id or oc.id == character_id:
+                continue
+            if other.online and (info := self.peer_info(other)) is not None:
+                ctx.hub.broker.forward(to, self._encoded(info))
+
+    def _encoded(self, msg: PeerInfoMessage) -> str:
+        msg.timestamp = self._slot.ctx.clock()
+        return serialize(msg)
 
     def introduce_members(self, character_ids: Iterable[int], *, focus: int | None = None) -> int:
         """Send each online member of ``character_ids`` the ``PEER_INFO`` of every other.

@@ -183,3 +183,43 @@ async def _connections_reach(http: aiohttp.ClientSession, base: str, count: int)
         # another process's state: no event crosses to us, so ask again shortly
         while await _connections(http, base) != count:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+
+
+async def _join_as_peer(http: aiohttp.ClientSession, base: str, name: str) -> Player:
+    """A player whose character was selected with peer keys (it has a ticket to share)."""
+    api = ApiClient(base, http)
+    await api.register(name)
+    await api.login(name)
+    hero = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Mage")
+    identity = Identity.generate()
+    await api.select(
+        int(hero["id"]),
+        peer_public_key=b64url_encode(identity.public_key),
+        box_key=b64url_encode(identity.box_public_key),
+        endpoints=["127.0.0.1:9000"],
+    )
+    ws = await http.ws_connect(ws_url(base), headers=api.headers())
+    return Player(api, hero, ws, aiohttp_inbox(ws))
+
+
+async def test_players_at_one_location_on_two_processes_get_each_others_peer_info(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    a = await _join_as_peer(http, cluster.lobbies[0].url, unique("peer"))
+    b = await _join_as_peer(http, cluster.lobbies[2].url, unique("peer"))
+    try:
+        theirs = await a.seen_or_next(
+            lambda m: m.get("type") == "peer_info" and m["character_id"] == b.id
+        )
+        mine = await b.seen_or_next(
+            lambda m: m.get("type") == "peer_info" and m["character_id"] == a.id
+        )
+        async with http.get(f"{cluster.lobbies[1].url}/api/status") as resp:
+            key = b64url_decode((await resp.json())["lobby_public_key"])
+        for info, player in ((theirs, b), (mine, a)):
+            assert info["location_id"] == 1 and info["endpoints"] == ["127.0.0.1:9000"]
+            ticket = verify_ticket(info["ticket"], key, now=time.time())
+            assert ticket.character_id == player.id
+    finally:
+        await a.close()
+        await b.close()
