@@ -61,6 +61,14 @@ from protocol.codec import serialize
 from protocol.errors import ConfigError, ErrorCode, LobbyError
 from protocol.messages import PlayerLeftAreaMessage
 
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # without the "scale" extra nothing here runs (open_redis says so)
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis' error class when redis is not installed."""
+
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -72,6 +80,8 @@ __all__ = ["RedisBroker", "RedisBuckets", "RedisThrottleStore", "default_process
 log = logging.getLogger("lobby.cluster")
 
 _SEP = "\x1f"
+_RESYNC_BEATS = 15
+"""Every this many heartbeats the directory is written and re-read whole (heals lost events)."""
 _LOCK_TTL_MS = 10_000
 """A lock whose holder died frees itself after this long."""
 _LOCK_WAIT = 5.0
@@ -231,10 +241,19 @@ class RedisBroker:
             raise LobbyError(
                 f"the cluster is busy ({name}); try again", code=ErrorCode.UNAVAILABLE
             ) from None
+        except RedisError as exc:
+            log.warning("cluster lock %s unavailable: %s", name, exc)
+            raise LobbyError(
+                "the cluster's shared state is unreachable; try again",
+                code=ErrorCode.UNAVAILABLE,
+            ) from None
         try:
             yield
         finally:
-            await self._release(keys=[key], args=[token])
+            try:
+                await self._release(keys=[key], args=[token])
+            except RedisError as exc:  # it expires by itself
+                log.warning("cluster lock %s not released: %s", name, exc)
 
     def notify(self, topic: str, data: str = "") -> None:
         payload = _SEP.join((self.process_id, topic, data))
@@ -301,11 +320,21 @@ class RedisBroker:
         return len(gone)
 
     async def _load(self, process: str) -> None:
-        """Read ``process``'s directory share (after it appeared, or after a reconnect)."""
+        """Read ``process``'s directory share (when it appears, and every resync): its
+        entries replace what we had of it, without a moment where they are missing."""
         entries = await self._redis.hgetall(self._presence_key(process))
+        seen: set[int] = set()
         for sid, value in entries.items():
             with contextlib.suppress(ValueError):
                 self._add(process, int(sid), str(value))
+                seen.add(int(sid))
+        stale = [
+            r.session_id
+            for r in self._by_session.values()
+            if r.process == process and r.session_id not in seen
+        ]
+        for session_id in stale:
+            self._drop_session(session_id)
 
     async def _refresh_peers(self) -> None:
         """Find the live processes; load newcomers' presences, drop the dead ones'."""
@@ -375,12 +404,31 @@ class RedisBroker:
                 log.exception("a cluster message could not be handled")
 
     async def _resubscribe(self, pubsub: Any) -> None:
+        """After a lost subscription (Redis restarted?): subscribe again, write our share
+        of the directory again (Redis may have lost it) and re-read the others'."""
         with contextlib.suppress(Exception):
             await pubsub.subscribe(*self._channels())
+            await self._republish()
             self._peers = set()
             self._by_character.clear()
             self._by_session.clear()
             await self._refresh_peers()
+            log.info("cluster subscription restored")
+
+    async def _republish(self) -> None:
+        hub = self._hub
+        key = self._presence_key(self.process_id)
+        share: dict[Any, Any] = {}
+        for p in hub.presences() if hub is not None else ():
+            c = p.character
+            if c is not None:
+                share[str(p.session_id)] = json.dumps([p.account_id, c.id, c.name, c.location_id])
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        if share:
+            pipe.hset(key, mapping=share)
+        pipe.set(self._alive_key, "1", px=int(self._ttl * 1000))
+        await pipe.execute()
 
     def _channels(self) -> tuple[str, ...]:
         return (self._push_channel, self._own_channel, self._presence_channel, self._notify_channel)
@@ -441,15 +489,28 @@ class RedisBroker:
             )
 
     async def _beat(self) -> None:
+        """Renew our liveness; every ``_RESYNC_BEATS`` beats, or after a failure (Redis may
+        have restarted empty), write our directory share again and re-read the others'."""
+        beats = 0
+        healthy = True
         while True:
             await asyncio.sleep(self._heartbeat)
+            beats += 1
             try:
-                await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
+                if not healthy or beats % _RESYNC_BEATS == 0:
+                    await self._republish()
+                    for process in self._peers:
+                        await self._load(process)
+                else:
+                    await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
                 await self._refresh_peers()
+                healthy = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cluster heartbeat failed: %s", exc)
+                if healthy:
+                    log.warning("cluster heartbeat failed: %s", exc)
+                healthy = False
 
 
 def _apply(pipe: Any, command: tuple[str, ...]) -> None:

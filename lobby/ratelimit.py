@@ -32,6 +32,7 @@ from lobby.config import Clock
 
 __all__ = [
     "BucketStore",
+    "FallbackThrottleStore",
     "LoginAttempt",
     "LoginPolicy",
     "LoginRefusal",
@@ -309,6 +310,78 @@ class MemoryThrottleStore:
         while log and now - log[0][0] >= window:
             log.popleft()
         return log
+
+
+class FallbackThrottleStore:
+    """A shared :class:`ThrottleStore` that, while it fails (Redis unreachable), lets a store
+    of this process stand in, so logins keep a budget rather than failing or going unchecked."""
+
+    def __init__(self, shared: ThrottleStore, local: ThrottleStore) -> None:
+        self.shared = shared
+        self.local = local
+        self.failures = 0
+
+    async def reserve(self, key: str, limit: int, window: float, now: float) -> tuple[float, str]:
+        try:
+            return await self.shared.reserve(key, limit, window, now)
+        except Exception as exc:
+            self._failed(exc)
+            return await self.local.reserve(key, limit, window, now)
+
+    async def unreserve(self, key: str, charge: str) -> None:
+        try:
+            await self.shared.unreserve(key, charge)
+        except Exception as exc:
+            self._failed(exc)
+        await self.local.unreserve(key, charge)
+
+    async def record(self, key: str, window: float, now: float) -> int:
+        try:
+            return await self.shared.record(key, window, now)
+        except Exception as exc:
+            self._failed(exc)
+            return await self.local.record(key, window, now)
+
+    async def clear(self, key: str) -> None:
+        try:
+            await self.shared.clear(key)
+        except Exception as exc:
+            self._failed(exc)
+        await self.local.clear(key)
+
+    async def lock(self, key: str, until: float, now: float) -> None:
+        try:
+            await self.shared.lock(key, until, now)
+        except Exception as exc:
+            self._failed(exc)
+            await self.local.lock(key, until, now)
+
+    async def locked_until(self, key: str, now: float) -> float:
+        local = await self.local.locked_until(key, now)
+        try:
+            return max(local, await self.shared.locked_until(key, now))
+        except Exception as exc:
+            self._failed(exc)
+            return local
+
+    async def remember(self, key: str, member: str, keep: int, now: float) -> None:
+        await self.local.remember(key, member, keep, now)
+        try:
+            await self.shared.remember(key, member, keep, now)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def knows(self, key: str, member: str) -> bool:
+        try:
+            return await self.shared.knows(key, member)
+        except Exception as exc:
+            self._failed(exc)
+            return await self.local.knows(key, member)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures % 100 == 1:
+            log.warning("shared login throttle unavailable (%s); this process's stands in", exc)
 
 
 class LoginThrottle:

@@ -59,7 +59,7 @@ from lobby.keys import load_or_create_key
 from lobby.logs import request_middleware
 from lobby.metrics import LobbyMetrics, metrics_handler
 from lobby.pages import add_pages
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import FallbackThrottleStore, RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.storage import Database
@@ -187,8 +187,8 @@ class MasterServer:
         metrics = LobbyMetrics(s.metrics_process, version=SERVER_VERSION)
         metrics.instrument(db.engine)
         accounts = AccountService(db, s, self.clock, metrics)
-        if cluster is not None:  # one login budget for every process
-            accounts.throttle.store = cluster.logins
+        if cluster is not None:  # one login budget for every process (this one's if Redis fails)
+            accounts.throttle.store = FallbackThrottleStore(cluster.logins, accounts.throttle.store)
         try:
             api = Api()
             ctx = LobbyContext(

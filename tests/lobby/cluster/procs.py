@@ -106,9 +106,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self, *, same_port: bool = False) -> RedisServer:
+        """Start (``same_port``: again on the port it had, as a restarted Redis would)."""
         for _ in range(3):  # the free port may be taken meanwhile: try another
-            self.port = free_port()
+            if not (same_port and self.port):
+                self.port = free_port()
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "no", "--daemonize", "no"],
