@@ -83,6 +83,16 @@ async def test_kill_9_clients_reconnect_through_haproxy_and_the_dead_drop_out(
             # the same characters, resumed
             assert {m["sender_id"] for m in heard} == {q.id for q in back}
 
+        # every chat a survivor had acknowledged (its own echo) reached every survivor
+        for q in survivors:
+            acked = {
+                m["content"]
+                for m in q.inbox.seen
+                if m.get("type") == "chat" and m["sender_id"] == q.id
+            }
+            for p in survivors:
+                await p.hears(acked)
+
         # the one who stayed away drops out of the cluster within the presence TTL:
         # the players at his location are told, and he is offline for the relay
         for p in everyone:
