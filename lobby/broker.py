@@ -164,6 +164,9 @@ class Broker(Protocol):
     def online_elsewhere(self, character_id: int) -> bool:
         """True if another process holds a presence playing ``character_id``."""
 
+    def session_elsewhere(self, character_id: int) -> int | None:
+        """The session id of the presence another process holds for ``character_id``."""
+
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """Hold the cluster-wide lock ``name`` for the block (alone: nothing to hold).
 
@@ -190,6 +193,10 @@ class LocalBroker:
     def online_elsewhere(self, character_id: int) -> bool:
         del character_id
         return False
+
+    def session_elsewhere(self, character_id: int) -> int | None:
+        del character_id
+        return None
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         del name

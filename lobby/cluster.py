@@ -228,6 +228,10 @@ class RedisBroker:
     def online_elsewhere(self, character_id: int) -> bool:
         return character_id in self._by_character
 
+    def session_elsewhere(self, character_id: int) -> int | None:
+        remote = self._by_character.get(character_id)
+        return None if remote is None else remote.session_id
+
     @contextlib.asynccontextmanager
     async def lock(self, name: str) -> AsyncIterator[None]:
         key, token = self._lock_prefix + name, secrets.token_hex(12)

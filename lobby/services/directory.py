@@ -17,8 +17,9 @@ it the same way (core select calls :meth:`DirectoryService.reselected`).
 ``PEER_INFO`` carries the character's ``level`` as the hub knows it.
 
 REST: ``GET /api/peers/{character_id}`` and ``GET /api/peers?name=NAME`` return
-one entry (404 when the character is offline or has no ticket); any session with
-a selected character may ask.
+one entry (404 when the character is offline or has no ticket), also of a player
+another lobby process holds (from its stored session); any session with a selected
+character may ask.
 
 Relay: a ``RELAY`` from a client is forwarded, payload untouched and never
 stored, to the target character's live connection as ``RELAY`` with
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from lobby.broker import Audience
 from lobby.connection import Connection
@@ -45,6 +47,7 @@ from lobby.http.api import ApiRequest
 from lobby.hub import Presence
 from lobby.ratelimit import SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
+from lobby.storage import characters
 from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
@@ -220,6 +223,8 @@ class DirectoryService:
         self._require_selected(req)
         character_id = req.path_int("character_id")
         p = req.ctx.hub.presence_of_character(character_id)
+        if p is None and (elsewhere := await self._entry_elsewhere(character_id)) is not None:
+            return elsewhere
         return self._out(p, character_id)
 
     async def find_peer(self, req: ApiRequest) -> PeerInfoOut:
@@ -230,7 +235,37 @@ class DirectoryService:
             if p.character is not None and p.character.name.casefold() == name:
                 found = p
                 break
+        if found is None and req.ctx.hub.broker.distributed:
+            async with req.ctx.db.read() as db:
+                row = (
+                    await db.execute(select(characters.c.id).where(characters.c.name_key == name))
+                ).first()
+            if row is not None and (elsewhere := await self._entry_elsewhere(int(row[0]))):
+                return elsewhere
         return self._out(found, name)
+
+    async def _entry_elsewhere(self, character_id: int) -> PeerInfoOut | None:
+        """The entry of a character another lobby process holds, from its stored session."""
+        ctx = self._slot.ctx
+        session_id = ctx.hub.broker.session_elsewhere(character_id)
+        if session_id is None:
+            return None
+        session = await ctx.sessions.get(session_id)
+        info: dict[str, Any] | None = session.peer_info if session is not None else None
+        character = await ctx.characters.get(character_id)
+        if not info or not info.get("ticket") or character is None:
+            return None
+        return PeerInfoOut(
+            character_id=character.id,
+            character_name=character.name,
+            ticket=str(info["ticket"]),
+            endpoints=[str(e) for e in info.get("endpoints") or ()],
+            faction=character.faction,
+            location_id=character.location_id,
+            node_id=info.get("peer_id"),
+            public_key=info.get("public_key"),
+            level=character.level,
+        )
 
     # -- relay ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mesh import NetworkClient, ReconnectPolicy
+from tests.e2e.conftest import fast_mesh
 from tests.lobby.cluster.procs import HAProxy, LobbyProcess, RedisServer, missing_programs
 from tests.lobby.support import ApiClient, Inbox, aiohttp_inbox, ws_url
 from tests.lobby.test_postgres import postgres_url as postgres_url  # the throwaway cluster
@@ -168,3 +170,28 @@ async def join(
     await api.select(int(character["id"]))
     ws = await http.ws_connect(ws_url(base), headers=api.headers())
     return Player(api, character, ws, aiohttp_inbox(ws))
+
+
+@pytest.fixture
+async def on_cluster(cluster: Cluster) -> AsyncIterator[Any]:
+    """``await on_cluster(name, lobby_index, **client_kwargs)``: a client with a character,
+    logged in on that lobby process (the cluster's chat budget is small: chat sparingly)."""
+    clients: list[NetworkClient] = []
+    seeds = itertools.count(1)
+
+    async def factory(name: str, index: int, **kwargs: Any) -> NetworkClient:
+        kwargs.setdefault("p2p_port", 0)
+        kwargs.setdefault("mesh_config", fast_mesh())
+        kwargs.setdefault(
+            "reconnect", ReconnectPolicy(initial_delay=0.05, max_delay=0.5, seed=next(seeds))
+        )
+        client = NetworkClient(cluster.lobbies[index].url, **kwargs)
+        clients.append(client)
+        await client.connect(unique(f"user_{name.lower()}"), "password123", register=True)
+        character = await client.create_character(name, "Crimson Covenant", "Warrior")
+        await client.select_character(int(character["id"]))
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        await client.disconnect()

@@ -1,4 +1,5 @@
-"""Players spread over 3 lobby processes (PostgreSQL + Redis) talk as if on one lobby."""
+"""Players spread over 3 lobby processes (PostgreSQL + Redis) talk as if on one lobby,
+with raw WebSockets and with the game client (``mesh.NetworkClient``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mesh import MessageType
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
+from tests.e2e.conftest import ClientFactory, Inbox
+from tests.e2e.test_client_fallback import dead_endpoint as dead_endpoint  # a fixture
 from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, unique
-from tests.lobby.support import ApiClient, aiohttp_inbox, raw_ws, ws_url
+from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, raw_ws, ws_url
 
 pytestmark = pytest.mark.cluster
 
@@ -220,6 +224,60 @@ async def test_players_at_one_location_on_two_processes_get_each_others_peer_inf
             assert info["location_id"] == 1 and info["endpoints"] == ["127.0.0.1:9000"]
             ticket = verify_ticket(info["ticket"], key, now=time.time())
             assert ticket.character_id == player.id
+        # and the REST lookups of lobby0 find b, whom lobby2 holds
+        name = b.character["name"]
+        for path in (f"/api/peers/{b.id}", f"/api/peers?name={name.upper()}"):
+            status, entry, _ = await a.api.call("GET", path)
+            assert status == 200 and entry["ticket"] == theirs["ticket"], entry
     finally:
         await a.close()
         await b.close()
+
+
+async def test_clients_on_three_processes_chat_and_whisper(
+    on_cluster: ClientFactory, dead_endpoint: str
+) -> None:
+    alice = await on_cluster("Alicia", 0)
+    bob = await on_cluster("Bobbin", 1)
+    carol = await on_cluster("Carola", 2, p2p_advertise=[dead_endpoint], p2p_auto_connect=False)
+    chats = {c: Inbox() for c in (alice, bob, carol)}
+    whispers = {c: Inbox() for c in (bob, carol)}
+    for c, inbox in chats.items():
+        c.register_handler(MessageType.CHAT, inbox)
+    for c, inbox in whispers.items():
+        c.register_handler(MessageType.WHISPER, inbox)
+
+    await alice.send_chat("hello, cluster")
+    for inbox in chats.values():
+        await inbox.wait_until(lambda items: any(m.content == "hello, cluster" for m in items))
+    direct = await alice.send_whisper("Bobbin", "straight to you")
+    assert direct.path == "direct"
+    (got,) = await whispers[bob].wait_for(1)
+    assert got.content == "straight to you" and got.sender_name == "Alicia"
+    relayed = await alice.send_whisper("Carola", "through the lobbies")
+    assert relayed.path == "relay"
+    (got,) = await whispers[carol].wait_for(1)
+    assert got.content == "through the lobbies" and got.sender_name == "Alicia"
+
+
+async def test_failed_logins_over_three_processes_lock_at_one_budget(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """``login_max_failures_per_account`` (5) wrong passwords from one address, spread over
+    the processes, lock that address out of the account everywhere: not 5 per process."""
+    name = unique("guard")
+    await ApiClient(cluster.lobbies[0].url, http).register(name)
+    outcomes = []
+    for n in range(6):
+        api = ApiClient(cluster.lobbies[n % 3].url, http)
+        status, body, _ = await api.call(
+            "POST", "/api/auth/login", {"username": name, "password": "wrong " + PASSWORD}
+        )
+        outcomes.append((status, body["code"]))
+    assert outcomes[:5] == [(401, "invalid_credentials")] * 5
+    assert outcomes[5][1] == "account_locked"
+    # the owner's right password from the same address is refused too (that pair is locked)
+    status, body, _ = await ApiClient(cluster.lobbies[2].url, http).call(
+        "POST", "/api/auth/login", {"username": name, "password": PASSWORD}
+    )
+    assert body["code"] == "account_locked"

@@ -5,15 +5,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from lobby.cluster import RedisThrottleStore
 from lobby.ratelimit import LoginThrottle
-from tests.lobby.cluster.conftest import Cluster, unique
 from tests.lobby.cluster.procs import RedisServer
-from tests.lobby.support import PASSWORD, ApiClient, FakeClock
+from tests.lobby.support import FakeClock
 
 # The policy's own tests, run here against the Redis store (the ``throttle`` fixture below).
 from tests.lobby.test_login_throttle import (  # noqa: F401
@@ -42,26 +40,3 @@ async def throttle(redis_server: RedisServer, clock: FakeClock) -> AsyncIterator
         yield LoginThrottle(POLICY, clock, store=store)
     finally:
         await client.aclose()
-
-
-async def test_failed_logins_over_three_processes_lock_at_one_budget(
-    cluster: Cluster, http: aiohttp.ClientSession
-) -> None:
-    """``login_max_failures_per_account`` (5) wrong passwords from one address, spread over
-    the processes, lock that address out of the account everywhere: not 5 per process."""
-    name = unique("guard")
-    await ApiClient(cluster.lobbies[0].url, http).register(name)
-    outcomes = []
-    for n in range(6):
-        api = ApiClient(cluster.lobbies[n % 3].url, http)
-        status, body, _ = await api.call(
-            "POST", "/api/auth/login", {"username": name, "password": "wrong " + PASSWORD}
-        )
-        outcomes.append((status, body["code"]))
-    assert outcomes[:5] == [(401, "invalid_credentials")] * 5
-    assert outcomes[5][1] == "account_locked"
-    # the owner's right password from the same address is refused too (that pair is locked)
-    status, body, _ = await ApiClient(cluster.lobbies[2].url, http).call(
-        "POST", "/api/auth/login", {"username": name, "password": PASSWORD}
-    )
-    assert body["code"] == "account_locked"
