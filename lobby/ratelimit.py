@@ -11,7 +11,7 @@ docstring states the policy).
 
 :class:`SharedRateLimiter` is the same bucket with its state in a
 :class:`BucketStore`: :class:`MemoryBuckets` (one process) or
-:class:`lobby.cluster.RedisBuckets` (several lobby processes on one Redis: one
+:class:`lobby.cluster_limits.RedisBuckets` (several lobby processes on one Redis: one
 budget per key for the cluster, not one per process). Its ``hit`` is awaited.
 
 Memory is bounded: each structure keeps at most ``max_keys`` keys and evicts the
@@ -201,7 +201,7 @@ class LoginAttempt:
 
 class ThrottleStore(Protocol):
     """Where :class:`LoginThrottle` keeps its state: this process's memory
-    (:class:`MemoryThrottleStore`) or Redis (:class:`lobby.cluster.RedisThrottleStore`, one
+    (:class:`MemoryThrottleStore`) or Redis (:class:`lobby.cluster_limits.RedisThrottleStore`, one
     budget for every lobby process). Keys are strings; times come from the caller's clock."""
 
     async def reserve(self, key: str, limit: int, window: float, now: float) -> tuple[float, str]:

@@ -46,7 +46,8 @@ from lobby.accounts import AccountService
 from lobby.admin import AdminService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
-from lobby.cluster import RedisBroker, RedisBuckets, RedisThrottleStore, open_redis
+from lobby.cluster import RedisBroker, open_redis
+from lobby.cluster_limits import RedisBuckets, RedisThrottleStore
 from lobby.config import Clock, LobbySettings
 from lobby.context import LobbyContext, LobbyServices
 from lobby.game.world import load_world

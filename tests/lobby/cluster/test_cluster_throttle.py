@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from lobby.cluster import RedisThrottleStore
+from lobby.cluster_limits import RedisThrottleStore
 from lobby.ratelimit import LoginThrottle
 from tests.lobby.cluster.procs import RedisServer
 from tests.lobby.support import FakeClock
