@@ -142,13 +142,13 @@ def _upgrade_request(host: str, port: int, path: str, headers: dict[str, str]) -
 
 
 async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
-    """Child body. Commands: "connect" {specs: [{path, headers, hello}], concurrency,
+    """Child body. Commands: "connect" {specs: [{path, headers, hello, port}], concurrency,
     wait_first, port}, "reset", "counts", "send" {index, text, rate, duration}, "say" {index,
     text} (one frame now), "alive", "drop" (close every client and forget them; indexes of
     "send" and "say" start again at 0).
 
     ``port`` in "connect" overrides the one the child was started with (a server that came
-    back on another port)."""
+    back on another port); a spec's own ``port`` overrides both."""
     loop = asyncio.get_running_loop()
     stats = _Stats()
     clients: list[_Client] = []
@@ -160,9 +160,10 @@ async def ws_clients_child(ctl: Any, host: str, port: int) -> None:
 
         slots: list[_Client | None] = [None] * len(arg["specs"])
 
-        to = arg.get("port", port)
+        default_port = arg.get("port", port)
 
         async def one(i: int, spec: dict[str, Any]) -> None:
+            to = int(spec.get("port", default_port))
             request = _upgrade_request(host, to, spec["path"], spec.get("headers", {}))
             hello = spec.get("hello")
             client = _Client(request, hello.encode() if hello else None, stats)

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "movement": ("bench.movement", "movement: two PeerNodes, CPU per update and latency"),
     "whisper": ("bench.whisper", "whisper: direct mesh vs lobby relay, 20 ms per link"),
     "fanout": ("bench.fanout", "lobby fan-out: server CPU per chat recipient"),
+    "fanout_cluster": ("bench.fanout_cluster", "lobby fan-out over 3 processes (Redis) vs 1"),
     "connections": ("bench.connections", "connections: authenticated WebSockets, RSS each"),
     "rest": ("bench.rest", "REST: GET /api/world/state requests per second"),
     "login_storm": ("bench.login_storm", "login storm: /api/status p99 during logins"),

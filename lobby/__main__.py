@@ -5,6 +5,7 @@ Flags override ``SHARDS_*`` environment variables, which override defaults::
     python -m lobby [--host 127.0.0.1] [--port 8888] [--data-dir ./shards-data]
                     [--database-url postgresql://...] [--world-file world.json]
                     [--stun-port 3478 | --no-stun]
+                    [--redis-url redis://127.0.0.1:6379/0]
 
 With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
@@ -71,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="text",
         help="text lines or one JSON object per line (with request/session ids)",
     )
+    # -- several lobby processes (lobby.cluster) --
+    parser.add_argument(
+        "--redis-url",
+        help="redis://host:port/db: run as one of several lobby processes behind a load "
+        "balancer, sharing pushes, presence and rate limits (SHARDS_REDIS_URL)",
+    )
     return parser.parse_args(argv)
 
 
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides["stun_port"] = args.stun_port
         if args.no_stun:
             overrides["stun_enabled"] = False
+        if args.redis_url is not None:
+            overrides["redis_url"] = args.redis_url
         settings = load_settings(**overrides)
     except ShardsError as exc:
         print(f"lobby: {exc.message}", file=sys.stderr)

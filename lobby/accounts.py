@@ -101,14 +101,14 @@ class AccountService:
                 details={"username": username},
             ) from None
         if address is not None:
-            self.throttle.remember(key, address)
+            await self.throttle.remember(key, address)
         log.info("account=%d registered as %r", account_id, username)
         return Account(account_id, username, now, self._settings.is_admin(username))
 
     async def authenticate(self, username: str, password: str, address: str) -> Account:
         """Check a login; raise ``INVALID_CREDENTIALS`` or ``ACCOUNT_LOCKED`` (with retry_after)."""
         key = username.casefold()
-        attempt = self.throttle.admit(key, address)
+        attempt = await self.throttle.admit(key, address)
         if not isinstance(attempt, LoginAttempt):
             self._metrics.login("locked")
             raise LobbyError(
@@ -122,14 +122,14 @@ class AccountService:
                 for check in self.login_checks:
                     await check(account)
         except BaseException:
-            self.throttle.release(attempt)
+            await self.throttle.release(attempt)
             raise
         if account is None:
-            if self.throttle.failed(attempt):
+            if await self.throttle.failed(attempt):
                 log.warning("address %s locked out of account %r after failed logins", address, key)
             self._metrics.login("failed")
             raise LobbyError("wrong username or password", code=ErrorCode.INVALID_CREDENTIALS)
-        self.throttle.succeeded(attempt)
+        await self.throttle.succeeded(attempt)
         self._metrics.login("ok")
         return account
 

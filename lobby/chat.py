@@ -14,18 +14,20 @@ character receives chat but may not send it (``ERROR no_character``).
 
 Limits: ``chat_max_length`` characters (``announcement_max_length`` for
 announcements), blank text refused (``ERROR validation_error``), and
-``chat_rate`` / ``chat_burst`` messages per account (``ERROR rate_limited`` with
-``details.retry_after``). Messages inside a reconnect grace are queued.
+``chat_rate`` / ``chat_burst`` messages per account, one budget for every lobby
+process of a cluster (``ERROR rate_limited`` with ``details.retry_after``).
+Messages inside a reconnect grace are queued.
 """
 
 from __future__ import annotations
 
 import logging
 
+from lobby.broker import Audience
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.hub import CharacterInfo
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import SharedRateLimiter
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     ChatMessage,
@@ -46,11 +48,13 @@ class ChatService:
 
     def __init__(self) -> None:
         self._slot = ContextSlot("chat")
-        self._limiter: RateLimiter | None = None
+        self._limiter: SharedRateLimiter | None = None
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
-        self._limiter = RateLimiter(ctx.settings.chat_rate, ctx.settings.chat_burst, ctx.clock)
+        self._limiter = SharedRateLimiter(
+            "chat", ctx.settings.chat_rate, ctx.settings.chat_burst, ctx.clock, ctx.buckets
+        )
         ctx.hub.register(MessageType.CHAT, self.on_chat)
         ctx.hub.register(MessageType.FACTION_CHAT, self.on_faction_chat)
         ctx.hub.register(MessageType.WORLD_ANNOUNCEMENT, self.on_announcement)
@@ -62,7 +66,7 @@ class ChatService:
         ctx = self._slot.ctx
         speaker = _speaker(conn)
         content = _text(msg.content, ctx.settings.chat_max_length)
-        self._rate(conn)
+        await self._rate(conn)
         ctx.hub.broadcast(
             ChatMessage(
                 message_id=msg.message_id,
@@ -77,7 +81,7 @@ class ChatService:
         ctx = self._slot.ctx
         speaker = _speaker(conn)
         content = _text(msg.content, ctx.settings.chat_max_length)
-        self._rate(conn)
+        await self._rate(conn)
         faction = speaker.faction
         ctx.hub.broadcast(
             FactionChatMessage(
@@ -87,7 +91,7 @@ class ChatService:
                 content=content,
                 faction=faction,
             ),
-            where=lambda p: p.character is not None and p.character.faction == faction,
+            where=Audience.faction(faction),
         )
 
     async def on_announcement(self, conn: Connection, msg: WorldAnnouncementMessage) -> None:
@@ -95,7 +99,7 @@ class ChatService:
         if not conn.session.is_admin:
             raise LobbyError("only an admin account may announce", code=ErrorCode.FORBIDDEN)
         content = _text(msg.content, ctx.settings.announcement_max_length)
-        self._rate(conn)
+        await self._rate(conn)
         character = conn.character
         log.info("%s world announcement (%d chars)", conn.describe(), len(content))
         ctx.hub.broadcast(
@@ -108,9 +112,9 @@ class ChatService:
             )
         )
 
-    def _rate(self, conn: Connection) -> None:
+    async def _rate(self, conn: Connection) -> None:
         assert self._limiter is not None  # noqa: S101
-        wait = self._limiter.hit(conn.account_id)
+        wait = await self._limiter.hit(conn.account_id)
         if wait > 0:
             raise LobbyError(
                 "chatting too fast",

@@ -216,6 +216,36 @@ class LobbySettings(BaseSettings):
         default=None, description="the process label of every metric; default hostname:pid"
     )
 
+    # -- several lobby processes (lobby.cluster) ------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db: run as one of several lobby processes sharing "
+        "pushes, presence and rate limits through this Redis (needs the 'scale' extra); "
+        "unset: one process, nothing shared but the database",
+    )
+    cluster_prefix: str = Field(
+        default="shards", min_length=1, description="prefix of every Redis key and channel"
+    )
+    cluster_process_id: str | None = Field(
+        default=None, description="this process's name in the cluster; default host:pid:random"
+    )
+    cluster_heartbeat: float = Field(
+        default=2.0, gt=0, description="how often a process renews its liveness key"
+    )
+    cluster_presence_ttl: float = Field(
+        default=6.0, gt=0, description="a process silent this long is dead: its players drop out"
+    )
+    ticket_key_file: Path | None = Field(
+        default=None,
+        description="the ticket signing key (PEM, created if absent); every process of a "
+        "cluster uses the same one; default data_dir/lobby_key.pem",
+    )
+    ticket_accepted_keys: list[str] = Field(
+        default_factory=list,
+        description="other lobby public keys (unpadded base64url) whose tickets peers "
+        "accept too: the old or the next key of a rotation (see lobby.keys)",
+    )
+
     @field_validator("admin_accounts")
     @classmethod
     def _fold_admins(cls, value: list[str]) -> list[str]:
@@ -232,6 +262,8 @@ class LobbySettings(BaseSettings):
     def _consistent(self) -> LobbySettings:
         if self.ws_hard_max_message_size < self.ws_max_message_size:
             raise ValueError("ws_hard_max_message_size must be >= ws_max_message_size")
+        if self.cluster_presence_ttl <= self.cluster_heartbeat:
+            raise ValueError("cluster_presence_ttl must be longer than cluster_heartbeat")
         if self.ws_backlog_max > self.ws_send_queue_max:
             raise ValueError("ws_backlog_max must be <= ws_send_queue_max (it is replayed into it)")
         return self

@@ -18,7 +18,9 @@ from a WS handler as ``conn.ctx``:
   typed role each (``services.directory``, ``services.parties``,
   ``services.combat``; ``None`` when no service of that name runs);
   ``services.require(WorldService)`` finds a service by its class;
-* ``metrics`` (:class:`~lobby.metrics.LobbyMetrics`): this lobby's Prometheus families.
+* ``metrics`` (:class:`~lobby.metrics.LobbyMetrics`): this lobby's Prometheus families;
+* ``buckets`` (:class:`~lobby.ratelimit.BucketStore` or ``None``): where rate-limit
+  budgets shared by every lobby process live (``None``: one process, keep them local).
 
 A service keeps the context it was set up with in a :class:`ContextSlot`, the one
 place that decides whether it is running: a hook or timer that fires after
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from lobby.http.api import Api
     from lobby.hub import Hub, Presence
     from lobby.keys import LobbyKey
+    from lobby.ratelimit import BucketStore
     from lobby.server import LobbyService
     from lobby.sessions import SessionStore
     from lobby.storage import Database
@@ -202,3 +205,4 @@ class LobbyContext:
     started_at: float
     services: LobbyServices
     metrics: LobbyMetrics = field(default_factory=LobbyMetrics)
+    buckets: BucketStore | None = None

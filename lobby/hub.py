@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lobby.broker import Audience, AudienceKind, Broker, LocalBroker
 from lobby.config import Clock, LobbySettings
 from lobby.connection import (
     CLOSE_GOING_AWAY,
@@ -106,9 +107,15 @@ class Hub:
     """Every presence and connection of one lobby, and the message dispatcher."""
 
     def __init__(
-        self, settings: LobbySettings, clock: Clock, metrics: LobbyMetrics | None = None
+        self,
+        settings: LobbySettings,
+        clock: Clock,
+        metrics: LobbyMetrics | None = None,
+        broker: Broker | None = None,
     ) -> None:
         self._settings = settings
+        self.broker: Broker = broker or LocalBroker()
+        """Forwards pushes to the presences other lobby processes hold (lobby.broker)."""
         self.metrics = metrics or LobbyMetrics()
         self._clock = clock
         self._handlers: dict[MessageType, MessageHandler] = {}
@@ -191,12 +198,20 @@ class Hub:
             if p.session_id == exclude_session or (where is not None and not where(p)):
                 continue
             count += self._deliver(p, text)
+        if self.broker.distributed and (where is None or isinstance(where, Audience)):
+            audience = where or Audience.everyone()
+            if exclude_session is not None:
+                audience = replace(audience, exclude_session=exclude_session)
+            self.broker.forward(audience, text)
         self.metrics.sent(msg.type, count)
         return count
 
     def send_to_session(self, session_id: int, msg: BaseMessage) -> bool:
         p = self._presences.get(session_id)
-        sent = bool(p and self._deliver(p, self._text(msg)))
+        if p is None and self.broker.distributed:
+            sent = bool(self.broker.forward(Audience.session(session_id), self._text(msg)))
+        else:
+            sent = bool(p and self._deliver(p, self._text(msg)))
         self.metrics.sent(msg.type, sent)
         return sent
 
@@ -206,6 +221,8 @@ class Hub:
         count = 0
         for p in list(self._by_character.get(character_id, {}).values()):
             count += self._deliver(p, text)
+        if not count and self.broker.distributed:
+            count = self.broker.forward(Audience.character(character_id), text)
         self.metrics.sent(msg.type, count)
         return bool(count)
 
@@ -218,11 +235,32 @@ class Hub:
         for p in list(self._by_location.get(location_id, ())):
             if p.session_id != exclude_session:
                 count += self._deliver(p, text)
+        if self.broker.distributed:
+            self.broker.forward(
+                Audience.location(location_id, exclude_session=exclude_session), text
+            )
         self.metrics.sent(msg.type, count)
         return count
 
     def send_to_account(self, account_id: int, msg: BaseMessage) -> int:
-        return self.broadcast(msg, where=lambda p: p.account_id == account_id)
+        return self.broadcast(msg, where=Audience.account(account_id))
+
+    def deliver(self, audience: Audience, text: str) -> int:
+        """Queue an already encoded push (from another process) to the local ``audience``."""
+        key = audience.key
+        if audience.kind is AudienceKind.CHARACTER and isinstance(key, int):
+            candidates: Iterator[Presence] = iter(list(self._by_character.get(key, {}).values()))
+        elif audience.kind is AudienceKind.LOCATION and isinstance(key, int):
+            candidates = iter(list(self._by_location.get(key, ())))
+        elif audience.kind is AudienceKind.SESSION and isinstance(key, int):
+            candidates = iter([p] if (p := self._presences.get(key)) else [])
+        else:
+            candidates = iter(list(self._presences.values()))
+        return sum(self._deliver(p, text) for p in candidates if audience(p))
+
+    def online_elsewhere(self, character_id: int) -> bool:
+        """True if another lobby process holds ``character_id`` (always False alone)."""
+        return self.broker.distributed and self.broker.online_elsewhere(character_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -339,6 +377,26 @@ class Hub:
                 await self._leave(p)
                 gone += 1
         return gone
+
+    def hand_over(self, session_id: int) -> list[str]:
+        """Another lobby process now holds ``session_id``: drop ours and return its backlog.
+
+        No leave announcement and no leave hooks: the player is still online, elsewhere.
+        A connection of it still open here is closed as replaced (4000).
+        """
+        p = self._presences.pop(session_id, None)
+        if p is None:
+            return []
+        self._unindex(p)
+        self.presence_version += 1
+        conn = p.conn
+        if conn is not None:
+            conn.presence = None
+            p.conn = None
+            conn.close(CLOSE_REPLACED, "replaced by a connection of this session elsewhere")
+        backlog = list(p.backlog)
+        p.backlog.clear()
+        return backlog
 
     async def close_all(self) -> None:
         """Shutdown: close every connection with 1001 and wait until each has closed."""

@@ -9,6 +9,11 @@ takes one token and returns 0.0, or the seconds until one will be available
 (account, address) pair without ever locking an account against its owner (its
 docstring states the policy).
 
+:class:`SharedRateLimiter` is the same bucket with its state in a
+:class:`BucketStore`: :class:`MemoryBuckets` (one process) or
+:class:`lobby.cluster_limits.RedisBuckets` (several lobby processes on one Redis: one
+budget per key for the cluster, not one per process). Its ``hit`` is awaited.
+
 Memory is bounded: each structure keeps at most ``max_keys`` keys and evicts the
 least recently used one beyond that (an attacker rotating addresses can only
 make the lobby forget old buckets, never grow it).
@@ -16,23 +21,31 @@ make the lobby forget old buckets, never grow it).
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from lobby.config import Clock
 
 __all__ = [
+    "BucketStore",
+    "FallbackThrottleStore",
     "LoginAttempt",
     "LoginPolicy",
     "LoginRefusal",
     "LoginThrottle",
+    "MemoryBuckets",
+    "MemoryThrottleStore",
     "RateLimiter",
+    "SharedRateLimiter",
+    "ThrottleStore",
     "retry_after_header",
 ]
+
+log = logging.getLogger("lobby.ratelimit")
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
@@ -77,6 +90,62 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class BucketStore(Protocol):
+    """Where :class:`SharedRateLimiter` keeps its token buckets."""
+
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        """Take ``cost`` tokens from bucket ``key`` (``rate``/s up to ``burst``, full when
+        new) at time ``now``: 0.0 if taken, else the seconds until they will be there."""
+
+
+class MemoryBuckets:
+    """Token buckets in this process's memory (bounded like :class:`RateLimiter`)."""
+
+    def __init__(self, *, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._limiters: dict[tuple[float, float], RateLimiter] = {}
+        self._now = 0.0
+
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        limiter = self._limiters.get((rate, burst))
+        if limiter is None:
+            limiter = RateLimiter(rate, burst, lambda: self._now, max_keys=self._max_keys)
+            self._limiters[(rate, burst)] = limiter
+        self._now = now
+        return limiter.hit(key, cost)
+
+
+class SharedRateLimiter:
+    """A :class:`RateLimiter` whose buckets live in a :class:`BucketStore`.
+
+    ``name`` keeps limiters apart in a shared store (``chat``, ``relay``). If the
+    store fails (Redis unreachable), the limiter falls back to a bucket of this
+    process alone rather than refusing everyone or letting everything through.
+    """
+
+    def __init__(
+        self, name: str, rate: float, burst: float, clock: Clock, store: BucketStore | None = None
+    ) -> None:
+        self.name = name
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._store = store
+        self._local = RateLimiter(rate, burst, clock)
+
+    async def hit(self, key: Hashable, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens for ``key``: 0.0 if allowed, else seconds to wait."""
+        if self._store is None:
+            return self._local.hit(key, cost)
+        try:
+            return await self._store.take(
+                f"{self.name}:{key}", cost, self.rate, self.burst, self._clock()
+            )
+        except Exception as exc:
+            log.warning("shared %s budget unavailable (%s); using this process's", self.name, exc)
+            return self._local.hit(key, cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +195,193 @@ class LoginAttempt:
     address: str
     at: float
     known: bool
+    reserved: tuple[tuple[str, str], ...] = ()
+    """(budget key, charge) pairs taken from the store for this attempt."""
+
+
+class ThrottleStore(Protocol):
+    """Where :class:`LoginThrottle` keeps its state: this process's memory
+    (:class:`MemoryThrottleStore`) or Redis (:class:`lobby.cluster_limits.RedisThrottleStore`, one
+    budget for every lobby process). Keys are strings; times come from the caller's clock."""
+
+    async def reserve(self, key: str, limit: int, window: float, now: float) -> tuple[float, str]:
+        """Charge the sliding log ``key`` at ``now`` if it holds fewer than ``limit`` charges
+        younger than ``window``: ``(0.0, charge id)``; else ``(seconds until room, "")``."""
+
+    async def unreserve(self, key: str, charge: str) -> None:
+        """Take back one charge of :meth:`reserve` (no-op if gone)."""
+
+    async def record(self, key: str, window: float, now: float) -> int:
+        """Charge the log ``key`` at ``now`` unconditionally; return its charges in ``window``."""
+
+    async def clear(self, key: str) -> None:
+        """Forget the log ``key``."""
+
+    async def lock(self, key: str, until: float, now: float) -> None:
+        """Lock ``key`` from ``now`` until the time ``until``."""
+
+    async def locked_until(self, key: str, now: float) -> float:
+        """When the lock on ``key`` ends (0.0 if it is not locked at ``now``)."""
+
+    async def remember(self, key: str, member: str, keep: int, now: float) -> None:
+        """Add ``member`` to the recency set ``key`` (most recent last), keeping ``keep``."""
+
+    async def knows(self, key: str, member: str) -> bool:
+        """Is ``member`` in the recency set ``key``?"""
+
+
+class MemoryThrottleStore:
+    """:class:`ThrottleStore` in this process's memory, bounded: at most ``max_keys`` logs,
+    locks and sets each, the least recently used forgotten first."""
+
+    def __init__(self, *, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._logs: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._locks: OrderedDict[str, float] = OrderedDict()
+        self._sets: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+        self._charges = 0
+
+    async def reserve(self, key: str, limit: int, window: float, now: float) -> tuple[float, str]:
+        log = self._log(key, now, window)
+        if len(log) >= limit:
+            return max(0.0, log[0][0] + window - now), ""
+        self._charges += 1
+        charge = str(self._charges)
+        log.append((now, charge))
+        return 0.0, charge
+
+    async def unreserve(self, key: str, charge: str) -> None:
+        log = self._logs.get(key)
+        if log is not None:
+            for entry in log:
+                if entry[1] == charge:
+                    log.remove(entry)
+                    break
+
+    async def record(self, key: str, window: float, now: float) -> int:
+        log = self._log(key, now, window)
+        self._charges += 1
+        log.append((now, str(self._charges)))
+        return len(log)
+
+    async def clear(self, key: str) -> None:
+        self._logs.pop(key, None)
+
+    async def lock(self, key: str, until: float, now: float) -> None:
+        del now
+        self._locks.pop(key, None)
+        self._locks[key] = until
+        _trim(self._locks, self._max_keys)
+
+    async def locked_until(self, key: str, now: float) -> float:
+        until = self._locks.get(key)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._locks[key]
+            return 0.0
+        return until
+
+    async def remember(self, key: str, member: str, keep: int, now: float) -> None:
+        members = self._sets.pop(key, None) or OrderedDict()
+        members.pop(member, None)
+        members[member] = None
+        while len(members) > keep:
+            members.popitem(last=False)
+        self._sets[key] = members
+        _trim(self._sets, self._max_keys)
+
+    async def knows(self, key: str, member: str) -> bool:
+        members = self._sets.get(key)
+        return members is not None and member in members
+
+    def tracked(self) -> int:
+        """The most keys any of its tables holds (each is bounded by ``max_keys``)."""
+        return max(len(self._logs), len(self._locks), len(self._sets))
+
+    def _log(self, key: str, now: float, window: float) -> deque[tuple[float, str]]:
+        log = self._logs.get(key)
+        if log is None:
+            log = deque()
+            self._logs[key] = log
+            _trim(self._logs, self._max_keys)
+        else:
+            self._logs.move_to_end(key)
+        while log and now - log[0][0] >= window:
+            log.popleft()
+        return log
+
+
+class FallbackThrottleStore:
+    """A shared :class:`ThrottleStore` that, while it fails (Redis unreachable), lets a store
+    of this process stand in, so logins keep a budget rather than failing or going unchecked."""
+
+    def __init__(self, shared: ThrottleStore, local: ThrottleStore) -> None:
+        self.shared = shared
+        self.local = local
+        self.failures = 0
+
+    async def reserve(self, key: str, limit: int, window: float, now: float) -> tuple[float, str]:
+        try:
+            return await self.shared.reserve(key, limit, window, now)
+        except Exception as exc:
+            self._failed(exc)
+            return await self.local.reserve(key, limit, window, now)
+
+    async def unreserve(self, key: str, charge: str) -> None:
+        try:
+            await self.shared.unreserve(key, charge)
+        except Exception as exc:
+            self._failed(exc)
+        await self.local.unreserve(key, charge)
+
+    async def record(self, key: str, window: float, now: float) -> int:
+        try:
+            return await self.shared.record(key, window, now)
+        except Exception as exc:
+            self._failed(exc)
+            return await self.local.record(key, window, now)
+
+    async def clear(self, key: str) -> None:
+        try:
+            await self.shared.clear(key)
+        except Exception as exc:
+            self._failed(exc)
+        await self.local.clear(key)
+
+    async def lock(self, key: str, until: float, now: float) -> None:
+        try:
+            await self.shared.lock(key, until, now)
+        except Exception as exc:
+            self._failed(exc)
+            await self.local.lock(key, until, now)
+
+    async def locked_until(self, key: str, now: float) -> float:
+        local = await self.local.locked_until(key, now)
+        try:
+            return max(local, await self.shared.locked_until(key, now))
+        except Exception as exc:
+            self._failed(exc)
+            return local
+
+    async def remember(self, key: str, member: str, keep: int, now: float) -> None:
+        await self.local.remember(key, member, keep, now)
+        try:
+            await self.shared.remember(key, member, keep, now)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def knows(self, key: str, member: str) -> bool:
+        try:
+            return await self.shared.knows(key, member)
+        except Exception as exc:
+            self._failed(exc)
+            return await self.local.knows(key, member)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures % 100 == 1:
+            log.warning("shared login throttle unavailable (%s); this process's stands in", exc)
 
 
 class LoginThrottle:
@@ -149,151 +405,96 @@ class LoginThrottle:
     Guessing is thus bounded: an account sees at most ``2 * account_failures_per_hour``
     wrong passwords an hour, whatever the number of addresses. :meth:`admit`
     reserves the budget before the (slow) password check, so concurrent attempts
-    cannot overrun it; a success refunds its reservation. State is in memory, per
-    lobby process, bounded: at most ``max_keys`` accounts, addresses and pairs each
-    (least recently used forgotten first).
+    cannot overrun it; a success refunds its reservation. The state lives in
+    ``store``: this process's memory by default (bounded: at most ``max_keys``
+    accounts, addresses and pairs each), or Redis shared by every lobby process, so
+    that N processes give one budget, not N.
     """
 
     HOUR = 3600.0
 
-    def __init__(self, policy: LoginPolicy, clock: Clock, *, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        policy: LoginPolicy,
+        clock: Clock,
+        *,
+        max_keys: int = 100_000,
+        store: ThrottleStore | None = None,
+    ) -> None:
         self.policy = policy
         self._clock = clock
-        self._max_keys = max_keys
-        self._pair_failures: OrderedDict[tuple[Hashable, str], deque[float]] = OrderedDict()
-        self._pair_locked: OrderedDict[tuple[Hashable, str], float] = OrderedDict()
-        # account -> (failures from unknown addresses, failures from known ones), last hour
-        self._account: OrderedDict[Hashable, tuple[deque[float], deque[float]]] = OrderedDict()
-        self._address: OrderedDict[str, deque[float]] = OrderedDict()
-        self._known: OrderedDict[Hashable, OrderedDict[str, None]] = OrderedDict()
+        self.store: ThrottleStore = store or MemoryThrottleStore(max_keys=max_keys)
 
     # -- the three steps of a login -------------------------------------------------------
 
-    def admit(self, account: Hashable, address: str) -> LoginAttempt | LoginRefusal:
+    async def admit(self, account: Hashable, address: str) -> LoginAttempt | LoginRefusal:
         """May ``address`` try a password for ``account`` now? Reserves the budget if so."""
         now = self._clock()
-        pair = (account, address)
-        until = self._pair_locked.get(pair)
-        if until is not None:
-            if until > now:
-                return LoginRefusal(until - now, "address_locked")
-            del self._pair_locked[pair]
-        known = self.is_known(account, address)
-        unknown_budget, known_budget = self._account_budgets(account)
+        store, policy = self.store, self.policy
+        until = await store.locked_until(_pair(account, address), now)
+        if until > now:
+            return LoginRefusal(until - now, "address_locked")
+        known = await self.is_known(account, address)
+        limit = policy.account_failures_per_hour
         if known:
-            wait = _spent_for(known_budget, now, self.HOUR)
+            key = f"acct-known:{account}"
+            wait, charge = await store.reserve(key, limit, self.HOUR, now)
             if wait > 0:
                 return LoginRefusal(wait, "account_throttled")
-            known_budget.append(now)
-        else:
-            wait = _spent_for(unknown_budget, now, self.HOUR)
-            if wait > 0:
-                return LoginRefusal(wait, "account_throttled")
-            by_address = self._address_budget(address)
-            wait = _spent_for(by_address, now, self.HOUR)
-            if wait > 0:
-                return LoginRefusal(wait, "address_throttled")
-            unknown_budget.append(now)
-            by_address.append(now)
-        return LoginAttempt(account, address, now, known)
+            return LoginAttempt(account, address, now, known, ((key, charge),))
+        key = f"acct:{account}"
+        wait, charge = await store.reserve(key, limit, self.HOUR, now)
+        if wait > 0:
+            return LoginRefusal(wait, "account_throttled")
+        by_address = f"addr:{address}"
+        wait, address_charge = await store.reserve(
+            by_address, policy.address_failures_per_hour, self.HOUR, now
+        )
+        if wait > 0:
+            await store.unreserve(key, charge)
+            return LoginRefusal(wait, "address_throttled")
+        return LoginAttempt(
+            account, address, now, known, ((key, charge), (by_address, address_charge))
+        )
 
-    def failed(self, attempt: LoginAttempt) -> float:
+    async def failed(self, attempt: LoginAttempt) -> float:
         """The password was wrong: the reservation stands. Returns the pair's lock
         duration if this failure locked ``attempt.address`` out of the account."""
         now = self._clock()
-        pair = (attempt.account, attempt.address)
-        failures = self._pair_failures.pop(pair, None) or deque(maxlen=self.policy.pair_failures)
-        while failures and now - failures[0] >= self.policy.pair_window:
-            failures.popleft()
-        failures.append(now)
-        if len(failures) >= self.policy.pair_failures:
-            self._pair_locked[pair] = now + self.policy.pair_lockout
-            self._pair_locked.move_to_end(pair)
-            _trim(self._pair_locked, self._max_keys)
+        pair = _pair(attempt.account, attempt.address)
+        failures = await self.store.record(f"fail:{pair}", self.policy.pair_window, now)
+        if failures >= self.policy.pair_failures:
+            await self.store.lock(pair, now + self.policy.pair_lockout, now)
+            await self.store.clear(f"fail:{pair}")
             return self.policy.pair_lockout
-        self._pair_failures[pair] = failures
-        _trim(self._pair_failures, self._max_keys)
         return 0.0
 
-    def succeeded(self, attempt: LoginAttempt) -> None:
+    async def succeeded(self, attempt: LoginAttempt) -> None:
         """The password was right: refund the reservation, clear the pair's failures
         and remember the address as known-good for the account."""
-        self.release(attempt)
-        self._pair_failures.pop((attempt.account, attempt.address), None)
-        self.remember(attempt.account, attempt.address)
+        await self.release(attempt)
+        await self.store.clear(f"fail:{_pair(attempt.account, attempt.address)}")
+        await self.remember(attempt.account, attempt.address)
 
-    def release(self, attempt: LoginAttempt) -> None:
+    async def release(self, attempt: LoginAttempt) -> None:
         """The attempt ended without a verdict on the password (an error): refund it."""
-        budgets = self._account.get(attempt.account)
-        if budgets is not None:
-            _discard(budgets[1] if attempt.known else budgets[0], attempt.at)
-        if not attempt.known:
-            by_address = self._address.get(attempt.address)
-            if by_address is not None:
-                _discard(by_address, attempt.at)
+        for key, charge in attempt.reserved:
+            await self.store.unreserve(key, charge)
 
     # -- known-good addresses -----------------------------------------------------------
 
-    def remember(self, account: Hashable, address: str) -> None:
+    async def remember(self, account: Hashable, address: str) -> None:
         """``address`` proved it holds the password of ``account`` (login, registration)."""
-        known = self._known.pop(account, None) or OrderedDict()
-        known.pop(address, None)
-        known[address] = None
-        while len(known) > self.policy.known_addresses:
-            known.popitem(last=False)
-        self._known[account] = known
-        _trim(self._known, self._max_keys)
-
-    def is_known(self, account: Hashable, address: str) -> bool:
-        known = self._known.get(account)
-        return known is not None and address in known
-
-    def tracked(self) -> int:
-        """The most keys any of its tables holds (each is bounded by ``max_keys``)."""
-        tables: tuple[OrderedDict[Any, Any], ...] = (
-            self._pair_failures,
-            self._pair_locked,
-            self._account,
-            self._address,
-            self._known,
+        await self.store.remember(
+            f"known:{account}", address, self.policy.known_addresses, self._clock()
         )
-        return max(len(t) for t in tables)
 
-    # -- internals ----------------------------------------------------------------------
-
-    def _account_budgets(self, account: Hashable) -> tuple[deque[float], deque[float]]:
-        budgets = self._account.get(account)
-        if budgets is None:
-            size = self.policy.account_failures_per_hour
-            budgets = (deque(maxlen=size), deque(maxlen=size))
-            self._account[account] = budgets
-            _trim(self._account, self._max_keys)
-        else:
-            self._account.move_to_end(account)
-        return budgets
-
-    def _address_budget(self, address: str) -> deque[float]:
-        budget = self._address.get(address)
-        if budget is None:
-            budget = deque(maxlen=self.policy.address_failures_per_hour)
-            self._address[address] = budget
-            _trim(self._address, self._max_keys)
-        else:
-            self._address.move_to_end(address)
-        return budget
+    async def is_known(self, account: Hashable, address: str) -> bool:
+        return await self.store.knows(f"known:{account}", address)
 
 
-def _spent_for(budget: deque[float], now: float, window: float) -> float:
-    """Seconds until ``budget`` (a full-size deque of charge times) has room; 0.0 if it has."""
-    maxlen = budget.maxlen
-    if maxlen is None or len(budget) < maxlen:
-        return 0.0
-    return max(0.0, budget[0] + window - now)
-
-
-def _discard(budget: deque[float], at: float) -> None:
-    with contextlib.suppress(ValueError):
-        budget.remove(at)
+def _pair(account: Hashable, address: str) -> str:
+    return f"pair:{account}|{address}"
 
 
 def retry_after_header(seconds: float) -> str:

@@ -22,6 +22,10 @@ with the same ``name`` replaces the default). A service that needs tables
 ships Alembic revisions and appends their directory to
 :data:`lobby.storage.VERSION_LOCATIONS` at import.
 
+With ``redis_url`` set, the process joins a cluster of lobby processes on that
+Redis (:mod:`lobby.cluster`): the hub's pushes reach players on the other
+processes, the presence directory and the chat/relay budgets are shared.
+
 Explicit arguments override ``settings`` (whose own defaults and ``SHARDS_*``
 environment variables fill the rest). ``clock`` is the injectable wall clock.
 """
@@ -34,9 +38,10 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -45,6 +50,8 @@ from lobby.accounts import AccountService
 from lobby.admin import AdminService
 from lobby.characters import CharacterService
 from lobby.chat import ChatService
+from lobby.cluster import RedisBroker, open_redis
+from lobby.cluster_limits import RedisBuckets, RedisThrottleStore
 from lobby.config import Clock, LobbySettings
 from lobby.context import LobbyContext, LobbyServices
 from lobby.game.world import load_world
@@ -58,7 +65,7 @@ from lobby.keys import load_or_create_key
 from lobby.logs import request_middleware
 from lobby.metrics import LobbyMetrics, metrics_handler
 from lobby.pages import add_pages
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import FallbackThrottleStore, RateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.startup import DataDir, bind_listeners, sqlite_path
@@ -66,6 +73,9 @@ from lobby.storage import Database
 from lobby.stun import StunServer
 from lobby.version import SERVER_VERSION
 from protocol.errors import ConfigError, LobbyError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["LobbyService", "MasterServer"]
 
@@ -128,6 +138,7 @@ class MasterServer:
         self._stun: StunServer | None = None
         self._data_dir: DataDir | None = None
         self._listeners: list[socket.socket] = []
+        self._cluster: _Cluster | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -187,12 +198,18 @@ class MasterServer:
         # directory: created 0700, locked against a second lobby, its SQLite file writable
         listeners = bind_listeners(s.host, s.port)
         data_dir = DataDir(s.data_dir)
+        db: Database | None = None
         try:
             data_dir.acquire(sqlite_path(s.resolved_database_url))
             world = load_world(s.world_file)
-            key = load_or_create_key(s.data_dir)
+            key = load_or_create_key(
+                s.data_dir, path=s.ticket_key_file, accepted=s.ticket_accepted_keys
+            )
             db = await Database.open(s.resolved_database_url, now=self.clock())
+            self._cluster = cluster = await _join_cluster(s, self.clock)
         except BaseException:
+            if db is not None:
+                await db.close()
             data_dir.release()
             for sock in listeners:
                 sock.close()
@@ -202,6 +219,8 @@ class MasterServer:
         metrics = LobbyMetrics(s.metrics_process, version=SERVER_VERSION)
         metrics.instrument(db.engine)
         accounts = AccountService(db, s, self.clock, metrics)
+        if cluster is not None:  # one login budget for every process (this one's if Redis fails)
+            accounts.throttle.store = FallbackThrottleStore(cluster.logins, accounts.throttle.store)
         try:
             api = Api()
             ctx = LobbyContext(
@@ -212,18 +231,23 @@ class MasterServer:
                 accounts=accounts,
                 sessions=SessionStore(db, s, self.clock),
                 characters=CharacterService(db, world, self.clock),
-                hub=Hub(s, self.clock, metrics),
+                hub=Hub(s, self.clock, metrics, cluster.broker if cluster else None),
                 api=api,
                 key=key,
                 started_at=self.clock(),
                 services=services,
                 metrics=metrics,
+                buckets=cluster.buckets if cluster else None,
             )
             metrics.watch(ctx.hub, world)
+            if cluster is not None:
+                cluster.broker.attach(ctx.hub)
             self._ctx = ctx
             add_core_routes(api)
             for service in self._services:
                 await service.setup(ctx)
+            if cluster is not None:
+                await cluster.broker.start()
             guard = ConnectionGuard(
                 header_timeout=s.http_header_timeout,
                 max_per_address=s.http_max_connections_per_address,
@@ -375,6 +399,9 @@ class MasterServer:
                 await service.close()
             except Exception:
                 log.exception("service %s failed to close", getattr(service, "name", service))
+        if self._cluster is not None:
+            await self._cluster.close()
+            self._cluster = None
         if ctx is not None:
             await ctx.accounts.close()
             await ctx.db.close()
@@ -386,6 +413,31 @@ class MasterServer:
             self._data_dir = None
         self._ctx = None
         self._port = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cluster:
+    """This process's part in a cluster of lobby processes (``redis_url`` set)."""
+
+    client: Redis
+    broker: RedisBroker
+    buckets: RedisBuckets
+    logins: RedisThrottleStore
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.client.aclose()
+
+
+async def _join_cluster(s: LobbySettings, clock: Clock) -> _Cluster | None:
+    if not s.redis_url:
+        return None
+    client = await open_redis(s.redis_url)
+    broker = RedisBroker(client, s, clock)
+    prefix = s.cluster_prefix
+    return _Cluster(
+        client, broker, RedisBuckets(client, prefix), RedisThrottleStore(client, prefix)
+    )
 
 
 def _with_overrides(base: LobbySettings, overrides: dict[str, Any]) -> LobbySettings:

@@ -21,6 +21,7 @@ Errors: :meth:`Authenticator.verify_credential` raises a
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from protocol.crypto import PeerTicket, ticket_digest, verify_ticket
@@ -110,13 +111,31 @@ class LobbyTicketAuth(Authenticator):
     ``lobby_public_key``: the raw 32-byte Ed25519 key of the lobby;
     ``ticket``: this node's own ticket token. Use :meth:`update_ticket` when the
     lobby issues a fresh one (re-selection, renewal before expiry).
+    ``accepted_keys``: other lobby keys whose tickets are admitted too (the lobby
+    publishes them while it rotates its key); :meth:`trust` replaces them.
     """
 
-    def __init__(self, lobby_public_key: bytes, ticket: str) -> None:
+    def __init__(
+        self, lobby_public_key: bytes, ticket: str, *, accepted_keys: Iterable[bytes] = ()
+    ) -> None:
         if len(lobby_public_key) != 32:
             raise ValueError("lobby_public_key must be the raw 32-byte Ed25519 key")
         self._lobby_key = bytes(lobby_public_key)
         self._ticket = ticket
+        self._trusted: tuple[bytes, ...] = ()
+        self.trust(accepted_keys)
+
+    def trust(self, accepted_keys: Iterable[bytes]) -> None:
+        """Admit tickets of ``accepted_keys`` besides the lobby key (replaces the previous)."""
+        extra = tuple(bytes(k) for k in accepted_keys if bytes(k) != self._lobby_key)
+        if any(len(k) != 32 for k in extra):
+            raise ValueError("accepted keys must be raw 32-byte Ed25519 keys")
+        self._trusted = (self._lobby_key, *extra)
+
+    @property
+    def trusted_keys(self) -> tuple[bytes, ...]:
+        """The lobby key and the accepted ones."""
+        return self._trusted
 
     @property
     def lobby_public_key(self) -> bytes:
@@ -131,5 +150,5 @@ class LobbyTicketAuth(Authenticator):
         return self._ticket
 
     def verify_credential(self, credential: str, *, now: float) -> PeerIdentity:
-        ticket = verify_ticket(credential, self._lobby_key, now=now)
+        ticket = verify_ticket(credential, self._trusted, now=now)
         return PeerIdentity.from_ticket(ticket, credential)

@@ -174,6 +174,10 @@ class CharacterSelectResponse(Body):
     ticket_expires_at: float | None = None
     peer_id: str | None = None
     lobby_public_key: str = Field(description="Ed25519, unpadded base64url")
+    lobby_accepted_keys: list[str] = Field(
+        default_factory=list,
+        description="other lobby keys whose tickets peers accept too (a key rotation)",
+    )
 
 
 class CharacterDeleteResponse(Body):
@@ -192,6 +196,11 @@ class StatusResponse(Body):
     connections: int
     database: str
     lobby_public_key: str = Field(description="Ed25519 ticket key, unpadded base64url")
+    lobby_accepted_keys: list[str] = Field(
+        default_factory=list,
+        description="other Ed25519 keys (unpadded base64url) whose tickets peers accept too: "
+        "the old or the next key of a rotation",
+    )
     lobby_peer_id: str
     relayed_messages: int = Field(
         default=0, description="RELAY envelopes forwarded since start (the lobby's relay)"

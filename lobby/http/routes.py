@@ -266,6 +266,7 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
         ticket_expires_at=ticket_expires,
         peer_id=holder,
         lobby_public_key=ctx.key.public_key_b64,
+        lobby_accepted_keys=ctx.key.accepted_b64,
     )
 
 
@@ -317,6 +318,7 @@ async def status(req: ApiRequest) -> StatusResponse:
         connections=len(ctx.hub.connections()),
         database=ctx.db.dialect,
         lobby_public_key=ctx.key.public_key_b64,
+        lobby_accepted_keys=ctx.key.accepted_b64,
         lobby_peer_id=ctx.key.peer_id,
         relayed_messages=ctx.services.directory.relayed_messages if ctx.services.directory else 0,
         ws_encodings=ws_encodings(ctx.settings),

@@ -24,6 +24,7 @@ __all__ = [
     "ack",
     "acting_character",
     "push_character_updates",
+    "refuse_if_elsewhere",
     "register_handler",
     "stored_character",
 ]
@@ -62,6 +63,18 @@ async def stored_character(ctx: LobbyContext, character_id: int) -> Character:
 def ack(conn: Connection, message_id: str, **details: Any) -> None:
     """Answer a request with ``ACK`` (``details`` only when given)."""
     conn.send(AckMessage(ref_id=message_id, details=details or None))
+
+
+def refuse_if_elsewhere(ctx: LobbyContext, character_id: int, what: str) -> None:
+    """ERROR unavailable if ``character_id`` plays on another lobby process: ``what`` (a
+    trade, a fight) needs both players on one process, and "offline" would be untrue."""
+    if ctx.hub.online_elsewhere(character_id):
+        raise LobbyError(
+            f"character {character_id} plays on another lobby process: {what} across "
+            "processes is not supported yet",
+            code=ErrorCode.UNAVAILABLE,
+            details={"target_id": character_id},
+        )
 
 
 def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageHandler) -> bool:

@@ -50,6 +50,7 @@ from lobby.services._common import (
     ack,
     acting_character,
     push_character_updates,
+    refuse_if_elsewhere,
     register_handler,
     stored_character,
 )
@@ -99,6 +100,8 @@ class CombatService:
         async with ctx.db.read() as db:
             for cid, side in ((me.id, "attackers"), *((t, "defenders") for t in targets)):
                 presence = ctx.hub.presence_of_character(cid)
+                if presence is None:
+                    refuse_if_elsewhere(ctx, cid, "a fight")
                 char = await ctx.characters.get(cid)
                 if (
                     char is None

@@ -6,15 +6,20 @@ When such a character comes online at a location (WS connected after select, or
 select while connected) or arrives there by ``MOVE``, it receives one
 ``PEER_INFO`` per other online character there that has a ticket, and each of
 them receives its ``PEER_INFO``. Party members get each other's ``PEER_INFO`` on
-every party change, wherever they stand. The entries live in memory only.
+every party change, wherever they stand. The entries live in memory only. With
+several lobby processes, an introduction also reaches the players at the location
+on the other processes (its ``PEER_INFO`` through the broker, and a request that
+each process answers with its own players' entries), so peers find each other
+whichever process holds them (party introductions stay per process).
 Selecting the same character again (the client renews its ticket, maybe with
 new keys or endpoints) refreshes the entry from the session and re-introduces
 it the same way (core select calls :meth:`DirectoryService.reselected`).
 ``PEER_INFO`` carries the character's ``level`` as the hub knows it.
 
 REST: ``GET /api/peers/{character_id}`` and ``GET /api/peers?name=NAME`` return
-one entry (404 when the character is offline or has no ticket); any session with
-a selected character may ask.
+one entry (404 when the character is offline or has no ticket), also of a player
+another lobby process holds (from its stored session); any session with a selected
+character may ask.
 
 Relay: a ``RELAY`` from a client is forwarded, payload untouched and never
 stored, to the target character's live connection as ``RELAY`` with
@@ -33,13 +38,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
+from lobby.broker import Audience
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
+from lobby.storage import characters
+from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
 from protocol.rest import PeerInfoOut
@@ -74,7 +83,7 @@ class DirectoryService:
         self._relay_rate = relay_rate
         self._relay_burst = relay_burst
         self._slot = ContextSlot("the directory")
-        self._limiter: RateLimiter | None = None
+        self._limiter: SharedRateLimiter | None = None
         self._entries: dict[int, PeerEntry] = {}
         self.relayed_messages = 0
 
@@ -82,8 +91,11 @@ class DirectoryService:
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
-        self._limiter = RateLimiter(self._relay_rate, self._relay_burst, ctx.clock)
+        self._limiter = SharedRateLimiter(
+            "relay", self._relay_rate, self._relay_burst, ctx.clock, ctx.buckets
+        )
         register_handler(ctx, MessageType.RELAY, self.on_relay)
+        ctx.hub.broker.on_notify("introduce", self._introduce_from_elsewhere)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_leave)
         ctx.api.route(
@@ -153,7 +165,32 @@ class DirectoryService:
                 sent += ctx.hub.send_to_session(presence.session_id, theirs)
             if mine is not None:
                 sent += ctx.hub.send_to_session(other.session_id, mine.model_copy())
+        broker = ctx.hub.broker
+        if broker.distributed:
+            if mine is not None:
+                here = Audience.location(me.location_id, exclude_character=me.id)
+                broker.forward(here, self._encoded(mine))
+            broker.notify("introduce", f"{presence.session_id}|{me.location_id}|{me.id}")
         return sent
+
+    def _introduce_from_elsewhere(self, data: str) -> None:
+        """Another process introduced a player at a location: send it our players' entries
+        there (through the broker, to the process that holds its session)."""
+        ctx = self._slot.current
+        if ctx is None:
+            return
+        session_id, location_id, character_id = (int(x) for x in data.split("|"))
+        to = Audience.session(session_id)
+        for other in ctx.hub.presences():
+            oc = other.character
+            if oc is None or oc.location_id != location_id or oc.id == character_id:
+                continue
+            if other.online and (info := self.peer_info(other)) is not None:
+                ctx.hub.broker.forward(to, self._encoded(info))
+
+    def _encoded(self, msg: PeerInfoMessage) -> str:
+        msg.timestamp = self._slot.ctx.clock()
+        return serialize(msg)
 
     def introduce_members(self, character_ids: Iterable[int], *, focus: int | None = None) -> int:
         """Send each online member of ``character_ids`` the ``PEER_INFO`` of every other.
@@ -186,6 +223,8 @@ class DirectoryService:
         self._require_selected(req)
         character_id = req.path_int("character_id")
         p = req.ctx.hub.presence_of_character(character_id)
+        if p is None and (elsewhere := await self._entry_elsewhere(character_id)) is not None:
+            return elsewhere
         return self._out(p, character_id)
 
     async def find_peer(self, req: ApiRequest) -> PeerInfoOut:
@@ -196,7 +235,37 @@ class DirectoryService:
             if p.character is not None and p.character.name.casefold() == name:
                 found = p
                 break
+        if found is None and req.ctx.hub.broker.distributed:
+            async with req.ctx.db.read() as db:
+                row = (
+                    await db.execute(select(characters.c.id).where(characters.c.name_key == name))
+                ).first()
+            if row is not None and (elsewhere := await self._entry_elsewhere(int(row[0]))):
+                return elsewhere
         return self._out(found, name)
+
+    async def _entry_elsewhere(self, character_id: int) -> PeerInfoOut | None:
+        """The entry of a character another lobby process holds, from its stored session."""
+        ctx = self._slot.ctx
+        session_id = ctx.hub.broker.session_elsewhere(character_id)
+        if session_id is None:
+            return None
+        session = await ctx.sessions.get(session_id)
+        info: dict[str, Any] | None = session.peer_info if session is not None else None
+        character = await ctx.characters.get(character_id)
+        if not info or not info.get("ticket") or character is None:
+            return None
+        return PeerInfoOut(
+            character_id=character.id,
+            character_name=character.name,
+            ticket=str(info["ticket"]),
+            endpoints=[str(e) for e in info.get("endpoints") or ()],
+            faction=character.faction,
+            location_id=character.location_id,
+            node_id=info.get("peer_id"),
+            public_key=info.get("public_key"),
+            level=character.level,
+        )
 
     # -- relay ----------------------------------------------------------------------------
 
@@ -204,28 +273,31 @@ class DirectoryService:
         ctx = self._slot.ctx
         sender = acting_character(conn)
         assert self._limiter is not None  # noqa: S101
-        wait = self._limiter.hit(conn.account_id)
+        wait = await self._limiter.hit(conn.account_id)
         if wait > 0:
             raise LobbyError(
                 "relaying too fast",
                 code=ErrorCode.RATE_LIMITED,
                 details={"retry_after": round(wait, 3)},
             )
+        relayed = RelayMessage(
+            message_id=msg.message_id,
+            target_id=msg.target_id,
+            sender_id=sender.id,
+            payload=msg.payload,
+        )
         target = ctx.hub.presence_of_character(msg.target_id)
-        if target is None or target.conn is None or not target.conn.is_open:
+        if target is None and ctx.hub.online_elsewhere(msg.target_id):
+            # held by another lobby process: the broker carries it there
+            delivered = ctx.hub.send_to_character(msg.target_id, relayed)
+        elif target is None or target.conn is None or not target.conn.is_open:
             raise LobbyError(
                 f"character {msg.target_id} is not online",
                 code=ErrorCode.PEER_UNREACHABLE,
                 details={"target_id": msg.target_id},
             )
-        delivered = target.conn.send(
-            RelayMessage(
-                message_id=msg.message_id,
-                target_id=msg.target_id,
-                sender_id=sender.id,
-                payload=msg.payload,
-            )
-        )
+        else:
+            delivered = target.conn.send(relayed)
         if not delivered:
             raise LobbyError(
                 f"character {msg.target_id} cannot take messages now",

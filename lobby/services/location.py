@@ -20,6 +20,7 @@ import logging
 
 from sqlalchemy import update
 
+from lobby.broker import Audience
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.travel import validate_move
@@ -92,11 +93,7 @@ class LocationService:
                 location_id=origin,
                 to_location_id=destination.id,
             ),
-            where=lambda o: (
-                o.character is not None
-                and o.character.location_id == origin
-                and o.character.id != me.id
-            ),
+            where=Audience.location(origin, exclude_character=me.id),
         )
         hub.update_character(me.id, location_id=destination.id)
         hub.broadcast(
@@ -107,11 +104,7 @@ class LocationService:
                 level=me.level,
                 faction=me.faction,
             ),
-            where=lambda o: (
-                o.character is not None
-                and o.character.location_id == destination.id
-                and o.character.id != me.id
-            ),
+            where=Audience.location(destination.id, exclude_character=me.id),
         )
         update_msg = LocationUpdateMessage(
             character_id=me.id,

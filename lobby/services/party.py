@@ -33,7 +33,6 @@ REST (seed): ``GET /api/party/{party_id}`` (members and invitees only),
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -43,12 +42,13 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby.characters import Character
+from lobby.cluster_state import SharedState
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import party_update_message
 from lobby.game.party import Party, PartyBook, PartyChange
 from lobby.http.api import ApiRequest
-from lobby.hub import Presence
+from lobby.hub import Hub, Presence
 from lobby.services._common import ack, acting_character, register_handler
 from lobby.services.models import PartyCreateIn, PartyIdIn, PartyInviteIn, PartyKickIn
 from lobby.storage import characters
@@ -78,7 +78,7 @@ class PartyService:
 
     def __init__(self) -> None:
         self._slot = ContextSlot("the party service")
-        self._lock = asyncio.Lock()
+        self._state = SharedState("parties", self._reload)
         self.book: PartyBook | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -98,10 +98,12 @@ class PartyService:
             register_handler(ctx, msg_type, handler)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_presence_leave)
+        self._state.attach(ctx.hub.broker)
         ctx.characters.delete_hooks.append(self._on_character_deleted)
         self._routes(ctx)
 
     async def close(self) -> None:
+        await self._state.close()
         ctx = self._slot.detach()
         if ctx is not None and self._on_character_deleted in ctx.characters.delete_hooks:
             ctx.characters.delete_hooks.remove(self._on_character_deleted)
@@ -118,14 +120,14 @@ class PartyService:
         snap = party.snapshot(ctx.clock())
         for member in snap["members"]:
             p = ctx.hub.presence_of_character(member["character_id"])
-            member["online"] = bool(p is not None and p.online)
+            member["online"] = _online(ctx.hub, member["character_id"])
             member["location_id"] = p.character.location_id if p and p.character else None
         return PartyOut.model_validate(snap)
 
     # -- operations (WS and REST) ---------------------------------------------------------
 
     async def create(self, me: int, my_name: str, name: str | None) -> PartyChange:
-        async with self._lock:
+        async with self._state.change():
             change = self._book().create(
                 me, my_name, now=self._now(), party_id=f"p{secrets.token_hex(6)}", name=name
             )
@@ -137,7 +139,7 @@ class PartyService:
         self, me: int, target_id: int | None, target_name: str | None
     ) -> tuple[PartyChange, int]:
         target = await self._find_character(target_id, target_name)
-        async with self._lock:
+        async with self._state.change():
             change = self._book().invite(
                 me, target.id, account_id=target.account_id, now=self._now()
             )
@@ -147,7 +149,7 @@ class PartyService:
 
     async def accept(self, me: int, my_name: str, my_account: int, party_id: str) -> PartyChange:
         """Accept as character ``me`` of account ``my_account`` (the invite must name both)."""
-        async with self._lock:
+        async with self._state.change():
             book = self._book()
             try:
                 change = book.accept(me, my_name, party_id, account_id=my_account, now=self._now())
@@ -165,28 +167,28 @@ class PartyService:
         return change
 
     async def decline(self, me: int, party_id: str) -> PartyChange:
-        async with self._lock:
+        async with self._state.change():
             change = self._book().decline(me, party_id, now=self._now())
             await self._persist(change)
         self._announce(change)
         return change
 
     async def leave(self, me: int) -> PartyChange:
-        async with self._lock:
+        async with self._state.change():
             change = self._book().leave(me, now=self._now())
             await self._persist(change)
         self._announce(change)
         return change
 
     async def kick(self, me: int, target_id: int) -> PartyChange:
-        async with self._lock:
+        async with self._state.change():
             change = self._book().kick(me, target_id, now=self._now())
             await self._persist(change)
         self._announce(change)
         return change
 
     async def disband(self, me: int) -> PartyChange:
-        async with self._lock:
+        async with self._state.change():
             change = self._book().disband(me, now=self._now())
             await self._persist(change)
         self._announce(change)
@@ -382,21 +384,25 @@ class PartyService:
             return
         if party.leader_id == me.id:
             hub = self._context().hub
-            online = [
-                m
-                for m in party.members
-                if m.character_id != me.id
-                and (p := hub.presence_of_character(m.character_id)) is not None
-                and p.online
-            ]
-            if online:
-                heir = min(online, key=lambda m: (m.joined_at, m.order))
-                async with self._lock:
+            async with self._state.change():
+                party = self._book().party_of(me.id)
+                if party is None:
+                    return
+                online = [
+                    m
+                    for m in party.members
+                    if m.character_id != me.id and _online(hub, m.character_id)
+                ]
+                if online:
+                    heir = min(online, key=lambda m: (m.joined_at, m.order))
                     change = party.promote(me.id, heir.character_id, now=self._now())
                     await self._persist(change)
-                log.info(
-                    "party %s: leader %d left, %d leads", party.party_id, me.id, heir.character_id
-                )
+                    log.info(
+                        "party %s: leader %d left, %d leads",
+                        party.party_id,
+                        me.id,
+                        heir.character_id,
+                    )
         self._push_update(party, party.member_ids())
 
     async def _on_character_deleted(self, db: AsyncConnection, character: Character) -> None:
@@ -448,7 +454,7 @@ class PartyService:
         levels: dict[int, int] = {}
         for cid in party.member_ids():
             p = hub.presence_of_character(cid)
-            online[cid] = bool(p is not None and p.online)
+            online[cid] = _online(hub, cid)
             if p is not None and p.character is not None:
                 locations[cid] = p.character.location_id
                 levels[cid] = p.character.level
@@ -543,6 +549,12 @@ class PartyService:
     def _now(self) -> float:
         return self._context().clock()
 
+    async def _reload(self) -> None:
+        """Re-read the book (another lobby process may have changed it)."""
+        ctx = self._slot.current
+        if ctx is not None:
+            await self._load(ctx)
+
     def _book(self) -> PartyBook:
         if self.book is None:
             raise LobbyError("parties are not loaded", code=ErrorCode.UNAVAILABLE)
@@ -550,6 +562,12 @@ class PartyService:
 
     def _context(self) -> LobbyContext:
         return self._slot.ctx
+
+
+def _online(hub: Hub, character_id: int) -> bool:
+    """Is ``character_id`` connected, to this lobby process or to another one?"""
+    p = hub.presence_of_character(character_id)
+    return bool(p is not None and p.online) or hub.online_elsewhere(character_id)
 
 
 async def _write_party(db: AsyncConnection, party: Party, now: float) -> None:

@@ -48,6 +48,7 @@ from lobby.services._common import (
     ack,
     acting_character,
     push_character_updates,
+    refuse_if_elsewhere,
     register_handler,
 )
 from lobby.services.inventory import gold_of, items_of
@@ -239,6 +240,8 @@ class TradeService:
         found: Presence | None = None
         if target_id is not None:
             found = hub.presence_of_character(target_id)
+            if found is None:
+                refuse_if_elsewhere(self._slot.ctx, target_id, "a trade")
         elif target_name:
             key = target_name.strip().casefold()
             found = next(

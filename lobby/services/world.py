@@ -48,6 +48,7 @@ from aiohttp import web
 from sqlalchemy import case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lobby.cluster_state import SharedState
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.chronicle import (
@@ -124,7 +125,7 @@ class WorldService:
 
     def __init__(self) -> None:
         self._slot = ContextSlot("the world service")
-        self._lock = asyncio.Lock()
+        self._shared = SharedState("world", self._reload)
         self._task: asyncio.Task[None] | None = None
         self.version = 0
         """Bumped by every change to what ``GET /api/world/state`` shows (but the clock)."""
@@ -174,6 +175,7 @@ class WorldService:
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
         await self._load(ctx)
+        self._shared.attach(ctx.hub.broker)
         register_handler(ctx, MessageType.SHARD_CAPTURE, self.on_capture)
         ctx.hub.on_join(self._on_join)
         api = ctx.api
@@ -202,6 +204,7 @@ class WorldService:
         self._task = asyncio.create_task(self._ticker(), name="lobby-world-ticker")
 
     async def close(self) -> None:
+        await self._shared.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -217,7 +220,7 @@ class WorldService:
             conn, claimed=msg.character_id, refusal="you can only capture as your own character"
         )
         row = await stored_character(ctx, me.id)
-        async with self._lock:
+        async with self._shared.change():
             board = self._board_now()
             now = ctx.clock()
             outcome = board.capture(
@@ -269,13 +272,30 @@ class WorldService:
     async def tick(self) -> AetherfallEvent | None:
         """End an Aetherfall that ran out, fire one that is due; return the one fired."""
         ctx = self._slot.ctx
-        async with self._lock:
+        if not self._due(ctx.clock()):
+            # nothing due as this process knows the world; another process may have done it
+            # already (then the world re-read under the lock says so), never the reverse
+            return None
+        async with self._shared.change():
             now = ctx.clock()
-            if self.active is not None and not self._end_announced and now >= self.active.ends_at:
+            if self._ending_due(now):
+                assert self.active is not None  # noqa: S101 - _ending_due checked it
                 await self._end_aetherfall(ctx, self.active, now)
             if now < self.next_aetherfall_at:
                 return None
             return await self._fire(ctx, now)
+
+    def _ending_due(self, now: float) -> bool:
+        return self.active is not None and not self._end_announced and now >= self.active.ends_at
+
+    def _due(self, now: float) -> bool:
+        return self._ending_due(now) or now >= self.next_aetherfall_at
+
+    async def _reload(self) -> None:
+        """Re-read the world (another lobby process may have changed it)."""
+        ctx = self._slot.current
+        if ctx is not None:
+            await self._load(ctx)
 
     async def _fire(self, ctx: LobbyContext, now: float) -> AetherfallEvent:
         board = self._board_now()

@@ -222,7 +222,7 @@ class NetworkClient:
         login = await self.session.open(username, password, register=register)
         key = self.session.lobby_public_key
         assert key is not None  # noqa: S101 - open() read it
-        self.peers.reset_directory(key)
+        self.peers.reset_directory(key, self.session.lobby_accepted_keys)
         if self._guard is None:
             self._guard = asyncio.create_task(self._close_if_abandoned(), name="mesh-client")
         return login

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from mesh.auth import LobbyTicketAuth
 from mesh.client.dispatch import BackgroundTasks
-from mesh.client.session import LobbySession
+from mesh.client.session import LobbySession, decode_keys
 from mesh.client.state import ClientState, Moved
 from mesh.config import MeshConfig
 from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
@@ -129,9 +129,11 @@ class PeerSide:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def reset_directory(self, lobby_public_key: bytes) -> None:
-        """A new lobby session: a fresh directory whose tickets verify against its key."""
-        self.directory = LobbyDirectory(lobby_public_key)
+    def reset_directory(
+        self, lobby_public_key: bytes, accepted_keys: tuple[bytes, ...] = ()
+    ) -> None:
+        """A new lobby session: a fresh directory whose tickets verify against its keys."""
+        self.directory = LobbyDirectory(lobby_public_key, accepted_keys)
         self.directory.add_listener(self._on_discovery)
 
     async def select(self, character_id: int) -> CharacterSelectResponse:
@@ -271,7 +273,7 @@ class PeerSide:
         if key is None:
             raise NotConnectedError("not logged in: call connect() first")
         self.ticket = None
-        self._auth = LobbyTicketAuth(key, "-")
+        self._auth = LobbyTicketAuth(key, "-", accepted_keys=self._session.lobby_accepted_keys)
         settings = self.settings
         # None: the node's own default port.
         port: dict[str, Any] = {} if settings.port is None else {"port": settings.port}
@@ -305,12 +307,17 @@ class PeerSide:
             lobby_key = b64url_decode(answer.lobby_public_key)
         except ValueError:
             lobby_key = b""
-        if lobby_key != self._session.lobby_public_key:
+        session = self._session
+        if lobby_key != session.lobby_public_key and lobby_key not in session.lobby_accepted_keys:
             raise ApiError(
-                "the ticket key differs from the lobby's published key",
+                "the ticket key differs from the lobby's published keys",
                 code=ErrorCode.HANDSHAKE_FAILED,
             )
         assert self._auth is not None  # noqa: S101 - set by _ensure_node
+        # a rotating lobby names the keys it trusts now: peers holding any of them are admitted
+        named = decode_keys(answer.lobby_accepted_keys)
+        self._auth.trust((*session.lobby_accepted_keys, lobby_key, *named))
+        self.directory.set_lobby_key(self._auth.lobby_public_key, self._auth.trusted_keys[1:])
         self._auth.update_ticket(answer.ticket)
         self.ticket = answer.ticket
         self.ticket_expires_at = answer.ticket_expires_at

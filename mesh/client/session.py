@@ -46,7 +46,7 @@ from protocol.rest import (
 )
 from protocol.version import check_version
 
-__all__ = ["LobbySession", "SessionPhase"]
+__all__ = ["LobbySession", "SessionPhase", "decode_keys"]
 
 logger = logging.getLogger("mesh.client")
 
@@ -77,6 +77,8 @@ class LobbySession:
         """The login answer of the last successful :meth:`open`."""
         self.lobby_public_key: bytes | None = None
         """The lobby's Ed25519 ticket key (from the status)."""
+        self.lobby_accepted_keys: tuple[bytes, ...] = ()
+        """Other keys whose tickets the lobby vouches for (a key rotation; from the status)."""
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.heartbeat_interval = heartbeat_interval
         self.request_timeout = request_timeout
@@ -230,6 +232,7 @@ class LobbySession:
         status = read_body(StatusResponse, data, what="GET /api/status")
         try:
             self.lobby_public_key = b64url_decode(status.lobby_public_key)
+            self.lobby_accepted_keys = decode_keys(status.lobby_accepted_keys)
         except ValueError as exc:
             raise ApiError(
                 "the lobby status has no valid lobby_public_key", code=ErrorCode.UNAVAILABLE
@@ -321,3 +324,16 @@ class LobbySession:
         # PBKDF2 with 100,000 iterations takes ~0.1 s: keep it off the event loop.
         key = await asyncio.to_thread(derive_fernet_key, self._encryption_key, WS_FERNET_SALT)
         return FernetSealer(key)
+
+
+def decode_keys(texts: list[str]) -> tuple[bytes, ...]:
+    """The well-formed raw 32-byte keys among ``texts`` (unpadded base64url); others dropped."""
+    keys = []
+    for text in texts:
+        try:
+            raw = b64url_decode(text)
+        except ValueError:
+            continue
+        if len(raw) == 32:
+            keys.append(raw)
+    return tuple(keys)

@@ -17,6 +17,8 @@ The ticket itself is verified by the node that uses it, not here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mesh.discovery.base import Discovery, Endpoint, PeerFound
 from protocol.crypto import verify_ticket
 from protocol.errors import CryptoError
@@ -41,14 +43,19 @@ class LobbyDirectory(Discovery):
 
     source_name = "lobby"
 
-    def __init__(self, lobby_public_key: bytes | None = None) -> None:
+    def __init__(
+        self, lobby_public_key: bytes | None = None, accepted_keys: Iterable[bytes] = ()
+    ) -> None:
         super().__init__()
-        self._lobby_key = lobby_public_key
+        self._lobby_key: tuple[bytes, ...] | None = None
+        if lobby_public_key is not None:
+            self.set_lobby_key(lobby_public_key, accepted_keys)
         self._by_character: dict[int, str] = {}
 
-    def set_lobby_key(self, lobby_public_key: bytes) -> None:
-        """The lobby key tickets must verify against (node ids are derived from tickets)."""
-        self._lobby_key = lobby_public_key
+    def set_lobby_key(self, lobby_public_key: bytes, accepted_keys: Iterable[bytes] = ()) -> None:
+        """The lobby key tickets must verify against (node ids are derived from tickets),
+        and the other keys it accepts while rotating."""
+        self._lobby_key = (lobby_public_key, *accepted_keys)
 
     def character_peer(self, character_id: int) -> PeerFound | None:
         """The current entry of a character, if the lobby named it."""

@@ -35,6 +35,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -261,25 +262,35 @@ def issue_self_ticket(
 
 def verify_ticket(
     token: str,
-    trusted_issuer_public_key: bytes,
+    trusted_issuer_public_key: bytes | Iterable[bytes],
     *,
     now: float,
     leeway: float = DEFAULT_TICKET_LEEWAY,
 ) -> PeerTicket:
     """Verify a lobby ticket against the trusted lobby public key (raw 32 bytes).
 
+    ``trusted_issuer_public_key`` may also be several keys (a lobby rotating its
+    key trusts the new one and, until its tickets expire, the old): the ticket's
+    ``issuer`` picks which one it must verify under.
+
     Raises exactly one :class:`~protocol.errors.TicketError` subclass per failure
     (see the module docstring); returns the ticket when every check passes.
     """
-    if len(trusted_issuer_public_key) != KEY_SIZE:
-        raise ValueError("the trusted issuer key must be 32 raw bytes")
+    keys = (
+        [trusted_issuer_public_key]
+        if isinstance(trusted_issuer_public_key, bytes | bytearray)
+        else list(trusted_issuer_public_key)
+    )
+    if not keys or any(len(k) != KEY_SIZE for k in keys):
+        raise ValueError("the trusted issuer keys must be 32 raw bytes each")
     ticket, digest, signature = _parse(token, "lobby")
-    if ticket.issuer != peer_id(trusted_issuer_public_key):
+    key = next((bytes(k) for k in keys if peer_id(bytes(k)) == ticket.issuer), None)
+    if key is None:
         raise TicketIssuerError(
             "ticket issued by another key than the trusted lobby key",
             details={"issuer": ticket.issuer},
         )
-    _check_signature(trusted_issuer_public_key, "lobby", digest, signature)
+    _check_signature(key, "lobby", digest, signature)
     _check_times(ticket, now, leeway)
     return ticket
 

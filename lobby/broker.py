@@ -1,0 +1,209 @@
+"""Fan-out of the lobby's pushes to whichever process holds each recipient.
+
+The hub delivers every push to the matching presences it holds itself, then
+hands it to a :class:`Broker` with the :class:`Audience` it was meant for
+(everyone, a faction, a location, a character, a session, an account). The
+broker forwards it to the other lobby processes, each of which delivers it to
+*its* matching presences (:meth:`lobby.hub.Hub.deliver`). A recipient is held by
+one process, so every push reaches it once.
+
+* :class:`LocalBroker` (the default, one process): forwards nothing. The hub's
+  local delivery is the whole fan-out, and costs what it did before.
+* :class:`lobby.cluster.RedisBroker` (``--redis-url``): Redis pub/sub between
+  processes, plus the cluster's presence directory (who is online where).
+
+An :class:`Audience` is also a predicate over presences (``audience(presence)``),
+so ``hub.broadcast(msg, where=Audience.faction("Verdant Pact"))`` both selects
+the local recipients and names the remote ones. A plain ``lambda`` given as
+``where`` stays process-local: the broker cannot ship code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from protocol.errors import LobbyError
+
+if TYPE_CHECKING:
+    from lobby.hub import Presence
+
+__all__ = ["Audience", "AudienceKind", "Broker", "LocalBroker", "PushHandler"]
+
+
+class AudienceKind(StrEnum):
+    EVERYONE = "all"
+    FACTION = "faction"
+    LOCATION = "location"
+    CHARACTER = "character"
+    SESSION = "session"
+    ACCOUNT = "account"
+
+
+_INT_KEYED = frozenset(
+    {AudienceKind.LOCATION, AudienceKind.CHARACTER, AudienceKind.SESSION, AudienceKind.ACCOUNT}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a push is for, in a form every process can evaluate against its own presences.
+
+    ``exclude_session`` / ``exclude_character`` leave one sender out (a player
+    entering an area is not told about himself).
+    """
+
+    kind: AudienceKind
+    key: int | str | None = None
+    exclude_session: int | None = None
+    exclude_character: int | None = None
+
+    @classmethod
+    def everyone(cls, *, exclude_session: int | None = None) -> Audience:
+        return cls(AudienceKind.EVERYONE, None, exclude_session)
+
+    @classmethod
+    def faction(cls, name: str) -> Audience:
+        return cls(AudienceKind.FACTION, name)
+
+    @classmethod
+    def location(
+        cls,
+        location_id: int,
+        *,
+        exclude_session: int | None = None,
+        exclude_character: int | None = None,
+    ) -> Audience:
+        return cls(AudienceKind.LOCATION, location_id, exclude_session, exclude_character)
+
+    @classmethod
+    def character(cls, character_id: int) -> Audience:
+        return cls(AudienceKind.CHARACTER, character_id)
+
+    @classmethod
+    def session(cls, session_id: int) -> Audience:
+        return cls(AudienceKind.SESSION, session_id)
+
+    @classmethod
+    def account(cls, account_id: int) -> Audience:
+        return cls(AudienceKind.ACCOUNT, account_id)
+
+    def __call__(self, p: Presence) -> bool:
+        """True if presence ``p`` is one of this audience."""
+        if p.session_id == self.exclude_session:
+            return False
+        c = p.character
+        if self.exclude_character is not None and c is not None and c.id == self.exclude_character:
+            return False
+        kind = self.kind
+        if kind is AudienceKind.EVERYONE:
+            return True
+        if kind is AudienceKind.SESSION:
+            return p.session_id == self.key
+        if kind is AudienceKind.ACCOUNT:
+            return p.account_id == self.key
+        if c is None:
+            return False
+        if kind is AudienceKind.FACTION:
+            return c.faction == self.key
+        if kind is AudienceKind.LOCATION:
+            return c.location_id == self.key
+        return c.id == self.key
+
+    def encode(self) -> str:
+        """Compact text, ``kind|key|exclude_session|exclude_character`` (see :meth:`decode`)."""
+        return "|".join(
+            (
+                self.kind.value,
+                "" if self.key is None else str(self.key),
+                "" if self.exclude_session is None else str(self.exclude_session),
+                "" if self.exclude_character is None else str(self.exclude_character),
+            )
+        )
+
+    @classmethod
+    def decode(cls, text: str) -> Audience:
+        """Parse :meth:`encode`'s form (:class:`LobbyError` if it is not one)."""
+        try:
+            kind_s, key_s, exs, exc = text.split("|")
+            kind = AudienceKind(kind_s)
+            key: int | str | None
+            if kind in _INT_KEYED:
+                key = int(key_s)
+            else:
+                key = key_s or None
+            return cls(kind, key, int(exs) if exs else None, int(exc) if exc else None)
+        except ValueError:
+            raise LobbyError(f"not an audience: {text[:80]!r}") from None
+
+
+PushHandler = Callable[[Audience, str], int]
+"""``handler(audience, text)``: deliver a push that came from another process (the hub's
+:meth:`~lobby.hub.Hub.deliver`); returns how many local presences took it."""
+
+
+class Broker(Protocol):
+    """What the hub needs to reach the presences other processes hold."""
+
+    @property
+    def distributed(self) -> bool:
+        """False when this process is the whole lobby (nothing to forward)."""
+
+    def forward(self, audience: Audience, text: str) -> int:
+        """Hand ``text`` (an encoded push) to the other processes holding ``audience``.
+
+        Never blocks: the broker queues and sends in the background. Returns how
+        many other processes it went to (0: nobody elsewhere is of the audience,
+        as far as the presence directory knows).
+        """
+
+    def online_elsewhere(self, character_id: int) -> bool:
+        """True if another process holds a presence playing ``character_id``."""
+
+    def session_elsewhere(self, character_id: int) -> int | None:
+        """The session id of the presence another process holds for ``character_id``."""
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Hold the cluster-wide lock ``name`` for the block (alone: nothing to hold).
+
+        Raises :class:`LobbyError` ``unavailable`` if it cannot be had in time.
+        """
+
+    def notify(self, topic: str, data: str = "") -> None:
+        """Tell the other processes about ``topic`` (their :meth:`on_notify` callbacks get
+        ``data``), in order with this process's pushes."""
+
+    def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(data)`` when another process notifies ``topic``."""
+
+
+class LocalBroker:
+    """One process: the hub's own delivery is the whole fan-out."""
+
+    distributed = False
+
+    def forward(self, audience: Audience, text: str) -> int:
+        del audience, text
+        return 0
+
+    def online_elsewhere(self, character_id: int) -> bool:
+        del character_id
+        return False
+
+    def session_elsewhere(self, character_id: int) -> int | None:
+        del character_id
+        return None
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        del name
+        return contextlib.nullcontext()
+
+    def notify(self, topic: str, data: str = "") -> None:
+        del topic, data
+
+    def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
+        del topic, callback

@@ -1,0 +1,527 @@
+"""Several lobby processes sharing one Redis: pushes, presence and rate-limit budgets.
+
+Turned on by ``redis_url`` (``--redis-url`` / ``SHARDS_REDIS_URL``); without it
+the lobby is one process and none of this runs. Each process has an id
+(``cluster_process_id``, default ``host:pid:random``) and, in Redis (every key
+under ``cluster_prefix``, default ``shards``):
+
+* ``{prefix}:alive:{process}``: set every ``cluster_heartbeat`` seconds with a
+  TTL of ``cluster_presence_ttl``. A process that dies (even by ``kill -9``)
+  stops renewing it; within ``cluster_presence_ttl + cluster_heartbeat`` every
+  other process has dropped its players from the directory, so they are
+  "offline" again.
+* ``{prefix}:presence:{process}``: a hash ``session id -> [account, character
+  id, name, location]`` (JSON) of the presences with a character that process
+  holds (its share of the presence directory), kept by the hub's join/leave
+  hooks. When a process is found dead, every other one tells its own players at
+  each lost character's location ``PLAYER_LEFT_AREA`` (the location it joined at:
+  moves are not tracked in the directory).
+* ``{prefix}:lock:{name}``: a cluster-wide lock (:meth:`RedisBroker.lock`): ``SET NX PX``
+  with a random token, released by compare-and-delete, expiring by itself if its holder
+  dies. Changes to shared state are announced on ``{prefix}:notify``.
+* channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
+  a location, an account), ``{prefix}:push:{process}`` (pushes for a character
+  or session that process holds) and ``{prefix}:presence`` (join/leave events).
+
+A session that reconnects to another process (the balancer chose another one)
+is handed over: the process that kept it inside its reconnect grace sends what
+it queued for it to the new one (delivered after what the new one already
+sent) and forgets it silently (no leave announcement), or closes its still-open
+connection as replaced.
+
+Every process keeps a replica of the directory (character -> process, session
+-> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)
+never wait on Redis. Pushes are queued and written by one task in pipelines, in
+order; a push arriving from another process is handed to
+:meth:`lobby.hub.Hub.deliver`. When Redis is unreachable, pushes to other
+processes are dropped (counted and logged) and local delivery goes on: a lobby
+never stalls on its broker.
+
+The rate-limit and login-throttle budgets shared through the same Redis are in
+:mod:`lobby.cluster_limits`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lobby.broker import Audience, AudienceKind
+from protocol.codec import serialize
+from protocol.errors import ConfigError, ErrorCode, LobbyError
+from protocol.messages import PlayerLeftAreaMessage
+
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # without the "scale" extra nothing here runs (open_redis says so)
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis' error class when redis is not installed."""
+
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from lobby.config import Clock, LobbySettings
+    from lobby.hub import Hub, Presence
+
+__all__ = ["RedisBroker", "default_process_id", "open_redis"]
+
+log = logging.getLogger("lobby.cluster")
+
+_SEP = "\x1f"
+_RESYNC_BEATS = 15
+"""Every this many heartbeats the directory is written and re-read whole (heals lost events)."""
+_LOCK_TTL_MS = 10_000
+"""A lock whose holder died frees itself after this long."""
+_LOCK_WAIT = 5.0
+"""Seconds to wait for a cluster lock before answering ``unavailable``."""
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_WRITE_BATCH = 512
+_QUEUE_MAX = 100_000
+
+
+def default_process_id() -> str:
+    """``host:pid:random``: unique per process start, readable in logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def open_redis(url: str) -> aioredis.Redis:
+    """A connected Redis client for ``url`` (:class:`ConfigError` if unusable)."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:  # the "scale" extra
+        raise ConfigError(
+            "redis_url needs the redis package: pip install 'shards-net[scale]'"
+        ) from None
+    client = aioredis.from_url(url, decode_responses=True, health_check_interval=10)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        raise ConfigError(f"cannot reach Redis at {_safe(url)}: {exc}") from None
+    return client
+
+
+def _safe(url: str) -> str:
+    """``url`` without a password (for messages and logs)."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    process: str
+    session_id: int
+    character_id: int
+    name: str
+    location_id: int
+
+
+class RedisBroker:
+    """The cluster's broker (:class:`lobby.broker.Broker`) and presence directory."""
+
+    distributed = True
+
+    def __init__(self, client: aioredis.Redis, settings: LobbySettings, clock: Clock) -> None:
+        self._redis = client
+        self._clock = clock
+        self.process_id = settings.cluster_process_id or default_process_id()
+        prefix = settings.cluster_prefix
+        self._heartbeat = settings.cluster_heartbeat
+        self._ttl = settings.cluster_presence_ttl
+        self._alive_key = f"{prefix}:alive:{self.process_id}"
+        self._alive_pattern = f"{prefix}:alive:*"
+        self._alive_prefix = f"{prefix}:alive:"
+        self._presence_prefix = f"{prefix}:presence:"
+        self._push_channel = f"{prefix}:push"
+        self._push_prefix = f"{prefix}:push:"
+        self._own_channel = f"{prefix}:push:{self.process_id}"
+        self._presence_channel = f"{prefix}:presence"
+        self._notify_channel = f"{prefix}:notify"
+        self._lock_prefix = f"{prefix}:lock:"
+        self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
+        self._watchers: dict[str, list[Callable[[str], None]]] = {}
+        self._hub: Hub | None = None
+        self._queue: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(_QUEUE_MAX)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._peers: set[str] = set()
+        self._by_character: dict[int, _Remote] = {}
+        self._by_session: dict[int, _Remote] = {}
+        self.dropped = 0
+        """Pushes and directory updates not sent (queue full or Redis unreachable)."""
+        self.received = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def attach(self, hub: Hub) -> None:
+        """Deliver to ``hub`` and keep the directory from its presence hooks. Call it before
+        the services register theirs: a presence's directory entry then goes out before
+        anything a service sends about it."""
+        self._hub = hub
+        hub.on_join(self._joined)
+        hub.on_leave(self._left)
+
+    async def start(self) -> None:
+        """Join the cluster: heartbeat, subscribe, load the directory, start the tasks."""
+        await self._redis.delete(self._presence_key(self.process_id))
+        await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(*self._channels())
+        await self._refresh_peers()
+        self._tasks = [
+            asyncio.create_task(self._read(pubsub), name="cluster-reader"),
+            asyncio.create_task(self._write(), name="cluster-writer"),
+            asyncio.create_task(self._beat(), name="cluster-heartbeat"),
+        ]
+        log.info("joined the cluster as %s (%d other processes)", self.process_id, len(self._peers))
+
+    async def close(self) -> None:
+        """Leave the cluster: flush what is queued, drop the heartbeat and the directory share."""
+        writer = self._tasks[1] if len(self._tasks) > 1 else None
+        if writer is not None and not writer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=2.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
+            await self._redis.publish(self._presence_channel, _SEP.join(("P", self.process_id)))
+
+    # -- Broker ---------------------------------------------------------------------------
+
+    def forward(self, audience: Audience, text: str) -> int:
+        kind = audience.kind
+        if kind is AudienceKind.CHARACTER or kind is AudienceKind.SESSION:
+            index = self._by_character if kind is AudienceKind.CHARACTER else self._by_session
+            remote = index.get(audience.key) if isinstance(audience.key, int) else None
+            if remote is None:
+                return 0
+            payload = _SEP.join((self.process_id, audience.encode(), text))
+            self._enqueue(("publish", self._push_prefix + remote.process, payload))
+            return 1
+        # published even when no peer is known yet: one may have started since the last beat
+        payload = _SEP.join((self.process_id, audience.encode(), text))
+        self._enqueue(("publish", self._push_channel, payload))
+        return len(self._peers)
+
+    def online_elsewhere(self, character_id: int) -> bool:
+        return character_id in self._by_character
+
+    def session_elsewhere(self, character_id: int) -> int | None:
+        remote = self._by_character.get(character_id)
+        return None if remote is None else remote.session_id
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        key, token = self._lock_prefix + name, secrets.token_hex(12)
+        pause = 0.002
+        try:
+            async with asyncio.timeout(_LOCK_WAIT):
+                while not await self._redis.set(key, token, nx=True, px=_LOCK_TTL_MS):
+                    await asyncio.sleep(pause)  # held elsewhere: Redis has no waiting SET
+                    pause = min(0.05, pause * 2)
+        except TimeoutError:
+            raise LobbyError(
+                f"the cluster is busy ({name}); try again", code=ErrorCode.UNAVAILABLE
+            ) from None
+        except RedisError as exc:
+            log.warning("cluster lock %s unavailable: %s", name, exc)
+            raise LobbyError(
+                "the cluster's shared state is unreachable; try again",
+                code=ErrorCode.UNAVAILABLE,
+            ) from None
+        try:
+            yield
+        finally:
+            try:
+                await self._release(keys=[key], args=[token])
+            except RedisError as exc:  # it expires by itself
+                log.warning("cluster lock %s not released: %s", name, exc)
+
+    def notify(self, topic: str, data: str = "") -> None:
+        payload = _SEP.join((self.process_id, topic, data))
+        self._enqueue(("publish", self._notify_channel, payload))
+
+    def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
+        self._watchers.setdefault(topic, []).append(callback)
+
+    # -- directory ------------------------------------------------------------------------
+
+    @property
+    def peers(self) -> frozenset[str]:
+        """The other live processes (as of the last heartbeat)."""
+        return frozenset(self._peers)
+
+    def remote_characters(self) -> dict[int, str]:
+        """Character id -> process, for the characters other processes hold."""
+        return {cid: r.process for cid, r in self._by_character.items()}
+
+    async def _joined(self, p: Presence) -> None:
+        c = p.character
+        if c is None:
+            return
+        value = json.dumps([p.account_id, c.id, c.name, c.location_id])
+        self._enqueue(("hset", self._presence_key(self.process_id), str(p.session_id), value))
+        event = _SEP.join(("J", self.process_id, str(p.session_id), value))
+        self._enqueue(("publish", self._presence_channel, event))
+
+    async def _left(self, p: Presence) -> None:
+        if p.character is None:
+            return
+        self._enqueue(("hdel", self._presence_key(self.process_id), str(p.session_id)))
+        event = _SEP.join(("L", self.process_id, str(p.session_id)))
+        self._enqueue(("publish", self._presence_channel, event))
+
+    def _add(self, process: str, session_id: int, value: str) -> None:
+        if process == self.process_id:
+            return
+        _account, character_id, name, location_id = json.loads(value)
+        self._drop_session(session_id)
+        remote = _Remote(process, session_id, int(character_id), str(name), int(location_id))
+        self._by_session[session_id] = remote
+        self._by_character[remote.character_id] = remote
+
+    def _drop_session(self, session_id: int) -> None:
+        old = self._by_session.pop(session_id, None)
+        if old is not None and self._by_character.get(old.character_id) == old:
+            del self._by_character[old.character_id]
+
+    def _drop_process(self, process: str, *, announce: bool = False) -> int:
+        """Forget ``process``'s players; with ``announce``, tell the local players at their
+        locations that they left (the process died: nobody else will)."""
+        gone = [r for r in self._by_session.values() if r.process == process]
+        for remote in gone:
+            self._drop_session(remote.session_id)
+            if announce and self._hub is not None and self._hub.announce_presence:
+                left = PlayerLeftAreaMessage(
+                    character_id=remote.character_id,
+                    character_name=remote.name,
+                    location_id=remote.location_id,
+                    timestamp=self._clock(),
+                )
+                self._hub.deliver(Audience.location(remote.location_id), serialize(left))
+        return len(gone)
+
+    async def _load(self, process: str) -> None:
+        """Read ``process``'s directory share (when it appears, and every resync): its
+        entries replace what we had of it, without a moment where they are missing."""
+        entries = await self._redis.hgetall(self._presence_key(process))
+        seen: set[int] = set()
+        for sid, value in entries.items():
+            with contextlib.suppress(ValueError):
+                self._add(process, int(sid), str(value))
+                seen.add(int(sid))
+        stale = [
+            r.session_id
+            for r in self._by_session.values()
+            if r.process == process and r.session_id not in seen
+        ]
+        for session_id in stale:
+            self._drop_session(session_id)
+
+    async def _refresh_peers(self) -> None:
+        """Find the live processes; load newcomers' presences, drop the dead ones'."""
+        live: set[str] = set()
+        async for key in self._redis.scan_iter(match=self._alive_pattern, count=1000):
+            process = key[len(self._alive_prefix) :]
+            if process != self.process_id:
+                live.add(process)
+        for process in live - self._peers:
+            await self._load(process)
+        for process in self._peers - live:
+            dropped = self._drop_process(process, announce=True)
+            await self._redis.delete(self._presence_key(process))
+            log.warning("process %s stopped its heartbeat; %d players dropped", process, dropped)
+        self._peers = live
+
+    def _presence_key(self, process: str) -> str:
+        return self._presence_prefix + process
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _enqueue(self, command: tuple[str, ...]) -> None:
+        try:
+            self._queue.put_nowait(command)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("cluster queue full; %d pushes dropped so far", self.dropped)
+
+    async def _write(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < _WRITE_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for command in batch:
+                    _apply(pipe, command)
+                await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.dropped += len(batch)
+                log.warning("cluster write failed (%s); %d commands dropped", exc, len(batch))
+                await asyncio.sleep(min(1.0, self._heartbeat))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _read(self, pubsub: Any) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cluster subscription lost (%s); resubscribing", exc)
+                await asyncio.sleep(min(1.0, self._heartbeat))
+                await self._resubscribe(pubsub)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                self._received(str(message["channel"]), str(message["data"]))
+            except Exception:
+                log.exception("a cluster message could not be handled")
+
+    async def _resubscribe(self, pubsub: Any) -> None:
+        """After a lost subscription (Redis restarted?): subscribe again, write our share
+        of the directory again (Redis may have lost it) and re-read the others'."""
+        with contextlib.suppress(Exception):
+            await pubsub.subscribe(*self._channels())
+            await self._republish()
+            self._peers = set()
+            self._by_character.clear()
+            self._by_session.clear()
+            await self._refresh_peers()
+            log.info("cluster subscription restored")
+
+    async def _republish(self) -> None:
+        hub = self._hub
+        key = self._presence_key(self.process_id)
+        share: dict[Any, Any] = {}
+        for p in hub.presences() if hub is not None else ():
+            c = p.character
+            if c is not None:
+                share[str(p.session_id)] = json.dumps([p.account_id, c.id, c.name, c.location_id])
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        if share:
+            pipe.hset(key, mapping=share)
+        pipe.set(self._alive_key, "1", px=int(self._ttl * 1000))
+        await pipe.execute()
+
+    def _channels(self) -> tuple[str, ...]:
+        return (self._push_channel, self._own_channel, self._presence_channel, self._notify_channel)
+
+    def _received(self, channel: str, data: str) -> None:
+        if channel == self._presence_channel:
+            self._presence_event(data.split(_SEP))
+            return
+        if channel == self._notify_channel:
+            process, topic, detail = data.split(_SEP, 2)
+            if process != self.process_id:
+                for callback in self._watchers.get(topic, ()):
+                    callback(detail)
+            return
+        sender, audience_text, text = data.split(_SEP, 2)
+        if sender == self.process_id:
+            return
+        hub = self._hub
+        if hub is None:
+            return
+        self.received += 1
+        hub.deliver(Audience.decode(audience_text), text)
+
+    def _presence_event(self, fields: list[str]) -> None:
+        kind, process = fields[0], fields[1]
+        if process == self.process_id:
+            return
+        if kind == "J":
+            self._peers.add(process)
+            session_id = int(fields[2])
+            self._add(process, session_id, fields[3])
+            self._hand_over(session_id, process)
+        elif kind == "L":
+            remote = self._by_session.get(int(fields[2]))
+            if remote is not None and remote.process == process:
+                self._drop_session(remote.session_id)
+        elif kind == "P":  # a process left cleanly (its players are told to reconnect)
+            self._peers.discard(process)
+            self._drop_process(process, announce=True)
+        else:
+            raise LobbyError(f"unknown cluster presence event {kind!r}")
+
+    def _hand_over(self, session_id: int, process: str) -> None:
+        """``process`` now holds ``session_id``: pass it what we queued for it meanwhile."""
+        if self._hub is None:
+            return
+        backlog = self._hub.hand_over(session_id)
+        if backlog:
+            audience = Audience.session(session_id).encode()
+            channel = self._push_prefix + process
+            for text in backlog:
+                self._enqueue(("publish", channel, _SEP.join((self.process_id, audience, text))))
+            log.info(
+                "session %d resumed on %s: %d queued pushes sent there",
+                session_id,
+                process,
+                len(backlog),
+            )
+
+    async def _beat(self) -> None:
+        """Renew our liveness; every ``_RESYNC_BEATS`` beats, or after a failure (Redis may
+        have restarted empty), write our directory share again and re-read the others'."""
+        beats = 0
+        healthy = True
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            beats += 1
+            try:
+                if not healthy or beats % _RESYNC_BEATS == 0:
+                    await self._republish()
+                    for process in self._peers:
+                        await self._load(process)
+                else:
+                    await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
+                await self._refresh_peers()
+                healthy = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if healthy:
+                    log.warning("cluster heartbeat failed: %s", exc)
+                healthy = False
+
+
+def _apply(pipe: Any, command: tuple[str, ...]) -> None:
+    op = command[0]
+    if op == "publish":
+        pipe.publish(command[1], command[2])
+    elif op == "hset":
+        pipe.hset(command[1], command[2], command[3])
+    elif op == "hdel":
+        pipe.hdel(command[1], command[2])
+    else:
+        raise LobbyError(f"unknown cluster command {op!r}")
