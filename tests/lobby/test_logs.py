@@ -154,6 +154,6 @@ async def test_python_m_lobby_log_format_json(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
     records: list[dict[str, Any]] = [json.loads(x) for x in err.decode().splitlines()]
-    assert any(r["message"].startswith("lobby listening on ") for r in records)
+    assert any(r["message"].startswith("lobby started: ") for r in records)
     status = [r for r in records if r["logger"] == "lobby.access"]
     assert [(r["route"], r["status"]) for r in status] == [("/api/status", 200)]
