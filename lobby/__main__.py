@@ -47,6 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stun-port", type=int, help="UDP port answering STUN, 0 = any (default: --port's number)"
     )
     stun.add_argument("--no-stun", action="store_true", help="do not answer STUN on UDP")
+    # -- rendezvous: TURN servers whose credentials the lobby issues --
+    parser.add_argument(
+        "--turn-url",
+        action="append",
+        help="TURN server turn:host:port?transport=udp (repeatable or comma-separated)",
+    )
+    parser.add_argument(
+        "--turn-secret", help="the TURN server's use-auth-secret (better: SHARDS_TURN_SECRET)"
+    )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     # -- operations: version and log format (lobby.version, lobby.logs) --
     parser.add_argument("--version", action="version", version=f"%(prog)s {SERVER_VERSION}")
@@ -66,6 +75,10 @@ async def serve(args: argparse.Namespace) -> None:
         overrides["stun_port"] = args.stun_port
     if args.no_stun:
         overrides["stun_enabled"] = False
+    if args.turn_url:
+        overrides["turn_urls"] = args.turn_url
+    if args.turn_secret is not None:
+        overrides["turn_secret"] = args.turn_secret
     settings = LobbySettings(**overrides)
     server = MasterServer(
         args.host,

@@ -202,3 +202,5 @@ class LobbyContext:
     started_at: float
     services: LobbyServices
     metrics: LobbyMetrics = field(default_factory=LobbyMetrics)
+    stun_port: int | None = None
+    """The UDP port the lobby's STUN responder answers on (None: it does not run)."""

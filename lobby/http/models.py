@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from lobby.characters import NAME_PATTERN
+from protocol.candidates import MAX_CANDIDATES, Candidate
 from protocol.errors import ErrorCode, LobbyError
 
 __all__ = [
@@ -141,5 +142,12 @@ class CharacterSelectRequest(RequestModel):
     endpoints: list[Annotated[str, Field(max_length=128, pattern=ENDPOINT_PATTERN)]] = Field(
         default_factory=list,
         max_length=8,
-        description="QUIC endpoints host:port (hostname, IPv4 or [IPv6]; port 1-65535)",
+        description="QUIC endpoints host:port: registered as host candidates, so an IPv4 or "
+        "[IPv6] literal (a hostname is refused); same address rules as candidates",
+    )
+    candidates: list[Candidate] = Field(
+        default_factory=list,
+        max_length=MAX_CANDIDATES,
+        description="typed addresses of the node (host, srflx learned by STUN, relay on TURN); "
+        "no unspecified, multicast, link-local or (unless the lobby runs on loopback) loopback",
     )

@@ -1,0 +1,147 @@
+"""Rendezvous bookkeeping of the peer directory: registered candidates, whisper pairings, ICE.
+
+* :func:`registered_candidates`: what a select registers as the node's
+  addresses (its ``endpoints`` as host candidates plus its typed
+  ``candidates``), checked against the lobby's address policy.
+* :class:`PairingBook`: the pairings that exist only because someone asked
+  (a whisper, ``POST /api/peers/{id}/pair``), each alive for a bounded time,
+  and the id of the latest pairing announcement of every pair.
+* :func:`ice_servers`: the STUN servers and time-limited TURN REST credentials
+  a node asks for (``GET /api/turn/credentials``); the TURN secret never leaves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+
+from lobby.config import LobbySettings
+from protocol.candidates import Candidate, check_candidates, endpoint_candidate
+from protocol.errors import ErrorCode, LobbyError
+from protocol.rest import IceServersOut
+from protocol.turn import turn_rest_credentials
+
+__all__ = ["PairingBook", "ice_servers", "new_pairing_id", "registered_candidates"]
+
+
+def new_pairing_id() -> str:
+    """A fresh, unguessable pairing id (both PEER_INFO of one pairing carry it)."""
+    return secrets.token_urlsafe(12)
+
+
+def registered_candidates(
+    endpoints: Sequence[str], candidates: Iterable[Candidate], *, allow_loopback: bool
+) -> list[Candidate]:
+    """The node's addresses as the lobby keeps them: checked, deduplicated, best first.
+
+    ``endpoints`` (the 1.0 field) become host candidates, listed in order of
+    preference. Raises ``LobbyError validation_error`` naming the refused one.
+    """
+    typed: list[Candidate] = []
+    try:
+        for rank, text in enumerate(endpoints):
+            typed.append(endpoint_candidate(text, local_preference=max(0, 65535 - rank)))
+        typed.extend(candidates)
+        return check_candidates(typed, allow_loopback=allow_loopback)
+    except ValueError as exc:
+        raise LobbyError(
+            f"refused peer address: {exc}",
+            code=ErrorCode.VALIDATION_ERROR,
+            details={"field": "candidates"},
+        ) from None
+
+
+class PairingBook:
+    """Whisper pairings (bounded life) and the latest pairing id of each pair."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._whispers: dict[frozenset[int], float] = {}
+        self._ids: dict[frozenset[int], str] = {}
+
+    def whisper(self, a: int, b: int, *, now: float) -> None:
+        """Pair ``a`` and ``b`` for a whisper until ``now + ttl`` (renewed by each call)."""
+        self._whispers[frozenset((a, b))] = now + self._ttl
+
+    def whispering(self, a: int, b: int, *, now: float) -> bool:
+        """True while a whisper pairing of ``a`` and ``b`` lasts (an expired one is dropped)."""
+        key = frozenset((a, b))
+        until = self._whispers.get(key)
+        if until is None:
+            return False
+        if now >= until:
+            del self._whispers[key]
+            return False
+        return True
+
+    def whisper_partners(self, character_id: int, *, now: float) -> list[int]:
+        """The characters ``character_id`` is paired with by a live whisper pairing."""
+        partners = []
+        for key in [k for k in self._whispers if character_id in k]:
+            for other in key - {character_id}:
+                if self.whispering(character_id, other, now=now):
+                    partners.append(other)
+        return partners
+
+    def announce(self, a: int, b: int) -> str:
+        """A new pairing id for ``a`` and ``b``, remembered as their current one."""
+        pairing_id = new_pairing_id()
+        self._ids[frozenset((a, b))] = pairing_id
+        return pairing_id
+
+    def pairing_id(self, a: int, b: int) -> str | None:
+        """The id of the latest announcement between ``a`` and ``b``."""
+        return self._ids.get(frozenset((a, b)))
+
+    def forget(self, character_id: int) -> None:
+        """``character_id`` went offline: every pairing of it ends."""
+        for book in (self._whispers, self._ids):
+            for key in [k for k in book if character_id in k]:
+                del book[key]
+
+    def clear(self) -> None:
+        self._whispers.clear()
+        self._ids.clear()
+
+    def __len__(self) -> int:
+        return len(self._whispers)
+
+
+def ice_servers(
+    settings: LobbySettings,
+    *,
+    character_id: int,
+    now: float,
+    stun_host: str | None,
+    stun_port: int | None,
+) -> IceServersOut:
+    """The answer of ``GET /api/turn/credentials`` for ``character_id`` at ``now``.
+
+    ``stun_host`` / ``stun_port``: where the lobby's own STUN responder is
+    reached (None when it does not run); TURN servers answer STUN too, so they
+    follow it in ``stun_urls``.
+    """
+    stun_urls = []
+    if stun_host and stun_port:
+        host = f"[{stun_host}]" if ":" in stun_host else stun_host
+        stun_urls.append(f"stun:{host}:{stun_port}")
+    turn_urls = list(settings.turn_urls)
+    for url in turn_urls:
+        scheme, _, rest = url.partition(":")
+        if scheme == "turn":
+            stun = f"stun:{rest.partition('?')[0]}"
+            if stun not in stun_urls:
+                stun_urls.append(stun)
+    if not turn_urls or settings.turn_secret is None:
+        return IceServersOut(stun_urls=stun_urls)
+    creds = turn_rest_credentials(
+        settings.turn_secret.get_secret_value(), str(character_id), now=now, ttl=settings.turn_ttl
+    )
+    return IceServersOut(
+        stun_urls=stun_urls,
+        turn_urls=turn_urls,
+        username=creds.username,
+        password=creds.password,
+        expires_at=creds.expires_at,
+        ttl=settings.turn_ttl,
+    )
