@@ -27,9 +27,11 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 __all__ = [
+    "ADDRESS_PATTERN",
+    "IP_ENDPOINT_PATTERN",
     "MAX_CANDIDATES",
     "TYPE_PREFERENCE",
     "Candidate",
@@ -47,6 +49,28 @@ MAX_CANDIDATES = 16
 """Most candidates one node registers (and one ``PEER_INFO`` carries)."""
 
 _MAX_PRIORITY = 2**31 - 1
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = "[0-9A-Fa-f]{1,4}"
+_V6 = "|".join(
+    (
+        f"(?:{_H}:){{7}}{_H}",
+        f"(?:{_H}:){{1,7}}:",
+        f"(?:{_H}:){{1,6}}:{_H}",
+        f"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
+        f"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
+        f"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
+        f"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
+        f"{_H}:(?::{_H}){{1,6}}",
+        f":(?:(?::{_H}){{1,7}}|:)",
+    )
+)
+_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+ADDRESS_PATTERN = rf"^(?:{_V4}|{_V6})$"
+"""An IPv4 (dotted quad, no leading zeros) or IPv6 (hex groups, no zone) literal."""
+IP_ENDPOINT_PATTERN = rf"^(?:{_V4}|\[(?:{_V6})\]):{_PORT}$"
+"""``a.b.c.d:port`` or ``[v6]:port``: an address, never a name."""
 
 
 class CandidateKind(StrEnum):
@@ -94,7 +118,22 @@ def _ip_literal(value: str) -> str:
     return parsed.compressed
 
 
-_Address = Annotated[str, Strict(), Field(min_length=2, max_length=45), AfterValidator(_ip_literal)]
+_Address = Annotated[
+    str,
+    Strict(),
+    Field(min_length=2, max_length=39, pattern=ADDRESS_PATTERN),
+    AfterValidator(_ip_literal),
+]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" admits 4000.0; a string or a boolean stays refused (strict)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_Integer = Annotated[int, BeforeValidator(_integral), Strict()]
 
 
 class Candidate(BaseModel):
@@ -104,10 +143,8 @@ class Candidate(BaseModel):
 
     kind: CandidateKind
     address: _Address = Field(description="IPv4 or IPv6 literal (canonical form)")
-    port: int = Field(ge=1, le=65535, strict=True)
-    priority: int = Field(
-        ge=0, le=_MAX_PRIORITY, strict=True, description="RFC 8445 priority; higher first"
-    )
+    port: _Integer = Field(ge=1, le=65535)
+    priority: _Integer = Field(ge=0, le=_MAX_PRIORITY, description="RFC 8445; higher first")
 
     @property
     def endpoint(self) -> str:

@@ -121,7 +121,7 @@ def add_core_routes(api: Api) -> None:
         response_model=CharacterSelectResponse,
         summary="Select a character (and get a peer ticket)",
         tags=("characters",),
-        errors=(404,),
+        errors=(403, 404),
     )(select_character)
     api.route(
         "DELETE",

@@ -151,7 +151,7 @@ class DirectoryService:
             "WebSocket); 429: too many pairings.",
             tags=("directory",),
             path_params={"character_id": "integer"},
-            errors=(404, 409, 429),
+            errors=(404, 409, 422, 429),
         )(self.pair_peer)
         ctx.api.route(
             "GET",

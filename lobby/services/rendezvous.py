@@ -35,7 +35,9 @@ def registered_candidates(
     """The node's addresses as the lobby keeps them: checked, deduplicated, best first.
 
     ``endpoints`` (the 1.0 field) become host candidates, listed in order of
-    preference. Raises ``LobbyError validation_error`` naming the refused one.
+    preference. Their syntax was checked by the request model; an address the
+    lobby will not hand to peers is refused with ``LobbyError forbidden`` (403),
+    naming it.
     """
     typed: list[Candidate] = []
     try:
@@ -46,7 +48,7 @@ def registered_candidates(
     except ValueError as exc:
         raise LobbyError(
             f"refused peer address: {exc}",
-            code=ErrorCode.VALIDATION_ERROR,
+            code=ErrorCode.FORBIDDEN,
             details={"field": "candidates"},
         ) from None
 
