@@ -318,17 +318,17 @@ class DirectoryService:
                 code=ErrorCode.RATE_LIMITED,
                 details={"retry_after": round(wait, 3)},
             )
+        if session.character_id == character_id:
+            raise LobbyError("that is your own character", code=ErrorCode.VALIDATION_ERROR)
+        target = ctx.hub.presence_of_character(character_id)
+        if target is None or not target.online or target.session_id not in self._entries:
+            raise self._not_found(character_id)
         me = ctx.hub.presence(session.id)
         if me is None or me.character is None or not me.online or session.id not in self._entries:
             raise LobbyError(
                 "your peer node is not registered: select with peer keys, connect the WebSocket",
                 code=ErrorCode.CONFLICT,
             )
-        if me.character.id == character_id:
-            raise LobbyError("that is your own character", code=ErrorCode.VALIDATION_ERROR)
-        target = ctx.hub.presence_of_character(character_id)
-        if target is None or not target.online or target.session_id not in self._entries:
-            raise self._not_found(character_id)
         self._book.whisper(me.character.id, character_id, now=ctx.clock())
         reason = self.pairing_between(me, target) or Reason.WHISPER
         pairing_id = self.pair(me, target, reason)
