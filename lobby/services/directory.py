@@ -58,7 +58,7 @@ from lobby.http.api import ApiRequest
 from lobby.hub import Presence
 from lobby.ratelimit import RateLimiter
 from lobby.services._common import acting_character, register_handler
-from lobby.services.rendezvous import PairingBook, ice_servers
+from lobby.services.rendezvous import PairingBook, ice_servers, new_pairing_id
 from lobby.sessions import Session
 from protocol.candidates import Candidate, endpoint_candidate
 from protocol.candidates import PairingReason as Reason
@@ -225,21 +225,24 @@ class DirectoryService:
         parties = self._slot.ctx.services.parties
         if parties is not None and bc.id in parties.member_ids_of(ac.id):
             return Reason.PARTY
-        if self._book.whispering(ac.id, bc.id, now=self._slot.ctx.clock()):
+        if self._book.whispering(ac.id, bc.id, now=self._slot.ctx.clock()) is not None:
             return Reason.WHISPER
         return None
 
     # -- pushes -------------------------------------------------------------------------
 
-    def pair(self, a: Presence, b: Presence, reason: Reason) -> str | None:
+    def pair(
+        self, a: Presence, b: Presence, reason: Reason, pairing_id: str | None = None
+    ) -> str | None:
         """Send ``a`` the ``PEER_INFO`` of ``b`` and ``b`` that of ``a``, in the same step.
 
-        Both carry ``reason`` and one fresh pairing id (returned; None when one
-        side has no registered node, and then nothing is sent).
+        Both carry ``reason`` and one pairing id (``pairing_id``, else a fresh
+        one; returned). None when one side has no registered node, and then
+        nothing is sent.
         """
         if a.character is None or b.character is None:
             return None
-        pairing_id = self._book.announce(a.character.id, b.character.id)
+        pairing_id = pairing_id or new_pairing_id()
         to_b = self.peer_info(a, pairing=reason, pairing_id=pairing_id)
         to_a = self.peer_info(b, pairing=reason, pairing_id=pairing_id)
         if to_a is None or to_b is None:
@@ -329,9 +332,9 @@ class DirectoryService:
                 "your peer node is not registered: select with peer keys, connect the WebSocket",
                 code=ErrorCode.CONFLICT,
             )
-        self._book.whisper(me.character.id, character_id, now=ctx.clock())
+        pairing_id = self._book.whisper(me.character.id, character_id, now=ctx.clock())
         reason = self.pairing_between(me, target) or Reason.WHISPER
-        pairing_id = self.pair(me, target, reason)
+        self.pair(me, target, reason, pairing_id)
         info = self.peer_info(target, pairing=reason, pairing_id=pairing_id)
         if info is None:  # pragma: no cover - both entries were checked above
             raise self._not_found(character_id)
@@ -448,7 +451,8 @@ class DirectoryService:
                 continue
             if other.character.location_id == me.location_id:
                 continue  # paired by location above
-            if self.pair(presence, other, Reason.WHISPER) is not None:
+            pairing_id = self._book.whispering(me.id, partner, now=ctx.clock())
+            if self.pair(presence, other, Reason.WHISPER, pairing_id) is not None:
                 sent += 2
         return sent
 
@@ -465,9 +469,11 @@ class DirectoryService:
             raise self._not_found(key)
         asker = req.ctx.hub.presence(req.require_session().id)
         reason = self.pairing_between(asker, p) if asker is not None else None
-        pairing_id = None
-        if reason is not None and asker is not None and asker.character is not None:
-            pairing_id = self._book.pairing_id(asker.character.id, p.character.id)
+        pairing_id = None  # a whisper pairing keeps its id; location and party ones are moments
+        if reason is Reason.WHISPER and asker is not None and asker.character is not None:
+            pairing_id = self._book.whispering(
+                asker.character.id, p.character.id, now=req.ctx.clock()
+            )
         info = self.peer_info(p, pairing=reason, pairing_id=pairing_id)
         if info is None:
             raise self._not_found(key)

@@ -4,8 +4,8 @@
   addresses (its ``endpoints`` as host candidates plus its typed
   ``candidates``), checked against the lobby's address policy.
 * :class:`PairingBook`: the pairings that exist only because someone asked
-  (a whisper, ``POST /api/peers/{id}/pair``), each alive for a bounded time,
-  and the id of the latest pairing announcement of every pair.
+  (a whisper, ``POST /api/peers/{id}/pair``), each alive for a bounded time
+  with its pairing id.
 * :func:`ice_servers`: the STUN servers and time-limited TURN REST credentials
   a node asks for (``GET /api/turn/credentials``); the TURN secret never leaves.
 """
@@ -54,59 +54,62 @@ def registered_candidates(
 
 
 class PairingBook:
-    """Whisper pairings (bounded life) and the latest pairing id of each pair."""
+    """Whisper pairings: each with its pairing id, alive until a deadline.
+
+    Indexed by character, so a departure or a lookup costs the pairings of that
+    character, not of everyone. Expired pairings are dropped when met.
+    """
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._whispers: dict[frozenset[int], float] = {}
-        self._ids: dict[frozenset[int], str] = {}
+        self._pairs: dict[frozenset[int], tuple[float, str]] = {}
+        self._by_character: dict[int, set[int]] = {}
 
-    def whisper(self, a: int, b: int, *, now: float) -> None:
-        """Pair ``a`` and ``b`` for a whisper until ``now + ttl`` (renewed by each call)."""
-        self._whispers[frozenset((a, b))] = now + self._ttl
+    def whisper(self, a: int, b: int, *, now: float) -> str:
+        """Pair ``a`` and ``b`` until ``now + ttl`` (renewed by each call); a fresh pairing id."""
+        pairing_id = new_pairing_id()
+        self._pairs[frozenset((a, b))] = (now + self._ttl, pairing_id)
+        self._by_character.setdefault(a, set()).add(b)
+        self._by_character.setdefault(b, set()).add(a)
+        return pairing_id
 
-    def whispering(self, a: int, b: int, *, now: float) -> bool:
-        """True while a whisper pairing of ``a`` and ``b`` lasts (an expired one is dropped)."""
+    def whispering(self, a: int, b: int, *, now: float) -> str | None:
+        """The pairing id while a whisper pairing of ``a`` and ``b`` lasts, else None."""
         key = frozenset((a, b))
-        until = self._whispers.get(key)
-        if until is None:
-            return False
+        found = self._pairs.get(key)
+        if found is None:
+            return None
+        until, pairing_id = found
         if now >= until:
-            del self._whispers[key]
-            return False
-        return True
+            self._drop(a, b)
+            return None
+        return pairing_id
 
     def whisper_partners(self, character_id: int, *, now: float) -> list[int]:
         """The characters ``character_id`` is paired with by a live whisper pairing."""
-        partners = []
-        for key in [k for k in self._whispers if character_id in k]:
-            for other in key - {character_id}:
-                if self.whispering(character_id, other, now=now):
-                    partners.append(other)
-        return partners
-
-    def announce(self, a: int, b: int) -> str:
-        """A new pairing id for ``a`` and ``b``, remembered as their current one."""
-        pairing_id = new_pairing_id()
-        self._ids[frozenset((a, b))] = pairing_id
-        return pairing_id
-
-    def pairing_id(self, a: int, b: int) -> str | None:
-        """The id of the latest announcement between ``a`` and ``b``."""
-        return self._ids.get(frozenset((a, b)))
+        partners = sorted(self._by_character.get(character_id, ()))
+        return [p for p in partners if self.whispering(character_id, p, now=now) is not None]
 
     def forget(self, character_id: int) -> None:
-        """``character_id`` went offline: every pairing of it ends."""
-        for book in (self._whispers, self._ids):
-            for key in [k for k in book if character_id in k]:
-                del book[key]
+        """``character_id`` went offline: every whisper pairing of it ends."""
+        for other in list(self._by_character.get(character_id, ())):
+            self._drop(character_id, other)
 
     def clear(self) -> None:
-        self._whispers.clear()
-        self._ids.clear()
+        self._pairs.clear()
+        self._by_character.clear()
 
     def __len__(self) -> int:
-        return len(self._whispers)
+        return len(self._pairs)
+
+    def _drop(self, a: int, b: int) -> None:
+        self._pairs.pop(frozenset((a, b)), None)
+        for x, y in ((a, b), (b, a)):
+            others = self._by_character.get(x)
+            if others is not None:
+                others.discard(y)
+                if not others:
+                    del self._by_character[x]
 
 
 def ice_servers(

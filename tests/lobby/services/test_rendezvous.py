@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from lobby import MasterServer
+from lobby.services.rendezvous import PairingBook
 from protocol.candidates import CandidateKind, candidate_priority
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
 from protocol.errors import StunError, StunIntegrityError
@@ -108,7 +109,6 @@ async def test_co_located_nodes_get_each_others_candidates_at_once(
     status, entry = await bob.rest("GET", f"/api/peers/{alice.id}")
     assert status == 200 and entry["paired"] is True and entry["pairing"] == "location"
     assert entry["candidates"] == to_bob["candidates"]
-    assert entry["pairing_id"] == to_bob["pairing_id"]
 
 
 async def test_moving_away_unpairs(server: MasterServer, make_player: MakePlayer) -> None:
@@ -184,6 +184,8 @@ async def test_whisper_pairing_on_demand(
         to_bob = await bob.next("peer_info", character_id=alice.id, pairing="whisper")
         assert to_alice["pairing_id"] == to_bob["pairing_id"] == entry["pairing_id"]
         assert to_bob["endpoints"] == [addr_a]
+        status, again = await bob.rest("GET", f"/api/peers/{alice.id}")
+        assert again["pairing"] == "whisper" and again["pairing_id"] == entry["pairing_id"]
         # while it lasts, a renewal reaches the whisper partner
         _, sel_new, addr_new = node()
         await bob.client.select(bob.id, **sel_new)
@@ -328,3 +330,17 @@ def test_turn_settings_are_checked(tmp_path: Path) -> None:
         game_settings(tmp_path, turn_urls=["turn:a.example:3478"])
     with pytest.raises(ValueError, match="turn"):
         game_settings(tmp_path, turn_urls=["http://a.example"], turn_secret="s")  # noqa: S106
+
+
+def test_the_pairing_book_expires_forgets_and_indexes() -> None:
+    book = PairingBook(ttl=10.0)
+    first = book.whisper(1, 2, now=0.0)
+    book.whisper(1, 3, now=5.0)
+    assert book.whispering(2, 1, now=9.0) == first
+    assert book.whisper_partners(1, now=9.0) == [2, 3]
+    assert book.whispering(1, 2, now=10.0) is None  # expired, and dropped
+    assert book.whisper_partners(1, now=10.0) == [3] and len(book) == 1
+    renewed = book.whisper(3, 1, now=14.0)
+    assert renewed != first and book.whispering(1, 3, now=23.0) == renewed
+    book.forget(3)
+    assert book.whisper_partners(1, now=0.0) == [] and len(book) == 0
