@@ -137,7 +137,12 @@ _Integer = Annotated[int, BeforeValidator(_integral), Strict()]
 
 
 class Candidate(BaseModel):
-    """One address a node can be reached at (see the module docstring)."""
+    """One address a node can be reached at.
+
+    ``host``: bound on the node's interface; ``srflx``: its NAT mapping, learned
+    by STUN from its mesh socket; ``relay``: allocated for it on a TURN server.
+    Higher ``priority`` is tried first (RFC 8445).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

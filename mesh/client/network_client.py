@@ -115,6 +115,7 @@ from protocol.messages.world import ShardCaptureMessage
 from protocol.rest import (
     CharacterOut,
     EventsOut,
+    IceServersOut,
     LoginResponse,
     PartyOut,
     RegisterResponse,
@@ -457,6 +458,10 @@ class NetworkClient:
     async def get_world_events(self) -> EventsOut:
         """``GET /api/world/events`` (newest first)."""
         return await self.session.rest.call(EventsOut, "GET", "/api/world/events")
+
+    async def get_ice_servers(self, *, refresh: bool = False) -> IceServersOut:
+        """STUN servers and time-limited TURN credentials for the node (cached while fresh)."""
+        return await self.peers.ice_servers(refresh=refresh)
 
     async def get_status(self) -> StatusResponse:
         """``GET /api/status`` (no login needed)."""

@@ -98,7 +98,7 @@ async def test_ice_servers_name_the_lobbys_stun_and_are_cached(
     master: MasterServer, make_client: ClientFactory
 ) -> None:
     alice = await make_client("Alice")
-    ice = await alice.peers.ice_servers()
+    ice = await alice.get_ice_servers()
     assert isinstance(ice, IceServersOut)
     assert ice.stun_urls == [f"stun:127.0.0.1:{master.stun_port}"]
     assert ice.turn_urls == [] and ice.username is None
