@@ -64,6 +64,7 @@ from protocol.candidates import Candidate, endpoint_candidate
 from protocol.candidates import PairingReason as Reason
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
+from protocol.messages.peer import MAX_PEER_ENDPOINTS
 from protocol.rest import IceServersOut, PeerInfoOut
 
 __all__ = ["DirectoryService", "PeerEntry", "PeerLookupQuery"]
@@ -199,7 +200,7 @@ class DirectoryService:
             character_id=character.id,
             character_name=character.name,
             ticket=entry.ticket,
-            endpoints=[c.endpoint for c in candidates],
+            endpoints=[c.endpoint for c in candidates[:MAX_PEER_ENDPOINTS]],
             candidates=candidates,
             faction=character.faction,
             location_id=character.location_id,

@@ -67,6 +67,7 @@ from protocol.errors import (
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.peer import PeerInfoMessage, RelayMessage
 from protocol.rest import CharacterSelectResponse, IceServersOut, PeerInfoOut
+from protocol.version import parse_version
 
 __all__ = ["PEER_TYPES", "PeerSettings", "PeerSide", "env_p2p_port"]
 
@@ -315,6 +316,9 @@ class PeerSide:
         """Pair with ``target`` for a whisper; its identity alone if the lobby will not pair."""
         if isinstance(target, str):
             target = (await self._session.peer(target)).character_id
+        status = self._session.status
+        if status is not None and parse_version(status.protocol_version) < (1, 1):
+            return await self._session.peer(target)  # a 1.0 lobby: no pairing, addresses for all
         try:
             return await self._session.pair(target)
         except ApiError as exc:

@@ -26,6 +26,7 @@ from protocol.messages.base import (
 )
 
 __all__ = [
+    "MAX_PEER_ENDPOINTS",
     "MAX_RELAY_PAYLOAD",
     "PeerAckMessage",
     "PeerHelloMessage",
@@ -35,6 +36,8 @@ __all__ = [
     "RelayMessage",
 ]
 
+MAX_PEER_ENDPOINTS = 8
+"""Most ``PEER_INFO.endpoints`` (a 1.0 reader refuses more); ``candidates`` holds them all."""
 MAX_RELAY_PAYLOAD = 48 * 1024
 """Longest base64 payload a RELAY carries (characters)."""
 
@@ -94,15 +97,15 @@ class PeerInfoMessage(BaseMessage):
     says why: same location, same party, or a whisper), and when it pairs two
     peers it sends each the other's entry in the same step with the same
     ``pairing_id``, so both can start punching at once. ``candidates`` are the
-    typed addresses (best first); ``endpoints`` repeats them as ``host:port``
-    for readers of protocol 1.0.
+    typed addresses (best first); ``endpoints`` repeats the best 8 as
+    ``host:port`` for readers of protocol 1.0.
     """
 
     type: Literal[MessageType.PEER_INFO] = MessageType.PEER_INFO
     character_id: Id
     character_name: Name
     ticket: Token
-    endpoints: list[Endpoint] = Field(default_factory=list, max_length=MAX_CANDIDATES)
+    endpoints: list[Endpoint] = Field(default_factory=list, max_length=MAX_PEER_ENDPOINTS)
     faction: Name | None = None
     location_id: Id | None = None
     node_id: AnyId | None = None

@@ -344,3 +344,18 @@ def test_the_pairing_book_expires_forgets_and_indexes() -> None:
     assert renewed != first and book.whispering(1, 3, now=23.0) == renewed
     book.forget(3)
     assert book.whisper_partners(1, now=0.0) == [] and len(book) == 0
+
+
+async def test_sixteen_candidates_travel_and_endpoints_stay_readable_by_1_0(
+    server: MasterServer, make_player: MakePlayer
+) -> None:
+    _, sel_a, _ = node(*(srflx("198.51.100.7", 41000 + i) for i in range(8)))
+    sel_a["endpoints"] = [f"127.0.0.1:{42000 + i}" for i in range(8)]
+    _, sel_b, _ = node()
+    alice = await make_player(select=sel_a)
+    bob = await make_player(select=sel_b)
+    got = await bob.next("peer_info", character_id=alice.id)
+    assert len(got["candidates"]) == 16
+    # the best 8 (the host ones) as endpoints: at most what a 1.0 reader accepts
+    assert got["endpoints"] == sel_a["endpoints"]
+    await alice.disconnect()
