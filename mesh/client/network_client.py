@@ -138,8 +138,8 @@ class NetworkClient:
     ``http://localhost:8888``). ``p2p_host`` / ``p2p_port``: where the peer
     node's UDP socket binds (port default: ``SHARDS_P2P_PORT`` when set, else
     the node's own default; 0: any free port); ``p2p_advertise``: the
-    ``host:port`` endpoints to publish instead of the bound one (NAT, wildcard
-    binds); ``p2p_max_connections``: direct peers kept (area of interest
+    ``address:port`` endpoints (IP literals) to publish instead of the bound
+    one (NAT, wildcard binds); ``p2p_max_connections``: direct peers kept (area of interest
     first); ``p2p_auto_connect``: dial peers as soon as the lobby names them
     (else on first send). ``encryption_enabled`` / ``encryption_key``: the
     seed's Fernet layer over the lobby WebSocket (PBKDF2-SHA256, 100,000

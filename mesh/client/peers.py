@@ -94,8 +94,9 @@ class PeerSettings:
     """Where and how the client's node runs.
 
     ``host`` / ``port``: the UDP bind (``port`` None: the node's own default;
-    0: any free port); ``advertise``: the ``host:port`` endpoints to publish
-    instead of the bound one; ``max_connections``: direct peers kept;
+    0: any free port); ``advertise``: the ``address:port`` endpoints (IP
+    literals: the lobby takes no names) to publish instead of the bound one;
+    ``max_connections``: direct peers kept;
     ``auto_connect``: dial peers as soon as the lobby names them (else on first
     send); ``mesh_config``: node tunables.
     """
