@@ -148,11 +148,11 @@ class DirectoryService:
             "`whisper_pair_ttl` seconds (each call renews it). Both sides receive the other's "
             "PEER_INFO on the WebSocket in the same step with the same `pairing_id`; the "
             "answer is the target's full entry. 404: offline or no peer ticket; 409: the "
-            "asker has no registered node online (select with peer keys, connect the "
-            "WebSocket); 429: too many pairings.",
+            "target is the asker's own character, or the asker has no registered node online "
+            "(select with peer keys, connect the WebSocket); 429: too many pairings.",
             tags=("directory",),
             path_params={"character_id": "integer"},
-            errors=(404, 409, 422, 429),
+            errors=(404, 409, 429),
         )(self.pair_peer)
         ctx.api.route(
             "GET",
@@ -323,7 +323,7 @@ class DirectoryService:
                 details={"retry_after": round(wait, 3)},
             )
         if session.character_id == character_id:
-            raise LobbyError("that is your own character", code=ErrorCode.VALIDATION_ERROR)
+            raise LobbyError("that is your own character", code=ErrorCode.CONFLICT)
         target = ctx.hub.presence_of_character(character_id)
         if target is None or not target.online or target.session_id not in self._entries:
             raise self._not_found(character_id)

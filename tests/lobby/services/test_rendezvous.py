@@ -201,7 +201,7 @@ async def test_whisper_pairing_on_demand(
 
         # refusals: oneself, offline, no registered node, too fast
         status, err = await alice.rest("POST", f"/api/peers/{alice.id}/pair")
-        assert status == 422 and err["code"] == "validation_error"
+        assert status == 409 and err["code"] == "conflict"
         assert (await alice.rest("POST", "/api/peers/987654/pair"))[0] == 404
         plain = await new_player(lobby.url, web)
         await barrier(plain)
