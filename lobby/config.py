@@ -31,25 +31,25 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Clock", "LobbySettings", "split_turn_urls"]
+__all__ = ["Clock", "LobbySettings"]
+
+Clock = Callable[[], float]
+"""Wall clock in seconds since the epoch (``time.time`` shape)."""
 
 _TURN_URL = re.compile(
     r"turns?:(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
     r"(?::[0-9]{1,5})?(?:\?transport=(?:udp|tcp))?"
 )
+"""A TURN server URI (RFC 7065): ``turn[s]:host[:port][?transport=udp|tcp]``."""
 
 
-def split_turn_urls(value: object) -> object:
+def _split_turn_urls(value: object) -> object:
     """``"a,b"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]`` (other values unchanged)."""
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list | tuple):
         return [u.strip() for v in value if isinstance(v, str) for u in v.split(",") if u.strip()]
     return value
-
-
-Clock = Callable[[], float]
-"""Wall clock in seconds since the epoch (``time.time`` shape)."""
 
 
 class LobbySettings(BaseSettings):
@@ -221,7 +221,7 @@ class LobbySettings(BaseSettings):
     @field_validator("turn_urls", mode="before")
     @classmethod
     def _split_turn_urls(cls, value: object) -> object:
-        return split_turn_urls(value)
+        return _split_turn_urls(value)
 
     @field_validator("turn_urls")
     @classmethod
