@@ -63,6 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stun-port", type=int, help="UDP port answering STUN, 0 = any (default: --port's number)"
     )
     stun.add_argument("--no-stun", action="store_true", help="do not answer STUN on UDP")
+    # -- rendezvous: TURN servers whose credentials the lobby issues --
+    parser.add_argument(
+        "--turn-url",
+        action="append",
+        help="TURN server turn:host:port?transport=udp (repeatable or comma-separated)",
+    )
+    parser.add_argument(
+        "--turn-secret", help="the TURN server's use-auth-secret (better: SHARDS_TURN_SECRET)"
+    )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     # -- operations: version and log format (lobby.version, lobby.logs) --
     parser.add_argument("--version", action="version", version=f"%(prog)s {SERVER_VERSION}")
@@ -121,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides["stun_enabled"] = False
         if args.redis_url is not None:
             overrides["redis_url"] = args.redis_url
+        if args.turn_url:
+            overrides["turn_urls"] = args.turn_url
+        if args.turn_secret is not None:
+            overrides["turn_secret"] = args.turn_secret
         settings = load_settings(**overrides)
     except ShardsError as exc:
         print(f"lobby: {exc.message}", file=sys.stderr)

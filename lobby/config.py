@@ -22,12 +22,14 @@ instead of sleeping.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from protocol.errors import ConfigError
 
@@ -35,6 +37,21 @@ __all__ = ["Clock", "LobbySettings", "describe_invalid", "load_settings"]
 
 Clock = Callable[[], float]
 """Wall clock in seconds since the epoch (``time.time`` shape)."""
+
+_TURN_URL = re.compile(
+    r"turns?:(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::[0-9]{1,5})?(?:\?transport=(?:udp|tcp))?"
+)
+"""A TURN server URI (RFC 7065): ``turn[s]:host[:port][?transport=udp|tcp]``."""
+
+
+def _split_turn_urls(value: object) -> object:
+    """``"a,b"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]`` (other values unchanged)."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return [u.strip() for v in value if isinstance(v, str) for u in v.split(",") if u.strip()]
+    return value
 
 
 class LobbySettings(BaseSettings):
@@ -197,6 +214,57 @@ class LobbySettings(BaseSettings):
     stun_max_addresses: int = Field(
         default=65536, ge=1, description="source addresses the STUN rate limit remembers"
     )
+
+    # -- rendezvous: candidates, pairing, TURN credentials (lobby/services/directory.py) ----
+    allow_loopback_candidates: bool | None = Field(
+        default=None,
+        description="accept loopback candidates at select; unset: only when `host` is loopback",
+    )
+    turn_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="TURN servers, turn:host:port?transport=udp (comma-separated in SHARDS_)",
+    )
+    turn_secret: SecretStr | None = Field(
+        default=None, description="the TURN server's use-auth-secret (credentials are its HMACs)"
+    )
+    turn_ttl: float = Field(default=3600.0, ge=60, le=7 * 86400, description="credential life")
+    ice_rate: float = Field(default=0.2, gt=0, description="TURN credential requests/s/account")
+    ice_burst: float = Field(default=10.0, ge=1)
+    pair_rate: float = Field(default=1.0, gt=0, description="whisper pairings/s/account")
+    pair_burst: float = Field(default=20.0, ge=1)
+    whisper_pair_ttl: float = Field(default=600.0, gt=0, description="a whisper pairing's life")
+
+    @field_validator("turn_urls", mode="before")
+    @classmethod
+    def _split_turn_urls(cls, value: object) -> object:
+        return _split_turn_urls(value)
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _check_turn_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if _TURN_URL.fullmatch(url) is None:
+                raise ValueError(f"{url[:80]!r} is not turn[s]:host[:port][?transport=udp|tcp]")
+        return value
+
+    @model_validator(mode="after")
+    def _turn_needs_a_secret(self) -> LobbySettings:
+        secret = self.turn_secret.get_secret_value() if self.turn_secret is not None else ""
+        if self.turn_urls and not secret:
+            raise ValueError("turn_urls need turn_secret (credentials are issued from it)")
+        if self.turn_secret is not None and not self.turn_urls:
+            raise ValueError("turn_secret without turn_urls: name the TURN servers")
+        return self
+
+    @property
+    def loopback_candidates(self) -> bool:
+        """Whether loopback candidates are accepted (explicit, else: the lobby is on loopback)."""
+        if self.allow_loopback_candidates is not None:
+            return self.allow_loopback_candidates
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
 
     # -- peer tickets ---------------------------------------------------------------------
     ticket_ttl: float = Field(default=3600.0, gt=0)

@@ -206,3 +206,5 @@ class LobbyContext:
     services: LobbyServices
     metrics: LobbyMetrics = field(default_factory=LobbyMetrics)
     buckets: BucketStore | None = None
+    stun_port: int | None = None
+    """The UDP port the lobby's STUN responder answers on (None: it does not run)."""

@@ -275,6 +275,7 @@ class MasterServer:
             if s.stun_enabled:
                 self._stun = StunServer.from_settings(s, self.clock)
                 await self._stun.start(s.host, s.port if s.stun_port is None else s.stun_port)
+                ctx.stun_port = self._stun.port
             runner = web.AppRunner(
                 app,
                 handle_signals=False,

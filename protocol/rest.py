@@ -27,6 +27,8 @@ written against plain dicts expects.
 ``GET /api/party``, ``/api/party/*``   :class:`PartyOut`, :class:`OkOut`
 ``GET /api/inventory``                 :class:`InventoryOut`
 ``GET /api/peers/{id}``, ``?name=``    :class:`PeerInfoOut`
+``POST /api/peers/{id}/pair``          :class:`PeerInfoOut`
+``GET /api/turn/credentials``          :class:`IceServersOut`
 every error                            :class:`ErrorBody`
 =====================================  ======================================
 """
@@ -37,6 +39,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from protocol.candidates import Candidate, PairingReason
 from protocol.errors import DecodeError, ErrorCode
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "ErrorBody",
     "EventOut",
     "EventsOut",
+    "IceServersOut",
     "InventoryOut",
     "ItemOut",
     "LocationOut",
@@ -346,15 +350,54 @@ class InventoryOut(Body):
 
 
 class PeerInfoOut(Body):
-    """One directory entry (the fields of a ``PEER_INFO`` message)."""
+    """One directory entry (the fields of a ``PEER_INFO`` message).
+
+    Addresses (``candidates``, ``endpoints``) are filled only when the lobby
+    paired the asker with this peer (``paired``); otherwise the entry is the
+    peer's identity alone (its ticket names no address either).
+    """
 
     character_id: int
     character_name: str
-    ticket: str = Field(description="lobby-signed peer ticket")
-    endpoints: list[str]
+    ticket: str = Field(description="lobby-signed peer ticket (identity and keys, no address)")
+    endpoints: list[str] = Field(
+        default_factory=list, description="the candidates as host:port (empty unless paired)"
+    )
+    candidates: list[Candidate] = Field(
+        default_factory=list, description="typed addresses, best first (empty unless paired)"
+    )
+    paired: bool = Field(default=False, description="the lobby pairs the asker with this peer")
+    pairing: PairingReason | None = Field(
+        default=None, description="why they are paired: location, party or whisper"
+    )
+    pairing_id: str | None = Field(
+        default=None, description="the id both sides' PEER_INFO of this pairing carry"
+    )
     faction: str | None = None
     location_id: int | None = None
     node_id: str | None = Field(default=None, description="peer id of the ticket's public key")
     public_key: str | None = Field(default=None, description="Ed25519, unpadded base64url")
     online: bool = True
     level: int | None = None
+
+
+# -- NAT traversal --------------------------------------------------------------------------
+
+
+class IceServersOut(Body):
+    """The STUN and TURN servers a node should use, with time-limited TURN credentials.
+
+    TURN credentials follow the "TURN REST API" scheme (coturn ``use-auth-secret``):
+    ``username`` is ``"<unix expiry>:<character id>"`` and ``password`` is
+    ``base64(HMAC-SHA1(secret, username))``; the shared secret never leaves the lobby.
+    Without a configured TURN server, ``turn_urls`` is empty and there are no credentials.
+    """
+
+    stun_urls: list[str] = Field(description="stun:host:port URIs (RFC 7064), best first")
+    turn_urls: list[str] = Field(
+        default_factory=list, description="turn:/turns: URIs (RFC 7065) of the operator's relays"
+    )
+    username: str | None = Field(default=None, description="TURN username: '<expiry>:<id>'")
+    password: str | None = Field(default=None, description="TURN password (HMAC of the username)")
+    expires_at: int | None = Field(default=None, description="unix seconds the credentials end")
+    ttl: float | None = Field(default=None, description="their lifetime in seconds")

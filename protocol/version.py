@@ -10,6 +10,9 @@
 * the same major and a **newer minor** may add *optional* top-level fields: those
   unknown to us are dropped before validation, everything we know is validated
   as usual (a newer minor must never change the meaning of an existing field).
+
+History: 1.1 added ``PEER_INFO.candidates``, ``pairing`` and ``pairing_id``
+(typed candidates and the lobby's pairing; :mod:`protocol.candidates`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ __all__ = [
     "parse_version",
 ]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 DISTRIBUTION = "shards-net"
 """The distribution (``pyproject.toml``) whose installed metadata holds the programs' version."""
 VERSION_PATTERN = r"^[0-9]{1,4}\.[0-9]{1,4}$"

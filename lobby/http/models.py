@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from lobby.characters import NAME_PATTERN
+from protocol.candidates import IP_ENDPOINT_PATTERN, Candidate
 from protocol.errors import ErrorCode, LobbyError
 
 __all__ = [
@@ -29,25 +30,6 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 KEY_PATTERN = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$"
 """32 bytes as canonical unpadded base64url (the last character carries 4 bits)."""
 
-_H = "[0-9A-Fa-f]{1,4}"
-_IPV6 = "|".join(
-    (
-        f"(?:{_H}:){{7}}{_H}",
-        f"(?:{_H}:){{1,7}}:",
-        f"(?:{_H}:){{1,6}}:{_H}",
-        f"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
-        f"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
-        f"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
-        f"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
-        f"{_H}:(?::{_H}){{1,6}}",
-        f":(?:(?::{_H}){{1,7}}|:)",
-    )
-)
-_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-ENDPOINT_PATTERN = (
-    rf"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{{0,251}}[A-Za-z0-9])?|\[(?:{_IPV6})\]):{_PORT}$"
-)
-"""A peer endpoint ``host:port``: every string it matches is one a peer ticket accepts."""
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -138,8 +120,16 @@ class CharacterSelectRequest(RequestModel):
         pattern=KEY_PATTERN,
         description="the peer node's X25519 box key, unpadded base64url",
     )
-    endpoints: list[Annotated[str, Field(max_length=128, pattern=ENDPOINT_PATTERN)]] = Field(
+    endpoints: list[Annotated[str, Field(max_length=64, pattern=IP_ENDPOINT_PATTERN)]] = Field(
         default_factory=list,
         max_length=8,
-        description="QUIC endpoints host:port (hostname, IPv4 or [IPv6]; port 1-65535)",
+        description="QUIC endpoints address:port, registered as host candidates: an IPv4 or "
+        "[IPv6] literal (names are not addresses); same address policy as candidates",
+    )
+    candidates: list[Candidate] = Field(
+        default_factory=list,
+        max_length=8,
+        description="typed addresses of the node (host, srflx learned by STUN, relay on TURN). "
+        "403 forbidden for an address the lobby does not hand out: unspecified, multicast, "
+        "broadcast, link-local, reserved, or loopback unless the lobby runs on loopback",
     )

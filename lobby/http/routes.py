@@ -15,9 +15,11 @@
 
 Selecting a character another session of the account has selected moves it: the
 other session loses its selection and gets ``ERROR conflict`` on its WebSocket.
-Select with ``peer_public_key`` and ``box_key`` (and optional ``endpoints``)
-returns a peer ticket signed with the lobby key (:func:`protocol.crypto.issue_ticket`),
-valid for ``ticket_ttl`` seconds.
+Select with ``peer_public_key`` and ``box_key`` (and optional ``endpoints`` /
+``candidates``, the node's addresses, which the directory hands only to paired
+peers) returns a peer ticket signed with the lobby key
+(:func:`protocol.crypto.issue_ticket`), valid for ``ticket_ttl`` seconds; the
+ticket names no address.
 
 Response bodies are the shared models of :mod:`protocol.rest` (clients parse
 the same classes).
@@ -41,6 +43,7 @@ from lobby.http.models import (
 from lobby.http.openapi import build_openapi
 from lobby.http.ws import ws_encodings
 from lobby.hub import CharacterInfo
+from lobby.services.rendezvous import registered_candidates
 from lobby.version import SERVER_VERSION
 from protocol.crypto import b64url_decode, issue_ticket, peer_id
 from protocol.errors import ErrorCode, LobbyError
@@ -118,7 +121,7 @@ def add_core_routes(api: Api) -> None:
         response_model=CharacterSelectResponse,
         summary="Select a character (and get a peer ticket)",
         tags=("characters",),
-        errors=(404,),
+        errors=(403, 404),
     )(select_character)
     api.route(
         "DELETE",
@@ -208,6 +211,9 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
     ticket_expires: float | None = None
     holder: str | None = None
     peer_info = None
+    candidates = registered_candidates(
+        body.endpoints, body.candidates, allow_loopback=ctx.settings.loopback_candidates
+    )
     if body.peer_public_key is not None or body.box_key is not None:
         if body.peer_public_key is None or body.box_key is None:
             raise LobbyError(
@@ -225,7 +231,7 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
                 faction=character.faction,
                 public_key=public_raw,
                 box_key=box_raw,
-                endpoints=body.endpoints,
+                endpoints=[],  # addresses go only to paired peers, never in the ticket
                 now=now,
                 ttl=ctx.settings.ticket_ttl,
             )
@@ -239,7 +245,8 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
             "peer_id": holder,
             "public_key": body.peer_public_key,
             "box_key": body.box_key,
-            "endpoints": list(body.endpoints),
+            "endpoints": [c.endpoint for c in candidates],
+            "candidates": [c.model_dump(mode="json") for c in candidates],
             "ticket": ticket,
         }
     await ctx.sessions.select_character(session, character.id, peer_info)

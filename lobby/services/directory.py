@@ -1,25 +1,45 @@
-"""The peer directory and the relay: who learns whose peer ticket, and messages passed on.
+"""The peer directory and the relay: who learns whose peer ticket and addresses, messages passed on.
 
-Directory: a character selected with peer keys gets a lobby-signed ticket (core
-``POST /api/characters/select``); the session keeps it with the node's endpoints.
-When such a character comes online at a location (WS connected after select, or
-select while connected) or arrives there by ``MOVE``, it receives one
-``PEER_INFO`` per other online character there that has a ticket, and each of
-them receives its ``PEER_INFO``. Party members get each other's ``PEER_INFO`` on
-every party change, wherever they stand. The entries live in memory only. With
-several lobby processes, an introduction also reaches the players at the location
-on the other processes (its ``PEER_INFO`` through the broker, and a request that
-each process answers with its own players' entries), so peers find each other
-whichever process holds them (party introductions stay per process).
-Selecting the same character again (the client renews its ticket, maybe with
-new keys or endpoints) refreshes the entry from the session and re-introduces
-it the same way (core select calls :meth:`DirectoryService.reselected`).
-``PEER_INFO`` carries the character's ``level`` as the hub knows it.
+Registration: a character selected with peer keys gets a lobby-signed ticket
+(core ``POST /api/characters/select``; the ticket names no address); the
+session keeps it with the node's candidates (its ``endpoints`` as host
+candidates plus typed ``candidates``: host, srflx, relay, checked by
+:func:`lobby.services.rendezvous.registered_candidates`).
+
+Pairing: the directory hands a peer's candidates only to the peers it pairs
+with it, and only between two registered nodes:
+
+* ``location``: both stand at the same location;
+* ``party``: both are members of one party, wherever they stand;
+* ``whisper``: one asked to reach the other (``POST /api/peers/{id}/pair``);
+  that pairing lasts ``whisper_pair_ttl`` seconds (each request renews it) or
+  until either goes offline.
+
+When a pair forms (a character comes online, arrives by ``MOVE``, joins a
+party, asks for a whisper pairing, or re-selects: a ticket renewal, maybe with
+new keys or candidates) the directory sends each side the other's
+``PEER_INFO`` in the same step, both carrying the same fresh ``pairing_id``
+and the ``pairing`` reason, so both nodes start punching within the same
+moment. Moving apart unpairs: no further ``PEER_INFO`` (no address update)
+reaches a peer no longer paired. ``PEER_INFO`` carries the character's
+``level`` as the hub knows it. The entries live in memory only.
+
+Several lobby processes (``--redis-url``): a character's ``PEER_INFO`` at a
+location also reaches the registered players there on the other processes (through
+the broker; each other process answers with its own players' entries), so location
+pairs form whichever process holds each side (those cross-process introductions carry
+no shared ``pairing_id``; party and whisper pairings stay per process). A REST lookup
+of a player another process holds answers the identity alone, never its addresses.
 
 REST: ``GET /api/peers/{character_id}`` and ``GET /api/peers?name=NAME`` return
-one entry (404 when the character is offline or has no ticket), also of a player
-another lobby process holds (from its stored session); any session with a selected
-character may ask.
+one entry to any session with a selected character; the addresses
+(``candidates``, ``endpoints``) only when the two are paired (``paired``),
+else the identity alone. 404 when the character is offline or has no ticket.
+``POST /api/peers/{character_id}/pair`` pairs on demand for a whisper (rate
+limited per account, 429) and answers the full entry; the asker must have a
+registered node online (409 ``conflict`` otherwise). ``GET /api/turn/credentials``
+answers the STUN servers (the lobby's own first) and time-limited TURN
+credentials (:func:`lobby.services.rendezvous.ice_servers`), rate limited.
 
 Relay: a ``RELAY`` from a client is forwarded, payload untouched and never
 stored, to the target character's live connection as ``RELAY`` with
@@ -37,7 +57,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from lobby.broker import Audience
@@ -45,13 +65,18 @@ from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
-from lobby.ratelimit import SharedRateLimiter
+from lobby.ratelimit import RateLimiter, SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
+from lobby.services.rendezvous import PairingBook, ice_servers, new_pairing_id
+from lobby.sessions import Session
 from lobby.storage import characters
+from protocol.candidates import Candidate, endpoint_candidate
+from protocol.candidates import PairingReason as Reason
 from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import MessageType, PeerInfoMessage, RelayMessage
-from protocol.rest import PeerInfoOut
+from protocol.messages.peer import MAX_PEER_ENDPOINTS
+from protocol.rest import IceServersOut, PeerInfoOut
 
 __all__ = ["DirectoryService", "PeerEntry", "PeerLookupQuery"]
 
@@ -63,7 +88,7 @@ class PeerEntry:
     """What the directory knows of one session's peer node."""
 
     ticket: str
-    endpoints: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
     node_id: str | None
     public_key: str | None
 
@@ -75,7 +100,7 @@ class PeerLookupQuery(BaseModel):
 
 
 class DirectoryService:
-    """Peer directory pushes, peer lookups and the relay."""
+    """Peer registration, pairing pushes, peer lookups, ICE servers and the relay."""
 
     name = "directory"
 
@@ -84,25 +109,37 @@ class DirectoryService:
         self._relay_burst = relay_burst
         self._slot = ContextSlot("the directory")
         self._limiter: SharedRateLimiter | None = None
+        self._pair_limiter: RateLimiter | None = None
+        self._ice_limiter: RateLimiter | None = None
         self._entries: dict[int, PeerEntry] = {}
+        self._book = PairingBook(600.0)
         self.relayed_messages = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
+        s = ctx.settings
         self._limiter = SharedRateLimiter(
             "relay", self._relay_rate, self._relay_burst, ctx.clock, ctx.buckets
         )
+        self._pair_limiter = RateLimiter(s.pair_rate, s.pair_burst, ctx.clock)
+        self._ice_limiter = RateLimiter(s.ice_rate, s.ice_burst, ctx.clock)
+        self._book = PairingBook(s.whisper_pair_ttl)
         register_handler(ctx, MessageType.RELAY, self.on_relay)
-        ctx.hub.broker.on_notify("introduce", self._introduce_from_elsewhere)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_leave)
+        ctx.hub.broker.on_notify("introduce", self._introduce_from_elsewhere)
         ctx.api.route(
             "GET",
             "/api/peers/{character_id}",
             response_model=PeerInfoOut,
-            summary="The directory entry (ticket, endpoints) of an online character",
+            summary="The directory entry of an online character (addresses only when paired)",
+            description="Any session with a selected character may ask. The ticket and keys "
+            "are always answered; `candidates` and `endpoints` only when the lobby pairs the "
+            "asker with that character (same location, same party, or a whisper pairing: "
+            "`paired`), else they are empty. 404 when the character is offline or has no "
+            "peer ticket.",
             tags=("directory",),
             path_params={"character_id": "integer"},
             errors=(403, 404),
@@ -112,13 +149,43 @@ class DirectoryService:
             "/api/peers",
             query_model=PeerLookupQuery,
             response_model=PeerInfoOut,
-            summary="The directory entry of an online character, by name",
+            summary="The directory entry of an online character, by name (addresses when paired)",
             tags=("directory",),
             errors=(403, 404),
         )(self.find_peer)
+        ctx.api.route(
+            "POST",
+            "/api/peers/{character_id}/pair",
+            response_model=PeerInfoOut,
+            summary="Pair with a character to whisper it: both get each other's PEER_INFO now",
+            description="Pairs the asker's registered peer node with the character's for "
+            "`whisper_pair_ttl` seconds (each call renews it). Both sides receive the other's "
+            "PEER_INFO on the WebSocket in the same step with the same `pairing_id`; the "
+            "answer is the target's full entry. 404: offline or no peer ticket; 409: the "
+            "target is the asker's own character, or the asker has no registered node online "
+            "(select with peer keys, connect the WebSocket); 429: too many pairings.",
+            tags=("directory",),
+            path_params={"character_id": "integer"},
+            errors=(404, 409, 429),
+        )(self.pair_peer)
+        ctx.api.route(
+            "GET",
+            "/api/turn/credentials",
+            response_model=IceServersOut,
+            summary="STUN servers and time-limited TURN credentials for the peer node",
+            description="STUN: the lobby's own responder first, then the TURN servers "
+            "(which answer STUN too). TURN credentials follow the TURN REST API scheme "
+            "(coturn use-auth-secret): username '<unix expiry>:<character id>', password "
+            "base64(HMAC-SHA1(secret, username)), valid `turn_ttl` seconds. Without a "
+            "configured TURN server the TURN fields are empty. Needs a selected character; "
+            "429 when asked too often.",
+            tags=("directory",),
+            errors=(403, 429),
+        )(self.turn_credentials)
 
     async def close(self) -> None:
         self._entries.clear()
+        self._book.clear()
         self._slot.detach()
 
     # -- queries ------------------------------------------------------------------------
@@ -126,47 +193,95 @@ class DirectoryService:
     def entry(self, presence: Presence) -> PeerEntry | None:
         return self._entries.get(presence.session_id)
 
-    def peer_info(self, presence: Presence) -> PeerInfoMessage | None:
-        """A fresh ``PEER_INFO`` for ``presence`` (None without a character or ticket)."""
+    def peer_info(
+        self,
+        presence: Presence,
+        *,
+        pairing: Reason | None = None,
+        pairing_id: str | None = None,
+    ) -> PeerInfoMessage | None:
+        """A fresh ``PEER_INFO`` for ``presence`` (None without a character or ticket).
+
+        With ``pairing`` it carries the candidates (the recipient is paired with
+        ``presence``); without, the identity alone.
+        """
         entry = self._entries.get(presence.session_id)
         character = presence.character
         if entry is None or character is None:
             return None
+        candidates = list(entry.candidates) if pairing is not None else []
         return PeerInfoMessage(
             character_id=character.id,
             character_name=character.name,
             ticket=entry.ticket,
-            endpoints=list(entry.endpoints),
+            endpoints=[c.endpoint for c in candidates[:MAX_PEER_ENDPOINTS]],
+            candidates=candidates,
             faction=character.faction,
             location_id=character.location_id,
             node_id=entry.node_id,
             public_key=entry.public_key,
             level=character.level,
+            pairing=pairing,
+            pairing_id=pairing_id,
         )
+
+    def pairing_between(self, a: Presence, b: Presence) -> Reason | None:
+        """Why ``a`` and ``b`` are paired now (None: they are not).
+
+        Only two different characters that both have a registered node pair.
+        """
+        ac, bc = a.character, b.character
+        if ac is None or bc is None or ac.id == bc.id or a is b:
+            return None
+        if a.session_id not in self._entries or b.session_id not in self._entries:
+            return None
+        if ac.location_id == bc.location_id:
+            return Reason.LOCATION
+        parties = self._slot.ctx.services.parties
+        if parties is not None and bc.id in parties.member_ids_of(ac.id):
+            return Reason.PARTY
+        if self._book.whispering(ac.id, bc.id, now=self._slot.ctx.clock()) is not None:
+            return Reason.WHISPER
+        return None
 
     # -- pushes -------------------------------------------------------------------------
 
+    def pair(
+        self, a: Presence, b: Presence, reason: Reason, pairing_id: str | None = None
+    ) -> str | None:
+        """Send ``a`` the ``PEER_INFO`` of ``b`` and ``b`` that of ``a``, in the same step.
+
+        Both carry ``reason`` and one pairing id (``pairing_id``, else a fresh
+        one; returned). None when one side has no registered node, and then
+        nothing is sent.
+        """
+        if a.character is None or b.character is None:
+            return None
+        pairing_id = pairing_id or new_pairing_id()
+        to_b = self.peer_info(a, pairing=reason, pairing_id=pairing_id)
+        to_a = self.peer_info(b, pairing=reason, pairing_id=pairing_id)
+        if to_a is None or to_b is None:
+            return None
+        hub = self._slot.ctx.hub
+        hub.send_to_session(a.session_id, to_a)
+        hub.send_to_session(b.session_id, to_b)
+        return pairing_id
+
     def introduce(self, presence: Presence) -> int:
-        """Exchange ``PEER_INFO`` between ``presence`` and everyone at its location."""
-        ctx = self._slot.ctx
+        """Pair ``presence`` with every registered node at its location (2 messages a pair)."""
         me = presence.character
-        if me is None:
+        if me is None or presence.session_id not in self._entries:
             return 0
-        mine = self.peer_info(presence)
         sent = 0
-        for other in ctx.hub.presences():
+        for other in self._slot.ctx.hub.presences():
             oc = other.character
             if other is presence or oc is None or oc.location_id != me.location_id:
                 continue
-            if oc.id == me.id:
-                continue
-            theirs = self.peer_info(other)
-            if theirs is not None:
-                sent += ctx.hub.send_to_session(presence.session_id, theirs)
-            if mine is not None:
-                sent += ctx.hub.send_to_session(other.session_id, mine.model_copy())
-        broker = ctx.hub.broker
+            if oc.id != me.id and self.pair(presence, other, Reason.LOCATION) is not None:
+                sent += 2
+        broker = self._slot.ctx.hub.broker
         if broker.distributed:
+            mine = self.peer_info(presence, pairing=Reason.LOCATION)
             if mine is not None:
                 here = Audience.location(me.location_id, exclude_character=me.id)
                 broker.forward(here, self._encoded(mine))
@@ -174,8 +289,8 @@ class DirectoryService:
         return sent
 
     def _introduce_from_elsewhere(self, data: str) -> None:
-        """Another process introduced a player at a location: send it our players' entries
-        there (through the broker, to the process that holds its session)."""
+        """Another process introduced a player at a location: send it our registered
+        players' entries there (through the broker, to the process holding its session)."""
         ctx = self._slot.current
         if ctx is None:
             return
@@ -185,7 +300,8 @@ class DirectoryService:
             oc = other.character
             if oc is None or oc.location_id != location_id or oc.id == character_id:
                 continue
-            if other.online and (info := self.peer_info(other)) is not None:
+            info = self.peer_info(other, pairing=Reason.LOCATION)
+            if other.online and info is not None:
                 ctx.hub.broker.forward(to, self._encoded(info))
 
     def _encoded(self, msg: PeerInfoMessage) -> str:
@@ -193,28 +309,28 @@ class DirectoryService:
         return serialize(msg)
 
     def introduce_members(self, character_ids: Iterable[int], *, focus: int | None = None) -> int:
-        """Send each online member of ``character_ids`` the ``PEER_INFO`` of every other.
+        """Pair every two online members of ``character_ids`` (a party).
 
         With ``focus`` (a character id), only the pairs that include that character.
         """
-        ctx = self._slot.ctx
+        hub = self._slot.ctx.hub
         present = []
         for cid in dict.fromkeys(character_ids):
-            p = ctx.hub.presence_of_character(cid)
+            p = hub.presence_of_character(cid)
             if p is not None and p.online:
                 present.append(p)
         sent = 0
-        for p in present:
-            for q in present:
-                if q is p or q.character is None or p.character is None:
-                    continue
-                if q.character.id == p.character.id:
+        for i, p in enumerate(present):
+            for q in present[i + 1 :]:
+                if p.character is None or q.character is None:
                     continue
                 if focus is not None and focus not in (p.character.id, q.character.id):
                     continue
-                info = self.peer_info(q)
-                if info is not None:
-                    sent += ctx.hub.send_to_session(p.session_id, info)
+                reason = Reason.PARTY
+                if p.character.location_id == q.character.location_id:
+                    reason = Reason.LOCATION
+                if self.pair(p, q, reason) is not None:
+                    sent += 2
         return sent
 
     # -- REST -----------------------------------------------------------------------------
@@ -225,7 +341,7 @@ class DirectoryService:
         p = req.ctx.hub.presence_of_character(character_id)
         if p is None and (elsewhere := await self._entry_elsewhere(character_id)) is not None:
             return elsewhere
-        return self._out(p, character_id)
+        return self._out(req, p, character_id)
 
     async def find_peer(self, req: ApiRequest) -> PeerInfoOut:
         self._require_selected(req)
@@ -242,10 +358,11 @@ class DirectoryService:
                 ).first()
             if row is not None and (elsewhere := await self._entry_elsewhere(int(row[0]))):
                 return elsewhere
-        return self._out(found, name)
+        return self._out(req, found, name)
 
     async def _entry_elsewhere(self, character_id: int) -> PeerInfoOut | None:
-        """The entry of a character another lobby process holds, from its stored session."""
+        """The identity of a character another lobby process holds, from its stored
+        session: never its addresses (a REST lookup pairs nobody)."""
         ctx = self._slot.ctx
         session_id = ctx.hub.broker.session_elsewhere(character_id)
         if session_id is None:
@@ -259,12 +376,61 @@ class DirectoryService:
             character_id=character.id,
             character_name=character.name,
             ticket=str(info["ticket"]),
-            endpoints=[str(e) for e in info.get("endpoints") or ()],
             faction=character.faction,
             location_id=character.location_id,
             node_id=info.get("peer_id"),
             public_key=info.get("public_key"),
             level=character.level,
+        )
+
+    async def pair_peer(self, req: ApiRequest) -> PeerInfoOut:
+        ctx = req.ctx
+        session = self._require_selected(req)
+        character_id = req.path_int("character_id")
+        assert self._pair_limiter is not None  # noqa: S101 - set by setup
+        wait = self._pair_limiter.hit(session.account_id)  # before any answer about the target
+        if wait > 0:
+            raise LobbyError(
+                "pairing too fast",
+                code=ErrorCode.RATE_LIMITED,
+                details={"retry_after": round(wait, 3)},
+            )
+        if session.character_id == character_id:
+            raise LobbyError("that is your own character", code=ErrorCode.CONFLICT)
+        target = ctx.hub.presence_of_character(character_id)
+        if target is None or not target.online or target.session_id not in self._entries:
+            raise self._not_found(character_id)
+        me = ctx.hub.presence(session.id)
+        if me is None or me.character is None or not me.online or session.id not in self._entries:
+            raise LobbyError(
+                "your peer node is not registered: select with peer keys, connect the WebSocket",
+                code=ErrorCode.CONFLICT,
+            )
+        pairing_id = self._book.whisper(me.character.id, character_id, now=ctx.clock())
+        reason = self.pairing_between(me, target) or Reason.WHISPER
+        self.pair(me, target, reason, pairing_id)
+        info = self.peer_info(target, pairing=reason, pairing_id=pairing_id)
+        if info is None:  # pragma: no cover - both entries were checked above
+            raise self._not_found(character_id)
+        return self._rest(info)
+
+    async def turn_credentials(self, req: ApiRequest) -> IceServersOut:
+        session = self._require_selected(req)
+        assert self._ice_limiter is not None  # noqa: S101 - set by setup
+        wait = self._ice_limiter.hit(session.account_id)
+        if wait > 0:
+            raise LobbyError(
+                "asking for TURN credentials too often",
+                code=ErrorCode.RATE_LIMITED,
+                details={"retry_after": round(wait, 3)},
+            )
+        assert session.character_id is not None  # noqa: S101 - checked by _require_selected
+        return ice_servers(
+            req.ctx.settings,
+            character_id=session.character_id,
+            now=req.ctx.clock(),
+            stun_host=req.request.url.host,
+            stun_port=req.ctx.stun_port,
         )
 
     # -- relay ----------------------------------------------------------------------------
@@ -313,9 +479,9 @@ class DirectoryService:
         """The session selected its current character again (e.g. a ticket renewal).
 
         Re-reads the entry from the session (new ticket, maybe new keys or
-        endpoints) and, if it has one, exchanges ``PEER_INFO`` again with the
-        players at its location and its online party members. Returns the
-        number of messages queued.
+        candidates) and, if it has one, pairs it again with everyone it is
+        paired with (location, party, live whisper pairings): each gets the new
+        entry, and it gets theirs. Returns the number of messages queued.
         """
         ctx = self._slot.ctx
         presence = ctx.hub.presence(session_id)
@@ -338,7 +504,7 @@ class DirectoryService:
             return None
         entry = PeerEntry(
             ticket=str(info["ticket"]),
-            endpoints=tuple(str(e) for e in info.get("endpoints") or ()),
+            candidates=_stored_candidates(info),
             node_id=info.get("peer_id"),
             public_key=info.get("public_key"),
         )
@@ -346,34 +512,78 @@ class DirectoryService:
         return entry
 
     def _introduce_everywhere(self, presence: Presence) -> int:
-        """Exchange entries with the players at its location and with its party."""
+        """Pair with the nodes at its location, its party and its live whisper partners."""
         sent = self.introduce(presence)
-        parties = self._slot.ctx.services.parties
-        if parties is not None and presence.character is not None:
-            members = parties.member_ids_of(presence.character.id)
-            if members:
-                sent += self.introduce_members(members, focus=presence.character.id)
+        me = presence.character
+        if me is None:
+            return sent
+        ctx = self._slot.ctx
+        parties = ctx.services.parties
+        members = parties.member_ids_of(me.id) if parties is not None else []
+        if members:
+            sent += self.introduce_members(members, focus=me.id)
+        for partner in self._book.whisper_partners(me.id, now=ctx.clock()):
+            other = ctx.hub.presence_of_character(partner)
+            if other is None or other.character is None or partner in members:
+                continue
+            if other.character.location_id == me.location_id:
+                continue  # paired by location above
+            pairing_id = self._book.whispering(me.id, partner, now=ctx.clock())
+            if self.pair(presence, other, Reason.WHISPER, pairing_id) is not None:
+                sent += 2
         return sent
 
     async def _on_leave(self, presence: Presence) -> None:
         self._entries.pop(presence.session_id, None)
+        if presence.character is not None:
+            self._book.forget(presence.character.id)
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _out(self, p: Presence | None, key: object) -> PeerInfoOut:
-        info = self.peer_info(p) if p is not None and p.online else None
-        if info is None:
-            raise LobbyError(
-                "that character is offline or has no peer ticket",
-                code=ErrorCode.NOT_FOUND,
-                details={"character": str(key)[:64]},
+    def _out(self, req: ApiRequest, p: Presence | None, key: object) -> PeerInfoOut:
+        """``p``'s entry as the asker may see it: addresses only when the two are paired."""
+        if p is None or not p.online or p.character is None:
+            raise self._not_found(key)
+        asker = req.ctx.hub.presence(req.require_session().id)
+        reason = self.pairing_between(asker, p) if asker is not None else None
+        pairing_id = None  # a whisper pairing keeps its id; location and party ones are moments
+        if reason is Reason.WHISPER and asker is not None and asker.character is not None:
+            pairing_id = self._book.whispering(
+                asker.character.id, p.character.id, now=req.ctx.clock()
             )
-        return PeerInfoOut.model_validate(
-            info.model_dump(include=set(PeerInfoOut.model_fields), mode="json")
+        info = self.peer_info(p, pairing=reason, pairing_id=pairing_id)
+        if info is None:
+            raise self._not_found(key)
+        return self._rest(info)
+
+    @staticmethod
+    def _rest(info: PeerInfoMessage) -> PeerInfoOut:
+        data = info.model_dump(include=set(PeerInfoOut.model_fields), mode="json")
+        return PeerInfoOut.model_validate({**data, "paired": info.pairing is not None})
+
+    @staticmethod
+    def _not_found(key: object) -> LobbyError:
+        return LobbyError(
+            "that character is offline or has no peer ticket",
+            code=ErrorCode.NOT_FOUND,
+            details={"character": str(key)[:64]},
         )
 
     @staticmethod
-    def _require_selected(req: ApiRequest) -> None:
+    def _require_selected(req: ApiRequest) -> Session:
         session = req.require_session()
         if session.character_id is None:
             raise LobbyError("select a character first", code=ErrorCode.NO_CHARACTER)
+        return session
+
+
+def _stored_candidates(info: dict[str, Any]) -> tuple[Candidate, ...]:
+    """The candidates a session stored at select (``endpoints`` alone: a lobby before 1.1)."""
+    stored = info.get("candidates")
+    try:
+        if isinstance(stored, list):
+            return tuple(Candidate.model_validate(c) for c in stored)
+        return tuple(endpoint_candidate(str(e)) for e in info.get("endpoints") or ())
+    except (ValidationError, ValueError):
+        log.warning("a stored peer entry has unreadable addresses; it is kept without them")
+        return ()

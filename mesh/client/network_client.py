@@ -115,6 +115,7 @@ from protocol.messages.world import ShardCaptureMessage
 from protocol.rest import (
     CharacterOut,
     EventsOut,
+    IceServersOut,
     LoginResponse,
     PartyOut,
     RegisterResponse,
@@ -137,8 +138,8 @@ class NetworkClient:
     ``http://localhost:8888``). ``p2p_host`` / ``p2p_port``: where the peer
     node's UDP socket binds (port default: ``SHARDS_P2P_PORT`` when set, else
     the node's own default; 0: any free port); ``p2p_advertise``: the
-    ``host:port`` endpoints to publish instead of the bound one (NAT, wildcard
-    binds); ``p2p_max_connections``: direct peers kept (area of interest
+    ``address:port`` endpoints (IP literals) to publish instead of the bound
+    one (NAT, wildcard binds); ``p2p_max_connections``: direct peers kept (area of interest
     first); ``p2p_auto_connect``: dial peers as soon as the lobby names them
     (else on first send). ``encryption_enabled`` / ``encryption_key``: the
     seed's Fernet layer over the lobby WebSocket (PBKDF2-SHA256, 100,000
@@ -482,6 +483,10 @@ class NetworkClient:
     async def get_world_events(self) -> EventsOut:
         """``GET /api/world/events`` (newest first)."""
         return await self.session.rest.call(EventsOut, "GET", "/api/world/events")
+
+    async def get_ice_servers(self, *, refresh: bool = False) -> IceServersOut:
+        """STUN servers and time-limited TURN credentials for the node (cached while fresh)."""
+        return await self.peers.ice_servers(refresh=refresh)
 
     async def get_status(self) -> StatusResponse:
         """``GET /api/status`` (no login needed)."""

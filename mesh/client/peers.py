@@ -6,10 +6,19 @@ the lobby (:meth:`PeerSide.select`: ``POST /api/characters/select`` with the
 node's Ed25519 and X25519 keys and its endpoints; the answer carries the
 lobby-signed ticket the node then presents in every handshake). It renews that
 ticket at 80 % of its lifetime, turns the lobby directory's ``PeerFound`` /
-``PeerLost`` into node peers (dialled at once with ``auto_connect``, :class:`PeerSettings`), finds a
-whisper target's entry with ``GET /api/peers/{id}`` or ``GET /api/peers?name=``
-(:meth:`PeerSide.lookup`) and carries relay envelopes out through the lobby
-socket as ``RELAY`` messages (and in, :meth:`PeerSide.relayed`).
+``PeerLost`` into node peers (dialled at once with ``auto_connect``, :class:`PeerSettings`),
+pairs with a whisper target on demand (:meth:`PeerSide.lookup`:
+``POST /api/peers/{id}/pair``, after ``GET /api/peers?name=`` for a name) and
+carries relay envelopes out through the lobby socket as ``RELAY`` messages
+(and in, :meth:`PeerSide.relayed`).
+
+Rendezvous (:mod:`mesh.client.rendezvous`): the lobby hands a peer's
+candidates only to peers it pairs with it; :attr:`PeerSide.candidates` keeps
+what it handed us (:meth:`PeerSide.peer_candidates`). We register host
+candidates (the advertised endpoints) at select, and the server-reflexive /
+relayed ones the node learns are registered with :meth:`PeerSide.add_candidates`
+(a re-select). :meth:`PeerSide.ice_servers` answers the STUN servers and TURN
+credentials to use.
 
 Until our own ticket is in place no peer is adopted (a handshake would fail):
 ``PEER_INFO`` that arrives before the select answer is adopted right after it.
@@ -36,12 +45,14 @@ from urllib.parse import urlsplit
 
 from mesh.auth import LobbyTicketAuth
 from mesh.client.dispatch import BackgroundTasks
+from mesh.client.rendezvous import CandidateBook, IceCache, LocalCandidates, PeerCandidates
 from mesh.client.session import LobbySession, decode_keys
 from mesh.client.state import ClientState, Moved
 from mesh.config import MeshConfig
 from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory
 from mesh.node import PeerNode
+from protocol.candidates import Candidate
 from protocol.crypto import Identity, b64url_decode, b64url_encode
 from protocol.errors import (
     ApiError,
@@ -55,7 +66,8 @@ from protocol.errors import (
 )
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.peer import PeerInfoMessage, RelayMessage
-from protocol.rest import CharacterSelectResponse
+from protocol.rest import CharacterSelectResponse, IceServersOut, PeerInfoOut
+from protocol.version import parse_version
 
 __all__ = ["PEER_TYPES", "PeerSettings", "PeerSide", "env_p2p_port"]
 
@@ -82,8 +94,9 @@ class PeerSettings:
     """Where and how the client's node runs.
 
     ``host`` / ``port``: the UDP bind (``port`` None: the node's own default;
-    0: any free port); ``advertise``: the ``host:port`` endpoints to publish
-    instead of the bound one; ``max_connections``: direct peers kept;
+    0: any free port); ``advertise``: the ``address:port`` endpoints (IP
+    literals: the lobby takes no names) to publish instead of the bound one;
+    ``max_connections``: direct peers kept;
     ``auto_connect``: dial peers as soon as the lobby names them (else on first
     send); ``mesh_config``: node tunables.
     """
@@ -126,6 +139,11 @@ class PeerSide:
         self._peer_characters: dict[str, int] = {}
         self._tasks = BackgroundTasks()
         self.directory.add_listener(self._on_discovery)
+        self.candidates = CandidateBook()
+        """The candidates of the peers the lobby paired us with."""
+        self.local = LocalCandidates()
+        """Our own candidates, as registered at the last select."""
+        self._ice = IceCache(session.ice_servers, time.time)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -135,6 +153,8 @@ class PeerSide:
         """A new lobby session: a fresh directory whose tickets verify against its keys."""
         self.directory = LobbyDirectory(lobby_public_key, accepted_keys)
         self.directory.add_listener(self._on_discovery)
+        self.candidates.clear()
+        self._ice.clear()
 
     async def select(self, character_id: int) -> CharacterSelectResponse:
         """Start the node (a fresh identity when switching characters), register it, adopt peers.
@@ -164,6 +184,26 @@ class PeerSide:
         if node is None or character is None:
             raise NotConnectedError("no peer node: select a character first")
         await self._post_select(character.id, node)
+
+    async def add_candidates(self, candidates: list[Candidate]) -> None:
+        """Register the node's server-reflexive / relayed candidates with the lobby.
+
+        They replace the ones added before (host candidates stay the advertised
+        endpoints) and reach the paired peers at once: a re-select, so each
+        of them gets our new ``PEER_INFO``.
+        """
+        self.local.learn(candidates)
+        if self.node is not None and self._state.character is not None:
+            await self.renew()
+
+    async def ice_servers(self, *, refresh: bool = False) -> IceServersOut:
+        """The STUN servers and TURN credentials to use (cached while they are fresh)."""
+        self._state.require_character()
+        return await self._ice.get(refresh=refresh)
+
+    def peer_candidates(self, character_id: int) -> PeerCandidates | None:
+        """The candidates the lobby gave us for ``character_id`` (None: not paired)."""
+        return self.candidates.get(character_id)
 
     @property
     def renewal_due(self) -> bool:
@@ -203,11 +243,14 @@ class PeerSide:
         except CryptoError as exc:
             logger.warning("PEER_INFO for %s refused: %s", msg.character_name, exc)
             return False
+        self.candidates.update(msg, now=now)
         return True
 
     def character_left(self, character_id: int) -> None:
         """The lobby says ``character_id`` left our area (or went offline)."""
         self.directory.character_left(character_id)
+        if character_id not in self._state.party_member_ids():
+            self.candidates.forget(character_id)
 
     def peer_moved(self, character_id: int, location_id: int) -> None:
         """Another character's location, for the node's area of interest."""
@@ -218,6 +261,8 @@ class PeerSide:
         """We moved: forget the peers no longer near, tell the node our location."""
         for character_id in moved.forgotten:
             self.directory.character_left(character_id)
+            if character_id not in self._state.party_member_ids():
+                self.candidates.forget(character_id)
         if self.node is not None:
             self.node.set_location(moved.location_id)
 
@@ -233,8 +278,11 @@ class PeerSide:
         self.node.receive_relayed(data)
 
     async def lookup(self, target: int | str) -> int:
-        """The character id of ``target`` (id or name), known to the node (REST lookup).
+        """The character id of ``target`` (id or name), known to the node.
 
+        Unknown to the node: the lobby pairs us with it for a whisper (both
+        sides get each other's candidates and dial), or, when it refuses to
+        pair (rate limit), gives its identity alone (the relay path works).
         Raises :class:`PeerUnreachableError` when the lobby knows no usable entry.
         """
         node = self.require_node()
@@ -249,9 +297,10 @@ class PeerSide:
             if player is not None and node.core.known_peer(player.character_id) is not None:
                 return player.character_id
         try:
-            entry = await self._session.peer(target)
-            info = PeerInfoMessage.model_validate(entry.model_dump())
-            self.directory.peer_info(info, now=time.time())
+            entry = await self._pair(target)
+            info = PeerInfoMessage.model_validate(entry.model_dump(exclude={"paired"}))
+            if not self.peer_info(info, time.time()):
+                raise CryptoError("its ticket does not verify")
         except ApiError as exc:
             if exc.status == 404:
                 raise PeerUnreachableError(
@@ -265,6 +314,21 @@ class PeerSide:
         return info.character_id
 
     # -- internals ----------------------------------------------------------------------------
+
+    async def _pair(self, target: int | str) -> PeerInfoOut:
+        """Pair with ``target`` for a whisper; its identity alone if the lobby will not pair."""
+        if isinstance(target, str):
+            target = (await self._session.peer(target)).character_id
+        status = self._session.status
+        if status is not None and parse_version(status.protocol_version) < (1, 1):
+            return await self._session.peer(target)  # a 1.0 lobby: no pairing, addresses for all
+        try:
+            return await self._session.pair(target)
+        except ApiError as exc:
+            if exc.status not in (409, 429):
+                raise
+            logger.info("the lobby did not pair us with %s (%s): relay path", target, exc)
+            return await self._session.peer(target)
 
     async def _ensure_node(self) -> PeerNode:
         if self.node is not None:
@@ -294,12 +358,14 @@ class PeerSide:
 
     async def _post_select(self, character_id: int, node: PeerNode) -> CharacterSelectResponse:
         """``POST /api/characters/select`` with the node's keys and endpoints; take the ticket."""
-        body = {
+        body: dict[str, Any] = {
             "character_id": character_id,
             "peer_public_key": b64url_encode(self.identity.public_key),
             "box_key": b64url_encode(self.identity.box_public_key),
-            "endpoints": await self._advertised_endpoints(node),
+            "endpoints": self.local.set_host(await self._advertised_endpoints(node)),
         }
+        if self.local.learned:  # a 1.0 lobby knows no "candidates": only sent when there are
+            body["candidates"] = [c.model_dump(mode="json") for c in self.local.learned]
         answer = await self._session.select(body)
         if answer.ticket is None:
             raise ApiError("the lobby issued no peer ticket", code=ErrorCode.UNAVAILABLE)

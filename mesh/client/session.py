@@ -39,6 +39,7 @@ from protocol.rest import (
     CharacterListResponse,
     CharacterOut,
     CharacterSelectResponse,
+    IceServersOut,
     LoginResponse,
     PeerInfoOut,
     RegisterResponse,
@@ -273,6 +274,14 @@ class LobbySession:
         if isinstance(target, int):
             return await self.rest.call(PeerInfoOut, "GET", f"/api/peers/{target}")
         return await self.rest.call(PeerInfoOut, "GET", "/api/peers", params={"name": target})
+
+    async def pair(self, character_id: int) -> PeerInfoOut:
+        """``POST /api/peers/{id}/pair``: pair with a character to whisper it (full entry)."""
+        return await self.rest.call(PeerInfoOut, "POST", f"/api/peers/{int(character_id)}/pair")
+
+    async def ice_servers(self) -> IceServersOut:
+        """``GET /api/turn/credentials``: STUN servers and time-limited TURN credentials."""
+        return await self.rest.call(IceServersOut, "GET", "/api/turn/credentials")
 
     # -- internals ----------------------------------------------------------------------------
 

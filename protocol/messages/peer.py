@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Strict, StringConstraints
 
+from protocol.candidates import MAX_CANDIDATES, Candidate, PairingReason
 from protocol.messages.base import (
     B64,
     AnyId,
@@ -25,6 +26,7 @@ from protocol.messages.base import (
 )
 
 __all__ = [
+    "MAX_PEER_ENDPOINTS",
     "MAX_RELAY_PAYLOAD",
     "PeerAckMessage",
     "PeerHelloMessage",
@@ -34,9 +36,12 @@ __all__ = [
     "RelayMessage",
 ]
 
+MAX_PEER_ENDPOINTS = 8
+"""Most ``PEER_INFO.endpoints`` (a 1.0 reader refuses more); ``candidates`` holds them all."""
 MAX_RELAY_PAYLOAD = 48 * 1024
 """Longest base64 payload a RELAY carries (characters)."""
 
+PairingId = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 Endpoint = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=128)]
 Capability = Annotated[str, Strict(), StringConstraints(pattern=r"^[a-z0-9_\-.]{1,32}$")]
 Payload = Annotated[
@@ -86,19 +91,30 @@ class PeerAckMessage(BaseMessage):
 
 
 class PeerInfoMessage(BaseMessage):
-    """One peer's directory entry: its signed ticket and where to reach it."""
+    """One peer's directory entry: its signed ticket and where to reach it.
+
+    The lobby sends it only to a peer it paired with this one (``pairing``
+    says why: same location, same party, or a whisper), and when it pairs two
+    peers it sends each the other's entry in the same step with the same
+    ``pairing_id``, so both can start punching at once. ``candidates`` are the
+    typed addresses (best first); ``endpoints`` repeats the best 8 as
+    ``host:port`` for readers of protocol 1.0.
+    """
 
     type: Literal[MessageType.PEER_INFO] = MessageType.PEER_INFO
     character_id: Id
     character_name: Name
     ticket: Token
-    endpoints: list[Endpoint] = Field(default_factory=list, max_length=8)
+    endpoints: list[Endpoint] = Field(default_factory=list, max_length=MAX_PEER_ENDPOINTS)
     faction: Name | None = None
     location_id: Id | None = None
     node_id: AnyId | None = None
     public_key: B64 | None = None
     online: bool = True
     level: Level | None = None
+    candidates: list[Candidate] = Field(default_factory=list, max_length=MAX_CANDIDATES)
+    pairing: PairingReason | None = None
+    pairing_id: PairingId | None = None
 
 
 class RelayMessage(BaseMessage):

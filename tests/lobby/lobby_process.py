@@ -58,8 +58,10 @@ class LobbyProcess:
             raise
 
 
-async def start_lobby(data_dir: Path, *, log: Path, **env: str) -> LobbyProcess:
-    """Start ``python -m lobby --port 0 --data-dir data_dir`` and wait for its address."""
+async def start_lobby(
+    data_dir: Path, *, log: Path, args: tuple[str, ...] = (), **env: str
+) -> LobbyProcess:
+    """Start ``python -m lobby --port 0 --data-dir data_dir [args]``; wait for its address."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **FAST_ENV, **env}
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
@@ -70,6 +72,7 @@ async def start_lobby(data_dir: Path, *, log: Path, **env: str) -> LobbyProcess:
             "0",
             "--data-dir",
             str(data_dir),
+            *args,
             cwd=data_dir.parent,
             env=full_env,
             stdout=asyncio.subprocess.PIPE,
@@ -92,9 +95,11 @@ async def start_lobby(data_dir: Path, *, log: Path, **env: str) -> LobbyProcess:
 
 
 @asynccontextmanager
-async def lobby_process(data_dir: Path, *, log: Path, **env: str) -> AsyncIterator[LobbyProcess]:
+async def lobby_process(
+    data_dir: Path, *, log: Path, args: tuple[str, ...] = (), **env: str
+) -> AsyncIterator[LobbyProcess]:
     """:func:`start_lobby`, killed on the way out whatever happens."""
-    lobby = await start_lobby(data_dir, log=log, **env)
+    lobby = await start_lobby(data_dir, log=log, args=args, **env)
     try:
         yield lobby
     finally:

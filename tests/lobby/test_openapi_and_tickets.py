@@ -73,7 +73,7 @@ async def test_select_returns_a_ticket_that_verifies_with_the_status_key(
     ticket = verify_ticket(selected["ticket"], b64url_decode(lobby_key), now=clock())
     assert ticket.character_id == hero["id"] and ticket.faction == "Azure Syndicate"
     assert ticket.public_key_bytes == identity.public_key
-    assert ticket.endpoints == ["127.0.0.1:9000"]
+    assert ticket.endpoints == []  # addresses go only to paired peers, never in the ticket
     assert selected["peer_id"] == identity.peer_id == ticket.peer_id
     # half a key pair, or not a key, is refused
     for extra in (

@@ -13,6 +13,7 @@ from mesh.discovery import LanNode, MdnsDiscovery, MemberJoined, MemberLeft, Pee
 from mesh.discovery.lan import LanEvent
 from protocol.crypto import Identity, derive_group_key
 from protocol.messages.base import MessageType
+from protocol.version import PROTOCOL_VERSION
 from tests.mesh.discovery.guard import multicast_guard
 
 __all__ = ["multicast_guard"]
@@ -227,7 +228,7 @@ async def test_a_peer_of_another_protocol_version_is_ignored(
             return any(isinstance(e, PeerIgnored) and e.peer_id == future.peer_id for e in items)
 
         await events.wait_until(ignored)
-        assert aria.ignored[future.peer_id].reason == "protocol 2.0 (ours is 1.0)"
+        assert aria.ignored[future.peer_id].reason == f"protocol 2.0 (ours is {PROTOCOL_VERSION})"
         assert future.peer_id in aria.found
     assert aria.members == {}
     assert not any(isinstance(e, MemberJoined) for e in events.items)

@@ -216,8 +216,9 @@ def test_version_mismatch_names_both_versions() -> None:
     assert "banana" in str(info2.value) and PROTOCOL_VERSION in str(info2.value)
     check_version("1.0")
     check_version("1.99")
-    check_version("1.0")
-    assert protocol.is_newer_minor("1.1") and not protocol.is_newer_minor("1.0")
+    check_version("1.1")
+    assert protocol.is_newer_minor("1.2") and not protocol.is_newer_minor("1.1")
+    assert not protocol.is_newer_minor("1.0")
 
 
 # ERROR messages -----------------------------------------------------------------

@@ -348,7 +348,7 @@ def test_envelope_defaults() -> None:
     b = ChatMessage(content="x")
     assert a.type is MessageType.CHAT
     assert a.timestamp is None
-    assert a.version == protocol.PROTOCOL_VERSION == "1.0"
+    assert a.version == protocol.PROTOCOL_VERSION == "1.1"
     assert a.message_id != b.message_id
     assert len(a.message_id) == 32 and int(a.message_id, 16) >= 0
     assert a.message_id[12] == "4" and a.message_id[16] in "89ab"  # UUID version 4 layout

@@ -229,6 +229,7 @@ async def test_players_at_one_location_on_two_processes_get_each_others_peer_inf
         for path in (f"/api/peers/{b.id}", f"/api/peers?name={name.upper()}"):
             status, entry, _ = await a.api.call("GET", path)
             assert status == 200 and entry["ticket"] == theirs["ticket"], entry
+            assert entry["endpoints"] == [] and not entry["paired"], entry  # identity only
     finally:
         await a.close()
         await b.close()
