@@ -53,6 +53,7 @@ from lobby.services._common import (
 from lobby.services.inventory import gold_of, items_of
 from lobby.storage import characters
 from lobby.storage.game_schema import items, trades
+from protocol.acks import TradeAck, TradeOfferAck, TradeRequestAck
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     MessageType,
@@ -117,7 +118,11 @@ class TradeService:
                 target_name=partner.character.name,
             ),
         )
-        ack(conn, msg.message_id, trade_id=trade.trade_id, target_id=partner.character.id)
+        ack(
+            conn,
+            msg.message_id,
+            TradeRequestAck(trade_id=trade.trade_id, target_id=partner.character.id),
+        )
 
     async def on_accept(self, conn: Connection, msg: TradeAcceptMessage) -> None:
         ctx = self._slot.ctx
@@ -129,7 +134,7 @@ class TradeService:
             if trade.finished:  # it had expired
                 self._finish(trade)
         self._push_window(trade)
-        ack(conn, msg.message_id, trade_id=trade.trade_id)
+        ack(conn, msg.message_id, TradeAck(trade_id=trade.trade_id))
 
     async def on_decline(self, conn: Connection, msg: TradeDeclineMessage) -> None:
         ctx = self._slot.ctx
@@ -146,7 +151,7 @@ class TradeService:
             TradeDeclineMessage(trade_id=trade.trade_id, character_id=me.id, reason=reason),
         )
         self._finish(trade)
-        ack(conn, msg.message_id, trade_id=trade.trade_id)
+        ack(conn, msg.message_id, TradeAck(trade_id=trade.trade_id))
 
     async def on_update(self, conn: Connection, msg: TradeUpdateMessage) -> None:
         ctx = self._slot.ctx
@@ -174,7 +179,7 @@ class TradeService:
             ]
             exchange = trade.confirm(me.id, seen=seen)
         self._push_window(trade)
-        ack(conn, msg.message_id, trade_id=trade.trade_id, version=trade.version)
+        ack(conn, msg.message_id, TradeOfferAck(trade_id=trade.trade_id, version=trade.version))
         if exchange is not None:
             await self._commit(trade, exchange)
 
