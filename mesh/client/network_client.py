@@ -77,18 +77,7 @@ from mesh.client.socket import ReconnectPolicy, SocketState
 from mesh.client.state import ClientState
 from mesh.config import MeshConfig
 from mesh.node import ConnectionQuality, PartySendResult, PeerNode, SendResult
-from protocol.acks import (
-    AckDetails,
-    CombatActionAck,
-    CombatStartAck,
-    MoveAck,
-    PartyAck,
-    PartyTargetAck,
-    ShardCaptureAck,
-    TradeAck,
-    TradeOfferAck,
-    TradeRequestAck,
-)
+from protocol import acks
 from protocol.crypto import Identity
 from protocol.errors import (
     ErrorCode,
@@ -140,7 +129,7 @@ from protocol.rest import (
 
 __all__ = ["DEFAULT_SERVER_URL", "NetworkClient"]
 
-A = TypeVar("A", bound=AckDetails)
+A = TypeVar("A", bound=acks.AckDetails)
 
 DEFAULT_SERVER_URL = "http://localhost:8888"
 """The seed's ``master_server_url``; ``SHARDS_SERVER_URL`` in the environment overrides it."""
@@ -425,7 +414,9 @@ class NetworkClient:
 
     # -- movement -----------------------------------------------------------------------------
 
-    async def send_move(self, to_location_id: int, from_location_id: int | None = None) -> MoveAck:
+    async def send_move(
+        self, to_location_id: int, from_location_id: int | None = None
+    ) -> acks.MoveAck:
         """Move to a neighbouring location (validated by the lobby; see :meth:`get_world_map`).
 
         Returns the lobby's ACK (:class:`~protocol.acks.MoveAck`: ``location_id``,
@@ -434,7 +425,7 @@ class NetworkClient:
         """
         ack = await self._request(
             MoveMessage(to_location_id=to_location_id, from_location_id=from_location_id),
-            MoveAck,
+            acks.MoveAck,
         )
         moved = self.state.moved_to(ack.location_id)
         if moved is not None:
@@ -455,9 +446,9 @@ class NetworkClient:
 
     # -- combat and world ---------------------------------------------------------------------
 
-    async def start_combat(self, *target_ids: int) -> CombatStartAck:
+    async def start_combat(self, *target_ids: int) -> acks.CombatStartAck:
         """Attack characters at our location; returns the ACK (``combat_id``, ``seed``)."""
-        return await self._request(combat_start(target_ids), CombatStartAck)
+        return await self._request(combat_start(target_ids), acks.CombatStartAck)
 
     async def send_combat_action(
         self,
@@ -466,7 +457,7 @@ class NetworkClient:
         target_id: int | None = None,
         ability_name: str | None = None,
         item_id: int | None = None,
-    ) -> CombatActionAck:
+    ) -> acks.CombatActionAck:
         """A combat action, resolved by the lobby; returns the ACK (``combat_id``, ``round``)."""
         return await self._request(
             CombatActionMessage(
@@ -476,13 +467,13 @@ class NetworkClient:
                 ability_name=ability_name,
                 item_id=item_id,
             ),
-            CombatActionAck,
+            acks.CombatActionAck,
         )
 
-    async def capture_shard(self, shard_id: int) -> ShardCaptureAck:
+    async def capture_shard(self, shard_id: int) -> acks.ShardCaptureAck:
         """Try to capture a Crystal Shard at our location; returns the ACK (``shard_id``,
         ``faction``, ``current_reality``)."""
-        return await self._request(ShardCaptureMessage(shard_id=shard_id), ShardCaptureAck)
+        return await self._request(ShardCaptureMessage(shard_id=shard_id), acks.ShardCaptureAck)
 
     async def get_world_state(self) -> WorldStateOut:
         """``GET /api/world/state``: ``current_reality``, ``shards``, ``faction_shards``, ..."""
@@ -512,42 +503,46 @@ class NetworkClient:
         """Our party (the last ``PARTY_UPDATE`` naming us), or None."""
         return self.state.party
 
-    async def create_party(self, name: str | None = None) -> PartyAck:
+    async def create_party(self, name: str | None = None) -> acks.PartyAck:
         """Create a party led by us; returns the ACK (``party_id``).
 
         Every party request returns its ACK (:class:`~protocol.acks.PartyAck`, with
         ``target_id`` for an invitation or a kick); the party itself arrives as
         ``PARTY_UPDATE`` (:attr:`party`).
         """
-        return await self._request(PartyCreateMessage(name=name), PartyAck)
+        return await self._request(PartyCreateMessage(name=name), acks.PartyAck)
 
-    async def invite_to_party(self, target: int | str) -> PartyTargetAck:
+    async def invite_to_party(self, target: int | str) -> acks.PartyTargetAck:
         """Invite a character (id or name) to our party; the ACK names it (``target_id``)."""
         party = self.state.party
         return await self._request(
             party_invite(target, party.party_id if party is not None else None),
-            PartyTargetAck,
+            acks.PartyTargetAck,
         )
 
-    async def accept_party_invite(self, party_id: str) -> PartyAck:
-        return await self._request(PartyAcceptMessage(party_id=party_id), PartyAck)
+    async def accept_party_invite(self, party_id: str) -> acks.PartyAck:
+        return await self._request(PartyAcceptMessage(party_id=party_id), acks.PartyAck)
 
-    async def decline_party_invite(self, party_id: str, reason: str | None = None) -> PartyAck:
-        return await self._request(PartyDeclineMessage(party_id=party_id, reason=reason), PartyAck)
+    async def decline_party_invite(self, party_id: str, reason: str | None = None) -> acks.PartyAck:
+        return await self._request(
+            PartyDeclineMessage(party_id=party_id, reason=reason), acks.PartyAck
+        )
 
-    async def leave_party(self) -> PartyAck:
-        return await self._request(PartyLeaveMessage(party_id=self._party_id()), PartyAck)
+    async def leave_party(self) -> acks.PartyAck:
+        return await self._request(PartyLeaveMessage(party_id=self._party_id()), acks.PartyAck)
 
-    async def kick_from_party(self, target_id: int, reason: str | None = None) -> PartyTargetAck:
+    async def kick_from_party(
+        self, target_id: int, reason: str | None = None
+    ) -> acks.PartyTargetAck:
         return await self._request(
             PartyKickMessage(party_id=self._party_id(), target_id=target_id, reason=reason),
-            PartyTargetAck,
+            acks.PartyTargetAck,
         )
 
-    async def disband_party(self) -> PartyAck:
+    async def disband_party(self) -> acks.PartyAck:
         self.state.require_character()
         party_id = self._require_party().party_id
-        return await self._request(PartyDisbandMessage(party_id=party_id), PartyAck)
+        return await self._request(PartyDisbandMessage(party_id=party_id), acks.PartyAck)
 
     async def get_party(self, party_id: str | None = None) -> PartyOut:
         """``GET /api/party/{id}`` (default: our party)."""
@@ -563,33 +558,35 @@ class NetworkClient:
         """The last trade window (``TRADE_UPDATE``) of each unfinished trade, by id."""
         return self.state.trades
 
-    async def request_trade(self, target: int | str) -> TradeRequestAck:
+    async def request_trade(self, target: int | str) -> acks.TradeRequestAck:
         """Ask a character (id or name) to trade; returns the ACK (``trade_id``, ``target_id``).
 
         Every trade request returns its ACK (:class:`~protocol.acks.TradeAck`, with the
         window's ``version`` for an offer or a confirmation); the window itself arrives
         as ``TRADE_UPDATE`` (:attr:`trades`).
         """
-        return await self._request(trade_request(target), TradeRequestAck)
+        return await self._request(trade_request(target), acks.TradeRequestAck)
 
-    async def accept_trade(self, trade_id: str) -> TradeAck:
-        return await self._request(TradeAcceptMessage(trade_id=trade_id), TradeAck)
+    async def accept_trade(self, trade_id: str) -> acks.TradeAck:
+        return await self._request(TradeAcceptMessage(trade_id=trade_id), acks.TradeAck)
 
-    async def decline_trade(self, trade_id: str, reason: str | None = None) -> TradeAck:
-        return await self._request(TradeDeclineMessage(trade_id=trade_id, reason=reason), TradeAck)
+    async def decline_trade(self, trade_id: str, reason: str | None = None) -> acks.TradeAck:
+        return await self._request(
+            TradeDeclineMessage(trade_id=trade_id, reason=reason), acks.TradeAck
+        )
 
     async def update_trade(
         self, trade_id: str, items: TradeItemsLike = (), gold: int = 0
-    ) -> TradeOfferAck:
+    ) -> acks.TradeOfferAck:
         """Set our offer (replaces the previous one; clears both confirmations)."""
         return await self._request(
             TradeUpdateMessage(trade_id=trade_id, items=trade_items(items), gold=gold),
-            TradeOfferAck,
+            acks.TradeOfferAck,
         )
 
     async def confirm_trade(
         self, trade_id: str, items: TradeItemsLike | None = None, gold: int | None = None
-    ) -> TradeOfferAck:
+    ) -> acks.TradeOfferAck:
         """Confirm the trade window as last seen (``TRADE_UPDATE``); our offer is kept.
 
         ``items``/``gold`` default to our offer in that window; the window is sent
@@ -598,7 +595,7 @@ class NetworkClient:
         me = self.state.require_character().id
         window = self.state.trades.get(trade_id)
         return await self._request(
-            trade_confirmation(trade_id, me, window, items, gold), TradeOfferAck
+            trade_confirmation(trade_id, me, window, items, gold), acks.TradeOfferAck
         )
 
     # -- routing ------------------------------------------------------------------------------

@@ -6,18 +6,7 @@ from typing import Any
 
 import pytest
 
-from protocol.acks import (
-    AckDetails,
-    CombatActionAck,
-    CombatStartAck,
-    MoveAck,
-    PartyAck,
-    PartyTargetAck,
-    ShardCaptureAck,
-    TradeAck,
-    TradeOfferAck,
-    TradeRequestAck,
-)
+from protocol import acks
 from protocol.codec import deserialize, serialize
 from protocol.errors import DecodeError, ProtocolError
 from protocol.messages import AckMessage
@@ -26,25 +15,25 @@ from protocol.rest import parse_body
 __all__: list[str] = []
 
 # What the lobby's services sent before the models existed: the wire format they keep.
-SENT: list[tuple[type[AckDetails], dict[str, Any]]] = [
-    (MoveAck, {"location_id": 2, "previous_location_id": 1}),
-    (CombatStartAck, {"combat_id": "c0123456789ab", "seed": 2**47 + 5}),
-    (CombatActionAck, {"combat_id": "c0123456789ab", "round": 3}),
+SENT: list[tuple[type[acks.AckDetails], dict[str, Any]]] = [
+    (acks.MoveAck, {"location_id": 2, "previous_location_id": 1}),
+    (acks.CombatStartAck, {"combat_id": "c0123456789ab", "seed": 2**47 + 5}),
+    (acks.CombatActionAck, {"combat_id": "c0123456789ab", "round": 3}),
     (
-        ShardCaptureAck,
+        acks.ShardCaptureAck,
         {"shard_id": 4, "faction": "Crimson Covenant", "current_reality": "Shattered Veil"},
     ),
-    (PartyAck, {"party_id": "p1a2b3"}),
-    (PartyTargetAck, {"party_id": "p1a2b3", "target_id": 9}),
-    (TradeAck, {"trade_id": "t0a1b2c3d4e5f"}),
-    (TradeRequestAck, {"trade_id": "t0a1b2c3d4e5f", "target_id": 9}),
-    (TradeOfferAck, {"trade_id": "t0a1b2c3d4e5f", "version": 2}),
+    (acks.PartyAck, {"party_id": "p1a2b3"}),
+    (acks.PartyTargetAck, {"party_id": "p1a2b3", "target_id": 9}),
+    (acks.TradeAck, {"trade_id": "t0a1b2c3d4e5f"}),
+    (acks.TradeRequestAck, {"trade_id": "t0a1b2c3d4e5f", "target_id": 9}),
+    (acks.TradeOfferAck, {"trade_id": "t0a1b2c3d4e5f", "version": 2}),
 ]
 
 
 @pytest.mark.parametrize(("model", "sent"), SENT, ids=[m.__name__ for m, _ in SENT])
 def test_ack_details_round_trip_through_the_wire(
-    model: type[AckDetails], sent: dict[str, Any]
+    model: type[acks.AckDetails], sent: dict[str, Any]
 ) -> None:
     built = model(**sent)
     assert built.details() == sent
@@ -64,24 +53,24 @@ def test_ack_details_round_trip_through_the_wire(
 
 def test_a_newer_lobby_may_add_keys() -> None:
     parsed = parse_body(
-        PartyTargetAck, {"party_id": "p1", "target_id": 3, "party_size": 2}, what="the ACK"
+        acks.PartyTargetAck, {"party_id": "p1", "target_id": 3, "party_size": 2}, what="the ACK"
     )
-    assert parsed == PartyTargetAck(party_id="p1", target_id=3)
+    assert parsed == acks.PartyTargetAck(party_id="p1", target_id=3)
     assert "party_size" not in parsed
 
 
 @pytest.mark.parametrize(
     ("model", "details", "field"),
     [
-        (MoveAck, {"previous_location_id": 1}, "location_id"),
-        (MoveAck, {"location_id": "north", "previous_location_id": 1}, "location_id"),
-        (TradeOfferAck, {"trade_id": "t1"}, "version"),
-        (PartyTargetAck, {"party_id": "p1"}, "target_id"),
-        (CombatStartAck, None, "body"),
+        (acks.MoveAck, {"previous_location_id": 1}, "location_id"),
+        (acks.MoveAck, {"location_id": "north", "previous_location_id": 1}, "location_id"),
+        (acks.TradeOfferAck, {"trade_id": "t1"}, "version"),
+        (acks.PartyTargetAck, {"party_id": "p1"}, "target_id"),
+        (acks.CombatStartAck, None, "body"),
     ],
 )
 def test_malformed_details_are_a_protocol_error_naming_the_field(
-    model: type[AckDetails], details: object, field: str
+    model: type[acks.AckDetails], details: object, field: str
 ) -> None:
     with pytest.raises(DecodeError) as info:
         parse_body(model, details, what="the ACK to move")
