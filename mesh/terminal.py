@@ -35,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
+from pydantic import BaseModel
+
 from protocol.logformat import StaticIds
 
 __all__ = [
@@ -234,7 +236,7 @@ class Output:
 
     def emit(self, event: str, text: str, **fields: Any) -> None:
         """Print ``text``, or ``{"event": event, **fields}`` as JSON."""
-        line = json.dumps({"event": event, **fields}, default=str) if self.as_json else text
+        line = json.dumps({"event": event, **fields}, default=_as_json) if self.as_json else text
         stream = self._stream or sys.stdout
         stream.write(line + "\n")
         stream.flush()
@@ -244,6 +246,13 @@ class Output:
         if self.as_json:
             self.emit("error", text, message=text, **fields)
         print(f"python -m mesh: {text}", file=sys.stderr, flush=True)
+
+
+def _as_json(value: object) -> Any:
+    """A typed body (:mod:`protocol.rest`, :mod:`protocol.acks`) as its JSON object; else text."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
 
 
 def stop_on_signals() -> asyncio.Event:

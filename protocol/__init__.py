@@ -3,10 +3,10 @@
 Everything the lobby and the mesh share: every message as a pydantic v2 model
 (:mod:`protocol.messages`), the JSON codec (:mod:`protocol.codec`), the lobby's
 WebSocket batch framing (:mod:`protocol.framing`), the REST response bodies
-(:mod:`protocol.rest`), the binary movement codec (:mod:`protocol.movement`),
-version negotiation (:mod:`protocol.version`), factories
-(:mod:`protocol.factories`), the error tree (:mod:`protocol.errors`) and the
-pure crypto (:mod:`protocol.crypto`).
+(:mod:`protocol.rest`), the details of each request's ``ACK`` (:mod:`protocol.acks`), the
+binary movement codec (:mod:`protocol.movement`), version negotiation
+(:mod:`protocol.version`), factories (:mod:`protocol.factories`), the error tree
+(:mod:`protocol.errors`) and the pure crypto (:mod:`protocol.crypto`).
 
 No I/O: this package imports no asyncio, socket, aiohttp, aioquic or zeroconf
 and reads no clock; callers pass ``now``.
@@ -17,6 +17,18 @@ is imported by name; its errors (``StunError``) are exported here with the other
 
 from __future__ import annotations
 
+from protocol.acks import (
+    AckDetails,
+    CombatActionAck,
+    CombatStartAck,
+    MoveAck,
+    PartyAck,
+    PartyTargetAck,
+    ShardCaptureAck,
+    TradeAck,
+    TradeOfferAck,
+    TradeRequestAck,
+)
 from protocol.codec import (
     deserialize,
     error_message_from,
@@ -263,6 +275,7 @@ from protocol.version import (
 )
 
 __all__ = [
+    "AckDetails",
     "AckMessage",
     "ActionType",
     "AetherfallMessage",
@@ -288,10 +301,12 @@ __all__ = [
     "CharacterUpdateMessage",
     "ChatLikeMessage",
     "ChatMessage",
+    "CombatActionAck",
     "CombatActionMessage",
     "CombatDamageMessage",
     "CombatEndMessage",
     "CombatHealMessage",
+    "CombatStartAck",
     "CombatStartMessage",
     "CombatStateMessage",
     "Combatant",
@@ -337,6 +352,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "MessageType",
+    "MoveAck",
     "MoveMessage",
     "MovementRecord",
     "NONCE_SIZE",
@@ -348,6 +364,7 @@ __all__ = [
     "PROTOCOL_MINOR",
     "PROTOCOL_VERSION",
     "PartyAcceptMessage",
+    "PartyAck",
     "PartyChatMessage",
     "PartyCreateMessage",
     "PartyDeclineMessage",
@@ -359,6 +376,7 @@ __all__ = [
     "PartyMember",
     "PartyMemberOut",
     "PartyOut",
+    "PartyTargetAck",
     "PartyUpdateMessage",
     "PeerAckMessage",
     "PeerHelloMessage",
@@ -380,6 +398,7 @@ __all__ = [
     "SINGLE_HEADER",
     "SINGLE_SIZE",
     "SealError",
+    "ShardCaptureAck",
     "StunError",
     "StunIntegrityError",
     "ShardCaptureMessage",
@@ -400,10 +419,13 @@ __all__ = [
     "TicketNotYetValidError",
     "TicketTamperedError",
     "TradeAcceptMessage",
+    "TradeAck",
     "TradeCompleteMessage",
     "TradeDeclineMessage",
     "TradeItem",
     "TradeOffer",
+    "TradeOfferAck",
+    "TradeRequestAck",
     "TradeRequestMessage",
     "TradeUpdateMessage",
     "UnknownMessageTypeError",

@@ -1,7 +1,7 @@
 """Helpers shared by the game services: identity from the session, ACKs, registration.
 
 Every client request a game service handles is answered with either an ``ACK``
-(``ref_id`` = the request's ``message_id``, ``details`` with the result ids) or an
+(``ref_id`` = the request's ``message_id``, ``details`` one of :mod:`protocol.acks`) or an
 ``ERROR`` with the same ``ref_id`` (raised as a :class:`~protocol.errors.ShardsError`
 and turned into ``ERROR`` by the WebSocket endpoint). Identity always comes from
 the session's selected character, never from a field of the message.
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from lobby.characters import Character
 from lobby.connection import Connection
 from lobby.context import LobbyContext
 from lobby.hub import CharacterInfo, MessageHandler
+from protocol.acks import AckDetails
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import AckMessage, CharacterUpdateMessage, MessageType
 
@@ -60,9 +60,9 @@ async def stored_character(ctx: LobbyContext, character_id: int) -> Character:
     return row
 
 
-def ack(conn: Connection, message_id: str, **details: Any) -> None:
-    """Answer a request with ``ACK`` (``details`` only when given)."""
-    conn.send(AckMessage(ref_id=message_id, details=details or None))
+def ack(conn: Connection, message_id: str, details: AckDetails) -> None:
+    """Answer a request with ``ACK``: ``details`` is the request's model in :mod:`protocol.acks`."""
+    conn.send(AckMessage(ref_id=message_id, details=details.details()))
 
 
 def refuse_if_elsewhere(ctx: LobbyContext, character_id: int, what: str) -> None:

@@ -56,6 +56,7 @@ from lobby.services._common import (
 )
 from lobby.services.inventory import consume_item, items_of
 from lobby.storage import characters
+from protocol.acks import CombatActionAck, CombatStartAck
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import CombatActionMessage, CombatStartMessage, MessageType
 
@@ -141,7 +142,7 @@ class CombatService:
         self.book.add(combat)
         self._count += 1
         self._send_all(combat, [combat_start_message(combat, initiator_id=me.id)])
-        ack(conn, msg.message_id, combat_id=combat.combat_id, seed=seed)
+        ack(conn, msg.message_id, CombatStartAck(combat_id=combat.combat_id, seed=seed))
 
     async def on_action(self, conn: Connection, msg: CombatActionMessage) -> None:
         acting_character(conn, claimed=msg.actor_id, field="actor_id")
@@ -151,7 +152,7 @@ class CombatService:
         self._send_all(combat, combat_result_messages(combat, result))
         if result.ended:
             await self._end(combat)
-        ack(conn, msg.message_id, combat_id=combat.combat_id, round=combat.seq)
+        ack(conn, msg.message_id, CombatActionAck(combat_id=combat.combat_id, round=combat.seq))
 
     # -- helpers --------------------------------------------------------------------------
 

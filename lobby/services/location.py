@@ -26,6 +26,7 @@ from lobby.context import ContextSlot, LobbyContext
 from lobby.game.travel import validate_move
 from lobby.services._common import ack, acting_character, register_handler, stored_character
 from lobby.storage import characters
+from protocol.acks import MoveAck
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     LocationUpdateMessage,
@@ -119,7 +120,11 @@ class LocationService:
             recipients.update(parties.member_ids_of(me.id))
         for cid in recipients:
             hub.send_to_character(cid, update_msg.model_copy())
-        ack(conn, msg.message_id, location_id=destination.id, previous_location_id=origin)
+        ack(
+            conn,
+            msg.message_id,
+            MoveAck(location_id=destination.id, previous_location_id=origin),
+        )
         directory = ctx.services.directory
         if directory is not None and conn.presence is not None:
             directory.introduce(conn.presence)

@@ -53,6 +53,7 @@ from lobby.services._common import ack, acting_character, register_handler
 from lobby.services.models import PartyCreateIn, PartyIdIn, PartyInviteIn, PartyKickIn
 from lobby.storage import characters
 from lobby.storage.game_schema import parties
+from protocol.acks import PartyAck, PartyTargetAck
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     MessageType,
@@ -199,37 +200,41 @@ class PartyService:
     async def on_create(self, conn: Connection, msg: PartyCreateMessage) -> None:
         me = acting_character(conn)
         change = await self.create(me.id, me.name, msg.name)
-        ack(conn, msg.message_id, party_id=change.party_id)
+        ack(conn, msg.message_id, PartyAck(party_id=change.party_id))
 
     async def on_invite(self, conn: Connection, msg: PartyInviteMessage) -> None:
         me = acting_character(conn)
         change, target = await self.invite(me.id, msg.target_id, msg.target_name)
-        ack(conn, msg.message_id, party_id=change.party_id, target_id=target)
+        ack(conn, msg.message_id, PartyTargetAck(party_id=change.party_id, target_id=target))
 
     async def on_accept(self, conn: Connection, msg: PartyAcceptMessage) -> None:
         me = acting_character(conn)
         change = await self.accept(me.id, me.name, conn.session.account_id, msg.party_id)
-        ack(conn, msg.message_id, party_id=change.party_id)
+        ack(conn, msg.message_id, PartyAck(party_id=change.party_id))
 
     async def on_decline(self, conn: Connection, msg: PartyDeclineMessage) -> None:
         me = acting_character(conn)
         change = await self.decline(me.id, msg.party_id)
-        ack(conn, msg.message_id, party_id=change.party_id)
+        ack(conn, msg.message_id, PartyAck(party_id=change.party_id))
 
     async def on_leave(self, conn: Connection, msg: PartyLeaveMessage) -> None:
         me = acting_character(conn)
         change = await self.leave(me.id)
-        ack(conn, msg.message_id, party_id=change.party_id)
+        ack(conn, msg.message_id, PartyAck(party_id=change.party_id))
 
     async def on_kick(self, conn: Connection, msg: PartyKickMessage) -> None:
         me = acting_character(conn)
         change = await self.kick(me.id, msg.target_id)
-        ack(conn, msg.message_id, party_id=change.party_id, target_id=msg.target_id)
+        ack(
+            conn,
+            msg.message_id,
+            PartyTargetAck(party_id=change.party_id, target_id=msg.target_id),
+        )
 
     async def on_disband(self, conn: Connection, msg: PartyDisbandMessage) -> None:
         me = acting_character(conn)
         change = await self.disband(me.id)
-        ack(conn, msg.message_id, party_id=change.party_id)
+        ack(conn, msg.message_id, PartyAck(party_id=change.party_id))
 
     # -- REST -----------------------------------------------------------------------------
 

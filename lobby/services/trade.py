@@ -54,6 +54,7 @@ from lobby.services._common import (
 from lobby.services.inventory import gold_of, items_of
 from lobby.storage import characters
 from lobby.storage.game_schema import items, trades
+from protocol.acks import TradeAck, TradeOfferAck, TradeRequestAck
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     MessageType,
@@ -118,7 +119,11 @@ class TradeService:
                 target_name=partner.character.name,
             ),
         )
-        ack(conn, msg.message_id, trade_id=trade.trade_id, target_id=partner.character.id)
+        ack(
+            conn,
+            msg.message_id,
+            TradeRequestAck(trade_id=trade.trade_id, target_id=partner.character.id),
+        )
 
     async def on_accept(self, conn: Connection, msg: TradeAcceptMessage) -> None:
         ctx = self._slot.ctx
@@ -130,7 +135,7 @@ class TradeService:
             if trade.finished:  # it had expired
                 self._finish(trade)
         self._push_window(trade)
-        ack(conn, msg.message_id, trade_id=trade.trade_id)
+        ack(conn, msg.message_id, TradeAck(trade_id=trade.trade_id))
 
     async def on_decline(self, conn: Connection, msg: TradeDeclineMessage) -> None:
         ctx = self._slot.ctx
@@ -147,7 +152,7 @@ class TradeService:
             TradeDeclineMessage(trade_id=trade.trade_id, character_id=me.id, reason=reason),
         )
         self._finish(trade)
-        ack(conn, msg.message_id, trade_id=trade.trade_id)
+        ack(conn, msg.message_id, TradeAck(trade_id=trade.trade_id))
 
     async def on_update(self, conn: Connection, msg: TradeUpdateMessage) -> None:
         ctx = self._slot.ctx
@@ -175,7 +180,7 @@ class TradeService:
             ]
             exchange = trade.confirm(me.id, seen=seen)
         self._push_window(trade)
-        ack(conn, msg.message_id, trade_id=trade.trade_id, version=trade.version)
+        ack(conn, msg.message_id, TradeOfferAck(trade_id=trade.trade_id, version=trade.version))
         if exchange is not None:
             await self._commit(trade, exchange)
 

@@ -79,6 +79,7 @@ from lobby.services._common import (
 from lobby.services.models import EventsQuery
 from lobby.storage import characters
 from lobby.storage.game_schema import shard_owners, world_events, world_meta
+from protocol.acks import ShardCaptureAck
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     MessageType,
@@ -257,9 +258,7 @@ class WorldService:
         ack(
             conn,
             msg.message_id,
-            shard_id=shard.id,
-            faction=row.faction,
-            current_reality=board.reality,
+            ShardCaptureAck(shard_id=shard.id, faction=row.faction, current_reality=board.reality),
         )
         log.info("character %d captured shard %d for %s", row.id, shard.id, row.faction)
 

@@ -28,7 +28,8 @@ go to the lobby (WebSocket; requests are answered ``ACK`` or ``ERROR``);
 whispers and party chat go peer to peer over QUIC streams, falling back to the
 lobby relay sealed end to end (the result says which path); position updates
 go peer to peer as QUIC datagrams. REST answers are the typed bodies of
-:mod:`protocol.rest` (readable as ``body.field`` or ``body["field"]``).
+:mod:`protocol.rest`, the ``ACK`` of a request the typed details of
+:mod:`protocol.acks` (both readable as ``body.field`` or ``body["field"]``).
 
 Errors: every call raises :class:`~protocol.errors.MeshError` subclasses only:
 
@@ -57,7 +58,7 @@ import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Self, TypeVar
 
 from mesh.client.dispatch import BackgroundTasks, HandlerTable
 from mesh.client.nearby import NearbyPlayer
@@ -70,11 +71,13 @@ from mesh.client.requests import (
     trade_items,
     trade_request,
 )
+from mesh.client.rest import read_body
 from mesh.client.session import LobbySession
 from mesh.client.socket import ReconnectPolicy, SocketState
 from mesh.client.state import ClientState
 from mesh.config import MeshConfig
 from mesh.node import ConnectionQuality, PartySendResult, PeerNode, SendResult
+from protocol import acks
 from protocol.crypto import Identity
 from protocol.errors import (
     ErrorCode,
@@ -126,6 +129,8 @@ from protocol.rest import (
 )
 
 __all__ = ["DEFAULT_SERVER_URL", "NetworkClient"]
+
+A = TypeVar("A", bound=acks.AckDetails)
 
 DEFAULT_SERVER_URL = "http://localhost:8888"
 """The seed's ``master_server_url``; ``SHARDS_SERVER_URL`` in the environment overrides it."""
@@ -412,19 +417,21 @@ class NetworkClient:
 
     async def send_move(
         self, to_location_id: int, from_location_id: int | None = None
-    ) -> dict[str, Any]:
+    ) -> acks.MoveAck:
         """Move to a neighbouring location (validated by the lobby; see :meth:`get_world_map`).
 
-        Returns the lobby's ACK details (``location_id``, ``previous_location_id``);
-        raises :class:`~protocol.errors.ApiError` (``invalid_move``, ...).
+        Returns the lobby's ACK (:class:`~protocol.acks.MoveAck`: ``location_id``,
+        ``previous_location_id``); raises :class:`~protocol.errors.ApiError`
+        (``invalid_move``, ...).
         """
-        details = await self._request(
-            MoveMessage(to_location_id=to_location_id, from_location_id=from_location_id)
+        ack = await self._request(
+            MoveMessage(to_location_id=to_location_id, from_location_id=from_location_id),
+            acks.MoveAck,
         )
-        moved = self.state.moved_to(int(details.get("location_id", to_location_id)))
+        moved = self.state.moved_to(ack.location_id)
         if moved is not None:
             self.peers.moved(moved)
-        return details
+        return ack
 
     async def send_position_update(
         self, position: VecLike, velocity: VecLike | None = None
@@ -440,9 +447,9 @@ class NetworkClient:
 
     # -- combat and world ---------------------------------------------------------------------
 
-    async def start_combat(self, *target_ids: int) -> dict[str, Any]:
-        """Attack characters at our location; returns the ACK details (``combat_id``)."""
-        return await self._request(combat_start(target_ids))
+    async def start_combat(self, *target_ids: int) -> acks.CombatStartAck:
+        """Attack characters at our location; returns the ACK (``combat_id``, ``seed``)."""
+        return await self._request(combat_start(target_ids), acks.CombatStartAck)
 
     async def send_combat_action(
         self,
@@ -451,8 +458,8 @@ class NetworkClient:
         target_id: int | None = None,
         ability_name: str | None = None,
         item_id: int | None = None,
-    ) -> dict[str, Any]:
-        """A combat action, resolved by the lobby; returns the ACK details."""
+    ) -> acks.CombatActionAck:
+        """A combat action, resolved by the lobby; returns the ACK (``combat_id``, ``round``)."""
         return await self._request(
             CombatActionMessage(
                 combat_id=combat_id,
@@ -460,12 +467,14 @@ class NetworkClient:
                 target_id=target_id,
                 ability_name=ability_name,
                 item_id=item_id,
-            )
+            ),
+            acks.CombatActionAck,
         )
 
-    async def capture_shard(self, shard_id: int) -> dict[str, Any]:
-        """Try to capture a Crystal Shard at our location; returns the ACK details."""
-        return await self._request(ShardCaptureMessage(shard_id=shard_id))
+    async def capture_shard(self, shard_id: int) -> acks.ShardCaptureAck:
+        """Try to capture a Crystal Shard at our location; returns the ACK (``shard_id``,
+        ``faction``, ``current_reality``)."""
+        return await self._request(ShardCaptureMessage(shard_id=shard_id), acks.ShardCaptureAck)
 
     async def get_world_state(self) -> WorldStateOut:
         """``GET /api/world/state``: ``current_reality``, ``shards``, ``faction_shards``, ..."""
@@ -499,37 +508,46 @@ class NetworkClient:
         """Our party (the last ``PARTY_UPDATE`` naming us), or None."""
         return self.state.party
 
-    async def create_party(self, name: str | None = None) -> dict[str, Any]:
-        """Create a party led by us; returns the ACK details (``party_id``)."""
-        return await self._request(PartyCreateMessage(name=name))
+    async def create_party(self, name: str | None = None) -> acks.PartyAck:
+        """Create a party led by us; returns the ACK (``party_id``).
 
-    async def invite_to_party(self, target: int | str) -> dict[str, Any]:
-        """Invite a character (id or name) to our party."""
+        Every party request returns its ACK (:class:`~protocol.acks.PartyAck`, with
+        ``target_id`` for an invitation or a kick); the party itself arrives as
+        ``PARTY_UPDATE`` (:attr:`party`).
+        """
+        return await self._request(PartyCreateMessage(name=name), acks.PartyAck)
+
+    async def invite_to_party(self, target: int | str) -> acks.PartyTargetAck:
+        """Invite a character (id or name) to our party; the ACK names it (``target_id``)."""
         party = self.state.party
         return await self._request(
-            party_invite(target, party.party_id if party is not None else None)
+            party_invite(target, party.party_id if party is not None else None),
+            acks.PartyTargetAck,
         )
 
-    async def accept_party_invite(self, party_id: str) -> dict[str, Any]:
-        return await self._request(PartyAcceptMessage(party_id=party_id))
+    async def accept_party_invite(self, party_id: str) -> acks.PartyAck:
+        return await self._request(PartyAcceptMessage(party_id=party_id), acks.PartyAck)
 
-    async def decline_party_invite(
-        self, party_id: str, reason: str | None = None
-    ) -> dict[str, Any]:
-        return await self._request(PartyDeclineMessage(party_id=party_id, reason=reason))
-
-    async def leave_party(self) -> dict[str, Any]:
-        return await self._request(PartyLeaveMessage(party_id=self._party_id()))
-
-    async def kick_from_party(self, target_id: int, reason: str | None = None) -> dict[str, Any]:
+    async def decline_party_invite(self, party_id: str, reason: str | None = None) -> acks.PartyAck:
         return await self._request(
-            PartyKickMessage(party_id=self._party_id(), target_id=target_id, reason=reason)
+            PartyDeclineMessage(party_id=party_id, reason=reason), acks.PartyAck
         )
 
-    async def disband_party(self) -> dict[str, Any]:
+    async def leave_party(self) -> acks.PartyAck:
+        return await self._request(PartyLeaveMessage(party_id=self._party_id()), acks.PartyAck)
+
+    async def kick_from_party(
+        self, target_id: int, reason: str | None = None
+    ) -> acks.PartyTargetAck:
+        return await self._request(
+            PartyKickMessage(party_id=self._party_id(), target_id=target_id, reason=reason),
+            acks.PartyTargetAck,
+        )
+
+    async def disband_party(self) -> acks.PartyAck:
         self.state.require_character()
         party_id = self._require_party().party_id
-        return await self._request(PartyDisbandMessage(party_id=party_id))
+        return await self._request(PartyDisbandMessage(party_id=party_id), acks.PartyAck)
 
     async def get_party(self, party_id: str | None = None) -> PartyOut:
         """``GET /api/party/{id}`` (default: our party)."""
@@ -545,27 +563,35 @@ class NetworkClient:
         """The last trade window (``TRADE_UPDATE``) of each unfinished trade, by id."""
         return self.state.trades
 
-    async def request_trade(self, target: int | str) -> dict[str, Any]:
-        """Ask a character (id or name) to trade; returns the ACK details (``trade_id``)."""
-        return await self._request(trade_request(target))
+    async def request_trade(self, target: int | str) -> acks.TradeRequestAck:
+        """Ask a character (id or name) to trade; returns the ACK (``trade_id``, ``target_id``).
 
-    async def accept_trade(self, trade_id: str) -> dict[str, Any]:
-        return await self._request(TradeAcceptMessage(trade_id=trade_id))
+        Every trade request returns its ACK (:class:`~protocol.acks.TradeAck`, with the
+        window's ``version`` for an offer or a confirmation); the window itself arrives
+        as ``TRADE_UPDATE`` (:attr:`trades`).
+        """
+        return await self._request(trade_request(target), acks.TradeRequestAck)
 
-    async def decline_trade(self, trade_id: str, reason: str | None = None) -> dict[str, Any]:
-        return await self._request(TradeDeclineMessage(trade_id=trade_id, reason=reason))
+    async def accept_trade(self, trade_id: str) -> acks.TradeAck:
+        return await self._request(TradeAcceptMessage(trade_id=trade_id), acks.TradeAck)
+
+    async def decline_trade(self, trade_id: str, reason: str | None = None) -> acks.TradeAck:
+        return await self._request(
+            TradeDeclineMessage(trade_id=trade_id, reason=reason), acks.TradeAck
+        )
 
     async def update_trade(
         self, trade_id: str, items: TradeItemsLike = (), gold: int = 0
-    ) -> dict[str, Any]:
+    ) -> acks.TradeOfferAck:
         """Set our offer (replaces the previous one; clears both confirmations)."""
         return await self._request(
-            TradeUpdateMessage(trade_id=trade_id, items=trade_items(items), gold=gold)
+            TradeUpdateMessage(trade_id=trade_id, items=trade_items(items), gold=gold),
+            acks.TradeOfferAck,
         )
 
     async def confirm_trade(
         self, trade_id: str, items: TradeItemsLike | None = None, gold: int | None = None
-    ) -> dict[str, Any]:
+    ) -> acks.TradeOfferAck:
         """Confirm the trade window as last seen (``TRADE_UPDATE``); our offer is kept.
 
         ``items``/``gold`` default to our offer in that window; the window is sent
@@ -573,14 +599,22 @@ class NetworkClient:
         """
         me = self.state.require_character().id
         window = self.state.trades.get(trade_id)
-        return await self._request(trade_confirmation(trade_id, me, window, items, gold))
+        return await self._request(
+            trade_confirmation(trade_id, me, window, items, gold), acks.TradeOfferAck
+        )
 
     # -- routing ------------------------------------------------------------------------------
 
-    async def _request(self, msg: BaseMessage) -> dict[str, Any]:
-        """A game request of our character, answered by ACK (details) or ERROR (ApiError)."""
+    async def _request(self, msg: BaseMessage, answer: type[A]) -> A:
+        """A game request of our character, answered by ACK (its details as ``answer``) or
+        ERROR (:class:`ApiError` with its code).
+
+        ACK details that do not match ``answer`` are :class:`ApiError` ``unavailable`` (as
+        a REST body that does not match its model), caused by the ``DecodeError``.
+        """
         self.state.require_character()
-        return await self.session.request(msg)
+        details = await self.session.request(msg)
+        return read_body(answer, details, what=f"the ACK to {msg.type}")
 
     def _party_id(self) -> str | None:
         self.state.require_character()

@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mesh import MessageType
+from protocol.acks import (
+    CombatActionAck,
+    CombatStartAck,
+    TradeAck,
+    TradeOfferAck,
+    TradeRequestAck,
+)
 from protocol.errors import ApiError, ErrorCode
 
 from .conftest import ClientFactory, Inbox
@@ -23,12 +30,16 @@ async def test_trade_gold_between_two_clients(make_client: ClientFactory) -> Non
     alice.register_handler(MessageType.TRADE_UPDATE, a_win)
     bob.register_handler(MessageType.TRADE_UPDATE, b_win)
     a_id, b_id = int(alice.character["id"]), int(bob.character["id"])  # type: ignore[index]
-    trade_id = (await alice.request_trade("Bob"))["trade_id"]
+    requested = await alice.request_trade("Bob")
+    assert isinstance(requested, TradeRequestAck) and requested.target_id == b_id
+    trade_id = requested["trade_id"]  # reads like the dict it was, too
     (req,) = await requests.wait_for(1)
     assert req.trade_id == trade_id
-    await bob.accept_trade(trade_id)
-    await alice.update_trade(trade_id, gold=30)
-    await bob.update_trade(trade_id, gold=10)
+    assert await bob.accept_trade(trade_id) == TradeAck(trade_id=trade_id)
+    first = await alice.update_trade(trade_id, gold=30)
+    second = await bob.update_trade(trade_id, gold=10)
+    assert isinstance(first, TradeOfferAck) and first.trade_id == trade_id
+    assert second.version > first.version  # every changed offer bumps the window
 
     def offered(items: list[object], golds: dict[int, int], confirmed: set[int]) -> bool:
         if not items:
@@ -41,7 +52,8 @@ async def test_trade_gold_between_two_clients(make_client: ClientFactory) -> Non
     both = {a_id: 30, b_id: 10}
     await a_win.wait_until(lambda xs: offered(xs, both, set()))
     await b_win.wait_until(lambda xs: offered(xs, both, set()))
-    await alice.confirm_trade(trade_id)
+    confirmed = await alice.confirm_trade(trade_id)
+    assert confirmed.trade_id == trade_id and confirmed.version >= second.version
     await b_win.wait_until(lambda xs: offered(xs, both, {a_id}))
     await bob.confirm_trade(trade_id)
     (a_end,) = await a_done.wait_for(1)
@@ -65,11 +77,14 @@ async def test_combat_through_the_lobby(make_client: ClientFactory) -> None:
     starts, hits = Inbox(), Inbox()
     bob.register_handler(MessageType.COMBAT_START, starts)
     bob.register_handler(MessageType.COMBAT_DAMAGE, hits)
-    combat_id = (await alice.start_combat(bob_id))["combat_id"]
+    started = await alice.start_combat(bob_id)
+    assert isinstance(started, CombatStartAck)
+    combat_id = started.combat_id
     (start,) = await starts.wait_for(1)
     assert start.combat_id == combat_id
-    details = await alice.send_combat_action(combat_id, "attack", target_id=bob_id)
-    assert details["combat_id"] == combat_id
+    acted = await alice.send_combat_action(combat_id, "attack", target_id=bob_id)
+    assert isinstance(acted, CombatActionAck)
+    assert acted["combat_id"] == acted.combat_id == combat_id and acted.round == 1
     (hit,) = await hits.wait_for(1)
     assert hit.target_id == bob_id and hit.amount >= 0
     with pytest.raises(ApiError) as info:

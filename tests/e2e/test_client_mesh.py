@@ -74,8 +74,8 @@ async def test_nearby_players_follow_moves(make_client: ClientFactory) -> None:
     alice.register_handler(MessageType.PLAYER_JOINED_AREA, joined)
     await bob.send_whisper("Alice", "hi")  # Bob learnt of Alice from PEER_INFO
     assert "Alice" in names(bob.get_nearby_players(1))
-    details = await alice.send_move(2, 1)
-    assert details["location_id"] == 2
+    moved = await alice.send_move(2, 1)
+    assert moved["location_id"] == moved.location_id == 2 and moved.previous_location_id == 1
     await left.wait_for(1)
     assert "Alice" not in names(bob.get_nearby_players(1))
     assert alice.get_nearby_players() == [] and alice.character["location_id"] == 2  # type: ignore[index]

@@ -9,6 +9,7 @@ import pytest
 
 from lobby import MasterServer
 from mesh import MessageType, NetworkClient
+from protocol.acks import PartyAck, PartyTargetAck
 
 from .conftest import ClientFactory, Inbox, relayed
 
@@ -25,12 +26,15 @@ async def form_party(clients: list[NetworkClient]) -> str:
     for c in others:
         c.register_handler(MessageType.PARTY_INVITE, invites[id(c)])
     created = await leader.create_party("Fellowship")
-    party_id = str(created["party_id"])
+    assert isinstance(created, PartyAck)
+    party_id = created.party_id
     for c in others:
-        await leader.invite_to_party(str(c.character["name"]))  # type: ignore[index]
+        assert c.character is not None
+        invited = await leader.invite_to_party(c.character.name)
+        assert invited == PartyTargetAck(party_id=party_id, target_id=c.character.id)
         (invite,) = await invites[id(c)].wait_for(1)
         assert invite.party_id == party_id
-        await c.accept_party_invite(party_id)
+        assert await c.accept_party_invite(party_id) == PartyAck(party_id=party_id)
     size = len(clients)
     for c in clients:
         await updates[id(c)].wait_until(
@@ -120,3 +124,14 @@ async def test_party_request_errors_are_api_errors(make_client: ClientFactory) -
     assert info.value.status == 0
     (err,) = await errors.wait_for(1)  # the ERROR also reaches handlers
     assert err.error_code == info.value.code
+
+
+async def test_kick_leave_and_disband_return_the_party_acks(make_client: ClientFactory) -> None:
+    clients = [await make_client(n) for n in ("Alice", "Bob", "Cara")]
+    alice, bob, cara = clients
+    party_id = await form_party(clients)
+    assert bob.character is not None
+    kicked = await alice.kick_from_party(bob.character.id, reason="afk")
+    assert kicked == PartyTargetAck(party_id=party_id, target_id=bob.character.id)
+    assert await cara.leave_party() == PartyAck(party_id=party_id)
+    assert await alice.disband_party() == PartyAck(party_id=party_id)

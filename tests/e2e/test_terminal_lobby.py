@@ -94,9 +94,10 @@ async def test_terminal_peer_in_lobby_mode(
         who = await term.expect("who")
         assert "Bob" in {p["name"] for p in who["players"]}
         await term.send("/party create")
-        await term.expect("ok", kind="party_create")
+        created = await term.expect("ok", kind="party_create")
         await term.send("/party invite Bob")
         (invite,) = await invites.wait_for(1)
+        assert created["details"] == {"party_id": invite.party_id}  # the ACK, as JSON
         await bob.accept_party_invite(invite.party_id)
         while "Bob" not in (await term.expect("party"))["members"]:
             pass
