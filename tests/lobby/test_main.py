@@ -313,3 +313,60 @@ async def test_a_read_only_database_is_refused_at_start(tmp_path: Path) -> None:
         tmp_path, code=RUNTIME, command=["unshare", "--mount", "sh", "-c", script]
     )
     assert f"database file {db}" in text and "Read-only file system" in text
+
+
+# -- every setting on the command line, and a TOML file -------------------------------------
+
+
+async def test_the_help_lists_every_setting_by_its_variable(tmp_path: Path) -> None:
+    from lobby.config import LobbySettings, env_name
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lobby", "--help", cwd=tmp_path, env=_env(COLUMNS="100"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    text = out.decode()
+    missing = [f for f in LobbySettings.model_fields if env_name(f) not in text]
+    assert not missing, missing
+    for old in ("--host", "--port", "--data-dir", "--database-url", "--world-file", "--stun-port",
+                "--no-stun", "--log-level", "--log-format", "--version", "--config"):  # fmt: skip
+        assert old in text
+
+
+async def test_a_lobby_runs_on_a_toml_file_under_flags_and_environment(tmp_path: Path) -> None:
+    data = tmp_path / "from-toml"
+    toml = tmp_path / "lobby.toml"
+    toml.write_text(f'data_dir = "{data}"\nport = 1\nlog_format = "json"\nstun_enabled = false\n')
+    lobby = await Lobby.start(tmp_path, "--config", str(toml), SHARDS_LOG_FORMAT="text")
+    try:  # --port 0 (Lobby.start) beats port = 1 in the file
+        assert (data / "lobby.sqlite3").exists()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{lobby.url}/api/status") as resp:
+                assert resp.status == 200
+    finally:
+        code, _, err = await lobby.stop()
+    assert code == 0
+    assert "lobby started" in err and not err.lstrip().startswith("{")  # env beat the file
+
+
+async def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    toml = tmp_path / "lobby.toml"
+    toml.write_text("port = 0\nprot = 9000\n")
+    text = await _refused(tmp_path, "--config", str(toml), code=USAGE)
+    assert "unknown settings: prot" in text
+    toml.write_text("port = [")
+    assert "not valid TOML" in await _refused(tmp_path, "--config", str(toml), code=USAGE)
+    toml.write_text('session_ttl = "soon"')
+    assert f"{toml}: session_ttl=soon" in await _refused(
+        tmp_path, "--config", str(toml), code=USAGE
+    )
+    url = await _refused(tmp_path, "--database-url", "mysql://u@h/db", code=USAGE)
+    assert "unsupported database 'mysql'" in url
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lobby", "--no-such-flag", cwd=tmp_path, env=_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == USAGE and b"unrecognized arguments: --no-such-flag" in err
