@@ -5,6 +5,7 @@ unknown TOML keys are one :class:`ConfigError` naming where they came from."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,12 @@ def test_an_unreadable_toml_file_is_one_error(
 def test_a_database_url_that_cannot_work_is_a_settings_error() -> None:
     with pytest.raises(ConfigError, match="unsupported database 'mysql'"):
         settings_from(parse_args(["--database-url", "mysql://u@h/db"]))
+
+
+def test_the_readme_toml_example_is_a_valid_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r"^```toml\n(.*?)^```", readme, re.M | re.S)
+    toml = tmp_path / "lobby.toml"
+    toml.write_text(example)
+    settings = load_settings(config_file=toml)
+    assert settings.admin_accounts == ["alice"] and settings.ws_compress is True
