@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every mode; a mode adds its options in its own group."""
     parser = argparse.ArgumentParser(
         prog="python -m mesh",
-        description="Shards of Eternity terminal peer.",
+        description="Shards of Eternity terminal peer.\n\nThe node's tunables are read from "
+        "SHARDS_P2P_<FIELD> environment variables\n(the fields of mesh.config.MeshConfig, "
+        "e.g. SHARDS_P2P_MAX_CONNECTIONS=20).",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -379,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"$SHARDS_P2P_PORT: {exc}")
     try:
         args.mesh_config = MeshConfig.from_env()
-    except ShardsError as exc:
-        parser.error(str(exc))
+    except ShardsError as exc:  # a usage error, in one line
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logformat.configure(level, args.log_format, LOG_IDS)
     mode = "lan" if args.lan else "lobby"
