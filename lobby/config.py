@@ -76,7 +76,8 @@ class LobbySettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # arguments > environment > the TOML file being loaded (load_settings) > defaults
-        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+        toml = _TomlSource(settings_cls)
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
     # -- where ------------------------------------------------------------------------
     host: str = Field(
