@@ -1,11 +1,15 @@
 """``python -m lobby`` (or ``shards-lobby``): run a master lobby until SIGINT or SIGTERM.
 
-Flags override ``SHARDS_*`` environment variables, which override defaults::
+Every setting of :class:`~lobby.config.LobbySettings` is a flag, generated from the
+model (``--help`` lists each with its ``SHARDS_*`` variable, default and meaning)::
 
     python -m lobby [--host 127.0.0.1] [--port 8888] [--data-dir ./shards-data]
                     [--database-url postgresql://...] [--world-file world.json]
-                    [--stun-port 3478 | --no-stun]
-                    [--redis-url redis://127.0.0.1:6379/0]
+                    [--stun-port 3478 | --no-stun] [--config lobby.toml] [...]
+
+Flags override ``SHARDS_*`` environment variables, which override the TOML file of
+``--config``, which overrides the defaults. A boolean setting has ``--name`` and
+``--no-name``; a list setting (``--admin-accounts``) is repeated, one value each.
 
 With no flags it serves on 127.0.0.1:8888 with SQLite in ``./shards-data`` and
 prints one line ``lobby listening on http://HOST:PORT`` (the real port with
@@ -17,9 +21,11 @@ the data directory is 0700, the database and key files 0600.
 ``python -m lobby db upgrade|current`` migrates the database without serving
 (:mod:`lobby.storage.cli`).
 
-Exit status: 0 after a clean stop; 2 when it cannot start: a bad setting, a
-port it cannot listen on, a data directory it cannot create, write or lock
-(another lobby holds it), a database it cannot open. Each is one line on
+Exit status: 0 after a clean stop; 2 on a usage error (an unknown flag, a bad
+setting value from a flag, the environment or the TOML file, a TOML file that
+cannot be read or names unknown settings); 1 when the lobby cannot start (a port
+it cannot listen on, a data directory it cannot create, write or lock because
+another lobby holds it, a database it cannot open or write). Each is one line on
 stderr, ``lobby: ...``, saying which it is.
 """
 
@@ -31,16 +37,43 @@ import contextlib
 import os
 import signal
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
 from lobby import logs
-from lobby.config import LobbySettings, load_settings
+from lobby.config import LobbySettings, env_name, load_settings
 from lobby.server import MasterServer
+from lobby.storage.engine import normalize_url
 from lobby.version import SERVER_VERSION
 from protocol.errors import ShardsError
 
-__all__ = ["main", "parse_args", "program_name", "serve"]
+__all__ = [
+    "EXIT_RUNTIME",
+    "EXIT_USAGE",
+    "build_parser",
+    "flag",
+    "main",
+    "parse_args",
+    "program_name",
+    "serve",
+    "settings_from",
+]
+
+EXIT_USAGE = 2
+"""Exit status for a bad command line, setting or config file (as argparse uses)."""
+EXIT_RUNTIME = 1
+"""Exit status when the lobby cannot start or run: port, data directory, database."""
+
+_NOT_SETTINGS = frozenset({"config", "no_stun"})
+"""Destinations of flags that are not fields of :class:`LobbySettings`."""
+
+_ALIASES: dict[str, tuple[str, ...]] = {"turn_urls": ("--turn-url",)}
+"""Extra spellings of some settings' flags (``--turn-url URL``, one server each)."""
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -51,55 +84,96 @@ def program_name(argv0: str | None = None) -> str:
     return name
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=program_name(), description="Run the master lobby.")
-    parser.add_argument("--host", help="address to listen on (SHARDS_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port, 0 = any free (SHARDS_PORT, default 8888)")
-    parser.add_argument("--data-dir", type=Path, help="data directory (default ./shards-data)")
-    parser.add_argument("--database-url", help="sqlite:///file or postgresql://... URL")
-    parser.add_argument("--world-file", type=Path, help="a world definition JSON file")
-    stun = parser.add_mutually_exclusive_group()
-    stun.add_argument(
-        "--stun-port", type=int, help="UDP port answering STUN, 0 = any (default: --port's number)"
+def flag(field: str) -> str:
+    """The command-line flag of setting ``field``: ``data_dir`` -> ``--data-dir``."""
+    return "--" + field.replace("_", "-")
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``annotation`` without ``None``: ``int | None`` -> ``int``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else annotation
+    return annotation
+
+
+_METAVARS: dict[Any, str] = {int: "N", float: "NUM", Path: "PATH", str: "TEXT", SecretStr: "SECRET"}
+
+
+def _help(name: str, info: FieldInfo) -> str:
+    default = info.get_default(call_default_factory=True)
+    shown = "unset" if default is None or default == [] else str(default)
+    text = f"{info.description or name} [{env_name(name)}; default: {shown}]"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def _add_setting(parser: argparse._ActionsContainer, name: str, info: FieldInfo) -> None:
+    """One flag for field ``name``; its value is validated by the model, not by argparse."""
+    kind = _plain_type(info.annotation)
+    options: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+    if kind is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) is typing.Literal:
+        options["choices"] = [str(c) for c in typing.get_args(kind)]
+    elif typing.get_origin(kind) is list:
+        options.update(action="append", metavar="VALUE")
+    else:
+        options["metavar"] = _METAVARS.get(kind, "VALUE")
+    parser.add_argument(flag(name), *_ALIASES.get(name, ()), help=_help(name, info), **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m lobby``: ``--config``, ``--version`` and one flag per
+    setting (``--no-stun`` kept as the short way to say ``--no-stun-enabled``)."""
+    parser = argparse.ArgumentParser(
+        prog=program_name(),
+        usage="%(prog)s [-h] [--version] [--config FILE] [--SETTING VALUE ...]\n"
+        "       %(prog)s db {upgrade,current} [...]",
+        description="Run the master lobby. Each setting is read from its flag, else its "
+        "SHARDS_* environment variable, else the --config TOML file, else its default.",
     )
-    stun.add_argument("--no-stun", action="store_true", help="do not answer STUN on UDP")
-    # -- rendezvous: TURN servers whose credentials the lobby issues --
-    parser.add_argument(
-        "--turn-url",
-        action="append",
-        help="TURN server turn:host:port?transport=udp (repeatable or comma-separated)",
-    )
-    parser.add_argument(
-        "--turn-secret", help="the TURN server's use-auth-secret (better: SHARDS_TURN_SECRET)"
-    )
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    # -- operations: version and log format (lobby.version, lobby.logs) --
     parser.add_argument("--version", action="version", version=f"%(prog)s {SERVER_VERSION}")
     parser.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default="text",
-        help="text lines or one JSON object per line (with request/session ids)",
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="TOML file of settings (name = value, names as below without --, with _)",
     )
-    # -- several lobby processes (lobby.cluster) --
-    parser.add_argument(
-        "--redis-url",
-        help="redis://host:port/db: run as one of several lobby processes behind a load "
-        "balancer, sharing pushes, presence and rate limits (SHARDS_REDIS_URL)",
-    )
-    return parser.parse_args(argv)
+    group = parser.add_argument_group("settings")
+    stun = group.add_mutually_exclusive_group()
+    stun.add_argument("--no-stun", action="store_true", help="do not answer STUN on UDP")
+    for name, info in LobbySettings.model_fields.items():
+        _add_setting(stun if name == "stun_port" else group, name, info)
+    return parser
 
 
-async def serve(args: argparse.Namespace, settings: LobbySettings) -> None:
-    """Start a lobby from ``args``, print its address, run until SIGINT/SIGTERM."""
-    server = MasterServer(
-        args.host,
-        args.port,
-        data_dir=args.data_dir,
-        database_url=args.database_url,
-        world_file=args.world_file,
-        settings=settings,
-    )
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; setting flags not given are absent from the result. Exits with
+    status 2 (argparse) on an unknown flag or a missing value."""
+    return build_parser().parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> LobbySettings:
+    """The settings of parsed ``args``: flags > environment > ``--config`` > defaults.
+
+    Raises :class:`~protocol.errors.ConfigError` naming each bad value by its flag,
+    environment variable or config file key.
+    """
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    if args.no_stun:
+        given["stun_enabled"] = False
+    labels = {name: flag(name) for name in given}
+    if args.no_stun:
+        labels["stun_enabled"] = "--no-stun"
+    settings = load_settings(config_file=args.config, labels=labels, **given)
+    if settings.database_url:
+        normalize_url(settings.database_url)  # a URL that cannot work is a usage error
+    return settings
+
+
+async def serve(settings: LobbySettings) -> None:
+    """Start a lobby on ``settings``, print its address, run until SIGINT/SIGTERM."""
+    server = MasterServer(settings=settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,24 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         return db_main(argv[1:])
     args = parse_args(argv)
     try:
-        overrides: dict[str, Any] = {}
-        if args.log_level is not None:
-            overrides["log_level"] = args.log_level
-        if args.stun_port is not None:
-            overrides["stun_port"] = args.stun_port
-        if args.no_stun:
-            overrides["stun_enabled"] = False
-        if args.redis_url is not None:
-            overrides["redis_url"] = args.redis_url
-        if args.turn_url:
-            overrides["turn_urls"] = args.turn_url
-        if args.turn_secret is not None:
-            overrides["turn_secret"] = args.turn_secret
-        settings = load_settings(**overrides)
+        settings = settings_from(args)
     except ShardsError as exc:
         print(f"lobby: {exc.message}", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, args.log_format)
+        return EXIT_USAGE
+    logs.configure(settings.log_level, settings.log_format)
     os.umask(0o077)  # password hashes and keys: nothing for group or others
     try:
         import uvloop
@@ -146,12 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         uvloop = None  # type: ignore[assignment]
     try:
         if uvloop is not None:
-            uvloop.run(serve(args, settings))
+            uvloop.run(serve(settings))
         else:
-            asyncio.run(serve(args, settings))
+            asyncio.run(serve(settings))
     except ShardsError as exc:
         print(f"lobby: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130
     return 0

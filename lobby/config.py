@@ -1,9 +1,13 @@
-"""Lobby settings: one pydantic-settings model read from arguments and ``SHARDS_*`` variables.
+"""Lobby settings: one pydantic-settings model read from arguments, ``SHARDS_*``
+variables and an optional TOML file.
 
 Every knob of the master server lives in :class:`LobbySettings`. Values come, in
-order of precedence, from keyword arguments, then ``SHARDS_<NAME>`` environment
-variables (``SHARDS_PORT=9000``, ``SHARDS_ADMIN_ACCOUNTS='["alice"]'``), then the
-defaults below. Durations are seconds, sizes bytes, rates events per second.
+order of precedence, from keyword arguments (``python -m lobby``'s flags), then
+``SHARDS_<NAME>`` environment variables (``SHARDS_PORT=9000``,
+``SHARDS_ADMIN_ACCOUNTS='["alice"]'``), then a TOML file of ``name = value`` lines
+(:func:`read_config_file`; ``--config FILE``), then the defaults below. Durations
+are seconds, sizes bytes, rates events per second. Every field has a description:
+``python -m lobby --help`` is generated from them.
 
 The password hashing parameters default to argon2-cffi's RFC 9106 "low memory"
 profile (time cost 3, 64 MiB, 4 lanes). Tests may lower them
@@ -24,16 +28,37 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Collection
+import tomllib
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from protocol.errors import ConfigError
 
-__all__ = ["Clock", "LobbySettings", "describe_invalid", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "Clock",
+    "LobbySettings",
+    "describe_invalid",
+    "env_name",
+    "load_settings",
+    "read_config_file",
+]
+
+ENV_PREFIX = "SHARDS_"
+"""Prefix of every lobby setting's environment variable."""
 
 Clock = Callable[[], float]
 """Wall clock in seconds since the epoch (``time.time`` shape)."""
@@ -57,44 +82,82 @@ def _split_turn_urls(value: object) -> object:
 class LobbySettings(BaseSettings):
     """Every setting of the master lobby (environment prefix ``SHARDS_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="SHARDS_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # arguments > environment > the TOML file being loaded (load_settings) > defaults
+        toml = _TomlSource(settings_cls)
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
     # -- where ------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = Field(default=8888, ge=0, le=65535)
+    host: str = Field(
+        default="127.0.0.1", description="address to listen on (0.0.0.0: every interface)"
+    )
+    port: int = Field(
+        default=8888, ge=0, le=65535, description="TCP port of REST and WebSocket; 0 = any free"
+    )
     listen_backlog: int = Field(
         default=4096,
         ge=1,
         description="connections the kernel queues before the lobby accepts them (capped by "
         "net.core.somaxconn); room for every client reconnecting at once after a restart",
     )
-    data_dir: Path = Path("shards-data")
+    data_dir: Path = Field(
+        default=Path("shards-data"),
+        description="directory of the SQLite database, the ticket signing key and the lock",
+    )
     database_url: str | None = Field(
         default=None,
-        description="sqlite:///path or postgresql://user:pw@host/db; default: SQLite in data_dir",
+        description="sqlite:///path or postgresql://user:pw@host/db; unset: SQLite in data_dir",
     )
-    world_file: Path | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    world_file: Path | None = Field(
+        default=None, description="world definition JSON; unset: the shipped lobby/data/world.json"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="least severe log level written to stderr"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="log lines as text, or one JSON object per line (with request/session ids)",
+    )
     trust_forwarded_for: bool = Field(
         default=False,
         description="take the client address from X-Forwarded-For (only behind a trusted proxy)",
     )
 
     # -- sessions -----------------------------------------------------------------------
-    session_ttl: float = Field(default=3600.0, gt=0)
+    session_ttl: float = Field(
+        default=3600.0, gt=0, description="a session token expires this long after its last use"
+    )
     session_touch_interval: float = Field(
         default=30.0, ge=0, description="a session's sliding expiry is written at most this often"
     )
     maintenance_interval: float = Field(
         default=1.0, gt=0, description="how often expiries (sessions, grace) are checked"
     )
-    session_cleanup_interval: float = Field(default=60.0, gt=0)
-    reconnect_grace: float = Field(default=30.0, ge=0)
+    session_cleanup_interval: float = Field(
+        default=60.0, gt=0, description="how often expired sessions are deleted from the database"
+    )
+    reconnect_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="a dropped WebSocket keeps its presence and backlog this long for a reconnect",
+    )
 
     # -- passwords (argon2id) --------------------------------------------------------------
-    argon2_time_cost: int = Field(default=3, ge=1)
-    argon2_memory_cost: int = Field(default=65536, ge=8, description="KiB")
-    argon2_parallelism: int = Field(default=4, ge=1)
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id passes over memory")
+    argon2_memory_cost: int = Field(
+        default=65536, ge=8, description="argon2id memory per hash, KiB"
+    )
+    argon2_parallelism: int = Field(default=4, ge=1, description="argon2id lanes")
     hash_pool: Literal["process", "thread"] = Field(
         default="process", description="where hashing runs: worker processes, or threads"
     )
@@ -106,11 +169,21 @@ class LobbySettings(BaseSettings):
     )
 
     # -- REST -----------------------------------------------------------------------------
-    max_body_size: int = Field(default=64 * 1024, ge=1024)
-    rest_rate_per_address: float = Field(default=50.0, gt=0)
-    rest_burst_per_address: float = Field(default=200.0, ge=1)
-    rest_rate_per_account: float = Field(default=20.0, gt=0)
-    rest_burst_per_account: float = Field(default=60.0, ge=1)
+    max_body_size: int = Field(
+        default=64 * 1024, ge=1024, description="largest REST request body (bytes); bigger: 413"
+    )
+    rest_rate_per_address: float = Field(
+        default=50.0, gt=0, description="REST requests per second from one address"
+    )
+    rest_burst_per_address: float = Field(
+        default=200.0, ge=1, description="REST requests one address may send at once"
+    )
+    rest_rate_per_account: float = Field(
+        default=20.0, gt=0, description="REST requests per second of one account"
+    )
+    rest_burst_per_account: float = Field(
+        default=60.0, ge=1, description="REST requests one account may send at once"
+    )
     login_max_failures_per_account: int = Field(
         default=5, ge=1, description="failed logins to an account from one address within "
         "login_failure_window that lock that address (only) out of it for login_lockout",
@@ -119,8 +192,12 @@ class LobbySettings(BaseSettings):
         default=50, ge=1, description="failed logins an hour from one address (all accounts) "
         "before it may only log in to accounts it logged in to before",
     )  # fmt: skip
-    login_failure_window: float = Field(default=300.0, gt=0)
-    login_lockout: float = Field(default=300.0, gt=0)
+    login_failure_window: float = Field(
+        default=300.0, gt=0, description="seconds over which failed logins to an account count"
+    )
+    login_lockout: float = Field(
+        default=300.0, gt=0, description="seconds an address stays locked out of an account"
+    )
     login_account_failures_per_hour: int = Field(
         default=30, ge=1, description="failed logins an hour to one account from addresses "
         "that never logged in to it (as many again from those that did)",
@@ -164,8 +241,12 @@ class LobbySettings(BaseSettings):
     ws_send_queue_max: int = Field(
         default=512, ge=1, description="queued outgoing messages before a slow client is cut off"
     )
-    ws_batch_max_messages: int = Field(default=64, ge=1)
-    ws_batch_max_bytes: int = Field(default=64 * 1024, ge=256)
+    ws_batch_max_messages: int = Field(
+        default=64, ge=1, description="most messages the lobby sends in one WebSocket frame"
+    )
+    ws_batch_max_bytes: int = Field(
+        default=64 * 1024, ge=256, description="largest batched WebSocket frame the lobby sends"
+    )
     ws_backlog_max: int = Field(
         default=256, ge=0, description="messages kept for a client inside the reconnect grace"
     )
@@ -174,17 +255,27 @@ class LobbySettings(BaseSettings):
     ws_idle_timeout: float = Field(
         default=300.0, gt=0, description="close after this long without a client message"
     )
-    ws_close_timeout: float = Field(default=5.0, gt=0)
-    ws_message_rate: float = Field(default=20.0, gt=0)
-    ws_message_burst: float = Field(default=60.0, ge=1)
+    ws_close_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for a client's close frame"
+    )
+    ws_message_rate: float = Field(
+        default=20.0, gt=0, description="WS messages per second from one connection"
+    )
+    ws_message_burst: float = Field(
+        default=60.0, ge=1, description="WS messages one connection may send at once"
+    )
     ws_address_message_rate: float = Field(
         default=200.0, gt=0, description="WS messages per second from one source address"
     )
-    ws_address_message_burst: float = Field(default=400.0, ge=1)
+    ws_address_message_burst: float = Field(
+        default=400.0, ge=1, description="WS messages one source address may send at once"
+    )
     ws_flood_strikes: int = Field(
         default=5, ge=1, description="rate-limited messages tolerated before closing with 1008"
     )
-    ws_connections_per_account: int = Field(default=8, ge=1)
+    ws_connections_per_account: int = Field(
+        default=8, ge=1, description="open WebSockets of one account"
+    )
     ws_fernet_secret: SecretStr | None = Field(
         default=None,
         description="shared secret of the optional Fernet frame encoding (/ws?encoding=fernet); "
@@ -195,10 +286,14 @@ class LobbySettings(BaseSettings):
     )
 
     # -- chat -----------------------------------------------------------------------------
-    chat_max_length: int = Field(default=500, ge=1)
-    announcement_max_length: int = Field(default=2000, ge=1)
+    chat_max_length: int = Field(default=500, ge=1, description="longest chat message (characters)")
+    announcement_max_length: int = Field(
+        default=2000, ge=1, description="longest announcement (characters)"
+    )
     chat_rate: float = Field(default=1.0, gt=0, description="chat messages per second per account")
-    chat_burst: float = Field(default=5.0, ge=1)
+    chat_burst: float = Field(
+        default=5.0, ge=1, description="chat messages one account may send at once"
+    )
     admin_accounts: list[str] = Field(
         default_factory=list,
         description="usernames allowed to announce and to use /api/admin and the /admin page",
@@ -209,8 +304,12 @@ class LobbySettings(BaseSettings):
     stun_port: int | None = Field(
         default=None, ge=0, le=65535, description="UDP port; unset: the `port` number, 0 = any"
     )
-    stun_rate_per_address: float = Field(default=20.0, gt=0, description="requests per second")
-    stun_burst_per_address: float = Field(default=40.0, ge=1)
+    stun_rate_per_address: float = Field(
+        default=20.0, gt=0, description="STUN requests per second from one address"
+    )
+    stun_burst_per_address: float = Field(
+        default=40.0, ge=1, description="STUN requests one address may send at once"
+    )
     stun_max_addresses: int = Field(
         default=65536, ge=1, description="source addresses the STUN rate limit remembers"
     )
@@ -267,7 +366,9 @@ class LobbySettings(BaseSettings):
             return self.host == "localhost"
 
     # -- peer tickets ---------------------------------------------------------------------
-    ticket_ttl: float = Field(default=3600.0, gt=0)
+    ticket_ttl: float = Field(
+        default=3600.0, gt=0, description="seconds a peer ticket signed by the lobby stays valid"
+    )
 
     # -- operations: Prometheus metrics (lobby.metrics) ------------------------------------
     metrics_enabled: bool = Field(default=True, description="serve GET /metrics (Prometheus)")
@@ -348,25 +449,100 @@ class LobbySettings(BaseSettings):
         return username.casefold() in self.admin_accounts
 
 
-def load_settings(**overrides: Any) -> LobbySettings:
-    """:class:`LobbySettings` from ``overrides`` and the environment; one-line errors.
+_TOML_VALUES: ContextVar[Mapping[str, Any]] = ContextVar(
+    "lobby_toml_values", default=MappingProxyType({})
+)
+"""The TOML file's values while :func:`load_settings` builds a :class:`LobbySettings`."""
 
-    Raises :class:`~protocol.errors.ConfigError` naming each bad setting by its
-    environment variable (``SHARDS_PORT: ...``) when it did not come from ``overrides``.
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The values of the TOML file :func:`load_settings` is reading (none otherwise)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _TOML_VALUES.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_TOML_VALUES.get())
+
+
+@contextmanager
+def _toml_values(values: Mapping[str, Any]) -> Iterator[None]:
+    token = _TOML_VALUES.set(values)
+    try:
+        yield
+    finally:
+        _TOML_VALUES.reset(token)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of setting ``field``: ``port`` -> ``SHARDS_PORT``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a TOML file: top-level ``name = value`` pairs named like the fields
+    of :class:`LobbySettings` (``port = 9000``, ``admin_accounts = ["alice"]``).
+
+    Raises :class:`~protocol.errors.ConfigError` (one line, naming the file) when it
+    cannot be read, is not TOML, or has keys that are not settings (each one named).
+    Values are checked later, by :func:`load_settings`.
     """
     try:
-        return LobbySettings(**overrides)
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(values) - set(LobbySettings.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown settings: {', '.join(unknown)} "
+            "(names are those of the SHARDS_* variables, lower case, without SHARDS_)"
+        )
+    return values
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    labels: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> LobbySettings:
+    """:class:`LobbySettings` from ``overrides``, the environment, then ``config_file``
+    (TOML, :func:`read_config_file`); one-line errors.
+
+    Raises :class:`~protocol.errors.ConfigError` naming each bad setting by where it
+    came from: ``labels[field]`` (say ``--port``) or the field name for ``overrides``,
+    ``FILE: field`` for the TOML file, else its environment variable (``SHARDS_PORT``).
+    """
+    values = read_config_file(config_file) if config_file is not None else {}
+    try:
+        with _toml_values(values):
+            return LobbySettings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_invalid(exc, given=set(overrides))) from None
+        names = {field: (labels or {}).get(field, field) for field in overrides}
+        for field in values:
+            names.setdefault(field, f"{config_file}: {field}")
+        raise ConfigError(describe_invalid(exc, names=names)) from None
 
 
-def describe_invalid(exc: ValidationError, *, given: Collection[str] = ()) -> str:
-    """One line for a settings ``ValidationError``: each field (or its ``SHARDS_*``
-    variable, for fields not in ``given``), its value and what is wrong with it."""
+def describe_invalid(
+    exc: ValidationError, *, given: Collection[str] = (), names: Mapping[str, str] | None = None
+) -> str:
+    """One line for a settings ``ValidationError``: each field (by ``names[field]``, the
+    field name for fields in ``given``, else its ``SHARDS_*`` variable), its value and
+    what is wrong with it."""
     problems = []
     for err in exc.errors(include_url=False, include_context=False):
         field = ".".join(str(p) for p in err["loc"])
-        name = field if not field or field in given else f"SHARDS_{field.upper()}"
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if names and top in names:
+            name = names[top] + field[len(top) :]
+        elif not field or field in given:
+            name = field
+        else:
+            name = env_name(field)
         value = err.get("input")
         secret = "secret" in field or "url" in field  # a database URL may hold a password
         plain = isinstance(value, str | int | float) and field and not secret

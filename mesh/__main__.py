@@ -16,15 +16,16 @@ play on (mDNS and the node's socket); by default mDNS runs on every LAN address
 of the host. ``--port`` (or ``$SHARDS_P2P_PORT``) is the node's UDP port; by
 default 9000, or a free port (printed) when another peer on this machine holds
 9000. ``--json`` prints one JSON object per event instead of text (for scripts
-and tests).
+and tests). The node's tunables are read from ``SHARDS_P2P_*`` variables
+(:meth:`mesh.config.MeshConfig.from_env`, e.g. ``SHARDS_P2P_MAX_CONNECTIONS=20``).
 
 The commands of both modes are one table, :data:`mesh.terminal.COMMANDS`;
 ``/help`` prints the rows of the running mode. Standard input may be a
 terminal (a prompt), a pipe or file of commands (the program leaves at its
 end), or nothing (closed, ``/dev/null``: it runs until SIGINT or SIGTERM).
 Exit status: 0 after /quit, end of input or a signal; 1 when the node or the
-lobby cannot be reached or bound; 2 on bad arguments. A start-up failure is
-one line on stderr.
+lobby cannot be reached or bound; 2 on bad arguments or a bad ``SHARDS_P2P_*``
+value. A start-up failure is one line on stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
+from mesh.config import MeshConfig
 from mesh.discovery import LanNode, MemberJoined, MemberLeft, PeerFound, PeerIgnored, PeerLost
 from mesh.discovery.lan import LanEvent
 from mesh.terminal import (
@@ -102,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every mode; a mode adds its options in its own group."""
     parser = argparse.ArgumentParser(
         prog="python -m mesh",
-        description="Shards of Eternity terminal peer.",
+        description="Shards of Eternity terminal peer.\n\nThe node's tunables are read from "
+        "SHARDS_P2P_<FIELD> environment variables\n(the fields of mesh.config.MeshConfig, "
+        "e.g. SHARDS_P2P_MAX_CONNECTIONS=20).",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -311,6 +315,7 @@ async def run_lan(args: argparse.Namespace, *, stdin: TextIO | None, stdout: Tex
             location_id=args.location,
             heartbeat=args.heartbeat,
             peer_timeout=args.peer_timeout,
+            config=getattr(args, "mesh_config", None),
         )
     except (ShardsError, ValueError) as exc:
         out.fatal(f"cannot start: {exc}")
@@ -374,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port = p2p_port(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(f"$SHARDS_P2P_PORT: {exc}")
+    try:
+        args.mesh_config = MeshConfig.from_env()
+    except ShardsError as exc:  # a usage error, in one line
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logformat.configure(level, args.log_format, LOG_IDS)
     mode = "lan" if args.lan else "lobby"

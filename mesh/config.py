@@ -1,12 +1,39 @@
-"""Tunables of a mesh node, and which message types peers may exchange."""
+"""Tunables of a mesh node, and which message types peers may exchange.
+
+:class:`MeshConfig` is a plain dataclass: ``MeshConfig()`` is the defaults whatever
+the environment. :meth:`MeshConfig.from_env` reads ``SHARDS_P2P_<FIELD>`` variables
+over them (``SHARDS_P2P_MAX_CONNECTIONS=20``, ``SHARDS_P2P_ACK_TUNING=false``), as
+the lobby reads ``SHARDS_*``; ``python -m mesh`` and a node or client built without
+a config use it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from protocol.errors import MeshConfigError
 from protocol.messages.base import MessageType
 
-__all__ = ["PEER_MESSAGE_TYPES", "SAFE_DATAGRAM_PAYLOAD", "MeshConfig"]
+__all__ = [
+    "ENV_PREFIX",
+    "OTHER_P2P_VARIABLES",
+    "PEER_MESSAGE_TYPES",
+    "SAFE_DATAGRAM_PAYLOAD",
+    "MeshConfig",
+]
+
+ENV_PREFIX = "SHARDS_P2P_"
+"""Prefix of the environment variables :meth:`MeshConfig.from_env` reads."""
+
+OTHER_P2P_VARIABLES = frozenset({"SHARDS_P2P_PORT"})
+"""``SHARDS_P2P_*`` variables that are not tunables (read elsewhere: the node's port)."""
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 SAFE_DATAGRAM_PAYLOAD = 1100
 """Largest DATAGRAM payload the mesh sends: under the ~1170 bytes past which
@@ -94,7 +121,63 @@ class MeshConfig:
     retry_token_lifetime: float = 10.0
     gate_sources: int = 4096
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> MeshConfig:
+        """The defaults, then ``SHARDS_P2P_<FIELD>`` variables of ``environ`` (default
+        ``os.environ``), then ``overrides``.
+
+        Numbers are decimal; booleans ``1/0``, ``true/false``, ``yes/no``, ``on/off``.
+        Raises :class:`~protocol.errors.MeshConfigError` (one message naming every bad
+        variable) for a value of the wrong type, a negative number, or a ``SHARDS_P2P_``
+        variable that names no tunable (a typo would otherwise be silently ignored).
+        """
+        env = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for key in sorted(env):
+            if not key.startswith(ENV_PREFIX) or key in OTHER_P2P_VARIABLES:
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in fields:
+                problems.append(f"{key}: no such mesh setting")
+                continue
+            try:
+                values[name] = _parse(fields[name].type, env[key].strip())
+            except ValueError as exc:
+                problems.append(f"{key}={env[key]!r}: {exc}")
+        if problems:
+            raise MeshConfigError("invalid mesh settings: " + "; ".join(problems))
+        return cls(**{**values, **overrides})
+
     @property
     def ack_delay(self) -> float:
         """The ACK delay (seconds) ``ack_tuning`` sets on each authenticated connection."""
         return self.ack_delay_ticks * self.tick_interval
+
+
+def _parse(kind: Any, text: str) -> bool | int | float:
+    """``text`` as the field type ``kind`` (``"int"``, ``"float"``, ``"bool"``: the
+    annotations are strings under ``from __future__ import annotations``)."""
+    if kind in ("bool", bool):
+        folded = text.lower()
+        if folded in _TRUE | _FALSE:
+            return folded in _TRUE
+        raise ValueError("not a boolean (true/false)")
+    if kind in ("int", int):
+        try:
+            number: int | float = int(text)
+        except ValueError:
+            raise ValueError("not a whole number") from None
+    elif kind in ("float", float):
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError("not a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("not a finite number")
+    else:  # pragma: no cover - every MeshConfig field is a bool, int or float
+        raise ValueError(f"cannot be set from the environment ({kind})")
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number

@@ -156,7 +156,7 @@ class PeerNode:
         self.identity = (
             identity_key if isinstance(identity_key, Identity) else Identity(identity_key)
         )
-        self.config = dataclasses.replace(config) if config is not None else MeshConfig()
+        self.config = dataclasses.replace(config) if config is not None else MeshConfig.from_env()
         if max_connections is not None:
             self.config.max_connections = max_connections
         self._host = host

@@ -1,7 +1,8 @@
 """``python -m lobby`` as a real subprocess: starts, prints its address once, answers, stops;
-refuses to start, in one line saying what is wrong, on a bad setting, a busy port (before
-touching the data directory), a data directory it cannot use or that another lobby holds,
-and a database it cannot write; keeps its data directory private."""
+refuses to start, in one line saying what is wrong, on a bad setting (exit status 2), a busy
+port (before touching the data directory), a data directory it cannot use or that another
+lobby holds, and a database it cannot write (exit status 1); keeps its data directory
+private."""
 
 from __future__ import annotations
 
@@ -170,9 +171,14 @@ class Lobby:
             self.proc.kill()
 
 
-async def _refused(cwd: Path, *args: str, command: list[str] | None = None, **env: str) -> str:
-    """Run ``python -m lobby ARGS`` (or ``command``), expect it to refuse to start; its
-    one stderr line."""
+USAGE, RUNTIME = 2, 1  # exit status of a bad setting; of a start-up failure
+
+
+async def _refused(
+    cwd: Path, *args: str, code: int, command: list[str] | None = None, **env: str
+) -> str:
+    """Run ``python -m lobby ARGS`` (or ``command``), expect it to refuse to start with
+    exit status ``code``; its one stderr line."""
     argv = command or [sys.executable, "-m", "lobby", *args]
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=cwd, env=_env(**env),
@@ -180,7 +186,7 @@ async def _refused(cwd: Path, *args: str, command: list[str] | None = None, **en
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     text = err.decode()
-    assert proc.returncode == 2, (proc.returncode, text)
+    assert proc.returncode == code, (proc.returncode, text)
     assert out == b"", out
     assert text.count("\n") == 1 and text.startswith("lobby: "), text
     assert "Traceback" not in text and "errors.pydantic.dev" not in text
@@ -196,9 +202,9 @@ async def test_the_address_is_printed_once(tmp_path: Path) -> None:
 
 
 async def test_an_environment_setting_out_of_range_is_one_line(tmp_path: Path) -> None:
-    text = await _refused(tmp_path, SHARDS_PORT="70000")
+    text = await _refused(tmp_path, code=USAGE, SHARDS_PORT="70000")
     assert "SHARDS_PORT=70000" in text and "65535" in text
-    flag = await _refused(tmp_path, "--port", "70000")
+    flag = await _refused(tmp_path, "--port", "70000", code=USAGE)
     assert "port" in flag and "65535" in flag
 
 
@@ -221,7 +227,7 @@ async def test_a_busy_port_is_found_before_the_data_directory_is_touched(tmp_pat
         busy.listen()
         port = busy.getsockname()[1]
         data = tmp_path / "data"
-        text = await _refused(tmp_path, "--port", str(port), "--data-dir", str(data))
+        text = await _refused(tmp_path, "--port", str(port), "--data-dir", str(data), code=RUNTIME)
     assert f"cannot listen on 127.0.0.1:{port}" in text and "in use" in text
     assert not data.exists()  # nothing created, nothing migrated
 
@@ -229,9 +235,11 @@ async def test_a_busy_port_is_found_before_the_data_directory_is_touched(tmp_pat
 async def test_data_directory_errors_say_what_they_are(tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory")
-    text = await _refused(tmp_path, "--port", "0", "--data-dir", str(a_file))
+    text = await _refused(tmp_path, "--port", "0", "--data-dir", str(a_file), code=RUNTIME)
     assert f"data directory {a_file} is not a directory" in text
-    below = await _refused(tmp_path, "--port", "0", "--data-dir", str(a_file / "below"))
+    below = await _refused(
+        tmp_path, "--port", "0", "--data-dir", str(a_file / "below"), code=RUNTIME
+    )
     assert f"data directory {a_file / 'below'}: cannot create it" in below
     assert "cannot listen" not in text + below
 
@@ -242,7 +250,7 @@ async def test_a_second_lobby_on_one_data_directory_is_refused_until_the_first_d
     data = str(tmp_path / "data")
     first = await Lobby.start(tmp_path, "--data-dir", data)
     try:
-        text = await _refused(tmp_path, "--port", "0", "--data-dir", data)
+        text = await _refused(tmp_path, "--port", "0", "--data-dir", data, code=RUNTIME)
         assert f"in use by another lobby (pid {first.proc.pid})" in text
         first.proc.kill()  # kill -9: the kernel releases the lock
         await first.proc.wait()
@@ -301,5 +309,64 @@ async def test_a_read_only_database_is_refused_at_start(tmp_path: Path) -> None:
         f"mount --bind -o ro {shlex.quote(str(db))} {shlex.quote(str(db))} && "
         f"exec {shlex.quote(sys.executable)} -m lobby --port 0 --data-dir {shlex.quote(str(data))}"
     )
-    text = await _refused(tmp_path, command=["unshare", "--mount", "sh", "-c", script])
+    text = await _refused(
+        tmp_path, code=RUNTIME, command=["unshare", "--mount", "sh", "-c", script]
+    )
     assert f"database file {db}" in text and "Read-only file system" in text
+
+
+# -- every setting on the command line, and a TOML file -------------------------------------
+
+
+async def test_the_help_lists_every_setting_by_its_variable(tmp_path: Path) -> None:
+    from lobby.config import LobbySettings, env_name
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lobby", "--help", cwd=tmp_path, env=_env(COLUMNS="100"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    text = out.decode()
+    missing = [f for f in LobbySettings.model_fields if env_name(f) not in text]
+    assert not missing, missing
+    for old in ("--host", "--port", "--data-dir", "--database-url", "--world-file", "--stun-port",
+                "--no-stun", "--log-level", "--log-format", "--version", "--config"):  # fmt: skip
+        assert old in text
+
+
+async def test_a_lobby_runs_on_a_toml_file_under_flags_and_environment(tmp_path: Path) -> None:
+    data = tmp_path / "from-toml"
+    toml = tmp_path / "lobby.toml"
+    toml.write_text(f'data_dir = "{data}"\nport = 1\nlog_format = "json"\nstun_enabled = false\n')
+    lobby = await Lobby.start(tmp_path, "--config", str(toml), SHARDS_LOG_FORMAT="text")
+    try:  # --port 0 (Lobby.start) beats port = 1 in the file
+        assert (data / "lobby.sqlite3").exists()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{lobby.url}/api/status") as resp:
+                assert resp.status == 200
+    finally:
+        code, _, err = await lobby.stop()
+    assert code == 0
+    assert "lobby started" in err and not err.lstrip().startswith("{")  # env beat the file
+
+
+async def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    toml = tmp_path / "lobby.toml"
+    toml.write_text("port = 0\nprot = 9000\n")
+    text = await _refused(tmp_path, "--config", str(toml), code=USAGE)
+    assert "unknown settings: prot" in text
+    toml.write_text("port = [")
+    assert "not valid TOML" in await _refused(tmp_path, "--config", str(toml), code=USAGE)
+    toml.write_text('session_ttl = "soon"')
+    assert f"{toml}: session_ttl=soon" in await _refused(
+        tmp_path, "--config", str(toml), code=USAGE
+    )
+    url = await _refused(tmp_path, "--database-url", "mysql://u@h/db", code=USAGE)
+    assert "unsupported database 'mysql'" in url
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lobby", "--no-such-flag", cwd=tmp_path, env=_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == USAGE and b"unrecognized arguments: --no-such-flag" in err

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lobby import MasterServer
-from lobby.__main__ import parse_args
+from lobby.__main__ import parse_args, settings_from
 from lobby.stun import StunResponder, StunServer
 from protocol.stun import (
     Attr,
@@ -255,8 +255,8 @@ async def test_a_taken_stun_port_fails_start_cleanly(tmp_path: Path) -> None:
 
 
 def test_cli_flags() -> None:
-    assert parse_args(["--stun-port", "3478"]).stun_port == 3478
-    assert parse_args(["--no-stun"]).no_stun
+    assert settings_from(parse_args(["--stun-port", "3478"])).stun_port == 3478
+    assert settings_from(parse_args(["--no-stun"])).stun_enabled is False
     with pytest.raises(SystemExit):
         parse_args(["--no-stun", "--stun-port", "1"])
 
