@@ -328,9 +328,13 @@ class LobbySettings(BaseSettings):
     )
     turn_ttl: float = Field(default=3600.0, ge=60, le=7 * 86400, description="credential life")
     ice_rate: float = Field(default=0.2, gt=0, description="TURN credential requests/s/account")
-    ice_burst: float = Field(default=10.0, ge=1)
+    ice_burst: float = Field(
+        default=10.0, ge=1, description="TURN credential requests an account may make at once"
+    )
     pair_rate: float = Field(default=1.0, gt=0, description="whisper pairings/s/account")
-    pair_burst: float = Field(default=20.0, ge=1)
+    pair_burst: float = Field(
+        default=20.0, ge=1, description="whisper pairings an account may ask for at once"
+    )
     whisper_pair_ttl: float = Field(default=600.0, gt=0, description="a whisper pairing's life")
 
     @field_validator("turn_urls", mode="before")

@@ -25,7 +25,7 @@ def test_an_unreachable_redis_stops_the_start_without_showing_its_password(
 ) -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
     done = _lobby(tmp_path, "--redis-url", url)
-    assert done.returncode == 2
+    assert done.returncode == 1  # a runtime failure, not a usage error
     assert "cannot reach Redis at redis://***@127.0.0.1" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
     assert "lobby listening" not in done.stdout
