@@ -66,6 +66,7 @@ from mesh.node_types import (
     describe_peer_event,
     to_vec3,
 )
+from mesh.udp import Batch, UdpSocket
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
@@ -103,17 +104,6 @@ _HANDSHAKE_CODES = frozenset(
         CloseCode.SELF_CONNECTION,
     }
 )
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, node: PeerNode) -> None:
-        self._node = node
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._node._on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("UDP error on %s: %s", self._node.endpoint, exc)
 
 
 class PeerNode:
@@ -155,7 +145,7 @@ class PeerNode:
             self.identity, auth, config=self.config, relay_enabled=relay is not None
         )
         self._handlers: dict[MessageType, list[Handler]] = {}
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: UdpSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -177,12 +167,8 @@ class PeerNode:
         if self._transport is not None:
             return
         self._loop = asyncio.get_running_loop()
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self._host, self._port)
-        )
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        self._family = sock.family
+        self._transport = await UdpSocket.open(self._host, self._port, self._on_datagrams)
+        self._family = self._transport.family
         logger.info("peer node %s listening on %s", self.identity.peer_id[:12], self.endpoint)
 
     async def close(self) -> None:
@@ -225,7 +211,7 @@ class PeerNode:
         """The bound ``(host, port)`` of the UDP socket (after :meth:`start`)."""
         if self._transport is None:
             raise NotConnectedError("the node is not started")
-        sockname = self._transport.get_extra_info("sockname")
+        sockname = self._transport.sockname
         return (sockname[0], sockname[1])
 
     @property
@@ -488,11 +474,15 @@ class PeerNode:
         sockaddr = infos[0][4]
         return (str(sockaddr[0]), int(sockaddr[1]), *sockaddr[2:])
 
-    def _on_datagram(self, data: bytes, addr: Address) -> None:
+    def _on_datagrams(self, batch: Batch) -> None:
+        """Every datagram the socket had waiting: all into the core, then one flush."""
         if self._loop is None or self._closed:
             return
-        self.core.wall_offset = time.time() - self._loop.time()
-        self.core.receive_datagram(data, addr, self._loop.time())
+        now = self._loop.time()
+        self.core.wall_offset = time.time() - now
+        receive = self.core.receive_datagram
+        for data, addr in batch:
+            receive(data, addr, now)
         self._transmit()
 
     def _on_timer(self) -> None:
