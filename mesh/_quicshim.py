@@ -103,6 +103,7 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer: float | None = None
         self._mesh_timer_valid = False
         self._mesh_watch: list[tuple[set[Any], Any]] = []
+        self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
         super().__init__(*args, **kwargs)
 
     def watch(self, touched: set[Any], token: Any) -> None:
@@ -206,16 +207,15 @@ def has_nothing_to_send(conn: QuicConnection, now: float) -> bool:
         return False
     if conn._streams_blocked_pending or conn._remote_preferred_address is not None:
         return False
-    space = conn._spaces.get(tls.Epoch.ONE_RTT)
-    if space is None or (space.ack_at is not None and space.ack_at <= now):
+    space, crypto = _one_rtt(conn)
+    if space.ack_at is not None and space.ack_at <= now:
         return False
     paths = conn._network_paths
     if len(paths) != 1 or not paths[0].is_validated or paths[0].remote_challenges:
         return False
     if any(not cid.was_sent for cid in conn._host_cids):
         return False
-    crypto = conn._crypto_streams.get(tls.Epoch.ONE_RTT)
-    if crypto is None or not crypto.sender.buffer_is_empty:
+    if not crypto.sender.buffer_is_empty:
         return False
     max_data = conn._local_max_data
     if max_data.used * 2 > max_data.value:
@@ -234,6 +234,24 @@ def has_nothing_to_send(conn: QuicConnection, now: float) -> bool:
         if stream.max_stream_data_local_sent != local:
             return False
     return True
+
+
+def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
+    """The application packet space and CRYPTO stream of a confirmed connection.
+
+    Both are made once, before the handshake completes, and never replaced; a
+    MeshQuicConnection keeps them (looking an ``Epoch`` up in a dict costs a
+    Python-level ``Enum.__hash__``, twice per received datagram otherwise).
+    """
+    if isinstance(conn, MeshQuicConnection):
+        cached = conn._mesh_one_rtt
+        if cached is None:
+            cached = conn._mesh_one_rtt = (
+                conn._spaces[tls.Epoch.ONE_RTT],
+                conn._crypto_streams[tls.Epoch.ONE_RTT],
+            )
+        return cached
+    return conn._spaces[tls.Epoch.ONE_RTT], conn._crypto_streams[tls.Epoch.ONE_RTT]
 
 
 def _touch(conn: QuicConnection) -> None:
