@@ -496,8 +496,9 @@ class PeerNode:
         self.core.handle_timer(now)
         self._transmit(now)
 
-    def _transmit(self, now: float | None = None) -> None:
-        """Flush the core's datagrams, dispatch its events, re-arm the timer."""
+    def _transmit(self, now: float | None = None, *, inline: bool = False) -> None:
+        """Flush the core's datagrams, dispatch its events, re-arm the timer (or run it now
+        when it is already due and ``inline`` is False)."""
         if self._loop is None or self._transport is None:
             return
         when = self._loop.time() if now is None else now
@@ -508,6 +509,14 @@ class PeerNode:
         if self._closed:
             return
         timer_at = self.core.get_timer()
+        if timer_at is not None and timer_at <= when and not inline:
+            # due already (a movement tick just queued, most often): run it now rather than
+            # through a loop timer one iteration later; once per flush, so a timer that stays
+            # due (float rounding in aioquic) still goes through the loop
+            at = max(when, timer_at + 1e-6)
+            self.core.handle_timer(at)
+            self._transmit(at, inline=True)
+            return
         if timer_at != self._timer_at or self._timer is None:
             if self._timer is not None:
                 self._timer.cancel()
