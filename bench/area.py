@@ -344,29 +344,19 @@ def run(quick: bool) -> dict[str, Any]:
         )
         figures[f"virtual-{n}"] = virtual
         tag = f"{n} peers" + (" apart" if spread else "")
-        rows.append(
-            row(
-                loop="virtual time",
-                metric=f"CPU per delivered update, {tag}",
-                value=virtual["cpu_per_update_us"],
-                unit="us",
-                target=("value", "<=", 150.0),
+        specs: list[tuple[str, str, str, tuple[str, str, float] | None]] = [
+            ("CPU per delivered update", "cpu_per_update_us", "us", ("value", "<=", 150.0)),
+            ("sent (interest)", "sent_of_all", "of all", None),
+            ("delivered of records sent", "delivered_of_records", "of sent", None),
+        ]
+        for metric, key, unit, target in specs:
+            rows.append(
+                row(
+                    loop="virtual time",
+                    metric=f"{metric}, {tag}",
+                    value=virtual[key],
+                    unit=unit,
+                    target=target,
+                )
             )
-        )
-        rows.append(
-            row(
-                loop="virtual time",
-                metric=f"sent (interest), {tag}",
-                value=virtual["sent_of_all"],
-                unit="of all",
-            )
-        )
-        rows.append(
-            row(
-                loop="virtual time",
-                metric=f"delivered of records sent, {tag}",
-                value=virtual["delivered_of_records"],
-                unit="of sent",
-            )
-        )
     return make_result("area", TITLE, rows, figures=figures, notes=notes)
