@@ -191,7 +191,9 @@ class MeshCore:
                 "peer %s: credential expired, closing the connection", (link.peer_id or "?")[:12]
             )
             self._drop_direct(link, CloseCode.TICKET_EXPIRED, "ticket expired", now)
-        for link in self._table:
+        # only links whose own timer is due: the others have nothing to do (a tick would
+        # otherwise visit every idle link of a crowded area)
+        for link in self._table.due(now):
             state = link.state
             if state is LinkState.TERMINATED:
                 continue

@@ -242,6 +242,9 @@ class MovementInfo:
     """Updates dropped by the outbox (replaced by a newer one, or over its bound)."""
     stale: int
     """Received updates dropped as older than one already delivered."""
+    sent: int = 0
+    """Update records handed to aioquic so far, one per (update, peer): what interest chose
+    to send, before any loss."""
 
 
 PeerMoved = Callable[[str, int, float], None]
@@ -267,6 +270,7 @@ class MovementScheduler:
         self._next_tick: float | None = None
         self._last_tick: float | None = None
         self._ticks = 0
+        self._sent = 0
 
     def queue(self, update: PositionUpdateMessage, now: float) -> None:
         """Queue our position for the next tick (newest wins); the tick is due at once unless
@@ -360,6 +364,7 @@ class MovementScheduler:
             owed=frozenset(outbox.owed),
             dropped=outbox.dropped,
             stale=self._inbox.stale,
+            sent=self._sent,
         )
 
     # internals ----------------------------------------------------------------------
@@ -382,6 +387,7 @@ class MovementScheduler:
                 batches = cache[limit] = split_batches(updates, limit)
             for batch in batches:
                 quic.send_datagram_frame(batch)
+            self._sent += len(updates)
             _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
             if config.ack_tuning:
                 _quicshim.piggyback_ack(quic, now)

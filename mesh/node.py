@@ -68,6 +68,7 @@ from mesh.node_types import (
     describe_peer_event,
     to_vec3,
 )
+from mesh.udp import Batch, UdpSocket
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
@@ -114,17 +115,6 @@ _HANDSHAKE_CODES = frozenset(
 )
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, node: PeerNode) -> None:
-        self._node = node
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._node._on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("UDP error on %s: %s", self._node.endpoint, exc)
-
-
 class PeerNode:
     """A peer of the mesh: direct QUIC connections, reliable chat, movement, relay fallback.
 
@@ -167,7 +157,7 @@ class PeerNode:
             self.identity, auth, config=self.config, relay_enabled=relay is not None
         )
         self._handlers: dict[MessageType, list[Handler]] = {}
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: UdpSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -189,19 +179,15 @@ class PeerNode:
         if self._transport is not None:
             return
         self._loop = asyncio.get_running_loop()
-        transport = await self._bind(self._loop)
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        self._family = sock.family
+        self._transport = await self._bind()
+        self._family = self._transport.family
         logger.info("peer node %s listening on %s", self.identity.peer_id[:12], self.endpoint)
 
-    async def _bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.DatagramTransport:
+    async def _bind(self) -> UdpSocket:
         """The UDP socket on ``port`` (None: the preferred port, else any free one)."""
         port = PREFERRED_PORT if self._port is None else self._port
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self._host, port)
-            )
+            return await UdpSocket.open(self._host, port, self._on_datagrams)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
@@ -211,15 +197,13 @@ class PeerNode:
                     "choose another with --port N, or --port 0 for any free port",
                     details={"port": port},
                 ) from None
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self._host, 0)
-            )
-            logger.warning(
-                "UDP port %d is taken (another peer on this machine?); using port %d",
-                port,
-                transport.get_extra_info("sockname")[1],
-            )
-        return transport
+        sock = await UdpSocket.open(self._host, 0, self._on_datagrams)
+        logger.warning(
+            "UDP port %d is taken (another peer on this machine?); using port %d",
+            port,
+            sock.sockname[1],
+        )
+        return sock
 
     async def close(self) -> None:
         """Close every connection (peers see code NORMAL), fail pending sends, free the socket."""
@@ -261,7 +245,7 @@ class PeerNode:
         """The bound ``(host, port)`` of the UDP socket (after :meth:`start`)."""
         if self._transport is None:
             raise NotConnectedError("the node is not started")
-        sockname = self._transport.get_extra_info("sockname")
+        sockname = self._transport.sockname
         return (sockname[0], sockname[1])
 
     @property
@@ -541,11 +525,15 @@ class PeerNode:
         sockaddr = infos[0][4]
         return (str(sockaddr[0]), int(sockaddr[1]), *sockaddr[2:])
 
-    def _on_datagram(self, data: bytes, addr: Address) -> None:
+    def _on_datagrams(self, batch: Batch) -> None:
+        """Every datagram the socket had waiting: all into the core, then one flush."""
         if self._loop is None or self._closed:
             return
-        self.core.wall_offset = time.time() - self._loop.time()
-        self.core.receive_datagram(data, addr, self._loop.time())
+        now = self._loop.time()
+        self.core.wall_offset = time.time() - now
+        receive = self.core.receive_datagram
+        for data, addr in batch:
+            receive(data, addr, now)
         self._transmit()
 
     def _on_timer(self) -> None:
@@ -559,8 +547,9 @@ class PeerNode:
         self.core.handle_timer(now)
         self._transmit(now)
 
-    def _transmit(self, now: float | None = None) -> None:
-        """Flush the core's datagrams, dispatch its events, re-arm the timer."""
+    def _transmit(self, now: float | None = None, *, inline: bool = False) -> None:
+        """Flush the core's datagrams, dispatch its events, re-arm the timer (or run it now
+        when it is already due and ``inline`` is False)."""
         if self._loop is None or self._transport is None:
             return
         when = self._loop.time() if now is None else now
@@ -571,6 +560,14 @@ class PeerNode:
         if self._closed:
             return
         timer_at = self.core.get_timer()
+        if timer_at is not None and timer_at <= when and not inline:
+            # due already (a movement tick just queued, most often): run it now rather than
+            # through a loop timer one iteration later; once per flush, so a timer that stays
+            # due (float rounding in aioquic) still goes through the loop
+            at = max(when, timer_at + 1e-6)
+            self.core.handle_timer(at)
+            self._transmit(at, inline=True)
+            return
         if timer_at != self._timer_at or self._timer is None:
             if self._timer is not None:
                 self._timer.cancel()

@@ -204,6 +204,16 @@ class LinkTable:
     def timers(self, times: list[float]) -> None:
         """Append every link's timer to ``times`` (re-read only where a connection was
         touched: the driver calls this after every event, with mostly idle links)."""
+        self._refresh_timers()
+        times.extend([t for t in self._timers.values() if t is not None])
+
+    def due(self, now: float) -> list[Link]:
+        """The links whose timer (QUIC, dial deadline or keepalive) is due at ``now``: the
+        only ones :meth:`mesh.core.MeshCore.handle_timer` has anything to do for."""
+        self._refresh_timers()
+        return [link for link, t in self._timers.items() if t is not None and t <= now]
+
+    def _refresh_timers(self) -> None:
         timers = self._timers
         stale = self._timer_stale
         links = self._links
@@ -213,7 +223,6 @@ class LinkTable:
                 timers[link] = link.timer()
             else:
                 timers.pop(link, None)
-        times.extend([t for t in timers.values() if t is not None])
 
     # internals ----------------------------------------------------------------------
 

@@ -86,3 +86,17 @@ def test_view_ages_follow_newest_update() -> None:
     # at 5 ms: newest is seq 1 sent at 0 (age 5 ms); at 10 ms still seq 1 (10 ms);
     # at 15 ms seq 2 sent at 10 ms (5 ms)
     assert ages == [5 * ms, 10 * ms, 5 * ms]
+
+
+def test_virtual_area_splits_interest_from_loss() -> None:
+    """The virtual-time area: with no loss every record sent arrives, and interest sends the
+    peers beyond ``full_rate_peers`` (6) every other tick: (6 + 1/2) / 7 of all for 8 peers."""
+    from bench._vmesh import run_virtual_area
+
+    config = {"tick_interval": 1 / 30, "max_connections": 8}
+    fig = run_virtual_area(8, rate=30.0, duration=0.5, config=config)
+    assert fig["links_up"] == 8 * 7
+    assert fig["delivered_of_records"] == 1.0
+    assert abs(fig["sent_of_all"] - 6.5 / 7) < 0.03
+    small = run_virtual_area(4, rate=30.0, duration=0.5, config=config)
+    assert small["sent_of_all"] == 1.0 and small["delivered_of_records"] == 1.0

@@ -152,21 +152,26 @@ def _scripted_trace(cls: type[QuicConnection]) -> list[object]:
     return trace
 
 
-def test_mesh_connection_sends_exactly_what_aioquic_sends(monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = _scripted_trace(QuicConnection)
-    calls = 0
+def _count_aioquic_flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, count calls of aioquic's own ``datagrams_to_send`` (in the list's one item)."""
+    calls = [0]
     original = QuicConnection.datagrams_to_send
 
     def counting(self: QuicConnection, now: float) -> list[tuple[bytes, object]]:
-        nonlocal calls
-        calls += 1
+        calls[0] += 1
         return original(self, now)
 
     monkeypatch.setattr(QuicConnection, "datagrams_to_send", counting)
+    return calls
+
+
+def test_mesh_connection_sends_exactly_what_aioquic_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _scripted_trace(QuicConnection)
+    calls = _count_aioquic_flushes(monkeypatch)
     mesh = _scripted_trace(_quicshim.MeshQuicConnection)
     assert mesh == plain
     assert sum(isinstance(n, int) and n > 0 for n in plain) > 100  # traffic did flow
-    assert calls < 0.6 * 4 * 300  # idle flushes did not reach aioquic
+    assert calls[0] < 0.6 * 4 * 300  # idle flushes did not reach aioquic
 
 
 def test_mesh_connection_idle_flush_waits_for_its_timer() -> None:
@@ -198,3 +203,66 @@ def test_mesh_connection_reports_when_it_may_have_something_to_send() -> None:
     touched.clear()
     client.handle_timer(0.9)
     assert touched == {"c"}
+
+
+def test_nothing_to_send_is_never_wrong() -> None:
+    """Whenever ``has_nothing_to_send`` says so, aioquic's own flush sends nothing: over a
+    seeded lossy exchange with datagrams, stream data (flow-control updates), pings,
+    piggybacked ACKs and loss timers, on plain aioquic connections."""
+    import random
+
+    rng = random.Random(7)
+    client, server, _ = pair()
+    for conn in (client, server):
+        _quicshim.tune_ack_delay(conn, 0.05)
+    stream = client.get_next_available_stream_id()
+    addr = {id(client): CLIENT_ADDR, id(server): SERVER_ADDR}
+    checked = quiet = 0
+    for i in range(3000):
+        now = 1.0 + i * 0.003
+        if rng.random() < 0.3:
+            client.send_datagram_frame(b"m" * 40)
+        if rng.random() < 0.3:
+            server.send_datagram_frame(b"n" * 40)
+        if rng.random() < 0.05:
+            client.send_stream_data(stream, b"h" * rng.randrange(1, 3000))
+        if rng.random() < 0.02:
+            server.send_stream_data(stream, b"r" * rng.randrange(1, 500))
+        if rng.random() < 0.01:
+            client.send_ping(i)
+        if rng.random() < 0.1:
+            _quicshim.piggyback_ack(server, now)
+        for src, dst in ((client, server), (server, client)):
+            for data, _addr in src.datagrams_to_send(now=now):
+                if rng.random() < 0.1:
+                    continue  # lost
+                dst.receive_datagram(data, addr[id(src)], now=now)
+                list(iter(dst.next_event, None))
+                checked += 1
+                if _quicshim.has_nothing_to_send(dst, now):
+                    quiet += 1
+                    assert dst.datagrams_to_send(now=now) == []
+            timer = src.get_timer()
+            if timer is not None and timer <= now:
+                src.handle_timer(now)
+    assert checked > 1000 and quiet > checked // 4  # the shortcut was taken, often
+
+
+def test_received_datagram_does_not_flush_an_idle_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A movement DATAGRAM only schedules a delayed ACK: the flush after it stays in the shim."""
+    client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
+    for settle in (0.5, 0.6, 0.7):
+        _exchange(client, server, settle)
+    _quicshim.tune_ack_delay(server, 0.05)
+    assert server.datagrams_to_send(now=0.8) == []
+    client.send_datagram_frame(b"x")
+    packets = client.datagrams_to_send(now=1.0)
+    calls = _count_aioquic_flushes(monkeypatch)
+    for data, _ in packets:
+        server.receive_datagram(data, CLIENT_ADDR, now=1.0)
+    assert server.datagrams_to_send(now=1.0) == []
+    assert calls == [0]
+    assert len(server.datagrams_to_send(now=1.05)) == 1  # the delayed ACK, at its time
+    assert calls == [1]

@@ -1,0 +1,185 @@
+"""One area in virtual time: ``peers`` sans-I/O ``MeshCore``s, all connected, no sockets.
+
+The load-independent complement of ``bench.area``: the same cores a ``PeerNode`` drives, driven
+in one process by an event heap (a datagram reaches its peer ``latency`` seconds later; each
+node's single timer is re-read after every flush, as ``PeerNode`` does), each node queueing its
+position at ``rate`` Hz. What it measures is process CPU time per delivered update over the
+window, so a busy machine stretches the wall clock but not the figure. Datagrams arriving at the
+same instant for the same node are handed over as one burst and flushed once, like
+``PeerNode``'s batched reads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["home", "run_virtual_area"]
+
+_BASE_TIME = 1_700_000_000.0
+
+
+def home(cid: int, spread: float) -> tuple[float, float]:
+    """Where character ``cid`` stands (x, z): all at the origin (``spread`` 0), else on a
+    square grid of six columns ``spread`` metres apart."""
+    if spread <= 0:
+        return (0.0, 0.0)
+    side = 6
+    return (spread * ((cid - 1) % side), spread * ((cid - 1) // side))
+
+
+def run_virtual_area(
+    peers: int,
+    *,
+    rate: float,
+    duration: float,
+    config: dict[str, Any],
+    spread: float = 0.0,
+    latency: float = 0.0005,
+) -> dict[str, Any]:
+    """Connect ``peers`` cores pairwise, warm up one second, then measure ``duration`` seconds.
+
+    Returns CPU per delivered update (us), updates delivered, records sent (update x peer, as
+    interest chose) and updates produced, so the caller can split "not sent by design" from
+    "sent and lost".
+    """
+    from mesh.auth import LobbyTicketAuth
+    from mesh.core import MeshConfig, MeshCore
+    from mesh.events import PeerConnected, PositionReceived
+    from protocol.crypto import Identity, issue_ticket
+    from protocol.crypto.keys import generate_identity_key, public_key_raw
+    from protocol.messages.location import PositionUpdateMessage, Vec3
+
+    lobby = generate_identity_key()
+    cores: list[Any] = []
+    tickets: list[str] = []
+    addrs: list[tuple[str, int]] = []
+    for i in range(peers):
+        identity = Identity.generate()
+        ticket = issue_ticket(
+            lobby,
+            character_id=i + 1,
+            character_name=f"v{i + 1}",
+            faction=None,
+            public_key=identity.public_key,
+            box_key=identity.box_public_key,
+            now=_BASE_TIME,
+            ttl=86400.0,
+        )
+        core = MeshCore(
+            identity, LobbyTicketAuth(public_key_raw(lobby), ticket), config=MeshConfig(**config)
+        )
+        core.wall_offset = _BASE_TIME
+        cores.append(core)
+        tickets.append(ticket)
+        addrs.append((f"10.0.{i // 250}.{i % 250 + 1}", 9000))
+    index = {addr: i for i, addr in enumerate(addrs)}
+    heap: list[tuple[float, int, int, Any]] = []
+    order = itertools.count()
+    timer_at: list[float | None] = [None] * peers
+    counts = {"delivered": 0, "connected": 0}
+    now = 0.0
+
+    def flush(i: int) -> None:
+        core = cores[i]
+        for data, dst in core.datagrams_to_send(now):
+            j = index.get((str(dst[0]), int(dst[1])))
+            if j is not None:
+                heapq.heappush(heap, (now + latency, next(order), j, (data, addrs[i])))
+        while (event := core.next_event()) is not None:
+            if isinstance(event, PositionReceived):
+                counts["delivered"] += 1
+            elif isinstance(event, PeerConnected):
+                counts["connected"] += 1
+        at = core.get_timer()
+        if at != timer_at[i]:
+            timer_at[i] = at
+            if at is not None:
+                heapq.heappush(heap, (at, next(order), i, None))
+
+    def run_until(end: float, before: Callable[[float], None] | None = None) -> None:
+        nonlocal now
+        while heap and heap[0][0] <= end:
+            when, _, i, item = heapq.heappop(heap)
+            now = max(now, when)
+            if before is not None:
+                before(now)
+            if item is None:
+                if timer_at[i] != when:
+                    continue  # superseded
+                timer_at[i] = None
+                now = max(now, when + 1e-6)  # aioquic's float rounding, as PeerNode does
+                cores[i].handle_timer(now)
+            else:
+                cores[i].receive_datagram(item[0], item[1], now)
+                while heap and heap[0][0] <= now and heap[0][2] == i and heap[0][3] is not None:
+                    data, src = heapq.heappop(heap)[3]
+                    cores[i].receive_datagram(data, src, now)
+            flush(i)
+        now = max(now, end)
+
+    for core in cores:
+        core.set_location(1, now)
+    for i in range(peers):
+        for j in range(i + 1, peers):
+            cores[i].connect(tickets[j], addrs[j], now)
+        flush(i)
+    run_until(5.0)
+    period = 1.0 / rate
+    seqs = [0] * peers
+    produced = 0
+    next_send = [5.0 + period * i / peers for i in range(peers)]
+
+    def send_due(t: float) -> None:
+        nonlocal produced
+        for i in range(peers):
+            while next_send[i] <= t:
+                seqs[i] = (seqs[i] + 1) & 0xFFFF
+                hx, hz = home(i + 1, spread)
+                x = hx + (0.01 * seqs[i] if spread > 0 else float(seqs[i]))
+                update = PositionUpdateMessage(
+                    character_id=i + 1,
+                    location_id=1,
+                    position=Vec3(x=x, y=0.0, z=hz),
+                    velocity=Vec3(x=1.0, y=0.0, z=0.0),
+                    sent_at=next_send[i],
+                    seq=seqs[i],
+                )
+                cores[i].queue_position(update, next_send[i])
+                flush(i)
+                produced += 1
+                next_send[i] += period
+
+    def drive(start: float, end: float) -> None:
+        t = start
+        step = period / peers
+        while t < end:
+            send_due(t)
+            run_until(min(t + step, end), None)
+            t += step
+
+    drive(5.0, 6.0)  # warm
+    sent0 = sum(c.movement_info().sent for c in cores)
+    delivered0, produced0 = counts["delivered"], produced
+    cpu0 = time.process_time()
+    drive(6.0, 6.0 + duration)
+    cpu = time.process_time() - cpu0
+    delivered = counts["delivered"] - delivered0
+    sent = sum(c.movement_info().sent for c in cores) - sent0
+    made = produced - produced0
+    for core in cores:
+        core.close(now)
+    return {
+        "peers": peers,
+        "links_up": counts["connected"],
+        "cpu_s": cpu,
+        "cpu_per_update_us": cpu / delivered * 1e6 if delivered else float("nan"),
+        "produced": made,
+        "records_sent": sent,
+        "delivered": delivered,
+        "sent_of_all": sent / (made * (peers - 1)) if made else float("nan"),
+        "delivered_of_records": delivered / sent if sent else float("nan"),
+    }
