@@ -13,9 +13,9 @@ from mesh.core import MeshConfig
 from mesh.node import PeerNode
 from protocol.errors import PeerUnreachableError
 from protocol.messages.base import MessageType
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
-from .test_node import Inbox
 
 
 @pytest.fixture

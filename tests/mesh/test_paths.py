@@ -16,11 +16,11 @@ import pytest
 from mesh.core import MeshConfig
 from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
 from .sim import SimNet, SimNode
 from .test_fallback import LoopbackRelay
-from .test_node import Inbox
 from .udp_proxy import Faults, UdpProxy
 
 SEEDS = range(8)

@@ -12,11 +12,11 @@ from aioquic.quic.connection import QuicConnection
 from mesh import ConnectionQuality, _quicshim
 from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
 from .sim import SimNet
 from .test_fallback import LoopbackRelay, fast, silent_endpoint
-from .test_node import Inbox
 from .test_quicshim import CLIENT_ADDR, _exchange, pair
 from .udp_proxy import Faults, UdpProxy
 
