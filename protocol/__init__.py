@@ -24,6 +24,19 @@ from protocol.errors import *  # noqa: F403
 from protocol.factories import *  # noqa: F403
 from protocol.framing import *  # noqa: F403
 from protocol.messages import *  # noqa: F403
+
+# mypy reads ``__all__ += m.__all__`` as adding nothing, so a star import of
+# protocol.messages would not carry the areas' names on to type checkers: name them too.
+from protocol.messages.auth import *  # noqa: F403
+from protocol.messages.characters import *  # noqa: F403
+from protocol.messages.chat import *  # noqa: F403
+from protocol.messages.combat import *  # noqa: F403
+from protocol.messages.location import *  # noqa: F403
+from protocol.messages.party import *  # noqa: F403
+from protocol.messages.peer import *  # noqa: F403
+from protocol.messages.system import *  # noqa: F403
+from protocol.messages.trade import *  # noqa: F403
+from protocol.messages.world import *  # noqa: F403
 from protocol.movement import *  # noqa: F403
 from protocol.rest import *  # noqa: F403
 from protocol.version import *  # noqa: F403
