@@ -24,6 +24,7 @@ __all__ = [
     "FakeClock",
     "Inbox",
     "aiohttp_inbox",
+    "close_code",
     "fast_settings",
     "frame_messages",
     "websockets_inbox",
@@ -186,6 +187,16 @@ def aiohttp_inbox(ws: aiohttp.ClientWebSocketResponse) -> Inbox:
         return None
 
     return Inbox(recv)
+
+
+async def close_code(ws: aiohttp.ClientWebSocketResponse, *, wait: float = 10.0) -> int | None:
+    """Read past the text frames still on their way until the lobby closes ``ws``; the
+    close code (fails if anything but text or a close frame comes first)."""
+    msg = await ws.receive(timeout=wait)
+    while msg.type == aiohttp.WSMsgType.TEXT:
+        msg = await ws.receive(timeout=wait)
+    assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+    return msg.data if isinstance(msg.data, int) else None
 
 
 def websockets_inbox(ws: Any) -> Inbox:

@@ -18,6 +18,7 @@ from tests.lobby.support import (
     ApiClient,
     FakeClock,
     aiohttp_inbox,
+    close_code,
     fast_settings,
     raw_ws,
     websockets_inbox,
@@ -154,10 +155,7 @@ async def test_second_connection_replaces_the_first(
     url = ws_url(lobby.url)
     async with http.ws_connect(url, headers=alice.headers()) as first:
         async with http.ws_connect(url, headers=alice.headers()) as second:
-            msg = await first.receive(timeout=10)
-            while msg.type == aiohttp.WSMsgType.TEXT:  # what services pushed on joining
-                msg = await first.receive(timeout=10)
-            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4000
+            assert await close_code(first) == 4000
             s = aiohttp_inbox(second)
             await second.send_str(json.dumps({"type": "heartbeat", "message_id": "h2"}))
             assert (await s.next_type("heartbeat"))["reply_to"] == "h2"
