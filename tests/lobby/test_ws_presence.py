@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from protocol.messages import ChatMessage
 from tests.lobby.support import (
     ApiClient,
     FakeClock,
+    Inbox,
     aiohttp_inbox,
     close_code,
     fast_settings,
@@ -34,9 +37,21 @@ def _conn_of(server: MasterServer, character_id: int) -> Connection:
     return presence.conn
 
 
-async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
-    lobby: MasterServer, player: Player, http: aiohttp.ClientSession, clock: FakeClock
-) -> None:
+@dataclass
+class _Dropped:
+    """Alice's connection dropped by the network while Bob, connected, watched her arrive."""
+
+    alice: ApiClient
+    a_char: dict[str, Any]
+    ws_b: aiohttp.ClientWebSocketResponse
+    b: Inbox
+    url: str
+
+
+@asynccontextmanager
+async def _alice_dropped(
+    lobby: MasterServer, player: Player, http: aiohttp.ClientSession
+) -> AsyncIterator[_Dropped]:
     alice, a_char = await player("alice")
     bob, _ = await player("bob")
     url = ws_url(lobby.url)
@@ -47,7 +62,14 @@ async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
         conn = _conn_of(lobby, a_char["id"])
         ws_a.transport.abort()  # the network drops: no close frame
         await asyncio.wait_for(conn.finished.wait(), 10)
+        yield _Dropped(alice, a_char, ws_b, b, url)
 
+
+async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
+    lobby: MasterServer, player: Player, http: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with _alice_dropped(lobby, player, http) as d:
+        alice, a_char, ws_b, b, url = d.alice, d.a_char, d.ws_b, d.b, d.url
         await ws_b.send_str(json.dumps({"type": "chat", "content": "while you were away"}))
         await b.next_type("chat")
         clock.advance(lobby.settings.reconnect_grace - 1)
@@ -71,16 +93,8 @@ async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
 async def test_grace_expiry_announces_the_leave(
     lobby: MasterServer, player: Player, http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    alice, a_char = await player("alice")
-    bob, _ = await player("bob")
-    url = ws_url(lobby.url)
-    async with http.ws_connect(url, headers=bob.headers()) as ws_b:
-        b = aiohttp_inbox(ws_b)
-        ws_a = await ws_connect(url, additional_headers=alice.headers())
-        await b.next_type("player_joined_area")
-        conn = _conn_of(lobby, a_char["id"])
-        ws_a.transport.abort()
-        await asyncio.wait_for(conn.finished.wait(), 10)
+    async with _alice_dropped(lobby, player, http) as d:
+        a_char, b = d.a_char, d.b
         assert lobby.hub.presence_of_character(a_char["id"]) is not None
         clock.advance(lobby.settings.reconnect_grace)
         await lobby.run_maintenance()
