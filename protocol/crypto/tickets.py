@@ -35,6 +35,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -273,15 +274,14 @@ def verify_ticket(
     """
     if len(trusted_issuer_public_key) != KEY_SIZE:
         raise ValueError("the trusted issuer key must be 32 raw bytes")
-    ticket, digest, signature = _parse(token, "lobby")
-    if ticket.issuer != peer_id(trusted_issuer_public_key):
-        raise TicketIssuerError(
-            "ticket issued by another key than the trusted lobby key",
-            details={"issuer": ticket.issuer},
-        )
-    _check_signature(trusted_issuer_public_key, "lobby", digest, signature)
-    _check_times(ticket, now, leeway)
-    return ticket
+    return _verify(
+        token,
+        "lobby",
+        lambda _: trusted_issuer_public_key,
+        now=now,
+        leeway=leeway,
+        wrong_issuer="ticket issued by another key than the trusted lobby key",
+    )
 
 
 def verify_self_ticket(
@@ -295,14 +295,32 @@ def verify_self_ticket(
     Only proves that the holder of ``public_key`` made these claims; pair it with a
     handshake challenge (key possession now) and a group proof (LAN membership).
     """
-    ticket, digest, signature = _parse(token, "self")
-    key = ticket.public_key_bytes
+    return _verify(
+        token,
+        "self",
+        lambda ticket: ticket.public_key_bytes,
+        now=now,
+        leeway=leeway,
+        wrong_issuer="self-issued ticket whose issuer is not its own key",
+    )
+
+
+def _verify(
+    token: str,
+    kind: TicketKind,
+    signer_of: Callable[[PeerTicket], bytes],
+    *,
+    now: float,
+    leeway: float,
+    wrong_issuer: str,
+) -> PeerTicket:
+    """Parse ``token`` as a ``kind`` ticket; check that the key ``signer_of`` names for it
+    is its issuer and signed it, and that it is valid at ``now``."""
+    ticket, digest, signature = _parse(token, kind)
+    key = signer_of(ticket)
     if ticket.issuer != peer_id(key):
-        raise TicketIssuerError(
-            "self-issued ticket whose issuer is not its own key",
-            details={"issuer": ticket.issuer},
-        )
-    _check_signature(key, "self", digest, signature)
+        raise TicketIssuerError(wrong_issuer, details={"issuer": ticket.issuer})
+    _check_signature(key, kind, digest, signature)
     _check_times(ticket, now, leeway)
     return ticket
 
