@@ -40,6 +40,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from tests.mesh.netns import REPO_ROOT, NetnsLan, NetnsNode, netns_unavailable_reason, run_ip
@@ -232,6 +233,33 @@ class NatLab:
             )  # fmt: skip
             member.processes.append(process)
         return Agent(process, label or f"{argv[:2]} in {namespace}")
+
+    async def coturn(self, secret: str, port: int, state_dir: Path) -> Agent:
+        """coturn on the lab's server address, UDP only, for TURN REST credentials made with
+        ``secret``; its pid file, database and log in ``state_dir``."""
+        ip = self.server_address
+        return await self.spawn(
+            self.internet,
+            [
+                "turnserver",
+                "-n",
+                f"--listening-ip={ip}",
+                f"--relay-ip={ip}",
+                f"--listening-port={port}",
+                "--use-auth-secret",
+                f"--static-auth-secret={secret}",
+                "--realm=shards",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--no-stdout-log",
+                f"--pidfile={state_dir / 'turn.pid'}",
+                f"--db={state_dir / 'turn.db'}",
+                f"--log-file={state_dir / 'turn.log'}",
+            ],  # fmt: skip
+            python=False,
+            label="coturn",
+        )
 
     async def agent(self, namespace: str, *args: str) -> Agent:
         """``python -m tests.netlab_agent ARGS`` in ``namespace``."""
