@@ -43,7 +43,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from tests.mesh.netns import REPO_ROOT, NetnsLan, NetnsNode, netns_unavailable_reason, run_ip
+from tests.mesh.netns import (
+    REPO_ROOT,
+    Namespaces,
+    NetnsLan,
+    NetnsNode,
+    netns_unavailable_reason,
+    run_ip,
+)
 
 __all__ = ["Agent", "Host", "NatLab", "NatType", "Router", "natlab_unavailable_reason"]
 
@@ -117,7 +124,7 @@ class Agent:
         return await asyncio.wait_for(self.process.wait(), within)
 
 
-class NatLab:
+class NatLab(Namespaces):
     """``with NatLab() as lab:`` (or ``async with``); then :meth:`add_router`, :meth:`add_host`.
 
     Built on :class:`tests.mesh.netns.NetnsLan` with no nodes: its bridge namespace
@@ -136,26 +143,6 @@ class NatLab:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def __enter__(self) -> NatLab:
-        try:
-            self.create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> NatLab:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._lan.reap()
-        finally:
-            self.close()
-
     def create(self) -> None:
         """The internet namespace with its bridge (after removing stale labs)."""
         self._lan.create()
@@ -165,6 +152,9 @@ class NatLab:
     def close(self) -> None:
         """Kill what runs in the lab and delete every namespace it made. Never raises."""
         self._lan.close()
+
+    async def reap(self) -> None:
+        await self._lan.reap()
 
     def add_router(self, nat: NatType | str) -> Router:
         """A home router on the internet bridge with its own LAN bridge behind it."""
