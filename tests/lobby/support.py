@@ -129,6 +129,23 @@ class ApiClient:
         assert status == 201, body
         return dict(body)
 
+    async def play(
+        self,
+        username: str,
+        faction: str = "Crimson Covenant",
+        character_class: str = "Warrior",
+        character_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Register ``username``, log in, create a character (``<username>Hero`` unless
+        named) and select it: what a player does before joining the world. The character."""
+        await self.register(username)
+        await self.login(username)
+        character = await self.create_character(
+            character_name or f"{username}Hero", faction, character_class
+        )
+        await self.select(int(character["id"]))
+        return character
+
     async def select(self, character_id: int, **extra: Any) -> dict[str, Any]:
         status, body, _ = await self.call(
             "POST", "/api/characters/select", {"character_id": character_id, **extra}

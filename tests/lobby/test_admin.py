@@ -31,11 +31,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def make_player(server: MasterServer, http: aiohttp.ClientSession, name: str) -> Any:
     client = ApiClient(server.url, http)
-    await client.register(name)
-    await client.login(name)
-    character = await client.create_character(f"{name}Hero", "Azure Syndicate", "Mage")
-    await client.select(int(character["id"]))
-    return client, character
+    return client, await client.play(name, "Azure Syndicate", "Mage")
 
 
 async def close_of(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:

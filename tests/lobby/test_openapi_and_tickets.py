@@ -170,10 +170,7 @@ async def test_a_service_plugs_in_tables_routes_and_ws_handlers(
         settings = fast_settings(tmp_path / "d")
         async with MasterServer(settings=settings, clock=clock, services=[service]) as server:
             client = ApiClient(server.url, http)
-            await client.register("noter")
-            await client.login("noter")
-            hero = await client.create_character("Noter", "Verdant Pact", "Ranger")
-            await client.select(hero["id"])
+            hero = await client.play("noter", "Verdant Pact", "Ranger", "Noter")
             assert service.joined == []  # not connected yet
             async with http.ws_connect(ws_url(server.url), headers=client.headers()) as ws:
                 inbox = aiohttp_inbox(ws)

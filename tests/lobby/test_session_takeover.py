@@ -39,10 +39,7 @@ async def short_ttl_lobby(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Mas
 
 async def _player(server: MasterServer, http: aiohttp.ClientSession, name: str) -> ApiClient:
     client = ApiClient(server.url, http)
-    await client.register(name)
-    await client.login(name)
-    character = await client.create_character(f"{name}Hero", "Crimson Covenant", "Warrior")
-    await client.select(int(character["id"]))
+    await client.play(name)
     return client
 
 
