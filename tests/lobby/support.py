@@ -129,6 +129,11 @@ class ApiClient:
         assert status == 201, body
         return dict(body)
 
+    async def sign_up(self, username: str, password: str = PASSWORD) -> str:
+        """Register ``username`` and log in: the session token (also kept for later calls)."""
+        await self.register(username, password)
+        return await self.login(username, password)
+
     async def play(
         self,
         username: str,
@@ -138,8 +143,7 @@ class ApiClient:
     ) -> dict[str, Any]:
         """Register ``username``, log in, create a character (``<username>Hero`` unless
         named) and select it: what a player does before joining the world. The character."""
-        await self.register(username)
-        await self.login(username)
+        await self.sign_up(username)
         character = await self.create_character(
             character_name or f"{username}Hero", faction, character_class
         )

@@ -146,8 +146,7 @@ async def test_inspect_announce_kick_ban_unban_revoke(
 
 async def test_world_view_and_validation(server: MasterServer, http: aiohttp.ClientSession) -> None:
     root = ApiClient(server.url, http)
-    await root.register("root")
-    await root.login("root")
+    await root.sign_up("root")
     status, out, _ = await root.call("GET", "/api/admin/world")
     assert status == 200
     world = out["world"]
@@ -167,8 +166,7 @@ async def test_a_ban_survives_a_restart(tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as http:
         async with MasterServer(settings=settings) as server:
             root = ApiClient(server.url, http)
-            await root.register("root")
-            await root.login("root")
+            await root.sign_up("root")
             eve = ApiClient(server.url, http)
             account = (await eve.register("eve"))["account_id"]
             status, _, _ = await root.call(

@@ -79,8 +79,7 @@ async def test_production_argon2_parameters(tmp_path: Path, clock: FakeClock) ->
         aiohttp.ClientSession() as http,
     ):
         client = ApiClient(server.url, http)
-        await client.register("carefulcarl")
-        await client.login("carefulcarl")
+        await client.sign_up("carefulcarl")
         async with server.ctx.db.read() as conn:
             stored = (await conn.execute(select(accounts.c.password_hash))).scalar_one()
         assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")

@@ -104,8 +104,7 @@ async def test_text_lines_append_the_ids(server: MasterServer) -> None:
     with captured(TextFormatter()) as out:
         async with aiohttp.ClientSession() as http:
             client = ApiClient(server.url, http)
-            await client.register("bob")
-            await client.login("bob")
+            await client.sign_up("bob")
             await client.call("GET", "/api/characters", headers={"X-Request-Id": "abc"})
             await client.call("GET", "/api/status", headers={"X-Request-Id": "bad id!"})
     lines = out.getvalue().splitlines()

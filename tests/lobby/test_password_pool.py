@@ -146,8 +146,7 @@ async def test_worker_processes_hash_for_the_lobby_and_end_with_stop(
         assert hashing.worker_pids() == []  # started lazily
         async with aiohttp.ClientSession() as http:
             client = ApiClient(server.url, http)
-            await client.register("poolpaula")
-            await client.login("poolpaula")
+            await client.sign_up("poolpaula")
             status, err, _ = await client.call(
                 "POST", "/api/auth/login", {"username": "poolpaula", "password": "wrong one"}
             )

@@ -70,8 +70,7 @@ async def test_rest_rate_limits_per_address_and_account(
     )
     async with MasterServer(settings=settings, clock=clock) as server:
         client = ApiClient(server.url, http)
-        await client.register("busy")
-        await client.login("busy")
+        await client.sign_up("busy")
         statuses = []
         for _ in range(6):
             status, body, resp = await client.call("GET", "/api/characters")

@@ -76,8 +76,7 @@ async def _victim_in_grace(
 async def _attacker_chats(server: MasterServer, http: aiohttp.ClientSession) -> dict[str, Any]:
     """Another account logs in fresh, connects and chats; what the hub made of it."""
     attacker = ApiClient(server.url, http)
-    await attacker.register("mallory")
-    await attacker.login("mallory")
+    await attacker.sign_up("mallory")
     async with ws_connect(ws_url(server.url), additional_headers=attacker.headers()) as ws:
         conn = _conn_of(server, "mallory")
         chat = {"type": "chat", "content": "send me your gold", "message_id": "m1"}

@@ -97,8 +97,7 @@ async def test_flood_gets_rate_limited_then_closed(
     async with MasterServer(settings=settings, clock=clock) as server:
         flooder, calm = ApiClient(server.url, http), ApiClient(server.url, http)
         for client, name in ((flooder, "flooder"), (calm, "calm")):
-            await client.register(name)
-            await client.login(name)
+            await client.sign_up(name)
         url = ws_url(server.url)
         async with (
             http.ws_connect(url, headers=flooder.headers()) as ws_f,

@@ -113,8 +113,7 @@ async def test_slow_consumer_is_cut_off_with_bounded_memory(
     async with MasterServer(settings=settings, clock=clock) as server:
         slow, fast = ApiClient(server.url, http), ApiClient(server.url, http)
         for client, name in ((slow, "slow"), (fast, "fast")):
-            await client.register(name)
-            await client.login(name)
+            await client.sign_up(name)
         assert slow.token is not None
         sock = await raw_ws(server.port, slow.token)
         try:
@@ -182,8 +181,7 @@ async def test_stop_closes_clients_with_1001_after_flushing(
     await server.start()
     try:
         client = ApiClient(server.url, http)
-        await client.register("alice")
-        await client.login("alice")
+        await client.sign_up("alice")
         ws = await http.ws_connect(ws_url(server.url), headers=client.headers())
         async with ws:
             conn = server.hub.connections()[0]

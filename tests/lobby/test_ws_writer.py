@@ -50,8 +50,7 @@ async def test_writes_that_wait_for_the_socket_arrive_once_and_in_order(
     settings = fast_settings(tmp_path / "d", ws_send_queue_max=100_000)
     async with MasterServer(settings=settings, clock=clock) as server:
         client = ApiClient(server.url, http)
-        await client.register("reader")
-        await client.login("reader")
+        await client.sign_up("reader")
         assert client.token is not None
         sock = await raw_ws(server.port, client.token)
         try:
@@ -128,8 +127,7 @@ async def test_a_client_that_keeps_up_costs_no_writer_task_and_a_close_flushes_f
     lobby: MasterServer, make_client: Any
 ) -> None:
     client = make_client()
-    await client.register("keepsup")
-    await client.login("keepsup")
+    await client.sign_up("keepsup")
     sock = await raw_ws(lobby.port, client.token)
     try:
         (conn,) = lobby.hub.connections()

@@ -64,8 +64,7 @@ async def new_player(
     n = next(_names)
     username = f"user{n}"
     client = ApiClient(url, http)
-    await client.register(username)
-    await client.login(username)
+    await client.sign_up(username)
     character = await client.create_character(name or f"Hero{n}", faction, character_class)
     selected = await client.select(int(character["id"]), **(select or {}))
     player = GamePlayer(client, selected["character"], selected)
