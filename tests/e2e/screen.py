@@ -18,7 +18,7 @@ import pty
 import signal
 import struct
 import termios
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyte
@@ -132,6 +132,19 @@ class Screen:
             await asyncio.wait_for(loop(), wait)
         except TimeoutError:
             raise AssertionError(f"waited for {check!r}; screen:\n{self.text()}") from None
+
+    async def shows_above_the_typed_line(
+        self, typed_line: str, arrive: Callable[[], Awaitable[object]], arrived: str
+    ) -> None:
+        """With ``typed_line`` (prompt and half-typed input) on the cursor line, ``arrive()``
+        makes ``arrived`` appear: it is printed above the prompt, which is drawn again with
+        the half-typed input still there."""
+        await self.wait_for(lambda: self.cursor_line == typed_line)
+        await arrive()
+        await self.wait_for(arrived)
+        await self.wait_for(lambda: self.cursor_line == typed_line)
+        shown = self.display
+        assert shown.index(typed_line) > next(i for i, v in enumerate(shown) if arrived in v)
 
     def text(self) -> str:
         return "\n".join(line for line in self.display if line)

@@ -198,14 +198,10 @@ async def test_a_person_at_a_terminal_signs_up_and_plays(
         await screen.wait_for("error")
         await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
         screen.type("half a li")
-        await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
-        await bob.send_chat("hello newcomer")
-        await screen.wait_for("[global] Bob: hello newcomer")
-        # printed above the prompt, which is drawn again with the half-typed line
-        await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
-        shown = screen.display
-        assert shown.index("Newcomer> half a li") > next(
-            i for i, line in enumerate(shown) if "hello newcomer" in line
+        await screen.shows_above_the_typed_line(
+            "Newcomer> half a li",
+            lambda: bob.send_chat("hello newcomer"),
+            "[global] Bob: hello newcomer",
         )
         assert sum("999" in line for line in screen.display if "error" in line) == 1
         screen.type("\x15/quit\r")  # Ctrl-U clears the line
