@@ -134,17 +134,20 @@ class Screen:
             raise AssertionError(f"waited for {check!r}; screen:\n{self.text()}") from None
 
     async def shows_above_the_typed_line(
-        self, typed_line: str, arrive: Callable[[], Awaitable[object]], arrived: str
+        self, prompt: str, typed: str, arrive: Callable[[], Awaitable[object]], arrived: str
     ) -> None:
-        """With ``typed_line`` (prompt and half-typed input) on the cursor line, ``arrive()``
-        makes ``arrived`` appear: it is printed above the prompt, which is drawn again with
-        the half-typed input still there."""
-        await self.wait_for(lambda: self.cursor_line == typed_line)
+        """At ``prompt``, type ``typed`` (no Enter); then ``arrive()`` makes ``arrived``
+        appear: it is printed above the prompt, which is drawn again with ``typed`` still
+        there to finish."""
+        line = f"{prompt} {typed}"
+        await self.wait_for(lambda: self.cursor_line == prompt)
+        self.type(typed)
+        await self.wait_for(lambda: self.cursor_line == line)
         await arrive()
         await self.wait_for(arrived)
-        await self.wait_for(lambda: self.cursor_line == typed_line)
+        await self.wait_for(lambda: self.cursor_line == line)
         shown = self.display
-        assert shown.index(typed_line) > next(i for i, v in enumerate(shown) if arrived in v)
+        assert shown.index(line) > next(i for i, v in enumerate(shown) if arrived in v)
 
     def text(self) -> str:
         return "\n".join(line for line in self.display if line)

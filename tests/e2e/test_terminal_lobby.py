@@ -196,10 +196,9 @@ async def test_a_person_at_a_terminal_signs_up_and_plays(
             assert line.rstrip() in screen.text()
         screen.type("/go 999\r")
         await screen.wait_for("error")
-        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
-        screen.type("half a li")
         await screen.shows_above_the_typed_line(
-            "Newcomer> half a li",
+            "Newcomer>",
+            "half a li",
             lambda: bob.send_chat("hello newcomer"),
             "[global] Bob: hello newcomer",
         )

@@ -332,10 +332,9 @@ async def test_terminal_prompt_help_and_messages_above_the_typed_line() -> None:
                 assert line.rstrip() in shown
             await host.wait_for_members(1, timeout=30)
             await screen.wait_for("Host (")  # joined
-            await screen.wait_for(lambda: screen.cursor_line == "Typist>")
-            screen.type("hello wor")
             await screen.shows_above_the_typed_line(
-                "Typist> hello wor",
+                "Typist>",
+                "hello wor",
                 lambda: host.send_party_chat("incoming while you type"),
                 "[party] Host: incoming while you type",
             )
