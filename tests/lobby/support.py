@@ -27,6 +27,7 @@ __all__ = [
     "close_code",
     "fast_settings",
     "frame_messages",
+    "signed_up",
     "websockets_inbox",
     "ws_url",
 ]
@@ -156,6 +157,13 @@ class ApiClient:
         )
         assert status == 200, body
         return dict(body)
+
+
+async def signed_up(base_url: str, http: aiohttp.ClientSession, username: str) -> ApiClient:
+    """A client of the lobby at ``base_url`` for a new account ``username``, logged in."""
+    client = ApiClient(base_url, http)
+    await client.sign_up(username)
+    return client
 
 
 def frame_messages(text: str) -> list[dict[str, Any]]:

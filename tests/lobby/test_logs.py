@@ -19,7 +19,7 @@ from lobby import MasterServer
 from lobby.logs import IdsFilter
 from protocol.logformat import JsonFormatter, TextFormatter
 from tests.lobby.lobby_process import lobby_process
-from tests.lobby.support import ApiClient, fast_settings, ws_url
+from tests.lobby.support import ApiClient, fast_settings, signed_up, ws_url
 
 
 @contextmanager
@@ -103,8 +103,7 @@ async def test_json_lines_carry_ids_and_one_access_line_per_request(
 async def test_text_lines_append_the_ids(server: MasterServer) -> None:
     with captured(TextFormatter()) as out:
         async with aiohttp.ClientSession() as http:
-            client = ApiClient(server.url, http)
-            await client.sign_up("bob")
+            client = await signed_up(server.url, http, "bob")
             await client.call("GET", "/api/characters", headers={"X-Request-Id": "abc"})
             await client.call("GET", "/api/status", headers={"X-Request-Id": "bad id!"})
     lines = out.getvalue().splitlines()

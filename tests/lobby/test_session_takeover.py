@@ -22,7 +22,14 @@ from websockets.asyncio.client import connect as ws_connect
 
 from lobby import MasterServer
 from lobby.connection import Connection
-from tests.lobby.support import ApiClient, FakeClock, aiohttp_inbox, fast_settings, ws_url
+from tests.lobby.support import (
+    ApiClient,
+    FakeClock,
+    aiohttp_inbox,
+    fast_settings,
+    signed_up,
+    ws_url,
+)
 
 TTL = 60.0
 GRACE = 600.0
@@ -75,8 +82,7 @@ async def _victim_in_grace(
 
 async def _attacker_chats(server: MasterServer, http: aiohttp.ClientSession) -> dict[str, Any]:
     """Another account logs in fresh, connects and chats; what the hub made of it."""
-    attacker = ApiClient(server.url, http)
-    await attacker.sign_up("mallory")
+    attacker = await signed_up(server.url, http, "mallory")
     async with ws_connect(ws_url(server.url), additional_headers=attacker.headers()) as ws:
         conn = _conn_of(server, "mallory")
         chat = {"type": "chat", "content": "send me your gold", "message_id": "m1"}

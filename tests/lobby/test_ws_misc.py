@@ -16,6 +16,7 @@ from tests.lobby.support import (
     aiohttp_inbox,
     fast_settings,
     frame_messages,
+    signed_up,
     ws_url,
 )
 
@@ -27,8 +28,7 @@ async def test_permessage_deflate_when_enabled(
 ) -> None:
     settings = fast_settings(tmp_path / "d", ws_compress=True)
     async with MasterServer(settings=settings, clock=clock) as server:
-        client = ApiClient(server.url, http)
-        await client.sign_up("zip")
+        client = await signed_up(server.url, http, "zip")
         async with http.ws_connect(ws_url(server.url), headers=client.headers(), compress=15) as ws:
             assert ws.compress == 15  # negotiated
             await ws.send_str(json.dumps({"type": "heartbeat", "message_id": "z1"}))
@@ -40,8 +40,7 @@ async def test_idle_connection_is_closed(
 ) -> None:
     settings = fast_settings(tmp_path / "d", ws_idle_timeout=0.2)
     async with MasterServer(settings=settings, clock=clock) as server:
-        client = ApiClient(server.url, http)
-        await client.sign_up("idler")
+        client = await signed_up(server.url, http, "idler")
         async with http.ws_connect(ws_url(server.url), headers=client.headers()) as ws:
             msg = await ws.receive(timeout=10)  # nothing sent: the lobby gives up
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1000

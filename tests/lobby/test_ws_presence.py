@@ -24,6 +24,7 @@ from tests.lobby.support import (
     close_code,
     fast_settings,
     raw_ws,
+    signed_up,
     websockets_inbox,
     ws_url,
 )
@@ -180,8 +181,7 @@ async def test_stop_closes_clients_with_1001_after_flushing(
     server = MasterServer(settings=fast_settings(tmp_path / "d"), clock=clock)
     await server.start()
     try:
-        client = ApiClient(server.url, http)
-        await client.sign_up("alice")
+        client = await signed_up(server.url, http, "alice")
         ws = await http.ws_connect(ws_url(server.url), headers=client.headers())
         async with ws:
             conn = server.hub.connections()[0]
