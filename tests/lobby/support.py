@@ -7,6 +7,7 @@ import base64
 import json as _json
 import os
 import socket
+import textwrap
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ __all__ = [
     "FakeClock",
     "Inbox",
     "aiohttp_inbox",
+    "branch_revision",
     "close_code",
     "fast_settings",
     "frame_messages",
@@ -164,6 +166,23 @@ async def signed_up(base_url: str, http: aiohttp.ClientSession, username: str) -
     client = ApiClient(base_url, http)
     await client.sign_up(username)
     return client
+
+
+def branch_revision(revision: str, branch: str, upgrade: str, downgrade: str = "pass") -> str:
+    """The source of an Alembic revision that starts the branch ``branch`` on the baseline
+    (``0001``), as a service or a test adds one: ``upgrade`` and ``downgrade`` are the
+    bodies of its two functions."""
+    upgrade_body = textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
+    return (
+        "from alembic import op\n"
+        "import sqlalchemy as sa\n\n"
+        f'revision = "{revision}"\n'
+        "down_revision = None\n"
+        f'branch_labels = ("{branch}",)\n'
+        'depends_on = "0001"\n\n\n'
+        f"def upgrade() -> None:\n{upgrade_body}\n\n\n"
+        f"def downgrade() -> None:\n    {downgrade}\n"
+    )
 
 
 def frame_messages(text: str) -> list[dict[str, Any]]:
