@@ -171,27 +171,7 @@ async def _lab(samples: int) -> dict[str, Any]:
             ip = lab.server_address
             server = await lab.agent(lab.internet, "stun-server", ip, "3479")
             await server.read()
-            await lab.spawn(
-                lab.internet,
-                [
-                    "turnserver",
-                    "-n",
-                    f"--listening-ip={ip}",
-                    f"--relay-ip={ip}",
-                    "--listening-port=3478",
-                    "--use-auth-secret",
-                    f"--static-auth-secret={secret}",
-                    "--realm=shards",
-                    "--no-cli",
-                    "--no-tls",
-                    "--no-dtls",
-                    "--no-stdout-log",
-                    f"--pidfile={Path(tmp) / 'pid'}",
-                    f"--db={Path(tmp) / 'db'}",
-                    f"--log-file={Path(tmp) / 'log'}",
-                ],  # fmt: skip
-                python=False,
-            )
+            await lab.coturn(secret, 3478, Path(tmp))
             for _ in range(10):  # until coturn answers a Binding
                 probe = await lab.agent(lab.internet, "probe", ip, ip, "3478")
                 if await probe.wait(30) == 0:

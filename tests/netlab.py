@@ -40,9 +40,17 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from tests.mesh.netns import REPO_ROOT, NetnsLan, NetnsNode, netns_unavailable_reason, run_ip
+from tests.mesh.netns import (
+    REPO_ROOT,
+    Namespaces,
+    NetnsLan,
+    NetnsNode,
+    netns_unavailable_reason,
+    run_ip,
+)
 
 __all__ = ["Agent", "Host", "NatLab", "NatType", "Router", "natlab_unavailable_reason"]
 
@@ -116,7 +124,7 @@ class Agent:
         return await asyncio.wait_for(self.process.wait(), within)
 
 
-class NatLab:
+class NatLab(Namespaces):
     """``with NatLab() as lab:`` (or ``async with``); then :meth:`add_router`, :meth:`add_host`.
 
     Built on :class:`tests.mesh.netns.NetnsLan` with no nodes: its bridge namespace
@@ -135,26 +143,6 @@ class NatLab:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def __enter__(self) -> NatLab:
-        try:
-            self.create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> NatLab:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._lan.reap()
-        finally:
-            self.close()
-
     def create(self) -> None:
         """The internet namespace with its bridge (after removing stale labs)."""
         self._lan.create()
@@ -164,6 +152,9 @@ class NatLab:
     def close(self) -> None:
         """Kill what runs in the lab and delete every namespace it made. Never raises."""
         self._lan.close()
+
+    async def reap(self) -> None:
+        await self._lan.reap()
 
     def add_router(self, nat: NatType | str) -> Router:
         """A home router on the internet bridge with its own LAN bridge behind it."""
@@ -232,6 +223,33 @@ class NatLab:
             )  # fmt: skip
             member.processes.append(process)
         return Agent(process, label or f"{argv[:2]} in {namespace}")
+
+    async def coturn(self, secret: str, port: int, state_dir: Path) -> Agent:
+        """coturn on the lab's server address, UDP only, for TURN REST credentials made with
+        ``secret``; its pid file, database and log in ``state_dir``."""
+        ip = self.server_address
+        return await self.spawn(
+            self.internet,
+            [
+                "turnserver",
+                "-n",
+                f"--listening-ip={ip}",
+                f"--relay-ip={ip}",
+                f"--listening-port={port}",
+                "--use-auth-secret",
+                f"--static-auth-secret={secret}",
+                "--realm=shards",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--no-stdout-log",
+                f"--pidfile={state_dir / 'turn.pid'}",
+                f"--db={state_dir / 'turn.db'}",
+                f"--log-file={state_dir / 'turn.log'}",
+            ],  # fmt: skip
+            python=False,
+            label="coturn",
+        )
 
     async def agent(self, namespace: str, *args: str) -> Agent:
         """``python -m tests.netlab_agent ARGS`` in ``namespace``."""

@@ -35,7 +35,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -283,16 +283,15 @@ def verify_ticket(
     )
     if not keys or any(len(k) != KEY_SIZE for k in keys):
         raise ValueError("the trusted issuer keys must be 32 raw bytes each")
-    ticket, digest, signature = _parse(token, "lobby")
-    key = next((bytes(k) for k in keys if peer_id(bytes(k)) == ticket.issuer), None)
-    if key is None:
-        raise TicketIssuerError(
-            "ticket issued by another key than the trusted lobby key",
-            details={"issuer": ticket.issuer},
-        )
-    _check_signature(key, "lobby", digest, signature)
-    _check_times(ticket, now, leeway)
-    return ticket
+    by_issuer = {peer_id(bytes(k)): bytes(k) for k in keys}
+    return _verify(
+        token,
+        "lobby",
+        lambda ticket: by_issuer.get(ticket.issuer, bytes(keys[0])),
+        now=now,
+        leeway=leeway,
+        wrong_issuer="ticket issued by another key than the trusted lobby key",
+    )
 
 
 def verify_self_ticket(
@@ -306,14 +305,32 @@ def verify_self_ticket(
     Only proves that the holder of ``public_key`` made these claims; pair it with a
     handshake challenge (key possession now) and a group proof (LAN membership).
     """
-    ticket, digest, signature = _parse(token, "self")
-    key = ticket.public_key_bytes
+    return _verify(
+        token,
+        "self",
+        lambda ticket: ticket.public_key_bytes,
+        now=now,
+        leeway=leeway,
+        wrong_issuer="self-issued ticket whose issuer is not its own key",
+    )
+
+
+def _verify(
+    token: str,
+    kind: TicketKind,
+    signer_of: Callable[[PeerTicket], bytes],
+    *,
+    now: float,
+    leeway: float,
+    wrong_issuer: str,
+) -> PeerTicket:
+    """Parse ``token`` as a ``kind`` ticket; check that the key ``signer_of`` names for it
+    is its issuer and signed it, and that it is valid at ``now``."""
+    ticket, digest, signature = _parse(token, kind)
+    key = signer_of(ticket)
     if ticket.issuer != peer_id(key):
-        raise TicketIssuerError(
-            "self-issued ticket whose issuer is not its own key",
-            details={"issuer": ticket.issuer},
-        )
-    _check_signature(key, "self", digest, signature)
+        raise TicketIssuerError(wrong_issuer, details={"issuer": ticket.issuer})
+    _check_signature(key, kind, digest, signature)
     _check_times(ticket, now, leeway)
     return ticket
 

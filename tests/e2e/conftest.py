@@ -6,7 +6,6 @@ client's PeerNode UDP socket.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from lobby import MasterServer
 from lobby.services.directory import DirectoryService
 from mesh import MeshConfig, NetworkClient, ReconnectPolicy
+from tests.inbox import Inbox
 from tests.lobby.support import fast_settings
 
 __all__ = ["ClientFactory", "Inbox", "fast_mesh", "relayed"]
@@ -39,32 +39,6 @@ def fast_mesh(**overrides: Any) -> MeshConfig:
 def relayed(server: MasterServer) -> int:
     """The lobby's relay counter (what ``/api/status`` reports as ``relayed_messages``)."""
     return int(server.ctx.services.require(DirectoryService).relayed_messages)
-
-
-class Inbox:
-    """Collects messages a handler receives; ``await inbox.wait_for(n)`` returns the first n."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, message: Any) -> None:
-        self.items.append(message)
-        self._changed.set()
-
-    async def wait_for(self, count: int, wait: float = 20.0) -> list[Any]:
-        return await self.wait_until(lambda items: len(items) >= count, wait)
-
-    async def wait_until(
-        self, predicate: Callable[[list[Any]], bool], wait: float = 20.0
-    ) -> list[Any]:
-        async def loop() -> list[Any]:
-            while not predicate(self.items):
-                self._changed.clear()
-                await self._changed.wait()
-            return list(self.items)
-
-        return await asyncio.wait_for(loop(), wait)
 
 
 @pytest.fixture

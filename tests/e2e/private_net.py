@@ -18,7 +18,7 @@ import secrets
 import signal
 import subprocess
 
-from tests.mesh.netns import netns_unavailable_reason, remove_stale_namespaces, run_ip
+from tests.mesh.netns import Namespaces, netns_unavailable_reason, remove_stale_namespaces, run_ip
 
 __all__ = ["PrivateNet", "unavailable"]
 
@@ -28,24 +28,16 @@ def unavailable() -> str | None:
     return netns_unavailable_reason()
 
 
-class PrivateNet:
+class PrivateNet(Namespaces):
     """A throw-away network namespace with only ``lo`` (127.0.0.1, ::1) up."""
 
     def __init__(self) -> None:
         self.name = f"shl{os.getpid()}-{secrets.token_hex(3)}-lo"
 
-    def __enter__(self) -> PrivateNet:
+    def create(self) -> None:
         remove_stale_namespaces()
         run_ip("netns", "add", self.name)
-        try:
-            run_ip("-n", self.name, "link", "set", "lo", "up")
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        run_ip("-n", self.name, "link", "set", "lo", "up")
 
     def argv(self, *command: str) -> list[str]:
         """``command`` run inside the namespace."""

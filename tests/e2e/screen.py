@@ -18,7 +18,7 @@ import pty
 import signal
 import struct
 import termios
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyte
@@ -132,6 +132,22 @@ class Screen:
             await asyncio.wait_for(loop(), wait)
         except TimeoutError:
             raise AssertionError(f"waited for {check!r}; screen:\n{self.text()}") from None
+
+    async def shows_above_the_typed_line(
+        self, prompt: str, typed: str, arrive: Callable[[], Awaitable[object]], arrived: str
+    ) -> None:
+        """At ``prompt``, type ``typed`` (no Enter); then ``arrive()`` makes ``arrived``
+        appear: it is printed above the prompt, which is drawn again with ``typed`` still
+        there to finish."""
+        line = f"{prompt} {typed}"
+        await self.wait_for(lambda: self.cursor_line == prompt)
+        self.type(typed)
+        await self.wait_for(lambda: self.cursor_line == line)
+        await arrive()
+        await self.wait_for(arrived)
+        await self.wait_for(lambda: self.cursor_line == line)
+        shown = self.display
+        assert shown.index(line) > next(i for i, v in enumerate(shown) if arrived in v)
 
     def text(self) -> str:
         return "\n".join(line for line in self.display if line)

@@ -157,28 +157,7 @@ async def test_coturn_relays_both_ways_between_symmetric_nats(tmp_path: Path) ->
         a = lab.add_host(lab.add_router(NatType.SYMMETRIC))
         b = lab.add_host(lab.add_router(NatType.SYMMETRIC))
         ip = lab.server_address
-        await lab.spawn(
-            lab.internet,
-            [
-                "turnserver",
-                "-n",
-                f"--listening-ip={ip}",
-                f"--relay-ip={ip}",
-                f"--listening-port={TURN_PORT}",
-                "--use-auth-secret",
-                f"--static-auth-secret={secret}",
-                "--realm=shards",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--no-stdout-log",
-                f"--pidfile={tmp_path / 'turn.pid'}",
-                f"--db={tmp_path / 'turn.db'}",
-                f"--log-file={tmp_path / 'turn.log'}",
-            ],  # fmt: skip
-            python=False,
-            label="coturn",
-        )
+        await lab.coturn(secret, TURN_PORT, tmp_path)
         await _until_stun_answers(lab, f"{ip}", TURN_PORT)
 
         now = time.time()

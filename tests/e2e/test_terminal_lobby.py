@@ -13,6 +13,9 @@ import json
 import os
 import signal
 import sys
+from asyncio.subprocess import PIPE
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ def _clean(err: str) -> None:
 
 
 class Terminal:
+    """A ``python -m mesh --json`` subprocess: lines in, one JSON event a line out."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.events: list[dict[str, Any]] = []
@@ -61,6 +66,30 @@ class Terminal:
 
         return await asyncio.wait_for(find(), wait)
 
+    async def exits_cleanly(self) -> None:
+        """It exits with status 0, and (where stderr is a pipe) printed no traceback."""
+        assert await asyncio.wait_for(self.process.wait(), 20) == 0
+        if self.process.stderr is not None:
+            _clean((await self.process.stderr.read()).decode())
+
+
+@asynccontextmanager
+async def terminal(
+    *args: str, stdin: int = PIPE, stderr: int = PIPE, **env: str
+) -> AsyncIterator[Terminal]:
+    """``python -m mesh ARGS --json`` as a :class:`Terminal`, killed on the way out if it
+    still runs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mesh", *args, "--json",
+        cwd=REPO, env={**ENV, **env}, stdin=stdin, stdout=PIPE, stderr=stderr,
+    )  # fmt: skip
+    try:
+        yield Terminal(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
 
 async def test_terminal_peer_in_lobby_mode(
     master: MasterServer, make_client: ClientFactory
@@ -71,15 +100,10 @@ async def test_terminal_peer_in_lobby_mode(
     bob.register_handler(MessageType.CHAT, chats)
     bob.register_handler(MessageType.PARTY_CHAT, parties)
     bob.register_handler(MessageType.PARTY_INVITE, invites)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mesh", "--lobby", master.url, "--username", "aria_term",
-        "--register", "--name", "Aria", "--port", "0", "--json",
-        cwd=REPO, env={**ENV, "SHARDS_PASSWORD": "password123"},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    term = Terminal(process)
-    try:
+    async with terminal(
+        "--lobby", master.url, "--username", "aria_term", "--register", "--name", "Aria",
+        "--port", "0", stderr=asyncio.subprocess.DEVNULL, SHARDS_PASSWORD="password123",
+    ) as term:  # fmt: skip
         ready = await term.expect("ready")
         assert ready["name"] == "Aria" and ready["location_id"] == 1
         sent = await bob.send_whisper("Aria", "welcome, Aria")
@@ -115,12 +139,8 @@ async def test_terminal_peer_in_lobby_mode(
         assert help_event["commands"] == help_text("lobby")
         await term.send("/quit")
         await term.expect("bye")
-        assert await asyncio.wait_for(process.wait(), 20) == 0
+        await term.exits_cleanly()
         assert relayed(master) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_the_terminal_shows_where_you_can_go(
@@ -128,15 +148,10 @@ async def test_the_terminal_shows_where_you_can_go(
 ) -> None:
     bob = await make_client("Bob")  # at the start location, so it counts one player there
     world = master.ctx.world
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mesh", "--lobby", master.url, "--username", "aria_map",
-        "--register", "--name", "Aria", "--port", "0", "--json",
-        cwd=REPO, env={**ENV, "SHARDS_PASSWORD": "password123"},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    term = Terminal(process)
-    try:
+    async with terminal(
+        "--lobby", master.url, "--username", "aria_map", "--register", "--name", "Aria",
+        "--port", "0", SHARDS_PASSWORD="password123",
+    ) as term:  # fmt: skip
         ready = await term.expect("ready")
         start = world.location(ready["location_id"])
         assert start is not None and bob.character is not None
@@ -154,13 +169,7 @@ async def test_the_terminal_shows_where_you_can_go(
         assert (await term.expect("map"))["location"]["id"] == target
         await term.send("/quit")
         await term.expect("bye")
-        assert await asyncio.wait_for(process.wait(), 20) == 0
-        assert process.stderr is not None
-        _clean((await process.stderr.read()).decode())
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await term.exits_cleanly()
 
 
 async def test_a_person_at_a_terminal_signs_up_and_plays(
@@ -188,16 +197,11 @@ async def test_a_person_at_a_terminal_signs_up_and_plays(
             assert line.rstrip() in screen.text()
         screen.type("/go 999\r")
         await screen.wait_for("error")
-        await screen.wait_for(lambda: screen.cursor_line == "Newcomer>")
-        screen.type("half a li")
-        await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
-        await bob.send_chat("hello newcomer")
-        await screen.wait_for("[global] Bob: hello newcomer")
-        # printed above the prompt, which is drawn again with the half-typed line
-        await screen.wait_for(lambda: screen.cursor_line == "Newcomer> half a li")
-        shown = screen.display
-        assert shown.index("Newcomer> half a li") > next(
-            i for i, line in enumerate(shown) if "hello newcomer" in line
+        await screen.shows_above_the_typed_line(
+            "Newcomer>",
+            "half a li",
+            lambda: bob.send_chat("hello newcomer"),
+            "[global] Bob: hello newcomer",
         )
         assert sum("999" in line for line in screen.display if "error" in line) == 1
         screen.type("\x15/quit\r")  # Ctrl-U clears the line
@@ -222,25 +226,15 @@ async def test_no_terminal_and_no_username_is_one_clear_line(master: MasterServe
 
 async def test_no_input_plays_until_sigterm(master: MasterServer) -> None:
     """``</dev/null`` with the account on the command line: runs, stops cleanly."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mesh", "--lobby", master.url, "--username", "daemon_peer",
-        "--password", "password123", "--json",
-        cwd=REPO, env=ENV, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    term = Terminal(process)
-    try:
+    async with terminal(
+        "--lobby", master.url, "--username", "daemon_peer", "--password", "password123",
+        stdin=asyncio.subprocess.DEVNULL,
+    ) as term:  # fmt: skip
         await term.expect("ready", wait=30)
         await term.expect("info", message="no input")
-        process.send_signal(signal.SIGTERM)
+        term.process.send_signal(signal.SIGTERM)
         await term.expect("bye")
-        assert await asyncio.wait_for(process.wait(), 20) == 0
-        assert process.stderr is not None
-        _clean((await process.stderr.read()).decode())
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await term.exits_cleanly()
 
 
 async def test_an_unreachable_lobby_is_one_line(tmp_path: Path) -> None:

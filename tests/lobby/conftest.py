@@ -41,12 +41,6 @@ def player(
         character_name: str | None = None,
     ) -> tuple[ApiClient, dict[str, object]]:
         client = make_client()
-        await client.register(username)
-        await client.login(username)
-        character = await client.create_character(
-            character_name or f"{username}Hero", faction, character_class
-        )
-        await client.select(int(character["id"]))  # type: ignore[call-overload]
-        return client, character
+        return client, await client.play(username, faction, character_class, character_name)
 
     return make

@@ -1,6 +1,6 @@
 """``python -m lobby`` as a child process for tests that need a real one (kill -9, CLI fuzzers).
 
-``start_lobby(data_dir, log=..., SHARDS_X="...")`` starts it on 127.0.0.1 port 0 with cheap
+``start_lobby(data_dir, *args, log=..., SHARDS_X="...")`` starts it on 127.0.0.1 port 0 with cheap
 hashing and the REST limits out of the way (each keyword is one more ``SHARDS_*`` variable),
 and returns once it printed its address. Its log goes to ``log`` (a file, so a chatty lobby
 never blocks on a full pipe).
@@ -58,10 +58,8 @@ class LobbyProcess:
             raise
 
 
-async def start_lobby(
-    data_dir: Path, *, log: Path, args: tuple[str, ...] = (), **env: str
-) -> LobbyProcess:
-    """Start ``python -m lobby --port 0 --data-dir data_dir [args]``; wait for its address."""
+async def start_lobby(data_dir: Path, *args: str, log: Path, **env: str) -> LobbyProcess:
+    """Start ``python -m lobby --port 0 --data-dir data_dir *args`` and wait for its address."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **FAST_ENV, **env}
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
@@ -96,10 +94,10 @@ async def start_lobby(
 
 @asynccontextmanager
 async def lobby_process(
-    data_dir: Path, *, log: Path, args: tuple[str, ...] = (), **env: str
+    data_dir: Path, *args: str, log: Path, **env: str
 ) -> AsyncIterator[LobbyProcess]:
     """:func:`start_lobby`, killed on the way out whatever happens."""
-    lobby = await start_lobby(data_dir, log=log, args=args, **env)
+    lobby = await start_lobby(data_dir, *args, log=log, **env)
     try:
         yield lobby
     finally:

@@ -7,6 +7,7 @@ import base64
 import json as _json
 import os
 import socket
+import textwrap
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,8 +25,11 @@ __all__ = [
     "FakeClock",
     "Inbox",
     "aiohttp_inbox",
+    "branch_revision",
+    "close_code",
     "fast_settings",
     "frame_messages",
+    "signed_up",
     "websockets_inbox",
     "ws_url",
 ]
@@ -128,12 +132,57 @@ class ApiClient:
         assert status == 201, body
         return dict(body)
 
+    async def sign_up(self, username: str, password: str = PASSWORD) -> str:
+        """Register ``username`` and log in: the session token (also kept for later calls)."""
+        await self.register(username, password)
+        return await self.login(username, password)
+
+    async def play(
+        self,
+        username: str,
+        faction: str = "Crimson Covenant",
+        character_class: str = "Warrior",
+        character_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Register ``username``, log in, create a character (``<username>Hero`` unless
+        named) and select it: what a player does before joining the world. The character."""
+        await self.sign_up(username)
+        character = await self.create_character(
+            character_name or f"{username}Hero", faction, character_class
+        )
+        await self.select(int(character["id"]))
+        return character
+
     async def select(self, character_id: int, **extra: Any) -> dict[str, Any]:
         status, body, _ = await self.call(
             "POST", "/api/characters/select", {"character_id": character_id, **extra}
         )
         assert status == 200, body
         return dict(body)
+
+
+async def signed_up(base_url: str, http: aiohttp.ClientSession, username: str) -> ApiClient:
+    """A client of the lobby at ``base_url`` for a new account ``username``, logged in."""
+    client = ApiClient(base_url, http)
+    await client.sign_up(username)
+    return client
+
+
+def branch_revision(revision: str, branch: str, upgrade: str, downgrade: str = "pass") -> str:
+    """The source of an Alembic revision that starts the branch ``branch`` on the baseline
+    (``0001``), as a service or a test adds one: ``upgrade`` and ``downgrade`` are the
+    bodies of its two functions."""
+    upgrade_body = textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
+    return (
+        "from alembic import op\n"
+        "import sqlalchemy as sa\n\n"
+        f'revision = "{revision}"\n'
+        "down_revision = None\n"
+        f'branch_labels = ("{branch}",)\n'
+        'depends_on = "0001"\n\n\n'
+        f"def upgrade() -> None:\n{upgrade_body}\n\n\n"
+        f"def downgrade() -> None:\n    {downgrade}\n"
+    )
 
 
 def frame_messages(text: str) -> list[dict[str, Any]]:
@@ -186,6 +235,16 @@ def aiohttp_inbox(ws: aiohttp.ClientWebSocketResponse) -> Inbox:
         return None
 
     return Inbox(recv)
+
+
+async def close_code(ws: aiohttp.ClientWebSocketResponse, *, wait: float = 10.0) -> int | None:
+    """Read past the text frames still on their way until the lobby closes ``ws``; the
+    close code (fails if anything but text or a close frame comes first)."""
+    msg = await ws.receive(timeout=wait)
+    while msg.type == aiohttp.WSMsgType.TEXT:
+        msg = await ws.receive(timeout=wait)
+    assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+    return msg.data if isinstance(msg.data, int) else None
 
 
 def websockets_inbox(ws: Any) -> Inbox:

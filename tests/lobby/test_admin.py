@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from lobby import MasterServer
-from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, fast_settings, ws_url
+from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, fast_settings, signed_up, ws_url
 
 
 @pytest.fixture
@@ -31,11 +31,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def make_player(server: MasterServer, http: aiohttp.ClientSession, name: str) -> Any:
     client = ApiClient(server.url, http)
-    await client.register(name)
-    await client.login(name)
-    character = await client.create_character(f"{name}Hero", "Azure Syndicate", "Mage")
-    await client.select(int(character["id"]))
-    return client, character
+    return client, await client.play(name, "Azure Syndicate", "Mage")
 
 
 async def close_of(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
@@ -149,9 +145,7 @@ async def test_inspect_announce_kick_ban_unban_revoke(
 
 
 async def test_world_view_and_validation(server: MasterServer, http: aiohttp.ClientSession) -> None:
-    root = ApiClient(server.url, http)
-    await root.register("root")
-    await root.login("root")
+    root = await signed_up(server.url, http, "root")
     status, out, _ = await root.call("GET", "/api/admin/world")
     assert status == 200
     world = out["world"]
@@ -170,9 +164,7 @@ async def test_a_ban_survives_a_restart(tmp_path: Path) -> None:
     settings = fast_settings(tmp_path / "lobby", admin_accounts=["root"])
     async with aiohttp.ClientSession() as http:
         async with MasterServer(settings=settings) as server:
-            root = ApiClient(server.url, http)
-            await root.register("root")
-            await root.login("root")
+            root = await signed_up(server.url, http, "root")
             eve = ApiClient(server.url, http)
             account = (await eve.register("eve"))["account_id"]
             status, _, _ = await root.call(

@@ -31,10 +31,7 @@ async def test_admin_logs_in_sees_a_player_and_kicks_them(
     async with aiohttp.ClientSession() as http, chromium(tmp_path / "profile") as browser:
         await ApiClient(server.url, http).register("root")
         bob = ApiClient(server.url, http)
-        await bob.register("bob")
-        await bob.login("bob")
-        hero = await bob.create_character("Bobbin", "Verdant Pact", "Ranger")
-        await bob.select(int(hero["id"]))
+        hero = await bob.play("bob", "Verdant Pact", "Ranger", "Bobbin")
 
         # a player is not let in
         await browser.get(f"{server.url}/admin")

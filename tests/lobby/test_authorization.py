@@ -13,7 +13,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from lobby import MasterServer
-from tests.lobby.support import ApiClient, FakeClock, websockets_inbox, ws_url
+from tests.lobby.support import ApiClient, FakeClock, close_code, websockets_inbox, ws_url
 
 Player = Callable[..., Awaitable[tuple[ApiClient, dict[str, Any]]]]
 
@@ -129,10 +129,7 @@ async def test_logout_closes_the_sessions_websocket(
     async with http.ws_connect(ws_url(lobby.url), headers=alice.headers()) as ws:
         status, _, _ = await alice.call("POST", "/api/auth/logout")
         assert status == 200
-        msg = await ws.receive(timeout=10)
-        while msg.type == aiohttp.WSMsgType.TEXT:
-            msg = await ws.receive(timeout=10)
-        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1000
+        assert await close_code(ws) == 1000
 
 
 async def test_expired_session_closes_its_websocket(
@@ -142,7 +139,4 @@ async def test_expired_session_closes_its_websocket(
     async with http.ws_connect(ws_url(lobby.url), headers=alice.headers()) as ws:
         clock.advance(lobby.settings.session_ttl + 1)
         await lobby.run_maintenance()
-        msg = await ws.receive(timeout=10)
-        while msg.type == aiohttp.WSMsgType.TEXT:
-            msg = await ws.receive(timeout=10)
-        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008
+        assert await close_code(ws) == 1008

@@ -180,8 +180,7 @@ async def test_the_character_name_schema_is_the_servers_rule(
     lobby: MasterServer, make_client: Callable[[], ApiClient]
 ) -> None:
     client = make_client()
-    await client.register("namer")
-    await client.login("namer")
+    await client.sign_up("namer")
     doc = (await client.call("GET", "/api/openapi.json"))[1]
     schema = doc["components"]["schemas"]["CharacterCreateRequest"]["properties"]["name"]
     pattern = re.compile(schema["pattern"])

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 
 from lobby import LobbySettings, MasterServer
 from lobby.storage import accounts
-from tests.lobby.support import PASSWORD, ApiClient, FakeClock, fast_settings
+from tests.lobby.support import PASSWORD, FakeClock, fast_settings, signed_up
 
 
 @pytest.mark.parametrize("pool", ["process", "thread"])
@@ -78,9 +78,7 @@ async def test_production_argon2_parameters(tmp_path: Path, clock: FakeClock) ->
         MasterServer(settings=settings, clock=clock) as server,
         aiohttp.ClientSession() as http,
     ):
-        client = ApiClient(server.url, http)
-        await client.register("carefulcarl")
-        await client.login("carefulcarl")
+        client = await signed_up(server.url, http, "carefulcarl")
         async with server.ctx.db.read() as conn:
             stored = (await conn.execute(select(accounts.c.password_hash))).scalar_one()
         assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")

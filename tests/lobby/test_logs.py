@@ -6,10 +6,7 @@ import asyncio
 import io
 import json
 import logging
-import os
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +18,8 @@ import pytest
 from lobby import MasterServer
 from lobby.logs import IdsFilter
 from protocol.logformat import JsonFormatter, TextFormatter
-from tests.lobby.support import ApiClient, fast_settings, ws_url
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.lobby.lobby_process import lobby_process
+from tests.lobby.support import ApiClient, fast_settings, signed_up, ws_url
 
 
 @contextmanager
@@ -107,9 +103,7 @@ async def test_json_lines_carry_ids_and_one_access_line_per_request(
 async def test_text_lines_append_the_ids(server: MasterServer) -> None:
     with captured(TextFormatter()) as out:
         async with aiohttp.ClientSession() as http:
-            client = ApiClient(server.url, http)
-            await client.register("bob")
-            await client.login("bob")
+            client = await signed_up(server.url, http, "bob")
             await client.call("GET", "/api/characters", headers={"X-Request-Id": "abc"})
             await client.call("GET", "/api/status", headers={"X-Request-Id": "bad id!"})
     lines = out.getvalue().splitlines()
@@ -124,35 +118,13 @@ async def test_text_lines_append_the_ids(server: MasterServer) -> None:
 
 
 async def test_python_m_lobby_log_format_json(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "SHARDS_ARGON2_TIME_COST": "1",
-        "SHARDS_ARGON2_MEMORY_COST": "1024",
-        "SHARDS_ARGON2_PARALLELISM": "1",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "lobby", "--port", "0", "--data-dir", str(tmp_path), "--log-format", "json"),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        url = line.split()[-1]
+    log = tmp_path / "lobby.log"
+    async with lobby_process(tmp_path / "data", "--log-format", "json", log=log) as lobby:
         async with aiohttp.ClientSession() as http:
-            async with http.get(url + "/api/status") as resp:
+            async with http.get(lobby.url + "/api/status") as resp:
                 assert resp.status == 200
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert await lobby.stop() == 0
+    err = await asyncio.to_thread(log.read_bytes)
     records: list[dict[str, Any]] = [json.loads(x) for x in err.decode().splitlines()]
     assert any(r["message"].startswith("lobby started: ") for r in records)
     status = [r for r in records if r["logger"] == "lobby.access"]

@@ -22,6 +22,7 @@ from lobby.storage.game_schema import items
 from lobby.storage.legacy import NEVER_REUSED_IDS
 from lobby.storage.migrations import heads, target_metadata
 from protocol.errors import StorageError
+from tests.lobby.support import branch_revision
 
 DATA = Path(__file__).parent / "data"
 TABLES = (
@@ -159,26 +160,16 @@ def _normalized(sql: str) -> tuple[str, list[str]]:
     return head.strip(), sorted(part.strip() for part in body.split(","))
 
 
-BROKEN_REVISION = """
-from alembic import op
-import sqlalchemy as sa
-
-revision = "t100"
-down_revision = None
-branch_labels = ("test_broken",)
-depends_on = "0001"
-
-
-def upgrade() -> None:
+BROKEN_REVISION = branch_revision(
+    "t100",
+    "test_broken",
+    """
     op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))
     op.execute("INSERT INTO accounts (username, username_key, password_hash, created_at) "
                "VALUES ('x', 'x', 'h', 1)")
     raise RuntimeError("boom in revision t100")
-
-
-def downgrade() -> None:
-    pass
-"""
+    """,
+)
 
 
 async def test_a_failed_revision_leaves_the_database_as_it_was(
@@ -205,27 +196,18 @@ async def test_a_failed_revision_leaves_the_database_as_it_was(
     await db.close()
 
 
-SERVICE_REVISION = """
-from alembic import op
-import sqlalchemy as sa
-
-revision = "n001"
-down_revision = None
-branch_labels = ("notes",)
-depends_on = "0001"
-
-
-def upgrade() -> None:
+SERVICE_REVISION = branch_revision(
+    "n001",
+    "notes",
+    """
     op.create_table(
         "notes",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("character_id", sa.Integer, sa.ForeignKey("characters.id"), nullable=False),
     )
-
-
-def downgrade() -> None:
-    op.drop_table("notes")
-"""
+    """,
+    downgrade='op.drop_table("notes")',
+)
 
 
 async def test_a_service_ships_its_own_revisions(

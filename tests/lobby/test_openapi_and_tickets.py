@@ -16,7 +16,14 @@ from lobby.http import ApiRequest
 from lobby.storage import VERSION_LOCATIONS, characters, metadata
 from protocol.crypto import Identity, b64url_encode, verify_ticket
 from protocol.messages import AckMessage, MessageType, MoveMessage
-from tests.lobby.support import ApiClient, FakeClock, aiohttp_inbox, fast_settings, ws_url
+from tests.lobby.support import (
+    ApiClient,
+    FakeClock,
+    aiohttp_inbox,
+    branch_revision,
+    fast_settings,
+    ws_url,
+)
 
 
 async def test_openapi_document_covers_every_endpoint(
@@ -127,28 +134,19 @@ class NotesService:
         conn.send(AckMessage(ref_id=msg.message_id))
 
 
-NOTES_REVISION = """
-import sqlalchemy as sa
-from alembic import op
-
-revision = "notes1"
-down_revision = None
-branch_labels = ("notes",)
-depends_on = "0001"
-
-
-def upgrade() -> None:
+NOTES_REVISION = branch_revision(
+    "notes1",
+    "notes",
+    """
     op.create_table(
         "test_notes",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("character_id", sa.Integer, sa.ForeignKey("characters.id", ondelete="CASCADE")),
         sa.Column("text", sa.String(50)),
     )
-
-
-def downgrade() -> None:
-    op.drop_table("test_notes")
-"""
+    """,
+    downgrade='op.drop_table("test_notes")',
+)
 
 
 async def test_a_service_plugs_in_tables_routes_and_ws_handlers(
@@ -170,10 +168,7 @@ async def test_a_service_plugs_in_tables_routes_and_ws_handlers(
         settings = fast_settings(tmp_path / "d")
         async with MasterServer(settings=settings, clock=clock, services=[service]) as server:
             client = ApiClient(server.url, http)
-            await client.register("noter")
-            await client.login("noter")
-            hero = await client.create_character("Noter", "Verdant Pact", "Ranger")
-            await client.select(hero["id"])
+            hero = await client.play("noter", "Verdant Pact", "Ranger", "Noter")
             assert service.joined == []  # not connected yet
             async with http.ws_connect(ws_url(server.url), headers=client.headers()) as ws:
                 inbox = aiohttp_inbox(ws)

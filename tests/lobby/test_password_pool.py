@@ -27,7 +27,7 @@ from lobby.passwords import (
     worker_cpus,
 )
 from protocol.errors import ErrorCode, LobbyError
-from tests.lobby.support import PASSWORD, ApiClient, FakeClock, fast_settings
+from tests.lobby.support import PASSWORD, ApiClient, FakeClock, fast_settings, signed_up
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -145,9 +145,7 @@ async def test_worker_processes_hash_for_the_lobby_and_end_with_stop(
         hashing = server.ctx.accounts.hashing
         assert hashing.worker_pids() == []  # started lazily
         async with aiohttp.ClientSession() as http:
-            client = ApiClient(server.url, http)
-            await client.register("poolpaula")
-            await client.login("poolpaula")
+            client = await signed_up(server.url, http, "poolpaula")
             status, err, _ = await client.call(
                 "POST", "/api/auth/login", {"username": "poolpaula", "password": "wrong one"}
             )

@@ -76,8 +76,7 @@ def postgres_url() -> Iterator[str]:
 
 async def _exercise(base_url: str, http: aiohttp.ClientSession) -> tuple[str, int]:
     client = ApiClient(base_url, http)
-    await client.register("alice")
-    token = await client.login("alice")
+    token = await client.sign_up("alice")
     heroes = await asyncio.gather(
         *(
             client.call(

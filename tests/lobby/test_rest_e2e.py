@@ -66,8 +66,7 @@ async def test_token_expires_by_clock_and_slides(
     lobby: MasterServer, make_client: object, clock: FakeClock
 ) -> None:
     client: ApiClient = make_client()  # type: ignore[operator]
-    await client.register("bob")
-    await client.login("bob")
+    await client.sign_up("bob")
     clock.advance(3000)
     status, _, _ = await client.call("GET", "/api/characters")
     assert status == 200  # slides the expiry to now + 3600

@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp
 
 from lobby import MasterServer
-from tests.lobby.support import ApiClient, FakeClock, fast_settings
+from tests.lobby.support import ApiClient, FakeClock, fast_settings, signed_up
 
 
 async def test_error_shapes(lobby: MasterServer, make_client: object) -> None:
@@ -69,9 +69,7 @@ async def test_rest_rate_limits_per_address_and_account(
         rest_rate_per_account=1,
     )
     async with MasterServer(settings=settings, clock=clock) as server:
-        client = ApiClient(server.url, http)
-        await client.register("busy")
-        await client.login("busy")
+        client = await signed_up(server.url, http, "busy")
         statuses = []
         for _ in range(6):
             status, body, resp = await client.call("GET", "/api/characters")

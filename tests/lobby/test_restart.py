@@ -18,8 +18,7 @@ async def test_restart_keeps_accounts_characters_and_unexpired_sessions(
     data = tmp_path / "data"
     async with MasterServer(settings=fast_settings(data), clock=clock) as first:
         client = ApiClient(first.url, http)
-        await client.register("alice")
-        token = await client.login("alice")
+        token = await client.sign_up("alice")
         hero = await client.create_character("Aria", "Verdant Pact", "Cleric")
         await client.select(hero["id"])
         old = ApiClient(first.url, http)

@@ -27,8 +27,7 @@ async def test_debug_logs_hold_no_password_or_token_hash(
     settings = fast_settings(tmp_path / "data", log_level="DEBUG")
     async with MasterServer(settings=settings, clock=clock) as server:
         client = ApiClient(server.url, http)
-        await client.register("alice")
-        token = await client.login("alice")
+        token = await client.sign_up("alice")
         status, _, _ = await client.call(
             "POST", "/api/auth/login", {"username": "alice", "password": "wrong one"}
         )

@@ -14,11 +14,7 @@ from tests.lobby.support import ApiClient, FakeClock
 
 async def _ready(make_client: Callable[[], ApiClient], name: str) -> tuple[ApiClient, int]:
     client = make_client()
-    await client.register(name)
-    await client.login(name)
-    character = await client.create_character(f"{name}Hero", "Crimson Covenant", "Warrior")
-    await client.select(int(character["id"]))
-    return client, int(character["id"])
+    return client, int((await client.play(name))["id"])
 
 
 async def test_logout_ends_a_cached_session_at_once(

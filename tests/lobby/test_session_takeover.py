@@ -22,7 +22,14 @@ from websockets.asyncio.client import connect as ws_connect
 
 from lobby import MasterServer
 from lobby.connection import Connection
-from tests.lobby.support import ApiClient, FakeClock, aiohttp_inbox, fast_settings, ws_url
+from tests.lobby.support import (
+    ApiClient,
+    FakeClock,
+    aiohttp_inbox,
+    fast_settings,
+    signed_up,
+    ws_url,
+)
 
 TTL = 60.0
 GRACE = 600.0
@@ -39,10 +46,7 @@ async def short_ttl_lobby(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Mas
 
 async def _player(server: MasterServer, http: aiohttp.ClientSession, name: str) -> ApiClient:
     client = ApiClient(server.url, http)
-    await client.register(name)
-    await client.login(name)
-    character = await client.create_character(f"{name}Hero", "Crimson Covenant", "Warrior")
-    await client.select(int(character["id"]))
+    await client.play(name)
     return client
 
 
@@ -78,9 +82,7 @@ async def _victim_in_grace(
 
 async def _attacker_chats(server: MasterServer, http: aiohttp.ClientSession) -> dict[str, Any]:
     """Another account logs in fresh, connects and chats; what the hub made of it."""
-    attacker = ApiClient(server.url, http)
-    await attacker.register("mallory")
-    await attacker.login("mallory")
+    attacker = await signed_up(server.url, http, "mallory")
     async with ws_connect(ws_url(server.url), additional_headers=attacker.headers()) as ws:
         conn = _conn_of(server, "mallory")
         chat = {"type": "chat", "content": "send me your gold", "message_id": "m1"}

@@ -24,7 +24,7 @@ async def test_turn_flags_reach_the_credentials_endpoint(tmp_path: Path) -> None
         "--turn-secret",
         SECRET,
     )
-    async with lobby_process(tmp_path / "data", log=log, args=flags) as lobby:
+    async with lobby_process(tmp_path / "data", *flags, log=log) as lobby:
         async with aiohttp.ClientSession() as http:
             client = ApiClient(lobby.url, http)
             await client.register("turnuser")
@@ -49,4 +49,4 @@ async def test_turn_flags_reach_the_credentials_endpoint(tmp_path: Path) -> None
 async def test_a_turn_url_without_a_secret_is_refused_at_start(tmp_path: Path) -> None:
     flags = ("--turn-url", "turn:turn.example:3478")
     with pytest.raises(AssertionError, match="turn_secret"):
-        await start_lobby(tmp_path / "data", log=tmp_path / "lobby.log", args=flags)
+        await start_lobby(tmp_path / "data", *flags, log=tmp_path / "lobby.log")

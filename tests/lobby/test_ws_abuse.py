@@ -15,6 +15,7 @@ from tests.lobby.support import (
     ApiClient,
     FakeClock,
     aiohttp_inbox,
+    close_code,
     fast_settings,
     websockets_inbox,
     ws_url,
@@ -83,10 +84,7 @@ async def test_frame_over_hard_limit_closes_1009(
         http.ws_connect(url, headers=bob.headers()) as ws_b,
     ):
         await ws_a.send_str("x" * (lobby.settings.ws_hard_max_message_size + 1))
-        msg = await ws_a.receive(timeout=10)
-        while msg.type == aiohttp.WSMsgType.TEXT:  # e.g. bob's arrival
-            msg = await ws_a.receive(timeout=10)
-        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1009
+        assert await close_code(ws_a) == 1009
         b = aiohttp_inbox(ws_b)
         await ws_b.send_str(json.dumps({"type": "chat", "content": "still here"}))
         assert (await b.next_type("chat"))["content"] == "still here"
@@ -99,8 +97,7 @@ async def test_flood_gets_rate_limited_then_closed(
     async with MasterServer(settings=settings, clock=clock) as server:
         flooder, calm = ApiClient(server.url, http), ApiClient(server.url, http)
         for client, name in ((flooder, "flooder"), (calm, "calm")):
-            await client.register(name)
-            await client.login(name)
+            await client.sign_up(name)
         url = ws_url(server.url)
         async with (
             http.ws_connect(url, headers=flooder.headers()) as ws_f,
@@ -118,9 +115,6 @@ async def test_flood_gets_rate_limited_then_closed(
                 assert err["error_code"] == "rate_limited"
                 assert err["details"]["retry_after"] > 0
             await ws_f.send_str(heartbeat)  # the flood continues: cut off
-            msg = await ws_f.receive(timeout=10)
-            while msg.type == aiohttp.WSMsgType.TEXT:
-                msg = await ws_f.receive(timeout=10)
-            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008
+            assert await close_code(ws_f) == 1008
             await ws_c.send(json.dumps({"type": "heartbeat", "message_id": "calm1"}))
             assert (await c.next_type("heartbeat"))["reply_to"] == "calm1"

@@ -65,8 +65,7 @@ async def test_without_character_receive_but_not_chat(
 ) -> None:
     alice, _ = await player("alice")
     lurker = make_client()
-    await lurker.register("lurker")
-    await lurker.login("lurker")
+    await lurker.sign_up("lurker")
     url = ws_url(lobby.url)
     async with (
         http.ws_connect(url, headers=alice.headers()) as ws_a,
@@ -89,10 +88,8 @@ async def test_world_announcement_admin_only(
     settings = fast_settings(tmp_path / "d", admin_accounts=["Root"])
     async with MasterServer(settings=settings, clock=clock) as server:
         admin, user = ApiClient(server.url, http), ApiClient(server.url, http)
-        await admin.register("root")
-        await admin.login("root")
-        await user.register("user")
-        await user.login("user")
+        await admin.sign_up("root")
+        await user.sign_up("user")
         url = ws_url(server.url)
         async with (
             http.ws_connect(url, headers=admin.headers()) as ws_admin,

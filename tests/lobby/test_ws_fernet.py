@@ -59,10 +59,9 @@ async def sealed_lobby(tmp_path: Path, lobby_clock: FakeClock) -> AsyncIterator[
 
 async def user(url: str, http: aiohttp.ClientSession, name: str) -> tuple[ApiClient, int]:
     client = ApiClient(url, http)
-    await client.register(name)
-    await client.login(name)
-    character = await client.create_character(f"{name.title()}Hero", "Crimson Covenant", "Mage")
-    await client.select(int(character["id"]))
+    character = await client.play(
+        name, character_class="Mage", character_name=f"{name.title()}Hero"
+    )
     return client, int(character["id"])
 
 

@@ -236,10 +236,7 @@ async def test_ws_fuzz_with_an_honest_player_beside_it(
     honest_client = ApiClient(lobby.url, http)
     fuzzer = ApiClient(lobby.url, http)
     for client, name in ((honest_client, "honest"), (fuzzer, "fuzzer")):
-        await client.register(name)
-        await client.login(name)
-        character = await client.create_character(name.title(), "Crimson Covenant", "Warrior")
-        await client.select(int(character["id"]))
+        await client.play(name, character_name=name.title())
     done = asyncio.Event()
     replies = 0
 

@@ -16,6 +16,7 @@ from tests.lobby.support import (
     aiohttp_inbox,
     fast_settings,
     frame_messages,
+    signed_up,
     ws_url,
 )
 
@@ -27,9 +28,7 @@ async def test_permessage_deflate_when_enabled(
 ) -> None:
     settings = fast_settings(tmp_path / "d", ws_compress=True)
     async with MasterServer(settings=settings, clock=clock) as server:
-        client = ApiClient(server.url, http)
-        await client.register("zip")
-        await client.login("zip")
+        client = await signed_up(server.url, http, "zip")
         async with http.ws_connect(ws_url(server.url), headers=client.headers(), compress=15) as ws:
             assert ws.compress == 15  # negotiated
             await ws.send_str(json.dumps({"type": "heartbeat", "message_id": "z1"}))
@@ -41,9 +40,7 @@ async def test_idle_connection_is_closed(
 ) -> None:
     settings = fast_settings(tmp_path / "d", ws_idle_timeout=0.2)
     async with MasterServer(settings=settings, clock=clock) as server:
-        client = ApiClient(server.url, http)
-        await client.register("idler")
-        await client.login("idler")
+        client = await signed_up(server.url, http, "idler")
         async with http.ws_connect(ws_url(server.url), headers=client.headers()) as ws:
             msg = await ws.receive(timeout=10)  # nothing sent: the lobby gives up
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1000
@@ -71,8 +68,7 @@ async def test_selection_and_deletion_while_connected(
 ) -> None:
     watcher, _ = await player("watcher")
     late = make_client()
-    await late.register("late")
-    await late.login("late")
+    await late.sign_up("late")
     hero = await late.create_character("Latecomer", "Verdant Pact", "Mage")
     url = ws_url(lobby.url)
     async with (

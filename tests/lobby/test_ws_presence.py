@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,12 @@ from protocol.messages import ChatMessage
 from tests.lobby.support import (
     ApiClient,
     FakeClock,
+    Inbox,
     aiohttp_inbox,
+    close_code,
     fast_settings,
     raw_ws,
+    signed_up,
     websockets_inbox,
     ws_url,
 )
@@ -33,9 +38,21 @@ def _conn_of(server: MasterServer, character_id: int) -> Connection:
     return presence.conn
 
 
-async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
-    lobby: MasterServer, player: Player, http: aiohttp.ClientSession, clock: FakeClock
-) -> None:
+@dataclass
+class _Dropped:
+    """Alice's connection dropped by the network while Bob, connected, watched her arrive."""
+
+    alice: ApiClient
+    a_char: dict[str, Any]
+    ws_b: aiohttp.ClientWebSocketResponse
+    b: Inbox
+    url: str
+
+
+@asynccontextmanager
+async def _alice_dropped(
+    lobby: MasterServer, player: Player, http: aiohttp.ClientSession
+) -> AsyncIterator[_Dropped]:
     alice, a_char = await player("alice")
     bob, _ = await player("bob")
     url = ws_url(lobby.url)
@@ -46,7 +63,14 @@ async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
         conn = _conn_of(lobby, a_char["id"])
         ws_a.transport.abort()  # the network drops: no close frame
         await asyncio.wait_for(conn.finished.wait(), 10)
+        yield _Dropped(alice, a_char, ws_b, b, url)
 
+
+async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
+    lobby: MasterServer, player: Player, http: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with _alice_dropped(lobby, player, http) as d:
+        alice, a_char, ws_b, b, url = d.alice, d.a_char, d.ws_b, d.b, d.url
         await ws_b.send_str(json.dumps({"type": "chat", "content": "while you were away"}))
         await b.next_type("chat")
         clock.advance(lobby.settings.reconnect_grace - 1)
@@ -70,16 +94,8 @@ async def test_reconnect_within_grace_is_silent_and_gets_the_backlog(
 async def test_grace_expiry_announces_the_leave(
     lobby: MasterServer, player: Player, http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    alice, a_char = await player("alice")
-    bob, _ = await player("bob")
-    url = ws_url(lobby.url)
-    async with http.ws_connect(url, headers=bob.headers()) as ws_b:
-        b = aiohttp_inbox(ws_b)
-        ws_a = await ws_connect(url, additional_headers=alice.headers())
-        await b.next_type("player_joined_area")
-        conn = _conn_of(lobby, a_char["id"])
-        ws_a.transport.abort()
-        await asyncio.wait_for(conn.finished.wait(), 10)
+    async with _alice_dropped(lobby, player, http) as d:
+        a_char, b = d.a_char, d.b
         assert lobby.hub.presence_of_character(a_char["id"]) is not None
         clock.advance(lobby.settings.reconnect_grace)
         await lobby.run_maintenance()
@@ -98,8 +114,7 @@ async def test_slow_consumer_is_cut_off_with_bounded_memory(
     async with MasterServer(settings=settings, clock=clock) as server:
         slow, fast = ApiClient(server.url, http), ApiClient(server.url, http)
         for client, name in ((slow, "slow"), (fast, "fast")):
-            await client.register(name)
-            await client.login(name)
+            await client.sign_up(name)
         assert slow.token is not None
         sock = await raw_ws(server.port, slow.token)
         try:
@@ -154,10 +169,7 @@ async def test_second_connection_replaces_the_first(
     url = ws_url(lobby.url)
     async with http.ws_connect(url, headers=alice.headers()) as first:
         async with http.ws_connect(url, headers=alice.headers()) as second:
-            msg = await first.receive(timeout=10)
-            while msg.type == aiohttp.WSMsgType.TEXT:  # what services pushed on joining
-                msg = await first.receive(timeout=10)
-            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4000
+            assert await close_code(first) == 4000
             s = aiohttp_inbox(second)
             await second.send_str(json.dumps({"type": "heartbeat", "message_id": "h2"}))
             assert (await s.next_type("heartbeat"))["reply_to"] == "h2"
@@ -169,9 +181,7 @@ async def test_stop_closes_clients_with_1001_after_flushing(
     server = MasterServer(settings=fast_settings(tmp_path / "d"), clock=clock)
     await server.start()
     try:
-        client = ApiClient(server.url, http)
-        await client.register("alice")
-        await client.login("alice")
+        client = await signed_up(server.url, http, "alice")
         ws = await http.ws_connect(ws_url(server.url), headers=client.headers())
         async with ws:
             conn = server.hub.connections()[0]

@@ -14,7 +14,13 @@ import pytest
 from lobby import MasterServer
 from lobby.connection import _finish
 from protocol.messages import ChatMessage
-from tests.lobby.support import ApiClient, FakeClock, fast_settings, frame_messages, raw_ws
+from tests.lobby.support import (
+    FakeClock,
+    fast_settings,
+    frame_messages,
+    raw_ws,
+    signed_up,
+)
 
 
 class _FrameReader:
@@ -49,9 +55,7 @@ async def test_writes_that_wait_for_the_socket_arrive_once_and_in_order(
 ) -> None:
     settings = fast_settings(tmp_path / "d", ws_send_queue_max=100_000)
     async with MasterServer(settings=settings, clock=clock) as server:
-        client = ApiClient(server.url, http)
-        await client.register("reader")
-        await client.login("reader")
+        client = await signed_up(server.url, http, "reader")
         assert client.token is not None
         sock = await raw_ws(server.port, client.token)
         try:
@@ -128,8 +132,7 @@ async def test_a_client_that_keeps_up_costs_no_writer_task_and_a_close_flushes_f
     lobby: MasterServer, make_client: Any
 ) -> None:
     client = make_client()
-    await client.register("keepsup")
-    await client.login("keepsup")
+    await client.sign_up("keepsup")
     sock = await raw_ws(lobby.port, client.token)
     try:
         (conn,) = lobby.hub.connections()

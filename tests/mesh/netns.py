@@ -25,11 +25,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
-__all__ = ["NetnsLan", "NetnsNode", "netns_unavailable_reason", "run_ip"]
+__all__ = ["Namespaces", "NetnsLan", "NetnsNode", "netns_unavailable_reason", "run_ip"]
 
 _PREFIX = "shl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +66,47 @@ class NetnsNode:
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
 
-class NetnsLan:
+class Namespaces(ABC):
+    """Network namespaces made on entry (``with`` or ``async with``) and removed on exit.
+
+    A subclass makes them in :meth:`create` and removes them in :meth:`close`, which
+    must also undo a :meth:`create` that failed part way, and never raise; one that
+    starts processes waits for them in :meth:`reap` (the async form calls it first).
+    """
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the namespaces."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Kill what runs inside and delete every namespace made. Never raises."""
+
+    async def reap(self) -> None:  # noqa: B027 - optional: a set with no processes has none
+        """Wait for the processes started inside (read their pipes to the end)."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.reap()
+        finally:
+            self.close()
+
+
+class NetnsLan(Namespaces):
     """``count`` namespaces on one bridge; ``async with NetnsLan(3) as lan: ...``.
 
     The async form also reaps the spawned processes and closes their pipes.
@@ -78,26 +120,6 @@ class NetnsLan:
             NetnsNode(f"{self.tag}-n{i}", f"10.213.{subnet}.{i + 10}") for i in range(count)
         ]
         self._created: list[str] = []
-
-    def __enter__(self) -> NetnsLan:
-        try:
-            self.create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> NetnsLan:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.reap()
-        finally:
-            self.close()
 
     async def reap(self) -> None:
         """Kill every spawned process and wait for it, reading its pipes to the end."""

@@ -23,10 +23,10 @@ from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
 from protocol.messages.location import PositionUpdateMessage, Vec3
 from protocol.movement import encode_movement_batch
+from tests.inbox import Inbox
 
 from .conftest import FakeLobby, NodeFactory, ticket_of
 from .hostile import HostileProtocol, b64, hostile_client, token_digest
-from .test_node import Inbox
 
 
 async def victim_with_witness(make_node: NodeFactory) -> tuple[PeerNode, PeerNode, Inbox]:

@@ -13,9 +13,9 @@ from mesh.core import MeshConfig
 from mesh.node import PeerNode
 from protocol.errors import PeerUnreachableError
 from protocol.messages.base import MessageType
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
-from .test_node import Inbox
 
 
 @pytest.fixture
@@ -39,6 +39,19 @@ class LoopbackRelay:
     async def send(self, target_character_id: int, data: bytes) -> None:
         self.seen.append(data)
         self.nodes[target_character_id].receive_relayed(data)
+
+
+async def relayed_pair(
+    make_node: NodeFactory,
+    relay: LoopbackRelay,
+    config: MeshConfig,
+    names: tuple[str, str] = ("Alice", "Bob"),
+) -> tuple[PeerNode, PeerNode]:
+    """Characters 1 and 2 on two nodes, each sending through ``relay``, which knows both."""
+    a = await make_node(1, names[0], config=config, relay=relay)
+    b = await make_node(2, names[1], config=config, relay=relay)
+    relay.nodes = {1: a, 2: b}
+    return a, b
 
 
 def fast() -> MeshConfig:
@@ -70,9 +83,7 @@ async def test_whisper_falls_back_to_sealed_relay(
     make_node: NodeFactory, silent_endpoint: tuple[str, int]
 ) -> None:
     relay = LoopbackRelay()
-    a = await make_node(1, "Alice", config=fast(), relay=relay)
-    b = await make_node(2, "Bob", config=fast(), relay=relay)
-    relay.nodes = {1: a, 2: b}
+    a, b = await relayed_pair(make_node, relay, fast())
     whispers, parties = Inbox(), Inbox()
     b.register_handler(MessageType.WHISPER, whispers)
     b.register_handler(MessageType.PARTY_CHAT, parties)
@@ -99,9 +110,7 @@ async def test_relay_replay_is_not_delivered_twice(
     make_node: NodeFactory, silent_endpoint: tuple[str, int]
 ) -> None:
     relay = LoopbackRelay()
-    a = await make_node(1, "A", config=fast(), relay=relay)
-    b = await make_node(2, "B", config=fast(), relay=relay)
-    relay.nodes = {1: a, 2: b}
+    a, b = await relayed_pair(make_node, relay, fast(), ("A", "B"))
     whispers = Inbox()
     b.register_handler(MessageType.WHISPER, whispers)
     a.add_peer(ticket_of(b), silent_endpoint)

@@ -8,9 +8,9 @@ import pytest
 
 from mesh.core import MeshConfig
 from protocol.messages.base import MessageType
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
-from .test_node import Inbox
 from .udp_proxy import Faults, UdpProxy
 
 

@@ -14,6 +14,7 @@ from mesh.discovery.lan import LanEvent
 from protocol.crypto import Identity, derive_group_key
 from protocol.messages.base import MessageType
 from protocol.version import PROTOCOL_VERSION
+from tests.inbox import Inbox
 from tests.mesh.discovery.guard import multicast_guard
 
 __all__ = ["multicast_guard"]
@@ -21,29 +22,6 @@ __all__ = ["multicast_guard"]
 pytestmark = pytest.mark.usefixtures("multicast_guard")
 
 WAIT = 20.0
-
-
-class Inbox:
-    """Collects handler calls; a test waits for a condition on them (with a timeout)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
-
-    async def wait_until(
-        self, predicate: Callable[[list[Any]], bool], within: float = WAIT
-    ) -> list[Any]:
-        async def wait() -> None:
-            while not predicate(self.items):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(wait(), within)
-        return self.items
 
 
 @pytest.fixture(scope="module")

@@ -332,16 +332,12 @@ async def test_terminal_prompt_help_and_messages_above_the_typed_line() -> None:
                 assert line.rstrip() in shown
             await host.wait_for_members(1, timeout=30)
             await screen.wait_for("Host (")  # joined
-            await screen.wait_for(lambda: screen.cursor_line == "Typist>")
-            screen.type("hello wor")
-            await screen.wait_for(lambda: screen.cursor_line == "Typist> hello wor")
-            await host.send_party_chat("incoming while you type")
-            await screen.wait_for("[party] Host: incoming while you type")
-            # printed above the prompt, which is drawn again with the half-typed line
-            await screen.wait_for(lambda: screen.cursor_line == "Typist> hello wor")
-            lines = screen.display
-            incoming = next(i for i, v in enumerate(lines) if "incoming while you type" in v)
-            assert lines.index("Typist> hello wor") > incoming  # above, not inside, the line
+            await screen.shows_above_the_typed_line(
+                "Typist>",
+                "hello wor",
+                lambda: host.send_party_chat("incoming while you type"),
+                "[party] Host: incoming while you type",
+            )
             screen.type("ld\r")
             said = await asyncio.wait_for(heard.get(), 20)
             assert said.content == "hello world" and said.sender_name == "Typist"

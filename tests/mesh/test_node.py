@@ -10,31 +10,11 @@ import pytest
 from mesh.link import LinkState
 from mesh.node import PeerNode
 from protocol.messages.base import MessageType
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
 
 WAIT = 10.0
-
-
-class Inbox:
-    """Collects handler calls; lets a test wait for a count."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, message: Any) -> None:
-        self.items.append(message)
-        self._changed.set()
-
-    async def wait_for(self, count: int, limit: float = WAIT) -> list[Any]:
-        async def _wait() -> None:
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(_wait(), limit)
-        return self.items
 
 
 async def connect(a: PeerNode, b: PeerNode) -> None:

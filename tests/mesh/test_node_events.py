@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,31 +13,11 @@ from mesh.handshake import CloseCode
 from mesh.node import PeerEvent, PeerNode
 from protocol.crypto import Identity
 from protocol.messages.base import MessageType
+from tests.inbox import Inbox
 
 from .conftest import FakeLobby, NodeFactory, ticket_of
 
 WAIT = 10.0
-
-
-class Recorder:
-    """Records what it is called with; a test waits for a condition (with a timeout)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[list[Any]], bool]) -> list[Any]:
-        async def wait() -> None:
-            while not condition(self.items):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(wait(), WAIT)
-        return self.items
 
 
 def of(kind: type, items: list[Any]) -> list[Any]:
@@ -48,20 +27,20 @@ def of(kind: type, items: list[Any]) -> list[Any]:
 async def test_inbound_and_outbound_connections_are_announced(make_node: NodeFactory) -> None:
     alice = await make_node(1, "Alice")
     bob = await make_node(2, "Bob")
-    seen_a, seen_b = Recorder(), Recorder()
+    seen_a, seen_b = Inbox(), Inbox()
     alice.add_peer_listener(seen_a)
     bob.add_peer_listener(seen_b)
     await alice.connect(ticket_of(bob), bob.endpoint)
-    (out,) = await seen_a.until(lambda xs: len(xs) >= 1)
-    (inb,) = await seen_b.until(lambda xs: len(xs) >= 1)
+    (out,) = await seen_a.wait_until(lambda xs: len(xs) >= 1)
+    (inb,) = await seen_b.wait_until(lambda xs: len(xs) >= 1)
     assert isinstance(out, PeerConnected) and isinstance(inb, PeerConnected)
     assert (out.identity.character_name, out.outbound) == ("Bob", True)
     assert (inb.identity.character_name, inb.outbound) == ("Alice", False)
     assert out.address == bob.address
 
     assert alice.disconnect_peer(2)
-    gone_a = (await seen_a.until(lambda xs: len(of(PeerDisconnected, xs)) >= 1))[-1]
-    gone_b = (await seen_b.until(lambda xs: len(of(PeerDisconnected, xs)) >= 1))[-1]
+    gone_a = (await seen_a.wait_until(lambda xs: len(of(PeerDisconnected, xs)) >= 1))[-1]
+    gone_b = (await seen_b.wait_until(lambda xs: len(of(PeerDisconnected, xs)) >= 1))[-1]
     assert gone_a.identity.character_id == 2 and gone_b.identity.character_id == 1
     assert gone_b.code == CloseCode.NORMAL and gone_b.reason
     assert len(seen_a.items) == 2 and len(seen_b.items) == 2
@@ -76,7 +55,7 @@ async def test_async_listener_and_remover(make_node: NodeFactory) -> None:
         await asyncio.sleep(0)
         awaited.put_nowait(event)
 
-    removed = Recorder()
+    removed = Inbox()
     bob.add_peer_listener(async_listener)
     remove = bob.add_peer_listener(removed)
     remove()
@@ -99,11 +78,11 @@ async def test_a_failing_listener_does_not_stop_the_others(
     def broken(event: PeerEvent) -> None:
         raise RuntimeError("listener bug")
 
-    seen = Recorder()
+    seen = Inbox()
     bob.add_peer_listener(broken)
     bob.add_peer_listener(seen)
     await alice.connect(ticket_of(bob), bob.endpoint)
-    await seen.until(lambda xs: len(xs) == 1)
+    await seen.wait_until(lambda xs: len(xs) == 1)
     assert "peer listener" in caplog.text and "listener bug" in caplog.text
     assert alice.peer_id in bob.peers
 
@@ -113,17 +92,17 @@ async def test_simultaneous_dial_is_one_connection_event_per_side(
 ) -> None:
     a = await make_node(1, "A")
     b = await make_node(2, "B")
-    seen_a, seen_b = Recorder(), Recorder()
+    seen_a, seen_b = Inbox(), Inbox()
     a.add_peer_listener(seen_a)
     b.add_peer_listener(seen_b)
     await asyncio.gather(a.connect(ticket_of(b), b.endpoint), b.connect(ticket_of(a), a.endpoint))
     # both dials resolved; a whisper each way proves every connection change is settled
-    inbox = Recorder()
+    inbox = Inbox()
     b.register_handler(MessageType.WHISPER, inbox)
     a.register_handler(MessageType.WHISPER, inbox)
     await a.send_whisper(2, "one")
     await b.send_whisper(1, "two")
-    await inbox.until(lambda xs: len(xs) == 2)
+    await inbox.wait_until(lambda xs: len(xs) == 2)
     assert [type(e) for e in seen_a.items] == [PeerConnected]
     assert [type(e) for e in seen_b.items] == [PeerConnected]
 
@@ -131,12 +110,12 @@ async def test_simultaneous_dial_is_one_connection_event_per_side(
 async def test_connection_event_comes_before_the_first_message(make_node: NodeFactory) -> None:
     alice = await make_node(1, "Alice")
     bob = await make_node(2, "Bob")
-    log = Recorder()
+    log = Inbox()
     bob.add_peer_listener(log)
     bob.register_handler(MessageType.WHISPER, log)
     await alice.connect(ticket_of(bob), bob.endpoint)
     await alice.send_whisper(2, "first words")
-    items = await log.until(lambda xs: len(xs) >= 2)
+    items = await log.wait_until(lambda xs: len(xs) >= 2)
     assert isinstance(items[0], PeerConnected) and items[1].content == "first words"
 
 
@@ -187,10 +166,10 @@ async def test_peer_whose_ticket_expires_is_disconnected(
     identity = Identity.generate()
     short = LobbyTicketAuth(fake_lobby.public_key, fake_lobby.ticket(identity, 2, "Brief", ttl=2.0))
     async with PeerNode(identity, host="127.0.0.1", port=0, auth=short) as brief:
-        seen = Recorder()
+        seen = Inbox()
         alice.add_peer_listener(seen)
         await alice.connect(ticket_of(brief), brief.endpoint)
-        items = await seen.until(lambda xs: len(of(PeerDisconnected, xs)) >= 1)
+        items = await seen.wait_until(lambda xs: len(of(PeerDisconnected, xs)) >= 1)
         (gone,) = of(PeerDisconnected, items)
         assert (gone.identity.character_name, gone.code) == ("Brief", CloseCode.TICKET_EXPIRED)
         assert brief.peer_id not in alice.peers

@@ -16,11 +16,11 @@ import pytest
 from mesh.core import MeshConfig
 from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
 from .sim import SimNet, SimNode
-from .test_fallback import LoopbackRelay
-from .test_node import Inbox
+from .test_fallback import LoopbackRelay, relayed_pair
 from .udp_proxy import Faults, UdpProxy
 
 SEEDS = range(8)
@@ -133,9 +133,7 @@ async def test_real_nodes_acknowledge_through_the_relay_when_replies_vanish(
     copy is acknowledged through the relay. When the proxy heals, whispers settle on
     ``"direct"`` again; B delivers each whisper exactly once."""
     relay = SlowRelay()
-    a = await make_node(1, "Alice", config=quick(), relay=relay)
-    b = await make_node(2, "Bob", config=quick(), relay=relay)
-    relay.nodes = {1: a, 2: b}
+    a, b = await relayed_pair(make_node, relay, quick())
     inbox = Inbox()
     b.register_handler(MessageType.WHISPER, inbox)
     try:

@@ -12,11 +12,11 @@ from aioquic.quic.connection import QuicConnection
 from mesh import ConnectionQuality, _quicshim
 from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
+from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
 from .sim import SimNet
-from .test_fallback import LoopbackRelay, fast, silent_endpoint
-from .test_node import Inbox
+from .test_fallback import LoopbackRelay, fast, relayed_pair, silent_endpoint
 from .test_quicshim import CLIENT_ADDR, _exchange, pair
 from .udp_proxy import Faults, UdpProxy
 
@@ -174,9 +174,7 @@ async def test_node_reports_the_relay_path(
     make_node: NodeFactory, silent_endpoint: tuple[str, int]
 ) -> None:
     relay = LoopbackRelay()
-    a = await make_node(1, "Alice", config=fast(), relay=relay)
-    b = await make_node(2, "Bob", config=fast(), relay=relay)
-    relay.nodes = {1: a, 2: b}
+    a, b = await relayed_pair(make_node, relay, fast())
     a.add_peer(ticket_of(b), silent_endpoint)  # nobody answers there: the relay carries it
     assert a.connection_quality(2) is None  # known, not connected by any path yet
     result = await a.send_whisper(2, "through the lobby")

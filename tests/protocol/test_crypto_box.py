@@ -11,21 +11,6 @@ from protocol.errors import SealError
 __all__: list[str] = []
 
 
-@pytest.fixture(scope="module")
-def alice() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def bob() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def mallory() -> Identity:
-    return Identity.generate()
-
-
 def _seal(sender: Identity, recipient: Identity, data: bytes = b"meet at the shard") -> bytes:
     return seal_to_peer(
         data, recipient_box_key=recipient.box_public_key, sender_identity_key=sender.signing_key

@@ -16,16 +16,6 @@ from protocol.errors import ChallengeError
 __all__: list[str] = []
 
 
-@pytest.fixture(scope="module")
-def alice() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def bob() -> Identity:
-    return Identity.generate()
-
-
 def test_nonces_are_fresh() -> None:
     a, b = new_nonce(), new_nonce()
     assert len(a) == len(b) == 32

@@ -30,16 +30,6 @@ SETTINGS = settings(
 
 
 @pytest.fixture(scope="module")
-def alice() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def bob() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
 def sealer() -> FernetSealer:
     return FernetSealer(derive_fernet_key("fuzz", b"fuzz-salt"))
 

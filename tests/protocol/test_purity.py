@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,16 +48,21 @@ def _modules_matching(names: list[str], roots: tuple[str, ...]) -> set[str]:
     return {m for m in names if m.split(".")[0] in roots}
 
 
-def test_import_loads_no_io_modules() -> None:
+def _fresh_interpreter(code: str) -> Any:
+    """What ``code``, run by a new Python in the project root, printed as JSON."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=50,
         check=True,
         cwd=PACKAGE.parent,
     )
-    seen = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_import_loads_no_io_modules() -> None:
+    seen = _fresh_interpreter(_PROBE)
     after_protocol = seen["after_protocol"]
     after_pydantic = set(seen["after_pydantic"])
     assert "protocol" in after_protocol
@@ -66,19 +72,9 @@ def test_import_loads_no_io_modules() -> None:
 
 
 def test_protocol_alone_in_a_fresh_interpreter() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json, sys; import protocol; print(json.dumps(sorted(sys.modules)))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=True,
-        cwd=PACKAGE.parent,
+    loaded = _fresh_interpreter(
+        "import json, sys; import protocol; print(json.dumps(sorted(sys.modules)))"
     )
-    loaded = json.loads(out.stdout)
     assert not _modules_matching(loaded, NEVER)
 
 

@@ -368,10 +368,11 @@ def test_death_ends_combat(world: WorldDefinition) -> None:
     assert _code(exc) == ErrorCode.NOT_IN_COMBAT
 
 
-def test_dead_cannot_act_or_be_healed(world: WorldDefinition) -> None:
-    combat = Combat.start(
+def _warrior_v_frail_mage_and_cleric(world: WorldDefinition, combat_id: str) -> Combat:
+    """A Warrior against a Mage one hit from death and a Cleric who could heal her."""
+    return Combat.start(
         world,
-        combat_id="c4",
+        combat_id=combat_id,
         seed=5,
         participants=[
             _c(world, WARRIOR, "Warrior", "a"),
@@ -380,6 +381,10 @@ def test_dead_cannot_act_or_be_healed(world: WorldDefinition) -> None:
         ],
         now=0.0,
     )
+
+
+def test_dead_cannot_act_or_be_healed(world: WorldDefinition) -> None:
+    combat = _warrior_v_frail_mage_and_cleric(world, "c4")
     result = combat.act(WARRIOR, "attack", now=0.0, target_id=MAGE)
     assert not result.ended and result.events[-1].kind == "death"
     with pytest.raises(GameRuleError) as exc:
@@ -428,17 +433,7 @@ def test_fled_member_leaves_fight_going(world: WorldDefinition) -> None:
 
 
 def test_withdraw_dead_or_absent(world: WorldDefinition) -> None:
-    combat = Combat.start(
-        world,
-        combat_id="c5",
-        seed=5,
-        participants=[
-            _c(world, WARRIOR, "Warrior", "a"),
-            _c(world, MAGE, "Mage", "b", health=1),
-            _c(world, CLERIC, "Cleric", "b"),
-        ],
-        now=0.0,
-    )
+    combat = _warrior_v_frail_mage_and_cleric(world, "c5")
     combat.act(WARRIOR, "attack", now=0.0, target_id=MAGE)
     result = combat.withdraw(MAGE, now=1.0)
     assert result.events == () and not result.ended

@@ -12,7 +12,7 @@ import pytest
 
 from lobby import MasterServer
 from tests.lobby.services.players import GamePlayer
-from tests.lobby.support import ApiClient, FakeClock, fast_settings
+from tests.lobby.support import FakeClock, fast_settings, signed_up
 
 MakePlayer = Callable[..., Awaitable[GamePlayer]]
 
@@ -63,9 +63,7 @@ async def new_player(
 ) -> GamePlayer:
     n = next(_names)
     username = f"user{n}"
-    client = ApiClient(url, http)
-    await client.register(username)
-    await client.login(username)
+    client = await signed_up(url, http, username)
     character = await client.create_character(name or f"Hero{n}", faction, character_class)
     selected = await client.select(int(character["id"]), **(select or {}))
     player = GamePlayer(client, selected["character"], selected)

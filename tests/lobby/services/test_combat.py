@@ -51,50 +51,29 @@ async def test_combat_rules_outcomes_and_persistence(
         participants=[
             make_combatant(
                 world,
-                character_id=warrior.id,
-                name=warrior.name,
-                class_name="Warrior",
+                character_id=p.id,
+                name=p.name,
+                class_name=class_name,
                 level=1,
-                side="attackers",
-                items=inv_w,
-            ),
-            make_combatant(
-                world,
-                character_id=mage.id,
-                name=mage.name,
-                class_name="Mage",
-                level=1,
-                side="defenders",
-                items=inv_m,
-            ),
+                side=side,
+                items=inv,
+            )
+            for p, class_name, side, inv in (
+                (warrior, "Warrior", "attackers", inv_w),
+                (mage, "Mage", "defenders", inv_m),
+            )
         ],
     )
 
     # refusals: someone else's combat, someone else's name, a target outside, too fast
-    assert (
-        await outsider.refused(
-            "combat_action", combat_id=combat_id, action_type="attack", target_id=mage.id
-        )
-        == "not_in_combat"
-    )
-    assert (
-        await warrior.refused(
-            "combat_action", combat_id=combat_id, action_type="attack", actor_id=mage.id
-        )
-        == "forbidden"
-    )
-    assert (
-        await warrior.refused(
-            "combat_action", combat_id=combat_id, action_type="attack", target_id=outsider.id
-        )
-        == "invalid_target"
-    )
-    assert (
-        await warrior.refused(
-            "combat_action", combat_id=combat_id, action_type="item", item_id=next(iter(inv_m))
-        )
-        == "item_not_owned"
-    )
+    refusals = [
+        (outsider, {"action_type": "attack", "target_id": mage.id}, "not_in_combat"),
+        (warrior, {"action_type": "attack", "actor_id": mage.id}, "forbidden"),
+        (warrior, {"action_type": "attack", "target_id": outsider.id}, "invalid_target"),
+        (warrior, {"action_type": "item", "item_id": next(iter(inv_m))}, "item_not_owned"),
+    ]
+    for who, action, code in refusals:
+        assert await who.refused("combat_action", combat_id=combat_id, **action) == code, action
     assert await warrior.refused("move", to_location_id=1) == "invalid_move"
     assert (
         await outsider.refused("combat_start", combat_id="y", participants=[target(mage)])

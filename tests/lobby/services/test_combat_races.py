@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lobby import MasterServer
+from lobby.game.combat import Combat
 from lobby.services.combat import CombatService
 from lobby.storage import characters
 from lobby.storage.game_schema import items
@@ -22,6 +23,19 @@ from tests.lobby.services.players import GamePlayer
 
 def target(p: GamePlayer) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "health": 1, "max_health": 1}
+
+
+async def _warrior_fights_mage(
+    server: MasterServer, make_player: MakePlayer
+) -> tuple[GamePlayer, GamePlayer, str, Combat]:
+    """A Warrior (a) starts a fight with a Mage (b) at location 2: both, the fight's id, it."""
+    a = await make_player(character_class="Warrior")
+    b = await make_player(character_class="Mage", faction="Azure Syndicate")
+    await a.request("move", to_location_id=2)
+    await b.request("move", to_location_id=2)
+    started = await a.request("combat_start", combat_id="x", participants=[target(b)])
+    combat_id = str(started["details"]["combat_id"])
+    return a, b, combat_id, server.ctx.services.require(CombatService).book.require(combat_id)
 
 
 async def _stored_health(server: MasterServer, character_id: int) -> int:
@@ -36,14 +50,7 @@ async def _stored_health(server: MasterServer, character_id: int) -> int:
 async def test_item_traded_away_mid_fight_cannot_be_used(
     server: MasterServer, make_player: MakePlayer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a = await make_player(character_class="Warrior")
-    b = await make_player(character_class="Mage", faction="Azure Syndicate")
-    await a.request("move", to_location_id=2)
-    await b.request("move", to_location_id=2)
-    started = await a.request("combat_start", combat_id="x", participants=[target(b)])
-    combat_id = started["details"]["combat_id"]
-    service = server.ctx.services.require(CombatService)
-    combat = service.book.require(combat_id)
+    a, b, combat_id, combat = await _warrior_fights_mage(server, make_player)
     fighter = combat.participant(a.id)
     assert fighter is not None
     potion = next(i for i, t in fighter.items.items() if t == 1)  # loaded when the fight began
@@ -108,14 +115,8 @@ async def test_two_fights_cannot_take_the_same_character(
 async def test_a_failed_store_rolls_the_item_use_back(
     server: MasterServer, make_player: MakePlayer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a = await make_player(character_class="Warrior")
-    b = await make_player(character_class="Mage", faction="Azure Syndicate")
-    await a.request("move", to_location_id=2)
-    await b.request("move", to_location_id=2)
-    started = await a.request("combat_start", combat_id="x", participants=[target(b)])
-    combat_id = started["details"]["combat_id"]
+    a, b, combat_id, combat = await _warrior_fights_mage(server, make_player)
     service = server.ctx.services.require(CombatService)
-    combat = service.book.require(combat_id)
     await b.request("combat_action", combat_id=combat_id, action_type="attack", target_id=a.id)
     fighter = combat.participant(a.id)
     assert fighter is not None

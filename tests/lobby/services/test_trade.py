@@ -82,16 +82,20 @@ async def test_trade_window_rules_and_a_completed_exchange(
     assert await a.refused("trade_update", trade_id=tid, confirmed=True) == "trade_invalid"
 
     await a.request("trade_update", trade_id=tid, items=[{"item_id": a_items[0]}], gold=10)
+
+    def a_confirms(seen: list[dict[str, Any]]) -> dict[str, Any]:
+        """a's offer (its first item and 10 gold), confirmed against the window ``seen``."""
+        return {
+            "trade_id": tid,
+            "items": [{"item_id": a_items[0]}],
+            "gold": 10,
+            "confirmed": True,
+            "offers": seen,
+        }
+
     await b.request("trade_update", trade_id=tid, gold=25)
     seen = [offer(a, [a_items[0]], 10), offer(b, [], 25)]
-    await a.request(
-        "trade_update",
-        trade_id=tid,
-        items=[{"item_id": a_items[0]}],
-        gold=10,
-        confirmed=True,
-        offers=seen,
-    )
+    await a.request("trade_update", **a_confirms(seen))
     # b changes its offer: a's confirmation is cleared, a stale confirmation is refused
     await b.request("trade_update", trade_id=tid, gold=20)
     changed = await a.next(
@@ -107,26 +111,9 @@ async def test_trade_window_rules_and_a_completed_exchange(
         ],
     )
     assert changed
-    assert (
-        await a.refused(
-            "trade_update",
-            trade_id=tid,
-            items=[{"item_id": a_items[0]}],
-            gold=10,
-            confirmed=True,
-            offers=seen,
-        )
-        == "trade_invalid"
-    )
+    assert await a.refused("trade_update", **a_confirms(seen)) == "trade_invalid"
     seen = [offer(a, [a_items[0]], 10), offer(b, [], 20)]
-    await a.request(
-        "trade_update",
-        trade_id=tid,
-        items=[{"item_id": a_items[0]}],
-        gold=10,
-        confirmed=True,
-        offers=seen,
-    )
+    await a.request("trade_update", **a_confirms(seen))
     await b.request("trade_update", trade_id=tid, gold=20, confirmed=True, offers=seen)
     for p in (a, b):
         complete = await p.next("trade_complete", trade_id=tid)

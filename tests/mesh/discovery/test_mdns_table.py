@@ -9,7 +9,9 @@ host's loopback never take table slots.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from zeroconf import DNSOutgoing, DNSPointer
 from zeroconf.asyncio import AsyncZeroconf
@@ -94,38 +96,46 @@ async def _fill_with_fakes(node: MdnsDiscovery, changed: asyncio.Event) -> set[s
         await azc.async_close()
 
 
-async def test_unresolvable_instances_age_out() -> None:
+@dataclass
+class _FullTable:
+    """Alice, started, her table full of fakes that never resolve; Bob, not started yet."""
+
+    a: MdnsDiscovery
+    b: MdnsDiscovery
+    clock: _Clock
+    changed: asyncio.Event
+    fakes: set[str]
+
+
+@asynccontextmanager
+async def _full_table() -> AsyncIterator[_FullTable]:
     tag, clock, kind = new_tag(), _Clock(), _service_type()
     a = make_node("alice", tag, max_instances=FAKES, clock=clock, heartbeat=0.2, service_type=kind)
     b = make_node("bob", tag, service_type=kind)
     changed = _watch_table(a)
     try:
         await a.start()
-        fakes = await _fill_with_fakes(a, changed)
-        assert len(a.instances) == FAKES  # full
-        clock.now += a.unresolved_timeout + 1
-        await _until(lambda: not fakes & a.instances, changed)
-        await b.start()
-        await wait_for_view(a, lambda peers: b.peer_id in peers)
+        yield _FullTable(a, b, clock, changed, await _fill_with_fakes(a, changed))
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_unresolvable_instances_age_out() -> None:
+    async with _full_table() as t:
+        assert len(t.a.instances) == FAKES  # full
+        t.clock.now += t.a.unresolved_timeout + 1
+        await _until(lambda: not t.fakes & t.a.instances, t.changed)
+        await t.b.start()
+        await wait_for_view(t.a, lambda peers: t.b.peer_id in peers)
 
 
 async def test_full_table_evicts_the_oldest_dead_instance() -> None:
-    tag, clock, kind = new_tag(), _Clock(), _service_type()
     # frozen clock: nothing ever ages out, only eviction can make room
-    a = make_node("alice", tag, max_instances=FAKES, clock=clock, heartbeat=0.2, service_type=kind)
-    b = make_node("bob", tag, service_type=kind)
-    changed = _watch_table(a)
-    try:
-        await a.start()
-        fakes = await _fill_with_fakes(a, changed)
-        await b.start()
-        await wait_for_view(a, lambda peers: b.peer_id in peers)
-        assert len(a.instances) <= FAKES
-        assert len(fakes - a.instances) >= 1
-    finally:
-        await asyncio.gather(a.close(), b.close())
+    async with _full_table() as t:
+        await t.b.start()
+        await wait_for_view(t.a, lambda peers: t.b.peer_id in peers)
+        assert len(t.a.instances) <= FAKES
+        assert len(t.fakes - t.a.instances) >= 1
 
 
 async def test_silent_peer_is_forgotten_and_comes_back() -> None:
