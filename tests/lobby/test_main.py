@@ -37,7 +37,7 @@ async def test_python_m_lobby_serves_status_and_stops_on_sigterm(tmp_path: Path)
 
 
 async def test_python_m_lobby_reports_a_bad_setting(tmp_path: Path) -> None:
-    text = await _refused(tmp_path, SHARDS_PORT="not-a-port")
+    text = await _refused(tmp_path, code=USAGE, SHARDS_PORT="not-a-port")
     assert "port" in text.lower()
 
 
