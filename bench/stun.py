@@ -20,13 +20,13 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
 from typing import Any, cast
 
 from bench._common import make_result, percentile, row, run_async
+from bench.run import main_one
 from lobby.stun import StunResponder, StunServer
 from mesh.stun_client import BindingSucceeded, StunClient
 from protocol.stun import (
@@ -36,7 +36,7 @@ from protocol.stun import (
     parse_message,
 )
 
-__all__ = ["main", "run"]
+__all__ = ["run"]
 
 TITLE = "STUN/TURN: codec vs aioice, Binding round trip, NAT lab"
 SOFTWARE = "bench"
@@ -250,20 +250,5 @@ def run(quick: bool) -> dict[str, Any]:
     return make_result("stun", TITLE, rows, figures=figures, notes=notes)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.stun", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small run (CI)")
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    print(TITLE)
-    for r in result["rows"]:
-        ratio = f"  ratio {r['ratio']:.2f}x" if r["ratio"] is not None else ""
-        base = f"  baseline {r['baseline']:.4g}" if r["baseline"] is not None else ""
-        target = f"  [{r['target']}: {'met' if r['met'] else 'MISSED'}]" if r["target"] else ""
-        print(f"  {r['metric']:<72} {r['value']:>12.4g} {r['unit']}{base}{ratio}{target}")
-    for note in result["notes"]:
-        print(f"  note: {note}")
-
-
 if __name__ == "__main__":
-    main()
+    main_one("stun")
