@@ -156,21 +156,24 @@ def make_result(
     *,
     figures: dict[str, Any] | None = None,
     notes: list[str] | None = None,
+    skipped: str | None = None,
 ) -> dict[str, Any]:
-    """A benchmark's result in the shape ``bench.run`` prints and stores."""
+    """A benchmark's result in the shape ``bench.run`` prints and stores.
+
+    ``skipped`` says why the product part of it was not measured (rows may still hold the
+    baselines).
+    """
     return {
         "name": name,
         "title": title,
         "rows": rows,
         "figures": figures or {},
         "notes": notes or [],
-        "skipped": None,
+        "skipped": skipped,
         "time": time.time(),
     }
 
 
 def skip_result(name: str, title: str, reason: str) -> dict[str, Any]:
     """The result of a benchmark whose product part is not there yet."""
-    result = make_result(name, title, [])
-    result["skipped"] = reason
-    return result
+    return make_result(name, title, [], skipped=reason)

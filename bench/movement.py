@@ -143,6 +143,4 @@ def run(quick: bool) -> dict[str, Any]:
                         baseline_name="raw UDP",
                     )
                 )
-    result = make_result("movement", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = skip
-    return result
+    return make_result("movement", TITLE, rows, figures=figures, notes=notes, skipped=skip)

@@ -282,6 +282,4 @@ def run(quick: bool) -> dict[str, Any]:
                     target=("ratio", "<=", 0.55) if q == "p50_ms" else None,
                 )
             )
-    result = make_result("whisper", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = lobby_skip
-    return result
+    return make_result("whisper", TITLE, rows, figures=figures, notes=notes, skipped=lobby_skip)
