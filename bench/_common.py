@@ -16,13 +16,14 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "LOOPS",
     "BenchError",
     "Skip",
+    "latency_rows",
     "make_result",
     "percentile",
     "percentiles_ms",
@@ -147,6 +148,34 @@ def row(
         "target": target_text,
         "met": met,
     }
+
+
+def latency_rows(
+    loop: str,
+    metric: str,
+    ours: Mapping[str, float],
+    base: Mapping[str, float],
+    base_name: str,
+    *,
+    targets: Mapping[str, tuple[str, str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """The p50 and p99 rows of run ``ours`` against run ``base`` (``percentiles_ms`` dicts).
+
+    ``metric`` names the row with ``{q}`` standing for ``p50`` / ``p99``; ``targets`` are
+    keyed the same way.
+    """
+    return [
+        row(
+            loop=loop,
+            metric=metric.format(q=q[:3]),
+            value=ours[q],
+            unit="ms",
+            baseline=base[q],
+            baseline_name=base_name,
+            target=(targets or {}).get(q[:3]),
+        )
+        for q in ("p50_ms", "p99_ms")
+    ]
 
 
 def make_result(

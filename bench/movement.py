@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench._common import LOOPS, make_result, row
+from bench._common import LOOPS, latency_rows, make_result, row
 from bench._pairs import QuicEndpoint, UdpEndpoint, run_pair
 
 __all__ = ["run"]
@@ -93,17 +93,7 @@ def run(quick: bool) -> dict[str, Any]:
                     baseline_name="raw UDP",
                 )
             )
-            for q in ("p50_ms", "p99_ms"):
-                rows.append(
-                    row(
-                        loop=kind,
-                        metric=f"PeerNode one-way {q[:3]}",
-                        value=node[q],
-                        unit="ms",
-                        baseline=quic[q],
-                        baseline_name="bare aioquic",
-                    )
-                )
+            rows += latency_rows(kind, "PeerNode one-way {q}", node, quic, "bare aioquic")
             if not quick:
                 stock_opts = {
                     "lobby_key": node_opts["lobby_key"],
@@ -132,15 +122,5 @@ def run(quick: bool) -> dict[str, Any]:
                 )
             )
         else:
-            for q in ("p50_ms", "p99_ms"):
-                rows.append(
-                    row(
-                        loop=kind,
-                        metric=f"bare aioquic one-way {q[:3]}",
-                        value=quic[q],
-                        unit="ms",
-                        baseline=udp[q],
-                        baseline_name="raw UDP",
-                    )
-                )
+            rows += latency_rows(kind, "bare aioquic one-way {q}", quic, udp, "raw UDP")
     return make_result("movement", TITLE, rows, figures=figures, notes=notes, skipped=skip)
