@@ -31,6 +31,7 @@ __all__ = [
     "rss_bytes",
     "run_async",
     "skip_result",
+    "versus",
 ]
 
 
@@ -150,6 +151,29 @@ def row(
     }
 
 
+def versus(
+    loop: str,
+    metric: str,
+    ours: Mapping[str, float],
+    base: Mapping[str, float],
+    base_name: str,
+    *,
+    key: str,
+    unit: str,
+    target: tuple[str, str, float] | None = None,
+) -> dict[str, Any]:
+    """A row for figure ``key`` of run ``ours`` against the same figure of run ``base``."""
+    return row(
+        loop=loop,
+        metric=metric,
+        value=ours[key],
+        unit=unit,
+        baseline=base[key],
+        baseline_name=base_name,
+        target=target,
+    )
+
+
 def latency_rows(
     loop: str,
     metric: str,
@@ -164,17 +188,19 @@ def latency_rows(
     ``metric`` names the row with ``{q}`` standing for ``p50`` / ``p99``; ``targets`` are
     keyed the same way.
     """
+    targets = targets or {}
     return [
-        row(
-            loop=loop,
-            metric=metric.format(q=q[:3]),
-            value=ours[q],
+        versus(
+            loop,
+            metric.format(q=q),
+            ours,
+            base,
+            base_name,
+            key=f"{q}_ms",
             unit="ms",
-            baseline=base[q],
-            baseline_name=base_name,
-            target=(targets or {}).get(q[:3]),
+            target=targets.get(q),
         )
-        for q in ("p50_ms", "p99_ms")
+        for q in ("p50", "p99")
     ]
 
 
