@@ -16,13 +16,14 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "LOOPS",
     "BenchError",
     "Skip",
+    "latency_rows",
     "make_result",
     "percentile",
     "percentiles_ms",
@@ -30,6 +31,7 @@ __all__ = [
     "rss_bytes",
     "run_async",
     "skip_result",
+    "versus",
 ]
 
 
@@ -149,6 +151,59 @@ def row(
     }
 
 
+def versus(
+    loop: str,
+    metric: str,
+    ours: Mapping[str, float],
+    base: Mapping[str, float],
+    base_name: str,
+    *,
+    key: str,
+    unit: str,
+    target: tuple[str, str, float] | None = None,
+) -> dict[str, Any]:
+    """A row for figure ``key`` of run ``ours`` against the same figure of run ``base``."""
+    return row(
+        loop=loop,
+        metric=metric,
+        value=ours[key],
+        unit=unit,
+        baseline=base[key],
+        baseline_name=base_name,
+        target=target,
+    )
+
+
+def latency_rows(
+    loop: str,
+    metric: str,
+    ours: Mapping[str, float],
+    base: Mapping[str, float],
+    base_name: str,
+    *,
+    targets: Mapping[str, tuple[str, str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """The p50 and p99 rows of run ``ours`` against run ``base`` (``percentiles_ms`` dicts).
+
+    ``metric`` names the row with ``{q}`` standing for ``p50`` / ``p99``; ``targets`` are
+    keyed the same way.
+    """
+    targets = targets or {}
+    return [
+        versus(
+            loop,
+            metric.format(q=q),
+            ours,
+            base,
+            base_name,
+            key=f"{q}_ms",
+            unit="ms",
+            target=targets.get(q),
+        )
+        for q in ("p50", "p99")
+    ]
+
+
 def make_result(
     name: str,
     title: str,
@@ -156,21 +211,24 @@ def make_result(
     *,
     figures: dict[str, Any] | None = None,
     notes: list[str] | None = None,
+    skipped: str | None = None,
 ) -> dict[str, Any]:
-    """A benchmark's result in the shape ``bench.run`` prints and stores."""
+    """A benchmark's result in the shape ``bench.run`` prints and stores.
+
+    ``skipped`` says why the product part of it was not measured (rows may still hold the
+    baselines).
+    """
     return {
         "name": name,
         "title": title,
         "rows": rows,
         "figures": figures or {},
         "notes": notes or [],
-        "skipped": None,
+        "skipped": skipped,
         "time": time.time(),
     }
 
 
 def skip_result(name: str, title: str, reason: str) -> dict[str, Any]:
     """The result of a benchmark whose product part is not there yet."""
-    result = make_result(name, title, [])
-    result["skipped"] = reason
-    return result
+    return make_result(name, title, [], skipped=reason)

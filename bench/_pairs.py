@@ -85,6 +85,18 @@ class _UdpProto(asyncio.DatagramProtocol):
         self.on_data(data, addr)
 
 
+async def _bind_loopback(
+    on_data: Callable[[bytes, tuple[str, int]], None],
+) -> tuple[asyncio.DatagramTransport, tuple[str, int]]:
+    """A UDP socket on 127.0.0.1:0 handing every datagram to ``on_data``, and its address."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _UdpProto(on_data), local_addr=("127.0.0.1", 0)
+    )
+    addr = transport.get_extra_info("sockname")
+    return transport, (str(addr[0]), int(addr[1]))
+
+
 class UdpEndpoint:
     """Raw asyncio UDP: one ``sendto`` per update, the floor of any movement path."""
 
@@ -94,18 +106,12 @@ class UdpEndpoint:
         self.peer: tuple[str, int] | None = None
 
     async def open(self, on_update: OnUpdate) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
-
         def on_data(data: bytes, addr: tuple[str, int]) -> None:
             seq, sent = PayloadStamp.unpack(data)
             on_update(seq, sent)
 
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProto(on_data), local_addr=("127.0.0.1", 0)
-        )
-        self.transport = transport
-        addr = transport.get_extra_info("sockname")
-        return (str(addr[0]), int(addr[1]))
+        self.transport, addr = await _bind_loopback(on_data)
+        return addr
 
     async def connect(
         self, peer: tuple[str, int], dial: bool, credential: str | None = None
@@ -174,13 +180,8 @@ class QuicEndpoint:
         self._on_update = on_update
         config = _server_configuration()
         self._server_config = config
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProto(self._datagram_received), local_addr=("127.0.0.1", 0)
-        )
-        self.transport = transport
-        addr = transport.get_extra_info("sockname")
-        return (str(addr[0]), int(addr[1]))
+        self.transport, addr = await _bind_loopback(self._datagram_received)
+        return addr
 
     async def connect(
         self, peer: tuple[str, int], dial: bool, credential: str | None = None

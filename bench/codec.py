@@ -10,7 +10,6 @@ few interleaved rounds (least disturbed by other load on the machine).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
@@ -18,9 +17,10 @@ from typing import Any
 
 import protocol
 from bench._common import make_result, row
+from bench.run import main_one
 from protocol import movement
 
-__all__ = ["main", "run", "sample_messages"]
+__all__ = ["run", "sample_messages"]
 
 TITLE = "codec: JSON and binary movement vs orjson"
 LOOP = "n/a"  # no event loop involved
@@ -229,24 +229,5 @@ def run(quick: bool) -> dict[str, Any]:
     return make_result("codec", TITLE, rows, figures=figures, notes=notes)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.codec", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small run (CI)")
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    print(TITLE)
-    for r in result["rows"]:
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
-        target = ""
-        if r["target"]:
-            target = f"  [{r['target']}: {'met' if r['met'] else 'MISSED'}]"
-        print(
-            f"  {r['metric']:<66} {r['value']:>12,.0f} {r['unit']}"
-            f"  baseline {r['baseline']:>12,.0f}  ratio {ratio}{target}"
-        )
-    for note in result["notes"]:
-        print(f"  note: {note}")
-
-
 if __name__ == "__main__":
-    main()
+    main_one("codec")

@@ -174,6 +174,4 @@ def run(quick: bool) -> dict[str, Any]:
         )
         if fig["failed"]:
             notes.append(f"{kind}: {fig['failed']} failed, e.g. {fig['errors'][:1]}")
-    result = make_result("connections", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = skip
-    return result
+    return make_result("connections", TITLE, rows, figures=figures, notes=notes, skipped=skip)

@@ -133,6 +133,4 @@ def run(quick: bool) -> dict[str, Any]:
         )
         if lobby_fig["delivery_ratio"] < 0.99:
             notes.append(f"{kind}: lobby delivered {lobby_fig['delivery_ratio']:.3f} of messages")
-    result = make_result("fanout", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = skip
-    return result
+    return make_result("fanout", TITLE, rows, figures=figures, notes=notes, skipped=skip)

@@ -20,7 +20,7 @@ import statistics
 import urllib.request
 from typing import Any
 
-from bench._common import LOOPS, make_result, row
+from bench._common import LOOPS, latency_rows, make_result, row
 from bench._httpgen import build_request, http_child
 from bench._lobby import BENCH_LIMITS, PASSWORD, lobby_skip_reason, make_accounts, start_lobby
 from bench._proc import Child
@@ -168,26 +168,13 @@ def run(quick: bool) -> dict[str, Any]:
         fig = _storm(kind, accounts, duration, windows)
         figures[kind] = fig
         median = fig["median"]
-        rows.append(
-            row(
-                loop=kind,
-                metric="/api/status p99 in storm",
-                value=median["storm"]["p99_ms"],
-                unit="ms",
-                baseline=median["idle"]["p99_ms"],
-                baseline_name="idle",
-                target=("ratio", "<=", 3.0),
-            )
-        )
-        rows.append(
-            row(
-                loop=kind,
-                metric="/api/status p50 in storm",
-                value=median["storm"]["p50_ms"],
-                unit="ms",
-                baseline=median["idle"]["p50_ms"],
-                baseline_name="idle",
-            )
+        rows += latency_rows(
+            kind,
+            "/api/status {q} in storm",
+            median["storm"],
+            median["idle"],
+            "idle",
+            targets={"p99": ("ratio", "<=", 3.0)},
         )
         rows.append(
             row(loop=kind, metric="logins during storm", value=fig["logins_per_s"], unit="/s")

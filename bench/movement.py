@@ -9,9 +9,10 @@ per update <= 0.7x bare aioquic (issue 16).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from bench._common import LOOPS, make_result, row
+from bench._common import LOOPS, latency_rows, make_result, row, versus
 from bench._pairs import QuicEndpoint, UdpEndpoint, run_pair
 
 __all__ = ["run"]
@@ -22,6 +23,10 @@ RATE = 60.0  # updates a second, each direction: the top of the seed's 20-60 Hz
 #: ``send_position_update`` once per frame; the tick only batches several characters' updates).
 TICK = 0.5 / RATE
 PAYLOAD = 43  # bytes: one binary movement update (protocol.movement.SINGLE_SIZE)
+
+
+#: CPU per delivered update of one run against another's
+_cpu_row = functools.partial(versus, key="cpu_per_update_us", unit="us")
 
 
 async def _udp(options: dict[str, Any]) -> UdpEndpoint:
@@ -56,16 +61,7 @@ def run(quick: bool) -> dict[str, Any]:
         udp = run_pair(_udp, opts, kind=kind, rate=RATE, duration=duration, warm=warm)
         quic = run_pair(_quic, opts, kind=kind, rate=RATE, duration=duration, warm=warm)
         figures[kind] = {"udp": udp, "aioquic": quic}
-        rows.append(
-            row(
-                loop=kind,
-                metric="bare aioquic CPU/update",
-                value=quic["cpu_per_update_us"],
-                unit="us",
-                baseline=udp["cpu_per_update_us"],
-                baseline_name="raw UDP",
-            )
-        )
+        rows.append(_cpu_row(kind, "bare aioquic CPU/update", quic, udp, "raw UDP"))
         if skip is None:
             node_opts = {"lobby_key": lobby_key_bytes(), "config": {"tick_interval": TICK}}
             node = run_pair(
@@ -73,37 +69,17 @@ def run(quick: bool) -> dict[str, Any]:
             )
             figures[kind]["peernode"] = node
             rows.append(
-                row(
-                    loop=kind,
-                    metric="PeerNode CPU/update",
-                    value=node["cpu_per_update_us"],
-                    unit="us",
-                    baseline=quic["cpu_per_update_us"],
-                    baseline_name="bare aioquic",
+                _cpu_row(
+                    kind,
+                    "PeerNode CPU/update",
+                    node,
+                    quic,
+                    "bare aioquic",
                     target=("ratio", "<=", 0.7),
                 )
             )
-            rows.append(
-                row(
-                    loop=kind,
-                    metric="PeerNode CPU/update vs UDP",
-                    value=node["cpu_per_update_us"],
-                    unit="us",
-                    baseline=udp["cpu_per_update_us"],
-                    baseline_name="raw UDP",
-                )
-            )
-            for q in ("p50_ms", "p99_ms"):
-                rows.append(
-                    row(
-                        loop=kind,
-                        metric=f"PeerNode one-way {q[:3]}",
-                        value=node[q],
-                        unit="ms",
-                        baseline=quic[q],
-                        baseline_name="bare aioquic",
-                    )
-                )
+            rows.append(_cpu_row(kind, "PeerNode CPU/update vs UDP", node, udp, "raw UDP"))
+            rows += latency_rows(kind, "PeerNode one-way {q}", node, quic, "bare aioquic")
             if not quick:
                 stock_opts = {
                     "lobby_key": node_opts["lobby_key"],
@@ -114,13 +90,8 @@ def run(quick: bool) -> dict[str, Any]:
                 )
                 figures[kind]["peernode_stock_acks"] = stock
                 rows.append(
-                    row(
-                        loop=kind,
-                        metric="PeerNode stock-ACK CPU/update",
-                        value=stock["cpu_per_update_us"],
-                        unit="us",
-                        baseline=node["cpu_per_update_us"],
-                        baseline_name="PeerNode, ACKs tuned",
+                    _cpu_row(
+                        kind, "PeerNode stock-ACK CPU/update", stock, node, "PeerNode, ACKs tuned"
                     )
                 )
             rows.append(
@@ -132,17 +103,5 @@ def run(quick: bool) -> dict[str, Any]:
                 )
             )
         else:
-            for q in ("p50_ms", "p99_ms"):
-                rows.append(
-                    row(
-                        loop=kind,
-                        metric=f"bare aioquic one-way {q[:3]}",
-                        value=quic[q],
-                        unit="ms",
-                        baseline=udp[q],
-                        baseline_name="raw UDP",
-                    )
-                )
-    result = make_result("movement", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = skip
-    return result
+            rows += latency_rows(kind, "bare aioquic one-way {q}", quic, udp, "raw UDP")
+    return make_result("movement", TITLE, rows, figures=figures, notes=notes, skipped=skip)

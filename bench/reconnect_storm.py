@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from bench._bare import ws_broadcast_child
-from bench._common import LOOPS, BenchError, make_result, row
+from bench._common import LOOPS, BenchError, make_result, row, skip_result
 from bench._lobby import lobby_skip_reason, start_lobby
 from bench._lobby_ws import chat_text, lobby_ws_settings, lobby_ws_specs
 from bench._proc import Child, raise_nofile
@@ -126,9 +126,7 @@ def run(quick: bool) -> dict[str, Any]:
     raise_nofile(n + 2048)
     skip = lobby_skip_reason()
     if skip is not None:
-        result = make_result("reconnect_storm", TITLE, [])
-        result["skipped"] = skip
-        return result
+        return skip_result("reconnect_storm", TITLE, skip)
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}
     notes = [

@@ -126,6 +126,4 @@ def run(quick: bool) -> dict[str, Any]:
                     f"{kind}/{name}: generator used {fig['gen_cpu_share']:.2f} of a core: "
                     "it may have been the bottleneck"
                 )
-    result = make_result("rest", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = skip
-    return result
+    return make_result("rest", TITLE, rows, figures=figures, notes=notes, skipped=skip)

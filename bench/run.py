@@ -26,7 +26,7 @@ from typing import Any
 
 from bench._common import LOOPS, Skip, skip_result
 
-__all__ = ["BENCHMARKS", "main", "normalize", "to_markdown"]
+__all__ = ["BENCHMARKS", "main", "main_one", "normalize", "to_markdown"]
 
 #: name -> (module, title), in the order they run.
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -287,6 +287,33 @@ def _meta(quick: bool) -> dict[str, Any]:
     }
 
 
+def _note_machine(
+    result: dict[str, Any], t0: float, load0: float, cpu0: tuple[float, float, float]
+) -> None:
+    """Stamp ``result`` with its duration and how busy the machine was while it ran."""
+    result["seconds"] = time.perf_counter() - t0
+    # Other work on the machine skews latency figures most: keep the load next to them.
+    result["loadavg_1min"] = [load0, _loadavg()]
+    result["machine_cpu"] = _machine_share(cpu0)
+
+
+def main_one(name: str, argv: list[str] | None = None) -> None:
+    """``python -m bench.<name> [--quick]``: one benchmark alone, its table printed.
+
+    Nothing is written to ``bench/results``; that is ``main``'s job.
+    """
+    module_name, title = BENCHMARKS[name]
+    parser = argparse.ArgumentParser(prog=f"python -m {module_name}", description=title)
+    parser.add_argument("--quick", action="store_true", help="small run (CI)")
+    args = parser.parse_args(argv)
+    t0, load0, cpu0 = time.perf_counter(), _loadavg(), _cpu_snapshot()
+    result, crashed = _run_one(name, args.quick)
+    _note_machine(result, t0, load0, cpu0)
+    print(to_text([result]))
+    if crashed:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="everything small (CI)")
@@ -312,10 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: WARNING {name} {reason}", file=sys.stderr)
         else:
             result, broke = _run_one(name, args.quick)
-        result["seconds"] = time.perf_counter() - t0
-        # Other work on the machine skews latency figures most: keep the load next to them.
-        result["loadavg_1min"] = [load0, _loadavg()]
-        result["machine_cpu"] = _machine_share(cpu0)
+        _note_machine(result, t0, load0, cpu0)
         crashed |= broke
         results.append(result)
         print(to_text([result]), flush=True)

@@ -20,13 +20,13 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
 from typing import Any, cast
 
-from bench._common import make_result, percentile, row, run_async
+from bench._common import latency_rows, make_result, percentile, percentiles_ms, row, run_async
+from bench.run import main_one
 from lobby.stun import StunResponder, StunServer
 from mesh.stun_client import BindingSucceeded, StunClient
 from protocol.stun import (
@@ -36,7 +36,7 @@ from protocol.stun import (
     parse_message,
 )
 
-__all__ = ["main", "run"]
+__all__ = ["run"]
 
 TITLE = "STUN/TURN: codec vs aioice, Binding round trip, NAT lab"
 SOFTWARE = "bench"
@@ -114,8 +114,8 @@ class _Echo(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
 
-async def _round_trips(n: int) -> tuple[list[float], list[float]]:
-    """(STUN Binding round trips, bare echo round trips) in milliseconds, interleaved."""
+async def _round_trips(n: int) -> tuple[list[int], list[int]]:
+    """(STUN Binding round trips, bare echo round trips) in nanoseconds, interleaved."""
     loop = asyncio.get_running_loop()
     server = StunServer(StunResponder(rate=1e9, burst=1e9, max_sources=10, clock=time.time))
     stun_port = await server.start("127.0.0.1", 0)
@@ -123,8 +123,8 @@ async def _round_trips(n: int) -> tuple[list[float], list[float]]:
     echo_addr = echo_transport.get_extra_info("sockname")[:2]
     transport, pinger = await loop.create_datagram_endpoint(_Pinger, local_addr=("127.0.0.1", 0))
     stun_addr = ("127.0.0.1", stun_port)
-    stun_ms: list[float] = []
-    echo_ms: list[float] = []
+    stun_ns: list[int] = []
+    echo_ns: list[int] = []
     payload = bytes(28)  # the size of a bare Binding request with FINGERPRINT
     try:
         for _ in range(n):
@@ -137,7 +137,7 @@ async def _round_trips(n: int) -> tuple[list[float], list[float]]:
             reply = await asyncio.wait_for(pinger.waiter, 5)
             pinger.client.receive_datagram(reply, stun_addr, loop.time())
             event = pinger.client.next_event()
-            stun_ms.append((time.perf_counter_ns() - start) / 1e6)
+            stun_ns.append(time.perf_counter_ns() - start)
             if not isinstance(event, BindingSucceeded):
                 raise RuntimeError(f"Binding failed on loopback: {event}")
             # baseline: the same size, echoed
@@ -145,12 +145,12 @@ async def _round_trips(n: int) -> tuple[list[float], list[float]]:
             pinger.waiter = loop.create_future()
             transport.sendto(payload, echo_addr)
             await asyncio.wait_for(pinger.waiter, 5)
-            echo_ms.append((time.perf_counter_ns() - start) / 1e6)
+            echo_ns.append(time.perf_counter_ns() - start)
     finally:
         transport.close()
         echo_transport.close()
         await server.close()
-    return stun_ms, echo_ms
+    return stun_ns, echo_ns
 
 
 async def _lab(samples: int) -> dict[str, Any]:
@@ -193,7 +193,7 @@ def run(quick: bool) -> dict[str, Any]:
     aioice = _aioice()
     theirs = _best_rate(aioice, n_codec) if aioice is not None else None
     responder_us = _responder_us(n_codec)
-    stun_ms, echo_ms = run_async(_round_trips(300 if quick else 3_000), "asyncio")
+    stun_ns, echo_ns = run_async(_round_trips(300 if quick else 3_000), "asyncio")
     rows = [
         row(
             loop="n/a",
@@ -206,17 +206,13 @@ def run(quick: bool) -> dict[str, Any]:
         ),
         row(loop="n/a", metric="responder CPU per answered request", value=responder_us, unit="us"),
     ]
-    for q in (50, 99):
-        rows.append(
-            row(
-                loop="asyncio",
-                metric=f"loopback Binding round trip p{q}",
-                value=percentile(stun_ms, q),
-                unit="ms",
-                baseline=percentile(echo_ms, q),
-                baseline_name="bare UDP echo",
-            )
-        )
+    rows += latency_rows(
+        "asyncio",
+        "loopback Binding round trip {q}",
+        percentiles_ms(stun_ns),
+        percentiles_ms(echo_ns),
+        "bare UDP echo",
+    )
     figures: dict[str, Any] = {"codec_ops": ours, "aioice_ops": theirs}
     notes = [
         "the loopback round trip runs client and responder in one process and loop; the "
@@ -250,20 +246,5 @@ def run(quick: bool) -> dict[str, Any]:
     return make_result("stun", TITLE, rows, figures=figures, notes=notes)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.stun", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small run (CI)")
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    print(TITLE)
-    for r in result["rows"]:
-        ratio = f"  ratio {r['ratio']:.2f}x" if r["ratio"] is not None else ""
-        base = f"  baseline {r['baseline']:.4g}" if r["baseline"] is not None else ""
-        target = f"  [{r['target']}: {'met' if r['met'] else 'MISSED'}]" if r["target"] else ""
-        print(f"  {r['metric']:<72} {r['value']:>12.4g} {r['unit']}{base}{ratio}{target}")
-    for note in result["notes"]:
-        print(f"  note: {note}")
-
-
 if __name__ == "__main__":
-    main()
+    main_one("stun")

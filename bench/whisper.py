@@ -17,7 +17,7 @@ import base64
 import time
 from typing import Any
 
-from bench._common import LOOPS, make_result, percentiles_ms, row, skip_result
+from bench._common import LOOPS, latency_rows, make_result, percentiles_ms, row, skip_result
 from bench._delay import tcp_delay_child, udp_delay_child
 from bench._proc import Child
 
@@ -270,18 +270,12 @@ def run(quick: bool) -> dict[str, Any]:
         figures[kind]["relay"] = {**r, "paths": relayed["paths"], "errors": relayed["errors"]}
         if relayed["errors"]:
             notes.append(f"{kind}: relay errors {relayed['errors'][:2]}")
-        for q in ("p50_ms", "p99_ms"):
-            rows.append(
-                row(
-                    loop=kind,
-                    metric=f"whisper RTT {q[:3]}, direct",
-                    value=d[q],
-                    unit="ms",
-                    baseline=r[q],
-                    baseline_name="via lobby relay",
-                    target=("ratio", "<=", 0.55) if q == "p50_ms" else None,
-                )
-            )
-    result = make_result("whisper", TITLE, rows, figures=figures, notes=notes)
-    result["skipped"] = lobby_skip
-    return result
+        rows += latency_rows(
+            kind,
+            "whisper RTT {q}, direct",
+            d,
+            r,
+            "via lobby relay",
+            targets={"p50": ("ratio", "<=", 0.55)},
+        )
+    return make_result("whisper", TITLE, rows, figures=figures, notes=notes, skipped=lobby_skip)

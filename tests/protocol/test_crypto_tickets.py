@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -59,17 +60,30 @@ def peer() -> Identity:
     return Identity.generate()
 
 
+_PLAIN: dict[str, Any] = {"character_id": 7, "character_name": "x", "faction": None, "now": NOW}
+
+
+def _lobby_ticket(lobby: Ed25519PrivateKey, peer: Identity, **fields: Any) -> str:
+    """A ticket from ``lobby`` for ``peer``'s keys; ``fields`` override the plain defaults."""
+    return issue_ticket(
+        lobby, public_key=peer.public_key, box_key=peer.box_public_key, **(_PLAIN | fields)
+    )
+
+
+def _self_ticket(peer: Identity, **fields: Any) -> str:
+    """A self ticket ``peer`` signs for itself; ``fields`` override the plain defaults."""
+    return issue_self_ticket(peer.signing_key, box_key=peer.box_public_key, **(_PLAIN | fields))
+
+
 @pytest.fixture
 def token(lobby: Ed25519PrivateKey, peer: Identity) -> str:
-    return issue_ticket(
+    return _lobby_ticket(
         lobby,
+        peer,
         character_id=42,
         character_name="Aria Windwalker",
         faction="Order of the Dawn",
-        public_key=peer.public_key,
-        box_key=peer.box_public_key,
         endpoints=["127.0.0.1:40000", "[::1]:40000", "peer.lan:9000"],
-        now=NOW,
         ttl=600,
     )
 
@@ -103,17 +117,7 @@ def test_round_trip(token: str, lobby: Ed25519PrivateKey, peer: Identity) -> Non
 
 def test_encoding_is_deterministic(lobby: Ed25519PrivateKey, peer: Identity) -> None:
     def make() -> str:
-        return issue_ticket(
-            lobby,
-            character_id=1,
-            character_name="B",
-            faction=None,
-            public_key=peer.public_key,
-            box_key=peer.box_public_key,
-            endpoints=[],
-            now=NOW,
-            ttl=5,
-        )
+        return _lobby_ticket(lobby, peer, character_id=1, character_name="B", endpoints=[], ttl=5)
 
     # Ed25519 signatures are deterministic too, so the whole token repeats
     assert make() == make()
@@ -218,14 +222,10 @@ def test_non_canonical_body_is_malformed(token: str, lobby: Ed25519PrivateKey) -
 def test_self_ticket_round_trip_and_kind_separation(
     peer: Identity, lobby: Ed25519PrivateKey
 ) -> None:
-    token = issue_self_ticket(
-        peer.signing_key,
-        character_id=7,
+    token = _self_ticket(
+        peer,
         character_name="Lan Player",
-        faction=None,
-        box_key=peer.box_public_key,
         endpoints=["192.168.1.20:5000"],
-        now=NOW,
         ttl=60,
         group="0123456789abcdef",
     )
@@ -237,15 +237,7 @@ def test_self_ticket_round_trip_and_kind_separation(
     with pytest.raises(TicketIssuerError):
         verify_ticket(token, peer.public_key, now=NOW)
     # and a lobby ticket is never a self ticket
-    lobby_token = issue_ticket(
-        lobby,
-        character_id=7,
-        character_name="x",
-        faction=None,
-        public_key=peer.public_key,
-        box_key=peer.box_public_key,
-        now=NOW,
-    )
+    lobby_token = _lobby_ticket(lobby, peer)
     with pytest.raises(TicketIssuerError):
         verify_self_ticket(lobby_token, now=NOW)
     with pytest.raises(TicketExpiredError):
@@ -253,14 +245,7 @@ def test_self_ticket_round_trip_and_kind_separation(
 
 
 def test_self_ticket_signed_by_another_key(peer: Identity) -> None:
-    token = issue_self_ticket(
-        peer.signing_key,
-        character_id=7,
-        character_name="x",
-        faction=None,
-        box_key=peer.box_public_key,
-        now=NOW,
-    )
+    token = _self_ticket(peer)
     body, _, _ = _split(token)
     impostor = Identity.generate()
     body["public_key"] = _b64(impostor.public_key)  # issuer still names the victim

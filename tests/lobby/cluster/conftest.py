@@ -7,6 +7,7 @@ binaries are missing (``.ci/run`` installs them). Everything listens on
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import tempfile
@@ -170,6 +171,21 @@ async def join(
     await api.select(int(character["id"]))
     ws = await http.ws_connect(ws_url(base), headers=api.headers())
     return Player(api, character, ws, aiohttp_inbox(ws))
+
+
+@contextlib.asynccontextmanager
+async def spread(
+    http: aiohttp.ClientSession, cluster: Cluster, *factions: str, prefix: str = "p"
+) -> AsyncIterator[list[Player]]:
+    """One player per lobby process, in order (player i on lobby i), all closed on exit."""
+    players: list[Player] = []
+    try:
+        for i, faction in enumerate(factions):
+            players.append(await join(http, cluster.lobbies[i].url, unique(prefix), faction))
+        yield players
+    finally:
+        for p in players:
+            await p.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from mesh import MessageType
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
 from tests.e2e.conftest import ClientFactory, Inbox
 from tests.e2e.test_client_fallback import dead_endpoint as dead_endpoint  # a fixture
-from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, unique
+from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, spread, unique
 from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, raw_ws, ws_url
 
 pytestmark = pytest.mark.cluster
@@ -25,19 +25,11 @@ def chat_from(sender: Player, content: str) -> Any:
     return lambda m: m.get("type") == "chat" and m.get("content") == content
 
 
-async def spread(http: aiohttp.ClientSession, cluster: Cluster, *factions: str) -> list[Player]:
-    """One player per lobby process, in order (player i on lobby i)."""
-    return [
-        await join(http, cluster.lobbies[i].url, unique("p"), faction)
-        for i, faction in enumerate(factions)
-    ]
-
-
 async def test_global_and_faction_chat_cross_processes_exactly_once(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    a, b, c = await spread(http, cluster, "Crimson Covenant", "Crimson Covenant", "Azure Syndicate")
-    try:
+    factions = ("Crimson Covenant", "Crimson Covenant", "Azure Syndicate")
+    async with spread(http, cluster, *factions) as (a, b, c):
         await a.send("chat", content="hello from lobby0")
         for p in (a, b, c):
             got = await p.inbox.next(chat_from(a, "hello from lobby0"))
@@ -53,16 +45,12 @@ async def test_global_and_faction_chat_cross_processes_exactly_once(
         assert not [m for m in c.inbox.seen if m.get("type") == "faction_chat"]
         hellos = [m for m in everything if m.get("content") == "hello from lobby0"]
         assert len(hellos) == 3  # once per player, never twice
-    finally:
-        for p in (a, b, c):
-            await p.close()
 
 
 async def test_relay_reaches_a_player_on_another_process_and_offline_is_true(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    a, _, c = await spread(http, cluster, "Verdant Pact", "Verdant Pact", "Verdant Pact")
-    try:
+    async with spread(http, cluster, "Verdant Pact", "Verdant Pact", "Verdant Pact") as (a, _, c):
         # c's chat reaching a (through lobby1... lobby0) orders it after c's presence there
         await c.send("chat", content="c is here")
         await a.inbox.next(chat_from(c, "c is here"))
@@ -74,9 +62,6 @@ async def test_relay_reaches_a_player_on_another_process_and_offline_is_true(
         await a.send("relay", message_id="r2", target_id=10**9, payload=payload)
         err = await a.inbox.next(lambda m: m.get("type") == "error" and m.get("ref_id") == "r2")
         assert err["error_code"] == "peer_unreachable"
-    finally:
-        await a.close()
-        await c.close()
 
 
 async def test_a_flood_over_three_processes_gets_one_budget(

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.lobby.cluster.conftest import Cluster, Player, join, unique
+from tests.lobby.cluster.conftest import Cluster, Player, join, spread, unique
 
 pytestmark = pytest.mark.cluster
 
@@ -72,9 +72,8 @@ async def test_invites_and_concurrent_accepts_across_processes(
 async def test_one_shard_captured_at_once_on_two_processes_has_one_owner(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    a = await join(http, cluster.lobbies[0].url, unique("cap"), "Crimson Covenant")
-    b = await join(http, cluster.lobbies[1].url, unique("cap"), "Azure Syndicate")
-    try:
+    factions = ("Crimson Covenant", "Azure Syndicate")
+    async with spread(http, cluster, *factions, prefix="cap") as (a, b):
         for p in (a, b):  # Haven's Rest -> Whispering Woods -> Heartwood Hollow (shard 3)
             for step, to in enumerate((2, 6)):
                 await p.send("move", message_id=f"m{step}", to_location_id=to)
@@ -95,17 +94,13 @@ async def test_one_shard_captured_at_once_on_two_processes_has_one_owner(
         await a.send("chat", content="after the capture")
         await b.hears({"after the capture"})
         assert sum(m.get("type") == "shard_captured" for m in b.inbox.seen) == 1
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_trade_or_fight_across_processes_is_refused_as_such_not_as_offline(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    a = await join(http, cluster.lobbies[0].url, unique("trd"), "Crimson Covenant")
-    b = await join(http, cluster.lobbies[1].url, unique("trd"), "Azure Syndicate")
-    try:
+    factions = ("Crimson Covenant", "Azure Syndicate")
+    async with spread(http, cluster, *factions, prefix="trd") as (a, b):
         await b.send("chat", content="b is here")  # orders b's presence before what follows
         await a.hears({"b is here"})
         await a.send("trade_request", message_id="t", target_id=b.id)
@@ -118,6 +113,3 @@ async def test_a_trade_or_fight_across_processes_is_refused_as_such_not_as_offli
                 what in refused["error_message"]
                 and "another lobby process" in (refused["error_message"])
             )
-    finally:
-        await a.close()
-        await b.close()

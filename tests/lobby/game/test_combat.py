@@ -16,6 +16,7 @@ from lobby.game.combat import (
 )
 from lobby.game.world import WorldDefinition
 from protocol.errors import ErrorCode, GameRuleError
+from tests.lobby.game.refusals import refused
 
 WARRIOR, MAGE, CLERIC, ROGUE = 1, 2, 3, 4
 POTION, BIGPOT, MANA, BOMB, SWORD = 1, 2, 3, 4, 5  # item template ids in world.json
@@ -78,12 +79,10 @@ def test_stats_from_class_and_level(world: WorldDefinition) -> None:
 
 
 def test_make_combatant_refusals(world: WorldDefinition) -> None:
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.VALIDATION_ERROR):
         make_combatant(world, character_id=1, name="x", class_name="Bard", level=1, side="a")
-    assert _code(exc) == ErrorCode.VALIDATION_ERROR
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.VALIDATION_ERROR):
         make_combatant(world, character_id=1, name="x", class_name="Mage", level=0, side="a")
-    assert _code(exc) == ErrorCode.VALIDATION_ERROR
 
 
 # -- starting -------------------------------------------------------------------------------
@@ -91,25 +90,21 @@ def test_make_combatant_refusals(world: WorldDefinition) -> None:
 
 def test_start_refusals(world: WorldDefinition) -> None:
     w, m = _c(world, 1, "Warrior", "a"), _c(world, 2, "Mage", "b")
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.BAD_REQUEST):
         Combat.start(world, combat_id="x", seed=1, participants=[w, w], now=0.0)
-    assert _code(exc) == ErrorCode.BAD_REQUEST
     with pytest.raises(GameRuleError) as exc:
         Combat.start(
             world, combat_id="x", seed=1, participants=[w, _c(world, 3, "Mage", "a")], now=0.0
         )
     assert _code(exc) == ErrorCode.INVALID_TARGET
     dead = _c(world, 3, "Mage", "b", health=0)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INVALID_TARGET):
         Combat.start(world, combat_id="x", seed=1, participants=[w, dead], now=0.0)
-    assert _code(exc) == ErrorCode.INVALID_TARGET
     safe = next(loc.id for loc in world.locations if loc.safe)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.FORBIDDEN):
         Combat.start(world, combat_id="x", seed=1, participants=[w, m], now=0.0, location_id=safe)
-    assert _code(exc) == ErrorCode.FORBIDDEN
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         Combat.start(world, combat_id="x", seed=1, participants=[w, m], now=0.0, location_id=999)
-    assert _code(exc) == ErrorCode.NOT_FOUND
     unsafe = next(loc.id for loc in world.locations if not loc.safe)
     combat = Combat.start(
         world, combat_id="x", seed=1, participants=[w, m], now=0.0, location_id=unsafe
@@ -206,9 +201,8 @@ def test_acting_in_someone_elses_combat(world: WorldDefinition) -> None:
         now=0.0,
     )
     before = combat.snapshot()
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         combat.act(CLERIC, "attack", now=0.0, target_id=MAGE)
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
     assert combat.snapshot() == before
     assert other.act(CLERIC, "attack", now=0.0).events[0].target_id == ROGUE
 
@@ -251,9 +245,8 @@ def test_refusals_leave_state_unchanged(
 def test_global_cooldown(world: WorldDefinition) -> None:
     combat = _duel(world)
     combat.act(WARRIOR, "attack", now=100.0)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.ON_COOLDOWN) as exc:
         combat.act(WARRIOR, "attack", now=100.0 + world.rules.global_cooldown_seconds / 2)
-    assert _code(exc) == ErrorCode.ON_COOLDOWN
     assert exc.value.details["retry_at"] == 100.0 + world.rules.global_cooldown_seconds
     combat.act(WARRIOR, "attack", now=100.0 + world.rules.global_cooldown_seconds)
 
@@ -264,9 +257,8 @@ def test_ability_cooldown(world: WorldDefinition) -> None:
     combat = _duel(world)
     combat.act(MAGE, "spell", now=0.0, ability_name="Fireball")
     t = world.rules.global_cooldown_seconds
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.ON_COOLDOWN) as exc:
         combat.act(MAGE, "spell", now=t, ability_name="Fireball")
-    assert _code(exc) == ErrorCode.ON_COOLDOWN
     assert exc.value.details["retry_at"] == fireball.cooldown
     combat.act(MAGE, "spell", now=t, ability_name="Frost Lance")  # another spell is fine
     combat.act(MAGE, "spell", now=fireball.cooldown, ability_name="Fireball")
@@ -276,9 +268,8 @@ def test_mana(world: WorldDefinition) -> None:
     fireball = world.ability("Fireball")
     assert fireball is not None
     combat = _duel(world, mana=fireball.mana_cost - 1)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INSUFFICIENT_MANA):
         combat.act(MAGE, "spell", now=0.0, ability_name="Fireball")
-    assert _code(exc) == ErrorCode.INSUFFICIENT_MANA
     combat = _duel(world, mana=fireball.mana_cost)
     combat.act(MAGE, "spell", now=0.0, ability_name="Fireball")
     assert _fighter(combat, MAGE).mana == 0
@@ -304,9 +295,8 @@ def _two_v_one(world: WorldDefinition, seed: int = 3) -> Combat:
 def test_heal_ally_capped(world: WorldDefinition) -> None:
     combat = _two_v_one(world)
     warrior = _fighter(combat, WARRIOR)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INVALID_TARGET):
         combat.act(ROGUE, "attack", now=0.0)  # two opponents: a target is needed
-    assert _code(exc) == ErrorCode.INVALID_TARGET
     combat.act(ROGUE, "attack", now=0.0, target_id=WARRIOR)
     lost = warrior.max_health - warrior.health
     result = combat.act(CLERIC, "spell", now=0.0, ability_name="Mend", target_id=WARRIOR)
@@ -325,9 +315,8 @@ def test_healing_potion(world: WorldDefinition) -> None:
     assert event.kind == "heal" and event.target_id == WARRIOR and event.item_id == 101
     assert event.amount > 0 and _fighter(combat, WARRIOR).health == 10 + event.amount
     assert result.consumed_item_id == 101
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.ITEM_NOT_OWNED):
         combat.act(WARRIOR, "item", now=10.0, item_id=101)
-    assert _code(exc) == ErrorCode.ITEM_NOT_OWNED
 
 
 def test_bomb_and_mana_draught(world: WorldDefinition) -> None:
@@ -363,9 +352,8 @@ def test_death_ends_combat(world: WorldDefinition) -> None:
     assert result.end.dead == (MAGE,) and result.end.survivors == (WARRIOR,)
     assert _fighter(combat, MAGE).health == 0
     assert result.state["ended"] and result.state["end"]["reason"] == "death"
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         combat.act(WARRIOR, "attack", now=1e6)
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
 
 
 def _warrior_v_frail_mage_and_cleric(world: WorldDefinition, combat_id: str) -> Combat:
@@ -387,15 +375,12 @@ def test_dead_cannot_act_or_be_healed(world: WorldDefinition) -> None:
     combat = _warrior_v_frail_mage_and_cleric(world, "c4")
     result = combat.act(WARRIOR, "attack", now=0.0, target_id=MAGE)
     assert not result.ended and result.events[-1].kind == "death"
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.FORBIDDEN):
         combat.act(MAGE, "attack", now=10.0)
-    assert _code(exc) == ErrorCode.FORBIDDEN
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INVALID_TARGET):
         combat.act(CLERIC, "spell", now=10.0, ability_name="Mend", target_id=MAGE)
-    assert _code(exc) == ErrorCode.INVALID_TARGET
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INVALID_TARGET):
         combat.act(WARRIOR, "attack", now=10.0, target_id=MAGE)
-    assert _code(exc) == ErrorCode.INVALID_TARGET
 
 
 def test_flee(world: WorldDefinition) -> None:
@@ -408,9 +393,8 @@ def test_flee(world: WorldDefinition) -> None:
     combat, result = outcomes["flee"]
     assert result.end is not None and result.end.reason == "flight"
     assert result.end.winner_side == "a" and result.end.fled == (MAGE,)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         combat.act(MAGE, "attack", now=10.0)
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
     combat, result = outcomes["flee_failed"]
     assert not result.ended
     combat.act(WARRIOR, "attack", now=0.0)
@@ -420,12 +404,10 @@ def test_fled_member_leaves_fight_going(world: WorldDefinition) -> None:
     combat = _two_v_one(world)
     result = combat.withdraw(CLERIC, now=0.0)
     assert not result.ended and _fighter(combat, CLERIC).fled
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INVALID_TARGET):
         combat.act(ROGUE, "attack", now=0.0, target_id=CLERIC)
-    assert _code(exc) == ErrorCode.INVALID_TARGET
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         combat.act(CLERIC, "attack", now=0.0)
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
     assert combat.act(ROGUE, "attack", now=0.0).events[0].target_id == WARRIOR
     end = combat.withdraw(WARRIOR, now=1.0).end
     assert end is not None and end.reason == "flight" and end.winner_side == "b"
@@ -438,13 +420,11 @@ def test_withdraw_dead_or_absent(world: WorldDefinition) -> None:
     result = combat.withdraw(MAGE, now=1.0)
     assert result.events == () and not result.ended
     assert not _fighter(combat, MAGE).fled
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         combat.withdraw(99, now=1.0)
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
     combat.withdraw(CLERIC, now=1.0)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         combat.withdraw(WARRIOR, now=1.0)
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
 
 
 def test_save_and_resume_gives_same_future(world: WorldDefinition) -> None:
@@ -495,9 +475,8 @@ def test_book_opponents_distinct_without_the_attacker(world: WorldDefinition) ->
     book = CombatBook(max_opponents=2)
     assert book.opponents(WARRIOR, [MAGE, WARRIOR, MAGE, CLERIC]) == [MAGE, CLERIC]
     for named in ([], [WARRIOR], [MAGE, CLERIC, ROGUE]):
-        with pytest.raises(GameRuleError) as exc:
+        with refused(ErrorCode.INVALID_TARGET):
             book.opponents(WARRIOR, named)
-        assert _code(exc) == ErrorCode.INVALID_TARGET
     assert CombatBook().max_opponents == 8
 
 
@@ -525,8 +504,7 @@ def test_book_finish_frees_the_fighters(world: WorldDefinition) -> None:
     assert combat.ended and book.finish(combat)
     assert not book.finish(combat)  # already forgotten
     assert not book.in_combat(WARRIOR) and book.combat_of(MAGE) is None
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_COMBAT):
         book.require("c1")
-    assert _code(exc) == ErrorCode.NOT_IN_COMBAT
     again = _start(book, world, "c2", MAGE, WARRIOR)
     assert book.combat_of(WARRIOR) is again

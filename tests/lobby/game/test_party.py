@@ -7,6 +7,7 @@ import pytest
 from lobby.game.party import Party, PartyBook
 from lobby.game.world import RulesDef, WorldDefinition
 from protocol.errors import ErrorCode, GameRuleError
+from tests.lobby.game.refusals import refused
 
 TTL = 60.0
 
@@ -63,21 +64,18 @@ def test_invite_accept(rules: RulesDef) -> None:
 def test_accept_expired_invite_refused(rules: RulesDef) -> None:
     party = _party(rules)
     party.invite(1, 2, account_id=owner(2), now=10.0)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.INVITE_EXPIRED):
         party.accept(2, "Bea", account_id=owner(2), now=10.0 + TTL)
-    assert _code(exc) == ErrorCode.INVITE_EXPIRED
     assert not party.is_member(2)
     # the expired invite is gone: a second try finds none
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         party.accept(2, "Bea", account_id=owner(2), now=10.0 + TTL)
-    assert _code(exc) == ErrorCode.NOT_FOUND
 
 
 def test_accept_without_invite(rules: RulesDef) -> None:
     party = _party(rules)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         party.accept(5, "X", account_id=owner(5), now=0.0)
-    assert _code(exc) == ErrorCode.NOT_FOUND
 
 
 def test_reinvite_refreshes(rules: RulesDef) -> None:
@@ -93,22 +91,18 @@ def test_decline(rules: RulesDef) -> None:
     party.invite(1, 2, account_id=owner(2), now=0.0)
     change = party.decline(2, now=1.0)
     assert change.kind == "declined" and change.notify == {1, 2}
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         party.accept(2, "Bea", account_id=owner(2), now=2.0)
-    assert _code(exc) == ErrorCode.NOT_FOUND
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         party.decline(2, now=2.0)
-    assert _code(exc) == ErrorCode.NOT_FOUND
 
 
 def test_invite_refusals(rules: RulesDef) -> None:
     party = _party(rules, 2)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_PARTY):
         party.invite(9, 3, account_id=owner(3), now=0.0)
-    assert _code(exc) == ErrorCode.NOT_IN_PARTY
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.ALREADY_IN_PARTY):
         party.invite(1, 2, account_id=owner(2), now=0.0)
-    assert _code(exc) == ErrorCode.ALREADY_IN_PARTY
     party.invite(2, 3, account_id=owner(3), now=0.0)  # any member may invite
     assert party.live_invite(3, 1.0) is not None
 
@@ -119,12 +113,10 @@ def test_size_limit(rules: RulesDef) -> None:
     party.invite(1, 4, account_id=owner(4), now=10.0)
     party.accept(3, "C", account_id=owner(3), now=11.0)
     assert party.is_full()
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.PARTY_FULL):
         party.accept(4, "D", account_id=owner(4), now=11.0)
-    assert _code(exc) == ErrorCode.PARTY_FULL
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.PARTY_FULL):
         party.invite(1, 5, account_id=owner(5), now=11.0)
-    assert _code(exc) == ErrorCode.PARTY_FULL
 
 
 def test_leader_leaving_passes_to_longest_standing(rules: RulesDef) -> None:
@@ -149,9 +141,8 @@ def test_member_leaving_keeps_leader(rules: RulesDef) -> None:
     party = _party(rules, 2, 3)
     party.leave(3, now=5.0)
     assert party.leader_id == 1 and party.member_ids() == [1, 2]
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_PARTY):
         party.leave(3, now=5.0)
-    assert _code(exc) == ErrorCode.NOT_IN_PARTY
 
 
 def test_last_member_leaving_disbands(rules: RulesDef) -> None:
@@ -160,9 +151,8 @@ def test_last_member_leaving_disbands(rules: RulesDef) -> None:
     change = party.leave(1, now=1.0)
     assert change.kind == "disbanded" and party.disbanded
     assert change.snapshot["invites"] == []
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         party.invite(1, 2, account_id=owner(2), now=2.0)
-    assert _code(exc) == ErrorCode.NOT_FOUND
 
 
 def test_kick(rules: RulesDef) -> None:
@@ -175,26 +165,21 @@ def test_kick(rules: RulesDef) -> None:
 
 def test_kick_when_not_leader_refused(rules: RulesDef) -> None:
     party = _party(rules, 2, 3)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_PARTY_LEADER):
         party.kick(2, 3, now=10.0)
-    assert _code(exc) == ErrorCode.NOT_PARTY_LEADER
     assert party.member_ids() == [1, 2, 3]
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_PARTY):
         party.kick(9, 3, now=10.0)
-    assert _code(exc) == ErrorCode.NOT_IN_PARTY
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_PARTY):
         party.kick(1, 9, now=10.0)
-    assert _code(exc) == ErrorCode.NOT_IN_PARTY
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.BAD_REQUEST):
         party.kick(1, 1, now=10.0)
-    assert _code(exc) == ErrorCode.BAD_REQUEST
 
 
 def test_disband(rules: RulesDef) -> None:
     party = _party(rules, 2, 3)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_PARTY_LEADER):
         party.disband(2, now=1.0)
-    assert _code(exc) == ErrorCode.NOT_PARTY_LEADER
     change = party.disband(1, now=1.0)
     assert change.kind == "disbanded" and change.notify == {1, 2, 3}
     assert party.disbanded and party.member_ids() == []
@@ -203,12 +188,10 @@ def test_disband(rules: RulesDef) -> None:
 
 def test_promote(rules: RulesDef) -> None:
     party = _party(rules, 2)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_PARTY_LEADER):
         party.promote(2, 2, now=1.0)
-    assert _code(exc) == ErrorCode.NOT_PARTY_LEADER
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_IN_PARTY):
         party.promote(1, 7, now=1.0)
-    assert _code(exc) == ErrorCode.NOT_IN_PARTY
     party.promote(1, 2, now=1.0)
     assert party.leader_id == 2
     party.kick(2, 1, now=2.0)

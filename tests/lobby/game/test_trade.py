@@ -17,6 +17,7 @@ from lobby.game.trade import (
 )
 from lobby.game.world import RulesDef
 from protocol.errors import ErrorCode, GameRuleError
+from tests.lobby.game.refusals import refused
 
 A, B, C = 1, 2, 3
 TTL = 30.0
@@ -103,9 +104,8 @@ def test_stale_confirmation_refused(rules: RulesDef) -> None:
     trade.update_offer(A, items=[10], gold=0)
     seen = trade.version
     trade.update_offer(B, items=[20], gold=0)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         trade.confirm(A, version=seen)
-    assert _code(exc) == ErrorCode.TRADE_INVALID
     assert trade.confirmed == set()
 
 
@@ -115,9 +115,8 @@ def test_confirmation_against_a_window_that_changed_is_refused(rules: RulesDef) 
     shown = [(A, Offer.of([(10, 1)], 5)), (B, Offer())]
     trade.update_offer(B, items=[20], gold=0)
     for seen in (shown, [(A, Offer.of([(10, 1)], 5)), (C, Offer())], [(A, Offer())]):
-        with pytest.raises(GameRuleError) as exc:
+        with refused(ErrorCode.TRADE_INVALID) as exc:
             trade.confirm(A, seen=seen)
-        assert _code(exc) == ErrorCode.TRADE_INVALID
         assert exc.value.details == {"version": trade.version}
     assert trade.confirmed == set()
     current = [(B, Offer.of([(20, 1)], 0)), (A, Offer.of([(10, 1)], 5))]
@@ -144,16 +143,14 @@ def test_changes_offer_tells_whether_a_lookup_is_needed(rules: RulesDef) -> None
     assert trade.changes_offer(A, items=[10], gold=3)
     assert trade.changes_offer(A, items=[10, 11], gold=4)
     assert trade.changes_offer(B, items=[10, 11], gold=3)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.FORBIDDEN):
         trade.changes_offer(C, items=[], gold=0)
-    assert _code(exc) == ErrorCode.FORBIDDEN
 
 
 def test_nothing_offered_cannot_confirm(rules: RulesDef) -> None:
     trade = _open(rules)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         trade.confirm(A)
-    assert _code(exc) == ErrorCode.TRADE_INVALID
 
 
 def test_gift_is_allowed(rules: RulesDef) -> None:
@@ -166,19 +163,15 @@ def test_gift_is_allowed(rules: RulesDef) -> None:
 
 
 def test_request_refusals(rules: RulesDef) -> None:
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         Trade.request("t", initiator_id=A, partner_id=A, now=0.0, rules=rules)
-    assert _code(exc) == ErrorCode.TRADE_INVALID
     trade = Trade.request("t", initiator_id=A, partner_id=B, now=0.0, rules=rules)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         trade.accept(A, now=1.0)  # only the partner answers
-    assert _code(exc) == ErrorCode.TRADE_INVALID
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.FORBIDDEN):
         trade.accept(C, now=1.0)
-    assert _code(exc) == ErrorCode.FORBIDDEN
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         trade.update_offer(A, items=[1], gold=0)  # not open yet
-    assert _code(exc) == ErrorCode.TRADE_INVALID
 
 
 def test_expired_request(rules: RulesDef) -> None:
@@ -197,9 +190,8 @@ def test_decline(rules: RulesDef) -> None:
     trade = Trade.request("t", initiator_id=A, partner_id=B, now=0.0, rules=rules)
     trade.decline(B, now=1.0)
     assert _status(trade) is TradeStatus.DECLINED and trade.finished
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         trade.accept(B, now=1.0)
-    assert _code(exc) == ErrorCode.TRADE_INVALID
 
 
 @pytest.mark.parametrize(
@@ -231,9 +223,8 @@ def test_offer_refusals(rules: RulesDef, kwargs: dict[str, object], code: ErrorC
 
 def test_trading_an_item_one_does_not_own(rules: RulesDef) -> None:
     trade = _open(rules)
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.ITEM_NOT_OWNED) as exc:
         trade.update_offer(A, items=[77], gold=0, owned_items={10}, gold_available=0)
-    assert _code(exc) == ErrorCode.ITEM_NOT_OWNED
     assert exc.value.details["item_ids"] == [77]
     assert trade.update_offer(A, items=[10], gold=0, owned_items={10}, gold_available=0)
 
@@ -246,9 +237,8 @@ def test_outsider_cannot_touch(rules: RulesDef) -> None:
         lambda: trade.cancel(C),
         lambda: trade.other(C),
     ):
-        with pytest.raises(GameRuleError) as exc:
+        with refused(ErrorCode.FORBIDDEN):
             call()
-        assert _code(exc) == ErrorCode.FORBIDDEN
 
 
 def test_cancel(rules: RulesDef) -> None:
@@ -287,24 +277,19 @@ def test_book_one_trade_per_character(rules: RulesDef) -> None:
     book = TradeBook(rules)
     t1 = book.request(A, B, now=0.0)
     assert book.active_for(A) is t1 and book.active_for(B) is t1
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         book.request(C, B, now=0.0)
-    assert _code(exc) == ErrorCode.TRADE_INVALID
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         book.request(C, A, now=0.0, trade_id=t1.trade_id)
-    assert _code(exc) == ErrorCode.TRADE_INVALID
     t1.decline(B, now=1.0)
     t2 = book.request(C, B, now=2.0, trade_id="x")
     assert t2.trade_id == "x" and book.require("x", C) is t2
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.TRADE_INVALID):
         book.request(A, C, now=2.0, trade_id="y")
-    assert _code(exc) == ErrorCode.TRADE_INVALID
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.NOT_FOUND):
         book.require("x", A)
-    assert _code(exc) == ErrorCode.NOT_FOUND
-    with pytest.raises(GameRuleError) as exc:
+    with refused(ErrorCode.CONFLICT):
         book.request(A, 9, now=2.0, trade_id="x")
-    assert _code(exc) == ErrorCode.CONFLICT
 
 
 def test_book_disconnect_expire_prune(rules: RulesDef) -> None:

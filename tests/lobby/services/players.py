@@ -150,6 +150,14 @@ class GamePlayer:
             wait=wait,
         )
 
+    async def lead_party_with(self, member: GamePlayer) -> str:
+        """Create a party, invite ``member``, who sees the invite and accepts; its id."""
+        party = str((await self.request("party_create"))["details"]["party_id"])
+        await self.request("party_invite", target_id=member.id)
+        await member.next("party_invite", party_id=party)
+        await member.request("party_accept", party_id=party)
+        return party
+
     async def rest(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, data, _ = await self.client.call(method, path, body)
         return status, data

@@ -122,10 +122,7 @@ async def test_party_members_get_peer_info_wherever_they_are(
     bob = await make_player(select=sel_b)
     await alice.next("peer_info", character_id=bob.id)
     await bob.request("move", to_location_id=2)
-    party = (await alice.request("party_create"))["details"]["party_id"]
-    await alice.request("party_invite", target_id=bob.id)
-    await bob.next("party_invite", party_id=party)
-    await bob.request("party_accept", party_id=party)
+    await alice.lead_party_with(bob)
     got = await alice.next("peer_info", character_id=bob.id)
     assert got["location_id"] == 2
     assert (await bob.next("peer_info", character_id=alice.id))["location_id"] == 1

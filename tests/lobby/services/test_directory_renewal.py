@@ -27,10 +27,7 @@ async def test_selecting_the_same_character_again_refreshes_and_reintroduces(
     await carol.next("peer_info", character_id=alice.id)
     # Carol joins Alice's party and walks away: she hears of Alice as a party member
     await carol.request("move", to_location_id=2)
-    party = (await alice.request("party_create"))["details"]["party_id"]
-    await alice.request("party_invite", target_id=carol.id)
-    await carol.next("party_invite", party_id=party)
-    await carol.request("party_accept", party_id=party)
+    await alice.lead_party_with(carol)
     await carol.next("peer_info", character_id=alice.id)
     await alice.next("peer_info", character_id=carol.id)
     assert alice.box is not None and bob.box is not None and carol.box is not None

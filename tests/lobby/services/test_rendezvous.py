@@ -146,10 +146,7 @@ async def test_party_members_are_paired_wherever_they_stand(
     await carol.request("move", to_location_id=2)
     assert carol.box is not None
     heard = len(carol.box.all)  # what she heard while she stood at Alice's place
-    party = (await alice.request("party_create"))["details"]["party_id"]
-    await alice.request("party_invite", target_id=bob.id)
-    await bob.next("party_invite", party_id=party)
-    await bob.request("party_accept", party_id=party)
+    await alice.lead_party_with(bob)
     got = await alice.next("peer_info", character_id=bob.id, pairing="party")
     assert got["endpoints"] == [addr_b]
     back = await bob.next("peer_info", character_id=alice.id, pairing="party")
