@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 
-from lobby import MasterServer
 from mesh import MessageType, NearbyPlayer
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
 
 __all__: list[str] = []
 
 
-async def test_two_clients_whisper_direct(master: MasterServer, make_client: ClientFactory) -> None:
+async def test_two_clients_whisper_direct(
+    deployment: Deployment, make_client: ClientFactory
+) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob")
     whispers, awaited = Inbox(), asyncio.Event()
@@ -35,7 +36,7 @@ async def test_two_clients_whisper_direct(master: MasterServer, make_client: Cli
     assert msg.content == "meet me at the gate"
     assert msg.sender_name == "Alice" and msg.sender_id == alice.character["id"]  # type: ignore[index]
     await asyncio.wait_for(awaited.wait(), 10)
-    assert relayed(master) == 0
+    assert await relayed(deployment) == 0
 
 
 def names(players: list[NearbyPlayer]) -> set[str]:
