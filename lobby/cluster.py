@@ -90,6 +90,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _WRITE_BATCH = 512
+_POOL_SIZE = 64
+"""Redis connections of one process (the subscription holds one)."""
+_POOL_WAIT = 5.0
+"""Seconds a command waits for a free connection before it fails."""
 _QUEUE_MAX = 100_000
 
 
@@ -106,7 +110,16 @@ async def open_redis(url: str) -> aioredis.Redis:
         raise ConfigError(
             "redis_url needs the redis package: pip install 'shards-net[scale]'"
         ) from None
-    client = aioredis.from_url(url, decode_responses=True, health_check_interval=10)
+    # a bounded pool that makes a command wait for a free connection (the default pool
+    # refuses past 100 at once: a reconnect storm's rate-limit checks would all fail)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=_POOL_SIZE,
+        timeout=_POOL_WAIT,
+        decode_responses=True,
+        health_check_interval=10,
+    )
+    client = aioredis.Redis.from_pool(pool)
     try:
         await client.ping()
     except Exception as exc:
