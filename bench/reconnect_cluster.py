@@ -99,7 +99,7 @@ def storm(kind: str, n: int) -> dict[str, Any]:
                 child, port = start_lobby(settings, kind, nofile=n + 2048)
                 lobbies.append(child)
                 ports.append(port)
-            proxy, proxy_port = _haproxy(Path(tmp), ports, maxconn=2 * n + 1024)
+            proxy, proxy_port = _haproxy(Path(tmp), ports, maxconn=n + 512)  # 2 fds each
             with Child(
                 ws_clients_child, "127.0.0.1", ports[0], kind=GEN_LOOP, nofile=n + 512, name="ws"
             ) as gen:
