@@ -80,11 +80,17 @@ async def test_nearby_players_follow_moves(make_client: ClientFactory) -> None:
     await left.wait_for(1)
     assert "Alice" not in names(bob.get_nearby_players(1))
     assert alice.get_nearby_players() == [] and alice.character["location_id"] == 2  # type: ignore[index]
+    introductions = Inbox()
+    bob.register_handler(MessageType.PEER_INFO, introductions)
     await bob.send_move(2, 1)
     (msg,) = await joined.wait_for(1)
     assert msg.character_name == "Bob" and msg.location_id == 2
     assert "Bob" in names(alice.get_nearby_players(2))
-    assert "Alice" in names(bob.get_nearby_players())  # PEER_INFO at the new location
+    # Alice's PEER_INFO at the new location (on a cluster, from her process a moment later)
+    await introductions.wait_until(
+        lambda xs: any(m.character_name == "Alice" and m.location_id == 2 for m in xs)
+    )
+    assert "Alice" in names(bob.get_nearby_players())
     bob_view = {p.character_name: p for p in bob.get_nearby_players(2)}
     assert bob_view["Alice"].location_id == 2
 
