@@ -41,6 +41,7 @@ from mesh import _quicshim
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.config import MeshConfig
 from mesh.core import MeshCore
+from mesh.demux import SocketClients
 from mesh.events import (
     DialFailed,
     MessageDelivered,
@@ -68,7 +69,16 @@ from mesh.node_types import (
     describe_peer_event,
     to_vec3,
 )
+from mesh.stun_client import (
+    BindingFailed,
+    BindingSucceeded,
+    MappingBehaviour,
+    Retransmission,
+    StunClient,
+)
+from mesh.turn_client import TurnClient, TurnEvent
 from mesh.udp import Batch, UdpSocket
+from protocol.candidates import Candidate, CandidateKind, candidate_priority
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
@@ -86,6 +96,7 @@ from protocol.movement import next_seq
 
 __all__ = [
     "PREFERRED_PORT",
+    "STUN_RETRANSMISSION",
     "ConnectionQuality",
     "Handler",
     "PartySendResult",
@@ -102,6 +113,11 @@ logger = logging.getLogger("mesh.node")
 PREFERRED_PORT = 9000
 """The UDP port a node binds when none is given (the original specification's
 ``p2p_port``); when it is taken, a free one is used instead."""
+
+STUN_RETRANSMISSION = Retransmission(rto=0.25, max_transmissions=4, final_wait=4.0)
+"""How the node's STUN Binding requests are resent: at 0, 0.25, 0.75 and 1.75 s, and a
+server silent 1 s after the last one has failed (2.75 s in all; RFC 8489's defaults
+would take 39.5 s, far too long to wait at select)."""
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -171,6 +187,9 @@ class PeerNode:
         self._seq = 0
         self._family = socket.AF_INET
         self._closed = False
+        self._sockets = SocketClients(StunClient(STUN_RETRANSMISSION, software="shards-mesh"))
+        self._stun_waiters: dict[bytes, asyncio.Future[BindingSucceeded | BindingFailed]] = {}
+        self._turn_listener: Callable[[TurnEvent], None] | None = None
 
     # lifecycle ----------------------------------------------------------------
 
@@ -223,6 +242,9 @@ class PeerNode:
                 fut.set_exception(PeerUnreachableError("the node closed"))
         self._dials.clear()
         self._sends.clear()
+        for waiter in self._stun_waiters.values():
+            waiter.cancel()
+        self._stun_waiters.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -289,7 +311,73 @@ class PeerNode:
     def stats(self) -> Mapping[str, int]:
         """Counters of dropped input (bad datagrams, spoofed updates, bad relay envelopes...)
         and of the admission of new connections (``gate_*``, see :mod:`mesh.gate`)."""
-        return {**self.core.stats, **self.core.gate.stats}
+        return {**self.core.stats, **self.core.gate.stats, **self._sockets.stats}
+
+    # what else shares the socket: STUN, TURN --------------------------------------------
+
+    @property
+    def stun(self) -> StunClient:
+        """The STUN Binding client of the node's socket (:meth:`discover_reflexive` uses it)."""
+        return self._sockets.stun
+
+    @property
+    def turn(self) -> TurnClient | None:
+        """The TURN client sharing the node's socket (None until :meth:`attach_turn`)."""
+        return self._sockets.turn
+
+    def attach_turn(
+        self, client: TurnClient | None, on_event: Callable[[TurnEvent], None] | None = None
+    ) -> None:
+        """Share the socket with ``client`` (None: detach): every datagram from its server
+        goes to it, the node flushes and times it with its own, and hands each of its
+        events to ``on_event`` (called in the loop; it must not block)."""
+        self._sockets.turn = client
+        self._turn_listener = on_event if client is not None else None
+        if self._transport is not None and not self._closed:
+            self._transmit()
+
+    @property
+    def mapping_behaviour(self) -> MappingBehaviour:
+        """What the STUN answers so far say of our NAT (two servers needed to tell)."""
+        return self._sockets.stun.mapping_behaviour()
+
+    async def discover_reflexive(
+        self, servers: Iterable[str | tuple[str, int]]
+    ) -> Candidate | None:
+        """Our server-reflexive candidate: how ``servers`` (STUN, ``host:port`` or tuples)
+        see the node's own socket, learned by Binding requests sent from it.
+
+        Asks every server at once and waits for every answer (each fails within
+        :data:`STUN_RETRANSMISSION`'s 2.75 s); returns the mapping of the first server
+        in ``servers`` that answered, None when none did. Two or more answers also
+        tell :attr:`mapping_behaviour`. A server name that does not resolve counts as
+        a server that did not answer.
+        """
+        loop = self._require_started()
+        waiters: list[asyncio.Future[BindingSucceeded | BindingFailed]] = []
+        for server in servers:
+            try:
+                addr = await self._resolve(server)
+            except (MeshError, OSError) as exc:
+                logger.info("STUN server %s skipped: %s", server, exc)
+                continue
+            transaction_id = self.stun.request((str(addr[0]), int(addr[1])), self._now())
+            waiter: asyncio.Future[BindingSucceeded | BindingFailed] = loop.create_future()
+            self._stun_waiters[transaction_id] = waiter
+            waiters.append(waiter)
+        self._transmit()
+        outcomes = await asyncio.gather(*waiters)
+        for outcome in outcomes:
+            if isinstance(outcome, BindingSucceeded):
+                host, port = outcome.mapped
+                return Candidate(
+                    kind=CandidateKind.SRFLX,
+                    address=host.removeprefix("::ffff:") if "." in host else host,
+                    port=port,
+                    priority=candidate_priority(CandidateKind.SRFLX),
+                )
+            logger.info("STUN server %s:%s: %s", *outcome.server, outcome.reason)
+        return None
 
     # handlers -----------------------------------------------------------------------
 
@@ -532,8 +620,10 @@ class PeerNode:
         now = self._loop.time()
         self.core.wall_offset = time.time() - now
         receive = self.core.receive_datagram
+        not_quic = self._sockets.receive_datagram  # STUN and TURN take theirs first
         for data, addr in batch:
-            receive(data, addr, now)
+            if not not_quic(data, addr, now):
+                receive(data, addr, now)
         self._transmit()
 
     def _on_timer(self) -> None:
@@ -544,8 +634,19 @@ class PeerNode:
         # recomputes (sent + delay) - delay, which float rounding can leave just short
         now = max(self._loop.time(), (self._timer_at or 0.0) + 1e-6)
         self._timer_at = None
-        self.core.handle_timer(now)
+        self._handle_timer(now)
         self._transmit(now)
+
+    def _handle_timer(self, now: float) -> None:
+        self.core.handle_timer(now)
+        self._sockets.handle_timer(now)
+
+    def _next_timer(self) -> float | None:
+        core_at = self.core.get_timer()
+        sockets_at = self._sockets.get_timer()
+        if sockets_at is None:
+            return core_at
+        return sockets_at if core_at is None else min(core_at, sockets_at)
 
     def _transmit(self, now: float | None = None, *, inline: bool = False) -> None:
         """Flush the core's datagrams, dispatch its events, re-arm the timer (or run it now
@@ -554,18 +655,22 @@ class PeerNode:
             return
         when = self._loop.time() if now is None else now
         self.core.wall_offset = time.time() - self._loop.time()
+        sendto = self._transport.sendto
         for data, addr in self.core.datagrams_to_send(when):
-            self._transport.sendto(data, addr)
+            sendto(data, addr)
+        for data, addr in self._sockets.datagrams_to_send(when):
+            sendto(data, addr)
         self._dispatch()
+        self._dispatch_socket_events()
         if self._closed:
             return
-        timer_at = self.core.get_timer()
+        timer_at = self._next_timer()
         if timer_at is not None and timer_at <= when and not inline:
             # due already (a movement tick just queued, most often): run it now rather than
             # through a loop timer one iteration later; once per flush, so a timer that stays
             # due (float rounding in aioquic) still goes through the loop
             at = max(when, timer_at + 1e-6)
-            self.core.handle_timer(at)
+            self._handle_timer(at)
             self._transmit(at, inline=True)
             return
         if timer_at != self._timer_at or self._timer is None:
@@ -604,6 +709,18 @@ class PeerNode:
                 )
             elif isinstance(event, RelayRequest):
                 self._spawn(self._relay_send(event))
+
+    def _dispatch_socket_events(self) -> None:
+        while (event := self._sockets.next_event()) is not None:
+            if isinstance(event, BindingSucceeded | BindingFailed):
+                waiter = self._stun_waiters.pop(event.transaction_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(event)
+            elif self._turn_listener is not None:
+                try:
+                    self._turn_listener(event)
+                except Exception:  # a listener's bug must not stop the node's flush
+                    logger.exception("TURN event listener failed on %s", type(event).__name__)
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)
