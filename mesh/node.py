@@ -96,6 +96,7 @@ from protocol.movement import next_seq
 
 __all__ = [
     "PREFERRED_PORT",
+    "PUNCH_PACE",
     "STUN_RETRANSMISSION",
     "ConnectionQuality",
     "Handler",
@@ -118,6 +119,9 @@ STUN_RETRANSMISSION = Retransmission(rto=0.25, max_transmissions=4, final_wait=4
 """How the node's STUN Binding requests are resent: at 0, 0.25, 0.75 and 1.75 s, and a
 server silent 1 s after the last one has failed (2.75 s in all; RFC 8489's defaults
 would take 39.5 s, far too long to wait at select)."""
+
+PUNCH_PACE = 0.005
+"""Seconds between the dials of one hole punch (:meth:`PeerNode.punch`)."""
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -446,6 +450,60 @@ class PeerNode:
         self._dials[dial_id] = fut
         self._transmit()
         return await fut
+
+    async def punch(
+        self,
+        peer_ticket_token: str,
+        endpoints: Iterable[tuple[str, int]],
+        *,
+        pace: float = PUNCH_PACE,
+    ) -> PeerIdentity:
+        """Open a direct connection through NATs: dial every endpoint, best first.
+
+        The peer the lobby paired us with dials our candidates at the same time.
+        Each dial's QUIC Initial is the punch packet: it opens our NAT's mapping
+        towards that address, and aioquic resends it (0.2, 0.6, 1.4, 3 s after the
+        first) until the peer's own packets have opened its side, within
+        ``dial_timeout``. Dials leave ``pace`` seconds apart (a burst of Initials to
+        one NAT is what rate limits drop). The first that completes the
+        authenticated handshake is the link; our dials nobody answered are then
+        closed, and when both sides' dials got through the simultaneous-dial
+        tie-break keeps the same one on both. Returns the peer at once when it is
+        already connected. Raises like :meth:`connect` (the error of the last dial
+        when none connects); endpoints must be IP addresses.
+        """
+        loop = self._require_started()
+        identity = self.add_peer(peer_ticket_token)
+        pid = identity.peer_id
+        dials: list[asyncio.Future[PeerIdentity]] = []
+        for addr in dict.fromkeys((str(host), int(port)) for host, port in endpoints):
+            if pid in self.core.peers:
+                break
+            if dials:
+                await asyncio.sleep(pace)
+                self._require_started()
+            dial_id = self.core.connect(peer_ticket_token, addr, self._now())
+            fut: asyncio.Future[PeerIdentity] = loop.create_future()
+            fut.add_done_callback(_retrieve)
+            self._dials[dial_id] = fut
+            dials.append(fut)
+            self._transmit()
+        if pid in self.core.peers:
+            return self.core.peers[pid]
+        if not dials:
+            raise PeerUnreachableError("no endpoint to punch", details={"peer_id": pid})
+        pending: set[asyncio.Future[PeerIdentity]] = set(dials)
+        error: BaseException | None = None
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                if (exc := fut.exception()) is None:
+                    return fut.result()
+                error = exc
+        assert error is not None  # noqa: S101 - every dial failed with an error
+        raise error
 
     def add_peer(
         self, peer_ticket_token: str, endpoint: tuple[str, int] | None = None
@@ -776,3 +834,9 @@ class PeerNode:
                 await relay(request.character_id, request.data)
         except Exception as exc:  # a relay failure is retried by the reliable layer
             logger.warning("relay to character %s failed: %s", request.character_id, exc)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a dial's outcome as seen: a punch returns on the first, the rest end unread."""
+    if not fut.cancelled():
+        fut.exception()
