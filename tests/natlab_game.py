@@ -3,8 +3,8 @@
 Each helper drives :class:`tests.netlab.LabPlayer` processes (real
 ``NetworkClient``\\ s in the lab's namespaces) and asserts what both sides saw:
 
-- :func:`meet`: both play (register, log in, select) at the lobby's start location
-  and form a party (the leader invites, the other accepts; both see it);
+- :func:`meet`: players play (register, log in, select) at the lobby's start
+  location and form a party (the leader invites, each accepts; all see it);
 - :func:`whisper_both_ways` / :func:`party_chat_both_ways`: one message each way,
   each received exactly once with the path it came by; returns the paths the
   senders' results named;
@@ -41,19 +41,20 @@ def unique_name(role: str) -> str:
     return f"{role}{_run}{next(_names)}"
 
 
-async def meet(leader: LabPlayer, member: LabPlayer) -> str:
-    """Both play, then form a party; returns its id once both have seen it whole."""
-    if not leader.character_id:
-        await leader.play()
-    if not member.character_id:
-        await member.play()
+async def meet(leader: LabPlayer, *members: LabPlayer) -> str:
+    """Everyone plays, then ``leader`` forms a party with ``members``; returns its id once
+    every one of them has seen it whole."""
+    for player in (leader, *members):
+        if not player.character_id:
+            await player.play()
     party_id = str((await leader.call("create_party"))["party_id"])
-    await leader.call("invite", target=member.character_id)
-    await member.event(event="party_invite", party_id=party_id)
-    await member.call("accept", party_id=party_id)
-    both = sorted([leader.character_id, member.character_id])
-    for player in (leader, member):
-        await player.event(event="party", party_id=party_id, members=both)
+    for member in members:
+        await leader.call("invite", target=member.character_id)
+        await member.event(event="party_invite", party_id=party_id)
+        await member.call("accept", party_id=party_id)
+    everyone = sorted(p.character_id for p in (leader, *members))
+    for player in (leader, *members):
+        await player.event(event="party", party_id=party_id, members=everyone)
     return party_id
 
 
@@ -61,7 +62,7 @@ async def whisper_both_ways(a: LabPlayer, b: LabPlayer, tag: str) -> tuple[str, 
     """A whisper each way; each arrives once, by the path its sender was told."""
     paths = []
     for sender, receiver in ((a, b), (b, a)):
-        content = f"{tag}: whisper {sender.name} to {receiver.name}"
+        content = f"{tag}: whisper {next(_names)} {sender.name} to {receiver.name}"
         sent = await sender.call("whisper", target=receiver.character_id, content=content)
         got = await receiver.event(event="message", type="whisper", content=content)
         assert got["sender_id"] == sender.character_id, got
@@ -78,7 +79,7 @@ async def party_chat_both_ways(a: LabPlayer, b: LabPlayer, tag: str) -> tuple[st
     """Party chat each way (the two are in one party); each arrives once."""
     paths = []
     for sender, receiver in ((a, b), (b, a)):
-        content = f"{tag}: party chat from {sender.name}"
+        content = f"{tag}: party chat {next(_names)} from {sender.name}"
         sent = await sender.call("party_chat", content=content)
         assert sent["failed"] == {}, sent
         path = sent["paths"][str(receiver.character_id)]

@@ -161,15 +161,39 @@ class PlayerError(AssertionError):
         self.code = error.get("code")
 
 
-@dataclass
 class LabLobby:
-    """``python -m lobby`` in the internet namespace (and coturn beside it when asked)."""
+    """``python -m lobby`` in the internet namespace (and coturn beside it when asked).
 
-    agent: Agent
-    url: str
-    stun_port: int
-    turn_port: int | None
-    turn_secret: str | None
+    Its stderr is read as it comes (a long-lived lobby never blocks on a full
+    pipe): :attr:`log` is what it wrote so far.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        url: str,
+        stun_port: int,
+        turn_port: int | None,
+        turn_secret: str | None,
+    ) -> None:
+        self.agent = agent
+        self.url = url
+        self.stun_port = stun_port
+        self.turn_port = turn_port
+        self.turn_secret = turn_secret
+        self._log: list[str] = []
+        self._drain = asyncio.create_task(self._read_stderr(), name="lobby stderr")
+
+    @property
+    def log(self) -> str:
+        """What the lobby wrote on stderr so far."""
+        return "".join(self._log)
+
+    async def _read_stderr(self) -> None:
+        stderr = self.agent.process.stderr
+        assert stderr is not None
+        while line := await stderr.readline():
+            self._log.append(line.decode(errors="replace"))
 
 
 class LabPlayer:
