@@ -41,7 +41,6 @@ from mesh import _quicshim
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.config import MeshConfig
 from mesh.core import MeshCore
-from mesh.demux import SocketClients
 from mesh.events import (
     DialFailed,
     MessageDelivered,
@@ -55,6 +54,13 @@ from mesh.events import (
 from mesh.fanout import EventFanout, notify
 from mesh.handshake import CloseCode
 from mesh.link import Address
+from mesh.node_nat import (
+    BindingOutcome,
+    SharedSocket,
+    first_to_connect,
+    retrieve,
+    srflx_candidate,
+)
 from mesh.node_types import (
     ConnectionQuality,
     Handler,
@@ -69,16 +75,10 @@ from mesh.node_types import (
     describe_peer_event,
     to_vec3,
 )
-from mesh.stun_client import (
-    BindingFailed,
-    BindingSucceeded,
-    MappingBehaviour,
-    Retransmission,
-    StunClient,
-)
+from mesh.stun_client import MappingBehaviour, Retransmission, StunClient
 from mesh.turn_client import TurnClient, TurnEvent
 from mesh.udp import Batch, UdpSocket
-from protocol.candidates import Candidate, CandidateKind, candidate_priority
+from protocol.candidates import Candidate
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
@@ -191,9 +191,8 @@ class PeerNode:
         self._seq = 0
         self._family = socket.AF_INET
         self._closed = False
-        self._sockets = SocketClients(StunClient(STUN_RETRANSMISSION, software="shards-mesh"))
-        self._stun_waiters: dict[bytes, asyncio.Future[BindingSucceeded | BindingFailed]] = {}
-        self._turn_listener: Callable[[TurnEvent], None] | None = None
+        self._shared = SharedSocket(StunClient(STUN_RETRANSMISSION, software="shards-mesh"))
+        self._sockets = self._shared.clients
 
     # lifecycle ----------------------------------------------------------------
 
@@ -246,9 +245,7 @@ class PeerNode:
                 fut.set_exception(PeerUnreachableError("the node closed"))
         self._dials.clear()
         self._sends.clear()
-        for waiter in self._stun_waiters.values():
-            waiter.cancel()
-        self._stun_waiters.clear()
+        self._shared.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -352,8 +349,7 @@ class PeerNode:
         """Share the socket with ``client`` (None: detach): every datagram from its server
         goes to it, the node flushes and times it with its own, and hands each of its
         events to ``on_event`` (called in the loop; it must not block)."""
-        self._sockets.turn = client
-        self._turn_listener = on_event if client is not None else None
+        self._shared.attach_turn(client, on_event)
         if self._transport is not None and not self._closed:
             self._transmit()
 
@@ -375,30 +371,17 @@ class PeerNode:
         a server that did not answer.
         """
         loop = self._require_started()
-        waiters: list[asyncio.Future[BindingSucceeded | BindingFailed]] = []
+        waiters: list[asyncio.Future[BindingOutcome]] = []
         for server in servers:
             try:
                 addr = await self._resolve(server)
             except (MeshError, OSError) as exc:
                 logger.info("STUN server %s skipped: %s", server, exc)
                 continue
-            transaction_id = self.stun.request((str(addr[0]), int(addr[1])), self._now())
-            waiter: asyncio.Future[BindingSucceeded | BindingFailed] = loop.create_future()
-            self._stun_waiters[transaction_id] = waiter
-            waiters.append(waiter)
+            server_addr = (str(addr[0]), int(addr[1]))
+            waiters.append(self._shared.binding(server_addr, self._now(), loop))
         self._transmit()
-        outcomes = await asyncio.gather(*waiters)
-        for outcome in outcomes:
-            if isinstance(outcome, BindingSucceeded):
-                host, port = outcome.mapped
-                return Candidate(
-                    kind=CandidateKind.SRFLX,
-                    address=host.removeprefix("::ffff:") if "." in host else host,
-                    port=port,
-                    priority=candidate_priority(CandidateKind.SRFLX),
-                )
-            logger.info("STUN server %s:%s: %s", *outcome.server, outcome.reason)
-        return None
+        return srflx_candidate(await asyncio.gather(*waiters))
 
     # handlers -----------------------------------------------------------------------
 
@@ -501,7 +484,7 @@ class PeerNode:
                 self._require_started()
             dial_id = self.core.connect(peer_ticket_token, addr, self._now())
             fut: asyncio.Future[PeerIdentity] = loop.create_future()
-            fut.add_done_callback(_retrieve)
+            fut.add_done_callback(retrieve)
             self._dials[dial_id] = fut
             dials.append(fut)
             self._transmit()
@@ -509,18 +492,7 @@ class PeerNode:
             return self.core.peers[pid]
         if not dials:
             raise PeerUnreachableError("no endpoint to punch", details={"peer_id": pid})
-        pending: set[asyncio.Future[PeerIdentity]] = set(dials)
-        error: BaseException | None = None
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for fut in done:
-                if fut.cancelled():
-                    continue
-                if (exc := fut.exception()) is None:
-                    return fut.result()
-                error = exc
-        assert error is not None  # noqa: S101 - every dial failed with an error
-        raise error
+        return await first_to_connect(dials)
 
     def add_peer(
         self, peer_ticket_token: str, endpoint: tuple[str, int] | None = None
@@ -736,7 +708,7 @@ class PeerNode:
         for data, addr in self._sockets.datagrams_to_send(when):
             sendto(data, addr)
         self._dispatch()
-        self._dispatch_socket_events()
+        self._shared.dispatch()
         if self._closed:
             return
         timer_at = self._next_timer()
@@ -784,18 +756,6 @@ class PeerNode:
                 )
             elif isinstance(event, RelayRequest):
                 self._spawn(self._relay_send(event))
-
-    def _dispatch_socket_events(self) -> None:
-        while (event := self._sockets.next_event()) is not None:
-            if isinstance(event, BindingSucceeded | BindingFailed):
-                waiter = self._stun_waiters.pop(event.transaction_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(event)
-            elif self._turn_listener is not None:
-                try:
-                    self._turn_listener(event)
-                except Exception:  # a listener's bug must not stop the node's flush
-                    logger.exception("TURN event listener failed on %s", type(event).__name__)
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)
@@ -851,9 +811,3 @@ class PeerNode:
                 await relay(request.character_id, request.data)
         except Exception as exc:  # a relay failure is retried by the reliable layer
             logger.warning("relay to character %s failed: %s", request.character_id, exc)
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    """Mark a dial's outcome as seen: a punch returns on the first, the rest end unread."""
-    if not fut.cancelled():
-        fut.exception()
