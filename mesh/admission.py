@@ -210,8 +210,13 @@ class Admission:
         pid = identity.peer_id
         directory.redial_at.pop(pid, None)
         directory.was_connected.add(pid)
-        # one socket per node: even an inbound connection comes from the peer's endpoint
-        directory.endpoints.setdefault(pid, link.addr)
+        # one socket per node: even an inbound connection comes from the peer's endpoint;
+        # an address we dialled and that answered is the one to redial (a hole punch
+        # dials several candidates: the one that connected wins)
+        if link.is_client:
+            directory.endpoints[pid] = link.addr
+        else:
+            directory.endpoints.setdefault(pid, link.addr)
         existing = self._table.direct(pid)
         if existing is not None and existing is not link:
             stale = now - existing.last_rx > 2 * config.keepalive_interval

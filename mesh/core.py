@@ -437,8 +437,26 @@ class MeshCore:
         if outcome is Admitted.DUPLICATE or pid is None:
             return
         self._reliable.resend_direct(pid, link, now)
+        self._close_spare_dials(pid, link, now)
         if outcome is Admitted.CONNECTED:
             self._enforce_capacity(now)
+
+    def _close_spare_dials(self, pid: str, winner: Link, now: float) -> None:
+        """``pid`` is connected by ``winner``: our other dials to it that nothing has
+        answered yet (a hole punch tries every candidate address at once) are closed
+        now rather than left to retransmit until their deadline. A dial the peer did
+        answer is left to finish: the peer may hold it as its link, and the
+        simultaneous-dial tie-break decides between the two on both sides alike."""
+        for link in self._table:
+            if (
+                link is not winner
+                and link.is_client
+                and link.state is LinkState.HANDSHAKING
+                and link.expected_peer_id == pid
+                and link.bytes_received == 0
+            ):
+                link.close(CloseCode.DUPLICATE, "another path connected")
+                self._dial_failed(link, int(CloseCode.DUPLICATE), "another path connected", now)
 
     def _fail_link(self, link: Link, code: CloseCode, reason: str, now: float) -> None:
         if not link.is_open:

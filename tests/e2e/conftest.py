@@ -6,16 +6,24 @@ each test taking ``deployment`` or ``make_client`` runs on one in-process lobby 
 marked ``cluster``, on three lobby processes behind HAProxy on PostgreSQL + Redis
 (``tests/e2e/deployments.py``). The default run leaves the cluster runs out; run
 them with ``pytest tests/e2e -m cluster`` (``.ci/run`` does).
+
+The NAT-lab fixtures (``natlab``, ``natlab_turn``) are the exception: a lab of network namespaces (:class:`tests.netlab.NatLab`)
+with ``python -m lobby`` in its internet namespace, shared by a whole module
+(mark it ``pytest.mark.asyncio(loop_scope="module")``); each test adds its own
+routers and hosts, and the lab removes every namespace when the module ends,
+whatever failed.
 """
 
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from lobby import MasterServer
 from mesh import MeshConfig, NetworkClient, ReconnectPolicy
@@ -24,8 +32,11 @@ from tests.inbox import Inbox
 from tests.lobby.cluster.procs import RedisServer, missing_programs
 from tests.lobby.support import fast_settings
 from tests.lobby.test_postgres import throwaway_postgres
+from tests.netlab import LabLobby, NatLab, natlab_unavailable_reason
 
-__all__ = ["ClientFactory", "Deployment", "Inbox", "fast_mesh", "relayed"]
+__all__ = ["ClientFactory", "Deployment", "Inbox", "LabWithLobby", "fast_mesh", "relayed"]
+
+LabWithLobby = tuple[NatLab, LabLobby]
 
 ClientFactory = Callable[..., Awaitable[NetworkClient]]
 
@@ -84,6 +95,18 @@ async def deployment(
     servers: ClusterServers = request.getfixturevalue("cluster_servers")
     async with servers.cluster(cluster_env(lobby_settings)) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def dead_endpoint() -> Iterator[str]:
+    """A loopback UDP port bound by a socket that never answers (``host:port``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        host, port = sock.getsockname()
+        yield f"{host}:{port}"
+    finally:
+        sock.close()
 
 
 @pytest.fixture
@@ -158,3 +181,26 @@ def pytest_terminal_summary(
             f"{left_out} end-to-end tests' runs on a 3-process cluster were deselected: "
             "run them with `pytest tests/e2e -m cluster` (.ci/run does)"
         )
+
+
+async def _lab_with_lobby(data_dir: Path, *, turn: bool) -> AsyncIterator[LabWithLobby]:
+    reason = natlab_unavailable_reason(turn=turn)
+    if reason is not None:
+        pytest.skip(reason)
+    async with NatLab() as lab:
+        lobby = await lab.lobby(data_dir, turn=turn)
+        yield lab, lobby
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def natlab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LabWithLobby]:
+    """A NAT lab with the lobby (STUN on its port) in its internet namespace, per module."""
+    async for value in _lab_with_lobby(tmp_path_factory.mktemp("natlab"), turn=False):
+        yield value
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def natlab_turn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LabWithLobby]:
+    """:func:`natlab` with coturn beside the lobby, which issues its credentials."""
+    async for value in _lab_with_lobby(tmp_path_factory.mktemp("natlab-turn"), turn=True):
+        yield value
