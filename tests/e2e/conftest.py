@@ -7,11 +7,11 @@ marked ``cluster``, on three lobby processes behind HAProxy on PostgreSQL + Redi
 (``tests/e2e/deployments.py``). The default run leaves the cluster runs out; run
 them with ``pytest tests/e2e -m cluster`` (``.ci/run`` does).
 
-The NAT-lab fixtures (``natlab``, ``natlab_turn``) are the exception: a lab of network namespaces (:class:`tests.netlab.NatLab`)
-with ``python -m lobby`` in its internet namespace, shared by a whole module
-(mark it ``pytest.mark.asyncio(loop_scope="module")``); each test adds its own
-routers and hosts, and the lab removes every namespace when the module ends,
-whatever failed.
+The NAT-lab fixtures (``natlab``, ``natlab_turn``) are the exception: a lab of
+network namespaces (:class:`tests.netlab.NatLab`) with ``python -m lobby`` in its
+internet namespace, shared by a whole module (mark it
+``pytest.mark.asyncio(loop_scope="module")``); each test adds its own routers and
+hosts, and the lab removes every namespace when the module ends, whatever failed.
 """
 
 from __future__ import annotations
