@@ -347,8 +347,11 @@ def piggyback_ack(conn: QuicConnection, now: float) -> bool:
     Returns True when an ACK was pending. Call it just before flushing a packet
     that carries data anyway.
     """
-    space = conn._spaces.get(tls.Epoch.ONE_RTT)
-    if space is None or space.ack_at is None:
+    try:
+        space = _one_rtt(conn)[0]
+    except KeyError:  # before the handshake made the application space
+        return False
+    if space.ack_at is None:
         return False
     if space.ack_at > now:
         space.ack_at = now

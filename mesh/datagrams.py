@@ -397,6 +397,9 @@ class MovementScheduler:
         locations = self._locations
         positions = self._inbox.positions
         config = self._ctx.config
+        directs = self._table.directs
+        if len(directs) <= config.full_rate_peers:  # every peer here gets every tick
+            return {pid: 1 for pid in directs if here is None or locations.get(pid, here) == here}
         peers: dict[str, tuple[Point | None, int]] = {}
         for pid, link in self._table.directs.items():
             if here is not None and locations.get(pid, here) != here:

@@ -66,7 +66,6 @@ from mesh.node_types import (
     Target,
     VecLike,
     describe_peer_event,
-    to_vec3,
 )
 from mesh.udp import Batch, UdpSocket
 from protocol.crypto import Identity
@@ -79,9 +78,10 @@ from protocol.errors import (
     PeerUnreachableError,
     PortInUseError,
 )
+from protocol.factories import create_position_update
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
-from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMessage, Vec3
+from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMessage
 from protocol.movement import next_seq
 
 __all__ = [
@@ -102,6 +102,8 @@ logger = logging.getLogger("mesh.node")
 PREFERRED_PORT = 9000
 """The UDP port a node binds when none is given (the original specification's
 ``p2p_port``); when it is taken, a free one is used instead."""
+
+_STILL = (0.0, 0.0, 0.0)  # the velocity of an update that gives none
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -474,11 +476,11 @@ class PeerNode:
         loop = self._require_started()
         me = self._me()
         self._seq = next_seq(self._seq)
-        update = PositionUpdateMessage(
-            character_id=me.character_id,
-            location_id=location_id,
-            position=to_vec3(position),
-            velocity=to_vec3(velocity) if velocity is not None else Vec3(),
+        update = create_position_update(
+            me.character_id,
+            location_id,
+            position,
+            velocity if velocity is not None else _STILL,
             sent_at=loop.time(),
             seq=self._seq,
         )
