@@ -123,6 +123,8 @@ class Link:
         self.state = LinkState.HANDSHAKING
         self.close_code: int | None = None
         self.next_ping_at: float | None = None
+        self.ack_divisor = 1
+        """The movement tick divisor its ACK delay was tuned for (:mod:`mesh.datagrams`)."""
         self.last_activity = now
         self.last_rx = now
         # traffic of the connection, for mesh.quality (the core counts the bytes)
