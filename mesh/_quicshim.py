@@ -127,6 +127,8 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer_valid = False
         self._mesh_watch: list[tuple[set[Any], Any]] = []
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
+        # _quiet_but_datagrams held and no call since could change it (see _mesh_touch)
+        self._mesh_quiet = False
         super().__init__(*args, **kwargs)
 
     def watch(self, touched: set[Any], token: Any) -> None:
@@ -137,7 +139,11 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_watch.append((touched, token))
         touched.add(token)
 
-    def _mesh_touch(self) -> None:
+    def _mesh_touch(self, *, datagrams_only: bool = False) -> None:
+        """Something changed: flush and re-read the timer. ``datagrams_only``: only the
+        DATAGRAM queue or the ACK's time did (the connection stays quiet otherwise)."""
+        if not datagrams_only:
+            self._mesh_quiet = False
         self._mesh_clean = False
         self._mesh_timer_valid = False
         for touched, token in self._mesh_watch:
@@ -150,6 +156,7 @@ class MeshQuicConnection(QuicConnection):
                 return []
         out = _datagram_packet(self, now)
         if out is None:
+            self._mesh_quiet = False
             out = super().datagrams_to_send(now)
         self._mesh_clean = True
         self._mesh_timer_valid = False
@@ -195,7 +202,7 @@ class MeshQuicConnection(QuicConnection):
         super().reset_stream(*args, **kwargs)
 
     def send_datagram_frame(self, *args: Any, **kwargs: Any) -> None:
-        self._mesh_touch()
+        self._mesh_touch(datagrams_only=True)
         super().send_datagram_frame(*args, **kwargs)
 
     def send_ping(self, *args: Any, **kwargs: Any) -> None:
@@ -233,7 +240,10 @@ def has_nothing_to_send(conn: QuicConnection, now: float) -> bool:
 def _quiet_but_datagrams(conn: QuicConnection) -> Any:
     """The application packet space when DATAGRAM frames and an ACK are all the
     connection may have to send (:func:`has_nothing_to_send` lists what is checked);
-    None otherwise."""
+    None otherwise. A MeshQuicConnection remembers a yes until a call that may change
+    the answer (anything but queueing DATAGRAMs or moving the ACK's time)."""
+    if isinstance(conn, MeshQuicConnection) and conn._mesh_quiet:
+        return _one_rtt(conn)[0]
     if conn._state is not QuicConnectionState.CONNECTED or not conn._handshake_confirmed:
         return None
     if conn._close_pending or conn._handshake_done_pending or conn._probe_pending:
@@ -266,6 +276,8 @@ def _quiet_but_datagrams(conn: QuicConnection) -> Any:
             return None
         if stream.max_stream_data_local_sent != local:
             return None
+    if isinstance(conn, MeshQuicConnection):
+        conn._mesh_quiet = True
     return space
 
 
@@ -361,10 +373,10 @@ def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
     return conn._spaces[tls.Epoch.ONE_RTT], conn._crypto_streams[tls.Epoch.ONE_RTT]
 
 
-def _touch(conn: QuicConnection) -> None:
+def _touch(conn: QuicConnection, *, datagrams_only: bool = False) -> None:
     # the private edits below change what the connection sends or when
     if isinstance(conn, MeshQuicConnection):
-        conn._mesh_touch()
+        conn._mesh_touch(datagrams_only=datagrams_only)
 
 
 def _pending(conn: QuicConnection) -> deque[bytes]:
@@ -389,7 +401,7 @@ def trim_pending_datagrams(conn: QuicConnection, keep: int) -> int:
         pending.popleft()
         dropped += 1
     if dropped:
-        _touch(conn)
+        _touch(conn, datagrams_only=True)
     return dropped
 
 
@@ -451,7 +463,7 @@ def piggyback_ack(conn: QuicConnection, now: float) -> bool:
         return False
     if space.ack_at > now:
         space.ack_at = now
-        _touch(conn)
+        _touch(conn, datagrams_only=True)
     return True
 
 

@@ -484,8 +484,16 @@ class PeerNode:
             sent_at=loop.time(),
             seq=self._seq,
         )
-        self.core.queue_position(update, self._now())
-        self._transmit()
+        now = self._now()
+        self.core.queue_position(update, now)
+        timer_at = self.core.get_timer()
+        due = timer_at is not None and timer_at <= now
+        if timer_at is not None and due:
+            # the tick is due at once (none ran within tick_interval): run it before the
+            # flush rather than flush, find it due and flush again (see _transmit)
+            now = max(now, timer_at + 1e-6)
+            self.core.handle_timer(now)
+        self._transmit(now, inline=due)
         return update
 
     # internals ---------------------------------------------------------------------------
