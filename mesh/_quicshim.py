@@ -6,7 +6,7 @@ way to bound its DATAGRAM queue, to learn the peer's advertised
 its timer may be read yet, or to tune how eagerly it acknowledges. The mesh
 needs each of these, and to report a connection's quality (round-trip time,
 packets sent and lost, which aioquic keeps but does not publish), and so reads
-or writes private attributes, in eleven functions:
+or writes private attributes, in twelve functions:
 
 ========================================  =============================================
 function                                  private attributes
@@ -25,10 +25,17 @@ function                                  private attributes
                                           reads (``_close_pending``, ``_ping_pending``,
                                           ``_datagrams_pending``, stream and limit
                                           state, ...), see its docstring
+``_datagram_packet`` (DATAGRAMs only)     the same flags, the builder's inputs
+                                          (``_packet_number``, ``_peer_cid``, ...),
+                                          ``_loss`` (window, pacer), ``_pacing_at``
+                                          and three of aioquic's own steps:
+                                          ``_write_ack_frame``,
+                                          ``_write_datagram_frame``, ``_flush_builder``
 ========================================  =============================================
 
 :class:`MeshQuicConnection` touches none of them directly (it calls
-:func:`has_nothing_to_send` after a received datagram); it relies on aioquic's state
+:func:`has_nothing_to_send` after a received datagram and ``_datagram_packet``
+to flush); it relies on aioquic's state
 changing only through the public calls it overrides. ``tests/mesh/test_quicshim.py``
 pins each behaviour, so an aioquic upgrade fails loudly in one file instead of
 silently anywhere, and :func:`check_aioquic_version` refuses any other version.
@@ -44,6 +51,8 @@ from typing import Any
 
 from aioquic import tls
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.packet import QuicFrameType, QuicPacketType
+from aioquic.quic.packet_builder import QuicPacketBuilder, QuicPacketBuilderStop
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -102,6 +111,9 @@ class MeshQuicConnection(QuicConnection):
       releases (an ACK due, pacing) only becomes due at that time, and anything
       else (data, a close, a loss timeout) comes through one of the overridden
       calls below. Output is the same as aioquic's, packet for packet.
+    * a flush with only DATAGRAM frames (and an ACK) to send writes them with
+      aioquic's own frame writers and bookkeeping but without its pass over
+      every other frame source (``_datagram_packet``): the movement path.
     * a received datagram leaves a clean connection clean when
       :func:`has_nothing_to_send` says so afterwards: most received packets of
       an established link (movement DATAGRAMs, ACKs) only schedule a delayed
@@ -115,6 +127,8 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer_valid = False
         self._mesh_watch: list[tuple[set[Any], Any]] = []
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
+        # _quiet_but_datagrams held and no call since could change it (see _mesh_touch)
+        self._mesh_quiet = False
         super().__init__(*args, **kwargs)
 
     def watch(self, touched: set[Any], token: Any) -> None:
@@ -125,7 +139,11 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_watch.append((touched, token))
         touched.add(token)
 
-    def _mesh_touch(self) -> None:
+    def _mesh_touch(self, *, datagrams_only: bool = False) -> None:
+        """Something changed: flush and re-read the timer. ``datagrams_only``: only the
+        DATAGRAM queue or the ACK's time did (the connection stays quiet otherwise)."""
+        if not datagrams_only:
+            self._mesh_quiet = False
         self._mesh_clean = False
         self._mesh_timer_valid = False
         for touched, token in self._mesh_watch:
@@ -136,7 +154,10 @@ class MeshQuicConnection(QuicConnection):
             timer = self.get_timer()
             if timer is None or now < timer:
                 return []
-        out = super().datagrams_to_send(now)
+        out = _datagram_packet(self, now)
+        if out is None:
+            self._mesh_quiet = False
+            out = super().datagrams_to_send(now)
         self._mesh_clean = True
         self._mesh_timer_valid = False
         return out
@@ -181,7 +202,7 @@ class MeshQuicConnection(QuicConnection):
         super().reset_stream(*args, **kwargs)
 
     def send_datagram_frame(self, *args: Any, **kwargs: Any) -> None:
-        self._mesh_touch()
+        self._mesh_touch(datagrams_only=True)
         super().send_datagram_frame(*args, **kwargs)
 
     def send_ping(self, *args: Any, **kwargs: Any) -> None:
@@ -210,41 +231,128 @@ def has_nothing_to_send(conn: QuicConnection, now: float) -> bool:
     False is never wrong, only slower. ``tests/mesh/test_quicshim.py`` checks the
     claim against aioquic itself.
     """
+    if conn._datagrams_pending:
+        return False
+    space = _quiet_but_datagrams(conn)
+    return space is not None and (space.ack_at is None or space.ack_at > now)
+
+
+def _quiet_but_datagrams(conn: QuicConnection) -> Any:
+    """The application packet space when DATAGRAM frames and an ACK are all the
+    connection may have to send (:func:`has_nothing_to_send` lists what is checked);
+    None otherwise. A MeshQuicConnection remembers a yes until a call that may change
+    the answer (anything but queueing DATAGRAMs or moving the ACK's time)."""
+    if isinstance(conn, MeshQuicConnection) and conn._mesh_quiet:
+        return _one_rtt(conn)[0]
     if conn._state is not QuicConnectionState.CONNECTED or not conn._handshake_confirmed:
-        return False
+        return None
     if conn._close_pending or conn._handshake_done_pending or conn._probe_pending:
-        return False
-    if conn._ping_pending or conn._datagrams_pending or conn._retire_connection_ids:
-        return False
+        return None
+    if conn._ping_pending or conn._retire_connection_ids:
+        return None
     if conn._streams_blocked_pending or conn._remote_preferred_address is not None:
-        return False
+        return None
     space, crypto = _one_rtt(conn)
-    if space.ack_at is not None and space.ack_at <= now:
-        return False
     paths = conn._network_paths
     if len(paths) != 1 or not paths[0].is_validated or paths[0].remote_challenges:
-        return False
+        return None
     if any(not cid.was_sent for cid in conn._host_cids):
-        return False
+        return None
     if not crypto.sender.buffer_is_empty:
-        return False
+        return None
     max_data = conn._local_max_data
     if max_data.used * 2 > max_data.value:
-        return False
+        return None
     for limit in (max_data, conn._local_max_streams_bidi, conn._local_max_streams_uni):
         if limit.value != limit.sent:
-            return False
+            return None
     for stream in (*conn._streams.values(), *conn._streams_queue):
         if stream.is_finished or stream.receiver.stop_pending or stream.sender.reset_pending:
-            return False
+            return None
         if not stream.is_blocked and not stream.sender.buffer_is_empty:
-            return False
+            return None
         local = stream.max_stream_data_local
         if local and stream.receiver.highest_offset * 2 > local:
-            return False
+            return None
         if stream.max_stream_data_local_sent != local:
-            return False
-    return True
+            return None
+    if isinstance(conn, MeshQuicConnection):
+        conn._mesh_quiet = True
+    return space
+
+
+#: Bytes of a 1-RTT packet around its frames, at most: header (1 + connection id + a
+#: 4-byte packet number) and the AEAD tag, rounded up.
+_PACKET_OVERHEAD = 1 + 20 + 4 + 16
+#: An ACK frame's room (aioquic's ``ACK_FRAME_CAPACITY`` plus a few ranges).
+_ACK_ROOM = 64
+
+
+def _datagram_packet(conn: QuicConnection, now: float) -> list[tuple[bytes, Any]] | None:
+    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames (and an ACK)
+    are pending and they fit in one packet; None: not that case, let aioquic build.
+
+    aioquic's own builder writes the packet, with its own frame writers
+    (``_write_ack_frame``, ``_write_datagram_frame``) and bookkeeping
+    (``_flush_builder``: loss recovery, congestion window, idle timer, pacing): only
+    the pass over the ~15 other frame sources ``_write_application`` makes for each
+    packet (and a second, empty packet it starts to find out it is done) is left out,
+    as :func:`_quiet_but_datagrams` has checked they have nothing.
+    """
+    pending = conn._datagrams_pending
+    if not pending:
+        return None
+    size = _PACKET_OVERHEAD + _ACK_ROOM + sum([len(data) + 9 for data in pending])
+    if size > conn._max_datagram_size:
+        return None  # more than one packet: aioquic's loop splits them
+    space = _quiet_but_datagrams(conn)
+    version = conn._version
+    if space is None or version is None:
+        return None
+    loss = conn._loss
+    conn._pacing_at = None
+    ack_at = space.ack_at
+    if ack_at is None or ack_at >= now:  # pacing holds back anything but a due ACK
+        pacing_at = loss._pacer.next_send_time(now=now)
+        if pacing_at is not None:
+            conn._pacing_at = pacing_at
+            return []
+    path = conn._network_paths[0]
+    peer_cid = conn._peer_cid.cid
+    builder = QuicPacketBuilder(
+        host_cid=conn.host_cid,
+        is_client=conn._is_client,
+        max_datagram_size=conn._max_datagram_size,
+        packet_number=conn._packet_number,
+        peer_cid=peer_cid,
+        peer_token=conn._peer_token,
+        quic_logger=conn._quic_logger,
+        spin_bit=conn._spin_bit,
+        version=version,
+    )
+    builder.max_flight_bytes = loss.congestion_window - loss.bytes_in_flight
+    try:
+        builder.start_packet(QuicPacketType.ONE_RTT, conn._cryptos[tls.Epoch.ONE_RTT])
+        if ack_at is not None and ack_at <= now:
+            conn._write_ack_frame(builder=builder, space=space, now=now)
+        while pending:
+            conn._write_datagram_frame(
+                builder=builder, data=pending[0], frame_type=QuicFrameType.DATAGRAM_WITH_LENGTH
+            )
+            pending.popleft()
+    except QuicPacketBuilderStop:  # the congestion window is full: the rest waits
+        pass
+    if not builder.packet_is_empty:
+        loss._pacer.update_after_send(now=now)
+        # aioquic then tries a next packet, which first asks the pacer (and keeps its
+        # answer: the timer of a connection that had to pace)
+        ack_at = space.ack_at
+        if ack_at is None or ack_at >= now:
+            conn._pacing_at = loss._pacer.next_send_time(now=now)
+    out: list[tuple[bytes, Any]] = conn._flush_builder(
+        builder=builder, network_path=path, peer_cid=peer_cid, now=now
+    )
+    return out
 
 
 def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
@@ -265,10 +373,10 @@ def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
     return conn._spaces[tls.Epoch.ONE_RTT], conn._crypto_streams[tls.Epoch.ONE_RTT]
 
 
-def _touch(conn: QuicConnection) -> None:
+def _touch(conn: QuicConnection, *, datagrams_only: bool = False) -> None:
     # the private edits below change what the connection sends or when
     if isinstance(conn, MeshQuicConnection):
-        conn._mesh_touch()
+        conn._mesh_touch(datagrams_only=datagrams_only)
 
 
 def _pending(conn: QuicConnection) -> deque[bytes]:
@@ -293,7 +401,7 @@ def trim_pending_datagrams(conn: QuicConnection, keep: int) -> int:
         pending.popleft()
         dropped += 1
     if dropped:
-        _touch(conn)
+        _touch(conn, datagrams_only=True)
     return dropped
 
 
@@ -347,12 +455,15 @@ def piggyback_ack(conn: QuicConnection, now: float) -> bool:
     Returns True when an ACK was pending. Call it just before flushing a packet
     that carries data anyway.
     """
-    space = conn._spaces.get(tls.Epoch.ONE_RTT)
-    if space is None or space.ack_at is None:
+    try:
+        space = _one_rtt(conn)[0]
+    except KeyError:  # before the handshake made the application space
+        return False
+    if space.ack_at is None:
         return False
     if space.ack_at > now:
         space.ack_at = now
-        _touch(conn)
+        _touch(conn, datagrams_only=True)
     return True
 
 

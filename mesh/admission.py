@@ -100,8 +100,12 @@ class Admission:
         self._table = table
         self.directory = directory
         """What the node knows of each peer (this part writes it; others read it)."""
-        self._directs = table.directs  # the table's own dict, read on every get_timer
         self._presented: dict[Link, str] = {}
+        # the soonest expiry of the direct links' credentials (Unix time), read on every
+        # get_timer: recomputed only when the direct links or a credential changed
+        self._expiry: float | None = None
+        self._expiry_key: tuple[int, int] | None = None
+        self._learnt = 0
 
     # credentials ------------------------------------------------------------------
 
@@ -126,18 +130,35 @@ class Admission:
             and identity.expires_at > current.expires_at
         ):
             link.identity = identity
+            self._learnt += 1
 
-    def expiry_times(self) -> list[float]:
-        """When live connections' peer credentials expire, in ``now`` time."""
-        offset = self._ctx.wall_offset
-        return [
-            link.identity.expires_at - offset
-            for link in self._directs.values()
-            if link.identity is not None
-        ]
+    def next_expiry(self) -> float | None:
+        """When the first live connection's peer credential expires, in ``now`` time
+        (None: no direct link).
+
+        Cached: a crowded node reads it after every datagram, and it only changes when
+        the table's direct links (:attr:`LinkTable.directs_changes`) or a credential
+        (:meth:`learn`) do.
+        """
+        key = (self._table.directs_changes, self._learnt)
+        if key != self._expiry_key:
+            self._expiry_key = key
+            self._expiry = min(
+                [
+                    link.identity.expires_at
+                    for link in self._table.directs.values()
+                    if link.identity is not None
+                ],
+                default=None,
+            )
+        expiry = self._expiry
+        return None if expiry is None else expiry - self._ctx.wall_offset
 
     def expired(self, now: float) -> list[Link]:
         """Direct links whose peer's credential expired at ``now`` (the core closes them)."""
+        expiry = self.next_expiry()
+        if expiry is None or now < expiry - 1.0:  # surely none yet (the scan decides)
+            return []
         wall = self._ctx.wall(now)
         return [
             link

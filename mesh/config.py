@@ -81,7 +81,8 @@ class MeshConfig:
     movement datagram draws an ACK-only packet back: twice the packets),
     by up to ``ack_delay_ticks`` ticks (:attr:`ack_delay`): 2.5 covers peers that
     get every tick and every 2nd tick, so an ACK to them never needs a packet of
-    its own.
+    its own; a peer that interest puts on every ``d``-th tick gets ``d - 1`` ticks
+    more (its ACKs ride on the datagrams it gets, too).
 
     Admission of new inbound connections (:mod:`mesh.gate`, before any connection
     state exists): while ``retry_threshold`` or more connections are handshaking

@@ -140,14 +140,16 @@ class MeshCore:
         """Route one UDP datagram to its connection (or accept a new one)."""
         if self._ctx.closed:
             return
-        try:
-            header = pull_quic_header(
-                Buffer(data=data), host_cid_length=self._ctx.config.connection_id_length
-            )
-        except ValueError:
-            self._ctx.stats["dropped_packets"] += 1
-            return
-        link = self._table.route(header.destination_cid)
+        link = self._table.route_short(data)  # an established connection's packet
+        if link is None:
+            try:
+                header = pull_quic_header(
+                    Buffer(data=data), host_cid_length=self._ctx.config.connection_id_length
+                )
+            except ValueError:
+                self._ctx.stats["dropped_packets"] += 1
+                return
+            link = self._table.route(header.destination_cid)
         if link is None:
             link = self._table.accept_initial(header, len(data), addr, now)
             if link is None:
@@ -175,12 +177,15 @@ class MeshCore:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
-        times = self._admission.expiry_times()
-        self._table.timers(times)
-        tick = self._movement.timer()
-        if tick is not None:
-            times.append(tick)
+        times: list[float] = []
         self._reliable.timers(times)
+        for at in (
+            self._admission.next_expiry(),
+            self._table.next_timer(),
+            self._movement.timer(),
+        ):
+            if at is not None:
+                times.append(at)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:

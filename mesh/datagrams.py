@@ -310,10 +310,17 @@ class MovementScheduler:
         divisors = self._interest(own, here)
         owed: set[str] = set()
         due: list[str] = []
+        tune_acks = config.ack_tuning
         for pid, link in self._table.directs.items():
             if link.state is not LinkState.ACTIVE:
                 continue
             divisor = divisors.get(pid, config.far_tick_divisor)
+            if tune_acks and link.ack_divisor != divisor:
+                # our ACKs wait for the next datagram we send the peer: every divisor-th tick
+                link.ack_divisor = divisor
+                _quicshim.tune_ack_delay(
+                    link.quic, config.ack_delay + (divisor - 1) * config.tick_interval
+                )
             identity = link.identity
             if divisor > 1 and identity is not None:
                 if (ticks + pair_salt(own.character_id, identity.character_id)) % divisor:
@@ -397,6 +404,9 @@ class MovementScheduler:
         locations = self._locations
         positions = self._inbox.positions
         config = self._ctx.config
+        directs = self._table.directs
+        if len(directs) <= config.full_rate_peers:  # every peer here gets every tick
+            return {pid: 1 for pid in directs if here is None or locations.get(pid, here) == here}
         peers: dict[str, tuple[Point | None, int]] = {}
         for pid, link in self._table.directs.items():
             if here is not None and locations.get(pid, here) != here:

@@ -123,6 +123,8 @@ class Link:
         self.state = LinkState.HANDSHAKING
         self.close_code: int | None = None
         self.next_ping_at: float | None = None
+        self.ack_divisor = 1
+        """The movement tick divisor its ACK delay was tuned for (:mod:`mesh.datagrams`)."""
         self.last_activity = now
         self.last_rx = now
         # traffic of the connection, for mesh.quality (the core counts the bytes)
@@ -202,17 +204,18 @@ class Link:
 
     def timer(self) -> float | None:
         """When this link needs :meth:`handle_timer` (QUIC, dial deadline or keepalive)."""
-        times: list[float] = []
-        if self.state is not LinkState.TERMINATED and _quicshim.timer_ready(self.quic):
-            qt = self.quic.get_timer()
-            if qt is not None:
-                times.append(qt)
+        at: float | None = None
+        state = self.state
+        if state is not LinkState.TERMINATED and _quicshim.timer_ready(self.quic):
+            at = self.quic.get_timer()
         if self.is_open:
-            if self.dial_deadline is not None and self.state is LinkState.HANDSHAKING:
-                times.append(self.dial_deadline)
-            if self.next_ping_at is not None:
-                times.append(self.next_ping_at)
-        return min(times) if times else None
+            deadline = self.dial_deadline
+            if deadline is not None and state is LinkState.HANDSHAKING:
+                at = deadline if at is None else min(at, deadline)
+            ping = self.next_ping_at
+            if ping is not None:
+                at = ping if at is None else min(at, ping)
+        return at
 
     # inspection ---------------------------------------------------------------------
 

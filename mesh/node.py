@@ -73,7 +73,6 @@ from mesh.node_types import (
     Target,
     VecLike,
     describe_peer_event,
-    to_vec3,
 )
 from mesh.stun_client import MappingBehaviour, Retransmission, StunClient
 from mesh.turn_client import TurnClient, TurnEvent
@@ -89,9 +88,10 @@ from protocol.errors import (
     PeerUnreachableError,
     PortInUseError,
 )
+from protocol.factories import create_position_update
 from protocol.messages.base import BaseMessage, MessageType
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
-from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMessage, Vec3
+from protocol.messages.location import PlayerLeftAreaMessage, PositionUpdateMessage
 from protocol.movement import next_seq
 
 __all__ = [
@@ -122,6 +122,8 @@ would take 39.5 s, far too long to wait at select)."""
 
 PUNCH_PACE = 0.005
 """Seconds between the dials of one hole punch (:meth:`PeerNode.punch`)."""
+
+_STILL = (0.0, 0.0, 0.0)  # the velocity of an update that gives none
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -609,16 +611,24 @@ class PeerNode:
         loop = self._require_started()
         me = self._me()
         self._seq = next_seq(self._seq)
-        update = PositionUpdateMessage(
-            character_id=me.character_id,
-            location_id=location_id,
-            position=to_vec3(position),
-            velocity=to_vec3(velocity) if velocity is not None else Vec3(),
+        update = create_position_update(
+            me.character_id,
+            location_id,
+            position,
+            velocity if velocity is not None else _STILL,
             sent_at=loop.time(),
             seq=self._seq,
         )
-        self.core.queue_position(update, self._now())
-        self._transmit()
+        now = self._now()
+        self.core.queue_position(update, now)
+        timer_at = self.core.get_timer()
+        due = timer_at is not None and timer_at <= now
+        if timer_at is not None and due:
+            # the tick is due at once (none ran within tick_interval): run it before the
+            # flush rather than flush, find it due and flush again (see _transmit)
+            now = max(now, timer_at + 1e-6)
+            self.core.handle_timer(now)
+        self._transmit(now, inline=due)
         return update
 
     # internals ---------------------------------------------------------------------------

@@ -53,12 +53,17 @@ class LinkTable:
         )
         """Admits, retries or drops Initials to unknown connection ids (its ``stats``)."""
         self._links: set[Link] = set()
+        self._cid_end = 1 + ctx.config.connection_id_length
         self._by_cid: dict[bytes, Link] = {}
         self.directs: dict[str, Link] = {}
         """Peer id -> its ``ACTIVE`` link. Read it; only this table changes it."""
+        self.directs_changes = 0
+        """Counts changes of :attr:`directs` (a cache of something about them is stale when
+        this moved)."""
         self._touched: set[Link] = set()  # links that may have something to send
         self._timer_stale: set[Link] = set()  # links whose timer may have changed
-        self._timers: dict[Link, float | None] = {}
+        self._timers: dict[Link, float] = {}  # links with a timer: when
+        self._next_timer: float | None = None  # min(self._timers.values())
         self._dial_ids = itertools.count(1)
 
     # lookups ------------------------------------------------------------------------
@@ -70,6 +75,14 @@ class LinkTable:
     def route(self, dcid: bytes) -> Link | None:
         """The link a datagram with destination connection id ``dcid`` belongs to."""
         return self._by_cid.get(dcid)
+
+    def route_short(self, data: bytes) -> Link | None:
+        """The link of a short-header (1-RTT) datagram to one of our connection ids, read
+        without parsing a header; None for anything else (parse it, then :meth:`route`)."""
+        # RFC 9000 17.3.1: header form 0, fixed bit 1, then the destination connection id
+        if len(data) > self._cid_end and data[0] & 0xC0 == 0x40:
+            return self._by_cid.get(data[1 : self._cid_end])
+        return None
 
     def direct(self, peer_id: str) -> Link | None:
         """The ``ACTIVE`` link of ``peer_id``, if there is one."""
@@ -179,12 +192,14 @@ class LinkTable:
             raise LinkStateError(f"link {link.describe()}: direct before authentication")
         link.activate()
         self.directs[pid] = link
+        self.directs_changes += 1
 
     def unset_direct(self, link: Link) -> None:
         """``link`` no longer carries its peer (it is closing or gone)."""
         pid = link.peer_id
         if pid is not None and self.directs.get(pid) is link:
             del self.directs[pid]
+            self.directs_changes += 1
 
     def remove(self, link: Link) -> None:
         """aioquic is done with ``link``: forget it and its connection ids."""
@@ -201,17 +216,21 @@ class LinkTable:
         while touched:
             yield touched.pop()
 
-    def timers(self, times: list[float]) -> None:
-        """Append every link's timer to ``times`` (re-read only where a connection was
-        touched: the driver calls this after every event, with mostly idle links)."""
-        self._refresh_timers()
-        times.extend([t for t in self._timers.values() if t is not None])
+    def next_timer(self) -> float | None:
+        """The soonest timer of any link (re-read only where a connection was touched: the
+        driver calls this after every event, with mostly idle links)."""
+        if self._timer_stale:
+            self._refresh_timers()
+        return self._next_timer
 
     def due(self, now: float) -> list[Link]:
         """The links whose timer (QUIC, dial deadline or keepalive) is due at ``now``: the
         only ones :meth:`mesh.core.MeshCore.handle_timer` has anything to do for."""
-        self._refresh_timers()
-        return [link for link, t in self._timers.items() if t is not None and t <= now]
+        if self._timer_stale:
+            self._refresh_timers()
+        if self._next_timer is None or self._next_timer > now:
+            return []
+        return [link for link, t in self._timers.items() if t <= now]
 
     def _refresh_timers(self) -> None:
         timers = self._timers
@@ -219,10 +238,12 @@ class LinkTable:
         links = self._links
         while stale:
             link = stale.pop()
-            if link in links:
-                timers[link] = link.timer()
-            else:
+            at = link.timer() if link in links else None
+            if at is None:
                 timers.pop(link, None)
+            else:
+                timers[link] = at
+        self._next_timer = min(timers.values()) if timers else None
 
     # internals ----------------------------------------------------------------------
 

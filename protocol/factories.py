@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from protocol.errors import ErrorCode
+from protocol.errors import DecodeError, ErrorCode
 from protocol.messages import (
     AckMessage,
     ActionType,
@@ -35,6 +35,7 @@ from protocol.messages import (
     WhisperMessage,
     WorldAnnouncementMessage,
 )
+from protocol.movement import MovementRecord
 
 __all__ = [
     "VecLike",
@@ -235,7 +236,20 @@ def create_position_update(
     sent_at: float = 0.0,
     seq: int = 0,
 ) -> PositionUpdateMessage:
-    """A POSITION_UPDATE (continuous movement); ``sent_at`` is the caller's clock."""
+    """A POSITION_UPDATE (continuous movement); ``sent_at`` is the caller's clock.
+
+    A game calls this every frame: plain ``float`` vectors (or ``Vec3`` s) and in-range
+    ids take a fast path that checks the same bounds as the model without running its
+    validators; anything else is validated by the model (and refused as it refuses it).
+    """
+    pos = _plain_xyz(position)
+    vel = _plain_xyz(velocity)
+    if pos is not None and vel is not None and type(sent_at) is float:
+        record = MovementRecord(character_id, location_id, seq, sent_at, *pos, *vel)
+        try:
+            return record.to_message()
+        except DecodeError:
+            pass  # out of bounds: the model's validation error below names the field
     return PositionUpdateMessage(
         character_id=character_id,
         location_id=location_id,
@@ -244,6 +258,18 @@ def create_position_update(
         sent_at=sent_at,
         seq=seq,
     )
+
+
+def _plain_xyz(value: VecLike) -> tuple[float, float, float] | None:
+    """``value`` as three floats when it is a ``Vec3`` or a tuple or list of exactly three
+    ``float`` s (what the fast path of :func:`create_position_update` takes), else None."""
+    if type(value) is Vec3:
+        return (value.x, value.y, value.z)
+    if (type(value) is tuple or type(value) is list) and len(value) == 3:
+        x, y, z = value
+        if type(x) is float and type(y) is float and type(z) is float:
+            return (x, y, z)
+    return None
 
 
 def create_combat_action(

@@ -148,3 +148,32 @@ def test_a_catch_up_tick_never_holds_back_the_next_update() -> None:
     net.now = start + 0.05
     core.queue_position(_update(mover, 2, 0.0), net.now)
     assert core.get_timer() == pytest.approx(start + 0.05)  # the update goes on its own tick
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_acks_to_a_far_peer_ride_on_its_datagrams(seed: int) -> None:
+    """A peer on every 4th tick acknowledges with the datagram it gets then, not with an
+    ACK-only packet for the updates it keeps receiving in between."""
+    net, mover, watchers, _ = _area(seed)
+    far = next(w for w in watchers if w.character_id == 7)  # beyond two bands: every 4th
+    packets: dict[tuple[str, int], int] = {}
+    flush = mover.core.datagrams_to_send
+
+    def counting(now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        out = flush(now)
+        for _data, dst in out:
+            packets[dst] = packets.get(dst, 0) + 1
+        return out
+
+    mover.core.datagrams_to_send = counting  # type: ignore[method-assign]
+    ticks = 120
+    for i in range(ticks):
+        mover.core.queue_position(_update(mover, i + 2, 0.0), net.now)
+        far.core.queue_position(_update(far, i + 2, 35.0), net.now)
+        net.flush(mover)
+        net.flush(far)
+        net.run_for(0.05)
+    received = len(far.positions())
+    assert ticks // 4 - 1 <= received <= ticks // 4 + 2
+    # one packet per datagram the far peer got (and a keepalive or two): no ACK-only ones
+    assert packets[far.addr] <= received + 3, (packets[far.addr], received)

@@ -174,6 +174,36 @@ def test_mesh_connection_sends_exactly_what_aioquic_sends(monkeypatch: pytest.Mo
     assert calls[0] < 0.6 * 4 * 300  # idle flushes did not reach aioquic
 
 
+def test_movement_datagrams_skip_aioquic_frame_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DATAGRAMs (with the ACK they carry) of an established connection are written without
+    aioquic's pass over every other frame source, and arrive, acknowledged, in order."""
+    client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
+    for conn in (client, server):
+        _quicshim.tune_ack_delay(conn, 0.05)
+    for settle in (0.5, 0.6, 0.7):  # delayed ACKs of the handshake go out
+        _exchange(client, server, settle)
+    calls = _count_aioquic_flushes(monkeypatch)
+    got: dict[int, list[bytes]] = {id(client): [], id(server): []}
+    for i in range(40):
+        now = 1.0 + i * 0.02
+        client.send_datagram_frame(b"c%d" % i)
+        server.send_datagram_frame(b"s%d" % i)
+        for conn in (client, server):
+            _quicshim.piggyback_ack(conn, now)
+        assert _exchange(client, server, now) == 2  # one packet each way, ACK inside
+        for conn in (client, server):
+            got[id(conn)] += [
+                e.data
+                for e in iter(conn.next_event, None)
+                if isinstance(e, qe.DatagramFrameReceived)
+            ]
+    assert calls[0] == 0
+    assert got[id(server)] == [b"c%d" % i for i in range(40)]
+    assert got[id(client)] == [b"s%d" % i for i in range(40)]
+    for conn in (client, server):  # everything but the last packet acknowledged
+        assert conn._loss.bytes_in_flight < 200
+
+
 def test_mesh_connection_idle_flush_waits_for_its_timer() -> None:
     client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
     for settle in (0.5, 0.6, 0.7):  # delayed ACKs of the handshake go out
@@ -205,14 +235,16 @@ def test_mesh_connection_reports_when_it_may_have_something_to_send() -> None:
     assert touched == {"c"}
 
 
-def test_nothing_to_send_is_never_wrong() -> None:
+@pytest.mark.parametrize("cls", [QuicConnection, _quicshim.MeshQuicConnection])
+def test_nothing_to_send_is_never_wrong(cls: type[QuicConnection]) -> None:
     """Whenever ``has_nothing_to_send`` says so, aioquic's own flush sends nothing: over a
     seeded lossy exchange with datagrams, stream data (flow-control updates), pings,
-    piggybacked ACKs and loss timers, on plain aioquic connections."""
+    piggybacked ACKs and loss timers, on plain aioquic connections and on the shim's
+    (which remembers the answer between calls)."""
     import random
 
     rng = random.Random(7)
-    client, server, _ = pair()
+    client, server, _ = pair(cls=cls)
     for conn in (client, server):
         _quicshim.tune_ack_delay(conn, 0.05)
     stream = client.get_next_available_stream_id()
@@ -241,7 +273,7 @@ def test_nothing_to_send_is_never_wrong() -> None:
                 checked += 1
                 if _quicshim.has_nothing_to_send(dst, now):
                     quiet += 1
-                    assert dst.datagrams_to_send(now=now) == []
+                    assert QuicConnection.datagrams_to_send(dst, now=now) == []
             timer = src.get_timer()
             if timer is not None and timer <= now:
                 src.handle_timer(now)

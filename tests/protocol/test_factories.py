@@ -178,3 +178,43 @@ def test_factories_refuse_bad_arguments() -> None:
 
 def test_error_type_value() -> None:
     assert protocol.create_error_message(ErrorCode.NOT_FOUND, "x").type is MessageType.ERROR
+
+
+def test_position_update_of_plain_floats_skips_model_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A game's per-frame update (float tuples, Vec3s) is built without running pydantic's
+    validators, and equals the validated model; anything else still goes through them."""
+    import protocol.factories as factories
+
+    validated: list[dict[str, Any]] = []
+    model = factories.PositionUpdateMessage
+
+    def counting(**fields: Any) -> PositionUpdateMessage:
+        validated.append(fields)
+        return model(**fields)
+
+    monkeypatch.setattr(factories, "PositionUpdateMessage", counting)
+    fast = protocol.create_position_update(
+        7, 3, (1.5, -2.0, 1e7), Vec3(x=0.5), sent_at=12.25, seq=65535
+    )
+    assert validated == []
+    slow = model(
+        character_id=7,
+        location_id=3,
+        position=Vec3(x=1.5, y=-2.0, z=1e7),
+        velocity=Vec3(x=0.5),
+        sent_at=12.25,
+        seq=65535,
+    )
+    assert fast.model_dump(exclude={"message_id"}) == slow.model_dump(exclude={"message_id"})
+    assert fast.message_id != slow.message_id
+    # ints, out-of-range values and NaN take the validating path (and are refused as before)
+    protocol.create_position_update(1, 2, (1, 2, 3), sent_at=0.0)
+    for bad in ((1e8, 0.0, 0.0), (float("nan"), 0.0, 0.0), (True, 0.0, 0.0)):
+        with pytest.raises(ValidationError):
+            protocol.create_position_update(1, 2, bad, sent_at=0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        protocol.create_position_update(-1, 2, (0.0, 0.0, 0.0), sent_at=0.0)
+    # the int vector and the negative id reached the model (bad vectors fail in Vec3 first)
+    assert len(validated) == 2
