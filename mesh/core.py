@@ -62,10 +62,11 @@ from mesh.certs import ALPN
 from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.context import CoreContext
 from mesh.datagrams import MovementInfo, MovementScheduler
-from mesh.events import CoreEvent, DialFailed, PeerDisconnected
+from mesh.events import CoreEvent, DialFailed, PathChanged, PeerDisconnected
 from mesh.gate import InitialGate
 from mesh.handshake import CloseCode, HandshakeFailure
-from mesh.link import Address, Link, LinkInfo, LinkState
+from mesh.link import Link, LinkInfo, LinkState
+from mesh.paths import Path, Route, route_address
 from mesh.quality import ConnectionQuality, connection_quality
 from mesh.reliable import ReliableDelivery
 from mesh.router import LinkTable
@@ -113,6 +114,7 @@ class MeshCore:
         )
         self._ping_ids = 0
         self._seen_failures: dict[tuple[str, int], None] = {}
+        self._silent: set[str] = set()  # peers whose link in use was reported silent
 
     @property
     def relay_enabled(self) -> bool:
@@ -136,8 +138,11 @@ class MeshCore:
 
     # driving ------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        """Route one UDP datagram to its connection (or accept a new one)."""
+    def receive_datagram(self, data: bytes, addr: Route, now: float) -> None:
+        """Route one UDP datagram to its connection (or accept a new one).
+
+        ``addr``: its source, or a :class:`~mesh.paths.TurnRoute` for one our TURN
+        allocation relayed (the connection id decides the link either way)."""
         if self._ctx.closed:
             return
         try:
@@ -157,11 +162,13 @@ class MeshCore:
         link.quic.receive_datagram(data, addr, now)
         link.last_rx = now
         link.bytes_received += len(data)
+        if self._silent or self._table.spares:
+            self._heard(link, now)
         self._process(link, now)
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Route]]:
         """Every datagram the connections want to send now, with its destination."""
-        out = self._table.gate.datagrams_to_send()  # Retries the gate answered with
+        out: list[tuple[bytes, Route]] = self._table.gate.datagrams_to_send()  # its Retries
         # only touched links can have anything (MeshQuicConnection.watch)
         for link in self._table.take_touched():
             if link.state is LinkState.TERMINATED:
@@ -208,6 +215,9 @@ class MeshCore:
                 link.quic.send_ping(self._ping_ids)
                 link.next_ping_at = now + self._ctx.config.keepalive_interval
                 self._admission.present_renewal(link, now)
+            probe = link.probe_at()
+            if probe is not None and now >= probe:
+                self._probe(link, now)
             if _quicshim.timer_ready(link.quic):
                 due = link.quic.get_timer()
                 if due is not None and now >= due:
@@ -234,27 +244,31 @@ class MeshCore:
         """A peer we hold a verified credential of, by peer id or character id."""
         return self._directory.lookup(target)
 
-    def add_peer(self, credential: str, endpoint: Address | None, now: float) -> PeerIdentity:
+    def add_peer(self, credential: str, endpoint: Route | None, now: float) -> PeerIdentity:
         """Remember a peer from its credential (verified now) and where to dial it."""
         identity = self._admission.verify(credential, now)
         if endpoint is not None:
             self._directory.endpoints[identity.peer_id] = endpoint
         return identity
 
-    def connect(self, credential: str | None, addr: Address, now: float) -> int:
+    def connect(
+        self, credential: str | None, addr: Route, now: float, path: Path = "direct"
+    ) -> int:
         """Dial ``addr``; returns a dial id reported by PeerConnected / DialFailed.
 
         With a credential, the peer must be the one it names (raises a
         ``CryptoError`` subclass now if the credential itself is invalid).
+        ``path="turn"``: ``addr`` is the peer's relayed address on a TURN server; the
+        link is kept beside a direct one, and used when that one goes silent.
         """
         if self._ctx.closed:
             raise MeshError("the node is closed")
         expected: PeerIdentity | None = None
         if credential is not None:
-            expected = self.add_peer(credential, addr, now)
+            expected = self.add_peer(credential, addr if path == "direct" else None, now)
             if expected.peer_id == self._ctx.identity.peer_id:
                 raise MeshError("refusing to connect to ourselves")
-        return self._table.dial(addr, expected.peer_id if expected else None, now)
+        return self._table.dial(addr, expected.peer_id if expected else None, now, path)
 
     def disconnect_peer(self, peer_id: str, now: float, reason: str = "disconnected") -> bool:
         """Close the direct connection to ``peer_id`` (announced as a departure)."""
@@ -316,8 +330,17 @@ class MeshCore:
         return [link.info() for link in self._table]
 
     def link_info(self, peer_id: str) -> LinkInfo | None:
-        """A snapshot of ``peer_id``'s direct link, if it has one."""
+        """A snapshot of the link that carries ``peer_id`` now, if it has one."""
         link = self._table.direct(peer_id)
+        return link.info() if link is not None else None
+
+    def has_path(self, peer_id: str, path: Path) -> bool:
+        """``peer_id`` has an ``ACTIVE`` link on ``path`` (in use or spare)."""
+        return self._table.active(peer_id, path) is not None
+
+    def spare_info(self, peer_id: str) -> LinkInfo | None:
+        """A snapshot of ``peer_id``'s spare link (the other path kind), if it has one."""
+        link = self._table.spares.get(peer_id)
         return link.info() if link is not None else None
 
     def connection_quality(self, target: str | int, now: float) -> ConnectionQuality | None:
@@ -420,7 +443,7 @@ class MeshCore:
                     if link.handshake.done:
                         self._on_authenticated(link, now)
                 elif isinstance(message, PeerAckMessage) and link.identity is not None:
-                    self._reliable.on_ack(link.identity.peer_id, message.ref_id, "direct")
+                    self._reliable.on_ack(link.identity.peer_id, message.ref_id, link.path)
                 elif isinstance(message, PeerHelloMessage) and active:
                     self._admission.on_renewal(link, message, now)
                 else:
@@ -429,23 +452,101 @@ class MeshCore:
                 if not active or link.identity is None:
                     raise ProtocolError("DATA before authentication")
                 link.last_activity = now
-                self._reliable.on_data(link.identity, body, "direct", link, now)
+                self._reliable.on_data(link.identity, body, link.path, link, now)
 
     def _on_authenticated(self, link: Link, now: float) -> None:
         outcome = self._admission.admit(link, now)
         pid = link.peer_id
         if outcome is Admitted.DUPLICATE or pid is None:
             return
-        self._reliable.resend_direct(pid, link, now)
+        table = self._table
+        spare = table.spares.get(pid)
+        if spare is not None and spare.spare_since is None:
+            spare.spare_since = now
+        if outcome is Admitted.ADDED:
+            in_use = table.direct(pid)
+            # a direct link that just completed both handshakes works: it carries the peer;
+            # a TURN one takes over only from a link gone silent
+            if in_use is not None and (
+                link.path == "direct" or now - in_use.last_rx >= self._ctx.config.path_silence
+            ):
+                self._use_spare(pid, now)
+            return
+        if table.direct(pid) is link:
+            self._reliable.resend_direct(pid, link, now)
         if outcome is Admitted.CONNECTED:
             self._enforce_capacity(now)
+
+    # paths --------------------------------------------------------------------------
+
+    def _use_spare(self, pid: str, now: float) -> None:
+        """``pid``'s spare carries it from now on (what waits for an ack is sent on it)."""
+        table = self._table
+        old = table.direct(pid)
+        if old is not None:
+            old.spare_since = now
+        link = table.swap(pid)
+        link.spare_since = None
+        self._silent.discard(pid)
+        identity = link.identity
+        if identity is not None:
+            logger.info("peer %s: now over the %s path", pid[:12], link.path)
+            self._ctx.events.append(PathChanged(identity, link.path, silent=False))
+        self._reliable.resend_direct(pid, link, now)
+
+    def _heard(self, link: Link, now: float) -> None:
+        """A datagram arrived on ``link``: a direct spare heard again carries its peer
+        again; a link in use that was reported silent is reported back."""
+        pid = link.peer_id
+        if pid is None or link.state is not LinkState.ACTIVE:
+            return
+        table = self._table
+        if table.spares.get(pid) is link:
+            if link.path == "direct":
+                self._use_spare(pid, now)
+        elif pid in self._silent and table.direct(pid) is link and link.identity is not None:
+            self._silent.discard(pid)
+            self._ctx.events.append(PathChanged(link.identity, link.path, silent=False))
+
+    def _probe(self, link: Link, now: float) -> None:
+        """``link`` heard nothing for ``path_probe_interval``: PING it; silent for
+        ``path_silence``, its peer moves to the spare (or the driver hears it)."""
+        link.last_probe = now
+        self._ping_ids += 1
+        link.quic.send_ping(self._ping_ids)
+        pid, identity = link.peer_id, link.identity
+        if pid is None or identity is None:  # pragma: no cover - only ACTIVE links probe
+            return
+        config = self._ctx.config
+        table = self._table
+        spare = table.spares.get(pid)
+        if spare is link:
+            in_use = table.direct(pid)
+            if (
+                link.path == "turn"
+                and link.spare_since is not None
+                and now - link.spare_since >= config.spare_linger
+                and in_use is not None
+                and now - in_use.last_rx < config.path_silence
+            ):
+                link.close(CloseCode.NORMAL, "the direct path works again")
+                table.unset_direct(link)
+            return
+        if now - link.last_rx < config.path_silence:
+            return
+        if spare is not None and now - spare.last_rx < config.path_silence:
+            self._use_spare(pid, now)
+        elif pid not in self._silent:
+            self._silent.add(pid)
+            logger.info("peer %s: the %s path went silent", pid[:12], link.path)
+            self._ctx.events.append(PathChanged(identity, link.path, silent=True))
 
     def _fail_link(self, link: Link, code: CloseCode, reason: str, now: float) -> None:
         if not link.is_open:
             return
         who = link.describe()
         # a remote can trigger this at will: one WARNING per (address, code), then DEBUG
-        key = (str(link.addr[0]), int(code))
+        key = (str(route_address(link.addr)[0]), int(code))
         level = logging.DEBUG if key in self._seen_failures else logging.WARNING
         self._seen_failures[key] = None
         while len(self._seen_failures) > _MAX_SEEN_FAILURES:
@@ -470,7 +571,18 @@ class MeshCore:
         self._table.remove(link)
         self._admission.forget(link)
         reason = event.reason_phrase or f"code {event.error_code:#x}"
-        if was is LinkState.ACTIVE:
+        pid = link.peer_id
+        if was is LinkState.ACTIVE and pid is not None and pid in self._table.spares:
+            # one of two paths ended: the other carries the peer on, no departure
+            in_use = self._table.direct(pid) is link
+            carrier = self._table.unset_direct(link)
+            logger.info("peer %s: the %s path ended: %s", pid[:12], link.path, reason)
+            if in_use and carrier is not None and carrier.identity is not None:
+                carrier.spare_since = None
+                self._silent.discard(pid)
+                self._ctx.events.append(PathChanged(carrier.identity, carrier.path, silent=False))
+                self._reliable.resend_direct(pid, carrier, now)
+        elif was is LinkState.ACTIVE:
             self._peer_gone(link, event.error_code, reason, now, redial=True)
         elif was is LinkState.HANDSHAKING:
             logger.info("connection %s ended before authentication: %s", link.describe(), reason)
@@ -508,10 +620,16 @@ class MeshCore:
         *,
         left: tuple[int, int] | None = None,
     ) -> None:
-        """Close the ``ACTIVE`` ``link`` ourselves and report its peer gone."""
-        link.close(
-            CloseCode(code) if code in CloseCode._value2member_map_ else CloseCode.NORMAL, reason
-        )
+        """Close the ``ACTIVE`` ``link`` (and its peer's other link) ourselves and report its
+        peer gone."""
+        close_code = CloseCode(code) if code in CloseCode._value2member_map_ else CloseCode.NORMAL
+        pid = link.peer_id
+        if pid is not None:
+            for other in (self._table.direct(pid), self._table.spares.get(pid)):
+                if other is not None and other is not link:
+                    other.close(close_code, reason)
+                    self._table.unset_direct(other)
+        link.close(close_code, reason)
         self._peer_gone(link, code, reason, now, left=left)
 
     def _peer_gone(
@@ -530,6 +648,7 @@ class MeshCore:
             return
         pid = identity.peer_id
         self._table.unset_direct(link)
+        self._silent.discard(pid)
         logger.info("peer %s (%s) disconnected: %s", pid[:12], identity.character_name, reason)
         self._movement.forget(pid)
         where, to = left if left is not None else (self._directory.locations.get(pid), None)

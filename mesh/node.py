@@ -21,7 +21,15 @@ and :meth:`PeerNode.peer_events` (an async iterator) report
 outbound, and :class:`~mesh.events.PeerDisconnected` (with the close code and
 reason) when its direct connection ends: once each per peer going up and down,
 whatever happens to the connections underneath (a simultaneous dial, a
-replaced connection).
+replaced connection). :meth:`PeerNode.add_path_listener` reports
+:class:`~mesh.events.PathChanged`: a connected peer moved to another path (direct
+or TURN), or the path in use went silent.
+
+TURN (a third path, beside direct QUIC and the lobby relay): after
+:meth:`PeerNode.allocate_turn` the node holds a relayed address on a TURN
+server (:mod:`mesh.turn_path`), sharing its one UDP socket; peers dial that
+address as any other, and links to them run through the allocation. The policy
+of when to allocate is the caller's (:mod:`mesh.client.turn`).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from mesh.events import (
     DialFailed,
     MessageDelivered,
     Path,
+    PathChanged,
     PeerConnected,
     PeerDisconnected,
     PositionReceived,
@@ -68,6 +77,9 @@ from mesh.node_types import (
     describe_peer_event,
     to_vec3,
 )
+from mesh.paths import TurnRoute
+from mesh.turn_client import Allocated, TurnClient, TurnState
+from mesh.turn_path import TurnPath
 from mesh.udp import Batch, UdpSocket
 from protocol.crypto import Identity
 from protocol.errors import (
@@ -171,6 +183,9 @@ class PeerNode:
         self._seq = 0
         self._family = socket.AF_INET
         self._closed = False
+        self._turn: TurnPath | None = None
+        self._turn_ready: asyncio.Future[Allocated] | None = None
+        self._path_listeners: list[Callable[[PathChanged], None]] = []
 
     # lifecycle ----------------------------------------------------------------
 
@@ -212,7 +227,11 @@ class PeerNode:
         self._closed = True
         if self._transport is not None and self._loop is not None:
             self.core.close(self._loop.time())
+            if self._turn is not None:
+                self._turn.release(self._loop.time())  # politely: the server frees it now
             self._transmit()
+        if self._turn_ready is not None and not self._turn_ready.done():
+            self._turn_ready.cancel()
         self._peer_fanout.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -331,12 +350,86 @@ class PeerNode:
         """
         return self._peer_fanout.events(self._up.values())
 
+    def add_path_listener(self, listener: Callable[[PathChanged], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` when a connected peer moves to another path or the path
+        in use goes silent (:class:`~mesh.events.PathChanged`); returns a remover.
+        Exceptions are logged, never raised here."""
+        self._path_listeners.append(listener)
+        return lambda: (
+            self._path_listeners.remove(listener) if listener in self._path_listeners else None
+        )
+
+    # TURN ------------------------------------------------------------------------------
+
+    @property
+    def turn_state(self) -> TurnState | None:
+        """The allocation's state (None: the node has none)."""
+        return self._turn.state if self._turn is not None else None
+
+    @property
+    def turn_address(self) -> tuple[str, int] | None:
+        """Our relayed address on the TURN server (None: no allocation up)."""
+        turn = self._turn
+        if turn is None or turn.state is not TurnState.ALLOCATED or turn.relayed_address is None:
+            return None
+        host, port = turn.relayed_address[:2]
+        return (str(host), int(port))
+
+    async def allocate_turn(
+        self, server: tuple[str, int], username: str, password: str
+    ) -> Allocated:
+        """Allocate a relayed address on the TURN ``server`` (an IP address and port) with
+        time-limited credentials; returns it (with our address as the server saw it).
+
+        Reuses the allocation already up. Raises :class:`PeerUnreachableError` when
+        the server refuses or does not answer.
+        """
+        self._require_started()
+        turn = self._turn
+        if turn is not None and isinstance(turn.outcome, Allocated):
+            if turn.state is TurnState.ALLOCATED:
+                return turn.outcome
+        if turn is None or turn.state in (TurnState.FAILED, TurnState.CLOSED):
+            client = TurnClient(server, username, password)
+            turn = self._turn = TurnPath(client, idle_release=self.config.turn_release_after)
+            turn.allocate(self._now())
+            self._turn_ready = self._require_started().create_future()
+            self._transmit()
+        assert self._turn_ready is not None  # noqa: S101 - set with the allocation
+        return await asyncio.shield(self._turn_ready)
+
+    def permit_turn(self, hosts: Iterable[str]) -> None:
+        """Let peers at these IP addresses reach us through the allocation (TURN
+        permissions are per IP: the peer's server-reflexive address, its host one)."""
+        if self._turn is not None:
+            self._turn.permit(hosts, self._now())
+            self._transmit()
+
+    def update_turn_credentials(self, username: str, password: str) -> None:
+        """Fresh TURN credentials for the allocation's later refreshes."""
+        if self._turn is not None:
+            self._turn.update_credentials(username, password)
+
+    def release_turn(self) -> None:
+        """Delete the allocation on the server (links through it end at their idle timeout)."""
+        if self._turn is not None:
+            self._turn.release(self._now())
+            self._transmit()
+
     # connections --------------------------------------------------------------------
 
     async def connect(
-        self, peer_ticket_token: str | None, endpoint: str | tuple[str, int]
+        self,
+        peer_ticket_token: str | None,
+        endpoint: str | tuple[str, int],
+        *,
+        path: Path = "direct",
     ) -> PeerIdentity:
         """Open (or reuse) an authenticated direct connection; returns the peer.
+
+        ``path="turn"``: ``endpoint`` is the peer's relayed address on a TURN server
+        (a relay candidate): the connection is kept beside a direct one and carries
+        the peer while that one is silent.
 
         Raises :class:`~protocol.errors.HandshakeError` when the peer fails
         authentication (or its ticket is invalid: the ``CryptoError`` is chained),
@@ -351,9 +444,11 @@ class PeerNode:
                 known = self.core.add_peer(peer_ticket_token, addr, self._now())
             except CryptoError as exc:
                 raise HandshakeError(f"peer ticket rejected: {exc}") from exc
-            if known.peer_id in self.core.peers:
+            if known.peer_id in self.core.peers and (
+                path == "direct" or self.core.has_path(known.peer_id, path)
+            ):
                 return self.core.peers[known.peer_id]
-        dial_id = self.core.connect(peer_ticket_token, addr, self._now())
+        dial_id = self.core.connect(peer_ticket_token, addr, self._now(), path)
         fut: asyncio.Future[PeerIdentity] = loop.create_future()
         self._dials[dial_id] = fut
         self._transmit()
@@ -532,7 +627,12 @@ class PeerNode:
         now = self._loop.time()
         self.core.wall_offset = time.time() - now
         receive = self.core.receive_datagram
+        turn = self._turn
         for data, addr in batch:
+            if turn is not None and turn.receive_datagram(data, addr, now):
+                for relayed, route in turn.relayed():
+                    receive(relayed, route, now)
+                continue
             receive(data, addr, now)
         self._transmit()
 
@@ -545,6 +645,11 @@ class PeerNode:
         now = max(self._loop.time(), (self._timer_at or 0.0) + 1e-6)
         self._timer_at = None
         self.core.handle_timer(now)
+        turn = self._turn
+        if turn is not None:
+            due = turn.get_timer()
+            if due is not None and now >= due:
+                turn.handle_timer(now)
         self._transmit(now)
 
     def _transmit(self, now: float | None = None, *, inline: bool = False) -> None:
@@ -554,12 +659,25 @@ class PeerNode:
             return
         when = self._loop.time() if now is None else now
         self.core.wall_offset = time.time() - self._loop.time()
+        transport, turn = self._transport, self._turn
         for data, addr in self.core.datagrams_to_send(when):
-            self._transport.sendto(data, addr)
+            if isinstance(addr, TurnRoute):
+                if turn is not None:
+                    turn.send(addr, data, when)
+            else:
+                transport.sendto(data, addr)
+        if turn is not None:
+            for data, addr in turn.datagrams_to_send(when):
+                transport.sendto(data, addr)
+            self._turn_outcome(turn)
         self._dispatch()
         if self._closed:
             return
         timer_at = self.core.get_timer()
+        if turn is not None:
+            turn_at = turn.get_timer()
+            if turn_at is not None and (timer_at is None or turn_at < timer_at):
+                timer_at = turn_at
         if timer_at is not None and timer_at <= when and not inline:
             # due already (a movement tick just queued, most often): run it now rather than
             # through a loop timer one iteration later; once per flush, so a timer that stays
@@ -604,6 +722,25 @@ class PeerNode:
                 )
             elif isinstance(event, RelayRequest):
                 self._spawn(self._relay_send(event))
+            elif isinstance(event, PathChanged):
+                for listener in list(self._path_listeners):
+                    try:
+                        listener(event)
+                    except Exception:  # a listener's bug must not stop the node
+                        logger.exception("path listener failed")
+
+    def _turn_outcome(self, turn: TurnPath) -> None:
+        """Settle :meth:`allocate_turn`'s wait; forget an allocation that ended."""
+        ready, outcome = self._turn_ready, turn.outcome
+        if ready is not None and not ready.done() and outcome is not None:
+            if isinstance(outcome, Allocated):
+                ready.set_result(outcome)
+            else:
+                reason = getattr(outcome, "reason", "released")
+                ready.set_exception(PeerUnreachableError(f"TURN allocation failed: {reason}"))
+        if turn.state in (TurnState.FAILED, TurnState.CLOSED) and self._turn is turn:
+            logger.info("TURN allocation on %s ended (%s)", turn.client.server, turn.state.value)
+            self._turn = None
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)

@@ -32,6 +32,7 @@ CORE_MODULES = (
     "gate",
     "handshake",
     "link",
+    "paths",
     "quality",
     "relay",
     "reliable",
@@ -40,6 +41,7 @@ CORE_MODULES = (
     "stun_client",
     "stun_transactions",
     "turn_client",
+    "turn_path",
 )
 """The modules of the sans-I/O core (``mesh/<name>.py``)."""
 

@@ -1,0 +1,160 @@
+"""The node's TURN allocation as a path for its QUIC links (sans-I/O).
+
+A :class:`TurnPath` puts a :class:`mesh.turn_client.TurnClient` between the
+core and the socket, for the links whose route is a :class:`~mesh.paths.TurnRoute`:
+
+* out: :meth:`TurnPath.send` relays a QUIC datagram to the peer's address (as
+  the TURN server sees it): the first one binds a channel to it, so from the
+  second round trip on datagrams travel as 4-byte-header ChannelData, before
+  that as Send indications (the peer's IP needs a permission first:
+  :meth:`TurnPath.permit`, or the peer's own packets, which only arrive once
+  permitted);
+* in: :meth:`TurnPath.receive_datagram` takes what came from the TURN server;
+  :meth:`TurnPath.relayed` drains what peers sent, each with the route the core
+  takes it from (``receive_datagram(data, TurnRoute(peer), now)``).
+
+The remote peer needs nothing special: it talks QUIC to our relayed address as
+to any other. An allocation no datagram used for ``idle_release`` seconds is
+released (:attr:`TurnPath.state` ends ``CLOSED``); a failed one ends ``FAILED``
+(the driver drops it and may allocate again). Credentials are the lobby's
+time-limited TURN REST ones: :meth:`TurnPath.update_credentials` swaps in fresh
+ones before they expire.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from mesh.paths import Address, TurnRoute
+from mesh.turn_client import (
+    Allocated,
+    AllocationFailed,
+    ChannelBindFailed,
+    DataReceived,
+    Released,
+    TurnClient,
+    TurnState,
+)
+
+__all__ = ["TurnPath"]
+
+
+class TurnPath:
+    """One allocation carrying the links routed through it (see the module docstring)."""
+
+    def __init__(self, client: TurnClient, *, idle_release: float) -> None:
+        self.client = client
+        self.idle_release = idle_release
+        self.outcome: Allocated | AllocationFailed | Released | None = None
+        """How the allocation went: None while allocating."""
+        self._routes: dict[Address, TurnRoute] = {}
+        self._bound: set[Address] = set()
+        self._hosts: set[str] = set()
+        self._inbox: list[tuple[bytes, TurnRoute]] = []
+        self._last_used = -math.inf
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def state(self) -> TurnState:
+        return self.client.state
+
+    @property
+    def relayed_address(self) -> Address | None:
+        """Our relayed address (where peers send to reach us), once allocated."""
+        return self.client.relayed
+
+    @property
+    def mapped_address(self) -> Address | None:
+        """Our server-reflexive address as the TURN server saw it, once allocated."""
+        return self.client.mapped
+
+    # -- commands -------------------------------------------------------------------------
+
+    def allocate(self, now: float) -> None:
+        self._last_used = now
+        self.client.allocate(now)
+
+    def permit(self, hosts: Iterable[str], now: float) -> None:
+        """Let these peer IP addresses reach us through the relay (installed once the
+        allocation exists; kept and refreshed until it ends)."""
+        for host in hosts:
+            if host not in self._hosts:
+                self._hosts.add(host)
+                if self.client.state is TurnState.ALLOCATED:
+                    self.client.permit((host, 0), now)
+
+    def update_credentials(self, username: str, password: str) -> None:
+        """Fresh TURN REST credentials: every later request is signed with them."""
+        self.client.update_credentials(username, password)
+
+    def release(self, now: float) -> None:
+        if self.client.state is TurnState.ALLOCATED:
+            self.client.release(now)
+
+    def send(self, route: TurnRoute, data: bytes, now: float) -> None:
+        """Relay one QUIC datagram to ``route.peer`` (dropped, as UDP may, when the
+        allocation is not up or the peer's IP is not permitted)."""
+        client = self.client
+        if client.state is not TurnState.ALLOCATED:
+            return
+        peer = route.peer
+        if peer not in self._bound:
+            self._bound.add(peer)
+            client.bind_channel(peer, now)  # also (re)installs the IP's permission
+            self._hosts.add(peer[0])
+        client.send(peer, data)
+        self._last_used = now
+        self.bytes_sent += len(data)
+
+    # -- I/O calls ------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
+        """Take a datagram from the socket; True when it came from the TURN server."""
+        if not self.client.receive_datagram(data, source, now):
+            return False
+        self._drain(now)
+        return True
+
+    def relayed(self) -> list[tuple[bytes, TurnRoute]]:
+        """What peers sent through the relay since the last call, with its route."""
+        out, self._inbox = self._inbox, []
+        return out
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        return self.client.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self.client.get_timer(),) if t is not None]
+        if self.client.state is TurnState.ALLOCATED:
+            times.append(self._last_used + self.idle_release)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        client = self.client
+        client.handle_timer(now)
+        if client.state is TurnState.ALLOCATED and now >= self._last_used + self.idle_release:
+            client.release(now)
+        self._drain(now)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _drain(self, now: float) -> None:
+        client = self.client
+        while (event := client.next_event()) is not None:
+            if isinstance(event, DataReceived):
+                route = self._routes.get(event.peer)
+                if route is None:
+                    route = self._routes[event.peer] = TurnRoute(event.peer)
+                self._inbox.append((event.data, route))
+                self._last_used = now
+                self.bytes_received += len(event.data)
+            elif isinstance(event, Allocated):
+                self.outcome = event
+                for host in self._hosts:
+                    client.permit((host, 0), now)
+            elif isinstance(event, AllocationFailed | Released):
+                self.outcome = event
+            elif isinstance(event, ChannelBindFailed):
+                self._bound.discard(event.peer)  # the next datagram to it binds again
