@@ -91,8 +91,10 @@ class LoopbackTurn:
                 raise RuntimeError(f"turnserver exited with {self._process.returncode}")
             client = StunClient(Retransmission(0.1, 3, 2))
             answered: asyncio.Future[bool] = loop.create_future()
+            probe = _Probe(client, answered)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda c=client, a=answered: _Probe(c, a), local_addr=("127.0.0.1", 0)
+                lambda: probe,  # noqa: B023 - used before the next iteration
+                local_addr=("127.0.0.1", 0),
             )
             try:
                 client.request(self.address, loop.time())

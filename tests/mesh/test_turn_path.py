@@ -10,7 +10,9 @@ whisper delivered once and acknowledged (never a false failure).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,7 +127,7 @@ async def test_a_silent_direct_path_moves_to_turn_and_back(
 
             faults.drop_to_target = faults.drop_to_client = True
 
-            def moved_to(path: str, *, silent: bool = False) -> object:
+            def moved_to(path: str, *, silent: bool = False) -> Callable[[list[Any]], bool]:
                 return lambda items: any(
                     isinstance(e, PathChanged) and e.path == path and e.silent is silent
                     for e in items

@@ -79,8 +79,9 @@ def test_an_idle_allocation_is_released_a_used_one_kept() -> None:
     assert path.state is TurnState.ALLOCATED
     path.handle_timer(NOW + 50)
     _flush(path, server, NOW + 50)
+    state: TurnState = path.state
     assert server.requests[-1].method == Method.REFRESH and server.requests[-1].lifetime() == 0
-    assert path.state is TurnState.CLOSED
+    assert state is TurnState.CLOSED
 
 
 def test_fresh_credentials_sign_the_next_refresh() -> None:
