@@ -300,6 +300,23 @@ class PeerNode:
             return {}
         return self.core.connection_qualities(self._now())
 
+    def movement_available(self, target: Target) -> bool:
+        """True when our position updates can reach the peer (character id or peer id).
+
+        Movement travels only as QUIC datagrams on an authenticated connection
+        (a direct path, or QUIC relayed by TURN); the lobby relay carries
+        whispers and party chat but never movement. False while no such
+        connection is up: the peer is unknown, still being dialled, or reached
+        only through the lobby relay (its UDP is blocked, no path opened), or
+        the node is not running. It turns True with the peer's
+        :class:`~mesh.events.PeerConnected` and False with its
+        :class:`~mesh.events.PeerDisconnected` (:meth:`add_peer_listener`).
+        """
+        if self._transport is None or self._closed:
+            return False
+        identity = self.core.known_peer(target)
+        return identity is not None and identity.peer_id in self.core.peers
+
     def known_peer(self, target: Target) -> PeerIdentity | None:
         """A peer whose ticket we verified (connected or not), by character id or peer id."""
         return self.core.known_peer(target)

@@ -332,6 +332,35 @@ class NetworkClient:
             None,
         )
 
+    def movement_available(self, target: int | str) -> bool:
+        """True when :meth:`send_position_update` reaches that player (character id or name).
+
+        Position updates travel only over a peer connection (direct, or QUIC over
+        TURN); a player reached only through the lobby relay (UDP blocked on
+        either side, or no path opened yet) still gets whispers and party chat,
+        but not our movement, and we do not get theirs. False before
+        :meth:`select_character` and for a player we know nothing of.
+        See :meth:`mesh.node.PeerNode.movement_available`.
+        """
+        node = self.peers.node
+        if node is None:
+            return False
+        if isinstance(target, int):
+            return node.movement_available(target)
+        known = self.state.nearby.by_name(target)
+        if known is not None:
+            return node.movement_available(known.character_id)
+        party = self.state.party
+        member = next(
+            (
+                m
+                for m in (party.members if party is not None else ())
+                if m.character_name.casefold() == target.casefold()
+            ),
+            None,
+        )
+        return member is not None and node.movement_available(member.character_id)
+
     def connection_qualities(self) -> dict[int, ConnectionQuality]:
         """:meth:`connection_quality` of every connected player, by character id."""
         node = self.peers.node
@@ -436,7 +465,11 @@ class NetworkClient:
     async def send_position_update(
         self, position: VecLike, velocity: VecLike | None = None
     ) -> PositionUpdateMessage:
-        """Queue our position (and velocity) for the peers nearby: QUIC datagrams, newest wins."""
+        """Queue our position (and velocity) for the peers nearby: QUIC datagrams, newest wins.
+
+        It reaches only the players :meth:`movement_available` names: a player
+        reached through the lobby relay alone does not get it (and nothing fails).
+        """
         node = self.peers.require_node()
         location = self.state.require_character().location_id
         return node.send_position_update(

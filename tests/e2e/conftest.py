@@ -1,7 +1,12 @@
 """Fixtures for end-to-end tests: a real lobby (real clock) and real NetworkClients.
 
 Everything runs on 127.0.0.1 with port 0: the lobby's aiohttp server, and each
-client's PeerNode UDP socket.
+client's PeerNode UDP socket. The NAT-lab fixtures (``natlab``, ``natlab_turn``)
+are the exception: a lab of network namespaces (:class:`tests.netlab.NatLab`)
+with ``python -m lobby`` in its internet namespace, shared by a whole module
+(mark it ``pytest.mark.asyncio(loop_scope="module")``); each test adds its own
+routers and hosts, and the lab removes every namespace when the module ends,
+whatever failed.
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from lobby import MasterServer
 from lobby.services.directory import DirectoryService
 from mesh import MeshConfig, NetworkClient, ReconnectPolicy
 from tests.inbox import Inbox
 from tests.lobby.support import fast_settings
+from tests.netlab import LabLobby, NatLab, natlab_unavailable_reason
 
-__all__ = ["ClientFactory", "Inbox", "fast_mesh", "relayed"]
+__all__ = ["ClientFactory", "Inbox", "LabWithLobby", "fast_mesh", "relayed"]
+
+LabWithLobby = tuple[NatLab, LabLobby]
 
 ClientFactory = Callable[..., Awaitable[NetworkClient]]
 
@@ -81,3 +90,26 @@ async def make_client(master: MasterServer) -> AsyncIterator[ClientFactory]:
     yield factory
     for client in reversed(clients):
         await client.disconnect()
+
+
+async def _lab_with_lobby(data_dir: Path, *, turn: bool) -> AsyncIterator[LabWithLobby]:
+    reason = natlab_unavailable_reason(turn=turn)
+    if reason is not None:
+        pytest.skip(reason)
+    async with NatLab() as lab:
+        lobby = await lab.lobby(data_dir, turn=turn)
+        yield lab, lobby
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def natlab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LabWithLobby]:
+    """A NAT lab with the lobby (STUN on its port) in its internet namespace, per module."""
+    async for value in _lab_with_lobby(tmp_path_factory.mktemp("natlab"), turn=False):
+        yield value
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def natlab_turn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LabWithLobby]:
+    """:func:`natlab` with coturn beside the lobby, which issues its credentials."""
+    async for value in _lab_with_lobby(tmp_path_factory.mktemp("natlab-turn"), turn=True):
+        yield value
