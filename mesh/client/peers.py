@@ -48,6 +48,7 @@ from mesh.client.dispatch import BackgroundTasks
 from mesh.client.rendezvous import CandidateBook, IceCache, LocalCandidates, PeerCandidates
 from mesh.client.session import LobbySession, decode_keys
 from mesh.client.state import ClientState, Moved
+from mesh.client.turn import TurnFallback
 from mesh.config import MeshConfig
 from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory
@@ -144,6 +145,14 @@ class PeerSide:
         self.local = LocalCandidates()
         """Our own candidates, as registered at the last select."""
         self._ice = IceCache(session.ice_servers, time.time)
+        self.turn = TurnFallback(
+            node=lambda: self.node,
+            ice=lambda refresh: self.ice_servers(refresh=refresh),
+            register=self._register_turn_candidates,
+            peer_candidates=self.candidates.get,
+            tasks=self._tasks,
+        )
+        """When a paired peer is reached through TURN (:mod:`mesh.client.turn`)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -177,6 +186,9 @@ class PeerSide:
             return
         for found in list(self.directory.peers.values()):
             self._adopt(node, found)
+        if self.ticket is not None:
+            for entry in list(self.candidates.peers.values()):
+                self.turn.paired(entry)
 
     async def renew(self) -> None:
         """Renew our ticket now (re-select the same character); schedules the next renewal."""
@@ -193,6 +205,12 @@ class PeerSide:
         of them gets our new ``PEER_INFO``.
         """
         self.local.learn(candidates)
+        if self.node is not None and self._state.character is not None:
+            await self.renew()
+
+    async def _register_turn_candidates(self, candidates: list[Candidate]) -> None:
+        """Our TURN allocation's candidates (none: it ended), registered at once."""
+        self.local.learn_turn(candidates)
         if self.node is not None and self._state.character is not None:
             await self.renew()
 
@@ -215,6 +233,8 @@ class PeerSide:
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
+        self.turn.close()
+        self.local.learn_turn([])
         node, self.node = self.node, None
         self.ticket = None
         self.ticket_expires_at = None
@@ -243,7 +263,9 @@ class PeerSide:
         except CryptoError as exc:
             logger.warning("PEER_INFO for %s refused: %s", msg.character_name, exc)
             return False
-        self.candidates.update(msg, now=now)
+        entry = self.candidates.update(msg, now=now)
+        if entry is not None and self.node is not None and self.ticket is not None:
+            self.turn.paired(entry)
         return True
 
     def character_left(self, character_id: int) -> None:
@@ -352,6 +374,7 @@ class PeerSide:
         )
         for message_type in PEER_TYPES:
             node.register_handler(message_type, self._on_message)
+        node.add_path_listener(self.turn.path_changed)
         await node.start()
         self.node = node
         return node
