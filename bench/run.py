@@ -39,6 +39,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "rest": ("bench.rest", "REST: GET /api/world/state requests per second"),
     "login_storm": ("bench.login_storm", "login storm: /api/status p99 during logins"),
     "stun": ("bench.stun", "STUN/TURN: codec vs aioice, Binding round trip, NAT lab"),
+    "natlab_punch": (
+        "bench.natlab_punch",
+        "hole punching in the NAT lab: pairing to direct, success per NAT case",
+    ),
     "area": ("bench.area", "one area: 16 peers at 30 Hz, age of each view"),
     "handshake_flood": (
         "bench.handshake_flood",

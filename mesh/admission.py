@@ -218,9 +218,15 @@ class Admission:
         pid = identity.peer_id
         directory.redial_at.pop(pid, None)
         directory.was_connected.add(pid)
-        # one socket per node: even an inbound connection comes from the peer's endpoint
+        # one socket per node: even an inbound connection comes from the peer's endpoint;
+        # an address we dialled and that answered is the one to redial (a hole punch
+        # dials several candidates: the one that connected wins). A TURN path is not
+        # an endpoint: it is reopened through TURN, not by a redial.
         if link.path == "direct":
-            directory.endpoints.setdefault(pid, link.addr)
+            if link.is_client:
+                directory.endpoints[pid] = link.addr
+            else:
+                directory.endpoints.setdefault(pid, link.addr)
         table = self._table
         existing = table.active(pid, link.path)
         if existing is not None and existing is not link:

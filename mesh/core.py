@@ -471,11 +471,30 @@ class MeshCore:
                 link.path == "direct" or now - in_use.last_rx >= self._ctx.config.path_silence
             ):
                 self._use_spare(pid, now)
+            self._close_spare_dials(pid, link, now)
             return
         if table.direct(pid) is link:
             self._reliable.resend_direct(pid, link, now)
+        self._close_spare_dials(pid, link, now)
         if outcome is Admitted.CONNECTED:
             self._enforce_capacity(now)
+
+    def _close_spare_dials(self, pid: str, winner: Link, now: float) -> None:
+        """``pid`` is connected by ``winner``: our other dials to it that nothing has
+        answered yet (a hole punch tries every candidate address at once) are closed
+        now rather than left to retransmit until their deadline. A dial the peer did
+        answer is left to finish: the peer may hold it as its link, and the
+        simultaneous-dial tie-break decides between the two on both sides alike."""
+        for link in self._table:
+            if (
+                link is not winner
+                and link.is_client
+                and link.state is LinkState.HANDSHAKING
+                and link.expected_peer_id == pid
+                and link.bytes_received == 0
+            ):
+                link.close(CloseCode.DUPLICATE, "another path connected")
+                self._dial_failed(link, int(CloseCode.DUPLICATE), "another path connected", now)
 
     # paths --------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from mesh import _quicshim
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.config import MeshConfig
 from mesh.core import MeshCore
+from mesh.demux import TurnUser
 from mesh.events import (
     DialFailed,
     MessageDelivered,
@@ -63,6 +64,13 @@ from mesh.events import (
 from mesh.fanout import EventFanout, notify
 from mesh.handshake import CloseCode
 from mesh.link import Address
+from mesh.node_nat import (
+    BindingOutcome,
+    SharedSocket,
+    first_to_connect,
+    retrieve,
+    srflx_candidate,
+)
 from mesh.node_types import (
     ConnectionQuality,
     Handler,
@@ -78,9 +86,11 @@ from mesh.node_types import (
     to_vec3,
 )
 from mesh.paths import TurnRoute
-from mesh.turn_client import Allocated, TurnClient, TurnState
+from mesh.stun_client import MappingBehaviour, Retransmission, StunClient
+from mesh.turn_client import Allocated, AllocationFailed, Released, TurnClient, TurnEvent, TurnState
 from mesh.turn_path import TurnPath
 from mesh.udp import Batch, UdpSocket
+from protocol.candidates import Candidate
 from protocol.crypto import Identity
 from protocol.errors import (
     CryptoError,
@@ -98,6 +108,8 @@ from protocol.movement import next_seq
 
 __all__ = [
     "PREFERRED_PORT",
+    "PUNCH_PACE",
+    "STUN_RETRANSMISSION",
     "ConnectionQuality",
     "Handler",
     "PartySendResult",
@@ -114,6 +126,14 @@ logger = logging.getLogger("mesh.node")
 PREFERRED_PORT = 9000
 """The UDP port a node binds when none is given (the original specification's
 ``p2p_port``); when it is taken, a free one is used instead."""
+
+STUN_RETRANSMISSION = Retransmission(rto=0.25, max_transmissions=4, final_wait=4.0)
+"""How the node's STUN Binding requests are resent: at 0, 0.25, 0.75 and 1.75 s, and a
+server silent 1 s after the last one has failed (2.75 s in all; RFC 8489's defaults
+would take 39.5 s, far too long to wait at select)."""
+
+PUNCH_PACE = 0.005
+"""Seconds between the dials of one hole punch (:meth:`PeerNode.punch`)."""
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -183,6 +203,8 @@ class PeerNode:
         self._seq = 0
         self._family = socket.AF_INET
         self._closed = False
+        self._shared = SharedSocket(StunClient(STUN_RETRANSMISSION, software="shards-mesh"))
+        self._sockets = self._shared.clients
         self._turn: TurnPath | None = None
         self._turn_ready: asyncio.Future[Allocated] | None = None
         self._path_listeners: list[Callable[[PathChanged], None]] = []
@@ -242,6 +264,7 @@ class PeerNode:
                 fut.set_exception(PeerUnreachableError("the node closed"))
         self._dials.clear()
         self._sends.clear()
+        self._shared.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -325,7 +348,59 @@ class PeerNode:
     def stats(self) -> Mapping[str, int]:
         """Counters of dropped input (bad datagrams, spoofed updates, bad relay envelopes...)
         and of the admission of new connections (``gate_*``, see :mod:`mesh.gate`)."""
-        return {**self.core.stats, **self.core.gate.stats}
+        return {**self.core.stats, **self.core.gate.stats, **self._sockets.stats}
+
+    # what else shares the socket: STUN, TURN --------------------------------------------
+
+    @property
+    def stun(self) -> StunClient:
+        """The STUN Binding client of the node's socket (:meth:`discover_reflexive` uses it)."""
+        return self._sockets.stun
+
+    @property
+    def turn(self) -> TurnUser | None:
+        """The TURN client sharing the node's socket (None until :meth:`attach_turn`)."""
+        return self._sockets.turn
+
+    def attach_turn(
+        self, client: TurnUser | None, on_event: Callable[[TurnEvent], None] | None = None
+    ) -> None:
+        """Share the socket with ``client`` (None: detach): every datagram from its server
+        goes to it, the node flushes and times it with its own, and hands each of its
+        events to ``on_event`` (called in the loop; it must not block)."""
+        self._shared.attach_turn(client, on_event)
+        if self._transport is not None and not self._closed:
+            self._transmit()
+
+    @property
+    def mapping_behaviour(self) -> MappingBehaviour:
+        """What the STUN answers so far say of our NAT (two servers needed to tell)."""
+        return self._sockets.stun.mapping_behaviour()
+
+    async def discover_reflexive(
+        self, servers: Iterable[str | tuple[str, int]]
+    ) -> Candidate | None:
+        """Our server-reflexive candidate: how ``servers`` (STUN, ``host:port`` or tuples)
+        see the node's own socket, learned by Binding requests sent from it.
+
+        Asks every server at once and waits for every answer (each fails within
+        :data:`STUN_RETRANSMISSION`'s 2.75 s); returns the mapping of the first server
+        in ``servers`` that answered, None when none did. Two or more answers also
+        tell :attr:`mapping_behaviour`. A server name that does not resolve counts as
+        a server that did not answer.
+        """
+        loop = self._require_started()
+        waiters: list[asyncio.Future[BindingOutcome]] = []
+        for server in servers:
+            try:
+                addr = await self._resolve(server)
+            except (MeshError, OSError) as exc:
+                logger.info("STUN server %s skipped: %s", server, exc)
+                continue
+            server_addr = (str(addr[0]), int(addr[1]))
+            waiters.append(self._shared.binding(server_addr, self._now(), loop))
+        self._transmit()
+        return srflx_candidate(await asyncio.gather(*waiters))
 
     # handlers -----------------------------------------------------------------------
 
@@ -409,9 +484,9 @@ class PeerNode:
         if turn is None or turn.state in (TurnState.FAILED, TurnState.CLOSED):
             client = TurnClient(server, username, password)
             turn = self._turn = TurnPath(client, idle_release=self.config.turn_release_after)
-            turn.allocate(self._now())
             self._turn_ready = self._require_started().create_future()
-            self._transmit()
+            turn.allocate(self._now())
+            self.attach_turn(turn, self._on_turn_event)  # flushes
         assert self._turn_ready is not None  # noqa: S101 - set with the allocation
         return await asyncio.shield(self._turn_ready)
 
@@ -470,6 +545,49 @@ class PeerNode:
         self._dials[dial_id] = fut
         self._transmit()
         return await fut
+
+    async def punch(
+        self,
+        peer_ticket_token: str,
+        endpoints: Iterable[tuple[str, int]],
+        *,
+        pace: float = PUNCH_PACE,
+    ) -> PeerIdentity:
+        """Open a direct connection through NATs: dial every endpoint, best first.
+
+        The peer the lobby paired us with dials our candidates at the same time.
+        Each dial's QUIC Initial is the punch packet: it opens our NAT's mapping
+        towards that address, and aioquic resends it (0.2, 0.6, 1.4, 3 s after the
+        first) until the peer's own packets have opened its side, within
+        ``dial_timeout``. Dials leave ``pace`` seconds apart (a burst of Initials to
+        one NAT is what rate limits drop). The first that completes the
+        authenticated handshake is the link; our dials nobody answered are then
+        closed, and when both sides' dials got through the simultaneous-dial
+        tie-break keeps the same one on both. Returns the peer at once when it is
+        already connected. Raises like :meth:`connect` (the error of the last dial
+        when none connects); endpoints must be IP addresses.
+        """
+        loop = self._require_started()
+        identity = self.add_peer(peer_ticket_token)
+        pid = identity.peer_id
+        dials: list[asyncio.Future[PeerIdentity]] = []
+        for addr in dict.fromkeys((str(host), int(port)) for host, port in endpoints):
+            if pid in self.core.peers:
+                break
+            if dials:
+                await asyncio.sleep(pace)
+                self._require_started()
+            dial_id = self.core.connect(peer_ticket_token, addr, self._now())
+            fut: asyncio.Future[PeerIdentity] = loop.create_future()
+            fut.add_done_callback(retrieve)
+            self._dials[dial_id] = fut
+            dials.append(fut)
+            self._transmit()
+        if pid in self.core.peers:
+            return self.core.peers[pid]
+        if not dials:
+            raise PeerUnreachableError("no endpoint to punch", details={"peer_id": pid})
+        return await first_to_connect(dials)
 
     def add_peer(
         self, peer_ticket_token: str, endpoint: tuple[str, int] | None = None
@@ -644,13 +762,14 @@ class PeerNode:
         now = self._loop.time()
         self.core.wall_offset = time.time() - now
         receive = self.core.receive_datagram
+        not_quic = self._sockets.receive_datagram  # STUN and TURN take theirs first
         turn = self._turn
         for data, addr in batch:
-            if turn is not None and turn.receive_datagram(data, addr, now):
+            if not not_quic(data, addr, now):
+                receive(data, addr, now)
+            elif turn is not None:  # what peers sent us through our TURN allocation
                 for relayed, route in turn.relayed():
                     receive(relayed, route, now)
-                continue
-            receive(data, addr, now)
         self._transmit()
 
     def _on_timer(self) -> None:
@@ -661,13 +780,19 @@ class PeerNode:
         # recomputes (sent + delay) - delay, which float rounding can leave just short
         now = max(self._loop.time(), (self._timer_at or 0.0) + 1e-6)
         self._timer_at = None
-        self.core.handle_timer(now)
-        turn = self._turn
-        if turn is not None:
-            due = turn.get_timer()
-            if due is not None and now >= due:
-                turn.handle_timer(now)
+        self._handle_timer(now)
         self._transmit(now)
+
+    def _handle_timer(self, now: float) -> None:
+        self.core.handle_timer(now)
+        self._sockets.handle_timer(now)
+
+    def _next_timer(self) -> float | None:
+        core_at = self.core.get_timer()
+        sockets_at = self._sockets.get_timer()
+        if sockets_at is None:
+            return core_at
+        return sockets_at if core_at is None else min(core_at, sockets_at)
 
     def _transmit(self, now: float | None = None, *, inline: bool = False) -> None:
         """Flush the core's datagrams, dispatch its events, re-arm the timer (or run it now
@@ -676,31 +801,27 @@ class PeerNode:
             return
         when = self._loop.time() if now is None else now
         self.core.wall_offset = time.time() - self._loop.time()
-        transport, turn = self._transport, self._turn
+        sendto = self._transport.sendto
+        turn = self._turn
         for data, addr in self.core.datagrams_to_send(when):
             if isinstance(addr, TurnRoute):
-                if turn is not None:
+                if turn is not None:  # else dropped, as UDP may: the link times out
                     turn.send(addr, data, when)
             else:
-                transport.sendto(data, addr)
-        if turn is not None:
-            for data, addr in turn.datagrams_to_send(when):
-                transport.sendto(data, addr)
-            self._turn_outcome(turn)
+                sendto(data, addr)
+        for data, addr in self._sockets.datagrams_to_send(when):
+            sendto(data, addr)
         self._dispatch()
+        self._shared.dispatch()
         if self._closed:
             return
-        timer_at = self.core.get_timer()
-        if turn is not None:
-            turn_at = turn.get_timer()
-            if turn_at is not None and (timer_at is None or turn_at < timer_at):
-                timer_at = turn_at
+        timer_at = self._next_timer()
         if timer_at is not None and timer_at <= when and not inline:
             # due already (a movement tick just queued, most often): run it now rather than
             # through a loop timer one iteration later; once per flush, so a timer that stays
             # due (float rounding in aioquic) still goes through the loop
             at = max(when, timer_at + 1e-6)
-            self.core.handle_timer(at)
+            self._handle_timer(at)
             self._transmit(at, inline=True)
             return
         if timer_at != self._timer_at or self._timer is None:
@@ -746,18 +867,21 @@ class PeerNode:
                     except Exception:  # a listener's bug must not stop the node
                         logger.exception("path listener failed")
 
-    def _turn_outcome(self, turn: TurnPath) -> None:
+    def _on_turn_event(self, event: TurnEvent) -> None:
         """Settle :meth:`allocate_turn`'s wait; forget an allocation that ended."""
-        ready, outcome = self._turn_ready, turn.outcome
-        if ready is not None and not ready.done() and outcome is not None:
-            if isinstance(outcome, Allocated):
-                ready.set_result(outcome)
-            else:
-                reason = getattr(outcome, "reason", "released")
+        turn, ready = self._turn, self._turn_ready
+        if turn is None:
+            return
+        if ready is not None and not ready.done():
+            if isinstance(event, Allocated):
+                ready.set_result(event)
+            elif isinstance(event, AllocationFailed | Released):
+                reason = event.reason if isinstance(event, AllocationFailed) else "released"
                 ready.set_exception(PeerUnreachableError(f"TURN allocation failed: {reason}"))
-        if turn.state in (TurnState.FAILED, TurnState.CLOSED) and self._turn is turn:
-            logger.info("TURN allocation on %s ended (%s)", turn.client.server, turn.state.value)
+        if turn.state in (TurnState.FAILED, TurnState.CLOSED):
+            logger.info("TURN allocation on %s ended (%s)", turn.server, turn.state.value)
             self._turn = None
+            self._shared.attach_turn(None, None)
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)

@@ -13,6 +13,13 @@ core and the socket, for the links whose route is a :class:`~mesh.paths.TurnRout
   :meth:`TurnPath.relayed` drains what peers sent, each with the route the core
   takes it from (``receive_datagram(data, TurnRoute(peer), now)``).
 
+It shares the node's socket through the same calls as the client it wraps
+(:class:`mesh.demux.TurnUser`: ``server``, ``receive_datagram``,
+``datagrams_to_send``, ``get_timer``, ``handle_timer``, ``next_event``), so
+the socket's demultiplexer drives it in the client's place; its events are the
+client's, except :class:`~mesh.turn_client.DataReceived`, which :meth:`relayed`
+hands over instead.
+
 The remote peer needs nothing special: it talks QUIC to our relayed address as
 to any other. An allocation no datagram used for ``idle_release`` seconds is
 released (:attr:`TurnPath.state` ends ``CLOSED``); a failed one ends ``FAILED``
@@ -24,6 +31,7 @@ ones before they expire.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 
 from mesh.paths import Address, TurnRoute
@@ -34,6 +42,7 @@ from mesh.turn_client import (
     DataReceived,
     Released,
     TurnClient,
+    TurnEvent,
     TurnState,
 )
 
@@ -52,9 +61,15 @@ class TurnPath:
         self._bound: set[Address] = set()
         self._hosts: set[str] = set()
         self._inbox: list[tuple[bytes, TurnRoute]] = []
+        self._events: deque[TurnEvent] = deque()
         self._last_used = -math.inf
         self.bytes_sent = 0
         self.bytes_received = 0
+
+    @property
+    def server(self) -> Address:
+        """The TURN server (what the socket's demultiplexer routes to us)."""
+        return self.client.server
 
     @property
     def state(self) -> TurnState:
@@ -73,6 +88,7 @@ class TurnPath:
     # -- commands -------------------------------------------------------------------------
 
     def allocate(self, now: float) -> None:
+        """Start allocating (an ``Allocated`` or ``AllocationFailed`` event follows)."""
         self._last_used = now
         self.client.allocate(now)
 
@@ -90,6 +106,7 @@ class TurnPath:
         self.client.update_credentials(username, password)
 
     def release(self, now: float) -> None:
+        """Delete the allocation on the server (a ``Released`` event follows)."""
         if self.client.state is TurnState.ALLOCATED:
             self.client.release(now)
 
@@ -123,15 +140,22 @@ class TurnPath:
         return out
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """What to send now, all of it to the TURN server."""
         return self.client.datagrams_to_send(now)
 
+    def next_event(self) -> TurnEvent | None:
+        """The next event of the allocation (never a ``DataReceived``: see :meth:`relayed`)."""
+        return self._events.popleft() if self._events else None
+
     def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must run (the client's timers, the idle release)."""
         times = [t for t in (self.client.get_timer(),) if t is not None]
         if self.client.state is TurnState.ALLOCATED:
             times.append(self._last_used + self.idle_release)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
+        """Retransmit and refresh what is due; release the allocation once idle."""
         client = self.client
         client.handle_timer(now)
         if client.state is TurnState.ALLOCATED and now >= self._last_used + self.idle_release:
@@ -150,7 +174,8 @@ class TurnPath:
                 self._inbox.append((event.data, route))
                 self._last_used = now
                 self.bytes_received += len(event.data)
-            elif isinstance(event, Allocated):
+                continue
+            if isinstance(event, Allocated):
                 self.outcome = event
                 for host in self._hosts:
                     client.permit((host, 0), now)
@@ -158,3 +183,4 @@ class TurnPath:
                 self.outcome = event
             elif isinstance(event, ChannelBindFailed):
                 self._bound.discard(event.peer)  # the next datagram to it binds again
+            self._events.append(event)

@@ -78,6 +78,7 @@ from mesh.client.state import ClientState
 from mesh.config import MeshConfig
 from mesh.node import ConnectionQuality, PartySendResult, PeerNode, SendResult
 from protocol import acks
+from protocol.candidates import Candidate
 from protocol.crypto import Identity
 from protocol.errors import (
     ErrorCode,
@@ -146,7 +147,9 @@ class NetworkClient:
     ``address:port`` endpoints (IP literals) to publish instead of the bound
     one (NAT, wildcard binds); ``p2p_max_connections``: direct peers kept (area of interest
     first); ``p2p_auto_connect``: dial peers as soon as the lobby names them
-    (else on first send). ``encryption_enabled`` / ``encryption_key``: the
+    (else on first send); ``p2p_learn_reflexive``: learn the node's public address
+    by STUN at select and register it as a candidate (default: unless
+    ``p2p_advertise`` names what to publish). ``encryption_enabled`` / ``encryption_key``: the
     seed's Fernet layer over the lobby WebSocket (PBKDF2-SHA256, 100,000
     iterations); only used when the lobby offers it (``ws_encodings`` in
     ``/api/status``), otherwise :meth:`connect` refuses with
@@ -165,6 +168,7 @@ class NetworkClient:
         p2p_max_connections: int = 10,
         p2p_advertise: Sequence[str] | None = None,
         p2p_auto_connect: bool = True,
+        p2p_learn_reflexive: bool | None = None,
         encryption_enabled: bool = False,
         encryption_key: str | None = None,
         reconnect: ReconnectPolicy | None = None,
@@ -201,6 +205,7 @@ class NetworkClient:
                 max_connections=p2p_max_connections,
                 advertise=tuple(p2p_advertise) if p2p_advertise is not None else None,
                 auto_connect=p2p_auto_connect,
+                learn_reflexive=p2p_learn_reflexive,
                 mesh_config=mesh_config,
             ),
             identity=identity,
@@ -529,6 +534,19 @@ class NetworkClient:
     async def get_ice_servers(self, *, refresh: bool = False) -> IceServersOut:
         """STUN servers and time-limited TURN credentials for the node (cached while fresh)."""
         return await self.peers.ice_servers(refresh=refresh)
+
+    async def learn_candidates(self) -> list[Candidate]:
+        """Learn our public (server-reflexive) address now by STUN over the node's socket
+        and register it with the lobby; returns every candidate registered, best first.
+
+        :meth:`select_character` starts this in the background; call it again when
+        the network changed (Wi-Fi to mobile) so paired peers punch the new mapping.
+        """
+        return await self.peers.learn_candidates()
+
+    async def candidates_learned(self) -> list[Candidate]:
+        """Wait until the learning :meth:`select_character` started is done; our candidates."""
+        return await self.peers.candidates_learned()
 
     async def get_status(self) -> StatusResponse:
         """``GET /api/status`` (no login needed)."""

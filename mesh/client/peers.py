@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import logging
 import os
@@ -45,7 +46,13 @@ from urllib.parse import urlsplit
 
 from mesh.auth import LobbyTicketAuth
 from mesh.client.dispatch import BackgroundTasks
-from mesh.client.rendezvous import CandidateBook, IceCache, LocalCandidates, PeerCandidates
+from mesh.client.rendezvous import (
+    CandidateBook,
+    IceCache,
+    LocalCandidates,
+    PeerCandidates,
+    stun_server_address,
+)
 from mesh.client.session import LobbySession, decode_keys
 from mesh.client.state import ClientState, Moved
 from mesh.client.turn import TurnFallback
@@ -53,7 +60,7 @@ from mesh.config import MeshConfig
 from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory
 from mesh.node import PeerNode
-from protocol.candidates import Candidate
+from protocol.candidates import Candidate, CandidateKind
 from protocol.crypto import Identity, b64url_decode, b64url_encode
 from protocol.errors import (
     ApiError,
@@ -71,6 +78,8 @@ from protocol.rest import CharacterSelectResponse, IceServersOut, PeerInfoOut
 from protocol.version import parse_version
 
 __all__ = ["PEER_TYPES", "PeerSettings", "PeerSide", "env_p2p_port"]
+
+Address = tuple[str, int]
 
 logger = logging.getLogger("mesh.client")
 
@@ -99,7 +108,9 @@ class PeerSettings:
     literals: the lobby takes no names) to publish instead of the bound one;
     ``max_connections``: direct peers kept;
     ``auto_connect``: dial peers as soon as the lobby names them (else on first
-    send); ``mesh_config``: node tunables.
+    send); ``mesh_config``: node tunables; ``learn_reflexive``: learn the node's
+    public address by STUN at select and register it (None, the default: only
+    when ``advertise`` is not given; an explicit ``advertise`` is all we publish).
     """
 
     host: str = "127.0.0.1"
@@ -108,6 +119,14 @@ class PeerSettings:
     advertise: tuple[str, ...] | None = None
     auto_connect: bool = True
     mesh_config: MeshConfig | None = None
+    learn_reflexive: bool | None = None
+
+    @property
+    def learns_reflexive(self) -> bool:
+        """Whether select learns and registers the server-reflexive address."""
+        if self.learn_reflexive is not None:
+            return self.learn_reflexive
+        return self.advertise is None
 
 
 class PeerSide:
@@ -145,6 +164,8 @@ class PeerSide:
         self.local = LocalCandidates()
         """Our own candidates, as registered at the last select."""
         self._ice = IceCache(session.ice_servers, time.time)
+        self._learning: asyncio.Task[list[Candidate]] | None = None
+        self._punching: dict[str, set[tuple[str, int]]] = {}
         self.turn = TurnFallback(
             node=lambda: self.node,
             ice=lambda refresh: self.ice_servers(refresh=refresh),
@@ -177,7 +198,43 @@ class PeerSide:
         node = await self._ensure_node()
         answer = await self._post_select(character_id, node)
         node.set_location(answer.character.location_id)
+        if self.settings.learns_reflexive and (self._learning is None or self._learning.done()):
+            self._learning = asyncio.create_task(self._learn_in_background(), name="mesh-stun")
         return answer
+
+    async def learn_candidates(self) -> list[Candidate]:
+        """Learn the node's server-reflexive address now and register it with the lobby.
+
+        Asks the lobby's STUN servers (:meth:`ice_servers`) through the node's own
+        socket (:meth:`PeerNode.discover_reflexive`); a new mapping is registered
+        with :meth:`add_candidates` (the paired peers get it at once), one that is
+        a host candidate already (no NAT) or unchanged is not. Relayed candidates
+        stay as they are. Returns every candidate registered now, best first.
+        :meth:`select` runs this in the background (:meth:`candidates_learned`).
+        """
+        node = self.require_node()
+        ice = await self.ice_servers()
+        servers = [a for a in map(stun_server_address, ice.stun_urls) if a is not None]
+        srflx = await node.discover_reflexive(servers) if servers else None
+        learned = [] if srflx is None or self.local.is_host(srflx) else [srflx]
+        if learned != list(self.local.learned_of(CandidateKind.SRFLX)):
+            await self.add_candidates([*learned, *self.local.learned_of(CandidateKind.RELAY)])
+            logger.info("registered candidates: %s", [c.endpoint for c in self.local.all])
+        return self.local.all
+
+    async def candidates_learned(self) -> list[Candidate]:
+        """Wait for the background learning :meth:`select` started; our candidates."""
+        task = self._learning
+        if task is not None:
+            await asyncio.shield(task)
+        return self.local.all
+
+    async def _learn_in_background(self) -> list[Candidate]:
+        try:
+            return await self.learn_candidates()
+        except (MeshError, OSError) as exc:  # no STUN, the lobby refused: host only
+            logger.warning("could not learn our public address (peers dial host only): %s", exc)
+            return self.local.all
 
     def adopt_known(self) -> None:
         """Adopt every peer the directory named while we waited for the ticket."""
@@ -233,6 +290,11 @@ class PeerSide:
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
+        learning, self._learning = self._learning, None
+        if learning is not None and not learning.done():
+            learning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await learning
         self.turn.close()
         self.local.learn_turn([])
         node, self.node = self.node, None
@@ -257,13 +319,18 @@ class PeerSide:
     # -- what the lobby says ------------------------------------------------------------------
 
     def peer_info(self, msg: PeerInfoMessage, now: float) -> bool:
-        """A ``PEER_INFO`` of another character; False when its ticket does not verify."""
+        """A ``PEER_INFO`` of another character; False when its ticket does not verify.
+
+        Its candidates are kept first, so adopting the peer punches every one of them.
+        """
+        previous = self.candidates.get(msg.character_id)
+        entry = self.candidates.update(msg, now=now)
         try:
             self.directory.peer_info(msg, now=now)
         except CryptoError as exc:
+            self.candidates.restore(msg.character_id, previous)
             logger.warning("PEER_INFO for %s refused: %s", msg.character_name, exc)
             return False
-        entry = self.candidates.update(msg, now=now)
         if entry is not None and self.node is not None and self.ticket is not None:
             self.turn.paired(entry)
         return True
@@ -498,16 +565,32 @@ class PeerSide:
         location = found.extra.get("location_id")
         if cid_text is not None and location is not None:
             node.set_peer_location(int(cid_text), int(location))
-        if self.settings.auto_connect and found.peer_id not in node.peers and found.endpoints:
-            self._tasks.spawn(self._dial(node, found.ticket, found.endpoints[0], found.name))
+        if not self.settings.auto_connect or found.peer_id in node.peers:
+            return  # a linked peer is never punched again
+        paired = self.candidates.get(int(cid_text)) if cid_text is not None else None
+        if paired is not None:
+            addresses = paired.direct_addresses()
+        else:  # no pairing (a 1.0 lobby, the LAN): its endpoints, IP addresses only
+            addresses = [e for e in found.endpoints if _is_ip(e[0])]
+        # a punch under way takes only the addresses it is not dialling yet
+        dialling = self._punching.setdefault(found.peer_id, set())
+        new = [a for a in addresses if a not in dialling]
+        if new:
+            dialling.update(new)
+            self._tasks.spawn(self._punch(node, found, new))
 
-    async def _dial(
-        self, node: PeerNode, ticket: str, endpoint: tuple[str, int], name: str
-    ) -> None:
+    async def _punch(self, node: PeerNode, found: PeerFound, addresses: list[Address]) -> None:
+        assert found.ticket is not None  # noqa: S101 - only peers with a ticket are adopted
         try:
-            await node.connect(ticket, endpoint)
+            await node.punch(found.ticket, addresses)
         except (MeshError, OSError) as exc:
-            logger.info("no direct connection to %s yet (%s): relay fallback", name, exc)
+            logger.info("no direct connection to %s yet (%s): relay fallback", found.name, exc)
+        finally:
+            dialling = self._punching.get(found.peer_id)
+            if dialling is not None:
+                dialling.difference_update(addresses)
+                if not dialling:
+                    del self._punching[found.peer_id]
 
 
 def env_p2p_port() -> int | None:

@@ -30,7 +30,17 @@ from protocol.errors import ConfigError
 from protocol.messages.peer import PeerInfoMessage
 from protocol.rest import IceServersOut
 
-__all__ = ["CandidateBook", "IceCache", "LocalCandidates", "PeerCandidates"]
+__all__ = [
+    "STUN_DEFAULT_PORT",
+    "CandidateBook",
+    "IceCache",
+    "LocalCandidates",
+    "PeerCandidates",
+    "stun_server_address",
+]
+
+STUN_DEFAULT_PORT = 3478
+"""RFC 8489's port for a ``stun:`` URL that names none."""
 
 REFRESH_AT = 0.8
 """Ask for fresh TURN credentials past this fraction of their lifetime."""
@@ -50,6 +60,16 @@ class PeerCandidates:
 
     def of_kind(self, kind: CandidateKind) -> tuple[Candidate, ...]:
         return tuple(c for c in self.candidates if c.kind is kind)
+
+    def direct_addresses(self) -> list[tuple[str, int]]:
+        """Where a hole punch dials, in order: host candidates (the same LAN, no NAT in
+        the way), then server-reflexive ones (the peer's NAT mappings). Relayed
+        candidates are the TURN path's, not a punch's."""
+        return [
+            (c.address, c.port)
+            for c in self.candidates
+            if c.kind in (CandidateKind.HOST, CandidateKind.SRFLX)
+        ]
 
 
 class CandidateBook:
@@ -88,6 +108,13 @@ class CandidateBook:
     def forget(self, character_id: int) -> None:
         self._by_character.pop(character_id, None)
 
+    def restore(self, character_id: int, entry: PeerCandidates | None) -> None:
+        """Put back what was kept for ``character_id`` before a refused update."""
+        if entry is None:
+            self._by_character.pop(character_id, None)
+        else:
+            self._by_character[character_id] = entry
+
     def clear(self) -> None:
         self._by_character.clear()
 
@@ -121,6 +148,13 @@ class LocalCandidates:
             kept.append(text)
         self._host = tuple(host)
         return kept
+
+    def learned_of(self, kind: CandidateKind) -> tuple[Candidate, ...]:
+        return tuple(c for c in self._learned if c.kind is kind)
+
+    def is_host(self, candidate: Candidate) -> bool:
+        """``candidate``'s address and port are one of the host candidates (no NAT)."""
+        return any((h.address, h.port) == (candidate.address, candidate.port) for h in self._host)
 
     def learn(self, candidates: Iterable[Candidate]) -> None:
         """Replace the server-reflexive and relayed candidates (host ones stay as bound)."""
@@ -176,3 +210,26 @@ class IceCache:
             return False  # STUN only: nothing to expire
         life = answer.expires_at - self._fetched_at
         return self._clock() >= self._fetched_at + REFRESH_AT * life
+
+
+def stun_server_address(url: str) -> tuple[str, int] | None:
+    """``stun:host[:port]`` (RFC 7064; ``[v6]`` in brackets, query ignored) as
+    ``(host, port)``; None for another scheme or a malformed URL."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme.lower() not in ("stun", "turn"):
+        return None
+    rest = rest.partition("?")[0]
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            return None
+        port_text = tail[1:]
+    else:
+        host, _, port_text = rest.partition(":")
+    if not host:
+        return None
+    if not port_text:
+        return host, STUN_DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None
+    return host, int(port_text)

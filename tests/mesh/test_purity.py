@@ -28,6 +28,7 @@ CORE_MODULES = (
     "context",
     "core",
     "datagrams",
+    "demux",
     "events",
     "gate",
     "handshake",
