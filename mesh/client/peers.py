@@ -172,6 +172,7 @@ class PeerSide:
             register=self._register_turn_candidates,
             peer_candidates=self.candidates.get,
             tasks=self._tasks,
+            reflexive=self.settings.learns_reflexive,
         )
         """When a paired peer is reached through TURN (:mod:`mesh.client.turn`)."""
 

@@ -8,8 +8,9 @@ carries. For each peer the lobby pairs us with (its ``PEER_INFO``):
   relayed address on the operator's TURN server with the lobby's time-limited
   credentials (:meth:`mesh.client.NetworkClient.get_ice_servers`; never a
   long-lived secret), permit the peer's candidate IPs on it, and register it as
-  our ``relay`` candidate (with the server-reflexive address the TURN server saw)
-  so the lobby hands it to our paired peers, who dial it;
+  our ``relay`` candidate (with the server-reflexive address the TURN server saw,
+  unless ``reflexive`` is off: what to publish is fixed) so the lobby hands it
+  to our paired peers, who dial it;
 * a peer that registers a ``relay`` candidate while we have no working link to
   it: dial that address (``path="turn"``), and permit its IPs on our allocation
   if we hold one. Both sides may do both; the duplicate tie-break keeps one link.
@@ -53,7 +54,8 @@ class TurnFallback:
     ``node``: the running node (None before a character is selected); ``ice``:
     the lobby's ICE servers answer (``refresh=True`` asks afresh); ``register``:
     replaces our relayed and server-reflexive candidates at the lobby;
-    ``peer_candidates``: what the lobby gave us of a character.
+    ``peer_candidates``: what the lobby gave us of a character; ``reflexive``:
+    whether our address as the TURN server saw it is registered too.
     """
 
     def __init__(
@@ -64,7 +66,9 @@ class TurnFallback:
         register: Callable[[list[Candidate]], Awaitable[None]],
         peer_candidates: Callable[[int], PeerCandidates | None],
         tasks: BackgroundTasks,
+        reflexive: bool = True,
     ) -> None:
+        self._reflexive = reflexive
         self._node = node
         self._ice = ice
         self._register = register
@@ -74,6 +78,8 @@ class TurnFallback:
         self._allocating: asyncio.Future[Allocated | None] | None = None
         self._renewal: asyncio.TimerHandle | None = None
         self._dialing: set[tuple[int, str, int]] = set()
+        self._silent: set[int] = set()  # characters whose path in use went silent
+        self._retry_at = 0.0  # after a failed allocation: not again before (loop time)
         self.registered: list[Candidate] = []
         """The relay (and server-reflexive) candidates we registered for our allocation."""
 
@@ -87,9 +93,11 @@ class TurnFallback:
         cid = entry.character_id
         if node.turn_address is not None:
             node.permit_turn(c.address for c in entry.candidates)
-        if not self._connected(node, cid):
+        connected = self._connected(node, cid)
+        if not connected or cid in self._silent:
             for relay in entry.of_kind(CandidateKind.RELAY):
                 self._dial(node, cid, relay)
+        if not connected:
             if cid not in self._checks:
                 delay = node.config.turn_after
                 loop = asyncio.get_running_loop()
@@ -97,14 +105,19 @@ class TurnFallback:
 
     def path_changed(self, event: PathChanged) -> None:
         """A peer's path in use went silent: open a TURN path to it."""
-        if event.silent:
-            self._tasks.spawn(self._reach(event.identity.character_id))
+        cid = event.identity.character_id
+        if not event.silent:
+            self._silent.discard(cid)
+        elif cid not in self._silent:
+            self._silent.add(cid)
+            self._tasks.spawn(self._reach(cid))
 
     def close(self) -> None:
         """Stop every timer (the node, and its allocation, close on their own)."""
         for handle in self._checks.values():
             handle.cancel()
         self._checks.clear()
+        self._silent.clear()
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
@@ -129,11 +142,13 @@ class TurnFallback:
     async def _reach(self, character_id: int) -> None:
         """Allocate (once), permit the peer's IPs, dial its relay candidates."""
         node = self._node()
-        if node is None:
+        loop = asyncio.get_running_loop()
+        if node is None or loop.time() < self._retry_at:
             return
         try:
             allocated = await self._allocation(node)
         except (MeshError, OSError) as exc:
+            self._retry_at = loop.time() + node.config.redial_backoff
             logger.warning("TURN allocation failed (the lobby relay stays): %s", exc)
             return
         if allocated is None:
@@ -169,7 +184,7 @@ class TurnFallback:
         allocated = await node.allocate_turn(server, ice.username, ice.password)
         logger.info("TURN: relayed address %s:%s", allocated.relayed[0], allocated.relayed[1])
         candidates = [_candidate(allocated.relayed, CandidateKind.RELAY)]
-        if allocated.mapped is not None:
+        if allocated.mapped is not None and self._reflexive:
             candidates.append(_candidate(allocated.mapped, CandidateKind.SRFLX))
         self.registered = candidates
         await self._register(candidates)
