@@ -6,8 +6,7 @@ listens on, so no direct path opens (as behind NATs no punch gets through).
 ``turn_after`` seconds after the lobby paired them, each allocates a relayed
 address with the lobby's credentials, registers it, and dials the other's: the
 whispers both ways and movement travel over TURN, both ends say
-``"turn"``, and the lobby relayed nothing. Without TURN in the lobby's answer the
-same clients fall back to the lobby relay.
+``"turn"``, and the lobby relayed nothing.
 """
 
 from __future__ import annotations
