@@ -19,7 +19,7 @@ never a peer's doing) for any other::
 
 * ``HANDSHAKING``: QUIC and the peer handshake are under way (counts against
   ``max_handshakes``; a dial's deadline runs).
-* ``ACTIVE``: authenticated, and the one direct link the node keeps for that peer.
+* ``ACTIVE``: authenticated: the link that carries its peer, or its spare on the other path kind.
 * ``REJECTED``: closed by us before the peer was authenticated; it still counts
   against ``max_handshakes`` until aioquic has drained it.
 * ``CLOSING``: closed by us after authentication; waiting for aioquic to drain it.
@@ -197,7 +197,7 @@ class Link:
         self.last_probe = now
 
     def activate(self) -> None:
-        """Become the peer's one direct link."""
+        """Become the link that carries its peer (or its spare)."""
         self.transition(LinkState.ACTIVE)
 
     def terminated(self) -> None:
