@@ -208,6 +208,7 @@ class PeerNode:
         self._turn: TurnPath | None = None
         self._turn_ready: asyncio.Future[Allocated] | None = None
         self._path_listeners: list[Callable[[PathChanged], None]] = []
+        self._turn_listeners: list[Callable[[TurnEvent], None]] = []
 
     # lifecycle ----------------------------------------------------------------
 
@@ -452,6 +453,15 @@ class PeerNode:
         )
 
     # TURN ------------------------------------------------------------------------------
+
+    def add_turn_listener(self, listener: Callable[[TurnEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for each event of the allocation :meth:`allocate_turn`
+        made (``Allocated``, ``AllocationFailed``, ``Released``, permissions, channels);
+        returns a remover. Exceptions are logged, never raised here."""
+        self._turn_listeners.append(listener)
+        return lambda: (
+            self._turn_listeners.remove(listener) if listener in self._turn_listeners else None
+        )
 
     @property
     def turn_state(self) -> TurnState | None:
@@ -882,6 +892,11 @@ class PeerNode:
             logger.info("TURN allocation on %s ended (%s)", turn.server, turn.state.value)
             self._turn = None
             self._shared.attach_turn(None, None)
+        for listener in list(self._turn_listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the node's flush
+                logger.exception("TURN listener failed on %s", type(event).__name__)
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)

@@ -443,6 +443,7 @@ class PeerSide:
         for message_type in PEER_TYPES:
             node.register_handler(message_type, self._on_message)
         node.add_path_listener(self.turn.path_changed)
+        node.add_turn_listener(self.turn.turn_event)
         await node.start()
         self.node = node
         return node

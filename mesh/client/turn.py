@@ -18,8 +18,9 @@ carries. For each peer the lobby pairs us with (its ``PEER_INFO``):
 The credentials are fetched again before they expire and handed to the
 allocation (its refreshes must be signed with valid ones). The node releases an
 allocation no link used for ``turn_release_after`` seconds; the relay candidate
-is withdrawn then. Without a TURN server in the lobby's answer nothing happens:
-reliable messages keep the lobby relay.
+is withdrawn then (:meth:`TurnFallback.turn_event`), as when the allocation
+fails. Without a TURN server in the lobby's answer nothing happens: reliable
+messages keep the lobby relay.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from mesh.client.dispatch import BackgroundTasks
 from mesh.client.rendezvous import PeerCandidates
 from mesh.events import PathChanged
 from mesh.node import PeerNode
-from mesh.turn_client import Allocated
+from mesh.turn_client import Allocated, AllocationFailed, Released, TurnEvent
 from protocol.candidates import Candidate, CandidateKind, endpoint_candidate
 from protocol.errors import MeshError, StunError
 from protocol.rest import IceServersOut
@@ -111,6 +112,13 @@ class TurnFallback:
         elif cid not in self._silent:
             self._silent.add(cid)
             self._tasks.spawn(self._reach(cid))
+
+    def turn_event(self, event: TurnEvent) -> None:
+        """An event of the node's allocation: one that ended takes its candidates along."""
+        if isinstance(event, Released | AllocationFailed) and self.registered:
+            self.registered = []
+            self._allocating = None
+            self._tasks.spawn(self._register([]))
 
     def close(self) -> None:
         """Stop every timer (the node, and its allocation, close on their own)."""
