@@ -531,8 +531,7 @@ class MeshCore:
         """``link`` heard nothing for ``path_probe_interval``: PING it; silent for
         ``path_silence``, its peer moves to the spare (or the driver hears it)."""
         link.last_probe = now
-        self._ping_ids += 1
-        link.quic.send_ping(self._ping_ids)
+        _quicshim.probe_path(link.quic)  # past a congestion window a silent path filled
         pid, identity = link.peer_id, link.identity
         if pid is None or identity is None:  # pragma: no cover - only ACTIVE links probe
             return
