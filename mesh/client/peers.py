@@ -110,7 +110,9 @@ class PeerSettings:
     ``auto_connect``: dial peers as soon as the lobby names them (else on first
     send); ``mesh_config``: node tunables; ``learn_reflexive``: learn the node's
     public address by STUN at select and register it (None, the default: only
-    when ``advertise`` is not given; an explicit ``advertise`` is all we publish).
+    when ``advertise`` is not given; an explicit ``advertise`` is all we publish),
+    and again every ``reflexive_refresh`` seconds (below common NAT UDP timeouts of
+    30 s, so the mapping peers were handed stays open).
     """
 
     host: str = "127.0.0.1"
@@ -120,6 +122,7 @@ class PeerSettings:
     auto_connect: bool = True
     mesh_config: MeshConfig | None = None
     learn_reflexive: bool | None = None
+    reflexive_refresh: float = 20.0
 
     @property
     def learns_reflexive(self) -> bool:
@@ -164,7 +167,8 @@ class PeerSide:
         self.local = LocalCandidates()
         """Our own candidates, as registered at the last select."""
         self._ice = IceCache(session.ice_servers, time.time)
-        self._learning: asyncio.Task[list[Candidate]] | None = None
+        self._learning: asyncio.Task[None] | None = None
+        self._learned = asyncio.Event()
         self._punching: dict[str, set[tuple[str, int]]] = {}
         self.turn = TurnFallback(
             node=lambda: self.node,
@@ -200,7 +204,8 @@ class PeerSide:
         answer = await self._post_select(character_id, node)
         node.set_location(answer.character.location_id)
         if self.settings.learns_reflexive and (self._learning is None or self._learning.done()):
-            self._learning = asyncio.create_task(self._learn_in_background(), name="mesh-stun")
+            self._learned.clear()
+            self._learning = asyncio.create_task(self._keep_learning(), name="mesh-stun")
         return answer
 
     async def learn_candidates(self) -> list[Candidate]:
@@ -211,7 +216,10 @@ class PeerSide:
         with :meth:`add_candidates` (the paired peers get it at once), one that is
         a host candidate already (no NAT) or unchanged is not. Relayed candidates
         stay as they are. Returns every candidate registered now, best first.
-        :meth:`select` runs this in the background (:meth:`candidates_learned`).
+        :meth:`select` runs this in the background, and again every
+        ``reflexive_refresh`` seconds (:class:`PeerSettings`): the Binding keeps our
+        NAT's mapping alive while no peer is linked, and a changed network (a new
+        mapping) reaches the paired peers.
         """
         node = self.require_node()
         ice = await self.ice_servers()
@@ -224,18 +232,24 @@ class PeerSide:
         return self.local.all
 
     async def candidates_learned(self) -> list[Candidate]:
-        """Wait for the background learning :meth:`select` started; our candidates."""
-        task = self._learning
-        if task is not None:
-            await asyncio.shield(task)
+        """Wait for the first learning :meth:`select` started (if any); our candidates."""
+        if self._learning is not None and not self._learning.done():
+            await self._learned.wait()
         return self.local.all
 
-    async def _learn_in_background(self) -> list[Candidate]:
-        try:
-            return await self.learn_candidates()
-        except (MeshError, OSError) as exc:  # no STUN, the lobby refused: host only
-            logger.warning("could not learn our public address (peers dial host only): %s", exc)
-            return self.local.all
+    async def _keep_learning(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.learn_candidates()
+                failing = False
+            except (MeshError, OSError) as exc:  # no STUN, the lobby refused: host only
+                level = logging.DEBUG if failing else logging.WARNING
+                logger.log(level, "could not learn our public address (host only): %s", exc)
+                failing = True
+            finally:
+                self._learned.set()
+            await asyncio.sleep(self.settings.reflexive_refresh)
 
     def adopt_known(self) -> None:
         """Adopt every peer the directory named while we waited for the ticket."""

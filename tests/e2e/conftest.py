@@ -12,7 +12,8 @@ whatever failed.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def fast_mesh(**overrides: Any) -> MeshConfig:
 def relayed(server: MasterServer) -> int:
     """The lobby's relay counter (what ``/api/status`` reports as ``relayed_messages``)."""
     return int(server.ctx.services.require(DirectoryService).relayed_messages)
+
+
+@pytest.fixture
+def dead_endpoint() -> Iterator[str]:
+    """A loopback UDP port bound by a socket that never answers (``host:port``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        host, port = sock.getsockname()
+        yield f"{host}:{port}"
+    finally:
+        sock.close()
 
 
 @pytest.fixture

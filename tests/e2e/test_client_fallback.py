@@ -9,8 +9,6 @@ forwarded: the plaintext is not in it.
 from __future__ import annotations
 
 import base64
-import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,18 +18,6 @@ from mesh import MessageType
 from .conftest import ClientFactory, Inbox, relayed
 
 __all__: list[str] = []
-
-
-@pytest.fixture
-def dead_endpoint() -> Iterator[str]:
-    """A loopback UDP port bound by a socket that never answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        host, port = sock.getsockname()
-        yield f"{host}:{port}"
-    finally:
-        sock.close()
 
 
 async def test_whisper_falls_back_to_sealed_relay(

@@ -9,8 +9,6 @@ both candidates and dials both; the learned one connects.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,18 +20,6 @@ from protocol.candidates import CandidateKind
 from .conftest import ClientFactory
 
 __all__: list[str] = []
-
-
-@pytest.fixture
-def dead_endpoint() -> Iterator[str]:
-    """A loopback UDP port bound by a socket that never answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        host, port = sock.getsockname()
-        yield f"{host}:{port}"
-    finally:
-        sock.close()
 
 
 async def _connected(client: NetworkClient, peer_id: str) -> PeerConnected:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from mesh import ConnectionQuality
 
 from .conftest import ClientFactory
-from .test_client_fallback import dead_endpoint
 
-__all__ = ["dead_endpoint"]  # the fixture, re-used
+__all__: list[str] = []
 
 
 async def test_quality_of_direct_and_relayed_players(

@@ -14,7 +14,7 @@ import pytest
 from mesh import MessageType
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
 from tests.e2e.conftest import ClientFactory, Inbox
-from tests.e2e.test_client_fallback import dead_endpoint as dead_endpoint  # a fixture
+from tests.e2e.conftest import dead_endpoint as dead_endpoint  # a fixture
 from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, spread, unique
 from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, raw_ws, ws_url
 
