@@ -48,6 +48,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -189,6 +190,12 @@ class LabLobby:
         """What the lobby wrote on stderr so far."""
         return "".join(self._log)
 
+    async def stop(self) -> None:
+        """Kill the lobby (if it still runs) and finish reading its stderr."""
+        _kill(self.agent.process)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain, WAIT)
+
     async def _read_stderr(self) -> None:
         stderr = self.agent.process.stderr
         assert stderr is not None
@@ -285,11 +292,16 @@ class LabPlayer:
                 await self.attempt("quit", within)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.agent.process.wait(), within)
-        if self.agent.process.returncode is None:
-            self.agent.process.kill()
+        _kill(self.agent.process)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._reader, within)
         return self.stderr
+
+    async def stop(self) -> None:
+        """Kill the process (if it still runs) and finish reading its output."""
+        _kill(self.agent.process)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reader, WAIT)
 
     async def _read(self) -> None:
         stdout, stderr = self.agent.process.stdout, self.agent.process.stderr
@@ -315,6 +327,13 @@ class LabPlayer:
             self._changed.set()
 
 
+def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL ``process`` and its session (what ``ip netns exec`` started), if it runs."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def _matches(event: dict[str, Any], fields: dict[str, Any]) -> bool:
     return all(event.get(key) == value for key, value in fields.items())
 
@@ -335,6 +354,8 @@ class NatLab(Namespaces):
         self.routers: list[Router] = []
         self.hosts: list[Host] = []
         self._members: dict[str, NetnsNode] = {}
+        self._readers: list[LabLobby | LabPlayer] = []
+        """Lobbies and players whose output a task reads: stopped first on exit."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -349,6 +370,9 @@ class NatLab(Namespaces):
         self._lan.close()
 
     async def reap(self) -> None:
+        """Stop the lobbies and players (their reading tasks end), then reap every process."""
+        readers, self._readers = self._readers, []
+        await asyncio.gather(*(reader.stop() for reader in readers))
         await self._lan.reap()
 
     def add_router(self, nat: NatType | str) -> Router:
@@ -513,13 +537,15 @@ table ip filter {{
         agent = await self.spawn(self.internet, [*argv, *options], python=False, label="lobby")
         line = await agent.read_text(30)
         assert line.startswith("lobby listening on"), line
-        return LabLobby(
+        lobby = LabLobby(
             agent,
             f"http://{self.server_address}:{port}",
             port,
             turn_port if turn else None,
             secret,
         )
+        self._readers.append(lobby)
+        return lobby
 
     async def player(
         self,
@@ -544,7 +570,9 @@ table ip filter {{
             label=f"{name}@{host.namespace}",
         )
         assert await agent.read(30) == {"event": "ready"}
-        return LabPlayer(agent, host, name)
+        player = LabPlayer(agent, host, name)
+        self._readers.append(player)
+        return player
 
     async def until_stun_answers(self, host: str, port: int, attempts: int = 10) -> None:
         """Wait until ``host:port`` answers a STUN Binding from the internet namespace

@@ -1,11 +1,12 @@
 """NetworkClient's connection quality per player: direct over loopback, relay when the
-advertised endpoint is dead, nothing before a character is selected."""
+advertised endpoint is dead, nothing before a character is selected; and whether our
+movement reaches a player (only over a QUIC path, never through the lobby relay)."""
 
 from __future__ import annotations
 
-from mesh import ConnectionQuality
+from mesh import ConnectionQuality, PeerDisconnected
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, Inbox
 
 __all__: list[str] = []
 
@@ -40,3 +41,38 @@ async def test_no_quality_before_a_character_is_selected(make_client: ClientFact
     idle = await make_client("Idle", select=False)
     assert idle.connection_quality(1) is None
     assert idle.connection_qualities() == {}
+
+
+async def test_movement_is_available_only_over_a_quic_path(
+    make_client: ClientFactory, dead_endpoint: str
+) -> None:
+    alice = await make_client("Alice")
+    bob = await make_client("Bob")
+    carol = await make_client("Carol", p2p_advertise=[dead_endpoint], p2p_auto_connect=False)
+    bob_id = int(bob.character["id"])  # type: ignore[index]
+    carol_id = int(carol.character["id"])  # type: ignore[index]
+    assert (await alice.send_whisper("Bob", "direct")).path == "direct"
+    assert (await alice.send_whisper("Carol", "relayed")).path == "relay"
+
+    assert alice.movement_available("Bob") and alice.movement_available(bob_id)
+    assert bob.movement_available("Alice")
+    # Carol is reached by the relay only: movement reaches her from no one, nor hers anyone
+    assert not alice.movement_available("Carol") and not alice.movement_available(carol_id)
+    assert not carol.movement_available("Alice") and not carol.movement_available("Bob")
+    assert alice.node is not None and alice.node.movement_available(bob_id)
+    assert not alice.node.movement_available(carol_id)
+    sent = await alice.send_position_update((1.0, 2.0, 3.0))  # skips Carol, fails nothing
+    assert sent.seq >= 1
+    assert not alice.movement_available("Nobody") and not alice.movement_available(987654)
+
+    # the direct link goes down: movement is unavailable with its PeerDisconnected
+    gone = Inbox()
+    alice.node.add_peer_listener(gone)
+    assert alice.node.disconnect_peer(bob_id)
+    await gone.wait_until(lambda events: any(isinstance(e, PeerDisconnected) for e in events))
+    assert not alice.movement_available("Bob")
+
+
+async def test_no_movement_before_a_character_is_selected(make_client: ClientFactory) -> None:
+    idle = await make_client("Idle", select=False)
+    assert not idle.movement_available(1) and not idle.movement_available("Alice")

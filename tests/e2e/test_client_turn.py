@@ -1,8 +1,8 @@
 """Clients that no direct path connects reach each other over the operator's TURN server.
 
 A real lobby on loopback names a real coturn (``turn_urls``, ``turn_secret``) and
-issues time-limited credentials for it. Both clients advertise an endpoint nothing
-listens on, so no direct path opens (as behind NATs no punch gets through).
+issues time-limited credentials for it. Both clients advertise an endpoint that never
+answers, so no direct path opens (as behind NATs no punch gets through).
 ``turn_after`` seconds after the lobby paired them, each allocates a relayed
 address with the lobby's credentials, registers it, and dials the other's: the
 whispers both ways and movement travel over TURN, both ends say
@@ -12,7 +12,6 @@ whispers both ways and movement travel over TURN, both ends say
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,13 +29,6 @@ __all__: list[str] = []
 pytestmark = pytest.mark.skipif(COTURN_MISSING, reason="coturn (`turnserver`) is not installed")
 
 
-def _nobody_listens() -> str:
-    """``127.0.0.1:port`` of a UDP port nothing is bound to (bound, then freed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.fixture
 async def turn_lobby(tmp_path: Path) -> AsyncIterator[MasterServer]:
     async with LoopbackTurn(tmp_path / "turn") as turn:
@@ -50,11 +42,11 @@ async def turn_lobby(tmp_path: Path) -> AsyncIterator[MasterServer]:
             yield server
 
 
-async def _client(server: MasterServer, name: str, seed: int) -> NetworkClient:
+async def _client(server: MasterServer, name: str, seed: int, dead: str) -> NetworkClient:
     client = NetworkClient(
         server.url,
         p2p_port=0,
-        p2p_advertise=[_nobody_listens()],
+        p2p_advertise=[dead],
         mesh_config=fast_mesh(turn_after=0.5),
         reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.5, seed=seed),
     )
@@ -74,9 +66,11 @@ async def _connected(client: NetworkClient, character_id: int) -> None:
     await events.wait_until(lambda _: node.movement_available(character_id))
 
 
-async def test_unpunchable_clients_talk_and_move_over_turn(turn_lobby: MasterServer) -> None:
-    ann = await _client(turn_lobby, "Ann", 1)
-    ben = await _client(turn_lobby, "Ben", 2)
+async def test_unpunchable_clients_talk_and_move_over_turn(
+    turn_lobby: MasterServer, dead_endpoint: str
+) -> None:
+    ann = await _client(turn_lobby, "Ann", 1, dead_endpoint)
+    ben = await _client(turn_lobby, "Ben", 2, dead_endpoint)
     try:
         ann_id, ben_id = int(ann.character["id"]), int(ben.character["id"])  # type: ignore[index]
         await _connected(ann, ben_id)

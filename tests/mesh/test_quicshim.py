@@ -288,7 +288,7 @@ def test_probe_path_gets_a_ping_past_a_full_congestion_window() -> None:
 def _events_after_ack(client: QuicConnection, server: QuicConnection, now: float) -> list[object]:
     for data, _addr in server.datagrams_to_send(now=now + 0.03):
         client.receive_datagram(data, SERVER_ADDR, now=now + 0.03)
-    events = []
+    events: list[object] = []
     while (event := client.next_event()) is not None:
         events.append(event)
     return events
