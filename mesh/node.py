@@ -41,7 +41,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -122,6 +122,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mesh.node")
+
+E = TypeVar("E")
 
 PREFERRED_PORT = 9000
 """The UDP port a node binds when none is given (the original specification's
@@ -447,10 +449,7 @@ class PeerNode:
         """Call ``listener(event)`` when a connected peer moves to another path or the path
         in use goes silent (:class:`~mesh.events.PathChanged`); returns a remover.
         Exceptions are logged, never raised here."""
-        self._path_listeners.append(listener)
-        return lambda: (
-            self._path_listeners.remove(listener) if listener in self._path_listeners else None
-        )
+        return _listen(self._path_listeners, listener)
 
     # TURN ------------------------------------------------------------------------------
 
@@ -458,10 +457,7 @@ class PeerNode:
         """Call ``listener(event)`` for each event of the allocation :meth:`allocate_turn`
         made (``Allocated``, ``AllocationFailed``, ``Released``, permissions, channels);
         returns a remover. Exceptions are logged, never raised here."""
-        self._turn_listeners.append(listener)
-        return lambda: (
-            self._turn_listeners.remove(listener) if listener in self._turn_listeners else None
-        )
+        return _listen(self._turn_listeners, listener)
 
     @property
     def turn_state(self) -> TurnState | None:
@@ -871,11 +867,7 @@ class PeerNode:
             elif isinstance(event, RelayRequest):
                 self._spawn(self._relay_send(event))
             elif isinstance(event, PathChanged):
-                for listener in list(self._path_listeners):
-                    try:
-                        listener(event)
-                    except Exception:  # a listener's bug must not stop the node
-                        logger.exception("path listener failed")
+                notify(self._path_listeners, event, log=logger, what="path listener", spawn=None)
 
     def _on_turn_event(self, event: TurnEvent) -> None:
         """Settle :meth:`allocate_turn`'s wait; forget an allocation that ended."""
@@ -892,11 +884,7 @@ class PeerNode:
             logger.info("TURN allocation on %s ended (%s)", turn.server, turn.state.value)
             self._turn = None
             self._shared.attach_turn(None, None)
-        for listener in list(self._turn_listeners):
-            try:
-                listener(event)
-            except Exception:  # a listener's bug must not stop the node's flush
-                logger.exception("TURN listener failed on %s", type(event).__name__)
+        notify(self._turn_listeners, event, log=logger, what="TURN listener", spawn=None)
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)
@@ -952,3 +940,16 @@ class PeerNode:
                 await relay(request.character_id, request.data)
         except Exception as exc:  # a relay failure is retried by the reliable layer
             logger.warning("relay to character %s failed: %s", request.character_id, exc)
+
+
+def _listen(
+    listeners: list[Callable[[E], None]], listener: Callable[[E], None]
+) -> Callable[[], None]:
+    """Add ``listener``; return what removes it (once; later calls do nothing)."""
+    listeners.append(listener)
+
+    def remove() -> None:
+        if listener in listeners:
+            listeners.remove(listener)
+
+    return remove

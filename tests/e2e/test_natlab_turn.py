@@ -32,7 +32,7 @@ from tests.natlab_game import (
     unique_name,
     whisper_both_ways,
 )
-from tests.netlab import LabPlayer, NatType
+from tests.netlab import Host, LabLobby, LabPlayer, NatLab, NatType
 
 __all__: list[str] = []
 
@@ -40,6 +40,30 @@ pytestmark = [pytest.mark.netns, pytest.mark.asyncio(loop_scope="module")]
 
 TURN_MESH: dict[str, Any] = {"turn_after": 2.0, "path_probe_interval": 0.5, "path_silence": 1.5}
 MOVE_OFF_WITHIN = 5.0
+
+
+async def _two_homes(
+    natlab_turn: LabWithLobby, nat: NatType
+) -> tuple[NatLab, list[Host], LabPlayer, LabPlayer]:
+    """Ann and Ben, each behind a home router of kind ``nat``, in one party, connected."""
+    lab, lobby = natlab_turn
+    homes = lab.homes(nat, nat)
+    ann = await lab.player(homes[0], lobby, unique_name("Ann"), mesh=TURN_MESH)
+    ben = await lab.player(homes[1], lobby, unique_name("Ben"), mesh=TURN_MESH)
+    await meet(ann, ben)
+    # the link comes up by itself (over TURN: some seconds after the pairing)
+    await ann.event(event="peer", kind="connected", character_id=ben.character_id)
+    await ben.event(event="peer", kind="connected", character_id=ann.character_id)
+    return lab, homes, ann, ben
+
+
+async def _quit(lobby: LabLobby, *players: LabPlayer) -> None:
+    """Every player quits cleanly; no traceback anywhere."""
+    for player in players:
+        log = await player.close()
+        assert "Traceback" not in log, log
+        assert player.agent.process.returncode == 0, log
+    assert "Traceback" not in lobby.log, lobby.log
 
 
 async def _path_of(player: LabPlayer, other: LabPlayer) -> str | None:
@@ -50,15 +74,7 @@ async def _path_of(player: LabPlayer, other: LabPlayer) -> str | None:
 async def test_case4_both_symmetric_reach_each_other_over_turn(
     natlab_turn: LabWithLobby,
 ) -> None:
-    lab, lobby = natlab_turn
-    ann_host, ben_host = lab.homes(NatType.SYMMETRIC, NatType.SYMMETRIC)
-    ann = await lab.player(ann_host, lobby, unique_name("Ann"), mesh=TURN_MESH)
-    ben = await lab.player(ben_host, lobby, unique_name("Ben"), mesh=TURN_MESH)
-    await meet(ann, ben)
-
-    # the TURN link comes up by itself, some seconds after the pairing
-    await ann.event(event="peer", kind="connected", character_id=ben.character_id)
-    await ben.event(event="peer", kind="connected", character_id=ann.character_id)
+    _, _, ann, ben = await _two_homes(natlab_turn, NatType.SYMMETRIC)
     assert await whisper_both_ways(ann, ben, "case 4") == ("turn", "turn")
     assert await party_chat_both_ways(ann, ben, "case 4") == ("turn", "turn")
     await movement_both_ways(ann, ben)
@@ -66,22 +82,13 @@ async def test_case4_both_symmetric_reach_each_other_over_turn(
         quality = await player.call("quality", target=other.character_id)
         assert quality["path"] == "turn", quality
         assert quality["bytes_sent"] > 0 and quality["bytes_received"] > 0, quality
-    for player in (ann, ben):
-        log = await player.close()
-        assert "Traceback" not in log, log
-        assert player.agent.process.returncode == 0, log
-    assert "Traceback" not in lobby.log, lobby.log
+    await _quit(natlab_turn[1], ann, ben)
 
 
 async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
     natlab_turn: LabWithLobby,
 ) -> None:
-    lab, lobby = natlab_turn
-    ann_host, ben_host = lab.homes(NatType.CONE, NatType.CONE)
-    ann = await lab.player(ann_host, lobby, unique_name("Ann"), mesh=TURN_MESH)
-    ben = await lab.player(ben_host, lobby, unique_name("Ben"), mesh=TURN_MESH)
-    await meet(ann, ben)
-    await ann.event(event="peer", kind="connected", character_id=ben.character_id)
+    lab, (ann_host, ben_host), ann, ben = await _two_homes(natlab_turn, NatType.CONE)
     assert await whisper_both_ways(ann, ben, "case 6 before") == ("direct", "direct")
     await movement_both_ways(ann, ben)
 
@@ -110,8 +117,4 @@ async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
     # one connection each way the whole time: the peers never left
     assert len(ann.events(event="peer", kind="disconnected")) == 0
     assert len(ben.events(event="peer", kind="disconnected")) == 0
-    for player in (ann, ben):
-        log = await player.close()
-        assert "Traceback" not in log, log
-        assert player.agent.process.returncode == 0, log
-    assert "Traceback" not in lobby.log, lobby.log
+    await _quit(natlab_turn[1], ann, ben)
