@@ -20,6 +20,7 @@ and the lobby issues time-limited TURN credentials (``--turn-url``,
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -94,13 +95,16 @@ async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
 
     # mid-game, Ann's router drops everything to and from Ben's public address
     lab.cut(ann_host.router, ben_host.router.wan_address)
+    # whispers sent at the cut, first on the dead link, are acknowledged by whichever path
+    # carries them (TURN or relay), never failed, each delivered once
+    during = asyncio.create_task(whisper_both_ways(ann, ben, "case 6 cut"))
     await ann.event(
         within=MOVE_OFF_WITHIN, event="path", character_id=ben.character_id, silent=True
     )
-    # whispers sent now are acknowledged by whichever path carries them (TURN or relay),
-    # never failed, each delivered once
-    during = await whisper_both_ways(ann, ben, "case 6 cut")
-    assert set(during) <= {"turn", "relay"}, during
+    await ben.event(
+        within=MOVE_OFF_WITHIN, event="path", character_id=ann.character_id, silent=True
+    )
+    assert set(await during) <= {"turn", "relay"}, during.result()
     # once TURN is up, movement flows again and the quality says so
     await ann.event(event="path", character_id=ben.character_id, path="turn", silent=False)
     await ben.event(event="path", character_id=ann.character_id, path="turn", silent=False)
