@@ -22,7 +22,9 @@ The core is composed of parts, each with its own state and a small interface
 * :class:`~mesh.reliable.ReliableDelivery` (``_reliable``): reliable messages,
   their paths (direct, dial, relay), resends and acks;
 * :class:`~mesh.datagrams.MovementScheduler` (``_movement``): movement ticks out,
-  newest-wins in.
+  newest-wins in;
+* :class:`~mesh.multipath.PathChooser` (``_paths``): which link carries a peer
+  reached both directly and over TURN, and when a path is silent.
 
 The core itself runs each link's life (:class:`~mesh.link.LinkState`): it reads
 aioquic's events, feeds the peer handshake (:mod:`mesh.handshake`) and the
@@ -62,10 +64,11 @@ from mesh.certs import ALPN
 from mesh.config import PEER_MESSAGE_TYPES, MeshConfig
 from mesh.context import CoreContext
 from mesh.datagrams import MovementInfo, MovementScheduler
-from mesh.events import CoreEvent, DialFailed, PathChanged, PeerDisconnected
+from mesh.events import CoreEvent, DialFailed, PeerDisconnected
 from mesh.gate import InitialGate
 from mesh.handshake import CloseCode, HandshakeFailure
 from mesh.link import Link, LinkInfo, LinkState
+from mesh.multipath import PathChooser
 from mesh.paths import Path, Route, route_address
 from mesh.quality import ConnectionQuality, connection_quality
 from mesh.reliable import ReliableDelivery
@@ -114,7 +117,7 @@ class MeshCore:
         )
         self._ping_ids = 0
         self._seen_failures: dict[tuple[str, int], None] = {}
-        self._silent: set[str] = set()  # peers whose link in use was reported silent
+        self._paths = PathChooser(ctx, self._table, self._directory, self._reliable)
 
     @property
     def relay_enabled(self) -> bool:
@@ -162,8 +165,8 @@ class MeshCore:
         link.quic.receive_datagram(data, addr, now)
         link.last_rx = now
         link.bytes_received += len(data)
-        if self._silent or self._table.spares:
-            self._heard(link, now)
+        if self._paths.watching:
+            self._paths.heard(link, now)
         self._process(link, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Route]]:
@@ -188,6 +191,7 @@ class MeshCore:
         if tick is not None:
             times.append(tick)
         self._reliable.timers(times)
+        self._paths.timers(times)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -217,7 +221,7 @@ class MeshCore:
                 self._admission.present_renewal(link, now)
             probe = link.probe_at()
             if probe is not None and now >= probe:
-                self._probe(link, now)
+                self._paths.probe(link, now)
             if _quicshim.timer_ready(link.quic):
                 due = link.quic.get_timer()
                 if due is not None and now >= due:
@@ -227,6 +231,7 @@ class MeshCore:
         if tick is not None and now >= tick:
             self._movement.tick(now, self.location_id)
         self._reliable.service(now)
+        self._paths.service(now)
 
     def next_event(self) -> CoreEvent | None:
         """The next event for the driver, or None."""
@@ -459,21 +464,13 @@ class MeshCore:
         pid = link.peer_id
         if outcome is Admitted.DUPLICATE or pid is None:
             return
-        table = self._table
-        spare = table.spares.get(pid)
-        if spare is not None and spare.spare_since is None:
-            spare.spare_since = now
+        # a direct link that just completed both handshakes works: it carries the peer; a
+        # TURN one beside a link in use takes over only from a link gone silent
+        self._paths.added(link, now, spare=outcome is Admitted.ADDED)
         if outcome is Admitted.ADDED:
-            in_use = table.direct(pid)
-            # a direct link that just completed both handshakes works: it carries the peer;
-            # a TURN one takes over only from a link gone silent
-            if in_use is not None and (
-                link.path == "direct" or now - in_use.last_rx >= self._ctx.config.path_silence
-            ):
-                self._use_spare(pid, now)
             self._close_spare_dials(pid, link, now)
             return
-        if table.direct(pid) is link:
+        if self._table.direct(pid) is link:
             self._reliable.resend_direct(pid, link, now)
         self._close_spare_dials(pid, link, now)
         if outcome is Admitted.CONNECTED:
@@ -495,69 +492,6 @@ class MeshCore:
             ):
                 link.close(CloseCode.DUPLICATE, "another path connected")
                 self._dial_failed(link, int(CloseCode.DUPLICATE), "another path connected", now)
-
-    # paths --------------------------------------------------------------------------
-
-    def _use_spare(self, pid: str, now: float) -> None:
-        """``pid``'s spare carries it from now on (what waits for an ack is sent on it)."""
-        table = self._table
-        old = table.direct(pid)
-        if old is not None:
-            old.spare_since = now
-        link = table.swap(pid)
-        link.spare_since = None
-        self._silent.discard(pid)
-        identity = link.identity
-        if identity is not None:
-            logger.info("peer %s: now over the %s path", pid[:12], link.path)
-            self._ctx.events.append(PathChanged(identity, link.path, silent=False))
-        self._reliable.resend_direct(pid, link, now)
-
-    def _heard(self, link: Link, now: float) -> None:
-        """A datagram arrived on ``link``: a direct spare heard again carries its peer
-        again; a link in use that was reported silent is reported back."""
-        pid = link.peer_id
-        if pid is None or link.state is not LinkState.ACTIVE:
-            return
-        table = self._table
-        if table.spares.get(pid) is link:
-            if link.path == "direct":
-                self._use_spare(pid, now)
-        elif pid in self._silent and table.direct(pid) is link and link.identity is not None:
-            self._silent.discard(pid)
-            self._ctx.events.append(PathChanged(link.identity, link.path, silent=False))
-
-    def _probe(self, link: Link, now: float) -> None:
-        """``link`` heard nothing for ``path_probe_interval``: PING it; silent for
-        ``path_silence``, its peer moves to the spare (or the driver hears it)."""
-        link.last_probe = now
-        _quicshim.probe_path(link.quic)  # past a congestion window a silent path filled
-        pid, identity = link.peer_id, link.identity
-        if pid is None or identity is None:  # pragma: no cover - only ACTIVE links probe
-            return
-        config = self._ctx.config
-        table = self._table
-        spare = table.spares.get(pid)
-        if spare is link:
-            in_use = table.direct(pid)
-            if (
-                link.path == "turn"
-                and link.spare_since is not None
-                and now - link.spare_since >= config.spare_linger
-                and in_use is not None
-                and now - in_use.last_rx < config.path_silence
-            ):
-                link.close(CloseCode.NORMAL, "the direct path works again")
-                table.unset_direct(link)
-            return
-        if now - link.last_rx < config.path_silence:
-            return
-        if spare is not None and now - spare.last_rx < config.path_silence:
-            self._use_spare(pid, now)
-        elif pid not in self._silent:
-            self._silent.add(pid)
-            logger.info("peer %s: the %s path went silent", pid[:12], link.path)
-            self._ctx.events.append(PathChanged(identity, link.path, silent=True))
 
     def _fail_link(self, link: Link, code: CloseCode, reason: str, now: float) -> None:
         if not link.is_open:
@@ -589,19 +523,10 @@ class MeshCore:
         self._table.remove(link)
         self._admission.forget(link)
         reason = event.reason_phrase or f"code {event.error_code:#x}"
-        pid = link.peer_id
-        if was is LinkState.ACTIVE and pid is not None and pid in self._table.spares:
-            # one of two paths ended: the other carries the peer on, no departure
-            in_use = self._table.direct(pid) is link
-            carrier = self._table.unset_direct(link)
-            logger.info("peer %s: the %s path ended: %s", pid[:12], link.path, reason)
-            if in_use and carrier is not None and carrier.identity is not None:
-                carrier.spare_since = None
-                self._silent.discard(pid)
-                self._ctx.events.append(PathChanged(carrier.identity, carrier.path, silent=False))
-                self._reliable.resend_direct(pid, carrier, now)
-        elif was is LinkState.ACTIVE:
-            self._peer_gone(link, event.error_code, reason, now, redial=True)
+        if was is LinkState.ACTIVE:
+            # one of two paths ending is no departure: the other carries the peer on
+            if not self._paths.ended(link, reason, now):
+                self._peer_gone(link, event.error_code, reason, now, redial=True)
         elif was is LinkState.HANDSHAKING:
             logger.info("connection %s ended before authentication: %s", link.describe(), reason)
             self._dial_failed(link, event.error_code, reason, now)
@@ -666,7 +591,7 @@ class MeshCore:
             return
         pid = identity.peer_id
         self._table.unset_direct(link)
-        self._silent.discard(pid)
+        self._paths.forget(pid)
         logger.info("peer %s (%s) disconnected: %s", pid[:12], identity.character_name, reason)
         self._movement.forget(pid)
         where, to = left if left is not None else (self._directory.locations.get(pid), None)

@@ -33,6 +33,7 @@ CORE_MODULES = (
     "gate",
     "handshake",
     "link",
+    "multipath",
     "paths",
     "quality",
     "relay",
