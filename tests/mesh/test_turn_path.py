@@ -5,7 +5,8 @@ lobby issues them) and permits B's IP; B dials that address like any other
 (``path="turn"``). Whispers and movement flow both ways over it, and both ends
 say ``"turn"``. With a direct link beside it, a silent direct path moves the
 peer to TURN, and back to direct when the direct path returns, with every
-whisper delivered once and acknowledged (never a false failure).
+whisper delivered once and acknowledged (never a false failure); a direct path
+dead past the QUIC idle timeout is dialled again, and carries the peers once it works.
 """
 
 from __future__ import annotations
@@ -146,4 +147,43 @@ async def test_a_silent_direct_path_moves_to_turn_and_back(
             assert (await b.send_whisper(1, "w2")).path == "direct"
             assert [m.content for m in await whispers.wait_for(3)] == ["w0", "w1", "w2"]
             # the peers never left: one PeerConnected each, no PeerDisconnected
+            assert a.peers.keys() == {b.peer_id} and b.peers.keys() == {a.peer_id}
+
+
+async def test_a_direct_path_dead_past_the_idle_timeout_is_dialled_again(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """The direct path stays cut until its link ends (QUIC idle timeout) while TURN carries
+    the peers; once it works again a new direct link is dialled and carries them."""
+    config = MeshConfig(
+        path_probe_interval=0.3,
+        path_silence=1.0,
+        idle_timeout=1.5,
+        reconnect_interval=0.2,
+        redial_backoff=1.0,
+        dial_timeout=2.0,
+    )
+    async with LoopbackTurn(tmp_path) as turn:
+        a = await make_node(1, "alice", config=config)
+        b = await make_node(2, "bob", config=config)
+        paths_b, whispers, redials = Inbox(), Inbox(), Inbox()
+        b.add_path_listener(paths_b)
+        a.register_handler(MessageType.WHISPER, whispers)
+        faults = Faults(loss=0.0, duplicate=0.0, reorder=0.0, max_delay=0.0)
+        async with UdpProxy(a.address, seed=2, faults=faults) as proxy:
+            await b.connect(ticket_of(a), proxy.address)
+            await _over_turn(turn, a, b)
+            faults.drop_to_target = faults.drop_to_client = True
+            await paths_b.wait_until(lambda items: any(e.path == "turn" for e in items))
+            # a QUIC Initial from either side through the cut proxy: the direct link ended
+            # and its peer dials it again
+            proxy.watch = lambda data, _inbound: redials(data) if data[0] & 0xF0 == 0xC0 else None
+            await redials.wait_for(1)
+            assert b.core.has_path(a.peer_id, "turn") and not b.core.has_path(a.peer_id, "direct")
+            assert (await b.send_whisper(1, "over turn")).path == "turn"
+
+            faults.drop_to_target = faults.drop_to_client = False
+            await paths_b.wait_until(lambda items: items[-1].path == "direct")
+            assert (await b.send_whisper(1, "direct again")).path == "direct"
+            assert [m.content for m in await whispers.wait_for(2)] == ["over turn", "direct again"]
             assert a.peers.keys() == {b.peer_id} and b.peers.keys() == {a.peer_id}
