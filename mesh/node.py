@@ -539,7 +539,9 @@ class PeerNode:
         addr = await self._resolve(endpoint)
         if peer_ticket_token is not None:
             try:
-                known = self.core.add_peer(peer_ticket_token, addr, self._now())
+                # a relayed address is no endpoint to redial the direct path at
+                redial_at = addr if path == "direct" else None
+                known = self.core.add_peer(peer_ticket_token, redial_at, self._now())
             except CryptoError as exc:
                 raise HandshakeError(f"peer ticket rejected: {exc}") from exc
             if known.peer_id in self.core.peers and (
