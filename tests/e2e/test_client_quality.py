@@ -4,23 +4,35 @@ movement reaches a player (only over a QUIC path, never through the lobby relay)
 
 from __future__ import annotations
 
-from mesh import ConnectionQuality, PeerDisconnected
+from mesh import ConnectionQuality, NetworkClient, PeerDisconnected
 
 from .conftest import ClientFactory, Inbox
 
 __all__: list[str] = []
 
 
-async def test_quality_of_direct_and_relayed_players(
+async def _direct_and_relayed(
     make_client: ClientFactory, dead_endpoint: str
-) -> None:
+) -> tuple[NetworkClient, NetworkClient, NetworkClient]:
+    """Alice whispered to Bob directly and to Carol (a dead advertised endpoint) by the relay."""
     alice = await make_client("Alice")
     bob = await make_client("Bob")
     carol = await make_client("Carol", p2p_advertise=[dead_endpoint], p2p_auto_connect=False)
-    bob_id = int(bob.character["id"])  # type: ignore[index]
-    carol_id = int(carol.character["id"])  # type: ignore[index]
     assert (await alice.send_whisper("Bob", "direct")).path == "direct"
     assert (await alice.send_whisper("Carol", "relayed")).path == "relay"
+    return alice, bob, carol
+
+
+def _id(client: NetworkClient) -> int:
+    assert client.character is not None
+    return int(client.character["id"])
+
+
+async def test_quality_of_direct_and_relayed_players(
+    make_client: ClientFactory, dead_endpoint: str
+) -> None:
+    alice, bob, carol = await _direct_and_relayed(make_client, dead_endpoint)
+    bob_id, carol_id = _id(bob), _id(carol)
 
     direct = alice.connection_quality(bob_id)
     assert isinstance(direct, ConnectionQuality)
@@ -46,13 +58,8 @@ async def test_no_quality_before_a_character_is_selected(make_client: ClientFact
 async def test_movement_is_available_only_over_a_quic_path(
     make_client: ClientFactory, dead_endpoint: str
 ) -> None:
-    alice = await make_client("Alice")
-    bob = await make_client("Bob")
-    carol = await make_client("Carol", p2p_advertise=[dead_endpoint], p2p_auto_connect=False)
-    bob_id = int(bob.character["id"])  # type: ignore[index]
-    carol_id = int(carol.character["id"])  # type: ignore[index]
-    assert (await alice.send_whisper("Bob", "direct")).path == "direct"
-    assert (await alice.send_whisper("Carol", "relayed")).path == "relay"
+    alice, bob, carol = await _direct_and_relayed(make_client, dead_endpoint)
+    bob_id, carol_id = _id(bob), _id(carol)
 
     assert alice.movement_available("Bob") and alice.movement_available(bob_id)
     assert bob.movement_available("Alice")
