@@ -30,6 +30,7 @@ ones before they expire.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -45,8 +46,13 @@ from mesh.turn_client import (
     TurnEvent,
     TurnState,
 )
+from protocol.errors import MeshError
 
 __all__ = ["TurnPath"]
+
+logger = logging.getLogger("mesh.node")
+
+_MAX_ROUTES = 1024
 
 
 class TurnPath:
@@ -117,11 +123,15 @@ class TurnPath:
         if client.state is not TurnState.ALLOCATED:
             return
         peer = route.peer
-        if peer not in self._bound:
-            self._bound.add(peer)
-            client.bind_channel(peer, now)  # also (re)installs the IP's permission
-            self._hosts.add(peer[0])
-        client.send(peer, data)
+        try:
+            if peer not in self._bound:
+                client.bind_channel(peer, now)  # also (re)installs the IP's permission
+                self._bound.add(peer)
+                self._hosts.add(peer[0])
+            client.send(peer, data)
+        except MeshError as exc:  # too many requests in flight, no channel left: as UDP may
+            logger.debug("TURN: datagram to %s dropped: %s", peer, exc)
+            return
         self._last_used = now
         self.bytes_sent += len(data)
 
@@ -170,6 +180,8 @@ class TurnPath:
             if isinstance(event, DataReceived):
                 route = self._routes.get(event.peer)
                 if route is None:
+                    if len(self._routes) >= _MAX_ROUTES:
+                        self._routes.clear()  # a cache of small values: rebuilt as needed
                     route = self._routes[event.peer] = TurnRoute(event.peer)
                 self._inbox.append((event.data, route))
                 self._last_used = now

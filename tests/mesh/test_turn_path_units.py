@@ -98,3 +98,13 @@ def test_fresh_credentials_sign_the_next_refresh() -> None:
         signed += [m.username() for m in server.requests[before:]]
     assert signed and set(signed) == {fresh.username}  # permission and allocation refreshes
     assert path.state is TurnState.ALLOCATED
+
+
+def test_a_datagram_the_client_cannot_take_is_dropped_not_raised() -> None:
+    """More new peers at once than TURN transactions may be in flight: the node's flush
+    must not raise (a datagram is dropped, as UDP may; QUIC sends it again)."""
+    path, _ = _allocated()
+    for port in range(1, 200):
+        path.send(TurnRoute(("198.51.100.7", port)), b"quic", NOW)
+    assert path.state is TurnState.ALLOCATED
+    assert path.datagrams_to_send(NOW)  # what could be sent was
