@@ -32,6 +32,10 @@ __all__ = ["BENCHMARKS", "main", "main_one", "normalize", "to_markdown"]
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codec": ("bench.codec", "codec: JSON and binary movement vs orjson"),
     "movement": ("bench.movement", "movement: two PeerNodes, CPU per update and latency"),
+    "movement_turn": (
+        "bench.movement_turn",
+        "movement over TURN: CPU per update and latency vs direct (coturn on loopback)",
+    ),
     "whisper": ("bench.whisper", "whisper: direct mesh vs lobby relay, 20 ms per link"),
     "fanout": ("bench.fanout", "lobby fan-out: server CPU per chat recipient"),
     "fanout_cluster": ("bench.fanout_cluster", "lobby fan-out over 3 processes (Redis) vs 1"),

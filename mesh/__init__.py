@@ -33,7 +33,7 @@ from mesh.discovery import (
     PeerFound,
     PeerLost,
 )
-from mesh.events import PeerConnected, PeerDisconnected
+from mesh.events import PathChanged, PeerConnected, PeerDisconnected
 from mesh.handshake import CloseCode
 from mesh.node import (
     ConnectionQuality,
@@ -61,6 +61,7 @@ __all__ = [
     "NearbyPlayer",
     "NetworkClient",
     "PartySendResult",
+    "PathChanged",
     "PeerConnected",
     "PeerDisconnected",
     "PeerEvent",

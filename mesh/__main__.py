@@ -52,6 +52,7 @@ from mesh.terminal import (
     command_loop,
     help_text,
     parse_command,
+    quality_report,
     stop_on_signals,
 )
 from mesh.terminal_lobby import add_lobby_arguments, run_lobby  # lobby mode (NetworkClient)
@@ -241,6 +242,9 @@ async def execute(lan: LanNode, command: Command, out: Output) -> bool:
             out.emit("help", help_text("lan"), commands=help_text("lan"))
         elif command.kind == "who":
             _who(lan, out)
+        elif command.kind == "quality":
+            text, rows = quality_report(lan.node.connection_qualities().values())
+            out.emit("quality", text, peers=rows)
         elif command.kind == "whisper":
             result = await lan.send_whisper(command.target, command.text)
             out.emit(

@@ -70,6 +70,7 @@ __all__ = [
     "pending_datagram_count",
     "peer_certificate_ed25519",
     "piggyback_ack",
+    "probe_path",
     "remote_max_datagram_frame_size",
     "rtt_stats",
     "timer_ready",
@@ -216,6 +217,20 @@ class MeshQuicConnection(QuicConnection):
     def stop_stream(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
         super().stop_stream(*args, **kwargs)
+
+
+def probe_path(conn: QuicConnection) -> None:
+    """Send one PING on the next flush even when the congestion window is full.
+
+    A path gone silent keeps its unacknowledged packets in flight, so its window
+    stays full and only aioquic's own PTO probes leave, each twice as late as the
+    one before: a path that comes back would be noticed tens of seconds later.
+    This is that PTO probe (``_send_probe``: one packet past the window), asked
+    for by the core's path probe (at most one per ``path_probe_interval``), as
+    ICE's consent checks keep probing a path.
+    """
+    conn._send_probe()
+    _touch(conn)
 
 
 def has_nothing_to_send(conn: QuicConnection, now: float) -> bool:

@@ -11,10 +11,13 @@ Two parts of :class:`mesh.core.MeshCore`:
   the :class:`Admitted` outcome and on the links :meth:`Admission.expired`
   returns.
 
-Simultaneous dial: when a peer already has a direct link, the new one wins if
-the old one has been silent for two keepalive intervals, or else if its client
-is the side with the lower peer id (both ends reach the same verdict); the
-loser is closed with :attr:`CloseCode.DUPLICATE`.
+Simultaneous dial: when a peer already has a link on the same path kind (direct
+or TURN, :attr:`mesh.link.Link.path`), the new one wins if the old one has been
+silent for two keepalive intervals, or else if its client is the side with the
+lower peer id (both ends reach the same verdict); the loser is closed with
+:attr:`CloseCode.DUPLICATE`. A link on the other path kind is kept beside the
+one there (:attr:`Admitted.ADDED`): the core decides which of the two carries
+the peer.
 
 Credential lifetime (every credential expires: lobby tickets, LAN self-issued
 tickets):
@@ -47,7 +50,8 @@ from mesh.auth import PeerIdentity
 from mesh.context import CoreContext
 from mesh.events import PeerConnected
 from mesh.handshake import CloseCode, HandshakeFailure
-from mesh.link import Address, Link
+from mesh.link import Link
+from mesh.paths import Route
 from mesh.router import LinkTable
 from protocol.crypto import b64url_encode, new_nonce
 from protocol.errors import CryptoError, ProtocolError, TicketExpiredError, TicketNotYetValidError
@@ -66,7 +70,7 @@ class PeerDirectory:
         """The newest verified credential of each peer."""
         self.by_character: dict[int, str] = {}
         """Character id -> peer id (the newest credential naming it)."""
-        self.endpoints: dict[str, Address] = {}
+        self.endpoints: dict[str, Route] = {}
         """Where to dial each peer."""
         self.locations: dict[str, int] = {}
         """Each peer's location, from the lobby or its movement."""
@@ -90,6 +94,9 @@ class Admitted(enum.Enum):
     """The peer had one; this one won the tie-break and replaced it."""
     DUPLICATE = "duplicate"
     """The peer had one and kept it; this link is closing."""
+    ADDED = "added"
+    """The peer had a link on the other path kind: this one is kept beside it, as its
+    spare (the core may make it the one in use)."""
 
 
 class Admission:
@@ -121,16 +128,17 @@ class Admission:
         directory = self.directory
         directory.known[identity.peer_id] = identity
         directory.by_character[identity.character_id] = identity.peer_id
-        link = self._table.direct(identity.peer_id)
-        current = link.identity if link is not None else None
-        if (
-            link is not None
-            and current is not None
-            and identity.character_id == current.character_id
-            and identity.expires_at > current.expires_at
-        ):
-            link.identity = identity
-            self._learnt += 1
+        pid = identity.peer_id
+        for link in (self._table.direct(pid), self._table.spares.get(pid)):
+            current = link.identity if link is not None else None
+            if (
+                link is not None
+                and current is not None
+                and identity.character_id == current.character_id
+                and identity.expires_at > current.expires_at
+            ):
+                link.identity = identity
+                self._learnt += 1
 
     def next_expiry(self) -> float | None:
         """When the first live connection's peer credential expires, in ``now`` time
@@ -164,7 +172,7 @@ class Admission:
             link
             for link in self._table.directs.values()
             if link.identity is not None and wall >= link.identity.expires_at
-        ]
+        ]  # a spare goes with the link in use (same peer, same credential)
 
     def present_renewal(self, link: Link, now: float) -> None:
         """Send our credential on ``link`` if it changed since we last presented one there."""
@@ -223,7 +231,7 @@ class Admission:
         identity = link.handshake.peer
         if identity is None:  # pragma: no cover - the handshake sets it before done
             raise ProtocolError("handshake finished without a peer")
-        link.authenticate(identity, now, config.keepalive_interval)
+        link.authenticate(identity, now, config.keepalive_interval, config.path_probe_interval)
         self._presented[link] = ctx.auth.credential()
         if config.ack_tuning:
             _quicshim.tune_ack_delay(link.quic, config.ack_delay)
@@ -233,18 +241,22 @@ class Admission:
         directory.was_connected.add(pid)
         # one socket per node: even an inbound connection comes from the peer's endpoint;
         # an address we dialled and that answered is the one to redial (a hole punch
-        # dials several candidates: the one that connected wins)
-        if link.is_client:
-            directory.endpoints[pid] = link.addr
-        else:
-            directory.endpoints.setdefault(pid, link.addr)
-        existing = self._table.direct(pid)
+        # dials several candidates: the one that connected wins). A TURN path is not
+        # an endpoint: it is reopened through TURN, not by a redial.
+        if link.path == "direct":
+            if link.is_client:
+                directory.endpoints[pid] = link.addr
+            else:
+                directory.endpoints.setdefault(pid, link.addr)
+        table = self._table
+        existing = table.active(pid, link.path)
         if existing is not None and existing is not link:
             stale = now - existing.last_rx > 2 * config.keepalive_interval
             we_are_lower = ctx.identity.peer_id < pid
             keep_new = stale or link.is_client == we_are_lower
             logger.debug(
-                "duplicate connection with %s, keeping the %s one",
+                "duplicate %s connection with %s, keeping the %s one",
+                link.path,
                 pid[:12],
                 "new" if keep_new else "existing",
             )
@@ -257,9 +269,24 @@ class Admission:
             if not keep_new:
                 link.close(CloseCode.DUPLICATE, "duplicate connection")
                 return Admitted.DUPLICATE
+            in_use = table.direct(pid) is existing
+            table.unset_direct(existing)  # the spare (if any) carries the peer meanwhile
             existing.close(CloseCode.DUPLICATE, "duplicate connection")
-            self._table.set_direct(link)
+            if in_use and table.direct(pid) is not None:
+                table.set_spare(link)
+                table.swap(pid)
+            elif table.direct(pid) is not None:
+                table.set_spare(link)
+            else:
+                table.set_direct(link)
             return Admitted.REPLACED
+        if table.direct(pid) is not None:
+            logger.info("peer %s: a %s path too", pid[:12], link.path)
+            if link.dial_id is not None:
+                ctx.events.append(PeerConnected(identity, link.addr, link.is_client, link.dial_id))
+                link.dial_id = None
+            table.set_spare(link)
+            return Admitted.ADDED
         self._table.set_direct(link)
         logger.info(
             "peer %s (%s) connected %s",

@@ -65,6 +65,17 @@ class MeshConfig:
     ``PeerUnreachableError``; ``direct_ack_timeout``: unacknowledged that long on the
     direct path, a message is also sent through the relay (when there is one);
     ``relay_resend_interval``: relay copies repeat until acknowledged;
+    ``path_probe_interval``: an authenticated link that heard nothing for this long
+    is sent a PING (and again each interval), so a path gone silent is told from a
+    quiet one; ``path_silence``: a link that heard nothing for this long despite the
+    probes is silent: its peer moves to its other link (TURN or direct) when that
+    one works, and the driver hears of it (``PathChanged``, to open another path);
+    ``spare_linger``: a TURN link kept beside a working direct one is closed after
+    this long unused (its allocation may then be released);
+    ``turn_after``: a peer the lobby paired us with that no direct path reaches this
+    long after the pairing is reached through TURN (when the lobby names a TURN
+    server; :mod:`mesh.client.turn`); ``turn_release_after``: a TURN allocation no
+    datagram used for this long is released;
     ``redial_backoff``: after a failed dial, the next send uses the relay (or
     fails) instead of dialling again, for this long; ``reconnect_interval``: a peer
     we were connected to is redialled this often while messages to it wait (until
@@ -105,6 +116,11 @@ class MeshConfig:
     redial_backoff: float = 30.0
     reconnect_interval: float = 2.0
     direct_ack_timeout: float = 3.0
+    path_probe_interval: float = 1.0
+    path_silence: float = 2.5
+    spare_linger: float = 30.0
+    turn_after: float = 3.0
+    turn_release_after: float = 60.0
     tick_interval: float = 0.05
     far_tick_divisor: int = 4
     full_rate_peers: int = 6

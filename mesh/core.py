@@ -22,7 +22,9 @@ The core is composed of parts, each with its own state and a small interface
 * :class:`~mesh.reliable.ReliableDelivery` (``_reliable``): reliable messages,
   their paths (direct, dial, relay), resends and acks;
 * :class:`~mesh.datagrams.MovementScheduler` (``_movement``): movement ticks out,
-  newest-wins in.
+  newest-wins in;
+* :class:`~mesh.multipath.PathChooser` (``_paths``): which link carries a peer
+  reached both directly and over TURN, and when a path is silent.
 
 The core itself runs each link's life (:class:`~mesh.link.LinkState`): it reads
 aioquic's events, feeds the peer handshake (:mod:`mesh.handshake`) and the
@@ -65,7 +67,9 @@ from mesh.datagrams import MovementInfo, MovementScheduler
 from mesh.events import CoreEvent, DialFailed, PeerDisconnected
 from mesh.gate import InitialGate
 from mesh.handshake import CloseCode, HandshakeFailure
-from mesh.link import Address, Link, LinkInfo, LinkState
+from mesh.link import Link, LinkInfo, LinkState
+from mesh.multipath import PathChooser
+from mesh.paths import Path, Route, route_address
 from mesh.quality import ConnectionQuality, connection_quality
 from mesh.reliable import ReliableDelivery
 from mesh.router import LinkTable
@@ -113,6 +117,7 @@ class MeshCore:
         )
         self._ping_ids = 0
         self._seen_failures: dict[tuple[str, int], None] = {}
+        self._paths = PathChooser(ctx, self._table, self._directory, self._reliable)
 
     @property
     def relay_enabled(self) -> bool:
@@ -136,8 +141,11 @@ class MeshCore:
 
     # driving ------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        """Route one UDP datagram to its connection (or accept a new one)."""
+    def receive_datagram(self, data: bytes, addr: Route, now: float) -> None:
+        """Route one UDP datagram to its connection (or accept a new one).
+
+        ``addr``: its source, or a :class:`~mesh.paths.TurnRoute` for one our TURN
+        allocation relayed (the connection id decides the link either way)."""
         if self._ctx.closed:
             return
         link = self._table.route_short(data)  # an established connection's packet
@@ -159,11 +167,13 @@ class MeshCore:
         link.quic.receive_datagram(data, addr, now)
         link.last_rx = now
         link.bytes_received += len(data)
+        if self._paths.watching:
+            self._paths.heard(link, now)
         self._process(link, now)
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Route]]:
         """Every datagram the connections want to send now, with its destination."""
-        out = self._table.gate.datagrams_to_send()  # Retries the gate answered with
+        out: list[tuple[bytes, Route]] = self._table.gate.datagrams_to_send()  # its Retries
         # only touched links can have anything (MeshQuicConnection.watch)
         for link in self._table.take_touched():
             if link.state is LinkState.TERMINATED:
@@ -186,6 +196,7 @@ class MeshCore:
         ):
             if at is not None:
                 times.append(at)
+        self._paths.timers(times)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -213,6 +224,9 @@ class MeshCore:
                 link.quic.send_ping(self._ping_ids)
                 link.next_ping_at = now + self._ctx.config.keepalive_interval
                 self._admission.present_renewal(link, now)
+            probe = link.probe_at()
+            if probe is not None and now >= probe:
+                self._paths.probe(link, now)
             if _quicshim.timer_ready(link.quic):
                 due = link.quic.get_timer()
                 if due is not None and now >= due:
@@ -222,6 +236,7 @@ class MeshCore:
         if tick is not None and now >= tick:
             self._movement.tick(now, self.location_id)
         self._reliable.service(now)
+        self._paths.service(now)
 
     def next_event(self) -> CoreEvent | None:
         """The next event for the driver, or None."""
@@ -239,27 +254,31 @@ class MeshCore:
         """A peer we hold a verified credential of, by peer id or character id."""
         return self._directory.lookup(target)
 
-    def add_peer(self, credential: str, endpoint: Address | None, now: float) -> PeerIdentity:
+    def add_peer(self, credential: str, endpoint: Route | None, now: float) -> PeerIdentity:
         """Remember a peer from its credential (verified now) and where to dial it."""
         identity = self._admission.verify(credential, now)
         if endpoint is not None:
             self._directory.endpoints[identity.peer_id] = endpoint
         return identity
 
-    def connect(self, credential: str | None, addr: Address, now: float) -> int:
+    def connect(
+        self, credential: str | None, addr: Route, now: float, path: Path = "direct"
+    ) -> int:
         """Dial ``addr``; returns a dial id reported by PeerConnected / DialFailed.
 
         With a credential, the peer must be the one it names (raises a
         ``CryptoError`` subclass now if the credential itself is invalid).
+        ``path="turn"``: ``addr`` is the peer's relayed address on a TURN server; the
+        link is kept beside a direct one, and used when that one goes silent.
         """
         if self._ctx.closed:
             raise MeshError("the node is closed")
         expected: PeerIdentity | None = None
         if credential is not None:
-            expected = self.add_peer(credential, addr, now)
+            expected = self.add_peer(credential, addr if path == "direct" else None, now)
             if expected.peer_id == self._ctx.identity.peer_id:
                 raise MeshError("refusing to connect to ourselves")
-        return self._table.dial(addr, expected.peer_id if expected else None, now)
+        return self._table.dial(addr, expected.peer_id if expected else None, now, path)
 
     def disconnect_peer(self, peer_id: str, now: float, reason: str = "disconnected") -> bool:
         """Close the direct connection to ``peer_id`` (announced as a departure)."""
@@ -321,8 +340,17 @@ class MeshCore:
         return [link.info() for link in self._table]
 
     def link_info(self, peer_id: str) -> LinkInfo | None:
-        """A snapshot of ``peer_id``'s direct link, if it has one."""
+        """A snapshot of the link that carries ``peer_id`` now, if it has one."""
         link = self._table.direct(peer_id)
+        return link.info() if link is not None else None
+
+    def has_path(self, peer_id: str, path: Path) -> bool:
+        """``peer_id`` has an ``ACTIVE`` link on ``path`` (in use or spare)."""
+        return self._table.active(peer_id, path) is not None
+
+    def spare_info(self, peer_id: str) -> LinkInfo | None:
+        """A snapshot of ``peer_id``'s spare link (the other path kind), if it has one."""
+        link = self._table.spares.get(peer_id)
         return link.info() if link is not None else None
 
     def connection_quality(self, target: str | int, now: float) -> ConnectionQuality | None:
@@ -425,7 +453,7 @@ class MeshCore:
                     if link.handshake.done:
                         self._on_authenticated(link, now)
                 elif isinstance(message, PeerAckMessage) and link.identity is not None:
-                    self._reliable.on_ack(link.identity.peer_id, message.ref_id, "direct")
+                    self._reliable.on_ack(link.identity.peer_id, message.ref_id, link.path)
                 elif isinstance(message, PeerHelloMessage) and active:
                     self._admission.on_renewal(link, message, now)
                 else:
@@ -434,14 +462,21 @@ class MeshCore:
                 if not active or link.identity is None:
                     raise ProtocolError("DATA before authentication")
                 link.last_activity = now
-                self._reliable.on_data(link.identity, body, "direct", link, now)
+                self._reliable.on_data(link.identity, body, link.path, link, now)
 
     def _on_authenticated(self, link: Link, now: float) -> None:
         outcome = self._admission.admit(link, now)
         pid = link.peer_id
         if outcome is Admitted.DUPLICATE or pid is None:
             return
-        self._reliable.resend_direct(pid, link, now)
+        # a direct link that just completed both handshakes works: it carries the peer; a
+        # TURN one beside a link in use takes over only from a link gone silent
+        self._paths.added(link, now, spare=outcome is Admitted.ADDED)
+        if outcome is Admitted.ADDED:
+            self._close_spare_dials(pid, link, now)
+            return
+        if self._table.direct(pid) is link:
+            self._reliable.resend_direct(pid, link, now)
         self._close_spare_dials(pid, link, now)
         if outcome is Admitted.CONNECTED:
             self._enforce_capacity(now)
@@ -468,7 +503,7 @@ class MeshCore:
             return
         who = link.describe()
         # a remote can trigger this at will: one WARNING per (address, code), then DEBUG
-        key = (str(link.addr[0]), int(code))
+        key = (str(route_address(link.addr)[0]), int(code))
         level = logging.DEBUG if key in self._seen_failures else logging.WARNING
         self._seen_failures[key] = None
         while len(self._seen_failures) > _MAX_SEEN_FAILURES:
@@ -494,7 +529,9 @@ class MeshCore:
         self._admission.forget(link)
         reason = event.reason_phrase or f"code {event.error_code:#x}"
         if was is LinkState.ACTIVE:
-            self._peer_gone(link, event.error_code, reason, now, redial=True)
+            # one of two paths ending is no departure: the other carries the peer on
+            if not self._paths.ended(link, reason, now):
+                self._peer_gone(link, event.error_code, reason, now, redial=True)
         elif was is LinkState.HANDSHAKING:
             logger.info("connection %s ended before authentication: %s", link.describe(), reason)
             self._dial_failed(link, event.error_code, reason, now)
@@ -531,10 +568,16 @@ class MeshCore:
         *,
         left: tuple[int, int] | None = None,
     ) -> None:
-        """Close the ``ACTIVE`` ``link`` ourselves and report its peer gone."""
-        link.close(
-            CloseCode(code) if code in CloseCode._value2member_map_ else CloseCode.NORMAL, reason
-        )
+        """Close the ``ACTIVE`` ``link`` (and its peer's other link) ourselves and report its
+        peer gone."""
+        close_code = CloseCode(code) if code in CloseCode._value2member_map_ else CloseCode.NORMAL
+        pid = link.peer_id
+        if pid is not None:
+            for other in (self._table.direct(pid), self._table.spares.get(pid)):
+                if other is not None and other is not link:
+                    other.close(close_code, reason)
+                    self._table.unset_direct(other)
+        link.close(close_code, reason)
         self._peer_gone(link, code, reason, now, left=left)
 
     def _peer_gone(
@@ -553,6 +596,7 @@ class MeshCore:
             return
         pid = identity.peer_id
         self._table.unset_direct(link)
+        self._paths.forget(pid)
         logger.info("peer %s (%s) disconnected: %s", pid[:12], identity.character_name, reason)
         self._movement.forget(pid)
         where, to = left if left is not None else (self._directory.locations.get(pid), None)

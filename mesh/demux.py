@@ -23,13 +23,14 @@ in the pass it already makes for the core. What it does not take is the core's.
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 from mesh.stun_client import StunClient, StunEvent
 from mesh.stun_transactions import same_address
-from mesh.turn_client import TurnClient, TurnEvent
+from mesh.turn_client import TurnEvent
 from protocol.stun import Address
 
-__all__ = ["DEMUX_STAT_NAMES", "Route", "SocketClients", "SocketEvent", "route"]
+__all__ = ["DEMUX_STAT_NAMES", "Route", "SocketClients", "SocketEvent", "TurnUser", "route"]
 
 SocketEvent = StunEvent | TurnEvent
 """What the STUN and TURN clients of the socket report."""
@@ -38,6 +39,24 @@ DEMUX_STAT_NAMES = ("stun_unmatched", "demux_dropped")
 """``stun_unmatched``: STUN datagrams that answered none of our transactions (a stray or
 late answer, a Binding request: the node answers none); ``demux_dropped``: datagrams
 of no protocol we speak."""
+
+
+class TurnUser(Protocol):
+    """What shares the socket for a TURN server: a :class:`~mesh.turn_client.TurnClient`,
+    or the node's :class:`~mesh.turn_path.TurnPath` around one."""
+
+    @property
+    def server(self) -> Address: ...
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> bool: ...
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_event(self) -> TurnEvent | None: ...
 
 
 class Route(enum.Enum):
@@ -72,17 +91,17 @@ class SocketClients:
 
     def __init__(self, stun: StunClient) -> None:
         self.stun = stun
-        self._turn: TurnClient | None = None
+        self._turn: TurnUser | None = None
         self._turn_server: Address | None = None
         self.stats: dict[str, int] = dict.fromkeys(DEMUX_STAT_NAMES, 0)
 
     @property
-    def turn(self) -> TurnClient | None:
+    def turn(self) -> TurnUser | None:
         """The TURN client whose server's datagrams are routed to it (None: no relay)."""
         return self._turn
 
     @turn.setter
-    def turn(self, client: TurnClient | None) -> None:
+    def turn(self, client: TurnUser | None) -> None:
         self._turn = client
         self._turn_server = client.server if client is not None else None
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from mesh.auth import PeerIdentity
+from mesh.paths import Path, Route
 from protocol.errors import MeshError
 from protocol.messages.base import BaseMessage
 from protocol.messages.location import PositionUpdateMessage
@@ -15,14 +15,13 @@ __all__ = [
     "DialFailed",
     "MessageDelivered",
     "Path",
+    "PathChanged",
     "PeerConnected",
     "PeerDisconnected",
     "PositionReceived",
     "RelayRequest",
     "SendSettled",
 ]
-
-Path = Literal["direct", "relay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +34,7 @@ class PeerConnected:
     """
 
     identity: PeerIdentity
-    address: tuple[str, int]
+    address: Route
     outbound: bool
     dial_id: int | None
 
@@ -89,6 +88,17 @@ class SendSettled:
 
 
 @dataclass(frozen=True, slots=True)
+class PathChanged:
+    """What carries a connected peer changed: another link took over (``path`` is its
+    path kind), or the link in use went silent with no other working link
+    (``silent``; the driver may open another path: TURN), or came back (not ``silent``)."""
+
+    identity: PeerIdentity
+    path: Path
+    silent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RelayRequest:
     """Bytes to hand to the relay transport, addressed to a character / peer."""
 
@@ -105,4 +115,5 @@ CoreEvent = (
     | PositionReceived
     | SendSettled
     | RelayRequest
+    | PathChanged
 )

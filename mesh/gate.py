@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from aioquic.quic.packet import QuicHeader, QuicPacketType, encode_quic_retry
 
 from mesh.config import MeshConfig
-from mesh.link import Address
+from mesh.paths import Route, TurnRoute, route_address
 from protocol.errors import ErrorCode, MeshError
 
 __all__ = [
@@ -140,9 +140,10 @@ Verdict = Admit | Retry | Drop
 """What :meth:`InitialGate.screen` decides for one Initial."""
 
 
-def source_key(addr: Address) -> str:
-    """The unit per-source limits count in: an IPv4 address or an IPv6 /64 network."""
-    host = str(addr[0])
+def source_key(addr: Route) -> str:
+    """The unit per-source limits count in: an IPv4 address or an IPv6 /64 network (of
+    the peer's address as our TURN server sees it, for a relayed Initial)."""
+    host = str(route_address(addr)[0])
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -174,12 +175,12 @@ class RetryTokens:
         self._key = key
         self.lifetime = lifetime
 
-    def mint(self, addr: Address, original_dcid: bytes, retry_scid: bytes, now: float) -> bytes:
+    def mint(self, addr: Route, original_dcid: bytes, retry_scid: bytes, now: float) -> bytes:
         """A token for a Retry sent to ``addr`` from ``retry_scid``, answering ``original_dcid``."""
         body = self._HEAD.pack(self.VERSION, now, len(original_dcid)) + original_dcid
         return body + self._tag(body, retry_scid, addr)
 
-    def check(self, token: bytes, addr: Address, dcid: bytes, now: float) -> bytes | None:
+    def check(self, token: bytes, addr: Route, dcid: bytes, now: float) -> bytes | None:
         """The original destination connection id if ``token`` is valid for an Initial
         from ``addr`` to ``dcid`` at ``now`` (issued at most ``lifetime`` ago), else None."""
         head = self._HEAD.size
@@ -195,15 +196,17 @@ class RetryTokens:
             return None
         return body[head:]
 
-    def _tag(self, body: bytes, retry_scid: bytes, addr: Address) -> bytes:
-        host = str(addr[0]).encode()
+    def _tag(self, body: bytes, retry_scid: bytes, addr: Route) -> bytes:
+        peer = route_address(addr)
+        # a relayed source is another source than the same address reached directly
+        host = (b"turn:" if isinstance(addr, TurnRoute) else b"") + str(peer[0]).encode()
         message = b"".join(
             (
                 b"shards-retry",
                 body,
                 bytes((len(retry_scid),)),
                 retry_scid,
-                struct.pack("!HH", len(host), int(addr[1]) & 0xFFFF),
+                struct.pack("!HH", len(host), int(peer[1]) & 0xFFFF),
                 host,
             )
         )
@@ -283,7 +286,7 @@ class InitialGate:
             key if key is not None else os.urandom(32), config.retry_token_lifetime
         )
         self._sources = _Sources(config.gate_sources, in_progress)
-        self._outbox: deque[tuple[bytes, Address]] = deque()
+        self._outbox: deque[tuple[bytes, Route]] = deque()
         self._pressure_logged_at: float | None = None
         self.stats: dict[str, int] = {
             "gate_admitted": 0,
@@ -299,7 +302,7 @@ class InitialGate:
         return len(self._sources)
 
     def screen(
-        self, header: QuicHeader, size: int, addr: Address, now: float, *, handshakes: int
+        self, header: QuicHeader, size: int, addr: Route, now: float, *, handshakes: int
     ) -> Verdict:
         """Decide for one datagram to an unknown connection id (see the module docstring).
 
@@ -333,7 +336,7 @@ class InitialGate:
             return self._retry(header, version, addr, now, f"{key} has many handshakes open")
         return self._admit(key, dcid, Admit(dcid))
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Route]]:
         """The Retry packets queued since the last call, with their destinations."""
         out = list(self._outbox)
         self._outbox.clear()
@@ -355,7 +358,7 @@ class InitialGate:
         return admit
 
     def _retry(
-        self, header: QuicHeader, version: int, addr: Address, now: float, why: str
+        self, header: QuicHeader, version: int, addr: Route, now: float, why: str
     ) -> Verdict:
         scid = self._random(self._cid_length)
         while scid == header.destination_cid:  # the client ignores a Retry from its own DCID

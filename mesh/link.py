@@ -19,11 +19,17 @@ never a peer's doing) for any other::
 
 * ``HANDSHAKING``: QUIC and the peer handshake are under way (counts against
   ``max_handshakes``; a dial's deadline runs).
-* ``ACTIVE``: authenticated, and the one direct link the node keeps for that peer.
+* ``ACTIVE``: authenticated: the link that carries its peer, or its spare on the other path kind.
 * ``REJECTED``: closed by us before the peer was authenticated; it still counts
   against ``max_handshakes`` until aioquic has drained it.
 * ``CLOSING``: closed by us after authentication; waiting for aioquic to drain it.
 * ``TERMINATED``: aioquic is done with it; it is out of every table.
+
+Where a link's datagrams go is its :data:`Route`: a socket address (the peer
+reached straight from our socket), or a :class:`TurnRoute` (the peer reached
+through our own TURN allocation; the driver hands those datagrams to its TURN
+client). Its :attr:`Link.path` is ``"turn"`` for a TURN route, and for a dial
+to a peer's relayed address (the peer's allocation carries it); else ``"direct"``.
 """
 
 from __future__ import annotations
@@ -31,22 +37,29 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from aioquic.quic.connection import QuicConnection
 
 from mesh import _quicshim
 from mesh.auth import PeerIdentity
 from mesh.handshake import CloseCode, Handshake
+from mesh.paths import Address, Path, Route, TurnRoute, route_address
 from mesh.streams import KIND_CONTROL, KIND_DATA, FrameDecoder, encode_frame
 from protocol.codec import serialize_bytes
 from protocol.errors import MeshError
 from protocol.messages.base import BaseMessage
 
-__all__ = ["TRANSITIONS", "Address", "Link", "LinkInfo", "LinkState", "LinkStateError"]
-
-Address = tuple[Any, ...]
-"""A socket address as ``recvfrom`` returns it (``(host, port)`` for IPv4)."""
+__all__ = [
+    "TRANSITIONS",
+    "Address",
+    "Link",
+    "LinkInfo",
+    "LinkState",
+    "LinkStateError",
+    "Route",
+    "TurnRoute",
+    "route_address",
+]
 
 logger = logging.getLogger("mesh.link")
 
@@ -85,7 +98,8 @@ class LinkInfo:
     """A read-only snapshot of one link, for tests, logs and tools (:meth:`Link.info`)."""
 
     state: LinkState
-    address: Address
+    address: Route
+    path: Path
     outbound: bool
     peer_id: str | None
     character_id: int | None
@@ -100,9 +114,10 @@ class Link:
     def __init__(
         self,
         quic: QuicConnection,
-        addr: Address,
+        addr: Route,
         *,
         is_client: bool,
+        path: Path = "direct",
         handshake: Handshake,
         now: float,
         dial_deadline: float,
@@ -111,6 +126,8 @@ class Link:
     ) -> None:
         self.quic = quic
         self.addr = addr
+        self.path: Path = "turn" if isinstance(addr, TurnRoute) else path
+        """``"turn"`` or ``"direct"`` (see the module docstring); never changes."""
         self.is_client = is_client
         self.handshake = handshake
         self.dial_id = dial_id
@@ -127,6 +144,12 @@ class Link:
         """The movement tick divisor its ACK delay was tuned for (:mod:`mesh.datagrams`)."""
         self.last_activity = now
         self.last_rx = now
+        # path liveness (authenticated links): a PING when nothing came for probe_interval,
+        # so a silent path is told from a quiet one (mesh.core: path_silence)
+        self.probe_interval: float | None = None
+        self.last_probe = now
+        self.spare_since: float | None = None
+        """Since when this ``ACTIVE`` link has been its peer's spare (None: in use)."""
         # traffic of the connection, for mesh.quality (the core counts the bytes)
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -155,8 +178,16 @@ class Link:
         """The authenticated peer's id (None before authentication)."""
         return self.identity.peer_id if self.identity is not None else None
 
-    def authenticate(self, identity: PeerIdentity, now: float, keepalive_interval: float) -> None:
-        """The peer handshake finished: remember the peer, stop the dial clock, start pings.
+    def authenticate(
+        self,
+        identity: PeerIdentity,
+        now: float,
+        keepalive_interval: float,
+        probe_interval: float | None = None,
+    ) -> None:
+        """The peer handshake finished: remember the peer, stop the dial clock, start pings
+        (keepalives every ``keepalive_interval``; a probe when nothing came for
+        ``probe_interval``).
 
         The link stays ``HANDSHAKING`` until the table decides between
         :meth:`activate` and :meth:`close` (the duplicate tie-break).
@@ -164,9 +195,11 @@ class Link:
         self.identity = identity
         self.dial_deadline = None
         self.next_ping_at = now + keepalive_interval
+        self.probe_interval = probe_interval
+        self.last_probe = now
 
     def activate(self) -> None:
-        """Become the peer's one direct link."""
+        """Become the link that carries its peer (or its spare)."""
         self.transition(LinkState.ACTIVE)
 
     def terminated(self) -> None:
@@ -215,7 +248,17 @@ class Link:
             ping = self.next_ping_at
             if ping is not None:
                 at = ping if at is None else min(at, ping)
+            probe = self.probe_at()
+            if probe is not None:
+                at = probe if at is None else min(at, probe)
         return at
+
+    def probe_at(self) -> float | None:
+        """When to probe this link next (``ACTIVE`` links: ``probe_interval`` after the last
+        datagram heard or the last probe, whichever is later)."""
+        if self.probe_interval is None or self.state is not LinkState.ACTIVE:
+            return None
+        return max(self.last_rx, self.last_probe) + self.probe_interval
 
     # inspection ---------------------------------------------------------------------
 
@@ -225,6 +268,7 @@ class Link:
         return LinkInfo(
             state=self.state,
             address=self.addr,
+            path=self.path,
             outbound=self.is_client,
             peer_id=identity.peer_id if identity is not None else None,
             character_id=identity.character_id if identity is not None else None,
@@ -237,4 +281,6 @@ class Link:
         """Short text for log lines: peer id (or address) and role."""
         who = self.identity.peer_id[:12] if self.identity is not None else "?"
         role = "out" if self.is_client else "in"
-        return f"{who}@{self.addr[0]}:{self.addr[1]}/{role}"
+        host, port = route_address(self.addr)[:2]
+        via = "/turn" if self.path == "turn" else ""
+        return f"{who}@{host}:{port}/{role}{via}"

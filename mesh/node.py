@@ -21,7 +21,15 @@ and :meth:`PeerNode.peer_events` (an async iterator) report
 outbound, and :class:`~mesh.events.PeerDisconnected` (with the close code and
 reason) when its direct connection ends: once each per peer going up and down,
 whatever happens to the connections underneath (a simultaneous dial, a
-replaced connection).
+replaced connection). :meth:`PeerNode.add_path_listener` reports
+:class:`~mesh.events.PathChanged`: a connected peer moved to another path (direct
+or TURN), or the path in use went silent.
+
+TURN (a third path, beside direct QUIC and the lobby relay): after
+:meth:`PeerNode.allocate_turn` the node holds a relayed address on a TURN
+server (:mod:`mesh.turn_path`), sharing its one UDP socket; peers dial that
+address as any other, and links to them run through the allocation. The policy
+of when to allocate is the caller's (:mod:`mesh.client.turn`).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -41,10 +49,12 @@ from mesh import _quicshim
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.config import MeshConfig
 from mesh.core import MeshCore
+from mesh.demux import TurnUser
 from mesh.events import (
     DialFailed,
     MessageDelivered,
     Path,
+    PathChanged,
     PeerConnected,
     PeerDisconnected,
     PositionReceived,
@@ -74,8 +84,10 @@ from mesh.node_types import (
     VecLike,
     describe_peer_event,
 )
+from mesh.paths import TurnRoute
 from mesh.stun_client import MappingBehaviour, Retransmission, StunClient
-from mesh.turn_client import TurnClient, TurnEvent
+from mesh.turn_client import Allocated, AllocationFailed, Released, TurnClient, TurnEvent, TurnState
+from mesh.turn_path import TurnPath
 from mesh.udp import Batch, UdpSocket
 from protocol.candidates import Candidate
 from protocol.crypto import Identity
@@ -110,6 +122,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mesh.node")
+
+E = TypeVar("E")
 
 PREFERRED_PORT = 9000
 """The UDP port a node binds when none is given (the original specification's
@@ -195,6 +209,10 @@ class PeerNode:
         self._closed = False
         self._shared = SharedSocket(StunClient(STUN_RETRANSMISSION, software="shards-mesh"))
         self._sockets = self._shared.clients
+        self._turn: TurnPath | None = None
+        self._turn_ready: asyncio.Future[Allocated] | None = None
+        self._path_listeners: list[Callable[[PathChanged], None]] = []
+        self._turn_listeners: list[Callable[[TurnEvent], None]] = []
 
     # lifecycle ----------------------------------------------------------------
 
@@ -236,7 +254,11 @@ class PeerNode:
         self._closed = True
         if self._transport is not None and self._loop is not None:
             self.core.close(self._loop.time())
+            if self._turn is not None:
+                self._turn.release(self._loop.time())  # politely: the server frees it now
             self._transmit()
+        if self._turn_ready is not None and not self._turn_ready.done():
+            self._turn_ready.cancel()
         self._peer_fanout.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -341,12 +363,12 @@ class PeerNode:
         return self._sockets.stun
 
     @property
-    def turn(self) -> TurnClient | None:
+    def turn(self) -> TurnUser | None:
         """The TURN client sharing the node's socket (None until :meth:`attach_turn`)."""
         return self._sockets.turn
 
     def attach_turn(
-        self, client: TurnClient | None, on_event: Callable[[TurnEvent], None] | None = None
+        self, client: TurnUser | None, on_event: Callable[[TurnEvent], None] | None = None
     ) -> None:
         """Share the socket with ``client`` (None: detach): every datagram from its server
         goes to it, the node flushes and times it with its own, and hands each of its
@@ -425,12 +447,89 @@ class PeerNode:
         """
         return self._peer_fanout.events(self._up.values())
 
+    def add_path_listener(self, listener: Callable[[PathChanged], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` when a connected peer moves to another path or the path
+        in use goes silent (:class:`~mesh.events.PathChanged`); returns a remover.
+        Exceptions are logged, never raised here."""
+        return _listen(self._path_listeners, listener)
+
+    # TURN ------------------------------------------------------------------------------
+
+    def add_turn_listener(self, listener: Callable[[TurnEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for each event of the allocation :meth:`allocate_turn`
+        made (``Allocated``, ``AllocationFailed``, ``Released``, permissions, channels);
+        returns a remover. Exceptions are logged, never raised here."""
+        return _listen(self._turn_listeners, listener)
+
+    @property
+    def turn_state(self) -> TurnState | None:
+        """The allocation's state (None: the node has none)."""
+        return self._turn.state if self._turn is not None else None
+
+    @property
+    def turn_address(self) -> tuple[str, int] | None:
+        """Our relayed address on the TURN server (None: no allocation up)."""
+        turn = self._turn
+        if turn is None or turn.state is not TurnState.ALLOCATED or turn.relayed_address is None:
+            return None
+        host, port = turn.relayed_address[:2]
+        return (str(host), int(port))
+
+    async def allocate_turn(
+        self, server: tuple[str, int], username: str, password: str
+    ) -> Allocated:
+        """Allocate a relayed address on the TURN ``server`` (an IP address and port) with
+        time-limited credentials; returns it (with our address as the server saw it).
+
+        Reuses the allocation already up. Raises :class:`PeerUnreachableError` when
+        the server refuses or does not answer.
+        """
+        self._require_started()
+        turn = self._turn
+        if turn is not None and isinstance(turn.outcome, Allocated):
+            if turn.state is TurnState.ALLOCATED:
+                return turn.outcome
+        if turn is None or turn.state in (TurnState.FAILED, TurnState.CLOSED):
+            client = TurnClient(server, username, password)
+            turn = self._turn = TurnPath(client, idle_release=self.config.turn_release_after)
+            self._turn_ready = self._require_started().create_future()
+            turn.allocate(self._now())
+            self.attach_turn(turn, self._on_turn_event)  # flushes
+        assert self._turn_ready is not None  # noqa: S101 - set with the allocation
+        return await asyncio.shield(self._turn_ready)
+
+    def permit_turn(self, hosts: Iterable[str]) -> None:
+        """Let peers at these IP addresses reach us through the allocation (TURN
+        permissions are per IP: the peer's server-reflexive address, its host one)."""
+        if self._turn is not None:
+            self._turn.permit(hosts, self._now())
+            self._transmit()
+
+    def update_turn_credentials(self, username: str, password: str) -> None:
+        """Fresh TURN credentials for the allocation's later refreshes."""
+        if self._turn is not None:
+            self._turn.update_credentials(username, password)
+
+    def release_turn(self) -> None:
+        """Delete the allocation on the server (links through it end at their idle timeout)."""
+        if self._turn is not None:
+            self._turn.release(self._now())
+            self._transmit()
+
     # connections --------------------------------------------------------------------
 
     async def connect(
-        self, peer_ticket_token: str | None, endpoint: str | tuple[str, int]
+        self,
+        peer_ticket_token: str | None,
+        endpoint: str | tuple[str, int],
+        *,
+        path: Path = "direct",
     ) -> PeerIdentity:
         """Open (or reuse) an authenticated direct connection; returns the peer.
+
+        ``path="turn"``: ``endpoint`` is the peer's relayed address on a TURN server
+        (a relay candidate): the connection is kept beside a direct one and carries
+        the peer while that one is silent.
 
         Raises :class:`~protocol.errors.HandshakeError` when the peer fails
         authentication (or its ticket is invalid: the ``CryptoError`` is chained),
@@ -442,12 +541,16 @@ class PeerNode:
         addr = await self._resolve(endpoint)
         if peer_ticket_token is not None:
             try:
-                known = self.core.add_peer(peer_ticket_token, addr, self._now())
+                # a relayed address is no endpoint to redial the direct path at
+                redial_at = addr if path == "direct" else None
+                known = self.core.add_peer(peer_ticket_token, redial_at, self._now())
             except CryptoError as exc:
                 raise HandshakeError(f"peer ticket rejected: {exc}") from exc
-            if known.peer_id in self.core.peers:
+            if known.peer_id in self.core.peers and (
+                path == "direct" or self.core.has_path(known.peer_id, path)
+            ):
                 return self.core.peers[known.peer_id]
-        dial_id = self.core.connect(peer_ticket_token, addr, self._now())
+        dial_id = self.core.connect(peer_ticket_token, addr, self._now(), path)
         fut: asyncio.Future[PeerIdentity] = loop.create_future()
         self._dials[dial_id] = fut
         self._transmit()
@@ -678,9 +781,13 @@ class PeerNode:
         self.core.wall_offset = time.time() - now
         receive = self.core.receive_datagram
         not_quic = self._sockets.receive_datagram  # STUN and TURN take theirs first
+        turn = self._turn
         for data, addr in batch:
             if not not_quic(data, addr, now):
                 receive(data, addr, now)
+            elif turn is not None:  # what peers sent us through our TURN allocation
+                for relayed, route in turn.relayed():
+                    receive(relayed, route, now)
         self._transmit()
 
     def _on_timer(self) -> None:
@@ -713,8 +820,13 @@ class PeerNode:
         when = self._loop.time() if now is None else now
         self.core.wall_offset = time.time() - self._loop.time()
         sendto = self._transport.sendto
+        turn = self._turn
         for data, addr in self.core.datagrams_to_send(when):
-            sendto(data, addr)
+            if isinstance(addr, TurnRoute):
+                if turn is not None:  # else dropped, as UDP may: the link times out
+                    turn.send(addr, data, when)
+            else:
+                sendto(data, addr)
         for data, addr in self._sockets.datagrams_to_send(when):
             sendto(data, addr)
         self._dispatch()
@@ -766,6 +878,25 @@ class PeerNode:
                 )
             elif isinstance(event, RelayRequest):
                 self._spawn(self._relay_send(event))
+            elif isinstance(event, PathChanged):
+                notify(self._path_listeners, event, log=logger, what="path listener", spawn=None)
+
+    def _on_turn_event(self, event: TurnEvent) -> None:
+        """Settle :meth:`allocate_turn`'s wait; forget an allocation that ended."""
+        turn, ready = self._turn, self._turn_ready
+        if turn is None:
+            return
+        if ready is not None and not ready.done():
+            if isinstance(event, Allocated):
+                ready.set_result(event)
+            elif isinstance(event, AllocationFailed | Released):
+                reason = event.reason if isinstance(event, AllocationFailed) else "released"
+                ready.set_exception(PeerUnreachableError(f"TURN allocation failed: {reason}"))
+        if turn.state in (TurnState.FAILED, TurnState.CLOSED):
+            logger.info("TURN allocation on %s ended (%s)", turn.server, turn.state.value)
+            self._turn = None
+            self._shared.attach_turn(None, None)
+        notify(self._turn_listeners, event, log=logger, what="TURN listener", spawn=None)
 
     def _settle_send(self, event: SendSettled) -> None:
         fut = self._sends.pop(event.handle, None)
@@ -821,3 +952,16 @@ class PeerNode:
                 await relay(request.character_id, request.data)
         except Exception as exc:  # a relay failure is retried by the reliable layer
             logger.warning("relay to character %s failed: %s", request.character_id, exc)
+
+
+def _listen(
+    listeners: list[Callable[[E], None]], listener: Callable[[E], None]
+) -> Callable[[], None]:
+    """Add ``listener``; return what removes it (once; later calls do nothing)."""
+    listeners.append(listener)
+
+    def remove() -> None:
+        if listener in listeners:
+            listeners.remove(listener)
+
+    return remove

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mesh.auth import PeerIdentity
-from mesh.demux import SocketClients
+from mesh.demux import SocketClients, TurnUser
 from mesh.stun_client import BindingFailed, BindingSucceeded, StunClient
-from mesh.turn_client import TurnClient, TurnEvent
+from mesh.turn_client import TurnEvent
 from protocol.candidates import Candidate, CandidateKind, candidate_priority
 from protocol.stun import Address
 
@@ -41,7 +41,7 @@ class SharedSocket:
         self._turn_listener: Callable[[TurnEvent], None] | None = None
 
     def attach_turn(
-        self, client: TurnClient | None, on_event: Callable[[TurnEvent], None] | None
+        self, client: TurnUser | None, on_event: Callable[[TurnEvent], None] | None
     ) -> None:
         """Route the TURN server's datagrams to ``client`` and its events to ``on_event``."""
         self.clients.turn = client

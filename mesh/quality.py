@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from mesh import _quicshim
 from mesh.auth import PeerIdentity
-from mesh.events import Path
-from mesh.link import Address, Link
+from mesh.link import Link
+from mesh.paths import Path, Route
 
 __all__ = ["ConnectionQuality", "RelayTraffic", "connection_quality"]
 
@@ -35,9 +35,10 @@ class ConnectionQuality:
     """How one connected peer is reached right now.
 
     ``path`` is the path reliable messages to the peer travel now: ``"relay"``
-    while one of them is being relayed (its direct link, if any, did not
-    deliver it in time) or when the peer is reached only through the relay,
-    ``"direct"`` otherwise. The direct-link figures describe the peer's current
+    while one of them is being relayed (its link, if any, did not deliver it
+    in time) or when the peer is reached only through the relay, else the
+    path of the QUIC link that carries the peer: ``"direct"``, or ``"turn"``
+    (through a TURN server's relayed address). The link figures describe that
     QUIC connection (they start again at zero on a new connection) and are
     None or zero without one; the relay figures count since the node started.
     """
@@ -46,11 +47,12 @@ class ConnectionQuality:
     character_id: int
     character_name: str
     path: Path
-    address: Address | None
-    """The direct link's remote address (None: no direct link)."""
+    address: Route | None
+    """Where the link's datagrams go (a :class:`~mesh.paths.TurnRoute` through our own
+    TURN allocation; None: no link)."""
     rtt: float | None
-    """Smoothed round-trip time of the direct link, seconds (None: no sample yet,
-    or no direct link; the relay reports no timing)."""
+    """Smoothed round-trip time of the link, seconds (None: no sample yet,
+    or no link; the relay reports no timing)."""
     rtt_min: float | None
     """Smallest round-trip sample of the direct link, seconds."""
     rtt_variance: float | None

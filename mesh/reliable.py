@@ -21,10 +21,13 @@ every reliable message in flight, both ways:
 * what the application may see: only :data:`~mesh.config.PEER_MESSAGE_TYPES`,
   with the sender fields set to the authenticated peer (:func:`attribute`).
 
-A *path* today is the peer's direct link (:meth:`mesh.router.LinkTable.direct`)
-or the relay; anything with :class:`Carrier`'s two methods can carry frames,
-so a peer reachable over several paths needs no change here beyond which
-carrier :meth:`ReliableDelivery._carrier` picks.
+A *path* is the link that carries the peer now (:meth:`mesh.router.LinkTable.direct`:
+a direct or a TURN link, :attr:`mesh.link.Link.path` says which) or the relay;
+anything with :class:`Carrier`'s two methods carries frames. When the core moves
+a peer to its other link (the one in use went silent, or the direct path came
+back) it calls :meth:`ReliableDelivery.resend_direct` with the new carrier: what
+waits for an acknowledgement goes on it at once, and the receiver's sequence
+numbers drop whichever copy comes second.
 """
 
 from __future__ import annotations
@@ -158,16 +161,18 @@ class ReliableDelivery:
     def path_in_use(self, pid: str, now: float) -> Path | None:
         """The path messages to ``pid`` travel now (None: no path connects it).
 
-        ``"relay"`` while one of them is being relayed, or the direct link left
+        ``"relay"`` while one of them is being relayed, or the link in use left
         one unacknowledged for ``direct_ack_timeout`` and has not carried an
-        acknowledgement since, or, without a direct link, while the peer was
-        heard through the relay within ``idle_timeout``; else ``"direct"`` when
-        the peer has a direct link.
+        acknowledgement since, or, without a link, while the peer was heard
+        through the relay within ``idle_timeout``; else the path of the link in
+        use (``"direct"`` or ``"turn"``).
         """
         ctx = self._ctx
-        direct = self._table.direct(pid) is not None
+        link = self._table.direct(pid)
+        direct = link is not None
+        linked: Path | None = link.path if link is not None else None
         if not ctx.relay_enabled:
-            return "direct" if direct else None
+            return linked
         if direct and pid in self._suspect:
             return "relay"
         channel = self._out.get(pid)
@@ -175,8 +180,8 @@ class ReliableDelivery:
             out.relay_resend_at is not None for out in channel.pending.values()
         ):
             return "relay"
-        if direct:
-            return "direct"
+        if linked is not None:
+            return linked
         traffic = self._relay_traffic.get(pid)
         heard = traffic.last_received if traffic is not None else None
         if heard is not None and now - heard <= ctx.config.idle_timeout:
@@ -200,8 +205,8 @@ class ReliableDelivery:
     # path changes -------------------------------------------------------------------
 
     def resend_direct(self, pid: str, carrier: Carrier, now: float) -> None:
-        """A direct path to ``pid`` came up: everything pending goes on it."""
-        self._suspect.discard(pid)  # a new link just completed a handshake both ways
+        """A link to ``pid`` came up, or now carries it: everything pending goes on it."""
+        self._suspect.discard(pid)  # a link that just proved itself both ways
         channel = self._out.get(pid)
         if channel is None:
             return
@@ -289,8 +294,8 @@ class ReliableDelivery:
 
     def on_ack(self, pid: str, ref_id: str, path: Path) -> None:
         """A PEER_ACK from ``pid`` for ``ref_id`` and every earlier message."""
-        if path == "direct":
-            self._suspect.discard(pid)  # the direct link works both ways again
+        if path != "relay":
+            self._suspect.discard(pid)  # the link works both ways again
         channel = self._out.get(pid)
         if channel is None:
             return
@@ -307,8 +312,8 @@ class ReliableDelivery:
     ) -> None:
         """A DATA frame from the authenticated ``identity``; raises ``ProtocolError`` if bad.
 
-        ``arrived_on``: the open link it came on (None: the relay). The cumulative
-        ack goes back the same way: on that link, or through the relay.
+        ``arrived_on``: the open link it came on (None: the relay); ``path``: its path.
+        The cumulative ack goes back the same way: on that link, or through the relay.
         """
         epoch, base, seq, payload = decode_data(body)
         message = deserialize(payload)

@@ -6,7 +6,9 @@ link carries each peer, and where links are made (sans-I/O).
 unknown one (:meth:`LinkTable.accept_initial`, the only place an unsolicited
 packet turns into state, and only once :mod:`mesh.gate` admits it: QUIC Retry
 under pressure, per-source limits) and the client side of a dial (:meth:`LinkTable.dial`),
-keeps the one ``ACTIVE`` link of each peer (:meth:`LinkTable.direct`), and
+keeps the ``ACTIVE`` link that carries each peer (:meth:`LinkTable.direct`) and,
+when the peer is reached over both a direct and a TURN path, the other one as
+its spare (:attr:`LinkTable.spares`; :meth:`LinkTable.swap` exchanges them), and
 tracks which links may have something to send or a changed timer, so a flush
 or a timer read touches only those (:class:`mesh._quicshim.MeshQuicConnection`
 marks them).
@@ -30,7 +32,8 @@ from mesh.certs import ALPN, make_certificate
 from mesh.context import CoreContext
 from mesh.gate import Admit, Drop, InitialGate
 from mesh.handshake import Handshake
-from mesh.link import Address, Link, LinkState, LinkStateError
+from mesh.link import Link, LinkState, LinkStateError
+from mesh.paths import Path, Route
 
 __all__ = ["LinkTable"]
 
@@ -56,7 +59,11 @@ class LinkTable:
         self._cid_end = 1 + ctx.config.connection_id_length
         self._by_cid: dict[bytes, Link] = {}
         self.directs: dict[str, Link] = {}
-        """Peer id -> its ``ACTIVE`` link. Read it; only this table changes it."""
+        """Peer id -> the ``ACTIVE`` link that carries it now (on a direct or a TURN path).
+        Read it; only this table changes it."""
+        self.spares: dict[str, Link] = {}
+        """Peer id -> its other ``ACTIVE`` link, on the other path kind (a peer has one
+        only while it has a link in :attr:`directs`). Read it; only this table changes it."""
         self.directs_changes = 0
         """Counts changes of :attr:`directs` (a cache of something about them is stale when
         this moved)."""
@@ -85,8 +92,15 @@ class LinkTable:
         return None
 
     def direct(self, peer_id: str) -> Link | None:
-        """The ``ACTIVE`` link of ``peer_id``, if there is one."""
+        """The ``ACTIVE`` link that carries ``peer_id`` now, if there is one."""
         return self.directs.get(peer_id)
+
+    def active(self, peer_id: str, path: Path) -> Link | None:
+        """``peer_id``'s ``ACTIVE`` link on ``path`` (in use or spare), if there is one."""
+        for link in (self.directs.get(peer_id), self.spares.get(peer_id)):
+            if link is not None and link.path == path:
+                return link
+        return None
 
     def handshaking(self) -> int:
         """Links holding a ``max_handshakes`` slot."""
@@ -97,18 +111,18 @@ class LinkTable:
         link = self._by_cid.get(cid)
         return link is not None and link.counts_as_handshake
 
-    def dialing(self, peer_id: str) -> bool:
-        """A dial to ``peer_id`` is under way."""
+    def dialing(self, peer_id: str, path: Path | None = None) -> bool:
+        """A dial to ``peer_id`` (on ``path``, when given) is under way."""
         return any(
-            li.expected_peer_id == peer_id and li.state is LinkState.HANDSHAKING
+            li.expected_peer_id == peer_id
+            and li.state is LinkState.HANDSHAKING
+            and (path is None or li.path == path)
             for li in self._links
         )
 
     # making links -------------------------------------------------------------------
 
-    def accept_initial(
-        self, header: QuicHeader, size: int, addr: Address, now: float
-    ) -> Link | None:
+    def accept_initial(self, header: QuicHeader, size: int, addr: Route, now: float) -> Link | None:
         """The server side of a new connection for a datagram with an unknown DCID, or None.
 
         :attr:`gate` decides first: only a full-size client Initial of a version
@@ -143,9 +157,12 @@ class LinkTable:
         self.register_cid(link, quic.host_cid)
         return link
 
-    def dial(self, addr: Address, peer_id: str | None, now: float) -> int:
+    def dial(self, addr: Route, peer_id: str | None, now: float, path: Path = "direct") -> int:
         """Open a connection to ``addr`` (expecting ``peer_id`` there, if given); returns
-        the dial id its ``PeerConnected`` or ``DialFailed`` event will carry."""
+        the dial id its ``PeerConnected`` or ``DialFailed`` event will carry.
+
+        ``path="turn"``: ``addr`` is the peer's relayed address on a TURN server (a
+        :class:`~mesh.paths.TurnRoute` is ``"turn"`` whatever ``path`` says)."""
         ctx = self._ctx
         dial_id = next(self._dial_ids)
         quic = _quicshim.MeshQuicConnection(configuration=self._quic_config(is_client=True))
@@ -165,6 +182,7 @@ class LinkTable:
             dial_deadline=now + ctx.config.dial_timeout,
             dial_id=dial_id,
             expected_peer_id=peer_id,
+            path=path,
         )
         self._add(link, quic)
         self.register_cid(link, quic.host_cid)
@@ -194,12 +212,41 @@ class LinkTable:
         self.directs[pid] = link
         self.directs_changes += 1
 
-    def unset_direct(self, link: Link) -> None:
-        """``link`` no longer carries its peer (it is closing or gone)."""
+    def set_spare(self, link: Link) -> None:
+        """Keep the authenticated ``link`` as its peer's spare (``ACTIVE``), in place of any
+        other spare (the caller has closed that one); the peer has a link in use."""
         pid = link.peer_id
-        if pid is not None and self.directs.get(pid) is link:
-            del self.directs[pid]
+        if pid is None or pid not in self.directs:  # pragma: no cover - the core checks
+            raise LinkStateError(f"link {link.describe()}: spare without a link in use")
+        link.activate()
+        self.spares[pid] = link
+
+    def swap(self, peer_id: str) -> Link:
+        """The spare of ``peer_id`` carries it from now on, the link in use becomes the
+        spare; returns the new link in use."""
+        spare = self.spares[peer_id]
+        self.spares[peer_id] = self.directs[peer_id]
+        self.directs[peer_id] = spare
+        self.directs_changes += 1
+        return spare
+
+    def unset_direct(self, link: Link) -> Link | None:
+        """``link`` no longer carries its peer (it is closing or gone); returns the link
+        that carries the peer now: its spare, promoted when ``link`` was in use (None: the
+        peer has no link left)."""
+        pid = link.peer_id
+        if pid is None:
+            return None
+        if self.spares.get(pid) is link:
+            del self.spares[pid]
+        elif self.directs.get(pid) is link:
+            spare = self.spares.pop(pid, None)
+            if spare is None:
+                del self.directs[pid]
+            else:
+                self.directs[pid] = spare
             self.directs_changes += 1
+        return self.directs.get(pid)
 
     def remove(self, link: Link) -> None:
         """aioquic is done with ``link``: forget it and its connection ids."""

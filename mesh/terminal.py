@@ -31,12 +31,13 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel
 
+from mesh.quality import ConnectionQuality
 from protocol.logformat import StaticIds
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "help_text",
     "input_kind",
     "parse_command",
+    "quality_report",
     "stop_on_signals",
 ]
 
@@ -98,6 +100,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("party", "party", "create [NAME] | invite NAME | accept [ID] | decline [ID]"
                 " | leave | kick ID | disband", "manage your party", (), LOBBY),
     CommandSpec("world", "world", "", "the world state (reality, shards)", (), LOBBY),
+    CommandSpec("quality", "quality", "", "each connected peer: path, RTT, loss, bytes each way",
+                ("net",)),
     CommandSpec("help", "help", "", "this list", ("h", "?")),
     CommandSpec("quit", "quit", "", "leave (also Ctrl-D)", ("exit", "q")),
 )  # fmt: skip
@@ -221,6 +225,44 @@ def _split_target(rest: str) -> tuple[str, str]:
 
 
 # -- output -------------------------------------------------------------------------------
+
+
+def quality_report(qualities: Iterable[ConnectionQuality]) -> tuple[str, list[dict[str, Any]]]:
+    """``/quality``: one line per connected peer (path, RTT, loss, bytes each way) and the
+    same as JSON rows."""
+    rows: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for q in sorted(qualities, key=lambda q: q.character_name.casefold()):
+        sent = q.bytes_sent + q.relay_bytes_sent
+        received = q.bytes_received + q.relay_bytes_received
+        rows.append(
+            {
+                "name": q.character_name,
+                "character_id": q.character_id,
+                "path": q.path,
+                "rtt_ms": None if q.rtt is None else round(q.rtt * 1000, 2),
+                "loss": q.loss,
+                "bytes_sent": sent,
+                "bytes_received": received,
+                "pending": q.pending_reliable,
+            }
+        )
+        rtt = "-" if q.rtt is None else f"{q.rtt * 1000:.1f} ms"
+        loss = "-" if q.loss is None else f"{q.loss:.1%}"
+        lines.append(
+            f"  {q.character_name}: {q.path}, rtt {rtt}, loss {loss}, "
+            f"sent {_bytes(sent)}, received {_bytes(received)}"
+            + (f", {q.pending_reliable} awaiting ack" if q.pending_reliable else "")
+        )
+    return ("\n".join(lines) or "  no peer connected"), rows
+
+
+def _bytes(count: int) -> str:
+    if count < 10_000:
+        return f"{count} B"
+    if count < 10_000_000:
+        return f"{count / 1000:.1f} kB"
+    return f"{count / 1_000_000:.1f} MB"
 
 
 class Output:

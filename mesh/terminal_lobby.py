@@ -35,6 +35,7 @@ from mesh.terminal import (
     command_loop,
     help_text,
     parse_command,
+    quality_report,
     stop_on_signals,
 )
 from protocol.errors import ApiError, ErrorCode, ShardsError
@@ -293,6 +294,9 @@ class _Session:
                     or "  nobody near"
                 )
                 out.emit("who", text, players=rows)
+            elif kind == "quality":
+                text, rows = quality_report(c.connection_qualities().values())
+                out.emit("quality", text, peers=rows)
             elif kind == "world":
                 world = await c.get_world_state()
                 out.emit("world", f"* reality: {world.get('current_reality')}", world=world)

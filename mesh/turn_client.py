@@ -309,6 +309,16 @@ class TurnClient:
         else:
             raise MeshError(f"TURN client: no permission for {peer[0]} (permit() it first)")
 
+    def update_credentials(self, username: str, password: str) -> None:
+        """Sign every later request with these credentials (fresh time-limited ones,
+        before the old ones expire: a refresh signed with expired ones is refused)."""
+        self._username, self._password = username, password
+        creds = self._credentials
+        if creds is not None:
+            self._credentials = LongTermCredentials.from_password(
+                username, password, creds.realm, creds.nonce
+            )
+
     def release(self, now: float) -> None:
         """Delete the allocation on the server (a :class:`Released` follows)."""
         self._require_allocated()

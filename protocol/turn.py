@@ -53,6 +53,7 @@ __all__ = [
     "ChannelData",
     "LongTermCredentials",
     "TurnRestCredentials",
+    "TurnUrl",
     "allocate_request",
     "allocation_from",
     "channel_bind_request",
@@ -60,6 +61,7 @@ __all__ = [
     "data_indication",
     "encode_channel_data",
     "parse_channel_data",
+    "parse_turn_url",
     "refresh_request",
     "send_indication",
     "turn_rest_credentials",
@@ -247,6 +249,50 @@ def parse_channel_data(frame: bytes) -> ChannelData:
     if extra not in (0, -length % 4):
         raise StunError("ChannelData has trailing bytes beyond its padding")
     return ChannelData(channel, bytes(frame[_CHANNEL_HEADER : _CHANNEL_HEADER + length]))
+
+
+# -- TURN server URIs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnUrl:
+    """A parsed ``turn[s]:host[:port][?transport=udp|tcp]`` URI (RFC 7065)."""
+
+    secure: bool
+    host: str
+    port: int
+    transport: str
+
+
+def parse_turn_url(url: str) -> TurnUrl:
+    """Parse a TURN URI; the port defaults to 3478 (``turns``: 5349), the transport to
+    UDP (``turns``: TCP). Raises :class:`StunError` for anything else."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ("turn", "turns"):
+        raise StunError(f"{url[:80]!r} is not a turn: or turns: URI")
+    where, _, query = rest.partition("?")
+    secure = scheme == "turns"
+    transport = "tcp" if secure else "udp"
+    if query:
+        key, _, value = query.partition("=")
+        if key != "transport" or value not in ("udp", "tcp"):
+            raise StunError(f"{url[:80]!r}: only ?transport=udp|tcp is known")
+        transport = value
+    if where.startswith("["):
+        host, bracket, port_text = where[1:].partition("]")
+        if not bracket or (port_text and not port_text.startswith(":")):
+            raise StunError(f"{url[:80]!r}: a bad [IPv6] host")
+        port_text = port_text[1:]
+    else:
+        host, _, port_text = where.partition(":")
+    if not host:
+        raise StunError(f"{url[:80]!r} names no host")
+    port = 5349 if secure else 3478
+    if port_text:
+        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise StunError(f"{url[:80]!r}: a bad port")
+        port = int(port_text)
+    return TurnUrl(secure, host, port, transport)
 
 
 # -- TURN REST credentials ----------------------------------------------------------------

@@ -36,7 +36,10 @@ Events:
 - ``{"event": "position", "character_id", "seq", "position"}`` for each
   movement update received;
 - ``{"event": "peer", "kind": "connected"|"disconnected", "character_id",
-  "address"}`` as peer connections go up and down;
+  "address"}`` as peer connections go up and down (``address``: ``[host, port]``,
+  or ``"turn:host:port"`` for a link through our own TURN allocation);
+- ``{"event": "path", "character_id", "path", "silent"}`` when a connected
+  player moves to another path (direct, TURN) or the one in use goes silent;
 - ``{"event": "party_invite", "party_id", "inviter_id"}`` and
   ``{"event": "party", "party_id", "members": [character ids online]}``.
 
@@ -56,8 +59,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mesh import MeshConfig, MessageType, NetworkClient, ReconnectPolicy
-from mesh.events import CoreEvent, MessageDelivered, PeerConnected
+from mesh.events import CoreEvent, MessageDelivered, PathChanged, PeerConnected
 from mesh.node import PeerEvent
+from mesh.paths import Route, TurnRoute
 from protocol.errors import ShardsError
 from protocol.messages.base import BaseMessage
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
@@ -67,6 +71,11 @@ from protocol.messages.party import PartyInviteMessage, PartyUpdateMessage
 __all__ = ["Player", "main"]
 
 Op = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def _address(route: Route) -> list[Any] | str:
+    """A link's route as JSON: ``[host, port]``, or ``"turn:host:port"`` through our TURN."""
+    return str(route) if isinstance(route, TurnRoute) else list(route)
 
 
 def _emit(value: dict[str, Any]) -> None:
@@ -225,6 +234,17 @@ class Player:
 
         node.core.next_event = tapped  # type: ignore[method-assign]
         node.add_peer_listener(self._on_peer)
+        node.add_path_listener(self._on_path)
+
+    def _on_path(self, event: PathChanged) -> None:
+        _emit(
+            {
+                "event": "path",
+                "character_id": event.identity.character_id,
+                "path": event.path,
+                "silent": event.silent,
+            }
+        )
 
     def _on_peer(self, event: PeerEvent) -> None:
         connected = isinstance(event, PeerConnected)
@@ -233,7 +253,7 @@ class Player:
                 "event": "peer",
                 "kind": "connected" if connected else "disconnected",
                 "character_id": event.identity.character_id,
-                "address": list(event.address) if isinstance(event, PeerConnected) else None,
+                "address": _address(event.address) if isinstance(event, PeerConnected) else None,
             }
         )
 

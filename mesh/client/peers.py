@@ -55,6 +55,7 @@ from mesh.client.rendezvous import (
 )
 from mesh.client.session import LobbySession, decode_keys
 from mesh.client.state import ClientState, Moved
+from mesh.client.turn import TurnFallback
 from mesh.config import MeshConfig
 from mesh.discovery.base import DiscoveryEvent, PeerFound, PeerLost
 from mesh.discovery.lobby import LobbyDirectory
@@ -169,6 +170,15 @@ class PeerSide:
         self._learning: asyncio.Task[None] | None = None
         self._learned = asyncio.Event()
         self._punching: dict[str, set[tuple[str, int]]] = {}
+        self.turn = TurnFallback(
+            node=lambda: self.node,
+            ice=lambda refresh: self.ice_servers(refresh=refresh),
+            register=self._register_turn_candidates,
+            peer_candidates=self.candidates.get,
+            tasks=self._tasks,
+            reflexive=self.settings.learns_reflexive,
+        )
+        """When a paired peer is reached through TURN (:mod:`mesh.client.turn`)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -248,6 +258,9 @@ class PeerSide:
             return
         for found in list(self.directory.peers.values()):
             self._adopt(node, found)
+        if self.ticket is not None:
+            for entry in list(self.candidates.peers.values()):
+                self.turn.paired(entry)
 
     async def renew(self) -> None:
         """Renew our ticket now (re-select the same character); schedules the next renewal."""
@@ -264,6 +277,12 @@ class PeerSide:
         of them gets our new ``PEER_INFO``.
         """
         self.local.learn(candidates)
+        if self.node is not None and self._state.character is not None:
+            await self.renew()
+
+    async def _register_turn_candidates(self, candidates: list[Candidate]) -> None:
+        """Our TURN allocation's candidates (none: it ended), registered at once."""
+        self.local.learn_turn(candidates)
         if self.node is not None and self._state.character is not None:
             await self.renew()
 
@@ -291,6 +310,8 @@ class PeerSide:
             learning.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await learning
+        self.turn.close()
+        self.local.learn_turn([])
         node, self.node = self.node, None
         self.ticket = None
         self.ticket_expires_at = None
@@ -318,13 +339,15 @@ class PeerSide:
         Its candidates are kept first, so adopting the peer punches every one of them.
         """
         previous = self.candidates.get(msg.character_id)
-        self.candidates.update(msg, now=now)
+        entry = self.candidates.update(msg, now=now)
         try:
             self.directory.peer_info(msg, now=now)
         except CryptoError as exc:
             self.candidates.restore(msg.character_id, previous)
             logger.warning("PEER_INFO for %s refused: %s", msg.character_name, exc)
             return False
+        if entry is not None and self.node is not None and self.ticket is not None:
+            self.turn.paired(entry)
         return True
 
     def character_left(self, character_id: int) -> None:
@@ -433,6 +456,8 @@ class PeerSide:
         )
         for message_type in PEER_TYPES:
             node.register_handler(message_type, self._on_message)
+        node.add_path_listener(self.turn.path_changed)
+        node.add_turn_listener(self.turn.turn_event)
         await node.start()
         self.node = node
         return node

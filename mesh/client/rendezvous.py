@@ -129,6 +129,7 @@ class LocalCandidates:
 
     def __init__(self) -> None:
         self._learned: tuple[Candidate, ...] = ()
+        self._turn: tuple[Candidate, ...] = ()
         self._host: tuple[Candidate, ...] = ()
 
     def set_host(self, endpoints: Iterable[str]) -> list[str]:
@@ -158,19 +159,27 @@ class LocalCandidates:
     def learn(self, candidates: Iterable[Candidate]) -> None:
         """Replace the server-reflexive and relayed candidates (host ones stay as bound)."""
         learned = tuple(c for c in candidates if c.kind is not CandidateKind.HOST)
-        if len(learned) + len(self._host) > MAX_CANDIDATES:
+        if len(learned) + len(self._host) + len(self._turn) > MAX_CANDIDATES:
             raise ConfigError(f"at most {MAX_CANDIDATES} candidates in all")
         self._learned = learned
+
+    def learn_turn(self, candidates: Iterable[Candidate]) -> None:
+        """Replace the candidates our TURN allocation gave (its relayed address, and our
+        address as the TURN server saw it); the others stay."""
+        turn = tuple(c for c in candidates if c.kind is not CandidateKind.HOST)
+        if len(turn) + len(self._host) + len(self._learned) > MAX_CANDIDATES:
+            raise ConfigError(f"at most {MAX_CANDIDATES} candidates in all")
+        self._turn = turn
 
     @property
     def learned(self) -> tuple[Candidate, ...]:
         """The srflx/relay candidates registered besides the host endpoints."""
-        return self._learned
+        return tuple(dict.fromkeys((*self._learned, *self._turn)))
 
     @property
     def all(self) -> list[Candidate]:
         """Every candidate we register, best first."""
-        return sorted_candidates((*self._host, *self._learned))
+        return sorted_candidates(dict.fromkeys((*self._host, *self.learned)))
 
 
 class IceCache:

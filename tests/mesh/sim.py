@@ -25,6 +25,7 @@ from mesh.events import (
     RelayRequest,
     SendSettled,
 )
+from mesh.paths import TurnRoute
 from protocol.crypto import Identity, issue_ticket
 from protocol.crypto.keys import generate_identity_key, public_key_raw
 
@@ -109,7 +110,9 @@ class SimNet:
         heapq.heappush(self._queue, (when, next(self._counter), action))
 
     def flush(self, node: SimNode) -> None:
-        for data, dst in node.core.datagrams_to_send(self.now):
+        for data, route in node.core.datagrams_to_send(self.now):
+            assert not isinstance(route, TurnRoute)  # the simulated network has no TURN server
+            dst = (str(route[0]), int(route[1]))
             self.packets += 1
             if node.addr in self.cut or dst in self.cut or (node.addr, dst) in self.blocked:
                 continue

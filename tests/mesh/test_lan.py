@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from mesh.__main__ import execute
 from mesh.discovery import LanNode, MdnsDiscovery, MemberJoined, MemberLeft, PeerIgnored
 from mesh.discovery.lan import LanEvent
+from mesh.terminal import Command, Output
 from protocol.crypto import Identity, derive_group_key
 from protocol.messages.base import MessageType
 from protocol.version import PROTOCOL_VERSION
@@ -286,3 +290,18 @@ async def test_an_off_subnet_address_is_never_dialled(
         assert aria.found[reflector.peer_id].endpoints == (("127.0.0.1", port),)
     assert dialled
     assert all(host == "127.0.0.1" for host, _ in dialled)
+
+
+async def test_quality_command_lists_the_connected_members(
+    lan_factory: Callable[..., LanNode], group_key: bytes
+) -> None:
+    """``/quality`` of the LAN terminal peer: each member's path, RTT, bytes each way."""
+    aria, borin = lan_factory("Aria", group_key), lan_factory("Borin", group_key)
+    await asyncio.gather(aria.start(), borin.start())
+    await asyncio.gather(*(n.wait_for_members(1, timeout=WAIT) for n in (aria, borin)))
+    await aria.send_whisper("borin", "ping")
+    stream = io.StringIO()
+    assert await execute(aria, Command("quality"), Output(stream, as_json=True))
+    (row,) = json.loads(stream.getvalue())["peers"]
+    assert (row["name"], row["path"]) == ("Borin", "direct")
+    assert row["bytes_sent"] > 0 and row["bytes_received"] > 0

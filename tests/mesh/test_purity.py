@@ -33,6 +33,8 @@ CORE_MODULES = (
     "gate",
     "handshake",
     "link",
+    "multipath",
+    "paths",
     "quality",
     "relay",
     "reliable",
@@ -41,6 +43,7 @@ CORE_MODULES = (
     "stun_client",
     "stun_transactions",
     "turn_client",
+    "turn_path",
 )
 """The modules of the sans-I/O core (``mesh/<name>.py``)."""
 

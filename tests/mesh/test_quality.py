@@ -4,12 +4,15 @@ and PeerNode's public view over a direct link, a lossy link and the relay."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 
 import pytest
 from aioquic.quic import events as qe
 from aioquic.quic.connection import QuicConnection
 
 from mesh import ConnectionQuality, _quicshim
+from mesh.terminal import Command, Output, parse_command, quality_report
 from protocol.messages.base import MessageType
 from protocol.messages.chat import WhisperMessage
 from tests.inbox import Inbox
@@ -186,3 +189,25 @@ async def test_node_reports_the_relay_path(
     assert set(a.connection_qualities()) == {b.peer_id}
     back = b.connection_quality(1)  # Bob heard Alice through the relay
     assert back is not None and back.path == "relay" and back.relay_bytes_received > 0
+
+
+async def test_terminal_quality_command_lists_each_connected_peer(
+    make_node: NodeFactory,
+) -> None:
+    """``/quality`` in the terminal peer: one line and one JSON row per connected peer."""
+    a, b = await make_node(1, "alice"), await make_node(2, "bob")
+    assert parse_command("/quality", "lan") == Command("quality")
+    assert parse_command("/net", "lobby") == Command("quality")
+    text, rows = quality_report(a.connection_qualities().values())
+    assert (text, rows) == ("  no peer connected", [])
+    await a.connect(ticket_of(b), b.endpoint)
+    await a.send_whisper(2, "hello")
+    text, rows = quality_report(a.connection_qualities().values())
+    (row,) = rows
+    assert row["name"] == "bob" and row["character_id"] == 2 and row["path"] == "direct"
+    assert row["rtt_ms"] is not None and row["rtt_ms"] >= 0
+    assert row["bytes_sent"] > 0 and row["bytes_received"] > 0 and row["pending"] == 0
+    assert text.startswith("  bob: direct, rtt ") and "sent " in text and "received " in text
+    stream = io.StringIO()
+    Output(stream, as_json=True).emit("quality", text, peers=rows)
+    assert json.loads(stream.getvalue())["peers"][0]["path"] == "direct"

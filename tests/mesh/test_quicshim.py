@@ -298,3 +298,29 @@ def test_received_datagram_does_not_flush_an_idle_connection(
     assert calls == [0]
     assert len(server.datagrams_to_send(now=1.05)) == 1  # the delayed ACK, at its time
     assert calls == [1]
+
+
+def test_probe_path_gets_a_ping_past_a_full_congestion_window() -> None:
+    """A path gone silent keeps what it sent in flight: the window fills and a PING the
+    core asks for would wait for aioquic's backed-off PTO; probe_path sends it now."""
+    client, server, _ = pair()
+    stream = client.get_next_available_stream_id()
+    client.send_stream_data(stream, b"x" * 200_000)
+    now = 1.0
+    while client.datagrams_to_send(now=now):  # nothing delivered, nothing acknowledged
+        now += 0.001
+    client.send_ping(7)
+    assert client.datagrams_to_send(now=now) == []  # the window is full
+    _quicshim.probe_path(client)
+    (probe,) = client.datagrams_to_send(now=now)
+    server.receive_datagram(probe[0], CLIENT_ADDR, now=now)
+    assert any(isinstance(e, qe.PingAcknowledged) for e in _events_after_ack(client, server, now))
+
+
+def _events_after_ack(client: QuicConnection, server: QuicConnection, now: float) -> list[object]:
+    for data, _addr in server.datagrams_to_send(now=now + 0.03):
+        client.receive_datagram(data, SERVER_ADDR, now=now + 0.03)
+    events: list[object] = []
+    while (event := client.next_event()) is not None:
+        events.append(event)
+    return events

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -55,6 +56,9 @@ class UdpProxy:
         self.rng = random.Random(seed)
         self.max_packets = max_packets
         self.stats = ProxyStats()
+        self.watch: Callable[[bytes, bool], None] | None = None
+        """Called with every datagram that reaches the proxy (and whether it came from the
+        client), forwarded or not: a test waits on what was sent."""
         self._front: asyncio.DatagramTransport | None = None
         self._back: asyncio.DatagramTransport | None = None
         self._client: tuple[str, int] | None = None
@@ -91,6 +95,8 @@ class UdpProxy:
         self.close()
 
     def _received(self, data: bytes, addr: tuple[str, int], inbound: bool) -> None:
+        if self.watch is not None:
+            self.watch(data, inbound)
         if inbound:
             self._client = addr
             out, dest = self._back, self.target

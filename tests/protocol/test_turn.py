@@ -22,6 +22,7 @@ from protocol.stun import (
 from protocol.turn import (
     REQUESTED_TRANSPORT_UDP,
     LongTermCredentials,
+    TurnUrl,
     allocate_request,
     allocation_from,
     channel_bind_request,
@@ -29,6 +30,7 @@ from protocol.turn import (
     data_indication,
     encode_channel_data,
     parse_channel_data,
+    parse_turn_url,
     refresh_request,
     send_indication,
     turn_rest_credentials,
@@ -177,3 +179,34 @@ def test_rest_credentials_refused() -> None:
     ):
         with pytest.raises(StunError):
             bad()
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("turn:100.64.0.10:3478?transport=udp", TurnUrl(False, "100.64.0.10", 3478, "udp")),
+        ("turn:turn.example.com", TurnUrl(False, "turn.example.com", 3478, "udp")),
+        ("turns:turn.example.com", TurnUrl(True, "turn.example.com", 5349, "tcp")),
+        ("turn:[2001:db8::1]:3479?transport=tcp", TurnUrl(False, "2001:db8::1", 3479, "tcp")),
+    ],
+)
+def test_turn_urls_parse(url: str, parsed: TurnUrl) -> None:
+    assert parse_turn_url(url) == parsed
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "stun:host:3478",
+        "turn:",
+        "turn:host:0",
+        "turn:host:70000",
+        "turn:host:x",
+        "turn:host?transport=sctp",
+        "turn:[2001:db8::1",
+        "turn:[::1]x",
+    ],
+)
+def test_bad_turn_urls_are_refused(url: str) -> None:
+    with pytest.raises(StunError):
+        parse_turn_url(url)

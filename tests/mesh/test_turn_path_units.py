@@ -1,0 +1,110 @@
+"""The node's TURN path (mesh/turn_path.py) against the scripted TURN server, in virtual time:
+routes, channel binding, permissions, idle release, fresh credentials."""
+
+from __future__ import annotations
+
+from mesh.paths import TurnRoute
+from mesh.turn_client import TurnState
+from mesh.turn_path import TurnPath
+from protocol.stun import Method, StunClass, parse_message
+from protocol.turn import CHANNEL_MIN, data_indication, encode_channel_data, turn_rest_credentials
+
+from .test_turn_client import NOW, PEER, RELAYED, SECRET, SERVER, ScriptedServer, _client
+
+__all__: list[str] = []
+
+
+def _flush(path: TurnPath, server: ScriptedServer, now: float) -> list[bytes]:
+    """Deliver requests to the server and its answers back; return the indications and
+    ChannelData the path sent (what would reach peers)."""
+    relayed: list[bytes] = []
+    while out := path.datagrams_to_send(now):
+        for data, destination in out:
+            assert destination == SERVER
+            if data[0] >= 0x40:
+                relayed.append(data)
+                continue
+            answer = server.answer(data)
+            if answer is None:
+                relayed.append(data)
+            else:
+                assert path.receive_datagram(answer, SERVER, now)
+    return relayed
+
+
+def _allocated(idle_release: float = 60.0) -> tuple[TurnPath, ScriptedServer]:
+    server = ScriptedServer()
+    path = TurnPath(_client(), idle_release=idle_release)
+    path.permit(["198.51.100.7"], NOW)  # before the allocation: installed once it is up
+    path.allocate(NOW)
+    _flush(path, server, NOW)
+    assert path.state is TurnState.ALLOCATED and path.relayed_address == RELAYED
+    assert any(
+        m.method == Method.CREATE_PERMISSION and m.cls is StunClass.REQUEST for m in server.requests
+    )
+    return path, server
+
+
+def test_first_datagram_binds_a_channel_then_channel_data() -> None:
+    path, server = _allocated()
+    route = TurnRoute(PEER)
+    path.send(route, b"quic-1", NOW)
+    first = _flush(path, server, NOW)
+    assert [parse_message(d).method for d in first] == [Method.SEND]  # before the bind
+    assert server.requests[-2].method == Method.CHANNEL_BIND
+    path.send(route, b"quic-2", NOW)
+    (second,) = _flush(path, server, NOW)
+    assert second[0] >> 6 == 1 and second.endswith(b"quic-2")  # ChannelData
+
+
+def test_what_peers_send_comes_out_with_its_route() -> None:
+    path, server = _allocated()
+    path.send(TurnRoute(PEER), b"hello", NOW)
+    _flush(path, server, NOW)
+    assert path.receive_datagram(data_indication(b"t" * 12, PEER, b"a"), SERVER, NOW)
+    assert path.receive_datagram(encode_channel_data(CHANNEL_MIN, b"b"), SERVER, NOW)  # 1st channel
+    assert path.relayed() == [(b"a", TurnRoute(PEER)), (b"b", TurnRoute(PEER))]
+    assert path.relayed() == []
+    assert not path.receive_datagram(b"from a peer directly", PEER, NOW)
+
+
+def test_an_idle_allocation_is_released_a_used_one_kept() -> None:
+    path, server = _allocated(idle_release=30.0)
+    path.send(TurnRoute(PEER), b"x", NOW + 20)
+    _flush(path, server, NOW + 20)
+    due = path.get_timer()
+    assert due is not None and due <= NOW + 50
+    path.handle_timer(NOW + 40)  # used 20 s ago: kept
+    _flush(path, server, NOW + 40)
+    assert path.state is TurnState.ALLOCATED
+    path.handle_timer(NOW + 50)
+    _flush(path, server, NOW + 50)
+    state: TurnState = path.state
+    assert server.requests[-1].method == Method.REFRESH and server.requests[-1].lifetime() == 0
+    assert state is TurnState.CLOSED
+
+
+def test_fresh_credentials_sign_the_next_refresh() -> None:
+    path, server = _allocated(idle_release=10_000.0)
+    fresh = turn_rest_credentials(SECRET, "peer-a", now=NOW + 500, ttl=600)
+    path.update_credentials(fresh.username, fresh.password)
+    signed: list[str | None] = []
+    while not any(m.method == Method.REFRESH for m in server.requests):
+        due = path.get_timer()
+        assert due is not None and due < NOW + 600
+        before = len(server.requests)
+        path.handle_timer(due)
+        _flush(path, server, due)
+        signed += [m.username() for m in server.requests[before:]]
+    assert signed and set(signed) == {fresh.username}  # permission and allocation refreshes
+    assert path.state is TurnState.ALLOCATED
+
+
+def test_a_datagram_the_client_cannot_take_is_dropped_not_raised() -> None:
+    """More new peers at once than TURN transactions may be in flight: the node's flush
+    must not raise (a datagram is dropped, as UDP may; QUIC sends it again)."""
+    path, _ = _allocated()
+    for port in range(1, 200):
+        path.send(TurnRoute(("198.51.100.7", port)), b"quic", NOW)
+    assert path.state is TurnState.ALLOCATED
+    assert path.datagrams_to_send(NOW)  # what could be sent was
