@@ -19,6 +19,7 @@ import pytest
 
 from lobby import MasterServer
 from mesh import MessageType, NetworkClient, ReconnectPolicy
+from tests.e2e.deployments import OneProcess
 from tests.lobby.support import fast_settings
 from tests.mesh.coturn import COTURN_MISSING, LoopbackTurn
 
@@ -93,7 +94,7 @@ async def test_unpunchable_clients_talk_and_move_over_turn(
         assert quality is not None and quality.path == "turn"
         # the relayed address was registered, the credentials were the lobby's
         assert ann.peers.turn.registered and ann.peers.turn.registered[0].kind == "relay"
-        assert relayed(turn_lobby) == 0
+        assert await relayed(OneProcess(turn_lobby)) == 0
     finally:
         for client in (ann, ben):
             await client.disconnect()
