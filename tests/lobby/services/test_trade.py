@@ -312,4 +312,4 @@ async def trade_hammer(server: MasterServer, make_player: MakePlayer) -> None:
     assert count >= outcomes.count("completed") > 0
     assert replay_trades(owners0, gold0, (rec.exchange for rec in records)) == (owners, gold)
     trades_service = server.ctx.services.require(TradeService)
-    assert all(trades_service.book.active_for(i) is None for i in ids)
+    assert [await trades_service.trade_of(i) for i in ids] == [None] * len(ids)
