@@ -17,8 +17,10 @@ under ``cluster_prefix``, default ``shards``):
   each lost character's location ``PLAYER_LEFT_AREA`` (the location it joined at:
   moves are not tracked in the directory).
 * ``{prefix}:lock:{name}``: a cluster-wide lock (:meth:`RedisBroker.lock`): ``SET NX PX``
-  with a random token, released by compare-and-delete, expiring by itself if its holder
-  dies. Changes to shared state are announced on ``{prefix}:notify``.
+  with a random token, released by compare-and-delete, expiring by itself after
+  ``cluster_lock_ttl`` if its holder dies (a holder that only stalled is fenced off in
+  the database: :mod:`lobby.cluster_state`). Changes to shared state are announced on
+  ``{prefix}:notify``.
 * channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
   a location, an account), ``{prefix}:push:{process}`` (pushes for a character
   or session that process holds) and ``{prefix}:presence`` (join/leave events).
@@ -80,8 +82,6 @@ log = logging.getLogger("lobby.cluster")
 _SEP = "\x1f"
 _RESYNC_BEATS = 15
 """Every this many heartbeats the directory is written and re-read whole (heals lost events)."""
-_LOCK_TTL_MS = 10_000
-"""A lock whose holder died frees itself after this long."""
 _LOCK_WAIT = 5.0
 """Seconds to wait for a cluster lock before answering ``unavailable``."""
 _RELEASE_LUA = """
@@ -144,6 +144,7 @@ class RedisBroker:
         prefix = settings.cluster_prefix
         self._heartbeat = settings.cluster_heartbeat
         self._ttl = settings.cluster_presence_ttl
+        self._lock_ttl_ms = max(1, int(settings.cluster_lock_ttl * 1000))
         self._alive_key = f"{prefix}:alive:{self.process_id}"
         self._alive_pattern = f"{prefix}:alive:*"
         self._alive_prefix = f"{prefix}:alive:"
@@ -236,7 +237,7 @@ class RedisBroker:
         pause = 0.002
         try:
             async with asyncio.timeout(_LOCK_WAIT):
-                while not await self._redis.set(key, token, nx=True, px=_LOCK_TTL_MS):
+                while not await self._redis.set(key, token, nx=True, px=self._lock_ttl_ms):
                     await asyncio.sleep(pause)  # held elsewhere: Redis has no waiting SET
                     pause = min(0.05, pause * 2)
         except TimeoutError:

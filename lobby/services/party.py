@@ -99,7 +99,7 @@ class PartyService:
             register_handler(ctx, msg_type, handler)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_presence_leave)
-        self._state.attach(ctx.hub.broker)
+        self._state.attach(ctx.hub.broker, ctx.db)
         ctx.characters.delete_hooks.append(self._on_character_deleted)
         self._routes(ctx)
 
@@ -494,7 +494,7 @@ class PartyService:
         ctx = self._context()
         party = self._book().get(change.party_id)
         try:
-            async with ctx.db.write() as db:
+            async with self._state.write() as db:
                 if party is None or party.disbanded:
                     await db.execute(delete(parties).where(parties.c.party_id == change.party_id))
                 else:
@@ -505,7 +505,7 @@ class PartyService:
 
     async def _write(self, party: Party) -> None:
         ctx = self._context()
-        async with ctx.db.write() as db:
+        async with self._state.write() as db:
             await _write_party(db, party, ctx.clock())
 
     async def _load(self, ctx: LobbyContext) -> None:
