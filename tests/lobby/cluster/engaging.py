@@ -11,6 +11,7 @@ from tests.lobby.cluster.conftest import Player
 __all__ = [
     "answer",
     "fight_to_the_end",
+    "foe",
     "inventory",
     "open_trade",
     "refused",
@@ -72,6 +73,11 @@ async def open_trade(a: Player, b: Player) -> str:
     for p in (a, b):  # the window may come before the ACK: look at what came too
         await p.seen_or_next(lambda m: m.get("type") == "trade_update" and m["trade_id"] == tid)
     return tid
+
+
+def foe(p: Player) -> dict[str, Any]:
+    """``p`` as a COMBAT_START participant (the lobby reads only the id)."""
+    return {"id": p.id, "name": p.character["name"], "health": 1, "max_health": 1}
 
 
 async def fight_to_the_end(fleeing: Player, combat_id: str, *, attempts: int = 30) -> None:

@@ -11,6 +11,7 @@ from tests.lobby.cluster.conftest import Cluster, spread
 from tests.lobby.cluster.engaging import (
     answer,
     fight_to_the_end,
+    foe,
     inventory,
     open_trade,
     refused,
@@ -92,8 +93,7 @@ async def test_a_fight_between_two_processes(cluster: Cluster, http: aiohttp.Cli
     async with spread(http, cluster, *factions, prefix="xfi") as (a, b):
         for p in (a, b):
             await request(p, "move", to_location_id=2)
-        foe = {"id": b.id, "name": b.character["name"], "health": 1, "max_health": 1}
-        started = await request(a, "combat_start", combat_id="x", participants=[foe])
+        started = await request(a, "combat_start", combat_id="x", participants=[foe(b)])
         combat_id = started["details"]["combat_id"]
         began = await b.seen_or_next(lambda m: m.get("type") == "combat_start")
         assert began["combat_id"] == combat_id and began["initiator_id"] == a.id
@@ -113,5 +113,5 @@ async def test_a_fight_between_two_processes(cluster: Cluster, http: aiohttp.Cli
             assert end["combat_id"] == combat_id
             assert end["result"] == ("victory" if p is a else "fled")
         # both are free again: a new fight starts
-        again = await request(a, "combat_start", combat_id="y", participants=[foe])
+        again = await request(a, "combat_start", combat_id="y", participants=[foe(b)])
         assert again["details"]["combat_id"] != combat_id
