@@ -88,6 +88,8 @@ _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_FLUSH_WAIT = 2.0
+"""Seconds :meth:`RedisBroker.flushed` waits for the writer at most."""
 _WRITE_BATCH = 512
 _QUEUE_MAX = 100_000
 
@@ -159,6 +161,11 @@ class RedisBroker:
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
         self._hub: Hub | None = None
         self._queue: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(_QUEUE_MAX)
+        self._queued = 0
+        """Commands queued so far; the writer has handled (sent or dropped) ``_handled``."""
+        self._handled = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._once_prefix = f"{prefix}:once:"
         self._tasks: list[asyncio.Task[None]] = []
         self._peers: set[str] = set()
         self._by_character: dict[int, _Remote] = {}
@@ -265,6 +272,27 @@ class RedisBroker:
     def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         self._watchers.setdefault(topic, []).append(callback)
 
+    async def flushed(self) -> None:
+        target = self._queued
+        if self._handled >= target:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((target, waiter))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), _FLUSH_WAIT)
+
+    def remember(self, key: str, ttl: float) -> None:
+        # queued behind the pushes before it and written in the same ordered stream:
+        # Redis has run those once it has this
+        self._enqueue(("set", self._once_prefix + key, "1", str(max(1, int(ttl * 1000)))))
+
+    async def recalls(self, key: str) -> bool:
+        try:
+            return bool(await self._redis.exists(self._once_prefix + key))
+        except RedisError as exc:  # no memory while Redis is away
+            log.warning("cluster memory of %s unavailable: %s", key, exc)
+            return False
+
     # -- directory ------------------------------------------------------------------------
 
     @property
@@ -362,6 +390,7 @@ class RedisBroker:
     def _enqueue(self, command: tuple[str, ...]) -> None:
         try:
             self._queue.put_nowait(command)
+            self._queued += 1
         except asyncio.QueueFull:
             self.dropped += 1
             if self.dropped % 1000 == 1:
@@ -387,6 +416,19 @@ class RedisBroker:
             finally:
                 for _ in batch:
                     queue.task_done()
+                self._handled += len(batch)
+                self._wake_flushers()
+
+    def _wake_flushers(self) -> None:
+        handled = self._handled
+        waiting = []
+        for target, waiter in self._flush_waiters:
+            if target <= handled:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._flush_waiters = waiting
 
     async def _read(self, pubsub: Any) -> None:
         while True:
@@ -524,5 +566,7 @@ def _apply(pipe: Any, command: tuple[str, ...]) -> None:
         pipe.hset(command[1], command[2], command[3])
     elif op == "hdel":
         pipe.hdel(command[1], command[2])
+    elif op == "set":
+        pipe.set(command[1], command[2], px=int(command[3]))
     else:
         raise LobbyError(f"unknown cluster command {op!r}")
