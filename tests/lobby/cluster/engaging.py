@@ -9,6 +9,7 @@ from typing import Any
 from tests.lobby.cluster.conftest import Player
 
 __all__ = [
+    "Refused",
     "answer",
     "fight_to_the_end",
     "foe",
@@ -22,17 +23,22 @@ __all__ = [
 _requests = iter(range(1, 1_000_000))
 
 
+class Refused(AssertionError):
+    """A request was answered ERROR (the message is the answer)."""
+
+
 async def answer(p: Player, ref: str, *, wait: float = 10.0) -> dict[str, Any]:
     """The ACK or ERROR answering ``p``'s request ``ref``."""
     return await p.inbox.next(lambda m: m.get("ref_id") == ref, wait=wait)
 
 
 async def request(p: Player, msg_type: str, **fields: Any) -> dict[str, Any]:
-    """Send a request and return its ACK (fails on ERROR)."""
+    """Send a request and return its ACK (:class:`Refused` on ERROR)."""
     ref = f"{msg_type}-{next(_requests)}"
     await p.send(msg_type, message_id=ref, **fields)
     got = await answer(p, ref)
-    assert got["type"] == "ack", got
+    if got["type"] != "ack":
+        raise Refused(got)
     return got
 
 
