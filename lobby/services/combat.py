@@ -274,6 +274,8 @@ class CombatService:
     async def _withdraw(self, character_id: int) -> None:
         """Take ``character_id`` out of its running combat (a flight without a roll)."""
         ctx = self._slot.ctx
+        if not await self.in_combat(character_id):  # most who leave are not fighting
+            return
         async with ctx.db.write() as db:
             combat_id = await self._store.of(db, character_id)
             if combat_id is None:

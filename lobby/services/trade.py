@@ -330,6 +330,9 @@ class TradeService:
     async def _cancel_for(self, character_id: int, reason: str) -> None:
         """Cancel ``character_id``'s unfinished trade, if any, and tell both sides."""
         ctx = self._slot.ctx
+        async with ctx.db.read() as db:  # most who leave are not trading: no write then
+            if await self._store.of(db, character_id) is None:
+                return
         async with ctx.db.write() as db:
             trade_id = await self._store.of(db, character_id)
             held = None if trade_id is None else await self._store.hold(db, trade_id)
@@ -343,6 +346,9 @@ class TradeService:
     async def _expire_of(self, character_id: int) -> None:
         """End ``character_id``'s trade request if it expired unanswered."""
         ctx = self._slot.ctx
+        async with ctx.db.read() as db:
+            if await self._store.of(db, character_id) is None:
+                return
         async with ctx.db.write() as db:
             trade_id = await self._store.of(db, character_id)
             held = None if trade_id is None else await self._store.hold(db, trade_id)

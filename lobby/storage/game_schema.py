@@ -128,12 +128,9 @@ engagement_members = Table(
     "engagement_members",
     metadata,
     Column("kind", String(16), primary_key=True),
-    Column(
-        "character_id",
-        Integer,
-        ForeignKey("characters.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    # no foreign key to characters: a deleted character's row stays until its trade or
+    # fight is ended through the usual path (its leave), which frees the partner too
+    Column("character_id", Integer, primary_key=True),
     Column(
         "engagement_id",
         String(64),

@@ -36,7 +36,6 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("character_id", sa.Integer(), nullable=False),
         sa.Column("engagement_id", sa.String(length=64), nullable=False),
-        sa.ForeignKeyConstraint(["character_id"], ["characters.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["engagement_id"], ["engagements.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("kind", "character_id"),
     )
