@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from sqlalchemy import select
+
 from lobby.characters import Character
 from lobby.connection import Connection
 from lobby.context import LobbyContext
 from lobby.hub import CharacterInfo, Hub, MessageHandler
+from lobby.storage import characters
 from protocol.acks import AckDetails
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import AckMessage, CharacterUpdateMessage, MessageType
@@ -23,6 +26,7 @@ from protocol.messages import AckMessage, CharacterUpdateMessage, MessageType
 __all__ = [
     "ack",
     "acting_character",
+    "character_named",
     "push_character_updates",
     "online_anywhere",
     "present_anywhere",
@@ -59,6 +63,26 @@ async def stored_character(ctx: LobbyContext, character_id: int) -> Character:
     if row is None:
         raise LobbyError("your character no longer exists", code=ErrorCode.NOT_FOUND)
     return row
+
+
+async def character_named(
+    ctx: LobbyContext, target_id: int | None, target_name: str | None
+) -> Character | None:
+    """The character a request names by id or else by name (any case), or None if there is
+    none (``ERROR validation_error`` when it names neither)."""
+    if target_id is not None:
+        return await ctx.characters.get(target_id)
+    if not target_name:
+        raise LobbyError("name a target_id or target_name", code=ErrorCode.VALIDATION_ERROR)
+    async with ctx.db.read() as db:
+        row = (
+            await db.execute(
+                select(characters.c.id).where(
+                    characters.c.name_key == target_name.strip().casefold()
+                )
+            )
+        ).first()
+    return await ctx.characters.get(int(row[0])) if row is not None else None
 
 
 def ack(conn: Connection, message_id: str, details: AckDetails) -> None:

@@ -60,6 +60,7 @@ from lobby.hub import Presence
 from lobby.services._common import (
     ack,
     acting_character,
+    character_named,
     online_anywhere,
     present_anywhere,
     push_character_updates,
@@ -329,24 +330,22 @@ class TradeService:
 
     async def _cancel_for(self, character_id: int, reason: str) -> None:
         """Cancel ``character_id``'s unfinished trade, if any, and tell both sides."""
-        ctx = self._slot.ctx
-        async with ctx.db.read() as db:  # most who leave are not trading: no write then
-            if await self._store.of(db, character_id) is None:
-                return
-        async with ctx.db.write() as db:
-            trade_id = await self._store.of(db, character_id)
-            held = None if trade_id is None else await self._store.hold(db, trade_id)
-            if held is None:
-                return
-            stored = _Stored.of(held.data)
-            stored.trade.cancel(character_id, reason=reason)
-            await self._store.drop(db, held)
-        self._finish(stored)
+
+        def cancel(trade: Trade) -> bool:
+            trade.cancel(character_id, reason=reason)
+            return True
+
+        await self._end_for(character_id, cancel)
 
     async def _expire_of(self, character_id: int) -> None:
         """End ``character_id``'s trade request if it expired unanswered."""
+        now = self._slot.ctx.clock()
+        await self._end_for(character_id, lambda trade: trade.expire(now))
+
+    async def _end_for(self, character_id: int, end: Callable[[Trade], bool]) -> None:
+        """End ``character_id``'s trade if ``end(trade)`` ends it (True); tell both sides."""
         ctx = self._slot.ctx
-        async with ctx.db.read() as db:
+        async with ctx.db.read() as db:  # most are not trading: no write transaction then
             if await self._store.of(db, character_id) is None:
                 return
         async with ctx.db.write() as db:
@@ -355,7 +354,7 @@ class TradeService:
             if held is None:
                 return
             stored = _Stored.of(held.data)
-            if not stored.trade.expire(ctx.clock()):
+            if not end(stored.trade):
                 return
             await self._store.drop(db, held)
         self._finish(stored)
@@ -445,20 +444,7 @@ class TradeService:
     ) -> tuple[int, str]:
         """The target's id and name; it must be online on some lobby process."""
         ctx = self._slot.ctx
-        if target_id is not None:
-            found = await ctx.characters.get(target_id)
-        elif target_name:
-            async with ctx.db.read() as db:
-                row = (
-                    await db.execute(
-                        select(characters.c.id).where(
-                            characters.c.name_key == target_name.strip().casefold()
-                        )
-                    )
-                ).first()
-            found = await ctx.characters.get(int(row[0])) if row is not None else None
-        else:
-            raise LobbyError("name a target_id or target_name", code=ErrorCode.VALIDATION_ERROR)
+        found = await character_named(ctx, target_id, target_name)
         if found is None or not online_anywhere(ctx.hub, found.id):
             raise LobbyError(
                 "that character is not online",

@@ -7,10 +7,8 @@ import base64
 import json
 import random
 import signal
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,15 +18,7 @@ from sqlalchemy import select
 from lobby.cluster import open_redis
 from lobby.storage import Database
 from lobby.storage.game_schema import trades
-from tests.lobby.cluster.conftest import (
-    Cluster,
-    Player,
-    _skip_if_missing,
-    join,
-    start_cluster,
-    stop_cluster,
-    unique,
-)
+from tests.lobby.cluster.conftest import Cluster, Player, join, running_cluster, unique
 from tests.lobby.cluster.engaging import Refused, answer, inventory, request, totals
 from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
 
@@ -228,13 +218,8 @@ STEP = 8.0
 @pytest.fixture
 def own_cluster(postgres_url: str) -> Iterator[Cluster]:
     """A cluster for one test (its process is killed; the module's is left alone)."""
-    _skip_if_missing("redis-server", "haproxy")
-    with tempfile.TemporaryDirectory(prefix="shards-load-") as tmp:
-        running = start_cluster(postgres_url, Path(tmp))
-        try:
-            yield running
-        finally:
-            stop_cluster(running)
+    with running_cluster(postgres_url, "shards-load-") as running:
+        yield running
 
 
 @dataclass

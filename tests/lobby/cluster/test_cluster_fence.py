@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -34,9 +35,10 @@ LOCK_TTL = 0.3
 class Process:
     """One lobby process's share: its database engine, broker and the shared state."""
 
-    def __init__(self, db: Database, broker: RedisBroker) -> None:
+    def __init__(self, db: Database, broker: RedisBroker, client: Any) -> None:
         self.db = db
         self.broker = broker
+        self.client = client
         self.seen: list[str | None] = []
         self.state = SharedState(KEY, self._reload)
         self.state.attach(broker, db)
@@ -72,14 +74,15 @@ async def processes(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[
                 cluster_lock_ttl=LOCK_TTL,
             )
             db = await Database.open(url, now=time.time())
-            broker = RedisBroker(await open_redis(redis_server.url), settings, time.time)
-            made.append(Process(db, broker))
-            await broker.start()
+            client = await open_redis(redis_server.url)
+            made.append(Process(db, RedisBroker(client, settings, time.time), client))
+            await made[-1].broker.start()
         yield made
     finally:
         for p in made:
             await p.state.close()
             await p.broker.close()
+            await p.client.aclose()
             await p.db.close()
 
 

@@ -9,23 +9,13 @@ reconnect grace, and his partner is told. Nothing is duplicated or lost.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.lobby.cluster.conftest import (
-    Cluster,
-    Player,
-    _skip_if_missing,
-    join,
-    start_cluster,
-    stop_cluster,
-    unique,
-)
+from tests.lobby.cluster.conftest import Cluster, Player, join, running_cluster, unique
 from tests.lobby.cluster.engaging import (
     answer,
     fight_to_the_end,
@@ -46,13 +36,8 @@ GRACE = "8"
 @pytest.fixture(scope="module")
 def cluster(postgres_url: str) -> Iterator[Cluster]:
     """A cluster of this module's own: its first process is killed."""
-    _skip_if_missing("redis-server", "haproxy")
-    with tempfile.TemporaryDirectory(prefix="shards-kill-") as tmp:
-        running = start_cluster(postgres_url, Path(tmp), SHARDS_RECONNECT_GRACE=GRACE)
-        try:
-            yield running
-        finally:
-            stop_cluster(running)
+    with running_cluster(postgres_url, "shards-kill-", SHARDS_RECONNECT_GRACE=GRACE) as running:
+        yield running
 
 
 def trade_message(kind: str, tid: str) -> Any:
