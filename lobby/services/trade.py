@@ -109,11 +109,15 @@ class _Stored:
         }
 
 
-class _ExchangeRefused(Exception):
-    """The exchange could not be stored (the transaction rolled back): the reason."""
+class _ExchangeRefused(LobbyError):
+    """The exchange could not be stored (its transaction rolls back); ``reason`` says why.
+
+    Raised out of the confirming step's transaction and caught right outside it: the
+    trade is then cancelled with the reason in a transaction of its own.
+    """
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(reason, code=ErrorCode.TRADE_INVALID)
         self.reason = reason
 
 
