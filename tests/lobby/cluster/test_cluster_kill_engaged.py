@@ -92,9 +92,12 @@ async def test_kill_9_mid_trade_and_mid_fight(
         await request(
             attacker, "combat_action", combat_id=cid, action_type="attack", target_id=defender.id
         )
-        # a trade whose player on the victim will never come back
+        # a trade and a fight whose player on the victim will never come back
         lost = await open_trade(deserter, partner)
         await request(partner, "trade_update", trade_id=lost, gold=5)
+        for p in (deserter, partner):
+            await request(p, "move", to_location_id=2)
+        duel = await request(partner, "combat_start", combat_id="d", participants=[foe(deserter)])
 
         victim.kill()
         for p in (seller, buyer, attacker):
@@ -128,9 +131,16 @@ async def test_kill_9_mid_trade_and_mid_fight(
             end = await p.seen_or_next(lambda m: m.get("type") == "combat_end")
             assert end["combat_id"] == cid
 
-        # the deserter's partner is told once the grace is over for him
+        # the deserter's partner is told once the grace is over for him: the trade is
+        # cancelled, and he fled the fight
         ended = await partner.seen_or_next(trade_message("trade_complete", lost))
         assert ended["success"] is False and ended["reason"] == "disconnected"
+        won = await partner.seen_or_next(
+            lambda m: (
+                m.get("type") == "combat_end" and m["combat_id"] == duel["details"]["combat_id"]
+            )
+        )
+        assert won["result"] == "victory"
         # the partner is free again
         await request(partner, "trade_request", target_id=defender.id)
 
