@@ -48,6 +48,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.reconnect_storm",
         "reconnect storm: N clients back and chatting after a lobby restart",
     ),
+    "reconnect_cluster": (
+        "bench.reconnect_cluster",
+        "reconnect storm through HAProxy: N clients of a killed lobby process back on the others",
+    ),
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -21,7 +21,7 @@ the local recipients and names the remote ones. A plain ``lambda`` given as
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -167,6 +167,19 @@ class Broker(Protocol):
     def session_elsewhere(self, character_id: int) -> int | None:
         """The session id of the presence another process holds for ``character_id``."""
 
+    def location_elsewhere(self, character_id: int) -> int | None:
+        """Where the character another process holds stands (None: not held elsewhere)."""
+
+    @property
+    def players_elsewhere(self) -> int:
+        """Presences with a character the other processes hold (the directory's count)."""
+
+    def players_elsewhere_at(self) -> Mapping[int, int]:
+        """Location id -> presences with a character there that other processes hold."""
+
+    def moved(self, presence: Presence) -> None:
+        """``presence`` (held here) changed location: tell the other processes' directories."""
+
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """Hold the cluster-wide lock ``name`` for the block (alone: nothing to hold).
 
@@ -208,6 +221,18 @@ class LocalBroker:
     def session_elsewhere(self, character_id: int) -> int | None:
         del character_id
         return None
+
+    def location_elsewhere(self, character_id: int) -> int | None:
+        del character_id
+        return None
+
+    players_elsewhere = 0
+
+    def players_elsewhere_at(self) -> Mapping[int, int]:
+        return {}
+
+    def moved(self, presence: Presence) -> None:
+        del presence
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         del name

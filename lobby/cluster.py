@@ -13,9 +13,9 @@ under ``cluster_prefix``, default ``shards``):
 * ``{prefix}:presence:{process}``: a hash ``session id -> [account, character
   id, name, location]`` (JSON) of the presences with a character that process
   holds (its share of the presence directory), kept by the hub's join/leave
-  hooks. When a process is found dead, every other one tells its own players at
-  each lost character's location ``PLAYER_LEFT_AREA`` (the location it joined at:
-  moves are not tracked in the directory).
+  hooks and its moves (:meth:`RedisBroker.moved`). When a process is found dead,
+  every other one tells its own players at each lost character's location
+  ``PLAYER_LEFT_AREA``.
 * ``{prefix}:lock:{name}``: a cluster-wide lock (:meth:`RedisBroker.lock`): ``SET NX PX``
   with a random token, released by compare-and-delete, expiring by itself after
   ``cluster_lock_ttl`` if its holder dies (a holder that only stalled is fenced off in
@@ -23,7 +23,7 @@ under ``cluster_prefix``, default ``shards``):
   ``{prefix}:notify``.
 * channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
   a location, an account), ``{prefix}:push:{process}`` (pushes for a character
-  or session that process holds) and ``{prefix}:presence`` (join/leave events).
+  or session that process holds) and ``{prefix}:presence`` (join, move and leave events).
 
 A session that reconnects to another process (the balancer chose another one)
 is handed over: the process that kept it inside its reconnect grace sends what
@@ -52,7 +52,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,10 @@ return 0
 _FLUSH_WAIT = 2.0
 """Seconds :meth:`RedisBroker.flushed` waits for the writer at most."""
 _WRITE_BATCH = 512
+_POOL_SIZE = 64
+"""Redis connections of one process (the subscription holds one)."""
+_POOL_WAIT = 5.0
+"""Seconds a command waits for a free connection before it fails."""
 _QUEUE_MAX = 100_000
 
 
@@ -107,7 +112,16 @@ async def open_redis(url: str) -> aioredis.Redis:
         raise ConfigError(
             "redis_url needs the redis package: pip install 'shards-net[scale]'"
         ) from None
-    client = aioredis.from_url(url, decode_responses=True, health_check_interval=10)
+    # a bounded pool that makes a command wait for a free connection (the default pool
+    # refuses past 100 at once: a reconnect storm's rate-limit checks would all fail)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=_POOL_SIZE,
+        timeout=_POOL_WAIT,
+        decode_responses=True,
+        health_check_interval=10,
+    )
+    client = aioredis.Redis.from_pool(pool)
     try:
         await client.ping()
     except Exception as exc:
@@ -170,6 +184,7 @@ class RedisBroker:
         self._peers: set[str] = set()
         self._by_character: dict[int, _Remote] = {}
         self._by_session: dict[int, _Remote] = {}
+        self._by_location: Counter[int] = Counter()
         self.dropped = 0
         """Pushes and directory updates not sent (queue full or Redis unreachable)."""
         self.received = 0
@@ -238,6 +253,20 @@ class RedisBroker:
         remote = self._by_character.get(character_id)
         return None if remote is None else remote.session_id
 
+    def location_elsewhere(self, character_id: int) -> int | None:
+        remote = self._by_character.get(character_id)
+        return None if remote is None else remote.location_id
+
+    @property
+    def players_elsewhere(self) -> int:
+        return len(self._by_session)
+
+    def players_elsewhere_at(self) -> Mapping[int, int]:
+        return self._by_location
+
+    def moved(self, presence: Presence) -> None:
+        self._publish_presence("M", presence)
+
     @contextlib.asynccontextmanager
     async def lock(self, name: str) -> AsyncIterator[None]:
         key, token = self._lock_prefix + name, secrets.token_hex(12)
@@ -305,12 +334,16 @@ class RedisBroker:
         return {cid: r.process for cid, r in self._by_character.items()}
 
     async def _joined(self, p: Presence) -> None:
+        self._publish_presence("J", p)
+
+    def _publish_presence(self, kind: str, p: Presence) -> None:
+        """Write ``p``'s directory entry and announce it (``J`` joined, ``M`` moved)."""
         c = p.character
         if c is None:
             return
         value = json.dumps([p.account_id, c.id, c.name, c.location_id])
         self._enqueue(("hset", self._presence_key(self.process_id), str(p.session_id), value))
-        event = _SEP.join(("J", self.process_id, str(p.session_id), value))
+        event = _SEP.join((kind, self.process_id, str(p.session_id), value))
         self._enqueue(("publish", self._presence_channel, event))
 
     async def _left(self, p: Presence) -> None:
@@ -328,11 +361,17 @@ class RedisBroker:
         remote = _Remote(process, session_id, int(character_id), str(name), int(location_id))
         self._by_session[session_id] = remote
         self._by_character[remote.character_id] = remote
+        self._by_location[remote.location_id] += 1
 
     def _drop_session(self, session_id: int) -> None:
         old = self._by_session.pop(session_id, None)
-        if old is not None and self._by_character.get(old.character_id) == old:
+        if old is None:
+            return
+        if self._by_character.get(old.character_id) == old:
             del self._by_character[old.character_id]
+        self._by_location[old.location_id] -= 1
+        if self._by_location[old.location_id] <= 0:
+            del self._by_location[old.location_id]
 
     def _drop_process(self, process: str, *, announce: bool = False) -> int:
         """Forget ``process``'s players; with ``announce``, tell the local players at their
@@ -457,6 +496,7 @@ class RedisBroker:
             self._peers = set()
             self._by_character.clear()
             self._by_session.clear()
+            self._by_location.clear()
             await self._refresh_peers()
             log.info("cluster subscription restored")
 
@@ -506,6 +546,8 @@ class RedisBroker:
             session_id = int(fields[2])
             self._add(process, session_id, fields[3])
             self._hand_over(session_id, process)
+        elif kind == "M":
+            self._add(process, int(fields[2]), fields[3])
         elif kind == "L":
             remote = self._by_session.get(int(fields[2]))
             if remote is not None and remote.process == process:

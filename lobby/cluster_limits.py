@@ -10,11 +10,13 @@ Times come from the caller's clock; every key expires by itself once it no longe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from lobby.ratelimit import BucketTake
 
 __all__ = ["RedisBuckets", "RedisThrottleStore"]
 
@@ -38,6 +40,29 @@ return tostring(wait)
 """
 
 
+# The same, for several buckets at once (KEYS[i] with ARGV cost_i, rate_i, burst_i, ...,
+# now last): each takes or not on its own; the longest wait.
+_BUCKETS_LUA = """
+local now = tonumber(ARGV[#ARGV])
+local longest = 0
+for i, key in ipairs(KEYS) do
+    local cost, rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
+        tonumber(ARGV[3 * i])
+    local v = redis.call('HMGET', key, 't', 's')
+    local tokens, stamp = tonumber(v[1]), tonumber(v[2])
+    if tokens == nil then tokens = burst; stamp = now end
+    if now > stamp then
+        tokens = math.min(burst, tokens + (now - stamp) * rate); stamp = now
+    end
+    if tokens >= cost then tokens = tokens - cost
+    else longest = math.max(longest, (cost - tokens) / rate) end
+    redis.call('HSET', key, 't', tostring(tokens), 's', tostring(stamp))
+    redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+return tostring(longest)
+"""
+
+
 class RedisBuckets:
     """Token buckets in Redis (:class:`lobby.ratelimit.BucketStore`): one budget per key
     for the whole cluster."""
@@ -46,10 +71,20 @@ class RedisBuckets:
         self._redis = client
         self._prefix = f"{prefix}:bucket:"
         self._script: Callable[..., Awaitable[Any]] = client.register_script(_BUCKET_LUA)
+        self._many: Callable[..., Awaitable[Any]] = client.register_script(_BUCKETS_LUA)
 
     async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
         wait = await self._script(
             keys=[self._prefix + key], args=[repr(cost), repr(rate), repr(burst), repr(now)]
+        )
+        return float(wait)
+
+    async def take_each(self, takes: Sequence[BucketTake], now: float) -> float:
+        args: list[str] = []
+        for _key, cost, rate, burst in takes:
+            args += (repr(cost), repr(rate), repr(burst))
+        wait = await self._many(
+            keys=[self._prefix + key for key, *_ in takes], args=[*args, repr(now)]
         )
         return float(wait)
 

@@ -174,8 +174,13 @@ class Hub:
 
     @property
     def players_online(self) -> int:
-        """Presences with a selected character (online or inside their grace)."""
+        """Presences with a selected character (online or inside their grace) of this process."""
         return self._players
+
+    @property
+    def players_in_cluster(self) -> int:
+        """:attr:`players_online` of every lobby process (this one's alone without a cluster)."""
+        return self._players + self.broker.players_elsewhere
 
     def connections_of_account(self, account_id: int) -> int:
         """Live connections of ``account_id`` (costs its own sessions, not everyone's)."""
@@ -343,7 +348,10 @@ class Hub:
         """Update the hub's view of a character (``location_id``, ``level``, ...)."""
         for p in list(self._by_character.get(character_id, {}).values()):
             if p.character is not None:
+                before = p.character.location_id
                 self._set_presence_character(p, replace(p.character, **changes))
+                if p.character.location_id != before:
+                    self.broker.moved(p)
 
     async def character_deleted(self, character_id: int) -> None:
         for p in list(self._presences.values()):

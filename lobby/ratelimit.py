@@ -12,7 +12,14 @@ docstring states the policy).
 :class:`SharedRateLimiter` is the same bucket with its state in a
 :class:`BucketStore`: :class:`MemoryBuckets` (one process) or
 :class:`lobby.cluster_limits.RedisBuckets` (several lobby processes on one Redis: one
-budget per key for the cluster, not one per process). Its ``hit`` is awaited.
+budget per key for the cluster, not one per process). Its ``hit`` is awaited;
+:func:`hit_each` charges several limiters at once (one Redis round trip). Every
+budget of a client, account or address is one: chat, relay, REST per address and per
+account, WebSocket messages per account and per address, whisper pairings and ICE
+requests. What stays per process is per process by nature: a WebSocket connection's
+own budget (it lives on one process), the STUN responder's per-source bound (it
+protects that process's UDP socket), the per-address connection cap (a count of
+this process's sockets) and the guard's log lines.
 
 Memory is bounded: each structure keeps at most ``max_keys`` keys and evicts the
 least recently used one beyond that (an attacker rotating addresses can only
@@ -24,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
@@ -42,6 +49,7 @@ __all__ = [
     "RateLimiter",
     "SharedRateLimiter",
     "ThrottleStore",
+    "hit_each",
     "retry_after_header",
 ]
 
@@ -99,6 +107,14 @@ class BucketStore(Protocol):
         """Take ``cost`` tokens from bucket ``key`` (``rate``/s up to ``burst``, full when
         new) at time ``now``: 0.0 if taken, else the seconds until they will be there."""
 
+    async def take_each(self, takes: Sequence[BucketTake], now: float) -> float:
+        """:meth:`take` from each ``(key, cost, rate, burst)`` bucket, each on its own (one
+        with tokens pays even when another has none); the longest wait (0.0: all took)."""
+
+
+BucketTake = tuple[str, float, float, float]
+"""``(key, cost, rate, burst)``: one bucket's charge in :meth:`BucketStore.take_each`."""
+
 
 class MemoryBuckets:
     """Token buckets in this process's memory (bounded like :class:`RateLimiter`)."""
@@ -115,6 +131,10 @@ class MemoryBuckets:
             self._limiters[(rate, burst)] = limiter
         self._now = now
         return limiter.hit(key, cost)
+
+    async def take_each(self, takes: Sequence[BucketTake], now: float) -> float:
+        waits = [await self.take(key, cost, rate, burst, now) for key, cost, rate, burst in takes]
+        return max(waits, default=0.0)
 
 
 class SharedRateLimiter:
@@ -146,6 +166,27 @@ class SharedRateLimiter:
         except Exception as exc:
             log.warning("shared %s budget unavailable (%s); using this process's", self.name, exc)
             return self._local.hit(key, cost)
+
+    def reset(self, key: Hashable) -> None:
+        """Forget ``key``'s bucket of this process (a shared one expires by itself)."""
+        self._local.reset(key)
+
+
+async def hit_each(hits: Sequence[tuple[SharedRateLimiter, Hashable]], cost: float = 1.0) -> float:
+    """Take ``cost`` from each ``(limiter, key)`` (each on its own, like separate ``hit``
+    calls) in one round trip to their shared store; the longest wait (0.0: all allowed)."""
+    if not hits:
+        return 0.0
+    store = hits[0][0]._store
+    if store is None or any(limiter._store is not store for limiter, _ in hits):
+        return max([await limiter.hit(key, cost) for limiter, key in hits])
+    takes = [(f"{lim.name}:{key}", cost, lim.rate, lim.burst) for lim, key in hits]
+    try:
+        return await store.take_each(takes, hits[0][0]._clock())
+    except Exception as exc:
+        names = ", ".join(limiter.name for limiter, _ in hits)
+        log.warning("shared %s budgets unavailable (%s); using this process's", names, exc)
+        return max(limiter._local.hit(key, cost) for limiter, key in hits)
 
 
 @dataclass(frozen=True, slots=True)

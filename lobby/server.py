@@ -65,7 +65,7 @@ from lobby.keys import load_or_create_key
 from lobby.logs import request_middleware
 from lobby.metrics import LobbyMetrics, metrics_handler
 from lobby.pages import add_pages
-from lobby.ratelimit import FallbackThrottleStore, RateLimiter
+from lobby.ratelimit import FallbackThrottleStore, SharedRateLimiter
 from lobby.services import with_game_services
 from lobby.sessions import SessionStore
 from lobby.startup import DataDir, bind_listeners, sqlite_path
@@ -268,7 +268,13 @@ class MasterServer:
                     request_middleware(metrics),
                     error_middleware,
                     rate_limit_middleware(
-                        RateLimiter(s.rest_rate_per_address, s.rest_burst_per_address, self.clock),
+                        SharedRateLimiter(
+                            "rest_address",
+                            s.rest_rate_per_address,
+                            s.rest_burst_per_address,
+                            self.clock,
+                            ctx.buckets,
+                        ),
                         trust_forwarded_for=s.trust_forwarded_for,
                         on_refused=lambda: metrics.rate_limited("rest_address"),
                     ),

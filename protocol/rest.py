@@ -196,8 +196,10 @@ class StatusResponse(Body):
     server_version: str
     time: float
     uptime: float
-    players_online: int = Field(description="sessions with a selected character online")
-    connections: int
+    players_online: int = Field(
+        description="sessions with a selected character online (every lobby process of a cluster)"
+    )
+    connections: int = Field(description="open WebSocket connections of this lobby process")
     database: str
     lobby_public_key: str = Field(description="Ed25519 ticket key, unpadded base64url")
     lobby_accepted_keys: list[str] = Field(

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ValidationError
 from lobby.characters import Character
 from lobby.http.errors import client_address
 from lobby.logs import bind_session
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import SharedRateLimiter
 from lobby.sessions import Session
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages.base import MAX_ID
@@ -153,7 +153,7 @@ class Api:
         self.endpoints: list[Endpoint] = []
         self._installed = False
         self._ctx: LobbyContext | None = None
-        self._account_limiter: RateLimiter | None = None
+        self._account_limiter: SharedRateLimiter | None = None
 
     def add(self, endpoint: Endpoint) -> Endpoint:
         """Register ``endpoint`` (before the lobby starts serving)."""
@@ -188,8 +188,12 @@ class Api:
     def install(self, app: web.Application, ctx: LobbyContext) -> None:
         """Add every endpoint's route to ``app``."""
         self._ctx = ctx
-        self._account_limiter = RateLimiter(
-            ctx.settings.rest_rate_per_account, ctx.settings.rest_burst_per_account, ctx.clock
+        self._account_limiter = SharedRateLimiter(
+            "rest_account",
+            ctx.settings.rest_rate_per_account,
+            ctx.settings.rest_burst_per_account,
+            ctx.clock,
+            ctx.buckets,
         )
         by_path: dict[str, list[Endpoint]] = {}
         for endpoint in self.endpoints:
@@ -214,7 +218,7 @@ class Api:
                 bind_session(session)  # its ids on this request's log lines
                 if endpoint.admin and not session.is_admin:
                     raise LobbyError("for admin accounts only", code=ErrorCode.FORBIDDEN)
-                wait = self._account_limiter.hit(("account", session.account_id))
+                wait = await self._account_limiter.hit(session.account_id)
                 if wait > 0:
                     ctx.metrics.rate_limited("rest_account")
                     raise LobbyError(

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from lobby.ratelimit import RateLimiter, retry_after_header
+from lobby.ratelimit import SharedRateLimiter, retry_after_header
 from protocol.errors import ErrorCode, ShardsError
 
 __all__ = [
@@ -134,18 +134,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def rate_limit_middleware(
-    limiter: RateLimiter,
+    limiter: SharedRateLimiter,
     *,
     trust_forwarded_for: bool,
     on_refused: Callable[[], None] | None = None,
 ) -> Middleware:
-    """Per source address request limit (every request, before routing); ``on_refused``
-    is called for each refusal (metrics)."""
+    """Per source address request limit (every request, before routing; one budget for
+    every lobby process of a cluster); ``on_refused`` is called for each refusal (metrics)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         address = client_address(request, trust_forwarded_for=trust_forwarded_for)
-        wait = limiter.hit(("addr", address))
+        wait = await limiter.hit(address)
         if wait > 0:
             if on_refused is not None:
                 on_refused()

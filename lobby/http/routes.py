@@ -291,6 +291,7 @@ async def world_map(req: ApiRequest) -> WorldMapOut:
     players: Counter[int] = Counter(
         p.character.location_id for p in req.ctx.hub.presences() if p.character is not None
     )
+    players.update(req.ctx.hub.broker.players_elsewhere_at())  # the other lobby processes'
     shards: dict[int, list[int]] = {}
     for shard in world.shards:
         shards.setdefault(shard.location_id, []).append(shard.id)
@@ -321,7 +322,7 @@ async def status(req: ApiRequest) -> StatusResponse:
         server_version=SERVER_VERSION,
         time=now,
         uptime=max(0.0, now - ctx.started_at),
-        players_online=ctx.hub.players_online,
+        players_online=ctx.hub.players_in_cluster,
         connections=len(ctx.hub.connections()),
         database=ctx.db.dialect,
         lobby_public_key=ctx.key.public_key_b64,

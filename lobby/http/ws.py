@@ -62,7 +62,7 @@ from lobby.http.api import bearer_token
 from lobby.http.errors import client_address
 from lobby.hub import CharacterInfo
 from lobby.logs import bind, bind_session
-from lobby.ratelimit import RateLimiter
+from lobby.ratelimit import RateLimiter, SharedRateLimiter, hit_each
 from protocol.codec import deserialize, error_message_from
 from protocol.crypto import WS_FERNET_SALT, FernetSealer, derive_fernet_key
 from protocol.errors import ErrorCode, LobbyError, ProtocolError, SealError, ShardsError
@@ -106,11 +106,16 @@ class WebSocketEndpoint:
             )
             self._sealer_ready.add_done_callback(self._keyed)
         self._conn_limiter = RateLimiter(s.ws_message_rate, s.ws_message_burst, ctx.clock)
-        self._account_limiter = RateLimiter(
-            s.ws_message_rate * 2, s.ws_message_burst * 2, ctx.clock
+        # an account's and an address's budgets are the cluster's (one Redis round trip)
+        self._account_limiter = SharedRateLimiter(
+            "ws_account", s.ws_message_rate * 2, s.ws_message_burst * 2, ctx.clock, ctx.buckets
         )
-        self._address_limiter = RateLimiter(
-            s.ws_address_message_rate, s.ws_address_message_burst, ctx.clock
+        self._address_limiter = SharedRateLimiter(
+            "ws_address",
+            s.ws_address_message_rate,
+            s.ws_address_message_burst,
+            ctx.clock,
+            ctx.buckets,
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -224,8 +229,9 @@ class WebSocketEndpoint:
         ctx = self.ctx
         wait = max(
             self._conn_limiter.hit(conn.id),
-            self._account_limiter.hit(conn.account_id),
-            self._address_limiter.hit(conn.address),
+            await hit_each(
+                [(self._account_limiter, conn.account_id), (self._address_limiter, conn.address)]
+            ),
         )
         if wait > 0:
             ctx.metrics.rate_limited("ws_message")

@@ -52,6 +52,7 @@ forwarded envelopes (``relayed_messages`` in ``/api/status``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
 from lobby.hub import Presence
-from lobby.ratelimit import RateLimiter, SharedRateLimiter
+from lobby.ratelimit import SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
 from lobby.services.rendezvous import PairingBook, ice_servers, new_pairing_id
 from lobby.sessions import Session
@@ -109,8 +110,8 @@ class DirectoryService:
         self._relay_burst = relay_burst
         self._slot = ContextSlot("the directory")
         self._limiter: SharedRateLimiter | None = None
-        self._pair_limiter: RateLimiter | None = None
-        self._ice_limiter: RateLimiter | None = None
+        self._pair_limiter: SharedRateLimiter | None = None
+        self._ice_limiter: SharedRateLimiter | None = None
         self._entries: dict[int, PeerEntry] = {}
         self._book = PairingBook(600.0)
         self.relayed_messages = 0
@@ -123,13 +124,18 @@ class DirectoryService:
         self._limiter = SharedRateLimiter(
             "relay", self._relay_rate, self._relay_burst, ctx.clock, ctx.buckets
         )
-        self._pair_limiter = RateLimiter(s.pair_rate, s.pair_burst, ctx.clock)
-        self._ice_limiter = RateLimiter(s.ice_rate, s.ice_burst, ctx.clock)
+        self._pair_limiter = SharedRateLimiter(
+            "pair", s.pair_rate, s.pair_burst, ctx.clock, ctx.buckets
+        )
+        self._ice_limiter = SharedRateLimiter(
+            "ice", s.ice_rate, s.ice_burst, ctx.clock, ctx.buckets
+        )
         self._book = PairingBook(s.whisper_pair_ttl)
         register_handler(ctx, MessageType.RELAY, self.on_relay)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_leave)
         ctx.hub.broker.on_notify("introduce", self._introduce_from_elsewhere)
+        ctx.hub.broker.on_notify("pair", self._pair_from_elsewhere)
         ctx.api.route(
             "GET",
             "/api/peers/{character_id}",
@@ -304,6 +310,49 @@ class DirectoryService:
             if other.online and info is not None:
                 ctx.hub.broker.forward(to, self._encoded(info))
 
+    def pair_elsewhere(
+        self, presence: Presence, character_id: int, reason: Reason, pairing_id: str | None = None
+    ) -> str | None:
+        """Pair ``presence`` (held here) with ``character_id``, held by another lobby process.
+
+        Our ``PEER_INFO`` goes, with the request, to the process holding the other
+        side; that one hands it to its player and sends ours its player's, both with
+        ``reason`` and one pairing id (returned; None when ``presence`` has no node).
+        A pairing the other side cannot take (no node, gone meanwhile) sends nothing.
+        """
+        me = presence.character
+        if me is None:
+            return None
+        pairing_id = pairing_id or new_pairing_id()
+        mine = self.peer_info(presence, pairing=reason, pairing_id=pairing_id)
+        if mine is None:
+            return None
+        request = [presence.session_id, me.id, character_id, reason.value, self._encoded(mine)]
+        self._slot.ctx.hub.broker.notify("pair", json.dumps(request))
+        return pairing_id
+
+    def _pair_from_elsewhere(self, data: str) -> None:
+        """Another process asked to pair one of its players with one of ours
+        (:meth:`pair_elsewhere`): give ours its entry, send it ours."""
+        ctx = self._slot.current
+        if ctx is None:
+            return
+        session_id, asker_id, character_id, reason_value, theirs = json.loads(data)
+        p = ctx.hub.presence_of_character(int(character_id))
+        if p is None or not p.online or p.character is None:
+            return
+        reason = Reason(reason_value)
+        pairing_id = PeerInfoMessage.model_validate_json(theirs).pairing_id
+        mine = self.peer_info(p, pairing=reason, pairing_id=pairing_id)
+        if mine is None or pairing_id is None:
+            return
+        if reason is Reason.WHISPER:  # renewed with ours, like one asked for here
+            self._book.whisper(
+                p.character.id, int(asker_id), now=ctx.clock(), pairing_id=pairing_id
+            )
+        ctx.hub.deliver(Audience.session(p.session_id), theirs)
+        ctx.hub.broker.forward(Audience.session(int(session_id)), self._encoded(mine))
+
     def _encoded(self, msg: PeerInfoMessage) -> str:
         msg.timestamp = self._slot.ctx.clock()
         return serialize(msg)
@@ -315,11 +364,23 @@ class DirectoryService:
         """
         hub = self._slot.ctx.hub
         present = []
+        elsewhere = []
         for cid in dict.fromkeys(character_ids):
             p = hub.presence_of_character(cid)
             if p is not None and p.online:
                 present.append(p)
+            elif hub.online_elsewhere(cid):
+                elsewhere.append(cid)
         sent = 0
+        for p in present:  # each pair of a member here and one on another process, once
+            for cid in elsewhere:
+                if p.character is None or (
+                    focus is not None and focus not in (p.character.id, cid)
+                ):
+                    continue
+                here = hub.broker.location_elsewhere(cid) == p.character.location_id
+                if self.pair_elsewhere(p, cid, Reason.LOCATION if here else Reason.PARTY):
+                    sent += 1
         for i, p in enumerate(present):
             for q in present[i + 1 :]:
                 if p.character is None or q.character is None:
@@ -360,9 +421,11 @@ class DirectoryService:
                 return elsewhere
         return self._out(req, found, name)
 
-    async def _entry_elsewhere(self, character_id: int) -> PeerInfoOut | None:
-        """The identity of a character another lobby process holds, from its stored
-        session: never its addresses (a REST lookup pairs nobody)."""
+    async def _entry_elsewhere(
+        self, character_id: int, *, paired: Reason | None = None, pairing_id: str | None = None
+    ) -> PeerInfoOut | None:
+        """The entry of a character another lobby process holds, from its stored session:
+        its addresses only when ``paired`` (a REST lookup alone pairs nobody)."""
         ctx = self._slot.ctx
         session_id = ctx.hub.broker.session_elsewhere(character_id)
         if session_id is None:
@@ -372,15 +435,21 @@ class DirectoryService:
         character = await ctx.characters.get(character_id)
         if not info or not info.get("ticket") or character is None:
             return None
+        candidates = list(_stored_candidates(info)) if paired is not None else []
         return PeerInfoOut(
             character_id=character.id,
             character_name=character.name,
             ticket=str(info["ticket"]),
+            endpoints=[c.endpoint for c in candidates[:MAX_PEER_ENDPOINTS]],
+            candidates=candidates,
             faction=character.faction,
             location_id=character.location_id,
             node_id=info.get("peer_id"),
             public_key=info.get("public_key"),
             level=character.level,
+            pairing=paired,
+            pairing_id=pairing_id,
+            paired=paired is not None,
         )
 
     async def pair_peer(self, req: ApiRequest) -> PeerInfoOut:
@@ -388,7 +457,9 @@ class DirectoryService:
         session = self._require_selected(req)
         character_id = req.path_int("character_id")
         assert self._pair_limiter is not None  # noqa: S101 - set by setup
-        wait = self._pair_limiter.hit(session.account_id)  # before any answer about the target
+        wait = await self._pair_limiter.hit(
+            session.account_id
+        )  # before any answer about the target
         if wait > 0:
             raise LobbyError(
                 "pairing too fast",
@@ -398,7 +469,10 @@ class DirectoryService:
         if session.character_id == character_id:
             raise LobbyError("that is your own character", code=ErrorCode.CONFLICT)
         target = ctx.hub.presence_of_character(character_id)
-        if target is None or not target.online or target.session_id not in self._entries:
+        elsewhere = target is None and ctx.hub.online_elsewhere(character_id)
+        if not elsewhere and (
+            target is None or not target.online or target.session_id not in self._entries
+        ):
             raise self._not_found(character_id)
         me = ctx.hub.presence(session.id)
         if me is None or me.character is None or not me.online or session.id not in self._entries:
@@ -407,6 +481,13 @@ class DirectoryService:
                 code=ErrorCode.CONFLICT,
             )
         pairing_id = self._book.whisper(me.character.id, character_id, now=ctx.clock())
+        if target is None:  # held by another lobby process: pair through it
+            reason = self._reason_elsewhere(me, character_id)
+            entry = await self._entry_elsewhere(character_id, paired=reason, pairing_id=pairing_id)
+            if entry is None:
+                raise self._not_found(character_id)
+            self.pair_elsewhere(me, character_id, reason, pairing_id)
+            return entry
         reason = self.pairing_between(me, target) or Reason.WHISPER
         self.pair(me, target, reason, pairing_id)
         info = self.peer_info(target, pairing=reason, pairing_id=pairing_id)
@@ -417,7 +498,7 @@ class DirectoryService:
     async def turn_credentials(self, req: ApiRequest) -> IceServersOut:
         session = self._require_selected(req)
         assert self._ice_limiter is not None  # noqa: S101 - set by setup
-        wait = self._ice_limiter.hit(session.account_id)
+        wait = await self._ice_limiter.hit(session.account_id)
         if wait > 0:
             raise LobbyError(
                 "asking for TURN credentials too often",
@@ -524,6 +605,12 @@ class DirectoryService:
             sent += self.introduce_members(members, focus=me.id)
         for partner in self._book.whisper_partners(me.id, now=ctx.clock()):
             other = ctx.hub.presence_of_character(partner)
+            if other is None and partner not in members and ctx.hub.online_elsewhere(partner):
+                pairing_id = self._book.whispering(me.id, partner, now=ctx.clock())
+                reason = self._reason_elsewhere(presence, partner)
+                if self.pair_elsewhere(presence, partner, reason, pairing_id) is not None:
+                    sent += 1
+                continue
             if other is None or other.character is None or partner in members:
                 continue
             if other.character.location_id == me.location_id:
@@ -539,6 +626,18 @@ class DirectoryService:
             self._book.forget(presence.character.id)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _reason_elsewhere(self, presence: Presence, character_id: int) -> Reason:
+        """Why ``presence`` is paired with ``character_id`` on another process when it
+        asked to whisper it: the same location, the same party, else the whisper."""
+        ctx = self._slot.ctx
+        me = presence.character
+        if me is not None and ctx.hub.broker.location_elsewhere(character_id) == me.location_id:
+            return Reason.LOCATION
+        parties = ctx.services.parties
+        if me is not None and parties is not None and character_id in parties.member_ids_of(me.id):
+            return Reason.PARTY
+        return Reason.WHISPER
 
     def _out(self, req: ApiRequest, p: Presence | None, key: object) -> PeerInfoOut:
         """``p``'s entry as the asker may see it: addresses only when the two are paired."""

@@ -65,9 +65,10 @@ class PairingBook:
         self._pairs: dict[frozenset[int], tuple[float, str]] = {}
         self._by_character: dict[int, set[int]] = {}
 
-    def whisper(self, a: int, b: int, *, now: float) -> str:
-        """Pair ``a`` and ``b`` until ``now + ttl`` (renewed by each call); a fresh pairing id."""
-        pairing_id = new_pairing_id()
+    def whisper(self, a: int, b: int, *, now: float, pairing_id: str | None = None) -> str:
+        """Pair ``a`` and ``b`` until ``now + ttl`` (renewed by each call); the pairing id
+        (``pairing_id``: one another lobby process chose, else a fresh one)."""
+        pairing_id = pairing_id or new_pairing_id()
         self._pairs[frozenset((a, b))] = (now + self._ttl, pairing_id)
         self._by_character.setdefault(a, set()).add(b)
         self._by_character.setdefault(b, set()).add(a)

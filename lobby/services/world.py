@@ -427,7 +427,7 @@ class WorldService:
             aetherfall_active=active is not None,
             aetherfall=AetherfallOut.model_validate(active.to_dict()) if active else None,
             next_aetherfall_at=self.next_aetherfall_at,
-            online_players=ctx.hub.players_online,
+            online_players=ctx.hub.players_in_cluster,
             recent_events=list(reversed(self._recent)),
         )
 
@@ -439,7 +439,7 @@ class WorldService:
         msg = world_state_message(
             self._board_now(),
             aetherfall=self._active_at(now),
-            online_players=ctx.hub.players_online,
+            online_players=ctx.hub.players_in_cluster,
             recent_events=[
                 WorldEvent(
                     event_type=e.event_type, description=e.description, timestamp=e.timestamp

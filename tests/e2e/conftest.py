@@ -1,25 +1,31 @@
 """Fixtures for end-to-end tests: a real lobby (real clock) and real NetworkClients.
 
 Everything runs on 127.0.0.1 with port 0: the lobby's aiohttp server, and each
-client's PeerNode UDP socket.
+client's PeerNode UDP socket. The lobby is a :class:`~tests.e2e.deployments.Deployment`:
+each test taking ``deployment`` or ``make_client`` runs on one in-process lobby and,
+marked ``cluster``, on three lobby processes behind HAProxy on PostgreSQL + Redis
+(``tests/e2e/deployments.py``). The default run leaves the cluster runs out; run
+them with ``pytest tests/e2e -m cluster`` (``.ci/run`` does).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lobby import MasterServer
-from lobby.services.directory import DirectoryService
 from mesh import MeshConfig, NetworkClient, ReconnectPolicy
+from tests.e2e.deployments import ClusterServers, Deployment, OneProcess, cluster_env
 from tests.inbox import Inbox
+from tests.lobby.cluster.procs import RedisServer, missing_programs
 from tests.lobby.support import fast_settings
+from tests.lobby.test_postgres import throwaway_postgres
 
-__all__ = ["ClientFactory", "Inbox", "fast_mesh", "relayed"]
+__all__ = ["ClientFactory", "Deployment", "Inbox", "fast_mesh", "relayed"]
 
 ClientFactory = Callable[..., Awaitable[NetworkClient]]
 
@@ -36,24 +42,65 @@ def fast_mesh(**overrides: Any) -> MeshConfig:
     return MeshConfig(**values)
 
 
-def relayed(server: MasterServer) -> int:
-    """The lobby's relay counter (what ``/api/status`` reports as ``relayed_messages``)."""
-    return int(server.ctx.services.require(DirectoryService).relayed_messages)
+async def relayed(deployment: Deployment) -> int:
+    """RELAY envelopes the lobby forwarded, over all its processes (``relayed_messages``)."""
+    return sum(int(status["relayed_messages"]) for status in await deployment.statuses())
 
 
 @pytest.fixture
-async def master(tmp_path: Path) -> AsyncIterator[MasterServer]:
-    """A real lobby on 127.0.0.1:0 with the wall clock and a SQLite file in tmp_path."""
-    settings = fast_settings(tmp_path / "lobby-data", chat_burst=1000.0, chat_rate=1000.0)
-    async with MasterServer(settings=settings) as server:
-        yield server
+def lobby_settings() -> dict[str, Any]:
+    """The e2e lobby's settings beyond ``fast_settings`` (a module may override it)."""
+    return {"chat_burst": 1000.0, "chat_rate": 1000.0}
+
+
+@pytest.fixture(scope="session")
+def cluster_servers() -> Iterator[ClusterServers]:
+    """PostgreSQL and Redis for every cluster run of the session (each test's cluster
+    has a database and a key prefix of its own)."""
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (Debian packages redis-server, haproxy)")
+    with throwaway_postgres() as postgres:
+        redis = RedisServer().start()
+        try:
+            yield ClusterServers(postgres, redis)
+        finally:
+            redis.stop()
+
+
+@pytest.fixture(params=["one", pytest.param("cluster", marks=pytest.mark.cluster)])
+async def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, lobby_settings: dict[str, Any]
+) -> AsyncIterator[Deployment]:
+    """The lobby of the test: in this process (``one``) or three processes (``cluster``)."""
+    if request.param == "one":
+        settings = fast_settings(tmp_path / "lobby-data", **lobby_settings)
+        async with MasterServer(settings=settings) as server:
+            yield OneProcess(server)
+        return
+    marker = request.node.get_closest_marker("one_process")
+    if marker is not None:
+        pytest.skip(f"one lobby process only: {marker.args[0]}")
+    servers: ClusterServers = request.getfixturevalue("cluster_servers")
+    async with servers.cluster(cluster_env(lobby_settings)) as cluster:
+        yield cluster
 
 
 @pytest.fixture
-async def make_client(master: MasterServer) -> AsyncIterator[ClientFactory]:
+def master(deployment: Deployment) -> MasterServer:
+    """The in-process lobby of the ``one`` deployment (tests that read its memory or
+    restart it; their cluster run is skipped by their ``one_process`` mark)."""
+    if isinstance(deployment, OneProcess):
+        return deployment.server
+    pytest.fail("this test reads the lobby in its own process: mark it one_process(reason)")
+
+
+@pytest.fixture
+async def make_client(deployment: Deployment) -> AsyncIterator[ClientFactory]:
     """``await make_client(name, **client_kwargs)``: registered, logged in, character selected.
 
     ``select=False`` stops after login; ``faction`` / ``location`` choose the character.
+    On a cluster the clients are spread: the ``k``-th made is on process ``k mod 3``.
     """
     clients: list[NetworkClient] = []
     seeds = itertools.count(1)
@@ -70,7 +117,7 @@ async def make_client(master: MasterServer) -> AsyncIterator[ClientFactory]:
         kwargs.setdefault(
             "reconnect", ReconnectPolicy(initial_delay=0.05, max_delay=0.5, seed=next(seeds))
         )
-        client = NetworkClient(master.url, **kwargs)
+        client = NetworkClient(deployment.url_for(len(clients)), **kwargs)
         clients.append(client)
         await client.connect(f"user_{name.lower()}", "password123", register=True)
         if select:
@@ -81,3 +128,33 @@ async def make_client(master: MasterServer) -> AsyncIterator[ClientFactory]:
     yield factory
     for client in reversed(clients):
         await client.disconnect()
+
+
+_CLUSTER_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The e2e tests' cluster runs (each starts three lobby processes) run only when asked
+    for with ``-m cluster``; the terminal summary says how many were left out."""
+    if "cluster" in (config.option.markexpr or ""):
+        return
+    here = Path(__file__).parent
+    variants = [
+        i for i in items if i.get_closest_marker("cluster") is not None and here in i.path.parents
+    ]
+    if variants:
+        config.hook.pytest_deselected(items=variants)
+        left = set(variants)
+        items[:] = [i for i in items if i not in left]
+        config.stash[_CLUSTER_LEFT_OUT] = len(variants)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    left_out = config.stash.get(_CLUSTER_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"{left_out} end-to-end tests' runs on a 3-process cluster were deselected: "
+            "run them with `pytest tests/e2e -m cluster` (.ci/run does)"
+        )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lobby import MasterServer
 from mesh import MessageType, NetworkClient
 from protocol.errors import ApiError, ErrorCode, MeshError, NotConnectedError
 
-from .conftest import ClientFactory, Inbox
+from .conftest import ClientFactory, Deployment, Inbox
 
 __all__: list[str] = []
 
@@ -25,8 +24,8 @@ async def test_login_select_and_chat(make_client: ClientFactory) -> None:
     assert alice.character is not None and alice.character["name"] == "Alice"
 
 
-async def test_wrong_password_is_api_error(master: MasterServer) -> None:
-    client = NetworkClient(master.url, p2p_port=0)
+async def test_wrong_password_is_api_error(deployment: Deployment) -> None:
+    client = NetworkClient(deployment.url_for(0), p2p_port=0)
     try:
         await client.register("someone", "password123")
         with pytest.raises(ApiError) as info:

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lobby import MasterServer
 from mesh import MessageType
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
 
 __all__: list[str] = []
 
@@ -35,7 +34,7 @@ def dead_endpoint() -> Iterator[str]:
 
 
 async def test_whisper_falls_back_to_sealed_relay(
-    master: MasterServer, make_client: ClientFactory, dead_endpoint: str
+    deployment: Deployment, make_client: ClientFactory, dead_endpoint: str
 ) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob", p2p_advertise=[dead_endpoint], p2p_auto_connect=False)
@@ -47,7 +46,7 @@ async def test_whisper_falls_back_to_sealed_relay(
     assert result.path == "relay"
     (msg,) = await whispers.wait_for(1)
     assert msg.content == secret and msg.sender_name == "Alice"
-    assert relayed(master) >= 1
+    assert await relayed(deployment) >= 1
     seen = await envelopes.wait_for(1)
     for relay in seen:
         assert relay.sender_id == alice.character["id"]  # type: ignore[index]

@@ -24,8 +24,8 @@ import socket
 import sys
 from pathlib import Path
 
-from lobby import MasterServer
 from mesh import NetworkClient
+from tests.e2e.deployments import Deployment
 from tests.e2e.test_seed_client_snippet import main as seed_main
 
 __all__: list[str] = []
@@ -86,8 +86,8 @@ def _assert_nothing_leaked(stderr: str) -> None:
     assert not leaked, stderr
 
 
-async def _account(master: MasterServer, *, character: bool) -> None:
-    setup = NetworkClient(master.url, p2p_port=0)
+async def _account(deployment: Deployment, *, character: bool) -> None:
+    setup = NetworkClient(deployment.url_for(0), p2p_port=0)
     await setup.connect("username", "password", register=True)
     if character:
         await setup.create_character("Aria", "Crimson Covenant", "Mage")
@@ -95,10 +95,10 @@ async def _account(master: MasterServer, *, character: bool) -> None:
 
 
 async def test_fresh_account_gets_an_error_that_says_what_to_do(
-    master: MasterServer, tmp_path: Path
+    deployment: Deployment, tmp_path: Path
 ) -> None:
-    await _account(master, character=False)
-    code, out, err = await _run(tmp_path, master.url)
+    await _account(deployment, character=False)
+    code, out, err = await _run(tmp_path, deployment.url_for(1))
     assert code == 1, (out, err)
     last = err.strip().splitlines()[-1]
     assert last.startswith("protocol.errors.NotConnectedError: no character selected"), err
@@ -107,10 +107,10 @@ async def test_fresh_account_gets_an_error_that_says_what_to_do(
 
 
 async def test_snippet_with_a_character_chats_and_stops_cleanly(
-    master: MasterServer, tmp_path: Path
+    deployment: Deployment, tmp_path: Path
 ) -> None:
-    await _account(master, character=True)
-    process = await _start(tmp_path, master.url, SNIPPET)
+    await _account(deployment, character=True)
+    process = await _start(tmp_path, deployment.url_for(1), SNIPPET)
     assert process.stdout is not None and process.stderr is not None
     seen: list[str] = []
 
@@ -136,9 +136,13 @@ async def test_snippet_with_a_character_chats_and_stops_cleanly(
     _assert_nothing_leaked(stderr)
 
 
-async def test_wrong_password_fails_once_and_cleanly(master: MasterServer, tmp_path: Path) -> None:
-    await _account(master, character=True)
-    code, out, err = await _run(tmp_path, master.url, SNIPPET.replace('"password")', '"wrong")'))
+async def test_wrong_password_fails_once_and_cleanly(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    await _account(deployment, character=True)
+    code, out, err = await _run(
+        tmp_path, deployment.url_for(1), SNIPPET.replace('"password")', '"wrong")')
+    )
     assert code == 1, (out, err)
     last = err.strip().splitlines()[-1]
     assert last.startswith("protocol.errors.ApiError: "), err
@@ -158,9 +162,9 @@ async def test_lobby_down_fails_once_and_cleanly(tmp_path: Path) -> None:
     _assert_nothing_leaked(err)
 
 
-async def test_failed_connect_leaves_the_client_reusable(master: MasterServer) -> None:
-    await _account(master, character=True)
-    client = NetworkClient(master.url, p2p_port=0)
+async def test_failed_connect_leaves_the_client_reusable(deployment: Deployment) -> None:
+    await _account(deployment, character=True)
+    client = NetworkClient(deployment.url_for(2), p2p_port=0)
     try:
         try:
             await client.connect("username", "wrong")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 
-from lobby import MasterServer
 from mesh import MessageType, NearbyPlayer
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
 
 __all__: list[str] = []
 
 
-async def test_two_clients_whisper_direct(master: MasterServer, make_client: ClientFactory) -> None:
+async def test_two_clients_whisper_direct(
+    deployment: Deployment, make_client: ClientFactory
+) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob")
     whispers, awaited = Inbox(), asyncio.Event()
@@ -35,7 +36,7 @@ async def test_two_clients_whisper_direct(master: MasterServer, make_client: Cli
     assert msg.content == "meet me at the gate"
     assert msg.sender_name == "Alice" and msg.sender_id == alice.character["id"]  # type: ignore[index]
     await asyncio.wait_for(awaited.wait(), 10)
-    assert relayed(master) == 0
+    assert await relayed(deployment) == 0
 
 
 def names(players: list[NearbyPlayer]) -> set[str]:
@@ -79,11 +80,17 @@ async def test_nearby_players_follow_moves(make_client: ClientFactory) -> None:
     await left.wait_for(1)
     assert "Alice" not in names(bob.get_nearby_players(1))
     assert alice.get_nearby_players() == [] and alice.character["location_id"] == 2  # type: ignore[index]
+    introductions = Inbox()
+    bob.register_handler(MessageType.PEER_INFO, introductions)
     await bob.send_move(2, 1)
     (msg,) = await joined.wait_for(1)
     assert msg.character_name == "Bob" and msg.location_id == 2
     assert "Bob" in names(alice.get_nearby_players(2))
-    assert "Alice" in names(bob.get_nearby_players())  # PEER_INFO at the new location
+    # Alice's PEER_INFO at the new location (on a cluster, from her process a moment later)
+    await introductions.wait_until(
+        lambda xs: any(m.character_name == "Alice" and m.location_id == 2 for m in xs)
+    )
+    assert "Alice" in names(bob.get_nearby_players())
     bob_view = {p.character_name: p for p in bob.get_nearby_players(2)}
     assert bob_view["Alice"].location_id == 2
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from lobby import MasterServer
 from mesh.client import ClientState, LobbySession, PeerSettings, PeerSide
 from protocol.errors import ApiError, ErrorCode, MeshError, PeerUnreachableError
 from protocol.messages.base import BaseMessage
 from protocol.messages.location import MoveMessage
 from protocol.rest import CharacterOut, CharacterSelectResponse, LoginResponse, StatusResponse
+from tests.e2e.deployments import Deployment
 
 __all__: list[str] = []
 
@@ -36,13 +36,13 @@ SessionFactory = Callable[[], tuple[LobbySession, Lobby]]
 
 
 @pytest.fixture
-async def new_session(master: MasterServer) -> AsyncIterator[SessionFactory]:
+async def new_session(deployment: Deployment) -> AsyncIterator[SessionFactory]:
     """``session, seen = new_session()``: a LobbySession on the lobby, closed afterwards."""
     opened: list[LobbySession] = []
 
     def factory() -> tuple[LobbySession, Lobby]:
         seen = Lobby()
-        opened.append(seen.session(master.url))
+        opened.append(seen.session(deployment.url_for(len(opened))))  # spread
         return opened[-1], seen
 
     yield factory

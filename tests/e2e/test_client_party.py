@@ -7,11 +7,10 @@ import itertools
 
 import pytest
 
-from lobby import MasterServer
 from mesh import MessageType, NetworkClient
 from protocol.acks import PartyAck, PartyTargetAck
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
 
 __all__: list[str] = []
 
@@ -45,7 +44,7 @@ async def form_party(clients: list[NetworkClient]) -> str:
 
 @pytest.mark.parametrize("count", [2, 5])
 async def test_whisper_and_party_chat_direct(
-    master: MasterServer, make_client: ClientFactory, count: int
+    deployment: Deployment, make_client: ClientFactory, count: int
 ) -> None:
     names = ["Alice", "Bob", "Cara", "Dain", "Esme"][:count]
     clients = [await make_client(n) for n in names]
@@ -101,7 +100,7 @@ async def test_whisper_and_party_chat_direct(
         for j in others:
             position = view[names[j]].position
             assert position is not None and position.x == float(100 * j + steps)
-    assert relayed(master) == 0
+    assert await relayed(deployment) == 0
 
 
 async def test_party_chat_outside_a_party_is_refused(make_client: ClientFactory) -> None:

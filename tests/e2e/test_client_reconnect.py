@@ -15,13 +15,18 @@ import pytest
 from lobby import MasterServer
 from mesh import MessageType
 from protocol.errors import NotConnectedError
+from tests.e2e.deployments import OneProcess
 from tests.lobby.support import fast_settings
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
 
 __all__: list[str] = []
 
 
+@pytest.mark.one_process(
+    "stops and restarts the one lobby in place; a cluster's processes are drained and "
+    "killed one at a time in tests/lobby/cluster/test_cluster_failover.py"
+)
 async def test_peers_survive_lobby_restart(
     master: MasterServer, make_client: ClientFactory
 ) -> None:
@@ -56,11 +61,11 @@ async def test_peers_survive_lobby_restart(
         assert after.path == "direct"
         items = await whispers.wait_for(3)
         assert [m.content for m in items] == ["before", "during the outage", "after"]
-        assert relayed(again) == 0
+        assert await relayed(OneProcess(again)) == 0
 
 
 async def test_dropped_socket_resumes_inside_grace(
-    master: MasterServer, make_client: ClientFactory
+    deployment: Deployment, make_client: ClientFactory
 ) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob")
@@ -75,7 +80,7 @@ async def test_dropped_socket_resumes_inside_grace(
     mid = await alice.send_chat("still here")
     await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
     assert left.items == []  # resumed silently: nobody saw Alice leave
-    assert master.hub.players_online == 2
+    assert {s["players_online"] for s in await deployment.statuses()} == {2}
 
 
 async def test_revoked_session_ends_reconnection(make_client: ClientFactory) -> None:

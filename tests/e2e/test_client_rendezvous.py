@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from lobby import MasterServer
 from mesh import MessageType, NetworkClient
 from protocol.candidates import Candidate, CandidateKind, candidate_priority
 from protocol.messages.peer import PeerInfoMessage
 from protocol.rest import IceServersOut
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
+from .deployments import OneProcess
 
 __all__: list[str] = []
 
@@ -46,7 +46,7 @@ def cid(client: NetworkClient) -> int:
 
 
 async def test_a_whisper_pairs_two_distant_players_both_at_once(
-    master: MasterServer, make_client: ClientFactory
+    deployment: Deployment, make_client: ClientFactory
 ) -> None:
     bob = await make_client("Bob")
     await bob.send_move(2, 1)
@@ -66,7 +66,7 @@ async def test_a_whisper_pairs_two_distant_players_both_at_once(
     assert theirs is not None and theirs.pairing_id == mine.pairing_id
     assert alice.node is not None
     assert [c.endpoint for c in theirs.candidates] == [alice.node.endpoint]
-    assert relayed(master) == 0
+    assert await relayed(deployment) == 0
 
 
 async def test_learned_candidates_reach_paired_peers(make_client: ClientFactory) -> None:
@@ -95,12 +95,16 @@ async def test_learned_candidates_reach_paired_peers(make_client: ClientFactory)
 
 
 async def test_ice_servers_name_the_lobbys_stun_and_are_cached(
-    master: MasterServer, make_client: ClientFactory
+    deployment: Deployment, make_client: ClientFactory
 ) -> None:
     alice = await make_client("Alice")
     ice = await alice.get_ice_servers()
     assert isinstance(ice, IceServersOut)
-    assert ice.stun_urls == [f"stun:127.0.0.1:{master.stun_port}"]
+    (stun,) = ice.stun_urls
+    host, port = stun.removeprefix("stun:").rsplit(":", 1)
+    assert host == "127.0.0.1"  # the host the client reached the lobby at
+    if isinstance(deployment, OneProcess):  # (each process of a cluster has a STUN port)
+        assert int(port) == deployment.server.stun_port
     assert ice.turn_urls == [] and ice.username is None
     assert await alice.peers.ice_servers() is ice  # nothing to expire: no second request
     assert await alice.peers.ice_servers(refresh=True) is not ice

@@ -16,9 +16,9 @@ import io
 
 import pytest
 
-from lobby import MasterServer
 from mesh import NetworkClient
 from protocol import MessageType
+from tests.e2e.deployments import Deployment
 
 __all__: list[str] = []
 
@@ -80,13 +80,13 @@ class Screen(io.StringIO):
 
 
 async def test_seed_client_snippet_runs(
-    master: MasterServer, monkeypatch: pytest.MonkeyPatch
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = NetworkClient(master.url, p2p_port=0)
+    setup = NetworkClient(deployment.url_for(0), p2p_port=0)
     await setup.connect("username", "password", register=True)
     await setup.create_character("Aria", "Crimson Covenant", "Mage")
     await setup.disconnect()
-    monkeypatch.setenv("SHARDS_SERVER_URL", master.url)
+    monkeypatch.setenv("SHARDS_SERVER_URL", deployment.url_for(1))
     monkeypatch.setenv("SHARDS_P2P_PORT", "0")
 
     screen = Screen()

@@ -19,11 +19,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from lobby import MasterServer
+from lobby.game.world import load_world
 from mesh import MessageType
 from mesh.terminal import help_text
 
-from .conftest import ClientFactory, Inbox, relayed
+from .conftest import ClientFactory, Deployment, Inbox, relayed
 from .screen import Screen
 
 __all__: list[str] = []
@@ -92,7 +92,7 @@ async def terminal(
 
 
 async def test_terminal_peer_in_lobby_mode(
-    master: MasterServer, make_client: ClientFactory
+    deployment: Deployment, make_client: ClientFactory
 ) -> None:
     bob = await make_client("Bob")
     whispers, chats, parties, invites = Inbox(), Inbox(), Inbox(), Inbox()
@@ -101,7 +101,7 @@ async def test_terminal_peer_in_lobby_mode(
     bob.register_handler(MessageType.PARTY_CHAT, parties)
     bob.register_handler(MessageType.PARTY_INVITE, invites)
     async with terminal(
-        "--lobby", master.url, "--username", "aria_term", "--register", "--name", "Aria",
+        "--lobby", deployment.url_for(1), "--username", "aria_term", "--register", "--name", "Aria",
         "--port", "0", stderr=asyncio.subprocess.DEVNULL, SHARDS_PASSWORD="password123",
     ) as term:  # fmt: skip
         ready = await term.expect("ready")
@@ -140,16 +140,16 @@ async def test_terminal_peer_in_lobby_mode(
         await term.send("/quit")
         await term.expect("bye")
         await term.exits_cleanly()
-        assert relayed(master) == 0
+        assert await relayed(deployment) == 0
 
 
 async def test_the_terminal_shows_where_you_can_go(
-    master: MasterServer, make_client: ClientFactory
+    deployment: Deployment, make_client: ClientFactory
 ) -> None:
     bob = await make_client("Bob")  # at the start location, so it counts one player there
-    world = master.ctx.world
+    world = load_world()  # the bundled world every test lobby runs
     async with terminal(
-        "--lobby", master.url, "--username", "aria_map", "--register", "--name", "Aria",
+        "--lobby", deployment.url_for(1), "--username", "aria_map", "--register", "--name", "Aria",
         "--port", "0", SHARDS_PASSWORD="password123",
     ) as term:  # fmt: skip
         ready = await term.expect("ready")
@@ -173,14 +173,14 @@ async def test_the_terminal_shows_where_you_can_go(
 
 
 async def test_a_person_at_a_terminal_signs_up_and_plays(
-    master: MasterServer, make_client: ClientFactory
+    deployment: Deployment, make_client: ClientFactory
 ) -> None:
     """No flags but the lobby: username and password are asked for (the password not
     echoed), a fresh account is created, a prompt appears, /help is the lobby table,
     a lobby error is printed once, and chat arriving is printed above the typed line."""
     bob = await make_client("Bob")
     screen = await Screen(
-        [sys.executable, "-m", "mesh", "--lobby", master.url], env=ENV, cwd=REPO
+        [sys.executable, "-m", "mesh", "--lobby", deployment.url_for(1)], env=ENV, cwd=REPO
     ).start()
     try:
         await screen.wait_for("username:")
@@ -211,9 +211,9 @@ async def test_a_person_at_a_terminal_signs_up_and_plays(
         await screen.close()
 
 
-async def test_no_terminal_and_no_username_is_one_clear_line(master: MasterServer) -> None:
+async def test_no_terminal_and_no_username_is_one_clear_line(deployment: Deployment) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mesh", "--lobby", master.url,
+        sys.executable, "-m", "mesh", "--lobby", deployment.url_for(1),
         cwd=REPO, env=ENV, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -224,10 +224,10 @@ async def test_no_terminal_and_no_username_is_one_clear_line(master: MasterServe
     _clean(text)
 
 
-async def test_no_input_plays_until_sigterm(master: MasterServer) -> None:
+async def test_no_input_plays_until_sigterm(deployment: Deployment) -> None:
     """``</dev/null`` with the account on the command line: runs, stops cleanly."""
     async with terminal(
-        "--lobby", master.url, "--username", "daemon_peer", "--password", "password123",
+        "--lobby", deployment.url_for(1), "--username", "daemon_peer", "--password", "password123",
         stdin=asyncio.subprocess.DEVNULL,
     ) as term:  # fmt: skip
         await term.expect("ready", wait=30)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from lobby import MasterServer
+from lobby.game.world import load_world
 from protocol.errors import ApiError, ErrorCode
 from protocol.rest import LocationOut, WorldMapOut
-from tests.e2e.conftest import ClientFactory
+from tests.e2e.conftest import ClientFactory, Deployment
 
 __all__: list[str] = []
 
 
-async def test_the_map_is_the_lobby_world(master: MasterServer, make_client: ClientFactory) -> None:
+async def test_the_map_is_the_lobby_world(
+    deployment: Deployment, make_client: ClientFactory
+) -> None:
     alice = await make_client("Alice")
-    world = master.ctx.world
+    world = load_world()  # the bundled world every test lobby runs
     world_map = await alice.get_world_map()
     assert isinstance(world_map, WorldMapOut)
     assert world_map.name == world.name
@@ -73,12 +75,12 @@ async def test_every_exit_is_a_valid_move_and_nothing_else_is(
     assert alice.character is not None and alice.character.location_id == here.id
 
 
-async def test_map_needs_a_login_and_is_in_the_openapi_document(master: MasterServer) -> None:
+async def test_map_needs_a_login_and_is_in_the_openapi_document(deployment: Deployment) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{master.url}/api/world/map") as resp:
+        async with http.get(f"{deployment.url_for(0)}/api/world/map") as resp:
             assert resp.status == 401
             assert (await resp.json())["code"] == "unauthorized"
-        async with http.get(f"{master.url}/api/openapi.json") as resp:
+        async with http.get(f"{deployment.url_for(0)}/api/openapi.json") as resp:
             doc = await resp.json()
     op = doc["paths"]["/api/world/map"]["get"]
     ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]

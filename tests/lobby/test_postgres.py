@@ -7,6 +7,7 @@ the ``postgres`` user. The same checks run on SQLite so both paths stay equal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -34,6 +35,15 @@ def _pg_bin() -> Path | None:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL server for the module (skips without one)."""
+    with throwaway_postgres() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Start a PostgreSQL server in a temporary directory (unix socket only), yield its
+    URL, remove it all afterwards; ``pytest.skip`` when there is none to start."""
     bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries not installed")

@@ -41,19 +41,25 @@ class Cluster:
     proxy: HAProxy
     work_dir: Path
     env: dict[str, str] = field(default_factory=dict)
+    owns_redis: bool = True
 
 
-def start_cluster(postgres: str, work_dir: Path, count: int = 3, **env: str) -> Cluster:
+def start_cluster(
+    postgres: str, work_dir: Path, count: int = 3, *, redis: RedisServer | None = None, **env: str
+) -> Cluster:
     """Start Redis, ``count`` lobbies sharing ``postgres`` and a data directory, and HAProxy.
 
     Each lobby has a data directory of its own; they share the ticket key file.
     The first lobby starts alone (it migrates the database); the caller must
-    :func:`stop_cluster`.
+    :func:`stop_cluster`. With ``redis`` (already running) the cluster uses it and
+    leaves it running (give each cluster its own ``SHARDS_CLUSTER_PREFIX``).
     """
-    redis = RedisServer()
-    cluster = Cluster(redis, [], HAProxy(work_dir, []), work_dir)
+    owns_redis = redis is None
+    redis = redis or RedisServer()
+    cluster = Cluster(redis, [], HAProxy(work_dir, []), work_dir, owns_redis=owns_redis)
     try:
-        redis.start()
+        if owns_redis:
+            redis.start()
         settings = {
             "SHARDS_CHAT_RATE": "0.0001",
             "SHARDS_CHAT_BURST": str(CHAT_BURST),
@@ -83,7 +89,8 @@ def stop_cluster(cluster: Cluster) -> None:
     cluster.proxy.stop()
     for lobby in cluster.lobbies:
         lobby.stop()
-    cluster.redis.stop()
+    if cluster.owns_redis:
+        cluster.redis.stop()
 
 
 def _skip_if_missing(*programs: str) -> None:

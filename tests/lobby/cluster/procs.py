@@ -32,6 +32,10 @@ __all__ = [
 
 START_TIMEOUT = 30.0
 
+PINNED = "/via/"
+"""Path prefix of :meth:`HAProxy.pinned_url`: ``/via/lobby1/api/status`` is lobby1's
+``/api/status``."""
+
 FAST_LOBBY_ENV = {
     "SHARDS_ARGON2_TIME_COST": "1",
     "SHARDS_ARGON2_MEMORY_COST": "1024",
@@ -190,8 +194,16 @@ class HAProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def pinned_url(self, backend: LobbyProcess) -> str:
+        """A base URL through HAProxy whose every request goes to ``backend`` (while it is up:
+        a test places its players on chosen processes; a real balancer spreads them)."""
+        return f"{self.url}{PINNED}{backend.name}"
+
     def config(self) -> str:
         servers = "\n".join(f"    server {b.name} 127.0.0.1:{b.port} check" for b in self.backends)
+        pins = "\n".join(
+            f"    use-server {b.name} if {{ var(txn.pin) -m str {b.name} }}" for b in self.backends
+        )
         return f"""global
     maxconn {self.maxconn}
 
@@ -216,6 +228,10 @@ backend lobbies
     option httpchk GET /api/status
     http-check expect status 200
     default-server inter 200ms fall 2 rise 1
+    # {PINNED}<server>/...: to that server (while it is up), the prefix stripped
+    http-request set-var(txn.pin) path,field(3,/) if {{ path_beg {PINNED} }}
+    http-request set-path %[path,regsub(^{PINNED}[^/]+,)] if {{ path_beg {PINNED} }}
+{pins}
 {servers}
 """
 
