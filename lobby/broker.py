@@ -193,6 +193,17 @@ class Broker(Protocol):
     def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         """Call ``callback(data)`` when another process notifies ``topic``."""
 
+    async def flushed(self) -> None:
+        """Return once what was forwarded so far has left for the other processes (or was
+        dropped: Redis unreachable). Bounded in time; alone, at once."""
+
+    def remember(self, key: str, ttl: float) -> None:
+        """Note ``key`` for ``ttl`` seconds, cluster-wide, *after* everything forwarded so
+        far: once :meth:`recalls` sees it, those pushes have gone out. Alone: nothing."""
+
+    async def recalls(self, key: str) -> bool:
+        """Has some process :meth:`remember` ed ``key`` (within its ttl)? Alone: False."""
+
 
 class LocalBroker:
     """One process: the hub's own delivery is the whole fan-out."""
@@ -232,3 +243,13 @@ class LocalBroker:
 
     def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         del topic, callback
+
+    async def flushed(self) -> None:
+        return None
+
+    def remember(self, key: str, ttl: float) -> None:
+        del key, ttl
+
+    async def recalls(self, key: str) -> bool:
+        del key
+        return False

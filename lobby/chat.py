@@ -12,6 +12,16 @@ character receives chat but may not send it (``ERROR no_character``).
   (``ERROR forbidden`` otherwise), to every presence; the sender name is the
   admin's character or username. An admin needs no character for it.
 
+In a cluster (``redis_url``) a chat is also safe to retry across a failover: the
+sender's own copy (its acknowledgement) is sent only once the chat has left for the
+other processes, so a copy the sender saw is never one the others miss; and a chat
+re-sent with the same ``message_id`` within ``CHAT_RETRY_WINDOW`` seconds (say,
+after the sender's process died before its copy came back, and the sender
+reconnected elsewhere) is recognized: the sender gets its copy again, nobody else
+gets it twice. A chat whose copy never came back, on a socket that closed, is thus
+either re-sent (delivered exactly once) or known to the sender as not confirmed:
+never silently lost.
+
 Limits: ``chat_max_length`` characters (``announcement_max_length`` for
 announcements), blank text refused (``ERROR validation_error``), and
 ``chat_rate`` / ``chat_burst`` messages per account, one budget for every lobby
@@ -36,7 +46,10 @@ from protocol.messages import (
     WorldAnnouncementMessage,
 )
 
-__all__ = ["ChatService"]
+__all__ = ["CHAT_RETRY_WINDOW", "ChatService"]
+
+CHAT_RETRY_WINDOW = 120.0
+"""Seconds a cluster remembers a chat's ``message_id`` to recognize a retry of it."""
 
 log = logging.getLogger("lobby.chat")
 
@@ -66,33 +79,28 @@ class ChatService:
         ctx = self._slot.ctx
         speaker = _speaker(conn)
         content = _text(msg.content, ctx.settings.chat_max_length)
-        await self._rate(conn)
-        ctx.hub.broadcast(
-            ChatMessage(
-                message_id=msg.message_id,
-                sender_id=speaker.id,
-                sender_name=speaker.name,
-                content=content,
-                channel="global",
-            )
+        chat = ChatMessage(
+            message_id=msg.message_id,
+            sender_id=speaker.id,
+            sender_name=speaker.name,
+            content=content,
+            channel="global",
         )
+        await self._say(conn, chat, Audience.everyone())
 
     async def on_faction_chat(self, conn: Connection, msg: FactionChatMessage) -> None:
         ctx = self._slot.ctx
         speaker = _speaker(conn)
         content = _text(msg.content, ctx.settings.chat_max_length)
-        await self._rate(conn)
         faction = speaker.faction
-        ctx.hub.broadcast(
-            FactionChatMessage(
-                message_id=msg.message_id,
-                sender_id=speaker.id,
-                sender_name=speaker.name,
-                content=content,
-                faction=faction,
-            ),
-            where=Audience.faction(faction),
+        chat = FactionChatMessage(
+            message_id=msg.message_id,
+            sender_id=speaker.id,
+            sender_name=speaker.name,
+            content=content,
+            faction=faction,
         )
+        await self._say(conn, chat, Audience.faction(faction))
 
     async def on_announcement(self, conn: Connection, msg: WorldAnnouncementMessage) -> None:
         ctx = self._slot.ctx
@@ -111,6 +119,35 @@ class ChatService:
                 priority=msg.priority,
             )
         )
+
+    async def _say(
+        self, conn: Connection, chat: ChatMessage | FactionChatMessage, audience: Audience
+    ) -> None:
+        """Check the budget and send ``chat`` to ``audience`` (the sender among them).
+
+        Alone: one broadcast, as ever. In a cluster: a retry of a chat already sent
+        (same account and ``message_id``: the cluster remembers it right behind the
+        broadcast) only gives the sender its copy again; a new chat goes to the others
+        first, and to the sender once it has left for the other processes (see the
+        module docstring). A chat that never left (its process died first) is not
+        remembered, so its retry is sent.
+        """
+        hub = self._slot.ctx.hub
+        broker = hub.broker
+        if not broker.distributed:
+            await self._rate(conn)
+            hub.broadcast(chat, where=audience)
+            return
+        sent = f"chat:{conn.account_id}:{chat.message_id}"
+        if await broker.recalls(sent):
+            log.info("%s re-sent chat %s: its copy again", conn.describe(), chat.message_id[:40])
+            conn.send(chat)
+            return
+        await self._rate(conn)
+        hub.broadcast(chat, where=audience, exclude_session=conn.session.id)
+        broker.remember(sent, CHAT_RETRY_WINDOW)  # behind the broadcast, in order
+        await broker.flushed()
+        conn.send(chat)
 
     async def _rate(self, conn: Connection) -> None:
         assert self._limiter is not None  # noqa: S101

@@ -17,8 +17,10 @@ under ``cluster_prefix``, default ``shards``):
   every other one tells its own players at each lost character's location
   ``PLAYER_LEFT_AREA``.
 * ``{prefix}:lock:{name}``: a cluster-wide lock (:meth:`RedisBroker.lock`): ``SET NX PX``
-  with a random token, released by compare-and-delete, expiring by itself if its holder
-  dies. Changes to shared state are announced on ``{prefix}:notify``.
+  with a random token, released by compare-and-delete, expiring by itself after
+  ``cluster_lock_ttl`` if its holder dies (a holder that only stalled is fenced off in
+  the database: :mod:`lobby.cluster_state`). Changes to shared state are announced on
+  ``{prefix}:notify``.
 * channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
   a location, an account), ``{prefix}:push:{process}`` (pushes for a character
   or session that process holds) and ``{prefix}:presence`` (join, move and leave events).
@@ -81,14 +83,14 @@ log = logging.getLogger("lobby.cluster")
 _SEP = "\x1f"
 _RESYNC_BEATS = 15
 """Every this many heartbeats the directory is written and re-read whole (heals lost events)."""
-_LOCK_TTL_MS = 10_000
-"""A lock whose holder died frees itself after this long."""
 _LOCK_WAIT = 5.0
 """Seconds to wait for a cluster lock before answering ``unavailable``."""
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_FLUSH_WAIT = 2.0
+"""Seconds :meth:`RedisBroker.flushed` waits for the writer at most."""
 _WRITE_BATCH = 512
 _POOL_SIZE = 64
 """Redis connections of one process (the subscription holds one)."""
@@ -158,6 +160,7 @@ class RedisBroker:
         prefix = settings.cluster_prefix
         self._heartbeat = settings.cluster_heartbeat
         self._ttl = settings.cluster_presence_ttl
+        self._lock_ttl_ms = max(1, int(settings.cluster_lock_ttl * 1000))
         self._alive_key = f"{prefix}:alive:{self.process_id}"
         self._alive_pattern = f"{prefix}:alive:*"
         self._alive_prefix = f"{prefix}:alive:"
@@ -172,6 +175,11 @@ class RedisBroker:
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
         self._hub: Hub | None = None
         self._queue: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(_QUEUE_MAX)
+        self._queued = 0
+        """Commands queued so far; the writer has handled (sent or dropped) ``_handled``."""
+        self._handled = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._once_prefix = f"{prefix}:once:"
         self._tasks: list[asyncio.Task[None]] = []
         self._peers: set[str] = set()
         self._by_character: dict[int, _Remote] = {}
@@ -265,7 +273,7 @@ class RedisBroker:
         pause = 0.002
         try:
             async with asyncio.timeout(_LOCK_WAIT):
-                while not await self._redis.set(key, token, nx=True, px=_LOCK_TTL_MS):
+                while not await self._redis.set(key, token, nx=True, px=self._lock_ttl_ms):
                     await asyncio.sleep(pause)  # held elsewhere: Redis has no waiting SET
                     pause = min(0.05, pause * 2)
         except TimeoutError:
@@ -292,6 +300,27 @@ class RedisBroker:
 
     def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         self._watchers.setdefault(topic, []).append(callback)
+
+    async def flushed(self) -> None:
+        target = self._queued
+        if self._handled >= target:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((target, waiter))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), _FLUSH_WAIT)
+
+    def remember(self, key: str, ttl: float) -> None:
+        # queued behind the pushes before it and written in the same ordered stream:
+        # Redis has run those once it has this
+        self._enqueue(("set", self._once_prefix + key, "1", str(max(1, int(ttl * 1000)))))
+
+    async def recalls(self, key: str) -> bool:
+        try:
+            return bool(await self._redis.exists(self._once_prefix + key))
+        except RedisError as exc:  # no memory while Redis is away
+            log.warning("cluster memory of %s unavailable: %s", key, exc)
+            return False
 
     # -- directory ------------------------------------------------------------------------
 
@@ -400,6 +429,7 @@ class RedisBroker:
     def _enqueue(self, command: tuple[str, ...]) -> None:
         try:
             self._queue.put_nowait(command)
+            self._queued += 1
         except asyncio.QueueFull:
             self.dropped += 1
             if self.dropped % 1000 == 1:
@@ -425,6 +455,19 @@ class RedisBroker:
             finally:
                 for _ in batch:
                     queue.task_done()
+                self._handled += len(batch)
+                self._wake_flushers()
+
+    def _wake_flushers(self) -> None:
+        handled = self._handled
+        waiting = []
+        for target, waiter in self._flush_waiters:
+            if target <= handled:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._flush_waiters = waiting
 
     async def _read(self, pubsub: Any) -> None:
         while True:
@@ -565,5 +608,7 @@ def _apply(pipe: Any, command: tuple[str, ...]) -> None:
         pipe.hset(command[1], command[2], command[3])
     elif op == "hdel":
         pipe.hdel(command[1], command[2])
+    elif op == "set":
+        pipe.set(command[1], command[2], px=int(command[3]))
     else:
         raise LobbyError(f"unknown cluster command {op!r}")

@@ -408,6 +408,12 @@ class LobbySettings(BaseSettings):
     cluster_presence_ttl: float = Field(
         default=6.0, gt=0, description="a process silent this long is dead: its players drop out"
     )
+    cluster_lock_ttl: float = Field(
+        default=10.0,
+        gt=0,
+        description="a cluster lock whose holder died (or stalled) frees itself after this "
+        "long; a stalled holder's late writes are then refused by its fencing token",
+    )
     ticket_key_file: Path | None = Field(
         default=None,
         description="the ticket signing key (PEM, created if absent); every process of a "

@@ -96,7 +96,9 @@ class PartyRoster(Protocol):
 class CombatRoster(Protocol):
     """The ``combat`` role (:mod:`lobby.services.combat`)."""
 
-    def in_combat(self, character_id: int) -> bool: ...
+    async def in_combat(self, character_id: int) -> bool:
+        """Is ``character_id`` in a running fight (on any lobby process)?"""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ from protocol.errors import ConfigError, LobbyError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LobbyService", "MasterServer"]
+__all__ = ["LobbyService", "MaintainedService", "MasterServer"]
 
 log = logging.getLogger("lobby")
 
@@ -93,6 +93,14 @@ class LobbyService(Protocol):
 
     async def close(self) -> None:
         """Release what ``setup`` took (called during stop, in reverse order)."""
+
+
+@runtime_checkable
+class MaintainedService(Protocol):
+    """A service with periodic work: :meth:`maintain` runs on every maintenance pass."""
+
+    async def maintain(self) -> None:
+        """One pass (an exception is logged; the next pass runs anyway)."""
 
 
 class MasterServer:
@@ -315,13 +323,20 @@ class MasterServer:
         log.info("lobby stopped")
 
     async def run_maintenance(self) -> None:
-        """One maintenance pass: reconnect grace, sessions that expired (tests call it directly).
+        """One maintenance pass: reconnect grace, services' periodic work
+        (:class:`MaintainedService`), sessions that expired (tests call it directly).
 
         Runs every ``maintenance_interval`` seconds; deletes expired session rows every
         ``session_cleanup_interval`` seconds.
         """
         ctx = self.ctx
         await ctx.hub.expire()
+        for service in self._services:
+            if isinstance(service, MaintainedService):
+                try:
+                    await service.maintain()
+                except Exception:
+                    log.exception("maintenance of %s failed", getattr(service, "name", service))
         now = self.clock()
         for conn in ctx.hub.connections():
             if now < conn.session.expires_at:

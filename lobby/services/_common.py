@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from sqlalchemy import select
+
 from lobby.characters import Character
 from lobby.connection import Connection
 from lobby.context import LobbyContext
-from lobby.hub import CharacterInfo, MessageHandler
+from lobby.hub import CharacterInfo, Hub, MessageHandler
+from lobby.storage import characters
 from protocol.acks import AckDetails
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import AckMessage, CharacterUpdateMessage, MessageType
@@ -23,8 +26,10 @@ from protocol.messages import AckMessage, CharacterUpdateMessage, MessageType
 __all__ = [
     "ack",
     "acting_character",
+    "character_named",
     "push_character_updates",
-    "refuse_if_elsewhere",
+    "online_anywhere",
+    "present_anywhere",
     "register_handler",
     "stored_character",
 ]
@@ -60,21 +65,41 @@ async def stored_character(ctx: LobbyContext, character_id: int) -> Character:
     return row
 
 
+async def character_named(
+    ctx: LobbyContext, target_id: int | None, target_name: str | None
+) -> Character | None:
+    """The character a request names by id or else by name (any case), or None if there is
+    none (``ERROR validation_error`` when it names neither)."""
+    if target_id is not None:
+        return await ctx.characters.get(target_id)
+    if not target_name:
+        raise LobbyError("name a target_id or target_name", code=ErrorCode.VALIDATION_ERROR)
+    async with ctx.db.read() as db:
+        row = (
+            await db.execute(
+                select(characters.c.id).where(
+                    characters.c.name_key == target_name.strip().casefold()
+                )
+            )
+        ).first()
+    return await ctx.characters.get(int(row[0])) if row is not None else None
+
+
 def ack(conn: Connection, message_id: str, details: AckDetails) -> None:
     """Answer a request with ``ACK``: ``details`` is the request's model in :mod:`protocol.acks`."""
     conn.send(AckMessage(ref_id=message_id, details=details.details()))
 
 
-def refuse_if_elsewhere(ctx: LobbyContext, character_id: int, what: str) -> None:
-    """ERROR unavailable if ``character_id`` plays on another lobby process: ``what`` (a
-    trade, a fight) needs both players on one process, and "offline" would be untrue."""
-    if ctx.hub.online_elsewhere(character_id):
-        raise LobbyError(
-            f"character {character_id} plays on another lobby process: {what} across "
-            "processes is not supported yet",
-            code=ErrorCode.UNAVAILABLE,
-            details={"target_id": character_id},
-        )
+def online_anywhere(hub: Hub, character_id: int) -> bool:
+    """Is ``character_id`` connected, to this lobby process or to another one?"""
+    p = hub.presence_of_character(character_id)
+    return bool(p is not None and p.online) or hub.online_elsewhere(character_id)
+
+
+def present_anywhere(hub: Hub, character_id: int) -> bool:
+    """Does some lobby process hold ``character_id``'s presence (connected or inside its
+    reconnect grace)? False means the player is gone, for now."""
+    return hub.presence_of_character(character_id) is not None or hub.online_elsewhere(character_id)
 
 
 def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageHandler) -> bool:
@@ -87,11 +112,11 @@ def register_handler(ctx: LobbyContext, msg_type: MessageType, handler: MessageH
 
 
 async def push_character_updates(ctx: LobbyContext, character_ids: Iterable[int]) -> int:
-    """Send each online character of ``character_ids`` its stored state (``CHARACTER_UPDATE``)."""
+    """Send each online character of ``character_ids`` its stored state (``CHARACTER_UPDATE``),
+    wherever it plays (through the broker to another lobby process)."""
     sent = 0
     for cid in dict.fromkeys(character_ids):
-        p = ctx.hub.presence_of_character(cid)
-        if p is None or not p.online:
+        if not online_anywhere(ctx.hub, cid):
             continue
         row = await ctx.characters.get(cid)
         if row is None:

@@ -24,11 +24,19 @@ WebSocket:
 
 A participant who leaves the lobby (disconnect for good) withdraws, which
 counts as a flight. A character in combat cannot ``MOVE``.
+
+A fight lives in the database (:mod:`lobby.services.engagements`), not in a lobby
+process: every action reads it locked, resolves and writes it back in one
+transaction with its effects, so fighters may be on different processes of a
+cluster and the fight outlives the process that started it. Pushes to a fighter on
+another process go through the cluster's broker. A fighter whose process died and
+who comes back (on any process, through the balancer) gets ``COMBAT_STATE`` (the
+fight as it stands) and fights on; one who does not come back within
+``reconnect_grace`` withdraws as if he had left.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from typing import Any
@@ -49,11 +57,13 @@ from lobby.hub import Presence
 from lobby.services._common import (
     ack,
     acting_character,
+    online_anywhere,
+    present_anywhere,
     push_character_updates,
-    refuse_if_elsewhere,
     register_handler,
     stored_character,
 )
+from lobby.services.engagements import Absences, EngagementStore, Held
 from lobby.services.inventory import consume_item, items_of
 from lobby.storage import characters
 from protocol.acks import CombatActionAck, CombatStartAck
@@ -66,7 +76,7 @@ log = logging.getLogger("lobby.combat")
 
 
 class CombatService:
-    """Running combats of one lobby (the ``ctx.services.combat`` role)."""
+    """Running combats of the lobby (the ``ctx.services.combat`` role)."""
 
     name = "combat"
 
@@ -74,40 +84,63 @@ class CombatService:
         self._slot = ContextSlot("combat")
         self._seed = seed
         self._count = 0
-        self.book = CombatBook()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._rules = CombatBook()
+        """Who may be named as opponents (the running fights are in the database)."""
+        self._store = EngagementStore(
+            "combat",
+            busy_code=ErrorCode.CONFLICT,
+            busy_text="character {character_id} is already fighting",
+        )
+        self._absences = Absences()
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
         register_handler(ctx, MessageType.COMBAT_START, self.on_start)
         register_handler(ctx, MessageType.COMBAT_ACTION, self.on_action)
+        ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_presence_leave)
 
     async def close(self) -> None:
         self._slot.detach()
 
-    def in_combat(self, character_id: int) -> bool:
-        return self.book.in_combat(character_id)
+    async def in_combat(self, character_id: int) -> bool:
+        async with self._slot.ctx.db.read() as db:
+            return await self._store.of(db, character_id) is not None
+
+    async def combat(self, combat_id: str) -> Combat | None:
+        """The running combat ``combat_id`` as stored now, or None."""
+        async with self._slot.ctx.db.read() as db:
+            data = await self._store.read(db, combat_id)
+        return None if data is None else Combat.from_dict(self._slot.ctx.world, data)
+
+    async def combat_of(self, character_id: int) -> Combat | None:
+        """``character_id``'s running combat as stored now, or None."""
+        async with self._slot.ctx.db.read() as db:
+            combat_id = await self._store.of(db, character_id)
+            data = None if combat_id is None else await self._store.read(db, combat_id)
+        return None if data is None else Combat.from_dict(self._slot.ctx.world, data)
 
     # -- WebSocket ------------------------------------------------------------------------
 
     async def on_start(self, conn: Connection, msg: CombatStartMessage) -> None:
         ctx = self._slot.ctx
         me = acting_character(conn)
-        targets = self.book.opponents(me.id, (c.id for c in msg.participants))
+        targets = self._rules.opponents(me.id, (c.id for c in msg.participants))
         row = await stored_character(ctx, me.id)
-        self.book.check_free((me.id, *targets))
         fighters = []
         async with ctx.db.read() as db:
+            taken = await self._store.busy(db, (me.id, *targets))
+            if taken is not None:
+                raise LobbyError(
+                    f"character {taken} is already fighting",
+                    code=ErrorCode.CONFLICT,
+                    details={"character_id": taken},
+                )
             for cid, side in ((me.id, "attackers"), *((t, "defenders") for t in targets)):
-                presence = ctx.hub.presence_of_character(cid)
-                if presence is None:
-                    refuse_if_elsewhere(ctx, cid, "a fight")
                 char = await ctx.characters.get(cid)
                 if (
                     char is None
-                    or presence is None
-                    or not presence.online
+                    or not online_anywhere(ctx.hub, cid)
                     or char.location_id != row.location_id
                 ):
                     raise LobbyError(
@@ -129,45 +162,46 @@ class CombatService:
                     )
                 )
         seed = self._seed + self._count + 1 if self._seed is not None else secrets.randbits(48)
+        now = ctx.clock()
         combat = Combat.start(
             ctx.world,
             combat_id=f"c{secrets.token_hex(6)}",
             seed=seed,
             participants=fighters,
-            now=ctx.clock(),
+            now=now,
             location_id=row.location_id,
         )
-        # the book checks the fighters again: another start may have taken one of them
-        # during the awaits above
-        self.book.add(combat)
+        # the insert checks the fighters again: another start (on any process) may have
+        # taken one of them during the awaits above
+        async with ctx.db.write() as db:
+            await self._store.insert(
+                db, combat.combat_id, (f.character_id for f in fighters), combat.to_dict(), now
+            )
         self._count += 1
         self._send_all(combat, [combat_start_message(combat, initiator_id=me.id)])
         ack(conn, msg.message_id, CombatStartAck(combat_id=combat.combat_id, seed=seed))
 
     async def on_action(self, conn: Connection, msg: CombatActionMessage) -> None:
         acting_character(conn, claimed=msg.actor_id, field="actor_id")
-        combat = self.book.require(msg.combat_id)
-        async with self._lock_of(combat):
-            result = await self._act(conn, msg, combat)
+        combat, result = await self._act(conn, msg)
         self._send_all(combat, combat_result_messages(combat, result))
         if result.ended:
-            await self._end(combat)
+            await self._ended(combat)
         ack(conn, msg.message_id, CombatActionAck(combat_id=combat.combat_id, round=combat.seq))
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _act(
-        self, conn: Connection, msg: CombatActionMessage, combat: Combat
-    ) -> ActionResult:
-        """Consume the item (if any), resolve the action and store health and mana, atomically.
+    async def _act(self, conn: Connection, msg: CombatActionMessage) -> tuple[Combat, ActionResult]:
+        """Consume the item (if any), resolve the action and store it all, atomically.
 
         One write transaction: an item no longer owned (traded away since the fight
         began) refuses the action with ``ITEM_NOT_OWNED``; any failure rolls the
-        deletion back and leaves the in-memory combat as it was.
+        deletion back and leaves the stored combat as it was.
         """
         ctx = self._slot.ctx
         actor_id = acting_character(conn).id
         async with ctx.db.write() as db:
+            held, combat = await self._hold(db, msg.combat_id)
             fighter = combat.participant(actor_id)
             if (
                 msg.action_type == "item"
@@ -181,28 +215,38 @@ class CombatService:
                     code=ErrorCode.ITEM_NOT_OWNED,
                     details={"item_id": msg.item_id},
                 )
-            before = combat.to_dict()  # no await between this and act()
-            try:
-                result = combat.act(
-                    actor_id,
-                    msg.action_type,
-                    now=ctx.clock(),
-                    target_id=msg.target_id,
-                    ability_name=msg.ability_name,
-                    item_id=msg.item_id,
-                )
-                await self._write_state(db, combat)
-            except BaseException:
-                combat.restore(before)
-                raise
-        return result
-
-    def _lock_of(self, combat: Combat) -> asyncio.Lock:
-        return self._locks.setdefault(combat.combat_id, asyncio.Lock())
-
-    async def _store(self, combat: Combat) -> None:
-        async with self._slot.ctx.db.write() as db:
+            result = combat.act(
+                actor_id,
+                msg.action_type,
+                now=ctx.clock(),
+                target_id=msg.target_id,
+                ability_name=msg.ability_name,
+                item_id=msg.item_id,
+            )
             await self._write_state(db, combat)
+            await self._put(db, held, combat)
+        return combat, result
+
+    async def _hold(self, db: AsyncConnection, combat_id: str) -> tuple[Held, Combat]:
+        held = await self._store.hold(db, combat_id)
+        if held is None:
+            raise LobbyError(
+                "no such combat", code=ErrorCode.NOT_IN_COMBAT, details={"combat_id": combat_id}
+            )
+        return held, Combat.from_dict(self._slot.ctx.world, held.data)
+
+    async def _put(self, db: AsyncConnection, held: Held, combat: Combat) -> None:
+        """Store the combat; when it has ended, store the defeated as wounded and remove it."""
+        if combat.ended:
+            defeated = [f.character_id for f in combat.participants() if not f.alive]
+            if defeated:
+                await db.execute(
+                    update(characters).where(characters.c.id.in_(defeated)).values(health=1)
+                )
+            await self._store.drop(db, held)
+        else:
+            held.data = combat.to_dict()
+            await self._store.save(db, held, self._slot.ctx.clock())
 
     @staticmethod
     async def _write_state(db: AsyncConnection, combat: Combat) -> None:
@@ -213,17 +257,9 @@ class CombatService:
                 .values(health=f.health, mana=f.mana)
             )
 
-    async def _end(self, combat: Combat) -> None:
-        """Store the defeated as wounded, forget the combat, then tell everyone (in that order)."""
+    async def _ended(self, combat: Combat) -> None:
+        """Tell everyone how the (stored, removed) combat ended."""
         ctx = self._slot.ctx
-        self.book.finish(combat)
-        self._locks.pop(combat.combat_id, None)
-        defeated = [f.character_id for f in combat.participants() if not f.alive]
-        if defeated:
-            async with ctx.db.write() as db:
-                await db.execute(
-                    update(characters).where(characters.c.id.in_(defeated)).values(health=1)
-                )
         for f in combat.participants():
             ctx.hub.send_to_character(f.character_id, combat_end_message(combat, f.character_id))
         await push_character_updates(ctx, [f.character_id for f in combat.participants()])
@@ -235,21 +271,56 @@ class CombatService:
             for m in messages:
                 hub.send_to_character(f.character_id, m.model_copy())
 
-    async def _on_presence_leave(self, presence: Presence) -> None:
-        ctx = self._slot.current
-        if presence.character is None or ctx is None:
+    async def _withdraw(self, character_id: int) -> None:
+        """Take ``character_id`` out of its running combat (a flight without a roll)."""
+        ctx = self._slot.ctx
+        if not await self.in_combat(character_id):  # most who leave are not fighting
             return
-        combat = self.book.combat_of(presence.character.id)
-        if combat is None or combat.ended:
-            return
-        async with self._lock_of(combat):
-            if combat.ended:
+        async with ctx.db.write() as db:
+            combat_id = await self._store.of(db, character_id)
+            if combat_id is None:
                 return
+            held, combat = await self._hold(db, combat_id)
             try:
-                result = combat.withdraw(presence.character.id, now=ctx.clock())
-            except LobbyError:
+                result = combat.withdraw(character_id, now=ctx.clock())
+            except LobbyError:  # already out of it (fled)
                 return
-            await self._store(combat)
+            await self._write_state(db, combat)
+            await self._put(db, held, combat)
         self._send_all(combat, [combat_state_message(combat)])
         if result.ended:
-            await self._end(combat)
+            await self._ended(combat)
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Withdraw the fighters gone for good (their lobby process died and they did not
+        come back within ``reconnect_grace``)."""
+        ctx = self._slot.current
+        if ctx is None:
+            return
+        async with ctx.db.read() as db:
+            running = [Combat.from_dict(ctx.world, data) for _, data in await self._store.all(db)]
+        engaged = [f.character_id for c in running for f in c.participants() if f.active]
+        gone = self._absences.gone(
+            engaged,
+            present=lambda cid: present_anywhere(ctx.hub, cid),
+            now=ctx.clock(),
+            grace=ctx.settings.reconnect_grace,
+        )
+        for cid in sorted(gone):
+            log.info("character %d is gone; withdrawn from its combat", cid)
+            await self._withdraw(cid)
+
+    async def _on_join(self, presence: Presence) -> None:
+        """A fighter (back, maybe on another process) is shown its running fight."""
+        if presence.character is None or self._slot.current is None:
+            return
+        combat = await self.combat_of(presence.character.id)
+        if combat is not None:
+            self._slot.ctx.hub.send_to_session(presence.session_id, combat_state_message(combat))
+
+    async def _on_presence_leave(self, presence: Presence) -> None:
+        if presence.character is None or self._slot.current is None:
+            return
+        await self._withdraw(presence.character.id)

@@ -64,7 +64,7 @@ class LocationService:
         )
         row = await stored_character(ctx, me.id)
         combat = ctx.services.combat
-        in_combat = combat is not None and combat.in_combat(me.id)
+        in_combat = combat is not None and await combat.in_combat(me.id)
         destination = validate_move(
             ctx.world,
             current_location_id=row.location_id,

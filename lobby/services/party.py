@@ -49,9 +49,8 @@ from lobby.game.messages import party_update_message
 from lobby.game.party import Party, PartyBook, PartyChange
 from lobby.http.api import ApiRequest
 from lobby.hub import Hub, Presence
-from lobby.services._common import ack, acting_character, register_handler
+from lobby.services._common import ack, acting_character, character_named, register_handler
 from lobby.services.models import PartyCreateIn, PartyIdIn, PartyInviteIn, PartyKickIn
-from lobby.storage import characters
 from lobby.storage.game_schema import parties
 from protocol.acks import PartyAck, PartyTargetAck
 from protocol.errors import ErrorCode, LobbyError
@@ -99,7 +98,7 @@ class PartyService:
             register_handler(ctx, msg_type, handler)
         ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_presence_leave)
-        self._state.attach(ctx.hub.broker)
+        self._state.attach(ctx.hub.broker, ctx.db)
         ctx.characters.delete_hooks.append(self._on_character_deleted)
         self._routes(ctx)
 
@@ -494,7 +493,7 @@ class PartyService:
         ctx = self._context()
         party = self._book().get(change.party_id)
         try:
-            async with ctx.db.write() as db:
+            async with self._state.write() as db:
                 if party is None or party.disbanded:
                     await db.execute(delete(parties).where(parties.c.party_id == change.party_id))
                 else:
@@ -505,7 +504,7 @@ class PartyService:
 
     async def _write(self, party: Party) -> None:
         ctx = self._context()
-        async with ctx.db.write() as db:
+        async with self._state.write() as db:
             await _write_party(db, party, ctx.clock())
 
     async def _load(self, ctx: LobbyContext) -> None:
@@ -522,21 +521,7 @@ class PartyService:
         self.book = book
 
     async def _find_character(self, target_id: int | None, target_name: str | None) -> Character:
-        ctx = self._context()
-        if target_id is not None:
-            found = await ctx.characters.get(target_id)
-        elif target_name:
-            async with ctx.db.read() as db:
-                row = (
-                    await db.execute(
-                        select(characters.c.id).where(
-                            characters.c.name_key == target_name.strip().casefold()
-                        )
-                    )
-                ).first()
-            found = await ctx.characters.get(int(row[0])) if row is not None else None
-        else:
-            raise LobbyError("name a target_id or target_name", code=ErrorCode.VALIDATION_ERROR)
+        found = await character_named(self._context(), target_id, target_name)
         if found is None:
             raise LobbyError(
                 "no such character",

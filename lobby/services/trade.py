@@ -1,9 +1,10 @@
-"""Trading: the :class:`~lobby.game.trade.TradeBook` rules over WS, settled in one transaction.
+"""Trading: the :class:`~lobby.game.trade.Trade` rules over WS, each step one transaction.
 
 WebSocket (each request answered ``ACK`` with ``details.trade_id`` or ``ERROR``):
 
-* ``TRADE_REQUEST(target_id | target_name)``: the target must be online; it gets
-  ``TRADE_REQUEST`` (trade_id, initiator). A character has one unfinished trade.
+* ``TRADE_REQUEST(target_id | target_name)``: the target must be online (on any
+  lobby process of a cluster); it gets ``TRADE_REQUEST`` (trade_id, initiator). A
+  character has one unfinished trade.
 * ``TRADE_ACCEPT(trade_id)``: only the target, before
   ``rules.trade_request_ttl_seconds``; both get ``TRADE_UPDATE`` (the window).
 * ``TRADE_DECLINE(trade_id, reason?)``: the target declines, or either side
@@ -17,16 +18,25 @@ WebSocket (each request answered ``ACK`` with ``details.trade_id`` or ``ERROR``)
   the confirmation is refused (``trade_invalid``) if the window changed since.
   Both get ``TRADE_UPDATE`` after every change.
 
-When both have confirmed, the exchange runs as ONE database transaction: the
-items and gold are read (``FOR UPDATE`` on PostgreSQL), then moved by conditional
-``UPDATE`` s whose ``WHERE`` re-checks the owner / the gold, each required to touch
-exactly one row; any miss rolls the whole exchange back. On SQLite the lobby's
-writers are serialized by the storage layer's single-writer lock, and the
-conditional updates keep the exchange correct even against a writer in another
-process. Both get ``TRADE_COMPLETE`` (``success`` true, or false with the reason).
+A trade lives in the database (:mod:`lobby.services.engagements`), not in a lobby
+process: every step reads it locked, applies the rules and writes it back in one
+transaction, so the two players may be on different processes of a cluster, and
+the trade outlives the process that started it. Pushes to a player on another
+process go through the cluster's broker.
+
+When both have confirmed, the exchange runs in the transaction of the last
+confirmation: the items and gold are read (``FOR UPDATE`` on PostgreSQL), then moved
+by conditional ``UPDATE`` s whose ``WHERE`` re-checks the owner / the gold, each
+required to touch exactly one row, and the trade is recorded and removed; any miss
+rolls all of it back and the trade is then cancelled with the reason. Both get
+``TRADE_COMPLETE`` (``success`` true, or false with the reason).
 
 A participant who leaves (disconnects for good, switches character) cancels its
-unfinished trade; a trade already committing is decided by the transaction alone.
+unfinished trade. A player whose lobby process died and who comes back (on any
+process, through the balancer) is sent the trade again: ``TRADE_REQUEST`` if it
+still waits for his answer, else ``TRADE_UPDATE`` with the window; one who does not
+come back within ``reconnect_grace`` is treated as having left. An unanswered
+request expires (both get ``TRADE_COMPLETE`` with reason ``expired``).
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
@@ -42,20 +55,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import trade_complete_message, trade_update_message
-from lobby.game.trade import Offer, Trade, TradeBook, TradeExchange, TradeStatus, unique_item_ids
+from lobby.game.trade import Offer, Trade, TradeExchange, TradeStatus, unique_item_ids
 from lobby.hub import Presence
 from lobby.services._common import (
     ack,
     acting_character,
+    character_named,
+    online_anywhere,
+    present_anywhere,
     push_character_updates,
-    refuse_if_elsewhere,
     register_handler,
 )
+from lobby.services.engagements import Absences, EngagementStore, Held
 from lobby.services.inventory import gold_of, items_of
 from lobby.storage import characters
 from lobby.storage.game_schema import items, trades
 from protocol.acks import TradeAck, TradeOfferAck, TradeRequestAck
-from protocol.errors import ErrorCode, LobbyError
+from protocol.errors import ErrorCode, GameRuleError, LobbyError
 from protocol.messages import (
     MessageType,
     TradeAcceptMessage,
@@ -69,21 +85,60 @@ __all__ = ["TradeService", "apply_exchange"]
 log = logging.getLogger("lobby.trade")
 
 
+@dataclass
+class _Stored:
+    """A trade as stored: the state machine plus the names its messages show."""
+
+    trade: Trade
+    player_names: dict[int, str] = field(default_factory=dict)
+    item_names: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> _Stored:
+        return cls(
+            Trade.from_dict(data["trade"]),
+            {int(k): str(v) for k, v in data.get("player_names", {}).items()},
+            {int(k): str(v) for k, v in data.get("item_names", {}).items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trade": self.trade.to_dict(),
+            "player_names": {str(k): v for k, v in self.player_names.items()},
+            "item_names": {str(k): v for k, v in self.item_names.items()},
+        }
+
+
+class _ExchangeRefused(LobbyError):
+    """The exchange could not be stored (its transaction rolls back); ``reason`` says why.
+
+    Raised out of the confirming step's transaction and caught right outside it: the
+    trade is then cancelled with the reason in a transaction of its own.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, code=ErrorCode.TRADE_INVALID)
+        self.reason = reason
+
+
 class TradeService:
-    """Trades of one lobby."""
+    """Trades of the lobby (of every process of a cluster: they live in the database)."""
 
     name = "trades"
 
     def __init__(self) -> None:
         self._slot = ContextSlot("trading")
-        self.book: TradeBook | None = None
-        self._item_names: dict[int, str] = {}
+        self._store = EngagementStore(
+            "trade",
+            busy_code=ErrorCode.TRADE_INVALID,
+            busy_text="character {character_id} is already trading",
+        )
+        self._absences = Absences()
         self.completed = 0
         self.failed = 0
 
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
-        self.book = TradeBook(ctx.world.rules)
         for msg_type, handler in (
             (MessageType.TRADE_REQUEST, self.on_request),
             (MessageType.TRADE_ACCEPT, self.on_accept),
@@ -91,186 +146,316 @@ class TradeService:
             (MessageType.TRADE_UPDATE, self.on_update),
         ):
             register_handler(ctx, msg_type, handler)
+        ctx.hub.on_join(self._on_join)
         ctx.hub.on_leave(self._on_presence_leave)
 
     async def close(self) -> None:
         self._slot.detach()
+
+    async def trade_of(self, character_id: int) -> Trade | None:
+        """``character_id``'s unfinished trade as stored now, or None."""
+        stored = await self._stored_of(character_id)
+        return None if stored is None else stored.trade
+
+    async def _stored_of(self, character_id: int) -> _Stored | None:
+        async with self._slot.ctx.db.read() as db:
+            trade_id = await self._store.of(db, character_id)
+            data = None if trade_id is None else await self._store.read(db, trade_id)
+        return None if data is None else _Stored.of(data)
 
     # -- WebSocket ------------------------------------------------------------------------
 
     async def on_request(self, conn: Connection, msg: TradeRequestMessage) -> None:
         ctx = self._slot.ctx
         me = acting_character(conn)
-        partner = self._online_target(msg.target_id, msg.target_name)
-        if partner.character is None:  # pragma: no cover - _online_target checks it
-            raise LobbyError("no such character online", code=ErrorCode.NOT_FOUND)
-        self._expire()
-        book = self._book()
-        trade = book.request(
-            me.id, partner.character.id, now=ctx.clock(), trade_id=f"t{secrets.token_hex(6)}"
+        partner_id, partner_name = await self._online_target(msg.target_id, msg.target_name)
+        for cid in (me.id, partner_id):  # a request nobody answered in time frees them
+            await self._expire_of(cid)
+        now = ctx.clock()
+        trade = Trade.request(
+            f"t{secrets.token_hex(6)}",
+            initiator_id=me.id,
+            partner_id=partner_id,
+            now=now,
+            rules=ctx.world.rules,
         )
-        ctx.hub.send_to_session(
-            partner.session_id,
-            TradeRequestMessage(
-                trade_id=trade.trade_id,
-                initiator_id=me.id,
-                initiator_name=me.name,
-                target_id=partner.character.id,
-                target_name=partner.character.name,
-            ),
-        )
-        ack(
-            conn,
-            msg.message_id,
-            TradeRequestAck(trade_id=trade.trade_id, target_id=partner.character.id),
-        )
+        stored = _Stored(trade, {me.id: me.name, partner_id: partner_name})
+        async with ctx.db.write() as db:
+            await self._store.insert(db, trade.trade_id, trade.participants, stored.to_dict(), now)
+        ctx.hub.send_to_character(partner_id, self._request_message(stored))
+        ack(conn, msg.message_id, TradeRequestAck(trade_id=trade.trade_id, target_id=partner_id))
 
     async def on_accept(self, conn: Connection, msg: TradeAcceptMessage) -> None:
-        ctx = self._slot.ctx
         me = acting_character(conn)
-        trade = self._book().require(msg.trade_id, me.id)
-        try:
-            trade.accept(me.id, now=ctx.clock())
-        finally:
-            if trade.finished:  # it had expired
-                self._finish(trade)
-        self._push_window(trade)
-        ack(conn, msg.message_id, TradeAck(trade_id=trade.trade_id))
+        now = self._slot.ctx.clock()
+        stored = await self._step(msg.trade_id, me.id, lambda s: s.trade.accept(me.id, now=now))
+        self._push_window(stored)
+        ack(conn, msg.message_id, TradeAck(trade_id=msg.trade_id))
 
     async def on_decline(self, conn: Connection, msg: TradeDeclineMessage) -> None:
-        ctx = self._slot.ctx
         me = acting_character(conn)
-        trade = self._book().require(msg.trade_id, me.id)
+        now = self._slot.ctx.clock()
         reason = msg.reason or f"declined by {me.name}"
-        if trade.status is TradeStatus.REQUESTED and me.id == trade.partner_id:
-            trade.decline(me.id, now=ctx.clock())
-            trade.cancel_reason = reason
-        else:
-            trade.cancel(me.id, reason=reason)
-        ctx.hub.send_to_character(
-            trade.other(me.id),
-            TradeDeclineMessage(trade_id=trade.trade_id, character_id=me.id, reason=reason),
+
+        def decline(stored: _Stored) -> None:
+            trade = stored.trade
+            if trade.status is TradeStatus.REQUESTED and me.id == trade.partner_id:
+                trade.decline(me.id, now=now)
+                trade.cancel_reason = reason
+            else:
+                trade.cancel(me.id, reason=reason)
+
+        stored = await self._step(msg.trade_id, me.id, decline)
+        self._slot.ctx.hub.send_to_character(
+            stored.trade.other(me.id),
+            TradeDeclineMessage(trade_id=msg.trade_id, character_id=me.id, reason=reason),
         )
-        self._finish(trade)
-        ack(conn, msg.message_id, TradeAck(trade_id=trade.trade_id))
+        self._finish(stored)
+        ack(conn, msg.message_id, TradeAck(trade_id=msg.trade_id))
 
     async def on_update(self, conn: Connection, msg: TradeUpdateMessage) -> None:
         ctx = self._slot.ctx
         me = acting_character(
             conn, claimed=msg.character_id, refusal="you can only change your own offer"
         )
-        trade = self._book().require(msg.trade_id, me.id)
         wanted = unique_item_ids((i.item_id, i.quantity) for i in msg.items)
-        if trade.changes_offer(me.id, items=wanted, gold=msg.gold):
-            async with ctx.db.read() as db:
+        seen = [
+            (o.character_id, Offer.of(((i.item_id, i.quantity) for i in o.items), o.gold))
+            for o in msg.offers or ()
+        ]
+
+        async def offer(db: AsyncConnection, stored: _Stored) -> TradeExchange | None:
+            """Apply the offer and the confirmation: the exchange if both have confirmed."""
+            trade = stored.trade
+            if trade.changes_offer(me.id, items=wanted, gold=msg.gold):
                 owned = await items_of(db, me.id)
-                gold = await gold_of(db, me.id)
-            trade.update_offer(
-                me.id, items=wanted, gold=msg.gold, owned_items=owned, gold_available=gold
-            )
-            for item_id in wanted:
-                template = ctx.world.item(owned[item_id])
-                if template is not None:
-                    self._item_names[item_id] = template.name
-        exchange = None
-        if msg.confirmed:
-            seen = [
-                (o.character_id, Offer.of(((i.item_id, i.quantity) for i in o.items), o.gold))
-                for o in msg.offers or ()
-            ]
-            exchange = trade.confirm(me.id, seen=seen)
-        self._push_window(trade)
-        ack(conn, msg.message_id, TradeOfferAck(trade_id=trade.trade_id, version=trade.version))
-        if exchange is not None:
-            await self._commit(trade, exchange)
+                trade.update_offer(
+                    me.id,
+                    items=wanted,
+                    gold=msg.gold,
+                    owned_items=owned,
+                    gold_available=await gold_of(db, me.id),
+                )
+                for item_id in wanted:
+                    template = ctx.world.item(owned[item_id])
+                    if template is not None:
+                        stored.item_names[item_id] = template.name
+            return trade.confirm(me.id, seen=seen) if msg.confirmed else None
 
-    # -- settlement -----------------------------------------------------------------------
-
-    async def _commit(self, trade: Trade, exchange: TradeExchange) -> None:
-        ctx = self._slot.ctx
+        refused: _ExchangeRefused | None = None
         try:
             async with ctx.db.write() as db:
-                await apply_exchange(db, exchange, ctx.clock())
-        except LobbyError as exc:
-            trade.failed(exc.message[:200])
+                held, stored = await self._hold(db, msg.trade_id, me.id)
+                exchange = await offer(db, stored)
+                if exchange is not None:
+                    await self._settle(db, stored, exchange)
+                await self._put(db, held, stored)
+        except _ExchangeRefused as exc:
+            refused = exc
+        if refused is not None:
+            # nothing of the last step was stored: take it again, now to cancel the trade
+            async with ctx.db.write() as db:
+                held, stored = await self._hold(db, msg.trade_id, me.id)
+                try:
+                    again = await offer(db, stored)
+                except GameRuleError:  # the window or the goods changed meanwhile
+                    again = None
+                if again is not None:
+                    stored.trade.failed(refused.reason)
+                else:
+                    stored.trade.cancel(me.id, reason=refused.reason)
+                await self._put(db, held, stored)
             self.failed += 1
-            log.info("trade %s refused at commit: %s", trade.trade_id, exc.message)
-        except DBAPIError as exc:  # e.g. a serialization failure: nothing was stored
-            trade.failed("the database refused the exchange; trade again")
-            self.failed += 1
-            log.warning("trade %s: database refused the exchange: %s", trade.trade_id, exc)
-        except BaseException:
-            trade.failed("the exchange could not be stored")
-            self.failed += 1
-            self._finish(trade)
-            raise
-        else:
-            trade.committed()
-            self.completed += 1
-        self._finish(trade)
+        trade = stored.trade
+        self._push_window(stored)
+        ack(conn, msg.message_id, TradeOfferAck(trade_id=trade.trade_id, version=trade.version))
+        if trade.finished:
+            self._finish(stored)
         if trade.status is TradeStatus.COMPLETED:
+            self.completed += 1
             await push_character_updates(ctx, trade.participants)
 
-    # -- hooks and helpers ------------------------------------------------------------------
+    # -- steps ----------------------------------------------------------------------------
+
+    async def _step(self, trade_id: str, me: int, change: Callable[[_Stored], None]) -> _Stored:
+        """Apply ``change`` to the stored trade in one transaction and return it.
+
+        A rule refusal that finished the trade anyway (an expired request) still
+        stores the end and tells both sides, then refuses.
+        """
+        ctx = self._slot.ctx
+        refusal: GameRuleError | None = None
+        async with ctx.db.write() as db:
+            held, stored = await self._hold(db, trade_id, me)
+            try:
+                change(stored)
+            except GameRuleError as exc:
+                if not stored.trade.finished:
+                    raise
+                refusal = exc
+            await self._put(db, held, stored)
+        if refusal is not None:
+            self._finish(stored)
+            raise refusal
+        return stored
+
+    async def _hold(self, db: AsyncConnection, trade_id: str, me: int) -> tuple[Held, _Stored]:
+        held = await self._store.hold(db, trade_id)
+        stored = None if held is None else _Stored.of(held.data)
+        if held is None or stored is None or me not in stored.trade.participants:
+            raise LobbyError(
+                f"no trade {trade_id!r} of yours",
+                code=ErrorCode.NOT_FOUND,
+                details={"trade_id": trade_id[:64]},
+            )
+        return held, stored
+
+    async def _put(self, db: AsyncConnection, held: Held, stored: _Stored) -> None:
+        """Store the trade, or remove it when it is over."""
+        now = self._slot.ctx.clock()
+        if stored.trade.finished:
+            await self._store.drop(db, held)
+        else:
+            held.data = stored.to_dict()
+            await self._store.save(db, held, now)
+
+    async def _settle(self, db: AsyncConnection, stored: _Stored, exchange: TradeExchange) -> None:
+        """Move the goods inside ``db``'s transaction (:class:`_ExchangeRefused` if they cannot)."""
+        trade = stored.trade
+        try:
+            await apply_exchange(db, exchange, self._slot.ctx.clock())
+        except LobbyError as exc:
+            log.info("trade %s refused at commit: %s", trade.trade_id, exc.message)
+            raise _ExchangeRefused(exc.message[:200]) from None
+        except DBAPIError as exc:  # e.g. a serialization failure: nothing was stored
+            log.warning("trade %s: database refused the exchange: %s", trade.trade_id, exc)
+            raise _ExchangeRefused("the database refused the exchange; trade again") from None
+        trade.committed()
+
+    async def _cancel_for(self, character_id: int, reason: str) -> None:
+        """Cancel ``character_id``'s unfinished trade, if any, and tell both sides."""
+
+        def cancel(trade: Trade) -> bool:
+            trade.cancel(character_id, reason=reason)
+            return True
+
+        await self._end_for(character_id, cancel)
+
+    async def _expire_of(self, character_id: int) -> None:
+        """End ``character_id``'s trade request if it expired unanswered."""
+        now = self._slot.ctx.clock()
+        await self._end_for(character_id, lambda trade: trade.expire(now))
+
+    async def _end_for(self, character_id: int, end: Callable[[Trade], bool]) -> None:
+        """End ``character_id``'s trade if ``end(trade)`` ends it (True); tell both sides."""
+        ctx = self._slot.ctx
+        async with ctx.db.read() as db:  # most are not trading: no write transaction then
+            if await self._store.of(db, character_id) is None:
+                return
+        async with ctx.db.write() as db:
+            trade_id = await self._store.of(db, character_id)
+            held = None if trade_id is None else await self._store.hold(db, trade_id)
+            if held is None:
+                return
+            stored = _Stored.of(held.data)
+            if not end(stored.trade):
+                return
+            await self._store.drop(db, held)
+        self._finish(stored)
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Expire unanswered requests; cancel the trades of players gone for good (their
+        lobby process died and they did not come back within ``reconnect_grace``)."""
+        ctx = self._slot.current
+        if ctx is None:
+            return
+        async with ctx.db.read() as db:
+            stored = [_Stored.of(data) for _, data in await self._store.all(db)]
+        now = ctx.clock()
+        gone = self._absences.gone(
+            (cid for s in stored for cid in s.trade.participants),
+            present=lambda cid: present_anywhere(ctx.hub, cid),
+            now=now,
+            grace=ctx.settings.reconnect_grace,
+        )
+        for s in stored:
+            trade = s.trade
+            if trade.status is TradeStatus.REQUESTED and now >= trade.expires_at:
+                await self._expire_of(trade.initiator_id)
+                continue
+            for cid in trade.participants:
+                if cid in gone:
+                    log.info("trade %s: character %d is gone; cancelled", trade.trade_id, cid)
+                    await self._cancel_for(cid, "disconnected")
+                    break
+
+    async def _on_join(self, presence: Presence) -> None:
+        """A player (back, maybe on another process) is shown its unfinished trade."""
+        if presence.character is None or self._slot.current is None:
+            return
+        me = presence.character.id
+        stored = await self._stored_of(me)
+        if stored is None:
+            return
+        hub = self._slot.ctx.hub
+        if stored.trade.status is TradeStatus.REQUESTED:
+            if me == stored.trade.partner_id:
+                hub.send_to_session(presence.session_id, self._request_message(stored))
+        else:
+            hub.send_to_session(
+                presence.session_id,
+                trade_update_message(stored.trade, item_names=stored.item_names),
+            )
 
     async def _on_presence_leave(self, presence: Presence) -> None:
-        if presence.character is None or self.book is None or self._slot.current is None:
+        if presence.character is None or self._slot.current is None:
             return
-        trade = self.book.cancel_for(presence.character.id, reason="disconnected")
-        if trade is not None:
-            self._finish(trade)
+        try:
+            await self._cancel_for(presence.character.id, "disconnected")
+        except GameRuleError:  # finished meanwhile
+            return
 
-    def _expire(self) -> None:
-        for trade in self._book().expire(self._slot.ctx.clock()):
-            self._finish(trade)
+    # -- helpers --------------------------------------------------------------------------
 
-    def _finish(self, trade: Trade) -> None:
-        """Tell both sides how the trade ended and forget it."""
+    def _finish(self, stored: _Stored) -> None:
+        """Tell both sides how the trade ended."""
         hub = self._slot.ctx.hub
-        msg = trade_complete_message(trade, item_names=self._item_names)
-        for cid in trade.participants:
-            hub.send_to_character(cid, msg.model_copy())
-        for item_id in trade.offered_items():
-            self._item_names.pop(item_id, None)
-        self._book().prune()
-
-    def _push_window(self, trade: Trade) -> None:
-        hub = self._slot.ctx.hub
-        msg = trade_update_message(trade, item_names=self._item_names)
-        for cid in trade.participants:
+        msg = trade_complete_message(stored.trade, item_names=stored.item_names)
+        for cid in stored.trade.participants:
             hub.send_to_character(cid, msg.model_copy())
 
-    def _online_target(self, target_id: int | None, target_name: str | None) -> Presence:
+    def _push_window(self, stored: _Stored) -> None:
         hub = self._slot.ctx.hub
-        found: Presence | None = None
-        if target_id is not None:
-            found = hub.presence_of_character(target_id)
-            if found is None:
-                refuse_if_elsewhere(self._slot.ctx, target_id, "a trade")
-        elif target_name:
-            key = target_name.strip().casefold()
-            found = next(
-                (
-                    p
-                    for p in hub.presences()
-                    if p.character is not None and p.character.name.casefold() == key
-                ),
-                None,
-            )
-        else:
-            raise LobbyError("name a target_id or target_name", code=ErrorCode.VALIDATION_ERROR)
-        if found is None or not found.online or found.character is None:
+        msg = trade_update_message(stored.trade, item_names=stored.item_names)
+        for cid in stored.trade.participants:
+            hub.send_to_character(cid, msg.model_copy())
+
+    @staticmethod
+    def _request_message(stored: _Stored) -> TradeRequestMessage:
+        trade = stored.trade
+        return TradeRequestMessage(
+            trade_id=trade.trade_id,
+            initiator_id=trade.initiator_id,
+            initiator_name=stored.player_names.get(trade.initiator_id),
+            target_id=trade.partner_id,
+            target_name=stored.player_names.get(trade.partner_id),
+        )
+
+    async def _online_target(
+        self, target_id: int | None, target_name: str | None
+    ) -> tuple[int, str]:
+        """The target's id and name; it must be online on some lobby process."""
+        ctx = self._slot.ctx
+        found = await character_named(ctx, target_id, target_name)
+        if found is None or not online_anywhere(ctx.hub, found.id):
             raise LobbyError(
                 "that character is not online",
                 code=ErrorCode.NOT_FOUND,
                 details={"target": str(target_id or target_name)[:64]},
             )
-        return found
-
-    def _book(self) -> TradeBook:
-        if self.book is None:
-            raise LobbyError("trading is not loaded", code=ErrorCode.UNAVAILABLE)
-        return self.book
+        return found.id, found.name
 
 
 async def apply_exchange(db: AsyncConnection, exchange: TradeExchange, now: float) -> None:

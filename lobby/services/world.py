@@ -176,7 +176,7 @@ class WorldService:
     async def setup(self, ctx: LobbyContext) -> None:
         self._slot.attach(ctx)
         await self._load(ctx)
-        self._shared.attach(ctx.hub.broker)
+        self._shared.attach(ctx.hub.broker, ctx.db)
         register_handler(ctx, MessageType.SHARD_CAPTURE, self.on_capture)
         ctx.hub.on_join(self._on_join)
         api = ctx.api
@@ -239,7 +239,7 @@ class WorldService:
                 outcome, character_id=row.id, character_name=row.name, faction=row.faction
             )
             try:
-                async with ctx.db.write() as db:
+                async with self._shared.write() as db:
                     await self._save_shard(db, outcome.state)
                     if shift is not None:
                         await _put_meta(db, "reality", board.reality)
@@ -304,7 +304,7 @@ class WorldService:
         event = aetherfall_event(ctx.world, seed=count, now=now)
         entry = aetherfall_entry(event, number=count)
         try:
-            async with ctx.db.write() as db:
+            async with self._shared.write() as db:
                 released = board.apply_aetherfall(event)
                 self.changed()
                 for state in released:
@@ -351,7 +351,7 @@ class WorldService:
 
     async def _end_aetherfall(self, ctx: LobbyContext, event: AetherfallEvent, now: float) -> None:
         entry = aetherfall_end_entry(event)
-        async with ctx.db.write() as db:
+        async with self._shared.write() as db:
             await _put_meta(db, "aetherfall_end_announced", True)
             event_id = await append_event(db, entry, now)
         self._end_announced = True

@@ -12,6 +12,13 @@ Declared on the shared :data:`lobby.storage.metadata` so they can reference
   on SQLite), owned by exactly one character (the single ``owner_id`` column makes
   "owned twice" unrepresentable).
 * ``trades``: the record of every completed exchange.
+* ``engagements``: every unfinished trade and running fight (``kind``), its state as
+  JSON and a ``version`` each change bumps (:mod:`lobby.services.engagements`).
+* ``engagement_members``: who takes part in which engagement; the primary key
+  ``(kind, character_id)`` keeps a character in one trade and one fight at a time,
+  whichever lobby process asks.
+* ``shared_fences``: the fencing token of each piece of state the cluster's processes
+  change under a lock (:mod:`lobby.cluster_state`).
 
 Gold lives on ``characters.gold``.
 """
@@ -32,9 +39,12 @@ from sqlalchemy import (
 from lobby.storage.schema import metadata
 
 __all__ = [
+    "engagement_members",
+    "engagements",
     "items",
     "parties",
     "shard_owners",
+    "shared_fences",
     "trades",
     "world_events",
     "world_meta",
@@ -101,4 +111,38 @@ trades = Table(
     Column("partner_id", Integer, nullable=False),
     Column("exchange", Text, nullable=False),
     Column("completed_at", Float, nullable=False),
+)
+
+engagements = Table(
+    "engagements",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_engagements_kind", "kind"),
+)
+
+engagement_members = Table(
+    "engagement_members",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    # no foreign key to characters: a deleted character's row stays until its trade or
+    # fight is ended through the usual path (its leave), which frees the partner too
+    Column("character_id", Integer, primary_key=True),
+    Column(
+        "engagement_id",
+        String(64),
+        ForeignKey("engagements.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Index("ix_engagement_members_engagement", "engagement_id"),
+)
+
+shared_fences = Table(
+    "shared_fences",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token", Integer, nullable=False),
 )

@@ -19,10 +19,6 @@ from .conftest import ClientFactory, Inbox
 __all__: list[str] = []
 
 
-@pytest.mark.one_process(
-    "a trade between players on two lobby processes is still refused (ERROR unavailable): "
-    "trades held across processes are not built yet (issue 14, cross-process trades)"
-)
 async def test_trade_gold_between_two_clients(make_client: ClientFactory) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob")
@@ -69,10 +65,6 @@ async def test_trade_gold_between_two_clients(make_client: ClientFactory) -> Non
     assert trade_id not in alice.trades and trade_id not in bob.trades
 
 
-@pytest.mark.one_process(
-    "a fight between players on two lobby processes is still refused (ERROR unavailable): "
-    "combats held across processes are not built yet (issue 14, cross-process fights)"
-)
 async def test_combat_through_the_lobby(make_client: ClientFactory) -> None:
     alice = await make_client("Alice")
     bob = await make_client("Bob", faction="Azure Syndicate")

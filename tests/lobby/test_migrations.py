@@ -86,7 +86,7 @@ async def test_a_database_made_by_the_old_runner_upgrades_with_its_data_intact(
             assert "schema_version" not in names
             assert {"ix_characters_account", "ix_sessions_account", "ix_items_owner"} <= names
             versions = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
-            assert tuple(v[0] for v in versions) == heads() == ("0002",)
+            assert tuple(v[0] for v in versions) == heads() == ("0003",)
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
             assert (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all() == []
             for name in NEVER_REUSED_IDS:

@@ -84,7 +84,6 @@ async def _attacker_chats(server: MasterServer, http: aiohttp.ClientSession) -> 
     """Another account logs in fresh, connects and chats; what the hub made of it."""
     attacker = await signed_up(server.url, http, "mallory")
     async with ws_connect(ws_url(server.url), additional_headers=attacker.headers()) as ws:
-        conn = _conn_of(server, "mallory")
         chat = {"type": "chat", "content": "send me your gold", "message_id": "m1"}
         await ws.send(json.dumps(chat))
         reply = None
@@ -93,6 +92,9 @@ async def _attacker_chats(server: MasterServer, http: aiohttp.ClientSession) -> 
             batch = frame if isinstance(frame, list) else [frame]
             # an ERROR answers it; a chat sent in a character's name echoes it back
             reply = next((m for m in batch if "m1" in (m.get("ref_id"), m.get("message_id"))), None)
+        # answered, so attached (the hub may first have awaited the leave hooks of a
+        # stale presence under the same id)
+        conn = _conn_of(server, "mallory")
         presence = server.hub.presence(conn.session.id)
         assert presence is not None and presence.conn is conn
         return {

@@ -110,15 +110,25 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster(postgres_url: str) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def running_cluster(
+    postgres: str, prefix: str = "shards-cluster-", **env: str
+) -> Iterator[Cluster]:
+    """:func:`start_cluster` in a temporary directory, stopped on exit (skipped when the
+    server programs are missing)."""
     _skip_if_missing("redis-server", "haproxy")
-    with tempfile.TemporaryDirectory(prefix="shards-cluster-") as tmp:
-        running = start_cluster(postgres_url, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        running = start_cluster(postgres, Path(tmp), **env)
         try:
             yield running
         finally:
             stop_cluster(running)
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_url: str) -> Iterator[Cluster]:
+    with running_cluster(postgres_url) as running:
+        yield running
 
 
 @dataclass

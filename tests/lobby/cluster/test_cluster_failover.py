@@ -1,16 +1,25 @@
-"""``kill -9`` of one lobby process under chat load, clients behind HAProxy."""
+"""``kill -9`` of one lobby process under chat (and trade) load, clients behind HAProxy."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import random
 import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
-from tests.lobby.cluster.conftest import Cluster, Player, join, unique
+from lobby.cluster import open_redis
+from lobby.storage import Database
+from lobby.storage.game_schema import trades
+from tests.lobby.cluster.conftest import Cluster, Player, join, running_cluster, unique
+from tests.lobby.cluster.engaging import Refused, answer, inventory, request, totals
 from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
 
 pytestmark = pytest.mark.cluster
@@ -25,6 +34,31 @@ async def connect(http: aiohttp.ClientSession, base: str, api: ApiClient) -> Any
 
 def is_chat(content: str) -> Any:
     return lambda m: m.get("type") == "chat" and m.get("content") == content
+
+
+async def test_a_chat_retried_on_another_process_is_delivered_once(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """A client whose chat copy did not come back re-sends it (same ``message_id``),
+    here on another process: the others get it once, the sender its copy again."""
+    first, second, third = cluster.lobbies
+    sender = await join(http, first.url, unique("retry"), "Azure Syndicate")
+    listener = await join(http, third.url, unique("listen"), "Azure Syndicate")
+    try:
+        await sender.send("chat", message_id="once", content="said once")
+        await sender.hears({"said once"})
+        await sender.close()
+        sender.ws, sender.inbox = await connect(http, second.url, sender.api)
+        await sender.send("chat", message_id="once", content="said once")
+        again = await sender.hears({"said once"})
+        assert again[0]["sender_id"] == sender.id
+        await sender.send("chat", message_id="after", content="said after")
+        await listener.hears({"said once", "said after"})
+        copies = [m for m in listener.inbox.seen if m.get("content") == "said once"]
+        assert len(copies) == 1
+    finally:
+        await sender.close()
+        await listener.close()
 
 
 async def test_kill_9_clients_reconnect_through_haproxy_and_the_dead_drop_out(
@@ -170,3 +204,203 @@ async def test_sigterm_drains_one_process_its_clients_move_to_the_others(
     finally:
         await leaving.close()
         await staying.close()
+
+
+# -- kill -9 under chat and trade load ------------------------------------------------------
+
+PAIRS = 6
+ROUNDS_AFTER_KILL = 2
+TRADES_BEFORE_KILL = 4
+STEP = 8.0
+"""Seconds any one step of the load waits for its answer (a step cut by the kill ends it)."""
+
+
+@pytest.fixture
+def own_cluster(postgres_url: str) -> Iterator[Cluster]:
+    """A cluster for one test (its process is killed; the module's is left alone)."""
+    with running_cluster(postgres_url, "shards-load-") as running:
+        yield running
+
+
+@dataclass
+class Load:
+    """What the load saw: the acknowledged trades, the chats sent, the phase."""
+
+    killed: asyncio.Event = field(default_factory=asyncio.Event)
+    enough: asyncio.Event = field(default_factory=asyncio.Event)
+    acked_trades: set[str] = field(default_factory=set)
+    last_trade: dict[int, str] = field(default_factory=dict)
+    chats: dict[int, list[str]] = field(default_factory=dict)
+    """Player id -> the message ids of the chats it sent (in order)."""
+
+    def trade_done(self, tid: str) -> None:
+        self.acked_trades.add(tid)
+        if len(self.acked_trades) >= TRADES_BEFORE_KILL:
+            self.enough.set()
+
+
+async def say(p: Player, load: Load, n: int) -> None:
+    mid = f"l{p.id}-{n}"
+    load.chats.setdefault(p.id, []).append(mid)
+    await p.send("chat", message_id=mid, content=f"load {p.id} {n}")
+
+
+async def one_trade(a: Player, b: Player, load: Load, rng: random.Random) -> None:
+    """One trade from request to completion, each step checked (raises when cut)."""
+    tid = str((await request(a, "trade_request", target_id=b.id))["details"]["trade_id"])
+    load.last_trade[a.id] = load.last_trade[b.id] = tid
+    await b.seen_or_next(trade_message("trade_request", tid))
+    await request(b, "trade_accept", trade_id=tid)
+    mine = [i["item_id"] for i in (await inventory(a))["items"]]
+    picked = rng.sample(mine, k=min(1, len(mine)))
+    gold = rng.randint(1, 5)
+    await request(a, "trade_update", trade_id=tid, items=[{"item_id": i} for i in picked])
+    await request(b, "trade_update", trade_id=tid, gold=gold)
+    seen = [
+        {"character_id": a.id, "items": [{"item_id": i} for i in picked], "gold": 0},
+        {"character_id": b.id, "items": [], "gold": gold},
+    ]
+    items = [{"item_id": i} for i in picked]
+    await request(a, "trade_update", trade_id=tid, items=items, confirmed=True, offers=seen)
+    await request(b, "trade_update", trade_id=tid, gold=gold, confirmed=True, offers=seen)
+    done = await a.seen_or_next(trade_message("trade_complete", tid))
+    assert done["success"] is True, done
+    load.trade_done(tid)
+
+
+async def trade_and_chat(a: Player, b: Player, load: Load, seed: int) -> None:
+    """A pair's load: a chat each, then trades until a few rounds after the kill. Ends
+    quietly when the kill cuts a step (a socket closed, an answer that will not come)."""
+    rng = random.Random(seed)
+    try:
+        for p in (a, b):
+            await say(p, load, 0)
+            await p.hears({f"load {p.id} 0"})
+        after = 0
+        while after < ROUNDS_AFTER_KILL:
+            if load.killed.is_set():
+                after += 1
+            await asyncio.wait_for(one_trade(a, b, load, rng), STEP)
+    except (ConnectionError, TimeoutError, aiohttp.ClientError, Refused):
+        return
+
+
+def trade_message(kind: str, tid: str) -> Any:
+    return lambda m: m.get("type") == kind and m.get("trade_id") == tid
+
+
+async def held_by(cluster: Cluster, process: str) -> set[int]:
+    """The characters ``process`` holds, from the cluster's presence directory in Redis."""
+    client = await open_redis(cluster.redis.url)
+    try:
+        share = await client.hgetall(f"shards:presence:{process}")
+    finally:
+        await client.aclose()
+    return {int(json.loads(v)[1]) for v in share.values()}
+
+
+async def test_kill_9_under_chat_and_trade_load(
+    own_cluster: Cluster, http: aiohttp.ClientSession, postgres_url: str
+) -> None:
+    cluster = own_cluster
+    victim = cluster.lobbies[0]
+    # accounts and characters on a process that stays, so that the WebSockets are the only
+    # traffic through HAProxy: round robin spreads them, and each pair spans two processes
+    players: list[Player] = []
+    for _ in range(2 * PAIRS):
+        api = ApiClient(cluster.lobbies[1].url, http)
+        name = unique("load")
+        await api.register(name)
+        await api.login(name)
+        character = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Rogue")
+        await api.select(int(character["id"]))
+        api.base = cluster.proxy.url
+        ws, inbox = await connect(http, cluster.proxy.url, api)
+        players.append(Player(api, character, ws, inbox))
+    try:
+        for p in players:
+            await p.send("chat", message_id=f"h{p.id}", content=f"hello {p.id}")
+        for p in players:
+            await p.hears({f"hello {q.id}" for q in players})
+        doomed = await held_by(cluster, victim.name)
+        victims = [p for p in players if p.id in doomed]
+        survivors = [p for p in players if p.id not in doomed]
+        assert victims and survivors
+        before = await totals(players)
+
+        load = Load()
+        pairs = [(players[i], players[i + 1]) for i in range(0, len(players), 2)]
+        running = [
+            asyncio.create_task(trade_and_chat(a, b, load, seed))
+            for seed, (a, b) in enumerate(pairs)
+        ]
+        await asyncio.wait_for(load.enough.wait(), 60)
+        # chats in flight as the process dies, and right after, from both sides
+        for p in victims:
+            await say(p, load, 1)
+        victim.kill()
+        load.killed.set()
+        for p in survivors:
+            await say(p, load, 1)
+        await asyncio.wait_for(asyncio.gather(*running), 60)
+
+        # the victim's clients reconnect through HAProxy with their sessions ...
+        echoed = {p.id: {m.get("message_id") for m in p.inbox.seen} for p in victims}
+        for p in victims:
+            p.ws, p.inbox = await connect(http, cluster.proxy.url, p.api)
+        # ... and re-send, with the same message ids, the chats whose copy (the
+        # acknowledgement) did not come back: each was delivered already or was not
+        resent: dict[int, set[str]] = {}
+        for p in victims:
+            for mid in load.chats[p.id]:
+                if mid not in echoed[p.id]:
+                    text = f"load {p.id} {mid.rsplit('-', 1)[1]}"
+                    resent.setdefault(p.id, set()).add(text)
+                    await p.send("chat", message_id=mid, content=text)
+        # ... and end the trades the kill left open (any side may; one already over is fine)
+        for tid in set(load.last_trade.values()) - load.acked_trades:
+            a, b = (p for p in players if load.last_trade.get(p.id) == tid)
+            for p in (a, b):
+                await p.send("trade_decline", message_id=f"end-{tid}-{p.id}", trade_id=tid)
+                got = await answer(p, f"end-{tid}-{p.id}")
+                if got["type"] == "ack":
+                    break
+                assert got["error_code"] in ("not_found", "trade_invalid"), got
+
+        # every chat was delivered, once, to everyone connected throughout, and its sender
+        # has its copy (the acknowledgement); nobody got any chat twice
+        every = {
+            f"load {pid} {mid.rsplit('-', 1)[1]}"
+            for pid, mids in load.chats.items()
+            for mid in mids
+        }
+        for p in survivors:
+            await p.hears(every)
+        assert resent  # at least the chats sent as the process died
+        for p in victims:  # the copies of the re-sent: its character's, resumed
+            heard = await p.hears(resent.get(p.id, set()))
+            assert {m["sender_id"] for m in heard} <= {p.id}
+        for p in players:
+            copies = [
+                (m["sender_id"], m["message_id"]) for m in p.inbox.seen if m.get("type") == "chat"
+            ]
+            assert len(copies) == len(set(copies)), p.id
+
+        # every acknowledged trade is stored; items and gold are conserved
+        assert load.acked_trades
+        db = await Database.open(postgres_url, now=0.0)
+        try:
+            async with db.read() as conn:
+                stored = {
+                    str(r[0])
+                    for r in await conn.execute(
+                        select(trades.c.trade_id).where(trades.c.trade_id.in_(load.acked_trades))
+                    )
+                }
+        finally:
+            await db.close()
+        assert stored == load.acked_trades
+        assert await totals(players) == before
+    finally:
+        for p in players:
+            await p.close()

@@ -94,22 +94,3 @@ async def test_one_shard_captured_at_once_on_two_processes_has_one_owner(
         await a.send("chat", content="after the capture")
         await b.hears({"after the capture"})
         assert sum(m.get("type") == "shard_captured" for m in b.inbox.seen) == 1
-
-
-async def test_a_trade_or_fight_across_processes_is_refused_as_such_not_as_offline(
-    cluster: Cluster, http: aiohttp.ClientSession
-) -> None:
-    factions = ("Crimson Covenant", "Azure Syndicate")
-    async with spread(http, cluster, *factions, prefix="trd") as (a, b):
-        await b.send("chat", content="b is here")  # orders b's presence before what follows
-        await a.hears({"b is here"})
-        await a.send("trade_request", message_id="t", target_id=b.id)
-        foe = {"id": b.id, "name": b.character["name"], "health": 1, "max_health": 1}
-        await a.send("combat_start", message_id="f", combat_id="x", participants=[foe])
-        for ref, what in (("t", "a trade"), ("f", "a fight")):
-            refused = await a.inbox.next(answer_to(ref))
-            assert refused["type"] == "error" and refused["error_code"] == "unavailable"
-            assert (
-                what in refused["error_message"]
-                and "another lobby process" in (refused["error_message"])
-            )

@@ -127,7 +127,7 @@ async def test_combat_rules_outcomes_and_persistence(
     winner = replay.end.winner_side if replay.end else None
     assert end_w["result"] == ("victory" if winner == "attackers" else "defeat")
     assert end_m["result"] == ("victory" if winner == "defenders" else "defeat")
-    assert not server.ctx.services.require(CombatService).in_combat(warrior.id)
+    assert not await server.ctx.services.require(CombatService).in_combat(warrior.id)
 
     # health persisted: the survivor as the fight left it, the defeated wounded at 1
     _, chars_w = await warrior.rest("GET", "/api/characters")

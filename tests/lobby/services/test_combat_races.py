@@ -35,7 +35,13 @@ async def _warrior_fights_mage(
     await b.request("move", to_location_id=2)
     started = await a.request("combat_start", combat_id="x", participants=[target(b)])
     combat_id = str(started["details"]["combat_id"])
-    return a, b, combat_id, server.ctx.services.require(CombatService).book.require(combat_id)
+    return a, b, combat_id, await _stored_combat(server, combat_id)
+
+
+async def _stored_combat(server: MasterServer, combat_id: str) -> Combat:
+    combat = await server.ctx.services.require(CombatService).combat(combat_id)
+    assert combat is not None
+    return combat
 
 
 async def _stored_health(server: MasterServer, character_id: int) -> int:
@@ -56,6 +62,9 @@ async def test_item_traded_away_mid_fight_cannot_be_used(
     potion = next(i for i, t in fighter.items.items() if t == 1)  # loaded when the fight began
     # hurt a first, so a healing potion would show
     await b.request("combat_action", combat_id=combat_id, action_type="attack", target_id=a.id)
+    combat = await _stored_combat(server, combat_id)
+    fighter = combat.participant(a.id)
+    assert fighter is not None
     health = fighter.health
     stored = await _stored_health(server, a.id)
     seq = combat.seq
@@ -85,7 +94,9 @@ async def test_item_traded_away_mid_fight_cannot_be_used(
         rows = (await db.execute(select(items.c.owner_id).where(items.c.id == potion))).all()
     assert not armed
     assert [r.owner_id for r in rows] == [b.id]
-    assert fighter.health == health and combat.seq == seq
+    after = await _stored_combat(server, combat_id)
+    assert after.to_dict() == combat.to_dict()
+    assert (after.participant(a.id) or fighter).health == health and after.seq == seq
     assert await _stored_health(server, a.id) == stored
 
 
@@ -107,9 +118,8 @@ async def test_two_fights_cannot_take_the_same_character(
     error = next(r for r in replies if r["type"] == "error")
     assert error["error_code"] == "conflict"
     service = server.ctx.services.require(CombatService)
-    assert len(service.book) == 1
-    assert service.in_combat(c.id)
-    assert sum(service.in_combat(p.id) for p in (a, b)) == 1
+    assert await service.in_combat(c.id)
+    assert [await service.in_combat(p.id) for p in (a, b)].count(True) == 1
 
 
 async def test_a_failed_store_rolls_the_item_use_back(
@@ -121,7 +131,7 @@ async def test_a_failed_store_rolls_the_item_use_back(
     fighter = combat.participant(a.id)
     assert fighter is not None
     potion = next(i for i, t in fighter.items.items() if t == 1)
-    before = combat.to_dict()
+    before = (await _stored_combat(server, combat_id)).to_dict()
 
     async def broken(*_: Any) -> None:
         raise LobbyError("storage is down", code=ErrorCode.UNAVAILABLE)
@@ -131,7 +141,7 @@ async def test_a_failed_store_rolls_the_item_use_back(
         await a.refused("combat_action", combat_id=combat_id, action_type="item", item_id=potion)
         == "unavailable"
     )
-    assert combat.to_dict() == before
+    assert (await _stored_combat(server, combat_id)).to_dict() == before
     async with server.ctx.db.read() as db:
         rows = (await db.execute(select(items.c.owner_id).where(items.c.id == potion))).all()
     assert [r.owner_id for r in rows] == [a.id]

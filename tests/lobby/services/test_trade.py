@@ -171,6 +171,22 @@ async def test_a_disconnect_cancels_the_trade(
     assert tid2 != tid
 
 
+async def test_deleting_a_character_ends_its_trade_and_frees_the_partner(
+    server: MasterServer, make_player: MakePlayer
+) -> None:
+    a = await make_player()
+    b = await make_player()
+    c = await make_player()
+    tid = await open_trade(a, b)
+    await b.request("trade_update", trade_id=tid, gold=5)
+    status, body = await a.rest("DELETE", f"/api/characters/{a.id}")
+    assert status == 200, body
+    result = await b.next("trade_complete", trade_id=tid)
+    assert result["success"] is False
+    await open_trade(b, c)  # b is free again
+    assert (await inventory(b))["gold"] == 100
+
+
 # -- the hammer ---------------------------------------------------------------------------
 
 PLAYERS = 12
@@ -312,4 +328,4 @@ async def trade_hammer(server: MasterServer, make_player: MakePlayer) -> None:
     assert count >= outcomes.count("completed") > 0
     assert replay_trades(owners0, gold0, (rec.exchange for rec in records)) == (owners, gold)
     trades_service = server.ctx.services.require(TradeService)
-    assert all(trades_service.book.active_for(i) is None for i in ids)
+    assert [await trades_service.trade_of(i) for i in ids] == [None] * len(ids)

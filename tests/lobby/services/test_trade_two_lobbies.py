@@ -1,14 +1,13 @@
-"""The same item in two trades at once (two lobby processes' worth of state on one SQLite file).
+"""One trade, two lobby processes' worth of state on one database (SQLite file, PostgreSQL).
 
-Inside one lobby a character has one unfinished trade, so the only way one item
-can be in two trades is through two lobbies sharing the database. Both trades
-are confirmed at the same moment: exactly one exchange happens, the other is
-cancelled by the commit-time checks, and nothing is duplicated or lost.
+A trade lives in the database, not in a lobby: the same character, playing on a
+second lobby, cannot start a second trade (its item cannot be in two trades at
+once), and can carry on the one it started on the first lobby. The exchange
+happens once, and nothing is duplicated or lost.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,19 @@ from tests.lobby.services.players import GamePlayer
 from tests.lobby.support import ApiClient, FakeClock
 
 
-async def test_one_item_in_two_concurrent_trades_moves_once(
+async def test_a_trade_begun_on_one_lobby_is_carried_on_from_the_other(
     tmp_path: Path, web: aiohttp.ClientSession
 ) -> None:
     # one SQLite file, two data directories (a data directory is locked by one lobby)
     one = game_settings(tmp_path / "one")
     two = game_settings(tmp_path / "two", database_url=one.resolved_database_url)
-    await same_item_in_two_lobbies(one, two, web)
+    await one_trade_in_two_lobbies(one, two, web)
 
 
-async def same_item_in_two_lobbies(
+async def one_trade_in_two_lobbies(
     settings_one: Any, settings_two: Any, web: aiohttp.ClientSession
 ) -> None:
-    """Two lobbies on one database; the seller's item is in a trade on each."""
+    """Two lobbies on one database; the seller trades on one and confirms on the other."""
     clock = FakeClock(1_800_000_000.0)
     async with (
         MasterServer(settings=settings_one, clock=clock) as one,
@@ -54,22 +53,22 @@ async def same_item_in_two_lobbies(
         selected = await client.select(seller.id)
         seller_two = await GamePlayer(client, selected["character"], selected).connect()
 
-        tids = []
-        for s, buyer in ((seller, buyer_one), (seller_two, buyer_two)):
-            tid = (await s.request("trade_request", target_id=buyer.id))["details"]["trade_id"]
-            await buyer.request("trade_accept", trade_id=tid)
-            await s.request("trade_update", trade_id=tid, items=[{"item_id": item}])
-            await buyer.request("trade_update", trade_id=tid, gold=30)
-            await s.request("trade_update", trade_id=tid, items=[{"item_id": item}], confirmed=True)
-            tids.append(tid)
-
-        async def confirm(buyer: GamePlayer, tid: str) -> bool:
-            await buyer.send("trade_update", trade_id=tid, gold=30, confirmed=True)
-            return bool((await buyer.next("trade_complete", trade_id=tid))["success"])
-
-        outcomes = await asyncio.gather(confirm(buyer_one, tids[0]), confirm(buyer_two, tids[1]))
-        assert sorted(outcomes) == [False, True]
-        winner = buyer_one if outcomes[0] else buyer_two
+        tid = (await seller.request("trade_request", target_id=buyer_one.id))["details"]["trade_id"]
+        await buyer_one.request("trade_accept", trade_id=tid)
+        await seller.request("trade_update", trade_id=tid, items=[{"item_id": item}])
+        await buyer_one.request("trade_update", trade_id=tid, gold=30)
+        # the seller, on the other lobby, is busy trading: its item cannot be offered twice
+        assert await seller_two.refused("trade_request", target_id=buyer_two.id) == (
+            "trade_invalid"
+        )
+        # ... but it confirms the trade from there, and the buyer's confirmation on the
+        # first lobby completes it
+        await seller_two.request(
+            "trade_update", trade_id=tid, items=[{"item_id": item}], confirmed=True
+        )
+        await buyer_one.send("trade_update", trade_id=tid, gold=30, confirmed=True)
+        assert (await buyer_one.next("trade_complete", trade_id=tid))["success"] is True
+        winner = buyer_one
         async with one.ctx.db.read() as db:
             owner = (
                 await db.execute(select(items.c.owner_id).where(items.c.id == item))
