@@ -52,7 +52,7 @@ CONNECT_WINDOW = WINDOW + 10.0
 """Seconds from the pairing a trial waits for both sides to be linked by any path."""
 TRIALS = 20
 BATCH = 5
-LOG_TAIL = 1500
+LOG_TAIL = 2000
 CASES = ("cone/cone", "same NAT", "symmetric/cone", "symmetric/symmetric")
 
 
