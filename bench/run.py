@@ -45,7 +45,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "stun": ("bench.stun", "STUN/TURN: codec vs aioice, Binding round trip, NAT lab"),
     "natlab_punch": (
         "bench.natlab_punch",
-        "hole punching in the NAT lab: pairing to direct, success per NAT case",
+        "hole punching and TURN in the NAT lab: pairing to direct, direct/TURN/connected per case",
     ),
     "area": ("bench.area", "one area: 16 peers at 30 Hz, age of each view"),
     "handshake_flood": (

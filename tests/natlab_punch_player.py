@@ -12,8 +12,10 @@ namespace shares):
 - ``pair`` ``target``: asks the lobby to pair us with ``target`` (what a
   whisper does first: ``POST /api/peers/{id}/pair``) and answers ``{"at": t}``,
   the time just before the request; the punch follows by itself;
-- event ``{"event": "linked", "character_id", "at", "address"}`` when a peer's
-  direct connection is authenticated.
+- event ``{"event": "linked", "character_id", "at", "address", "path"}`` when a
+  peer's connection is authenticated: ``address`` as :mod:`tests.netlab_player`'s
+  peer events give it, ``path`` the one the node then uses to reach the peer
+  (``"direct"``, or ``"turn"`` for QUIC relayed by a TURN server).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from mesh.events import PeerConnected
 from mesh.node import PeerEvent
-from tests.netlab_player import Player, _emit
+from tests.netlab_player import Player, _address, _emit
 
 __all__ = ["PunchPlayer", "main"]
 
@@ -65,15 +67,21 @@ class PunchPlayer(Player):
         return {"at": at}
 
     def _on_linked(self, event: PeerEvent) -> None:
-        if isinstance(event, PeerConnected):
-            _emit(
-                {
-                    "event": "linked",
-                    "character_id": event.identity.character_id,
-                    "at": time.time(),
-                    "address": list(event.address),
-                }
-            )
+        if not isinstance(event, PeerConnected):
+            return
+        at = time.time()
+        node = self.client.node
+        character_id = event.identity.character_id
+        quality = node.connection_quality(character_id) if node is not None else None
+        _emit(
+            {
+                "event": "linked",
+                "character_id": character_id,
+                "at": at,
+                "address": _address(event.address),
+                "path": quality.path if quality is not None else None,
+            }
+        )
 
 
 def main(argv: list[str]) -> None:

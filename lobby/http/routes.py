@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -263,6 +264,11 @@ async def select_character(req: ApiRequest) -> CharacterSelectResponse:
             )
     current = ctx.hub.presence(session.id)
     again = current is not None and current.character_id == character.id
+    if again and current is not None and current.character is not None:
+        # The hub follows each MOVE the moment it commits; the row read above may predate
+        # one that committed meanwhile (a re-select racing a move). Its stale location
+        # would put the player back where it was: paired there, unpaired where it stands.
+        character = replace(character, location_id=current.character.location_id)
     await ctx.hub.set_character(session.id, _info(character))
     directory = ctx.services.directory
     if again and directory is not None:  # same character: renewed ticket, maybe new keys

@@ -1,10 +1,24 @@
-"""NAT-lab cases 4 and 6: QUIC over the operator's TURN server, and a path cut mid-game.
+"""NAT-lab cases 3, 4 and 6: QUIC over the operator's TURN server, and a path cut mid-game.
 
 Real ``NetworkClient`` processes (:mod:`tests.netlab_player`) behind home routers
 in network namespaces; the lobby and coturn run in the lab's internet namespace,
 and the lobby issues time-limited TURN credentials (``--turn-url``,
 ``--turn-secret``).
 
+* Case 3, one player behind a symmetric NAT (``masquerade fully-random``), the
+  other behind a cone NAT: both get the other's server-reflexive candidate and
+  punch it, yet no direct path opens; TURN carries whispers, party chat and
+  movement both ways, and both ends report the path ``"turn"``. Measured reason
+  it stays at TURN: the symmetric router maps the player's one socket to a new
+  random port for each destination, so the mapping the lobby's STUN saw (and
+  handed to the cone player) is not the one the punch towards the cone player
+  uses; the cone router filters by address and port, so it drops what arrives
+  from that new port, and the symmetric router drops what the cone player sends
+  to the STUN-seen one (that mapping only accepts the lobby). Port guessing
+  (probes against a window of the hard side's ports) would need the symmetric
+  side to open many mappings, i.e. many sockets; with one it is one port in
+  ~64,000 (``docs/mesh-core.md``). The bench's matrix (``bench/natlab_punch.py``) counts
+  direct, TURN and overall connectivity per case over 20 trials.
 * Case 4, both players behind symmetric NATs (``masquerade fully-random``): no
   direct path can open (each NAT maps a new port per destination, so the
   addresses the lobby's STUN saw are not the ones the other side would need).
@@ -72,6 +86,36 @@ async def _path_of(player: LabPlayer, other: LabPlayer) -> str | None:
     return None if quality is None else str(quality["path"])
 
 
+async def test_case3_symmetric_against_cone_goes_by_turn(natlab_turn: LabWithLobby) -> None:
+    lab, lobby = natlab_turn
+    sym_host, cone_host = lab.homes(NatType.SYMMETRIC, NatType.CONE)
+    sam = await lab.player(sym_host, lobby, unique_name("Sam"), mesh=TURN_MESH)
+    cora = await lab.player(cone_host, lobby, unique_name("Cora"), mesh=TURN_MESH)
+    await meet(sam, cora)
+    # both got the other's public candidate and punched it...
+    await _until_srflx(sam, cora, cone_host.router.wan_address)
+    await _until_srflx(cora, sam, sym_host.router.wan_address)
+    # ... yet what comes up is a TURN link: neither end reached the other's router
+    routers = {sym_host.router.wan_address, cone_host.router.wan_address}
+    for player, other in ((sam, cora), (cora, sam)):
+        link = await player.event(event="peer", kind="connected", character_id=other.character_id)
+        address = link["address"]
+        assert isinstance(address, str) or address[0] not in routers, link
+        assert await _path_of(player, other) == "turn"
+
+    assert await whisper_both_ways(sam, cora, "case 3") == ("turn", "turn")
+    assert await party_chat_both_ways(sam, cora, "case 3") == ("turn", "turn")
+    await movement_both_ways(sam, cora)
+    for player, other in ((sam, cora), (cora, sam)):
+        quality = await player.call("quality", target=other.character_id)
+        assert quality["path"] == "turn", quality
+        assert quality["bytes_sent"] > 0 and quality["bytes_received"] > 0, quality
+        # no direct path ever opened beside it, the whole game long
+        assert player.events(event="path", path="direct") == [], player.events(event="path")
+        assert len(player.events(event="peer", kind="connected")) == 1
+    await _quit(lobby, sam, cora)
+
+
 async def test_case4_both_symmetric_reach_each_other_over_turn(
     natlab_turn: LabWithLobby,
 ) -> None:
@@ -122,3 +166,14 @@ async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
     assert len(ann.events(event="peer", kind="disconnected")) == 0
     assert len(ben.events(event="peer", kind="disconnected")) == 0
     await _quit(natlab_turn[1], ann, ben)
+
+
+async def _until_srflx(player: LabPlayer, other: LabPlayer, address: str) -> None:
+    """Poll until ``player`` holds ``other``'s server-reflexive candidate at ``address``
+    (the lobby forwards it after ``other``'s STUN answer; at most 10 s)."""
+    for _ in range(200):
+        candidates = (await player.call("candidates")).get(str(other.character_id), [])
+        if any(c["kind"] == "srflx" and c["address"] == address for c in candidates):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{player.name} never got {other.name}'s srflx candidate")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 from lobby import MasterServer
 from protocol.crypto import b64url_decode, verify_ticket
 from tests.lobby.services.conftest import MakePlayer
@@ -94,3 +99,42 @@ async def test_peer_info_carries_the_level(server: MasterServer, make_player: Ma
     got = await bob.next("peer_info", character_id=alice.id, location_id=2)
     assert got["level"] == 12
     assert (await alice.next("peer_info", character_id=bob.id, location_id=2))["level"] == 1
+
+
+async def test_a_renewal_racing_a_move_keeps_the_player_where_it_moved(
+    server: MasterServer, make_player: MakePlayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-select whose character read predates a MOVE that commits meanwhile (a client
+    registering its STUN-learned address while the player walks on) leaves the player
+    where it moved: paired there, no longer with those it left."""
+    _, sel_a = keys("127.0.0.1:41020")
+    _, sel_b = keys("127.0.0.1:41021")
+    alice = await make_player(select=sel_a)
+    bob = await make_player(select=sel_b)
+    await bob.next("peer_info", character_id=alice.id)
+
+    characters = server.ctx.characters
+    read_done, move_done = asyncio.Event(), asyncio.Event()
+    get_owned = characters.get_owned
+
+    async def read_then_wait(account_id: int, character_id: int) -> Any:
+        row = await get_owned(account_id, character_id)
+        if character_id == alice.id:
+            read_done.set()
+            await move_done.wait()  # the fault: this read is now older than the move
+        return row
+
+    monkeypatch.setattr(characters, "get_owned", read_then_wait)
+    renewal = asyncio.create_task(alice.client.select(alice.id, **sel_a))
+    await asyncio.wait_for(read_done.wait(), 10)
+    await alice.request("move", to_location_id=2)
+    move_done.set()
+    renewed = await asyncio.wait_for(renewal, 10)
+
+    assert renewed["character"]["location_id"] == 2
+    presence = server.ctx.hub.presence_of_character(alice.id)
+    assert presence is not None and presence.character is not None
+    assert presence.character.location_id == 2
+    # Bob stayed at 1: no longer paired with Alice, he gets her identity alone
+    status, entry = await bob.rest("GET", f"/api/peers/{alice.id}")
+    assert status == 200 and entry["paired"] is False and entry["candidates"] == [], entry
