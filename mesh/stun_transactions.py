@@ -101,6 +101,8 @@ class Transactions(Generic[T]):
 
     def next_at(self) -> float | None:
         """When :meth:`due` has work next, or None with nothing in flight."""
+        if not self._pending:  # the usual answer: the node asks on every flush
+            return None
         return min((tx.next_at for tx in self._pending.values()), default=None)
 
     def due(self, now: float) -> tuple[list[Transaction[T]], list[Transaction[T]]]:

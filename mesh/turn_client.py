@@ -244,6 +244,11 @@ class TurnClient:
         self._next_channel = CHANNEL_MIN
         self._outbox: list[bytes] = []
         self._events: deque[TurnEvent] = deque()
+        # get_timer's answer, recomputed only after something that moves a deadline (a
+        # request, an answer, a timer pass, a state change): the node asks on every flush,
+        # i.e. per relayed datagram, and relaying moves none of them
+        self._timer: float | None = None
+        self._timer_stale = True
 
     # -- state --------------------------------------------------------------------------
 
@@ -252,6 +257,7 @@ class TurnClient:
         return self._state
 
     def _move(self, state: TurnState) -> None:
+        self._timer_stale = True
         if state in (TurnState.FAILED, TurnState.CLOSED):
             self._state = state
             self._refresh_at = math.inf
@@ -334,21 +340,29 @@ class TurnClient:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """What to send now, all of it to the TURN server."""
+        if not self._outbox:
+            return []
         out, self._outbox = self._outbox, []
-        return [(data, self.server) for data in out]
+        server = self.server
+        return [(data, server) for data in out]
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` wants to run next (None: nothing scheduled)."""
+        if not self._timer_stale:
+            return self._timer
+        self._timer_stale = False
         due = min(
             self._refresh_at,
             min((p.refresh_at for p in self._permissions.values()), default=math.inf),
             min((c.refresh_at for c in self._channels.values()), default=math.inf),
             self._transactions.next_at() or math.inf,
         )
-        return None if due == math.inf else due
+        self._timer = None if due == math.inf else due
+        return self._timer
 
     def handle_timer(self, now: float) -> None:
         """Retransmit, fail what timed out, refresh what is due."""
+        self._timer_stale = True
         resend, failed = self._transactions.due(now)
         self._outbox.extend(tx.request for tx in resend)
         for tx in failed:
@@ -379,6 +393,7 @@ class TurnClient:
         if kind is DatagramKind.CHANNEL_DATA:
             self._channel_data(data)
         elif kind is DatagramKind.STUN:
+            self._timer_stale = True  # an answer finishes a transaction, schedules a refresh
             try:
                 message = parse_message(data)
             except StunError:
@@ -395,6 +410,7 @@ class TurnClient:
     # -- internals ----------------------------------------------------------------------
 
     def _request(self, request: _Request, now: float) -> None:
+        self._timer_stale = True
         transaction_id = self._new_id()
         data = self._encode(request, transaction_id)
         self._transactions.start(transaction_id, self.server, data, request, now)

@@ -69,6 +69,10 @@ class TurnPath:
         self._inbox: list[tuple[bytes, TurnRoute]] = []
         self._events: deque[TurnEvent] = deque()
         self._last_used = -math.inf
+        # when to look at idleness next: at most _last_used + idle_release, moved on by
+        # handle_timer only (a deadline moving with every datagram re-armed the node's
+        # loop timer on every flush)
+        self._idle_at = math.inf
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -96,6 +100,7 @@ class TurnPath:
     def allocate(self, now: float) -> None:
         """Start allocating (an ``Allocated`` or ``AllocationFailed`` event follows)."""
         self._last_used = now
+        self._idle_at = now + self.idle_release
         self.client.allocate(now)
 
     def permit(self, hosts: Iterable[str], now: float) -> None:
@@ -159,17 +164,20 @@ class TurnPath:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run (the client's timers, the idle release)."""
-        times = [t for t in (self.client.get_timer(),) if t is not None]
-        if self.client.state is TurnState.ALLOCATED:
-            times.append(self._last_used + self.idle_release)
-        return min(times) if times else None
+        at = self.client.get_timer()
+        if self.client.state is not TurnState.ALLOCATED:
+            return at
+        idle_at = self._idle_at
+        return idle_at if at is None or idle_at < at else at
 
     def handle_timer(self, now: float) -> None:
         """Retransmit and refresh what is due; release the allocation once idle."""
         client = self.client
         client.handle_timer(now)
-        if client.state is TurnState.ALLOCATED and now >= self._last_used + self.idle_release:
-            client.release(now)
+        if client.state is TurnState.ALLOCATED and now >= self._idle_at:
+            self._idle_at = self._last_used + self.idle_release
+            if now >= self._idle_at:
+                client.release(now)
         self._drain(now)
 
     # -- internals ------------------------------------------------------------------------

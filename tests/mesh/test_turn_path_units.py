@@ -84,6 +84,44 @@ def test_an_idle_allocation_is_released_a_used_one_kept() -> None:
     assert state is TurnState.CLOSED
 
 
+def test_relaying_leaves_the_timer_still_and_idle_release_on_time() -> None:
+    """The node re-arms its loop timer whenever get_timer() changes, and asks on every
+    flush: relaying a datagram must not move it. The release still comes idle_release
+    after the last datagram, not after the first deadline."""
+    path, server = _allocated(idle_release=30.0)
+    route = TurnRoute(PEER)
+    path.send(route, b"bind", NOW)
+    _flush(path, server, NOW)  # the channel is bound: what follows is plain ChannelData
+    due = path.get_timer()
+    assert due == NOW + 30
+    for i in range(1, 20):
+        path.send(route, b"quic", NOW + i)
+        assert path.receive_datagram(encode_channel_data(CHANNEL_MIN, b"quic"), SERVER, NOW + i)
+        _flush(path, server, NOW + i)
+        assert path.get_timer() == due
+    path.handle_timer(due)  # used 11 s ago: kept, looked at again when it would be idle
+    _flush(path, server, due)
+    assert path.state is TurnState.ALLOCATED
+    assert path.get_timer() == NOW + 19 + 30
+    path.handle_timer(NOW + 19 + 30)
+    _flush(path, server, NOW + 19 + 30)
+    assert path.state is TurnState.CLOSED
+
+
+def test_the_clients_timer_follows_new_requests() -> None:
+    """get_timer() is remembered between calls: a new request (a permission, a channel)
+    must still bring it forward to its retransmission."""
+    path, server = _allocated(idle_release=10_000.0)
+    quiet = path.client.get_timer()
+    assert quiet is not None and quiet > NOW + 100  # only refreshes ahead
+    path.permit(["203.0.113.9"], NOW + 1)
+    retransmit = path.client.get_timer()
+    assert retransmit is not None and retransmit < NOW + 10
+    _flush(path, server, NOW + 1)  # answered: back to the refreshes
+    answered = path.client.get_timer()
+    assert answered is not None and answered > NOW + 100
+
+
 def test_fresh_credentials_sign_the_next_refresh() -> None:
     path, server = _allocated(idle_release=10_000.0)
     fresh = turn_rest_credentials(SECRET, "peer-a", now=NOW + 500, ttl=600)
