@@ -27,7 +27,7 @@ from bench._lobby_ws import chat_text, lobby_ws_settings, lobby_ws_specs
 from bench._proc import Child
 from bench._wsgen import ws_clients_child
 
-__all__ = ["run"]
+__all__ = ["PROCESSES", "run", "start_cluster"]
 
 TITLE = "lobby fan-out over 3 processes (Redis) vs 1: server CPU per chat recipient"
 PROCESSES = 3
@@ -55,6 +55,28 @@ def _redis() -> tuple[subprocess.Popen[bytes], int]:
             if sel.select(1.0):
                 seen += os.read(proc.stdout.fileno(), 65536)
     return proc, port
+
+
+def start_cluster(
+    lobbies: list[Child], work: Path, redis_port: int, n: int, kind: str, nofile: int
+) -> list[int]:
+    """``PROCESSES`` lobbies for ``n`` clients sharing Redis and one SQLite file in ``work``.
+
+    Each started child is appended to ``lobbies`` at once (the caller closes them, also when
+    a later one fails to start); returns their ports in the same order.
+    """
+    settings = {
+        **lobby_ws_settings(n),
+        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+        "database_url": f"sqlite:///{work / 'shared.sqlite3'}",
+        "ticket_key_file": str(work / "ticket.pem"),
+    }
+    ports = []
+    for _ in range(PROCESSES):  # one after the other: the first creates the schema
+        child, port = start_lobby(settings, kind, nofile=nofile)
+        lobbies.append(child)
+        ports.append(port)
+    return ports
 
 
 def _measure(
@@ -105,17 +127,7 @@ def _three(kind: str, n: int, rate: float, duration: float) -> dict[str, Any]:
     lobbies: list[Child] = []
     try:
         with tempfile.TemporaryDirectory(prefix="shards-bench-cluster-") as tmp:
-            settings = {
-                **lobby_ws_settings(n),
-                "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-                "database_url": f"sqlite:///{Path(tmp) / 'shared.sqlite3'}",
-                "ticket_key_file": str(Path(tmp) / "ticket.pem"),
-            }
-            ports = []
-            for _ in range(PROCESSES):  # one after the other: the first creates the schema
-                child, port = start_lobby(settings, kind, nofile=n + 512)
-                lobbies.append(child)
-                ports.append(port)
+            ports = start_cluster(lobbies, Path(tmp), redis_port, n, kind, nofile=n + 512)
             specs = lobby_ws_specs(ports[0], n, prefix="three")
             for i, spec in enumerate(specs):
                 spec["port"] = ports[i % PROCESSES]

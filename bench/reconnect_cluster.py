@@ -29,17 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import LOOPS, BenchError, make_result, row, skip_result
-from bench._lobby import lobby_skip_reason, start_lobby
-from bench._lobby_ws import chat_text, lobby_ws_settings, lobby_ws_specs
+from bench._lobby import lobby_skip_reason
+from bench._lobby_ws import lobby_ws_specs
 from bench._proc import Child, raise_nofile
 from bench._wsgen import ws_clients_child
-from bench.fanout_cluster import _redis
-from bench.reconnect_storm import GEN_LOOP, HEARTBEAT, TIMEOUT_S, _wait_chat
+from bench.fanout_cluster import PROCESSES, _redis, start_cluster
+from bench.reconnect_storm import GEN_LOOP, TIMEOUT_S, reconnect_and_chat
 
 __all__ = ["run", "storm"]
 
 TITLE = "reconnect storm through HAProxy: N clients of a killed lobby process back on the others"
-PROCESSES = 3
 
 
 def _free_port() -> int:
@@ -88,17 +87,7 @@ def storm(kind: str, n: int) -> dict[str, Any]:
     proxy: subprocess.Popen[bytes] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="shards-bench-storm-cluster-") as tmp:
-            settings = {
-                **lobby_ws_settings(n),
-                "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-                "database_url": f"sqlite:///{Path(tmp) / 'shared.sqlite3'}",
-                "ticket_key_file": str(Path(tmp) / "ticket.pem"),
-            }
-            ports = []
-            for _ in range(PROCESSES):  # one after the other: the first creates the schema
-                child, port = start_lobby(settings, kind, nofile=n + 2048)
-                lobbies.append(child)
-                ports.append(port)
+            ports = start_cluster(lobbies, Path(tmp), redis_port, n, kind, nofile=n + 2048)
             proxy, proxy_port = _haproxy(Path(tmp), ports, maxconn=n + 512)  # 2 fds each
             with Child(
                 ws_clients_child, "127.0.0.1", ports[0], kind=GEN_LOOP, nofile=n + 512, name="ws"
@@ -113,21 +102,7 @@ def storm(kind: str, n: int) -> dict[str, Any]:
                 lobbies[0].close()  # reaped: the port refuses (a real client retries a
                 # reconnect that raced the dying process; the generator tries once)
                 gen.call("drop")
-                back = gen.call(
-                    "connect",
-                    {
-                        "specs": [{**spec, "hello": HEARTBEAT} for spec in specs],
-                        "concurrency": n,
-                        "wait_first": True,
-                        "port": proxy_port,
-                    },
-                    timeout=TIMEOUT_S,
-                )
-                back_s = time.perf_counter() - t0
-                gen.call("reset")
-                gen.call("say", {"index": 0, "text": chat_text()})
-                _wait_chat(gen, back["connected"], TIMEOUT_S)
-                chatting_s = time.perf_counter() - t0
+                back, back_s, chatting_s = reconnect_and_chat(gen, specs, proxy_port, t0)
     finally:
         if proxy is not None:
             proxy.send_signal(signal.SIGUSR1)

@@ -35,7 +35,7 @@ from bench._lobby_ws import chat_text, lobby_ws_settings, lobby_ws_specs
 from bench._proc import Child, raise_nofile
 from bench._wsgen import ws_clients_child
 
-__all__ = ["run", "storm"]
+__all__ = ["reconnect_and_chat", "run", "storm"]
 
 TITLE = "reconnect storm: N clients back and chatting after a lobby restart"
 GEN_LOOP = "uvloop" if "uvloop" in LOOPS else "asyncio"
@@ -54,6 +54,30 @@ def _wait_chat(gen: Child, n: int, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise BenchError(f"the chat reached {got} of {n} clients within {timeout:g} s")
         time.sleep(0.01)
+
+
+def reconnect_and_chat(gen: Child, specs: list[dict[str, Any]], port: int, t0: float) -> Any:
+    """Reconnect every client of ``specs`` to ``port`` at once, then chat to all of them.
+
+    Each client sends a ``HEARTBEAT`` once its upgrade is answered and is *back* at the first
+    frame; then the first client says one line that must reach every client back. Returns
+    the generator's connect answer, seconds from ``t0`` to all back, and to all chatting.
+    """
+    back = gen.call(
+        "connect",
+        {
+            "specs": [{**spec, "hello": HEARTBEAT} for spec in specs],
+            "concurrency": len(specs),
+            "wait_first": True,
+            "port": port,
+        },
+        timeout=TIMEOUT_S,
+    )
+    back_s = time.perf_counter() - t0
+    gen.call("reset")
+    gen.call("say", {"index": 0, "text": chat_text()})
+    _wait_chat(gen, back["connected"], TIMEOUT_S)
+    return back, back_s, time.perf_counter() - t0
 
 
 def storm(kind: str, n: int) -> dict[str, Any]:
@@ -75,21 +99,7 @@ def storm(kind: str, n: int) -> dict[str, Any]:
             lobby, port = start_lobby(settings, kind, nofile=n + 2048, data_dir=data_dir)
             lobby.profile()
             t0 = time.perf_counter()
-            back = gen.call(
-                "connect",
-                {
-                    "specs": [{**spec, "hello": HEARTBEAT} for spec in specs],
-                    "concurrency": n,
-                    "wait_first": True,
-                    "port": port,
-                },
-                timeout=TIMEOUT_S,
-            )
-            back_s = time.perf_counter() - t0
-            gen.call("reset")
-            gen.call("say", {"index": 0, "text": chat_text()})
-            _wait_chat(gen, back["connected"], TIMEOUT_S)
-            chatting_s = time.perf_counter() - t0
+            back, back_s, chatting_s = reconnect_and_chat(gen, specs, port, t0)
             lobby.profile(f"reconnect_storm-{kind}")
         finally:
             gen.close()
