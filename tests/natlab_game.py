@@ -10,7 +10,9 @@ Each helper drives :class:`tests.netlab.LabPlayer` processes (real
   senders' results named;
 - :func:`movement_both_ways`: each sends position updates until the other has
   seen one (bounded count);
-- :func:`movement_unavailable`: both clients say movement cannot reach the other.
+- :func:`movement_unavailable`: both clients say movement cannot reach the other;
+- :func:`connected_both_ways`: both report the other connected (by whichever path);
+- :func:`quit_cleanly`: every player quits with exit code 0, no traceback anywhere.
 
 Names: :func:`unique_name` makes character names that do not collide in a
 lobby a whole module shares.
@@ -20,14 +22,17 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from typing import Any
 
-from tests.netlab import WAIT, LabPlayer
+from tests.netlab import WAIT, LabLobby, LabPlayer
 
 __all__ = [
+    "connected_both_ways",
     "meet",
     "movement_both_ways",
     "movement_unavailable",
     "party_chat_both_ways",
+    "quit_cleanly",
     "unique_name",
     "whisper_both_ways",
 ]
@@ -39,6 +44,22 @@ _run = secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") + secrets.token_hex(2)
 def unique_name(role: str) -> str:
     """``role`` plus a suffix unique to this run and call (letters and digits)."""
     return f"{role}{_run}{next(_names)}"
+
+
+async def connected_both_ways(a: LabPlayer, b: LabPlayer) -> tuple[Any, Any]:
+    """Once both report the other connected: the addresses ``a`` and ``b`` connected to."""
+    seen_a = await a.event(event="peer", kind="connected", character_id=b.character_id)
+    seen_b = await b.event(event="peer", kind="connected", character_id=a.character_id)
+    return seen_a["address"], seen_b["address"]
+
+
+async def quit_cleanly(lobby: LabLobby, *players: LabPlayer) -> None:
+    """Every player quits with exit code 0; no traceback in any player's or the lobby's log."""
+    for player in players:
+        log = await player.close()
+        assert "Traceback" not in log, log
+        assert player.agent.process.returncode == 0, log
+    assert "Traceback" not in lobby.log, lobby.log
 
 
 async def meet(leader: LabPlayer, *members: LabPlayer) -> str:

@@ -22,31 +22,19 @@ import pytest
 
 from tests.e2e.conftest import LabWithLobby
 from tests.natlab_game import (
+    connected_both_ways,
     meet,
     movement_both_ways,
     party_chat_both_ways,
+    quit_cleanly,
     unique_name,
     whisper_both_ways,
 )
-from tests.netlab import LabPlayer, NatType
+from tests.netlab import NatType
 
 __all__: list[str] = []
 
 pytestmark = [pytest.mark.netns, pytest.mark.asyncio(loop_scope="module")]
-
-
-async def _linked(a: LabPlayer, b: LabPlayer) -> tuple[list[object], list[object]]:
-    """Both sides report the other connected; the addresses each connected to."""
-    seen_a = await a.event(event="peer", kind="connected", character_id=b.character_id)
-    seen_b = await b.event(event="peer", kind="connected", character_id=a.character_id)
-    return seen_a["address"], seen_b["address"]
-
-
-async def _quit(*players: LabPlayer) -> None:
-    for player in players:
-        log = await player.close()
-        assert "Traceback" not in log, log
-        assert player.agent.process.returncode == 0, log
 
 
 async def test_case1_cone_nats_on_different_routers_punch_a_direct_path(
@@ -57,7 +45,7 @@ async def test_case1_cone_nats_on_different_routers_punch_a_direct_path(
     ann = await lab.player(ann_host, lobby, unique_name("Ann"))
     ben = await lab.player(ben_host, lobby, unique_name("Ben"))
     await meet(ann, ben)
-    to_ben, to_ann = await _linked(ann, ben)
+    to_ben, to_ann = await connected_both_ways(ann, ben)
     # each reached the other at its router's public address: a punched mapping
     assert to_ben[0] == ben_host.router.wan_address, to_ben
     assert to_ann[0] == ann_host.router.wan_address, to_ann
@@ -72,8 +60,7 @@ async def test_case1_cone_nats_on_different_routers_punch_a_direct_path(
     for player, other in ((ann, ben), (ben, ann)):
         quality = await player.call("quality", target=other.character_id)
         assert quality["path"] == "direct", quality
-    await _quit(ann, ben)
-    assert "Traceback" not in lobby.log, lobby.log
+    await quit_cleanly(lobby, ann, ben)
 
 
 async def test_case2_players_behind_one_nat_connect_on_their_lan(natlab: LabWithLobby) -> None:
@@ -82,7 +69,7 @@ async def test_case2_players_behind_one_nat_connect_on_their_lan(natlab: LabWith
     ann = await lab.player(ann_host, lobby, unique_name("Ann"))
     ben = await lab.player(ben_host, lobby, unique_name("Ben"))
     await meet(ann, ben)
-    to_ben, to_ann = await _linked(ann, ben)
+    to_ben, to_ann = await connected_both_ways(ann, ben)
     # their public address is the same router: the host candidate (the LAN) is the path
     assert to_ben[0] == ben_host.address, to_ben
     assert to_ann[0] == ann_host.address, to_ann
@@ -90,4 +77,4 @@ async def test_case2_players_behind_one_nat_connect_on_their_lan(natlab: LabWith
     assert await whisper_both_ways(ann, ben, "case 2") == ("direct", "direct")
     assert await party_chat_both_ways(ann, ben, "case 2") == ("direct", "direct")
     await movement_both_ways(ann, ben)
-    await _quit(ann, ben)
+    await quit_cleanly(lobby, ann, ben)

@@ -41,13 +41,15 @@ import pytest
 
 from tests.e2e.conftest import LabWithLobby
 from tests.natlab_game import (
+    connected_both_ways,
     meet,
     movement_both_ways,
     party_chat_both_ways,
+    quit_cleanly,
     unique_name,
     whisper_both_ways,
 )
-from tests.netlab import Host, LabLobby, LabPlayer, NatLab, NatType
+from tests.netlab import Host, LabPlayer, NatLab, NatType
 
 __all__: list[str] = []
 
@@ -67,18 +69,16 @@ async def _two_homes(
     ben = await lab.player(homes[1], lobby, unique_name("Ben"), mesh=TURN_MESH)
     await meet(ann, ben)
     # the link comes up by itself (over TURN: some seconds after the pairing)
-    await ann.event(event="peer", kind="connected", character_id=ben.character_id)
-    await ben.event(event="peer", kind="connected", character_id=ann.character_id)
+    await connected_both_ways(ann, ben)
     return lab, homes, ann, ben
 
 
-async def _quit(lobby: LabLobby, *players: LabPlayer) -> None:
-    """Every player quits cleanly; no traceback anywhere."""
-    for player in players:
-        log = await player.close()
-        assert "Traceback" not in log, log
-        assert player.agent.process.returncode == 0, log
-    assert "Traceback" not in lobby.log, lobby.log
+async def _assert_on_turn(a: LabPlayer, b: LabPlayer) -> None:
+    """Both ends report the path ``"turn"`` to the other, with bytes both ways on it."""
+    for player, other in ((a, b), (b, a)):
+        quality = await player.call("quality", target=other.character_id)
+        assert quality["path"] == "turn", quality
+        assert quality["bytes_sent"] > 0 and quality["bytes_received"] > 0, quality
 
 
 async def _path_of(player: LabPlayer, other: LabPlayer) -> str | None:
@@ -106,14 +106,12 @@ async def test_case3_symmetric_against_cone_goes_by_turn(natlab_turn: LabWithLob
     assert await whisper_both_ways(sam, cora, "case 3") == ("turn", "turn")
     assert await party_chat_both_ways(sam, cora, "case 3") == ("turn", "turn")
     await movement_both_ways(sam, cora)
-    for player, other in ((sam, cora), (cora, sam)):
-        quality = await player.call("quality", target=other.character_id)
-        assert quality["path"] == "turn", quality
-        assert quality["bytes_sent"] > 0 and quality["bytes_received"] > 0, quality
+    await _assert_on_turn(sam, cora)
+    for player in (sam, cora):
         # no direct path ever opened beside it, the whole game long
         assert player.events(event="path", path="direct") == [], player.events(event="path")
         assert len(player.events(event="peer", kind="connected")) == 1
-    await _quit(lobby, sam, cora)
+    await quit_cleanly(lobby, sam, cora)
 
 
 async def test_case4_both_symmetric_reach_each_other_over_turn(
@@ -123,11 +121,8 @@ async def test_case4_both_symmetric_reach_each_other_over_turn(
     assert await whisper_both_ways(ann, ben, "case 4") == ("turn", "turn")
     assert await party_chat_both_ways(ann, ben, "case 4") == ("turn", "turn")
     await movement_both_ways(ann, ben)
-    for player, other in ((ann, ben), (ben, ann)):
-        quality = await player.call("quality", target=other.character_id)
-        assert quality["path"] == "turn", quality
-        assert quality["bytes_sent"] > 0 and quality["bytes_received"] > 0, quality
-    await _quit(natlab_turn[1], ann, ben)
+    await _assert_on_turn(ann, ben)
+    await quit_cleanly(natlab_turn[1], ann, ben)
 
 
 async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
@@ -165,7 +160,7 @@ async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
     # one connection each way the whole time: the peers never left
     assert len(ann.events(event="peer", kind="disconnected")) == 0
     assert len(ben.events(event="peer", kind="disconnected")) == 0
-    await _quit(natlab_turn[1], ann, ben)
+    await quit_cleanly(natlab_turn[1], ann, ben)
 
 
 async def _until_srflx(player: LabPlayer, other: LabPlayer, address: str) -> None:
