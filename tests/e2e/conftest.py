@@ -33,6 +33,7 @@ from tests.lobby.cluster.procs import RedisServer, missing_programs
 from tests.lobby.support import fast_settings
 from tests.lobby.test_postgres import throwaway_postgres
 from tests.netlab import LabLobby, NatLab, natlab_unavailable_reason
+from tests.optin import OptInMark
 
 __all__ = ["ClientFactory", "Deployment", "Inbox", "LabWithLobby", "fast_mesh", "relayed"]
 
@@ -153,34 +154,24 @@ async def make_client(deployment: Deployment) -> AsyncIterator[ClientFactory]:
         await client.disconnect()
 
 
-_CLUSTER_LEFT_OUT = pytest.StashKey[int]()
+_CLUSTER = OptInMark(
+    "cluster",
+    Path(__file__).parent,
+    "{n} end-to-end tests' runs on a 3-process cluster were deselected: "
+    "run them with `pytest tests/e2e -m cluster` (.ci/run does)",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The e2e tests' cluster runs (each starts three lobby processes) run only when asked
     for with ``-m cluster``; the terminal summary says how many were left out."""
-    if "cluster" in (config.option.markexpr or ""):
-        return
-    here = Path(__file__).parent
-    variants = [
-        i for i in items if i.get_closest_marker("cluster") is not None and here in i.path.parents
-    ]
-    if variants:
-        config.hook.pytest_deselected(items=variants)
-        left = set(variants)
-        items[:] = [i for i in items if i not in left]
-        config.stash[_CLUSTER_LEFT_OUT] = len(variants)
+    _CLUSTER.deselect(config, items)
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    left_out = config.stash.get(_CLUSTER_LEFT_OUT, 0)
-    if left_out:
-        terminalreporter.write_line(
-            f"{left_out} end-to-end tests' runs on a 3-process cluster were deselected: "
-            "run them with `pytest tests/e2e -m cluster` (.ci/run does)"
-        )
+    _CLUSTER.summarize(terminalreporter, config)
 
 
 async def _lab_with_lobby(data_dir: Path, *, turn: bool) -> AsyncIterator[LabWithLobby]:

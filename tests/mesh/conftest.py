@@ -6,6 +6,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,6 +15,7 @@ from mesh.auth import LobbyTicketAuth
 from mesh.core import MeshConfig
 from mesh.node import PeerNode
 from protocol.crypto import Identity, issue_ticket, public_key_raw
+from tests.optin import OptInMark
 
 
 @dataclass
@@ -89,7 +91,12 @@ def ticket_of(node: PeerNode) -> str:
     return node.core.auth.credential()
 
 
-_SLOW_LEFT_OUT = pytest.StashKey[int]()
+_SLOW = OptInMark(
+    "slow",
+    Path(__file__).parent,
+    "{n} slow mesh tests (many-seed soaks) were deselected: "
+    "run them with `-m slow` (bash scripts/check.sh -m slow --no-cov)",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -98,21 +105,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     This is where the default run leaves them out (about 700); the terminal summary
     says how many and how to run them (README.md, "Two commands for a fresh machine").
     """
-    if "slow" in (config.option.markexpr or ""):
-        return
-    slow = [i for i in items if "slow" in i.keywords and "tests/mesh" in str(i.path)]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [i for i in items if i not in slow]
-        config.stash[_SLOW_LEFT_OUT] = len(slow)
+    _SLOW.deselect(config, items)
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    left_out = config.stash.get(_SLOW_LEFT_OUT, 0)
-    if left_out:
-        terminalreporter.write_line(
-            f"{left_out} slow mesh tests (many-seed soaks) were deselected: "
-            "run them with `-m slow` (bash scripts/check.sh -m slow --no-cov)"
-        )
+    _SLOW.summarize(terminalreporter, config)
