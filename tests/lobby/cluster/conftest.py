@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from mesh import NetworkClient, ReconnectPolicy
+from protocol.crypto import Identity, b64url_encode
 from tests.e2e.conftest import fast_mesh
 from tests.lobby.cluster.procs import HAProxy, LobbyProcess, RedisServer, missing_programs
 from tests.lobby.support import ApiClient, Inbox, aiohttp_inbox, ws_url
@@ -188,6 +189,26 @@ async def join(
     await api.select(int(character["id"]))
     ws = await http.ws_connect(ws_url(base), headers=api.headers())
     return Player(api, character, ws, aiohttp_inbox(ws))
+
+
+async def join_as_peer(
+    http: aiohttp.ClientSession, base: str, username: str, endpoint: str
+) -> Player:
+    """:func:`join`, with the character selected with fresh peer keys and ``endpoint`` (so
+    it has a ticket and peer info the lobby can hand to others), as a mesh client does."""
+    api = ApiClient(base, http)
+    await api.register(username)
+    await api.login(username)
+    hero = await api.create_character(f"{username.capitalize()}Hero", "Verdant Pact", "Mage")
+    identity = Identity.generate()
+    await api.select(
+        int(hero["id"]),
+        peer_public_key=b64url_encode(identity.public_key),
+        box_key=b64url_encode(identity.box_public_key),
+        endpoints=[endpoint],
+    )
+    ws = await http.ws_connect(ws_url(base), headers=api.headers())
+    return Player(api, hero, ws, aiohttp_inbox(ws))
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,15 @@ from mesh import MessageType
 from protocol.crypto import Identity, b64url_decode, b64url_encode, verify_ticket
 from tests.e2e.conftest import ClientFactory, Inbox
 from tests.e2e.conftest import dead_endpoint as dead_endpoint  # a fixture
-from tests.lobby.cluster.conftest import CHAT_BURST, Cluster, Player, join, spread, unique
+from tests.lobby.cluster.conftest import (
+    CHAT_BURST,
+    Cluster,
+    Player,
+    join,
+    join_as_peer,
+    spread,
+    unique,
+)
 from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, raw_ws, ws_url
 
 pytestmark = pytest.mark.cluster
@@ -174,28 +182,11 @@ async def _connections_reach(http: aiohttp.ClientSession, base: str, count: int)
             await asyncio.sleep(0.02)
 
 
-async def _join_as_peer(http: aiohttp.ClientSession, base: str, name: str) -> Player:
-    """A player whose character was selected with peer keys (it has a ticket to share)."""
-    api = ApiClient(base, http)
-    await api.register(name)
-    await api.login(name)
-    hero = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Mage")
-    identity = Identity.generate()
-    await api.select(
-        int(hero["id"]),
-        peer_public_key=b64url_encode(identity.public_key),
-        box_key=b64url_encode(identity.box_public_key),
-        endpoints=["127.0.0.1:9000"],
-    )
-    ws = await http.ws_connect(ws_url(base), headers=api.headers())
-    return Player(api, hero, ws, aiohttp_inbox(ws))
-
-
 async def test_players_at_one_location_on_two_processes_get_each_others_peer_info(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    a = await _join_as_peer(http, cluster.lobbies[0].url, unique("peer"))
-    b = await _join_as_peer(http, cluster.lobbies[2].url, unique("peer"))
+    a = await join_as_peer(http, cluster.lobbies[0].url, unique("peer"), "127.0.0.1:9000")
+    b = await join_as_peer(http, cluster.lobbies[2].url, unique("peer"), "127.0.0.1:9000")
     try:
         theirs = await a.seen_or_next(
             lambda m: m.get("type") == "peer_info" and m["character_id"] == b.id

@@ -12,9 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from protocol.crypto import Identity, b64url_encode
-from tests.lobby.cluster.conftest import Cluster, Player, unique
-from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
+from tests.lobby.cluster.conftest import Cluster, Player, join_as_peer, unique
+from tests.lobby.support import ApiClient
 
 pytestmark = pytest.mark.cluster
 
@@ -24,20 +23,7 @@ _ports = itertools.count(41000)
 async def node_player(http: aiohttp.ClientSession, base: str, walk: tuple[int, ...]) -> Player:
     """A player on ``base`` with a registered peer node (one loopback endpoint), moved
     along ``walk`` (location ids) before anything else."""
-    api = ApiClient(base, http)
-    name = unique("node")
-    await api.register(name)
-    await api.login(name)
-    hero = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Mage")
-    identity = Identity.generate()
-    await api.select(
-        int(hero["id"]),
-        peer_public_key=b64url_encode(identity.public_key),
-        box_key=b64url_encode(identity.box_public_key),
-        endpoints=[f"127.0.0.1:{next(_ports)}"],
-    )
-    ws = await http.ws_connect(ws_url(base), headers=api.headers())
-    player = Player(api, hero, ws, aiohttp_inbox(ws))
+    player = await join_as_peer(http, base, unique("node"), f"127.0.0.1:{next(_ports)}")
     for step, to in enumerate(walk):
         await player.send("move", message_id=f"walk{step}", to_location_id=to)
         got = await player.inbox.next(lambda m, s=step: m.get("ref_id") == f"walk{s}")
