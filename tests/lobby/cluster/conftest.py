@@ -178,15 +178,27 @@ def unique(prefix: str) -> str:
     return f"{prefix}{next(_names):03d}"
 
 
-async def join(
-    http: aiohttp.ClientSession, base: str, username: str, faction: str = "Crimson Covenant"
-) -> Player:
-    """Register, log in, create and select a character on ``base``, then open a WebSocket."""
+async def select_character(
+    http: aiohttp.ClientSession,
+    base: str,
+    username: str,
+    faction: str = "Crimson Covenant",
+    class_name: str = "Warrior",
+) -> tuple[ApiClient, dict[str, Any]]:
+    """Register, log in, create and select a character on ``base``: the API and character."""
     api = ApiClient(base, http)
     await api.register(username)
     await api.login(username)
-    character = await api.create_character(f"{username.capitalize()}Hero", faction, "Warrior")
+    character = await api.create_character(f"{username.capitalize()}Hero", faction, class_name)
     await api.select(int(character["id"]))
+    return api, character
+
+
+async def join(
+    http: aiohttp.ClientSession, base: str, username: str, faction: str = "Crimson Covenant"
+) -> Player:
+    """:func:`select_character` on ``base``, then open a WebSocket there."""
+    api, character = await select_character(http, base, username, faction)
     ws = await http.ws_connect(ws_url(base), headers=api.headers())
     return Player(api, character, ws, aiohttp_inbox(ws))
 

@@ -18,7 +18,14 @@ from sqlalchemy import select
 from lobby.cluster import open_redis
 from lobby.storage import Database
 from lobby.storage.game_schema import trades
-from tests.lobby.cluster.conftest import Cluster, Player, join, running_cluster, unique
+from tests.lobby.cluster.conftest import (
+    Cluster,
+    Player,
+    join,
+    running_cluster,
+    select_character,
+    unique,
+)
 from tests.lobby.cluster.engaging import Refused, answer, inventory, request, totals
 from tests.lobby.support import ApiClient, aiohttp_inbox, ws_url
 
@@ -68,15 +75,11 @@ async def test_kill_9_clients_reconnect_through_haproxy_and_the_dead_drop_out(
     # traffic through HAProxy: round robin puts exactly 3 on each process
     apis: list[tuple[ApiClient, dict[str, Any]]] = []
     for _ in range(PLAYERS):
-        api = ApiClient(cluster.lobbies[0].url, http)
-        name = unique("kill")
-        await api.register(name)
-        await api.login(name)
-        character = await api.create_character(
-            f"{name.capitalize()}Hero", "Azure Syndicate", "Mage"
+        apis.append(
+            await select_character(
+                http, cluster.lobbies[0].url, unique("kill"), "Azure Syndicate", "Mage"
+            )
         )
-        await api.select(int(character["id"]))
-        apis.append((api, character))
     players: list[Player] = []
     for api, character in apis:
         ws, inbox = await connect(http, cluster.proxy.url, api)
@@ -308,12 +311,9 @@ async def test_kill_9_under_chat_and_trade_load(
     # traffic through HAProxy: round robin spreads them, and each pair spans two processes
     players: list[Player] = []
     for _ in range(2 * PAIRS):
-        api = ApiClient(cluster.lobbies[1].url, http)
-        name = unique("load")
-        await api.register(name)
-        await api.login(name)
-        character = await api.create_character(f"{name.capitalize()}Hero", "Verdant Pact", "Rogue")
-        await api.select(int(character["id"]))
+        api, character = await select_character(
+            http, cluster.lobbies[1].url, unique("load"), "Verdant Pact", "Rogue"
+        )
         api.base = cluster.proxy.url
         ws, inbox = await connect(http, cluster.proxy.url, api)
         players.append(Player(api, character, ws, inbox))
