@@ -11,6 +11,7 @@ delivers to its own clients) costs per recipient. Redis' own CPU is not counted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from bench._lobby_ws import chat_text, lobby_ws_settings, lobby_ws_specs
 from bench._proc import Child
 from bench._wsgen import ws_clients_child
 
-__all__ = ["PROCESSES", "run", "start_cluster"]
+__all__ = ["PROCESSES", "lobby_cluster", "run"]
 
 TITLE = "lobby fan-out over 3 processes (Redis) vs 1: server CPU per chat recipient"
 PROCESSES = 3
@@ -57,26 +59,40 @@ def _redis() -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def start_cluster(
-    lobbies: list[Child], work: Path, redis_port: int, n: int, kind: str, nofile: int
-) -> list[int]:
-    """``PROCESSES`` lobbies for ``n`` clients sharing Redis and one SQLite file in ``work``.
+@contextlib.contextmanager
+def lobby_cluster(
+    n: int, kind: str, *, nofile: int, prefix: str
+) -> Iterator[tuple[list[Child], list[int], Path]]:
+    """``PROCESSES`` lobbies for ``n`` clients on loop ``kind``, sharing their own
+    redis-server and one SQLite file in a temporary directory.
 
-    Each started child is appended to ``lobbies`` at once (the caller closes them, also when
-    a later one fails to start); returns their ports in the same order.
+    Yields the lobby children, their ports (same order) and that directory; on exit every
+    lobby is closed (closing one early is fine) and redis-server stopped.
     """
-    settings = {
-        **lobby_ws_settings(n),
-        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-        "database_url": f"sqlite:///{work / 'shared.sqlite3'}",
-        "ticket_key_file": str(work / "ticket.pem"),
-    }
-    ports = []
-    for _ in range(PROCESSES):  # one after the other: the first creates the schema
-        child, port = start_lobby(settings, kind, nofile=nofile)
-        lobbies.append(child)
-        ports.append(port)
-    return ports
+    redis, redis_port = _redis()
+    lobbies: list[Child] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            work = Path(tmp)
+            settings = {
+                **lobby_ws_settings(n),
+                "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+                "database_url": f"sqlite:///{work / 'shared.sqlite3'}",
+                "ticket_key_file": str(work / "ticket.pem"),
+            }
+            ports = []
+            for _ in range(PROCESSES):  # one after the other: the first creates the schema
+                child, port = start_lobby(settings, kind, nofile=nofile)
+                lobbies.append(child)
+                ports.append(port)
+            yield lobbies, ports, work
+    finally:
+        for child in lobbies:
+            child.close()
+        redis.terminate()
+        redis.wait(10)
+        if redis.stdout is not None:
+            redis.stdout.close()
 
 
 def _measure(
@@ -123,22 +139,15 @@ def _one(kind: str, n: int, rate: float, duration: float) -> dict[str, Any]:
 
 
 def _three(kind: str, n: int, rate: float, duration: float) -> dict[str, Any]:
-    redis, redis_port = _redis()
-    lobbies: list[Child] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="shards-bench-cluster-") as tmp:
-            ports = start_cluster(lobbies, Path(tmp), redis_port, n, kind, nofile=n + 512)
-            specs = lobby_ws_specs(ports[0], n, prefix="three")
-            for i, spec in enumerate(specs):
-                spec["port"] = ports[i % PROCESSES]
-            return _measure(lobbies, specs, rate=rate, duration=duration, kind=kind)
-    finally:
-        for child in lobbies:
-            child.close()
-        redis.terminate()
-        redis.wait(10)
-        if redis.stdout is not None:
-            redis.stdout.close()
+    with lobby_cluster(n, kind, nofile=n + 512, prefix="shards-bench-cluster-") as (
+        lobbies,
+        ports,
+        _,
+    ):
+        specs = lobby_ws_specs(ports[0], n, prefix="three")
+        for i, spec in enumerate(specs):
+            spec["port"] = ports[i % PROCESSES]
+        return _measure(lobbies, specs, rate=rate, duration=duration, kind=kind)
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -33,7 +32,7 @@ from bench._lobby import lobby_skip_reason
 from bench._lobby_ws import lobby_ws_specs
 from bench._proc import Child, raise_nofile
 from bench._wsgen import ws_clients_child
-from bench.fanout_cluster import PROCESSES, _redis, start_cluster
+from bench.fanout_cluster import PROCESSES, lobby_cluster
 from bench.reconnect_storm import GEN_LOOP, TIMEOUT_S, reconnect_and_chat
 
 __all__ = ["run", "storm"]
@@ -82,13 +81,10 @@ def _haproxy(work: Path, ports: list[int], maxconn: int) -> tuple[subprocess.Pop
 
 def storm(kind: str, n: int) -> dict[str, Any]:
     """``n`` clients of a killed process back through HAProxy; seconds and counts."""
-    redis, redis_port = _redis()
-    lobbies: list[Child] = []
-    proxy: subprocess.Popen[bytes] | None = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="shards-bench-storm-cluster-") as tmp:
-            ports = start_cluster(lobbies, Path(tmp), redis_port, n, kind, nofile=n + 2048)
-            proxy, proxy_port = _haproxy(Path(tmp), ports, maxconn=n + 512)  # 2 fds each
+    prefix = "shards-bench-storm-cluster-"
+    with lobby_cluster(n, kind, nofile=n + 2048, prefix=prefix) as (lobbies, ports, work):
+        proxy, proxy_port = _haproxy(work, ports, maxconn=n + 512)  # 2 fds each
+        try:
             with Child(
                 ws_clients_child, "127.0.0.1", ports[0], kind=GEN_LOOP, nofile=n + 512, name="ws"
             ) as gen:
@@ -102,29 +98,14 @@ def storm(kind: str, n: int) -> dict[str, Any]:
                 lobbies[0].close()  # reaped: the port refuses (a real client retries a
                 # reconnect that raced the dying process; the generator tries once)
                 gen.call("drop")
-                back, back_s, chatting_s = reconnect_and_chat(gen, specs, proxy_port, t0)
-    finally:
-        if proxy is not None:
+                return reconnect_and_chat(gen, specs, proxy_port, t0)
+        finally:
             proxy.send_signal(signal.SIGUSR1)
             try:
                 proxy.wait(10)
             except subprocess.TimeoutExpired:
                 proxy.kill()
                 proxy.wait(10)
-        for child in lobbies:
-            child.close()
-        redis.terminate()
-        redis.wait(10)
-        if redis.stdout is not None:
-            redis.stdout.close()
-    return {
-        "n": n,
-        "back": back["connected"],
-        "failed": back["failed"],
-        "errors": back["errors"],
-        "back_s": back_s,
-        "chatting_s": chatting_s,
-    }
 
 
 def run(quick: bool) -> dict[str, Any]:

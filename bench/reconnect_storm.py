@@ -56,12 +56,15 @@ def _wait_chat(gen: Child, n: int, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def reconnect_and_chat(gen: Child, specs: list[dict[str, Any]], port: int, t0: float) -> Any:
+def reconnect_and_chat(
+    gen: Child, specs: list[dict[str, Any]], port: int, t0: float
+) -> dict[str, Any]:
     """Reconnect every client of ``specs`` to ``port`` at once, then chat to all of them.
 
     Each client sends a ``HEARTBEAT`` once its upgrade is answered and is *back* at the first
     frame; then the first client says one line that must reach every client back. Returns
-    the generator's connect answer, seconds from ``t0`` to all back, and to all chatting.
+    the counts (back, failed, errors) and the seconds from ``t0`` to all back and to all
+    chatting.
     """
     back = gen.call(
         "connect",
@@ -77,7 +80,14 @@ def reconnect_and_chat(gen: Child, specs: list[dict[str, Any]], port: int, t0: f
     gen.call("reset")
     gen.call("say", {"index": 0, "text": chat_text()})
     _wait_chat(gen, back["connected"], TIMEOUT_S)
-    return back, back_s, time.perf_counter() - t0
+    return {
+        "n": len(specs),
+        "back": back["connected"],
+        "failed": back["failed"],
+        "errors": back["errors"],
+        "back_s": back_s,
+        "chatting_s": time.perf_counter() - t0,
+    }
 
 
 def storm(kind: str, n: int) -> dict[str, Any]:
@@ -99,20 +109,13 @@ def storm(kind: str, n: int) -> dict[str, Any]:
             lobby, port = start_lobby(settings, kind, nofile=n + 2048, data_dir=data_dir)
             lobby.profile()
             t0 = time.perf_counter()
-            back, back_s, chatting_s = reconnect_and_chat(gen, specs, port, t0)
+            result = reconnect_and_chat(gen, specs, port, t0)
             lobby.profile(f"reconnect_storm-{kind}")
         finally:
             gen.close()
             lobby.close()
-    return {
-        "n": n,
-        "back": back["connected"],
-        "failed": back["failed"],
-        "errors": back["errors"],
-        "back_s": back_s,
-        "chatting_s": chatting_s,
-        "connects_per_s": back["connected"] / back_s if back_s else math.nan,
-    }
+    back, back_s = result["back"], result["back_s"]
+    return {**result, "connects_per_s": back / back_s if back_s else math.nan}
 
 
 def bare_storm(kind: str, n: int) -> dict[str, Any]:
