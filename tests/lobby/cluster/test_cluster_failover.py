@@ -43,6 +43,15 @@ def is_chat(content: str) -> Any:
     return lambda m: m.get("type") == "chat" and m.get("content") == content
 
 
+async def _everyone_hears_everyone(players: list[Player]) -> None:
+    """Each player says hello and hears every player's hello: all are present
+    cluster-wide, whichever process holds them."""
+    for p in players:
+        await p.send("chat", message_id=f"hello{p.id}", content=f"hello {p.id}")
+    for p in players:
+        await p.hears({f"hello {q.id}" for q in players})
+
+
 async def test_a_chat_retried_on_another_process_is_delivered_once(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
@@ -85,11 +94,7 @@ async def test_kill_9_clients_reconnect_through_haproxy_and_the_dead_drop_out(
         ws, inbox = await connect(http, cluster.proxy.url, api)
         players.append(Player(api, character, ws, inbox))
     try:
-        # every player hears every other: all are present cluster-wide
-        for p in players:
-            await p.send("chat", message_id=f"hello{p.id}", content=f"hello {p.id}")
-        for p in players:
-            await p.hears({f"hello {q.id}" for q in players})
+        await _everyone_hears_everyone(players)
 
         # chat load from every player while one process dies
         async def chatter(p: Player, count: int) -> None:
@@ -318,10 +323,7 @@ async def test_kill_9_under_chat_and_trade_load(
         ws, inbox = await connect(http, cluster.proxy.url, api)
         players.append(Player(api, character, ws, inbox))
     try:
-        for p in players:
-            await p.send("chat", message_id=f"h{p.id}", content=f"hello {p.id}")
-        for p in players:
-            await p.hears({f"hello {q.id}" for q in players})
+        await _everyone_hears_everyone(players)
         doomed = await held_by(cluster, victim.name)
         victims = [p for p in players if p.id in doomed]
         survivors = [p for p in players if p.id not in doomed]
