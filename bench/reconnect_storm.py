@@ -35,7 +35,7 @@ from bench._lobby_ws import chat_text, lobby_ws_settings, lobby_ws_specs
 from bench._proc import Child, raise_nofile
 from bench._wsgen import ws_clients_child
 
-__all__ = ["reconnect_and_chat", "run", "storm"]
+__all__ = ["back_and_chatting_rows", "reconnect_and_chat", "run", "storm"]
 
 TITLE = "reconnect storm: N clients back and chatting after a lobby restart"
 GEN_LOOP = "uvloop" if "uvloop" in LOOPS else "asyncio"
@@ -88,6 +88,22 @@ def reconnect_and_chat(
         "back_s": back_s,
         "chatting_s": time.perf_counter() - t0,
     }
+
+
+def back_and_chatting_rows(kind: str, fig: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows every storm reports from :func:`reconnect_and_chat`'s result: how many came
+    back (all ``n`` is the target) and the seconds until all were back and chatting."""
+    n = fig["n"]
+    return [
+        row(
+            loop=kind,
+            metric="clients back (of N)",
+            value=float(fig["back"]),
+            unit="",
+            target=("value", ">=", float(n)),
+        ),
+        row(loop=kind, metric=f"{n} clients back and chatting", value=fig["chatting_s"], unit="s"),
+    ]
 
 
 def storm(kind: str, n: int) -> dict[str, Any]:
@@ -162,23 +178,7 @@ def run(quick: bool) -> dict[str, Any]:
                 baseline_name="bare aiohttp upgrades",
             )
         )
-        rows.append(
-            row(
-                loop=kind,
-                metric="clients back (of N)",
-                value=float(fig["back"]),
-                unit="",
-                target=("value", ">=", float(n)),
-            )
-        )
-        rows.append(
-            row(
-                loop=kind,
-                metric=f"{n} clients back and chatting",
-                value=fig["chatting_s"],
-                unit="s",
-            )
-        )
+        rows += back_and_chatting_rows(kind, fig)
         if fig["failed"] or bare["failed"]:
             notes.append(
                 f"{kind}: {fig['failed']} lobby and {bare['failed']} bare reconnects failed, "
