@@ -6,7 +6,8 @@ node's single timer is re-read after every flush, as ``PeerNode`` does), each no
 position at ``rate`` Hz. What it measures is process CPU time per delivered update over the
 window, so a busy machine stretches the wall clock but not the figure. Datagrams arriving at the
 same instant for the same node are handed over as one burst and flushed once, like
-``PeerNode``'s batched reads.
+``PeerNode``'s batched reads. With ``BENCH_PROFILE`` set, the measured window is profiled
+(``virtual-area-<peers>-<pid>.prof``): the cores' own cost, free of the machine's load.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import itertools
 import time
 from collections.abc import Callable
 from typing import Any
+
+from bench._proc import Profiler
 
 __all__ = ["home", "run_virtual_area"]
 
@@ -164,9 +167,12 @@ def run_virtual_area(
     drive(5.0, 6.0)  # warm
     sent0 = sum(c.movement_info().sent for c in cores)
     delivered0, produced0 = counts["delivered"], produced
+    profiler = Profiler()
+    profiler.start()
     cpu0 = time.process_time()
     drive(6.0, 6.0 + duration)
     cpu = time.process_time() - cpu0
+    profiler.stop(f"virtual-area-{peers}")
     delivered = counts["delivered"] - delivered0
     sent = sum(c.movement_info().sent for c in cores) - sent0
     made = produced - produced0

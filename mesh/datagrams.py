@@ -36,10 +36,14 @@ our movement every ``d``-th tick, where
 * peers known to be in another location get ``far_tick_divisor`` (the caller's).
 
 Which ticks a peer with ``d > 1`` gets is spread by :func:`pair_salt` too, so a
-node sends about the same number of datagrams every tick. A peer skipped on the
-tick of our newest update is owed it: when nothing newer is queued within two
-ticks, a catch-up tick sends it to every peer still owed, so every view
-converges on our last position when we stop.
+node sends about the same number of datagrams every tick. The rate is one of time,
+not of ticks run: a peer that got nothing for ``d + 1/2`` tick intervals (its turn
+fell on a tick a late loop merged into the next one, or the game queues positions
+more slowly than ``tick_interval``) gets the next tick, so how old its view of us
+gets stays bounded by ``d`` intervals, not by how many ticks the node managed. A
+peer skipped on the tick of our newest update is owed it: when nothing newer is
+queued within two ticks, a catch-up tick sends it to every peer still owed, so
+every view converges on our last position when we stop.
 """
 
 from __future__ import annotations
@@ -271,6 +275,7 @@ class MovementScheduler:
         self._last_tick: float | None = None
         self._ticks = 0
         self._sent = 0
+        self._sent_at: dict[str, float] = {}  # when each peer last got our movement
 
     def queue(self, update: PositionUpdateMessage, now: float) -> None:
         """Queue our position for the next tick (newest wins); the tick is due at once unless
@@ -311,6 +316,8 @@ class MovementScheduler:
         owed: set[str] = set()
         due: list[str] = []
         tune_acks = config.ack_tuning
+        sent_at = self._sent_at
+        interval = config.tick_interval
         for pid, link in self._table.directs.items():
             if link.state is not LinkState.ACTIVE:
                 continue
@@ -322,10 +329,14 @@ class MovementScheduler:
                     link.quic, config.ack_delay + (divisor - 1) * config.tick_interval
                 )
             identity = link.identity
-            if divisor > 1 and identity is not None:
-                if (ticks + pair_salt(own.character_id, identity.character_id)) % divisor:
-                    owed.add(pid)
-                    continue
+            if (
+                divisor > 1
+                and identity is not None
+                and (ticks + pair_salt(own.character_id, identity.character_id)) % divisor
+                and now - sent_at.setdefault(pid, now) < (divisor + 0.5) * interval
+            ):
+                owed.add(pid)  # not its turn, nor overdue (see the module docstring)
+                continue
             due.append(pid)
         self._send(updates, due, now)
         outbox.owed = owed
@@ -359,6 +370,7 @@ class MovementScheduler:
     def forget(self, peer_id: str) -> None:
         """``peer_id`` disconnected: drop what the inbox knows of it."""
         self._inbox.forget(peer_id)
+        self._sent_at.pop(peer_id, None)
 
     def info(self) -> MovementInfo:
         """A snapshot of the schedule and its queues."""
@@ -379,6 +391,7 @@ class MovementScheduler:
     def _send(self, updates: list[PositionUpdateMessage], peers: Iterable[str], now: float) -> None:
         config = self._ctx.config
         direct = self._table.directs
+        sent_at = self._sent_at
         cache: dict[int, list[bytes]] = {}
         for pid in peers:
             link = direct.get(pid)
@@ -388,6 +401,7 @@ class MovementScheduler:
             remote = _quicshim.remote_max_datagram_frame_size(quic)
             if remote is None:
                 continue
+            sent_at[pid] = now
             limit = min(config.max_datagram_payload, remote - 4)
             batches = cache.get(limit)
             if batches is None:

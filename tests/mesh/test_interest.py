@@ -157,6 +157,26 @@ def test_a_catch_up_tick_never_holds_back_the_next_update() -> None:
 
 
 @pytest.mark.parametrize("seed", range(2))
+def test_a_far_peer_waits_intervals_not_ticks_when_ticks_run_late(seed: int) -> None:
+    """Positions queued every 2nd tick interval (as from a loop too busy to tick on time):
+    the peer on every 4th tick still gets one at least every 4.5 intervals, rounded up to
+    the next tick that runs, instead of every 4th tick run (8 intervals)."""
+    net, mover, watchers, _ = _area(seed)
+    far = next(w for w in watchers if w.character_id == 7)  # beyond two bands: every 4th
+    arrivals: list[float] = []
+    for i in range(60):
+        mover.core.queue_position(_update(mover, i + 2, 0.0), net.now)
+        net.flush(mover)
+        for _ in range(2):  # two tick intervals pass before the next position is queued
+            net.run_for(0.05)
+            arrivals.extend(net.now for _ in far.positions()[len(arrivals) :])
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert len(arrivals) >= 60 * 2 // 6 and max(gaps) <= 0.3 + 0.01, gaps
+    near = next(w for w in watchers if w.character_id == 2)  # every tick that runs
+    assert len(near.positions()) >= 60
+
+
+@pytest.mark.parametrize("seed", range(2))
 def test_acks_to_a_far_peer_ride_on_its_datagrams(seed: int) -> None:
     """A peer on every 4th tick acknowledges with the datagram it gets then, not with an
     ACK-only packet for the updates it keeps receiving in between."""
