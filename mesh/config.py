@@ -84,7 +84,10 @@ class MeshConfig:
     get our movement every Nth tick only; interest in our location
     (:func:`mesh.datagrams.tick_divisors`): the ``full_rate_peers`` nearest peers
     get every tick, the others every 2nd tick within ``rate_band`` world units,
-    every 3rd within two bands and so on, at most every ``max_tick_divisor``-th;
+    every 3rd within two bands and so on, at most every ``max_tick_divisor``-th
+    (3: at 30 Hz no view of anyone in the area is more than 100 ms plus the trip
+    behind; every 4th left a 150 ms target only 17 ms for network and loops, and
+    the two fewer full-rate peers pay for it: a 32-peer area sends no more);
     ``movement_queue``: queued updates (drop oldest);
     ``max_pending_datagrams``: what aioquic may still hold per connection (drop
     oldest); ``max_datagram_payload``: byte limit of one movement batch;
@@ -123,9 +126,9 @@ class MeshConfig:
     turn_release_after: float = 60.0
     tick_interval: float = 0.05
     far_tick_divisor: int = 4
-    full_rate_peers: int = 6
+    full_rate_peers: int = 4
     rate_band: float = 50.0
-    max_tick_divisor: int = 4
+    max_tick_divisor: int = 3
     movement_queue: int = 64
     max_pending_datagrams: int = 4
     max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD

@@ -31,7 +31,7 @@ our movement every ``d``-th tick, where
   :func:`pair_salt`, so the choice is deterministic and stable while peers
   jitter);
 * otherwise ``d = 2 + int(distance // rate_band)``, at most
-  ``max_tick_divisor`` (2 within one band, then 3, then 4);
+  ``max_tick_divisor`` (by default 3: 2 within one band, 3 beyond);
 * a peer whose position we do not know yet counts as at distance 0;
 * peers known to be in another location get ``far_tick_divisor`` (the caller's).
 
