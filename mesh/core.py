@@ -220,9 +220,15 @@ class MeshCore:
             ):
                 self._fail_link(link, CloseCode.HANDSHAKE_TIMEOUT, "handshake timeout", now)
             if link.next_ping_at is not None and now >= link.next_ping_at and link.is_open:
-                self._ping_ids += 1
-                link.quic.send_ping(self._ping_ids)
-                link.next_ping_at = now + self._ctx.config.keepalive_interval
+                keepalive = self._ctx.config.keepalive_interval
+                # the peer's own movement or messages lately already refresh both idle
+                # timers (ours on receipt, its own on our ACKs): a PING would be a packet more
+                if now - link.last_activity >= keepalive:
+                    self._ping_ids += 1
+                    link.quic.send_ping(self._ping_ids)
+                else:
+                    self._table.retime(link)  # no call on the connection re-reads its timer
+                link.next_ping_at = now + keepalive
                 self._admission.present_renewal(link, now)
             probe = link.probe_at()
             if probe is not None and now >= probe:

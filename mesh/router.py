@@ -270,6 +270,11 @@ class LinkTable:
             self._refresh_timers()
         return self._next_timer
 
+    def retime(self, link: Link) -> None:
+        """``link``'s own deadline (keepalive) moved without a call on its connection: its
+        timer is re-read."""
+        self._timer_stale.add(link)
+
     def due(self, now: float) -> list[Link]:
         """The links whose timer (QUIC, dial deadline or keepalive) is due at ``now``: the
         only ones :meth:`mesh.core.MeshCore.handle_timer` has anything to do for."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mesh._quicshim import MeshQuicConnection
 from mesh.core import MeshConfig
 from mesh.link import LinkState
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
@@ -153,6 +154,35 @@ def test_keepalive_holds_an_idle_connection_and_a_vanished_peer_is_dropped() -> 
     gone = [e for e in a.events if type(e).__name__ == "PeerDisconnected"]
     assert len(gone) == 1 and gone[0].identity.character_id == 2  # type: ignore[attr-defined]
     assert a.core.peers == {}
+
+
+def test_a_peer_heard_moving_gets_no_keepalive_and_the_link_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a moves, for ten idle timeouts: b hears it and sends no PING (its ACKs keep a's
+    idle timer fresh); a hears only ACKs and still sends its keepalives."""
+    config = lambda: MeshConfig(  # noqa: E731
+        idle_timeout=3.0, keepalive_interval=1.0, tick_interval=0.05, path_probe_interval=60.0
+    )
+    net = SimNet(7, delay=(0.002, 0.004), config=config)
+    a, b = net.add(1), net.add(2)
+    net.establish(a, b)  # a dials: its connection is the client one
+    pings = {"a": 0, "b": 0}
+    send_ping = MeshQuicConnection.send_ping
+
+    def counting(conn: MeshQuicConnection, uid: int) -> None:
+        pings["a" if conn.configuration.is_client else "b"] += 1
+        send_ping(conn, uid)
+
+    monkeypatch.setattr(MeshQuicConnection, "send_ping", counting)
+    for i in range(600):  # 30 s at 20 Hz
+        update = PositionUpdateMessage(character_id=1, location_id=1, position=Vec3(x=i), seq=i)
+        a.core.queue_position(update, net.now)
+        net.flush(a)
+        net.run_for(0.05)
+    assert net.connected(a, b)
+    assert len(b.positions()) == 600
+    assert pings["b"] == 0 and pings["a"] >= 25, pings
 
 
 def test_demux_ignores_junk_and_small_initials() -> None:
