@@ -187,17 +187,20 @@ class MeshCore:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
+        # read after every flush: the per-link timers come cached from the table, the
+        # optional sources append only when they have one
         times: list[float] = []
         self._reliable.timers(times)
+        self._paths.timers(times)
+        soonest = min(times) if times else None
         for at in (
-            self._admission.next_expiry(),
             self._table.next_timer(),
             self._movement.timer(),
+            self._admission.next_expiry(),
         ):
-            if at is not None:
-                times.append(at)
-        self._paths.timers(times)
-        return min(times) if times else None
+            if at is not None and (soonest is None or at < soonest):
+                soonest = at
+        return soonest
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks,

@@ -237,20 +237,25 @@ class Link:
 
     def timer(self) -> float | None:
         """When this link needs :meth:`handle_timer` (QUIC, dial deadline or keepalive)."""
+        # read after every flush that touched the link: states compared by identity, the
+        # probe time inlined (probe_at), no enum hashing
         at: float | None = None
         state = self.state
         if state is not LinkState.TERMINATED and _quicshim.timer_ready(self.quic):
             at = self.quic.get_timer()
-        if self.is_open:
+        active = state is LinkState.ACTIVE
+        if active or state is LinkState.HANDSHAKING:
             deadline = self.dial_deadline
-            if deadline is not None and state is LinkState.HANDSHAKING:
-                at = deadline if at is None else min(at, deadline)
+            if deadline is not None and not active and (at is None or deadline < at):
+                at = deadline
             ping = self.next_ping_at
-            if ping is not None:
-                at = ping if at is None else min(at, ping)
-            probe = self.probe_at()
-            if probe is not None:
-                at = probe if at is None else min(at, probe)
+            if ping is not None and (at is None or ping < at):
+                at = ping
+            if active and self.probe_interval is not None:
+                last = self.last_rx if self.last_rx > self.last_probe else self.last_probe
+                probe = last + self.probe_interval
+                if at is None or probe < at:
+                    at = probe
         return at
 
     def probe_at(self) -> float | None:
