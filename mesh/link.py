@@ -85,7 +85,6 @@ TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
 }
 """The moves a link may make: state -> the states it may go to next."""
 
-_OPEN = frozenset({LinkState.HANDSHAKING, LinkState.ACTIVE})
 _UNAUTHENTICATED = frozenset({LinkState.HANDSHAKING, LinkState.REJECTED})
 
 
@@ -166,7 +165,8 @@ class Link:
     @property
     def is_open(self) -> bool:
         """Handshaking or active: neither we nor aioquic ended it."""
-        return self.state in _OPEN
+        state = self.state  # by identity: a frozenset lookup hashes the Enum in Python
+        return state is LinkState.ACTIVE or state is LinkState.HANDSHAKING
 
     @property
     def counts_as_handshake(self) -> bool:
