@@ -187,17 +187,20 @@ class MeshCore:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
+        # read after every flush: the per-link timers come cached from the table, the
+        # optional sources append only when they have one
         times: list[float] = []
         self._reliable.timers(times)
+        self._paths.timers(times)
+        soonest = min(times) if times else None
         for at in (
-            self._admission.next_expiry(),
             self._table.next_timer(),
             self._movement.timer(),
+            self._admission.next_expiry(),
         ):
-            if at is not None:
-                times.append(at)
-        self._paths.timers(times)
-        return min(times) if times else None
+            if at is not None and (soonest is None or at < soonest):
+                soonest = at
+        return soonest
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks,
@@ -321,11 +324,15 @@ class MeshCore:
         """Take one relay envelope (from the relay transport); bad ones are dropped."""
         self._reliable.receive_relayed(data, now)
 
-    def queue_position(self, update: PositionUpdateMessage, now: float) -> None:
-        """Queue our position for the next movement tick (newest wins)."""
-        self._movement.queue(update, now)
+    def queue_position(self, update: PositionUpdateMessage, now: float) -> float:
+        """Queue our position for the next movement tick (newest wins); returns when that tick
+        is due (``<= now``: at once, a driver may run :meth:`handle_timer` before its flush)."""
+        movement = self._movement
+        movement.queue(update, now)
         if update.location_id != self.location_id:
             self.set_location(update.location_id, now)
+        tick = movement.timer()
+        return now if tick is None else tick
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""

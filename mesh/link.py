@@ -85,7 +85,6 @@ TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
 }
 """The moves a link may make: state -> the states it may go to next."""
 
-_OPEN = frozenset({LinkState.HANDSHAKING, LinkState.ACTIVE})
 _UNAUTHENTICATED = frozenset({LinkState.HANDSHAKING, LinkState.REJECTED})
 
 
@@ -166,7 +165,8 @@ class Link:
     @property
     def is_open(self) -> bool:
         """Handshaking or active: neither we nor aioquic ended it."""
-        return self.state in _OPEN
+        state = self.state  # by identity: a frozenset lookup hashes the Enum in Python
+        return state is LinkState.ACTIVE or state is LinkState.HANDSHAKING
 
     @property
     def counts_as_handshake(self) -> bool:
@@ -237,20 +237,25 @@ class Link:
 
     def timer(self) -> float | None:
         """When this link needs :meth:`handle_timer` (QUIC, dial deadline or keepalive)."""
+        # read after every flush that touched the link: states compared by identity, the
+        # probe time inlined (probe_at), no enum hashing
         at: float | None = None
         state = self.state
         if state is not LinkState.TERMINATED and _quicshim.timer_ready(self.quic):
             at = self.quic.get_timer()
-        if self.is_open:
+        active = state is LinkState.ACTIVE
+        if active or state is LinkState.HANDSHAKING:
             deadline = self.dial_deadline
-            if deadline is not None and state is LinkState.HANDSHAKING:
-                at = deadline if at is None else min(at, deadline)
+            if deadline is not None and not active and (at is None or deadline < at):
+                at = deadline
             ping = self.next_ping_at
-            if ping is not None:
-                at = ping if at is None else min(at, ping)
-            probe = self.probe_at()
-            if probe is not None:
-                at = probe if at is None else min(at, probe)
+            if ping is not None and (at is None or ping < at):
+                at = ping
+            if active and self.probe_interval is not None:
+                last = self.last_rx if self.last_rx > self.last_probe else self.last_probe
+                probe = last + self.probe_interval
+                if at is None or probe < at:
+                    at = probe
         return at
 
     def probe_at(self) -> float | None:

@@ -723,13 +723,13 @@ class PeerNode:
             seq=self._seq,
         )
         now = self._now()
-        self.core.queue_position(update, now)
-        timer_at = self.core.get_timer()
-        due = timer_at is not None and timer_at <= now
-        if timer_at is not None and due:
+        tick_at = self.core.queue_position(update, now)
+        due = tick_at <= now
+        if due:
             # the tick is due at once (none ran within tick_interval): run it before the
-            # flush rather than flush, find it due and flush again (see _transmit)
-            now = max(now, timer_at + 1e-6)
+            # flush rather than flush, find it due and flush again (see _transmit); only the
+            # tick is asked for here, _transmit reads the whole timer once
+            now = max(now, tick_at + 1e-6)
             self.core.handle_timer(now)
         self._transmit(now, inline=due)
         return update

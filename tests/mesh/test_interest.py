@@ -203,3 +203,18 @@ def test_acks_to_a_far_peer_ride_on_its_datagrams(seed: int) -> None:
     assert ticks // 4 - 1 <= received <= ticks // 4 + 2
     # one packet per datagram the far peer got (and a keepalive or two): no ACK-only ones
     assert packets[far.addr] <= received + 3, (packets[far.addr], received)
+
+
+def test_queue_position_says_when_its_tick_is_due() -> None:
+    """The driver runs a due tick before its flush from this answer alone (no full timer)."""
+    net, mover, _, _ = _area(3)
+    core = mover.core
+    start = net.now
+    assert core.queue_position(_update(mover, 1, 0.0), start) == start  # no tick yet: at once
+    core.handle_timer(start)
+    net.flush(mover)
+    assert core.movement_info().next_tick is not None  # watchers skipped: a catch-up planned
+    soon = start + 0.01
+    # within tick_interval of the last tick: the update waits for the next one
+    assert core.queue_position(_update(mover, 2, 0.0), soon) == pytest.approx(start + 0.05)
+    assert core.get_timer() == pytest.approx(start + 0.05)
