@@ -40,8 +40,9 @@ class _Probe(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.client.receive_datagram(data, addr, asyncio.get_running_loop().time())
-        if isinstance(self.client.next_event(), BindingSucceeded) and not self.answered.done():
-            self.answered.set_result(True)
+        while (event := self.client.next_event()) is not None:
+            if isinstance(event, BindingSucceeded) and not self.answered.done():
+                self.answered.set_result(True)
 
 
 class LoopbackTurn:
@@ -64,6 +65,10 @@ class LoopbackTurn:
             f"--listening-ip={host}", f"--relay-ip={host}", f"--listening-port={port}",
             "--use-auth-secret", f"--static-auth-secret={self.secret}", "--realm=shards",
             "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--no-stdout-log",
+            # UDP only: a TCP listener on the same port number can find it taken by
+            # one of this machine's outgoing connections, and coturn then retries
+            # that bind forever instead of answering on UDP.
+            "--no-tcp", "--no-tcp-relay",
             f"--pidfile={self.state_dir / 'turn.pid'}", f"--db={self.state_dir / 'turn.db'}",
             f"--log-file={self.state_dir / 'turn.log'}",
             stdin=asyncio.subprocess.DEVNULL,
@@ -81,31 +86,41 @@ class LoopbackTurn:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stop()
 
-    async def _until_it_answers(self, within: float = 20.0) -> None:
-        """One Binding transaction at a time until coturn answers (it prints no 'ready')."""
+    async def _until_it_answers(self, within: float = 30.0) -> None:
+        """A Binding every half second from one socket until coturn answers one (it
+        prints no 'ready'); any answer counts, however late, so a loaded machine that
+        starts coturn slowly only makes this wait longer."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while loop.time() < deadline:
-            assert self._process is not None
-            if self._process.returncode is not None:
-                raise RuntimeError(f"turnserver exited with {self._process.returncode}")
-            client = StunClient(Retransmission(0.1, 3, 2))
-            answered: asyncio.Future[bool] = loop.create_future()
-            probe = _Probe(client, answered)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: probe,  # noqa: B023 - used before the next iteration
-                local_addr=("127.0.0.1", 0),
-            )
-            try:
+        # Never expired (no timer pass), so a late answer to any Binding still counts.
+        client = StunClient(Retransmission(0.5, 1, 1), max_pending=int(within / 0.5) + 1)
+        answered: asyncio.Future[bool] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Probe(client, answered), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            deadline = loop.time() + within
+            while loop.time() < deadline:
+                assert self._process is not None
+                if self._process.returncode is not None:
+                    raise RuntimeError(
+                        f"turnserver exited with {self._process.returncode}: {self._log_tail()}"
+                    )
                 client.request(self.address, loop.time())
                 for data, dest in client.datagrams_to_send(loop.time()):
                     transport.sendto(data, dest)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered, 0.3)
+                    await asyncio.wait_for(asyncio.shield(answered), 0.5)
                     return
-            finally:
-                transport.close()
-        raise RuntimeError(f"coturn on {self.address} does not answer STUN")
+        finally:
+            transport.close()
+        raise RuntimeError(f"coturn on {self.address} does not answer STUN: {self._log_tail()}")
+
+    def _log_tail(self, lines: int = 8) -> str:
+        """The end of coturn's log (it names the files it writes with a date suffix)."""
+        logs = sorted(self.state_dir.glob("turn*.log"))
+        if not logs:
+            return "no log written"
+        return " | ".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
 
     async def _stop(self) -> None:
         process, self._process = self._process, None
