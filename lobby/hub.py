@@ -580,7 +580,11 @@ class Hub:
         Returns how many are reached: the local ones that will take it, or else the
         other processes it went to."""
         text = self._text(msg)
-        count = sum(1 for p in here if audience(p) and self._reachable(p))
+        if audience.kind is AudienceKind.EVERYONE and audience.exclude_character is None:
+            # everyone here (a count, not a scan: the delivery scans them once, later)
+            count = len(here) - (audience.exclude_session in self._presences)
+        else:
+            count = sum(1 for p in here if audience(p) and self._reachable(p))
         elsewhere = self.broker.forward(audience, text, here=bool(count))
         count = count or elsewhere
         self.metrics.sent(msg.type, count)
