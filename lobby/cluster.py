@@ -233,7 +233,7 @@ class RedisBroker:
         start = str(newest[0][0]) if newest else "0-0"  # read what comes after now
         await self._refresh_peers()
         self._tasks = [
-            asyncio.create_task(self._read(start), name="cluster-reader"),
+            asyncio.create_task(self._read(self._reading(), start), name="cluster-reader"),
             asyncio.create_task(self._write(), name="cluster-writer"),
             asyncio.create_task(self._beat(), name="cluster-heartbeat"),
         ]
@@ -554,14 +554,28 @@ class RedisBroker:
                 with contextlib.suppress(Exception):
                     hub.deliver(Audience.decode(audience_text), text)
 
-    async def _read(self, last: str) -> None:
+    def _reading(self) -> aioredis.Redis:
+        """A client of the pool that keeps one connection for the reader's blocking
+        ``XREAD`` (no pool checkout per read: the read is on every push's path)."""
+        import redis.asyncio as aioredis
+
+        return aioredis.Redis(
+            connection_pool=self._redis.connection_pool, single_connection_client=True
+        )
+
+    async def _read(self, reader: aioredis.Redis, last: str) -> None:
         """Read the stream from after entry ``last``, for ever, handling each entry."""
+        try:
+            await self._read_from(reader, last)
+        finally:
+            with contextlib.suppress(Exception):
+                await reader.aclose()
+
+    async def _read_from(self, reader: aioredis.Redis, last: str) -> None:
         streams: dict[Any, Any] = {self._stream: last}
         while True:
             try:
-                reply: Any = await self._redis.xread(
-                    streams, count=_READ_BATCH, block=_READ_BLOCK_MS
-                )
+                reply: Any = await reader.xread(streams, count=_READ_BATCH, block=_READ_BLOCK_MS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
