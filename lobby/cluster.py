@@ -22,11 +22,9 @@ under ``cluster_prefix``, default ``shards``):
   the database: :mod:`lobby.cluster_state`). Changes to shared state are announced on
   ``{prefix}:notify``.
 * ``{prefix}:stream``: the one stream every process writes and reads (``XADD`` /
-  ``XREAD``), in place of pub/sub channels: every push (its audience and text),
+  ``XREAD``, :mod:`lobby.cluster_stream`): every push (its audience and text),
   the directory's join, move and leave events, the state notifications and the
-  hand-overs below, each an entry ``{k: kind, d: data}``. Entries older than the
-  reconnect grace plus a margin (:data:`_STREAM_MARGIN`) are trimmed as new ones
-  are added (``MINID ~``, measured on the entries' own ids, so on Redis' clock).
+  hand-overs below. It keeps the reconnect grace plus a margin.
 
 Pushes are sequenced (:attr:`RedisBroker.sequenced`): the hub hands the broker
 every push for an :class:`~lobby.broker.Audience`, even those for its own
@@ -36,9 +34,9 @@ stream, in the stream's order, each with its entry id as resume cursor
 and one that resumes on any process with the last cursor it saw is replayed
 from the stream what its audiences got after it (:meth:`RedisBroker.replay`):
 what a ``kill -9`` ed process had queued for it, and what was sent to it
-between the kill and its resume. The replay is bounded (:data:`_REPLAY_MAX`
-entries); past that, or when its cursor is no longer in the stream, the client
-is told ``replay: gap``.
+between the kill and its resume. The replay is bounded
+(:data:`lobby.cluster_stream.REPLAY_MAX` entries); past that, or when its cursor
+is no longer in the stream, the client is told ``replay: gap``.
 
 A session that reconnects to another process (the balancer chose another one)
 is handed over: the process that kept it inside its reconnect grace sends what
@@ -74,6 +72,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lobby.broker import Audience, AudienceKind, Push, Replayed
+from lobby.cluster_stream import SEP as _SEP
+from lobby.cluster_stream import STREAM_MARGIN, ClusterStream, EntryKind, stream_push
 from protocol.codec import serialize
 from protocol.errors import ConfigError, ErrorCode, LobbyError
 from protocol.messages import PlayerLeftAreaMessage
@@ -97,7 +97,6 @@ __all__ = ["RedisBroker", "default_process_id", "open_redis"]
 
 log = logging.getLogger("lobby.cluster")
 
-_SEP = "\x1f"
 _RESYNC_BEATS = 15
 """Every this many heartbeats the directory is written and re-read whole (heals lost events)."""
 _LOCK_WAIT = 5.0
@@ -110,20 +109,11 @@ _FLUSH_WAIT = 2.0
 """Seconds :meth:`RedisBroker.flushed` waits for the writer at most."""
 _WRITE_BATCH = 512
 _POOL_SIZE = 64
-"""Redis connections of one process (the subscription holds one)."""
+"""Redis connections of one process (the stream reader holds one)."""
 _POOL_WAIT = 5.0
 """Seconds a command waits for a free connection before it fails."""
 _QUEUE_MAX = 100_000
-_READ_BATCH = 1024
-"""Stream entries one ``XREAD`` returns at most."""
-_READ_BLOCK_MS = 1000
-_STREAM_MARGIN = 30.0
-"""Seconds the stream keeps entries beyond the reconnect grace (a client resumes at the
-end of its grace with a cursor from a little before it dropped)."""
-_REPLAY_MAX = 10_000
-"""Stream entries one resume reads at most (past them: ``replay: gap``)."""
-# stream entry kinds
-_PUSH, _EVENT, _NOTIFY, _HANDOVER = "p", "e", "n", "h"
+_PUSH, _EVENT, _NOTIFY, _HANDOVER = (k.value for k in EntryKind)
 
 
 def default_process_id() -> str:
@@ -192,10 +182,8 @@ class RedisBroker:
         self._alive_pattern = f"{prefix}:alive:*"
         self._alive_prefix = f"{prefix}:alive:"
         self._presence_prefix = f"{prefix}:presence:"
-        self._stream = f"{prefix}:stream"
-        self._keep_ms = int((settings.reconnect_grace + _STREAM_MARGIN) * 1000)
-        self._minid: str | None = None
-        """Entries before this id may be trimmed (from the newest id written)."""
+        keep = settings.reconnect_grace + STREAM_MARGIN
+        self._stream = ClusterStream(client, f"{prefix}:stream", keep)
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
@@ -229,11 +217,12 @@ class RedisBroker:
         """Join the cluster: heartbeat, subscribe, load the directory, start the tasks."""
         await self._redis.delete(self._presence_key(self.process_id))
         await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
-        newest = await self._redis.xrevrange(self._stream, count=1)
-        start = str(newest[0][0]) if newest else "0-0"  # read what comes after now
+        start = await self._stream.newest()  # read what comes after now
         await self._refresh_peers()
+        pause = min(1.0, self._heartbeat)
+        follow = self._stream.follow(start, self._entry, self._recover, pause)
         self._tasks = [
-            asyncio.create_task(self._read(self._reading(), start), name="cluster-reader"),
+            asyncio.create_task(follow, name="cluster-reader"),
             asyncio.create_task(self._write(), name="cluster-writer"),
             asyncio.create_task(self._beat(), name="cluster-heartbeat"),
         ]
@@ -253,7 +242,7 @@ class RedisBroker:
         self._tasks = []
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
-            await self._redis.xadd(self._stream, {"k": _EVENT, "d": f"P{_SEP}{self.process_id}"})
+            await self._stream.append(_EVENT, f"P{_SEP}{self.process_id}")
 
     # -- Broker ---------------------------------------------------------------------------
 
@@ -274,27 +263,7 @@ class RedisBroker:
         return count
 
     async def replay(self, after: CursorKey) -> Replayed:
-        start = f"{after[0]}-{after[1]}"
-        try:
-            rows: list[Any] = list(
-                await self._redis.xrange(self._stream, min=start, count=_REPLAY_MAX + 2) or ()
-            )
-        except RedisError as exc:
-            log.warning("cluster stream unreadable for a resume (%s)", exc)
-            return Replayed([], complete=False)
-        # the cursor's own entry still there: nothing after it was trimmed
-        complete = bool(rows) and rows[0][0] == start
-        if complete:
-            rows = rows[1:]
-        if len(rows) > _REPLAY_MAX:
-            complete = False
-            rows = rows[:_REPLAY_MAX]
-        pushes: list[tuple[Audience, Push]] = []
-        for entry_id, fields in rows:
-            if fields.get("k") == _PUSH:
-                audience_text, text = str(fields["d"]).split(_SEP, 1)
-                pushes.append((Audience.decode(audience_text), _push(str(entry_id), text)))
-        return Replayed(pushes, complete)
+        return await self._stream.replay(after)
 
     def online_elsewhere(self, character_id: int) -> bool:
         return character_id in self._by_character
@@ -495,7 +464,10 @@ class RedisBroker:
                 for command in batch:
                     self._apply(pipe, command)
                 results = await pipe.execute()
-                self._trim_from(batch, results)
+                for command, result in zip(reversed(batch), reversed(results), strict=True):
+                    if command[0] == "xadd":
+                        self._stream.written(result)
+                        break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -523,8 +495,7 @@ class RedisBroker:
     def _apply(self, pipe: Any, command: tuple[str, ...]) -> None:
         op = command[0]
         if op == "xadd":
-            fields = {"k": command[1], "d": command[2]}
-            pipe.xadd(self._stream, fields, minid=self._minid, approximate=True)
+            self._stream.add(pipe, command[1], command[2])
         elif op == "hset":
             pipe.hset(command[1], command[2], command[3])
         elif op == "hdel":
@@ -533,14 +504,6 @@ class RedisBroker:
             pipe.set(command[1], "1", px=int(command[2]))
         else:
             raise LobbyError(f"unknown cluster command {op!r}")
-
-    def _trim_from(self, batch: list[tuple[str, ...]], results: list[Any]) -> None:
-        """Let the next writes trim what is older than the newest entry by the window."""
-        for command, result in zip(reversed(batch), reversed(results), strict=True):
-            if command[0] == "xadd":
-                newest = int(str(result).partition("-")[0])
-                self._minid = f"{max(0, newest - self._keep_ms)}-0"
-                return
 
     def _deliver_here(self, batch: list[tuple[str, ...]]) -> None:
         """The stream is unreachable: this process's presences get the batch's pushes
@@ -553,43 +516,6 @@ class RedisBroker:
                 audience_text, text = command[2].split(_SEP, 1)
                 with contextlib.suppress(Exception):
                     hub.deliver(Audience.decode(audience_text), text)
-
-    def _reading(self) -> aioredis.Redis:
-        """A client of the pool that keeps one connection for the reader's blocking
-        ``XREAD`` (no pool checkout per read: the read is on every push's path)."""
-        import redis.asyncio as aioredis
-
-        return aioredis.Redis(
-            connection_pool=self._redis.connection_pool, single_connection_client=True
-        )
-
-    async def _read(self, reader: aioredis.Redis, last: str) -> None:
-        """Read the stream from after entry ``last``, for ever, handling each entry."""
-        try:
-            await self._read_from(reader, last)
-        finally:
-            with contextlib.suppress(Exception):
-                await reader.aclose()
-
-    async def _read_from(self, reader: aioredis.Redis, last: str) -> None:
-        streams: dict[Any, Any] = {self._stream: last}
-        while True:
-            try:
-                reply: Any = await reader.xread(streams, count=_READ_BATCH, block=_READ_BLOCK_MS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cluster stream unreadable (%s); reading again", exc)
-                await asyncio.sleep(min(1.0, self._heartbeat))
-                await self._recover()
-                continue
-            for _name, entries in reply or ():
-                for entry_id, fields in entries:
-                    streams[self._stream] = entry_id
-                    try:
-                        self._entry(str(entry_id), fields)
-                    except Exception:
-                        log.exception("a cluster stream entry could not be handled")
 
     async def _recover(self) -> None:
         """After a lost stream (Redis restarted?): write our share of the directory
@@ -618,14 +544,13 @@ class RedisBroker:
         pipe.set(self._alive_key, "1", px=int(self._ttl * 1000))
         await pipe.execute()
 
-    def _entry(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
-        kind, data = fields.get("k"), str(fields.get("d", ""))
+    def _entry(self, entry_id: str, kind: str, data: str) -> None:
         if kind == _PUSH:
             hub = self._hub
             if hub is not None:
                 self.received += 1
                 audience_text, text = data.split(_SEP, 1)
-                hub.deliver_push(Audience.decode(audience_text), _push(entry_id, text))
+                hub.deliver_push(Audience.decode(audience_text), stream_push(entry_id, text))
         elif kind == _EVENT:
             self._presence_event(data.split(_SEP))
         elif kind == _NOTIFY:
@@ -636,7 +561,7 @@ class RedisBroker:
         elif kind == _HANDOVER:
             target, session, cursor, text = data.split(_SEP, 3)
             if target == self.process_id and self._hub is not None:
-                push = _push(cursor, text) if cursor else Push(text)
+                push = stream_push(cursor, text) if cursor else Push(text)
                 self._hub.handed_over(int(session), push)
         else:
             raise LobbyError(f"unknown cluster stream entry kind {kind!r}")
@@ -701,9 +626,3 @@ class RedisBroker:
                 if healthy:
                     log.warning("cluster heartbeat failed: %s", exc)
                 healthy = False
-
-
-def _push(entry_id: str, text: str) -> Push:
-    """The push of stream entry ``entry_id`` (``"<ms>-<seq>"``): its id is its cursor."""
-    ms, _, seq = entry_id.partition("-")
-    return Push(text, entry_id, (int(ms), int(seq)))

@@ -4,6 +4,8 @@ and resumes on another process gets exactly what it missed, or is told a gap."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -49,57 +51,68 @@ def chats(p: Player) -> list[str]:
     return [m["content"] for m in p.inbox.seen if m.get("type") == "chat"]
 
 
-async def test_a_client_resuming_on_another_process_gets_exactly_what_it_missed(
-    cluster: Cluster, http: aiohttp.ClientSession
-) -> None:
-    first, second, third = cluster.lobbies
+@dataclass
+class Away:
+    """A roamer (on the first process) who saw the speaker's (second) ``said`` and then
+    dropped; ``cursor`` is the last one it saw."""
+
+    speaker: Player
+    roamer: Player
+    cursor: str
+
+
+@contextlib.asynccontextmanager
+async def roamer_away(
+    http: aiohttp.ClientSession, cluster: Cluster, said: str
+) -> AsyncIterator[Away]:
+    first, second, _ = cluster.lobbies
     speaker = await player(http, second.url, "speak")
     roamer = await player(http, first.url, "roam")
     try:
         roamer.ws, roamer.inbox = await connect(http, first.url, roamer)
-        await speaker.send("chat", content="seen 0")
-        await roamer.hears({"seen 0"})
+        await speaker.send("chat", content=said)
+        await roamer.hears({said})
         cursor = last_cursor(roamer)
         await drop(roamer)
+        yield Away(speaker, roamer, cursor)
+    finally:
+        await speaker.close()
+        await roamer.close()
+
+
+async def test_a_client_resuming_on_another_process_gets_exactly_what_it_missed(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    async with roamer_away(http, cluster, "seen 0") as away:
+        speaker, roamer = away.speaker, away.roamer
         for n in range(3):
             await speaker.send("chat", content=f"missed {n}")
         await speaker.hears({f"missed {n}" for n in range(3)})
-        roamer.ws, roamer.inbox = await connect(http, third.url, roamer, cursor)
+        third = cluster.lobbies[2]
+        roamer.ws, roamer.inbox = await connect(http, third.url, roamer, away.cursor)
         notice = await roamer.inbox.next_type("heartbeat")
         assert notice["replay"] == "complete"
         await speaker.send("chat", content="live")
         await roamer.hears({"live"})
         assert chats(roamer) == ["missed 0", "missed 1", "missed 2", "live"]
-    finally:
-        await speaker.close()
-        await roamer.close()
 
 
 async def test_a_cursor_older_than_the_stream_is_told_a_gap(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    first, second, third = cluster.lobbies
-    speaker = await player(http, second.url, "speak")
-    roamer = await player(http, first.url, "roam")
-    try:
-        roamer.ws, roamer.inbox = await connect(http, first.url, roamer)
-        await speaker.send("chat", content="old")
-        await roamer.hears({"old"})
-        cursor = last_cursor(roamer)
-        await drop(roamer)
+    async with roamer_away(http, cluster, "old") as away:
+        speaker, roamer = away.speaker, away.roamer
         await speaker.send("chat", content="kept")
         await speaker.hears({"kept"})
         # the stream trims its head past the roamer's cursor (as the grace window would)
-        ms, _, seq = cursor.partition("-")
+        ms, _, seq = away.cursor.partition("-")
         client = await open_redis(cluster.redis.url)
         try:
             await client.xtrim("shards:stream", minid=f"{ms}-{int(seq) + 1}", approximate=False)
         finally:
             await client.aclose()
-        roamer.ws, roamer.inbox = await connect(http, third.url, roamer, cursor)
+        third = cluster.lobbies[2]
+        roamer.ws, roamer.inbox = await connect(http, third.url, roamer, away.cursor)
         notice = await roamer.inbox.next_type("heartbeat")
         assert notice["replay"] == "gap"
         assert chats(roamer) == ["kept"]  # what the stream still has comes all the same
-    finally:
-        await speaker.close()
-        await roamer.close()
