@@ -9,8 +9,13 @@ one process, so every push reaches it once.
 
 * :class:`LocalBroker` (the default, one process): forwards nothing. The hub's
   local delivery is the whole fan-out, and costs what it did before.
-* :class:`lobby.cluster.RedisBroker` (``--redis-url``): Redis pub/sub between
-  processes, plus the cluster's presence directory (who is online where).
+* :class:`lobby.cluster.RedisBroker` (``--redis-url``): a Redis stream every
+  process reads, plus the cluster's presence directory (who is online where).
+  It is *sequenced*: the hub hands it even the pushes it has recipients for, and
+  delivers them when they come back from the stream, each with its resume cursor
+  (the stream entry id), in the one order every process sees
+  (:mod:`protocol.resume`). A client resuming anywhere is replayed what it missed
+  from the stream (:meth:`Broker.replay`).
 
 An :class:`Audience` is also a predicate over presences (``audience(presence)``),
 so ``hub.broadcast(msg, where=Audience.faction("Verdant Pact"))`` both selects
@@ -28,11 +33,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from protocol.errors import LobbyError
+from protocol.resume import CursorKey, stamp
 
 if TYPE_CHECKING:
     from lobby.hub import Presence
 
-__all__ = ["Audience", "AudienceKind", "Broker", "LocalBroker", "PushHandler"]
+__all__ = ["Audience", "AudienceKind", "Broker", "LocalBroker", "Push", "PushHandler", "Replayed"]
 
 
 class AudienceKind(StrEnum):
@@ -141,6 +147,35 @@ class Audience:
             raise LobbyError(f"not an audience: {text[:80]!r}") from None
 
 
+@dataclass(slots=True)
+class Push:
+    """One encoded push as the hub delivers it: the message text and, when it has one,
+    its resume cursor (``key`` is the cursor as the pair it compares as)."""
+
+    text: str
+    cursor: str | None = None
+    key: CursorKey | None = None
+    _stamped: str | None = None
+
+    def stamped(self) -> str:
+        """The text with its cursor as first member (what a client asking for cursors
+        gets); made once per push, whatever the number of recipients."""
+        if self.cursor is None:
+            return self.text
+        if self._stamped is None:
+            self._stamped = stamp(self.text, self.cursor)
+        return self._stamped
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What :meth:`Broker.replay` found after a cursor: the pushes, in order, with the
+    audience each was for, and whether they are all there were (False: some are gone)."""
+
+    pushes: list[tuple[Audience, Push]]
+    complete: bool
+
+
 PushHandler = Callable[[Audience, str], int]
 """``handler(audience, text)``: deliver a push that came from another process (the hub's
 :meth:`~lobby.hub.Hub.deliver`); returns how many local presences took it."""
@@ -153,13 +188,25 @@ class Broker(Protocol):
     def distributed(self) -> bool:
         """False when this process is the whole lobby (nothing to forward)."""
 
-    def forward(self, audience: Audience, text: str) -> int:
-        """Hand ``text`` (an encoded push) to the other processes holding ``audience``.
+    @property
+    def sequenced(self) -> bool:
+        """True when the broker delivers every push it is given, the local recipients'
+        too, through :meth:`lobby.hub.Hub.deliver_push` with a cursor, in one order
+        (the hub then delivers nothing itself and can :meth:`replay`)."""
+
+    def forward(self, audience: Audience, text: str, *, here: bool = False) -> int:
+        """Hand ``text`` (an encoded push) to the other processes holding ``audience``
+        (sequenced: to every process, this one included, when ``here`` says this one
+        holds some of the audience).
 
         Never blocks: the broker queues and sends in the background. Returns how
         many other processes it went to (0: nobody elsewhere is of the audience,
         as far as the presence directory knows).
         """
+
+    async def replay(self, after: CursorKey) -> Replayed:
+        """The pushes sequenced after cursor ``after`` that the broker still keeps (only
+        when :attr:`sequenced`; otherwise nothing, incomplete)."""
 
     def online_elsewhere(self, character_id: int) -> bool:
         """True if another process holds a presence playing ``character_id``."""
@@ -209,10 +256,15 @@ class LocalBroker:
     """One process: the hub's own delivery is the whole fan-out."""
 
     distributed = False
+    sequenced = False
 
-    def forward(self, audience: Audience, text: str) -> int:
-        del audience, text
+    def forward(self, audience: Audience, text: str, *, here: bool = False) -> int:
+        del audience, text, here
         return 0
+
+    async def replay(self, after: CursorKey) -> Replayed:
+        del after
+        return Replayed([], complete=False)
 
     def online_elsewhere(self, character_id: int) -> bool:
         del character_id

@@ -21,23 +21,37 @@ under ``cluster_prefix``, default ``shards``):
   ``cluster_lock_ttl`` if its holder dies (a holder that only stalled is fenced off in
   the database: :mod:`lobby.cluster_state`). Changes to shared state are announced on
   ``{prefix}:notify``.
-* channels ``{prefix}:push`` (pushes for broad audiences: everyone, a faction,
-  a location, an account), ``{prefix}:push:{process}`` (pushes for a character
-  or session that process holds) and ``{prefix}:presence`` (join, move and leave events).
+* ``{prefix}:stream``: the one stream every process writes and reads (``XADD`` /
+  ``XREAD``, :mod:`lobby.cluster_stream`): every push (its audience and text),
+  the directory's join, move and leave events, the state notifications and the
+  hand-overs below. It keeps the reconnect grace plus a margin.
+
+Pushes are sequenced (:attr:`RedisBroker.sequenced`): the hub hands the broker
+every push for an :class:`~lobby.broker.Audience`, even those for its own
+presences, and each process delivers the pushes as it reads them back from the
+stream, in the stream's order, each with its entry id as resume cursor
+(:mod:`protocol.resume`). So a client sees pushes in one cluster-wide order,
+and one that resumes on any process with the last cursor it saw is replayed
+from the stream what its audiences got after it (:meth:`RedisBroker.replay`):
+what a ``kill -9`` ed process had queued for it, and what was sent to it
+between the kill and its resume. The replay is bounded
+(:data:`lobby.cluster_stream.REPLAY_MAX` entries); past that, or when its cursor
+is no longer in the stream, the client is told ``replay: gap``.
 
 A session that reconnects to another process (the balancer chose another one)
 is handed over: the process that kept it inside its reconnect grace sends what
 it queued for it to the new one (delivered after what the new one already
-sent) and forgets it silently (no leave announcement), or closes its still-open
-connection as replaced.
+sent, minus what the new one delivered itself or replayed) and forgets it
+silently (no leave announcement), or closes its still-open connection as
+replaced. (That serves clients without cursors; a client with one is replayed
+from the stream.)
 
 Every process keeps a replica of the directory (character -> process, session
 -> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)
-never wait on Redis. Pushes are queued and written by one task in pipelines, in
-order; a push arriving from another process is handed to
-:meth:`lobby.hub.Hub.deliver`. When Redis is unreachable, pushes to other
-processes are dropped (counted and logged) and local delivery goes on: a lobby
-never stalls on its broker.
+never wait on Redis. Entries are queued and written by one task in pipelines,
+in order, and read by one task. When Redis is unreachable, pushes are delivered
+to this process's presences at once (without a cursor), those for other
+processes are dropped (counted and logged): a lobby never stalls on its broker.
 
 The rate-limit and login-throttle budgets shared through the same Redis are in
 :mod:`lobby.cluster_limits`.
@@ -57,10 +71,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lobby.broker import Audience, AudienceKind
+from lobby.broker import Audience, AudienceKind, Push, Replayed
+from lobby.cluster_stream import SEP as _SEP
+from lobby.cluster_stream import STREAM_MARGIN, ClusterStream, EntryKind, stream_push
 from protocol.codec import serialize
 from protocol.errors import ConfigError, ErrorCode, LobbyError
 from protocol.messages import PlayerLeftAreaMessage
+from protocol.resume import CursorKey
 
 try:
     from redis.exceptions import RedisError
@@ -80,7 +97,6 @@ __all__ = ["RedisBroker", "default_process_id", "open_redis"]
 
 log = logging.getLogger("lobby.cluster")
 
-_SEP = "\x1f"
 _RESYNC_BEATS = 15
 """Every this many heartbeats the directory is written and re-read whole (heals lost events)."""
 _LOCK_WAIT = 5.0
@@ -93,10 +109,11 @@ _FLUSH_WAIT = 2.0
 """Seconds :meth:`RedisBroker.flushed` waits for the writer at most."""
 _WRITE_BATCH = 512
 _POOL_SIZE = 64
-"""Redis connections of one process (the subscription holds one)."""
+"""Redis connections of one process (the stream reader holds one)."""
 _POOL_WAIT = 5.0
 """Seconds a command waits for a free connection before it fails."""
 _QUEUE_MAX = 100_000
+_PUSH, _EVENT, _NOTIFY, _HANDOVER = (k.value for k in EntryKind)
 
 
 def default_process_id() -> str:
@@ -165,11 +182,8 @@ class RedisBroker:
         self._alive_pattern = f"{prefix}:alive:*"
         self._alive_prefix = f"{prefix}:alive:"
         self._presence_prefix = f"{prefix}:presence:"
-        self._push_channel = f"{prefix}:push"
-        self._push_prefix = f"{prefix}:push:"
-        self._own_channel = f"{prefix}:push:{self.process_id}"
-        self._presence_channel = f"{prefix}:presence"
-        self._notify_channel = f"{prefix}:notify"
+        keep = settings.reconnect_grace + STREAM_MARGIN
+        self._stream = ClusterStream(client, f"{prefix}:stream", keep)
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
@@ -203,11 +217,12 @@ class RedisBroker:
         """Join the cluster: heartbeat, subscribe, load the directory, start the tasks."""
         await self._redis.delete(self._presence_key(self.process_id))
         await self._redis.set(self._alive_key, "1", px=int(self._ttl * 1000))
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(*self._channels())
+        start = await self._stream.newest()  # read what comes after now
         await self._refresh_peers()
+        pause = min(1.0, self._heartbeat)
+        follow = self._stream.follow(start, self._entry, self._recover, pause)
         self._tasks = [
-            asyncio.create_task(self._read(pubsub), name="cluster-reader"),
+            asyncio.create_task(follow, name="cluster-reader"),
             asyncio.create_task(self._write(), name="cluster-writer"),
             asyncio.create_task(self._beat(), name="cluster-heartbeat"),
         ]
@@ -227,24 +242,28 @@ class RedisBroker:
         self._tasks = []
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
-            await self._redis.publish(self._presence_channel, _SEP.join(("P", self.process_id)))
+            await self._stream.append(_EVENT, f"P{_SEP}{self.process_id}")
 
     # -- Broker ---------------------------------------------------------------------------
 
-    def forward(self, audience: Audience, text: str) -> int:
+    sequenced = True
+
+    def forward(self, audience: Audience, text: str, *, here: bool = False) -> int:
         kind = audience.kind
         if kind is AudienceKind.CHARACTER or kind is AudienceKind.SESSION:
             index = self._by_character if kind is AudienceKind.CHARACTER else self._by_session
             remote = index.get(audience.key) if isinstance(audience.key, int) else None
-            if remote is None:
+            count = 0 if remote is None else 1
+            if not count and not here:
                 return 0
-            payload = _SEP.join((self.process_id, audience.encode(), text))
-            self._enqueue(("publish", self._push_prefix + remote.process, payload))
-            return 1
-        # published even when no peer is known yet: one may have started since the last beat
-        payload = _SEP.join((self.process_id, audience.encode(), text))
-        self._enqueue(("publish", self._push_channel, payload))
-        return len(self._peers)
+        else:
+            # written even when no peer is known yet: one may have started since the last beat
+            count = len(self._peers)
+        self._enqueue(("xadd", _PUSH, audience.encode() + _SEP + text))
+        return count
+
+    async def replay(self, after: CursorKey) -> Replayed:
+        return await self._stream.replay(after)
 
     def online_elsewhere(self, character_id: int) -> bool:
         return character_id in self._by_character
@@ -295,8 +314,7 @@ class RedisBroker:
                 log.warning("cluster lock %s not released: %s", name, exc)
 
     def notify(self, topic: str, data: str = "") -> None:
-        payload = _SEP.join((self.process_id, topic, data))
-        self._enqueue(("publish", self._notify_channel, payload))
+        self._enqueue(("xadd", _NOTIFY, _SEP.join((self.process_id, topic, data))))
 
     def on_notify(self, topic: str, callback: Callable[[str], None]) -> None:
         self._watchers.setdefault(topic, []).append(callback)
@@ -313,7 +331,7 @@ class RedisBroker:
     def remember(self, key: str, ttl: float) -> None:
         # queued behind the pushes before it and written in the same ordered stream:
         # Redis has run those once it has this
-        self._enqueue(("set", self._once_prefix + key, "1", str(max(1, int(ttl * 1000)))))
+        self._enqueue(("set", self._once_prefix + key, str(max(1, int(ttl * 1000)))))
 
     async def recalls(self, key: str) -> bool:
         try:
@@ -344,14 +362,14 @@ class RedisBroker:
         value = json.dumps([p.account_id, c.id, c.name, c.location_id])
         self._enqueue(("hset", self._presence_key(self.process_id), str(p.session_id), value))
         event = _SEP.join((kind, self.process_id, str(p.session_id), value))
-        self._enqueue(("publish", self._presence_channel, event))
+        self._enqueue(("xadd", _EVENT, event))
 
     async def _left(self, p: Presence) -> None:
         if p.character is None:
             return
         self._enqueue(("hdel", self._presence_key(self.process_id), str(p.session_id)))
         event = _SEP.join(("L", self.process_id, str(p.session_id)))
-        self._enqueue(("publish", self._presence_channel, event))
+        self._enqueue(("xadd", _EVENT, event))
 
     def _add(self, process: str, session_id: int, value: str) -> None:
         if process == self.process_id:
@@ -444,13 +462,18 @@ class RedisBroker:
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 for command in batch:
-                    _apply(pipe, command)
-                await pipe.execute()
+                    self._apply(pipe, command)
+                results = await pipe.execute()
+                for command, result in zip(reversed(batch), reversed(results), strict=True):
+                    if command[0] == "xadd":
+                        self._stream.written(result)
+                        break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.dropped += len(batch)
                 log.warning("cluster write failed (%s); %d commands dropped", exc, len(batch))
+                self._deliver_here(batch)
                 await asyncio.sleep(min(1.0, self._heartbeat))
             finally:
                 for _ in batch:
@@ -469,36 +492,42 @@ class RedisBroker:
                 waiting.append((target, waiter))
         self._flush_waiters = waiting
 
-    async def _read(self, pubsub: Any) -> None:
-        while True:
-            try:
-                message = await pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cluster subscription lost (%s); resubscribing", exc)
-                await asyncio.sleep(min(1.0, self._heartbeat))
-                await self._resubscribe(pubsub)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                self._received(str(message["channel"]), str(message["data"]))
-            except Exception:
-                log.exception("a cluster message could not be handled")
+    def _apply(self, pipe: Any, command: tuple[str, ...]) -> None:
+        op = command[0]
+        if op == "xadd":
+            self._stream.add(pipe, command[1], command[2])
+        elif op == "hset":
+            pipe.hset(command[1], command[2], command[3])
+        elif op == "hdel":
+            pipe.hdel(command[1], command[2])
+        elif op == "set":
+            pipe.set(command[1], "1", px=int(command[2]))
+        else:
+            raise LobbyError(f"unknown cluster command {op!r}")
 
-    async def _resubscribe(self, pubsub: Any) -> None:
-        """After a lost subscription (Redis restarted?): subscribe again, write our share
-        of the directory again (Redis may have lost it) and re-read the others'."""
+    def _deliver_here(self, batch: list[tuple[str, ...]]) -> None:
+        """The stream is unreachable: this process's presences get the batch's pushes
+        at once (without a cursor), as if there were no other process."""
+        hub = self._hub
+        if hub is None:
+            return
+        for command in batch:
+            if command[0] == "xadd" and command[1] == _PUSH:
+                audience_text, text = command[2].split(_SEP, 1)
+                with contextlib.suppress(Exception):
+                    hub.deliver(Audience.decode(audience_text), text)
+
+    async def _recover(self) -> None:
+        """After a lost stream (Redis restarted?): write our share of the directory
+        again (Redis may have lost it) and re-read the others'."""
         with contextlib.suppress(Exception):
-            await pubsub.subscribe(*self._channels())
             await self._republish()
             self._peers = set()
             self._by_character.clear()
             self._by_session.clear()
             self._by_location.clear()
             await self._refresh_peers()
-            log.info("cluster subscription restored")
+            log.info("cluster stream restored")
 
     async def _republish(self) -> None:
         hub = self._hub
@@ -515,27 +544,27 @@ class RedisBroker:
         pipe.set(self._alive_key, "1", px=int(self._ttl * 1000))
         await pipe.execute()
 
-    def _channels(self) -> tuple[str, ...]:
-        return (self._push_channel, self._own_channel, self._presence_channel, self._notify_channel)
-
-    def _received(self, channel: str, data: str) -> None:
-        if channel == self._presence_channel:
+    def _entry(self, entry_id: str, kind: str, data: str) -> None:
+        if kind == _PUSH:
+            hub = self._hub
+            if hub is not None:
+                self.received += 1
+                audience_text, text = data.split(_SEP, 1)
+                hub.deliver_push(Audience.decode(audience_text), stream_push(entry_id, text))
+        elif kind == _EVENT:
             self._presence_event(data.split(_SEP))
-            return
-        if channel == self._notify_channel:
+        elif kind == _NOTIFY:
             process, topic, detail = data.split(_SEP, 2)
             if process != self.process_id:
                 for callback in self._watchers.get(topic, ()):
                     callback(detail)
-            return
-        sender, audience_text, text = data.split(_SEP, 2)
-        if sender == self.process_id:
-            return
-        hub = self._hub
-        if hub is None:
-            return
-        self.received += 1
-        hub.deliver(Audience.decode(audience_text), text)
+        elif kind == _HANDOVER:
+            target, session, cursor, text = data.split(_SEP, 3)
+            if target == self.process_id and self._hub is not None:
+                push = stream_push(cursor, text) if cursor else Push(text)
+                self._hub.handed_over(int(session), push)
+        else:
+            raise LobbyError(f"unknown cluster stream entry kind {kind!r}")
 
     def _presence_event(self, fields: list[str]) -> None:
         kind, process = fields[0], fields[1]
@@ -564,10 +593,9 @@ class RedisBroker:
             return
         backlog = self._hub.hand_over(session_id)
         if backlog:
-            audience = Audience.session(session_id).encode()
-            channel = self._push_prefix + process
-            for text in backlog:
-                self._enqueue(("publish", channel, _SEP.join((self.process_id, audience, text))))
+            for push in backlog:
+                data = _SEP.join((process, str(session_id), push.cursor or "", push.text))
+                self._enqueue(("xadd", _HANDOVER, data))
             log.info(
                 "session %d resumed on %s: %d queued pushes sent there",
                 session_id,
@@ -598,17 +626,3 @@ class RedisBroker:
                 if healthy:
                     log.warning("cluster heartbeat failed: %s", exc)
                 healthy = False
-
-
-def _apply(pipe: Any, command: tuple[str, ...]) -> None:
-    op = command[0]
-    if op == "publish":
-        pipe.publish(command[1], command[2])
-    elif op == "hset":
-        pipe.hset(command[1], command[2], command[3])
-    elif op == "hdel":
-        pipe.hdel(command[1], command[2])
-    elif op == "set":
-        pipe.set(command[1], command[2], px=int(command[3]))
-    else:
-        raise LobbyError(f"unknown cluster command {op!r}")

@@ -15,6 +15,18 @@ session logs out, the presence leaves: ``on_leave`` hooks run and players at
 the same location get ``PLAYER_LEFT_AREA``. A presence with a character that
 comes online announces ``PLAYER_JOINED_AREA`` there and runs ``on_join`` hooks.
 
+Resume cursors (:mod:`protocol.resume`): every push has one, and a connection
+that asked for them (``cursor`` on ``GET /ws``) gets it stamped on each push.
+Alone, the cursor is this process's push counter and a resume with a cursor
+skips the backlog entries the client already had. With a sequenced broker (the
+Redis cluster) every push is delivered when it comes back from the cluster's
+stream, so each process delivers in the stream's one order; a resume with a
+cursor, on whichever process, is replayed from the stream what the session's
+audiences got after it (:meth:`Hub.attach`), and live pushes that arrive during
+the replay wait behind it: no gap, no duplicate (a push at or before the
+presence's cursor is never delivered again). A resume with a cursor ends with a
+``HEARTBEAT`` stamped ``replay: complete`` or ``replay: gap``.
+
 Extension points for services:
 
 * ``hub.register(MessageType.X, handler)``: ``handler(conn, msg)`` is awaited
@@ -33,13 +45,14 @@ Extension points for services:
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lobby.broker import Audience, AudienceKind, Broker, LocalBroker
+from lobby.broker import Audience, AudienceKind, Broker, LocalBroker, Push
 from lobby.config import Clock, LobbySettings
 from lobby.connection import (
     CLOSE_GOING_AWAY,
@@ -54,10 +67,12 @@ from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
     BaseMessage,
     DisconnectMessage,
+    HeartbeatMessage,
     MessageType,
     PlayerJoinedAreaMessage,
     PlayerLeftAreaMessage,
 )
+from protocol.resume import REPLAY_COMPLETE, REPLAY_GAP, CursorKey, stamp
 
 __all__ = ["CharacterInfo", "Hub", "MessageHandler", "Presence", "PresenceHook"]
 
@@ -91,8 +106,18 @@ class Presence:
     character: CharacterInfo | None = None
     conn: Connection | None = None
     disconnected_at: float | None = None
-    backlog: deque[str] = field(default_factory=deque)
+    backlog: deque[Push] = field(default_factory=deque)
     dropped: int = 0
+    stamps: bool = False
+    """Its connection asked for resume cursors (they are stamped on its pushes)."""
+    cursor: CursorKey | None = None
+    """The cursor of the last push delivered to it (or the one it resumed from): a push
+    at or before it is never delivered to it again."""
+    since: CursorKey | None = None
+    """Every sequenced push from this cursor on was handled here (the first delivered,
+    or ``(0, 0)`` after a replay): what a hand-over from another process may skip."""
+    replaying: list[Push] | None = None
+    """While a resume is being replayed: the live pushes that wait behind the replay."""
 
     @property
     def online(self) -> bool:
@@ -134,6 +159,9 @@ class Hub:
         self.presence_version = 0
         """Bumped whenever a presence comes or goes or its selected character changes
         (not on location or level updates): a cache of ``players_online`` keys on it."""
+        # the cursors of one process alone: "<start ms>-<n>" (a resume never outlives it)
+        self._epoch = int(clock() * 1000)
+        self._pushes = itertools.count(1)
 
     # -- registration ---------------------------------------------------------------------
 
@@ -196,38 +224,56 @@ class Hub:
         where: Callable[[Presence], bool] | None = None,
         exclude_session: int | None = None,
     ) -> int:
-        """Queue ``msg`` to every presence matching ``where``; return how many got it."""
-        text = self._text(msg)
-        count = 0
-        for p in list(self._presences.values()):
-            if p.session_id == exclude_session or (where is not None and not where(p)):
-                continue
-            count += self._deliver(p, text)
-        if self.broker.distributed and (where is None or isinstance(where, Audience)):
+        """Queue ``msg`` to every presence matching ``where``; return how many got it.
+
+        ``where`` is an :class:`Audience` (every process's presences) or any predicate
+        (this process's alone; with a sequenced broker such pushes have no cursor).
+        """
+        broker = self.broker
+        if broker.distributed and (where is None or isinstance(where, Audience)):
             audience = where or Audience.everyone()
             if exclude_session is not None:
                 audience = replace(audience, exclude_session=exclude_session)
-            self.broker.forward(audience, text)
+            if broker.sequenced:
+                return self._sequence(msg, audience, list(self._presences.values()))
+            text = self._text(msg)
+            count = self._deliver_each(self._presences.values(), audience, Push(text))
+            broker.forward(audience, text)
+        else:
+            push = self._push(msg)
+            count = 0
+            for p in list(self._presences.values()):
+                if p.session_id == exclude_session or (where is not None and not where(p)):
+                    continue
+                count += self._deliver(p, push)
         self.metrics.sent(msg.type, count)
         return count
 
     def send_to_session(self, session_id: int, msg: BaseMessage) -> bool:
         p = self._presences.get(session_id)
-        if p is None and self.broker.distributed:
-            sent = bool(self.broker.forward(Audience.session(session_id), self._text(msg)))
+        broker = self.broker
+        if broker.sequenced:
+            sent = bool(self._sequence(msg, Audience.session(session_id), [p] if p else []))
+            return sent
+        if p is None and broker.distributed:
+            sent = bool(broker.forward(Audience.session(session_id), self._text(msg)))
         else:
-            sent = bool(p and self._deliver(p, self._text(msg)))
+            sent = bool(p and self._deliver(p, self._push(msg)))
         self.metrics.sent(msg.type, sent)
         return sent
 
     def send_to_character(self, character_id: int, msg: BaseMessage) -> bool:
         """Queue ``msg`` to the presence playing ``character_id`` (False if none)."""
-        text = self._text(msg)
+        holders = list(self._by_character.get(character_id, {}).values())
+        broker = self.broker
+        if broker.sequenced:
+            return bool(self._sequence(msg, Audience.character(character_id), holders))
+        push = self._push(msg)
         count = 0
-        for p in list(self._by_character.get(character_id, {}).values()):
-            count += self._deliver(p, text)
-        if not count and self.broker.distributed:
-            count = self.broker.forward(Audience.character(character_id), text)
+        for p in holders:
+            count += self._deliver(p, push)
+        if not count and broker.distributed:
+            count = broker.forward(Audience.character(character_id), push.text)
         self.metrics.sent(msg.type, count)
         return bool(count)
 
@@ -235,15 +281,18 @@ class Hub:
         self, location_id: int, msg: BaseMessage, *, exclude_session: int | None = None
     ) -> int:
         """Queue ``msg`` to every character standing at ``location_id``."""
-        text = self._text(msg)
+        here = list(self._by_location.get(location_id, ()))
+        broker = self.broker
+        audience = Audience.location(location_id, exclude_session=exclude_session)
+        if broker.sequenced:
+            return self._sequence(msg, audience, here)
+        push = self._push(msg)
         count = 0
-        for p in list(self._by_location.get(location_id, ())):
+        for p in here:
             if p.session_id != exclude_session:
-                count += self._deliver(p, text)
-        if self.broker.distributed:
-            self.broker.forward(
-                Audience.location(location_id, exclude_session=exclude_session), text
-            )
+                count += self._deliver(p, push)
+        if broker.distributed:
+            broker.forward(audience, push.text)
         self.metrics.sent(msg.type, count)
         return count
 
@@ -251,7 +300,13 @@ class Hub:
         return self.broadcast(msg, where=Audience.account(account_id))
 
     def deliver(self, audience: Audience, text: str) -> int:
-        """Queue an already encoded push (from another process) to the local ``audience``."""
+        """Queue an already encoded push to the local ``audience`` (no cursor: this
+        process's own notices, or another's pushes while the stream is unreachable)."""
+        return self.deliver_push(audience, Push(text))
+
+    def deliver_push(self, audience: Audience, push: Push) -> int:
+        """Queue ``push`` to the local ``audience`` (the broker's delivery: a push from
+        the stream, cursor and all)."""
         key = audience.key
         if audience.kind is AudienceKind.CHARACTER and isinstance(key, int):
             candidates: Iterator[Presence] = iter(list(self._by_character.get(key, {}).values()))
@@ -261,7 +316,7 @@ class Hub:
             candidates = iter([p] if (p := self._presences.get(key)) else [])
         else:
             candidates = iter(list(self._presences.values()))
-        return sum(self._deliver(p, text) for p in candidates if audience(p))
+        return sum(self._deliver(p, push) for p in candidates if audience(p))
 
     def online_elsewhere(self, character_id: int) -> bool:
         """True if another lobby process holds ``character_id`` (always False alone)."""
@@ -269,12 +324,26 @@ class Hub:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def attach(self, conn: Connection, character: CharacterInfo | None) -> bool:
+    async def attach(
+        self,
+        conn: Connection,
+        character: CharacterInfo | None,
+        *,
+        stamps: bool = False,
+        after: CursorKey | None = None,
+    ) -> bool:
         """Bind a new connection to its session's presence; True if it resumed one.
 
         A presence resumes only for the session that made it: same id, same account
         and same token hash. A stale presence found under the id (another session's)
         leaves first, and the connection starts a fresh one.
+
+        ``stamps``: the connection gets each push's cursor. ``after``: the last cursor
+        the client saw; it gets every push meant for it after that one, once, before
+        the live ones (from the stream with a sequenced broker, else from the backlog)
+        and then a ``HEARTBEAT`` stamped ``replay``: ``complete``, or ``gap`` when some
+        are gone (the stream no longer has them, the backlog overflowed, or, alone,
+        this process has nothing of the session).
         """
         session = conn.session
         p = self._presences.get(session.id)
@@ -301,18 +370,58 @@ class Hub:
             old.close(CLOSE_REPLACED, "replaced by a newer connection of this session")
         p.conn = conn
         p.disconnected_at = None
+        p.stamps = stamps or after is not None
         conn.presence = p
-        if resumed:
-            if p.dropped:
-                log.info("%s resumed; %d queued messages were dropped", conn.describe(), p.dropped)
+        if resumed and p.dropped:
+            log.info("%s resumed; %d queued messages were dropped", conn.describe(), p.dropped)
+        if after is not None:
+            complete = await self._resume(p, after, resumed=resumed)
+            if p.conn is conn:
+                notice = serialize(HeartbeatMessage(timestamp=self._clock()))
+                conn.send_text(stamp(notice, replay=REPLAY_COMPLETE if complete else REPLAY_GAP))
+        elif resumed:
             while p.backlog:
-                conn.send_text(p.backlog.popleft())
-            p.dropped = 0
+                push = p.backlog.popleft()
+                conn.send_text(push.stamped() if p.stamps else push.text)
+        p.dropped = 0
+        if resumed:
             if character is not None and (p.character is None or p.character.id != character.id):
                 await self.set_character(session.id, character)
         elif character is not None:
             await self._joined(p)
         return resumed
+
+    async def _resume(self, p: Presence, after: CursorKey, *, resumed: bool) -> bool:
+        """Deliver to ``p`` what it missed after cursor ``after``; True if nothing is lost.
+
+        In order: what the stream kept after ``after`` (sequenced broker: an await,
+        during which the live pushes for ``p`` wait in ``p.replaying``), then the
+        backlog, then the live pushes that waited. Each push with a cursor goes out
+        only if it is past the last one delivered, so the three overlap harmlessly:
+        alone, the backlog is all there is and its entries the client had are
+        skipped; in a cluster, the backlog adds its cursor-less entries (and, when
+        the stream could not be read, the rest).
+        """
+        backlog = list(p.backlog)
+        p.backlog.clear()
+        complete = resumed and not p.dropped
+        p.cursor = after
+        pushes: list[Push] = []
+        waiting: list[Push] = []
+        if self.broker.sequenced:
+            p.since = (0, 0)  # a hand-over of what another process queued adds nothing
+            p.replaying = waiting
+            try:
+                replayed = await self.broker.replay(after)
+            finally:
+                p.replaying = None
+            if self._presences.get(p.session_id) is not p:  # it left (or moved) meanwhile
+                return False
+            pushes = [push for audience, push in replayed.pushes if audience(p)]
+            complete = replayed.complete
+        for push in itertools.chain(pushes, backlog, waiting):
+            self._deliver(p, push)
+        return complete
 
     async def detach(self, conn: Connection) -> None:
         """The socket of ``conn`` is gone: start the grace window (or leave now)."""
@@ -386,7 +495,22 @@ class Hub:
                 gone += 1
         return gone
 
-    def hand_over(self, session_id: int) -> list[str]:
+    def handed_over(self, session_id: int, push: Push) -> bool:
+        """A push another process had queued for ``session_id`` before it moved here:
+        deliver it unless it was handled here already (its cursor is at or after the
+        presence's :attr:`Presence.since`). True if delivered."""
+        p = self._presences.get(session_id)
+        if p is None:
+            return False
+        key, since = push.key, p.since
+        if key is not None and since is not None and key >= since:
+            return False
+        conn = p.conn
+        if conn is not None:
+            return conn.send_text(push.stamped() if p.stamps else push.text)
+        return bool(self._queue(p, push))
+
+    def hand_over(self, session_id: int) -> list[Push]:
         """Another lobby process now holds ``session_id``: drop ours and return its backlog.
 
         No leave announcement and no leave hooks: the player is still online, elsewhere.
@@ -441,15 +565,63 @@ class Hub:
             msg.timestamp = self._clock()
         return serialize(msg)
 
-    def _deliver(self, p: Presence, text: str) -> int:
-        if p.conn is not None:
-            return int(p.conn.send_text(text))
+    def _push(self, msg: BaseMessage) -> Push:
+        """``msg`` encoded, with this process's next cursor when the process is the whole
+        lobby (in a cluster the stream gives the cursors; a local push has none)."""
+        text = self._text(msg)
+        if self.broker.distributed:
+            return Push(text)
+        n = next(self._pushes)
+        return Push(text, f"{self._epoch}-{n}", (self._epoch, n))
+
+    def _sequence(self, msg: BaseMessage, audience: Audience, here: list[Presence]) -> int:
+        """Hand ``msg`` for ``audience`` to the sequenced broker; ``here`` are the local
+        presences that may be of it (they get it when it comes back from the stream).
+        Returns how many are reached: the local ones that will take it, or else the
+        other processes it went to."""
+        text = self._text(msg)
+        if audience.kind is AudienceKind.EVERYONE and audience.exclude_character is None:
+            # everyone here (a count, not a scan: the delivery scans them once, later)
+            count = len(here) - (audience.exclude_session in self._presences)
+        else:
+            count = sum(1 for p in here if audience(p) and self._reachable(p))
+        elsewhere = self.broker.forward(audience, text, here=bool(count))
+        count = count or elsewhere
+        self.metrics.sent(msg.type, count)
+        return count
+
+    def _deliver_each(self, presences: Iterable[Presence], audience: Audience, push: Push) -> int:
+        return sum(self._deliver(p, push) for p in list(presences) if audience(p))
+
+    def _reachable(self, p: Presence) -> bool:
+        return p.conn is not None or (
+            p.disconnected_at is not None and self._settings.ws_backlog_max > 0
+        )
+
+    def _deliver(self, p: Presence, push: Push) -> int:
+        key = push.key
+        if key is not None:
+            last = p.cursor
+            if last is not None and key <= last:
+                return 0  # replayed already (or the client had it when it resumed)
+            if p.replaying is not None:
+                p.replaying.append(push)
+                return 1
+            p.cursor = key
+            if p.since is None:
+                p.since = key
+        conn = p.conn
+        if conn is not None:
+            return int(conn.send_text(push.stamped() if p.stamps else push.text))
+        return self._queue(p, push)
+
+    def _queue(self, p: Presence, push: Push) -> int:
         if p.disconnected_at is None or self._settings.ws_backlog_max <= 0:
             return 0
         if len(p.backlog) >= self._settings.ws_backlog_max:
             p.backlog.popleft()
             p.dropped += 1
-        p.backlog.append(text)
+        p.backlog.append(push)
         return 1
 
     def _set_presence_character(self, p: Presence, character: CharacterInfo | None) -> None:

@@ -26,6 +26,11 @@ message at a time, in order:
 No client message for ``ws_idle_timeout`` seconds closes with 1000. The
 connection stays up after every ERROR.
 
+Resume cursors (``?cursor=``, :mod:`protocol.resume`): with the parameter each
+push carries its cursor; with a cursor as its value the session is replayed what
+it missed after it (:meth:`lobby.hub.Hub.attach`). A value that is not a cursor
+is answered HTTP 400 ``bad_request`` before the upgrade.
+
 Frame encodings (``?encoding=``, listed as ``ws_encodings`` in ``/api/status``):
 
 * ``json`` (the default): each text frame is the JSON text itself;
@@ -67,6 +72,7 @@ from protocol.codec import deserialize, error_message_from
 from protocol.crypto import WS_FERNET_SALT, FernetSealer, derive_fernet_key
 from protocol.errors import ErrorCode, LobbyError, ProtocolError, SealError, ShardsError
 from protocol.messages import HeartbeatMessage, MessageType
+from protocol.resume import RESUME_CURSOR_PARAM, CursorKey, cursor_key
 
 if TYPE_CHECKING:
     from lobby.config import LobbySettings
@@ -83,6 +89,17 @@ ENCODING_PARAM = "encoding"
 def ws_encodings(settings: LobbySettings) -> list[str]:
     """The frame encodings a lobby with ``settings`` offers (``ws_encodings`` in the status)."""
     return ["json", "fernet"] if settings.ws_fernet_secret is not None else ["json"]
+
+
+def _resume_cursor(request: web.Request) -> tuple[bool, CursorKey | None]:
+    """``?cursor=``: whether the client wants resume cursors, and the one it resumes
+    from (HTTP 400 ``bad_request`` if it is not a cursor)."""
+    text = request.query.get(RESUME_CURSOR_PARAM)
+    if text is None:
+        return False, None
+    if not text:
+        return True, None
+    return True, cursor_key(text)
 
 
 def _fernet_sealer(secret: str) -> FernetSealer:
@@ -128,6 +145,7 @@ class WebSocketEndpoint:
                 code=ErrorCode.BAD_REQUEST,
             )
         frames = await self._frames(request)
+        stamps, after = _resume_cursor(request)
         session = await ctx.sessions.authenticate(bearer_token(request, allow_query=True))
         bind_session(session)  # its ids on this socket's log lines
         if ctx.hub.connections_of_account(session.account_id) >= s.ws_connections_per_account:
@@ -152,7 +170,7 @@ class WebSocketEndpoint:
         conn = Connection(ws, request, session, ctx, address, frames, self._flusher)
         bind(conn_id=conn.id)
         conn.start()
-        resumed = await ctx.hub.attach(conn, character)
+        resumed = await ctx.hub.attach(conn, character, stamps=stamps, after=after)
         log.debug(
             "%s connected from %s (resumed=%s, encoding=%s)",
             conn.describe(),

@@ -19,6 +19,13 @@ restart (sessions are stored). A ``1008`` (session revoked or expired), a
 ends the session: no retry. After ``max_attempts`` failed attempts the socket
 gives up and its state becomes ``"closed"``.
 
+Every push carries a resume cursor (:mod:`protocol.resume`): the socket keeps the
+last one (:attr:`LobbySocket.cursor`) and reconnects with it, so the lobby, on
+whichever process the balancer picks, replays what the session missed, once and
+in order. A replay the lobby could not complete (the cursor was older than what
+it keeps) is counted in :attr:`LobbySocket.gaps` and logged: state pushed
+meanwhile may be missing and is worth refetching.
+
 Optional Fernet layer (``sealer``): every frame is a Fernet token of the JSON
 text (see :data:`FERNET_WS_PARAM` and the NetworkClient documentation).
 """
@@ -49,6 +56,7 @@ from protocol.errors import (
 from protocol.framing import decode_batch
 from protocol.messages.base import BaseMessage
 from protocol.messages.system import HeartbeatMessage
+from protocol.resume import REPLAY_GAP, RESUME_CURSOR_PARAM, unstamp
 
 __all__ = [
     "FERNET_WS_PARAM",
@@ -123,6 +131,10 @@ class LobbySocket:
         self.reconnects = 0
         """Successful reconnections so far."""
         self.last_close_code: int | None = None
+        self.cursor: str | None = None
+        """The resume cursor of the last push received (sent back on reconnection)."""
+        self.gaps = 0
+        """Reconnections after which the lobby said some pushes were lost (``replay: gap``)."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -211,7 +223,9 @@ class LobbySocket:
         return self._sealer.open(text.encode("ascii", "replace"), now=time.time()).decode("utf-8")
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
-        params = {FERNET_WS_PARAM: "fernet"} if self._sealer is not None else None
+        params = {RESUME_CURSOR_PARAM: self.cursor or ""}
+        if self._sealer is not None:
+            params[FERNET_WS_PARAM] = "fernet"
         try:
             return await self._rest.session.ws_connect(
                 self._rest.ws_url,
@@ -293,8 +307,14 @@ class LobbySocket:
             self._on_message(error_message_from(err))
             return
         for item in items:
+            stamped = unstamp(item)
+            if stamped.cursor is not None:
+                self.cursor = stamped.cursor
+            if stamped.replay == REPLAY_GAP:
+                self.gaps += 1
+                logger.warning("the lobby could not replay every push missed while disconnected")
             try:
-                msg = deserialize(item)
+                msg = deserialize(stamped.text)
             except ProtocolError as exc:
                 self._on_message(error_message_from(exc))
                 continue

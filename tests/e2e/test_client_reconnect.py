@@ -5,11 +5,16 @@
   outage, both clients resume with the same session token afterwards, and the
   relay saw nothing;
 * the client's socket is cut (transport aborted): it reconnects inside the
-  reconnect grace and the lobby resumes the presence silently.
+  reconnect grace and the lobby resumes the presence silently;
+* what was said while it was away reaches it once, in order, after it is back: it
+  resumes from the last cursor it saw (on a cluster, on whichever process).
 """
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 
 from lobby import MasterServer
@@ -81,6 +86,38 @@ async def test_dropped_socket_resumes_inside_grace(
     await chats.wait_until(lambda items: any(m.message_id == mid for m in items))
     assert left.items == []  # resumed silently: nobody saw Alice leave
     assert {s["players_online"] for s in await deployment.statuses()} == {2}
+
+
+async def test_what_was_said_while_away_arrives_once_after_the_resume(
+    deployment: Deployment, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await make_client("Alice")
+    bob = await make_client("Bob")
+    chats = Inbox()
+    alice.register_handler(MessageType.CHAT, chats)
+    first = await bob.send_chat("before")
+    await chats.wait_until(lambda xs: any(m.message_id == first for m in xs))
+    socket = alice.session.socket
+    assert socket is not None and socket.cursor is not None
+    # Alice's reconnection is held until Bob has spoken (a fault: a slow network)
+    gate = asyncio.Event()
+    connect = socket._connect
+
+    async def held() -> aiohttp.ClientWebSocketResponse:
+        await gate.wait()
+        return await connect()
+
+    monkeypatch.setattr(socket, "_connect", held)
+    await socket.drop()
+    await alice.wait_connection_state("reconnecting")
+    for n in range(3):
+        await bob.send_chat(f"away {n}")
+    gate.set()
+    await alice.wait_connection_state("connected")
+    last = await bob.send_chat("after")
+    items = await chats.wait_until(lambda xs: any(m.message_id == last for m in xs))
+    assert [m.content for m in items] == ["before", "away 0", "away 1", "away 2", "after"]
+    assert socket.gaps == 0
 
 
 async def test_revoked_session_ends_reconnection(make_client: ClientFactory) -> None:

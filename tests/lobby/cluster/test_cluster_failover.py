@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import signal
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from lobby.cluster import open_redis
 from lobby.storage import Database
 from lobby.storage.game_schema import trades
+from protocol.resume import RESUME_CURSOR_PARAM
 from tests.lobby.cluster.conftest import (
     Cluster,
     Player,
@@ -34,8 +36,13 @@ pytestmark = pytest.mark.cluster
 PLAYERS = 9
 
 
-async def connect(http: aiohttp.ClientSession, base: str, api: ApiClient) -> Any:
-    ws = await http.ws_connect(ws_url(base), headers=api.headers())
+async def connect(
+    http: aiohttp.ClientSession, base: str, api: ApiClient, cursor: str | None = None
+) -> Any:
+    """A WebSocket for ``api``'s session; with ``cursor`` (``""``: none yet) it asks for
+    resume cursors and resumes after that one (:mod:`protocol.resume`)."""
+    params = None if cursor is None else {RESUME_CURSOR_PARAM: cursor}
+    ws = await http.ws_connect(ws_url(base), headers=api.headers(), params=params)
     return ws, aiohttp_inbox(ws)
 
 
@@ -320,7 +327,7 @@ async def test_kill_9_under_chat_and_trade_load(
             http, cluster.lobbies[1].url, unique("load"), "Verdant Pact", "Rogue"
         )
         api.base = cluster.proxy.url
-        ws, inbox = await connect(http, cluster.proxy.url, api)
+        ws, inbox = await connect(http, cluster.proxy.url, api, cursor="")
         players.append(Player(api, character, ws, inbox))
     try:
         await _everyone_hears_everyone(players)
@@ -346,10 +353,19 @@ async def test_kill_9_under_chat_and_trade_load(
             await say(p, load, 1)
         await asyncio.wait_for(asyncio.gather(*running), 60)
 
-        # the victim's clients reconnect through HAProxy with their sessions ...
-        echoed = {p.id: {m.get("message_id") for m in p.inbox.seen} for p in victims}
+        # the victim's clients read what reached them before their sockets closed ...
+        before_kill: dict[int, list[dict[str, Any]]] = {}
         for p in victims:
-            p.ws, p.inbox = await connect(http, cluster.proxy.url, p.api)
+            with contextlib.suppress(ConnectionError):
+                await p.inbox.next(lambda m: False, wait=30.0)
+            before_kill[p.id] = list(p.inbox.seen)
+        echoed = {p.id: {m.get("message_id") for m in before_kill[p.id]} for p in victims}
+        # ... and reconnect through HAProxy with their sessions and last cursors
+        for p in victims:
+            cursors = [m["cursor"] for m in before_kill[p.id] if "cursor" in m]
+            p.ws, p.inbox = await connect(http, cluster.proxy.url, p.api, cursors[-1])
+            notice = await p.inbox.next_type("heartbeat")
+            assert notice["replay"] == "complete", notice
         # ... and re-send, with the same message ids, the chats whose copy (the
         # acknowledgement) did not come back: each was delivered already or was not
         resent: dict[int, set[str]] = {}
@@ -382,10 +398,14 @@ async def test_kill_9_under_chat_and_trade_load(
         for p in victims:  # the copies of the re-sent: its character's, resumed
             heard = await p.hears(resent.get(p.id, set()))
             assert {m["sender_id"] for m in heard} <= {p.id}
+        # the victims too got every chat: before the kill, or replayed after it (what
+        # their dead process had queued, what was said between the kill and their resume)
+        for p in victims:
+            got = {m.get("content") for m in before_kill[p.id]}
+            await p.hears(every - got)
         for p in players:
-            copies = [
-                (m["sender_id"], m["message_id"]) for m in p.inbox.seen if m.get("type") == "chat"
-            ]
+            seen = before_kill.get(p.id, []) + p.inbox.seen
+            copies = [(m["sender_id"], m["message_id"]) for m in seen if m.get("type") == "chat"]
             assert len(copies) == len(set(copies)), p.id
 
         # every acknowledged trade is stored; items and gold are conserved
