@@ -55,6 +55,7 @@ def _env(server_url: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "PYTHONASYNCIODEBUG": "1",
+        "PYTHONFAULTHANDLER": "1",
         "SHARDS_SERVER_URL": server_url,
         "SHARDS_P2P_PORT": "0",
     }
@@ -122,14 +123,29 @@ async def test_snippet_with_a_character_chats_and_stops_cleanly(
                 return
         raise AssertionError(f"the snippet ended early: {seen}")
 
+    # stderr read from the start, so what the snippet said is there whatever happens next
+    stderr_read = asyncio.ensure_future(process.stderr.read())
     try:
         await asyncio.wait_for(until_reality(), 45)
         process.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
+        try:
+            out, _ = await asyncio.wait_for(
+                asyncio.gather(process.stdout.read(), process.wait()), 30
+            )
+        except TimeoutError:
+            # faulthandler (PYTHONFAULTHANDLER) prints where every thread is stuck
+            process.send_signal(signal.SIGABRT)
+            await asyncio.wait_for(process.wait(), 10)
+            stuck = (await asyncio.wait_for(stderr_read, 10)).decode()
+            raise AssertionError(
+                f"the snippet did not stop within 30 s of Ctrl-C; its stderr:\n{stuck}"
+            ) from None
+        err = await asyncio.wait_for(stderr_read, 10)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        stderr_read.cancel()
     assert "[global] Aria: Hello, world!\n" in seen + out.decode().splitlines(keepends=True)
     stderr = err.decode()
     assert stderr.strip().splitlines()[-1] == "KeyboardInterrupt", stderr
