@@ -248,6 +248,9 @@ class NetworkClient:
             guard.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await guard
+        # first what would call the lobby on its own: after the session closed, a REST call
+        # would open a new HTTP session that nothing closes
+        await self.peers.stop_background()
         await self.session.close(logout=logout)
         await self.peers.close()
         self.state.reset()

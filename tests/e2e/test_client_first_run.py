@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from mesh import NetworkClient
+from protocol.candidates import Candidate
 from tests.e2e.deployments import Deployment
 from tests.e2e.test_seed_client_snippet import main as seed_main
 
@@ -150,6 +151,40 @@ async def test_snippet_with_a_character_chats_and_stops_cleanly(
     stderr = err.decode()
     assert stderr.strip().splitlines()[-1] == "KeyboardInterrupt", stderr
     _assert_nothing_leaked(stderr)
+
+
+async def test_disconnect_stops_background_lobby_calls_before_closing_the_session(
+    deployment: Deployment,
+) -> None:
+    """The address learning select starts calls the lobby on its own; disconnect stops it
+    before closing the HTTP session, so no call of it opens a new session nothing closes
+    (Python's "Unclosed client session" when the program ends)."""
+    await _account(deployment, character=True)
+    client = NetworkClient(deployment.url_for(0), p2p_port=0)
+    rest = client.session.rest
+    closed = asyncio.Event()
+    calls_after_close: list[str] = []
+    real_close = rest.close
+
+    async def close_then_yield() -> None:
+        await real_close()
+        closed.set()
+        await asyncio.sleep(0)  # as aiohttp's close does while its connector closes
+
+    async def learn_when_closed() -> list[Candidate]:
+        await closed.wait()
+        calls_after_close.append("ice_servers")
+        await client.peers.ice_servers(refresh=True)
+        return []
+
+    rest.close = close_then_yield  # type: ignore[method-assign]  # to know when it closed
+    client.peers.learn_candidates = learn_when_closed  # type: ignore[method-assign]
+    await client.connect("username", "password")
+    (character,) = await client.get_characters()
+    await client.select_character(character.id)
+    await client.disconnect()
+    assert calls_after_close == []
+    assert rest._session is None  # noqa: SLF001 - no session was opened again
 
 
 async def test_wrong_password_fails_once_and_cleanly(
