@@ -242,6 +242,8 @@ class NetworkClient:
         """Leave: say goodbye on the socket, close it and the peer node (idempotent).
 
         ``logout=True`` also revokes the session token (``POST /api/auth/logout``).
+        Waits on the lobby at most a few seconds (the socket's ``CLOSE_TIMEOUT``, and the
+        request timeout for a logout): a lobby that does not answer is left behind.
         """
         guard, self._guard = self._guard, None
         if guard is not None and guard is not asyncio.current_task():
