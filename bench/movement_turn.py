@@ -136,6 +136,7 @@ def coturn() -> Iterator[tuple[str, int, str]]:
                 "--realm=shards",
                 "--allow-loopback-peers",
                 "--no-cli",
+                "--no-tcp",  # the port is free for UDP; a busy TCP twin would stall coturn
                 "--no-tls",
                 "--no-dtls",
                 "--no-stdout-log",

@@ -63,7 +63,10 @@ class LoopbackTurn:
             "turnserver", "-n",
             f"--listening-ip={host}", f"--relay-ip={host}", f"--listening-port={port}",
             "--use-auth-secret", f"--static-auth-secret={self.secret}", "--realm=shards",
-            "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--no-stdout-log",
+            # UDP only: the port is free for UDP, its TCP twin may not be (coturn then keeps
+            # retrying that bind and does not answer at all)
+            "--no-tcp", "--no-tls", "--no-dtls",
+            "--allow-loopback-peers", "--no-cli", "--no-stdout-log",
             f"--pidfile={self.state_dir / 'turn.pid'}", f"--db={self.state_dir / 'turn.db'}",
             f"--log-file={self.state_dir / 'turn.log'}",
             stdin=asyncio.subprocess.DEVNULL,
