@@ -24,6 +24,7 @@ from bench._proc import Child, Profiler
 
 __all__ = [
     "Endpoint",
+    "Pair",
     "PayloadStamp",
     "endpoint_child",
     "run_pair",
@@ -390,6 +391,65 @@ def _side(mine: dict[str, Any], theirs: dict[str, Any]) -> tuple[int, list[int]]
     return delivered, lat
 
 
+class Pair:
+    """Two endpoint children, connected once, exchanging updates over one or more windows.
+
+    A benchmark comparing two paths keeps one ``Pair`` of each open and alternates their
+    windows (:meth:`exchange`), so a burst of someone else's work on the machine lands in
+    one window of one path, not in a whole path's figure. Close it (or use ``with``).
+    """
+
+    def __init__(self, factory: EndpointFactory, options: dict[str, Any], *, kind: str) -> None:
+        self.a = Child(endpoint_child, factory, options, kind=kind, name="pair-a")
+        try:
+            self.b = Child(endpoint_child, factory, options, kind=kind, name="pair-b")
+        except BaseException:
+            self.a.close()
+            raise
+        try:
+            _, (addr_a, cred_a) = self.a.recv(30)
+            _, (addr_b, cred_b) = self.b.recv(30)
+            # The listener first, so the dialler's Initial finds it ready.
+            self.a.send("connect", (addr_b, cred_b, False))
+            self.b.call("connect", (addr_a, cred_a, True), timeout=30)
+            self.a.reply(30)
+        except BaseException:
+            self.close()
+            raise
+
+    def exchange(self, *, rate: float, duration: float, warm: float = 0.5) -> dict[str, Any]:
+        """One window: ``rate`` updates/s each way for ``warm`` + ``duration`` seconds,
+        measured over the last ``duration``; CPU per delivered update and one-way latency."""
+        t0_ns = time.perf_counter_ns() + int((warm + 0.3) * 1e9)
+        arg = {"rate": rate, "t0_ns": t0_ns, "duration": duration, "warm": warm}
+        self.a.send("exchange", arg)
+        rb = self.b.call("exchange", arg, timeout=duration + warm + 30)
+        ra = self.a.reply(duration + warm + 30)
+        got_a, lat_a = _side(ra, rb)
+        got_b, lat_b = _side(rb, ra)
+        delivered = got_a + got_b
+        cpu = ra["cpu"] + rb["cpu"]
+        expected = rate * duration * 2
+        return {
+            "cpu_per_update_us": (cpu / delivered * 1e6) if delivered else float("nan"),
+            "cpu_s": cpu,
+            "delivered": delivered,
+            "delivery_ratio": delivered / expected if expected else float("nan"),
+            "cpu_share": cpu / duration,
+            **percentiles_ms(lat_a + lat_b),
+        }
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+    def __enter__(self) -> Pair:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_pair(
     factory: EndpointFactory,
     options: dict[str, Any],
@@ -399,34 +459,7 @@ def run_pair(
     duration: float,
     warm: float = 0.5,
 ) -> dict[str, Any]:
-    """Two endpoint children exchanging ``rate`` updates/s each way; CPU per delivered update."""
-    a = Child(endpoint_child, factory, options, kind=kind, name="pair-a")
-    b = Child(endpoint_child, factory, options, kind=kind, name="pair-b")
-    try:
-        _, (addr_a, cred_a) = a.recv(30)
-        _, (addr_b, cred_b) = b.recv(30)
-        # The listener first, so the dialler's Initial finds it ready.
-        a.send("connect", (addr_b, cred_b, False))
-        b.call("connect", (addr_a, cred_a, True), timeout=30)
-        a.reply(30)
-        t0_ns = time.perf_counter_ns() + int((warm + 0.3) * 1e9)
-        arg = {"rate": rate, "t0_ns": t0_ns, "duration": duration, "warm": warm}
-        a.send("exchange", arg)
-        rb = b.call("exchange", arg, timeout=duration + warm + 30)
-        ra = a.reply(duration + warm + 30)
-    finally:
-        a.close()
-        b.close()
-    got_a, lat_a = _side(ra, rb)
-    got_b, lat_b = _side(rb, ra)
-    delivered = got_a + got_b
-    cpu = ra["cpu"] + rb["cpu"]
-    expected = rate * duration * 2
-    return {
-        "cpu_per_update_us": (cpu / delivered * 1e6) if delivered else float("nan"),
-        "cpu_s": cpu,
-        "delivered": delivered,
-        "delivery_ratio": delivered / expected if expected else float("nan"),
-        "cpu_share": cpu / duration,
-        **percentiles_ms(lat_a + lat_b),
-    }
+    """Two endpoint children exchanging ``rate`` updates/s each way over one window; CPU per
+    delivered update (see :meth:`Pair.exchange`)."""
+    with Pair(factory, options, kind=kind) as pair:
+        return pair.exchange(rate=rate, duration=duration, warm=warm)

@@ -112,8 +112,8 @@ class SocketClients:
         never passed on: a STUN-looking datagram is no QUIC packet.
         """
         turn_server = self._turn_server
-        if turn_server is None and data and data[0] >= 64:
-            return False  # the hot path: movement and chat, no relay configured
+        if data and data[0] >= 64 and (turn_server is None or source[1] != turn_server[1]):
+            return False  # the hot path: movement and chat, from anyone but the TURN server
         kind = route(data, source, turn_server)
         if kind is Route.QUIC:
             return False

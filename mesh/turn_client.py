@@ -61,7 +61,7 @@ from protocol.turn import (
     channel_bind_request,
     create_permission_request,
     encode_channel_data,
-    parse_channel_data,
+    read_channel_data,
     refresh_request,
     send_indication,
 )
@@ -306,11 +306,12 @@ class TurnClient:
 
     def send(self, peer: Address, data: bytes) -> None:
         """Relay ``data`` to ``peer`` (ChannelData once bound, else a Send indication)."""
-        self._require_allocated()
         channel = self._channels.get(peer)
-        if channel is not None and channel.bound:
+        if channel is not None and channel.bound and self._state is TurnState.ALLOCATED:
             self._outbox.append(encode_channel_data(channel.number, data))
-        elif channel is not None or peer[0] in self._permissions:
+            return
+        self._require_allocated()
+        if channel is not None or peer[0] in self._permissions:
             self._outbox.append(send_indication(self._new_id(), peer, data))
         else:
             raise MeshError(f"TURN client: no permission for {peer[0]} (permit() it first)")
@@ -406,6 +407,20 @@ class TurnClient:
 
     def next_event(self) -> TurnEvent | None:
         return self._events.popleft() if self._events else None
+
+    def read_channel_data(self, data: bytes) -> tuple[Address, bytes] | None:
+        """``(peer, data)`` of a ChannelData frame the server sent (the caller checked the
+        source), with no :class:`DataReceived` event: the per-datagram path of a relayed
+        link. None, and the frame dropped, when it is malformed, its channel is not ours
+        or the allocation is not up (what :meth:`receive_datagram` does with it too)."""
+        try:
+            channel, payload = read_channel_data(data)
+        except StunError:
+            return None
+        peer = self._channel_peers.get(channel)
+        if peer is None or self._state is not TurnState.ALLOCATED:
+            return None
+        return peer, payload
 
     # -- internals ----------------------------------------------------------------------
 
@@ -553,13 +568,9 @@ class TurnClient:
             self._events.append(DataReceived(peer, data))
 
     def _channel_data(self, data: bytes) -> None:
-        try:
-            frame = parse_channel_data(data)
-        except StunError:
-            return
-        peer = self._channel_peers.get(frame.channel)
-        if peer is not None and self._state is TurnState.ALLOCATED:
-            self._events.append(DataReceived(peer, frame.data))
+        relayed = self.read_channel_data(data)
+        if relayed is not None:
+            self._events.append(DataReceived(*relayed))
 
 
 def _lifetime(message: StunMessage) -> int | None:

@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from mesh.paths import Address, TurnRoute
+from mesh.stun_transactions import same_address
 from mesh.turn_client import (
     Allocated,
     AllocationFailed,
@@ -144,7 +145,15 @@ class TurnPath:
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take a datagram from the socket; True when it came from the TURN server."""
-        if not self.client.receive_datagram(data, source, now):
+        client = self.client
+        if data and 64 <= data[0] <= 79 and same_address(client.server, source):
+            # ChannelData, what a relayed link's every datagram is: read straight into the
+            # inbox, without the client's event and its drain
+            relayed = client.read_channel_data(data)
+            if relayed is not None:
+                self._relayed(relayed[0], relayed[1], now)
+            return True
+        if not client.receive_datagram(data, source, now):
             return False
         self._drain(now)
         return True
@@ -182,18 +191,21 @@ class TurnPath:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _relayed(self, peer: Address, data: bytes, now: float) -> None:
+        route = self._routes.get(peer)
+        if route is None:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()  # a cache of small values: rebuilt as needed
+            route = self._routes[peer] = TurnRoute(peer)
+        self._inbox.append((data, route))
+        self._last_used = now
+        self.bytes_received += len(data)
+
     def _drain(self, now: float) -> None:
         client = self.client
         while (event := client.next_event()) is not None:
             if isinstance(event, DataReceived):
-                route = self._routes.get(event.peer)
-                if route is None:
-                    if len(self._routes) >= _MAX_ROUTES:
-                        self._routes.clear()  # a cache of small values: rebuilt as needed
-                    route = self._routes[event.peer] = TurnRoute(event.peer)
-                self._inbox.append((event.data, route))
-                self._last_used = now
-                self.bytes_received += len(event.data)
+                self._relayed(event.peer, event.data, now)
                 continue
             if isinstance(event, Allocated):
                 self.outcome = event

@@ -5,7 +5,8 @@ Pure builders over :mod:`protocol.stun`: a client allocates a relay
 (:func:`create_permission_request`), binds a channel (:func:`channel_bind_request`)
 and exchanges data either as Send/Data indications (:func:`send_indication`,
 :func:`data_indication`) or as 4-byte-header ChannelData frames
-(:func:`encode_channel_data`, :func:`parse_channel_data`). Every parse error is a
+(:func:`encode_channel_data`, :func:`parse_channel_data` or, without the frame object,
+:func:`read_channel_data`). Every parse error is a
 :class:`~protocol.errors.StunError`.
 
 Authentication is the long-term credential mechanism: the first Allocate goes
@@ -27,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +64,7 @@ __all__ = [
     "encode_channel_data",
     "parse_channel_data",
     "parse_turn_url",
+    "read_channel_data",
     "refresh_request",
     "send_indication",
     "turn_rest_credentials",
@@ -73,6 +76,7 @@ REQUESTED_TRANSPORT_UDP = 17
 CHANNEL_MIN = 0x4000
 CHANNEL_MAX = 0x4FFF
 _CHANNEL_HEADER = 4
+_CHANNEL_DATA_HEADER = struct.Struct("!HH")  # channel number, data length
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,25 +234,35 @@ def _check_channel(channel: int) -> None:
 def encode_channel_data(channel: int, data: bytes, *, pad: bool = False) -> bytes:
     """A ChannelData frame (``pad``: to a multiple of 4, as TCP requires; UDP may skip it)."""
     _check_channel(channel)
-    if len(data) > 0xFFFF:
+    size = len(data)
+    if size > 0xFFFF:
         raise StunError("ChannelData payload is over 65535 bytes")
-    padding = b"\x00" * (-len(data) % 4) if pad else b""
-    return channel.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data + padding
+    header = _CHANNEL_DATA_HEADER.pack(channel, size)
+    if pad and size % 4:
+        return b"".join((header, data, b"\x00" * (-size % 4)))
+    return header + data
+
+
+def read_channel_data(frame: bytes) -> tuple[int, bytes]:
+    """``(channel, data)`` of a ChannelData frame: :func:`parse_channel_data` without the
+    object, for the relay's per-datagram path; raises the same :class:`StunError`."""
+    size = len(frame)
+    if size < _CHANNEL_HEADER:
+        raise StunError("ChannelData shorter than its 4-byte header")
+    channel, length = _CHANNEL_DATA_HEADER.unpack_from(frame)
+    _check_channel(channel)
+    extra = size - _CHANNEL_HEADER - length
+    if extra:
+        if extra < 0:
+            raise StunError(f"ChannelData says {length} bytes, has {size - _CHANNEL_HEADER}")
+        if extra != -length % 4:
+            raise StunError("ChannelData has trailing bytes beyond its padding")
+    return channel, bytes(frame[_CHANNEL_HEADER : _CHANNEL_HEADER + length])
 
 
 def parse_channel_data(frame: bytes) -> ChannelData:
     """Parse a ChannelData frame; :class:`StunError` unless exactly one frame (+ padding)."""
-    if len(frame) < _CHANNEL_HEADER:
-        raise StunError("ChannelData shorter than its 4-byte header")
-    channel = int.from_bytes(frame[:2], "big")
-    _check_channel(channel)
-    length = int.from_bytes(frame[2:4], "big")
-    extra = len(frame) - _CHANNEL_HEADER - length
-    if extra < 0:
-        raise StunError(f"ChannelData says {length} bytes, has {len(frame) - _CHANNEL_HEADER}")
-    if extra not in (0, -length % 4):
-        raise StunError("ChannelData has trailing bytes beyond its padding")
-    return ChannelData(channel, bytes(frame[_CHANNEL_HEADER : _CHANNEL_HEADER + length]))
+    return ChannelData(*read_channel_data(frame))
 
 
 # -- TURN server URIs ---------------------------------------------------------------------

@@ -242,12 +242,17 @@ class NetworkClient:
         """Leave: say goodbye on the socket, close it and the peer node (idempotent).
 
         ``logout=True`` also revokes the session token (``POST /api/auth/logout``).
+        Waits on the lobby at most a few seconds (the socket's ``CLOSE_TIMEOUT``, and the
+        request timeout for a logout): a lobby that does not answer is left behind.
         """
         guard, self._guard = self._guard, None
         if guard is not None and guard is not asyncio.current_task():
             guard.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await guard
+        # first what would call the lobby on its own: after the session closed, a REST call
+        # would open a new HTTP session that nothing closes
+        await self.peers.stop_background()
         await self.session.close(logout=logout)
         await self.peers.close()
         self.state.reset()

@@ -300,8 +300,14 @@ class PeerSide:
         """True while a ticket renewal is scheduled."""
         return self._renewal is not None
 
-    async def close_node(self) -> None:
-        """Stop the node and the ticket renewal (the directory stays)."""
+    async def stop_background(self) -> None:
+        """Stop what calls the lobby on its own: the ticket renewal, the address learning,
+        the TURN fallback's timers and every background task (punches, TURN dials,
+        registrations). The node keeps running. Idempotent."""
+        await self._stop_node_work()
+        await self._tasks.cancel_all()
+
+    async def _stop_node_work(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
@@ -310,7 +316,12 @@ class PeerSide:
             learning.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await learning
+        self._learned.set()  # whoever waits in candidates_learned: there is no more to wait for
         self.turn.close()
+
+    async def close_node(self) -> None:
+        """Stop the node and the ticket renewal (the directory stays)."""
+        await self._stop_node_work()
         self.local.learn_turn([])
         node, self.node = self.node, None
         self.ticket = None

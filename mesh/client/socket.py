@@ -59,6 +59,7 @@ from protocol.messages.system import HeartbeatMessage
 from protocol.resume import REPLAY_GAP, RESUME_CURSOR_PARAM, unstamp
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "FERNET_WS_PARAM",
     "LobbySocket",
     "ReconnectPolicy",
@@ -71,6 +72,10 @@ SocketState = Literal["idle", "connecting", "connected", "reconnecting", "closed
 
 FERNET_WS_PARAM = "encoding"
 """Query parameter naming the frame encoding: ``/ws?encoding=fernet`` when sealed."""
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds :meth:`LobbySocket.close` waits for the lobby to send the goodbye and answer
+the close frame before it drops the connection."""
 
 _NO_RETRY_CODES = frozenset({1008, 4000})
 """Close codes after which the session is over (revoked/expired, replaced)."""
@@ -112,8 +117,10 @@ class LobbySocket:
         policy: ReconnectPolicy | None = None,
         heartbeat_interval: float = 20.0,
         sealer: FernetSealer | None = None,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
         self._rest = rest
+        self._close_timeout = close_timeout
         self._on_message = on_message
         self._on_state = on_state
         self._on_reconnected = on_reconnected
@@ -154,14 +161,21 @@ class LobbySocket:
         self._heartbeat = asyncio.create_task(self._beat(), name="mesh-lobby-heartbeat")
 
     async def close(self, *, goodbye: bytes | None = None) -> None:
-        """Stop for good: optionally send ``goodbye`` text, close with 1000 (no reconnect)."""
+        """Stop for good: optionally send ``goodbye`` text, close with 1000 (no reconnect).
+
+        Returns within ``close_timeout`` seconds of waiting on the lobby (then the
+        connection is dropped without its answer) plus the local clean-up.
+        """
         self._closing = True
         ws = self._ws
         if ws is not None and not ws.closed:
-            with contextlib.suppress(Exception):
-                if goodbye is not None:
-                    await ws.send_str(self._encode(goodbye.decode()))
-                await ws.close(code=1000)
+            try:
+                await asyncio.wait_for(self._say_goodbye(ws, goodbye), self._close_timeout)
+            except TimeoutError:
+                # aiohttp reads until the lobby's own close frame, each read with a fresh
+                # timeout: a lobby that keeps sending but never answers would hold us forever
+                logger.info("the lobby did not answer our close within %g s", self._close_timeout)
+                await self.drop()
         for task in (self._heartbeat, self._task):
             if task is not None and not task.done():
                 task.cancel()
@@ -171,8 +185,17 @@ class LobbySocket:
         self._ws = None
         self._set_state("closed")
 
+    async def _say_goodbye(
+        self, ws: aiohttp.ClientWebSocketResponse, goodbye: bytes | None
+    ) -> None:
+        with contextlib.suppress(Exception):
+            if goodbye is not None:
+                await ws.send_str(self._encode(goodbye.decode()))
+            await ws.close(code=1000)
+
     async def drop(self) -> None:
-        """Close the transport abruptly as a network failure would (for fault tests)."""
+        """Close the transport abruptly as a network failure would (fault tests use it; so
+        does :meth:`close` when the lobby does not answer)."""
         ws = self._ws
         if ws is not None:
             conn = ws._response.connection  # noqa: SLF001 - aiohttp exposes no public abort

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from mesh import NetworkClient
+from protocol.candidates import Candidate
 from tests.e2e.deployments import Deployment
 from tests.e2e.test_seed_client_snippet import main as seed_main
 
@@ -55,6 +56,7 @@ def _env(server_url: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "PYTHONASYNCIODEBUG": "1",
+        "PYTHONFAULTHANDLER": "1",
         "SHARDS_SERVER_URL": server_url,
         "SHARDS_P2P_PORT": "0",
     }
@@ -114,26 +116,79 @@ async def test_snippet_with_a_character_chats_and_stops_cleanly(
     assert process.stdout is not None and process.stderr is not None
     seen: list[str] = []
 
-    async def until_reality() -> None:
+    chat = "[global] Aria: Hello, world!\n"
+
+    async def until_reality_and_chat() -> None:
+        # both, in either order: on a cluster the chat comes back through Redis and may
+        # arrive after the world state the snippet asks for next
         assert process.stdout is not None
         while line := (await process.stdout.readline()).decode():
             seen.append(line)
-            if line.startswith("Current reality: "):
+            if chat in seen and any(s.startswith("Current reality: ") for s in seen):
                 return
         raise AssertionError(f"the snippet ended early: {seen}")
 
+    # stderr read from the start, so what the snippet said is there whatever happens next
+    stderr_read = asyncio.ensure_future(process.stderr.read())
     try:
-        await asyncio.wait_for(until_reality(), 45)
+        try:
+            await asyncio.wait_for(until_reality_and_chat(), 45)
+        except TimeoutError:
+            raise AssertionError(f"no chat echo and world state within 45 s: {seen}") from None
         process.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
+        try:
+            await asyncio.wait_for(asyncio.gather(process.stdout.read(), process.wait()), 30)
+        except TimeoutError:
+            # faulthandler (PYTHONFAULTHANDLER) prints where every thread is stuck
+            process.send_signal(signal.SIGABRT)
+            await asyncio.wait_for(process.wait(), 10)
+            stuck = (await asyncio.wait_for(stderr_read, 10)).decode()
+            raise AssertionError(
+                f"the snippet did not stop within 30 s of Ctrl-C; its stderr:\n{stuck}"
+            ) from None
+        err = await asyncio.wait_for(stderr_read, 10)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert "[global] Aria: Hello, world!\n" in seen + out.decode().splitlines(keepends=True)
+        stderr_read.cancel()
     stderr = err.decode()
     assert stderr.strip().splitlines()[-1] == "KeyboardInterrupt", stderr
     _assert_nothing_leaked(stderr)
+
+
+async def test_disconnect_stops_background_lobby_calls_before_closing_the_session(
+    deployment: Deployment,
+) -> None:
+    """The address learning select starts calls the lobby on its own; disconnect stops it
+    before closing the HTTP session, so no call of it opens a new session nothing closes
+    (Python's "Unclosed client session" when the program ends)."""
+    await _account(deployment, character=True)
+    client = NetworkClient(deployment.url_for(0), p2p_port=0)
+    rest = client.session.rest
+    closed = asyncio.Event()
+    calls_after_close: list[str] = []
+    real_close = rest.close
+
+    async def close_then_yield() -> None:
+        await real_close()
+        closed.set()
+        await asyncio.sleep(0)  # as aiohttp's close does while its connector closes
+
+    async def learn_when_closed() -> list[Candidate]:
+        await closed.wait()
+        calls_after_close.append("ice_servers")
+        await client.peers.ice_servers(refresh=True)
+        return []
+
+    rest.close = close_then_yield  # type: ignore[method-assign]  # to know when it closed
+    client.peers.learn_candidates = learn_when_closed  # type: ignore[method-assign]
+    await client.connect("username", "password")
+    (character,) = await client.get_characters()
+    await client.select_character(character.id)
+    await client.disconnect()
+    assert calls_after_close == []
+    assert rest._session is None  # noqa: SLF001 - no session was opened again
 
 
 async def test_wrong_password_fails_once_and_cleanly(

@@ -63,6 +63,9 @@ def test_socket_clients_take_only_what_is_theirs() -> None:
     assert clients.receive_datagram(quic, PEER, 0.0) is False
     clients.handle_timer(0.5)
     assert [dest for _, dest in clients.datagrams_to_send(0.5)] == [TURN]  # resent
+    # the TURN server's host on another port (a relayed address, say) sends QUIC
+    assert clients.receive_datagram(b"\x41abc", (TURN[0], TURN[1] + 1), 0.5) is False
+    assert clients.receive_datagram(b"\x41abc", TURN, 0.5) is True
     clients.turn = None
     assert clients.receive_datagram(b"\x41abc", TURN, 1.0) is False  # QUIC again
 

@@ -3,8 +3,11 @@ routes, channel binding, permissions, idle release, fresh credentials."""
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from mesh.paths import TurnRoute
-from mesh.turn_client import TurnState
+from mesh.turn_client import DataReceived, TurnState
 from mesh.turn_path import TurnPath
 from protocol.stun import Method, StunClass, parse_message
 from protocol.turn import CHANNEL_MIN, data_indication, encode_channel_data, turn_rest_credentials
@@ -146,3 +149,43 @@ def test_a_datagram_the_client_cannot_take_is_dropped_not_raised() -> None:
         path.send(TurnRoute(("198.51.100.7", port)), b"quic", NOW)
     assert path.state is TurnState.ALLOCATED
     assert path.datagrams_to_send(NOW)  # what could be sent was
+
+
+def _bound() -> TurnPath:
+    """An allocated path whose first channel (CHANNEL_MIN) is bound to PEER."""
+    path, server = _allocated()
+    path.send(TurnRoute(PEER), b"bind", NOW)
+    _flush(path, server, NOW)
+    while path.next_event() is not None:  # allocated, permitted, bound: not under test
+        pass
+    return path
+
+
+def test_channel_data_comes_out_as_the_clients_would_report_it() -> None:
+    """The path reads ChannelData itself (no client event): padded frames count, frames on
+    a channel not ours, with bytes past their padding or after the release do not."""
+    path = _bound()
+    assert path.receive_datagram(encode_channel_data(CHANNEL_MIN, b"abcde", pad=True), SERVER, NOW)
+    assert path.receive_datagram(encode_channel_data(CHANNEL_MIN + 1, b"x"), SERVER, NOW)
+    assert path.receive_datagram(encode_channel_data(CHANNEL_MIN, b"ab") + b"\0" * 4, SERVER, NOW)
+    assert path.receive_datagram(b"\x40\x00", SERVER, NOW)  # shorter than the header
+    assert path.relayed() == [(b"abcde", TurnRoute(PEER))]
+    assert path.bytes_received == 5 and path.next_event() is None
+    assert not path.receive_datagram(encode_channel_data(CHANNEL_MIN, b"q"), PEER, NOW)
+    path.release(NOW)
+    assert path.receive_datagram(encode_channel_data(CHANNEL_MIN, b"late"), SERVER, NOW)
+    assert path.relayed() == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 79).flatmap(lambda first: st.binary(max_size=60).map(bytes([first]).__add__)))
+def test_any_datagram_from_the_server_reads_as_through_the_client(data: bytes) -> None:
+    """Whatever the server sends, the path relays what its client, handed the same datagram,
+    reports as ``DataReceived``."""
+    path = _bound()
+    assert path.receive_datagram(data, SERVER, NOW)
+    by_path = path.relayed()
+    assert path.client.receive_datagram(data, SERVER, NOW)
+    events = iter(path.client.next_event, None)
+    by_client = [(e.data, TurnRoute(e.peer)) for e in events if isinstance(e, DataReceived)]
+    assert by_path == by_client

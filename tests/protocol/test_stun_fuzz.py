@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +17,7 @@ from protocol.stun import (
     parse_message,
     xor_address_value,
 )
-from protocol.turn import encode_channel_data, parse_channel_data
+from protocol.turn import encode_channel_data, parse_channel_data, read_channel_data
 
 __all__: list[str] = []
 
@@ -137,13 +140,19 @@ def test_xor_address_round_trip(host: str, port: int, txid: bytes) -> None:
 @given(st.binary(max_size=80))
 def test_channel_data_random_bytes(data: bytes) -> None:
     try:
-        parse_channel_data(data)
-    except StunError:
-        pass
+        parsed = parse_channel_data(data)
+    except StunError as exc:
+        with pytest.raises(StunError, match=re.escape(str(exc))):
+            read_channel_data(data)
+    else:
+        assert read_channel_data(data) == (parsed.channel, parsed.data)
 
 
 @FUZZ
 @given(st.integers(0x4000, 0x4FFF), st.binary(max_size=100), st.booleans())
 def test_channel_data_round_trip(channel: int, payload: bytes, pad: bool) -> None:
-    decoded = parse_channel_data(encode_channel_data(channel, payload, pad=pad))
+    frame = encode_channel_data(channel, payload, pad=pad)
+    assert len(frame) == 4 + len(payload) + (-len(payload) % 4 if pad else 0)
+    decoded = parse_channel_data(frame)
     assert (decoded.channel, decoded.data) == (channel, payload)
+    assert read_channel_data(frame) == (channel, payload)
