@@ -234,13 +234,14 @@ class WebSocketEndpoint:
         conn.start()
         self._idle.add(conn)
         resumed = await ctx.hub.attach(conn, character)
-        log.debug(
-            "%s connected from %s (resumed=%s, encoding=%s)",
-            conn.describe(),
-            address,
-            resumed,
-            "json" if frames is None else frames.name,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # describe() formats: not for every connect
+            log.debug(
+                "%s connected from %s (resumed=%s, encoding=%s)",
+                conn.describe(),
+                address,
+                resumed,
+                "json" if frames is None else frames.name,
+            )
         try:
             await self._read_loop(conn)
         finally:
@@ -252,7 +253,8 @@ class WebSocketEndpoint:
             await conn.wait_closed()
             ctx.metrics.ws_closed(conn.close_code)
             conn.finished.set()
-            log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
         return ws
 
     def _keyed(self, ready: asyncio.Future[FernetSealer]) -> None:
