@@ -192,6 +192,8 @@ class Connection:
         self.flood_strikes = 0
         self.deliberate_leave = False
         """The client said goodbye (DISCONNECT or close code 1000): no reconnect grace."""
+        self.last_heard = asyncio.get_running_loop().time()
+        """Loop time of the client's last frame (or of the connect): the idle timeout's clock."""
         self._settings: LobbySettings = ctx.settings
         self._transport = request.transport
         self._queue: deque[str] = deque()
@@ -203,7 +205,8 @@ class Connection:
         """The writer task owns the socket: it is writing, or finishing a suspended write."""
         self._suspended: tuple[_Send, Any] | None = None
         self._broken = False
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
+        """Wakes the writer task (made with it: a client that keeps up has neither)."""
         self._writer: asyncio.Task[None] | None = None
         self._closing_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -244,6 +247,7 @@ class Connection:
 
     def _ensure_writer(self) -> None:
         if self._writer is None:
+            self._wake = asyncio.Event()
             self._writer = asyncio.create_task(
                 self._write_loop(), name=f"lobby-ws-writer-{self.id}"
             )
@@ -279,7 +283,7 @@ class Connection:
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason
-        self._wake.set()
+        self._poke()
         self._closing_task = asyncio.create_task(self._close(flush=True))
 
     def abort(self, code: int, reason: str) -> None:
@@ -301,7 +305,7 @@ class Connection:
                 self._ensure_writer()
             if self._writer is not None:
                 if flush:
-                    self._wake.set()
+                    self._poke()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(self._writer), timeout)
                 if not self._writer.done():
@@ -372,14 +376,19 @@ class Connection:
             self._busy = True
             self._suspended = (send, waiting)
             self._ensure_writer()
-            self._wake.set()
+            self._poke()
             return
+
+    def _poke(self) -> None:
+        """Wake the writer task, if there is one (it checks its state before it waits)."""
+        if self._wake is not None:
+            self._wake.set()
 
     def _stop_writing(self, exc: Exception) -> None:
         log.debug("%s writer stopped: %s", self.describe(), exc)
         self._queue.clear()
         self._broken = True
-        self._wake.set()
+        self._poke()
 
     async def _write_loop(self) -> None:
         try:
@@ -395,8 +404,10 @@ class Connection:
                     self._busy = False
                     if self.close_code is not None:
                         return
-                    self._wake.clear()
-                    await self._wake.wait()
+                    wake = self._wake
+                    assert wake is not None  # noqa: S101 - made with this task
+                    wake.clear()
+                    await wake.wait()
                     continue
                 self._busy = True
                 await self.ws.send_str(self._next_frame())

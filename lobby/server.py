@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import time
@@ -312,6 +313,11 @@ class MasterServer:
             await self._teardown()
             raise
         self._maintenance = asyncio.create_task(self._maintenance_loop(), name="lobby-maintenance")
+        # What start() built (modules, world, ORM tables, the app) lives as long as the lobby:
+        # keep it out of every later collection. A reconnect storm grows the heap fast enough
+        # to trigger a full collection every few thousand sockets, each walking all of it.
+        gc.collect(1)
+        gc.freeze()
         log.info("lobby started: database %s, data directory %s", db.dialect, s.data_dir)
 
     async def stop(self) -> None:
@@ -435,6 +441,7 @@ class MasterServer:
             self._data_dir = None
         self._ctx = None
         self._port = None
+        gc.unfreeze()  # what start() froze may be garbage now (collected as usual again)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,10 @@ logs every malformed request with a full traceback. :class:`ConnectionGuard` add
 
 * **a header deadline**: a request's line and headers must be complete (the request
   reaches the application) within ``http_header_timeout`` seconds of its first byte,
-  else the connection is closed (slowloris);
+  else the connection is closed (slowloris). Deadlines are kept in arrival order
+  (they all run as long), so one timer serves every connection: it wakes at the
+  earliest one, at most every 1/16 of the timeout, and a request costs a dict entry
+  rather than a timer of its own;
 * **a per-address cap**: at most ``http_max_connections_per_address`` open TCP
   connections (WebSockets included) per peer address; the next one is answered
   ``429`` (JSON ``rate_limited``, ``details.scope = "connections"``, ``Retry-After``)
@@ -110,7 +113,7 @@ class _Phase(enum.Enum):
 class _GuardedProtocol(asyncio.Protocol):
     """One TCP connection: counts towards its address and delegates to aiohttp's protocol."""
 
-    __slots__ = ("_address", "_guard", "_inner", "_make_inner", "_phase", "_timer", "_transport")
+    __slots__ = ("_address", "_guard", "_inner", "_make_inner", "_phase", "_transport")
 
     def __init__(self, guard: ConnectionGuard, make_inner: Callable[[], asyncio.Protocol]) -> None:
         self._guard = guard
@@ -119,7 +122,6 @@ class _GuardedProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._address = "unknown"
         self._phase = _Phase.IDLE
-        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -142,9 +144,7 @@ class _GuardedProtocol(asyncio.Protocol):
             return
         if self._phase is _Phase.IDLE and data:
             self._phase = _Phase.HEADERS
-            self._timer = asyncio.get_running_loop().call_later(
-                self._guard.header_timeout, self._headers_late
-            )
+            self._guard._headers_started(self)
         inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -159,7 +159,7 @@ class _GuardedProtocol(asyncio.Protocol):
             self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+        self._guard._headers_over(self)
         inner, self._inner = self._inner, None
         if inner is None:
             return
@@ -170,7 +170,7 @@ class _GuardedProtocol(asyncio.Protocol):
     # -- request phases (from the middleware) ---------------------------------------------
 
     def headers_done(self) -> None:
-        self._cancel_timer()
+        self._guard._headers_over(self)
         self._phase = _Phase.HANDLING
 
     def request_done(self) -> None:
@@ -178,7 +178,6 @@ class _GuardedProtocol(asyncio.Protocol):
             self._phase = _Phase.IDLE
 
     def _headers_late(self) -> None:
-        self._timer = None
         if self._phase is _Phase.HEADERS and self._transport is not None:
             self._guard.log.notice(
                 "closed a connection from %s: request headers not complete within %ss",
@@ -186,11 +185,6 @@ class _GuardedProtocol(asyncio.Protocol):
                 self._guard.header_timeout,
             )
             self._transport.close()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class ConnectionGuard:
@@ -212,6 +206,11 @@ class ConnectionGuard:
         """Connections refused by the per-address cap since start."""
         self._per_address: dict[str, int] = {}
         self._connections: dict[asyncio.Protocol, _GuardedProtocol] = {}
+        self._deadlines: dict[_GuardedProtocol, float] = {}
+        """Connections whose headers are coming in -> their deadline (loop time), earliest
+        first: every deadline is its start + the same timeout, and loop time only grows."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def open_connections(self, address: str) -> int:
         """Connections open from ``address`` now."""
@@ -240,6 +239,35 @@ class ConnectionGuard:
             return response
 
         return guard
+
+    def _headers_started(self, conn: _GuardedProtocol) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.header_timeout
+        self._deadlines.pop(conn, None)  # (not there: a request's headers end before the next)
+        self._deadlines[conn] = deadline
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._headers_due)
+
+    def _headers_over(self, conn: _GuardedProtocol) -> None:
+        self._deadlines.pop(conn, None)
+
+    def _headers_due(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None  # noqa: S101 - armed by _headers_started
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines:
+            conn, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                # coalesce: wake at most every 1/16 of the timeout however many are due
+                wake = max(deadline, now + self.header_timeout / 16)
+                self._timer = loop.call_at(wake, self._headers_due)
+                return
+            del deadlines[conn]
+            conn._headers_late()
 
     def _admit(self, address: str) -> bool:
         count = self._per_address.get(address, 0)

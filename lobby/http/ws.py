@@ -23,8 +23,16 @@ message at a time, in order:
    hub's dispatcher, and a :class:`ShardsError` from a handler becomes an
    ``ERROR`` with ``ref_id`` = the message's id.
 
-No client message for ``ws_idle_timeout`` seconds closes with 1000. The
-connection stays up after every ERROR.
+No frame from the client (a message, a ping or a pong to the server's heartbeat
+ping) for ``ws_idle_timeout`` seconds closes with 1000, within an eighth of the
+timeout more: one timer watches every connection's last frame, rather than a
+timer per socket re-armed by every frame. The connection stays up after every
+ERROR.
+
+A refused upgrade is found before anything else with the checks aiohttp's
+handshake makes (``Upgrade: websocket``, ``Connection: upgrade``, a supported
+``Sec-WebSocket-Version``, a 16-byte ``Sec-WebSocket-Key``), so the handshake
+itself runs once, when the socket is prepared.
 
 Resume cursors (``?cursor=``, :mod:`protocol.resume`): with the parameter each
 push carries its cursor; with a cursor as its value the session is replayed what
@@ -49,11 +57,13 @@ Frame encodings (``?encoding=``, listed as ``ws_encodings`` in ``/api/status``):
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import logging
+from base64 import b64decode
 from typing import TYPE_CHECKING
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 
 from lobby.connection import (
     CLOSE_FLOOD,
@@ -106,6 +116,74 @@ def _fernet_sealer(secret: str) -> FernetSealer:
     return FernetSealer(derive_fernet_key(secret, WS_FERNET_SALT))
 
 
+def _is_upgrade(request: web.Request) -> bool:
+    """Whether aiohttp's WebSocket handshake would accept ``request`` (without running it)."""
+    headers = request.headers
+    if headers.get(hdrs.UPGRADE, "").strip().lower() != "websocket":
+        return False
+    connection = headers.get(hdrs.CONNECTION, "").lower()
+    if "upgrade" not in (token.strip() for token in connection.split(",")):
+        return False
+    if headers.get(hdrs.SEC_WEBSOCKET_VERSION, "") not in ("13", "8", "7"):
+        return False
+    key = headers.get(hdrs.SEC_WEBSOCKET_KEY, "")
+    try:
+        return len(b64decode(key)) == 16
+    except binascii.Error:
+        return False
+
+
+class _IdleSweep:
+    """Closes connections that sent nothing for ``timeout`` seconds, with one timer for all.
+
+    Each connection stamps :attr:`Connection.last_heard` (loop time) on every frame; the
+    timer wakes at the earliest deadline, but at most every ``timeout / 8`` seconds, and is
+    armed only while connections are registered.
+    """
+
+    __slots__ = ("_conns", "_granule", "_loop", "_timeout", "_timer")
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._granule = timeout / 8
+        self._conns: dict[Connection, None] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: Connection) -> None:
+        self._conns[conn] = None
+        if self._timer is None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._arm(conn.last_heard + self._timeout)
+
+    def discard(self, conn: Connection) -> None:
+        self._conns.pop(conn, None)
+        if not self._conns and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, when: float) -> None:
+        assert self._loop is not None  # noqa: S101 - set by the first add()
+        when = max(when, self._loop.time() + self._granule)
+        self._timer = self._loop.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        assert self._loop is not None  # noqa: S101 - armed by add()
+        cutoff = self._loop.time() - self._timeout
+        earliest: float | None = None
+        for conn in list(self._conns):
+            heard = conn.last_heard
+            if heard <= cutoff:
+                del self._conns[conn]
+                conn.close(CLOSE_NORMAL, "idle timeout")
+            elif earliest is None or heard < earliest:
+                earliest = heard
+        if earliest is not None:
+            self._arm(earliest + self._timeout)
+
+
 class WebSocketEndpoint:
     """The aiohttp handler of ``/ws`` for one lobby (create it inside the running loop)."""
 
@@ -122,6 +200,7 @@ class WebSocketEndpoint:
                 None, _fernet_sealer, s.ws_fernet_secret.get_secret_value()
             )
             self._sealer_ready.add_done_callback(self._keyed)
+        self._idle = _IdleSweep(s.ws_idle_timeout)
         self._conn_limiter = RateLimiter(s.ws_message_rate, s.ws_message_burst, ctx.clock)
         # an account's and an address's budgets are the cluster's (one Redis round trip)
         self._account_limiter = SharedRateLimiter(
@@ -138,7 +217,7 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self.ctx
         s = ctx.settings
-        if not web.WebSocketResponse().can_prepare(request).ok:
+        if not _is_upgrade(request):
             raise LobbyError(
                 "GET /ws is a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Key, "
                 "Sec-WebSocket-Version: 13)",
@@ -160,6 +239,7 @@ class WebSocketEndpoint:
             if row is not None and row.account_id == session.account_id:
                 character = CharacterInfo(row.id, row.name, row.faction, row.location_id, row.level)
         ws = web.WebSocketResponse(
+            autoping=False,  # the read loop answers pings: every frame counts as heard
             heartbeat=s.ws_heartbeat,
             max_msg_size=s.ws_hard_max_message_size,
             compress=s.ws_compress,
@@ -170,17 +250,20 @@ class WebSocketEndpoint:
         conn = Connection(ws, request, session, ctx, address, frames, self._flusher)
         bind(conn_id=conn.id)
         conn.start()
+        self._idle.add(conn)
         resumed = await ctx.hub.attach(conn, character, stamps=stamps, after=after)
-        log.debug(
-            "%s connected from %s (resumed=%s, encoding=%s)",
-            conn.describe(),
-            address,
-            resumed,
-            "json" if frames is None else frames.name,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # describe() formats: not for every connect
+            log.debug(
+                "%s connected from %s (resumed=%s, encoding=%s)",
+                conn.describe(),
+                address,
+                resumed,
+                "json" if frames is None else frames.name,
+            )
         try:
             await self._read_loop(conn)
         finally:
+            self._idle.discard(conn)
             self._conn_limiter.reset(conn.id)
             await ctx.hub.detach(conn)
             if conn.close_code is None:
@@ -188,7 +271,8 @@ class WebSocketEndpoint:
             await conn.wait_closed()
             ctx.metrics.ws_closed(conn.close_code)
             conn.finished.set()
-            log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s closed (%s %s)", conn.describe(), conn.close_code, conn.close_reason)
         return ws
 
     def _keyed(self, ready: asyncio.Future[FernetSealer]) -> None:
@@ -220,13 +304,10 @@ class WebSocketEndpoint:
 
     async def _read_loop(self, conn: Connection) -> None:
         ws = conn.ws
-        idle = self.ctx.settings.ws_idle_timeout
+        clock = asyncio.get_running_loop().time
         while conn.close_code is None:
-            try:
-                msg = await ws.receive(timeout=idle)
-            except TimeoutError:
-                conn.close(CLOSE_NORMAL, "idle timeout")
-                return
+            msg = await ws.receive()
+            conn.last_heard = clock()
             if msg.type == WSMsgType.TEXT:
                 await self._on_text(conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
@@ -238,6 +319,10 @@ class WebSocketEndpoint:
                         )
                     )
                 )
+            elif msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                pass  # an answer to aiohttp's heartbeat ping: the client is there
             else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the hard limit)
                 if msg.type == WSMsgType.CLOSE and msg.data == CLOSE_NORMAL:
                     conn.deliberate_leave = True

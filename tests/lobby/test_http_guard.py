@@ -111,6 +111,36 @@ async def test_partial_headers_are_cut_off_after_the_header_timeout(tmp_path: Pa
             assert status == 200
 
 
+async def test_one_header_timer_cuts_every_slow_connection_and_no_served_one(
+    tmp_path: Path,
+) -> None:
+    """Deadlines of several connections share one timer: a connection whose headers came
+    in time leaves the queue and is served, the slow ones before and after it are cut,
+    and the timer arms again for a slowloris that comes once the queue was empty."""
+    async with serving(tmp_path, http_header_timeout=0.3, http_keepalive_timeout=LONG) as lobby:
+        loop = asyncio.get_running_loop()
+        first = await connect(lobby.port)
+        served = await connect(lobby.port)
+        second = await connect(lobby.port)
+        with first, served, second:
+            await loop.sock_sendall(first, b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+            await loop.sock_sendall(served, b"GET /api/status HTTP/1.1\r\n")
+            await loop.sock_sendall(second, b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+            await loop.sock_sendall(served, f"Host: 127.0.0.1:{lobby.port}\r\n\r\n".encode())
+            status, _, _ = await read_response(served)
+            assert status == 200
+            assert await read_until_closed(first) == b""
+            assert await read_until_closed(second) == b""
+            # kept alive past every deadline above, and served again
+            await loop.sock_sendall(served, status_request(lobby.port))
+            status, _, _ = await read_response(served)
+            assert status == 200
+        late = await connect(lobby.port)
+        with late:
+            await loop.sock_sendall(late, b"GET /api/status HTTP/1.1\r\n")
+            assert await read_until_closed(late) == b""
+
+
 async def test_a_websocket_outlives_the_header_timeout(tmp_path: Path) -> None:
     """The deadline covers the headers only: an open WebSocket is not cut by it."""
     async with serving(tmp_path, http_header_timeout=0.2, http_keepalive_timeout=LONG) as lobby:

@@ -165,3 +165,38 @@ async def test_a_session_deleted_before_its_slide_is_refused(
     assert isinstance(kept, Session)
     assert isinstance(lost, LobbyError) and lost.code == ErrorCode.UNAUTHORIZED
     assert isinstance(await _check(lobby, lose), LobbyError)
+
+
+async def test_while_checks_keep_coming_the_next_read_waits_for_more_to_join(
+    lobby: MasterServer, monkeypatch: pytest.MonkeyPatch, make_client: Callable[[], ApiClient]
+) -> None:
+    """A storm: checks arrive while a read runs and again just after it. The next read
+    lingers (``BACKLOG_LINGER``) so both waves go in one read instead of one read each."""
+    store = lobby.ctx.sessions
+    first, *during, after1, after2 = await _tokens(make_client, "linger", 5)
+    real = store._read_rows
+    loop = asyncio.get_running_loop()
+    later: list[asyncio.Future[Session | LobbyError]] = []
+    second_wave = asyncio.Event()
+
+    def arrive_after() -> None:
+        later.extend(asyncio.ensure_future(_check(lobby, t)) for t in (after1, after2))
+        second_wave.set()
+
+    async def arrivals_around(keys: list[str]) -> dict[str, Any]:
+        if not later:  # the first read: one wave arrives while it runs, one right after
+            later.extend(asyncio.ensure_future(_check(lobby, t)) for t in during)
+            await asyncio.sleep(0)  # the wave's checks are queued behind this read
+            found = await real(keys)
+            loop.call_soon(arrive_after)  # the next turn: once this read has answered
+            return found
+        return await real(keys)
+
+    monkeypatch.setattr(store._rows, "_fetch", arrivals_around)  # injects the arrival times
+    with session_reads(lobby) as reads:
+        answer = await _check(lobby, first)
+        await asyncio.wait_for(second_wave.wait(), 10)
+        answers = await asyncio.wait_for(asyncio.gather(*later), 10)
+    assert isinstance(answer, Session)
+    assert all(isinstance(a, Session) for a in answers)
+    assert len(reads) == 2  # the first read, then both waves together
