@@ -342,7 +342,8 @@ class DirectoryService:
         if p is None or not p.online or p.character is None:
             return
         reason = Reason(reason_value)
-        pairing_id = PeerInfoMessage.model_validate_json(theirs).pairing_id
+        asked = PeerInfoMessage.model_validate_json(theirs)
+        pairing_id = asked.pairing_id
         mine = self.peer_info(p, pairing=reason, pairing_id=pairing_id)
         if mine is None or pairing_id is None:
             return
@@ -350,7 +351,8 @@ class DirectoryService:
             self._book.whisper(
                 p.character.id, int(asker_id), now=ctx.clock(), pairing_id=pairing_id
             )
-        ctx.hub.deliver(Audience.session(p.session_id), theirs)
+        # through the stream like every push (cursor-stamped, replayed to a resume)
+        ctx.hub.send_to_session(p.session_id, asked)
         ctx.hub.broker.forward(Audience.session(int(session_id)), self._encoded(mine))
 
     def _encoded(self, msg: PeerInfoMessage) -> str:

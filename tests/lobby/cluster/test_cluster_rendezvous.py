@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from tests.lobby.cluster.conftest import Cluster, Player, join_as_peer, unique
+from tests.lobby.cluster.test_cluster_resume import connect, drop, last_cursor
 from tests.lobby.support import ApiClient
 
 pytestmark = pytest.mark.cluster
@@ -122,3 +123,30 @@ async def test_status_and_world_map_count_the_players_of_every_process(
         await eventually(everyone_counts_them)
     finally:
         await asyncio.gather(a.close(), b.close(), c.close())
+
+
+async def test_a_pairing_from_another_process_is_stamped_and_replayed_on_resume(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """The PEER_INFO the process holding the asked side hands its player goes through
+    the stream like every push: it carries a cursor, and a resume from an earlier cursor
+    (on a third process) is replayed it."""
+    a = await node_player(http, cluster.lobbies[0].url, ())
+    b = await node_player(http, cluster.lobbies[1].url, (2,))
+    try:
+        b.ws, b.inbox = await connect(http, cluster.lobbies[1].url, b)  # asks for cursors
+        await a.send("chat", content="before the pairing")
+        await b.hears({"before the pairing"})
+        before = last_cursor(b)
+        status, entry, _ = await a.api.call("POST", f"/api/peers/{b.id}/pair")
+        assert status == 200, entry
+        live = await b.seen_or_next(peer_info_of(a, "whisper"))
+        assert "cursor" in live, live
+        await drop(b)
+        b.ws, b.inbox = await connect(http, cluster.lobbies[2].url, b, before)
+        replayed = await b.inbox.next(peer_info_of(a, "whisper"))
+        assert replayed["cursor"] == live["cursor"]
+        assert replayed["pairing_id"] == live["pairing_id"] == entry["pairing_id"]
+        assert (await b.inbox.next_type("heartbeat"))["replay"] == "complete"
+    finally:
+        await asyncio.gather(a.close(), b.close())
