@@ -13,9 +13,11 @@ under ``cluster_prefix``, default ``shards``):
 * ``{prefix}:presence:{process}``: a hash ``session id -> [account, character
   id, name, location]`` (JSON) of the presences with a character that process
   holds (its share of the presence directory), kept by the hub's join/leave
-  hooks and its moves (:meth:`RedisBroker.moved`). When a process is found dead,
-  every other one tells its own players at each lost character's location
-  ``PLAYER_LEFT_AREA``.
+  hooks and its moves (:meth:`RedisBroker.moved`). When a process is found dead
+  (or leaves), the players at each lost character's location are told
+  ``PLAYER_LEFT_AREA`` once, through the stream like any push: every process that
+  notices races for ``{prefix}:gone:{process}`` (``SET NX``) and only the winner
+  publishes them.
 * ``{prefix}:lock:{name}``: a cluster-wide lock (:meth:`RedisBroker.lock`): ``SET NX PX``
   with a random token, released by compare-and-delete, expiring by itself after
   ``cluster_lock_ttl`` if its holder dies (a holder that only stalled is fenced off in
@@ -113,6 +115,9 @@ _POOL_SIZE = 64
 _POOL_WAIT = 5.0
 """Seconds a command waits for a free connection before it fails."""
 _QUEUE_MAX = 100_000
+_GONE_CLAIM_TTL = 3600
+"""Seconds the claim on a dead process's departures is kept: far past the moment every
+other process has noticed the death (a heartbeat TTL); process ids are never reused."""
 _PUSH, _EVENT, _NOTIFY, _HANDOVER = (k.value for k in EntryKind)
 
 
@@ -182,6 +187,7 @@ class RedisBroker:
         self._alive_pattern = f"{prefix}:alive:*"
         self._alive_prefix = f"{prefix}:alive:"
         self._presence_prefix = f"{prefix}:presence:"
+        self._gone_prefix = f"{prefix}:gone:"
         keep = settings.reconnect_grace + STREAM_MARGIN
         self._stream = ClusterStream(client, f"{prefix}:stream", keep)
         self._lock_prefix = f"{prefix}:lock:"
@@ -195,6 +201,7 @@ class RedisBroker:
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._once_prefix = f"{prefix}:once:"
         self._tasks: list[asyncio.Task[None]] = []
+        self._departures: set[asyncio.Task[None]] = set()
         self._peers: set[str] = set()
         self._by_character: dict[int, _Remote] = {}
         self._by_session: dict[int, _Remote] = {}
@@ -234,12 +241,13 @@ class RedisBroker:
         if writer is not None and not writer.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), timeout=2.0)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._departures]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._departures]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        self._departures.clear()
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
             await self._stream.append(_EVENT, f"P{_SEP}{self.process_id}")
@@ -391,21 +399,47 @@ class RedisBroker:
         if self._by_location[old.location_id] <= 0:
             del self._by_location[old.location_id]
 
-    def _drop_process(self, process: str, *, announce: bool = False) -> int:
-        """Forget ``process``'s players; with ``announce``, tell the local players at their
-        locations that they left (the process died: nobody else will)."""
+    def _drop_process(self, process: str) -> list[_Remote]:
+        """Forget ``process``'s players; return them."""
         gone = [r for r in self._by_session.values() if r.process == process]
         for remote in gone:
             self._drop_session(remote.session_id)
-            if announce and self._hub is not None and self._hub.announce_presence:
-                left = PlayerLeftAreaMessage(
-                    character_id=remote.character_id,
-                    character_name=remote.name,
-                    location_id=remote.location_id,
-                    timestamp=self._clock(),
-                )
-                self._hub.deliver(Audience.location(remote.location_id), serialize(left))
-        return len(gone)
+        return gone
+
+    async def _announce_gone(self, process: str, gone: list[_Remote]) -> None:
+        """Tell the players at each of ``gone``'s locations that it left (``process``
+        died or left: nobody else will), once for the whole cluster: the first process
+        to claim ``{prefix}:gone:{process}`` pushes the notices through the stream
+        (cursor-stamped, replayed to a resume); the others, seeing the claim taken,
+        send nothing. When Redis cannot be asked, this process's own players are told
+        at once, without a cursor (as every push is while the stream is unreachable)."""
+        hub = self._hub
+        if not gone or hub is None or not hub.announce_presence:
+            return
+        try:
+            won = await self._redis.set(
+                self._gone_prefix + process, self.process_id, nx=True, ex=_GONE_CLAIM_TTL
+            )
+        except RedisError as exc:
+            log.warning("departures of %s told here only: %s", process, exc)
+            for remote in gone:
+                audience, left = self._departure(remote)
+                hub.deliver(audience, serialize(left))
+            return
+        if won:
+            for remote in gone:
+                audience, left = self._departure(remote)
+                hub.broadcast(left, where=audience)
+
+    def _departure(self, remote: _Remote) -> tuple[Audience, PlayerLeftAreaMessage]:
+        """The players at ``remote``'s location, and their notice that it left."""
+        left = PlayerLeftAreaMessage(
+            character_id=remote.character_id,
+            character_name=remote.name,
+            location_id=remote.location_id,
+            timestamp=self._clock(),
+        )
+        return Audience.location(remote.location_id, exclude_character=remote.character_id), left
 
     async def _load(self, process: str) -> None:
         """Read ``process``'s directory share (when it appears, and every resync): its
@@ -434,9 +468,10 @@ class RedisBroker:
         for process in live - self._peers:
             await self._load(process)
         for process in self._peers - live:
-            dropped = self._drop_process(process, announce=True)
+            gone = self._drop_process(process)
             await self._redis.delete(self._presence_key(process))
-            log.warning("process %s stopped its heartbeat; %d players dropped", process, dropped)
+            log.warning("process %s stopped its heartbeat; %d players dropped", process, len(gone))
+            await self._announce_gone(process, gone)
         self._peers = live
 
     def _presence_key(self, process: str) -> str:
@@ -583,7 +618,11 @@ class RedisBroker:
                 self._drop_session(remote.session_id)
         elif kind == "P":  # a process left cleanly (its players are told to reconnect)
             self._peers.discard(process)
-            self._drop_process(process, announce=True)
+            gone = self._drop_process(process)
+            if gone:  # the claim is a Redis round trip: not on the reader's path
+                task = asyncio.create_task(self._announce_gone(process, gone))
+                self._departures.add(task)
+                task.add_done_callback(self._departures.discard)
         else:
             raise LobbyError(f"unknown cluster presence event {kind!r}")
 
