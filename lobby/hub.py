@@ -300,8 +300,9 @@ class Hub:
         return self.broadcast(msg, where=Audience.account(account_id))
 
     def deliver(self, audience: Audience, text: str) -> int:
-        """Queue an already encoded push to the local ``audience`` (no cursor: this
-        process's own notices, or another's pushes while the stream is unreachable)."""
+        """Queue an already encoded push to the local ``audience``, without a cursor (the
+        broker's fallback while the stream is unreachable; every other push goes through
+        :meth:`broadcast` and the ``send_to_*`` methods, so it is sequenced)."""
         return self.deliver_push(audience, Push(text))
 
     def deliver_push(self, audience: Audience, push: Push) -> int:
