@@ -427,6 +427,9 @@ class RedisBroker:
                 hub.deliver(audience, serialize(left))
             return
         if won:
+            # first every process forgets them (the stream is read in order): whoever
+            # gets a notice is on a process that already knows the player is gone
+            self._enqueue(("xadd", _EVENT, f"P{_SEP}{process}"))
             for remote in gone:
                 audience, left = self._departure(remote)
                 hub.broadcast(left, where=audience)
@@ -616,7 +619,7 @@ class RedisBroker:
             remote = self._by_session.get(int(fields[2]))
             if remote is not None and remote.process == process:
                 self._drop_session(remote.session_id)
-        elif kind == "P":  # a process left cleanly (its players are told to reconnect)
+        elif kind == "P":  # a process left (or was found dead by the one announcing it)
             self._peers.discard(process)
             gone = self._drop_process(process)
             if gone:  # the claim is a Redis round trip: not on the reader's path
