@@ -31,6 +31,9 @@ function                                  private attributes
                                           and three of aioquic's own steps:
                                           ``_write_ack_frame``,
                                           ``_write_datagram_frame``, ``_flush_builder``
+``_watch_received_frames``, ``_settled``  ``_QuicConnection__frame_handlers`` (wrapped),
+(a quiet connection stays quiet across    ``_loss._on_packets_lost`` (wrapped),
+a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` handlers
 ========================================  =============================================
 
 :class:`MeshQuicConnection` touches none of them directly (it calls
@@ -115,6 +118,9 @@ class MeshQuicConnection(QuicConnection):
     * a flush with only DATAGRAM frames (and an ACK) to send writes them with
       aioquic's own frame writers and bookkeeping but without its pass over
       every other frame source (``_datagram_packet``): the movement path.
+    * a received packet of DATAGRAM, ACK and PADDING frames leaves a quiet connection
+      (only DATAGRAMs may be pending) quiet without re-checking every frame source,
+      when it changed nothing that check reads (see :meth:`receive_datagram`);
     * a received datagram leaves a clean connection clean when
       :func:`has_nothing_to_send` says so afterwards: most received packets of
       an established link (movement DATAGRAMs, ACKs) only schedule a delayed
@@ -130,7 +136,11 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
         # _quiet_but_datagrams held and no call since could change it (see _mesh_touch)
         self._mesh_quiet = False
+        # while quiet: every sent packet not yet acknowledged or lost carries only frames
+        # whose acknowledgement changes nothing _quiet_but_datagrams reads (see _settled)
+        self._mesh_settled = False
         super().__init__(*args, **kwargs)
+        _watch_received_frames(self)
 
     def watch(self, touched: set[Any], token: Any) -> None:
         """Add ``token`` to ``touched`` now and whenever a call may change what this
@@ -194,9 +204,29 @@ class MeshQuicConnection(QuicConnection):
         super().handle_timer(*args, **kwargs)
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        """As aioquic's; a quiet connection stays quiet (no full check on the next flush)
+        when the datagram brought only PADDING, DATAGRAM and 1-RTT ACK frames, the ACKs
+        acknowledged only settled packets and declared none lost, and the state, path
+        and connection ID stayed as they were. Anything else (another frame type, a
+        loss, a close, a migration) clears it (:func:`_watch_received_frames`)."""
         was_clean = self._mesh_clean
-        self._mesh_touch()  # the timer changes (ACK due, loss detection, idle)
+        keep = self._mesh_quiet and self._mesh_settled
+        # the timer changes (ACK due, loss detection, idle); quiet only if kept
+        self._mesh_touch(datagrams_only=keep)
+        if keep:
+            paths = self._network_paths
+            path, host_cid = paths[0], self.host_cid
         super().receive_datagram(data, addr, now)
+        if keep and self._mesh_quiet:
+            paths = self._network_paths
+            if (
+                self._state is not QuicConnectionState.CONNECTED
+                or self._close_pending
+                or len(paths) != 1
+                or paths[0] is not path
+                or self.host_cid != host_cid
+            ):
+                self._mesh_quiet = False
         if was_clean and has_nothing_to_send(self, now):
             self._mesh_clean = True
 
@@ -284,8 +314,12 @@ def _quiet_but_datagrams(conn: QuicConnection) -> Any:
     max_data = conn._local_max_data
     if max_data.used * 2 > max_data.value:
         return None
-    for limit in (max_data, conn._local_max_streams_bidi, conn._local_max_streams_uni):
-        if limit.value != limit.sent:
+    if max_data.value != max_data.sent:
+        return None
+    for limit in (conn._local_max_streams_bidi, conn._local_max_streams_uni):
+        # aioquic batches MAX_STREAMS: sent only once the peer has fewer streams left
+        # to open than the update would grant
+        if limit.value != limit.sent and limit.sent - limit.used < limit.value - limit.sent:
             return None
     for stream in (*conn._streams.values(), *conn._streams_queue):
         if stream.is_finished or stream.receiver.stop_pending or stream.sender.reset_pending:
@@ -299,7 +333,75 @@ def _quiet_but_datagrams(conn: QuicConnection) -> Any:
             return None
     if isinstance(conn, MeshQuicConnection):
         conn._mesh_quiet = True
+        conn._mesh_settled = _settled(conn, space)
     return space
+
+
+#: Frame types a received packet may carry and leave a quiet connection quiet: PADDING
+#: and DATAGRAM change nothing _quiet_but_datagrams reads, a 1-RTT ACK neither when
+#: it acknowledges settled packets only and declares no loss (both checked).
+_QUIET_FRAME_TYPES = frozenset(
+    (QuicFrameType.PADDING, QuicFrameType.DATAGRAM, QuicFrameType.DATAGRAM_WITH_LENGTH)
+)
+_ACK_FRAME_TYPES = frozenset((QuicFrameType.ACK, QuicFrameType.ACK_ECN))
+
+
+def _watch_received_frames(conn: MeshQuicConnection) -> None:
+    """Make every received frame but PADDING, DATAGRAM and a 1-RTT ACK, and every
+    packet declared lost, clear ``conn._mesh_quiet``: wraps the handlers in aioquic's
+    frame table (``__frame_handlers``) and the loss recovery's ``_on_packets_lost``."""
+    table: dict[int, tuple[Any, Any]] = conn._QuicConnection__frame_handlers  # type: ignore[attr-defined]
+
+    def unquiet(handler: Any) -> Any:
+        def handle(context: Any, frame_type: int, buf: Any) -> None:
+            conn._mesh_quiet = False
+            handler(context, frame_type, buf)
+
+        return handle
+
+    def ack_in_one_rtt(handler: Any) -> Any:
+        def handle(context: Any, frame_type: int, buf: Any) -> None:
+            if context.epoch is not tls.Epoch.ONE_RTT:
+                conn._mesh_quiet = False
+            handler(context, frame_type, buf)
+
+        return handle
+
+    for frame_type, (handler, epochs) in list(table.items()):
+        if frame_type in _ACK_FRAME_TYPES:
+            table[frame_type] = (ack_in_one_rtt(handler), epochs)
+        elif frame_type not in _QUIET_FRAME_TYPES:
+            table[frame_type] = (unquiet(handler), epochs)
+
+    recovery = conn._loss
+    original = recovery._on_packets_lost
+
+    def on_packets_lost(**kwargs: Any) -> None:
+        # called after every ACK, most often with no packet (an iterable: maybe some)
+        packets = kwargs["packets"]
+        if not isinstance(packets, list) or packets:
+            conn._mesh_quiet = False
+        original(**kwargs)
+
+    recovery._on_packets_lost = on_packets_lost  # type: ignore[method-assign]
+
+
+def _settled(conn: QuicConnection, space: Any) -> bool:
+    """True when every application packet in flight carries only frames whose
+    acknowledgement changes nothing :func:`_quiet_but_datagrams` reads: DATAGRAMs (no
+    delivery handler), ACKs (``_on_ack_delivery`` trims the ACK queue) and a PING with
+    no user id (the ACK-of-ACK trigger). ``_datagram_packet``, the only sender while a
+    connection is quiet, sends nothing else, so a quiet connection stays settled."""
+    ack_delivery = conn._on_ack_delivery
+    ping_delivery = conn._on_ping_delivery
+    for packet in space.sent_packets.values():
+        for handler, args in packet.delivery_handlers:
+            if handler == ack_delivery:
+                continue
+            if handler == ping_delivery and args == ((),):
+                continue
+            return False
+    return True
 
 
 #: Bytes of a 1-RTT packet around its frames, at most: header (1 + connection id + a

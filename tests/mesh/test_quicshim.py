@@ -127,6 +127,7 @@ def _scripted_trace(cls: type[QuicConnection]) -> list[object]:
     stream = client.get_next_available_stream_id()
     addr = {id(client): CLIENT_ADDR, id(server): SERVER_ADDR}
     trace: list[object] = []
+    sent = 0
     for i in range(300):
         now = 1.0 + i * 0.007
         if i % 3 == 0:
@@ -139,11 +140,29 @@ def _scripted_trace(cls: type[QuicConnection]) -> list[object]:
             client.send_stream_data(stream, b"hello")
         if i % 61 == 0:
             client.send_ping(i)
+        # each event that must end a quiet connection's remembered answer, among movement
+        if i == 40:
+            server.send_stream_data(stream, b"reply" * 100, end_stream=True)
+        if i == 90:
+            client.change_connection_id()
+        if i == 130:
+            server.request_key_update()
+        if i == 170:
+            side = client.get_next_available_stream_id()
+            client.send_stream_data(side, b"x" * 3000)
+            client.reset_stream(side, 1)
+        if i == 210:
+            client.stop_stream(stream, 2)
+        if i == 299:
+            server.close(error_code=0)
         for src, dst in ((client, server), (server, client)):
             for _ in range(2):  # the second flush finds nothing new
                 out = src.datagrams_to_send(now=now)
                 trace.append(len(out))
                 for data, _addr in out:
+                    sent += 1
+                    if sent % 13 == 0:
+                        continue  # lost: loss detection re-queues what it carried
                     dst.receive_datagram(data, addr[id(src)], now=now)
             timer = src.get_timer()
             trace.append(timer)
@@ -238,7 +257,8 @@ def test_mesh_connection_reports_when_it_may_have_something_to_send() -> None:
 @pytest.mark.parametrize("cls", [QuicConnection, _quicshim.MeshQuicConnection])
 def test_nothing_to_send_is_never_wrong(cls: type[QuicConnection]) -> None:
     """Whenever ``has_nothing_to_send`` says so, aioquic's own flush sends nothing: over a
-    seeded lossy exchange with datagrams, stream data (flow-control updates), pings,
+    seeded lossy exchange with datagrams, stream data (flow-control updates), short
+    request streams (batched MAX_STREAMS updates), pings,
     piggybacked ACKs and loss timers, on plain aioquic connections and on the shim's
     (which remembers the answer between calls)."""
     import random
@@ -249,7 +269,9 @@ def test_nothing_to_send_is_never_wrong(cls: type[QuicConnection]) -> None:
         _quicshim.tune_ack_delay(conn, 0.05)
     stream = client.get_next_available_stream_id()
     addr = {id(client): CLIENT_ADDR, id(server): SERVER_ADDR}
-    checked = quiet = 0
+    client.send_stream_data(stream, b"open")  # the next free id is another one now
+    checked = quiet = batched = 0
+    ended: set[int] = set()
     for i in range(3000):
         now = 1.0 + i * 0.003
         if rng.random() < 0.3:
@@ -262,6 +284,11 @@ def test_nothing_to_send_is_never_wrong(cls: type[QuicConnection]) -> None:
             server.send_stream_data(stream, b"r" * rng.randrange(1, 500))
         if rng.random() < 0.01:
             client.send_ping(i)
+        if rng.random() < 0.04:  # a short request stream: finished, it raises MAX_STREAMS
+            client.send_stream_data(client.get_next_available_stream_id(), b"q", end_stream=True)
+        for sid in [sid for sid in server._streams if sid != stream and sid not in ended]:
+            ended.add(sid)
+            server.send_stream_data(sid, b"a", end_stream=True)
         if rng.random() < 0.1:
             _quicshim.piggyback_ack(server, now)
         for src, dst in ((client, server), (server, client)):
@@ -273,11 +300,87 @@ def test_nothing_to_send_is_never_wrong(cls: type[QuicConnection]) -> None:
                 checked += 1
                 if _quicshim.has_nothing_to_send(dst, now):
                     quiet += 1
+                    limit = dst._local_max_streams_bidi
+                    batched += limit.value != limit.sent
                     assert QuicConnection.datagrams_to_send(dst, now=now) == []
             timer = src.get_timer()
             if timer is not None and timer <= now:
                 src.handle_timer(now)
     assert checked > 1000 and quiet > checked // 4  # the shortcut was taken, often
+    assert batched  # also while aioquic holds a MAX_STREAMS update back
+
+
+def test_quiet_kept_across_a_received_packet_is_what_a_full_check_says() -> None:
+    """A quiet connection (only DATAGRAMs may be pending) stays quiet across a received
+    packet of DATAGRAM/ACK frames without the full check; whenever it does, the full check
+    agrees. A seeded lossy exchange mixes in every event that must end it: stream data
+    both ways (flow-control updates, FINs, streams finished by an ACK), resets,
+    STOP_SENDING, pings, connection-ID changes, key updates, a new path, losses, timers."""
+    import random
+
+    rng = random.Random(11)
+    client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
+    for conn in (client, server):
+        _quicshim.tune_ack_delay(conn, 0.05)
+    stream = client.get_next_available_stream_id()
+    client.send_stream_data(stream, b"open")  # the next free id is another one now
+    addr = {id(client): CLIENT_ADDR, id(server): SERVER_ADDR}
+    kept = dropped = 0
+    ended: set[int] = set()
+    rebound = False
+    for i in range(3000):
+        now = 1.0 + i * 0.003
+        if rng.random() < 0.4:
+            client.send_datagram_frame(b"m" * 40)
+        if rng.random() < 0.4:
+            server.send_datagram_frame(b"n" * 40)
+        if rng.random() < 0.02:
+            client.send_stream_data(stream, b"h" * rng.randrange(1, 3000))
+        if rng.random() < 0.01:
+            server.send_stream_data(stream, b"r" * rng.randrange(1, 500))
+        if rng.random() < 0.005:
+            side = client.get_next_available_stream_id()
+            client.send_stream_data(side, b"s" * 100, end_stream=rng.random() < 0.5)
+            if rng.random() < 0.5:
+                client.reset_stream(side, 1)
+        if rng.random() < 0.003:
+            sides = [sid for sid in server._streams if sid != stream]
+            if sides:
+                server.stop_stream(rng.choice(sides), 2)
+        if rng.random() < 0.01:  # the server's FIN: a stream both ends finished
+            sides = [sid for sid in server._streams if sid != stream and sid not in ended]
+            if sides:
+                ended.add(sides[0])
+                server.send_stream_data(sides[0], b"bye", end_stream=True)
+        if rng.random() < 0.005:
+            client.send_ping(i)
+        if rng.random() < 0.003:
+            rng.choice((client, server)).change_connection_id()
+        if rng.random() < 0.002:
+            rng.choice((client, server)).request_key_update()
+        if rng.random() < 0.1:
+            _quicshim.piggyback_ack(server, now)
+        for src, dst in ((client, server), (server, client)):
+            for data, _addr in src.datagrams_to_send(now=now):
+                if rng.random() < 0.05:
+                    continue  # lost
+                was_quiet = dst._mesh_quiet
+                if not rebound and i > 300 and dst is server and was_quiet and dst._mesh_settled:
+                    rebound = True
+                    addr[id(client)] = ("127.0.0.1", 3)  # NAT rebinding: a new path
+                dst.receive_datagram(data, addr[id(src)], now=now)
+                list(iter(dst.next_event, None))
+                if dst._mesh_quiet:
+                    kept += was_quiet
+                    dst._mesh_quiet = False  # ask the full check afresh
+                    assert _quicshim._quiet_but_datagrams(dst) is not None
+                elif was_quiet:
+                    dropped += 1
+            timer = src.get_timer()
+            if timer is not None and timer <= now:
+                src.handle_timer(now)
+    assert kept > 500 and dropped > 20  # both ways were taken, often
+    assert rebound
 
 
 def test_received_datagram_does_not_flush_an_idle_connection(
