@@ -50,6 +50,7 @@ from tests.natlab_game import (
     whisper_both_ways,
 )
 from tests.netlab import Host, LabPlayer, NatLab, NatType
+from tests.polling import eventually
 
 __all__: list[str] = []
 
@@ -93,8 +94,8 @@ async def test_case3_symmetric_against_cone_goes_by_turn(natlab_turn: LabWithLob
     cora = await lab.player(cone_host, lobby, unique_name("Cora"), mesh=TURN_MESH)
     await meet(sam, cora)
     # both got the other's public candidate and punched it...
-    await _until_srflx(sam, cora, cone_host.router.wan_address)
-    await _until_srflx(cora, sam, sym_host.router.wan_address)
+    await eventually(lambda: _holds_srflx(sam, cora, cone_host.router.wan_address))
+    await eventually(lambda: _holds_srflx(cora, sam, sym_host.router.wan_address))
     # ... yet what comes up is a TURN link: neither end reached the other's router
     routers = {sym_host.router.wan_address, cone_host.router.wan_address}
     for player, other in ((sam, cora), (cora, sam)):
@@ -163,12 +164,8 @@ async def test_case6_a_cut_direct_path_moves_off_and_comes_back(
     await quit_cleanly(natlab_turn[1], ann, ben)
 
 
-async def _until_srflx(player: LabPlayer, other: LabPlayer, address: str) -> None:
-    """Poll until ``player`` holds ``other``'s server-reflexive candidate at ``address``
-    (the lobby forwards it after ``other``'s STUN answer; at most 10 s)."""
-    for _ in range(200):
-        candidates = (await player.call("candidates")).get(str(other.character_id), [])
-        if any(c["kind"] == "srflx" and c["address"] == address for c in candidates):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{player.name} never got {other.name}'s srflx candidate")
+async def _holds_srflx(player: LabPlayer, other: LabPlayer, address: str) -> bool:
+    """``player`` holds ``other``'s server-reflexive candidate at ``address`` (the lobby
+    forwards it after ``other``'s STUN answer)."""
+    candidates = (await player.call("candidates")).get(str(other.character_id), [])
+    return any(c["kind"] == "srflx" and c["address"] == address for c in candidates)

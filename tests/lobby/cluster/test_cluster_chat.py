@@ -25,6 +25,7 @@ from tests.lobby.cluster.conftest import (
     unique,
 )
 from tests.lobby.support import PASSWORD, ApiClient, aiohttp_inbox, raw_ws, ws_url
+from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -144,10 +145,10 @@ async def test_a_session_resuming_on_another_process_gets_what_was_queued_for_it
     try:
         held = await _connections(http, lobby1.url)
         sock = await raw_ws(lobby1.port, token)
-        await _connections_reach(http, lobby1.url, held + 1)
+        await eventually(lambda: _holds(http, lobby1.url, held + 1))
         # p's network drops (no close frame): lobby1 keeps p inside the reconnect grace
         sock.close()
-        await _connections_reach(http, lobby1.url, held)
+        await eventually(lambda: _holds(http, lobby1.url, held))
         await q.send("chat", content="while p was away")
         await r.hears({"while p was away"})  # lobby1 has it, and queued it for p
         # p comes back through another process (as a balancer may send it)
@@ -174,12 +175,9 @@ async def _connections(http: aiohttp.ClientSession, base: str) -> int:
         return int((await resp.json())["connections"])
 
 
-async def _connections_reach(http: aiohttp.ClientSession, base: str, count: int) -> None:
-    """Wait (bounded) until the lobby at ``base`` holds ``count`` WebSocket connections."""
-    async with asyncio.timeout(10):
-        # another process's state: no event crosses to us, so ask again shortly
-        while await _connections(http, base) != count:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+async def _holds(http: aiohttp.ClientSession, base: str, count: int) -> bool:
+    """The lobby at ``base`` holds exactly ``count`` WebSocket connections."""
+    return await _connections(http, base) == count
 
 
 async def test_players_at_one_location_on_two_processes_get_each_others_peer_info(

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from tests.lobby.cluster.conftest import Cluster, Player, running_cluster
-from tests.lobby.cluster.test_cluster_rendezvous import eventually
 from tests.lobby.cluster.test_cluster_resume import connect, drop, last_cursor, player
 from tests.lobby.support import ApiClient
+from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,7 @@ import pytest
 from tests.lobby.cluster.conftest import Cluster, Player, join_as_peer, unique
 from tests.lobby.cluster.test_cluster_resume import connect, drop, last_cursor
 from tests.lobby.support import ApiClient
+from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -88,15 +89,6 @@ async def test_a_whisper_pairs_players_on_two_processes_both_at_once(
         assert entry["pairing_id"] == pairing_id
     finally:
         await asyncio.gather(a.close(), b.close())
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]]) -> None:
-    """Wait (10 s at most) until ``probe()`` holds: the directory's updates travel
-    through Redis, so another process sees a join or a move a moment later."""
-    async with asyncio.timeout(10):
-        # other processes' state: no event crosses to us, so ask again shortly
-        while not await probe():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 async def test_status_and_world_map_count_the_players_of_every_process(
