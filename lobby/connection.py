@@ -269,8 +269,10 @@ class Connection:
             self.abort(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
             self.ctx.metrics.slow_consumer_cut()
             return False
-        self._queue.append(text)
-        self.max_queue_seen = max(self.max_queue_seen, len(self._queue))
+        queue = self._queue
+        queue.append(text)
+        if len(queue) > self.max_queue_seen:
+            self.max_queue_seen = len(queue)
         if not self._flush_pending and not self._busy:
             self._flush_pending = True
             self._flusher.add(self)
@@ -364,8 +366,13 @@ class Connection:
             return
         if writer is not None and writer.done():  # the writer gave up on this socket
             return
-        while self._queue:
-            send = self.ws.send_str(self._next_frame())
+        queue, frames = self._queue, self.frames
+        while queue:
+            if len(queue) == 1 and frames is None:  # the common case, without a call
+                text = queue.popleft()
+            else:
+                text = self._next_frame()
+            send = self.ws.send_str(text)
             try:
                 waiting = send.send(None)
             except StopIteration:

@@ -241,11 +241,22 @@ class Hub:
             broker.forward(audience, text)
         else:
             push = self._push(msg)
+            if (
+                isinstance(where, Audience)
+                and where.kind is AudienceKind.EVERYONE
+                and where.exclude_character is None
+                and (where.exclude_session is None or exclude_session is None)
+            ):
+                # everyone but at most one session: no audience test per presence
+                if exclude_session is None:
+                    exclude_session = where.exclude_session
+                where = None
+            deliver = self._deliver
             count = 0
             for p in list(self._presences.values()):
                 if p.session_id == exclude_session or (where is not None and not where(p)):
                     continue
-                count += self._deliver(p, push)
+                count += deliver(p, push)
         self.metrics.sent(msg.type, count)
         return count
 

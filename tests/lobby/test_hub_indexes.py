@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from lobby import MasterServer
+from lobby.broker import Audience
 from lobby.hub import Hub, Presence
 from protocol.messages import ChatMessage
 from tests.lobby.services.conftest import game_settings, new_player
@@ -115,3 +116,37 @@ async def test_indexes_follow_join_move_reselect_and_leave(server: MasterServer)
         assert_indexes_match(hub)
         assert hub._by_character == {} and hub._by_location == {}
         await a.disconnect()
+
+
+def _queued(hub: Hub, session_id: int) -> int:
+    presence = hub.presence(session_id)
+    assert presence is not None and presence.conn is not None
+    return len(presence.conn._queue)
+
+
+async def test_broadcast_to_everyone_leaves_out_each_excluded_session(server: MasterServer) -> None:
+    """An everyone-audience excludes its own session and the caller's, alone or both."""
+    hub = server.ctx.hub
+    watch = Watch(hub)
+    async with aiohttp.ClientSession() as http:
+        players = [await new_player(server.url, http) for _ in range(3)]
+        for p in players:
+            await watch.join(p.id)
+        sessions = []
+        for p in players:
+            presence = hub.presence_of_character(p.id)
+            assert presence is not None
+            sessions.append(presence.session_id)
+        a, b, c = sessions
+        chat = ChatMessage(channel="global", content="x")
+        assert hub.broadcast(chat, where=Audience.everyone()) == 3
+        assert hub.broadcast(chat, where=Audience.everyone(exclude_session=a)) == 2
+        assert hub.broadcast(chat, where=Audience.everyone(), exclude_session=b) == 2
+        both = hub.broadcast(chat, where=Audience.everyone(exclude_session=a), exclude_session=b)
+        assert both == 1
+        # and the one left is the one that got it (queued: nothing is written before an await)
+        queued = [_queued(hub, s) for s in sessions]
+        hub.broadcast(chat, where=Audience.everyone(exclude_session=c), exclude_session=a)
+        assert [_queued(hub, s) - n for s, n in zip(sessions, queued, strict=True)] == [0, 1, 0]
+        for p in players:
+            await p.disconnect()
