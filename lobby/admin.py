@@ -37,7 +37,7 @@ from sqlalchemy import delete, insert, select
 from lobby.accounts import Account
 from lobby.context import LobbyContext
 from lobby.http.api import ApiRequest
-from lobby.hub import Presence
+from lobby.presence import Presence
 from lobby.services.world import WorldService
 from lobby.sessions import Session
 from lobby.storage import accounts, sessions

@@ -36,7 +36,7 @@ from protocol.errors import LobbyError
 from protocol.resume import CursorKey, stamp
 
 if TYPE_CHECKING:
-    from lobby.hub import Presence
+    from lobby.presence import Presence
 
 __all__ = ["Audience", "AudienceKind", "Broker", "LocalBroker", "Push", "PushHandler", "Replayed"]
 

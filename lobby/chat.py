@@ -36,7 +36,7 @@ import logging
 from lobby.broker import Audience
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
-from lobby.hub import CharacterInfo
+from lobby.presence import CharacterInfo
 from lobby.ratelimit import SharedRateLimiter
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (

@@ -93,7 +93,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from lobby.config import Clock, LobbySettings
-    from lobby.hub import Hub, Presence
+    from lobby.hub import Hub
+    from lobby.presence import Presence
 
 __all__ = ["RedisBroker", "default_process_id", "open_redis"]
 

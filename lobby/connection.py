@@ -52,7 +52,7 @@ from protocol.messages import BaseMessage
 
 if TYPE_CHECKING:
     from lobby.context import LobbyContext
-    from lobby.hub import CharacterInfo, Presence
+    from lobby.presence import CharacterInfo, Presence
 
 __all__ = [
     "CLOSE_FLOOD",

@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from lobby.characters import CharacterService
     from lobby.game.world import WorldDefinition
     from lobby.http.api import Api
-    from lobby.hub import Hub, Presence
+    from lobby.hub import Hub
     from lobby.keys import LobbyKey
+    from lobby.presence import Presence
     from lobby.ratelimit import BucketStore
     from lobby.server import LobbyService
     from lobby.sessions import SessionStore

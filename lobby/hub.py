@@ -47,9 +47,8 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from lobby.broker import Audience, AudienceKind, Broker, LocalBroker, Push
@@ -62,6 +61,7 @@ from lobby.connection import (
     Connection,
 )
 from lobby.metrics import LobbyMetrics
+from lobby.presence import CharacterInfo, Presence, PresenceIndex
 from protocol.codec import serialize
 from protocol.errors import ErrorCode, LobbyError
 from protocol.messages import (
@@ -82,52 +82,6 @@ MessageHandler = Callable[[Connection, Any], Awaitable[None]]
 PresenceHook = Callable[["Presence"], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class CharacterInfo:
-    """What the hub knows of a selected character (kept current by services)."""
-
-    id: int
-    name: str
-    faction: str
-    location_id: int
-    level: int = 1
-
-
-@dataclass(eq=False, slots=True)
-class Presence:
-    """One session's presence in the lobby, connected or inside its reconnect grace."""
-
-    session_id: int
-    account_id: int
-    username: str
-    is_admin: bool
-    resume_key: str = field(repr=False)
-    """The session's token hash: a connection resumes this presence only with it."""
-    character: CharacterInfo | None = None
-    conn: Connection | None = None
-    disconnected_at: float | None = None
-    backlog: deque[Push] = field(default_factory=deque)
-    dropped: int = 0
-    stamps: bool = False
-    """Its connection asked for resume cursors (they are stamped on its pushes)."""
-    cursor: CursorKey | None = None
-    """The cursor of the last push delivered to it (or the one it resumed from): a push
-    at or before it is never delivered to it again."""
-    since: CursorKey | None = None
-    """Every sequenced push from this cursor on was handled here (the first delivered,
-    or ``(0, 0)`` after a replay): what a hand-over from another process may skip."""
-    replaying: list[Push] | None = None
-    """While a resume is being replayed: the live pushes that wait behind the replay."""
-
-    @property
-    def online(self) -> bool:
-        return self.conn is not None
-
-    @property
-    def character_id(self) -> int | None:
-        return None if self.character is None else self.character.id
-
-
 class Hub:
     """Every presence and connection of one lobby, and the message dispatcher."""
 
@@ -144,21 +98,16 @@ class Hub:
         self.metrics = metrics or LobbyMetrics()
         self._clock = clock
         self._handlers: dict[MessageType, MessageHandler] = {}
-        self._presences: dict[int, Presence] = {}
-        # indexes of the presences above that have a character (kept by _set_presence_character,
-        # _index and _unindex): character id -> {session id: presence}, location id -> presences
-        self._by_character: dict[int, dict[int, Presence]] = {}
-        self._by_location: dict[int, set[Presence]] = {}
-        # account id -> {session id: presence}, for every presence (kept by _add and _remove),
-        # and how many presences have a character: both answer per connect, so never a scan
-        self._by_account: dict[int, dict[int, Presence]] = {}
-        self._players = 0
+        self.index = PresenceIndex()
+        """Every presence of this process and its indexes (read here; changed only by
+        the hub, through the index's methods)."""
+        # the index's own dicts, named for the routing that reads them on every push
+        self._presences = self.index.by_session
+        self._by_character = self.index.by_character
+        self._by_location = self.index.by_location
         self._join_hooks: list[PresenceHook] = []
         self._leave_hooks: list[PresenceHook] = []
         self.announce_presence = True
-        self.presence_version = 0
-        """Bumped whenever a presence comes or goes or its selected character changes
-        (not on location or level updates): a cache of ``players_online`` keys on it."""
         # the cursors of one process alone: "<start ms>-<n>" (a resume never outlives it)
         self._epoch = int(clock() * 1000)
         self._pushes = itertools.count(1)
@@ -192,28 +141,27 @@ class Hub:
         return [p.conn for p in self._presences.values() if p.conn is not None]
 
     def presence_of_character(self, character_id: int) -> Presence | None:
-        holders = self._by_character.get(character_id)
-        if not holders:
-            return None
-        if len(holders) == 1:
-            return next(iter(holders.values()))
-        # more than one session holds it (briefly, around a re-select): the oldest presence
-        return next(p for p in self._presences.values() if p.session_id in holders)
+        return self.index.of_character(character_id)
+
+    @property
+    def presence_version(self) -> int:
+        """Bumped whenever a presence comes or goes or its selected character changes
+        (not on location or level updates): a cache of ``players_online`` keys on it."""
+        return self.index.version
 
     @property
     def players_online(self) -> int:
         """Presences with a selected character (online or inside their grace) of this process."""
-        return self._players
+        return self.index.players
 
     @property
     def players_in_cluster(self) -> int:
         """:attr:`players_online` of every lobby process (this one's alone without a cluster)."""
-        return self._players + self.broker.players_elsewhere
+        return self.index.players + self.broker.players_elsewhere
 
     def connections_of_account(self, account_id: int) -> int:
         """Live connections of ``account_id`` (costs its own sessions, not everyone's)."""
-        mine = self._by_account.get(account_id)
-        return 0 if not mine else sum(1 for p in mine.values() if p.conn is not None)
+        return self.index.live_connections_of(account_id)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -375,7 +323,7 @@ class Hub:
                 resume_key=session.token_hash,
                 character=character,
             )
-            self._add(p)
+            self.index.add(p)
         elif p.conn is not None:
             old = p.conn
             old.presence = None
@@ -460,8 +408,7 @@ class Hub:
             for hook in self._leave_hooks:
                 await self._run_hook(hook, p)
         old = p.character
-        self._set_presence_character(p, character)
-        self.presence_version += 1
+        self.index.set_character(p, character)
         if character is not None and (old is None or old.id != character.id):
             await self._joined(p)
 
@@ -470,7 +417,7 @@ class Hub:
         for p in list(self._by_character.get(character_id, {}).values()):
             if p.character is not None:
                 before = p.character.location_id
-                self._set_presence_character(p, replace(p.character, **changes))
+                self.index.set_character(p, replace(p.character, **changes))
                 if p.character.location_id != before:
                     self.broker.moved(p)
 
@@ -528,11 +475,10 @@ class Hub:
         No leave announcement and no leave hooks: the player is still online, elsewhere.
         A connection of it still open here is closed as replaced (4000).
         """
-        p = self._presences.pop(session_id, None)
+        p = self._presences.get(session_id)
         if p is None:
             return []
-        self._unindex(p)
-        self.presence_version += 1
+        self.index.remove(p)
         conn = p.conn
         if conn is not None:
             conn.presence = None
@@ -550,12 +496,7 @@ class Hub:
             conn.close(CLOSE_GOING_AWAY, "lobby shutting down")
         for conn in conns:
             await conn.wait_closed()
-        self._presences.clear()
-        self._by_character.clear()
-        self._by_location.clear()
-        self._by_account.clear()
-        self._players = 0
-        self.presence_version += 1
+        self.index.clear()
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -636,53 +577,6 @@ class Hub:
         p.backlog.append(push)
         return 1
 
-    def _set_presence_character(self, p: Presence, character: CharacterInfo | None) -> None:
-        """Change ``p.character`` keeping the indexes in step (the only writer of it)."""
-        indexed = self._presences.get(p.session_id) is p
-        if indexed:
-            self._unindex(p)
-        p.character = character
-        if indexed:
-            self._index(p)
-
-    def _add(self, p: Presence) -> None:
-        self._presences[p.session_id] = p
-        self._by_account.setdefault(p.account_id, {})[p.session_id] = p
-        self._index(p)
-        self.presence_version += 1
-
-    def _remove(self, p: Presence) -> None:
-        del self._presences[p.session_id]
-        mine = self._by_account.get(p.account_id)
-        if mine is not None and mine.get(p.session_id) is p:
-            del mine[p.session_id]
-            if not mine:
-                del self._by_account[p.account_id]
-        self._unindex(p)
-        self.presence_version += 1
-
-    def _index(self, p: Presence) -> None:
-        if p.character is None:
-            return
-        self._players += 1
-        self._by_character.setdefault(p.character.id, {})[p.session_id] = p
-        self._by_location.setdefault(p.character.location_id, set()).add(p)
-
-    def _unindex(self, p: Presence) -> None:
-        if p.character is None:
-            return
-        self._players -= 1
-        holders = self._by_character.get(p.character.id)
-        if holders is not None and holders.get(p.session_id) is p:
-            del holders[p.session_id]
-            if not holders:
-                del self._by_character[p.character.id]
-        here = self._by_location.get(p.character.location_id)
-        if here is not None:
-            here.discard(p)
-            if not here:
-                del self._by_location[p.character.location_id]
-
     async def _joined(self, p: Presence) -> None:
         character = p.character
         if character is None:
@@ -703,9 +597,8 @@ class Hub:
             await self._run_hook(hook, p)
 
     async def _leave(self, p: Presence) -> None:
-        if self._presences.get(p.session_id) is not p:
+        if not self.index.remove(p):
             return
-        self._remove(p)
         p.backlog.clear()
         if p.character is not None:
             await self._announce_left(p)

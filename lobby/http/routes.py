@@ -43,7 +43,7 @@ from lobby.http.models import (
 )
 from lobby.http.openapi import build_openapi
 from lobby.http.ws import ws_encodings
-from lobby.hub import CharacterInfo
+from lobby.presence import CharacterInfo
 from lobby.services.rendezvous import registered_candidates
 from lobby.version import SERVER_VERSION
 from protocol.crypto import b64url_decode, issue_ticket, peer_id

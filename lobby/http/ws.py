@@ -75,8 +75,8 @@ from lobby.connection import (
 )
 from lobby.http.api import bearer_token
 from lobby.http.errors import client_address
-from lobby.hub import CharacterInfo
 from lobby.logs import bind, bind_session
+from lobby.presence import CharacterInfo
 from lobby.ratelimit import RateLimiter, SharedRateLimiter, hit_each
 from protocol.codec import deserialize, error_message_from
 from protocol.crypto import WS_FERNET_SALT, FernetSealer, derive_fernet_key

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from lobby.characters import Character
 from lobby.connection import Connection
 from lobby.context import LobbyContext
-from lobby.hub import CharacterInfo, Hub, MessageHandler
+from lobby.hub import Hub, MessageHandler
+from lobby.presence import CharacterInfo
 from lobby.storage import characters
 from protocol.acks import AckDetails
 from protocol.errors import ErrorCode, LobbyError

@@ -53,7 +53,7 @@ from lobby.game.messages import (
     combat_start_message,
     combat_state_message,
 )
-from lobby.hub import Presence
+from lobby.presence import Presence
 from lobby.services._common import (
     ack,
     acting_character,

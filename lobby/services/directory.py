@@ -65,7 +65,7 @@ from lobby.broker import Audience
 from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.http.api import ApiRequest
-from lobby.hub import Presence
+from lobby.presence import Presence
 from lobby.ratelimit import SharedRateLimiter
 from lobby.services._common import acting_character, register_handler
 from lobby.services.rendezvous import PairingBook, ice_servers, new_pairing_id

@@ -48,7 +48,8 @@ from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import party_update_message
 from lobby.game.party import Party, PartyBook, PartyChange
 from lobby.http.api import ApiRequest
-from lobby.hub import Hub, Presence
+from lobby.hub import Hub
+from lobby.presence import Presence
 from lobby.services._common import ack, acting_character, character_named, register_handler
 from lobby.services.models import PartyCreateIn, PartyIdIn, PartyInviteIn, PartyKickIn
 from lobby.storage.game_schema import parties

@@ -56,7 +56,7 @@ from lobby.connection import Connection
 from lobby.context import ContextSlot, LobbyContext
 from lobby.game.messages import trade_complete_message, trade_update_message
 from lobby.game.trade import Offer, Trade, TradeExchange, TradeStatus, unique_item_ids
-from lobby.hub import Presence
+from lobby.presence import Presence
 from lobby.services._common import (
     ack,
     acting_character,

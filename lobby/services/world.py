@@ -68,7 +68,7 @@ from lobby.game.messages import (
 )
 from lobby.game.shards import AetherfallEvent, ShardBoard, ShardState, aetherfall_event
 from lobby.http.api import ApiRequest
-from lobby.hub import Presence
+from lobby.presence import Presence
 from lobby.services._common import (
     ack,
     acting_character,

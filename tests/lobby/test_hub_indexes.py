@@ -11,7 +11,8 @@ import pytest
 
 from lobby import MasterServer
 from lobby.broker import Audience
-from lobby.hub import Hub, Presence
+from lobby.hub import Hub
+from lobby.presence import Presence
 from protocol.messages import ChatMessage
 from tests.lobby.services.conftest import game_settings, new_player
 from tests.lobby.support import FakeClock
@@ -25,12 +26,12 @@ def assert_indexes_match(hub: Hub) -> None:
         if p.character is not None:
             by_character.setdefault(p.character.id, {})[p.session_id] = p
             by_location.setdefault(p.character.location_id, set()).add(p)
-    assert hub._by_character == by_character
-    assert hub._by_location == by_location
+    assert hub.index.by_character == by_character
+    assert hub.index.by_location == by_location
     by_account: dict[int, dict[int, Presence]] = {}
     for p in hub.presences():
         by_account.setdefault(p.account_id, {})[p.session_id] = p
-    assert hub._by_account == by_account
+    assert hub.index.by_account == by_account
     assert hub.players_online == sum(1 for p in hub.presences() if p.character is not None)
     for account_id, mine in by_account.items():
         live = sum(1 for p in mine.values() if p.conn is not None)
@@ -81,12 +82,12 @@ async def test_indexes_follow_join_move_reselect_and_leave(server: MasterServer)
         pa, pb = hub.presence_of_character(a.id), hub.presence_of_character(b.id)
         assert pa is not None and pb is not None and pa is not pb
         start = pa.character.location_id if pa.character else -1
-        assert hub._by_location[start] == {pa, pb}
+        assert hub.index.by_location[start] == {pa, pb}
 
         await a.request("move", to_location_id=2)
         assert_indexes_match(hub)
         assert pa.character is not None and pa.character.location_id == 2
-        assert hub._by_location[2] == {pa} and hub._by_location[start] == {pb}
+        assert hub.index.by_location[2] == {pa} and hub.index.by_location[start] == {pb}
         assert hub.broadcast_to_location(2, ChatMessage(channel="say", content="x")) == 1
 
         # b selects another character: leaves as the old, joins as the new
@@ -109,12 +110,12 @@ async def test_indexes_follow_join_move_reselect_and_leave(server: MasterServer)
         await hub.end_session(pa.session_id)
         await watch.leave(pa.session_id)
         assert_indexes_match(hub)
-        assert hub.presence_of_character(a.id) is None and 2 not in hub._by_location
+        assert hub.presence_of_character(a.id) is None and 2 not in hub.index.by_location
 
         await b.disconnect()  # a goodbye: leaves at once
         await watch.leave(pb.session_id)
         assert_indexes_match(hub)
-        assert hub._by_character == {} and hub._by_location == {}
+        assert hub.index.by_character == {} and hub.index.by_location == {}
         await a.disconnect()
 
 
@@ -150,3 +151,24 @@ async def test_broadcast_to_everyone_leaves_out_each_excluded_session(server: Ma
         assert [_queued(hub, s) - n for s, n in zip(sessions, queued, strict=True)] == [0, 1, 0]
         for p in players:
             await p.disconnect()
+
+
+async def test_a_session_handed_to_another_process_leaves_every_index(server: MasterServer) -> None:
+    """hand_over drops the presence from the account index too, and bumps the version."""
+    hub = server.ctx.hub
+    watch = Watch(hub)
+    async with aiohttp.ClientSession() as http:
+        a = await new_player(server.url, http)
+        b = await new_player(server.url, http)
+        await watch.join(a.id)
+        await watch.join(b.id)
+        pa = hub.presence_of_character(a.id)
+        assert pa is not None
+        version = hub.presence_version
+        hub.send_to_character(a.id, ChatMessage(channel="say", content="x"))
+        assert hub.hand_over(pa.session_id) == []  # online: nothing was queued for later
+        assert hub.presence(pa.session_id) is None and hub.presence_version > version
+        assert_indexes_match(hub)
+        assert hub.connections_of_account(pa.account_id) == 0
+        assert hub.players_online == 1
+        await b.disconnect()

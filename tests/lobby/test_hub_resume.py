@@ -20,7 +20,8 @@ import pytest
 
 from lobby.broker import Audience, Push, Replayed
 from lobby.connection import Connection
-from lobby.hub import CharacterInfo, Hub
+from lobby.hub import Hub
+from lobby.presence import CharacterInfo
 from lobby.sessions import Session
 from protocol.messages import ChatMessage
 from protocol.resume import CursorKey, unstamp

@@ -10,7 +10,7 @@ import pytest
 
 from lobby import MasterServer
 from lobby.context import ContextSlot, LobbyContext
-from lobby.hub import Presence
+from lobby.presence import Presence
 from lobby.services import CombatService, DirectoryService, PartyService, WorldService
 from protocol.errors import ConfigError, ErrorCode, LobbyError
 from tests.lobby.services.conftest import game_settings, new_player
