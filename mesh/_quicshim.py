@@ -59,6 +59,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder, QuicPacketBuilderStop
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mesh._quic_rx import ShortPacketReceiver
 from protocol.errors import MeshConfigError
 
 __all__ = [
@@ -139,6 +140,7 @@ class MeshQuicConnection(QuicConnection):
         # while quiet: every sent packet not yet acknowledged or lost carries only frames
         # whose acknowledgement changes nothing _quiet_but_datagrams reads (see _settled)
         self._mesh_settled = False
+        self._mesh_rx = ShortPacketReceiver(self)  # reads nothing before the first datagram
         super().__init__(*args, **kwargs)
         _watch_received_frames(self)
 
@@ -216,7 +218,8 @@ class MeshQuicConnection(QuicConnection):
         if keep:
             paths = self._network_paths
             path, host_cid = paths[0], self.host_cid
-        super().receive_datagram(data, addr, now)
+        if not self._mesh_rx.receive(data, addr, now):
+            super().receive_datagram(data, addr, now)
         if keep and self._mesh_quiet:
             paths = self._network_paths
             if (
