@@ -34,6 +34,9 @@ function                                  private attributes
 ``_watch_received_frames``, ``_settled``  ``_QuicConnection__frame_handlers`` (wrapped),
 (a quiet connection stays quiet across    ``_loss._on_packets_lost`` (wrapped),
 a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` handlers
+``_quic_rx.ShortPacketReceiver``          what aioquic's ``receive_datagram`` reads and
+(a received 1-RTT DATAGRAM/ACK/PADDING    changes for such a packet: the table in
+packet, without aioquic's generic pass)   :mod:`mesh._quic_rx`
 ========================================  =============================================
 
 :class:`MeshQuicConnection` touches none of them directly (it calls
@@ -119,6 +122,9 @@ class MeshQuicConnection(QuicConnection):
     * a flush with only DATAGRAM frames (and an ACK) to send writes them with
       aioquic's own frame writers and bookkeeping but without its pass over
       every other frame source (``_datagram_packet``): the movement path.
+    * a received 1-RTT packet of DATAGRAM, ACK and PADDING frames on the active path is
+      handled by :class:`~mesh._quic_rx.ShortPacketReceiver` (aioquic's result without its
+      generic pass); any other datagram goes to aioquic untouched;
     * a received packet of DATAGRAM, ACK and PADDING frames leaves a quiet connection
       (only DATAGRAMs may be pending) quiet without re-checking every frame source,
       when it changed nothing that check reads (see :meth:`receive_datagram`);
