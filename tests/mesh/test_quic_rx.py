@@ -122,6 +122,11 @@ def _corrupt(data: bytes, rng: random.Random) -> bytes:
     return data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1 :]
 
 
+#: Steps of the script: the client moves to another of the server's CIDs (the packet that
+#: says so is lost, so DATAGRAM-only packets bring the move), the server moves to another
+#: of the client's (its packets just before arrive late, on a CID the client retired), the
+#: client's NAT rebinds (its answer to the server's path challenge is lost, so DATAGRAMs
+#: arrive on a path not validated yet).
 CLIENT_CID_CHANGE = 800
 SERVER_CID_CHANGE = 1700
 REBINDING = 1200
@@ -129,8 +134,8 @@ REBINDING = 1200
 
 def _scripted_trace(cls: type[QuicConnection], steps: int = 2500) -> list[object]:
     """A seeded lossy, reordering, duplicating and corrupting exchange of movement DATAGRAMs
-    (with their ACKs), stream data, pings, key updates both ways, a connection-ID change, a
-    NAT rebinding and a close; the trace of every received datagram's events and the
+    (with their ACKs), stream data, pings, key updates both ways, connection-ID changes both
+    ways, a NAT rebinding and a close; the trace of every received datagram's events and the
     receiver's state after it, every flush's packet sizes and every timer."""
     rng = random.Random(16)
     client, server = _pair(cls)
@@ -163,8 +168,8 @@ def _scripted_trace(cls: type[QuicConnection], steps: int = 2500) -> list[object
             server.request_key_update()
         if i == 1000:
             client.request_key_update()
-        if i == CLIENT_CID_CHANGE:  # its RETIRE_CONNECTION_ID is lost (see below): the
-            client.change_connection_id()  # DATAGRAMs after it move the server's CID
+        if i == CLIENT_CID_CHANGE:
+            client.change_connection_id()
         if i == SERVER_CID_CHANGE:
             server.change_connection_id()
         if i == REBINDING:
@@ -175,8 +180,8 @@ def _scripted_trace(cls: type[QuicConnection], steps: int = 2500) -> list[object
             held.remove(item)
             deliver(item[1], item[2], item[3], now)
         for src, dst in ((client, server), (server, client)):
-            # the client's PATH_RESPONSE to the server's first challenge of the new path is
-            # lost: the DATAGRAMs after it come on a path not validated yet (its bytes count)
+            # lost: the client's RETIRE_CONNECTION_ID, and its PATH_RESPONSE to the server's
+            # first challenge of the new path
             lose_all = src is client and i == CLIENT_CID_CHANGE
             if src is client and not responded and client._network_paths[0].remote_challenges:
                 lose_all = responded = True
