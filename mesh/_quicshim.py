@@ -34,6 +34,9 @@ function                                  private attributes
 ``_watch_received_frames``, ``_settled``  ``_QuicConnection__frame_handlers`` (wrapped),
 (a quiet connection stays quiet across    ``_loss._on_packets_lost`` (wrapped),
 a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` handlers
+``_quic_rx.ShortPacketReceiver``          what aioquic's ``receive_datagram`` reads and
+(a received 1-RTT DATAGRAM/ACK/PADDING    changes for such a packet: the table in
+packet, without aioquic's generic pass)   :mod:`mesh._quic_rx`
 ========================================  =============================================
 
 :class:`MeshQuicConnection` touches none of them directly (it calls
@@ -59,6 +62,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder, QuicPacketBuilderStop
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mesh._quic_rx import ShortPacketReceiver
 from protocol.errors import MeshConfigError
 
 __all__ = [
@@ -118,6 +122,9 @@ class MeshQuicConnection(QuicConnection):
     * a flush with only DATAGRAM frames (and an ACK) to send writes them with
       aioquic's own frame writers and bookkeeping but without its pass over
       every other frame source (``_datagram_packet``): the movement path.
+    * a received 1-RTT packet of DATAGRAM, ACK and PADDING frames on the active path is
+      handled by :class:`~mesh._quic_rx.ShortPacketReceiver` (aioquic's result without its
+      generic pass); any other datagram goes to aioquic untouched;
     * a received packet of DATAGRAM, ACK and PADDING frames leaves a quiet connection
       (only DATAGRAMs may be pending) quiet without re-checking every frame source,
       when it changed nothing that check reads (see :meth:`receive_datagram`);
@@ -139,6 +146,7 @@ class MeshQuicConnection(QuicConnection):
         # while quiet: every sent packet not yet acknowledged or lost carries only frames
         # whose acknowledgement changes nothing _quiet_but_datagrams reads (see _settled)
         self._mesh_settled = False
+        self._mesh_rx = ShortPacketReceiver(self)  # reads nothing before the first datagram
         super().__init__(*args, **kwargs)
         _watch_received_frames(self)
 
@@ -216,7 +224,8 @@ class MeshQuicConnection(QuicConnection):
         if keep:
             paths = self._network_paths
             path, host_cid = paths[0], self.host_cid
-        super().receive_datagram(data, addr, now)
+        if not self._mesh_rx.receive(data, addr, now):
+            super().receive_datagram(data, addr, now)
         if keep and self._mesh_quiet:
             paths = self._network_paths
             if (
