@@ -283,25 +283,34 @@ class TurnClient:
         self._request(_Request(_Op.PROBE), now)
 
     def permit(self, peer: Address, now: float) -> None:
-        """Let ``peer``'s IP address send to the relay (kept until :meth:`close`)."""
+        """Let ``peer``'s IP address send to the relay (kept until :meth:`close`; a
+        CreatePermission that cannot start raises :class:`MeshError` and keeps nothing)."""
         self._require_allocated()
         host = peer[0]
         if host not in self._permissions:
+            self._request(_Request(_Op.PERMISSION, peer), now)  # first: see bind_channel
             self._permissions[host] = _Permission()
-            self._request(_Request(_Op.PERMISSION, peer), now)
 
     def bind_channel(self, peer: Address, now: float) -> int:
-        """Bind a channel to ``peer`` (also its permission); return the channel number."""
+        """Bind a channel to ``peer`` (also its permission); return the channel number.
+
+        Raises :class:`MeshError` when the client is not allocated, no channel number is
+        left or the ChannelBind cannot start (too many requests in flight); then nothing
+        is kept of it, and a later call binds afresh.
+        """
         self._require_allocated()
         channel = self._channels.get(peer)
         if channel is None:
             number = self._next_channel
             if number > CHANNEL_MAX:
                 raise MeshError("TURN client: every channel number is in use")
+            # the request first: a channel registered for a ChannelBind that never left
+            # would stay unbound for good (no answer, no refresh), its peer on Send
+            # indications
+            self._request(_Request(_Op.CHANNEL, peer, number), now)
             self._next_channel += 1
             channel = self._channels[peer] = _Channel(number)
             self._channel_peers[number] = peer
-            self._request(_Request(_Op.CHANNEL, peer, number), now)
         return channel.number
 
     def send(self, peer: Address, data: bytes) -> None:

@@ -255,6 +255,31 @@ def test_channel_binding_switches_to_channel_data() -> None:
     assert client.bind_channel(("100.64.0.10", 50002), NOW) == 0x4001
 
 
+def test_a_request_that_cannot_start_leaves_nothing_behind() -> None:
+    """A ChannelBind or CreatePermission refused for want of a transaction slot keeps no
+    channel or permission: once a slot is free, the same call sends its request (a kept
+    entry would never be bound or installed, and the peer stay on Send indications)."""
+    server = ScriptedServer()
+    client = _client(max_pending=1)
+    client.allocate(NOW)
+    assert _exchange(client, server, NOW) == [Allocated(RELAYED, MAPPED, 600)]
+    other = ("100.64.0.20", 7000)
+    client.permit(other, NOW)  # the one slot
+    with pytest.raises(MeshError):
+        client.bind_channel(PEER, NOW)
+    with pytest.raises(MeshError):
+        client.permit(("100.64.0.30", 7000), NOW)
+    assert _exchange(client, server, NOW) == [PermissionInstalled(other[0])]
+
+    assert client.bind_channel(PEER, NOW) == 0x4000  # no number lost to the refused one
+    assert _exchange(client, server, NOW) == [ChannelBound(PEER, 0x4000)]
+    client.send(PEER, b"bound")
+    [(frame, _)] = client.datagrams_to_send(NOW)
+    assert parse_channel_data(frame).data == b"bound"
+    client.permit(("100.64.0.30", 7000), NOW)
+    assert _exchange(client, server, NOW) == [PermissionInstalled("100.64.0.30")]
+
+
 def test_data_from_peers_in_both_framings() -> None:
     client, server = _allocated()
     client.bind_channel(PEER, NOW)

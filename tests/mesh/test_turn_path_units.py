@@ -144,11 +144,18 @@ def test_fresh_credentials_sign_the_next_refresh() -> None:
 def test_a_datagram_the_client_cannot_take_is_dropped_not_raised() -> None:
     """More new peers at once than TURN transactions may be in flight: the node's flush
     must not raise (a datagram is dropped, as UDP may; QUIC sends it again)."""
-    path, _ = _allocated()
+    path, server = _allocated()
     for port in range(1, 200):
         path.send(TurnRoute(("198.51.100.7", port)), b"quic", NOW)
     assert path.state is TurnState.ALLOCATED
-    assert path.datagrams_to_send(NOW)  # what could be sent was
+    _flush(path, server, NOW)  # what could be sent was; every answer is in
+    # a peer whose ChannelBind could not start then is bound by its next datagram
+    late = TurnRoute(("198.51.100.7", 199))
+    path.send(late, b"again", NOW)
+    _flush(path, server, NOW)
+    path.send(late, b"bound", NOW)
+    (frame,) = _flush(path, server, NOW)
+    assert frame[0] >> 6 == 1 and frame.endswith(b"bound")  # ChannelData
 
 
 def _bound() -> TurnPath:
