@@ -43,13 +43,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench._common import LOOPS, BenchError, latency_rows, make_result, row, versus
 from bench._pairs import Pair
 from bench.run import main_one
 
-__all__ = ["run"]
+__all__ = ["MeshEndpoint", "Placed", "Placement", "check_path", "pin_cpus", "run", "schedule"]
 
 TITLE = "movement over TURN: CPU per update and latency vs direct (coturn on loopback)"
 RATE = 60.0
@@ -210,16 +210,21 @@ def coturn() -> Iterator[tuple[str, int, str]]:
                 process.wait()
 
 
+class Placed(Protocol):
+    """Two processes to place: a :class:`~bench._pairs.Pair`'s listener and dialler."""
+
+    @property
+    def pids(self) -> tuple[int, int]: ...
+
+
 class Placement:
     """Where the node processes run: each pair's listener on one CPU and its dialler on
-    another (pinned), or anywhere the benchmark may run (unpinned). coturn is never pinned."""
+    another (pinned), or anywhere the benchmark may run (unpinned). coturn is never pinned.
+    """
 
-    def __init__(self, pairs: Sequence[Pair]) -> None:
+    def __init__(self, pairs: Sequence[Placed]) -> None:
         self.pairs = pairs
-        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else set()
-        self.allowed = allowed
-        self.cpus = sorted(allowed)[:2] if len(allowed) >= 2 else None
-        """The listeners' and the diallers' CPU (None: fewer than two, no pinning)."""
+        self.allowed, self.cpus = pin_cpus()
 
     def pin(self) -> None:
         assert self.cpus is not None
@@ -233,6 +238,16 @@ class Placement:
                 _set_affinity(pid, self.allowed)
 
 
+def pin_cpus() -> tuple[set[int], tuple[int, int] | None]:
+    """The CPUs this process may run on, and the listeners' and the diallers' CPU (None:
+    fewer than two, or no affinity control here: nothing is pinned)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return set(), None
+    allowed = os.sched_getaffinity(0)
+    first, *rest = sorted(allowed)
+    return allowed, (first, rest[0]) if rest else None
+
+
 def _set_affinity(pid: int, cpus: set[int]) -> None:
     """Every thread of process ``pid`` onto ``cpus`` (a thread may end meanwhile)."""
     try:
@@ -244,14 +259,14 @@ def _set_affinity(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(tid, cpus)
 
 
-def _schedule(pinned: int, unpinned: int) -> list[str]:
+def schedule(pinned: int, unpinned: int) -> list[str]:
     """The placement of each pair of windows: both kinds spread evenly through the run."""
     marks = [((i + 0.5) / n, kind) for kind, n in (("pinned", pinned), ("unpinned", unpinned))
              for i in range(n)]  # fmt: skip
     return [kind for _, kind in sorted(marks)]
 
 
-def _check_path(path: str, window: dict[str, Any]) -> float | None:
+def check_path(path: str, window: dict[str, Any]) -> float | None:
     """Raise :class:`BenchError` unless both nodes' traffic took ``path`` over the whole
     window; over TURN, the share of node A's link bytes its own allocation carried."""
     a, b = window["paths"]["a"], window["paths"]["b"]
@@ -281,7 +296,7 @@ def _windows(
     nodes pinned and ``unpinned`` not; per placement, each pair's TURN/direct CPU ratio and
     the pair with the median one."""
     pairs: dict[str, list[dict[str, Any]]] = {"pinned": [], "unpinned": []}
-    for kind in _schedule(pinned, unpinned):
+    for kind in schedule(pinned, unpinned):
         done = pairs[kind]
         if kind == "pinned":
             placement.pin()
@@ -293,7 +308,7 @@ def _windows(
             window = (direct if path == "direct" else turn).exchange(
                 rate=RATE, duration=duration, warm=warm
             )
-            window["relayed_share"] = _check_path(path, window)
+            window["relayed_share"] = check_path(path, window)
             got[path] = window
         done.append(
             {
@@ -360,6 +375,19 @@ def run(quick: bool) -> dict[str, Any]:
     ]
     if skip is not None:
         return make_result("movement_turn", TITLE, rows, notes=notes, skipped=skip)
+    allowed, cpus = pin_cpus()
+    if cpus is None:  # one CPU: every window unpinned, and the target row is theirs
+        unpinned_pairs += pinned_pairs
+        pinned_pairs = 0
+        notes.append(
+            f"Not pinned: the benchmark may run on {len(allowed) or 'an unknown number of'} "
+            "CPU(s) and pinning needs two; the target row is the unpinned median."
+        )
+    else:
+        notes.append(
+            f"Listeners pinned to CPU {cpus[0]}, diallers to CPU {cpus[1]}; unpinned: CPUs "
+            f"{sorted(allowed)}."
+        )
     with coturn() as server:
         for kind in LOOPS:
             opts: dict[str, Any] = {
@@ -375,14 +403,10 @@ def run(quick: bool) -> dict[str, Any]:
                     dialler_options={**opts, "path": "turn"},
                 ) as turn,
             ):
-                placement = Placement([direct, turn])
-                if placement.cpus is None:
-                    unpinned_pairs += pinned_pairs
-                    pinned_pairs = 0
                 fig = _windows(
                     direct,
                     turn,
-                    placement,
+                    Placement([direct, turn]),
                     pinned=pinned_pairs,
                     unpinned=unpinned_pairs,
                     duration=duration,
@@ -393,16 +417,6 @@ def run(quick: bool) -> dict[str, Any]:
             for name in ("pinned", "unpinned"):
                 if name in fig:
                     notes.append(_placement_note(kind, name, fig[name]))
-            if placement.cpus is None:
-                notes.append(
-                    f"{kind}: not pinned: this process may run on {len(placement.allowed)} "
-                    "CPU(s), pinning needs two; the target row is the unpinned median."
-                )
-            else:
-                notes.append(
-                    f"{kind}: listeners pinned to CPU {placement.cpus[0]}, diallers to CPU "
-                    f"{placement.cpus[1]}; unpinned: CPUs {sorted(placement.allowed)}."
-                )
     return make_result("movement_turn", TITLE, rows, figures=figures, notes=notes)
 
 
