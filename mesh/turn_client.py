@@ -379,17 +379,20 @@ class TurnClient:
             self._failed(tx.context, f"no answer after {tx.transmissions} sends", None)
         if self._state is not TurnState.ALLOCATED:
             return
+        # a refresh that cannot start (every transaction slot taken) is tried again one
+        # RTO later: raising here would stop the node's timer
+        retry = now + self._transactions.policy.rto
         if self._refresh_at <= now:
-            self._refresh_at = math.inf
-            self._request(_Request(_Op.REFRESH), now)
+            started = self._start(_Request(_Op.REFRESH), now)
+            self._refresh_at = math.inf if started else retry
         for host, permission in self._permissions.items():
             if permission.refresh_at <= now:
-                permission.refresh_at = math.inf
-                self._request(_Request(_Op.PERMISSION, (host, 0)), now)
+                started = self._start(_Request(_Op.PERMISSION, (host, 0)), now)
+                permission.refresh_at = math.inf if started else retry
         for peer, channel in self._channels.items():
             if channel.refresh_at <= now:
-                channel.refresh_at = math.inf
-                self._request(_Request(_Op.CHANNEL, peer, channel.number), now)
+                started = self._start(_Request(_Op.CHANNEL, peer, channel.number), now)
+                channel.refresh_at = math.inf if started else retry
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take a datagram; True if it came from the TURN server (then it is consumed).
@@ -432,6 +435,13 @@ class TurnClient:
         return peer, payload
 
     # -- internals ----------------------------------------------------------------------
+
+    def _start(self, request: _Request, now: float) -> bool:
+        """:meth:`_request`, False instead of :class:`MeshError` when no slot is free."""
+        if len(self._transactions) >= self._transactions.max_pending:
+            return False
+        self._request(request, now)
+        return True
 
     def _request(self, request: _Request, now: float) -> None:
         self._timer_stale = True
