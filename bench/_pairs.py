@@ -19,12 +19,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from bench._common import percentiles_ms
+from bench._common import BenchError, percentiles_ms
 from bench._proc import Child, Profiler
 
 __all__ = [
     "Endpoint",
     "Pair",
+    "PathReport",
     "PayloadStamp",
     "endpoint_child",
     "run_pair",
@@ -73,6 +74,11 @@ class Endpoint(Protocol):
     def send_update(self, seq: int, send_ns: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+PathReport = Callable[[], dict[str, Any]]
+"""An endpoint may have ``path_report``: what its path looks like now (which path, bytes so
+far); called just before and just after each measured window, outside the CPU figure."""
 
 
 # --- raw UDP -------------------------------------------------------------------------------
@@ -342,9 +348,13 @@ async def _exchange(
         return loop.time() + (ns - time.perf_counter_ns()) / 1e9
 
     profiler = Profiler()
+    report: PathReport | None = getattr(endpoint, "path_report", None)
+    reports: dict[str, Any] = {}
 
     def mark_start() -> None:
         nonlocal cpu0
+        if report is not None:
+            reports["before"] = report()
         cpu0 = time.process_time()
         profiler.start()
 
@@ -352,6 +362,8 @@ async def _exchange(
         nonlocal cpu1
         cpu1 = time.process_time()
         profiler.stop(f"pair-{type(endpoint).__name__}")
+        if report is not None:
+            reports["after"] = report()
         done.set_result(None)
 
     def tick() -> None:
@@ -372,6 +384,7 @@ async def _exchange(
         "sent": seq,
         "received": list(received),
         "sent_log": dict(sent_log) if sent_log is not None else None,
+        "path": reports or None,
         "t0_ns": t0_ns,
         "end_ns": end_ns,
     }
@@ -397,12 +410,22 @@ class Pair:
     A benchmark comparing two paths keeps one ``Pair`` of each open and alternates their
     windows (:meth:`exchange`), so a burst of someone else's work on the machine lands in
     one window of one path, not in a whole path's figure. Close it (or use ``with``).
+
+    ``a`` listens, ``b`` dials; ``dialler_options`` (default: ``options``) are ``b``'s.
     """
 
-    def __init__(self, factory: EndpointFactory, options: dict[str, Any], *, kind: str) -> None:
+    def __init__(
+        self,
+        factory: EndpointFactory,
+        options: dict[str, Any],
+        *,
+        kind: str,
+        dialler_options: dict[str, Any] | None = None,
+    ) -> None:
+        b_options = options if dialler_options is None else dialler_options
         self.a = Child(endpoint_child, factory, options, kind=kind, name="pair-a")
         try:
-            self.b = Child(endpoint_child, factory, options, kind=kind, name="pair-b")
+            self.b = Child(endpoint_child, factory, b_options, kind=kind, name="pair-b")
         except BaseException:
             self.a.close()
             raise
@@ -417,9 +440,18 @@ class Pair:
             self.close()
             raise
 
+    @property
+    def pids(self) -> tuple[int, int]:
+        """The listener's and the dialler's process ids."""
+        a, b = self.a.pid, self.b.pid
+        if a is None or b is None:
+            raise BenchError("a pair child has no process id")
+        return a, b
+
     def exchange(self, *, rate: float, duration: float, warm: float = 0.5) -> dict[str, Any]:
         """One window: ``rate`` updates/s each way for ``warm`` + ``duration`` seconds,
-        measured over the last ``duration``; CPU per delivered update and one-way latency."""
+        measured over the last ``duration``; CPU per delivered update and one-way latency.
+        ``paths``: each side's ``path_report`` before and after the window (None without)."""
         t0_ns = time.perf_counter_ns() + int((warm + 0.3) * 1e9)
         arg = {"rate": rate, "t0_ns": t0_ns, "duration": duration, "warm": warm}
         self.a.send("exchange", arg)
@@ -436,6 +468,7 @@ class Pair:
             "delivered": delivered,
             "delivery_ratio": delivered / expected if expected else float("nan"),
             "cpu_share": cpu / duration,
+            "paths": {"a": ra["path"], "b": rb["path"]},
             **percentiles_ms(lat_a + lat_b),
         }
 

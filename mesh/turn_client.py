@@ -283,25 +283,34 @@ class TurnClient:
         self._request(_Request(_Op.PROBE), now)
 
     def permit(self, peer: Address, now: float) -> None:
-        """Let ``peer``'s IP address send to the relay (kept until :meth:`close`)."""
+        """Let ``peer``'s IP address send to the relay (kept until :meth:`close`; a
+        CreatePermission that cannot start raises :class:`MeshError` and keeps nothing)."""
         self._require_allocated()
         host = peer[0]
         if host not in self._permissions:
+            self._request(_Request(_Op.PERMISSION, peer), now)  # first: see bind_channel
             self._permissions[host] = _Permission()
-            self._request(_Request(_Op.PERMISSION, peer), now)
 
     def bind_channel(self, peer: Address, now: float) -> int:
-        """Bind a channel to ``peer`` (also its permission); return the channel number."""
+        """Bind a channel to ``peer`` (also its permission); return the channel number.
+
+        Raises :class:`MeshError` when the client is not allocated, no channel number is
+        left or the ChannelBind cannot start (too many requests in flight); then nothing
+        is kept of it, and a later call binds afresh.
+        """
         self._require_allocated()
         channel = self._channels.get(peer)
         if channel is None:
             number = self._next_channel
             if number > CHANNEL_MAX:
                 raise MeshError("TURN client: every channel number is in use")
+            # the request first: a channel registered for a ChannelBind that never left
+            # would stay unbound for good (no answer, no refresh), its peer on Send
+            # indications
+            self._request(_Request(_Op.CHANNEL, peer, number), now)
             self._next_channel += 1
             channel = self._channels[peer] = _Channel(number)
             self._channel_peers[number] = peer
-            self._request(_Request(_Op.CHANNEL, peer, number), now)
         return channel.number
 
     def send(self, peer: Address, data: bytes) -> None:
@@ -370,17 +379,20 @@ class TurnClient:
             self._failed(tx.context, f"no answer after {tx.transmissions} sends", None)
         if self._state is not TurnState.ALLOCATED:
             return
+        # a refresh that cannot start (every transaction slot taken) is tried again one
+        # RTO later: raising here would stop the node's timer
+        retry = now + self._transactions.policy.rto
         if self._refresh_at <= now:
-            self._refresh_at = math.inf
-            self._request(_Request(_Op.REFRESH), now)
+            started = self._start(_Request(_Op.REFRESH), now)
+            self._refresh_at = math.inf if started else retry
         for host, permission in self._permissions.items():
             if permission.refresh_at <= now:
-                permission.refresh_at = math.inf
-                self._request(_Request(_Op.PERMISSION, (host, 0)), now)
+                started = self._start(_Request(_Op.PERMISSION, (host, 0)), now)
+                permission.refresh_at = math.inf if started else retry
         for peer, channel in self._channels.items():
             if channel.refresh_at <= now:
-                channel.refresh_at = math.inf
-                self._request(_Request(_Op.CHANNEL, peer, channel.number), now)
+                started = self._start(_Request(_Op.CHANNEL, peer, channel.number), now)
+                channel.refresh_at = math.inf if started else retry
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take a datagram; True if it came from the TURN server (then it is consumed).
@@ -423,6 +435,13 @@ class TurnClient:
         return peer, payload
 
     # -- internals ----------------------------------------------------------------------
+
+    def _start(self, request: _Request, now: float) -> bool:
+        """:meth:`_request`, False instead of :class:`MeshError` when no slot is free."""
+        if len(self._transactions) >= self._transactions.max_pending:
+            return False
+        self._request(request, now)
+        return True
 
     def _request(self, request: _Request, now: float) -> None:
         self._timer_stale = True

@@ -67,6 +67,9 @@ class TurnPath:
         self._routes: dict[Address, TurnRoute] = {}
         self._bound: set[Address] = set()
         self._hosts: set[str] = set()
+        # hosts whose CreatePermission could not start (every transaction slot taken):
+        # asked again as answers free slots
+        self._unpermitted: set[str] = set()
         self._inbox: list[tuple[bytes, TurnRoute]] = []
         self._events: deque[TurnEvent] = deque()
         self._last_used = -math.inf
@@ -111,7 +114,7 @@ class TurnPath:
             if host not in self._hosts:
                 self._hosts.add(host)
                 if self.client.state is TurnState.ALLOCATED:
-                    self.client.permit((host, 0), now)
+                    self._permit(host, now)
 
     def update_credentials(self, username: str, password: str) -> None:
         """Fresh TURN REST credentials: every later request is signed with them."""
@@ -210,9 +213,24 @@ class TurnPath:
             if isinstance(event, Allocated):
                 self.outcome = event
                 for host in self._hosts:
-                    client.permit((host, 0), now)
+                    self._permit(host, now)
             elif isinstance(event, AllocationFailed | Released):
                 self.outcome = event
             elif isinstance(event, ChannelBindFailed):
                 self._bound.discard(event.peer)  # the next datagram to it binds again
             self._events.append(event)
+        if self._unpermitted and client.state is TurnState.ALLOCATED:
+            for host in list(self._unpermitted):
+                if not self._permit(host, now):
+                    break
+
+    def _permit(self, host: str, now: float) -> bool:
+        """Ask for ``host``'s permission now, or keep it for later when no transaction slot
+        is free (more peers' addresses at once than requests may be in flight)."""
+        try:
+            self.client.permit((host, 0), now)
+        except MeshError:
+            self._unpermitted.add(host)
+            return False
+        self._unpermitted.discard(host)
+        return True

@@ -583,7 +583,16 @@ class PeerSide:
             # Until our own ticket is in place a handshake would fail: select adopts
             # every directory entry once it is (adopt_known).
             return
-        addr = next((e for e in found.endpoints if _is_ip(e[0])), None)
+        paired = self.candidates.get(int(cid_text)) if cid_text is not None else None
+        if paired is not None:
+            addresses = paired.direct_addresses()
+        else:  # no pairing (a 1.0 lobby, the LAN): its endpoints, IP addresses only
+            addresses = [e for e in found.endpoints if _is_ip(e[0])]
+        # where the node redials the direct path: the best host / server-reflexive
+        # address, never a relayed one (the legacy endpoints list relayed candidates too;
+        # a TURN address dialled as "direct" would carry the peer through the relay
+        # under the wrong path, and be redialled as if it were the peer)
+        addr = addresses[0] if addresses else None
         try:
             node.add_peer(found.ticket, addr)
         except MeshError as exc:
@@ -594,11 +603,6 @@ class PeerSide:
             node.set_peer_location(int(cid_text), int(location))
         if not self.settings.auto_connect or found.peer_id in node.peers:
             return  # a linked peer is never punched again
-        paired = self.candidates.get(int(cid_text)) if cid_text is not None else None
-        if paired is not None:
-            addresses = paired.direct_addresses()
-        else:  # no pairing (a 1.0 lobby, the LAN): its endpoints, IP addresses only
-            addresses = [e for e in found.endpoints if _is_ip(e[0])]
         # a punch under way takes only the addresses it is not dialling yet
         dialling = self._punching.setdefault(found.peer_id, set())
         new = [a for a in addresses if a not in dialling]

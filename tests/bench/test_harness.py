@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from typing import Any
 
-from bench._common import make_result, percentile, percentiles_ms, row, skip_result
+import pytest
+
+from bench._common import BenchError, make_result, percentile, percentiles_ms, row, skip_result
 from bench._pairs import PayloadStamp
 from bench.area import view_ages
+from bench.movement_turn import Placement, check_path, pin_cpus, schedule
 from bench.run import normalize, to_markdown, to_text
 
 
@@ -100,3 +107,71 @@ def test_virtual_area_splits_interest_from_loss() -> None:
     assert abs(fig["sent_of_all"] - 5.5 / 7) < 0.03
     small = run_virtual_area(4, rate=30.0, duration=0.5, config=config)
     assert small["sent_of_all"] == 1.0 and small["delivered_of_records"] == 1.0
+
+
+def test_movement_turn_spreads_pinned_and_unpinned_pairs_through_the_run() -> None:
+    assert schedule(7, 3) == [
+        "pinned", "unpinned", "pinned", "pinned", "pinned",
+        "unpinned", "pinned", "pinned", "unpinned", "pinned",
+    ]  # fmt: skip
+    assert schedule(1, 1) == ["pinned", "unpinned"]
+    assert schedule(0, 3) == ["unpinned"] * 3
+
+
+def _window(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    base = {"path": "turn", "through_own_allocation": False, "address": None,
+            "link_bytes": 0, "turn_bytes": None, "relayed": None}  # fmt: skip
+    a0 = {**base, "through_own_allocation": True, "turn_bytes": 0, "relayed": ("10.0.0.1", 5)}
+    return {
+        "paths": {
+            "a": {"before": a0, "after": {**a0, **a}},
+            "b": {"before": base, "after": {**base, **b}},
+        }
+    }
+
+
+def test_movement_turn_checks_each_window_took_the_turn_path() -> None:
+    relayed = {"link_bytes": 1000, "turn_bytes": 1000}
+    assert check_path("turn", _window(relayed, {"address": ("10.0.0.1", 5)})) == 1.0
+    with pytest.raises(BenchError, match="not A's relayed"):  # B reached A another way
+        check_path("turn", _window(relayed, {"address": ("10.0.0.1", 6)}))
+    with pytest.raises(BenchError, match="not A's relayed"):  # B has an allocation too
+        check_path("turn", _window(relayed, {"address": ("10.0.0.1", 5), "turn_bytes": 9}))
+    with pytest.raises(BenchError, match="no bytes"):
+        check_path("turn", _window({"link_bytes": 1000}, {"address": ("10.0.0.1", 5)}))
+    with pytest.raises(BenchError, match="not 'direct'"):
+        check_path("direct", _window(relayed, {}))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_movement_turn_pins_on_two_cpus_and_not_on_one() -> None:
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert pin_cpus() == ({min(allowed)}, None)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    if len(allowed) < 2:
+        pytest.skip("one CPU: nothing to pin")
+    children = [
+        subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                         stdin=subprocess.PIPE)
+        for _ in range(2)
+    ]  # fmt: skip
+
+    class Two:
+        pids = (children[0].pid, children[1].pid)
+
+    try:
+        placement = Placement([Two()])
+        assert placement.cpus == tuple(sorted(allowed)[:2])
+        placement.pin()
+        assert [os.sched_getaffinity(c.pid) for c in children] == [
+            {placement.cpus[0]},
+            {placement.cpus[1]},
+        ]
+        placement.unpin()
+        assert all(os.sched_getaffinity(c.pid) == allowed for c in children)
+    finally:
+        for child in children:
+            child.communicate(b"")

@@ -255,6 +255,57 @@ def test_channel_binding_switches_to_channel_data() -> None:
     assert client.bind_channel(("100.64.0.10", 50002), NOW) == 0x4001
 
 
+def test_a_request_that_cannot_start_leaves_nothing_behind() -> None:
+    """A ChannelBind or CreatePermission refused for want of a transaction slot keeps no
+    channel or permission: once a slot is free, the same call sends its request (a kept
+    entry would never be bound or installed, and the peer stay on Send indications)."""
+    server = ScriptedServer()
+    client = _client(max_pending=1)
+    client.allocate(NOW)
+    assert _exchange(client, server, NOW) == [Allocated(RELAYED, MAPPED, 600)]
+    other = ("100.64.0.20", 7000)
+    client.permit(other, NOW)  # the one slot
+    with pytest.raises(MeshError):
+        client.bind_channel(PEER, NOW)
+    with pytest.raises(MeshError):
+        client.permit(("100.64.0.30", 7000), NOW)
+    assert _exchange(client, server, NOW) == [PermissionInstalled(other[0])]
+
+    assert client.bind_channel(PEER, NOW) == 0x4000  # no number lost to the refused one
+    assert _exchange(client, server, NOW) == [ChannelBound(PEER, 0x4000)]
+    client.send(PEER, b"bound")
+    [(frame, _)] = client.datagrams_to_send(NOW)
+    assert parse_channel_data(frame).data == b"bound"
+    client.permit(("100.64.0.30", 7000), NOW)
+    assert _exchange(client, server, NOW) == [PermissionInstalled("100.64.0.30")]
+
+
+def test_a_refresh_due_while_every_slot_is_taken_waits_for_one() -> None:
+    """The allocation's refresh falls due while requests fill every transaction slot (a
+    silent server, many new peers): the timer must not raise (it runs in the node's timer
+    callback); the refresh goes out once a slot is free, before the allocation expires."""
+    server = ScriptedServer()
+    client = _client(max_pending=1, retransmission=Retransmission(rto=100.0))
+    client.allocate(NOW)
+    assert _exchange(client, server, NOW) == [Allocated(RELAYED, MAPPED, 600)]
+    client.permit(PEER, NOW)
+    [(unanswered, _)] = client.datagrams_to_send(NOW)  # the one slot, lost
+    due = client.get_timer()
+    assert due is not None and due < NOW + 600
+    later = NOW + 540.0  # past the allocation's refresh time (600 s lifetime)
+    client.handle_timer(later)
+    assert client.state is TurnState.ALLOCATED
+    sent = [parse_message(d).method for d, _ in client.datagrams_to_send(later)]
+    assert Method.REFRESH not in sent
+    answer = server.answer(unanswered)  # the permission's answer frees the slot
+    assert answer is not None and client.receive_datagram(answer, SERVER, later)
+    retry = client.get_timer()
+    assert retry is not None and retry <= later + 100.0
+    client.handle_timer(retry)
+    sent = [parse_message(d).method for d, _ in client.datagrams_to_send(retry)]
+    assert sent == [Method.REFRESH]
+
+
 def test_data_from_peers_in_both_framings() -> None:
     client, server = _allocated()
     client.bind_channel(PEER, NOW)

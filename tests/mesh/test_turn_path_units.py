@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mesh.paths import TurnRoute
-from mesh.turn_client import DataReceived, TurnState
+from mesh.turn_client import DataReceived, PermissionInstalled, TurnState
 from mesh.turn_path import TurnPath
 from protocol.stun import Method, StunClass, parse_message
 from protocol.turn import CHANNEL_MIN, data_indication, encode_channel_data, turn_rest_credentials
@@ -144,11 +144,36 @@ def test_fresh_credentials_sign_the_next_refresh() -> None:
 def test_a_datagram_the_client_cannot_take_is_dropped_not_raised() -> None:
     """More new peers at once than TURN transactions may be in flight: the node's flush
     must not raise (a datagram is dropped, as UDP may; QUIC sends it again)."""
-    path, _ = _allocated()
+    path, server = _allocated()
     for port in range(1, 200):
         path.send(TurnRoute(("198.51.100.7", port)), b"quic", NOW)
     assert path.state is TurnState.ALLOCATED
-    assert path.datagrams_to_send(NOW)  # what could be sent was
+    _flush(path, server, NOW)  # what could be sent was; every answer is in
+    # a peer whose ChannelBind could not start then is bound by its next datagram
+    late = TurnRoute(("198.51.100.7", 199))
+    path.send(late, b"again", NOW)
+    _flush(path, server, NOW)
+    path.send(late, b"bound", NOW)
+    (frame,) = _flush(path, server, NOW)
+    assert frame[0] >> 6 == 1 and frame.endswith(b"bound")  # ChannelData
+
+
+def test_more_peers_to_permit_than_requests_in_flight_are_all_permitted() -> None:
+    """A crowded area: more peer addresses permitted before the allocation is up than
+    TURN requests may be in flight. Receiving the Allocate answer must not raise into the
+    node's socket callback; each address is asked for as answers free a slot."""
+    server = ScriptedServer()
+    path = TurnPath(_client(), idle_release=60.0)
+    hosts = [f"198.51.100.{i}" for i in range(1, 101)]  # 100 > the client's 64 slots
+    path.permit(hosts, NOW)
+    path.allocate(NOW)
+    _flush(path, server, NOW)
+    installed = {e.host for e in iter(path.next_event, None) if isinstance(e, PermissionInstalled)}
+    assert installed == set(hosts)
+    path.permit([f"203.0.113.{i}" for i in range(1, 101)], NOW)  # and once allocated
+    _flush(path, server, NOW)
+    installed = {e.host for e in iter(path.next_event, None) if isinstance(e, PermissionInstalled)}
+    assert len(installed) == 100
 
 
 def _bound() -> TurnPath:
