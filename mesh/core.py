@@ -180,7 +180,10 @@ class MeshCore:
                 continue
             datagrams = link.quic.datagrams_to_send(now=now)
             if datagrams:
-                link.bytes_sent += sum([len(data) for data, _ in datagrams])
+                if len(datagrams) == 1:  # one packet: most flushes of a movement tick
+                    link.bytes_sent += len(datagrams[0][0])
+                else:
+                    link.bytes_sent += sum([len(data) for data, _ in datagrams])
                 out.extend(datagrams)
             self._process(link, now)
         return out
@@ -406,8 +409,13 @@ class MeshCore:
 
     def _process(self, link: Link, now: float) -> None:
         table = self._table
-        while (event := link.quic.next_event()) is not None:
-            if isinstance(event, qe.ConnectionIdIssued):
+        next_event = link.quic.next_event
+        while (event := next_event()) is not None:
+            if type(event) is qe.DatagramFrameReceived:  # the hot one: movement, by far
+                state = link.state  # is_open, inlined
+                if state is LinkState.ACTIVE or state is LinkState.HANDSHAKING:
+                    self._movement.receive(link, event.data, now)
+            elif isinstance(event, qe.ConnectionIdIssued):
                 table.register_cid(link, event.connection_id)
             elif isinstance(event, qe.ConnectionIdRetired):
                 table.retire_cid(link, event.connection_id)
@@ -420,8 +428,6 @@ class MeshCore:
                 self._on_tls_done(link, event, now)
             elif isinstance(event, qe.StreamDataReceived):
                 self._guard(link, event, now)
-            elif isinstance(event, qe.DatagramFrameReceived):
-                self._movement.receive(link, event.data, now)
             elif isinstance(event, qe.StreamReset | qe.StopSendingReceived):
                 if event.stream_id == link.stream_id:
                     self._fail_link(link, CloseCode.PROTOCOL_VIOLATION, "control stream reset", now)

@@ -22,6 +22,17 @@ duplicate ones are dropped. After ``reset_after`` seconds of silence any
 ``seq`` is accepted again (the sender may have restarted its counter). The
 inbox also keeps each sender's newest position, for the interest policy.
 
+Ticks (:class:`MovementScheduler`): an update queued when no tick ran yet leaves at
+once; after that update ticks keep slots ``tick_interval`` apart, and an update is due
+at once from ``TICK_EARLY`` (a quarter) of an interval before its slot on; queued
+earlier, it waits until then. A tick that runs early keeps its slot, so over time there
+is at most one update tick per ``tick_interval``; one that runs late (a busy loop)
+starts the slots anew from its own time. The quarter interval is for a game that
+queues once per frame at the tick rate: its frames, and an event loop's timers (uvloop
+rounds them to the millisecond and may run them early), jitter around the slot, and
+an update that came a hair early would otherwise wait for the slot, every frame from
+then on, since the slots then follow the waiting ticks.
+
 Interest (:func:`tick_divisors`; rates follow interest, so a crowded area costs a
 node less than one datagram per peer per tick): every peer in our location gets
 our movement every ``d``-th tick, where
@@ -205,18 +216,20 @@ class MovementInbox:
     def accept(self, sender: str, update: PositionUpdateMessage, now: float) -> bool:
         """True when ``update`` is newer than the last accepted one of its character."""
         key = (sender, update.character_id)
-        last = self._last.get(key)
-        if (
-            last is not None
-            and now - last.at < self._reset_after
-            and not seq_newer(update.seq, last.seq)
-        ):
-            self.stale += 1
+        tracked = self._last
+        last = tracked.get(key)
+        seq = update.seq
+        if last is None:
+            tracked[key] = _Last(seq, now)
+            while len(tracked) > self._max:
+                tracked.popitem(last=False)
+        elif now - last.at < self._reset_after and not 0 < ((seq - last.seq) & 0xFFFF) < 0x8000:
+            self.stale += 1  # not newer (seq_newer, inlined: once per received update)
             return False
-        self._last[key] = _Last(update.seq, now)
-        self._last.move_to_end(key)
-        while len(self._last) > self._max:
-            self._last.popitem(last=False)
+        else:
+            last.seq = seq  # updated in place: no allocation per delivered update
+            last.at = now
+            tracked.move_to_end(key)
         p = update.position
         self.positions[sender] = (p.x, p.y, p.z)
         return True
@@ -261,6 +274,10 @@ class _Divisors:
     divisors: dict[str, int]
 
 
+#: How far before its slot an update tick may run, in tick intervals (see the module
+#: docstring): a game queueing once per frame at the tick rate jitters around the slot.
+TICK_EARLY = 0.25
+
 #: Ticks for which one ranking of the peers by distance is reused (3 ticks at 30 Hz: a
 #: runner covers about half a metre, against quarter-band steps of 12.5 m by default).
 INTEREST_REUSE_TICKS = 3
@@ -286,7 +303,7 @@ class MovementScheduler:
         self._outbox = MovementOutbox(ctx.config.movement_queue)
         self._inbox = MovementInbox()
         self._next_tick: float | None = None
-        self._last_tick: float | None = None
+        self._slot: float | None = None  # the next update tick's slot (None: none ran yet)
         self._ticks = 0
         self._sent = 0
         self._sent_at: dict[str, float] = {}  # when each peer last got our movement
@@ -294,10 +311,15 @@ class MovementScheduler:
 
     def queue(self, update: PositionUpdateMessage, now: float) -> None:
         """Queue our position for the next tick (newest wins); the tick is due at once unless
-        one ran less than ``tick_interval`` ago."""
+        that is more than ``TICK_EARLY`` of an interval before its slot (see the module
+        docstring), else at that moment."""
         self._outbox.put(update)
-        last = self._last_tick
-        due = now if last is None else max(now, last + self._ctx.config.tick_interval)
+        due = now
+        slot = self._slot
+        if slot is not None:
+            earliest = slot - TICK_EARLY * self._ctx.config.tick_interval
+            if earliest > now:
+                due = earliest
         if self._next_tick is None or due < self._next_tick:  # a later catch-up tick waits
             self._next_tick = due
 
@@ -319,17 +341,20 @@ class MovementScheduler:
             # nothing new for two ticks: every peer still owed our newest gets it now;
             # the tick clock is left alone, so this never holds back the next update
             if outbox.owed:
-                self._send(outbox.latest, outbox.owed, now)
+                directs = self._table.directs
+                owed_links = [(pid, link) for pid in outbox.owed if (link := directs.get(pid))]
+                self._send(outbox.latest, owed_links, now)
                 outbox.owed = set()
             return
-        self._last_tick = now
+        slot = self._slot  # early (within TICK_EARLY): the slot stays; late: from now on
+        self._slot = (now if slot is None or now > slot else slot) + self._ctx.config.tick_interval
         self._ticks += 1
         ticks = self._ticks
         config = self._ctx.config
         own = updates[-1]
         divisors = self._interest(own, here)
         owed: set[str] = set()
-        due: list[str] = []
+        due: list[tuple[str, Link]] = []
         tune_acks = config.ack_tuning
         sent_at = self._sent_at
         interval = config.tick_interval
@@ -352,7 +377,7 @@ class MovementScheduler:
             ):
                 owed.add(pid)  # not its turn, nor overdue (see the module docstring)
                 continue
-            due.append(pid)
+            due.append((pid, link))
         self._send(updates, due, now)
         outbox.owed = owed
         if owed:  # a catch-up tick, unless a newer update comes first
@@ -373,14 +398,18 @@ class MovementScheduler:
             return
         link.last_activity = now
         pid = identity.peer_id
+        cid = identity.character_id
+        accept = self._inbox.accept
+        locations = self._locations
+        events = ctx.events
         for update in updates:
-            if update.character_id != identity.character_id:
+            if update.character_id != cid:
                 ctx.stats["spoofed_updates"] += 1
                 continue
-            if self._inbox.accept(pid, update, now):
-                if self._locations.get(pid) != update.location_id:
+            if accept(pid, update, now):
+                if locations.get(pid) != update.location_id:
                     self._on_moved(pid, update.location_id, now)
-                ctx.events.append(PositionReceived(identity, update))
+                events.append(PositionReceived(identity, update))
 
     def forget(self, peer_id: str) -> None:
         """``peer_id`` disconnected: drop what the inbox knows of it."""
@@ -403,14 +432,15 @@ class MovementScheduler:
 
     # internals ----------------------------------------------------------------------
 
-    def _send(self, updates: list[PositionUpdateMessage], peers: Iterable[str], now: float) -> None:
+    def _send(
+        self, updates: list[PositionUpdateMessage], peers: Iterable[tuple[str, Link]], now: float
+    ) -> None:
+        """``updates`` to each ``ACTIVE`` link of ``peers`` (peer id, its link in the table)."""
         config = self._ctx.config
-        direct = self._table.directs
         sent_at = self._sent_at
         cache: dict[int, list[bytes]] = {}
-        for pid in peers:
-            link = direct.get(pid)
-            if link is None or link.state is not LinkState.ACTIVE:
+        for pid, link in peers:
+            if link.state is not LinkState.ACTIVE:
                 continue
             quic = link.quic
             remote = _quicshim.remote_max_datagram_frame_size(quic)

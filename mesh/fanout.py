@@ -52,7 +52,7 @@ def notify(
         except Exception:
             log.exception("%s %r failed on %s", what, listener, _shown(event, label))
             continue
-        if not inspect.isawaitable(result):
+        if result is None or not inspect.isawaitable(result):  # None: the usual, sync one
             continue
         if spawn is None:
             if inspect.iscoroutine(result):

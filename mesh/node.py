@@ -711,7 +711,7 @@ class PeerNode:
 
         Returns the update queued (its ``seq`` increments with wrap-around).
         """
-        loop = self._require_started()
+        now = self._now()
         me = self._me()
         self._seq = next_seq(self._seq)
         update = create_position_update(
@@ -719,14 +719,13 @@ class PeerNode:
             location_id,
             position,
             velocity if velocity is not None else _STILL,
-            sent_at=loop.time(),
+            sent_at=now,
             seq=self._seq,
         )
-        now = self._now()
         tick_at = self.core.queue_position(update, now)
         due = tick_at <= now
         if due:
-            # the tick is due at once (none ran within tick_interval): run it before the
+            # the tick is due at once (mesh.datagrams: its slot is near): run it before the
             # flush rather than flush, find it due and flush again (see _transmit); only the
             # tick is asked for here, _transmit reads the whole timer once
             now = max(now, tick_at + 1e-6)
@@ -817,8 +816,9 @@ class PeerNode:
         when it is already due and ``inline`` is False)."""
         if self._loop is None or self._transport is None:
             return
-        when = self._loop.time() if now is None else now
-        self.core.wall_offset = time.time() - self._loop.time()
+        clock = self._loop.time()
+        when = clock if now is None else now
+        self.core.wall_offset = time.time() - clock
         sendto = self._transport.sendto
         turn = self._turn
         for data, addr in self.core.datagrams_to_send(when):
@@ -851,11 +851,12 @@ class PeerNode:
                 self._timer = self._loop.call_at(timer_at, self._on_timer)
 
     def _dispatch(self) -> None:
-        while (event := self.core.next_event()) is not None:
-            if isinstance(event, MessageDelivered):
-                self._call_handlers(event.message)
-            elif isinstance(event, PositionReceived):
+        next_event = self.core.next_event
+        while (event := next_event()) is not None:
+            if type(event) is PositionReceived:  # the hot one: movement
                 self._call_handlers(event.update)
+            elif isinstance(event, MessageDelivered):
+                self._call_handlers(event.message)
             elif isinstance(event, SendSettled):
                 self._settle_send(event)
             elif isinstance(event, PeerConnected):

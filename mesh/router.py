@@ -288,14 +288,23 @@ class LinkTable:
         timers = self._timers
         stale = self._timer_stale
         links = self._links
+        soonest = self._next_timer
+        rescan = False  # the soonest timer moved later or went: the minimum is read anew
         while stale:
             link = stale.pop()
+            old = timers.get(link)
             at = link.timer() if link in links else None
             if at is None:
                 timers.pop(link, None)
             else:
                 timers[link] = at
-        self._next_timer = min(timers.values()) if timers else None
+            if old is not None and old == soonest and (at is None or at > old):
+                rescan = True
+            elif at is not None and (soonest is None or at < soonest):
+                soonest = at
+        # a crowded node re-reads one or two links after each datagram: the minimum over
+        # all of them only when the link that held it moved later
+        self._next_timer = (min(timers.values()) if timers else None) if rescan else soonest
 
     # internals ----------------------------------------------------------------------
 

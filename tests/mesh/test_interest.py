@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from mesh.core import MeshConfig
-from mesh.datagrams import MovementInbox, pair_salt, tick_divisors
+from mesh.datagrams import TICK_EARLY, MovementInbox, pair_salt, tick_divisors
 from protocol.messages.location import PositionUpdateMessage, Vec3
 
 from .sim import SimNet, SimNode
@@ -215,6 +215,57 @@ def test_queue_position_says_when_its_tick_is_due() -> None:
     net.flush(mover)
     assert core.movement_info().next_tick is not None  # watchers skipped: a catch-up planned
     soon = start + 0.01
-    # within tick_interval of the last tick: the update waits for the next one
-    assert core.queue_position(_update(mover, 2, 0.0), soon) == pytest.approx(start + 0.05)
-    assert core.get_timer() == pytest.approx(start + 0.05)
+    # more than a quarter interval before the next slot: the update waits until then
+    early = start + 0.05 - TICK_EARLY * 0.05
+    assert core.queue_position(_update(mover, 2, 0.0), soon) == pytest.approx(early)
+    assert core.get_timer() == pytest.approx(early)
+
+
+def _ticks_of(queue_times: list[float]) -> tuple[list[float], list[float]]:
+    """Queue one position at each time on a lone core (tick_interval 0.05), running its
+    timer whenever due in between: (when each queue call said its tick was due, when
+    update ticks ran)."""
+    net = SimNet(0, config=lambda: MeshConfig(tick_interval=0.05))
+    node = net.add(10)
+    core = node.core
+    dues: list[float] = []
+    ran: list[float] = []
+
+    def run_until(now: float) -> None:
+        while (timer := core.get_timer()) is not None and timer <= now:
+            ticks = core.movement_info().ticks
+            core.handle_timer(timer)
+            if core.movement_info().ticks > ticks:
+                ran.append(timer)
+
+    for i, at in enumerate(queue_times):
+        run_until(at)
+        dues.append(core.queue_position(_update(node, i + 1, float(i)), at))
+        run_until(at)
+    run_until(queue_times[-1] + 1.0)
+    return dues, ran
+
+
+def test_a_game_queueing_at_the_tick_rate_is_never_held_back_by_jitter() -> None:
+    """Positions queued once per tick_interval, each a little early or late (a frame clock,
+    a loop timer that fires early): every one leaves at once. Before, one that came a hair
+    early waited for its slot, and every later one then waited as long (the slots followed
+    the waiting ticks)."""
+    jitter = [0.001, -0.002, 0.0005, -0.004, 0.003, -0.001] * 20
+    times = [1.0 + 0.05 * k + j for k, j in enumerate(jitter)]
+    dues, ran = _ticks_of(times)
+    assert dues == times
+    assert len(ran) == len(times)
+
+
+def test_update_ticks_never_run_more_often_than_tick_interval_over_time() -> None:
+    """A game queueing faster than the tick rate (every 0.8 interval) gets at most one
+    update tick per interval over time, though a tick may run a quarter interval early."""
+    times = [1.0 + 0.04 * k for k in range(250)]  # 10 s
+    dues, ran = _ticks_of(times)
+    span = ran[-1] - ran[0]
+    # the k-th tick after the first runs no earlier than a quarter interval before k intervals
+    assert len(ran) - 1 <= (span + TICK_EARLY * 0.05) / 0.05 + 1e-9
+    assert len(ran) - 1 >= span / 0.05 - 1  # and no slower than the tick rate
+    gaps = [b - a for a, b in itertools.pairwise(ran)]
+    assert min(gaps) >= 0.05 * (1 - TICK_EARLY) - 1e-9

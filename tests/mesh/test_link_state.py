@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from mesh.context import CoreContext
@@ -89,3 +91,27 @@ def test_the_core_walks_links_through_handshaking_active_closing_terminated() ->
     assert closing.state is C and a.core.link_info(b.core.identity.peer_id) is None
     net.run_for(5.0)  # aioquic drains the closed connection
     assert a.core.links() == [] and b.core.links() == []
+
+
+def test_the_table_soonest_timer_follows_every_change_of_its_links() -> None:
+    """The table keeps the soonest link timer incrementally (a crowded node re-reads only
+    the links touched by each datagram); after any sequence of changes it equals the
+    minimum over every link, also when the link that held it moves later or goes."""
+    core = SimNet(0).add(1).core
+    table = LinkTable(CoreContext(core.identity, core.auth, MeshConfig()))
+    for i in range(6):
+        table.dial((f"10.0.0.{i + 2}", 9000), None, 0.0)
+    links = list(table)
+    rng = random.Random(5)
+    for step in range(400):
+        for link in rng.sample(links, rng.choice((1, 1, 2, 3))):
+            # the dial deadline is the soonest of a fresh dial's timers; None: aioquic's own
+            link.dial_deadline = None if rng.random() < 0.2 else rng.uniform(0.001, 0.1)
+            table.retime(link)
+        if step == 300:  # a link aioquic is done with leaves the timers
+            soonest = min(links, key=lambda li: li.timer() or float("inf"))
+            table.remove(soonest)
+            table.retime(soonest)
+            links.remove(soonest)
+        expected = min(t for li in links if (t := li.timer()) is not None)
+        assert table.next_timer() == expected, step
