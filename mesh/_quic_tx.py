@@ -1,11 +1,11 @@
-"""The movement packet, written directly: one 1-RTT packet of an ACK and DATAGRAM frames.
+"""The movement packet, written directly: one 1-RTT packet of an ACK and/or DATAGRAM frames.
 
 aioquic's ``datagrams_to_send`` builds every packet through its general
 ``QuicPacketBuilder`` (a builder object, a sent-packet record, a capacity check and a
 frame-type lookup per frame, end-of-packet padding and header logic for four packet
 types) and then ``_flush_builder`` registers it. For the packet a node sends most, a
-movement update on an established link with maybe a delayed ACK, nearly all of that
-is branches that never apply. :class:`DatagramPacketWriter` writes that packet with
+movement update on an established link with maybe a delayed ACK (or that ACK alone,
+when its delay ran out first), nearly all of that is branches that never apply. :class:`DatagramPacketWriter` writes that packet with
 the same bytes and the same bookkeeping, doing only what applies:
 
 * pacing first, as ``_write_application`` does (a due ACK skips it);
@@ -17,7 +17,7 @@ the same bytes and the same bookkeeping, doing only what applies:
   trigger), then every queued DATAGRAM as a ``DATAGRAM_WITH_LENGTH`` frame;
 * encryption and header protection by the connection's own ``CryptoPair``;
 * the bookkeeping of ``_flush_builder``: a ``QuicSentPacket`` (in flight and
-  ack-eliciting, as a DATAGRAM makes it), the next packet number, the loss recovery's
+  ack-eliciting when it carries a DATAGRAM or the PING), the next packet number, the loss recovery's
   ``on_packet_sent`` (congestion window, PTO), the pacer's ``update_after_send`` and
   the pacing time of the turn that follows, the idle timer on the first ack-eliciting
   packet since one was received, the path's ``bytes_sent``.
@@ -27,8 +27,8 @@ two bytes, and an ACK frame is at least five, a DATAGRAM frame at least two.
 
 When the packet would not be exactly that (the queued DATAGRAMs do not all fit in one
 packet or the congestion window, the ACK or its PING would not fit, a qlog is being
-written), :meth:`DatagramPacketWriter.write` returns None having changed nothing, and
-the caller lets aioquic build. Which connections may use it at all (established, only
+written), :meth:`DatagramPacketWriter.write` returns None having changed nothing that
+aioquic's flush does not set first anyway, and the caller lets aioquic build. Which connections may use it at all (established, only
 DATAGRAMs and an ACK possibly pending) is the caller's check
 (``mesh._quicshim._quiet_but_datagrams``); the private attributes this reads and
 writes are listed in that module's docstring.
@@ -88,14 +88,15 @@ class DatagramPacketWriter:
 
         Returns what aioquic's ``datagrams_to_send(now)`` would: the one datagram, or
         ``[]`` when pacing holds the packet back (the connection's pacing time then
-        says until when). Returns None, having changed nothing but the pacer's clock,
+        says until when) or there is nothing to send. Returns None, having changed
+        nothing but the pacer's clock and the pacing time (which aioquic sets anew),
         when aioquic would build something else (see the module doc). The caller
-        checks that only DATAGRAMs (at least one) and an ACK may be pending.
+        checks that only DATAGRAMs and an ACK may be pending.
         """
         conn = self._conn
+        if conn._quic_logger is not None:
+            return None  # qlog wants aioquic's log of every frame
         pending = conn._datagrams_pending
-        if not pending or conn._quic_logger is not None:
-            return None  # an ACK alone is not in flight; qlog wants aioquic's frame log
         space = self._space
         loss = conn._loss
         pacer = loss._pacer
@@ -108,6 +109,9 @@ class DatagramPacketWriter:
             if pacing_at is not None:
                 conn._pacing_at = pacing_at
                 return []
+        acked = ack_at is not None and ack_at <= now
+        if not pending and not acked:
+            return []  # aioquic starts a packet, finds nothing for it and stops
 
         # the builder's limits, as offsets a frame's end may reach: the datagram size and
         # the congestion window's room, less the AEAD tag
@@ -126,7 +130,8 @@ class DatagramPacketWriter:
         # frames (nothing is changed until the packet is known to be aioquic's)
         buf.seek(header_size)
         handlers: list[tuple[Any, Any]] = []
-        acked = ack_at is not None and ack_at <= now
+        # a DATAGRAM or PING puts the packet in flight and makes it ack-eliciting
+        eliciting = bool(pending)
         if acked:
             if buffer_end - header_size < ACK_FRAME_CAPACITY:
                 return None
@@ -144,6 +149,7 @@ class DatagramPacketWriter:
                     return None
                 buf.push_uint8(_PING)
                 handlers.append((self._on_ping, _NO_PING_UIDS))
+                eliciting = True
         for data in pending:
             length = len(data)
             if flight_end - buf.tell() < 1 + size_uint_var(length) + length:
@@ -169,8 +175,8 @@ class DatagramPacketWriter:
         sent_bytes = len(datagram)
         packet = QuicSentPacket(
             epoch=_ONE_RTT,
-            in_flight=True,
-            is_ack_eliciting=True,
+            in_flight=eliciting,
+            is_ack_eliciting=eliciting,
             is_crypto_packet=False,
             packet_number=packet_number,
             packet_type=_ONE_RTT_PACKET,
@@ -180,7 +186,7 @@ class DatagramPacketWriter:
         )
         conn._packet_number = packet_number + 1
         loss.on_packet_sent(packet=packet, space=space)
-        if not conn._ack_eliciting_sent_since_receipt:
+        if eliciting and not conn._ack_eliciting_sent_since_receipt:
             # the idle timer restarts on the first ack-eliciting packet since a receipt
             conn._close_at = now + conn._idle_timeout()
             conn._ack_eliciting_sent_since_receipt = True

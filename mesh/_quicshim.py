@@ -418,7 +418,7 @@ def _settled(conn: QuicConnection, space: Any) -> bool:
 
 
 def _datagram_packet(conn: MeshQuicConnection, now: float) -> list[tuple[bytes, Any]] | None:
-    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames (and an ACK)
+    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames and an ACK
     are pending and they fit in one packet; None: not that case, let aioquic build.
 
     :class:`~mesh._quic_tx.DatagramPacketWriter` writes the packet and does aioquic's
@@ -428,8 +428,8 @@ def _datagram_packet(conn: MeshQuicConnection, now: float) -> list[tuple[bytes, 
     starts to find out it is done), as :func:`_quiet_but_datagrams` has checked they
     have nothing.
     """
-    if not conn._datagrams_pending:
-        return None
+    if not conn._datagrams_pending and not conn._mesh_quiet:
+        return None  # an ACK alone: written here only when the answer below is cheap
     space = _quiet_but_datagrams(conn)
     if space is None:
         return None

@@ -166,11 +166,11 @@ class _Link:
 @pytest.mark.usefixtures("copyable_connections")
 @pytest.mark.parametrize("congestion", ["reno", "cubic"])
 def test_writer_sends_aioquics_bytes_and_bookkeeping(congestion: str) -> None:
-    """Over a seeded lossy script (ACKs due and not, ACK-of-ACK PINGs, pacing, a full
-    congestion window during a blackout, bursts, oversized and empty DATAGRAMs, a key
-    update), each flush the writer takes gives the very datagrams and state aioquic's
-    ``datagrams_to_send`` gives a copy of the connection; each it declines changes
-    nothing that aioquic's flush, run next, does not set the same way."""
+    """Over a seeded lossy script (ACKs due and not, ACK-only packets, ACK-of-ACK PINGs,
+    pacing, a full congestion window during a blackout, bursts, oversized and empty
+    DATAGRAMs, a key update), each flush the writer takes gives the very datagrams and
+    state aioquic's ``datagrams_to_send`` gives a copy of the connection; each it
+    declines changes nothing that aioquic's flush, run next, does not set the same way."""
     client, server = _pair(congestion)
     link = _Link(client, server, seed=16)
     writers = {
@@ -198,10 +198,11 @@ def test_writer_sends_aioquics_bytes_and_bookkeeping(congestion: str) -> None:
             timer = src.get_timer()
             if timer is not None and timer <= now:
                 src.handle_timer(now)
-                link.send(src, src.datagrams_to_send(now=now))
+                _flush(src, writers[id(src)], now, link, seen)
     # every case met at least once, most flushes by the writer
     assert seen["written"] > 500, seen
-    for case in ("ack", "no ack", "ack-of-ack ping", "paced", "declined", "key update"):
+    cases = ("ack", "no ack", "ack only", "ack-of-ack ping", "paced", "nothing", "declined")
+    for case in (*cases, "key update"):
         assert seen[case] > 0, (case, seen)
 
 
@@ -212,13 +213,14 @@ def _flush(
     link: _Link,
     seen: Counter[str],
 ) -> None:
-    if not src._datagrams_pending or _quicshim._quiet_but_datagrams(src) is None:
+    if _quicshim._quiet_but_datagrams(src) is None:
         link.send(src, src.datagrams_to_send(now=now))
         return
     twin = _twin(src)
     space = src._spaces[tls.Epoch.ONE_RTT]
     ack_due = space.ack_at is not None and space.ack_at <= now
     key_update = src._cryptos[tls.Epoch.ONE_RTT]._update_key_requested
+    datagrams = bool(src._datagrams_pending)
     before = _state(src)
     out = writer.write(now)
     expected = QuicConnection.datagrams_to_send(twin, now=now)
@@ -232,11 +234,12 @@ def _flush(
     elif out:
         seen["written"] += 1
         seen["ack" if ack_due else "no ack"] += 1
+        seen["ack only"] += not datagrams
         seen["key update"] += key_update
         packet = src._spaces[tls.Epoch.ONE_RTT].sent_packets[src._packet_number - 1]
         seen["ack-of-ack ping"] += len(packet.delivery_handlers) == 2
     else:
-        seen["paced"] += 1
+        seen["paced" if datagrams or ack_due else "nothing"] += 1
     assert out == expected
     assert _state(src) == _state(twin)
     assert src.get_timer() == twin.get_timer()
