@@ -1,12 +1,13 @@
-"""The movement packet, written directly: one 1-RTT packet of an ACK and/or DATAGRAM frames.
+"""The movement packet, written directly: one 1-RTT packet of an ACK and DATAGRAM frames.
 
 aioquic's ``datagrams_to_send`` builds every packet through its general
-``QuicPacketBuilder`` (a builder object, a sent-packet record, a capacity check and a
-frame-type lookup per frame, end-of-packet padding and header logic for four packet
-types) and then ``_flush_builder`` registers it. For the packet a node sends most, a
-movement update on an established link with maybe a delayed ACK (or that ACK alone,
-when its delay ran out first), nearly all of that is branches that never apply. :class:`DatagramPacketWriter` writes that packet with
-the same bytes and the same bookkeeping, doing only what applies:
+``QuicPacketBuilder`` (a builder object, a capacity check and a frame-type lookup per
+frame, end-of-packet padding and header logic for four packet types) and then
+``_flush_builder`` registers it. For the packets a node sends most, a movement update
+on an established link with maybe a delayed ACK, or that ACK alone when its delay ran
+out first, nearly all of that is branches that never apply.
+:class:`DatagramPacketWriter` writes those packets with the same bytes and the same
+bookkeeping, doing only what applies:
 
 * pacing first, as ``_write_application`` does (a due ACK skips it);
 * the short header: fixed bit, spin bit, key phase, the peer's connection ID and the
@@ -17,21 +18,21 @@ the same bytes and the same bookkeeping, doing only what applies:
   trigger), then every queued DATAGRAM as a ``DATAGRAM_WITH_LENGTH`` frame;
 * encryption and header protection by the connection's own ``CryptoPair``;
 * the bookkeeping of ``_flush_builder``: a ``QuicSentPacket`` (in flight and
-  ack-eliciting when it carries a DATAGRAM or the PING), the next packet number, the loss recovery's
-  ``on_packet_sent`` (congestion window, PTO), the pacer's ``update_after_send`` and
-  the pacing time of the turn that follows, the idle timer on the first ack-eliciting
-  packet since one was received, the path's ``bytes_sent``.
+  ack-eliciting when it carries a DATAGRAM or the PING), the next packet number, the
+  loss recovery's ``on_packet_sent`` (congestion window, PTO), the pacer's
+  ``update_after_send`` and the pacing time of the turn that follows, the idle timer
+  on the first ack-eliciting packet since one was received, the path's ``bytes_sent``.
 
 No padding is ever needed for header protection's sample: aioquic pads a payload under
 two bytes, and an ACK frame is at least five, a DATAGRAM frame at least two.
 
 When the packet would not be exactly that (the queued DATAGRAMs do not all fit in one
-packet or the congestion window, the ACK or its PING would not fit, a qlog is being
+packet or in the congestion window, the ACK or its PING would not fit, a qlog is being
 written), :meth:`DatagramPacketWriter.write` returns None having changed nothing that
-aioquic's flush does not set first anyway, and the caller lets aioquic build. Which connections may use it at all (established, only
-DATAGRAMs and an ACK possibly pending) is the caller's check
-(``mesh._quicshim._quiet_but_datagrams``); the private attributes this reads and
-writes are listed in that module's docstring.
+aioquic's flush does not set first anyway, and the caller lets aioquic build. Which
+connections may use it at all (established, only DATAGRAMs and an ACK possibly
+pending) is the caller's check (``mesh._quicshim._quiet_but_datagrams``); the private
+attributes this reads and writes are listed in that module's docstring.
 """
 
 from __future__ import annotations

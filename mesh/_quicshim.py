@@ -428,8 +428,6 @@ def _datagram_packet(conn: MeshQuicConnection, now: float) -> list[tuple[bytes, 
     starts to find out it is done), as :func:`_quiet_but_datagrams` has checked they
     have nothing.
     """
-    if not conn._datagrams_pending and not conn._mesh_quiet:
-        return None  # an ACK alone: written here only when the answer below is cheap
     space = _quiet_but_datagrams(conn)
     if space is None:
         return None
