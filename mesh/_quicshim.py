@@ -25,12 +25,23 @@ function                                  private attributes
                                           reads (``_close_pending``, ``_ping_pending``,
                                           ``_datagrams_pending``, stream and limit
                                           state, ...), see its docstring
-``_datagram_packet`` (DATAGRAMs only)     the same flags, the builder's inputs
-                                          (``_packet_number``, ``_peer_cid``, ...),
-                                          ``_loss`` (window, pacer), ``_pacing_at``
-                                          and three of aioquic's own steps:
-                                          ``_write_ack_frame``,
-                                          ``_write_datagram_frame``, ``_flush_builder``
+``_datagram_packet`` (DATAGRAMs only)     the same flags; in
+and :class:`mesh._quic_tx.                ``DatagramPacketWriter``, what aioquic's
+DatagramPacketWriter`                     builder, ACK/PING/DATAGRAM frame writers and
+                                          ``_flush_builder`` read and write:
+                                          ``_packet_number``, ``_peer_cid``,
+                                          ``_spin_bit``, ``_cryptos[ONE_RTT]``,
+                                          ``_max_datagram_size``, the 1-RTT space's
+                                          ``ack_at``, ``ack_queue``,
+                                          ``largest_received_*``,
+                                          ``_local_ack_delay_exponent``, ``_loss``
+                                          (window, ``_pacer``, ``on_packet_sent``),
+                                          ``_pacing_at``, ``_close_at``,
+                                          ``_idle_timeout()``,
+                                          ``_ack_eliciting_sent_since_receipt``,
+                                          ``_on_ack_delivery``, ``_on_ping_delivery``,
+                                          ``_network_paths[0].bytes_sent``,
+                                          ``_quic_logger``
 ``_watch_received_frames``, ``_settled``  ``_QuicConnection__frame_handlers`` (wrapped),
 (a quiet connection stays quiet across    ``_loss._on_packets_lost`` (wrapped),
 a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` handlers
@@ -57,12 +68,12 @@ from typing import Any
 
 from aioquic import tls
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
-from aioquic.quic.packet import QuicFrameType, QuicPacketType
-from aioquic.quic.packet_builder import QuicPacketBuilder, QuicPacketBuilderStop
+from aioquic.quic.packet import QuicFrameType
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mesh._quic_rx import ShortPacketReceiver
+from mesh._quic_tx import DatagramPacketWriter
 from protocol.errors import MeshConfigError
 
 __all__ = [
@@ -119,9 +130,10 @@ class MeshQuicConnection(QuicConnection):
       releases (an ACK due, pacing) only becomes due at that time, and anything
       else (data, a close, a loss timeout) comes through one of the overridden
       calls below. Output is the same as aioquic's, packet for packet.
-    * a flush with only DATAGRAM frames (and an ACK) to send writes them with
-      aioquic's own frame writers and bookkeeping but without its pass over
-      every other frame source (``_datagram_packet``): the movement path.
+    * a flush with only DATAGRAM frames (and an ACK) to send writes their packet
+      directly, with aioquic's bookkeeping but without its packet builder and its
+      pass over every other frame source (``_datagram_packet``,
+      :mod:`mesh._quic_tx`): the movement path.
     * a received 1-RTT packet of DATAGRAM, ACK and PADDING frames on the active path is
       handled by :class:`~mesh._quic_rx.ShortPacketReceiver` (aioquic's result without its
       generic pass); any other datagram goes to aioquic untouched;
@@ -147,6 +159,7 @@ class MeshQuicConnection(QuicConnection):
         # whose acknowledgement changes nothing _quiet_but_datagrams reads (see _settled)
         self._mesh_settled = False
         self._mesh_rx = ShortPacketReceiver(self)  # reads nothing before the first datagram
+        self._mesh_tx: DatagramPacketWriter | None = None  # made on the first movement packet
         super().__init__(*args, **kwargs)
         _watch_received_frames(self)
 
@@ -413,78 +426,24 @@ def _settled(conn: QuicConnection, space: Any) -> bool:
     return True
 
 
-#: Bytes of a 1-RTT packet around its frames, at most: header (1 + connection id + a
-#: 4-byte packet number) and the AEAD tag, rounded up.
-_PACKET_OVERHEAD = 1 + 20 + 4 + 16
-#: An ACK frame's room (aioquic's ``ACK_FRAME_CAPACITY`` plus a few ranges).
-_ACK_ROOM = 64
-
-
-def _datagram_packet(conn: QuicConnection, now: float) -> list[tuple[bytes, Any]] | None:
-    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames (and an ACK)
+def _datagram_packet(conn: MeshQuicConnection, now: float) -> list[tuple[bytes, Any]] | None:
+    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames and an ACK
     are pending and they fit in one packet; None: not that case, let aioquic build.
 
-    aioquic's own builder writes the packet, with its own frame writers
-    (``_write_ack_frame``, ``_write_datagram_frame``) and bookkeeping
-    (``_flush_builder``: loss recovery, congestion window, idle timer, pacing): only
-    the pass over the ~15 other frame sources ``_write_application`` makes for each
-    packet (and a second, empty packet it starts to find out it is done) is left out,
-    as :func:`_quiet_but_datagrams` has checked they have nothing.
+    :class:`~mesh._quic_tx.DatagramPacketWriter` writes the packet and does aioquic's
+    bookkeeping (loss recovery, congestion window, pacing, idle timer) without its
+    packet builder and without the pass over the ~15 other frame sources
+    ``_write_application`` makes for each packet (and a second, empty packet it
+    starts to find out it is done), as :func:`_quiet_but_datagrams` has checked they
+    have nothing.
     """
-    pending = conn._datagrams_pending
-    if not pending:
-        return None
-    size = _PACKET_OVERHEAD + _ACK_ROOM + sum([len(data) + 9 for data in pending])
-    if size > conn._max_datagram_size:
-        return None  # more than one packet: aioquic's loop splits them
     space = _quiet_but_datagrams(conn)
-    version = conn._version
-    if space is None or version is None:
+    if space is None:
         return None
-    loss = conn._loss
-    conn._pacing_at = None
-    ack_at = space.ack_at
-    if ack_at is None or ack_at >= now:  # pacing holds back anything but a due ACK
-        pacing_at = loss._pacer.next_send_time(now=now)
-        if pacing_at is not None:
-            conn._pacing_at = pacing_at
-            return []
-    path = conn._network_paths[0]
-    peer_cid = conn._peer_cid.cid
-    builder = QuicPacketBuilder(
-        host_cid=conn.host_cid,
-        is_client=conn._is_client,
-        max_datagram_size=conn._max_datagram_size,
-        packet_number=conn._packet_number,
-        peer_cid=peer_cid,
-        peer_token=conn._peer_token,
-        quic_logger=conn._quic_logger,
-        spin_bit=conn._spin_bit,
-        version=version,
-    )
-    builder.max_flight_bytes = loss.congestion_window - loss.bytes_in_flight
-    try:
-        builder.start_packet(QuicPacketType.ONE_RTT, conn._cryptos[tls.Epoch.ONE_RTT])
-        if ack_at is not None and ack_at <= now:
-            conn._write_ack_frame(builder=builder, space=space, now=now)
-        while pending:
-            conn._write_datagram_frame(
-                builder=builder, data=pending[0], frame_type=QuicFrameType.DATAGRAM_WITH_LENGTH
-            )
-            pending.popleft()
-    except QuicPacketBuilderStop:  # the congestion window is full: the rest waits
-        pass
-    if not builder.packet_is_empty:
-        loss._pacer.update_after_send(now=now)
-        # aioquic then tries a next packet, which first asks the pacer (and keeps its
-        # answer: the timer of a connection that had to pace)
-        ack_at = space.ack_at
-        if ack_at is None or ack_at >= now:
-            conn._pacing_at = loss._pacer.next_send_time(now=now)
-    out: list[tuple[bytes, Any]] = conn._flush_builder(
-        builder=builder, network_path=path, peer_cid=peer_cid, now=now
-    )
-    return out
+    writer = conn._mesh_tx
+    if writer is None:
+        writer = conn._mesh_tx = DatagramPacketWriter(conn, space)
+    return writer.write(now)
 
 
 def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:

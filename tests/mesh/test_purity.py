@@ -21,6 +21,7 @@ import pytest
 MESH = Path(__file__).parents[2] / "mesh"
 CORE_MODULES = (
     "_quic_rx",
+    "_quic_tx",
     "_quicshim",
     "admission",
     "auth",

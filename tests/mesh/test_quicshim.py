@@ -400,7 +400,7 @@ def test_received_datagram_does_not_flush_an_idle_connection(
     assert server.datagrams_to_send(now=1.0) == []
     assert calls == [0]
     assert len(server.datagrams_to_send(now=1.05)) == 1  # the delayed ACK, at its time
-    assert calls == [1]
+    assert calls == [0]  # the ACK is written by the shim too (mesh._quic_tx)
 
 
 def test_probe_path_gets_a_ping_past_a_full_congestion_window() -> None:
