@@ -28,7 +28,6 @@ __all__ = [
     "PathReport",
     "PayloadStamp",
     "endpoint_child",
-    "run_pair",
     "self_signed_cert",
     "QuicEndpoint",
     "UdpEndpoint",
@@ -481,18 +480,3 @@ class Pair:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def run_pair(
-    factory: EndpointFactory,
-    options: dict[str, Any],
-    *,
-    kind: str,
-    rate: float,
-    duration: float,
-    warm: float = 0.5,
-) -> dict[str, Any]:
-    """Two endpoint children exchanging ``rate`` updates/s each way over one window; CPU per
-    delivered update (see :meth:`Pair.exchange`)."""
-    with Pair(factory, options, kind=kind) as pair:
-        return pair.exchange(rate=rate, duration=duration, warm=warm)

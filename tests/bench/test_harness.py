@@ -13,6 +13,7 @@ import pytest
 from bench._common import BenchError, make_result, percentile, percentiles_ms, row, skip_result
 from bench._pairs import PayloadStamp
 from bench.area import view_ages
+from bench.movement import _median_round, _rounds
 from bench.movement_turn import Placement, check_path, pin_cpus, schedule
 from bench.run import normalize, to_markdown, to_text
 
@@ -175,3 +176,28 @@ def test_movement_turn_pins_on_two_cpus_and_not_on_one() -> None:
     finally:
         for child in children:
             child.communicate(b"")
+
+
+class _FakePair:
+    """A pair whose windows record the order they ran in and cost what it is told."""
+
+    def __init__(self, name: str, log: list[str], costs: list[float]) -> None:
+        self.name, self.log, self.costs = name, log, costs
+
+    def exchange(self, *, rate: float, duration: float, warm: float) -> dict[str, Any]:
+        self.log.append(self.name)
+        return {"cpu_per_update_us": self.costs[len([n for n in self.log if n == self.name]) - 1]}
+
+
+def test_movement_rounds_rotate_the_first_pair_and_rows_take_the_median_round() -> None:
+    log: list[str] = []
+    pairs: dict[str, Any] = {
+        "udp": _FakePair("udp", log, [50.0] * 5),
+        "aioquic": _FakePair("aioquic", log, [300.0] * 5),
+        "peernode": _FakePair("peernode", log, [150.0, 270.0, 210.0, 240.0, 180.0]),
+    }
+    done = _rounds(pairs, rounds=5, duration=1.0, warm=0.0)
+    assert [log[i * 3] for i in range(5)] == ["udp", "aioquic", "peernode", "udp", "aioquic"]
+    chosen, ratios = _median_round(done, "peernode", "aioquic")
+    assert ratios == [0.5, 0.9, 0.7, 0.8, 0.6]
+    assert chosen is done[2]  # 0.7: the middle of the five, not the mean nor the last
