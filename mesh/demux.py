@@ -105,6 +105,13 @@ class SocketClients:
         self._turn = client
         self._turn_server = client.server if client is not None else None
 
+    @property
+    def idle(self) -> bool:
+        """No TURN client and an idle STUN client: :meth:`datagrams_to_send`,
+        :meth:`get_timer` and :meth:`next_event` would all return nothing, so the driver
+        may skip them (one check instead of a chain of calls on every flush)."""
+        return self._turn is None and self.stun.idle
+
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take ``data`` if it is not the core's; False means: hand it to the QUIC core.
 

@@ -795,45 +795,53 @@ class PeerNode:
             return
         # uvloop fires early; and 1 us past the deadline, since aioquic's loss timer
         # recomputes (sent + delay) - delay, which float rounding can leave just short
-        now = max(self._loop.time(), (self._timer_at or 0.0) + 1e-6)
+        clock = self._loop.time()
+        self.core.wall_offset = time.time() - clock  # credential expiry runs in the timer
+        now = max(clock, (self._timer_at or 0.0) + 1e-6)
         self._timer_at = None
         self._handle_timer(now)
         self._transmit(now)
 
     def _handle_timer(self, now: float) -> None:
         self.core.handle_timer(now)
-        self._sockets.handle_timer(now)
-
-    def _next_timer(self) -> float | None:
-        core_at = self.core.get_timer()
-        sockets_at = self._sockets.get_timer()
-        if sockets_at is None:
-            return core_at
-        return sockets_at if core_at is None else min(core_at, sockets_at)
+        if not self._sockets.idle:
+            self._sockets.handle_timer(now)
 
     def _transmit(self, now: float | None = None, *, inline: bool = False) -> None:
         """Flush the core's datagrams, dispatch its events, re-arm the timer (or run it now
-        when it is already due and ``inline`` is False)."""
-        if self._loop is None or self._transport is None:
+        when it is already due and ``inline`` is False).
+
+        The core's ``wall_offset`` is not refreshed here: every path that drives the core
+        (:meth:`_now`, the read, the timer) did so just before, and it moves only with a
+        wall-clock step."""
+        loop, transport = self._loop, self._transport
+        if loop is None or transport is None:
             return
-        clock = self._loop.time()
-        when = clock if now is None else now
-        self.core.wall_offset = time.time() - clock
-        sendto = self._transport.sendto
+        when = loop.time() if now is None else now
+        core = self.core
+        sendto = transport.sendto
         turn = self._turn
-        for data, addr in self.core.datagrams_to_send(when):
+        for data, addr in core.datagrams_to_send(when):
             if isinstance(addr, TurnRoute):
                 if turn is not None:  # else dropped, as UDP may: the link times out
                     turn.send(addr, data, when)
             else:
                 sendto(data, addr)
-        for data, addr in self._sockets.datagrams_to_send(when):
-            sendto(data, addr)
         self._dispatch()
-        self._shared.dispatch()
+        # STUN and TURN only when either has anything (a handler above may have started a
+        # Binding): without them a flush is the core's alone
+        sockets = self._sockets
+        busy = not sockets.idle
+        if busy:
+            for data, addr in sockets.datagrams_to_send(when):
+                sendto(data, addr)
+            self._shared.dispatch()
         if self._closed:
             return
-        timer_at = self._next_timer()
+        timer_at = core.get_timer()
+        if busy and (sockets_at := sockets.get_timer()) is not None:
+            if timer_at is None or sockets_at < timer_at:
+                timer_at = sockets_at
         if timer_at is not None and timer_at <= when and not inline:
             # due already (a movement tick just queued, most often): run it now rather than
             # through a loop timer one iteration later; once per flush, so a timer that stays
@@ -848,7 +856,7 @@ class PeerNode:
                 self._timer = None
             self._timer_at = timer_at
             if timer_at is not None:
-                self._timer = self._loop.call_at(timer_at, self._on_timer)
+                self._timer = loop.call_at(timer_at, self._on_timer)
 
     def _dispatch(self) -> None:
         next_event = self.core.next_event

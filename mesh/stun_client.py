@@ -123,6 +123,12 @@ class StunClient:
         self._outbox.append((request, server))
         return transaction_id
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to send, no transaction in flight, no event unread: flushing, timing and
+        dispatching the client would find nothing (the node checks this on every flush)."""
+        return not (self._outbox or self._events or self._transactions)
+
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """What to send now: (datagram, destination) pairs, oldest first."""
         out, self._outbox = self._outbox, []

@@ -70,6 +70,51 @@ def test_socket_clients_take_only_what_is_theirs() -> None:
     assert clients.receive_datagram(b"\x41abc", TURN, 1.0) is False  # QUIC again
 
 
+def test_socket_clients_idle_only_with_no_work_of_any_kind() -> None:
+    """``idle`` lets the node skip the STUN/TURN calls on a flush: it must stay False while
+    anything is queued, in flight (a retransmission timer) or unread."""
+    clients = SocketClients(StunClient(Retransmission(1.0, 2, 1.0)))
+    assert clients.idle
+    clients.stun.request(PEER, 0.0)
+    assert not clients.idle  # queued
+    assert len(clients.datagrams_to_send(0.0)) == 1
+    assert not clients.idle  # in flight: its retransmission is on the timer
+    assert clients.get_timer() == pytest.approx(1.0)
+    clients.handle_timer(1.0)
+    assert len(clients.datagrams_to_send(1.0)) == 1  # resent
+    clients.handle_timer(2.0)  # the last wait is over: failed
+    assert clients.get_timer() is None
+    assert not clients.idle  # its BindingFailed is not read yet
+    assert clients.next_event() is not None
+    assert clients.idle
+    clients.turn = TurnClient(TURN, "user", "pass")
+    assert not clients.idle  # an attached TURN client is driven on every flush
+    clients.turn = None
+    assert clients.idle
+
+
+async def test_node_flushes_and_times_a_binding_started_on_its_stun_client(
+    make_node: NodeFactory,
+) -> None:
+    """A Binding started straight on ``node.stun`` goes out with the node's next flush
+    (any API call) and is resent on the node's timer: the idle shortcut of the flush
+    must not hide it."""
+    node = await make_node()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        transaction_id = node.stun.request(silent.getsockname(), loop.time())
+        node.set_location(7)  # an unrelated call: its flush sends the queued request
+        for _ in range(2):  # the first send, then a retransmission on the loop timer
+            data, source = await asyncio.wait_for(loop.sock_recvfrom(silent, 2048), 10)
+            assert source == node.address
+            assert data[8:20] == transaction_id
+    finally:
+        silent.close()
+
+
 async def _stun_server() -> StunServer:
     server = StunServer(StunResponder(rate=100, burst=100, max_sources=10, clock=FakeClock()))
     await server.start("127.0.0.1", 0)
