@@ -87,6 +87,7 @@ __all__ = [
     "packets_sent",
     "pending_datagram_count",
     "peer_certificate_ed25519",
+    "PIGGYBACK_EVERY",
     "piggyback_ack",
     "probe_path",
     "remote_max_datagram_frame_size",
@@ -158,6 +159,11 @@ class MeshQuicConnection(QuicConnection):
         # while quiet: every sent packet not yet acknowledged or lost carries only frames
         # whose acknowledgement changes nothing _quiet_but_datagrams reads (see _settled)
         self._mesh_settled = False
+        # a frame but DATAGRAM, ACK and PADDING arrived since the last pending ACK went out
+        # or was made due: that ACK rides on the next packet (see piggyback_ack)
+        self._mesh_ack_prompt = False
+        # the largest packet number the last ACK made due by piggyback_ack acknowledged
+        self._mesh_ack_largest = -1
         self._mesh_rx = ShortPacketReceiver(self)  # reads nothing before the first datagram
         self._mesh_tx: DatagramPacketWriter | None = None  # made on the first movement packet
         super().__init__(*args, **kwargs)
@@ -370,13 +376,15 @@ _ACK_FRAME_TYPES = frozenset((QuicFrameType.ACK, QuicFrameType.ACK_ECN))
 
 def _watch_received_frames(conn: MeshQuicConnection) -> None:
     """Make every received frame but PADDING, DATAGRAM and a 1-RTT ACK, and every
-    packet declared lost, clear ``conn._mesh_quiet``: wraps the handlers in aioquic's
-    frame table (``__frame_handlers``) and the loss recovery's ``_on_packets_lost``."""
+    packet declared lost, clear ``conn._mesh_quiet`` (such a frame also sets
+    ``conn._mesh_ack_prompt``): wraps the handlers in aioquic's frame table
+    (``__frame_handlers``) and the loss recovery's ``_on_packets_lost``."""
     table: dict[int, tuple[Any, Any]] = conn._QuicConnection__frame_handlers  # type: ignore[attr-defined]
 
     def unquiet(handler: Any) -> Any:
         def handle(context: Any, frame_type: int, buf: Any) -> None:
             conn._mesh_quiet = False
+            conn._mesh_ack_prompt = True
             handler(context, frame_type, buf)
 
         return handle
@@ -540,21 +548,50 @@ def tune_ack_delay(conn: QuicConnection, ack_delay: float) -> None:
     _touch(conn)
 
 
-def piggyback_ack(conn: QuicConnection, now: float) -> bool:
-    """Make a pending application-space ACK due now, so it rides on the next packet.
+#: Ack-eliciting packets waiting for an ACK that make it ride on the next packet
+#: whatever its age (RFC 9000 section 13.2.2: acknowledge at least every second one).
+PIGGYBACK_EVERY = 2
 
-    Returns True when an ACK was pending. Call it just before flushing a packet
-    that carries data anyway.
+
+def piggyback_ack(conn: QuicConnection, now: float, min_age: float = 0.0) -> bool:
+    """Make a pending application-space ACK due now, so it rides on the next packet,
+    if it has waited at least ``min_age`` seconds.
+
+    A pending ACK's age counts from the first ack-eliciting packet it would
+    acknowledge (aioquic schedules it ``_ack_delay`` after that packet). A younger
+    one keeps its time: it rides on a later packet, or aioquic's delayed-ACK
+    timer sends it, never later than without this call. On a
+    :class:`MeshQuicConnection`, a younger one rides too when
+    :data:`PIGGYBACK_EVERY` packets wait for it (counted by packet number since the
+    last ACK this call made due: at worst more, so sooner), or when anything but
+    DATAGRAM, ACK and PADDING frames arrived since (stream data, a PING, flow
+    control: acknowledged as with ``min_age=0``). Returns True when the next packet
+    carries an ACK. Call it just before flushing a packet that carries data anyway.
     """
     try:
         space = _one_rtt(conn)[0]
     except KeyError:  # before the handshake made the application space
         return False
-    if space.ack_at is None:
+    ack_at = space.ack_at
+    mesh = conn if isinstance(conn, MeshQuicConnection) else None
+    prompt = False
+    if mesh is not None:
+        prompt = mesh._mesh_ack_prompt
+        mesh._mesh_ack_prompt = False  # what it was set for goes out now, or went already
+    if ack_at is None:
         return False
-    if space.ack_at > now:
+    largest = space.largest_received_packet
+    if ack_at > now:
+        if (
+            not prompt
+            and now - (ack_at - conn._ack_delay) < min_age
+            and (mesh is None or largest - mesh._mesh_ack_largest < PIGGYBACK_EVERY)
+        ):
+            return False
         space.ack_at = now
         _touch(conn, datagrams_only=True)
+    if mesh is not None:
+        mesh._mesh_ack_largest = largest
     return True
 
 

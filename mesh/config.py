@@ -96,7 +96,19 @@ class MeshConfig:
     by up to ``ack_delay_ticks`` ticks (:attr:`ack_delay`): 2.5 covers peers that
     get every tick and every 2nd tick, so an ACK to them never needs a packet of
     its own; a peer that interest puts on every ``d``-th tick gets ``d - 1`` ticks
-    more (its ACKs ride on the datagrams it gets, too).
+    more (its ACKs ride on the datagrams it gets, too). A pending ACK rides on a
+    movement datagram once two packets wait for it (RFC 9000's "every second
+    packet") or it is ``ack_piggyback_ticks`` ticks old (:attr:`ack_piggyback_age`):
+    with movement both ways, every 2nd datagram carries an ACK (for two packets)
+    instead of every one, which halves the ACK frames both sides write and the
+    acknowledgement processing of the receiver, for loss detection about one tick
+    later (RTT samples stay exact: an ACK's delay field counts from the newest
+    packet); a peer that sends less often than we do is acknowledged once the ACK is
+    that old. 1.25 leaves a late tick a quarter of a tick before the ACK delay would
+    send the ACK in a packet of its own (at most ``ack_delay_ticks - 1``); 0
+    piggybacks any pending ACK on every datagram. Only the ACKs of movement wait:
+    once anything else arrived (stream data of a whisper, a PING), the pending ACK
+    rides on the next datagram as at 0.
 
     Admission of new inbound connections (:mod:`mesh.gate`, before any connection
     state exists): while ``retry_threshold`` or more connections are handshaking
@@ -134,6 +146,7 @@ class MeshConfig:
     max_datagram_payload: int = SAFE_DATAGRAM_PAYLOAD
     ack_tuning: bool = True
     ack_delay_ticks: float = 2.5
+    ack_piggyback_ticks: float = 1.25
     connection_id_length: int = 8
     # admission of new inbound connections (mesh.gate)
     retry_threshold: int = 16
@@ -174,6 +187,11 @@ class MeshConfig:
     def ack_delay(self) -> float:
         """The ACK delay (seconds) ``ack_tuning`` sets on each authenticated connection."""
         return self.ack_delay_ticks * self.tick_interval
+
+    @property
+    def ack_piggyback_age(self) -> float:
+        """How old (seconds) a pending ACK must be to ride on a movement datagram."""
+        return self.ack_piggyback_ticks * self.tick_interval
 
 
 def _parse(kind: Any, text: str) -> bool | int | float:

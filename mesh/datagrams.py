@@ -439,6 +439,8 @@ class MovementScheduler:
         config = self._ctx.config
         sent_at = self._sent_at
         cache: dict[int, list[bytes]] = {}
+        # a pending ACK rides along once it is old enough (MeshConfig.ack_piggyback_ticks)
+        ack_age = config.ack_piggyback_age if config.ack_tuning else None
         for pid, link in peers:
             if link.state is not LinkState.ACTIVE:
                 continue
@@ -455,8 +457,8 @@ class MovementScheduler:
                 quic.send_datagram_frame(batch)
             self._sent += len(updates)
             _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
-            if config.ack_tuning:
-                _quicshim.piggyback_ack(quic, now)
+            if ack_age is not None:
+                _quicshim.piggyback_ack(quic, now, ack_age)
 
     def _interest(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
         """Tick divisor of each direct peer in our location (others: absent).
