@@ -25,13 +25,17 @@ inbox also keeps each sender's newest position, for the interest policy.
 Ticks (:class:`MovementScheduler`): an update queued when no tick ran yet leaves at
 once; after that update ticks keep slots ``tick_interval`` apart, and an update is due
 at once from ``TICK_EARLY`` (a quarter) of an interval before its slot on; queued
-earlier, it waits until then. A tick that runs early keeps its slot, so over time there
-is at most one update tick per ``tick_interval``; one that runs late (a busy loop)
-starts the slots anew from its own time. The quarter interval is for a game that
+earlier, it waits until then. A tick that runs early keeps its slot and the next slot is
+``1 - TICK_SLACK`` of an interval after it, so over time there are at most
+``1 / (1 - TICK_SLACK)`` update ticks per ``tick_interval``; one that runs late (a busy
+loop) starts the slots anew from its own time. The quarter interval is for a game that
 queues once per frame at the tick rate: its frames, and an event loop's timers (uvloop
 rounds them to the millisecond and may run them early), jitter around the slot, and
 an update that came a hair early would otherwise wait for the slot, every frame from
-then on, since the slots then follow the waiting ticks.
+then on, since the slots then follow the waiting ticks. The slack is for the same game
+after a late tick (a busy moment, the handshakes of a crowd): the late tick moved the
+slots later, so each later frame comes early and would wait by as much for the rest of
+the game; the slack gives that wait back, a sixteenth of an interval per tick.
 
 Interest (:func:`tick_divisors`; rates follow interest, so a crowded area costs a
 node less than one datagram per peer per tick): every peer in our location gets
@@ -83,6 +87,8 @@ from protocol.movement import (
 
 __all__ = [
     "SAFE_DATAGRAM_PAYLOAD",
+    "TICK_EARLY",
+    "TICK_SLACK",
     "MovementInbox",
     "MovementInfo",
     "MovementOutbox",
@@ -277,6 +283,8 @@ class _Divisors:
 #: How far before its slot an update tick may run, in tick intervals (see the module
 #: docstring): a game queueing once per frame at the tick rate jitters around the slot.
 TICK_EARLY = 0.25
+#: How much sooner than a full ``tick_interval`` the next slot comes (see the module docstring)
+TICK_SLACK = 1 / 16
 
 #: Ticks for which one ranking of the peers by distance is reused (3 ticks at 30 Hz: a
 #: runner covers about half a metre, against quarter-band steps of 12.5 m by default).
@@ -347,7 +355,8 @@ class MovementScheduler:
                 outbox.owed = set()
             return
         slot = self._slot  # early (within TICK_EARLY): the slot stays; late: from now on
-        self._slot = (now if slot is None or now > slot else slot) + self._ctx.config.tick_interval
+        base = now if slot is None or now > slot else slot
+        self._slot = base + self._ctx.config.tick_interval * (1 - TICK_SLACK)
         self._ticks += 1
         ticks = self._ticks
         config = self._ctx.config

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from mesh.core import MeshConfig
-from mesh.datagrams import TICK_EARLY, MovementInbox, pair_salt, tick_divisors
+from mesh.datagrams import TICK_EARLY, TICK_SLACK, MovementInbox, pair_salt, tick_divisors
 from protocol.messages.location import PositionUpdateMessage, Vec3
 
 from .sim import SimNet, SimNode
@@ -216,32 +216,36 @@ def test_queue_position_says_when_its_tick_is_due() -> None:
     assert core.movement_info().next_tick is not None  # watchers skipped: a catch-up planned
     soon = start + 0.01
     # more than a quarter interval before the next slot: the update waits until then
-    early = start + 0.05 - TICK_EARLY * 0.05
+    early = start + 0.05 * (1 - TICK_SLACK) - TICK_EARLY * 0.05
     assert core.queue_position(_update(mover, 2, 0.0), soon) == pytest.approx(early)
     assert core.get_timer() == pytest.approx(early)
 
 
-def _ticks_of(queue_times: list[float]) -> tuple[list[float], list[float]]:
+def _ticks_of(
+    queue_times: list[float], late: dict[int, float] | None = None
+) -> tuple[list[float], list[float]]:
     """Queue one position at each time on a lone core (tick_interval 0.05), running its
     timer whenever due in between: (when each queue call said its tick was due, when
-    update ticks ran)."""
+    update ticks ran). ``late``: queue index -> how late the loop runs that update's tick
+    (a busy moment)."""
     net = SimNet(0, config=lambda: MeshConfig(tick_interval=0.05))
     node = net.add(10)
     core = node.core
     dues: list[float] = []
     ran: list[float] = []
 
-    def run_until(now: float) -> None:
+    def run_until(now: float, delay: float = 0.0) -> None:
         while (timer := core.get_timer()) is not None and timer <= now:
             ticks = core.movement_info().ticks
-            core.handle_timer(timer)
+            core.handle_timer(timer + delay)
             if core.movement_info().ticks > ticks:
-                ran.append(timer)
+                ran.append(timer + delay)
 
     for i, at in enumerate(queue_times):
         run_until(at)
+        delay = (late or {}).get(i, 0.0)
         dues.append(core.queue_position(_update(node, i + 1, float(i)), at))
-        run_until(at)
+        run_until(at + delay, delay)
     run_until(queue_times[-1] + 1.0)
     return dues, ran
 
@@ -260,12 +264,28 @@ def test_a_game_queueing_at_the_tick_rate_is_never_held_back_by_jitter() -> None
 
 def test_update_ticks_never_run_more_often_than_tick_interval_over_time() -> None:
     """A game queueing faster than the tick rate (every 0.8 interval) gets at most one
-    update tick per interval over time, though a tick may run a quarter interval early."""
+    update tick per ``1 - TICK_SLACK`` interval over time, though a tick may run a quarter
+    interval early."""
     times = [1.0 + 0.04 * k for k in range(250)]  # 10 s
     dues, ran = _ticks_of(times)
     span = ran[-1] - ran[0]
-    # the k-th tick after the first runs no earlier than a quarter interval before k intervals
-    assert len(ran) - 1 <= (span + TICK_EARLY * 0.05) / 0.05 + 1e-9
+    slot = 0.05 * (1 - TICK_SLACK)
+    # the k-th tick after the first runs no earlier than a quarter interval before k slots
+    assert len(ran) - 1 <= (span + TICK_EARLY * 0.05) / slot + 1e-9
     assert len(ran) - 1 >= span / 0.05 - 1  # and no slower than the tick rate
     gaps = [b - a for a, b in itertools.pairwise(ran)]
-    assert min(gaps) >= 0.05 * (1 - TICK_EARLY) - 1e-9
+    assert min(gaps) >= slot - TICK_EARLY * 0.05 - 1e-9
+
+
+def test_a_late_tick_leaves_no_lasting_wait_for_a_game_on_its_own_schedule() -> None:
+    """A game queueing once per interval on its own clock, whose loop runs a few ticks late
+    early on (a crowd's handshakes): those ticks move the slots later, so the frames after
+    them come early and wait; the wait drains within a few ticks and never comes back.
+    Before, every later frame waited as long as the latest tick had been late (less the
+    quarter interval), for the rest of the game."""
+    times = [1.0 + 0.05 * k for k in range(200)]
+    dues, ran = _ticks_of(times, late={3: 0.012, 4: 0.02, 5: 0.03})
+    waits = [due - at for due, at in zip(dues, times, strict=True)]
+    assert max(waits[6:]) > 0.01  # the late ticks did leave the next frames waiting
+    assert all(w == 0.0 for w in waits[20:])  # and that wait is gone for good
+    assert len(ran) == len(times)  # no frame merged away
