@@ -180,10 +180,7 @@ class MeshCore:
                 continue
             datagrams = link.quic.datagrams_to_send(now=now)
             if datagrams:
-                if len(datagrams) == 1:  # one packet: most flushes of a movement tick
-                    link.bytes_sent += len(datagrams[0][0])
-                else:
-                    link.bytes_sent += sum([len(data) for data, _ in datagrams])
+                link.bytes_sent += sum([len(data) for data, _ in datagrams])
                 out.extend(datagrams)
             self._process(link, now)
         return out

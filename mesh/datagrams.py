@@ -229,8 +229,8 @@ class MovementInbox:
             tracked[key] = _Last(seq, now)
             while len(tracked) > self._max:
                 tracked.popitem(last=False)
-        elif now - last.at < self._reset_after and not 0 < ((seq - last.seq) & 0xFFFF) < 0x8000:
-            self.stale += 1  # not newer (seq_newer, inlined: once per received update)
+        elif now - last.at < self._reset_after and not seq_newer(seq, last.seq):
+            self.stale += 1
             return False
         else:
             last.seq = seq  # updated in place: no allocation per delivered update

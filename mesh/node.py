@@ -776,8 +776,7 @@ class PeerNode:
         """Every datagram the socket had waiting: all into the core, then one flush."""
         if self._loop is None or self._closed:
             return
-        now = self._loop.time()
-        self.core.wall_offset = time.time() - now
+        now = self._now()
         receive = self.core.receive_datagram
         not_quic = self._sockets.receive_datagram  # STUN and TURN take theirs first
         turn = self._turn
@@ -795,9 +794,7 @@ class PeerNode:
             return
         # uvloop fires early; and 1 us past the deadline, since aioquic's loss timer
         # recomputes (sent + delay) - delay, which float rounding can leave just short
-        clock = self._loop.time()
-        self.core.wall_offset = time.time() - clock  # credential expiry runs in the timer
-        now = max(clock, (self._timer_at or 0.0) + 1e-6)
+        now = max(self._now(), (self._timer_at or 0.0) + 1e-6)  # _now: expiry runs here
         self._timer_at = None
         self._handle_timer(now)
         self._transmit(now)
