@@ -13,10 +13,12 @@ adds the product's ``PeerNode`` behind the same interface.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import ssl
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from bench._common import BenchError, percentiles_ms
@@ -27,6 +29,9 @@ __all__ = [
     "Pair",
     "PathReport",
     "PayloadStamp",
+    "Placed",
+    "Placement",
+    "pin_cpus",
     "endpoint_child",
     "self_signed_cert",
     "QuicEndpoint",
@@ -480,3 +485,59 @@ class Pair:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- placement -----------------------------------------------------------------------------
+
+
+class Placed(Protocol):
+    """Two processes to place: a :class:`~bench._pairs.Pair`'s listener and dialler."""
+
+    @property
+    def pids(self) -> tuple[int, int]: ...
+
+
+class Placement:
+    """Where pairs' processes run: each pair's listener on one CPU and its dialler on
+    another (pinned), or anywhere the benchmark may run (unpinned).
+
+    Pinned, every update crosses from one CPU to the other, as between two machines, and
+    the scheduler cannot sometimes run the receiver on the sender's warm core and sometimes
+    not: per-update CPU figures are steadier, and placed alike for every pair compared.
+    """
+
+    def __init__(self, pairs: Sequence[Placed]) -> None:
+        self.pairs = pairs
+        self.allowed, self.cpus = pin_cpus()
+
+    def pin(self) -> None:
+        assert self.cpus is not None
+        for pair in self.pairs:
+            for pid, cpu in zip(pair.pids, self.cpus, strict=True):
+                _set_affinity(pid, {cpu})
+
+    def unpin(self) -> None:
+        for pair in self.pairs:
+            for pid in pair.pids:
+                _set_affinity(pid, self.allowed)
+
+
+def pin_cpus() -> tuple[set[int], tuple[int, int] | None]:
+    """The CPUs this process may run on, and the listeners' and the diallers' CPU (None:
+    fewer than two, or no affinity control here: nothing is pinned)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return set(), None
+    allowed = os.sched_getaffinity(0)
+    first, *rest = sorted(allowed)
+    return allowed, (first, rest[0]) if rest else None
+
+
+def _set_affinity(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (a thread may end meanwhile)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except FileNotFoundError:
+        tids = [pid]
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(tid, cpus)

@@ -41,15 +41,15 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bench._common import LOOPS, BenchError, latency_rows, make_result, row, versus
-from bench._pairs import Pair
+from bench._pairs import Pair, Placement, pin_cpus
 from bench.run import main_one
 
-__all__ = ["MeshEndpoint", "Placed", "Placement", "check_path", "pin_cpus", "run", "schedule"]
+__all__ = ["MeshEndpoint", "check_path", "run", "schedule"]
 
 TITLE = "movement over TURN: CPU per update and latency vs direct (coturn on loopback)"
 RATE = 60.0
@@ -208,55 +208,6 @@ def coturn() -> Iterator[tuple[str, int, str]]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-class Placed(Protocol):
-    """Two processes to place: a :class:`~bench._pairs.Pair`'s listener and dialler."""
-
-    @property
-    def pids(self) -> tuple[int, int]: ...
-
-
-class Placement:
-    """Where the node processes run: each pair's listener on one CPU and its dialler on
-    another (pinned), or anywhere the benchmark may run (unpinned). coturn is never pinned.
-    """
-
-    def __init__(self, pairs: Sequence[Placed]) -> None:
-        self.pairs = pairs
-        self.allowed, self.cpus = pin_cpus()
-
-    def pin(self) -> None:
-        assert self.cpus is not None
-        for pair in self.pairs:
-            for pid, cpu in zip(pair.pids, self.cpus, strict=True):
-                _set_affinity(pid, {cpu})
-
-    def unpin(self) -> None:
-        for pair in self.pairs:
-            for pid in pair.pids:
-                _set_affinity(pid, self.allowed)
-
-
-def pin_cpus() -> tuple[set[int], tuple[int, int] | None]:
-    """The CPUs this process may run on, and the listeners' and the diallers' CPU (None:
-    fewer than two, or no affinity control here: nothing is pinned)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return set(), None
-    allowed = os.sched_getaffinity(0)
-    first, *rest = sorted(allowed)
-    return allowed, (first, rest[0]) if rest else None
-
-
-def _set_affinity(pid: int, cpus: set[int]) -> None:
-    """Every thread of process ``pid`` onto ``cpus`` (a thread may end meanwhile)."""
-    try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except FileNotFoundError:
-        tids = [pid]
-    for tid in tids:
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(tid, cpus)
 
 
 def schedule(pinned: int, unpinned: int) -> list[str]:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from bench._common import BenchError, make_result, percentile, percentiles_ms, row, skip_result
-from bench._pairs import PayloadStamp
+from bench._pairs import PayloadStamp, Placement, pin_cpus
 from bench.area import view_ages
 from bench.movement import _median_round, _rounds
-from bench.movement_turn import Placement, check_path, pin_cpus, schedule
+from bench.movement_turn import check_path, schedule
 from bench.run import normalize, to_markdown, to_text
 
 
