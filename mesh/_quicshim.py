@@ -5,8 +5,8 @@ way to bound its DATAGRAM queue, to learn the peer's advertised
 ``max_datagram_frame_size``, to read the peer's TLS certificate, to tell whether
 its timer may be read yet, or to tune how eagerly it acknowledges. The mesh
 needs each of these, and to report a connection's quality (round-trip time,
-packets sent and lost, which aioquic keeps but does not publish), and so reads
-or writes private attributes, in twelve functions:
+packets sent and lost, which aioquic keeps but does not publish), and to read
+its timer cheaply, and so reads or writes private attributes, in these functions:
 
 ========================================  =============================================
 function                                  private attributes
@@ -42,6 +42,17 @@ DatagramPacketWriter`                     builder, ACK/PING/DATAGRAM frame write
                                           ``_on_ack_delivery``, ``_on_ping_delivery``,
                                           ``_network_paths[0].bytes_sent``,
                                           ``_quic_logger``
+``MeshQuicConnection.get_timer`` and      ``_close_at``, ``_state``, ``_network_paths``,
+``_idle_timeout`` (aioquic's timer and     ``_pacing_at``, ``_loss_at`` (written),
+idle timeout computed directly on an      ``_configuration.idle_timeout``,
+established connection)                   ``_remote_max_idle_timeout``, ``_loss``
+                                          (``spaces``, ``handshake_confirmed``,
+                                          ``peer_completed_address_validation``,
+                                          ``_rtt_*``, ``max_ack_delay``, ``_pto_count``,
+                                          ``_time_of_last_sent_ack_eliciting_packet``),
+                                          each space's ``discarded``, the application
+                                          space's ``ack_at``, ``loss_time``,
+                                          ``ack_eliciting_in_flight``
 ``_watch_received_frames``, ``_settled``  ``_QuicConnection__frame_handlers`` (wrapped),
 (a quiet connection stays quiet across    ``_loss._on_packets_lost`` (wrapped),
 a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` handlers
@@ -67,6 +78,7 @@ from importlib.metadata import version as _dist_version
 from typing import Any
 
 from aioquic import tls
+from aioquic.quic.congestion.base import K_GRANULARITY
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
 from aioquic.quic.packet import QuicFrameType
 from cryptography.hazmat.primitives import serialization
@@ -99,6 +111,8 @@ __all__ = [
 
 PINNED_AIOQUIC_VERSION = "1.7.2"
 
+_CONNECTED = QuicConnectionState.CONNECTED
+
 
 def check_aioquic_version(installed: str | None = None) -> None:
     """Raise :class:`~protocol.errors.MeshConfigError` unless aioquic is the pinned version.
@@ -125,7 +139,10 @@ class MeshQuicConnection(QuicConnection):
 
     * ``get_timer`` is a function of the connection's state only (its one side
       effect, the loss-detection time, is a function of it too), so its result
-      is cached until the next call that changes the state;
+      is cached until the next call that changes the state; on an established
+      connection it is computed directly, without aioquic's chain of calls over
+      every packet space (same value: see :meth:`get_timer`), and so is the idle
+      timeout every received packet restarts;
     * ``datagrams_to_send`` returns ``[]`` at once when no such call happened
       since the last one and ``now`` is before :meth:`get_timer`: what a timer
       releases (an ACK due, pacing) only becomes due at that time, and anything
@@ -152,6 +169,10 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_clean = False
         self._mesh_timer: float | None = None
         self._mesh_timer_valid = False
+        # the loss recovery's space list once only its application space is live, and that
+        # space: get_timer's direct computation (see there) holds from then on
+        self._mesh_timer_spaces: list[Any] | None = None
+        self._mesh_timer_space: Any = None
         self._mesh_watch: list[tuple[set[Any], Any]] = []
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
         # _quiet_but_datagrams held and no call since could change it (see _mesh_touch)
@@ -189,7 +210,7 @@ class MeshQuicConnection(QuicConnection):
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         if self._mesh_clean:
-            timer = self.get_timer()
+            timer = self._mesh_timer if self._mesh_timer_valid else self.get_timer()
             if timer is None or now < timer:
                 return []
         out = _datagram_packet(self, now)
@@ -201,10 +222,85 @@ class MeshQuicConnection(QuicConnection):
         return out
 
     def get_timer(self) -> float | None:
-        if not self._mesh_timer_valid:
-            self._mesh_timer = super().get_timer()
-            self._mesh_timer_valid = True
-        return self._mesh_timer
+        """aioquic's ``get_timer()``, the same value and the same side effect (the loss
+        detection time it stores for ``handle_timer``), cached until a call that may change
+        it; None before ``connect`` (aioquic raises).
+
+        On an established connection (``CONNECTED``, handshake confirmed, the Initial and
+        Handshake spaces discarded, an RTT measured, a validated active path) only the
+        application space is live and no path is being validated: the timer is the soonest
+        of the idle (or closing) deadline, the delayed ACK, the loss detection time and the
+        pacing time, computed here from the state aioquic's own chain reads (its loss recovery's
+        ``get_loss_detection_time`` and ``get_probe_timeout``) in the same float
+        operations, rather than through that chain (a sum over every space, its
+        amplification and path-validation checks). Anything else takes aioquic's.
+        ``tests/mesh/test_quic_timer.py`` compares both after every step of a lossy script.
+        """
+        if self._mesh_timer_valid:
+            return self._mesh_timer
+        timer_at: float | None = self._close_at
+        if timer_at is None:
+            return None
+        loss = self._loss
+        paths = self._network_paths
+        if (
+            loss.spaces is not self._mesh_timer_spaces
+            or self._state is not _CONNECTED
+            or not paths
+            or not paths[0].is_validated
+        ):
+            timer_at = super().get_timer()
+            if self._mesh_timer_spaces is None:
+                self._mesh_timer_space = _steady_timer_space(self)
+                if self._mesh_timer_space is not None:
+                    self._mesh_timer_spaces = loss.spaces
+        else:
+            space = self._mesh_timer_space
+            ack_at = space.ack_at
+            if ack_at is not None and ack_at < timer_at:
+                timer_at = ack_at
+            # get_loss_detection_time: the space's loss time, else while anything
+            # ack-eliciting is in flight the PTO (get_probe_timeout with max_ack_delay, the
+            # handshake being confirmed) with its backoff (the peer validated our address
+            # and an RTT was measured: see _steady_timer_space)
+            loss_at = space.loss_time
+            if loss_at is None and space.ack_eliciting_in_flight:
+                variance = 4 * loss._rtt_variance
+                pto = (
+                    loss._rtt_smoothed
+                    + (K_GRANULARITY if K_GRANULARITY > variance else variance)
+                    + loss.max_ack_delay
+                )
+                loss_at = loss._time_of_last_sent_ack_eliciting_packet + pto * (2**loss._pto_count)
+            self._loss_at = loss_at
+            if loss_at is not None and loss_at < timer_at:
+                timer_at = loss_at
+            pacing_at = self._pacing_at
+            if pacing_at is not None and pacing_at < timer_at:
+                timer_at = pacing_at
+        self._mesh_timer = timer_at
+        self._mesh_timer_valid = True
+        return timer_at
+
+    def _idle_timeout(self) -> float:
+        # aioquic's (RFC 9000 section 10.1: the smaller of both sides' idle timeouts, but
+        # at least three PTOs), with its min, max and get_probe_timeout inlined: every
+        # received packet and the first ack-eliciting one sent after it restart the timer
+        loss = self._loss
+        if not loss._rtt_initialized:
+            return super()._idle_timeout()  # the handshake's: PTOs of the initial RTT
+        idle: float = self._configuration.idle_timeout
+        remote = self._remote_max_idle_timeout
+        if remote is not None and remote < idle:
+            idle = remote
+        variance = 4 * loss._rtt_variance
+        pto = (
+            loss._rtt_smoothed
+            + (K_GRANULARITY if K_GRANULARITY > variance else variance)
+            + loss.max_ack_delay
+        )
+        probes = 3 * pto
+        return probes if probes > idle else idle
 
     def next_event(self) -> Any:
         # aioquic pops and catches IndexError: the core asks after every datagram and every
@@ -281,6 +377,25 @@ class MeshQuicConnection(QuicConnection):
     def stop_stream(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
         super().stop_stream(*args, **kwargs)
+
+
+def _steady_timer_space(conn: QuicConnection) -> Any:
+    """The application space when it is the only live space of ``conn``'s loss recovery
+    (every other space discarded: nothing sets a discarded space's ACK time, loss time or
+    packets in flight again), the handshake is confirmed, the peer has validated our
+    address and an RTT was measured; else None. Once so, so for good (none of these is
+    ever undone)."""
+    loss = conn._loss
+    if not (
+        loss.handshake_confirmed
+        and loss.peer_completed_address_validation
+        and loss._rtt_initialized
+    ):
+        return None
+    live = [space for space in loss.spaces if not space.discarded]
+    if len(live) != 1 or not live[0].is_application_data:
+        return None
+    return live[0]
 
 
 def probe_path(conn: QuicConnection) -> None:

@@ -57,7 +57,6 @@ from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, 
 from aioquic.quic import events as qe
 from aioquic.quic.packet import pull_quic_header
 
-from mesh import _quicshim
 from mesh.admission import Admission, Admitted, PeerDirectory
 from mesh.auth import Authenticator, PeerIdentity
 from mesh.certs import ALPN
@@ -236,10 +235,9 @@ class MeshCore:
             probe = link.probe_at()
             if probe is not None and now >= probe:
                 self._paths.probe(link, now)
-            if _quicshim.timer_ready(link.quic):
-                due = link.quic.get_timer()
-                if due is not None and now >= due:
-                    link.quic.handle_timer(now)
+            due = link.quic.get_timer()  # None before connect
+            if due is not None and now >= due:
+                link.quic.handle_timer(now)
             self._process(link, now)
         tick = self._movement.timer()
         if tick is not None and now >= tick:

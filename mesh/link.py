@@ -38,8 +38,6 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from aioquic.quic.connection import QuicConnection
-
 from mesh import _quicshim
 from mesh.auth import PeerIdentity
 from mesh.handshake import CloseCode, Handshake
@@ -112,7 +110,7 @@ class Link:
 
     def __init__(
         self,
-        quic: QuicConnection,
+        quic: _quicshim.MeshQuicConnection,
         addr: Route,
         *,
         is_client: bool,
@@ -239,10 +237,9 @@ class Link:
         """When this link needs :meth:`handle_timer` (QUIC, dial deadline or keepalive)."""
         # read after every flush that touched the link: states compared by identity, the
         # probe time inlined (probe_at), no enum hashing
-        at: float | None = None
         state = self.state
-        if state is not LinkState.TERMINATED and _quicshim.timer_ready(self.quic):
-            at = self.quic.get_timer()
+        # the connection's timer is None before connect, and cached until a call changes it
+        at = self.quic.get_timer() if state is not LinkState.TERMINATED else None
         active = state is LinkState.ACTIVE
         if active or state is LinkState.HANDSHAKING:
             deadline = self.dial_deadline

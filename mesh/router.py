@@ -264,32 +264,19 @@ class LinkTable:
             yield touched.pop()
 
     def next_timer(self) -> float | None:
-        """The soonest timer of any link (re-read only where a connection was touched: the
-        driver calls this after every event, with mostly idle links)."""
-        if self._timer_stale:
-            self._refresh_timers()
-        return self._next_timer
+        """The soonest timer of any link (QUIC, dial deadline or keepalive).
 
-    def retime(self, link: Link) -> None:
-        """``link``'s own deadline (keepalive) moved without a call on its connection: its
-        timer is re-read."""
-        self._timer_stale.add(link)
-
-    def due(self, now: float) -> list[Link]:
-        """The links whose timer (QUIC, dial deadline or keepalive) is due at ``now``: the
-        only ones :meth:`mesh.core.MeshCore.handle_timer` has anything to do for."""
-        if self._timer_stale:
-            self._refresh_timers()
-        if self._next_timer is None or self._next_timer > now:
-            return []
-        return [link for link, t in self._timers.items() if t <= now]
-
-    def _refresh_timers(self) -> None:
-        timers = self._timers
+        Links are re-read only where a connection was touched (or :meth:`retime` was
+        called) since the last read: the driver calls this after every flush, and a
+        crowded node re-reads one or two links each time, the minimum over all of them
+        only when the link that held it moved later or went."""
         stale = self._timer_stale
+        if not stale:
+            return self._next_timer
+        timers = self._timers
         links = self._links
         soonest = self._next_timer
-        rescan = False  # the soonest timer moved later or went: the minimum is read anew
+        rescan = False
         while stale:
             link = stale.pop()
             old = timers.get(link)
@@ -302,9 +289,23 @@ class LinkTable:
                 rescan = True
             elif at is not None and (soonest is None or at < soonest):
                 soonest = at
-        # a crowded node re-reads one or two links after each datagram: the minimum over
-        # all of them only when the link that held it moved later
-        self._next_timer = (min(timers.values()) if timers else None) if rescan else soonest
+        if rescan:
+            soonest = min(timers.values()) if timers else None
+        self._next_timer = soonest
+        return soonest
+
+    def retime(self, link: Link) -> None:
+        """``link``'s own deadline (keepalive) moved without a call on its connection: its
+        timer is re-read."""
+        self._timer_stale.add(link)
+
+    def due(self, now: float) -> list[Link]:
+        """The links whose timer (QUIC, dial deadline or keepalive) is due at ``now``: the
+        only ones :meth:`mesh.core.MeshCore.handle_timer` has anything to do for."""
+        soonest = self.next_timer()
+        if soonest is None or soonest > now:
+            return []
+        return [link for link, t in self._timers.items() if t <= now]
 
     # internals ----------------------------------------------------------------------
 
