@@ -31,9 +31,11 @@ REBOUND_ADDR = ("127.0.0.1", 3)  # the client behind a NAT that rebinds
 IDENTITY = Identity.generate()
 
 
-def _pair(cls: type[QuicConnection]) -> tuple[QuicConnection, QuicConnection]:
+def _pair(
+    cls: type[QuicConnection], congestion: str = "reno"
+) -> tuple[QuicConnection, QuicConnection]:
     """An established client/server pair (handshake events drained), ACK delay tuned as the
-    mesh tunes it."""
+    mesh tunes it, ``congestion`` its congestion control algorithm."""
 
     def config(is_client: bool) -> QuicConfiguration:
         return QuicConfiguration(
@@ -41,6 +43,7 @@ def _pair(cls: type[QuicConnection]) -> tuple[QuicConnection, QuicConnection]:
             alpn_protocols=[ALPN],
             verify_mode=ssl.CERT_NONE,
             max_datagram_frame_size=65536,
+            congestion_control_algorithm=congestion,
         )
 
     server_config = config(False)
