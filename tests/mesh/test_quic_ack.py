@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -182,43 +183,73 @@ def _ack_frame(ranges: list[range], delay: int, ecn: bool = False) -> bytes:
     return buf.data
 
 
+def _without_rtt_sample(conn: QuicConnection) -> None:
+    """Reset the connection's RTT estimates to aioquic's initial ones, as if its handshake
+    had given no RTT sample (it always does in a pair made at one instant)."""
+    loss = conn._loss
+    loss._rtt_initialized = False
+    loss._rtt_first_sample_time = 0.0
+    loss._rtt_latest = loss._rtt_smoothed = loss._rtt_variance = 0.0
+    loss._rtt_min = math.inf
+
+
 @pytest.mark.parametrize("congestion", CONGESTION)
 def test_crafted_ack_frames(congestion: str, ack_calls: AckCalls) -> None:
-    """ACK frames another stack may write, to both a mesh and a plain server with the same
-    packets in flight: several ranges with gaps, ranges of packets never sent or acked
-    already, an ACK delay beyond max_ack_delay, ECN counts, two ACKs in one packet, an
-    ACK of nothing new; the same recovery state after each."""
+    """ACK frames another stack may write, each to a fast-path and a plain server with the
+    same packets in flight, at chosen times, so that every branch of aioquic's ACK handling
+    is taken: the first RTT sample (the loss delay from the initial RTT before it), an ACK
+    of a non-ack-eliciting packet only, several ranges with gaps, ranges of packets never
+    sent or acknowledged already, an ACK delay beyond max_ack_delay, ECN counts, two ACKs in
+    one packet, an older ACK after a newer one, a sample above the smoothed RTT, packets
+    left pending (a loss time) or lost by packet or time threshold; the same events and
+    recovery state after each."""
     pairs = [_pair(FastReceiver, congestion), _pair(QuicConnection, congestion)]
     counters = [_quicshim.count_lost_packets(server) for _client, server in pairs]
-    now = 2.0
-    for _client, server in pairs:  # 30 packets in flight from each server
-        for k in range(30):
-            server.send_datagram_frame(b"p" * 50)
-            server.datagrams_to_send(now=now + k * 0.002)
-    first = pairs[0][1]._spaces[tls.Epoch.ONE_RTT].largest_acked_packet + 1
-    assert all(s._spaces[tls.Epoch.ONE_RTT].largest_acked_packet + 1 == first for _c, s in pairs)
+    first = pairs[0][1]._packet_number  # the servers' next packet number
 
-    def at(*spans: tuple[int, int]) -> list[range]:
-        return [range(first + a, first + b) for a, b in spans]
+    def send(now: float, count: int = 1) -> None:  # DATAGRAM packets from each server
+        for _client, server in pairs:
+            for k in range(count):
+                server.send_datagram_frame(b"p" * 50)
+                server.datagrams_to_send(now=now + k * 0.002)
 
-    frames = [
-        _ack_frame(at((2, 4), (6, 7), (9, 12)), 5),  # three ranges with gaps
-        _ack_frame(at((0, 1), (13, 14)), 100000),  # a huge ACK delay; 1 and 5: now lost
-        _ack_frame(at((0, 14)), 0),  # all acked already or lost
-        _ack_frame(at((15, 16), (20, 22)), 7, ecn=True),
-        _ack_frame(at((17, 18)), 3) + _ack_frame(at((18, 19), (23, 25)), 1),
-        _ack_frame(at((25, 40)), 2),  # beyond what was sent
-    ]
-    for k, frames_bytes in enumerate(frames):
-        now += 0.02
+    def ack(now: float, *frames: tuple[list[tuple[int, int]], int, bool]) -> None:
+        payload = b"".join(
+            _ack_frame([range(first + a, first + b) for a, b in spans], delay, ecn)
+            for spans, delay, ecn in frames
+        )
         states = []
+        delegated, lost_before = ack_calls.detect_loss, counters[1].lost
         for (client, server), lost in zip(pairs, counters, strict=True):
-            server.receive_datagram(_raw_packet(client, frames_bytes), CLIENT_ADDR, now)
-            states.append(
-                ([_event(e) for e in iter(server.next_event, None)], _recovery(server, lost))
-            )
-        assert states[0] == states[1], f"frame {k}"
-    assert ack_calls.acks == 7
+            server.receive_datagram(_raw_packet(client, payload), CLIENT_ADDR, now)
+            events = [_event(e) for e in iter(server.next_event, None)]
+            states.append((events, _recovery(server, lost)))
+        assert states[0] == states[1], f"ACK at {now}"
+        # aioquic's own loss detection ran exactly when it found a packet lost
+        assert (ack_calls.detect_loss > delegated) == (counters[1].lost > lost_before), now
+
+    # packet 0: a DATAGRAM (with HANDSHAKE_DONE and NEW_CONNECTION_IDs, their delivery
+    # handlers); packet 1: an ACK only (of a client's DATAGRAM)
+    send(2.0)
+    for client, server in pairs:
+        assert server._packet_number == first + 1
+        server.receive_datagram(_raw_packet(client, b"\x31\x01x"), CLIENT_ADDR, 2.0)
+        assert [len(d) for d, _a in server.datagrams_to_send(now=2.06)]
+        assert not server._spaces[tls.Epoch.ONE_RTT].sent_packets[first + 1].is_ack_eliciting
+        _without_rtt_sample(server)
+    ack(2.07, ([(1, 2)], 0, False))  # no RTT sample: packet 0's loss time from the initial RTT
+    send(2.1, 30)  # packets 2 to 31, sent 2 ms apart
+    ack(2.16, ([(2, 4), (6, 7), (9, 12)], 5, False))  # the first sample; 0, 4, 5, 7, 8 lost
+    ack(2.165, ([(0, 1), (13, 14)], 100000, False))  # a huge ACK delay; 12 pending
+    ack(2.166, ([(0, 14)], 0, False))  # 12 only is new: no sample
+    ack(2.2, ([(15, 16)], 0, False))  # a sample above the smoothed RTT; 14 pending
+    ack(2.21, ([(14, 15), (18, 19)], 0, False))  # 16 and 17 pending
+    ack(2.215, ([(16, 17)], 0, False))  # older than the last: 17 still pending
+    ack(2.22, ([(17, 18), (20, 22)], 7, True))  # ECN counts
+    ack(2.225, ([(22, 23)], 3, False), ([(23, 24), (26, 28)], 1, False))  # two in a packet
+    ack(2.23, ([(28, 40)], 2, False))  # beyond what was sent; the rest lost
+    assert ack_calls.acks == 11
+    assert ack_calls.detect_loss > 0
     assert counters[1].lost > 0
     assert not pairs[1][1]._spaces[tls.Epoch.ONE_RTT].sent_packets  # all settled
 
