@@ -72,13 +72,15 @@ def _recovery(conn: QuicConnection, lost: _quicshim.LossCounter) -> tuple[object
     )
 
 
-def _scripted_trace(cls: type[QuicConnection], congestion: str, steps: int = 3000) -> list[object]:
+def _scripted_trace(
+    cls: type[QuicConnection], congestion: str, steps: int = 3000, seed: int = 1616
+) -> list[object]:
     """A seeded exchange of movement DATAGRAMs (and their ACKs) both ways: lost, reordered
     and duplicated packets (ACKs with gaps, ACKs of nothing new, losses by packet and by
     time threshold), a varying pace and piggybacked or delayed ACKs (so varying ACK delays
     and RTT samples), bursts, a blackout long enough for PTOs and persistent congestion;
     the receiver's events and recovery state after every datagram, every flush's sizes."""
-    rng = random.Random(1616)
+    rng = random.Random(seed)
     client, server = _pair(cls, congestion)
     lost = {id(c): _quicshim.count_lost_packets(c) for c in (client, server)}
     addr = {id(client): CLIENT_ADDR, id(server): SERVER_ADDR}
@@ -170,6 +172,18 @@ def test_ack_fast_path_leaves_the_recovery_state_aioquic_leaves(
     assert isinstance(last, tuple) and last[6]  # RTT initialized
     windows = [s[15] for s in plain if isinstance(s, tuple)]
     assert (2 * 1200, 2 * 1200) in [w[:2] for w in windows]  # type: ignore[index]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("congestion", CONGESTION)
+def test_ack_fast_path_soak(congestion: str, seed: int) -> None:
+    """The same comparison over more seeds (``-m slow``)."""
+    plain = _scripted_trace(QuicConnection, congestion, steps=2000, seed=seed)
+    fast = _scripted_trace(FastReceiver, congestion, steps=2000, seed=seed)
+    assert len(fast) == len(plain)
+    for step, (got, want) in enumerate(zip(fast, plain, strict=True)):
+        assert got == want, f"trace item {step}"
 
 
 def _ack_frame(ranges: list[range], delay: int, ecn: bool = False) -> bytes:
