@@ -63,6 +63,7 @@ def on_ack_received(
     """``loss.on_ack_received(ack_rangeset=..., ack_delay=ack_delay, now=now, space=space)``
     for an ACK frame of ``ranges``: ``(start, stop)`` packet-number ranges, disjoint, not
     adjacent, non-negative and in descending order (as the frame lists them), at least one."""
+    # 1. the newly acknowledged packets
     largest_acked = ranges[0][1] - 1
     if largest_acked > space.largest_acked_packet:
         space.largest_acked_packet = largest_acked
