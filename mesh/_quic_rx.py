@@ -16,8 +16,9 @@ exactly this case:
    (parsed in full first) are only PADDING, DATAGRAM (within the configured size) and
    well-formed ACKs;
 2. then applies what aioquic would: the expected packet number, the spin bit, each frame in
-   order (a ``DatagramFrameReceived`` event; an ACK through aioquic's own loss recovery,
-   ``on_ack_received``, which runs the delivery handlers, RTT and loss detection), the idle
+   order (a ``DatagramFrameReceived`` event; an ACK through :func:`mesh._quic_ack.
+   on_ack_received`, aioquic's ``on_ack_received`` without its ``RangeSet``: the delivery
+   handlers, RTT, congestion control and loss detection), the idle
    timer, and the packet's record in the application space (ACK queue, largest received,
    the delayed ACK's time).
 
@@ -45,8 +46,9 @@ what the packet changes                   the space's ``expected_packet_number``
                                           ``_spin_bit``, ``_spin_highest_pn``,
                                           ``_events``, ``_close_at`` (``_idle_timeout``),
                                           ``_ack_eliciting_sent_since_receipt``
-an ACK frame                              ``_loss`` (``peer_completed_address_validation``,
-                                          ``on_ack_received``), ``_remote_ack_delay_exponent``
+an ACK frame                              ``_loss`` (``peer_completed_address_validation``;
+                                          the rest in :mod:`mesh._quic_ack`),
+                                          ``_remote_ack_delay_exponent``
 a frame aioquic would reject mid-way      ``_logger``, ``close``
 ========================================  =============================================
 """
@@ -64,8 +66,10 @@ from aioquic.quic.connection import (
     QuicConnectionState,
 )
 from aioquic.quic.events import DatagramFrameReceived
-from aioquic.quic.packet import PACKET_SPIN_BIT, decode_packet_number, pull_ack_frame
+from aioquic.quic.packet import PACKET_SPIN_BIT, decode_packet_number
 from aioquic.quic.recovery import MAX_ACK_RANGES, QuicPacketSpace
+
+from ._quic_ack import on_ack_received
 
 __all__ = ["ShortPacketReceiver"]
 
@@ -167,15 +171,16 @@ class ShortPacketReceiver:
                     is_ack_eliciting = True
                     conn._events.append(DatagramFrameReceived(data=frame))
                 else:
-                    ack_rangeset, ack_delay_encoded = frame
+                    ranges, ack_delay_encoded = frame
                     loss = conn._loss
                     if not loss.peer_completed_address_validation:
                         loss.peer_completed_address_validation = True
-                    loss.on_ack_received(
-                        ack_rangeset=ack_rangeset,
-                        ack_delay=(ack_delay_encoded << conn._remote_ack_delay_exponent) / 1000000,
-                        now=now,
-                        space=space,
+                    on_ack_received(
+                        loss,
+                        space,
+                        ranges,
+                        (ack_delay_encoded << conn._remote_ack_delay_exponent) / 1000000,
+                        now,
                     )
         except QuicConnectionError as exc:  # as aioquic's receive_datagram answers one
             conn._logger.warning(exc)
@@ -225,7 +230,21 @@ def _parse_frames(payload: bytes, max_datagram_frame_size: int | None) -> list[A
                     return None
                 frames.append(data)
             elif frame_type == _ACK or frame_type == _ACK_ECN:
-                frames.append(pull_ack_frame(buf))
+                # aioquic's pull_ack_frame, the ranges as (start, stop) pairs, descending
+                end = buf.pull_uint_var()  # largest acknowledged
+                delay = buf.pull_uint_var()
+                range_count = buf.pull_uint_var()
+                count = buf.pull_uint_var()  # first ACK range
+                ranges = [(end - count, end + 1)]
+                end -= count
+                for _ in range(range_count):
+                    end -= buf.pull_uint_var() + 2
+                    count = buf.pull_uint_var()
+                    ranges.append((end - count, end + 1))
+                    end -= count
+                if end < 0:
+                    return None  # a negative packet number: aioquic's FRAME_ENCODING_ERROR
+                frames.append((ranges, delay))
                 if frame_type == _ACK_ECN:
                     buf.pull_uint_var()
                     buf.pull_uint_var()
@@ -236,6 +255,6 @@ def _parse_frames(payload: bytes, max_datagram_frame_size: int | None) -> list[A
                 buf.seek(pos + len(rest) - len(rest.lstrip(b"\x00")))
             else:
                 return None
-    except ValueError:  # BufferReadError, or an ACK range below packet number 0
+    except ValueError:  # BufferReadError
         return None
     return frames if found else None

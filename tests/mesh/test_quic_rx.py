@@ -29,11 +29,16 @@ CLIENT_ADDR = ("127.0.0.1", 1)
 SERVER_ADDR = ("127.0.0.1", 2)
 REBOUND_ADDR = ("127.0.0.1", 3)  # the client behind a NAT that rebinds
 IDENTITY = Identity.generate()
+#: one certificate for every pair: a new one may be a byte longer (its random serial), which
+#: changes the handshake's packet sizes, so the window the two pairs compared start with
+CERTIFICATE = make_certificate(IDENTITY.signing_key, common_name="s")
 
 
-def _pair(cls: type[QuicConnection]) -> tuple[QuicConnection, QuicConnection]:
+def _pair(
+    cls: type[QuicConnection], congestion: str = "reno"
+) -> tuple[QuicConnection, QuicConnection]:
     """An established client/server pair (handshake events drained), ACK delay tuned as the
-    mesh tunes it."""
+    mesh tunes it, ``congestion`` its congestion control algorithm."""
 
     def config(is_client: bool) -> QuicConfiguration:
         return QuicConfiguration(
@@ -41,10 +46,11 @@ def _pair(cls: type[QuicConnection]) -> tuple[QuicConnection, QuicConnection]:
             alpn_protocols=[ALPN],
             verify_mode=ssl.CERT_NONE,
             max_datagram_frame_size=65536,
+            congestion_control_algorithm=congestion,
         )
 
     server_config = config(False)
-    server_config.certificate = make_certificate(IDENTITY.signing_key, common_name="s")
+    server_config.certificate = CERTIFICATE
     server_config.private_key = IDENTITY.signing_key
     client = cls(configuration=config(True))
     client.connect(SERVER_ADDR, now=0.0)
