@@ -247,6 +247,14 @@ class MeshCore:
         self._reliable.service(now)
         self._paths.service(now)
 
+    def tick_movement(self, now: float) -> None:
+        """Run only the movement tick, if it is due at ``now``: the part of
+        :meth:`handle_timer` a driver needs right after :meth:`queue_position` returned a
+        due tick. Anything else due is left to the driver's next :meth:`get_timer` read."""
+        tick = self._movement.timer()
+        if tick is not None and now >= tick:
+            self._movement.tick(now, self.location_id)
+
     def next_event(self) -> CoreEvent | None:
         """The next event for the driver, or None."""
         events = self._ctx.events
