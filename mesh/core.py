@@ -334,13 +334,11 @@ class MeshCore:
 
     def queue_position(self, update: PositionUpdateMessage, now: float) -> float:
         """Queue our position for the next movement tick (newest wins); returns when that tick
-        is due (``<= now``: at once, a driver may run :meth:`handle_timer` before its flush)."""
-        movement = self._movement
-        movement.queue(update, now)
+        is due (``<= now``: at once, a driver may run :meth:`tick_movement` before its flush)."""
+        tick = self._movement.queue(update, now)
         if update.location_id != self.location_id:
-            self.set_location(update.location_id, now)
-        tick = movement.timer()
-        return now if tick is None else tick
+            self.set_location(update.location_id, now)  # capacity only: the tick stays
+        return tick
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""

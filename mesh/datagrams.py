@@ -325,10 +325,10 @@ class MovementScheduler:
         self._sent_at: dict[str, float] = {}  # when each peer last got our movement
         self._divisors: _Divisors | None = None
 
-    def queue(self, update: PositionUpdateMessage, now: float) -> None:
+    def queue(self, update: PositionUpdateMessage, now: float) -> float:
         """Queue our position for the next tick (newest wins); the tick is due at once unless
         that is more than ``TICK_EARLY`` of an interval before its slot (see the module
-        docstring), else at that moment."""
+        docstring), else at that moment. Returns when the next tick runs (:meth:`timer`)."""
         self._outbox.put(update)
         due = now
         slot = self._slot
@@ -336,8 +336,10 @@ class MovementScheduler:
             earliest = slot - TICK_EARLY * self._ctx.config.tick_interval
             if earliest > now:
                 due = earliest
-        if self._next_tick is None or due < self._next_tick:  # a later catch-up tick waits
-            self._next_tick = due
+        next_tick = self._next_tick
+        if next_tick is None or due < next_tick:  # a later catch-up tick waits
+            self._next_tick = next_tick = due
+        return next_tick
 
     def timer(self) -> float | None:
         """When :meth:`tick` must run (None: nothing queued or owed)."""
