@@ -166,8 +166,6 @@ def position_update(
     validators: ids ``int`` within 32 bits, ``seq`` 16 bits, the rest finite ``float`` s
     within ``COORD_LIMIT`` (``sent_at``: within 1e13). Raises :class:`DecodeError`
     otherwise. The message equals the validated model of the same values field by field."""
-    lim = COORD_LIMIT
-    # Chained comparisons are False for NaN: this also refuses NaN and infinities.
     if not (
         type(character_id) is int
         and type(location_id) is int
@@ -187,17 +185,7 @@ def position_update(
         and type(vz) is float
     ):
         raise _bad("movement values must be floats")
-    if not (
-        -lim <= px <= lim
-        and -lim <= py <= lim
-        and -lim <= pz <= lim
-        and -lim <= vx <= lim
-        and -lim <= vy <= lim
-        and -lim <= vz <= lim
-        and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
-    ):
-        _check(sent_at, px, py, pz, vx, vy, vz)  # raises with the precise reason
-    return _build(character_id, location_id, seq, sent_at, px, py, pz, vx, vy, vz)
+    return _build(*_checked((character_id, location_id, seq, sent_at, px, py, pz, vx, vy, vz)))
 
 
 def encode_movement(update: PositionUpdateMessage) -> bytes:
@@ -249,20 +237,7 @@ def unpack_movement(data: bytes | bytearray | memoryview) -> MovementRecord:
         raise _bad(f"undecodable movement update: {exc}") from exc
     if header != SINGLE_HEADER:
         raise _bad(_header_problem(header, SINGLE_HEADER))
-    _, _, _, sent_at, px, py, pz, vx, vy, vz = values
-    lim = COORD_LIMIT
-    # Chained comparisons are False for NaN: this also refuses NaN and infinities.
-    if not (
-        -lim <= px <= lim
-        and -lim <= py <= lim
-        and -lim <= pz <= lim
-        and -lim <= vx <= lim
-        and -lim <= vy <= lim
-        and -lim <= vz <= lim
-        and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
-    ):
-        _check(sent_at, px, py, pz, vx, vy, vz)  # raises with the precise reason
-    return _tuple_new(MovementRecord, values)
+    return _tuple_new(MovementRecord, _checked(values))
 
 
 def encode_movement_batch(updates: Sequence[PositionUpdateMessage]) -> bytes:
@@ -317,23 +292,15 @@ def encode_movement_batches(updates: Iterable[PositionUpdateMessage]) -> list[by
 
 def decode_movement_batch(data: bytes | bytearray | memoryview) -> list[PositionUpdateMessage]:
     """Decode a batch payload; raises :class:`DecodeError` on anything else."""
-    if type(data) is bytes and len(data) == _ONE_BATCH_SIZE and data[0] == BATCH_HEADER:
-        # the usual datagram, a batch of one: straight from the bytes to the message (what
-        # unpack_movement_batch would check, in line; anything odd takes the full path)
-        values = _unpack_record(data, 2)
-        _, _, _, sent_at, px, py, pz, vx, vy, vz = values
-        lim = COORD_LIMIT
-        if (
-            data[1] == 1
-            and -lim <= px <= lim
-            and -lim <= py <= lim
-            and -lim <= pz <= lim
-            and -lim <= vx <= lim
-            and -lim <= vy <= lim
-            and -lim <= vz <= lim
-            and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
-        ):
-            return [_build(*values)]
+    if (
+        type(data) is bytes
+        and len(data) == _ONE_BATCH_SIZE
+        and data[0] == BATCH_HEADER
+        and data[1] == 1
+    ):
+        # the usual datagram, a batch of one: straight from the bytes to the message, with
+        # the checks of unpack_movement_batch (anything else takes the full path)
+        return [_build(*_checked(_unpack_record(data, 2)))]
     return [_build(*record) for record in unpack_movement_batch(data)]
 
 
@@ -360,7 +327,7 @@ def unpack_movement_batch(data: bytes | bytearray | memoryview) -> list[Movement
     except (struct.error, TypeError, ValueError) as exc:
         raise _bad(f"undecodable movement batch: {exc}") from exc
     for r in records:
-        _check(r.sent_at, r.px, r.py, r.pz, r.vx, r.vy, r.vz)
+        _checked(r)
     return records
 
 
@@ -431,22 +398,28 @@ def _quantize_vec(vec: Vec3) -> Vec3:
     )
 
 
-def _check(
-    sent_at: float, px: float, py: float, pz: float, vx: float, vy: float, vz: float
-) -> None:
-    # Chained comparisons are False for NaN, so these also refuse NaN and infinities.
+_Values = tuple[int, int, int, float, float, float, float, float, float, float]
+
+
+def _checked(values: _Values) -> _Values:
+    """``values`` (a record's fields) when its floats are within bounds; raises
+    :class:`DecodeError` otherwise. The one bounds check of every path in."""
+    _, _, _, sent_at, px, py, pz, vx, vy, vz = values
     lim = COORD_LIMIT
-    if not (
+    # Chained comparisons are False for NaN, so these also refuse NaN and infinities.
+    if (
         -lim <= px <= lim
         and -lim <= py <= lim
         and -lim <= pz <= lim
         and -lim <= vx <= lim
         and -lim <= vy <= lim
         and -lim <= vz <= lim
+        and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
     ):
-        raise _bad("movement coordinate not finite or out of range")
+        return values
     if not -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT:
         raise _bad("movement sent_at not finite or out of range")
+    raise _bad("movement coordinate not finite or out of range")
 
 
 def _build(
@@ -461,7 +434,7 @@ def _build(
     vy: float,
     vz: float,
 ) -> PositionUpdateMessage:
-    # Only ever called with values _check() accepted (or a MovementRecord made by it).
+    # Only ever called with values _checked() accepted (or a MovementRecord made by it).
     # The two Vec3 and the message id (new_message_id's) are made in line: one Python
     # call per message, twice per update (send and receive).
     position: Vec3 = _new(Vec3)
