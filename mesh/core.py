@@ -245,6 +245,14 @@ class MeshCore:
         self._reliable.service(now)
         self._paths.service(now)
 
+    def tick_movement(self, now: float) -> None:
+        """Run only the movement tick, if it is due at ``now``: the part of
+        :meth:`handle_timer` a driver needs right after :meth:`queue_position` returned a
+        due tick. Anything else due is left to the driver's next :meth:`get_timer` read."""
+        tick = self._movement.timer()
+        if tick is not None and now >= tick:
+            self._movement.tick(now, self.location_id)
+
     def next_event(self) -> CoreEvent | None:
         """The next event for the driver, or None."""
         events = self._ctx.events
@@ -324,13 +332,11 @@ class MeshCore:
 
     def queue_position(self, update: PositionUpdateMessage, now: float) -> float:
         """Queue our position for the next movement tick (newest wins); returns when that tick
-        is due (``<= now``: at once, a driver may run :meth:`handle_timer` before its flush)."""
-        movement = self._movement
-        movement.queue(update, now)
+        is due (``<= now``: at once, a driver may run :meth:`tick_movement` before its flush)."""
+        tick = self._movement.queue(update, now)
         if update.location_id != self.location_id:
-            self.set_location(update.location_id, now)
-        tick = movement.timer()
-        return now if tick is None else tick
+            self.set_location(update.location_id, now)  # capacity only: the tick stays
+        return tick
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""

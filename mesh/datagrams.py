@@ -104,9 +104,13 @@ logger = logging.getLogger("mesh.core")
 Point = tuple[float, float, float]
 """A position as ``(x, y, z)``."""
 
+_ONE_BATCH_SIZE = 2 + RECORD_SIZE
+
 
 def split_batches(updates: Sequence[PositionUpdateMessage], max_payload: int) -> list[bytes]:
     """Encode ``updates`` as few batches as possible, each at most ``max_payload`` bytes."""
+    if len(updates) == 1 and max_payload >= _ONE_BATCH_SIZE:  # the usual tick
+        return [encode_movement_batch(updates)]
     per_batch = min(MAX_BATCH, (max_payload - 2) // RECORD_SIZE)
     if per_batch < 1 or not updates:
         return []
@@ -180,14 +184,18 @@ class MovementOutbox:
 
     def put(self, update: PositionUpdateMessage) -> None:
         """Queue ``update``; it replaces an older one of the same character."""
-        current = self._pending.get(update.character_id)
-        if current is not None and not seq_newer(update.seq, current.seq):
-            self.dropped += 1
-            return
-        self._pending.pop(update.character_id, None)
-        self._pending[update.character_id] = update
-        while len(self._pending) > self._max:
-            self._pending.popitem(last=False)
+        pending = self._pending
+        cid = update.character_id
+        current = pending.get(cid)
+        if current is None:
+            if len(pending) >= self._max:  # full: the oldest makes room
+                pending.popitem(last=False)
+                self.dropped += 1
+            pending[cid] = update
+        elif seq_newer(update.seq, current.seq):
+            pending[cid] = update
+            pending.move_to_end(cid)
+        else:
             self.dropped += 1
 
     def __len__(self) -> int:
@@ -317,10 +325,10 @@ class MovementScheduler:
         self._sent_at: dict[str, float] = {}  # when each peer last got our movement
         self._divisors: _Divisors | None = None
 
-    def queue(self, update: PositionUpdateMessage, now: float) -> None:
+    def queue(self, update: PositionUpdateMessage, now: float) -> float:
         """Queue our position for the next tick (newest wins); the tick is due at once unless
         that is more than ``TICK_EARLY`` of an interval before its slot (see the module
-        docstring), else at that moment."""
+        docstring), else at that moment. Returns when the next tick runs (:meth:`timer`)."""
         self._outbox.put(update)
         due = now
         slot = self._slot
@@ -328,8 +336,10 @@ class MovementScheduler:
             earliest = slot - TICK_EARLY * self._ctx.config.tick_interval
             if earliest > now:
                 due = earliest
-        if self._next_tick is None or due < self._next_tick:  # a later catch-up tick waits
-            self._next_tick = due
+        next_tick = self._next_tick
+        if next_tick is None or due < next_tick:  # a later catch-up tick waits
+            self._next_tick = next_tick = due
+        return next_tick
 
     def timer(self) -> float | None:
         """When :meth:`tick` must run (None: nothing queued or owed)."""

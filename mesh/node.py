@@ -138,6 +138,7 @@ PUNCH_PACE = 0.005
 """Seconds between the dials of one hole punch (:meth:`PeerNode.punch`)."""
 
 _STILL = (0.0, 0.0, 0.0)  # the velocity of an update that gives none
+_POSITION_UPDATE = MessageType.POSITION_UPDATE
 
 _HANDSHAKE_CODES = frozenset(
     {
@@ -722,15 +723,15 @@ class PeerNode:
             sent_at=now,
             seq=self._seq,
         )
-        tick_at = self.core.queue_position(update, now)
-        due = tick_at <= now
-        if due:
+        core = self.core
+        tick_at = core.queue_position(update, now)
+        if tick_at <= now:
             # the tick is due at once (mesh.datagrams: its slot is near): run it before the
-            # flush rather than flush, find it due and flush again (see _transmit); only the
-            # tick is asked for here, _transmit reads the whole timer once
+            # flush rather than flush, find it due and flush again; only the tick, not the
+            # whole handle_timer walk: _transmit reads the timer and runs whatever else is due
             now = max(now, tick_at + 1e-6)
-            self.core.handle_timer(now)
-        self._transmit(now, inline=due)
+            core.tick_movement(now)
+        self._transmit(now)
         return update
 
     # internals ---------------------------------------------------------------------------
@@ -859,7 +860,16 @@ class PeerNode:
         next_event = self.core.next_event
         while (event := next_event()) is not None:
             if type(event) is PositionReceived:  # the hot one: movement
-                self._call_handlers(event.update)
+                handlers = self._handlers.get(_POSITION_UPDATE)
+                if handlers:  # _call_handlers, in line
+                    notify(
+                        handlers,
+                        event.update,
+                        log=logger,
+                        what="handler",
+                        spawn=self._spawn,
+                        label=_POSITION_UPDATE,
+                    )
             elif isinstance(event, MessageDelivered):
                 self._call_handlers(event.message)
             elif isinstance(event, SendSettled):

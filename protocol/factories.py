@@ -35,7 +35,7 @@ from protocol.messages import (
     WhisperMessage,
     WorldAnnouncementMessage,
 )
-from protocol.movement import MovementRecord
+from protocol.movement import position_update
 
 __all__ = [
     "VecLike",
@@ -244,12 +244,11 @@ def create_position_update(
     """
     pos = _plain_xyz(position)
     vel = _plain_xyz(velocity)
-    if pos is not None and vel is not None and type(sent_at) is float:
-        record = MovementRecord(character_id, location_id, seq, sent_at, *pos, *vel)
+    if pos is not None and vel is not None:
         try:
-            return record.to_message()
+            return position_update(character_id, location_id, seq, sent_at, *pos, *vel)
         except DecodeError:
-            pass  # out of bounds: the model's validation error below names the field
+            pass  # not plain or out of bounds: the model's validation error names the field
     return PositionUpdateMessage(
         character_id=character_id,
         location_id=location_id,
@@ -263,12 +262,14 @@ def create_position_update(
 def _plain_xyz(value: VecLike) -> tuple[float, float, float] | None:
     """``value`` as three floats when it is a ``Vec3`` or a tuple or list of exactly three
     ``float`` s (what the fast path of :func:`create_position_update` takes), else None."""
+    if type(value) is tuple or type(value) is list:
+        try:
+            x, y, z = value
+        except ValueError:  # not three: the model refuses it
+            return None
+        return (x, y, z) if type(x) is float and type(y) is float and type(z) is float else None
     if type(value) is Vec3:
         return (value.x, value.y, value.z)
-    if (type(value) is tuple or type(value) is list) and len(value) == 3:
-        x, y, z = value
-        if type(x) is float and type(y) is float and type(z) is float:
-            return (x, y, z)
     return None
 
 

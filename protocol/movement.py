@@ -36,7 +36,8 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from protocol.errors import DecodeError, ErrorCode, InvalidMessageError
-from protocol.messages.base import COORD_LIMIT, new_message_id
+from protocol.messages.base import _UUID4_CLEAR, _UUID4_SET, COORD_LIMIT
+from protocol.messages.base import _rng as _id_rng
 from protocol.messages.location import PositionUpdateMessage, Vec3
 from protocol.version import PROTOCOL_VERSION
 
@@ -59,6 +60,7 @@ __all__ = [
     "encode_movement_batch",
     "encode_movement_batches",
     "next_seq",
+    "position_update",
     "pack_movement",
     "pack_movement_batch",
     "quantize_movement",
@@ -87,6 +89,10 @@ MOVEMENT_FIELDS = ("character_id", "location_id", "position", "velocity", "sent_
 
 _SENT_AT_LIMIT = 1e13
 _POSITION_FIELDS = frozenset(("type", *MOVEMENT_FIELDS, "message_id", "version"))
+_XYZ = frozenset("xyz")
+_ONE_BATCH = _BATCH[1]
+_ONE_BATCH_SIZE = _ONE_BATCH.size
+_id_bits = _id_rng.getrandbits  # the generator new_message_id draws from (reseeded in place)
 _new = object.__new__
 _set = object.__setattr__
 # Slot setters of pydantic's BaseModel: building a model this way skips re-validation
@@ -118,22 +124,11 @@ class MovementRecord(NamedTuple):
         """The equivalent :class:`PositionUpdateMessage` (fresh ``message_id``); raises
         :class:`DecodeError` if a value is out of the model's bounds (only possible for
         a record built by hand: the decoders check everything)."""
-        cid, lid, seq = self.character_id, self.location_id, self.seq
-        if not (
-            type(cid) is int
-            and type(lid) is int
-            and type(seq) is int
-            and 0 <= cid <= 0xFFFFFFFF
-            and 0 <= lid <= 0xFFFFFFFF
-            and 0 <= seq <= 0xFFFF
-        ):
-            raise _bad("movement record ids or seq out of range")
         try:
             floats = [float(v) for v in self[3:]]
         except (TypeError, ValueError) as exc:
             raise _bad(f"movement record value is not a number: {exc}") from exc
-        _check(*floats)
-        return _build(cid, lid, seq, *floats)
+        return position_update(self.character_id, self.location_id, self.seq, *floats)
 
     @classmethod
     def from_message(cls, update: PositionUpdateMessage) -> MovementRecord:
@@ -152,6 +147,45 @@ class MovementRecord(NamedTuple):
             v.y,
             v.z,
         )
+
+
+def position_update(
+    character_id: int,
+    location_id: int,
+    seq: int,
+    sent_at: float,
+    px: float,
+    py: float,
+    pz: float,
+    vx: float,
+    vy: float,
+    vz: float,
+) -> PositionUpdateMessage:
+    """A :class:`PositionUpdateMessage` (fresh ``message_id``) of plain values, checked
+    against the bounds the binary form and the model share, without running pydantic's
+    validators: ids ``int`` within 32 bits, ``seq`` 16 bits, the rest finite ``float`` s
+    within ``COORD_LIMIT`` (``sent_at``: within 1e13). Raises :class:`DecodeError`
+    otherwise. The message equals the validated model of the same values field by field."""
+    if not (
+        type(character_id) is int
+        and type(location_id) is int
+        and type(seq) is int
+        and 0 <= character_id <= 0xFFFFFFFF
+        and 0 <= location_id <= 0xFFFFFFFF
+        and 0 <= seq <= 0xFFFF
+    ):
+        raise _bad("movement ids or seq out of range")
+    if not (
+        type(sent_at) is float
+        and type(px) is float
+        and type(py) is float
+        and type(pz) is float
+        and type(vx) is float
+        and type(vy) is float
+        and type(vz) is float
+    ):
+        raise _bad("movement values must be floats")
+    return _build(*_checked((character_id, location_id, seq, sent_at, px, py, pz, vx, vy, vz)))
 
 
 def encode_movement(update: PositionUpdateMessage) -> bytes:
@@ -203,25 +237,23 @@ def unpack_movement(data: bytes | bytearray | memoryview) -> MovementRecord:
         raise _bad(f"undecodable movement update: {exc}") from exc
     if header != SINGLE_HEADER:
         raise _bad(_header_problem(header, SINGLE_HEADER))
-    _, _, _, sent_at, px, py, pz, vx, vy, vz = values
-    lim = COORD_LIMIT
-    # Chained comparisons are False for NaN: this also refuses NaN and infinities.
-    if not (
-        -lim <= px <= lim
-        and -lim <= py <= lim
-        and -lim <= pz <= lim
-        and -lim <= vx <= lim
-        and -lim <= vy <= lim
-        and -lim <= vz <= lim
-        and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
-    ):
-        _check(sent_at, px, py, pz, vx, vy, vz)  # raises with the precise reason
-    return _tuple_new(MovementRecord, values)
+    return _tuple_new(MovementRecord, _checked(values))
 
 
 def encode_movement_batch(updates: Sequence[PositionUpdateMessage]) -> bytes:
     """Several updates (1..``MAX_BATCH``) in one datagram payload."""
     count = len(updates)
+    if count == 1:  # the usual tick: one struct call
+        u = updates[0]
+        p = u.position
+        v = u.velocity
+        try:
+            return _ONE_BATCH.pack(
+                BATCH_HEADER, 1, u.character_id, u.location_id, u.seq, u.sent_at,
+                p.x, p.y, p.z, v.x, v.y, v.z,
+            )  # fmt: skip
+        except (struct.error, OverflowError, TypeError) as exc:
+            raise InvalidMessageError(f"position update not encodable: {exc}") from exc
     if not 1 <= count <= MAX_BATCH:
         raise ValueError(f"a movement batch holds 1..{MAX_BATCH} updates, got {count}")
     pack = _RECORD.pack
@@ -260,6 +292,15 @@ def encode_movement_batches(updates: Iterable[PositionUpdateMessage]) -> list[by
 
 def decode_movement_batch(data: bytes | bytearray | memoryview) -> list[PositionUpdateMessage]:
     """Decode a batch payload; raises :class:`DecodeError` on anything else."""
+    if (
+        type(data) is bytes
+        and len(data) == _ONE_BATCH_SIZE
+        and data[0] == BATCH_HEADER
+        and data[1] == 1
+    ):
+        # the usual datagram, a batch of one: straight from the bytes to the message, with
+        # the checks of unpack_movement_batch (anything else takes the full path)
+        return [_build(*_checked(_unpack_record(data, 2)))]
     return [_build(*record) for record in unpack_movement_batch(data)]
 
 
@@ -286,7 +327,7 @@ def unpack_movement_batch(data: bytes | bytearray | memoryview) -> list[Movement
     except (struct.error, TypeError, ValueError) as exc:
         raise _bad(f"undecodable movement batch: {exc}") from exc
     for r in records:
-        _check(r.sent_at, r.px, r.py, r.pz, r.vx, r.vy, r.vz)
+        _checked(r)
     return records
 
 
@@ -357,31 +398,28 @@ def _quantize_vec(vec: Vec3) -> Vec3:
     )
 
 
-def _vec(x: float, y: float, z: float) -> Vec3:
-    vec: Vec3 = _new(Vec3)
-    _set(vec, "__dict__", {"x": x, "y": y, "z": z})
-    _set_fields(vec, {"x", "y", "z"})
-    _set_extra(vec, None)
-    _set_private(vec, None)
-    return vec
+_Values = tuple[int, int, int, float, float, float, float, float, float, float]
 
 
-def _check(
-    sent_at: float, px: float, py: float, pz: float, vx: float, vy: float, vz: float
-) -> None:
-    # Chained comparisons are False for NaN, so these also refuse NaN and infinities.
+def _checked(values: _Values) -> _Values:
+    """``values`` (a record's fields) when its floats are within bounds; raises
+    :class:`DecodeError` otherwise. The one bounds check of every path in."""
+    _, _, _, sent_at, px, py, pz, vx, vy, vz = values
     lim = COORD_LIMIT
-    if not (
+    # Chained comparisons are False for NaN, so these also refuse NaN and infinities.
+    if (
         -lim <= px <= lim
         and -lim <= py <= lim
         and -lim <= pz <= lim
         and -lim <= vx <= lim
         and -lim <= vy <= lim
         and -lim <= vz <= lim
+        and -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT
     ):
-        raise _bad("movement coordinate not finite or out of range")
+        return values
     if not -_SENT_AT_LIMIT <= sent_at <= _SENT_AT_LIMIT:
         raise _bad("movement sent_at not finite or out of range")
+    raise _bad("movement coordinate not finite or out of range")
 
 
 def _build(
@@ -396,20 +434,32 @@ def _build(
     vy: float,
     vz: float,
 ) -> PositionUpdateMessage:
-    # Only ever called with values _check() accepted (or a MovementRecord made by it).
+    # Only ever called with values _checked() accepted (or a MovementRecord made by it).
+    # The two Vec3 and the message id (new_message_id's) are made in line: one Python
+    # call per message, twice per update (send and receive).
+    position: Vec3 = _new(Vec3)
+    _set(position, "__dict__", {"x": px, "y": py, "z": pz})
+    _set_fields(position, set(_XYZ))
+    _set_extra(position, None)
+    _set_private(position, None)
+    velocity: Vec3 = _new(Vec3)
+    _set(velocity, "__dict__", {"x": vx, "y": vy, "z": vz})
+    _set_fields(velocity, set(_XYZ))
+    _set_extra(velocity, None)
+    _set_private(velocity, None)
     msg: PositionUpdateMessage = _new(PositionUpdateMessage)
     _set(
         msg,
         "__dict__",
         {
             "type": _POSITION_TYPE,
-            "message_id": new_message_id(),
+            "message_id": ((_id_bits(128) & _UUID4_CLEAR) | _UUID4_SET).to_bytes(16, "big").hex(),
             "timestamp": None,
             "version": PROTOCOL_VERSION,
             "character_id": cid,
             "location_id": lid,
-            "position": _vec(px, py, pz),
-            "velocity": _vec(vx, vy, vz),
+            "position": position,
+            "velocity": velocity,
             "sent_at": sent_at,
             "seq": seq,
         },

@@ -162,7 +162,8 @@ if hasattr(os, "register_at_fork"):
 
 def new_message_id() -> str:
     """A fresh random message id: 32 lowercase hex digits, laid out as a UUID version 4."""
-    return "%032x" % ((_rng.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    # to_bytes().hex() is the same text as "%032x" at half the cost of formatting a 128-bit int
+    return ((_rng.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET).to_bytes(16, "big").hex()
 
 
 _REF_PATTERN = r"^[A-Za-z0-9_\-:.]{1,64}$"

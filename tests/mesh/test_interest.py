@@ -221,6 +221,30 @@ def test_queue_position_says_when_its_tick_is_due() -> None:
     assert core.get_timer() == pytest.approx(early)
 
 
+def test_tick_movement_runs_the_due_tick_alone() -> None:
+    """What a node runs right after queueing a due position: the tick, and nothing else
+    (a keepalive due at the same time waits for the driver's next timer read)."""
+    net, mover, watchers, _ = _area(4)
+    core = mover.core
+    start = net.now
+    due = core.queue_position(_update(mover, 1, 0.0), start)
+    assert due == start
+    core.tick_movement(start - 1e-3)  # not due yet: nothing runs
+    assert core.movement_info().ticks == 0 and core.movement_info().queued == 1
+    keepalive = start + 3600.0  # far enough that every link's keepalive is due
+    core.tick_movement(keepalive)
+    info = core.movement_info()
+    assert info.ticks == 1 and info.queued == 0 and info.sent >= 2
+    timer = core.get_timer()
+    assert timer is not None and timer < keepalive  # the links' timers were left alone
+    net.flush(mover)
+    net.run_for(0.05)
+    got = [w for w in watchers if any(p.update.seq == 1 for p in w.positions())]
+    assert len(got) == info.sent
+    core.tick_movement(keepalive)  # a catch-up tick is planned later, not due yet: no tick
+    assert core.movement_info().ticks == 1
+
+
 def _ticks_of(
     queue_times: list[float], late: dict[int, float] | None = None
 ) -> tuple[list[float], list[float]]:

@@ -25,6 +25,13 @@ def test_outbox_newest_wins_and_is_bounded() -> None:
     box.put(upd(3, 1))  # over the bound: the oldest character is dropped
     assert [(u.character_id, u.seq) for u in box.take()] == [(2, 1), (3, 1)]
     assert len(box) == 0 and box.dropped == 2
+    # a newer update of a queued character makes it the newest: the bound drops another
+    box.put(upd(1, 1))
+    box.put(upd(2, 2))
+    box.put(upd(1, 2))
+    box.put(upd(3, 2))
+    assert [(u.character_id, u.seq) for u in box.take()] == [(1, 2), (3, 2)]
+    assert box.dropped == 3
 
 
 def test_inbox_drops_stale_and_accepts_after_silence() -> None:
@@ -48,4 +55,7 @@ def test_split_batches_respects_the_size_limit() -> None:
     decoded = [u for b in batches for u in decode_movement_batch(b)]
     assert [u.character_id for u in decoded] == list(range(60))
     assert split_batches(updates, 10) == []
+    assert split_batches(updates[:1], 43) == []  # a batch of one is 44 bytes
+    (one,) = split_batches(updates[:1], 44)
+    assert len(one) == 44 and decode_movement_batch(one)[0].character_id == 0
     assert split_batches([], 1100) == []

@@ -10,6 +10,8 @@ import pytest
 from mesh.link import LinkState
 from mesh.node import PeerNode
 from protocol.messages.base import MessageType
+from protocol.messages.location import PositionUpdateMessage, Vec3
+from protocol.movement import quantize_movement
 from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
@@ -96,6 +98,38 @@ async def test_movement_newest_wins(make_node: NodeFactory) -> None:
     assert len(seqs) < 200, "updates of one tick were not coalesced"
     final = inbox.items[-1]
     assert final.character_id == 1 and final.location_id == 5 and final.position.x == 199.0
+
+
+async def test_position_handlers_get_the_update_past_a_failing_one(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every POSITION_UPDATE handler, sync or async, gets the sent update as a
+    PositionUpdateMessage (float32-rounded), even after one that raised (logged)."""
+    a = await make_node(1, "Runner")
+    b = await make_node(2, "Watcher")
+    sync_inbox, async_inbox = Inbox(), Inbox()
+
+    def broken(message: Any) -> None:
+        raise RuntimeError("game bug")
+
+    async def async_handler(message: Any) -> None:
+        await asyncio.sleep(0)
+        async_inbox(message)
+
+    for handler in (broken, sync_inbox, async_handler):
+        b.register_handler(MessageType.POSITION_UPDATE, handler)
+    await connect(a, b)
+    sent = a.send_position_update((1.1, 2.0, -3.0), (0.25, 0.0, 0.1), location_id=5)
+    assert type(sent) is PositionUpdateMessage and sent.character_id == 1
+    assert sent.position == Vec3(x=1.1, y=2.0, z=-3.0) and sent.sent_at > 0
+    (got,) = await sync_inbox.wait_for(1)
+    (also,) = await async_inbox.wait_for(1)
+    assert got is also and type(got) is PositionUpdateMessage
+    assert got.model_dump(exclude={"message_id"}) == quantize_movement(sent).model_dump(
+        exclude={"message_id"}
+    )
+    assert got.message_id != sent.message_id
+    assert any("handler" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
 async def test_five_nodes_full_mesh(make_node: NodeFactory) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -263,3 +264,151 @@ def test_seq_newer_properties(s: int, step: int) -> None:
 def test_next_seq_wraps() -> None:
     assert next_seq(0) == 1
     assert next_seq(0xFFFF) == 0
+
+
+# The built-once fast paths: a message made without pydantic's validators must be the
+# validated model, and hostile values must be refused by them as by the model ----------
+
+
+def _same_model(fast: PositionUpdateMessage, slow: PositionUpdateMessage) -> None:
+    """``fast`` is ``slow`` in every field and in pydantic's own state (but its id)."""
+    assert fast == slow.model_copy(update={"message_id": fast.message_id})
+    assert fast.model_dump(exclude={"message_id"}) == slow.model_dump(exclude={"message_id"})
+    assert fast.model_fields_set == slow.model_fields_set | {"message_id", "type", "version"}
+    for got, want in ((fast.position, slow.position), (fast.velocity, slow.velocity)):
+        assert type(got) is Vec3 and got.model_fields_set == {"x", "y", "z"}
+        assert got.__pydantic_extra__ is None and got.__pydantic_private__ is None
+        assert got == want
+    assert fast.__pydantic_extra__ is None and fast.__pydantic_private__ is None
+    assert PositionUpdateMessage.model_validate(fast.model_dump()) == fast
+    assert deserialize(serialize(fast)) == fast
+
+
+plain = st.floats(min_value=-COORD_LIMIT, max_value=COORD_LIMIT, allow_nan=False)
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 0xFFFF),
+    st.floats(min_value=-1e13, max_value=1e13, allow_nan=False),
+    st.tuples(plain, plain, plain),
+    st.tuples(plain, plain, plain),
+)
+@settings(max_examples=200, deadline=None)
+def test_position_update_is_the_validated_model(
+    cid: int, lid: int, seq: int, sent_at: float, pos: tuple[float, ...], vel: tuple[float, ...]
+) -> None:
+    fast = mv.position_update(cid, lid, seq, sent_at, *pos, *vel)
+    slow = PositionUpdateMessage(
+        character_id=cid,
+        location_id=lid,
+        position=Vec3(x=pos[0], y=pos[1], z=pos[2]),
+        velocity=Vec3(x=vel[0], y=vel[1], z=vel[2]),
+        sent_at=sent_at,
+        seq=seq,
+    )
+    _same_model(fast, slow)
+
+
+BAD_VALUES = [
+    {"character_id": -1},
+    {"character_id": 2**32},
+    {"character_id": True},
+    {"location_id": 2**32},
+    {"location_id": 1.0},
+    {"seq": 0x10000},
+    {"seq": -1},
+    {"sent_at": 1e14},
+    {"sent_at": math.nan},
+    *({slot: value} for slot in ("px", "py", "pz", "vx", "vy", "vz") for value in (
+        math.nan, math.inf, -math.inf, COORD_LIMIT * 1.5, -COORD_LIMIT * 1.5)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES)
+def test_position_update_refuses_what_the_model_refuses(bad: dict[str, object]) -> None:
+    good = {"character_id": 1, "location_id": 2, "seq": 3, "sent_at": 4.0}
+    good |= dict.fromkeys(("px", "py", "pz", "vx", "vy", "vz"), 0.5)
+    values = good | bad
+    with pytest.raises(DecodeError) as info:
+        mv.position_update(**values)  # type: ignore[arg-type]
+    assert info.value.code is ErrorCode.BAD_DATAGRAM
+    with pytest.raises(ValueError):  # pydantic's ValidationError
+        PositionUpdateMessage(
+            character_id=values["character_id"],
+            location_id=values["location_id"],
+            seq=values["seq"],
+            sent_at=values["sent_at"],
+            position={k: values[f"p{k}"] for k in "xyz"},
+            velocity={k: values[f"v{k}"] for k in "xyz"},
+        )
+
+
+def test_position_update_takes_only_plain_floats() -> None:
+    """An int or a float subclass (numpy's float64) is not what the fast path checks: it
+    refuses it, and the factory leaves it to the model."""
+
+    class Wide(float):
+        pass
+
+    for odd in (1, Wide(1.0)):
+        with pytest.raises(DecodeError):
+            mv.position_update(1, 2, 3, 4.0, odd, 0.0, 0.0, 0.0, 0.0, 0.0)  # type: ignore[arg-type]
+        built = create_position_update(1, 2, (odd, 0.0, 0.0), sent_at=4.0)  # type: ignore[arg-type]
+        assert type(built.position.x) is float and built.position.x == 1.0
+
+
+def test_built_messages_have_distinct_uuid4_ids() -> None:
+    ids = {
+        create_position_update(1, 2, (0.0, 0.0, 0.0), sent_at=1.0).message_id for _ in range(500)
+    }
+    ids |= {
+        decode_movement_batch(encode_movement_batch([_sample()]))[0].message_id for _ in range(500)
+    }
+    assert len(ids) == 1000
+    for text in ids:
+        assert len(text) == 32 and text == text.lower()
+        parsed = uuid.UUID(hex=text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == text
+
+
+@given(updates)
+@settings(max_examples=200, deadline=None)
+def test_one_update_batch_fast_path_matches_the_general_one(update: PositionUpdateMessage) -> None:
+    """A batch of one (the usual datagram) is encoded and decoded in line: same bytes, same
+    message as the record path."""
+    data = encode_movement_batch([update])
+    assert data == mv.pack_movement_batch([MovementRecord.from_message(update)])
+    (fast,) = decode_movement_batch(data)
+    (record,) = unpack_movement_batch(data)
+    _same_model(fast, record.to_message())
+    assert _movement_fields(fast) == _movement_fields(quantize_movement(update))
+
+
+ONE = encode_movement_batch([create_position_update(1, 2, (1.0, 2.0, 3.0), sent_at=5.0, seq=3)])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes((0x12, 0)) + ONE[2:],  # a batch of one that says none
+        bytes((0x12, 2)) + ONE[2:],
+        bytes((0x12, 255)) + ONE[2:],
+        bytes((0x22, 1)) + ONE[2:],  # format version 2
+        bytes((0x11, 1)) + ONE[2:],  # a single's header on a batch
+        *(_corrupt(ONE, offset, "<f", value)
+          for offset in range(20, 44, 4)
+          for value in (math.nan, math.inf, -math.inf, 1e30, -1e30)),
+        _corrupt(ONE, 12, "<d", math.nan),
+        _corrupt(ONE, 12, "<d", -1e300),
+    ],
+)  # fmt: skip
+def test_hostile_batches_of_one_are_refused(data: bytes) -> None:
+    assert len(data) == len(ONE)
+    with pytest.raises(DecodeError) as info:
+        decode_movement_batch(data)
+    assert info.value.code is ErrorCode.BAD_DATAGRAM
+    for odd in (bytearray(data), memoryview(data)):
+        with pytest.raises(DecodeError):
+            decode_movement_batch(odd)
