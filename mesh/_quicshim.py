@@ -89,6 +89,8 @@ from mesh._quic_tx import DatagramPacketWriter
 from protocol.errors import MeshConfigError
 
 __all__ = [
+    "ACK_ONLY_LIMIT",
+    "ACK_ONLY_PING_UID",
     "PINNED_AIOQUIC_VERSION",
     "MeshQuicConnection",
     "LossCounter",
@@ -112,6 +114,18 @@ __all__ = [
 PINNED_AIOQUIC_VERSION = "1.7.2"
 
 _CONNECTED = QuicConnectionState.CONNECTED
+
+#: Unacknowledged ACK-only packets a connection keeps before its next ACK carries a PING.
+#: ACK-only packets are not ack-eliciting (RFC 9000 section 13.2.1), so a peer that only
+#: receives (a player standing still among moving ones: it acknowledges their movement and
+#: sends nothing else) never has its ACKs acknowledged, and aioquic keeps every one of them
+#: among its sent packets for good: memory, and the work of every pass over them, that grow
+#: by one per ACK. A PING makes every 16th ack-eliciting (section 13.2.4's remedy): the
+#: peer's ACK of it acknowledges the ones before too, and they are forgotten.
+ACK_ONLY_LIMIT = 16
+#: The user id of that PING (aioquic reports its acknowledgement as ``PingAcknowledged``;
+#: the mesh reads no such event).
+ACK_ONLY_PING_UID = 0
 
 
 def check_aioquic_version(installed: str | None = None) -> None:
@@ -213,6 +227,18 @@ class MeshQuicConnection(QuicConnection):
             timer = self._mesh_timer if self._mesh_timer_valid else self.get_timer()
             if timer is None or now < timer:
                 return []
+        space = self._mesh_timer_space
+        if space is not None:
+            ack_at = space.ack_at
+            if (
+                ack_at is not None
+                and ack_at <= now
+                and not self._datagrams_pending
+                and not self._ping_pending
+                and len(space.sent_packets) - space.ack_eliciting_in_flight >= ACK_ONLY_LIMIT
+            ):
+                # a packet of this ACK alone would be one more that nobody acknowledges
+                self.send_ping(ACK_ONLY_PING_UID)
         out = _datagram_packet(self, now)
         if out is None:
             self._mesh_quiet = False

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ssl
+from collections import Counter
 
 import pytest
+from aioquic import tls
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
@@ -427,3 +429,48 @@ def _events_after_ack(client: QuicConnection, server: QuicConnection, now: float
     while (event := client.next_event()) is not None:
         events.append(event)
     return events
+
+
+def _ack_only_unacknowledged(conn: QuicConnection) -> int:
+    space = conn._spaces[tls.Epoch.ONE_RTT]
+    return len(space.sent_packets) - space.ack_eliciting_in_flight
+
+
+def test_a_peer_that_only_receives_keeps_few_unacknowledged_acks() -> None:
+    """A side that only acknowledges (movement flows one way) has every 16th ACK carry a
+    PING: the sender's ACK of it lets it forget its ACK-only packets, which nobody
+    acknowledges otherwise (aioquic keeps them all: one more per ACK, for good)."""
+    sender, receiver, _ = pair(cls=_quicshim.MeshQuicConnection)
+    for conn in (sender, receiver):
+        _quicshim.tune_ack_delay(conn, 0.005)
+    peer = {id(sender): (receiver, CLIENT_ADDR), id(receiver): (sender, SERVER_ADDR)}
+    kinds: Counter[str] = Counter()
+
+    def flush(src: QuicConnection, now: float) -> None:
+        dst, addr = peer[id(src)]
+        first = src._packet_number
+        for data, _addr in src.datagrams_to_send(now=now):
+            dst.receive_datagram(data, addr, now=now)
+        list(iter(dst.next_event, None))
+        if src is receiver:
+            sent = src._spaces[tls.Epoch.ONE_RTT].sent_packets
+            for number in range(first, src._packet_number):
+                kinds["ping" if sent[number].is_ack_eliciting else "ack only"] += 1
+
+    worst = 0
+    for step in range(600):
+        now = 1.0 + step * 0.016
+        sender.send_datagram_frame(b"m" * 43)
+        flush(sender, now)
+        flush(receiver, now)
+        later = now + 0.006  # the receiver's ACK delay runs out before the next datagram
+        for side in (receiver, sender):
+            timer = side.get_timer()
+            if timer is not None and timer <= later:
+                side.handle_timer(later)
+            flush(side, later)
+        worst = max(worst, _ack_only_unacknowledged(receiver))
+    assert kinds["ack only"] > 400, kinds  # the receiver sent hundreds of ACKs alone
+    assert worst <= 17, worst  # ACK_ONLY_LIMIT, and the one that carried the PING
+    assert kinds["ping"] >= kinds["ack only"] // _quicshim.ACK_ONLY_LIMIT - 1, kinds
+    assert _ack_only_unacknowledged(sender) <= 1  # the sender's ACKs ride on its datagrams
