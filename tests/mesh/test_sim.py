@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from mesh._quicshim import MeshQuicConnection
+from mesh._quicshim import ACK_ONLY_PING_UID, MeshQuicConnection
 from mesh.core import MeshConfig
 from mesh.link import LinkState
 from protocol.messages.chat import PartyChatMessage, WhisperMessage
@@ -159,19 +161,21 @@ def test_keepalive_holds_an_idle_connection_and_a_vanished_peer_is_dropped() -> 
 def test_a_peer_heard_moving_gets_no_keepalive_and_the_link_holds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Only a moves, for ten idle timeouts: b hears it and sends no PING (its ACKs keep a's
-    idle timer fresh); a hears only ACKs and still sends its keepalives."""
+    """Only a moves, for ten idle timeouts: b hears it and sends no keepalive PING (its
+    ACKs keep a's idle timer fresh), only the PING on every 16th ACK-only packet that gets
+    its ACKs acknowledged; a hears only ACKs and still sends its keepalives."""
     config = lambda: MeshConfig(  # noqa: E731
         idle_timeout=3.0, keepalive_interval=1.0, tick_interval=0.05, path_probe_interval=60.0
     )
     net = SimNet(7, delay=(0.002, 0.004), config=config)
     a, b = net.add(1), net.add(2)
     net.establish(a, b)  # a dials: its connection is the client one
-    pings = {"a": 0, "b": 0}
+    pings: Counter[str] = Counter(a=0, b=0)
     send_ping = MeshQuicConnection.send_ping
 
     def counting(conn: MeshQuicConnection, uid: int) -> None:
-        pings["a" if conn.configuration.is_client else "b"] += 1
+        side = "a" if conn.configuration.is_client else "b"
+        pings[side if uid != ACK_ONLY_PING_UID else f"{side} ack-only"] += 1
         send_ping(conn, uid)
 
     monkeypatch.setattr(MeshQuicConnection, "send_ping", counting)
@@ -183,6 +187,7 @@ def test_a_peer_heard_moving_gets_no_keepalive_and_the_link_holds(
     assert net.connected(a, b)
     assert len(b.positions()) == 600
     assert pings["b"] == 0 and pings["a"] >= 25, pings
+    assert "a ack-only" not in pings and pings["b ack-only"] >= 5, pings
 
 
 def test_demux_ignores_junk_and_small_initials() -> None:
