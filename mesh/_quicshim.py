@@ -42,6 +42,10 @@ DatagramPacketWriter`                     builder, ACK/PING/DATAGRAM frame write
                                           ``_on_ack_delivery``, ``_on_ping_delivery``,
                                           ``_network_paths[0].bytes_sent``,
                                           ``_quic_logger``
+``MeshQuicConnection.datagrams_to_send``  ``_state``, ``_pacing_at`` (written),
+(the idle check: aioquic's pacing step)   ``_loss._pacer`` (``packet_time``,
+                                          ``bucket_max``; ``bucket_time`` and
+                                          ``evaluation_time`` written)
 ``MeshQuicConnection.get_timer`` and      ``_close_at``, ``_state``, ``_network_paths``,
 ``_idle_timeout`` (aioquic's timer and     ``_pacing_at``, ``_loss_at`` (written),
 idle timeout computed directly on an      ``_configuration.idle_timeout``,
@@ -79,7 +83,7 @@ from typing import Any
 
 from aioquic import tls
 from aioquic.quic.congestion.base import K_GRANULARITY
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.connection import END_STATES, QuicConnection, QuicConnectionState
 from aioquic.quic.packet import QuicFrameType
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -158,10 +162,16 @@ class MeshQuicConnection(QuicConnection):
       every packet space (same value: see :meth:`get_timer`), and so is the idle
       timeout every received packet restarts;
     * ``datagrams_to_send`` returns ``[]`` at once when no such call happened
-      since the last one and ``now`` is before :meth:`get_timer`: what a timer
-      releases (an ACK due, pacing) only becomes due at that time, and anything
-      else (data, a close, a loss timeout) comes through one of the overridden
-      calls below. Output is the same as aioquic's, packet for packet.
+      since the last one, ``now`` is before :meth:`get_timer` and the pacer holds
+      nothing back: a delayed ACK only becomes due at its time, and anything else
+      (data, a close, a loss timeout) comes through one of the overridden calls
+      below. Pacing is the exception: aioquic's pacer refills continuously and lets
+      a packet go as soon as it has any credit, so its pacing time (in the timer) is
+      the latest a held packet leaves, not the earliest; the check therefore does the
+      pacer's own step (credit accrues up to ``now``, the pacing time is set anew, as
+      each aioquic flush does first) and flushes when pacing held something back
+      that it now releases. Output and state are the same as aioquic's, packet for
+      packet, whenever and however often the connection is flushed.
     * a flush with only DATAGRAM frames (and an ACK) to send writes their packet
       directly, with aioquic's bookkeeping but without its packet builder and its
       pass over every other frame source (``_datagram_packet``,
@@ -226,7 +236,33 @@ class MeshQuicConnection(QuicConnection):
         if self._mesh_clean:
             timer = self._mesh_timer if self._mesh_timer_valid else self.get_timer()
             if timer is None or now < timer:
-                return []
+                state = self._state
+                if state is _CONNECTED:
+                    # aioquic's flush asks its pacer first (no ACK is due before the
+                    # timer): credit accrues up to now, and pacing holds packets back
+                    # only while it has none, so its pacing time (in the timer) is the
+                    # latest a held packet leaves, not the earliest
+                    pacer = self._loss._pacer
+                    packet_time = pacer.packet_time
+                    if packet_time is None:
+                        return []
+                    if now > pacer.evaluation_time:
+                        bucket = pacer.bucket_time + (now - pacer.evaluation_time)
+                        bucket_max = pacer.bucket_max
+                        pacer.bucket_time = bucket if bucket < bucket_max else bucket_max
+                        pacer.evaluation_time = now
+                    if pacer.bucket_time <= 0:
+                        pacing_at = now + packet_time
+                        if pacing_at != self._pacing_at:
+                            self._pacing_at = pacing_at
+                            self._mesh_timer_valid = False
+                        return []
+                    if self._pacing_at is None:
+                        return []
+                    # pacing released what it held back, if anything: flush
+                elif state in END_STATES:
+                    return []
+                # else the handshake: aioquic flushes (whether it paces depends on its keys)
         space = self._mesh_timer_space
         if space is not None:
             ack_at = space.ack_at

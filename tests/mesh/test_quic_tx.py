@@ -27,13 +27,16 @@ from protocol.messages.base import MessageType
 from tests.inbox import Inbox
 
 from .conftest import NodeFactory, ticket_of
+from .test_quic_ack import _scripted_trace
 
 CLIENT_ADDR = ("127.0.0.1", 1)
 SERVER_ADDR = ("127.0.0.1", 2)
 
 
-def _pair(congestion: str) -> tuple[QuicConnection, QuicConnection]:
-    """A client and a server of aioquic's own class, handshake done."""
+def _pair(
+    congestion: str, cls: type[QuicConnection] = QuicConnection
+) -> tuple[QuicConnection, QuicConnection]:
+    """A client and a server of ``cls`` (default aioquic's own class), handshake done."""
     identity = Identity.generate()
     configs = []
     for is_client in (True, False):
@@ -47,9 +50,9 @@ def _pair(congestion: str) -> tuple[QuicConnection, QuicConnection]:
         configs.append(config)
     configs[1].certificate = make_certificate(identity.signing_key, common_name="s")
     configs[1].private_key = identity.signing_key
-    client = QuicConnection(configuration=configs[0])
+    client = cls(configuration=configs[0])
     client.connect(SERVER_ADDR, now=0.0)
-    server = QuicConnection(
+    server = cls(
         configuration=configs[1],
         original_destination_connection_id=client.original_destination_connection_id,
     )
@@ -84,7 +87,11 @@ def copyable_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _twin(conn: QuicConnection) -> QuicConnection:
-    twin: QuicConnection = copy.deepcopy(conn, {id(conn.tls): conn.tls})
+    memo: dict[int, object] = {id(conn.tls): conn.tls}
+    writer = getattr(conn, "_mesh_tx", None)
+    if writer is not None:  # a MeshQuicConnection's packet writer: its scratch buffer
+        memo[id(writer._buffer)] = Buffer(capacity=writer._buffer.capacity)
+    twin: QuicConnection = copy.deepcopy(conn, memo)
     return twin
 
 
@@ -243,6 +250,78 @@ def _flush(
     assert out == expected
     assert _state(src) == _state(twin)
     assert src.get_timer() == twin.get_timer()
+    link.send(src, out)
+
+
+@pytest.mark.usefixtures("copyable_connections")
+@pytest.mark.parametrize("congestion", ["reno", "cubic"])
+def test_mesh_connection_paces_bursts_as_aioquic(congestion: str) -> None:
+    """A MeshQuicConnection pair over a seeded lossy script of bursts (up to eight
+    DATAGRAMs a step, several packets a flush, the pacer holding some back) and flushes
+    between steps with no call in between (an idle flush at a later time releases what
+    pacing held: its bucket refills continuously, the pacing time is only the latest a
+    held packet leaves): every flush, whichever path answers it (the writer, aioquic's
+    builder, the idle check), gives the very datagrams and state aioquic's own
+    ``datagrams_to_send`` gives a copy of the connection, and the same timer."""
+    client, server = _pair(congestion, _quicshim.MeshQuicConnection)
+    link = _Link(client, server, seed=1616)
+    seen: Counter[str] = Counter()
+    rng = link.rng
+    for step in range(300):
+        now = 1.0 + step * 0.01
+        link.deliver(now)
+        if step == 150:
+            link.blackout = {id(server)}  # the server's window fills, then PTOs
+        if step == 190:
+            link.blackout = set()
+        for src in (client, server):
+            for _ in range(rng.choice((0, 0, 1, 2, 4, 8))):
+                src.send_datagram_frame(b"b" * rng.randrange(20, 1000))
+            if rng.random() < 0.3:
+                _quicshim.piggyback_ack(src, now)
+            for offset in (0.0, 0.0005, 0.001, 0.002, 0.004, 0.008):
+                at = now + offset
+                timer = src.get_timer()
+                if timer is not None and timer <= at:
+                    src.handle_timer(at)
+                _compare_flush(src, at, link, seen)
+    cases = ("writer", "aioquic", "idle", "idle, paced", "idle, pacing released")
+    for case in cases:
+        assert seen[case] > 10, (case, seen)
+
+
+@pytest.mark.parametrize("congestion", ["reno", "cubic"])
+def test_mesh_connection_follows_aioquic_through_lossy_bursts(congestion: str) -> None:
+    """The whole MeshQuicConnection (receive and ACK fast paths, writer, idle check,
+    direct timer) against plain aioquic over test_quic_ack's seeded script (bursts of up
+    to six DATAGRAMs a step, losses, reordering, duplicates, a blackout): the same
+    events, recovery state (pacer included), timer and datagram sizes after every step."""
+    plain = _scripted_trace(QuicConnection, congestion)
+    mesh = _scripted_trace(_quicshim.MeshQuicConnection, congestion)
+    for step, (got, want) in enumerate(zip(mesh, plain, strict=True)):
+        assert got == want, f"trace item {step}"
+
+
+def _compare_flush(src: QuicConnection, now: float, link: _Link, seen: Counter[str]) -> None:
+    """One flush of a MeshQuicConnection against aioquic's flush of its copy."""
+    assert isinstance(src, _quicshim.MeshQuicConnection)
+    twin = _twin(src)
+    idle = src._mesh_clean  # no call since the last flush
+    paced = src._pacing_at is not None and src._pacing_at > now
+    pending = bool(src._datagrams_pending)
+    sent = src._packet_number
+    written = src._mesh_tx
+    out = src.datagrams_to_send(now=now)
+    expected = QuicConnection.datagrams_to_send(twin, now=now)
+    assert out == expected
+    assert _state(src) == _state(twin)
+    assert src.get_timer() == QuicConnection.get_timer(twin)
+    if idle:
+        released = paced and pending and out
+        seen["idle, pacing released" if released else "idle, paced" if paced else "idle"] += 1
+    elif out:
+        by_writer = written is not None and written is src._mesh_tx and len(out) == 1
+        seen["writer" if by_writer and src._packet_number == sent + 1 else "aioquic"] += 1
     link.send(src, out)
 
 
