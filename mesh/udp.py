@@ -32,7 +32,9 @@ where a transport takes only IP addresses) is logged at debug level and dropped:
 hand us candidate addresses, so this is input, not a bug.
 
 ICMP errors the kernel reports on the socket (a port unreachable answering an earlier
-send) are logged at debug level and reading goes on. :meth:`UdpSocket.close` is
+send) are logged at debug level and reading goes on. Linux reports them on an unconnected
+socket only with ``IP_RECVERR``, which this socket leaves off (uvloop 0.23 even crashes on
+the error queue that option fills). :meth:`UdpSocket.close` is
 idempotent and stops delivery at once, batches not yet handed over included; a
 transport frees the port when the loop next runs (:meth:`UdpSocket.wait_closed`).
 """
@@ -340,6 +342,8 @@ class _Feed(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         batch = self._batch
         if batch is None:
+            if self._stopped:  # closed: a loop may still deliver what it had read
+                return
             fcntl.ioctl(self._fd, termios.FIONREAD, self._queued, True)
             if self._queued == _NOTHING_QUEUED:  # alone, as most are: no batch to wait for
                 # a failure here reaches the loop's exception handler, the transport reads on
