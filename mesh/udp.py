@@ -74,9 +74,13 @@ class UdpSocket(ABC):
     the running loop); ``on_batch`` is called in the loop with each batch.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, max_backlog: int) -> None:
         self._sock = sock
         self.family = sock.family
+        self._state = _State.OPEN
+        self._backlog: collections.deque[tuple[bytes, Address]] = collections.deque(
+            maxlen=max_backlog
+        )
 
     @classmethod
     async def open(
@@ -126,6 +130,11 @@ class UdpSocket(ABC):
     async def wait_closed(self) -> None:
         """Return once the port is free (after :meth:`close`)."""
 
+    def _hold(self, data: bytes, addr: Address) -> None:
+        """A send while not OPEN: into the backlog when BACKLOGGED, dropped when CLOSED."""
+        if self._state is _State.BACKLOGGED:
+            self._backlog.append((data, addr))
+
 
 class _State(enum.Enum):
     """Whether sends go out: OPEN <-> BACKLOGGED (kernel buffer full) -> CLOSED, from either."""
@@ -150,22 +159,17 @@ class _ReaderSocket(UdpSocket):
         max_burst: int,
         max_backlog: int,
     ) -> None:
-        super().__init__(sock)
+        super().__init__(sock, max_backlog)
         self._loop = loop
         self._fd = sock.fileno()
         self._on_batch = on_batch
         self._max_burst = max_burst
         self._queued = bytearray(4)
-        self._backlog: collections.deque[tuple[bytes, Address]] = collections.deque(
-            maxlen=max_backlog
-        )
-        self._state = _OPEN
         loop.add_reader(self._fd, self._read_ready)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._state is not _OPEN:
-            if self._state is _BACKLOGGED:
-                self._backlog.append((data, addr))
+            self._hold(data, addr)
             return
         try:
             self._sock.sendto(data, addr)
@@ -244,12 +248,8 @@ class _TransportSocket(UdpSocket):
         max_burst: int,
         max_backlog: int,
     ) -> None:
-        super().__init__(sock)
+        super().__init__(sock, max_backlog)
         self._feed = _Feed(loop, sock.fileno(), on_batch, max_burst, self._pause, self._resume)
-        self._backlog: collections.deque[tuple[bytes, Address]] = collections.deque(
-            maxlen=max_backlog
-        )
-        self._state = _OPEN
 
     @classmethod
     async def attach(
@@ -271,8 +271,7 @@ class _TransportSocket(UdpSocket):
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._state is not _OPEN:
-            if self._state is _BACKLOGGED:
-                self._backlog.append((data, addr))
+            self._hold(data, addr)
             return
         try:
             self._transport.sendto(data, addr)  # its OSErrors come to _Feed.error_received

@@ -290,16 +290,32 @@ async def test_close_stops_delivery_even_of_datagrams_already_read(
 
 
 class _ErrorLogged(logging.Handler):
-    """Wakes a waiter once a record mentioning ``text`` (any case) was logged."""
+    """Listens to ``mesh.node`` at debug level (until :meth:`detach`) and wakes a waiter
+    once a record mentioning ``text`` (any case) was logged."""
 
     def __init__(self, text: str) -> None:
         super().__init__(logging.DEBUG)
         self.text = text
         self.seen = asyncio.Event()
+        self._log = logging.getLogger("mesh.node")
+        self._level = self._log.level
+        self._log.addHandler(self)
+        self._log.setLevel(logging.DEBUG)
+
+    def detach(self) -> None:
+        self._log.removeHandler(self)
+        self._log.setLevel(self._level)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage().lower():
             self.seen.set()
+
+
+def _escaped_exceptions() -> list[dict[str, object]]:
+    """What reaches the running loop's exception handler from now on."""
+    escaped: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: escaped.append(ctx))
+    return escaped
 
 
 def _on_uvloop() -> bool:
@@ -309,14 +325,8 @@ def _on_uvloop() -> bool:
 async def test_a_send_the_kernel_refuses_is_logged_and_the_socket_goes_on(
     sender: socket.socket,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    escaped: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    escaped = _escaped_exceptions()
     logged = _ErrorLogged("permission denied")
-    log = logging.getLogger("mesh.node")
-    level = log.level
-    log.addHandler(logged)
-    log.setLevel(logging.DEBUG)
     got = Collector(2)
     udp = await UdpSocket.open("127.0.0.1", 0, got)
     try:
@@ -329,8 +339,7 @@ async def test_a_send_the_kernel_refuses_is_logged_and_the_socket_goes_on(
         assert sorted(data for data, _ in got.datagrams) == [b"peer", b"self"]
         assert escaped == []
     finally:
-        log.removeHandler(logged)
-        log.setLevel(level)
+        logged.detach()
         udp.close()
         await udp.wait_closed()
 
@@ -345,14 +354,8 @@ async def test_an_icmp_error_is_logged_and_reading_goes_on(sender: socket.socket
         # uvloop 0.23 crashes (SIGSEGV) on the error queue that fills: its libuv reads
         # the queue on POLLERR and uvloop takes the negative length for a size
         pytest.skip("no ICMP error reaches an unconnected socket on uvloop without a crash")
-    loop = asyncio.get_running_loop()
-    escaped: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    escaped = _escaped_exceptions()
     logged = _ErrorLogged("refused")
-    log = logging.getLogger("mesh.node")
-    level = log.level
-    log.addHandler(logged)
-    log.setLevel(logging.DEBUG)
     got = Collector(1)
     udp = await UdpSocket.open("127.0.0.1", 0, got)
     try:
@@ -369,8 +372,7 @@ async def test_an_icmp_error_is_logged_and_reading_goes_on(sender: socket.socket
         assert [data for data, _ in got.datagrams] == [b"after"]
         assert escaped == []
     finally:
-        log.removeHandler(logged)
-        log.setLevel(level)
+        logged.detach()
         udp.close()
         await udp.wait_closed()
 
