@@ -278,6 +278,7 @@ class PeerNode:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._transport is not None:
             self._transport.close()
+            await self._transport.wait_closed()
 
     async def __aenter__(self) -> PeerNode:
         await self.start()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.loops import LOOPS
 
 if TYPE_CHECKING:
     from tests.lobby.support import FakeClock
@@ -17,6 +20,29 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if "slow" in (config.option.markexpr or ""):
         return None
     return "tests marked slow (mesh soaks, ~700) are deselected; run them with -m slow"
+
+
+# -- event loops ------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loop",
+        choices=sorted(LOOPS),
+        default="asyncio",
+        help="the event loop of async tests not marked to run on both (default: asyncio)",
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every loop for tests marked ``asyncio(loop_factories=...)``, else the ``--loop`` one."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and "loop_factories" in marker.kwargs:
+        return LOOPS
+    name = config.getoption("--loop")
+    return {name: LOOPS[name]}
 
 
 # -- lobby (owned by the lobby core; kept small; imports the lobby only when used) ----------
