@@ -117,6 +117,13 @@ class MeshCore:
         self._ping_ids = 0
         self._seen_failures: dict[tuple[str, int], None] = {}
         self._paths = PathChooser(ctx, self._table, self._directory, self._reliable)
+        # the soonest deadline of the sources that change only with a reliable send, a
+        # link's life, a path switch, a credential or the clock offset (reliable sends,
+        # direct retries, credential expiry); recomputed by get_timer once stale. Every
+        # entry point that may change them marks it stale; the movement hot path
+        # (a datagram in, a tick, a flush of DATAGRAM frames) never does
+        self._slow_timer: float | None = None
+        self._slow_stale = True
 
     @property
     def relay_enabled(self) -> bool:
@@ -137,6 +144,7 @@ class MeshCore:
     @wall_offset.setter
     def wall_offset(self, value: float) -> None:
         self._ctx.wall_offset = value
+        self._slow_stale = True  # credential expiry is in Unix time
 
     # driving ------------------------------------------------------------------
 
@@ -149,6 +157,7 @@ class MeshCore:
             return
         link = self._table.route_short(data)  # an established connection's packet
         if link is None:
+            self._slow_stale = True  # a new link, maybe
             try:
                 header = pull_quic_header(
                     Buffer(data=data), host_cid_length=self._ctx.config.connection_id_length
@@ -167,6 +176,7 @@ class MeshCore:
         link.last_rx = now
         link.bytes_received += len(data)
         if self._paths.watching:
+            self._slow_stale = True  # a spare heard again carries its peer's sends
             self._paths.heard(link, now)
         self._process(link, now)
 
@@ -187,16 +197,18 @@ class MeshCore:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
         # read after every flush: the per-link timers come cached from the table, the
-        # optional sources append only when they have one
-        times: list[float] = []
-        self._reliable.timers(times)
-        self._paths.timers(times)
-        soonest = min(times) if times else None
-        for at in (
-            self._table.next_timer(),
-            self._movement.timer(),
-            self._admission.next_expiry(),
-        ):
+        # rarely changing sources from _slow_timer, recomputed only once marked stale
+        if self._slow_stale:
+            times: list[float] = []
+            self._reliable.timers(times)
+            self._paths.timers(times)
+            expiry = self._admission.next_expiry()
+            if expiry is not None:
+                times.append(expiry)
+            self._slow_timer = min(times) if times else None
+            self._slow_stale = False
+        soonest = self._slow_timer
+        for at in (self._table.next_timer(), self._movement.timer()):
             if at is not None and (soonest is None or at < soonest):
                 soonest = at
         return soonest
@@ -204,6 +216,7 @@ class MeshCore:
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks,
         credential expiry."""
+        self._slow_stale = True  # whatever is due below changes them
         for link in self._admission.expired(now):
             logger.info(
                 "peer %s: credential expired, closing the connection", (link.peer_id or "?")[:12]
@@ -271,6 +284,7 @@ class MeshCore:
 
     def add_peer(self, credential: str, endpoint: Route | None, now: float) -> PeerIdentity:
         """Remember a peer from its credential (verified now) and where to dial it."""
+        self._slow_stale = True
         identity = self._admission.verify(credential, now)
         if endpoint is not None:
             self._directory.endpoints[identity.peer_id] = endpoint
@@ -286,6 +300,7 @@ class MeshCore:
         ``path="turn"``: ``addr`` is the peer's relayed address on a TURN server; the
         link is kept beside a direct one, and used when that one goes silent.
         """
+        self._slow_stale = True
         if self._ctx.closed:
             raise MeshError("the node is closed")
         expected: PeerIdentity | None = None
@@ -297,6 +312,7 @@ class MeshCore:
 
     def disconnect_peer(self, peer_id: str, now: float, reason: str = "disconnected") -> bool:
         """Close the direct connection to ``peer_id`` (announced as a departure)."""
+        self._slow_stale = True
         link = self._table.direct(peer_id)
         if link is None:
             return False
@@ -305,6 +321,7 @@ class MeshCore:
 
     def set_location(self, location_id: int | None, now: float) -> None:
         """Our area of interest; peers elsewhere are dropped first when over capacity."""
+        self._slow_stale = True
         self.location_id = location_id
         self._enforce_capacity(now)
 
@@ -322,12 +339,14 @@ class MeshCore:
         :class:`InvalidMessageError` for a type outside :data:`PEER_MESSAGE_TYPES`
         and :class:`MessageTooLargeError` over :data:`MAX_PAYLOAD_SIZE`.
         """
+        self._slow_stale = True
         if self._ctx.closed:
             raise MeshError("the node is closed")
         return self._reliable.send(target, message, now)
 
     def receive_relayed(self, data: bytes, now: float) -> None:
         """Take one relay envelope (from the relay transport); bad ones are dropped."""
+        self._slow_stale = True
         self._reliable.receive_relayed(data, now)
 
     def queue_position(self, update: PositionUpdateMessage, now: float) -> float:
@@ -340,6 +359,7 @@ class MeshCore:
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""
+        self._slow_stale = True
         if self._ctx.closed:
             return
         for link in self._table:
@@ -416,7 +436,9 @@ class MeshCore:
                 state = link.state  # is_open, inlined
                 if state is LinkState.ACTIVE or state is LinkState.HANDSHAKING:
                     self._movement.receive(link, event.data, now)
-            elif isinstance(event, qe.ConnectionIdIssued):
+                continue
+            self._slow_stale = True  # anything else may settle a send or end a link
+            if isinstance(event, qe.ConnectionIdIssued):
                 table.register_cid(link, event.connection_id)
             elif isinstance(event, qe.ConnectionIdRetired):
                 table.retire_cid(link, event.connection_id)
@@ -562,6 +584,7 @@ class MeshCore:
 
     def _peer_moved(self, pid: str, location_id: int, now: float) -> None:
         """A peer's location changed: one leaving our area is disconnected and announced."""
+        self._slow_stale = True
         locations = self._directory.locations
         old = locations.get(pid)
         locations[pid] = location_id
