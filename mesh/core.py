@@ -52,6 +52,7 @@ Policy decisions documented here:
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, untyped
 from aioquic.quic import events as qe
@@ -271,6 +272,12 @@ class MeshCore:
         events = self._ctx.events
         return events.popleft() if events else None
 
+    @property
+    def events(self) -> deque[CoreEvent]:
+        """The queue :meth:`next_event` pops (one object for the core's life): a driver may
+        keep it and drain it directly, without a call per event."""
+        return self._ctx.events
+
     # API ----------------------------------------------------------------------
 
     @property
@@ -430,8 +437,9 @@ class MeshCore:
 
     def _process(self, link: Link, now: float) -> None:
         table = self._table
-        next_event = link.quic.next_event
-        while (event := next_event()) is not None:
+        events = link.quic.events
+        while events:
+            event = events.popleft()
             if type(event) is qe.DatagramFrameReceived:  # the hot one: movement, by far
                 state = link.state  # is_open, inlined
                 if state is LinkState.ACTIVE or state is LinkState.HANDSHAKING:

@@ -197,6 +197,7 @@ class PeerNode:
         self.core = MeshCore(
             self.identity, auth, config=self.config, relay_enabled=relay is not None
         )
+        self._core_events = self.core.events  # drained by _dispatch
         self._handlers: dict[MessageType, list[Handler]] = {}
         self._transport: UdpSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -874,8 +875,9 @@ class PeerNode:
                 self._timer = loop.call_at(timer_at, self._on_timer)
 
     def _dispatch(self) -> None:
-        next_event = self.core.next_event
-        while (event := next_event()) is not None:
+        events = self._core_events
+        while events:
+            event = events.popleft()
             if type(event) is PositionReceived:  # the hot one: movement
                 handlers = self._handlers.get(_POSITION_UPDATE)
                 if handlers:  # _call_handlers, in line
