@@ -190,7 +190,10 @@ class MeshCore:
                 continue
             datagrams = link.quic.datagrams_to_send(now=now)
             if datagrams:
-                link.bytes_sent += sum([len(data) for data, _ in datagrams])
+                sent = 0
+                for data, _ in datagrams:  # a loop, not sum() of a listcomp: no call
+                    sent += len(data)
+                link.bytes_sent += sent
                 out.extend(datagrams)
             self._process(link, now)
         return out
@@ -209,7 +212,7 @@ class MeshCore:
             self._slow_timer = min(times) if times else None
             self._slow_stale = False
         soonest = self._slow_timer
-        for at in (self._table.next_timer(), self._movement.timer()):
+        for at in (self._table.next_timer(), self._movement.next_tick):
             if at is not None and (soonest is None or at < soonest):
                 soonest = at
         return soonest
@@ -253,7 +256,7 @@ class MeshCore:
             if due is not None and now >= due:
                 link.quic.handle_timer(now)
             self._process(link, now)
-        tick = self._movement.timer()
+        tick = self._movement.next_tick
         if tick is not None and now >= tick:
             self._movement.tick(now, self.location_id)
         self._reliable.service(now)
@@ -263,7 +266,7 @@ class MeshCore:
         """Run only the movement tick, if it is due at ``now``: the part of
         :meth:`handle_timer` a driver needs right after :meth:`queue_position` returned a
         due tick. Anything else due is left to the driver's next :meth:`get_timer` read."""
-        tick = self._movement.timer()
+        tick = self._movement.next_tick
         if tick is not None and now >= tick:
             self._movement.tick(now, self.location_id)
 
