@@ -179,7 +179,8 @@ class MeshCore:
         if self._paths.watching:
             self._slow_stale = True  # a spare heard again carries its peer's sends
             self._paths.heard(link, now)
-        self._process(link, now)
+        if link.quic.events:  # none after most datagrams: spare the call
+            self._process(link, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Route]]:
         """Every datagram the connections want to send now, with its destination."""
@@ -195,7 +196,8 @@ class MeshCore:
                     sent += len(data)
                 link.bytes_sent += sent
                 out.extend(datagrams)
-            self._process(link, now)
+            if link.quic.events:  # none after most flushes: spare the call
+                self._process(link, now)
         return out
 
     def get_timer(self) -> float | None:

@@ -843,7 +843,8 @@ class PeerNode:
                     turn.send(addr, data, when)
             else:
                 sendto(data, addr)
-        self._dispatch()
+        if self._core_events:  # none on most flushes: spare the call
+            self._dispatch()
         # STUN and TURN only when either has anything (a handler above may have started a
         # Binding): without them a flush is the core's alone
         sockets = self._sockets
