@@ -212,6 +212,9 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_rx = ShortPacketReceiver(self)  # reads nothing before the first datagram
         self._mesh_tx: DatagramPacketWriter | None = None  # made on the first movement packet
         super().__init__(*args, **kwargs)
+        self.events: deque[Any] = self._events
+        """aioquic's event queue itself (made once, never replaced): what :meth:`next_event`
+        pops, for a driver to drain without a call per event."""
         _watch_received_frames(self)
 
     def watch(self, touched: set[Any], token: Any) -> None:

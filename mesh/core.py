@@ -52,6 +52,7 @@ Policy decisions documented here:
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported, untyped
 from aioquic.quic import events as qe
@@ -117,6 +118,13 @@ class MeshCore:
         self._ping_ids = 0
         self._seen_failures: dict[tuple[str, int], None] = {}
         self._paths = PathChooser(ctx, self._table, self._directory, self._reliable)
+        # the soonest deadline of the sources that change only with a reliable send, a
+        # link's life, a path switch, a credential or the clock offset (reliable sends,
+        # direct retries, credential expiry); recomputed by get_timer once stale. Every
+        # entry point that may change them marks it stale; the movement hot path
+        # (a datagram in, a tick, a flush of DATAGRAM frames) never does
+        self._slow_timer: float | None = None
+        self._slow_stale = True
 
     @property
     def relay_enabled(self) -> bool:
@@ -137,6 +145,7 @@ class MeshCore:
     @wall_offset.setter
     def wall_offset(self, value: float) -> None:
         self._ctx.wall_offset = value
+        self._slow_stale = True  # credential expiry is in Unix time
 
     # driving ------------------------------------------------------------------
 
@@ -149,6 +158,7 @@ class MeshCore:
             return
         link = self._table.route_short(data)  # an established connection's packet
         if link is None:
+            self._slow_stale = True  # a new link, maybe
             try:
                 header = pull_quic_header(
                     Buffer(data=data), host_cid_length=self._ctx.config.connection_id_length
@@ -167,8 +177,10 @@ class MeshCore:
         link.last_rx = now
         link.bytes_received += len(data)
         if self._paths.watching:
+            self._slow_stale = True  # a spare heard again carries its peer's sends
             self._paths.heard(link, now)
-        self._process(link, now)
+        if link.quic.events:  # none after most datagrams: spare the call
+            self._process(link, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Route]]:
         """Every datagram the connections want to send now, with its destination."""
@@ -179,24 +191,30 @@ class MeshCore:
                 continue
             datagrams = link.quic.datagrams_to_send(now=now)
             if datagrams:
-                link.bytes_sent += sum([len(data) for data, _ in datagrams])
+                sent = 0
+                for data, _ in datagrams:  # a loop, not sum() of a listcomp: no call
+                    sent += len(data)
+                link.bytes_sent += sent
                 out.extend(datagrams)
-            self._process(link, now)
+            if link.quic.events:  # none after most flushes: spare the call
+                self._process(link, now)
         return out
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next (call it after every send)."""
         # read after every flush: the per-link timers come cached from the table, the
-        # optional sources append only when they have one
-        times: list[float] = []
-        self._reliable.timers(times)
-        self._paths.timers(times)
-        soonest = min(times) if times else None
-        for at in (
-            self._table.next_timer(),
-            self._movement.timer(),
-            self._admission.next_expiry(),
-        ):
+        # rarely changing sources from _slow_timer, recomputed only once marked stale
+        if self._slow_stale:
+            times: list[float] = []
+            self._reliable.timers(times)
+            self._paths.timers(times)
+            expiry = self._admission.next_expiry()
+            if expiry is not None:
+                times.append(expiry)
+            self._slow_timer = min(times) if times else None
+            self._slow_stale = False
+        soonest = self._slow_timer
+        for at in (self._table.next_timer(), self._movement.next_tick):
             if at is not None and (soonest is None or at < soonest):
                 soonest = at
         return soonest
@@ -204,6 +222,7 @@ class MeshCore:
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: QUIC timers, dial timeouts, keepalives, ticks,
         credential expiry."""
+        self._slow_stale = True  # whatever is due below changes them
         for link in self._admission.expired(now):
             logger.info(
                 "peer %s: credential expired, closing the connection", (link.peer_id or "?")[:12]
@@ -239,7 +258,7 @@ class MeshCore:
             if due is not None and now >= due:
                 link.quic.handle_timer(now)
             self._process(link, now)
-        tick = self._movement.timer()
+        tick = self._movement.next_tick
         if tick is not None and now >= tick:
             self._movement.tick(now, self.location_id)
         self._reliable.service(now)
@@ -249,7 +268,7 @@ class MeshCore:
         """Run only the movement tick, if it is due at ``now``: the part of
         :meth:`handle_timer` a driver needs right after :meth:`queue_position` returned a
         due tick. Anything else due is left to the driver's next :meth:`get_timer` read."""
-        tick = self._movement.timer()
+        tick = self._movement.next_tick
         if tick is not None and now >= tick:
             self._movement.tick(now, self.location_id)
 
@@ -257,6 +276,12 @@ class MeshCore:
         """The next event for the driver, or None."""
         events = self._ctx.events
         return events.popleft() if events else None
+
+    @property
+    def events(self) -> deque[CoreEvent]:
+        """The queue :meth:`next_event` pops (one object for the core's life): a driver may
+        keep it and drain it directly, without a call per event."""
+        return self._ctx.events
 
     # API ----------------------------------------------------------------------
 
@@ -271,6 +296,7 @@ class MeshCore:
 
     def add_peer(self, credential: str, endpoint: Route | None, now: float) -> PeerIdentity:
         """Remember a peer from its credential (verified now) and where to dial it."""
+        self._slow_stale = True
         identity = self._admission.verify(credential, now)
         if endpoint is not None:
             self._directory.endpoints[identity.peer_id] = endpoint
@@ -286,6 +312,7 @@ class MeshCore:
         ``path="turn"``: ``addr`` is the peer's relayed address on a TURN server; the
         link is kept beside a direct one, and used when that one goes silent.
         """
+        self._slow_stale = True
         if self._ctx.closed:
             raise MeshError("the node is closed")
         expected: PeerIdentity | None = None
@@ -297,6 +324,7 @@ class MeshCore:
 
     def disconnect_peer(self, peer_id: str, now: float, reason: str = "disconnected") -> bool:
         """Close the direct connection to ``peer_id`` (announced as a departure)."""
+        self._slow_stale = True
         link = self._table.direct(peer_id)
         if link is None:
             return False
@@ -305,6 +333,7 @@ class MeshCore:
 
     def set_location(self, location_id: int | None, now: float) -> None:
         """Our area of interest; peers elsewhere are dropped first when over capacity."""
+        self._slow_stale = True
         self.location_id = location_id
         self._enforce_capacity(now)
 
@@ -322,12 +351,14 @@ class MeshCore:
         :class:`InvalidMessageError` for a type outside :data:`PEER_MESSAGE_TYPES`
         and :class:`MessageTooLargeError` over :data:`MAX_PAYLOAD_SIZE`.
         """
+        self._slow_stale = True
         if self._ctx.closed:
             raise MeshError("the node is closed")
         return self._reliable.send(target, message, now)
 
     def receive_relayed(self, data: bytes, now: float) -> None:
         """Take one relay envelope (from the relay transport); bad ones are dropped."""
+        self._slow_stale = True
         self._reliable.receive_relayed(data, now)
 
     def queue_position(self, update: PositionUpdateMessage, now: float) -> float:
@@ -340,6 +371,7 @@ class MeshCore:
 
     def close(self, now: float) -> None:
         """Close every connection and fail every pending send."""
+        self._slow_stale = True
         if self._ctx.closed:
             return
         for link in self._table:
@@ -410,13 +442,16 @@ class MeshCore:
 
     def _process(self, link: Link, now: float) -> None:
         table = self._table
-        next_event = link.quic.next_event
-        while (event := next_event()) is not None:
+        events = link.quic.events
+        while events:
+            event = events.popleft()
             if type(event) is qe.DatagramFrameReceived:  # the hot one: movement, by far
                 state = link.state  # is_open, inlined
                 if state is LinkState.ACTIVE or state is LinkState.HANDSHAKING:
                     self._movement.receive(link, event.data, now)
-            elif isinstance(event, qe.ConnectionIdIssued):
+                continue
+            self._slow_stale = True  # anything else may settle a send or end a link
+            if isinstance(event, qe.ConnectionIdIssued):
                 table.register_cid(link, event.connection_id)
             elif isinstance(event, qe.ConnectionIdRetired):
                 table.retire_cid(link, event.connection_id)
@@ -562,6 +597,7 @@ class MeshCore:
 
     def _peer_moved(self, pid: str, location_id: int, now: float) -> None:
         """A peer's location changed: one leaving our area is disconnected and announced."""
+        self._slow_stale = True
         locations = self._directory.locations
         old = locations.get(pid)
         locations[pid] = location_id

@@ -318,7 +318,9 @@ class MovementScheduler:
         self._on_moved = on_moved
         self._outbox = MovementOutbox(ctx.config.movement_queue)
         self._inbox = MovementInbox()
-        self._next_tick: float | None = None
+        self.next_tick: float | None = None
+        """When :meth:`tick` must run (None: nothing queued or owed). An attribute, as the
+        core reads it on every flush; read only: :meth:`queue` and :meth:`tick` set it."""
         self._slot: float | None = None  # the next update tick's slot (None: none ran yet)
         self._ticks = 0
         self._sent = 0
@@ -336,14 +338,10 @@ class MovementScheduler:
             earliest = slot - TICK_EARLY * self._ctx.config.tick_interval
             if earliest > now:
                 due = earliest
-        next_tick = self._next_tick
+        next_tick = self.next_tick
         if next_tick is None or due < next_tick:  # a later catch-up tick waits
-            self._next_tick = next_tick = due
+            self.next_tick = next_tick = due
         return next_tick
-
-    def timer(self) -> float | None:
-        """When :meth:`tick` must run (None: nothing queued or owed)."""
-        return self._next_tick
 
     def tick(self, now: float, here: int | None) -> None:
         """One movement tick: the newest updates to every peer whose turn it is.
@@ -354,7 +352,7 @@ class MovementScheduler:
         """
         outbox = self._outbox
         updates = outbox.take()
-        self._next_tick = None
+        self.next_tick = None
         if not updates:
             # nothing new for two ticks: every peer still owed our newest gets it now;
             # the tick clock is left alone, so this never holds back the next update
@@ -400,7 +398,7 @@ class MovementScheduler:
         self._send(updates, due, now)
         outbox.owed = owed
         if owed:  # a catch-up tick, unless a newer update comes first
-            self._next_tick = now + 2 * config.tick_interval
+            self.next_tick = now + 2 * config.tick_interval
 
     def receive(self, link: Link, data: bytes, now: float) -> None:
         """A DATAGRAM frame on ``link``: deliver the newer updates of the peer's own character."""
@@ -440,7 +438,7 @@ class MovementScheduler:
         outbox = self._outbox
         return MovementInfo(
             ticks=self._ticks,
-            next_tick=self._next_tick,
+            next_tick=self.next_tick,
             queued=len(outbox),
             latest=tuple(outbox.latest),
             owed=frozenset(outbox.owed),

@@ -38,6 +38,7 @@ import asyncio
 import dataclasses
 import errno
 import logging
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -137,6 +138,9 @@ would take 39.5 s, far too long to wait at select)."""
 PUNCH_PACE = 0.005
 """Seconds between the dials of one hole punch (:meth:`PeerNode.punch`)."""
 
+_WALL_OFFSET_SLACK = 1e-3
+"""How far the core's Unix-time offset may lag the clocks' (seconds): credentials expire
+in whole seconds, so a millisecond is nothing, and the offset is set only past it."""
 _STILL = (0.0, 0.0, 0.0)  # the velocity of an update that gives none
 _POSITION_UPDATE = MessageType.POSITION_UPDATE
 
@@ -193,6 +197,7 @@ class PeerNode:
         self.core = MeshCore(
             self.identity, auth, config=self.config, relay_enabled=relay is not None
         )
+        self._core_events = self.core.events  # drained by _dispatch
         self._handlers: dict[MessageType, list[Handler]] = {}
         self._transport: UdpSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -208,6 +213,7 @@ class PeerNode:
         self._seq = 0
         self._family = socket.AF_INET
         self._closed = False
+        self._wall_offset = -math.inf  # what _now last gave the core: none yet
         self._shared = SharedSocket(StunClient(STUN_RETRANSMISSION, software="shards-mesh"))
         self._sockets = self._shared.clients
         self._turn: TurnPath | None = None
@@ -743,10 +749,22 @@ class PeerNode:
         return self._loop
 
     def _now(self) -> float:
-        """The loop clock for the core, keeping its Unix-time offset current."""
-        loop = self._require_started()
+        """The loop clock for the core, keeping its Unix-time offset current (to within
+        :data:`_WALL_OFFSET_SLACK`).
+
+        Read on every send and every received batch: the started check is inlined, and
+        the core's offset is set only when it moved (a wall-clock step; NTP slew moves it
+        by microseconds), sparing two calls per read."""
+        loop = self._loop
+        if loop is None or self._transport is None or self._closed:
+            self._require_started()  # raises
+        assert loop is not None  # noqa: S101 - for the type checker: checked just above
         now = loop.time()
-        self.core.wall_offset = time.time() - now
+        offset = time.time() - now
+        moved = offset - self._wall_offset
+        if moved > _WALL_OFFSET_SLACK or moved < -_WALL_OFFSET_SLACK:
+            self._wall_offset = offset
+            self.core.wall_offset = offset
         return now
 
     def _me(self) -> PeerIdentity:
@@ -826,7 +844,8 @@ class PeerNode:
                     turn.send(addr, data, when)
             else:
                 sendto(data, addr)
-        self._dispatch()
+        if self._core_events:  # none on most flushes: spare the call
+            self._dispatch()
         # STUN and TURN only when either has anything (a handler above may have started a
         # Binding): without them a flush is the core's alone
         sockets = self._sockets
@@ -858,8 +877,9 @@ class PeerNode:
                 self._timer = loop.call_at(timer_at, self._on_timer)
 
     def _dispatch(self) -> None:
-        next_event = self.core.next_event
-        while (event := next_event()) is not None:
+        events = self._core_events
+        while events:
+            event = events.popleft()
             if type(event) is PositionReceived:  # the hot one: movement
                 handlers = self._handlers.get(_POSITION_UPDATE)
                 if handlers:  # _call_handlers, in line

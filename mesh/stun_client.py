@@ -112,6 +112,10 @@ class StunClient:
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[StunEvent] = deque()
         self._mapped: dict[Address, Address] = {}
+        self.idle = True
+        """Nothing to send, no transaction in flight, no event unread: flushing, timing and
+        dispatching the client would find nothing. An attribute kept current by every
+        method that changes those (the node reads it on every flush, so no call)."""
 
     # -- driving ----------------------------------------------------------------------
 
@@ -121,17 +125,13 @@ class StunClient:
         request = binding_request(transaction_id, software=self.software)
         self._transactions.start(transaction_id, server, request, None, now)
         self._outbox.append((request, server))
+        self.idle = False
         return transaction_id
-
-    @property
-    def idle(self) -> bool:
-        """Nothing to send, no transaction in flight, no event unread: flushing, timing and
-        dispatching the client would find nothing (the node checks this on every flush)."""
-        return not (self._outbox or self._events or self._transactions)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """What to send now: (datagram, destination) pairs, oldest first."""
         out, self._outbox = self._outbox, []
+        self._update_idle()
         return out
 
     def get_timer(self) -> float | None:
@@ -145,6 +145,7 @@ class StunClient:
         for tx in failed:
             reason = f"no answer after {tx.transmissions} sends"
             self._events.append(BindingFailed(tx.destination, tx.transaction_id, reason))
+        self._update_idle()
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take a datagram; True if it answered one of our transactions (then consumed).
@@ -168,11 +169,18 @@ class StunClient:
             return False
         self._transactions.finish(tx.transaction_id)
         self._events.append(self._outcome(tx, message, now))
+        self.idle = False
         return True
 
     def next_event(self) -> StunEvent | None:
         """The next outcome, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if not events:
+            return None
+        event = events.popleft()
+        if not events:
+            self._update_idle()
+        return event
 
     # -- what was learned ---------------------------------------------------------------
 
@@ -194,6 +202,9 @@ class StunClient:
         if len(set(self._mapped.values())) == 1:
             return MappingBehaviour.ENDPOINT_INDEPENDENT
         return MappingBehaviour.ENDPOINT_DEPENDENT
+
+    def _update_idle(self) -> None:
+        self.idle = not (self._outbox or self._events or self._transactions)
 
     def _outcome(self, tx: Transaction[None], message: StunMessage, now: float) -> StunEvent:
         transaction_id = message.transaction_id

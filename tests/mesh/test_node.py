@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -223,3 +225,19 @@ async def test_dialling_the_wrong_peer_fails(make_node: NodeFactory) -> None:
     with pytest.raises(HandshakeError):
         await a.connect(ticket_of(b), c.endpoint)  # c answers at the address we were given
     assert a.peers == {}
+
+
+async def test_a_wall_clock_step_reaches_the_core_offset(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node sets the core's Unix-time offset only when it moved: a wall-clock step
+    must still reach it (credential expiry is in Unix time)."""
+    node = await make_node(1, "Clock")
+    node.send_position_update((0.0, 0.0, 0.0), location_id=5)
+    before = node.core.wall_offset
+    loop = asyncio.get_running_loop()
+    assert before == pytest.approx(time.time() - loop.time(), abs=0.5)
+    stepped = SimpleNamespace(time=lambda: time.time() + 5.0)
+    monkeypatch.setattr("mesh.node.time", stepped)  # the wall clock steps 5 s ahead
+    node.send_position_update((1.0, 0.0, 0.0), location_id=5)
+    assert node.core.wall_offset - before == pytest.approx(5.0, abs=0.5)

@@ -56,6 +56,34 @@ def test_success_reports_the_reflexive_address_and_rtt() -> None:
     assert not client.receive_datagram(binding_success(txid, ME), SERVER, now=100.05)
 
 
+def test_idle_attribute_follows_every_change_of_state() -> None:
+    """``idle`` is an attribute the methods keep current (the node reads it on every
+    flush): each step that queues, answers or reads must update it, or a Binding started
+    from a handler would never be flushed, or an idle client be driven forever."""
+    client = StunClient(Retransmission(rto=1.0, max_transmissions=2, final_wait=1.0))
+    assert client.idle
+    txid = client.request(SERVER, now=0.0)
+    assert not client.idle  # queued
+    _sent_request(client, 0.0)
+    assert not client.idle  # in flight
+    assert client.receive_datagram(binding_success(txid, ME), SERVER, now=0.1)
+    assert not client.idle  # answered, its event unread
+    assert isinstance(client.next_event(), BindingSucceeded)
+    assert client.idle
+    # two outcomes: idle only once both are read
+    client.request(SERVER, now=1.0)
+    client.request(OTHER, now=1.0)
+    client.datagrams_to_send(1.0)
+    client.handle_timer(2.0)  # resent
+    assert not client.idle
+    assert len(client.datagrams_to_send(2.0)) == 2
+    client.handle_timer(10.0)  # both failed
+    assert client.next_event() is not None
+    assert not client.idle
+    assert client.next_event() is not None
+    assert client.idle
+
+
 def test_rfc8489_backoff_schedule_then_timeout() -> None:
     client = StunClient()  # RFC defaults: RTO 500 ms, Rc = 7, Rm = 16
     client.request(SERVER, now=0.0)
