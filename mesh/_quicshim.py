@@ -733,9 +733,13 @@ def tune_ack_delay(conn: QuicConnection, ack_delay: float) -> None:
 PIGGYBACK_EVERY = 2
 
 
-def piggyback_ack(conn: QuicConnection, now: float, min_age: float = 0.0) -> bool:
+def piggyback_ack(
+    conn: QuicConnection, now: float, min_age: float = 0.0, next_send: float | None = None
+) -> bool:
     """Make a pending application-space ACK due now, so it rides on the next packet,
-    if it has waited at least ``min_age`` seconds.
+    if it has waited at least ``min_age`` seconds, or if its delay runs out before
+    ``next_send`` (when the caller expects to send on this connection next: the ACK
+    would otherwise go alone, in a packet of its own, before that).
 
     A pending ACK's age counts from the first ack-eliciting packet it would
     acknowledge (aioquic schedules it ``_ack_delay`` after that packet). A younger
@@ -765,6 +769,7 @@ def piggyback_ack(conn: QuicConnection, now: float, min_age: float = 0.0) -> boo
         if (
             not prompt
             and now - (ack_at - conn._ack_delay) < min_age
+            and (next_send is None or ack_at > next_send)
             and (mesh is None or largest - mesh._mesh_ack_largest < PIGGYBACK_EVERY)
         ):
             return False

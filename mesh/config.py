@@ -106,7 +106,11 @@ class MeshConfig:
     packet); a peer that sends less often than we do is acknowledged once the ACK is
     that old. 1.25 leaves a late tick a quarter of a tick before the ACK delay would
     send the ACK in a packet of its own (at most ``ack_delay_ticks - 1``); 0
-    piggybacks any pending ACK on every datagram. Only the ACKs of movement wait:
+    piggybacks any pending ACK on every datagram. A younger one rides too when its
+    delay would run out before the next datagram to that peer (expected after the
+    same interval as since the last one): a game sending every 2nd tick would
+    otherwise see a third of its ACKs, those it got just before its own update, go
+    alone in a packet of their own. Only the ACKs of movement wait:
     once anything else arrived (stream data of a whisper, a PING), the pending ACK
     rides on the next datagram as at 0.
 

@@ -465,6 +465,7 @@ class MovementScheduler:
             remote = _quicshim.remote_max_datagram_frame_size(quic)
             if remote is None:
                 continue
+            previous = sent_at.get(pid)
             sent_at[pid] = now
             limit = min(config.max_datagram_payload, remote - 4)
             batches = cache.get(limit)
@@ -475,7 +476,10 @@ class MovementScheduler:
             self._sent += len(updates)
             _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
             if ack_age is not None:
-                _quicshim.piggyback_ack(quic, now, ack_age)
+                # the next datagram to this peer, if the game keeps its pace: an ACK whose
+                # delay runs out before then rides now rather than alone in a packet
+                next_send = None if previous is None else now + (now - previous)
+                _quicshim.piggyback_ack(quic, now, ack_age, next_send)
 
     def _interest(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
         """Tick divisor of each direct peer in our location (others: absent).

@@ -49,17 +49,23 @@ def _run(
     drop_every: int = 0,
     stream_at: float | None = None,
     client_every: int = 1,
+    server_every: int = 1,
+    server_offset: float = 0.02,
+    predict: bool = False,
 ) -> tuple[_Side, _Side, _quicshim.LossCounter]:
     """Movement both ways, a datagram each tick (the server 20 ms after the client),
     piggybacking pending ACKs (``min_age``) before each tick's flush; event by event
     (ticks and aioquic's timers), so every ACK's time is exact. ``drop_every``: lose
     every n-th client packet; ``stream_at``: the client sends stream data then;
-    ``client_every``: the client sends on every n-th tick only (interest)."""
+    ``client_every`` / ``server_every``: that side sends on every n-th tick only (interest,
+    or a game sending slower than the tick); ``server_offset``: how long after the client's
+    tick the server's comes; ``predict``: pass the next send time of that side (the node
+    passes the last interval again)."""
     client_conn, server_conn, _ = pair(cls=_quicshim.MeshQuicConnection)
     assert isinstance(client_conn, _quicshim.MeshQuicConnection)
     assert isinstance(server_conn, _quicshim.MeshQuicConnection)
     client = _Side(client_conn, CLIENT_ADDR, 1.0)
-    server = _Side(server_conn, SERVER_ADDR, 1.02)
+    server = _Side(server_conn, SERVER_ADDR, 1.0 + server_offset)
     _quicshim.tune_ack_delay(server_conn, ACK_DELAY)
     # as the node does: its ACKs ride on the datagrams it sends, every n-th tick
     _quicshim.tune_ack_delay(client_conn, ACK_DELAY + (client_every - 1) * TICK)
@@ -69,10 +75,11 @@ def _run(
     peer = {id(client): server, id(server): client}
     stream = client_conn.get_next_available_stream_id()
     sent_by_client = 0
-    client_ticks = 0
+    ticks = {id(client): 0, id(server): 0}
+    every = {id(client): client_every, id(server): server_every}
 
     def flush(side: _Side, now: float) -> None:
-        nonlocal sent_by_client, client_ticks
+        nonlocal sent_by_client
         space = side.conn._spaces[tls.Epoch.ONE_RTT]
         pending = space.ack_at is not None
         out = side.conn.datagrams_to_send(now=now)
@@ -103,15 +110,15 @@ def _run(
                 flush(side, now)
             if side.next_send <= now:
                 side.next_send += TICK
-                if side is client:
-                    client_ticks += 1
-                    if client_ticks % client_every:
-                        continue
+                ticks[id(side)] += 1
+                if ticks[id(side)] % every[id(side)]:
+                    continue
                 if stream_at is not None and side is client and now >= stream_at - 1e-9:
                     client_conn.send_stream_data(stream, b"whisper")
                     stream_at = None
                 side.conn.send_datagram_frame(b"m" * 60)
-                _quicshim.piggyback_ack(side.conn, now, min_age)
+                next_send = now + every[id(side)] * TICK if predict else None
+                _quicshim.piggyback_ack(side.conn, now, min_age, next_send)
                 flush(side, now)
         for side in (client, server):
             while side.conn.next_event() is not None:
@@ -145,6 +152,26 @@ def test_ack_to_a_sparse_sender_rides_once_old_enough() -> None:
     assert server.packets_sent in (ticks, ticks + 1)
     assert {n for n, _wait in server.acks[1:]} == {1}
     assert all(1.25 * TICK <= wait <= ACK_DELAY for _n, wait in server.acks[1:])
+
+
+def test_ack_rides_now_when_its_delay_ends_before_the_next_datagram() -> None:
+    """Both sides send every 2nd tick (a game at half the tick rate), the server 0.8 ticks
+    after the client: its ACK is too young to ride on its next datagram, and the one after
+    comes after the ACK delay. Told when it sends next, it takes the ACK along at once: no
+    ACK-only packet, and no ACK waits longer than before."""
+    ticks = int(3.0 / TICK)
+    runs = {
+        predict: _run(1.25 * TICK, client_every=2, server_every=2, server_offset=0.04,
+                      predict=predict)
+        for predict in (False, True)
+    }  # fmt: skip
+    _client, blind = runs[False][:2]
+    _client, told = runs[True][:2]
+    datagrams = ticks // 2
+    assert blind.packets_sent >= datagrams + 8  # an ACK-only packet for every 3rd datagram
+    assert told.packets_sent in (datagrams, datagrams + 1)  # none
+    assert len(told.acks) >= datagrams - 2
+    assert max(wait for _n, wait in told.acks) <= ACK_DELAY
 
 
 def test_ack_never_waits_past_the_delay() -> None:
