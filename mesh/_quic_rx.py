@@ -70,6 +70,7 @@ from aioquic.quic.packet import PACKET_SPIN_BIT, decode_packet_number
 from aioquic.quic.recovery import MAX_ACK_RANGES, QuicPacketSpace
 
 from ._quic_ack import on_ack_received
+from ._quic_crypto import open_payload, unmask_short_header
 
 __all__ = ["ShortPacketReceiver"]
 
@@ -78,8 +79,6 @@ _ACK = 0x02
 _ACK_ECN = 0x03
 _DATAGRAM = 0x30
 _DATAGRAM_WITH_LENGTH = 0x31
-#: Header protection samples 16 bytes starting 4 bytes past the packet number's offset.
-_SAMPLE_END = 4 + 16
 _CONNECTED = QuicConnectionState.CONNECTED
 
 
@@ -137,8 +136,9 @@ class ShortPacketReceiver:
         if space is None or recv.aead is None:
             return False
         try:
-            # the header alone: aioquic copies the whole packet to unmask five bytes
-            plain_header, truncated = recv.hp.remove(data[: cid_end + _SAMPLE_END], cid_end)
+            # the header alone (mesh._quic_crypto): aioquic copies the whole packet to
+            # unmask five bytes
+            plain_header, truncated = unmask_short_header(recv, data, cid_end)
         except CryptoError:
             return False  # too short to sample
         first = plain_header[0]
@@ -150,7 +150,7 @@ class ShortPacketReceiver:
         if packet_number in space.received_packets:
             return False  # a duplicate: aioquic drops it
         try:
-            payload = recv.aead.decrypt(data[len(plain_header) :], plain_header, packet_number)
+            payload = open_payload(recv, data, plain_header, packet_number)
         except CryptoError:
             return False
         frames = _parse_frames(payload, conn._configuration.max_datagram_frame_size)

@@ -16,7 +16,8 @@ bookkeeping, doing only what applies:
   room left, ``_on_ack_delivery`` as its delivery handler, then a PING when the ACK has
   several ranges and the packet number is a multiple of 8, aioquic's ACK-of-ACK
   trigger), then every queued DATAGRAM as a ``DATAGRAM_WITH_LENGTH`` frame;
-* encryption and header protection by the connection's own ``CryptoPair``;
+* encryption and header protection with the connection's own ``CryptoPair`` keys, in
+  one call (:func:`mesh._quic_crypto.seal_short`, aioquic's bytes);
 * the bookkeeping of ``_flush_builder``: a ``QuicSentPacket`` (in flight and
   ack-eliciting when it carries a DATAGRAM or the PING), the next packet number, the
   loss recovery's ``on_packet_sent`` (congestion window, PTO), the pacer's
@@ -50,6 +51,8 @@ from aioquic.quic.packet import (
     push_ack_frame,
 )
 from aioquic.quic.packet_builder import PACKET_NUMBER_SEND_SIZE, QuicSentPacket
+
+from ._quic_crypto import seal_short
 
 __all__ = ["DatagramPacketWriter"]
 
@@ -163,7 +166,7 @@ class DatagramPacketWriter:
         buf.push_uint8(_FIRST_BYTE | (conn._spin_bit << 5) | (crypto.key_phase << 2))
         buf.push_bytes(peer_cid)
         buf.push_uint16(packet_number & 0xFFFF)
-        datagram = crypto.encrypt_packet(buf.data_slice(0, header_size), payload, packet_number)
+        datagram = seal_short(crypto, buf.data_slice(0, header_size), payload, packet_number)
 
         # what the frame writers, _write_application's loop and _flush_builder change
         pending.clear()

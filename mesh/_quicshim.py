@@ -42,6 +42,10 @@ DatagramPacketWriter`                     builder, ACK/PING/DATAGRAM frame write
                                           ``_on_ack_delivery``, ``_on_ping_delivery``,
                                           ``_network_paths[0].bytes_sent``,
                                           ``_quic_logger``
+``mesh._quic_crypto`` (packet protection  ``CryptoPair._update_key_requested``, and
+of a short header in one call)            of a ``CryptoContext``: ``aead._aead``,
+                                          ``aead._iv``, ``hp._encryptor``,
+                                          ``hp._is_chacha20``
 ``MeshQuicConnection.datagrams_to_send``  ``_state``, ``_pacing_at`` (written),
 (the idle check: aioquic's pacing step)   ``_loss._pacer`` (``packet_time``,
                                           ``bucket_max``; ``bucket_time`` and
