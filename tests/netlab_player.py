@@ -59,7 +59,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mesh import MeshConfig, MessageType, NetworkClient, ReconnectPolicy
-from mesh.events import CoreEvent, MessageDelivered, PathChanged, PeerConnected
+from mesh.events import MessageDelivered, PathChanged, PeerConnected
 from mesh.node import PeerEvent
 from mesh.paths import Route, TurnRoute
 from protocol.errors import ShardsError
@@ -223,16 +223,17 @@ class Player:
         if node is None or self._tapped:
             return
         self._tapped = True
-        next_event = node.core.next_event
+        events = node.core.events  # the queue the node drains after every flush
+        dispatch = node._dispatch
         paths = self._paths
 
-        def tapped() -> CoreEvent | None:
-            event = next_event()
-            if isinstance(event, MessageDelivered):
-                paths[event.message.message_id] = event.path
-            return event
+        def tapped() -> None:
+            for event in events:  # read before the node pops them and calls the handlers
+                if isinstance(event, MessageDelivered):
+                    paths[event.message.message_id] = event.path
+            dispatch()
 
-        node.core.next_event = tapped  # type: ignore[method-assign]
+        node._dispatch = tapped  # type: ignore[method-assign]
         node.add_peer_listener(self._on_peer)
         node.add_path_listener(self._on_path)
 
