@@ -14,7 +14,6 @@ function                                  private attributes
 :func:`trim_pending_datagrams`,           ``_datagrams_pending``
 :func:`pending_datagram_count`
 :func:`remote_max_datagram_frame_size`    ``_remote_max_datagram_frame_size``
-:func:`timer_ready`                       ``_close_at``
 :func:`peer_certificate_ed25519`          ``tls._peer_certificate``
 :func:`tune_ack_delay`                    ``_ack_delay``, ``_loss.max_ack_delay``
 :func:`piggyback_ack`                     ``_spaces[ONE_RTT].ack_at``
@@ -114,7 +113,6 @@ __all__ = [
     "probe_path",
     "remote_max_datagram_frame_size",
     "rtt_stats",
-    "timer_ready",
     "trim_pending_datagrams",
     "tune_ack_delay",
 ]
@@ -692,11 +690,6 @@ def remote_max_datagram_frame_size(conn: QuicConnection) -> int | None:
     """The peer's advertised ``max_datagram_frame_size`` (None: it did not enable DATAGRAM)."""
     size: int | None = conn._remote_max_datagram_frame_size
     return size
-
-
-def timer_ready(conn: QuicConnection) -> bool:
-    """True when ``handle_timer``/``get_timer`` may be called (aioquic raises before connect)."""
-    return conn._close_at is not None
 
 
 def peer_certificate_ed25519(conn: QuicConnection) -> bytes | None:
