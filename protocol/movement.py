@@ -100,9 +100,9 @@ _ONE_BATCH = _BATCH[1]
 _ONE_BATCH_SIZE = _ONE_BATCH.size
 _id_bits = _id_rng.getrandbits  # the generator new_message_id draws from (reseeded in place)
 _new = object.__new__
-_set = object.__setattr__
 # Slot setters of pydantic's BaseModel: building a model this way skips re-validation
 # of values the decoder has already checked (three model objects per update).
+_set_dict = BaseModel.__dict__["__dict__"].__set__  # object.__setattr__'s end, without its lookup
 _set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -457,19 +457,18 @@ def _build(
             and sent_at >= _T_LO and sent_at <= _T_HI):  # fmt: skip
         raise _out_of_bounds(sent_at)
     position: Vec3 = _new(Vec3)
-    _set(position, "__dict__", {"x": px, "y": py, "z": pz})
+    _set_dict(position, {"x": px, "y": py, "z": pz})
     _set_fields(position, set(_XYZ))
     _set_extra(position, None)
     _set_private(position, None)
     velocity: Vec3 = _new(Vec3)
-    _set(velocity, "__dict__", {"x": vx, "y": vy, "z": vz})
+    _set_dict(velocity, {"x": vx, "y": vy, "z": vz})
     _set_fields(velocity, set(_XYZ))
     _set_extra(velocity, None)
     _set_private(velocity, None)
     msg: PositionUpdateMessage = _new(PositionUpdateMessage)
-    _set(
+    _set_dict(
         msg,
-        "__dict__",
         {
             "type": _POSITION_TYPE,
             "message_id": ((_id_bits(128) & _UUID4_CLEAR) | _UUID4_SET).to_bytes(16, "big").hex(),
