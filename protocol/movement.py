@@ -88,8 +88,7 @@ MOVEMENT_FIELDS = ("character_id", "location_id", "position", "velocity", "sent_
 """The fields the binary form carries."""
 
 _SENT_AT_LIMIT = 1e13
-# The bounds as module constants: the checks below compare against them directly (a
-# negation per comparison, or a chained comparison, costs a third more on these paths).
+# The bounds the checks compare with (see _build), each once per value and bound.
 _LO = -COORD_LIMIT
 _HI = COORD_LIMIT
 _T_LO = -_SENT_AT_LIMIT
@@ -448,10 +447,11 @@ def _build(
     of every path to a message; its callers have checked the ints' types and ranges,
     or read them from the fixed-width fields of the binary form).
 
-    The checks compare each value against each bound: a chained comparison, or ``-lim``
-    computed in place, is slower, and NaN fails every comparison, so NaN and the
-    infinities are refused too. The two Vec3 and the message id (new_message_id's) are
-    made in line: one Python call per message, twice per update (send and receive)."""
+    Each value is compared with each bound on its own (``lo <= x <= hi`` chained, or with
+    ``-lim`` computed in place, costs a third more); NaN fails every comparison, so NaN
+    and the infinities are refused too. unpack_movement and unpack_movement_batch run the
+    same check in line. The two Vec3 and the message id (new_message_id's) are made in
+    line: one Python call per message, twice per update (send and receive)."""
     if not (px >= _LO and px <= _HI and py >= _LO and py <= _HI and pz >= _LO and pz <= _HI
             and vx >= _LO and vx <= _HI and vy >= _LO and vy <= _HI and vz >= _LO and vz <= _HI
             and sent_at >= _T_LO and sent_at <= _T_HI):  # fmt: skip
