@@ -242,13 +242,17 @@ def create_position_update(
     ids take a fast path that checks the same bounds as the model without running its
     validators; anything else is validated by the model (and refused as it refuses it).
     """
-    pos = _plain_xyz(position)
-    vel = _plain_xyz(velocity)
+    # A tuple (the usual call) goes to position_update as it is: that checks its values are
+    # plain floats within bounds (DecodeError); a wrong count fails the unpacking (ValueError).
+    pos = position if type(position) is tuple else _components(position)
+    vel = velocity if type(velocity) is tuple else _components(velocity)
     if pos is not None and vel is not None:
         try:
-            return position_update(character_id, location_id, seq, sent_at, *pos, *vel)
-        except DecodeError:
-            pass  # not plain or out of bounds: the model's validation error names the field
+            px, py, pz = pos
+            vx, vy, vz = vel
+            return position_update(character_id, location_id, seq, sent_at, px, py, pz, vx, vy, vz)
+        except (ValueError, DecodeError):
+            pass  # not three plain floats each, or out of bounds: the model's error names it
     return PositionUpdateMessage(
         character_id=character_id,
         location_id=location_id,
@@ -259,15 +263,11 @@ def create_position_update(
     )
 
 
-def _plain_xyz(value: VecLike) -> tuple[float, float, float] | None:
-    """``value`` as three floats when it is a ``Vec3`` or a tuple or list of exactly three
-    ``float`` s (what the fast path of :func:`create_position_update` takes), else None."""
-    if type(value) is tuple or type(value) is list:
-        try:
-            x, y, z = value
-        except ValueError:  # not three: the model refuses it
-            return None
-        return (x, y, z) if type(x) is float and type(y) is float and type(z) is float else None
+def _components(value: VecLike) -> Sequence[float] | None:
+    """The components of a list or ``Vec3`` (of a tuple: the caller takes it as it is), for
+    the fast path of :func:`create_position_update`, which checks them; else None."""
+    if type(value) is list:
+        return value
     if type(value) is Vec3:
         return (value.x, value.y, value.z)
     return None

@@ -198,7 +198,11 @@ def test_position_update_of_plain_floats_skips_model_validation(
     fast = protocol.create_position_update(
         7, 3, (1.5, -2.0, 1e7), Vec3(x=0.5), sent_at=12.25, seq=65535
     )
+    as_lists = protocol.create_position_update(
+        7, 3, [1.5, -2.0, 1e7], [0.5, 0.0, 0.0], sent_at=12.25, seq=65535
+    )
     assert validated == []
+    assert as_lists.model_dump(exclude={"message_id"}) == fast.model_dump(exclude={"message_id"})
     slow = model(
         character_id=7,
         location_id=3,
@@ -211,9 +215,18 @@ def test_position_update_of_plain_floats_skips_model_validation(
     assert fast.message_id != slow.message_id
     # ints, out-of-range values and NaN take the validating path (and are refused as before)
     protocol.create_position_update(1, 2, (1, 2, 3), sent_at=0.0)
-    for bad in ((1e8, 0.0, 0.0), (float("nan"), 0.0, 0.0), (True, 0.0, 0.0)):
-        with pytest.raises(ValidationError):
-            protocol.create_position_update(1, 2, bad, sent_at=0.0)  # type: ignore[arg-type]
+    for bad, refusal in (
+        ((1e8, 0.0, 0.0), ValidationError),
+        ((float("nan"), 0.0, 0.0), ValidationError),
+        ((True, 0.0, 0.0), ValidationError),
+        ([0.0, 0.0, 1e8], ValidationError),
+        ((0.0, 0.0), ValueError),  # to_vec3's "a vector is (x, y, z)"
+        ((0.0, 0.0, 0.0, 0.0), ValueError),
+        ([0.0, 0.0], ValueError),
+    ):
+        for position, velocity in ((bad, (0.0, 0.0, 0.0)), ((0.0, 0.0, 0.0), bad)):
+            with pytest.raises(refusal, match="validation error|a vector is"):
+                protocol.create_position_update(1, 2, position, velocity, sent_at=0.0)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         protocol.create_position_update(-1, 2, (0.0, 0.0, 0.0), sent_at=0.0)
     # the int vector and the negative id reached the model (bad vectors fail in Vec3 first)
