@@ -94,6 +94,13 @@ class SocketClients:
         self._turn: TurnUser | None = None
         self._turn_server: Address | None = None
         self.stats: dict[str, int] = dict.fromkeys(DEMUX_STAT_NAMES, 0)
+        self.idle = stun.idle
+        """No TURN client and an idle STUN client: :meth:`datagrams_to_send`,
+        :meth:`get_timer` and :meth:`next_event` would all return nothing, so the driver
+        may skip them. An attribute kept current when either changes (the STUN client
+        tells: :attr:`~mesh.stun_client.StunClient.on_idle_change`), as the node reads
+        it on every flush."""
+        stun.on_idle_change = self._update_idle
 
     @property
     def turn(self) -> TurnUser | None:
@@ -104,13 +111,7 @@ class SocketClients:
     def turn(self, client: TurnUser | None) -> None:
         self._turn = client
         self._turn_server = client.server if client is not None else None
-
-    @property
-    def idle(self) -> bool:
-        """No TURN client and an idle STUN client: :meth:`datagrams_to_send`,
-        :meth:`get_timer` and :meth:`next_event` would all return nothing, so the driver
-        may skip them (one check instead of a chain of calls on every flush)."""
-        return self._turn is None and self.stun.idle
+        self._update_idle()
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take ``data`` if it is not the core's; False means: hand it to the QUIC core.
@@ -163,3 +164,6 @@ class SocketClients:
         if self._turn is not None:
             return self._turn.next_event()
         return None
+
+    def _update_idle(self) -> None:
+        self.idle = self._turn is None and self.stun.idle

@@ -720,7 +720,7 @@ class PeerNode:
         Returns the update queued (its ``seq`` increments with wrap-around).
         """
         now = self._now()
-        me = self._me()
+        me = self._me(now + self._wall_offset)  # _now just set it: no second clock read
         self._seq = next_seq(self._seq)
         update = create_position_update(
             me.character_id,
@@ -736,7 +736,8 @@ class PeerNode:
             # the tick is due at once (mesh.datagrams: its slot is near): run it before the
             # flush rather than flush, find it due and flush again; only the tick, not the
             # whole handle_timer walk: _transmit reads the timer and runs whatever else is due
-            now = max(now, tick_at + 1e-6)
+            if tick_at + 1e-6 > now:
+                now = tick_at + 1e-6
             core.tick_movement(now)
         self._transmit(now)
         return update
@@ -767,9 +768,10 @@ class PeerNode:
             self.core.wall_offset = offset
         return now
 
-    def _me(self) -> PeerIdentity:
+    def _me(self, wall: float | None = None) -> PeerIdentity:
+        """Our own identity, its credential checked at Unix time ``wall`` (None: now)."""
         try:
-            return self._auth.own_identity(now=time.time())
+            return self._auth.own_identity(now=time.time() if wall is None else wall)
         except CryptoError as exc:
             raise NotConnectedError(f"our own credential is not valid: {exc}") from exc
 
@@ -806,7 +808,7 @@ class PeerNode:
             elif turn is not None:  # what peers sent us through our TURN allocation
                 for relayed, route in turn.relayed():
                     receive(relayed, route, now)
-        self._transmit()
+        self._transmit(now)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -839,7 +841,7 @@ class PeerNode:
         sendto = transport.sendto
         turn = self._turn
         for data, addr in core.datagrams_to_send(when):
-            if isinstance(addr, TurnRoute):
+            if type(addr) is TurnRoute:  # final: no subclass; a socket address is a tuple
                 if turn is not None:  # else dropped, as UDP may: the link times out
                     turn.send(addr, data, when)
             else:
