@@ -800,10 +800,13 @@ class PeerNode:
             return
         now = self._now()
         receive = self.core.receive_datagram
-        not_quic = self._sockets.receive_datagram  # STUN and TURN take theirs first
+        sockets = self._sockets
+        not_quic = sockets.receive_datagram  # STUN and TURN take theirs first
+        # no TURN server: QUIC is told by its first byte alone (demux.route), in line
+        quic_by_byte = sockets.turn_server is None  # nothing below attaches one
         turn = self._turn
         for data, addr in batch:
-            if not not_quic(data, addr, now):
+            if (quic_by_byte and data and data[0] >= 64) or not not_quic(data, addr, now):
                 receive(data, addr, now)
             elif turn is not None:  # what peers sent us through our TURN allocation
                 for relayed, route in turn.relayed():

@@ -275,6 +275,8 @@ class LinkTable:
         links = self._links
         soonest = self._next_timer
         rescan = False
+        fresh: float | None = None  # the soonest of the links re-read here
+        read = 0  # how many of them have a timer
         while stale:
             link = stale.pop()
             old = timers.get(link)
@@ -283,12 +285,16 @@ class LinkTable:
                 timers.pop(link, None)
             else:
                 timers[link] = at
+                read += 1
+                if fresh is None or at < fresh:
+                    fresh = at
             if old is not None and old == soonest and (at is None or at > old):
                 rescan = True
             elif at is not None and (soonest is None or at < soonest):
                 soonest = at
         if rescan:
-            soonest = min(timers.values()) if timers else None
+            # every link with a timer was just re-read (a pair's one link): no pass needed
+            soonest = fresh if read == len(timers) else min(timers.values())
         self._next_timer = soonest
         return soonest
 
