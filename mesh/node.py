@@ -719,8 +719,14 @@ class PeerNode:
 
         Returns the update queued (its ``seq`` increments with wrap-around).
         """
-        now = self._now()
-        me = self._me(now + self._wall_offset)  # _now just set it: no second clock read
+        loop = self._loop
+        if loop is None or self._transport is None or self._closed:
+            loop = self._require_started()  # raises
+        now = loop.time()  # _now's work in line, as every update comes here
+        moved = time.time() - now - self._wall_offset
+        if moved > _WALL_OFFSET_SLACK or moved < -_WALL_OFFSET_SLACK:
+            now = self._now()  # a wall-clock step: _now moves the core's offset
+        me = self._me(now + self._wall_offset)  # current: no second clock read
         self._seq = next_seq(self._seq)
         update = create_position_update(
             me.character_id,
@@ -753,9 +759,10 @@ class PeerNode:
         """The loop clock for the core, keeping its Unix-time offset current (to within
         :data:`_WALL_OFFSET_SLACK`).
 
-        Read on every send and every received batch: the started check is inlined, and
-        the core's offset is set only when it moved (a wall-clock step; NTP slew moves it
-        by microseconds), sparing two calls per read."""
+        The core's offset is set only when it moved (a wall-clock step; NTP slew moves
+        it by microseconds), sparing two calls per read. The two hot callers,
+        :meth:`send_position_update` and :meth:`_on_datagrams`, make the same check in
+        line and call this only when the offset moved."""
         loop = self._loop
         if loop is None or self._transport is None or self._closed:
             self._require_started()  # raises
@@ -796,9 +803,13 @@ class PeerNode:
 
     def _on_datagrams(self, batch: Batch) -> None:
         """Every datagram the socket had waiting: all into the core, then one flush."""
-        if self._loop is None or self._closed:
+        loop = self._loop
+        if loop is None or self._closed:
             return
-        now = self._now()
+        now = loop.time()  # _now's work in line, as every batch comes here
+        moved = time.time() - now - self._wall_offset
+        if moved > _WALL_OFFSET_SLACK or moved < -_WALL_OFFSET_SLACK:
+            now = self._now()  # a wall-clock step: _now moves the core's offset
         receive = self.core.receive_datagram
         sockets = self._sockets
         not_quic = sockets.receive_datagram  # STUN and TURN take theirs first
