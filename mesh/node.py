@@ -199,6 +199,9 @@ class PeerNode:
         )
         self._core_events = self.core.events  # drained by _dispatch
         self._handlers: dict[MessageType, list[Handler]] = {}
+        # movement's handlers: one list for the node's life, read per update without a lookup
+        self._position_handlers: list[Handler] = []
+        self._handlers[_POSITION_UPDATE] = self._position_handlers
         self._transport: UdpSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -897,7 +900,7 @@ class PeerNode:
         while events:
             event = events.popleft()
             if type(event) is PositionReceived:  # the hot one: movement
-                handlers = self._handlers.get(_POSITION_UPDATE)
+                handlers = self._position_handlers
                 if handlers:  # _call_handlers, in line
                     notify(
                         handlers,
