@@ -109,6 +109,8 @@ class MeshCore:
         """Counters of what hostile or broken peers sent (:data:`mesh.context.STAT_NAMES`)."""
         self.location_id: int | None = None
         self._table = LinkTable(ctx)
+        self._gate = self._table.gate  # both read on every flush (one object each, for life)
+        self._touched = self._table.touched
         self._directory = PeerDirectory()
         self._admission = Admission(ctx, self._table, self._directory)
         self._reliable = ReliableDelivery(ctx, self._table, self._admission)
@@ -176,17 +178,22 @@ class MeshCore:
         link.quic.receive_datagram(data, addr, now)
         link.last_rx = now
         link.bytes_received += len(data)
-        if self._paths.watching:
+        paths = self._paths
+        if paths.silent or self._table.spares:  # else heard() has nothing to change
             self._slow_stale = True  # a spare heard again carries its peer's sends
-            self._paths.heard(link, now)
+            paths.heard(link, now)
         if link.quic.events:  # none after most datagrams: spare the call
             self._process(link, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Route]]:
         """Every datagram the connections want to send now, with its destination."""
-        out: list[tuple[bytes, Route]] = self._table.gate.datagrams_to_send()  # its Retries
-        # only touched links can have anything (MeshQuicConnection.watch)
-        for link in self._table.take_touched():
+        gate = self._gate
+        out: list[tuple[bytes, Route]] = gate.datagrams_to_send() if gate.outbox else []
+        # only touched links can have anything (MeshQuicConnection.watch); popped until
+        # none is left, so links touched meanwhile (by _process below) are flushed too
+        touched = self._touched
+        while touched:
+            link = touched.pop()
             if link.state is LinkState.TERMINATED:
                 continue
             datagrams = link.quic.datagrams_to_send(now=now)
@@ -195,7 +202,10 @@ class MeshCore:
                 for data, _ in datagrams:  # a loop, not sum() of a listcomp: no call
                     sent += len(data)
                 link.bytes_sent += sent
-                out.extend(datagrams)
+                if out:
+                    out.extend(datagrams)
+                else:  # the first (most flushes: the only) link's list, a new one each call
+                    out = datagrams
             if link.quic.events:  # none after most flushes: spare the call
                 self._process(link, now)
         return out

@@ -92,8 +92,19 @@ class SocketClients:
     def __init__(self, stun: StunClient) -> None:
         self.stun = stun
         self._turn: TurnUser | None = None
-        self._turn_server: Address | None = None
+        self.turn_server: Address | None = None
+        """The TURN client's server (None: no TURN client). Read it; attaching a client
+        (:attr:`turn`) sets it. While it is None, a datagram whose first byte is 64 or
+        more is QUIC whoever sent it (:func:`route`): the driver hands those to the core
+        without a :meth:`receive_datagram` call."""
         self.stats: dict[str, int] = dict.fromkeys(DEMUX_STAT_NAMES, 0)
+        self.idle = stun.idle
+        """No TURN client and an idle STUN client: :meth:`datagrams_to_send`,
+        :meth:`get_timer` and :meth:`next_event` would all return nothing, so the driver
+        may skip them. An attribute kept current when either changes (the STUN client
+        tells: :attr:`~mesh.stun_client.StunClient.on_idle_change`), as the node reads
+        it on every flush."""
+        stun.on_idle_change = self._update_idle
 
     @property
     def turn(self) -> TurnUser | None:
@@ -103,14 +114,8 @@ class SocketClients:
     @turn.setter
     def turn(self, client: TurnUser | None) -> None:
         self._turn = client
-        self._turn_server = client.server if client is not None else None
-
-    @property
-    def idle(self) -> bool:
-        """No TURN client and an idle STUN client: :meth:`datagrams_to_send`,
-        :meth:`get_timer` and :meth:`next_event` would all return nothing, so the driver
-        may skip them (one check instead of a chain of calls on every flush)."""
-        return self._turn is None and self.stun.idle
+        self.turn_server = client.server if client is not None else None
+        self._update_idle()
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> bool:
         """Take ``data`` if it is not the core's; False means: hand it to the QUIC core.
@@ -118,7 +123,7 @@ class SocketClients:
         Datagrams the STUN or TURN client does not recognise are dropped (counted),
         never passed on: a STUN-looking datagram is no QUIC packet.
         """
-        turn_server = self._turn_server
+        turn_server = self.turn_server
         if data and data[0] >= 64 and (turn_server is None or source[1] != turn_server[1]):
             return False  # the hot path: movement and chat, from anyone but the TURN server
         kind = route(data, source, turn_server)
@@ -163,3 +168,6 @@ class SocketClients:
         if self._turn is not None:
             return self._turn.next_event()
         return None
+
+    def _update_idle(self) -> None:
+        self.idle = self._turn is None and self.stun.idle

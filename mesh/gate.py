@@ -286,7 +286,10 @@ class InitialGate:
             key if key is not None else os.urandom(32), config.retry_token_lifetime
         )
         self._sources = _Sources(config.gate_sources, in_progress)
-        self._outbox: deque[tuple[bytes, Route]] = deque()
+        self.outbox: deque[tuple[bytes, Route]] = deque()
+        """The Retry packets waiting for :meth:`datagrams_to_send`, with destinations. Read
+        it, never change it: a flush skips that call while it is empty (it is, but under
+        pressure)."""
         self._pressure_logged_at: float | None = None
         self.stats: dict[str, int] = {
             "gate_admitted": 0,
@@ -338,8 +341,8 @@ class InitialGate:
 
     def datagrams_to_send(self) -> list[tuple[bytes, Route]]:
         """The Retry packets queued since the last call, with their destinations."""
-        out = list(self._outbox)
-        self._outbox.clear()
+        out = list(self.outbox)
+        self.outbox.clear()
         return out
 
     # decisions ----------------------------------------------------------------------
@@ -363,7 +366,7 @@ class InitialGate:
         scid = self._random(self._cid_length)
         while scid == header.destination_cid:  # the client ignores a Retry from its own DCID
             scid = self._random(self._cid_length)
-        if len(self._outbox) >= _MAX_QUEUED:
+        if len(self.outbox) >= _MAX_QUEUED:
             self.stats["gate_retries_unsent"] += 1
             return Retry(scid)
         packet = encode_quic_retry(
@@ -373,7 +376,7 @@ class InitialGate:
             original_destination_cid=header.destination_cid,
             retry_token=self._tokens.mint(addr, header.destination_cid, scid, now),
         )
-        self._outbox.append((packet, addr))
+        self.outbox.append((packet, addr))
         self.stats["gate_retries"] += 1
         last = self._pressure_logged_at
         if last is None or now - last >= _PRESSURE_LOG_INTERVAL:

@@ -57,14 +57,13 @@ class PathChooser:
         self._table = table
         self._directory = directory
         self._reliable = reliable
-        self._silent: set[str] = set()  # peers whose link in use was reported silent
+        self.silent: set[str] = set()
+        """Peers whose link in use was reported silent (``PathChanged(silent=True)``). Read
+        it; only this chooser changes it. A received datagram may change a carrier
+        (:meth:`heard` is needed) only while this set or the table's ``spares`` is not
+        empty: the core checks both for every datagram, without a call."""
         # peers TURN carries since their direct link ended: when to dial it again
         self._direct_retry: dict[str, float] = {}
-
-    @property
-    def watching(self) -> bool:
-        """Whether a received datagram may change a carrier (:meth:`heard` is needed)."""
-        return bool(self._silent or self._table.spares)
 
     # what happened ------------------------------------------------------------------
 
@@ -99,8 +98,8 @@ class PathChooser:
         if table.spares.get(pid) is link:
             if link.path == "direct":
                 self._use_spare(pid, now)
-        elif pid in self._silent and table.direct(pid) is link and link.identity is not None:
-            self._silent.discard(pid)
+        elif pid in self.silent and table.direct(pid) is link and link.identity is not None:
+            self.silent.discard(pid)
             self._ctx.events.append(PathChanged(link.identity, link.path, silent=False))
 
     def probe(self, link: Link, now: float) -> None:
@@ -130,8 +129,8 @@ class PathChooser:
             return
         if spare is not None and now - spare.last_rx < config.path_silence:
             self._use_spare(pid, now)
-        elif pid not in self._silent:
-            self._silent.add(pid)
+        elif pid not in self.silent:
+            self.silent.add(pid)
             logger.info("peer %s: the %s path went silent", pid[:12], link.path)
             self._ctx.events.append(PathChanged(identity, link.path, silent=True))
 
@@ -149,7 +148,7 @@ class PathChooser:
             return False
         if in_use and carrier.identity is not None:
             carrier.spare_since = None
-            self._silent.discard(pid)
+            self.silent.discard(pid)
             self._ctx.events.append(PathChanged(carrier.identity, carrier.path, silent=False))
             self._reliable.resend_direct(pid, carrier, now)
         if link.path == "direct" and carrier.path == "turn":
@@ -160,7 +159,7 @@ class PathChooser:
 
     def forget(self, pid: str) -> None:
         """``pid`` is gone: nothing of it is watched any more."""
-        self._silent.discard(pid)
+        self.silent.discard(pid)
         self._direct_retry.pop(pid, None)
 
     # timers -------------------------------------------------------------------------
@@ -197,7 +196,7 @@ class PathChooser:
             old.spare_since = now
         link = table.swap(pid)
         link.spare_since = None
-        self._silent.discard(pid)
+        self.silent.discard(pid)
         identity = link.identity
         if identity is not None:
             logger.info("peer %s: now over the %s path", pid[:12], link.path)

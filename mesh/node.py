@@ -199,6 +199,9 @@ class PeerNode:
         )
         self._core_events = self.core.events  # drained by _dispatch
         self._handlers: dict[MessageType, list[Handler]] = {}
+        # movement's handlers: one list for the node's life, read per update without a lookup
+        self._position_handlers: list[Handler] = []
+        self._handlers[_POSITION_UPDATE] = self._position_handlers
         self._transport: UdpSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -719,8 +722,14 @@ class PeerNode:
 
         Returns the update queued (its ``seq`` increments with wrap-around).
         """
-        now = self._now()
-        me = self._me()
+        loop = self._loop
+        if loop is None or self._transport is None or self._closed:
+            loop = self._require_started()  # raises
+        now = loop.time()  # _now's work in line, as every update comes here
+        moved = time.time() - now - self._wall_offset
+        if moved > _WALL_OFFSET_SLACK or moved < -_WALL_OFFSET_SLACK:
+            now = self._now()  # a wall-clock step: _now moves the core's offset
+        me = self._me(now + self._wall_offset)  # current: no second clock read
         self._seq = next_seq(self._seq)
         update = create_position_update(
             me.character_id,
@@ -736,7 +745,8 @@ class PeerNode:
             # the tick is due at once (mesh.datagrams: its slot is near): run it before the
             # flush rather than flush, find it due and flush again; only the tick, not the
             # whole handle_timer walk: _transmit reads the timer and runs whatever else is due
-            now = max(now, tick_at + 1e-6)
+            if tick_at + 1e-6 > now:
+                now = tick_at + 1e-6
             core.tick_movement(now)
         self._transmit(now)
         return update
@@ -752,9 +762,10 @@ class PeerNode:
         """The loop clock for the core, keeping its Unix-time offset current (to within
         :data:`_WALL_OFFSET_SLACK`).
 
-        Read on every send and every received batch: the started check is inlined, and
-        the core's offset is set only when it moved (a wall-clock step; NTP slew moves it
-        by microseconds), sparing two calls per read."""
+        The core's offset is set only when it moved (a wall-clock step; NTP slew moves
+        it by microseconds), sparing two calls per read. The two hot callers,
+        :meth:`send_position_update` and :meth:`_on_datagrams`, make the same check in
+        line and call this only when the offset moved."""
         loop = self._loop
         if loop is None or self._transport is None or self._closed:
             self._require_started()  # raises
@@ -767,9 +778,10 @@ class PeerNode:
             self.core.wall_offset = offset
         return now
 
-    def _me(self) -> PeerIdentity:
+    def _me(self, wall: float | None = None) -> PeerIdentity:
+        """Our own identity, its credential checked at Unix time ``wall`` (None: now)."""
         try:
-            return self._auth.own_identity(now=time.time())
+            return self._auth.own_identity(now=time.time() if wall is None else wall)
         except CryptoError as exc:
             raise NotConnectedError(f"our own credential is not valid: {exc}") from exc
 
@@ -794,19 +806,26 @@ class PeerNode:
 
     def _on_datagrams(self, batch: Batch) -> None:
         """Every datagram the socket had waiting: all into the core, then one flush."""
-        if self._loop is None or self._closed:
+        loop = self._loop
+        if loop is None or self._closed:
             return
-        now = self._now()
+        now = loop.time()  # _now's work in line, as every batch comes here
+        moved = time.time() - now - self._wall_offset
+        if moved > _WALL_OFFSET_SLACK or moved < -_WALL_OFFSET_SLACK:
+            now = self._now()  # a wall-clock step: _now moves the core's offset
         receive = self.core.receive_datagram
-        not_quic = self._sockets.receive_datagram  # STUN and TURN take theirs first
+        sockets = self._sockets
+        not_quic = sockets.receive_datagram  # STUN and TURN take theirs first
+        # no TURN server: QUIC is told by its first byte alone (demux.route), in line
+        quic_by_byte = sockets.turn_server is None  # nothing below attaches one
         turn = self._turn
         for data, addr in batch:
-            if not not_quic(data, addr, now):
+            if (quic_by_byte and data and data[0] >= 64) or not not_quic(data, addr, now):
                 receive(data, addr, now)
             elif turn is not None:  # what peers sent us through our TURN allocation
                 for relayed, route in turn.relayed():
                     receive(relayed, route, now)
-        self._transmit()
+        self._transmit(now)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -839,7 +858,7 @@ class PeerNode:
         sendto = transport.sendto
         turn = self._turn
         for data, addr in core.datagrams_to_send(when):
-            if isinstance(addr, TurnRoute):
+            if type(addr) is TurnRoute:  # final: no subclass; a socket address is a tuple
                 if turn is not None:  # else dropped, as UDP may: the link times out
                     turn.send(addr, data, when)
             else:
@@ -881,7 +900,7 @@ class PeerNode:
         while events:
             event = events.popleft()
             if type(event) is PositionReceived:  # the hot one: movement
-                handlers = self._handlers.get(_POSITION_UPDATE)
+                handlers = self._position_handlers
                 if handlers:  # _call_handlers, in line
                     notify(
                         handlers,

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 __all__ = ["Address", "Path", "Route", "TurnRoute", "route_address"]
 
@@ -23,6 +23,7 @@ Path = Literal["direct", "turn", "relay"]
 """How a peer is reached (see the module docstring)."""
 
 
+@final  # the driver tells a route from an address by ``type(route) is TurnRoute``
 @dataclass(frozen=True, slots=True)
 class TurnRoute:
     """Datagrams to and from ``peer`` travel through the node's own TURN allocation.

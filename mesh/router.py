@@ -9,9 +9,9 @@ under pressure, per-source limits) and the client side of a dial (:meth:`LinkTab
 keeps the ``ACTIVE`` link that carries each peer (:meth:`LinkTable.direct`) and,
 when the peer is reached over both a direct and a TURN path, the other one as
 its spare (:attr:`LinkTable.spares`; :meth:`LinkTable.swap` exchanges them), and
-tracks which links may have something to send or a changed timer, so a flush
-or a timer read touches only those (:class:`mesh._quicshim.MeshQuicConnection`
-marks them).
+tracks which links may have something to send (:attr:`LinkTable.touched`) or a
+changed timer, so a flush or a timer read touches only those
+(:class:`mesh._quicshim.MeshQuicConnection` marks them).
 
 The table holds links; what a link *means* (the peer handshake, the
 tie-break, what travels on it) is decided by :class:`mesh.core.MeshCore` and
@@ -67,7 +67,11 @@ class LinkTable:
         self.directs_changes = 0
         """Counts changes of :attr:`directs` (a cache of something about them is stale when
         this moved)."""
-        self._touched: set[Link] = set()  # links that may have something to send
+        self.touched: set[Link] = set()
+        """Links that may have something to send (their connection marks them, see
+        :meth:`mesh._quicshim.MeshQuicConnection.watch`); the core's flush pops them until
+        none is left. A plain set rather than an iterator over it: a flush is two calls
+        fewer."""
         self._timer_stale: set[Link] = set()  # links whose timer may have changed
         self._timers: dict[Link, float] = {}  # links with a timer: when
         self._next_timer: float | None = None  # min(self._timers.values())
@@ -257,12 +261,6 @@ class LinkTable:
 
     # flushing and timers ------------------------------------------------------------
 
-    def take_touched(self) -> Iterator[Link]:
-        """Each link that may have something to send, once (links touched meanwhile too)."""
-        touched = self._touched
-        while touched:
-            yield touched.pop()
-
     def next_timer(self) -> float | None:
         """The soonest timer of any link (QUIC, dial deadline or keepalive).
 
@@ -277,6 +275,8 @@ class LinkTable:
         links = self._links
         soonest = self._next_timer
         rescan = False
+        fresh: float | None = None  # the soonest of the links re-read here
+        read = 0  # how many of them have a timer
         while stale:
             link = stale.pop()
             old = timers.get(link)
@@ -285,12 +285,16 @@ class LinkTable:
                 timers.pop(link, None)
             else:
                 timers[link] = at
+                read += 1
+                if fresh is None or at < fresh:
+                    fresh = at
             if old is not None and old == soonest and (at is None or at > old):
                 rescan = True
             elif at is not None and (soonest is None or at < soonest):
                 soonest = at
         if rescan:
-            soonest = min(timers.values()) if timers else None
+            # every link with a timer was just re-read (a pair's one link): no pass needed
+            soonest = fresh if read == len(timers) else min(timers.values())
         self._next_timer = soonest
         return soonest
 
@@ -310,7 +314,7 @@ class LinkTable:
     # internals ----------------------------------------------------------------------
 
     def _add(self, link: Link, quic: _quicshim.MeshQuicConnection) -> None:
-        quic.watch(self._touched, link)
+        quic.watch(self.touched, link)
         quic.watch(self._timer_stale, link)
         self._links.add(link)
 

@@ -116,6 +116,9 @@ class StunClient:
         """Nothing to send, no transaction in flight, no event unread: flushing, timing and
         dispatching the client would find nothing. An attribute kept current by every
         method that changes those (the node reads it on every flush, so no call)."""
+        self.on_idle_change: Callable[[], None] | None = None
+        """Called after :attr:`idle` changed (:class:`mesh.demux.SocketClients` keeps its
+        own ``idle`` current with it)."""
 
     # -- driving ----------------------------------------------------------------------
 
@@ -125,7 +128,7 @@ class StunClient:
         request = binding_request(transaction_id, software=self.software)
         self._transactions.start(transaction_id, server, request, None, now)
         self._outbox.append((request, server))
-        self.idle = False
+        self._set_idle(False)
         return transaction_id
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
@@ -169,7 +172,7 @@ class StunClient:
             return False
         self._transactions.finish(tx.transaction_id)
         self._events.append(self._outcome(tx, message, now))
-        self.idle = False
+        self._set_idle(False)
         return True
 
     def next_event(self) -> StunEvent | None:
@@ -204,7 +207,13 @@ class StunClient:
         return MappingBehaviour.ENDPOINT_DEPENDENT
 
     def _update_idle(self) -> None:
-        self.idle = not (self._outbox or self._events or self._transactions)
+        self._set_idle(not (self._outbox or self._events or self._transactions))
+
+    def _set_idle(self, idle: bool) -> None:
+        if idle is not self.idle:
+            self.idle = idle
+            if self.on_idle_change is not None:
+                self.on_idle_change()
 
     def _outcome(self, tx: Transaction[None], message: StunMessage, now: float) -> StunEvent:
         transaction_id = message.transaction_id
