@@ -12,17 +12,21 @@ same instant for the same node are handed over as one burst and flushed once, li
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from bench._common import percentile
 from bench._proc import Profiler
 
-__all__ = ["home", "run_virtual_area"]
+__all__ = ["home", "pair_ages", "run_virtual_area"]
 
 _BASE_TIME = 1_700_000_000.0
+#: How often each view's age is sampled (virtual ns), as ``bench.area`` samples real ones.
+AGE_STEP_NS = 5_000_000
 
 
 def home(cid: int, spread: float) -> tuple[float, float]:
@@ -32,6 +36,31 @@ def home(cid: int, spread: float) -> tuple[float, float]:
         return (0.0, 0.0)
     side = 6
     return (spread * ((cid - 1) % side), spread * ((cid - 1) // side))
+
+
+def pair_ages(
+    pairs: Iterable[list[tuple[int, int]]], t0_ns: int, end_ns: int, step_ns: int
+) -> list[int]:
+    """Age samples (ns) of views, every ``step_ns`` from ``t0_ns`` to ``end_ns``.
+
+    ``pairs``: per (viewer, source) pair, its deliveries as (received, sent) in ns, in
+    any order. A view's age at ``t`` is ``t`` - the newest send time delivered by ``t``;
+    before its first delivery it counts as a second older than the window.
+    """
+    grid = range(t0_ns, end_ns, step_ns)
+    ages: list[int] = []
+    for events in pairs:
+        events.sort()
+        times = [e[0] for e in events]
+        newest: list[int] = []
+        best = -1
+        for _, sent_ns in events:
+            best = max(best, sent_ns)
+            newest.append(best)
+        for t in grid:
+            i = bisect.bisect_right(times, t) - 1
+            ages.append(t - newest[i] if i >= 0 else t - t0_ns + 10**9)
+    return ages
 
 
 def run_virtual_area(
@@ -86,6 +115,7 @@ def run_virtual_area(
     order = itertools.count()
     timer_at: list[float | None] = [None] * peers
     counts = {"delivered": 0, "connected": 0}
+    deliveries: list[tuple[int, int, float, float]] = []  # viewer, source, sent_at, now
     now = 0.0
 
     def flush(i: int) -> None:
@@ -97,6 +127,8 @@ def run_virtual_area(
         while (event := core.next_event()) is not None:
             if isinstance(event, PositionReceived):
                 counts["delivered"] += 1
+                update = event.update
+                deliveries.append((i, update.character_id, update.sent_at, now))
             elif isinstance(event, PeerConnected):
                 counts["connected"] += 1
         at = core.get_timer()
@@ -176,6 +208,10 @@ def run_virtual_area(
     cpu = time.process_time() - cpu0
     profiler.stop(f"virtual-area-{peers}")
     delivered = counts["delivered"] - delivered0
+    per_pair: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for viewer, source, sent_at, at in deliveries:
+        per_pair.setdefault((viewer, source), []).append((round(at * 1e9), round(sent_at * 1e9)))
+    ages = pair_ages(per_pair.values(), 6_000_000_000, round((6.0 + duration) * 1e9), AGE_STEP_NS)
     sent = sum(c.movement_info().sent for c in cores) - sent0
     made = produced - produced0
     # Loss is counted over the whole run once nothing is in flight: records sent just before
@@ -196,4 +232,7 @@ def run_virtual_area(
         "delivered": delivered,
         "sent_of_all": sent / (made * (peers - 1)) if made else float("nan"),
         "delivered_of_records": delivered_all / sent_all if sent_all else float("nan"),
+        "age_p50_ms": percentile(ages, 50) / 1e6,
+        "age_p99_ms": percentile(ages, 99) / 1e6,
+        "age_max_ms": (max(ages) / 1e6) if ages else float("nan"),
     }

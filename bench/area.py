@@ -20,13 +20,12 @@ delivered update independent of the machine's load.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import time
 from typing import Any
 
 from bench._common import LOOPS, make_result, percentile, row, skip_result
 from bench._proc import Child, Profiler
-from bench._vmesh import home, run_virtual_area
+from bench._vmesh import home, pair_ages, run_virtual_area
 
 __all__ = ["run", "run_area"]
 
@@ -150,20 +149,7 @@ def view_ages(
         sent_ns = send_at.get((src, seq))
         if sent_ns is not None:
             per_pair.setdefault((viewer, src), []).append((recv_ns, sent_ns))
-    grid = list(range(t0_ns, end_ns, step_ns))
-    ages: list[int] = []
-    for events in per_pair.values():
-        events.sort()
-        times = [e[0] for e in events]
-        newest: list[int] = []
-        best = -1
-        for _, sent_ns in events:
-            best = max(best, sent_ns)
-            newest.append(best)
-        for t in grid:
-            i = bisect.bisect_right(times, t) - 1
-            ages.append(t - newest[i] if i >= 0 else t - t0_ns + 10**9)
-    return ages, len(per_pair)
+    return pair_ages(per_pair.values(), t0_ns, end_ns, step_ns), len(per_pair)
 
 
 def run_area(

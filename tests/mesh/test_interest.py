@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
 from mesh.core import MeshConfig
-from mesh.datagrams import TICK_EARLY, TICK_SLACK, MovementInbox, pair_salt, tick_divisors
+from mesh.datagrams import (
+    INTEREST_REUSE_TICKS,
+    TICK_EARLY,
+    TICK_SLACK,
+    MovementInbox,
+    pair_salt,
+    tick_divisors,
+)
 from protocol.messages.location import PositionUpdateMessage, Vec3
 
 from .sim import SimNet, SimNode
@@ -313,3 +321,78 @@ def test_a_late_tick_leaves_no_lasting_wait_for_a_game_on_its_own_schedule() -> 
     assert max(waits[6:]) > 0.01  # the late ticks did leave the next frames waiting
     assert all(w == 0.0 for w in waits[20:])  # and that wait is gone for good
     assert len(ran) == len(times)  # no frame merged away
+
+
+def _turns(ticks: int, divisor_at: Callable[[int], int], salt: int) -> list[int]:
+    """Which of ticks 1..``ticks`` (run on time, one interval apart) a peer gets, by the
+    rule of :mod:`mesh.datagrams`: every tick at divisor 1, else the ticks ``n`` with
+    ``(n + salt) % d == 0``, or any once it has waited ``d + 1/2`` intervals (counted from
+    its last one, or from the first tick that skipped it)."""
+    got: list[int] = []
+    since: int | None = None
+    for n in range(1, ticks + 1):
+        d = divisor_at(n)
+        if d == 1 or (n + salt) % d == 0 or (since is not None and n - since >= d + 0.5):
+            got.append(n)
+            since = n
+        elif since is None:
+            since = n
+    return got
+
+
+def _run_mover(
+    net: SimNet, mover: SimNode, ticks: int, between: Callable[[int], None] | None = None
+) -> None:
+    """The mover queues one position per tick interval (its ticks 1..``ticks``, seq = tick),
+    then stops; ``between(n)`` runs right after it queued tick ``n``'s position."""
+    for n in range(1, ticks + 1):
+        mover.core.queue_position(_update(mover, n, 0.0), net.now)
+        net.flush(mover)
+        if between is not None:
+            between(n)
+        net.run_for(0.05)
+    net.run_for(1.0)  # the catch-up tick: every watcher gets the last one
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_each_peer_gets_exactly_the_ticks_of_its_divisor_and_phase(seed: int) -> None:
+    """The schedule, tick by tick: the two nearest every tick, the others on the ticks
+    their pair salt picks (and the last update by the catch-up tick), nothing else."""
+    net, mover, watchers, _ = _area(seed)
+    ticks = 60
+    _run_mover(net, mover, ticks)
+    divisors = {2: 1, 3: 1, 4: 2, 5: 2, 6: 3, 7: 4}
+    for w in watchers:
+        d = divisors[w.character_id]
+        want = _turns(ticks, lambda _n, d=d: d, pair_salt(1, w.character_id))  # type: ignore[misc]
+        want = sorted({*want, ticks})
+        got = [e.update.seq for e in w.positions()]
+        assert got == want, (w.character_id, d)
+
+
+def test_a_moved_peer_gets_its_new_divisor_on_the_next_ranking_tick() -> None:
+    """A watcher that walks from band 0 (every 2nd tick) to band 1 (every 3rd) gets its new
+    rate from the first tick that ranks the peers again: the ranking is reused for
+    ``INTEREST_REUSE_TICKS`` ticks (ticks 1, 4, 7, ...), neither sooner nor later."""
+    net, mover, watchers, _ = _area(0)
+    walker = next(w for w in watchers if w.character_id == 4)  # at 5: every 2nd tick
+    moved_after = 17  # its new position reaches the mover before tick 18
+    ranked = [n for n in range(1, 60) if (n - 1) % INTEREST_REUSE_TICKS == 0]
+    switch = next(n for n in ranked if n > moved_after)
+    salt = pair_salt(1, walker.character_id)
+
+    def expected(at: int) -> list[int]:
+        return _turns(45, lambda n: 2 if n < at else 3, salt)
+
+    # the test tells the reuse apart: a switch one tick sooner or later sends other ticks
+    assert expected(switch) != expected(switch - 1)
+    assert expected(switch) != expected(switch + 1)
+
+    def walk(n: int) -> None:
+        if n == moved_after:
+            walker.core.queue_position(_update(walker, 2, 15.0), net.now)
+            net.flush(walker)
+
+    _run_mover(net, mover, 45, walk)
+    got = [e.update.seq for e in walker.positions()]
+    assert got == sorted({*expected(switch), 45})
