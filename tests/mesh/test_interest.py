@@ -341,11 +341,17 @@ def _turns(ticks: int, divisor_at: Callable[[int], int], salt: int) -> list[int]
 
 
 def _run_mover(
-    net: SimNet, mover: SimNode, ticks: int, between: Callable[[int], None] | None = None
+    net: SimNet,
+    mover: SimNode,
+    ticks: int,
+    between: Callable[[int], None] | None = None,
+    *,
+    start: int = 1,
 ) -> None:
-    """The mover queues one position per tick interval (its ticks 1..``ticks``, seq = tick),
-    then stops; ``between(n)`` runs right after it queued tick ``n``'s position."""
-    for n in range(1, ticks + 1):
+    """The mover queues one position per tick interval (``ticks`` of them, seq = its tick
+    number from ``start`` on), then stops; ``between(n)`` runs right after it queued tick
+    ``n``'s position."""
+    for n in range(start, start + ticks):
         mover.core.queue_position(_update(mover, n, 0.0), net.now)
         net.flush(mover)
         if between is not None:
@@ -368,6 +374,9 @@ def test_each_peer_gets_exactly_the_ticks_of_its_divisor_and_phase(seed: int) ->
         want = sorted({*want, ticks})
         got = [e.update.seq for e in w.positions()]
         assert got == want, (w.character_id, d)
+        # its ACKs wait for our next datagram to it: d - 1 ticks more than the base delay
+        quic = mover.core._table.directs[w.core.identity.peer_id].quic
+        assert quic._ack_delay == pytest.approx(2.5 * 0.05 + (d - 1) * 0.05)
 
 
 def test_a_moved_peer_gets_its_new_divisor_on_the_next_ranking_tick() -> None:
@@ -396,3 +405,53 @@ def test_a_moved_peer_gets_its_new_divisor_on_the_next_ranking_tick() -> None:
     _run_mover(net, mover, 45, walk)
     got = [e.update.seq for e in walker.positions()]
     assert got == sorted({*expected(switch), 45})
+
+
+def test_a_peer_that_joins_mid_game_gets_the_ticks_of_its_divisor() -> None:
+    """A watcher connecting while the mover is ticking (the table changes between two
+    rankings) is ranked on the next tick and gets its turns from then on."""
+    net, mover, _, _ = _area(1)
+    first, ticks = 20, 45
+    joiner = net.add(8)
+
+    def join(n: int) -> None:
+        if n == first:
+            net.run_for(0.05)  # tick ``first`` runs before the joiner connects
+            net.establish(joiner, mover)
+            joiner.core.queue_position(_update(joiner, 1, 25.0), net.now)  # band 2: every 4th
+            net.flush(joiner)
+            net.run_for(0.01)
+
+    _run_mover(net, mover, first, join)
+    _run_mover(net, mover, ticks - first, lambda _n: None, start=first + 1)
+    later = _turns(ticks - first, lambda _n: 4, pair_salt(1, 8) + first)
+    want = sorted({first + n for n in later} | {ticks})
+    got = [e.update.seq for e in joiner.positions() if e.update.seq > first]
+    assert got == want
+
+
+def test_a_peer_whose_connection_is_replaced_keeps_its_ticks() -> None:
+    """A duplicate connection replacing a watcher's link between two rankings (the same
+    peers, so the ranking stands): the new link gets the watcher's turns from the next
+    tick on, as the old one would have."""
+    net, mover, watchers, _ = _area(2)
+    watcher = next(w for w in watchers if w.character_id == 5)  # at 8: every 2nd tick
+    pid = watcher.core.identity.peer_id
+    table = mover.core._table
+    replaced_after, ticks = 20, 45
+
+    def redial(n: int) -> None:
+        if n != replaced_after:
+            return
+        net.run_for(0.02)  # tick ``replaced_after`` runs on the old link
+        old = table.directs[pid]
+        # the side whose new link wins the duplicate tie-break dials (mesh.admission)
+        mover_lower = mover.core.identity.peer_id < pid
+        dialer, other = (mover, watcher) if mover_lower else (watcher, mover)
+        net.connect(dialer, other)
+        net.run_until(lambda: table.directs[pid] is not old, limit=0.02)
+
+    _run_mover(net, mover, ticks, redial)
+    want = _turns(ticks, lambda _n: 2, pair_salt(1, 5))
+    got = [e.update.seq for e in watcher.positions()]
+    assert got == sorted({*want, ticks})
