@@ -25,6 +25,8 @@ from bench._proc import Profiler
 __all__ = ["home", "pair_ages", "run_virtual_area"]
 
 _BASE_TIME = 1_700_000_000.0
+#: Float slack when matching a send time to the drive's grid (seconds).
+_GRID_EPSILON = 1e-9
 #: How often each view's age is sampled (virtual ns), as ``bench.area`` samples real ones.
 AGE_STEP_NS = 5_000_000
 
@@ -168,12 +170,20 @@ def run_virtual_area(
     period = 1.0 / rate
     seqs = [0] * peers
     produced = 0
-    next_send = [5.0 + period * i / peers for i in range(peers)]
+    # peer i queues its k-th position at 5 + (k + i / peers) periods: on the drive's grid
+    # of period / peers steps, each computed afresh (a sum of steps would drift a hair past
+    # a send time and hold that send for a whole step)
+    sends = [0] * peers
+
+    def send_time(i: int) -> float:
+        return 5.0 + period * (sends[i] + i / peers)
+
+    next_send = [send_time(i) for i in range(peers)]
 
     def send_due(t: float) -> None:
         nonlocal produced
         for i in range(peers):
-            while next_send[i] <= t:
+            while next_send[i] <= t + _GRID_EPSILON:
                 seqs[i] = (seqs[i] + 1) & 0xFFFF
                 hx, hz = home(i + 1, spread)
                 x = hx + (0.01 * seqs[i] if spread > 0 else float(seqs[i]))
@@ -188,15 +198,16 @@ def run_virtual_area(
                 cores[i].queue_position(update, next_send[i])
                 flush(i)
                 produced += 1
-                next_send[i] += period
+                sends[i] += 1
+                next_send[i] = send_time(i)
 
     def drive(start: float, end: float) -> None:
-        t = start
         step = period / peers
-        while t < end:
+        j = 0
+        while (t := start + j * step) < end - _GRID_EPSILON:
             send_due(t)
             run_until(min(t + step, end), None)
-            t += step
+            j += 1
 
     drive(5.0, 6.0)  # warm
     sent0 = sum(c.movement_info().sent for c in cores)

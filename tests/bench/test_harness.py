@@ -98,7 +98,9 @@ def test_view_ages_follow_newest_update() -> None:
 
 def test_virtual_area_splits_interest_from_loss() -> None:
     """The virtual-time area: with no loss every record sent arrives, and interest sends the
-    peers beyond ``full_rate_peers`` (4) every other tick: (4 + 3/2) / 7 of all for 8 peers."""
+    peers beyond ``full_rate_peers`` (4) every other tick: (4 + 3/2) / 7 of all for 8 peers.
+    Every tick on time, no view is older than two intervals and the link's latency, and
+    the peers on every 2nd tick make the p99 older than one interval."""
     from bench._vmesh import run_virtual_area
 
     config = {"tick_interval": 1 / 30, "max_connections": 8}
@@ -106,6 +108,7 @@ def test_virtual_area_splits_interest_from_loss() -> None:
     assert fig["links_up"] == 8 * 7
     assert fig["delivered_of_records"] == 1.0
     assert abs(fig["sent_of_all"] - 5.5 / 7) < 0.03
+    assert 1000 / 30 < fig["age_p99_ms"] <= fig["age_max_ms"] <= (2 / 30 + 0.0005) * 1000 + 1e-6
     small = run_virtual_area(4, rate=30.0, duration=0.5, config=config)
     assert small["sent_of_all"] == 1.0 and small["delivered_of_records"] == 1.0
 
