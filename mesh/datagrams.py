@@ -149,22 +149,24 @@ def tick_divisors(
     if own is None or len(peers) <= full_rate_peers:
         return dict.fromkeys(peers, 1)
     quantum = rate_band / 4 if rate_band > 0 else 1.0
+    inf = math.inf
     ranked: list[tuple[float, int, str, float]] = []
     for pid, (pos, salt) in peers.items():
         dist = 0.0 if pos is None else math.dist(own, pos)
-        if not math.isfinite(dist):
-            dist = math.inf
-        ranked.append((dist // quantum if dist != math.inf else math.inf, salt, pid, dist))
+        if not dist < inf:  # NaN or infinite (a distance is never negative): ranked last
+            dist = inf
+        ranked.append((dist // quantum if dist != inf else inf, salt, pid, dist))
     ranked.sort()
     out: dict[str, int] = {}
     top = max(max_tick_divisor, 1)
     for i, (_, _, pid, dist) in enumerate(ranked):
         if i < full_rate_peers:
             out[pid] = 1
-        elif rate_band <= 0 or not math.isfinite(dist):
+        elif rate_band <= 0 or dist == inf:
             out[pid] = top
         else:
-            out[pid] = min(2 + int(dist // rate_band), top)
+            divisor = 2 + int(dist // rate_band)
+            out[pid] = divisor if divisor < top else top
     return out
 
 
@@ -479,15 +481,19 @@ class MovementScheduler:
         ack_age = config.ack_piggyback_age if config.ack_tuning else None
         piggyback = _quicshim.piggyback_ack
         sent = 0
+        batches: list[bytes] = []
+        batches_limit: int | None = None  # what ``batches`` were split for (nearly all share it)
         for pid, link, limit in peers:
             if limit is None:
                 continue
             quic = link.quic
             previous = sent_at.get(pid)
             sent_at[pid] = now
-            batches = cache.get(limit)
-            if batches is None:
-                batches = cache[limit] = split_batches(updates, limit)
+            if limit != batches_limit:
+                cached = cache.get(limit)
+                if cached is None:
+                    cached = cache[limit] = split_batches(updates, limit)
+                batches, batches_limit = cached, limit
             for batch in batches:
                 quic.send_datagram_frame(batch)
             sent += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import pytest
@@ -455,3 +456,17 @@ def test_a_peer_whose_connection_is_replaced_keeps_its_ticks() -> None:
     want = _turns(ticks, lambda _n: 2, pair_salt(1, 5))
     got = [e.update.seq for e in watcher.positions()]
     assert got == sorted({*want, ticks})
+
+
+def test_a_peer_at_no_finite_distance_is_ranked_last_at_the_top_divisor() -> None:
+    """A NaN or infinite distance never takes a full-rate place from a peer at a finite
+    one, and gets ``max_tick_divisor``, like a peer beyond every band."""
+    peers = _peers({"a": 1.0, "b": 2.0, "c": 3.0})
+    peers = {
+        "n": ((math.nan, 0.0, 0.0), 0),  # the lowest salt: first among equals
+        "i": ((math.inf, 0.0, 0.0), 1),
+        **peers,
+    }
+    policy = {**POLICY, "full_rate_peers": 3}
+    got = tick_divisors((0.0, 0.0, 0.0), peers, **policy)  # type: ignore[arg-type]
+    assert got == {"a": 1, "b": 1, "c": 1, "n": 4, "i": 4}
