@@ -4,7 +4,9 @@ The load-independent complement of ``bench.area``: the same cores a ``PeerNode``
 in one process by an event heap (a datagram reaches its peer ``latency`` seconds later; each
 node's single timer is re-read after every flush, as ``PeerNode`` does), each node queueing its
 position at ``rate`` Hz. What it measures is process CPU time per delivered update over the
-window, so a busy machine stretches the wall clock but not the figure. Datagrams arriving at the
+window, so a busy machine stretches the wall clock but not the figure; and the age of each
+node's view of each other node over the window, sampled as ``bench.area`` samples real ones:
+with every tick on time and no loss, the age interest itself gives. Datagrams arriving at the
 same instant for the same node are handed over as one burst and flushed once, like
 ``PeerNode``'s batched reads. With ``BENCH_PROFILE`` set, the measured window is profiled
 (``virtual-area-<peers>-<pid>.prof``): the cores' own cost, free of the machine's load.
@@ -80,7 +82,8 @@ def run_virtual_area(
     real time (``cores``: CPU seconds per virtual second), updates delivered, records sent
     (update x peer, as interest chose) and updates produced, so the caller can split "not sent
     by design" from "sent and lost" (``delivered_of_records``: over the whole run, after one
-    more second with nothing new sent, so nothing is still in flight).
+    more second with nothing new sent, so nothing is still in flight), and the p50, p99 and
+    maximum age of the views in the window (``age_p50_ms``, ``age_p99_ms``, ``age_max_ms``).
     """
     from mesh.auth import LobbyTicketAuth
     from mesh.core import MeshConfig, MeshCore
