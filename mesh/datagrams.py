@@ -66,7 +66,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mesh import _quicshim
@@ -149,22 +149,24 @@ def tick_divisors(
     if own is None or len(peers) <= full_rate_peers:
         return dict.fromkeys(peers, 1)
     quantum = rate_band / 4 if rate_band > 0 else 1.0
+    inf = math.inf
     ranked: list[tuple[float, int, str, float]] = []
     for pid, (pos, salt) in peers.items():
         dist = 0.0 if pos is None else math.dist(own, pos)
-        if not math.isfinite(dist):
-            dist = math.inf
-        ranked.append((dist // quantum if dist != math.inf else math.inf, salt, pid, dist))
+        if not dist < inf:  # NaN or infinite (a distance is never negative): ranked last
+            dist = inf
+        ranked.append((dist // quantum if dist != inf else inf, salt, pid, dist))
     ranked.sort()
     out: dict[str, int] = {}
     top = max(max_tick_divisor, 1)
     for i, (_, _, pid, dist) in enumerate(ranked):
         if i < full_rate_peers:
             out[pid] = 1
-        elif rate_band <= 0 or not math.isfinite(dist):
+        elif rate_band <= 0 or dist == inf:
             out[pid] = top
         else:
-            out[pid] = min(2 + int(dist // rate_band), top)
+            divisor = 2 + int(dist // rate_band)
+            out[pid] = divisor if divisor < top else top
     return out
 
 
@@ -284,8 +286,18 @@ class _Divisors:
 
     tick: int
     here: int | None
+    changes: int
+    """:attr:`~mesh.router.LinkTable.directs_changes` when ranked (same: same peers)."""
     peers: frozenset[str]
     divisors: dict[str, int]
+
+
+_Turn = tuple[str, Link, int, int, float, int | None]
+"""A direct peer's place in the tick schedule: (peer id, link, cycle, phase, patience, limit).
+
+It gets a tick ``n`` when ``cycle`` is 1 or ``(n + phase) % cycle == 0``, or once it waited
+``patience`` seconds (``divisor + 1/2`` intervals); ``phase`` is :func:`pair_salt` modulo the
+cycle; ``limit``: the largest movement batch it takes (None: it takes no DATAGRAM frames)."""
 
 
 #: How far before its slot an update tick may run, in tick intervals (see the module
@@ -326,6 +338,13 @@ class MovementScheduler:
         self._sent = 0
         self._sent_at: dict[str, float] = {}  # when each peer last got our movement
         self._divisors: _Divisors | None = None
+        # the schedule of the current interest answer (rebuilt with it, or when a direct
+        # link or our character changes): what each tick would otherwise work out per link
+        self._turns: list[_Turn] = []
+        self._turns_of: tuple[dict[str, int] | None, int, int] = (None, -1, -1)
+        # pair_salt of each direct peer with our character, for (our character, directs_changes)
+        self._salts: dict[str, int] = {}
+        self._salts_of = (-1, -1)
 
     def queue(self, update: PositionUpdateMessage, now: float) -> float:
         """Queue our position for the next tick (newest wins); the tick is due at once unless
@@ -358,47 +377,43 @@ class MovementScheduler:
             # the tick clock is left alone, so this never holds back the next update
             if outbox.owed:
                 directs = self._table.directs
-                owed_links = [(pid, link) for pid in outbox.owed if (link := directs.get(pid))]
+                owed_links = [
+                    (pid, link, _datagram_limit(link, self._ctx.config.max_datagram_payload))
+                    for pid in outbox.owed
+                    if (link := directs.get(pid)) and link.state is LinkState.ACTIVE
+                ]
                 self._send(outbox.latest, owed_links, now)
                 outbox.owed = set()
             return
         slot = self._slot  # early (within TICK_EARLY): the slot stays; late: from now on
         base = now if slot is None or now > slot else slot
         self._slot = base + self._ctx.config.tick_interval * (1 - TICK_SLACK)
-        self._ticks += 1
-        ticks = self._ticks
-        config = self._ctx.config
+        self._ticks = ticks = self._ticks + 1
         own = updates[-1]
-        divisors = self._interest(own, here)
+        divisors = self._interest(own, here).divisors
+        changes = self._table.directs_changes
+        planned = self._turns_of
+        if planned[0] is not divisors or planned[1] != changes or planned[2] != own.character_id:
+            self._plan(divisors, own.character_id, changes)
         owed: set[str] = set()
-        due: list[tuple[str, Link]] = []
-        tune_acks = config.ack_tuning
+        due: list[tuple[str, Link, int | None]] = []
         sent_at = self._sent_at
-        interval = config.tick_interval
-        for pid, link in self._table.directs.items():
-            if link.state is not LinkState.ACTIVE:
+        active = LinkState.ACTIVE
+        for pid, link, cycle, phase, patience, limit in self._turns:
+            if link.state is not active:
                 continue
-            divisor = divisors.get(pid, config.far_tick_divisor)
-            if tune_acks and link.ack_divisor != divisor:
-                # our ACKs wait for the next datagram we send the peer: every divisor-th tick
-                link.ack_divisor = divisor
-                _quicshim.tune_ack_delay(
-                    link.quic, config.ack_delay + (divisor - 1) * config.tick_interval
-                )
-            identity = link.identity
             if (
-                divisor > 1
-                and identity is not None
-                and (ticks + pair_salt(own.character_id, identity.character_id)) % divisor
-                and now - sent_at.setdefault(pid, now) < (divisor + 0.5) * interval
+                cycle > 1
+                and (ticks + phase) % cycle
+                and now - sent_at.setdefault(pid, now) < patience
             ):
                 owed.add(pid)  # not its turn, nor overdue (see the module docstring)
                 continue
-            due.append((pid, link))
+            due.append((pid, link, limit))
         self._send(updates, due, now)
         outbox.owed = owed
         if owed:  # a catch-up tick, unless a newer update comes first
-            self.next_tick = now + 2 * config.tick_interval
+            self.next_tick = now + 2 * self._ctx.config.tick_interval
 
     def receive(self, link: Link, data: bytes, now: float) -> None:
         """A DATAGRAM frame on ``link``: deliver the newer updates of the peer's own character."""
@@ -450,38 +465,83 @@ class MovementScheduler:
     # internals ----------------------------------------------------------------------
 
     def _send(
-        self, updates: list[PositionUpdateMessage], peers: Iterable[tuple[str, Link]], now: float
+        self,
+        updates: list[PositionUpdateMessage],
+        peers: list[tuple[str, Link, int | None]],
+        now: float,
     ) -> None:
-        """``updates`` to each ``ACTIVE`` link of ``peers`` (peer id, its link in the table)."""
+        """``updates`` to each of ``peers`` (peer id, its ``ACTIVE`` link in the table, the
+        largest batch it takes: :func:`_datagram_limit`)."""
         config = self._ctx.config
         sent_at = self._sent_at
         cache: dict[int, list[bytes]] = {}
+        keep = config.max_pending_datagrams
+        trim = _quicshim.trim_pending_datagrams
         # a pending ACK rides along once it is old enough (MeshConfig.ack_piggyback_ticks)
         ack_age = config.ack_piggyback_age if config.ack_tuning else None
-        for pid, link in peers:
-            if link.state is not LinkState.ACTIVE:
+        piggyback = _quicshim.piggyback_ack
+        sent = 0
+        batches: list[bytes] = []
+        batches_limit: int | None = None  # what ``batches`` were split for (nearly all share it)
+        for pid, link, limit in peers:
+            if limit is None:
                 continue
             quic = link.quic
-            remote = _quicshim.remote_max_datagram_frame_size(quic)
-            if remote is None:
-                continue
             previous = sent_at.get(pid)
             sent_at[pid] = now
-            limit = min(config.max_datagram_payload, remote - 4)
-            batches = cache.get(limit)
-            if batches is None:
-                batches = cache[limit] = split_batches(updates, limit)
+            if limit != batches_limit:
+                cached = cache.get(limit)
+                if cached is None:
+                    cached = cache[limit] = split_batches(updates, limit)
+                batches, batches_limit = cached, limit
             for batch in batches:
                 quic.send_datagram_frame(batch)
-            self._sent += len(updates)
-            _quicshim.trim_pending_datagrams(quic, config.max_pending_datagrams)
+            sent += 1
+            trim(quic, keep)
             if ack_age is not None:
                 # the next datagram to this peer, if the game keeps its pace: an ACK whose
                 # delay runs out before then rides now rather than alone in a packet
                 next_send = None if previous is None else now + (now - previous)
-                _quicshim.piggyback_ack(quic, now, ack_age, next_send)
+                piggyback(quic, now, ack_age, next_send)
+        self._sent += sent * len(updates)
 
-    def _interest(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
+    def _plan(self, divisors: dict[str, int], own: int, changes: int) -> None:
+        """The schedule of each direct link for ``divisors`` (:data:`_Turn`), with each
+        ``ACTIVE`` link's ACK delay tuned to its divisor.
+
+        A link leaves ``ACTIVE`` for good, and one that joins the table (``ACTIVE``)
+        changes ``directs_changes``: tuning here is tuning on the first tick of a divisor.
+        """
+        config = self._ctx.config
+        interval = config.tick_interval
+        far = config.far_tick_divisor
+        tune_acks = config.ack_tuning
+        salts = self._salts_for(own, changes)
+        turns: list[_Turn] = []
+        for pid, link in self._table.directs.items():
+            divisor = divisors.get(pid, far)
+            if link.state is LinkState.ACTIVE and tune_acks and link.ack_divisor != divisor:
+                # our ACKs wait for the next datagram we send the peer: every divisor-th tick
+                link.ack_divisor = divisor
+                _quicshim.tune_ack_delay(link.quic, config.ack_delay + (divisor - 1) * interval)
+            cycle = divisor if link.identity is not None else 1  # unknown: every tick
+            phase = salts[pid] % cycle if cycle > 1 else 0
+            limit = _datagram_limit(link, config.max_datagram_payload)
+            turns.append((pid, link, cycle, phase, (divisor + 0.5) * interval, limit))
+        self._turns = turns
+        self._turns_of = (divisors, changes, own)
+
+    def _salts_for(self, own: int, changes: int) -> dict[str, int]:
+        """:func:`pair_salt` of our character ``own`` with each direct peer's (0: unknown)."""
+        if self._salts_of != (own, changes):
+            self._salts = {
+                pid: pair_salt(own, link.identity.character_id if link.identity else 0)
+                for pid, link in self._table.directs.items()
+            }
+            self._salts_of = (own, changes)
+        return self._salts
+
+    def _interest(self, own: PositionUpdateMessage, here: int | None) -> _Divisors:
         """Tick divisor of each direct peer in our location (others: absent).
 
         Ranking every peer by distance is the dearest part of a tick in a crowd, and
@@ -489,33 +549,36 @@ class MovementScheduler:
         ``INTEREST_REUSE_TICKS`` ticks while our location and the set of peers stay
         the same.
         """
-        directs = self._table.directs
+        table = self._table
         cached = self._divisors
         if (
             cached is not None
             and self._ticks - cached.tick < INTEREST_REUSE_TICKS
             and cached.here == here
-            and cached.peers == directs.keys()
+            and (cached.changes == table.directs_changes or cached.peers == table.directs.keys())
         ):
-            return cached.divisors
-        divisors = self._rank(own, here)
-        self._divisors = _Divisors(self._ticks, here, frozenset(directs), divisors)
+            return cached
+        changes = table.directs_changes
+        ranked = self._rank(own, here, changes)
+        if cached is not None and ranked == cached.divisors:
+            ranked = cached.divisors  # the same answer: the schedule built for it stands
+        divisors = _Divisors(self._ticks, here, changes, frozenset(table.directs), ranked)
+        self._divisors = divisors
         return divisors
 
-    def _rank(self, own: PositionUpdateMessage, here: int | None) -> dict[str, int]:
+    def _rank(self, own: PositionUpdateMessage, here: int | None, changes: int) -> dict[str, int]:
         locations = self._locations
-        positions = self._inbox.positions
         config = self._ctx.config
         directs = self._table.directs
         if len(directs) <= config.full_rate_peers:  # every peer here gets every tick
             return {pid: 1 for pid in directs if here is None or locations.get(pid, here) == here}
-        peers: dict[str, tuple[Point | None, int]] = {}
-        for pid, link in self._table.directs.items():
-            if here is not None and locations.get(pid, here) != here:
-                continue  # another location: far_tick_divisor
-            identity = link.identity
-            cid = identity.character_id if identity is not None else 0
-            peers[pid] = (positions.get(pid), pair_salt(own.character_id, cid))
+        positions = self._inbox.positions
+        salts = self._salts_for(own.character_id, changes)
+        peers = {
+            pid: (positions.get(pid), salts[pid])
+            for pid in directs
+            if here is None or locations.get(pid, here) == here  # else: far_tick_divisor
+        }
         p = own.position
         return tick_divisors(
             (p.x, p.y, p.z),
@@ -524,3 +587,12 @@ class MovementScheduler:
             rate_band=config.rate_band,
             max_tick_divisor=config.max_tick_divisor,
         )
+
+
+def _datagram_limit(link: Link, max_payload: int) -> int | None:
+    """The largest movement batch ``link``'s peer takes (None: it takes no DATAGRAM frames).
+
+    Fixed once the handshake is done (the peer's transport parameters): an ``ACTIVE`` link's
+    is read once per schedule, not per tick."""
+    remote = _quicshim.remote_max_datagram_frame_size(link.quic)
+    return None if remote is None else min(max_payload, remote - 4)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 
 import pytest
 
 from mesh.core import MeshConfig
-from mesh.datagrams import TICK_EARLY, TICK_SLACK, MovementInbox, pair_salt, tick_divisors
+from mesh.datagrams import (
+    INTEREST_REUSE_TICKS,
+    TICK_EARLY,
+    TICK_SLACK,
+    MovementInbox,
+    pair_salt,
+    tick_divisors,
+)
 from protocol.messages.location import PositionUpdateMessage, Vec3
 
 from .sim import SimNet, SimNode
@@ -313,3 +322,151 @@ def test_a_late_tick_leaves_no_lasting_wait_for_a_game_on_its_own_schedule() -> 
     assert max(waits[6:]) > 0.01  # the late ticks did leave the next frames waiting
     assert all(w == 0.0 for w in waits[20:])  # and that wait is gone for good
     assert len(ran) == len(times)  # no frame merged away
+
+
+def _turns(ticks: int, divisor_at: Callable[[int], int], salt: int) -> list[int]:
+    """Which of ticks 1..``ticks`` (run on time, one interval apart) a peer gets, by the
+    rule of :mod:`mesh.datagrams`: every tick at divisor 1, else the ticks ``n`` with
+    ``(n + salt) % d == 0``, or any once it has waited ``d + 1/2`` intervals (counted from
+    its last one, or from the first tick that skipped it)."""
+    got: list[int] = []
+    since: int | None = None
+    for n in range(1, ticks + 1):
+        d = divisor_at(n)
+        if d == 1 or (n + salt) % d == 0 or (since is not None and n - since >= d + 0.5):
+            got.append(n)
+            since = n
+        elif since is None:
+            since = n
+    return got
+
+
+def _run_mover(
+    net: SimNet,
+    mover: SimNode,
+    ticks: int,
+    between: Callable[[int], None] | None = None,
+    *,
+    start: int = 1,
+) -> None:
+    """The mover queues one position per tick interval (``ticks`` of them, seq = its tick
+    number from ``start`` on), then stops; ``between(n)`` runs right after it queued tick
+    ``n``'s position."""
+    for n in range(start, start + ticks):
+        mover.core.queue_position(_update(mover, n, 0.0), net.now)
+        net.flush(mover)
+        if between is not None:
+            between(n)
+        net.run_for(0.05)
+    net.run_for(1.0)  # the catch-up tick: every watcher gets the last one
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_each_peer_gets_exactly_the_ticks_of_its_divisor_and_phase(seed: int) -> None:
+    """The schedule, tick by tick: the two nearest every tick, the others on the ticks
+    their pair salt picks (and the last update by the catch-up tick), nothing else."""
+    net, mover, watchers, _ = _area(seed)
+    ticks = 60
+    _run_mover(net, mover, ticks)
+    divisors = {2: 1, 3: 1, 4: 2, 5: 2, 6: 3, 7: 4}
+    for w in watchers:
+        d = divisors[w.character_id]
+        want = _turns(ticks, lambda _n, d=d: d, pair_salt(1, w.character_id))  # type: ignore[misc]
+        want = sorted({*want, ticks})
+        got = [e.update.seq for e in w.positions()]
+        assert got == want, (w.character_id, d)
+        # its ACKs wait for our next datagram to it: d - 1 ticks more than the base delay
+        quic = mover.core._table.directs[w.core.identity.peer_id].quic
+        assert quic._ack_delay == pytest.approx(2.5 * 0.05 + (d - 1) * 0.05)
+
+
+def test_a_moved_peer_gets_its_new_divisor_on_the_next_ranking_tick() -> None:
+    """A watcher that walks from band 0 (every 2nd tick) to band 1 (every 3rd) gets its new
+    rate from the first tick that ranks the peers again: the ranking is reused for
+    ``INTEREST_REUSE_TICKS`` ticks (ticks 1, 4, 7, ...), neither sooner nor later."""
+    net, mover, watchers, _ = _area(0)
+    walker = next(w for w in watchers if w.character_id == 4)  # at 5: every 2nd tick
+    moved_after = 17  # its new position reaches the mover before tick 18
+    ranked = [n for n in range(1, 60) if (n - 1) % INTEREST_REUSE_TICKS == 0]
+    switch = next(n for n in ranked if n > moved_after)
+    salt = pair_salt(1, walker.character_id)
+
+    def expected(at: int) -> list[int]:
+        return _turns(45, lambda n: 2 if n < at else 3, salt)
+
+    # the test tells the reuse apart: a switch one tick sooner or later sends other ticks
+    assert expected(switch) != expected(switch - 1)
+    assert expected(switch) != expected(switch + 1)
+
+    def walk(n: int) -> None:
+        if n == moved_after:
+            walker.core.queue_position(_update(walker, 2, 15.0), net.now)
+            net.flush(walker)
+
+    _run_mover(net, mover, 45, walk)
+    got = [e.update.seq for e in walker.positions()]
+    assert got == sorted({*expected(switch), 45})
+
+
+def test_a_peer_that_joins_mid_game_gets_the_ticks_of_its_divisor() -> None:
+    """A watcher connecting while the mover is ticking (the table changes between two
+    rankings) is ranked on the next tick and gets its turns from then on."""
+    net, mover, _, _ = _area(1)
+    first, ticks = 20, 45
+    joiner = net.add(8)
+
+    def join(n: int) -> None:
+        if n == first:
+            net.run_for(0.05)  # tick ``first`` runs before the joiner connects
+            net.establish(joiner, mover)
+            joiner.core.queue_position(_update(joiner, 1, 25.0), net.now)  # band 2: every 4th
+            net.flush(joiner)
+            net.run_for(0.01)
+
+    _run_mover(net, mover, first, join)
+    _run_mover(net, mover, ticks - first, lambda _n: None, start=first + 1)
+    later = _turns(ticks - first, lambda _n: 4, pair_salt(1, 8) + first)
+    want = sorted({first + n for n in later} | {ticks})
+    got = [e.update.seq for e in joiner.positions() if e.update.seq > first]
+    assert got == want
+
+
+def test_a_peer_whose_connection_is_replaced_keeps_its_ticks() -> None:
+    """A duplicate connection replacing a watcher's link between two rankings (the same
+    peers, so the ranking stands): the new link gets the watcher's turns from the next
+    tick on, as the old one would have."""
+    net, mover, watchers, _ = _area(2)
+    watcher = next(w for w in watchers if w.character_id == 5)  # at 8: every 2nd tick
+    pid = watcher.core.identity.peer_id
+    table = mover.core._table
+    replaced_after, ticks = 20, 45
+
+    def redial(n: int) -> None:
+        if n != replaced_after:
+            return
+        net.run_for(0.02)  # tick ``replaced_after`` runs on the old link
+        old = table.directs[pid]
+        # the side whose new link wins the duplicate tie-break dials (mesh.admission)
+        mover_lower = mover.core.identity.peer_id < pid
+        dialer, other = (mover, watcher) if mover_lower else (watcher, mover)
+        net.connect(dialer, other)
+        net.run_until(lambda: table.directs[pid] is not old, limit=0.02)
+
+    _run_mover(net, mover, ticks, redial)
+    want = _turns(ticks, lambda _n: 2, pair_salt(1, 5))
+    got = [e.update.seq for e in watcher.positions()]
+    assert got == sorted({*want, ticks})
+
+
+def test_a_peer_at_no_finite_distance_is_ranked_last_at_the_top_divisor() -> None:
+    """A NaN or infinite distance never takes a full-rate place from a peer at a finite
+    one, and gets ``max_tick_divisor``, like a peer beyond every band."""
+    peers = _peers({"a": 1.0, "b": 2.0, "c": 3.0})
+    peers = {
+        "n": ((math.nan, 0.0, 0.0), 0),  # the lowest salt: first among equals
+        "i": ((math.inf, 0.0, 0.0), 1),
+        **peers,
+    }
+    policy = {**POLICY, "full_rate_peers": 3}
+    got = tick_divisors((0.0, 0.0, 0.0), peers, **policy)  # type: ignore[arg-type]
+    assert got == {"a": 1, "b": 1, "c": 1, "n": 4, "i": 4}
