@@ -201,6 +201,8 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer_space: Any = None
         self._mesh_watch: list[tuple[set[Any], Any]] = []
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
+        # its application space, once _one_rtt found it (always so while _mesh_quiet)
+        self._mesh_app_space: Any = None
         # _quiet_but_datagrams held and no call since could change it (see _mesh_touch)
         self._mesh_quiet = False
         # while quiet: every sent packet not yet acknowledged or lost carries only frames
@@ -280,7 +282,17 @@ class MeshQuicConnection(QuicConnection):
             ):
                 # a packet of this ACK alone would be one more that nobody acknowledges
                 self.send_ping(ACK_ONLY_PING_UID)
-        out = _datagram_packet(self, now)
+        # only DATAGRAMs and an ACK pending: the packet written directly (mesh._quic_tx),
+        # aioquic's bookkeeping without its builder and its pass over the ~15 other frame
+        # sources _write_application makes for each packet (and a second, empty packet it
+        # starts to find out it is done); None: not that case, aioquic builds
+        space = self._mesh_app_space if self._mesh_quiet else _quiet_but_datagrams(self)
+        out = None
+        if space is not None:
+            writer = self._mesh_tx
+            if writer is None:
+                writer = self._mesh_tx = DatagramPacketWriter(self, space)
+            out = writer.write(now)
         if out is None:
             self._mesh_quiet = False
             out = super().datagrams_to_send(now)
@@ -401,8 +413,14 @@ class MeshQuicConnection(QuicConnection):
         loss, a close, a migration) clears it (:func:`_watch_received_frames`)."""
         was_clean = self._mesh_clean
         keep = self._mesh_quiet and self._mesh_settled
-        # the timer changes (ACK due, loss detection, idle); quiet only if kept
-        self._mesh_touch(datagrams_only=keep)
+        # the timer changes (ACK due, loss detection, idle); quiet only if kept:
+        # _mesh_touch(datagrams_only=keep), inlined (once per received datagram)
+        if not keep:
+            self._mesh_quiet = False
+        self._mesh_clean = False
+        self._mesh_timer_valid = False
+        for touched, token in self._mesh_watch:
+            touched.add(token)
         if keep:
             paths = self._network_paths
             path, host_cid = paths[0], self.host_cid
@@ -418,8 +436,12 @@ class MeshQuicConnection(QuicConnection):
                 or self.host_cid != host_cid
             ):
                 self._mesh_quiet = False
-        if was_clean and has_nothing_to_send(self, now):
-            self._mesh_clean = True
+        if was_clean:
+            if self._mesh_quiet:  # has_nothing_to_send's answer for a quiet connection
+                ack_at = self._mesh_app_space.ack_at
+                self._mesh_clean = not self._datagrams_pending and (ack_at is None or ack_at > now)
+            else:
+                self._mesh_clean = has_nothing_to_send(self, now)
 
     def request_key_update(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
@@ -429,9 +451,14 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_touch()
         super().reset_stream(*args, **kwargs)
 
-    def send_datagram_frame(self, *args: Any, **kwargs: Any) -> None:
-        self._mesh_touch(datagrams_only=True)
-        super().send_datagram_frame(*args, **kwargs)
+    def send_datagram_frame(self, data: bytes) -> None:
+        # once per movement update: _mesh_touch(datagrams_only=True) and aioquic's whole
+        # send_datagram_frame (it queues the payload), inlined
+        self._mesh_clean = False
+        self._mesh_timer_valid = False
+        for touched, token in self._mesh_watch:
+            touched.add(token)
+        self._datagrams_pending.append(data)
 
     def send_ping(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
@@ -504,7 +531,7 @@ def _quiet_but_datagrams(conn: QuicConnection) -> Any:
     None otherwise. A MeshQuicConnection remembers a yes until a call that may change
     the answer (anything but queueing DATAGRAMs or moving the ACK's time)."""
     if isinstance(conn, MeshQuicConnection) and conn._mesh_quiet:
-        return _one_rtt(conn)[0]
+        return conn._mesh_app_space
     if conn._state is not QuicConnectionState.CONNECTED or not conn._handshake_confirmed:
         return None
     if conn._close_pending or conn._handshake_done_pending or conn._probe_pending:
@@ -616,26 +643,6 @@ def _settled(conn: QuicConnection, space: Any) -> bool:
     return True
 
 
-def _datagram_packet(conn: MeshQuicConnection, now: float) -> list[tuple[bytes, Any]] | None:
-    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames and an ACK
-    are pending and they fit in one packet; None: not that case, let aioquic build.
-
-    :class:`~mesh._quic_tx.DatagramPacketWriter` writes the packet and does aioquic's
-    bookkeeping (loss recovery, congestion window, pacing, idle timer) without its
-    packet builder and without the pass over the ~15 other frame sources
-    ``_write_application`` makes for each packet (and a second, empty packet it
-    starts to find out it is done), as :func:`_quiet_but_datagrams` has checked they
-    have nothing.
-    """
-    space = _quiet_but_datagrams(conn)
-    if space is None:
-        return None
-    writer = conn._mesh_tx
-    if writer is None:
-        writer = conn._mesh_tx = DatagramPacketWriter(conn, space)
-    return writer.write(now)
-
-
 def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
     """The application packet space and CRYPTO stream of a confirmed connection.
 
@@ -650,6 +657,7 @@ def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
                 conn._spaces[tls.Epoch.ONE_RTT],
                 conn._crypto_streams[tls.Epoch.ONE_RTT],
             )
+            conn._mesh_app_space = cached[0]
         return cached
     return conn._spaces[tls.Epoch.ONE_RTT], conn._crypto_streams[tls.Epoch.ONE_RTT]
 
@@ -749,12 +757,14 @@ def piggyback_ack(
     control: acknowledged as with ``min_age=0``). Returns True when the next packet
     carries an ACK. Call it just before flushing a packet that carries data anyway.
     """
-    try:
-        space = _one_rtt(conn)[0]
-    except KeyError:  # before the handshake made the application space
-        return False
-    ack_at = space.ack_at
     mesh = conn if isinstance(conn, MeshQuicConnection) else None
+    space = mesh._mesh_app_space if mesh is not None else None
+    if space is None:
+        try:
+            space = _one_rtt(conn)[0]
+        except KeyError:  # before the handshake made the application space
+            return False
+    ack_at = space.ack_at
     prompt = False
     if mesh is not None:
         prompt = mesh._mesh_ack_prompt
@@ -771,7 +781,8 @@ def piggyback_ack(
         ):
             return False
         space.ack_at = now
-        _touch(conn, datagrams_only=True)
+        if mesh is not None:  # (_touch: nothing to do on another connection)
+            mesh._mesh_touch(datagrams_only=True)
     if mesh is not None:
         mesh._mesh_ack_largest = largest
     return True

@@ -91,6 +91,7 @@ def _twin(conn: QuicConnection) -> QuicConnection:
     writer = getattr(conn, "_mesh_tx", None)
     if writer is not None:  # a MeshQuicConnection's packet writer: its scratch buffer
         memo[id(writer._buffer)] = Buffer(capacity=writer._buffer.capacity)
+        memo[id(writer._header_format)] = writer._header_format  # immutable
     twin: QuicConnection = copy.deepcopy(conn, memo)
     return twin
 
