@@ -206,13 +206,13 @@ class ShortPacketReceiver:
                 space.largest_received_packet = packet_number
                 space.largest_received_time = now
             # RangeSet.add(packet_number) where it extends the last range or starts one
-            # past it (the usual, in-order case); aioquic's own otherwise
+            # past it, maybe the first (the usual, in-order case); aioquic's own otherwise
             ack_queue = space.ack_queue
             queued: list[range] = ack_queue._RangeSet__ranges  # type: ignore[attr-defined]
             last = queued[-1] if queued else None
             if last is not None and last.stop == packet_number:
                 queued[-1] = range(last.start, packet_number + 1)
-            elif last is not None and last.stop < packet_number:
+            elif last is None or last.stop < packet_number:
                 queued.append(range(packet_number, packet_number + 1))
             else:
                 ack_queue.add(packet_number)

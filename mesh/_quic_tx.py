@@ -155,13 +155,21 @@ class DatagramPacketWriter:
             if buffer_room < ACK_FRAME_CAPACITY:
                 return None
             delay = int((now - space.largest_received_time) * 1000000)
+            delay >>= conn._local_ack_delay_exponent
             buf.push_uint8(_ACK)
-            ranges = push_ack_frame(
-                buf,
-                space.ack_queue,
-                delay >> conn._local_ack_delay_exponent,
-                buffer_room - 1,
-            )
+            queued: list[range] = space.ack_queue._RangeSet__ranges
+            if len(queued) == 1:
+                # push_ack_frame of one range (the usual: nothing lost or reordered since
+                # the last ACK was acknowledged): never bounded, as the room exceeds four
+                # varints of the largest size (ACK_FRAME_CAPACITY)
+                largest = queued[0].stop - 1
+                buf.push_uint_var(largest)
+                buf.push_uint_var(delay)
+                buf.push_uint_var(0)
+                buf.push_uint_var(largest - queued[0].start)
+                ranges = 1
+            else:
+                ranges = push_ack_frame(buf, space.ack_queue, delay, buffer_room - 1)
             used = buf.tell()
             handlers.append((self._on_ack, (space, space.largest_received_packet)))
             if ranges > 1 and packet_number % 8 == 0:  # ACK-of-ACK trigger

@@ -684,7 +684,9 @@ def trim_pending_datagrams(conn: QuicConnection, keep: int) -> int:
     aioquic's queue is unbounded; a stalled receiver would otherwise make it grow
     and later deliver second-old movement. Returns how many were dropped.
     """
-    pending = _pending(conn)
+    pending: deque[bytes] = conn._datagrams_pending
+    if len(pending) <= keep:
+        return 0  # called after every movement send: nearly always so
     dropped = 0
     while len(pending) > max(keep, 0):
         pending.popleft()
