@@ -24,17 +24,24 @@ function                                  private attributes
                                           reads (``_close_pending``, ``_ping_pending``,
                                           ``_datagrams_pending``, stream and limit
                                           state, ...), see its docstring
-``_datagram_packet`` (DATAGRAMs only)     the same flags; in
+``datagrams_to_send`` (DATAGRAMs only)    the same flags; in
 and :class:`mesh._quic_tx.                ``DatagramPacketWriter``, what aioquic's
 DatagramPacketWriter`                     builder, ACK/PING/DATAGRAM frame writers and
                                           ``_flush_builder`` read and write:
                                           ``_packet_number``, ``_peer_cid``,
-                                          ``_spin_bit``, ``_cryptos[ONE_RTT]``,
+                                          ``_spin_bit``, ``_cryptos[ONE_RTT]``
+                                          (``_update_key_requested``, ``recv``),
                                           ``_max_datagram_size``, the 1-RTT space's
-                                          ``ack_at``, ``ack_queue``,
+                                          ``ack_at``, ``ack_queue`` (its range list,
+                                          ``_RangeSet__ranges``), ``sent_packets``,
+                                          ``ack_eliciting_in_flight``,
                                           ``largest_received_*``,
                                           ``_local_ack_delay_exponent``, ``_loss``
-                                          (window, ``_pacer``, ``on_packet_sent``),
+                                          (``_cc``: window, bytes in flight,
+                                          ``on_packet_sent``; ``handshake_confirmed``,
+                                          ``_time_of_last_sent_ack_eliciting_packet``;
+                                          ``_pacer``: ``packet_time``, ``bucket_*``,
+                                          ``evaluation_time``),
                                           ``_pacing_at``, ``_close_at``,
                                           ``_idle_timeout()``,
                                           ``_ack_eliciting_sent_since_receipt``,
@@ -68,12 +75,14 @@ a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` hand
 packet, without aioquic's generic pass)   :mod:`mesh._quic_rx`
 ========================================  =============================================
 
-:class:`MeshQuicConnection` touches none of them directly (it calls
-:func:`has_nothing_to_send` after a received datagram and ``_datagram_packet``
-to flush); it relies on aioquic's state
-changing only through the public calls it overrides. ``tests/mesh/test_quicshim.py``
-pins each behaviour, so an aioquic upgrade fails loudly in one file instead of
-silently anywhere, and :func:`check_aioquic_version` refuses any other version.
+:class:`MeshQuicConnection` reads and writes only those its rows name (its
+``send_datagram_frame`` is aioquic's, written out: it queues the payload in
+``_datagrams_pending``); otherwise it relies on aioquic's state changing only through
+the public calls it overrides. :class:`~mesh.link.Link` reads the connection's cached
+timer (``_mesh_timer`` while ``_mesh_timer_valid``) without a call.
+``tests/mesh/test_quicshim.py`` pins each behaviour, so an aioquic upgrade fails loudly
+in one file instead of silently anywhere, and :func:`check_aioquic_version` refuses any
+other version.
 """
 
 from __future__ import annotations
@@ -176,8 +185,7 @@ class MeshQuicConnection(QuicConnection):
       packet, whenever and however often the connection is flushed.
     * a flush with only DATAGRAM frames (and an ACK) to send writes their packet
       directly, with aioquic's bookkeeping but without its packet builder and its
-      pass over every other frame source (``_datagram_packet``,
-      :mod:`mesh._quic_tx`): the movement path.
+      pass over every other frame source (:mod:`mesh._quic_tx`): the movement path.
     * a received 1-RTT packet of DATAGRAM, ACK and PADDING frames on the active path is
       handled by :class:`~mesh._quic_rx.ShortPacketReceiver` (aioquic's result without its
       generic pass); any other datagram goes to aioquic untouched;
@@ -629,7 +637,7 @@ def _settled(conn: QuicConnection, space: Any) -> bool:
     """True when every application packet in flight carries only frames whose
     acknowledgement changes nothing :func:`_quiet_but_datagrams` reads: DATAGRAMs (no
     delivery handler), ACKs (``_on_ack_delivery`` trims the ACK queue) and a PING with
-    no user id (the ACK-of-ACK trigger). ``_datagram_packet``, the only sender while a
+    no user id (the ACK-of-ACK trigger). The packet writer, the only sender while a
     connection is quiet, sends nothing else, so a quiet connection stays settled."""
     ack_delivery = conn._on_ack_delivery
     ping_delivery = conn._on_ping_delivery
