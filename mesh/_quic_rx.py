@@ -85,6 +85,7 @@ _ACK_ECN = 0x03
 _DATAGRAM = 0x30
 _DATAGRAM_WITH_LENGTH = 0x31
 _CONNECTED = QuicConnectionState.CONNECTED
+_new_object = object.__new__
 
 
 class ShortPacketReceiver:
@@ -181,7 +182,10 @@ class ShortPacketReceiver:
             for frame in frames:
                 if type(frame) is bytes:
                     is_ack_eliciting = True
-                    conn._events.append(DatagramFrameReceived(data=frame))
+                    # DatagramFrameReceived(data=frame) without the dataclass __init__
+                    event = _new_object(DatagramFrameReceived)
+                    event.__dict__ = {"data": frame}
+                    conn._events.append(event)
                 else:
                     ranges, ack_delay_encoded = frame
                     loss = conn._loss
