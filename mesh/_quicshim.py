@@ -239,7 +239,9 @@ class MeshQuicConnection(QuicConnection):
 
     def _mesh_touch(self, *, datagrams_only: bool = False) -> None:
         """Something changed: flush and re-read the timer. ``datagrams_only``: only the
-        DATAGRAM queue or the ACK's time did (the connection stays quiet otherwise)."""
+        DATAGRAM queue or the ACK's time did (the connection stays quiet otherwise).
+        Written out in :meth:`receive_datagram` and :meth:`send_datagram_frame` (once per
+        movement update each): a change here goes there too."""
         if not datagrams_only:
             self._mesh_quiet = False
         self._mesh_clean = False
