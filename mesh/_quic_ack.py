@@ -16,7 +16,8 @@ ACK frames :mod:`mesh._quic_rx` parses itself (ranges as pairs, no ``RangeSet``)
 2. an RTT sample when the largest acknowledged packet is newly acknowledged and any newly
    acknowledged packet was ack-eliciting: aioquic's ``latest_rtt``/``min_rtt``/
    ``smoothed_rtt``/``rttvar`` arithmetic (the ACK delay capped at ``max_ack_delay``), then
-   the controller's ``on_rtt_measurement`` and the pacer's ``update_rate``;
+   the controller's ``on_rtt_measurement`` and the pacer's ``update_rate`` (its arithmetic,
+   written out: the call per sample cost more than it);
 3. loss detection: the packets up to the largest acknowledged set the space's ``loss_time``
    exactly as aioquic's ``_detect_loss``; as soon as one of them is lost (by packet or
    time threshold) aioquic's own ``_detect_loss`` runs instead, so every loss, its
@@ -30,7 +31,8 @@ has no qlog (aioquic logs metrics from ``on_ack_received`` then).
 ``tests/mesh/test_quic_ack.py`` compares the whole recovery state with plain aioquic after
 every datagram of a seeded lossy, reordered script, with Reno and Cubic.
 
-Private attributes read or written: of ``QuicPacketRecovery``, ``_cc``, ``_pacer``,
+Private attributes read or written: of ``QuicPacketRecovery``, ``_cc``, ``_pacer`` (its
+``_max_datagram_size``),
 ``_rtt_*``, ``_pto_count``, ``_detect_loss``, ``max_ack_delay``,
 ``peer_completed_address_validation``; of the space, ``sent_packets``,
 ``largest_acked_packet``, ``ack_eliciting_in_flight``, ``loss_time``.
@@ -40,7 +42,9 @@ from __future__ import annotations
 
 from aioquic.quic.packet_builder import QuicDeliveryState
 from aioquic.quic.recovery import (
+    K_MICRO_SECOND,
     K_PACKET_THRESHOLD,
+    K_SECOND,
     K_TIME_THRESHOLD,
     QuicPacketRecovery,
     QuicPacketSpace,
@@ -129,9 +133,26 @@ def on_ack_received(
             loss._rtt_variance = 3 / 4 * loss._rtt_variance + 1 / 4 * deviation
             loss._rtt_smoothed = 7 / 8 * loss._rtt_smoothed + 1 / 8 * rtt_latest
         cc.on_rtt_measurement(now=now, rtt=latest_rtt)
-        loss._pacer.update_rate(
-            congestion_window=cc.congestion_window, smoothed_rtt=loss._rtt_smoothed
-        )
+        # the pacer's update_rate(congestion_window, smoothed_rtt), its min and max written
+        # as the comparisons they make
+        pacer = loss._pacer
+        window = cc.congestion_window
+        smoothed_rtt = loss._rtt_smoothed
+        pacing_rate = window / (K_MICRO_SECOND if K_MICRO_SECOND > smoothed_rtt else smoothed_rtt)
+        max_datagram_size = pacer._max_datagram_size
+        packet_time = max_datagram_size / pacing_rate
+        if K_SECOND < packet_time:
+            packet_time = K_SECOND
+        pacer.packet_time = packet_time if packet_time > K_MICRO_SECOND else K_MICRO_SECOND
+        burst = window // 4
+        if 16 * max_datagram_size < burst:
+            burst = 16 * max_datagram_size
+        if burst < 2 * max_datagram_size:
+            burst = 2 * max_datagram_size
+        bucket_max = burst / pacing_rate
+        pacer.bucket_max = bucket_max
+        if pacer.bucket_time > bucket_max:
+            pacer.bucket_time = bucket_max
 
     # 3. loss detection: aioquic's _detect_loss whenever a packet is lost
     if loss._rtt_initialized:

@@ -48,13 +48,13 @@ def seal_short(pair: Any, header: bytes, payload: bytes, packet_number: int) -> 
     pn_length = (header[0] & 0x03) + 1
     offset = _PN_MAX - pn_length
     mask: bytes = hp._encryptor.update(protected[offset : offset + _SAMPLE_LENGTH])
-    out = bytearray(header)
-    out[0] ^= mask[0] & 0x1F
-    pn_offset = len(header) - pn_length
-    for i in range(pn_length):
-        out[pn_offset + i] ^= mask[1 + i]
-    out += protected
-    return bytes(out)
+    # the mask over the whole header as one integer XOR (the first byte's low five bits,
+    # the packet number's bytes; the connection ID unchanged): no loop over its bytes
+    size = len(header)
+    header_mask = ((mask[0] & 0x1F) << (8 * size - 8)) | int.from_bytes(
+        mask[1 : 1 + pn_length], "big"
+    )
+    return (int.from_bytes(header, "big") ^ header_mask).to_bytes(size, "big") + protected
 
 
 def unmask_short_header(context: Any, packet: bytes, pn_offset: int) -> tuple[bytes, int]:
@@ -69,16 +69,13 @@ def unmask_short_header(context: Any, packet: bytes, pn_offset: int) -> tuple[by
     if sample_offset + _SAMPLE_LENGTH > len(packet):
         raise CryptoError("Packet is too short to sample")
     mask: bytes = hp._encryptor.update(packet[sample_offset : sample_offset + _SAMPLE_LENGTH])
-    first = packet[0] ^ (mask[0] & 0x1F)
-    pn_length = (first & 0x03) + 1
-    out = bytearray(packet[: pn_offset + pn_length])
-    out[0] = first
-    truncated = 0
-    for i in range(pn_length):
-        byte = out[pn_offset + i] ^ mask[1 + i]
-        out[pn_offset + i] = byte
-        truncated = (truncated << 8) | byte
-    return bytes(out), truncated
+    first_mask = mask[0] & 0x1F
+    pn_length = ((packet[0] ^ first_mask) & 0x03) + 1
+    end = pn_offset + pn_length
+    # as seal_short: the header's mask as one integer XOR
+    header_mask = (first_mask << (8 * end - 8)) | int.from_bytes(mask[1 : 1 + pn_length], "big")
+    plain = int.from_bytes(packet[:end], "big") ^ header_mask
+    return plain.to_bytes(end, "big"), plain & ((1 << (8 * pn_length)) - 1)
 
 
 def open_payload(context: Any, packet: bytes, header: bytes, packet_number: int) -> bytes:

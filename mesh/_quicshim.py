@@ -24,17 +24,24 @@ function                                  private attributes
                                           reads (``_close_pending``, ``_ping_pending``,
                                           ``_datagrams_pending``, stream and limit
                                           state, ...), see its docstring
-``_datagram_packet`` (DATAGRAMs only)     the same flags; in
+``datagrams_to_send`` (DATAGRAMs only)    the same flags; in
 and :class:`mesh._quic_tx.                ``DatagramPacketWriter``, what aioquic's
 DatagramPacketWriter`                     builder, ACK/PING/DATAGRAM frame writers and
                                           ``_flush_builder`` read and write:
                                           ``_packet_number``, ``_peer_cid``,
-                                          ``_spin_bit``, ``_cryptos[ONE_RTT]``,
+                                          ``_spin_bit``, ``_cryptos[ONE_RTT]``
+                                          (``_update_key_requested``, ``recv``),
                                           ``_max_datagram_size``, the 1-RTT space's
-                                          ``ack_at``, ``ack_queue``,
+                                          ``ack_at``, ``ack_queue`` (its range list,
+                                          ``_RangeSet__ranges``), ``sent_packets``,
+                                          ``ack_eliciting_in_flight``,
                                           ``largest_received_*``,
                                           ``_local_ack_delay_exponent``, ``_loss``
-                                          (window, ``_pacer``, ``on_packet_sent``),
+                                          (``_cc``: window, bytes in flight,
+                                          ``on_packet_sent``; ``handshake_confirmed``,
+                                          ``_time_of_last_sent_ack_eliciting_packet``;
+                                          ``_pacer``: ``packet_time``, ``bucket_*``,
+                                          ``evaluation_time``),
                                           ``_pacing_at``, ``_close_at``,
                                           ``_idle_timeout()``,
                                           ``_ack_eliciting_sent_since_receipt``,
@@ -68,12 +75,14 @@ a received DATAGRAM/ACK packet)           ``_spaces[ONE_RTT].sent_packets`` hand
 packet, without aioquic's generic pass)   :mod:`mesh._quic_rx`
 ========================================  =============================================
 
-:class:`MeshQuicConnection` touches none of them directly (it calls
-:func:`has_nothing_to_send` after a received datagram and ``_datagram_packet``
-to flush); it relies on aioquic's state
-changing only through the public calls it overrides. ``tests/mesh/test_quicshim.py``
-pins each behaviour, so an aioquic upgrade fails loudly in one file instead of
-silently anywhere, and :func:`check_aioquic_version` refuses any other version.
+:class:`MeshQuicConnection` reads and writes only those its rows name (its
+``send_datagram_frame`` is aioquic's, written out: it queues the payload in
+``_datagrams_pending``); otherwise it relies on aioquic's state changing only through
+the public calls it overrides. :class:`~mesh.link.Link` reads the connection's cached
+timer (``_mesh_timer`` while ``_mesh_timer_valid``) without a call.
+``tests/mesh/test_quicshim.py`` pins each behaviour, so an aioquic upgrade fails loudly
+in one file instead of silently anywhere, and :func:`check_aioquic_version` refuses any
+other version.
 """
 
 from __future__ import annotations
@@ -176,8 +185,7 @@ class MeshQuicConnection(QuicConnection):
       packet, whenever and however often the connection is flushed.
     * a flush with only DATAGRAM frames (and an ACK) to send writes their packet
       directly, with aioquic's bookkeeping but without its packet builder and its
-      pass over every other frame source (``_datagram_packet``,
-      :mod:`mesh._quic_tx`): the movement path.
+      pass over every other frame source (:mod:`mesh._quic_tx`): the movement path.
     * a received 1-RTT packet of DATAGRAM, ACK and PADDING frames on the active path is
       handled by :class:`~mesh._quic_rx.ShortPacketReceiver` (aioquic's result without its
       generic pass); any other datagram goes to aioquic untouched;
@@ -201,6 +209,8 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer_space: Any = None
         self._mesh_watch: list[tuple[set[Any], Any]] = []
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
+        # its application space, once _one_rtt found it (always so while _mesh_quiet)
+        self._mesh_app_space: Any = None
         # _quiet_but_datagrams held and no call since could change it (see _mesh_touch)
         self._mesh_quiet = False
         # while quiet: every sent packet not yet acknowledged or lost carries only frames
@@ -229,7 +239,9 @@ class MeshQuicConnection(QuicConnection):
 
     def _mesh_touch(self, *, datagrams_only: bool = False) -> None:
         """Something changed: flush and re-read the timer. ``datagrams_only``: only the
-        DATAGRAM queue or the ACK's time did (the connection stays quiet otherwise)."""
+        DATAGRAM queue or the ACK's time did (the connection stays quiet otherwise).
+        Written out in :meth:`receive_datagram` and :meth:`send_datagram_frame` (once per
+        movement update each): a change here goes there too."""
         if not datagrams_only:
             self._mesh_quiet = False
         self._mesh_clean = False
@@ -280,7 +292,17 @@ class MeshQuicConnection(QuicConnection):
             ):
                 # a packet of this ACK alone would be one more that nobody acknowledges
                 self.send_ping(ACK_ONLY_PING_UID)
-        out = _datagram_packet(self, now)
+        # only DATAGRAMs and an ACK pending: the packet written directly (mesh._quic_tx),
+        # aioquic's bookkeeping without its builder and its pass over the ~15 other frame
+        # sources _write_application makes for each packet (and a second, empty packet it
+        # starts to find out it is done); None: not that case, aioquic builds
+        space = self._mesh_app_space if self._mesh_quiet else _quiet_but_datagrams(self)
+        out = None
+        if space is not None:
+            writer = self._mesh_tx
+            if writer is None:
+                writer = self._mesh_tx = DatagramPacketWriter(self, space)
+            out = writer.write(now)
         if out is None:
             self._mesh_quiet = False
             out = super().datagrams_to_send(now)
@@ -401,8 +423,14 @@ class MeshQuicConnection(QuicConnection):
         loss, a close, a migration) clears it (:func:`_watch_received_frames`)."""
         was_clean = self._mesh_clean
         keep = self._mesh_quiet and self._mesh_settled
-        # the timer changes (ACK due, loss detection, idle); quiet only if kept
-        self._mesh_touch(datagrams_only=keep)
+        # the timer changes (ACK due, loss detection, idle); quiet only if kept:
+        # _mesh_touch(datagrams_only=keep), inlined (once per received datagram)
+        if not keep:
+            self._mesh_quiet = False
+        self._mesh_clean = False
+        self._mesh_timer_valid = False
+        for touched, token in self._mesh_watch:
+            touched.add(token)
         if keep:
             paths = self._network_paths
             path, host_cid = paths[0], self.host_cid
@@ -418,8 +446,12 @@ class MeshQuicConnection(QuicConnection):
                 or self.host_cid != host_cid
             ):
                 self._mesh_quiet = False
-        if was_clean and has_nothing_to_send(self, now):
-            self._mesh_clean = True
+        if was_clean:
+            if self._mesh_quiet:  # has_nothing_to_send's answer for a quiet connection
+                ack_at = self._mesh_app_space.ack_at
+                self._mesh_clean = not self._datagrams_pending and (ack_at is None or ack_at > now)
+            else:
+                self._mesh_clean = has_nothing_to_send(self, now)
 
     def request_key_update(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
@@ -429,9 +461,14 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_touch()
         super().reset_stream(*args, **kwargs)
 
-    def send_datagram_frame(self, *args: Any, **kwargs: Any) -> None:
-        self._mesh_touch(datagrams_only=True)
-        super().send_datagram_frame(*args, **kwargs)
+    def send_datagram_frame(self, data: bytes) -> None:
+        # once per movement update: _mesh_touch(datagrams_only=True) and aioquic's whole
+        # send_datagram_frame (it queues the payload), inlined
+        self._mesh_clean = False
+        self._mesh_timer_valid = False
+        for touched, token in self._mesh_watch:
+            touched.add(token)
+        self._datagrams_pending.append(data)
 
     def send_ping(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
@@ -504,7 +541,7 @@ def _quiet_but_datagrams(conn: QuicConnection) -> Any:
     None otherwise. A MeshQuicConnection remembers a yes until a call that may change
     the answer (anything but queueing DATAGRAMs or moving the ACK's time)."""
     if isinstance(conn, MeshQuicConnection) and conn._mesh_quiet:
-        return _one_rtt(conn)[0]
+        return conn._mesh_app_space
     if conn._state is not QuicConnectionState.CONNECTED or not conn._handshake_confirmed:
         return None
     if conn._close_pending or conn._handshake_done_pending or conn._probe_pending:
@@ -602,7 +639,7 @@ def _settled(conn: QuicConnection, space: Any) -> bool:
     """True when every application packet in flight carries only frames whose
     acknowledgement changes nothing :func:`_quiet_but_datagrams` reads: DATAGRAMs (no
     delivery handler), ACKs (``_on_ack_delivery`` trims the ACK queue) and a PING with
-    no user id (the ACK-of-ACK trigger). ``_datagram_packet``, the only sender while a
+    no user id (the ACK-of-ACK trigger). The packet writer, the only sender while a
     connection is quiet, sends nothing else, so a quiet connection stays settled."""
     ack_delivery = conn._on_ack_delivery
     ping_delivery = conn._on_ping_delivery
@@ -614,26 +651,6 @@ def _settled(conn: QuicConnection, space: Any) -> bool:
                 continue
             return False
     return True
-
-
-def _datagram_packet(conn: MeshQuicConnection, now: float) -> list[tuple[bytes, Any]] | None:
-    """What ``datagrams_to_send(now)`` returns when only DATAGRAM frames and an ACK
-    are pending and they fit in one packet; None: not that case, let aioquic build.
-
-    :class:`~mesh._quic_tx.DatagramPacketWriter` writes the packet and does aioquic's
-    bookkeeping (loss recovery, congestion window, pacing, idle timer) without its
-    packet builder and without the pass over the ~15 other frame sources
-    ``_write_application`` makes for each packet (and a second, empty packet it
-    starts to find out it is done), as :func:`_quiet_but_datagrams` has checked they
-    have nothing.
-    """
-    space = _quiet_but_datagrams(conn)
-    if space is None:
-        return None
-    writer = conn._mesh_tx
-    if writer is None:
-        writer = conn._mesh_tx = DatagramPacketWriter(conn, space)
-    return writer.write(now)
 
 
 def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
@@ -650,6 +667,7 @@ def _one_rtt(conn: QuicConnection) -> tuple[Any, Any]:
                 conn._spaces[tls.Epoch.ONE_RTT],
                 conn._crypto_streams[tls.Epoch.ONE_RTT],
             )
+            conn._mesh_app_space = cached[0]
         return cached
     return conn._spaces[tls.Epoch.ONE_RTT], conn._crypto_streams[tls.Epoch.ONE_RTT]
 
@@ -676,7 +694,9 @@ def trim_pending_datagrams(conn: QuicConnection, keep: int) -> int:
     aioquic's queue is unbounded; a stalled receiver would otherwise make it grow
     and later deliver second-old movement. Returns how many were dropped.
     """
-    pending = _pending(conn)
+    pending: deque[bytes] = conn._datagrams_pending
+    if len(pending) <= keep:
+        return 0  # called after every movement send: nearly always so
     dropped = 0
     while len(pending) > max(keep, 0):
         pending.popleft()
@@ -749,12 +769,14 @@ def piggyback_ack(
     control: acknowledged as with ``min_age=0``). Returns True when the next packet
     carries an ACK. Call it just before flushing a packet that carries data anyway.
     """
-    try:
-        space = _one_rtt(conn)[0]
-    except KeyError:  # before the handshake made the application space
-        return False
-    ack_at = space.ack_at
     mesh = conn if isinstance(conn, MeshQuicConnection) else None
+    space = mesh._mesh_app_space if mesh is not None else None
+    if space is None:
+        try:
+            space = _one_rtt(conn)[0]
+        except KeyError:  # before the handshake made the application space
+            return False
+    ack_at = space.ack_at
     prompt = False
     if mesh is not None:
         prompt = mesh._mesh_ack_prompt
@@ -771,7 +793,8 @@ def piggyback_ack(
         ):
             return False
         space.ack_at = now
-        _touch(conn, datagrams_only=True)
+        if mesh is not None:  # (_touch: nothing to do on another connection)
+            mesh._mesh_touch(datagrams_only=True)
     if mesh is not None:
         mesh._mesh_ack_largest = largest
     return True

@@ -239,7 +239,11 @@ class Link:
         # probe time inlined (probe_at), no enum hashing
         state = self.state
         # the connection's timer is None before connect, and cached until a call changes it
-        at = self.quic.get_timer() if state is not LinkState.TERMINATED else None
+        # (read here without the call while valid: after every flush, once per update)
+        at = None
+        if state is not LinkState.TERMINATED:
+            quic = self.quic
+            at = quic._mesh_timer if quic._mesh_timer_valid else quic.get_timer()
         active = state is LinkState.ACTIVE
         if active or state is LinkState.HANDSHAKING:
             deadline = self.dial_deadline

@@ -278,3 +278,31 @@ def test_negative_ack_range_is_left_to_aioquic(ack_calls: AckCalls) -> None:
     server.receive_datagram(_raw_packet(client, buf.data), CLIENT_ADDR, 2.0)
     assert ack_calls.acks == 0
     assert server._close_pending
+
+
+@pytest.mark.parametrize(
+    ("window", "rtt"),
+    [
+        (10**7, 0.001),  # a packet time below a microsecond: held at one
+        (10**6, 0.05),  # a window over 64 packets: the burst held at 16 packets
+        (2400, 2.0),  # a packet time of a second or more: held at a second
+        (2500, 30.0),
+    ],
+)
+def test_pacer_rate_at_its_bounds(window: int, rtt: float, ack_calls: AckCalls) -> None:
+    """The pacer's rate, set from the window and the RTT at each sample, where aioquic's
+    update_rate bounds it: the packet time at a microsecond and at a second, the burst at 16
+    packets (and, in the scripted trace, at 2); the same pacer as aioquic's after the ACK."""
+    pairs = [_pair(FastReceiver), _pair(QuicConnection)]
+    counters = [_quicshim.count_lost_packets(server) for _client, server in pairs]
+    states = []
+    for (client, server), lost in zip(pairs, counters, strict=True):
+        server.send_datagram_frame(b"p" * 50)
+        number = server._packet_number
+        assert server.datagrams_to_send(now=2.0)
+        server._loss._cc.congestion_window = window
+        frame = _ack_frame([range(number, number + 1)], 0)
+        server.receive_datagram(_raw_packet(client, frame), CLIENT_ADDR, 2.0 + rtt)
+        states.append(_recovery(server, lost))
+    assert ack_calls.acks == 1
+    assert states[0] == states[1]

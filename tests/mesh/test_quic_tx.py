@@ -91,6 +91,7 @@ def _twin(conn: QuicConnection) -> QuicConnection:
     writer = getattr(conn, "_mesh_tx", None)
     if writer is not None:  # a MeshQuicConnection's packet writer: its scratch buffer
         memo[id(writer._buffer)] = Buffer(capacity=writer._buffer.capacity)
+        memo[id(writer._header_format)] = writer._header_format  # immutable
     twin: QuicConnection = copy.deepcopy(conn, memo)
     return twin
 
@@ -360,3 +361,21 @@ def test_writer_gives_way_to_qlog() -> None:
     writer = DatagramPacketWriter(client, client._spaces[tls.Epoch.ONE_RTT])
     assert writer.write(2.0) is None
     assert list(client._datagrams_pending) == [b"x"]
+
+
+@pytest.mark.usefixtures("copyable_connections")
+def test_writer_follows_a_peer_connection_id_of_another_length() -> None:
+    """The short header takes the length of the peer's current connection ID (a
+    NEW_CONNECTION_ID may carry 1 to 20 bytes, whatever the first one had): the writer's
+    packet stays aioquic's, byte for byte, as the ID's length changes."""
+    client, _server = _pair("reno")
+    writer = DatagramPacketWriter(client, client._spaces[tls.Epoch.ONE_RTT])
+    for step, length in enumerate((8, 12, 1, 20, 8)):
+        client._peer_cid.cid = bytes(range(length))
+        client.send_datagram_frame(b"m" * 40)
+        now = 1.0 + step * 0.1
+        twin = _twin(client)
+        out = writer.write(now)
+        assert out
+        assert out == QuicConnection.datagrams_to_send(twin, now=now)
+        assert _state(client) == _state(twin)

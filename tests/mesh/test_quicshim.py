@@ -79,6 +79,10 @@ def test_datagram_queue_count_and_trim() -> None:
     assert _quicshim.trim_pending_datagrams(client, 2) == 3
     assert _quicshim.pending_datagram_count(client) == 2
     assert _quicshim.trim_pending_datagrams(client, 2) == 0
+    assert _quicshim.trim_pending_datagrams(client, 1) == 1  # one over the bound
+    assert _quicshim.trim_pending_datagrams(client, -1) == 1  # a negative bound keeps none
+    assert _quicshim.pending_datagram_count(client) == 0
+    client.send_datagram_frame(b"last")
     assert client.datagrams_to_send(now=1.0)
     assert _quicshim.pending_datagram_count(client) == 0
 
