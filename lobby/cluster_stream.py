@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from lobby.broker import Audience, Push, Replayed
+from lobby.cluster_reader import StreamReader, lean_target
 from protocol.resume import CursorKey
 
 if TYPE_CHECKING:
@@ -101,7 +102,37 @@ class ClusterStream:
     ) -> None:
         """For ever: ``handle(entry id, kind, data)`` each entry after ``last``, in order.
         When the stream cannot be read, wait ``pause``, ``await recover()`` and read on
-        from the last entry handled."""
+        from the last entry handled.
+
+        The reads go over a connection of their own (:mod:`lobby.cluster_reader`, which
+        handles each reply in the transport's callback) unless the client's URL needs
+        what only the redis client speaks (TLS, a credential provider)."""
+        target = lean_target(self._redis.connection_pool)
+        if target is None:
+            await self._follow_with_client(last, handle, recover, pause)
+            return
+        while True:
+            reader = StreamReader(
+                self.key, last, handle, count=_READ_BATCH, block_ms=_READ_BLOCK_MS
+            )
+            try:
+                await reader.run(target)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                last = reader.last
+                log.warning("cluster stream unreadable (%s); reading again", exc)
+                await asyncio.sleep(pause)
+                await recover()
+
+    async def _follow_with_client(
+        self,
+        last: str,
+        handle: Callable[[str, str, str], None],
+        recover: Callable[[], Awaitable[None]],
+        pause: float,
+    ) -> None:
+        """:meth:`follow` through the redis client (for what the lean reader cannot reach)."""
         import redis.asyncio as aioredis
 
         # one connection kept for the blocking reads: no pool checkout on every push's path

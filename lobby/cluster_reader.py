@@ -1,0 +1,257 @@
+"""The cluster stream's reader: one raw RESP2 connection, blocking ``XREAD`` s, no tasks.
+
+Every lobby process reads every entry of the cluster stream (:mod:`lobby.cluster_stream`):
+each push, directory event and notification. Through the redis client each read is a
+task switch, a timeout task, a packed command and a general RESP3 parser, all in
+Python, per entry: for a chat that a few hundred local players receive that cost is a
+third of the process's work. This reader holds a connection of its own and does the
+whole cycle inside the transport's data callback: parse the reply with the few RESP2
+forms an ``XREAD`` reply has, hand each entry to ``handle`` in stream order, write the
+next ``XREAD`` right away.
+
+It speaks for plain TCP and Unix-socket Redis URLs, with or without a user and
+password and a database number (:func:`lean_target`); anything else (TLS, a credential
+provider) is read through the redis client by :class:`lobby.cluster_stream.ClusterStream`.
+
+A connection that closes, answers an error or stays silent for
+:data:`STALL_SECONDS` (a blocking read answers at least every ``block`` milliseconds)
+ends :meth:`StreamReader.run` with the reason; the caller reconnects and reads on from
+:attr:`StreamReader.last`, the id of the last entry handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+__all__ = [
+    "STALL_SECONDS",
+    "Incomplete",
+    "LeanTarget",
+    "RespError",
+    "StreamReader",
+    "command",
+    "lean_target",
+    "parse",
+]
+
+log = logging.getLogger("lobby.cluster")
+
+STALL_SECONDS = 5.0
+"""A reader that got no reply for this long past its blocking read's own limit gives up."""
+_CONNECT_TIMEOUT = 5.0
+
+Handle = Callable[[str, str, str], None]
+
+
+class RespError(Exception):
+    """Redis answered an error reply (``-ERR ...``)."""
+
+
+class Incomplete(Exception):
+    """The buffer ends before the reply does."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeanTarget:
+    """Where and how the lean reader connects: TCP ``host:port`` or the Unix ``path``."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def lean_target(pool: Any) -> LeanTarget | None:
+    """The :class:`LeanTarget` of a redis connection pool, or None when its connections
+    need more than this reader speaks (TLS, a credential provider, another class)."""
+    from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+
+    kwargs: dict[str, Any] = dict(getattr(pool, "connection_kwargs", {}))
+    if kwargs.get("credential_provider") is not None:
+        return None
+    db = int(kwargs.get("db") or 0)
+    user, password = kwargs.get("username") or None, kwargs.get("password") or None
+    cls = getattr(pool, "connection_class", None)
+    if cls is UnixDomainSocketConnection:
+        return LeanTarget(path=str(kwargs["path"]), db=db, username=user, password=password)
+    if cls is Connection:
+        host, port = str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379))
+        return LeanTarget(host, port, db=db, username=user, password=password)
+    return None
+
+
+def parse(buf: bytes, pos: int = 0) -> tuple[Any, int]:
+    """The RESP2 reply starting at ``buf[pos]`` and the position after it.
+
+    Bulk strings are ``bytes``, arrays lists, nulls None, simple strings ``str``,
+    integers ``int`` and error replies :class:`RespError` instances (returned, not
+    raised). Raises :class:`Incomplete` if the buffer ends first, ``ValueError`` on
+    what is not RESP2.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise Incomplete
+    kind = buf[pos]
+    if kind == 0x24:  # $ bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            raise Incomplete
+        return buf[end + 2 : stop], stop + 2
+    if kind == 0x2A:  # * array
+        count = int(buf[pos + 1 : end])
+        pos = end + 2
+        if count < 0:
+            return None, pos
+        items = []
+        for _ in range(count):
+            item, pos = parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 0x2B:  # + simple string
+        return buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
+    if kind == 0x3A:  # : integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 0x2D:  # - error
+        return RespError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
+    raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 16])!r}")
+
+
+def command(*args: str | bytes) -> bytes:
+    """``args`` as one RESP command (an array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class StreamReader(asyncio.Protocol):
+    """Follows stream ``key`` after entry ``last``: ``handle(entry id, kind, data)`` for
+    each entry (its ``k`` and ``d`` fields), in order, from the transport's callback.
+
+    :meth:`run` connects and returns only by raising: the connection's end, an error
+    reply, or silence past the blocking read's limit plus :data:`STALL_SECONDS`.
+    """
+
+    def __init__(self, key: str, last: str, handle: Handle, *, count: int, block_ms: int) -> None:
+        self.last = last
+        """The id of the last entry handed to ``handle`` (where a new reader starts)."""
+        self._handle = handle
+        # the command but its last argument (the id to read after, appended per read)
+        whole = command("XREAD", "COUNT", str(count), "BLOCK", str(block_ms), "STREAMS", key, "")
+        self._head = whole[: -len(b"$0\r\n\r\n")]
+        self._stall = block_ms / 1000 + STALL_SECONDS
+        self._buf = b""
+        self._setup_replies = 0
+        self._replies = 0
+        self._transport: asyncio.Transport | None = None
+        self._ended: asyncio.Future[None] | None = None
+
+    async def run(self, target: LeanTarget) -> None:
+        """Connect to ``target`` and read until the connection fails (raises why)."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        self._ended = ended
+        setup = []
+        if target.password is not None:
+            user = () if target.username is None else (target.username,)
+            setup.append(command("AUTH", *user, target.password))
+        if target.db:
+            setup.append(command("SELECT", str(target.db)))
+        self._setup_replies = len(setup)
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                if target.path is not None:
+                    await loop.create_unix_connection(lambda: self, target.path)
+                else:
+                    await loop.create_connection(lambda: self, target.host, target.port)
+            assert self._transport is not None  # noqa: S101 - set by connection_made
+            self._transport.write(b"".join(setup) + self._next_read())
+            while True:
+                seen = self._replies
+                done, _ = await asyncio.wait([ended], timeout=self._stall)
+                if done:
+                    ended.result()  # raises what ended the connection
+                    raise ConnectionError("the stream reader's connection closed")
+                if self._replies == seen:
+                    raise TimeoutError(f"no stream reply for {self._stall:g} s")
+        finally:
+            self._ended = None  # what the closing transport reports next is nobody's news
+            if ended.done() and not ended.cancelled():
+                ended.exception()  # retrieved (it is what we raise, or we were cancelled)
+            if self._transport is not None:
+                self._transport.abort()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a stream connection (uvloop's transports are not asyncio.Transport subclasses)
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or ConnectionError("Redis closed the stream reader's connection"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        pos, size = 0, len(buf)
+        try:
+            while pos < size:
+                try:
+                    reply, pos = parse(buf, pos)
+                except Incomplete:
+                    break
+                self._reply(reply)
+        except Exception as exc:  # a bad reply or an error answer: this connection is done
+            self._buf = b""
+            self._end(exc)
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        self._buf = buf[pos:]
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _next_read(self) -> bytes:
+        last = self.last.encode()
+        return b"%s$%d\r\n%s\r\n" % (self._head, len(last), last)
+
+    def _reply(self, reply: Any) -> None:
+        if isinstance(reply, RespError):
+            raise reply
+        if self._setup_replies:  # AUTH / SELECT answered OK
+            self._setup_replies -= 1
+            return
+        self._replies += 1
+        handle = self._handle
+        for _name, entries in reply or ():
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode()
+                self.last = entry_id
+                kind = data = ""
+                pairs = fields or ()
+                for i in range(0, len(pairs) - 1, 2):
+                    name = pairs[i]
+                    if name == b"k":
+                        kind = pairs[i + 1].decode("utf-8", "replace")
+                    elif name == b"d":
+                        data = pairs[i + 1].decode("utf-8", "replace")
+                try:
+                    handle(entry_id, kind, data)
+                except Exception:
+                    log.exception("a cluster stream entry could not be handled")
+        assert self._transport is not None  # noqa: S101 - replies come over it
+        self._transport.write(self._next_read())
+
+    def _end(self, exc: BaseException) -> None:
+        ended = self._ended
+        if ended is not None and not ended.done():
+            ended.set_exception(exc)
