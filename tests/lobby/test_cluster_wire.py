@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from lobby.cluster_reader import Incomplete, LeanTarget, RespError, command, lean_target, parse
+from lobby.cluster_wire import Incomplete, LeanTarget, RespError, command, lean_target, parse
 
 # An XREAD reply of two entries (RESP2), as Redis writes it.
 XREAD_REPLY = (

@@ -1,8 +1,11 @@
-"""The cluster stream followed over the reader's own connection, against a real redis-server.
+"""The cluster's own Redis connections (lobby.cluster_wire) against a real redis-server.
 
-Every entry is handed over once and in the stream's order: in replies that arrive in
-many pieces, across a connection Redis kills (the reader reconnects and reads on from
-the last entry it handed over), and with a user, a password and a database number.
+The stream, followed over the reader's connection: every entry is handed over once
+and in the stream's order, in replies that arrive in many pieces, across a connection
+Redis kills (the reader reconnects and reads on from the last entry it handed over),
+and with a user, a password and a database number. The command link: overlapping
+batches answered in order, a killed connection failing its batch, the next one
+reconnecting, the login and the database.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from lobby.cluster_stream import ClusterStream
+from lobby.cluster_wire import CommandLink, LeanTarget, RespError, command
 from tests.lobby.cluster.procs import RedisServer
 
 pytestmark = pytest.mark.cluster
@@ -136,3 +141,82 @@ async def test_a_user_with_a_password_and_a_database_number(redis_server: RedisS
     finally:
         await admin.acl_deluser("stream-reader")
         await admin.aclose()
+
+
+def _target(server: RedisServer, **auth: Any) -> LeanTarget:
+    return LeanTarget("127.0.0.1", server.port, **auth)
+
+
+async def test_the_command_link_answers_overlapping_batches_in_order(
+    redis_server: RedisServer,
+) -> None:
+    link = CommandLink(_target(redis_server), timeout=10.0)
+    key = f"test-link-{next(_keys)}"
+    try:
+        big = "y" * 500_000  # its reply comes in many reads
+        first = link.execute([command("SET", key, big), command("GET", key)])
+        second = link.execute([command("INCR", key + ":n"), command("HGET", key, "f")])
+        third = link.execute([command("INCR", key + ":n")])
+        got = await asyncio.gather(first, second, third)
+        assert got[0] == ["OK", big.encode()]
+        assert got[1][0] == 1 and isinstance(got[1][1], RespError)
+        assert str(got[1][1]).startswith("WRONGTYPE")
+        assert got[2] == [2]
+    finally:
+        link.close()
+
+
+async def test_a_killed_link_fails_its_batch_and_the_next_one_reconnects(
+    redis_server: RedisServer,
+) -> None:
+    link = CommandLink(_target(redis_server), timeout=10.0)
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    try:
+        (link_id,) = await link.execute([command("CLIENT", "ID")])
+        # blocked on a list nobody pushes to: the kill lands while it waits for its reply
+        waiting = asyncio.ensure_future(
+            link.execute([command("BLPOP", f"test-link-{next(_keys)}", "0")])
+        )
+        async with asyncio.timeout(10):
+            # no event to wait on: the state is Redis's own
+            while not any(c["cmd"] == "blpop" for c in await admin.client_list()):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await admin.client_kill_filter(_id=str(link_id))
+        with pytest.raises(ConnectionError):
+            await waiting
+        (again,) = await link.execute([command("CLIENT", "ID")])
+        assert again != link_id
+    finally:
+        link.close()
+        await admin.aclose()
+
+
+async def test_the_command_link_logs_in_and_selects_its_database(
+    redis_server: RedisServer,
+) -> None:
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    link = CommandLink(_target(redis_server, db=5, username="link", password="pw"), 10.0)
+    try:
+        await admin.acl_setuser(
+            "link", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+        )
+        assert await link.execute([command("ACL", "WHOAMI"), command("CLIENT", "INFO")]) == [
+            b"link",
+            ANY_DB5,
+        ]
+        link.close()
+        wrong = CommandLink(_target(redis_server, username="link", password="nope"), 10.0)
+        with pytest.raises(RespError, match="WRONGPASS"):
+            await wrong.execute([command("PING")])
+    finally:
+        link.close()
+        await admin.acl_deluser("link")
+        await admin.aclose()
+
+
+class _InDb5:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, bytes) and b" db=5 " in other
+
+
+ANY_DB5: Any = _InDb5()

@@ -1,34 +1,42 @@
-"""The cluster stream's reader: one raw RESP2 connection, blocking ``XREAD`` s, no tasks.
+"""The cluster's own raw Redis connections: the stream reader and the command link.
 
-Every lobby process reads every entry of the cluster stream (:mod:`lobby.cluster_stream`):
-each push, directory event and notification. Through the redis client each read is a
-task switch, a timeout task, a packed command and a general RESP3 parser, all in
-Python, per entry: for a chat that a few hundred local players receive that cost is a
-third of the process's work. This reader holds a connection of its own and does the
-whole cycle inside the transport's data callback: parse the reply with the few RESP2
-forms an ``XREAD`` reply has, hand each entry to ``handle`` in stream order, write the
-next ``XREAD`` right away.
+Every lobby process reads every entry of the cluster stream (:mod:`lobby.cluster_stream`)
+and writes every push it sequences. Through the redis client each read or pipeline is a
+pool checkout, a timeout task, packed commands and a general RESP3 parser, all in
+Python: for a chat that a few hundred local players receive that is a third of the
+process's work. Two connections of the broker's own do without:
 
-It speaks for plain TCP and Unix-socket Redis URLs, with or without a user and
-password and a database number (:func:`lean_target`); anything else (TLS, a credential
-provider) is read through the redis client by :class:`lobby.cluster_stream.ClusterStream`.
+* :class:`StreamReader` follows the stream with blocking ``XREAD`` s and does the
+  whole cycle inside the transport's data callback: parse the reply (the few RESP2
+  forms a reply has, :func:`parse`), hand each entry to ``handle`` in stream order,
+  write the next ``XREAD``.
+* :class:`CommandLink` sends the broker writer's batches (``XADD``, ``HSET``, ...) in
+  one write each and returns their replies, in order.
 
-A connection that closes, answers an error or stays silent for
-:data:`STALL_SECONDS` (a blocking read answers at least every ``block`` milliseconds)
-ends :meth:`StreamReader.run` with the reason; the caller reconnects and reads on from
-:attr:`StreamReader.last`, the id of the last entry handed over.
+They speak for plain TCP and Unix-socket Redis URLs, with or without a user and a
+password and a database number (:func:`lean_target`); for anything else (TLS, a
+credential provider) the broker goes through the redis client.
+
+A reader whose connection closes, answers an error or stays silent for
+:data:`STALL_SECONDS` past its blocking read's limit ends :meth:`StreamReader.run` with
+the reason; the caller reconnects and reads on from :attr:`StreamReader.last`, the id of
+the last entry handed over. A link whose batch is not answered within its timeout drops
+the connection (that batch fails with :class:`ConnectionError`) and connects again on
+the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 __all__ = [
     "STALL_SECONDS",
+    "CommandLink",
     "Incomplete",
     "LeanTarget",
     "RespError",
@@ -255,3 +263,118 @@ class StreamReader(asyncio.Protocol):
         ended = self._ended
         if ended is not None and not ended.done():
             ended.set_exception(exc)
+
+
+class CommandLink(asyncio.Protocol):
+    """Pipelined commands over one connection to ``target``: :meth:`execute` writes a
+    batch in one write and returns its replies (error replies as :class:`RespError`
+    values), in order. Batches may overlap; their replies come back in the order sent.
+    """
+
+    def __init__(self, target: LeanTarget, timeout: float) -> None:
+        self._target = target
+        self._timeout = timeout
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._buf = b""
+        self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
+
+    async def execute(self, commands: list[bytes]) -> list[Any]:
+        """The replies of ``commands`` (each from :func:`command`); ConnectionError (or
+        OSError, TimeoutError) when the connection fails or stays silent too long."""
+        if self._transport is None:
+            await self._connect()
+        return await self._send(commands)
+
+    def close(self) -> None:
+        """Drop the connection (what is waiting fails); the next batch connects again."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def _connect(self) -> None:
+        if self._connecting is not None:  # another batch is connecting: wait for it
+            await asyncio.shield(self._connecting)
+            return
+        loop = asyncio.get_running_loop()
+        self._connecting = loop.create_future()
+        target = self._target
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                if target.path is not None:
+                    await loop.create_unix_connection(lambda: self, target.path)
+                else:
+                    await loop.create_connection(lambda: self, target.host, target.port)
+            setup = []
+            if target.password is not None:
+                user = () if target.username is None else (target.username,)
+                setup.append(command("AUTH", *user, target.password))
+            if target.db:
+                setup.append(command("SELECT", str(target.db)))
+            if setup:
+                for reply in await self._send(setup):
+                    if isinstance(reply, RespError):
+                        self.close()
+                        raise reply
+            self._connecting.set_result(None)
+        except BaseException as exc:
+            self._connecting.set_exception(ConnectionError(f"Redis unreachable: {exc}"))
+            self._connecting.exception()  # the waiters' news, not the loop's
+            raise
+        finally:
+            self._connecting = None
+
+    async def _send(self, commands: list[bytes]) -> list[Any]:
+        transport = self._transport
+        if transport is None:
+            raise ConnectionError("the command link's connection closed")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Any]] = loop.create_future()
+        self._waiting.append((len(commands), [], done))
+        transport.write(b"".join(commands))
+        timer = loop.call_later(self._timeout, self._stalled, done)
+        try:
+            return await done
+        finally:
+            timer.cancel()
+
+    def _stalled(self, done: asyncio.Future[list[Any]]) -> None:
+        if not done.done():
+            log.warning("Redis did not answer for %g s; reconnecting", self._timeout)
+            self.close()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._buf = b""
+        waiting, self._waiting = self._waiting, deque()
+        for _, _, done in waiting:
+            if not done.done():
+                done.set_exception(ConnectionError(f"the Redis connection closed ({exc})"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        pos, size = 0, len(buf)
+        waiting = self._waiting
+        try:
+            while pos < size:
+                try:
+                    reply, pos = parse(buf, pos)
+                except Incomplete:
+                    break
+                if not waiting:
+                    raise ValueError("a reply nobody asked for")
+                count, replies, done = waiting[0]
+                replies.append(reply)
+                if len(replies) == count:
+                    waiting.popleft()
+                    if not done.done():
+                        done.set_result(replies)
+        except ValueError as exc:  # not RESP2, or out of step: this connection is done
+            log.warning("Redis sent what the command link cannot read (%s)", exc)
+            self.close()
+            return
+        self._buf = buf[pos:]
