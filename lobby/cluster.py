@@ -194,8 +194,9 @@ class RedisBroker:
         keep = settings.reconnect_grace + STREAM_MARGIN
         self._stream = ClusterStream(client, f"{prefix}:stream", keep)
         target = lean_target(client.connection_pool)
-        self._link = None if target is None else CommandLink(target, _POOL_WAIT)
-        """The writer's own connection (None: it writes through the redis client's pool)."""
+        self.link = None if target is None else CommandLink(target, _POOL_WAIT)
+        """This process's own connection for the writer's batches and the hot reads (the
+        retry check, the shared rate-limit budgets); None: those go through the pool."""
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
@@ -254,8 +255,8 @@ class RedisBroker:
                 await task
         self._tasks = []
         self._departures.clear()
-        if self._link is not None:
-            self._link.close()
+        if self.link is not None:
+            self.link.close()
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
             await self._stream.append(_EVENT, f"P{_SEP}{self.process_id}")
@@ -351,10 +352,10 @@ class RedisBroker:
 
     async def recalls(self, key: str) -> bool:
         try:
-            if self._link is None:
+            if self.link is None:
                 return bool(await self._redis.exists(self._once_prefix + key))
             # over the writer's connection: no pool checkout on every chat's path
-            (found,) = await self._link.execute([resp_command("EXISTS", self._once_prefix + key)])
+            (found,) = await self.link.execute([resp_command("EXISTS", self._once_prefix + key)])
             if isinstance(found, RespError):
                 raise found
             return bool(found)
@@ -512,8 +513,8 @@ class RedisBroker:
             while len(batch) < _WRITE_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                if self._link is not None:
-                    results = await self._link.execute([self._pack(c) for c in batch])
+                if self.link is not None:
+                    results = await self.link.execute([self._pack(c) for c in batch])
                     for result in results:
                         if isinstance(result, RespError):
                             raise result

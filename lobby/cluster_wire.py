@@ -278,15 +278,23 @@ class CommandLink(asyncio.Protocol):
         self._connecting: asyncio.Future[None] | None = None
         self._buf = b""
         self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        self._closed = False
 
     async def execute(self, commands: list[bytes]) -> list[Any]:
         """The replies of ``commands`` (each from :func:`command`); ConnectionError (or
         OSError, TimeoutError) when the connection fails or stays silent too long."""
+        if self._closed:
+            raise ConnectionError("the command link is closed")
         if self._transport is None:
             await self._connect()
         return await self._send(commands)
 
     def close(self) -> None:
+        """Close for good: what is waiting fails, and so does every later batch."""
+        self._closed = True
+        self._drop()
+
+    def _drop(self) -> None:
         """Drop the connection (what is waiting fails); the next batch connects again."""
         if self._transport is not None:
             self._transport.abort()
@@ -310,10 +318,13 @@ class CommandLink(asyncio.Protocol):
                 setup.append(command("AUTH", *user, target.password))
             if target.db:
                 setup.append(command("SELECT", str(target.db)))
+            if self._closed:  # closed while it connected
+                self._drop()
+                raise ConnectionError("the command link is closed")
             if setup:
                 for reply in await self._send(setup):
                     if isinstance(reply, RespError):
-                        self.close()
+                        self._drop()
                         raise reply
             self._connecting.set_result(None)
         except BaseException as exc:
@@ -340,7 +351,7 @@ class CommandLink(asyncio.Protocol):
     def _stalled(self, done: asyncio.Future[list[Any]]) -> None:
         if not done.done():
             log.warning("Redis did not answer for %g s; reconnecting", self._timeout)
-            self.close()
+            self._drop()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -375,6 +386,6 @@ class CommandLink(asyncio.Protocol):
                         done.set_result(replies)
         except ValueError as exc:  # not RESP2, or out of step: this connection is done
             log.warning("Redis sent what the command link cannot read (%s)", exc)
-            self.close()
+            self._drop()
             return
         self._buf = buf[pos:]

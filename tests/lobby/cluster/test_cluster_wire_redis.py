@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from lobby.cluster_limits import RedisBuckets
 from lobby.cluster_stream import ClusterStream
 from lobby.cluster_wire import CommandLink, LeanTarget, RespError, command
 from tests.lobby.cluster.procs import RedisServer
@@ -220,3 +221,29 @@ class _InDb5:
 
 
 ANY_DB5: Any = _InDb5()
+
+
+async def test_shared_budgets_over_the_link_survive_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    """RedisBuckets over the command link: one budget, and a Redis that lost its scripts
+    (a restart, SCRIPT FLUSH) is sent them again."""
+    client = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    link = CommandLink(_target(redis_server), timeout=10.0)
+    prefix = f"test-link-{next(_keys)}"
+    buckets = RedisBuckets(client, prefix, link)
+    try:
+        assert await buckets.take("a", 1.0, 0.5, 2.0, now=100.0) == 0.0
+        await client.script_flush()
+        assert await buckets.take("a", 1.0, 0.5, 2.0, now=100.0) == 0.0
+        assert await buckets.take("a", 1.0, 0.5, 2.0, now=100.0) == pytest.approx(2.0)
+        await client.script_flush()
+        takes = [("a", 1.0, 0.5, 2.0), ("b", 1.0, 0.5, 2.0)]
+        assert await buckets.take_each(takes, now=101.0) == pytest.approx(1.0)
+        # the same budget as the pool's path sees
+        pooled = RedisBuckets(client, prefix)
+        assert await pooled.take("b", 1.0, 0.5, 2.0, now=101.0) == 0.0
+        assert await pooled.take("b", 1.0, 0.5, 2.0, now=101.0) == pytest.approx(2.0)
+    finally:
+        link.close()
+        await client.aclose()
