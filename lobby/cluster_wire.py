@@ -39,6 +39,7 @@ __all__ = [
     "CommandLink",
     "Incomplete",
     "LeanTarget",
+    "ReplyBuffer",
     "RespError",
     "StreamReader",
     "command",
@@ -142,6 +143,51 @@ def command(*args: str | bytes) -> bytes:
     return b"".join(parts)
 
 
+class ReplyBuffer:
+    """What a connection received so far, cut into whole replies."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[Any]:
+        """The replies ``data`` completes, in order (the rest waits for more); ValueError
+        on what is not RESP2."""
+        buf = self._buf + data if self._buf else data
+        pos, size = 0, len(buf)
+        replies = []
+        while pos < size:
+            try:
+                reply, pos = parse(buf, pos)
+            except Incomplete:
+                break
+            replies.append(reply)
+        self._buf = buf[pos:]
+        return replies
+
+
+def _login(target: LeanTarget) -> list[bytes]:
+    """The commands a new connection to ``target`` sends first (each answers ``OK``)."""
+    setup = []
+    if target.password is not None:
+        user = () if target.username is None else (target.username,)
+        setup.append(command("AUTH", *user, target.password))
+    if target.db:
+        setup.append(command("SELECT", str(target.db)))
+    return setup
+
+
+async def _open(target: LeanTarget, protocol: asyncio.Protocol) -> None:
+    """Connect ``protocol`` to ``target`` (TimeoutError after ``_CONNECT_TIMEOUT``)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(_CONNECT_TIMEOUT):
+        if target.path is not None:
+            await loop.create_unix_connection(lambda: protocol, target.path)
+        else:
+            await loop.create_connection(lambda: protocol, target.host, target.port)
+
+
 class StreamReader(asyncio.Protocol):
     """Follows stream ``key`` after entry ``last``: ``handle(entry id, kind, data)`` for
     each entry (its ``k`` and ``d`` fields), in order, from the transport's callback.
@@ -158,7 +204,7 @@ class StreamReader(asyncio.Protocol):
         whole = command("XREAD", "COUNT", str(count), "BLOCK", str(block_ms), "STREAMS", key, "")
         self._head = whole[: -len(b"$0\r\n\r\n")]
         self._stall = block_ms / 1000 + STALL_SECONDS
-        self._buf = b""
+        self._received = ReplyBuffer()
         self._setup_replies = 0
         self._replies = 0
         self._transport: asyncio.Transport | None = None
@@ -169,19 +215,10 @@ class StreamReader(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[None] = loop.create_future()
         self._ended = ended
-        setup = []
-        if target.password is not None:
-            user = () if target.username is None else (target.username,)
-            setup.append(command("AUTH", *user, target.password))
-        if target.db:
-            setup.append(command("SELECT", str(target.db)))
+        setup = _login(target)
         self._setup_replies = len(setup)
         try:
-            async with asyncio.timeout(_CONNECT_TIMEOUT):
-                if target.path is not None:
-                    await loop.create_unix_connection(lambda: self, target.path)
-                else:
-                    await loop.create_connection(lambda: self, target.host, target.port)
+            await _open(target, self)
             assert self._transport is not None  # noqa: S101 - set by connection_made
             self._transport.write(b"".join(setup) + self._next_read())
             while True:
@@ -209,22 +246,13 @@ class StreamReader(asyncio.Protocol):
         self._end(exc or ConnectionError("Redis closed the stream reader's connection"))
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
-        pos, size = 0, len(buf)
         try:
-            while pos < size:
-                try:
-                    reply, pos = parse(buf, pos)
-                except Incomplete:
-                    break
+            for reply in self._received.feed(data):
                 self._reply(reply)
         except Exception as exc:  # a bad reply or an error answer: this connection is done
-            self._buf = b""
             self._end(exc)
             if self._transport is not None:
                 self._transport.abort()
-            return
-        self._buf = buf[pos:]
 
     # -- internals ------------------------------------------------------------------------
 
@@ -276,7 +304,7 @@ class CommandLink(asyncio.Protocol):
         self._timeout = timeout
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Future[None] | None = None
-        self._buf = b""
+        self._received = ReplyBuffer()
         self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
         self._closed = False
 
@@ -305,19 +333,9 @@ class CommandLink(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         self._connecting = loop.create_future()
-        target = self._target
         try:
-            async with asyncio.timeout(_CONNECT_TIMEOUT):
-                if target.path is not None:
-                    await loop.create_unix_connection(lambda: self, target.path)
-                else:
-                    await loop.create_connection(lambda: self, target.host, target.port)
-            setup = []
-            if target.password is not None:
-                user = () if target.username is None else (target.username,)
-                setup.append(command("AUTH", *user, target.password))
-            if target.db:
-                setup.append(command("SELECT", str(target.db)))
+            await _open(self._target, self)
+            setup = _login(self._target)
             if self._closed:  # closed while it connected
                 self._drop()
                 raise ConnectionError("the command link is closed")
@@ -360,22 +378,16 @@ class CommandLink(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._buf = b""
+        self._received = ReplyBuffer()
         waiting, self._waiting = self._waiting, deque()
         for _, _, done in waiting:
             if not done.done():
                 done.set_exception(ConnectionError(f"the Redis connection closed ({exc})"))
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
-        pos, size = 0, len(buf)
         waiting = self._waiting
         try:
-            while pos < size:
-                try:
-                    reply, pos = parse(buf, pos)
-                except Incomplete:
-                    break
+            for reply in self._received.feed(data):
                 if not waiting:
                     raise ValueError("a reply nobody asked for")
                 count, replies, done = waiting[0]
@@ -387,5 +399,3 @@ class CommandLink(asyncio.Protocol):
         except ValueError as exc:  # not RESP2, or out of step: this connection is done
             log.warning("Redis sent what the command link cannot read (%s)", exc)
             self._drop()
-            return
-        self._buf = buf[pos:]
