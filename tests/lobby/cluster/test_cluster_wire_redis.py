@@ -247,3 +247,21 @@ async def test_shared_budgets_over_the_link_survive_a_script_flush(
     finally:
         link.close()
         await client.aclose()
+
+
+async def test_a_batch_left_unanswered_drops_the_link_which_connects_again(
+    redis_server: RedisServer,
+) -> None:
+    """Redis that does not answer within the link's timeout (here: a BLPOP that never
+    returns) costs that batch, not the link: the next batch gets a new connection."""
+    link = CommandLink(_target(redis_server), timeout=0.3)
+    try:
+        (first,) = await link.execute([command("CLIENT", "ID")])
+        with pytest.raises(ConnectionError):
+            await link.execute([command("BLPOP", f"test-link-{next(_keys)}", "0")])
+        (second,) = await link.execute([command("CLIENT", "ID")])
+        assert second != first
+    finally:
+        link.close()
+    with pytest.raises(ConnectionError, match="closed"):
+        await link.execute([command("PING")])
