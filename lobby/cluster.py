@@ -48,6 +48,11 @@ silently (no leave announcement), or closes its still-open connection as
 replaced. (That serves clients without cursors; a client with one is replayed
 from the stream.)
 
+The stream is read, and the writer's batches, the chat retry check and the shared
+rate-limit budgets are sent, over two connections of the process's own
+(:mod:`lobby.cluster_wire`: no pool checkout, no task per read); everything else goes
+through the redis client's pool.
+
 Every process keeps a replica of the directory (character -> process, session
 -> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)
 never wait on Redis. Entries are queued and written by one task in pipelines,
@@ -76,6 +81,8 @@ from typing import TYPE_CHECKING, Any
 from lobby.broker import Audience, AudienceKind, Push, Replayed
 from lobby.cluster_stream import SEP as _SEP
 from lobby.cluster_stream import STREAM_MARGIN, ClusterStream, EntryKind, stream_push
+from lobby.cluster_wire import CommandLink, RespError, lean_target
+from lobby.cluster_wire import command as resp_command
 from protocol.codec import serialize
 from protocol.errors import ConfigError, ErrorCode, LobbyError
 from protocol.messages import PlayerLeftAreaMessage
@@ -191,6 +198,10 @@ class RedisBroker:
         self._gone_prefix = f"{prefix}:gone:"
         keep = settings.reconnect_grace + STREAM_MARGIN
         self._stream = ClusterStream(client, f"{prefix}:stream", keep)
+        target = lean_target(client.connection_pool)
+        self.link = None if target is None else CommandLink(target, _POOL_WAIT)
+        """This process's own connection for the writer's batches and the hot reads (the
+        retry check, the shared rate-limit budgets); None: those go through the pool."""
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
@@ -249,6 +260,8 @@ class RedisBroker:
                 await task
         self._tasks = []
         self._departures.clear()
+        if self.link is not None:
+            self.link.close()
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
             await self._stream.append(_EVENT, f"P{_SEP}{self.process_id}")
@@ -344,8 +357,14 @@ class RedisBroker:
 
     async def recalls(self, key: str) -> bool:
         try:
-            return bool(await self._redis.exists(self._once_prefix + key))
-        except RedisError as exc:  # no memory while Redis is away
+            if self.link is None:
+                return bool(await self._redis.exists(self._once_prefix + key))
+            # over the writer's connection: no pool checkout on every chat's path
+            (found,) = await self.link.execute([resp_command("EXISTS", self._once_prefix + key)])
+            if isinstance(found, RespError):
+                raise found
+            return bool(found)
+        except (RedisError, RespError, OSError, TimeoutError) as exc:  # no memory without Redis
             log.warning("cluster memory of %s unavailable: %s", key, exc)
             return False
 
@@ -499,10 +518,16 @@ class RedisBroker:
             while len(batch) < _WRITE_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for command in batch:
-                    self._apply(pipe, command)
-                results = await pipe.execute()
+                if self.link is not None:
+                    results = await self.link.execute([self._pack(c) for c in batch])
+                    for result in results:
+                        if isinstance(result, RespError):
+                            raise result
+                else:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for command in batch:
+                        self._apply(pipe, command)
+                    results = await pipe.execute()
                 for command, result in zip(reversed(batch), reversed(results), strict=True):
                     if command[0] == "xadd":
                         self._stream.written(result)
@@ -543,6 +568,19 @@ class RedisBroker:
             pipe.set(command[1], "1", px=int(command[2]))
         else:
             raise LobbyError(f"unknown cluster command {op!r}")
+
+    def _pack(self, command: tuple[str, ...]) -> bytes:
+        """:meth:`_apply` for the command link: the command as RESP."""
+        op = command[0]
+        if op == "xadd":
+            return self._stream.add_command(command[1], command[2])
+        if op == "hset":
+            return resp_command("HSET", command[1], command[2], command[3])
+        if op == "hdel":
+            return resp_command("HDEL", command[1], command[2])
+        if op == "set":
+            return resp_command("SET", command[1], "1", "PX", command[2])
+        raise LobbyError(f"unknown cluster command {op!r}")
 
     def _deliver_here(self, batch: list[tuple[str, ...]]) -> None:
         """The stream is unreachable: this process's presences get the batch's pushes

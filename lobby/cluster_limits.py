@@ -10,8 +10,12 @@ Times come from the caller's clock; every key expires by itself once it no longe
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from lobby.cluster_wire import CommandLink, RespError, command
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -65,28 +69,48 @@ return tostring(longest)
 
 class RedisBuckets:
     """Token buckets in Redis (:class:`lobby.ratelimit.BucketStore`): one budget per key
-    for the whole cluster."""
+    for the whole cluster. With ``link`` (the broker's :class:`~lobby.cluster_wire.CommandLink`)
+    the scripts run over it, without a pool checkout per message; else through ``client``."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, link: CommandLink | None = None
+    ) -> None:
         self._redis = client
         self._prefix = f"{prefix}:bucket:"
+        self._link = link
         self._script: Callable[..., Awaitable[Any]] = client.register_script(_BUCKET_LUA)
         self._many: Callable[..., Awaitable[Any]] = client.register_script(_BUCKETS_LUA)
 
     async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
-        wait = await self._script(
-            keys=[self._prefix + key], args=[repr(cost), repr(rate), repr(burst), repr(now)]
-        )
-        return float(wait)
+        keys = [self._prefix + key]
+        args = [repr(cost), repr(rate), repr(burst), repr(now)]
+        if self._link is not None:
+            return float(await _run(self._link, _BUCKET_LUA, keys, args))
+        return float(await self._script(keys=keys, args=args))
 
     async def take_each(self, takes: Sequence[BucketTake], now: float) -> float:
         args: list[str] = []
         for _key, cost, rate, burst in takes:
             args += (repr(cost), repr(rate), repr(burst))
-        wait = await self._many(
-            keys=[self._prefix + key for key, *_ in takes], args=[*args, repr(now)]
-        )
-        return float(wait)
+        keys = [self._prefix + key for key, *_ in takes]
+        if self._link is not None:
+            return float(await _run(self._link, _BUCKETS_LUA, keys, [*args, repr(now)]))
+        return float(await self._many(keys=keys, args=[*args, repr(now)]))
+
+
+async def _run(link: CommandLink, script: str, keys: list[str], args: list[str]) -> Any:
+    """``script`` by its digest over ``link`` (loaded with EVAL when Redis lacks it)."""
+    (reply,) = await link.execute([command("EVALSHA", _sha(script), str(len(keys)), *keys, *args)])
+    if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
+        (reply,) = await link.execute([command("EVAL", script, str(len(keys)), *keys, *args)])
+    if isinstance(reply, RespError):
+        raise reply
+    return reply
+
+
+@functools.cache
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 # A sliding log of charges (a sorted set scored by time): drop the old ones, then charge

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from lobby.broker import Audience, Push, Replayed
+from lobby.cluster_wire import StreamReader, command, lean_target
 from protocol.resume import CursorKey
 
 if TYPE_CHECKING:
@@ -83,8 +84,16 @@ class ClusterStream:
         """Queue an ``XADD`` of the entry on ``pipe`` (trimming what is past the window)."""
         pipe.xadd(self.key, {"k": kind, "d": data}, minid=self._minid, approximate=True)
 
+    def add_command(self, kind: str, data: str) -> bytes:
+        """:meth:`add` as a packed command (for :class:`lobby.cluster_wire.CommandLink`)."""
+        if self._minid is None:
+            return command("XADD", self.key, "*", "k", kind, "d", data)
+        return command("XADD", self.key, "MINID", "~", self._minid, "*", "k", kind, "d", data)
+
     def written(self, entry_id: Any) -> None:
         """``entry_id`` is the newest entry written: later writes trim by it."""
+        if isinstance(entry_id, bytes):
+            entry_id = entry_id.decode()
         newest = int(str(entry_id).partition("-")[0])
         self._minid = f"{max(0, newest - self._keep_ms)}-0"
 
@@ -101,7 +110,37 @@ class ClusterStream:
     ) -> None:
         """For ever: ``handle(entry id, kind, data)`` each entry after ``last``, in order.
         When the stream cannot be read, wait ``pause``, ``await recover()`` and read on
-        from the last entry handled."""
+        from the last entry handled.
+
+        The reads go over a connection of their own (:mod:`lobby.cluster_wire`, which
+        handles each reply in the transport's callback) unless the client's URL needs
+        what only the redis client speaks (TLS, a credential provider)."""
+        target = lean_target(self._redis.connection_pool)
+        if target is None:
+            await self._follow_with_client(last, handle, recover, pause)
+            return
+        while True:
+            reader = StreamReader(
+                self.key, last, handle, count=_READ_BATCH, block_ms=_READ_BLOCK_MS
+            )
+            try:
+                await reader.run(target)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                last = reader.last
+                log.warning("cluster stream unreadable (%s); reading again", exc)
+                await asyncio.sleep(pause)
+                await recover()
+
+    async def _follow_with_client(
+        self,
+        last: str,
+        handle: Callable[[str, str, str], None],
+        recover: Callable[[], Awaitable[None]],
+        pause: float,
+    ) -> None:
+        """:meth:`follow` through the redis client (for what the lean reader cannot reach)."""
         import redis.asyncio as aioredis
 
         # one connection kept for the blocking reads: no pool checkout on every push's path

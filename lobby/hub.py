@@ -268,12 +268,23 @@ class Hub:
         """Queue ``push`` to the local ``audience`` (the broker's delivery: a push from
         the stream, cursor and all)."""
         key = audience.key
+        if audience.kind is AudienceKind.EVERYONE and audience.exclude_character is None:
+            # everyone but at most one session (chat, announcements): no audience test per
+            # presence, the loop of the single process's broadcast
+            skip = audience.exclude_session
+            deliver = self._deliver
+            count = 0
+            for p in list(self._presences.values()):
+                if p.session_id != skip:
+                    count += deliver(p, push)
+            return count
         if audience.kind is AudienceKind.CHARACTER and isinstance(key, int):
             candidates: Iterator[Presence] = iter(list(self._by_character.get(key, {}).values()))
         elif audience.kind is AudienceKind.LOCATION and isinstance(key, int):
             candidates = iter(list(self._by_location.get(key, ())))
         elif audience.kind is AudienceKind.SESSION and isinstance(key, int):
-            candidates = iter([p] if (p := self._presences.get(key)) else [])
+            held = self._presences.get(key)
+            candidates = iter([held] if held is not None else [])
         else:
             candidates = iter(list(self._presences.values()))
         return sum(self._deliver(p, push) for p in candidates if audience(p))

@@ -465,7 +465,10 @@ async def _join_cluster(s: LobbySettings, clock: Clock) -> _Cluster | None:
     broker = RedisBroker(client, s, clock)
     prefix = s.cluster_prefix
     return _Cluster(
-        client, broker, RedisBuckets(client, prefix), RedisThrottleStore(client, prefix)
+        client,
+        broker,
+        RedisBuckets(client, prefix, broker.link),
+        RedisThrottleStore(client, prefix),
     )
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from lobby import MasterServer
-from lobby.broker import Audience
+from lobby.broker import Audience, AudienceKind, Push
 from lobby.hub import Hub
 from lobby.presence import Presence
 from protocol.messages import ChatMessage
@@ -149,6 +149,40 @@ async def test_broadcast_to_everyone_leaves_out_each_excluded_session(server: Ma
         queued = [_queued(hub, s) for s in sessions]
         hub.broadcast(chat, where=Audience.everyone(exclude_session=c), exclude_session=a)
         assert [_queued(hub, s) - n for s, n in zip(sessions, queued, strict=True)] == [0, 1, 0]
+        for p in players:
+            await p.disconnect()
+
+
+async def test_a_push_from_the_stream_for_everyone_leaves_out_the_excluded_session_only(
+    server: MasterServer,
+) -> None:
+    """deliver_push (a sequenced broker's delivery) of an everyone-audience: every presence
+    but the excluded session, in order, cursor and all; one that also excludes a
+    character leaves that one out too."""
+    hub = server.ctx.hub
+    watch = Watch(hub)
+    async with aiohttp.ClientSession() as http:
+        players = [await new_player(server.url, http) for _ in range(3)]
+        for p in players:
+            await watch.join(p.id)
+        presences = [hub.presence_of_character(p.id) for p in players]
+        assert all(presences)
+        a, b, c = (p.session_id for p in presences if p is not None)
+        queued = [_queued(hub, s) for s in (a, b, c)]
+        text = '{"type":"chat","content":"x"}'
+        late = 10**15  # after every cursor this process gave its own pushes
+
+        def push(n: int) -> Push:
+            return Push(text, f"{late}-{n}", (late, n))
+
+        assert hub.deliver_push(Audience.everyone(exclude_session=b), push(1)) == 2
+        assert hub.deliver_push(Audience.everyone(), push(2)) == 3
+        everyone_but = Audience(AudienceKind.EVERYONE, None, a, players[2].id)
+        assert hub.deliver_push(everyone_but, push(3)) == 1
+        got = [_queued(hub, s) - n for s, n in zip((a, b, c), queued, strict=True)]
+        assert got == [2, 2, 2]  # a: 1 and 2; b: 2 and 3; c: 1 and 2
+        cursors = [p.cursor for p in presences if p is not None]
+        assert cursors == [(late, 2), (late, 3), (late, 2)]
         for p in players:
             await p.disconnect()
 

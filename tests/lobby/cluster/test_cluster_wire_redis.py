@@ -1,0 +1,267 @@
+"""The cluster's own Redis connections (lobby.cluster_wire) against a real redis-server.
+
+The stream, followed over the reader's connection: every entry is handed over once
+and in the stream's order, in replies that arrive in many pieces, across a connection
+Redis kills (the reader reconnects and reads on from the last entry it handed over),
+and with a user, a password and a database number. The command link: overlapping
+batches answered in order, a killed connection failing its batch, the next one
+reconnecting, the login and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from lobby.cluster_limits import RedisBuckets
+from lobby.cluster_stream import ClusterStream
+from lobby.cluster_wire import CommandLink, LeanTarget, RespError, command
+from tests.lobby.cluster.procs import RedisServer
+
+pytestmark = pytest.mark.cluster
+
+_keys = itertools.count()
+
+
+class Follower:
+    """:meth:`ClusterStream.follow` as a task, recording what it hands over."""
+
+    def __init__(self, stream: ClusterStream) -> None:
+        self.stream = stream
+        self.seen: list[tuple[str, str, str]] = []
+        self.recovered = 0
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def _handle(self, entry_id: str, kind: str, data: str) -> None:
+        self.seen.append((entry_id, kind, data))
+        self._changed.set()
+
+    async def _recover(self) -> None:
+        self.recovered += 1
+        self._changed.set()
+
+    def start(self, last: str) -> None:
+        self.task = asyncio.create_task(self.stream.follow(last, self._handle, self._recover, 0.05))
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(20):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+@contextlib.asynccontextmanager
+async def following(url: str) -> AsyncIterator[tuple[aioredis.Redis, Follower]]:
+    client = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(url, decode_responses=True)
+    )
+    stream = ClusterStream(client, f"test-reader-{next(_keys)}:stream", keep=60.0)
+    follower = Follower(stream)
+    try:
+        follower.start(await stream.newest())
+        yield client, follower
+    finally:
+        await follower.stop()
+        await client.aclose()
+
+
+async def append(client: aioredis.Redis, key: str, entries: list[tuple[str, str]]) -> list[str]:
+    pipe = client.pipeline(transaction=False)
+    for kind, data in entries:
+        pipe.xadd(key, {"k": kind, "d": data})
+    return [str(entry_id) for entry_id in await pipe.execute()]
+
+
+async def reader_connections(client: aioredis.Redis) -> list[dict[str, str]]:
+    """The connections blocked in an XREAD (the follower's)."""
+    listed = await client.client_list()
+    return [c for c in listed if c.get("cmd") == "xread"]
+
+
+async def test_entries_arrive_once_in_order_also_in_replies_of_many_pieces(
+    redis_server: RedisServer,
+) -> None:
+    async with following(redis_server.url) as (client, follower):
+        # small ones, then ones of 300 KB (a reply in many reads), then more than one
+        # XREAD returns at a time, each with a text that is not ASCII
+        small = [("p", f'all|||\x1f{{"n":{i}}}') for i in range(10)]
+        big = [("p", "x" * 300_000 + str(i)) for i in range(4)]
+        many = [("n", f"proc\x1ftopic\x1fd\u00e9j\u00e0 {i}") for i in range(2500)]
+        ids: list[str] = []
+        for batch in (small, big, many):
+            ids += await append(client, follower.stream.key, batch)
+        await follower.until(lambda: len(follower.seen) >= len(ids))
+        assert [entry_id for entry_id, _, _ in follower.seen] == ids
+        assert [(k, d) for _, k, d in follower.seen] == small + big + many
+        assert follower.recovered == 0
+
+
+async def test_a_killed_connection_is_reopened_and_read_on_from_the_last_entry(
+    redis_server: RedisServer,
+) -> None:
+    async with following(redis_server.url) as (client, follower):
+        first = await append(client, follower.stream.key, [("p", f"before {i}") for i in range(5)])
+        await follower.until(lambda: len(follower.seen) == 5)  # its XREADs have run
+        (reader,) = await reader_connections(client)
+        await client.client_kill_filter(_id=reader["id"])
+        # written while the reader is away: it gets them after its reconnect, once
+        later = await append(client, follower.stream.key, [("p", f"after {i}") for i in range(5)])
+        await follower.until(lambda: len(follower.seen) == 10)
+        assert [entry_id for entry_id, _, _ in follower.seen] == first + later
+        assert follower.recovered == 1
+        (again,) = await reader_connections(client)
+        assert again["id"] != reader["id"]
+
+
+async def test_a_user_with_a_password_and_a_database_number(redis_server: RedisServer) -> None:
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    try:
+        await admin.acl_setuser(
+            "stream-reader", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"]
+        )
+        url = f"redis://stream-reader:s3cret@127.0.0.1:{redis_server.port}/7"
+        async with following(url) as (client, follower):
+            ids = await append(client, follower.stream.key, [("p", "in db 7")])
+            await follower.until(lambda: len(follower.seen) == 1)
+            assert follower.seen == [(ids[0], "p", "in db 7")]
+            (reader,) = await reader_connections(client)
+            assert (reader["user"], reader["db"]) == ("stream-reader", "7")
+    finally:
+        await admin.acl_deluser("stream-reader")
+        await admin.aclose()
+
+
+def _target(server: RedisServer, **auth: Any) -> LeanTarget:
+    return LeanTarget("127.0.0.1", server.port, **auth)
+
+
+async def test_the_command_link_answers_overlapping_batches_in_order(
+    redis_server: RedisServer,
+) -> None:
+    link = CommandLink(_target(redis_server), timeout=10.0)
+    key = f"test-link-{next(_keys)}"
+    try:
+        big = "y" * 500_000  # its reply comes in many reads
+        first = link.execute([command("SET", key, big), command("GET", key)])
+        second = link.execute([command("INCR", key + ":n"), command("HGET", key, "f")])
+        third = link.execute([command("INCR", key + ":n")])
+        got = await asyncio.gather(first, second, third)
+        assert got[0] == ["OK", big.encode()]
+        assert got[1][0] == 1 and isinstance(got[1][1], RespError)
+        assert str(got[1][1]).startswith("WRONGTYPE")
+        assert got[2] == [2]
+    finally:
+        link.close()
+
+
+async def test_a_killed_link_fails_its_batch_and_the_next_one_reconnects(
+    redis_server: RedisServer,
+) -> None:
+    link = CommandLink(_target(redis_server), timeout=10.0)
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    try:
+        (link_id,) = await link.execute([command("CLIENT", "ID")])
+        # blocked on a list nobody pushes to: the kill lands while it waits for its reply
+        waiting = asyncio.ensure_future(
+            link.execute([command("BLPOP", f"test-link-{next(_keys)}", "0")])
+        )
+        async with asyncio.timeout(10):
+            # no event to wait on: the state is Redis's own
+            while not any(c["cmd"] == "blpop" for c in await admin.client_list()):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await admin.client_kill_filter(_id=str(link_id))
+        with pytest.raises(ConnectionError):
+            await waiting
+        (again,) = await link.execute([command("CLIENT", "ID")])
+        assert again != link_id
+    finally:
+        link.close()
+        await admin.aclose()
+
+
+async def test_the_command_link_logs_in_and_selects_its_database(
+    redis_server: RedisServer,
+) -> None:
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    link = CommandLink(_target(redis_server, db=5, username="link", password="pw"), 10.0)
+    try:
+        await admin.acl_setuser(
+            "link", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+        )
+        assert await link.execute([command("ACL", "WHOAMI"), command("CLIENT", "INFO")]) == [
+            b"link",
+            ANY_DB5,
+        ]
+        link.close()
+        wrong = CommandLink(_target(redis_server, username="link", password="nope"), 10.0)
+        with pytest.raises(RespError, match="WRONGPASS"):
+            await wrong.execute([command("PING")])
+    finally:
+        link.close()
+        await admin.acl_deluser("link")
+        await admin.aclose()
+
+
+class _InDb5:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, bytes) and b" db=5 " in other
+
+
+ANY_DB5: Any = _InDb5()
+
+
+async def test_shared_budgets_over_the_link_survive_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    """RedisBuckets over the command link: one budget, and a Redis that lost its scripts
+    (a restart, SCRIPT FLUSH) is sent them again."""
+    client = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    link = CommandLink(_target(redis_server), timeout=10.0)
+    prefix = f"test-link-{next(_keys)}"
+    buckets = RedisBuckets(client, prefix, link)
+    try:
+        assert await buckets.take("a", 1.0, 0.5, 2.0, now=100.0) == 0.0
+        await client.script_flush()
+        assert await buckets.take("a", 1.0, 0.5, 2.0, now=100.0) == 0.0
+        assert await buckets.take("a", 1.0, 0.5, 2.0, now=100.0) == pytest.approx(2.0)
+        await client.script_flush()
+        takes = [("a", 1.0, 0.5, 2.0), ("b", 1.0, 0.5, 2.0)]
+        assert await buckets.take_each(takes, now=101.0) == pytest.approx(1.0)
+        # the same budget as the pool's path sees
+        pooled = RedisBuckets(client, prefix)
+        assert await pooled.take("b", 1.0, 0.5, 2.0, now=101.0) == 0.0
+        assert await pooled.take("b", 1.0, 0.5, 2.0, now=101.0) == pytest.approx(2.0)
+    finally:
+        link.close()
+        await client.aclose()
+
+
+async def test_a_batch_left_unanswered_drops_the_link_which_connects_again(
+    redis_server: RedisServer,
+) -> None:
+    """Redis that does not answer within the link's timeout (here: a BLPOP that never
+    returns) costs that batch, not the link: the next batch gets a new connection."""
+    link = CommandLink(_target(redis_server), timeout=0.3)
+    try:
+        (first,) = await link.execute([command("CLIENT", "ID")])
+        with pytest.raises(ConnectionError):
+            await link.execute([command("BLPOP", f"test-link-{next(_keys)}", "0")])
+        (second,) = await link.execute([command("CLIENT", "ID")])
+        assert second != first
+    finally:
+        link.close()
+    with pytest.raises(ConnectionError, match="closed"):
+        await link.execute([command("PING")])

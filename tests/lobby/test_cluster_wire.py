@@ -1,0 +1,96 @@
+"""The cluster stream reader's RESP2 codec and connection target (no Redis needed).
+
+The reader itself, against a real redis-server, is tested in
+``tests/lobby/cluster/test_cluster_stream_reader.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from lobby.cluster_wire import Incomplete, LeanTarget, RespError, command, lean_target, parse
+
+# An XREAD reply of two entries (RESP2), as Redis writes it.
+XREAD_REPLY = (
+    b"*1\r\n*2\r\n$13\r\nshards:stream\r\n*2\r\n"
+    b"*2\r\n$3\r\n1-1\r\n*4\r\n$1\r\nk\r\n$1\r\np\r\n$1\r\nd\r\n$9\r\nall|||\x1f{}\r\n"
+    b"*2\r\n$3\r\n1-2\r\n*4\r\n$1\r\nk\r\n$1\r\ne\r\n$1\r\nd\r\n$4\r\nL\x1fp\x1f\r\n"
+)
+XREAD_VALUE = [
+    [
+        b"shards:stream",
+        [
+            [b"1-1", [b"k", b"p", b"d", b"all|||\x1f{}"]],
+            [b"1-2", [b"k", b"e", b"d", b"L\x1fp\x1f"]],
+        ],
+    ]
+]
+
+
+def test_an_xread_reply_parses_to_its_nested_lists() -> None:
+    assert parse(XREAD_REPLY) == (XREAD_VALUE, len(XREAD_REPLY))
+
+
+@pytest.mark.parametrize(
+    ("wire", "value"),
+    [
+        (b"+OK\r\n", "OK"),
+        (b":42\r\n", 42),
+        (b"$-1\r\n", None),
+        (b"*-1\r\n", None),  # a blocking read that timed out
+        (b"$0\r\n\r\n", b""),
+        (b"$4\r\na\r\nb\r\n", b"a\r\nb"),  # a bulk string holds CRLF: its length decides
+        (b"*0\r\n", []),
+    ],
+)
+def test_each_reply_form(wire: bytes, value: Any) -> None:
+    assert parse(wire + b"+next\r\n") == (value, len(wire))
+
+
+def test_an_error_reply_is_returned_not_raised() -> None:
+    reply, end = parse(b"-NOAUTH Authentication required.\r\n")
+    assert isinstance(reply, RespError) and str(reply) == "NOAUTH Authentication required."
+    assert end == 34
+
+
+def test_a_reply_cut_anywhere_is_incomplete_until_its_last_byte() -> None:
+    for cut in range(len(XREAD_REPLY)):
+        with pytest.raises(Incomplete):
+            parse(XREAD_REPLY[:cut])
+
+
+def test_what_is_not_resp2_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a RESP2 reply"):
+        parse(b"HTTP/1.1 400\r\n")
+
+
+def test_a_command_is_an_array_of_bulk_strings() -> None:
+    wire = command("XREAD", "BLOCK", b"1000", "STREAMS", "k\u00e9y", "0-0")
+    assert parse(wire) == (
+        [b"XREAD", b"BLOCK", b"1000", b"STREAMS", "k\u00e9y".encode(), b"0-0"],
+        len(wire),
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("redis://127.0.0.1:6390/0", LeanTarget("127.0.0.1", 6390)),
+        (
+            "redis://reader:s3cret@db.example:7000/5",
+            LeanTarget("db.example", 7000, None, 5, "reader", "s3cret"),
+        ),
+        ("redis://:s3cret@localhost/2", LeanTarget("localhost", 6379, None, 2, None, "s3cret")),
+        ("unix:///run/redis.sock?db=3", LeanTarget(path="/run/redis.sock", db=3)),
+        ("rediss://db.example:6380/0", None),  # TLS: the redis client reads
+    ],
+)
+async def test_the_lean_target_of_a_url(url: str, target: LeanTarget | None) -> None:
+    pool = aioredis.BlockingConnectionPool.from_url(url, decode_responses=True)
+    try:
+        assert lean_target(pool) == target
+    finally:
+        await pool.aclose()
