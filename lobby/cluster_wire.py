@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from protocol.errors import LobbyError
+
 __all__ = [
     "STALL_SECONDS",
     "CommandLink",
@@ -58,12 +60,12 @@ _CONNECT_TIMEOUT = 5.0
 Handle = Callable[[str, str, str], None]
 
 
-class RespError(Exception):
+class RespError(LobbyError):
     """Redis answered an error reply (``-ERR ...``)."""
 
 
-class Incomplete(Exception):
-    """The buffer ends before the reply does."""
+class Incomplete(LobbyError):
+    """The buffer ends before the reply does (the parser waits for more bytes)."""
 
 
 @dataclass(frozen=True, slots=True)
