@@ -16,7 +16,8 @@ function                                  private attributes
 :func:`remote_max_datagram_frame_size`    ``_remote_max_datagram_frame_size``
 :func:`peer_certificate_ed25519`          ``tls._peer_certificate``
 :func:`tune_ack_delay`                    ``_ack_delay``, ``_loss.max_ack_delay``
-:func:`piggyback_ack`                     ``_spaces[ONE_RTT].ack_at``
+:func:`piggyback_ack`,                    ``_spaces[ONE_RTT].ack_at``,
+``MeshQuicConnection.send_movement``      ``_datagrams_pending``
 :func:`rtt_stats`                         ``_loss._rtt_*``
 :func:`packets_sent`                      ``_packet_number``
 :func:`count_lost_packets`                ``_loss._on_packets_lost``
@@ -469,6 +470,65 @@ class MeshQuicConnection(QuicConnection):
         for touched, token in self._mesh_watch:
             touched.add(token)
         self._datagrams_pending.append(data)
+
+    def send_movement(
+        self,
+        payloads: Iterable[bytes],
+        keep: int,
+        now: float,
+        min_age: float | None = None,
+        next_send: float | None = None,
+    ) -> bool:
+        """One movement send in one call: :meth:`send_datagram_frame` of each of
+        ``payloads``, then :func:`trim_pending_datagrams` to ``keep``, then (``min_age``
+        not None) :func:`piggyback_ack` with ``now``, ``min_age`` and ``next_send``. Same
+        state as those calls one after the other (they are written out here: a change
+        there goes here too). Returns True when the next packet carries an ACK
+        (:func:`piggyback_ack`'s answer; False when ``min_age`` is None)."""
+        pending = self._datagrams_pending
+        touch = False
+        for payload in payloads:
+            pending.append(payload)
+            touch = True
+        if len(pending) > keep:  # a stalled receiver: the oldest go
+            floor = keep if keep > 0 else 0
+            while len(pending) > floor:
+                pending.popleft()
+                touch = True
+        rides = False
+        if min_age is not None:
+            space = self._mesh_app_space
+            if space is None:  # not established yet: see piggyback_ack
+                try:
+                    space = _one_rtt(self)[0]
+                except KeyError:
+                    space = None
+            if space is not None:
+                ack_at = space.ack_at
+                prompt = self._mesh_ack_prompt
+                self._mesh_ack_prompt = False
+                if ack_at is not None:
+                    largest = space.largest_received_packet
+                    rides = True
+                    if ack_at > now:
+                        if (
+                            not prompt
+                            and now - (ack_at - self._ack_delay) < min_age
+                            and (next_send is None or ack_at > next_send)
+                            and largest - self._mesh_ack_largest < PIGGYBACK_EVERY
+                        ):
+                            rides = False
+                        else:
+                            space.ack_at = now
+                            touch = True
+                    if rides:
+                        self._mesh_ack_largest = largest
+        if touch:  # _mesh_touch(datagrams_only=True), inlined
+            self._mesh_clean = False
+            self._mesh_timer_valid = False
+            for touched, token in self._mesh_watch:
+                touched.add(token)
+        return rides
 
     def send_ping(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
