@@ -237,7 +237,9 @@ class MovementInbox:
             tracked[key] = _Last(seq, now)
             while len(tracked) > self._max:
                 tracked.popitem(last=False)
-        elif now - last.at < self._reset_after and not seq_newer(seq, last.seq):
+        # not seq_newer(seq, last.seq) (protocol.movement, the definition), in line: once
+        # per delivered update
+        elif now - last.at < self._reset_after and not 0 < ((seq - last.seq) & 0xFFFF) < 0x8000:
             self.stale += 1
             return False
         else:
