@@ -209,6 +209,7 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer_spaces: list[Any] | None = None
         self._mesh_timer_space: Any = None
         self._mesh_watch: list[tuple[set[Any], Any]] = []
+        self._mesh_timer_watch: list[tuple[set[Any], Any]] = []  # watch(timer=True)'s
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
         # its application space, once _one_rtt found it (always so while _mesh_quiet)
         self._mesh_app_space: Any = None
@@ -230,12 +231,19 @@ class MeshQuicConnection(QuicConnection):
         pops, for a driver to drain without a call per event."""
         _watch_received_frames(self)
 
-    def watch(self, touched: set[Any], token: Any) -> None:
+    def watch(self, touched: set[Any], token: Any, *, timer: bool = False) -> None:
         """Add ``token`` to ``touched`` now and whenever a call may change what this
         connection sends or its timer: a driver then flushes (or re-reads the timer
         of) only the connections in that set. Handling a due timer touches too.
-        Several sets may watch one connection."""
+        Several sets may watch one connection.
+
+        ``timer``: the set is for re-reading the timer only. It alone is told of a
+        received datagram that left a clean connection with nothing to send (a movement
+        DATAGRAM, an ACK: its delayed ACK, if any, is due later, at the timer): a flush
+        then would return nothing, so a set for flushing is not."""
         self._mesh_watch.append((touched, token))
+        if timer:
+            self._mesh_timer_watch.append((touched, token))
         touched.add(token)
 
     def _mesh_touch(self, *, datagrams_only: bool = False) -> None:
@@ -425,18 +433,26 @@ class MeshQuicConnection(QuicConnection):
         was_clean = self._mesh_clean
         keep = self._mesh_quiet and self._mesh_settled
         # the timer changes (ACK due, loss detection, idle); quiet only if kept:
-        # _mesh_touch(datagrams_only=keep), inlined (once per received datagram)
+        # _mesh_touch(datagrams_only=keep), inlined (once per received datagram); the
+        # watchers of a clean connection are told at the end, when it is known whether
+        # it still has nothing to send (see watch)
         if not keep:
             self._mesh_quiet = False
         self._mesh_clean = False
         self._mesh_timer_valid = False
-        for touched, token in self._mesh_watch:
-            touched.add(token)
+        if not was_clean:
+            for touched, token in self._mesh_watch:
+                touched.add(token)
         if keep:
             paths = self._network_paths
             path, host_cid = paths[0], self.host_cid
-        if not self._mesh_rx.receive(data, addr, now):
-            super().receive_datagram(data, addr, now)
+        try:
+            if not self._mesh_rx.receive(data, addr, now):
+                super().receive_datagram(data, addr, now)
+        except BaseException:
+            for touched, token in self._mesh_watch:  # whatever it left: flush and see
+                touched.add(token)
+            raise
         if keep and self._mesh_quiet:
             paths = self._network_paths
             if (
@@ -453,6 +469,12 @@ class MeshQuicConnection(QuicConnection):
                 self._mesh_clean = not self._datagrams_pending and (ack_at is None or ack_at > now)
             else:
                 self._mesh_clean = has_nothing_to_send(self, now)
+            # still nothing to send (a delayed ACK waits for its time, in the timer): only
+            # the timer's watchers re-read it, a flush would find nothing (see watch)
+            for touched, token in (
+                self._mesh_watch if not self._mesh_clean else self._mesh_timer_watch
+            ):
+                touched.add(token)
 
     def request_key_update(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
