@@ -197,7 +197,8 @@ class MeshQuicConnection(QuicConnection):
       :func:`has_nothing_to_send` says so afterwards: most received packets of
       an established link (movement DATAGRAMs, ACKs) only schedule a delayed
       ACK, and the flush after them used to build and discard an empty packet
-      (about a sixth of a busy node's CPU).
+      (about a sixth of a busy node's CPU); such a datagram tells only the
+      watchers of the timer (:meth:`watch`), so the driver skips that flush.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
