@@ -10,7 +10,8 @@ ACK frames :mod:`mesh._quic_rx` parses itself (ranges as pairs, no ``RangeSet``)
 
 1. ``largest_acked_packet``; the sent packets in the acknowledged ranges are removed in
    ascending order, each counted out of ``ack_eliciting_in_flight``, given to the
-   congestion controller's own ``on_packet_acked`` when in flight, and its delivery handlers
+   congestion controller's own ``on_packet_acked`` when in flight (New Reno's, the default,
+   written out: one call per movement packet), and its delivery handlers
    called with ``ACKED`` (an ACK frame's ``_on_ack_delivery`` prunes the ACK queue: the
    ACK-of-ACK); nothing newly acknowledged ends it there, as in aioquic;
 2. an RTT sample when the largest acknowledged packet is newly acknowledged and any newly
@@ -31,8 +32,9 @@ has no qlog (aioquic logs metrics from ``on_ack_received`` then).
 ``tests/mesh/test_quic_ack.py`` compares the whole recovery state with plain aioquic after
 every datagram of a seeded lossy, reordered script, with Reno and Cubic.
 
-Private attributes read or written: of ``QuicPacketRecovery``, ``_cc``, ``_pacer`` (its
-``_max_datagram_size``),
+Private attributes read or written: of ``QuicPacketRecovery``, ``_cc`` (New Reno's
+``_congestion_recovery_start_time``, ``_congestion_stash``, ``_max_datagram_size``),
+``_pacer`` (its ``_max_datagram_size``),
 ``_rtt_*``, ``_pto_count``, ``_detect_loss``, ``max_ack_delay``,
 ``peer_completed_address_validation``; of the space, ``sent_packets``,
 ``largest_acked_packet``, ``ack_eliciting_in_flight``, ``loss_time``.
@@ -40,6 +42,7 @@ Private attributes read or written: of ``QuicPacketRecovery``, ``_cc``, ``_pacer
 
 from __future__ import annotations
 
+from aioquic.quic.congestion.reno import RenoCongestionControl
 from aioquic.quic.packet_builder import QuicDeliveryState
 from aioquic.quic.recovery import (
     K_MICRO_SECOND,
@@ -105,7 +108,23 @@ def on_ack_received(
             is_ack_eliciting = True
             space.ack_eliciting_in_flight -= 1
         if packet.in_flight:
-            cc.on_packet_acked(packet=packet, now=now)
+            if type(cc) is RenoCongestionControl:  # its on_packet_acked, in line
+                sent_bytes = packet.sent_bytes
+                cc.bytes_in_flight -= sent_bytes
+                # no window growth in congestion recovery
+                if packet.sent_time > cc._congestion_recovery_start_time:  # type: ignore[operator]
+                    ssthresh = cc.ssthresh
+                    if ssthresh is None or cc.congestion_window < ssthresh:
+                        cc.congestion_window += sent_bytes  # slow start
+                    else:  # congestion avoidance
+                        stash = cc._congestion_stash + sent_bytes
+                        count = stash // cc.congestion_window
+                        if count:
+                            stash -= count * cc.congestion_window
+                            cc.congestion_window += count * cc._max_datagram_size
+                        cc._congestion_stash = stash
+            else:
+                cc.on_packet_acked(packet=packet, now=now)
         for handler, args in packet.delivery_handlers:
             handler(_ACKED, *args)
 

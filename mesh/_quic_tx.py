@@ -27,7 +27,8 @@ bookkeeping, doing only what applies:
 Every aioquic function of that list that is only arithmetic on a few fields (the pacer's
 ``next_send_time``, ``update_bucket`` and ``update_after_send``, ``on_packet_sent``,
 ``CryptoPair.key_phase``, ``push_ack_frame`` of one range, ``QuicSentPacket``'s
-``__init__``) is written out here rather than called: at one packet per movement update,
+``__init__``, New Reno's ``on_packet_sent``: the default controller's, another is called)
+is written out here rather than called: at one packet per movement update,
 their calls were a measurable share of a node's CPU. ``tests/mesh/test_quic_tx.py``
 compares the bytes and the whole state with aioquic's own flush after every packet.
 
@@ -51,6 +52,7 @@ from typing import Any
 from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.buffer import size_uint_var
+from aioquic.quic.congestion.reno import RenoCongestionControl
 from aioquic.quic.connection import ACK_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import (
     PACKET_FIXED_BIT,
@@ -252,7 +254,10 @@ class DatagramPacketWriter:
             space.ack_eliciting_in_flight += 1
             if loss.handshake_confirmed:
                 loss._time_of_last_sent_ack_eliciting_packet = now
-            cc.on_packet_sent(packet=packet)
+            if type(cc) is RenoCongestionControl:  # its on_packet_sent, in line
+                cc.bytes_in_flight += sent_bytes
+            else:
+                cc.on_packet_sent(packet=packet)
             if not conn._ack_eliciting_sent_since_receipt:
                 # the idle timer restarts on the first ack-eliciting packet since a receipt
                 conn._close_at = now + conn._idle_timeout()

@@ -16,7 +16,8 @@ function                                  private attributes
 :func:`remote_max_datagram_frame_size`    ``_remote_max_datagram_frame_size``
 :func:`peer_certificate_ed25519`          ``tls._peer_certificate``
 :func:`tune_ack_delay`                    ``_ack_delay``, ``_loss.max_ack_delay``
-:func:`piggyback_ack`                     ``_spaces[ONE_RTT].ack_at``
+:func:`piggyback_ack`,                    ``_spaces[ONE_RTT].ack_at``,
+``MeshQuicConnection.send_movement``      ``_datagrams_pending``
 :func:`rtt_stats`                         ``_loss._rtt_*``
 :func:`packets_sent`                      ``_packet_number``
 :func:`count_lost_packets`                ``_loss._on_packets_lost``
@@ -196,7 +197,8 @@ class MeshQuicConnection(QuicConnection):
       :func:`has_nothing_to_send` says so afterwards: most received packets of
       an established link (movement DATAGRAMs, ACKs) only schedule a delayed
       ACK, and the flush after them used to build and discard an empty packet
-      (about a sixth of a busy node's CPU).
+      (about a sixth of a busy node's CPU); such a datagram tells only the
+      watchers of the timer (:meth:`watch`), so the driver skips that flush.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -208,6 +210,7 @@ class MeshQuicConnection(QuicConnection):
         self._mesh_timer_spaces: list[Any] | None = None
         self._mesh_timer_space: Any = None
         self._mesh_watch: list[tuple[set[Any], Any]] = []
+        self._mesh_timer_watch: list[tuple[set[Any], Any]] = []  # watch(timer=True)'s
         self._mesh_one_rtt: tuple[Any, Any] | None = None  # see _one_rtt
         # its application space, once _one_rtt found it (always so while _mesh_quiet)
         self._mesh_app_space: Any = None
@@ -229,12 +232,19 @@ class MeshQuicConnection(QuicConnection):
         pops, for a driver to drain without a call per event."""
         _watch_received_frames(self)
 
-    def watch(self, touched: set[Any], token: Any) -> None:
+    def watch(self, touched: set[Any], token: Any, *, timer: bool = False) -> None:
         """Add ``token`` to ``touched`` now and whenever a call may change what this
         connection sends or its timer: a driver then flushes (or re-reads the timer
         of) only the connections in that set. Handling a due timer touches too.
-        Several sets may watch one connection."""
+        Several sets may watch one connection.
+
+        ``timer``: the set is for re-reading the timer only. It alone is told of a
+        received datagram that left a clean connection with nothing to send (a movement
+        DATAGRAM, an ACK: its delayed ACK, if any, is due later, at the timer): a flush
+        then would return nothing, so a set for flushing is not."""
         self._mesh_watch.append((touched, token))
+        if timer:
+            self._mesh_timer_watch.append((touched, token))
         touched.add(token)
 
     def _mesh_touch(self, *, datagrams_only: bool = False) -> None:
@@ -424,18 +434,26 @@ class MeshQuicConnection(QuicConnection):
         was_clean = self._mesh_clean
         keep = self._mesh_quiet and self._mesh_settled
         # the timer changes (ACK due, loss detection, idle); quiet only if kept:
-        # _mesh_touch(datagrams_only=keep), inlined (once per received datagram)
+        # _mesh_touch(datagrams_only=keep), inlined (once per received datagram); the
+        # watchers of a clean connection are told at the end, when it is known whether
+        # it still has nothing to send (see watch)
         if not keep:
             self._mesh_quiet = False
         self._mesh_clean = False
         self._mesh_timer_valid = False
-        for touched, token in self._mesh_watch:
-            touched.add(token)
+        if not was_clean:
+            for touched, token in self._mesh_watch:
+                touched.add(token)
         if keep:
             paths = self._network_paths
             path, host_cid = paths[0], self.host_cid
-        if not self._mesh_rx.receive(data, addr, now):
-            super().receive_datagram(data, addr, now)
+        try:
+            if not self._mesh_rx.receive(data, addr, now):
+                super().receive_datagram(data, addr, now)
+        except BaseException:
+            for touched, token in self._mesh_watch:  # whatever it left: flush and see
+                touched.add(token)
+            raise
         if keep and self._mesh_quiet:
             paths = self._network_paths
             if (
@@ -452,6 +470,12 @@ class MeshQuicConnection(QuicConnection):
                 self._mesh_clean = not self._datagrams_pending and (ack_at is None or ack_at > now)
             else:
                 self._mesh_clean = has_nothing_to_send(self, now)
+            # still nothing to send (a delayed ACK waits for its time, in the timer): only
+            # the timer's watchers re-read it, a flush would find nothing (see watch)
+            for touched, token in (
+                self._mesh_watch if not self._mesh_clean else self._mesh_timer_watch
+            ):
+                touched.add(token)
 
     def request_key_update(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()
@@ -469,6 +493,65 @@ class MeshQuicConnection(QuicConnection):
         for touched, token in self._mesh_watch:
             touched.add(token)
         self._datagrams_pending.append(data)
+
+    def send_movement(
+        self,
+        payloads: Iterable[bytes],
+        keep: int,
+        now: float,
+        min_age: float | None = None,
+        next_send: float | None = None,
+    ) -> bool:
+        """One movement send in one call: :meth:`send_datagram_frame` of each of
+        ``payloads``, then :func:`trim_pending_datagrams` to ``keep``, then (``min_age``
+        not None) :func:`piggyback_ack` with ``now``, ``min_age`` and ``next_send``. Same
+        state as those calls one after the other (they are written out here: a change
+        there goes here too). Returns True when the next packet carries an ACK
+        (:func:`piggyback_ack`'s answer; False when ``min_age`` is None)."""
+        pending = self._datagrams_pending
+        touch = False
+        for payload in payloads:
+            pending.append(payload)
+            touch = True
+        if len(pending) > keep:  # a stalled receiver: the oldest go
+            floor = keep if keep > 0 else 0
+            while len(pending) > floor:
+                pending.popleft()
+                touch = True
+        rides = False
+        if min_age is not None:
+            space = self._mesh_app_space
+            if space is None:  # not established yet: see piggyback_ack
+                try:
+                    space = _one_rtt(self)[0]
+                except KeyError:
+                    space = None
+            if space is not None:
+                ack_at = space.ack_at
+                prompt = self._mesh_ack_prompt
+                self._mesh_ack_prompt = False
+                if ack_at is not None:
+                    largest = space.largest_received_packet
+                    rides = True
+                    if ack_at > now:
+                        if (
+                            not prompt
+                            and now - (ack_at - self._ack_delay) < min_age
+                            and (next_send is None or ack_at > next_send)
+                            and largest - self._mesh_ack_largest < PIGGYBACK_EVERY
+                        ):
+                            rides = False
+                        else:
+                            space.ack_at = now
+                            touch = True
+                    if rides:
+                        self._mesh_ack_largest = largest
+        if touch:  # _mesh_touch(datagrams_only=True), inlined
+            self._mesh_clean = False
+            self._mesh_timer_valid = False
+            for touched, token in self._mesh_watch:
+                touched.add(token)
+        return rides
 
     def send_ping(self, *args: Any, **kwargs: Any) -> None:
         self._mesh_touch()

@@ -109,8 +109,6 @@ _ONE_BATCH_SIZE = 2 + RECORD_SIZE
 
 def split_batches(updates: Sequence[PositionUpdateMessage], max_payload: int) -> list[bytes]:
     """Encode ``updates`` as few batches as possible, each at most ``max_payload`` bytes."""
-    if len(updates) == 1 and max_payload >= _ONE_BATCH_SIZE:  # the usual tick
-        return [encode_movement_batch(updates)]
     per_batch = min(MAX_BATCH, (max_payload - 2) // RECORD_SIZE)
     if per_batch < 1 or not updates:
         return []
@@ -239,7 +237,9 @@ class MovementInbox:
             tracked[key] = _Last(seq, now)
             while len(tracked) > self._max:
                 tracked.popitem(last=False)
-        elif now - last.at < self._reset_after and not seq_newer(seq, last.seq):
+        # not seq_newer(seq, last.seq) (protocol.movement, the definition), in line: once
+        # per delivered update
+        elif now - last.at < self._reset_after and not 0 < ((seq - last.seq) & 0xFFFF) < 0x8000:
             self.stale += 1
             return False
         else:
@@ -476,33 +476,34 @@ class MovementScheduler:
         sent_at = self._sent_at
         cache: dict[int, list[bytes]] = {}
         keep = config.max_pending_datagrams
-        trim = _quicshim.trim_pending_datagrams
-        # a pending ACK rides along once it is old enough (MeshConfig.ack_piggyback_ticks)
-        ack_age = config.ack_piggyback_age if config.ack_tuning else None
-        piggyback = _quicshim.piggyback_ack
+        # a pending ACK rides along once it is old enough (MeshConfig.ack_piggyback_ticks);
+        # ack_piggyback_age's product, in line (once per tick)
+        ack_age = config.ack_piggyback_ticks * config.tick_interval if config.ack_tuning else None
+        one = len(updates) == 1
         sent = 0
         batches: list[bytes] = []
         batches_limit: int | None = None  # what ``batches`` were split for (nearly all share it)
         for pid, link, limit in peers:
             if limit is None:
                 continue
-            quic = link.quic
             previous = sent_at.get(pid)
             sent_at[pid] = now
             if limit != batches_limit:
                 cached = cache.get(limit)
                 if cached is None:
-                    cached = cache[limit] = split_batches(updates, limit)
+                    if one and limit >= _ONE_BATCH_SIZE:  # the usual tick: split_batches's
+                        cached = [encode_movement_batch(updates)]
+                    else:
+                        cached = split_batches(updates, limit)
+                    cache[limit] = cached
                 batches, batches_limit = cached, limit
-            for batch in batches:
-                quic.send_datagram_frame(batch)
             sent += 1
-            trim(quic, keep)
-            if ack_age is not None:
-                # the next datagram to this peer, if the game keeps its pace: an ACK whose
-                # delay runs out before then rides now rather than alone in a packet
-                next_send = None if previous is None else now + (now - previous)
-                piggyback(quic, now, ack_age, next_send)
+            # queued, aioquic's queue trimmed to its bound, and the next datagram to this
+            # peer, if the game keeps its pace: an ACK whose delay runs out before then
+            # rides now rather than alone in a packet (_quicshim.piggyback_ack), in one call
+            link.quic.send_movement(
+                batches, keep, now, ack_age, None if previous is None else now + (now - previous)
+            )
         self._sent += sent * len(updates)
 
     def _plan(self, divisors: dict[str, int], own: int, changes: int) -> None:

@@ -729,7 +729,10 @@ class PeerNode:
         moved = time.time() - now - self._wall_offset
         if moved > _WALL_OFFSET_SLACK or moved < -_WALL_OFFSET_SLACK:
             now = self._now()  # a wall-clock step: _now moves the core's offset
-        me = self._me(now + self._wall_offset)  # current: no second clock read
+        try:  # _me in line (every update comes here), at this now: no second clock read
+            me = self._auth.own_identity(now=now + self._wall_offset)
+        except CryptoError as exc:
+            raise NotConnectedError(f"our own credential is not valid: {exc}") from exc
         self._seq = next_seq(self._seq)
         update = create_position_update(
             me.character_id,

@@ -315,7 +315,7 @@ class LinkTable:
 
     def _add(self, link: Link, quic: _quicshim.MeshQuicConnection) -> None:
         quic.watch(self.touched, link)
-        quic.watch(self._timer_stale, link)
+        quic.watch(self._timer_stale, link, timer=True)
         self._links.add(link)
 
     def _quic_config(self, *, is_client: bool) -> QuicConfiguration:

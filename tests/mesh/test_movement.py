@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mesh.datagrams import MovementInbox, MovementOutbox, split_batches
 from protocol.messages.location import PositionUpdateMessage, Vec3
-from protocol.movement import decode_movement_batch
+from protocol.movement import decode_movement_batch, seq_newer
 
 
 def upd(character_id: int, seq: int, x: float = 0.0) -> PositionUpdateMessage:
@@ -46,6 +46,18 @@ def test_inbox_drops_stale_and_accepts_after_silence() -> None:
     inbox.forget("p")
     assert inbox.accept("p", upd(1, 0), 10.1)
     assert inbox.stale == 3
+
+
+def test_inbox_order_is_seq_newer_around_every_wrap() -> None:
+    """The inbox's in-line order test is :func:`protocol.movement.seq_newer`: at 0, 1,
+    half the range and its neighbours, and across the 65535 -> 0 wrap."""
+    diffs = (0, 1, 2, 100, 0x7FFE, 0x7FFF, 0x8000, 0x8001, 0x8002, 0xFFFE, 0xFFFF)
+    for last in (0, 1, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF, 12345):
+        for diff in diffs:
+            seq = (last + diff) & 0xFFFF
+            inbox = MovementInbox(reset_after=5.0)
+            assert inbox.accept("p", upd(1, last), 0.0)
+            assert inbox.accept("p", upd(1, seq), 0.1) is seq_newer(seq, last), (last, seq)
 
 
 def test_split_batches_respects_the_size_limit() -> None:

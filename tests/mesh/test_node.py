@@ -9,14 +9,16 @@ from typing import Any
 
 import pytest
 
+from mesh.auth import LobbyTicketAuth
 from mesh.link import LinkState
 from mesh.node import PeerNode
+from protocol.errors import NotConnectedError
 from protocol.messages.base import MessageType
 from protocol.messages.location import PositionUpdateMessage, Vec3
 from protocol.movement import quantize_movement
 from tests.inbox import Inbox
 
-from .conftest import NodeFactory, ticket_of
+from .conftest import FakeLobby, NodeFactory, ticket_of
 
 WAIT = 10.0
 
@@ -241,3 +243,18 @@ async def test_a_wall_clock_step_reaches_the_core_offset(
     monkeypatch.setattr("mesh.node.time", stepped)  # the wall clock steps 5 s ahead
     node.send_position_update((1.0, 0.0, 0.0), location_id=5)
     assert node.core.wall_offset - before == pytest.approx(5.0, abs=0.5)
+
+
+async def test_an_update_with_our_own_credential_expired_is_refused(
+    make_node: NodeFactory, fake_lobby: FakeLobby
+) -> None:
+    """Our own ticket expired (the lobby did not renew it): a movement update raises
+    NotConnectedError (one of the node's errors), not the credential check's own."""
+    node = await make_node(1, "Late")
+    node.send_position_update((0.0, 0.0, 0.0), location_id=5)
+    expired = fake_lobby.ticket(node.identity, 1, "Late", now=time.time() - 7200, ttl=3600)
+    auth = node.core.auth
+    assert isinstance(auth, LobbyTicketAuth)
+    auth.update_ticket(expired)
+    with pytest.raises(NotConnectedError, match="own credential is not valid"):
+        node.send_position_update((1.0, 0.0, 0.0), location_id=5)

@@ -476,3 +476,73 @@ def test_a_peer_that_only_receives_keeps_few_unacknowledged_acks() -> None:
     assert worst <= 17, worst  # ACK_ONLY_LIMIT, and the one that carried the PING
     assert kinds["ping"] >= kinds["ack only"] // _quicshim.ACK_ONLY_LIMIT - 1, kinds
     assert _ack_only_unacknowledged(sender) <= 1  # the sender's ACKs ride on its datagrams
+
+
+def _movement_state(conn: _quicshim.MeshQuicConnection, touched: set[str]) -> tuple[object, ...]:
+    """What a movement send may change on ``conn`` (and whether it touched ``touched``)."""
+    space = conn._spaces[tls.Epoch.ONE_RTT]
+    state = (
+        list(conn._datagrams_pending),
+        space.ack_at,
+        conn._mesh_ack_largest,
+        conn._mesh_ack_prompt,
+        conn._mesh_clean,
+        conn._mesh_timer_valid,
+        conn._mesh_quiet,
+        "link" in touched,
+    )
+    touched.clear()
+    return state
+
+
+def test_send_movement_is_send_trim_and_piggyback_in_one_call() -> None:
+    """``send_movement`` leaves each connection as ``send_datagram_frame`` of each payload,
+    ``trim_pending_datagrams`` and ``piggyback_ack`` do, one after the other: the same
+    queue, ACK time, piggyback memory, touched flags and answer, call after call, over a
+    script of sends (none to three payloads), flushes left out (the queue past its bound),
+    stream data from the peer (an ACK prompt), ACK ages and predicted next sends."""
+    pairs = []
+    for _ in range(2):
+        client, server, _ = pair(cls=_quicshim.MeshQuicConnection)
+        assert isinstance(client, _quicshim.MeshQuicConnection)
+        assert isinstance(server, _quicshim.MeshQuicConnection)
+        for conn in (client, server):
+            _quicshim.tune_ack_delay(conn, 0.05)
+        touched: set[str] = set()
+        client.watch(touched, "link")
+        pairs.append((client, server, touched))
+    stream = pairs[0][1].get_next_available_stream_id()
+    answers: list[bool] = []
+    for i in range(400):
+        now = 1.0 + i * 0.009
+        payloads = [bytes([i % 256, k]) * 30 for k in range(i % 4)]
+        keep = 2 + i % 3
+        min_age = (None, 0.0, 0.02, 0.04)[i % 4 if i % 11 else 1]
+        next_send = None if i % 5 == 0 else now + 0.01 * (i % 9)
+        states = []
+        for n, (client, server, touched) in enumerate(pairs):
+            if i % 13 == 0:
+                server.send_stream_data(stream, b"whisper")  # the client's next ACK is prompt
+            if i % 2 == 0:
+                server.send_datagram_frame(b"s" * 20)
+            for data, _addr in server.datagrams_to_send(now=now - 0.001):
+                client.receive_datagram(data, SERVER_ADDR, now=now - 0.001)
+            touched.clear()
+            if n == 0:
+                for payload in payloads:
+                    client.send_datagram_frame(payload)
+                _quicshim.trim_pending_datagrams(client, keep)
+                answer = min_age is not None and _quicshim.piggyback_ack(
+                    client, now, min_age, next_send
+                )
+            else:
+                answer = client.send_movement(payloads, keep, now, min_age, next_send)
+            states.append((answer, _movement_state(client, touched)))
+            if i % 3 == 0:  # flushes left out in between: the queue grows past its bound
+                for data, _addr in client.datagrams_to_send(now=now):
+                    server.receive_datagram(data, CLIENT_ADDR, now=now)
+                states.append(_movement_state(client, touched))
+            states.append(client.get_timer())
+        assert states[: len(states) // 2] == states[len(states) // 2 :], i
+        answers.append(bool(states[0][0]))
+    assert True in answers and False in answers  # both answers were compared
