@@ -148,26 +148,77 @@ def command(*args: str | bytes) -> bytes:
 
 
 class ReplyBuffer:
-    """What a connection received so far, cut into whole replies."""
+    """What a connection received so far, cut into whole replies.
 
-    __slots__ = ("_buf",)
+    Parses incrementally: each byte is read once however the replies are cut into
+    pieces (an array whose elements have arrived so far keeps them; the next piece goes
+    on from the first element it lacks), so a reply of many megabytes arriving in many
+    reads costs time linear in its size. Only a bulk string is waited for whole.
+    """
+
+    __slots__ = ("_buf", "_open")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = bytearray()
+        # the arrays under way, outermost first: (their length, their elements so far)
+        self._open: list[tuple[int, list[Any]]] = []
 
     def feed(self, data: bytes) -> list[Any]:
         """The replies ``data`` completes, in order (the rest waits for more); ValueError
-        on what is not RESP2."""
-        buf = self._buf + data if self._buf else data
+        on what is not RESP2 (the buffer is then unusable: drop the connection)."""
+        buf: bytes | bytearray
+        if self._buf:
+            buf = self._buf
+            buf += data
+        else:
+            buf = data  # the usual case: nothing pending, parse the read itself
+        opened = self._open
+        replies: list[Any] = []
         pos, size = 0, len(buf)
-        replies = []
+        item: Any
         while pos < size:
-            try:
-                reply, pos = parse(buf, pos)
-            except Incomplete:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
                 break
-            replies.append(reply)
-        self._buf = buf[pos:]
+            kind = buf[pos]
+            if kind == 0x24:  # $ bulk string
+                length = int(buf[pos + 1 : end])
+                if length < 0:
+                    item, pos = None, end + 2
+                else:
+                    stop = end + 2 + length
+                    if size < stop + 2:
+                        break  # wait for the whole string (its header is read again then)
+                    item, pos = bytes(buf[end + 2 : stop]), stop + 2
+            elif kind == 0x2A:  # * array
+                count = int(buf[pos + 1 : end])
+                pos = end + 2
+                if count > 0:
+                    opened.append((count, []))
+                    continue
+                item = None if count < 0 else []
+            elif kind == 0x2B:  # + simple string
+                item, pos = buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
+            elif kind == 0x3A:  # : integer
+                item, pos = int(buf[pos + 1 : end]), end + 2
+            elif kind == 0x2D:  # - error
+                item, pos = RespError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
+            else:
+                raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 16])!r}")
+            # ``item`` is whole: it completes the arrays it ends, innermost first
+            while opened:
+                count, items = opened[-1]
+                items.append(item)
+                if len(items) < count:
+                    break
+                opened.pop()
+                item = items
+            else:
+                replies.append(item)
+        if buf is data:
+            self._buf = bytearray(data[pos:]) if pos < size else bytearray()
+        else:
+            del self._buf[:pos]  # cheap: a bytearray drops its head without moving the rest
         return replies
 
 
