@@ -22,14 +22,15 @@ credential provider) the broker goes through the redis client.
 A reader whose connection closes, answers an error or stays silent for
 :data:`STALL_SECONDS` past its blocking read's limit ends :meth:`StreamReader.run` with
 the reason; the caller reconnects and reads on from :attr:`StreamReader.last`, the id of
-the last entry handed over. A link whose batch is not answered within its timeout drops
-the connection (that batch fails with :class:`ConnectionError`) and connects again on
-the next batch.
+the last entry handed over. A link with a timeout whose batch is not answered within it
+drops the connection (that batch fails with :class:`ConnectionError`) and connects again
+on the next batch; a link without one waits for Redis as long as the connection lives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -348,33 +349,51 @@ class StreamReader(asyncio.Protocol):
             ended.set_exception(exc)
 
 
+class _Link(enum.Enum):
+    """Where a :class:`CommandLink`'s connection is (one value, not several flags)."""
+
+    IDLE = "idle"
+    """No connection: the next batch connects."""
+    CONNECTING = "connecting"
+    """Connecting or logging in: batches wait for it (one written before the login's
+    replies are in would run unauthenticated, or in database 0)."""
+    READY = "ready"
+    """Logged in and in its database: batches are written at once."""
+    CLOSED = "closed"
+    """Closed for good: every batch fails."""
+
+
 class CommandLink(asyncio.Protocol):
     """Pipelined commands over one connection to ``target``: :meth:`execute` writes a
     batch in one write and returns its replies (error replies as :class:`RespError`
     values), in order. Batches may overlap; their replies come back in the order sent.
+
+    A batch is written only on a connection whose login (``AUTH``, ``SELECT``) Redis
+    has answered ``OK``; batches that come while it connects wait for that one connect.
+    With a ``timeout``, a batch not answered within it drops the connection (it and the
+    batches behind it fail); with None a batch waits as long as its connection lives
+    (for writes that must not be reported failed while Redis may still run them).
     """
 
-    def __init__(self, target: LeanTarget, timeout: float) -> None:
+    def __init__(self, target: LeanTarget, timeout: float | None) -> None:
         self._target = target
         self._timeout = timeout
+        self._state = _Link.IDLE
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._received = ReplyBuffer()
         self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
-        self._closed = False
 
     async def execute(self, commands: list[bytes]) -> list[Any]:
         """The replies of ``commands`` (each from :func:`command`); ConnectionError (or
         OSError, TimeoutError) when the connection fails or stays silent too long."""
-        if self._closed:
-            raise ConnectionError("the command link is closed")
-        if self._transport is None:
+        if self._state is not _Link.READY:
             await self._connect()
-        return await self._send(commands)
+        return await self._send(commands, self._timeout)
 
     def close(self) -> None:
         """Close for good: what is waiting fails, and so does every later batch."""
-        self._closed = True
+        self._state = _Link.CLOSED
         self._drop()
 
     def _drop(self) -> None:
@@ -383,31 +402,43 @@ class CommandLink(asyncio.Protocol):
             self._transport.abort()
 
     async def _connect(self) -> None:
+        """Make the link READY: connect and log in, or wait for the connect under way."""
+        if self._state is _Link.CLOSED:
+            raise ConnectionError("the command link is closed")
         if self._connecting is not None:  # another batch is connecting: wait for it
             await asyncio.shield(self._connecting)
             return
         loop = asyncio.get_running_loop()
-        self._connecting = loop.create_future()
+        connecting = self._connecting = loop.create_future()
+        self._state = _Link.CONNECTING
         try:
             await _open(self._target, self)
-            setup = _login(self._target)
-            if self._closed:  # closed while it connected
+            if self._state is _Link.CLOSED:  # closed while it connected
                 self._drop()
                 raise ConnectionError("the command link is closed")
+            setup = _login(self._target)
             if setup:
-                for reply in await self._send(setup):
+                for reply in await self._send(setup, _CONNECT_TIMEOUT):
                     if isinstance(reply, RespError):
                         self._drop()
                         raise reply
-            self._connecting.set_result(None)
+            if self._state is not _Link.CONNECTING:  # lost or closed meanwhile
+                raise ConnectionError("the command link's connection closed")
+            self._state = _Link.READY
+            connecting.set_result(None)
         except BaseException as exc:
-            self._connecting.set_exception(ConnectionError(f"Redis unreachable: {exc}"))
-            self._connecting.exception()  # the waiters' news, not the loop's
+            if self._state is _Link.CONNECTING:
+                self._state = _Link.IDLE
+                self._drop()
+            connecting.set_exception(ConnectionError(f"Redis unreachable: {exc}"))
+            connecting.exception()  # the waiters' news, not the loop's
             raise
         finally:
             self._connecting = None
 
-    async def _send(self, commands: list[bytes]) -> list[Any]:
+    async def _send(self, commands: list[bytes], limit: float | None) -> list[Any]:
+        """Write ``commands`` and await their replies (a connection unanswered for
+        ``limit`` seconds is dropped; None: no limit)."""
         transport = self._transport
         if transport is None:
             raise ConnectionError("the command link's connection closed")
@@ -415,24 +446,29 @@ class CommandLink(asyncio.Protocol):
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._waiting.append((len(commands), [], done))
         transport.write(b"".join(commands))
-        timer = loop.call_later(self._timeout, self._stalled, done)
+        if limit is None:
+            return await done
+        timer = loop.call_later(limit, self._stalled, done, limit)
         try:
             return await done
         finally:
             timer.cancel()
 
-    def _stalled(self, done: asyncio.Future[list[Any]]) -> None:
+    def _stalled(self, done: asyncio.Future[list[Any]], limit: float) -> None:
         if not done.done():
-            log.warning("Redis did not answer for %g s; reconnecting", self._timeout)
+            log.warning("Redis did not answer for %g s; reconnecting", limit)
             self._drop()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # not yet usable: execute() writes only once the state is READY (after the login)
         self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._state is not _Link.CLOSED:
+            self._state = _Link.IDLE
         self._received = ReplyBuffer()
         waiting, self._waiting = self._waiting, deque()
         for _, _, done in waiting:
