@@ -14,16 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
 
+from lobby import cluster
+from lobby.broker import Audience
 from lobby.cluster_limits import RedisBuckets
 from lobby.cluster_stream import ClusterStream
 from lobby.cluster_wire import CommandLink, LeanTarget, RespError, command
 from tests.lobby.cluster.procs import RedisServer
+from tests.lobby.support import fast_settings
 
 pytestmark = pytest.mark.cluster
 
@@ -344,3 +349,57 @@ async def test_a_link_without_a_timeout_waits_for_a_slow_redis_and_writes_once(
         writer.close()
         budgets.close()
         await admin.aclose()
+
+
+class _RecordingHub:
+    """What the broker hands to its hub: pushes delivered at once (``here``, the writer
+    gave up on Redis) and pushes read back from the stream."""
+
+    def __init__(self) -> None:
+        self.here: list[str] = []
+        self.streamed: list[str] = []
+        self.changed = asyncio.Event()
+
+    def on_join(self, hook: object) -> None:
+        pass  # no presences in this test
+
+    def on_leave(self, hook: object) -> None:
+        pass
+
+    def deliver(self, audience: Audience, text: str) -> None:
+        self.here.append(text)
+        self.changed.set()
+
+    def deliver_push(self, audience: Audience, push: Any) -> None:
+        self.streamed.append(str(push))
+        self.changed.set()
+
+
+async def test_the_broker_writer_waits_out_a_slow_redis_and_delivers_a_push_once(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push whose write Redis answers only after longer than the bounded wait (here
+    shortened to 0.2 s) is not given up on: it is not delivered here at once and then
+    again from the stream; it arrives once, from the stream, and nothing is dropped."""
+    monkeypatch.setattr(cluster, "_POOL_WAIT", 0.2)
+    client = await cluster.open_redis(redis_server.url)
+    settings = fast_settings(tmp_path, redis_url=redis_server.url, cluster_process_id="slow")
+    broker = cluster.RedisBroker(client, settings, time.time)
+    hub = _RecordingHub()
+    broker.attach(cast(Any, hub))
+    try:
+        await broker.start()
+        await client.client_pause(1500, all=False)  # writes wait until it ends (bounded)
+        broker.forward(Audience.everyone(), "slow but once")
+        async with asyncio.timeout(20):
+            while not hub.streamed and not hub.here:
+                hub.changed.clear()
+                await hub.changed.wait()
+            await broker.flushed()
+        assert hub.here == []
+        assert len(hub.streamed) == 1 and "slow but once" in hub.streamed[0]
+        assert broker.dropped == 0
+    finally:
+        await client.client_unpause()
+        await broker.close()
+        await client.aclose()
