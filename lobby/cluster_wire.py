@@ -9,7 +9,7 @@ process that has few of them. Two connections of the broker's own do without:
 
 * :class:`StreamReader` follows the stream with blocking ``XREAD`` s and does the
   whole cycle inside the transport's data callback: parse the reply (the few RESP2
-  forms a reply has, :func:`parse`), hand each entry to ``handle`` in stream order,
+  forms a reply has, :class:`ReplyBuffer`), hand each entry to ``handle`` in stream order,
   write the next ``XREAD``.
 * :class:`CommandLink` sends the broker writer's batches (``XADD``, ``HSET``, ...), the
   chat retry check and the shared rate-limit budgets' scripts, each batch in one write,
@@ -42,14 +42,12 @@ from protocol.errors import LobbyError
 __all__ = [
     "STALL_SECONDS",
     "CommandLink",
-    "Incomplete",
     "LeanTarget",
     "ReplyBuffer",
     "RespError",
     "StreamReader",
     "command",
     "lean_target",
-    "parse",
 ]
 
 log = logging.getLogger("lobby.cluster")
@@ -63,10 +61,6 @@ Handle = Callable[[str, str, str], None]
 
 class RespError(LobbyError):
     """Redis answered an error reply (``-ERR ...``)."""
-
-
-class Incomplete(LobbyError):
-    """The buffer ends before the reply does (the parser waits for more bytes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,45 +94,6 @@ def lean_target(pool: Any) -> LeanTarget | None:
     return None
 
 
-def parse(buf: bytes, pos: int = 0) -> tuple[Any, int]:
-    """The RESP2 reply starting at ``buf[pos]`` and the position after it.
-
-    Bulk strings are ``bytes``, arrays lists, nulls None, simple strings ``str``,
-    integers ``int`` and error replies :class:`RespError` instances (returned, not
-    raised). Raises :class:`Incomplete` if the buffer ends first, ``ValueError`` on
-    what is not RESP2.
-    """
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise Incomplete
-    kind = buf[pos]
-    if kind == 0x24:  # $ bulk string
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        stop = end + 2 + size
-        if len(buf) < stop + 2:
-            raise Incomplete
-        return buf[end + 2 : stop], stop + 2
-    if kind == 0x2A:  # * array
-        count = int(buf[pos + 1 : end])
-        pos = end + 2
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 0x2B:  # + simple string
-        return buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
-    if kind == 0x3A:  # : integer
-        return int(buf[pos + 1 : end]), end + 2
-    if kind == 0x2D:  # - error
-        return RespError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
-    raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 16])!r}")
-
-
 def command(*args: str | bytes) -> bytes:
     """``args`` as one RESP command (an array of bulk strings)."""
     parts = [b"*%d\r\n" % len(args)]
@@ -151,10 +106,15 @@ def command(*args: str | bytes) -> bytes:
 class ReplyBuffer:
     """What a connection received so far, cut into whole replies.
 
-    Parses incrementally: each byte is read once however the replies are cut into
+    Bulk strings come out as ``bytes``, arrays as lists, nulls as None, simple strings as
+    ``str``, integers as ``int`` and error replies as :class:`RespError` instances
+    (returned, not raised).
+
+    Parses incrementally: each element is decoded once however the replies are cut into
     pieces (an array whose elements have arrived so far keeps them; the next piece goes
     on from the first element it lacks), so a reply of many megabytes arriving in many
-    reads costs time linear in its size. Only a bulk string is waited for whole.
+    reads costs time linear in its size. A bulk string is waited for whole (its header
+    is read again on each read until then).
     """
 
     __slots__ = ("_buf", "_open")

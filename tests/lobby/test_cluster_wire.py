@@ -1,7 +1,7 @@
 """The cluster stream reader's RESP2 codec and connection target (no Redis needed).
 
-The reader itself, against a real redis-server, is tested in
-``tests/lobby/cluster/test_cluster_stream_reader.py``.
+The reader and the command link, against a real redis-server, are tested in
+``tests/lobby/cluster/test_cluster_wire_redis.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from lobby.cluster_wire import (
-    Incomplete,
     LeanTarget,
     ReplyBuffer,
     RespError,
     command,
     lean_target,
-    parse,
 )
 
 # An XREAD reply of two entries (RESP2), as Redis writes it.
@@ -40,7 +38,7 @@ XREAD_VALUE = [
 
 
 def test_an_xread_reply_parses_to_its_nested_lists() -> None:
-    assert parse(XREAD_REPLY) == (XREAD_VALUE, len(XREAD_REPLY))
+    assert ReplyBuffer().feed(XREAD_REPLY) == [XREAD_VALUE]
 
 
 @pytest.mark.parametrize(
@@ -56,32 +54,31 @@ def test_an_xread_reply_parses_to_its_nested_lists() -> None:
     ],
 )
 def test_each_reply_form(wire: bytes, value: Any) -> None:
-    assert parse(wire + b"+next\r\n") == (value, len(wire))
+    assert ReplyBuffer().feed(wire + b"+next\r\n") == [value, "next"]
 
 
 def test_an_error_reply_is_returned_not_raised() -> None:
-    reply, end = parse(b"-NOAUTH Authentication required.\r\n")
+    (reply,) = ReplyBuffer().feed(b"-NOAUTH Authentication required.\r\n")
     assert isinstance(reply, RespError) and str(reply) == "NOAUTH Authentication required."
-    assert end == 34
 
 
 def test_a_reply_cut_anywhere_is_incomplete_until_its_last_byte() -> None:
     for cut in range(len(XREAD_REPLY)):
-        with pytest.raises(Incomplete):
-            parse(XREAD_REPLY[:cut])
+        received = ReplyBuffer()
+        assert received.feed(XREAD_REPLY[:cut]) == []
+        assert received.feed(XREAD_REPLY[cut:]) == [XREAD_VALUE]
 
 
 def test_what_is_not_resp2_is_refused() -> None:
     with pytest.raises(ValueError, match="not a RESP2 reply"):
-        parse(b"HTTP/1.1 400\r\n")
+        ReplyBuffer().feed(b"HTTP/1.1 400\r\n")
 
 
 def test_a_command_is_an_array_of_bulk_strings() -> None:
     wire = command("XREAD", "BLOCK", b"1000", "STREAMS", "k\u00e9y", "0-0")
-    assert parse(wire) == (
-        [b"XREAD", b"BLOCK", b"1000", b"STREAMS", "k\u00e9y".encode(), b"0-0"],
-        len(wire),
-    )
+    assert ReplyBuffer().feed(wire) == [
+        [b"XREAD", b"BLOCK", b"1000", b"STREAMS", "k\u00e9y".encode(), b"0-0"]
+    ]
 
 
 @pytest.mark.parametrize(
