@@ -200,8 +200,13 @@ class RedisBroker:
         self._stream = ClusterStream(client, f"{prefix}:stream", keep)
         target = lean_target(client.connection_pool)
         self.link = None if target is None else CommandLink(target, _POOL_WAIT)
-        """This process's own connection for the writer's batches and the hot reads (the
-        retry check, the shared rate-limit budgets); None: those go through the pool."""
+        """This process's own connection for the hot reads (the retry check, the shared
+        rate-limit budgets), which a request waits for: bounded by ``_POOL_WAIT``. None:
+        they go through the pool."""
+        # The writer's own connection waits for Redis however slow (only a lost connection
+        # fails a batch): a batch given up on while Redis may still run it would be
+        # delivered here twice, once at once and once from the stream.
+        self._writer_link = None if target is None else CommandLink(target, None)
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
         self._watchers: dict[str, list[Callable[[str], None]]] = {}
@@ -260,8 +265,9 @@ class RedisBroker:
                 await task
         self._tasks = []
         self._departures.clear()
-        if self.link is not None:
-            self.link.close()
+        for link in (self.link, self._writer_link):
+            if link is not None:
+                link.close()
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key, self._presence_key(self.process_id))
             await self._stream.append(_EVENT, f"P{_SEP}{self.process_id}")
@@ -359,7 +365,7 @@ class RedisBroker:
         try:
             if self.link is None:
                 return bool(await self._redis.exists(self._once_prefix + key))
-            # over the writer's connection: no pool checkout on every chat's path
+            # over the broker's own connection: no pool checkout on every chat's path
             (found,) = await self.link.execute([resp_command("EXISTS", self._once_prefix + key)])
             if isinstance(found, RespError):
                 raise found
@@ -518,8 +524,8 @@ class RedisBroker:
             while len(batch) < _WRITE_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                if self.link is not None:
-                    results = await self.link.execute([self._pack(c) for c in batch])
+                if self._writer_link is not None:
+                    results = await self._writer_link.execute([self._pack(c) for c in batch])
                     for result in results:
                         if isinstance(result, RespError):
                             raise result

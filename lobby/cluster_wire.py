@@ -9,7 +9,7 @@ process that has few of them. Two connections of the broker's own do without:
 
 * :class:`StreamReader` follows the stream with blocking ``XREAD`` s and does the
   whole cycle inside the transport's data callback: parse the reply (the few RESP2
-  forms a reply has, :func:`parse`), hand each entry to ``handle`` in stream order,
+  forms a reply has, :class:`ReplyBuffer`), hand each entry to ``handle`` in stream order,
   write the next ``XREAD``.
 * :class:`CommandLink` sends the broker writer's batches (``XADD``, ``HSET``, ...), the
   chat retry check and the shared rate-limit budgets' scripts, each batch in one write,
@@ -22,14 +22,15 @@ credential provider) the broker goes through the redis client.
 A reader whose connection closes, answers an error or stays silent for
 :data:`STALL_SECONDS` past its blocking read's limit ends :meth:`StreamReader.run` with
 the reason; the caller reconnects and reads on from :attr:`StreamReader.last`, the id of
-the last entry handed over. A link whose batch is not answered within its timeout drops
-the connection (that batch fails with :class:`ConnectionError`) and connects again on
-the next batch.
+the last entry handed over. A link with a timeout whose batch is not answered within it
+drops the connection (that batch fails with :class:`ConnectionError`) and connects again
+on the next batch; a link without one waits for Redis as long as the connection lives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -41,14 +42,12 @@ from protocol.errors import LobbyError
 __all__ = [
     "STALL_SECONDS",
     "CommandLink",
-    "Incomplete",
     "LeanTarget",
     "ReplyBuffer",
     "RespError",
     "StreamReader",
     "command",
     "lean_target",
-    "parse",
 ]
 
 log = logging.getLogger("lobby.cluster")
@@ -62,10 +61,6 @@ Handle = Callable[[str, str, str], None]
 
 class RespError(LobbyError):
     """Redis answered an error reply (``-ERR ...``)."""
-
-
-class Incomplete(LobbyError):
-    """The buffer ends before the reply does (the parser waits for more bytes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,45 +94,6 @@ def lean_target(pool: Any) -> LeanTarget | None:
     return None
 
 
-def parse(buf: bytes, pos: int = 0) -> tuple[Any, int]:
-    """The RESP2 reply starting at ``buf[pos]`` and the position after it.
-
-    Bulk strings are ``bytes``, arrays lists, nulls None, simple strings ``str``,
-    integers ``int`` and error replies :class:`RespError` instances (returned, not
-    raised). Raises :class:`Incomplete` if the buffer ends first, ``ValueError`` on
-    what is not RESP2.
-    """
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise Incomplete
-    kind = buf[pos]
-    if kind == 0x24:  # $ bulk string
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        stop = end + 2 + size
-        if len(buf) < stop + 2:
-            raise Incomplete
-        return buf[end + 2 : stop], stop + 2
-    if kind == 0x2A:  # * array
-        count = int(buf[pos + 1 : end])
-        pos = end + 2
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 0x2B:  # + simple string
-        return buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
-    if kind == 0x3A:  # : integer
-        return int(buf[pos + 1 : end]), end + 2
-    if kind == 0x2D:  # - error
-        return RespError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
-    raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 16])!r}")
-
-
 def command(*args: str | bytes) -> bytes:
     """``args`` as one RESP command (an array of bulk strings)."""
     parts = [b"*%d\r\n" % len(args)]
@@ -148,26 +104,82 @@ def command(*args: str | bytes) -> bytes:
 
 
 class ReplyBuffer:
-    """What a connection received so far, cut into whole replies."""
+    """What a connection received so far, cut into whole replies.
 
-    __slots__ = ("_buf",)
+    Bulk strings come out as ``bytes``, arrays as lists, nulls as None, simple strings as
+    ``str``, integers as ``int`` and error replies as :class:`RespError` instances
+    (returned, not raised).
+
+    Parses incrementally: each element is decoded once however the replies are cut into
+    pieces (an array whose elements have arrived so far keeps them; the next piece goes
+    on from the first element it lacks), so a reply of many megabytes arriving in many
+    reads costs time linear in its size. A bulk string is waited for whole (its header
+    is read again on each read until then).
+    """
+
+    __slots__ = ("_buf", "_open")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = bytearray()
+        # the arrays under way, outermost first: (their length, their elements so far)
+        self._open: list[tuple[int, list[Any]]] = []
 
     def feed(self, data: bytes) -> list[Any]:
         """The replies ``data`` completes, in order (the rest waits for more); ValueError
-        on what is not RESP2."""
-        buf = self._buf + data if self._buf else data
+        on what is not RESP2 (the buffer is then unusable: drop the connection)."""
+        buf: bytes | bytearray
+        if self._buf:
+            buf = self._buf
+            buf += data
+        else:
+            buf = data  # the usual case: nothing pending, parse the read itself
+        opened = self._open
+        replies: list[Any] = []
         pos, size = 0, len(buf)
-        replies = []
+        item: Any
         while pos < size:
-            try:
-                reply, pos = parse(buf, pos)
-            except Incomplete:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
                 break
-            replies.append(reply)
-        self._buf = buf[pos:]
+            kind = buf[pos]
+            if kind == 0x24:  # $ bulk string
+                length = int(buf[pos + 1 : end])
+                if length < 0:
+                    item, pos = None, end + 2
+                else:
+                    stop = end + 2 + length
+                    if size < stop + 2:
+                        break  # wait for the whole string (its header is read again then)
+                    item, pos = bytes(buf[end + 2 : stop]), stop + 2
+            elif kind == 0x2A:  # * array
+                count = int(buf[pos + 1 : end])
+                pos = end + 2
+                if count > 0:
+                    opened.append((count, []))
+                    continue
+                item = None if count < 0 else []
+            elif kind == 0x2B:  # + simple string
+                item, pos = buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
+            elif kind == 0x3A:  # : integer
+                item, pos = int(buf[pos + 1 : end]), end + 2
+            elif kind == 0x2D:  # - error
+                item, pos = RespError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
+            else:
+                raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 16])!r}")
+            # ``item`` is whole: it completes the arrays it ends, innermost first
+            while opened:
+                count, items = opened[-1]
+                items.append(item)
+                if len(items) < count:
+                    break
+                opened.pop()
+                item = items
+            else:
+                replies.append(item)
+        if buf is data:
+            self._buf = bytearray(data[pos:]) if pos < size else bytearray()
+        else:
+            del self._buf[:pos]  # cheap: a bytearray drops its head without moving the rest
         return replies
 
 
@@ -297,33 +309,51 @@ class StreamReader(asyncio.Protocol):
             ended.set_exception(exc)
 
 
+class _Link(enum.Enum):
+    """Where a :class:`CommandLink`'s connection is (one value, not several flags)."""
+
+    IDLE = "idle"
+    """No connection: the next batch connects."""
+    CONNECTING = "connecting"
+    """Connecting or logging in: batches wait for it (one written before the login's
+    replies are in would run unauthenticated, or in database 0)."""
+    READY = "ready"
+    """Logged in and in its database: batches are written at once."""
+    CLOSED = "closed"
+    """Closed for good: every batch fails."""
+
+
 class CommandLink(asyncio.Protocol):
     """Pipelined commands over one connection to ``target``: :meth:`execute` writes a
     batch in one write and returns its replies (error replies as :class:`RespError`
     values), in order. Batches may overlap; their replies come back in the order sent.
+
+    A batch is written only on a connection whose login (``AUTH``, ``SELECT``) Redis
+    has answered ``OK``; batches that come while it connects wait for that one connect.
+    With a ``timeout``, a batch not answered within it drops the connection (it and the
+    batches behind it fail); with None a batch waits as long as its connection lives
+    (for writes that must not be reported failed while Redis may still run them).
     """
 
-    def __init__(self, target: LeanTarget, timeout: float) -> None:
+    def __init__(self, target: LeanTarget, timeout: float | None) -> None:
         self._target = target
         self._timeout = timeout
+        self._state = _Link.IDLE
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._received = ReplyBuffer()
         self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
-        self._closed = False
 
     async def execute(self, commands: list[bytes]) -> list[Any]:
         """The replies of ``commands`` (each from :func:`command`); ConnectionError (or
         OSError, TimeoutError) when the connection fails or stays silent too long."""
-        if self._closed:
-            raise ConnectionError("the command link is closed")
-        if self._transport is None:
+        if self._state is not _Link.READY:
             await self._connect()
-        return await self._send(commands)
+        return await self._send(commands, self._timeout)
 
     def close(self) -> None:
         """Close for good: what is waiting fails, and so does every later batch."""
-        self._closed = True
+        self._state = _Link.CLOSED
         self._drop()
 
     def _drop(self) -> None:
@@ -332,31 +362,43 @@ class CommandLink(asyncio.Protocol):
             self._transport.abort()
 
     async def _connect(self) -> None:
+        """Make the link READY: connect and log in, or wait for the connect under way."""
+        if self._state is _Link.CLOSED:
+            raise ConnectionError("the command link is closed")
         if self._connecting is not None:  # another batch is connecting: wait for it
             await asyncio.shield(self._connecting)
             return
         loop = asyncio.get_running_loop()
-        self._connecting = loop.create_future()
+        connecting = self._connecting = loop.create_future()
+        self._state = _Link.CONNECTING
         try:
             await _open(self._target, self)
-            setup = _login(self._target)
-            if self._closed:  # closed while it connected
+            if self._state is _Link.CLOSED:  # closed while it connected
                 self._drop()
                 raise ConnectionError("the command link is closed")
+            setup = _login(self._target)
             if setup:
-                for reply in await self._send(setup):
+                for reply in await self._send(setup, _CONNECT_TIMEOUT):
                     if isinstance(reply, RespError):
                         self._drop()
                         raise reply
-            self._connecting.set_result(None)
+            if self._state is not _Link.CONNECTING:  # lost or closed meanwhile
+                raise ConnectionError("the command link's connection closed")
+            self._state = _Link.READY
+            connecting.set_result(None)
         except BaseException as exc:
-            self._connecting.set_exception(ConnectionError(f"Redis unreachable: {exc}"))
-            self._connecting.exception()  # the waiters' news, not the loop's
+            if self._state is _Link.CONNECTING:
+                self._state = _Link.IDLE
+                self._drop()
+            connecting.set_exception(ConnectionError(f"Redis unreachable: {exc}"))
+            connecting.exception()  # the waiters' news, not the loop's
             raise
         finally:
             self._connecting = None
 
-    async def _send(self, commands: list[bytes]) -> list[Any]:
+    async def _send(self, commands: list[bytes], limit: float | None) -> list[Any]:
+        """Write ``commands`` and await their replies (a connection unanswered for
+        ``limit`` seconds is dropped; None: no limit)."""
         transport = self._transport
         if transport is None:
             raise ConnectionError("the command link's connection closed")
@@ -364,24 +406,29 @@ class CommandLink(asyncio.Protocol):
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._waiting.append((len(commands), [], done))
         transport.write(b"".join(commands))
-        timer = loop.call_later(self._timeout, self._stalled, done)
+        if limit is None:
+            return await done
+        timer = loop.call_later(limit, self._stalled, done, limit)
         try:
             return await done
         finally:
             timer.cancel()
 
-    def _stalled(self, done: asyncio.Future[list[Any]]) -> None:
+    def _stalled(self, done: asyncio.Future[list[Any]], limit: float) -> None:
         if not done.done():
-            log.warning("Redis did not answer for %g s; reconnecting", self._timeout)
+            log.warning("Redis did not answer for %g s; reconnecting", limit)
             self._drop()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # not yet usable: execute() writes only once the state is READY (after the login)
         self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._state is not _Link.CLOSED:
+            self._state = _Link.IDLE
         self._received = ReplyBuffer()
         waiting, self._waiting = self._waiting, deque()
         for _, _, done in waiting:

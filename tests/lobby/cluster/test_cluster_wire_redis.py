@@ -5,7 +5,8 @@ and in the stream's order, in replies that arrive in many pieces, across a conne
 Redis kills (the reader reconnects and reads on from the last entry it handed over),
 and with a user, a password and a database number. The command link: overlapping
 batches answered in order, a killed connection failing its batch, the next one
-reconnecting, the login and the database.
+reconnecting, the login and the database (also for batches that come while it logs in),
+and a link without a timeout waiting out a slow Redis.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
 
+from lobby import cluster
+from lobby.broker import Audience
 from lobby.cluster_limits import RedisBuckets
 from lobby.cluster_stream import ClusterStream
 from lobby.cluster_wire import CommandLink, LeanTarget, RespError, command
 from tests.lobby.cluster.procs import RedisServer
+from tests.lobby.support import fast_settings
 
 pytestmark = pytest.mark.cluster
 
@@ -265,3 +271,135 @@ async def test_a_batch_left_unanswered_drops_the_link_which_connects_again(
         link.close()
     with pytest.raises(ConnectionError, match="closed"):
         await link.execute([command("PING")])
+
+
+@pytest.mark.parametrize("login", ["password", "database", "both"])
+async def test_batches_arriving_while_the_link_logs_in_wait_for_its_login(
+    redis_server: RedisServer, login: str
+) -> None:
+    """Callers that come while a fresh link connects (at every step of it, one per loop
+    iteration) are written only after its AUTH and SELECT are answered: each runs as the
+    link's user (a Redis that requires a password would refuse one written before the
+    AUTH with NOAUTH), and every XADD lands in the link's database, not in database 0."""
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    user, db = f"login-{next(_keys)}", 0 if login == "password" else 6
+    auth: dict[str, Any] = {"db": db}
+    if login != "database":
+        await admin.acl_setuser(
+            user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+        )
+        auth |= {"username": user, "password": "pw"}
+    link = CommandLink(_target(redis_server, **auth), timeout=10.0)
+    key = f"test-link-{next(_keys)}"
+    callers = 200
+
+    async def add(i: int) -> Any:
+        for _ in range(i):  # arrive on the i-th loop iteration after the first caller
+            await asyncio.sleep(0)
+        return await link.execute(
+            [command("XADD", key, "*", "n", str(i)), command("ACL", "WHOAMI")]
+        )
+
+    try:
+        replies = await asyncio.gather(*(add(i) for i in range(callers)))
+        assert [r for r, _ in replies if not isinstance(r, bytes)] == []
+        # each ran as the link's user (one written before the AUTH would run as default)
+        assert {whoami for _, whoami in replies} == {
+            user.encode() if login != "database" else b"default"
+        }
+        in_db = aioredis.Redis(port=redis_server.port, db=db, decode_responses=True)
+        try:
+            assert await in_db.xlen(key) == callers
+        finally:
+            await in_db.aclose()
+        if db:
+            assert await admin.exists(key) == 0  # nothing went to database 0
+    finally:
+        link.close()
+        if login != "database":
+            await admin.acl_deluser(user)
+        await admin.aclose()
+
+
+async def test_a_link_without_a_timeout_waits_for_a_slow_redis_and_writes_once(
+    redis_server: RedisServer,
+) -> None:
+    """The broker writer's link (no timeout): a batch Redis answers only after longer
+    than the budgets' link waits is answered, not failed, and runs once; the budgets'
+    link (a timeout) gives up on it meanwhile, so a request does not hang on Redis."""
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    writer = CommandLink(_target(redis_server), timeout=None)
+    budgets = CommandLink(_target(redis_server), timeout=0.2)
+    key = f"test-link-{next(_keys)}"
+    try:
+        await writer.execute([command("PING")])
+        await budgets.execute([command("PING")])
+        # writes wait until the pause ends (bounded: 1.5 s)
+        await admin.client_pause(1500, all=False)
+        slow = asyncio.ensure_future(writer.execute([command("XADD", key, "*", "n", "1")]))
+        with pytest.raises(ConnectionError):
+            await budgets.execute([command("INCR", key + ":n")])
+        assert not slow.done()  # the budgets' timeout has passed: the writer still waits
+        async with asyncio.timeout(20):
+            (entry_id,) = await slow
+        assert isinstance(entry_id, bytes)
+        assert [i for i, _ in await admin.xrange(key) or ()] == [entry_id.decode()]
+    finally:
+        await admin.client_unpause()
+        writer.close()
+        budgets.close()
+        await admin.aclose()
+
+
+class _RecordingHub:
+    """What the broker hands to its hub: pushes delivered at once (``here``, the writer
+    gave up on Redis) and pushes read back from the stream."""
+
+    def __init__(self) -> None:
+        self.here: list[str] = []
+        self.streamed: list[str] = []
+        self.changed = asyncio.Event()
+
+    def on_join(self, hook: object) -> None:
+        pass  # no presences in this test
+
+    def on_leave(self, hook: object) -> None:
+        pass
+
+    def deliver(self, audience: Audience, text: str) -> None:
+        self.here.append(text)
+        self.changed.set()
+
+    def deliver_push(self, audience: Audience, push: Any) -> None:
+        self.streamed.append(str(push))
+        self.changed.set()
+
+
+async def test_the_broker_writer_waits_out_a_slow_redis_and_delivers_a_push_once(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push whose write Redis answers only after longer than the bounded wait (here
+    shortened to 0.2 s) is not given up on: it is not delivered here at once and then
+    again from the stream; it arrives once, from the stream, and nothing is dropped."""
+    monkeypatch.setattr(cluster, "_POOL_WAIT", 0.2)
+    client = await cluster.open_redis(redis_server.url)
+    settings = fast_settings(tmp_path, redis_url=redis_server.url, cluster_process_id="slow")
+    broker = cluster.RedisBroker(client, settings, time.time)
+    hub = _RecordingHub()
+    broker.attach(cast(Any, hub))
+    try:
+        await broker.start()
+        await client.client_pause(1500, all=False)  # writes wait until it ends (bounded)
+        broker.forward(Audience.everyone(), "slow but once")
+        async with asyncio.timeout(20):
+            while not hub.streamed and not hub.here:
+                hub.changed.clear()
+                await hub.changed.wait()
+            await broker.flushed()
+        assert hub.here == []
+        assert len(hub.streamed) == 1 and "slow but once" in hub.streamed[0]
+        assert broker.dropped == 0
+    finally:
+        await client.client_unpause()
+        await broker.close()
+        await client.aclose()
