@@ -49,9 +49,10 @@ replaced. (That serves clients without cursors; a client with one is replayed
 from the stream.)
 
 The stream is read, and the writer's batches, the chat retry check and the shared
-rate-limit budgets are sent, over two connections of the process's own
-(:mod:`lobby.cluster_wire`: no pool checkout, no task per read); everything else goes
-through the redis client's pool.
+rate-limit budgets are sent, over three connections of the process's own
+(:mod:`lobby.cluster_wire`: no pool checkout, no task per read): the reader's, the
+writer's (which waits for Redis as long as the connection lives) and one with a bounded
+wait for the rest; everything else goes through the redis client's pool.
 
 Every process keeps a replica of the directory (character -> process, session
 -> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)

@@ -5,15 +5,17 @@ and writes every push it sequences. Through the redis client each read or pipeli
 pool checkout, a timeout task, packed commands and a general RESP3 parser, all in
 Python: about 0.4 ms of CPU per chat in each process (measured on a 2-core machine),
 a tenth of what delivering it to 333 local players costs, and most of the work of a
-process that has few of them. Two connections of the broker's own do without:
+process that has few of them. Connections of the broker's own do without:
 
 * :class:`StreamReader` follows the stream with blocking ``XREAD`` s and does the
   whole cycle inside the transport's data callback: parse the reply (the few RESP2
   forms a reply has, :class:`ReplyBuffer`), hand each entry to ``handle`` in stream order,
   write the next ``XREAD``.
-* :class:`CommandLink` sends the broker writer's batches (``XADD``, ``HSET``, ...), the
-  chat retry check and the shared rate-limit budgets' scripts, each batch in one write,
-  pipelined, and returns their replies in order.
+* :class:`CommandLink` sends batches of commands, each in one write, pipelined, and
+  returns their replies in order. The broker has two: its writer's (``XADD``, ``HSET``,
+  ...), which waits for Redis as long as the connection lives (a batch Redis may still
+  run must not be delivered here too), and one with a bounded wait for the chat retry
+  check and the shared rate-limit budgets' scripts (a request must not hang on Redis).
 
 They speak for plain TCP and Unix-socket Redis URLs, with or without a user and a
 password and a database number (:func:`lean_target`); for anything else (TLS, a
