@@ -51,8 +51,8 @@ from the stream.)
 The stream is read, and the writer's batches, the chat retry check and the shared
 rate-limit budgets are sent, over three connections of the process's own
 (:mod:`lobby.cluster_wire`: no pool checkout, no task per read): the reader's, the
-writer's (which waits for Redis as long as the connection lives) and one with a bounded
-wait for the rest; everything else goes through the redis client's pool.
+writer's (which waits for Redis far longer) and one with a short bounded wait for the
+rest; everything else goes through the redis client's pool.
 
 Every process keeps a replica of the directory (character -> process, session
 -> process), so the hub's sync calls (``send_to_character``, ``online_elsewhere``)
@@ -123,6 +123,9 @@ _POOL_SIZE = 64
 """Redis connections of one process (the stream reader holds one)."""
 _POOL_WAIT = 5.0
 """Seconds a command waits for a free connection before it fails."""
+_WRITE_WAIT = 30.0
+"""Seconds the writer's batch waits for Redis's reply before its connection is dropped
+(the batch is then delivered here only)."""
 _QUEUE_MAX = 100_000
 _GONE_CLAIM_TTL = 3600
 """Seconds the claim on a dead process's departures is kept: far past the moment every
@@ -204,10 +207,11 @@ class RedisBroker:
         """This process's own connection for the hot reads (the retry check, the shared
         rate-limit budgets), which a request waits for: bounded by ``_POOL_WAIT``. None:
         they go through the pool."""
-        # The writer's own connection waits for Redis however slow (only a lost connection
-        # fails a batch): a batch given up on while Redis may still run it would be
-        # delivered here twice, once at once and once from the stream.
-        self._writer_link = None if target is None else CommandLink(target, None)
+        # The writer's own connection waits for Redis far longer than the hot reads do: a
+        # batch given up on while Redis may still run it would be delivered here twice,
+        # once at once and once from the stream. It is still bounded (_WRITE_WAIT), so a
+        # connection that stops answering cannot hold every later push for good.
+        self._writer_link = None if target is None else CommandLink(target, _WRITE_WAIT)
         self._lock_prefix = f"{prefix}:lock:"
         self._release: Callable[..., Awaitable[Any]] = client.register_script(_RELEASE_LUA)
         self._watchers: dict[str, list[Callable[[str], None]]] = {}

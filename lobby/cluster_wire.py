@@ -13,8 +13,8 @@ process that has few of them. Connections of the broker's own do without:
   write the next ``XREAD``.
 * :class:`CommandLink` sends batches of commands, each in one write, pipelined, and
   returns their replies in order. The broker has two: its writer's (``XADD``, ``HSET``,
-  ...), which waits for Redis as long as the connection lives (a batch Redis may still
-  run must not be delivered here too), and one with a bounded wait for the chat retry
+  ...), which waits for Redis far longer (a batch Redis may still run must not be
+  delivered here too), and one with a short bounded wait for the chat retry
   check and the shared rate-limit budgets' scripts (a request must not hang on Redis).
 
 They speak for plain TCP and Unix-socket Redis URLs, with or without a user and a
