@@ -129,9 +129,7 @@ class ClusterStream:
                 raise
             except Exception as exc:
                 last = reader.last
-                log.warning("cluster stream unreadable (%s); reading again", exc)
-                await asyncio.sleep(pause)
-                await recover()
+                await _read_again(exc, pause, recover)
 
     async def _follow_with_client(
         self,
@@ -157,9 +155,7 @@ class ClusterStream:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("cluster stream unreadable (%s); reading again", exc)
-                    await asyncio.sleep(pause)
-                    await recover()
+                    await _read_again(exc, pause, recover)
                     continue
                 for _name, entries in reply or ():
                     for entry_id, fields in entries:
@@ -201,3 +197,13 @@ class ClusterStream:
 
 def _fields(fields: Mapping[Any, Any]) -> tuple[str, str]:
     return str(fields.get("k", "")), str(fields.get("d", ""))
+
+
+async def _read_again(
+    exc: BaseException, pause: float, recover: Callable[[], Awaitable[None]]
+) -> None:
+    """After a failed read of the stream: say so, wait ``pause`` (a back-off, so a Redis
+    that is down is not hammered) and ``await recover()`` before the next read."""
+    log.warning("cluster stream unreadable (%s); reading again", exc)
+    await asyncio.sleep(pause)
+    await recover()
